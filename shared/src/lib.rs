@@ -1,0 +1,13 @@
+//! The ad-event domain of tally.
+//!
+//! Everything here is pure: no AWS SDK, no Lambda runtime, no I/O. The functions under
+//! `functions/` are thin shells around these modules.
+
+pub mod enrich;
+pub mod event;
+pub mod hll;
+pub mod ingest;
+pub mod partition;
+pub mod rollup;
+pub mod scaling;
+pub mod wire;

@@ -1,0 +1,34 @@
+//! `cargo xtask` — the commands of tally. This file only parses flags and dispatches;
+//! each command lives in its own module with one `run`.
+
+mod flags;
+mod synth;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cmd = match flags::parse(std::env::args_os().skip(1)) {
+        Ok(cmd) => cmd,
+        Err(error) => {
+            eprintln!("error: {error:#}\n\n{}", flags::USAGE);
+            return ExitCode::from(2);
+        }
+    };
+    let result = match cmd {
+        flags::Cmd::Help => {
+            println!("{}", flags::USAGE);
+            Ok(())
+        }
+        flags::Cmd::Synth(cmd) => cmd.run(),
+        flags::Cmd::NotYet(name) => Err(anyhow::anyhow!(
+            "`cargo xtask {name}` is not implemented yet; see the open issues (`issues`) for its status"
+        )),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
