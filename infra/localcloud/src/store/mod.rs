@@ -1,0 +1,1 @@
+//! Persistence of the local AWS endpoint under a state directory.
