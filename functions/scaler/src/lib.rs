@@ -1,0 +1,1 @@
+//! tally-scaler (being written).
