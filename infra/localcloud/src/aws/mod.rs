@@ -1,1 +1,367 @@
 //! The local AWS endpoint: Kinesis, DynamoDB, SQS and S3 over their wire protocols on one port.
+//!
+//! The real `aws-sdk-*` clients talk to it unchanged when `AWS_ENDPOINT_URL` points at it. Requests are routed
+//! by protocol:
+//!
+//! * `X-Amz-Target: Kinesis_20131202.<Op>` — Kinesis, awsJson1.1 ([`kinesis`]);
+//! * `X-Amz-Target: DynamoDB_20120810.<Op>` — DynamoDB, awsJson1.0 ([`dynamodb`]);
+//! * `X-Amz-Target: AmazonSQS.<Op>` — SQS, awsJson1.0 ([`sqs`]);
+//! * anything else — S3 REST, path-style (`/bucket/key`) or virtual-hosted (`bucket.localhost`) ([`s3`]).
+//!
+//! Signatures (SigV4) are accepted without being checked: the endpoint listens on 127.0.0.1 only and has one
+//! account (`123456789012`) and one region (`us-east-1` unless configured otherwise).
+//!
+//! Errors have AWS's shapes and statuses, so the SDKs' retry classifiers behave as against AWS: JSON protocols
+//! answer `{"__type": ..., "message": ...}` (400 for client errors and throttling, 500 for internal failures);
+//! S3 answers `<Error><Code>..</Code><Message>..</Message></Error>`. An operation the local cloud does not
+//! implement answers `UnknownOperationException` (S3: `NotImplemented`, 501) with the message
+//! "operation X is not supported by the tally local cloud".
+//!
+//! **API Boundary:** [`LocalAws`] is the state of all four services; [`handle`] turns one HTTP request into
+//! one response without a socket (tests call it directly), [`serve`] runs it on a listener. The in-process
+//! Kinesis API for event source mappings is [`kinesis::Kinesis`].
+
+pub mod dynamodb;
+pub mod kinesis;
+pub mod s3;
+pub mod sqs;
+
+use std::convert::Infallible;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::{Request, Response, StatusCode};
+use serde_json::{json, Value};
+
+/// The account id of every ARN the local cloud makes.
+pub const ACCOUNT_ID: &str = "123456789012";
+
+/// Largest request body accepted (S3 objects included).
+const MAX_BODY: usize = 64 * 1024 * 1024;
+
+/// The four services of the local endpoint, with their state.
+#[derive(Debug)]
+pub struct LocalAws {
+    pub region: String,
+    pub kinesis: kinesis::Kinesis,
+    pub dynamodb: dynamodb::DynamoDb,
+    pub sqs: sqs::Sqs,
+    pub s3: s3::S3,
+    state_dir: Option<PathBuf>,
+}
+
+impl LocalAws {
+    /// Services whose state lives in memory only (tests).
+    pub fn ephemeral() -> Arc<LocalAws> {
+        let region = "us-east-1".to_owned();
+        Arc::new(LocalAws {
+            kinesis: kinesis::Kinesis::new(&region, None),
+            dynamodb: dynamodb::DynamoDb::new(&region, None),
+            sqs: sqs::Sqs::new(&region, None),
+            s3: s3::S3::new(None),
+            region,
+            state_dir: None,
+        })
+    }
+
+    /// Services persisted under `dir` (see [`crate::store`]), reloading whatever an earlier run left there.
+    pub fn open(dir: &Path) -> Result<Arc<LocalAws>, AwsError> {
+        let region = "us-east-1".to_owned();
+        std::fs::create_dir_all(dir).map_err(|e| AwsError::storage(dir, e))?;
+        Ok(Arc::new(LocalAws {
+            kinesis: kinesis::Kinesis::open(&region, &dir.join("kinesis"))?,
+            dynamodb: dynamodb::DynamoDb::open(&region, &dir.join("dynamodb"))?,
+            sqs: sqs::Sqs::open(&region, &dir.join("sqs"))?,
+            s3: s3::S3::open(&dir.join("s3"))?,
+            region,
+            state_dir: Some(dir.to_owned()),
+        }))
+    }
+
+    /// Where the state is kept, if anywhere.
+    pub fn state_dir(&self) -> Option<&Path> {
+        self.state_dir.as_deref()
+    }
+}
+
+/// An error as AWS answers it: an HTTP status, an error code (`__type` / `<Code>`) and a message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct AwsError {
+    pub status: u16,
+    pub code: String,
+    pub message: String,
+}
+
+impl AwsError {
+    /// A 400 client error.
+    pub fn client(code: &str, message: impl Into<String>) -> AwsError {
+        AwsError {
+            status: 400,
+            code: code.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    /// A 400 `ValidationException` (DynamoDB) / `InvalidArgumentException` (Kinesis) style error.
+    pub fn validation(message: impl Into<String>) -> AwsError {
+        AwsError::client("ValidationException", message)
+    }
+
+    /// An operation the local cloud does not implement.
+    pub fn unsupported(service: &str, operation: &str) -> AwsError {
+        AwsError::client(
+            "UnknownOperationException",
+            format!("operation {service}.{operation} is not supported by the tally local cloud"),
+        )
+    }
+
+    /// The state directory could not be read or written: a 500, so SDKs retry.
+    pub fn storage(path: &Path, error: std::io::Error) -> AwsError {
+        AwsError {
+            status: 500,
+            code: "InternalFailure".to_owned(),
+            message: format!("local cloud storage failed at {}: {error}", path.display()),
+        }
+    }
+
+    pub fn internal(message: impl Into<String>) -> AwsError {
+        AwsError {
+            status: 500,
+            code: "InternalFailure".to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Epoch seconds as the JSON protocols' timestamps (a number with a fraction).
+pub(crate) fn epoch_seconds(ms: i64) -> Value {
+    json!(ms as f64 / 1000.0)
+}
+
+/// Runs the endpoint on `listener` until the task is dropped: HTTP/1.1, one task per connection.
+pub async fn serve(listener: tokio::net::TcpListener, aws: Arc<LocalAws>) -> std::io::Result<()> {
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let _ = stream.set_nodelay(true);
+        let aws = aws.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+                let aws = aws.clone();
+                async move { Ok::<_, Infallible>(handle_incoming(&aws, request).await) }
+            });
+            let io = hyper_util::rt::TokioIo::new(stream);
+            if let Err(error) = hyper::server::conn::http1::Builder::new()
+                .serve_connection(io, service)
+                .await
+            {
+                tracing::debug!(message = "local aws connection ended", %error);
+            }
+        });
+    }
+}
+
+async fn handle_incoming(aws: &Arc<LocalAws>, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    let (parts, body) = request.into_parts();
+    match Limited::new(body, MAX_BODY).collect().await {
+        Ok(body) => handle(aws, Request::from_parts(parts, body.to_bytes())).await,
+        Err(error) => json_error(
+            "application/x-amz-json-1.1",
+            &AwsError::client(
+                "SerializationException",
+                format!("cannot read the request body: {error}"),
+            ),
+        ),
+    }
+}
+
+/// One request, one response: the whole endpoint without a socket.
+pub async fn handle(aws: &Arc<LocalAws>, request: Request<Bytes>) -> Response<Full<Bytes>> {
+    let target = request
+        .headers()
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let Some(target) = target else {
+        return s3::handle(aws, request).await;
+    };
+    let (service, operation) = target.split_once('.').unwrap_or((target.as_str(), ""));
+    let (content_type, result) = match service {
+        "Kinesis_20131202" => {
+            ("application/x-amz-json-1.1", json_call(aws, request.body(), operation, kinesis::call).await)
+        }
+        "DynamoDB_20120810" => {
+            ("application/x-amz-json-1.0", json_call(aws, request.body(), operation, dynamodb::call).await)
+        }
+        "AmazonSQS" => ("application/x-amz-json-1.0", sqs::call(aws, request.body(), operation).await),
+        _ => (
+            "application/x-amz-json-1.1",
+            Err(AwsError::client(
+                "UnknownOperationException",
+                format!("service {service} (X-Amz-Target {target}) is not supported by the tally local cloud"),
+            )),
+        ),
+    };
+    match result {
+        Ok(value) => json_response(content_type, &value),
+        Err(error) if service == "AmazonSQS" => sqs::error_response(&error),
+        Err(error) => json_error(content_type, &error),
+    }
+}
+
+/// Parses the JSON body and runs a synchronous operation on the blocking pool (it may wait for `fdatasync`).
+async fn json_call(
+    aws: &Arc<LocalAws>,
+    body: &Bytes,
+    operation: &str,
+    call: fn(&LocalAws, &str, Value) -> Result<Value, AwsError>,
+) -> Result<Value, AwsError> {
+    let input = parse_json_body(body)?;
+    let aws = aws.clone();
+    let operation = operation.to_owned();
+    tokio::task::spawn_blocking(move || call(&aws, &operation, input))
+        .await
+        .map_err(|error| AwsError::internal(format!("operation panicked: {error}")))?
+}
+
+pub(crate) fn parse_json_body(body: &Bytes) -> Result<Value, AwsError> {
+    if body.is_empty() {
+        return Ok(json!({}));
+    }
+    let value: Value = serde_json::from_slice(body).map_err(|error| {
+        AwsError::client(
+            "SerializationException",
+            format!("request body is not JSON: {error}"),
+        )
+    })?;
+    if !value.is_object() {
+        return Err(AwsError::client(
+            "SerializationException",
+            "request body must be a JSON object",
+        ));
+    }
+    Ok(value)
+}
+
+pub(crate) fn json_response(content_type: &str, value: &Value) -> Response<Full<Bytes>> {
+    let body = serde_json::to_vec(value).unwrap_or_default();
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    if let Ok(value) = HeaderValue::from_str(content_type) {
+        response.headers_mut().insert(CONTENT_TYPE, value);
+    }
+    response
+}
+
+pub(crate) fn json_error(content_type: &str, error: &AwsError) -> Response<Full<Bytes>> {
+    let mut response = json_response(
+        content_type,
+        &json!({"__type": error.code, "message": error.message}),
+    );
+    *response.status_mut() = StatusCode::from_u16(error.status).unwrap_or(StatusCode::BAD_REQUEST);
+    if let Ok(value) = HeaderValue::from_str(&error.code) {
+        response.headers_mut().insert("x-amzn-errortype", value);
+    }
+    response
+}
+
+/// Typed access to request members, with errors naming the member.
+pub(crate) mod input {
+    use super::AwsError;
+    use serde_json::Value;
+
+    pub fn opt_str<'a>(input: &'a Value, name: &str) -> Result<Option<&'a str>, AwsError> {
+        match input.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(other) => Err(wrong_type(name, "a string", other)),
+        }
+    }
+
+    pub fn req_str<'a>(input: &'a Value, name: &str) -> Result<&'a str, AwsError> {
+        opt_str(input, name)?.ok_or_else(|| missing(name))
+    }
+
+    pub fn opt_i64(input: &Value, name: &str) -> Result<Option<i64>, AwsError> {
+        match input.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Number(n)) => n
+                .as_i64()
+                .map(Some)
+                .ok_or_else(|| wrong_type(name, "an integer", &Value::Number(n.clone()))),
+            Some(other) => Err(wrong_type(name, "an integer", other)),
+        }
+    }
+
+    pub fn opt_f64(input: &Value, name: &str) -> Result<Option<f64>, AwsError> {
+        match input.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Number(n)) => Ok(n.as_f64()),
+            Some(other) => Err(wrong_type(name, "a number", other)),
+        }
+    }
+
+    pub fn opt_bool(input: &Value, name: &str) -> Result<Option<bool>, AwsError> {
+        match input.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(other) => Err(wrong_type(name, "a boolean", other)),
+        }
+    }
+
+    pub fn opt_array<'a>(input: &'a Value, name: &str) -> Result<Option<&'a Vec<Value>>, AwsError> {
+        match input.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Array(a)) => Ok(Some(a)),
+            Some(other) => Err(wrong_type(name, "a list", other)),
+        }
+    }
+
+    pub fn opt_object<'a>(
+        input: &'a Value,
+        name: &str,
+    ) -> Result<Option<&'a serde_json::Map<String, Value>>, AwsError> {
+        match input.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Object(o)) => Ok(Some(o)),
+            Some(other) => Err(wrong_type(name, "a structure", other)),
+        }
+    }
+
+    pub fn missing(name: &str) -> AwsError {
+        AwsError::validation(format!("1 validation error detected: value null at '{name}' failed to satisfy constraint: member must not be null"))
+    }
+
+    fn wrong_type(name: &str, expected: &str, got: &Value) -> AwsError {
+        AwsError::client(
+            "SerializationException",
+            format!(
+                "member {name} must be {expected}, got {}",
+                super::short(got)
+            ),
+        )
+    }
+}
+
+/// A JSON value shortened for an error message.
+pub(crate) fn short(value: &Value) -> String {
+    let text = value.to_string();
+    if text.len() > 60 {
+        let end = text.char_indices().nth(57).map_or(text.len(), |(i, _)| i);
+        format!("{}...", &text[..end])
+    } else {
+        text
+    }
+}
