@@ -1,0 +1,75 @@
+//! The crate's one error type.
+
+/// Everything that can go wrong on the AWS side of a function.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A required environment variable is missing or empty.
+    #[error("environment variable {name} is not set: {hint}")]
+    MissingEnv {
+        name: &'static str,
+        hint: &'static str,
+    },
+    /// A Kinesis sequence number that is not a canonical decimal number.
+    #[error("invalid kinesis sequence number {value:?}: {rule}")]
+    InvalidSequenceNumber { value: String, rule: &'static str },
+    /// A shard id that cannot name a fencing attribute.
+    #[error("invalid kinesis shard id {value:?}: {rule}")]
+    InvalidShardId { value: String, rule: &'static str },
+    /// A record that Kinesis would reject whatever the retries; the caller built it wrong.
+    #[error("record {index} cannot be written to kinesis: {rule}")]
+    InvalidRecord { index: usize, rule: String },
+    /// A reader argument out of range.
+    #[error("invalid metrics query: {0}")]
+    InvalidQuery(String),
+    /// A DynamoDB call failed.
+    #[error("dynamodb {op} on table {table} failed: {message}")]
+    Dynamo {
+        op: &'static str,
+        table: String,
+        message: String,
+        retryable: bool,
+    },
+    /// A Kinesis call failed as a whole.
+    #[error("kinesis {op} on stream {stream} failed: {message}")]
+    Kinesis {
+        op: &'static str,
+        stream: String,
+        message: String,
+        retryable: bool,
+    },
+    /// A row of the metrics table that does not follow the layout.
+    #[error("row {pk}/{sk} of table {table} is corrupt: {rule}")]
+    CorruptRow {
+        table: String,
+        pk: String,
+        sk: String,
+        rule: String,
+    },
+    /// Concurrent writers kept changing a row between our read and our conditional write.
+    #[error(
+        "row {pk}/{sk} of table {table}: gave up after {attempts} conflicting concurrent updates"
+    )]
+    Contention {
+        table: String,
+        pk: String,
+        sk: String,
+        attempts: u32,
+    },
+}
+
+impl Error {
+    /// Whether trying the same thing again later can succeed (throttling, timeouts, contention),
+    /// as opposed to bad input or configuration.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Dynamo { retryable, .. } | Error::Kinesis { retryable, .. } => *retryable,
+            Error::Contention { .. } => true,
+            Error::MissingEnv { .. }
+            | Error::InvalidSequenceNumber { .. }
+            | Error::InvalidShardId { .. }
+            | Error::InvalidRecord { .. }
+            | Error::InvalidQuery(_)
+            | Error::CorruptRow { .. } => false,
+        }
+    }
+}

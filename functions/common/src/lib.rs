@@ -1,0 +1,18 @@
+//! The AWS side shared by tally's functions.
+//!
+//! * [`config`]: SDK configuration from the standard AWS sources (`AWS_ENDPOINT_URL` included) and the
+//!   functions' environment variables.
+//! * [`metrics`]: the metrics table — its layout, the exactly-once writer and the readers `query` uses.
+//! * [`kinesis`]: `PutRecords` that resends individually failed records with bounded backoff.
+//! * [`emf`]: CloudWatch embedded metric format lines.
+//!
+//! Everything that can fail returns [`Error`]; [`Error::is_retryable`] tells a function edge whether the
+//! invocation should be retried by Lambda or the input is at fault.
+
+pub mod config;
+pub mod emf;
+mod error;
+pub mod kinesis;
+pub mod metrics;
+
+pub use error::Error;
