@@ -1,0 +1,820 @@
+//! `deploy` and `diff`: from a synthesized template and function zips to a running stack, through a change set.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, IsTerminal, Write};
+use std::time::{Duration, Instant, SystemTime};
+
+use aws_sdk_cloudformation::types::{Capability, ChangeSetStatus, ChangeSetType, Parameter};
+use serde_json::Value;
+
+use crate::assets::{self, Asset};
+use crate::aws::err;
+use crate::plan::{ChangeSetEntry, Plan};
+use crate::progress::{recent_events, Output, Progress};
+use crate::stack::{self, status_kind, StackInfo, StatusKind};
+use crate::{template, Clients, Error, StackTags};
+
+/// The template parameter that receives the assets bucket's name.
+pub const ASSETS_BUCKET_PARAMETER: &str = "AssetsBucket";
+
+/// CloudFormation's limit for an inline `TemplateBody`; larger templates go through the assets bucket.
+const TEMPLATE_BODY_LIMIT: usize = 51_200;
+
+/// What to do when a deploy would replace or remove a stateful resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Confirm {
+    /// `--yes`: go ahead.
+    Yes,
+    /// Ask on the terminal; refuse when there is none.
+    Ask,
+    /// Refuse (CI without `--yes`).
+    Refuse,
+}
+
+/// Everything a deploy needs; built by `cargo xtask deploy` from the synthesized stage.
+#[derive(Debug, Clone)]
+pub struct DeployRequest {
+    pub stack_name: String,
+    /// The template JSON, as synthesized.
+    pub template: String,
+    /// Parameters other than the assets bucket and the code keys.
+    pub parameters: BTreeMap<String, String>,
+    pub assets: Vec<Asset>,
+    /// `created_at` is replaced by the existing stack's value on updates.
+    pub tags: StackTags,
+    pub confirm: Confirm,
+    pub output: Output,
+    /// How long to wait for CloudFormation before giving up (the operation goes on).
+    pub timeout: Duration,
+}
+
+/// How a deploy ended (failures are errors).
+#[derive(Debug, Clone)]
+pub enum DeployOutcome {
+    /// Template and parameters equal the deployed ones: nothing was created or executed.
+    NoChanges { outputs: Vec<(String, String)> },
+    Deployed {
+        plan: Plan,
+        outputs: Vec<(String, String)>,
+        elapsed: Duration,
+        uploaded: usize,
+    },
+}
+
+/// A template and its parameter values, ready to compare and send.
+struct Prepared {
+    template: Value,
+    parameters: BTreeMap<String, String>,
+}
+
+fn prepare(req: &DeployRequest, bucket: &str, keys: &[(Asset, String)]) -> Result<Prepared, Error> {
+    let template = template::parse(&req.template)?;
+    let mut parameters = req.parameters.clone();
+    parameters.insert(ASSETS_BUCKET_PARAMETER.to_owned(), bucket.to_owned());
+    for (asset, key) in keys {
+        if parameters
+            .insert(asset.parameter.clone(), key.clone())
+            .is_some()
+        {
+            return Err(Error::Parameter {
+                name: asset.parameter.clone(),
+                problem: format!(
+                    "set twice (by asset `{}` and by another asset or parameter)",
+                    asset.name
+                ),
+            });
+        }
+    }
+    let declared = template.get("Parameters").and_then(Value::as_object);
+    for name in parameters.keys() {
+        if !declared.is_some_and(|d| d.contains_key(name)) {
+            return Err(Error::Parameter {
+                name: name.clone(),
+                problem: "not declared by the template; is the template from the same version of the app?".to_owned(),
+            });
+        }
+    }
+    for (name, decl) in declared.into_iter().flatten() {
+        if !parameters.contains_key(name) && decl.get("Default").is_none() {
+            return Err(Error::Parameter {
+                name: name.clone(),
+                problem: "declared by the template without a default, and no value was given (a function without a built zip?)".to_owned(),
+            });
+        }
+    }
+    Ok(Prepared {
+        template,
+        parameters,
+    })
+}
+
+/// The stack a deploy starts from: `None` for a new stack, or the existing one if a deploy can update it.
+fn usable(existing: Option<StackInfo>, stage_hint: &str) -> Result<Option<StackInfo>, Error> {
+    let Some(info) = existing else {
+        return Ok(None);
+    };
+    match (status_kind(&info.status), info.status.as_str()) {
+        (_, "REVIEW_IN_PROGRESS") => Ok(None),
+        (StatusKind::Ok | StatusKind::RolledBack, _) => Ok(Some(info)),
+        (StatusKind::Deleted, _) => Ok(None),
+        (StatusKind::InProgress, _) => Err(Error::StackState {
+            stack: info.name.clone(),
+            status: info.status.clone(),
+            hint: format!(
+                "another operation is running; wait for it to finish. If it never does (an endpoint that does not roll \
+                 back a failed create leaves it so), remove it with `cargo xtask destroy {stage_hint}`"
+            ),
+        }),
+        (StatusKind::Broken, _) => Err(Error::StackState {
+            stack: info.name.clone(),
+            status: info.status.clone(),
+            hint: format!(
+                "{}a stack in this state cannot be updated; remove it with `cargo xtask destroy {stage_hint}` and deploy again",
+                info.status_reason.as_deref().map(|r| format!("{r}; ")).unwrap_or_default()
+            ),
+        }),
+    }
+}
+
+fn sdk_parameters(parameters: &BTreeMap<String, String>) -> Vec<Parameter> {
+    parameters
+        .iter()
+        .map(|(k, v)| {
+            Parameter::builder()
+                .parameter_key(k)
+                .parameter_value(v)
+                .build()
+        })
+        .collect()
+}
+
+fn changed_parameters(
+    old: &BTreeMap<String, String>,
+    new: &BTreeMap<String, String>,
+) -> BTreeMap<String, (Option<String>, Option<String>)> {
+    let mut out = BTreeMap::new();
+    for (k, v) in new {
+        if old.get(k) != Some(v) {
+            out.insert(k.clone(), (old.get(k).cloned(), Some(v.clone())));
+        }
+    }
+    for (k, v) in old {
+        if !new.contains_key(k) {
+            out.insert(k.clone(), (Some(v.clone()), None));
+        }
+    }
+    out
+}
+
+/// Template text for CloudFormation: inline when small, else uploaded to the assets bucket (as a content-hashed
+/// object) and passed by URL.
+async fn template_source(
+    clients: &Clients,
+    bucket: &str,
+    template: &Value,
+) -> Result<(Option<String>, Option<String>), Error> {
+    let body = serde_json::to_string(template).map_err(|e| Error::Template(e.to_string()))?;
+    if body.len() <= TEMPLATE_BODY_LIMIT {
+        return Ok((Some(body), None));
+    }
+    let key = format!(
+        "templates/{}",
+        assets::content_key(body.as_bytes()).replace(".zip", ".json")
+    );
+    clients
+        .s3
+        .put_object()
+        .bucket(bucket)
+        .key(&key)
+        .server_side_encryption(aws_sdk_s3::types::ServerSideEncryption::Aes256)
+        .body(body.into_bytes().into())
+        .send()
+        .await
+        .map_err(err("PutObject (template)"))?;
+    let url = format!("https://{bucket}.s3.{}.amazonaws.com/{key}", clients.region);
+    Ok((None, Some(url)))
+}
+
+/// A created change set: its changes, or `None` when CloudFormation found nothing to change.
+struct ChangeSet {
+    name: String,
+    entries: Option<Vec<ChangeSetEntry>>,
+}
+
+async fn create_change_set(
+    clients: &Clients,
+    req: &DeployRequest,
+    prepared: &Prepared,
+    bucket: &str,
+    kind: ChangeSetType,
+    tags: &StackTags,
+) -> Result<ChangeSet, Error> {
+    let name = format!(
+        "tally-{}",
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or_default()
+    );
+    let (body, url) = template_source(clients, bucket, &prepared.template).await?;
+    clients
+        .cfn
+        .create_change_set()
+        .stack_name(&req.stack_name)
+        .change_set_name(&name)
+        .change_set_type(kind)
+        .set_template_body(body)
+        .set_template_url(url)
+        .set_parameters(Some(sdk_parameters(&prepared.parameters)))
+        .capabilities(Capability::CapabilityIam)
+        .capabilities(Capability::CapabilityNamedIam)
+        .set_tags(Some(tags.to_sdk()))
+        .description("tally deploy")
+        .send()
+        .await
+        .map_err(err("CreateChangeSet"))?;
+    let started = Instant::now();
+    loop {
+        let mut entries = Vec::new();
+        let mut token = None;
+        let mut status;
+        let mut reason;
+        loop {
+            let out = clients
+                .cfn
+                .describe_change_set()
+                .stack_name(&req.stack_name)
+                .change_set_name(&name)
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(err("DescribeChangeSet"))?;
+            status = out.status().cloned();
+            reason = out.status_reason().map(str::to_owned);
+            entries.extend(out.changes().iter().filter_map(ChangeSetEntry::from_sdk));
+            token = out.next_token().map(str::to_owned);
+            if token.is_none() {
+                break;
+            }
+        }
+        match status {
+            Some(ChangeSetStatus::CreateComplete) => {
+                return Ok(ChangeSet {
+                    name,
+                    entries: Some(entries),
+                })
+            }
+            Some(ChangeSetStatus::Failed) => {
+                let reason = reason.unwrap_or_default();
+                if reason.contains("didn't contain changes")
+                    || reason.contains("No updates are to be performed")
+                {
+                    return Ok(ChangeSet {
+                        name,
+                        entries: None,
+                    });
+                }
+                let _ = delete_change_set(clients, &req.stack_name, &name).await;
+                return Err(Error::DeployFailed {
+                    stack: req.stack_name.clone(),
+                    resource: "the change set".to_owned(),
+                    reason,
+                    hint: "nothing was executed; fix the template or parameters and deploy again"
+                        .to_owned(),
+                });
+            }
+            _ if started.elapsed() > req.timeout => {
+                return Err(Error::Timeout {
+                    stack: req.stack_name.clone(),
+                    status: format!("change set {name} {status:?}"),
+                    seconds: req.timeout.as_secs(),
+                })
+            }
+            _ => tokio::time::sleep(clients.poll.min(Duration::from_secs(1))).await,
+        }
+    }
+}
+
+async fn delete_change_set(clients: &Clients, stack: &str, name: &str) -> Result<(), Error> {
+    clients
+        .cfn
+        .delete_change_set()
+        .stack_name(stack)
+        .change_set_name(name)
+        .send()
+        .await
+        .map_err(err("DeleteChangeSet"))?;
+    Ok(())
+}
+
+/// Asks on the terminal; `false` when there is none.
+pub(crate) fn ask(question: &str) -> bool {
+    if !std::io::stdin().is_terminal() {
+        return false;
+    }
+    eprint!("{question} [type yes to continue] ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer).is_ok() && answer.trim() == "yes"
+}
+
+/// Builds nothing, synthesizes nothing: takes the template and zips and makes the stack match them.
+pub async fn deploy(clients: &Clients, req: &DeployRequest) -> Result<DeployOutcome, Error> {
+    let started = Instant::now();
+    let stage_hint = format!("--stage {}", req.tags.stage);
+    // Check the template before anything touches AWS.
+    template::parse(&req.template)?;
+    let bucket = assets::bootstrap(clients).await?;
+    if bucket.created {
+        req.output
+            .line(&format!("bootstrapped assets bucket {}", bucket.name));
+    }
+    let (keys, uploaded) = assets::upload(clients, &bucket.name, &req.assets).await?;
+    req.output.line(&format!(
+        "assets: {uploaded} uploaded, {} already there",
+        keys.len() - uploaded
+    ));
+    let prepared = prepare(req, &bucket.name, &keys)?;
+
+    let existing = usable(
+        stack::describe(clients, &req.stack_name).await?,
+        &stage_hint,
+    )?;
+    let mut tags = req.tags.clone();
+    let old = match &existing {
+        Some(info) => {
+            if let Some(created) = info
+                .tags
+                .as_ref()
+                .map(|t| t.created_at.clone())
+                .filter(|c| !c.is_empty())
+            {
+                tags.created_at = created;
+            }
+            let deployed = stack::deployed_template(clients, &req.stack_name).await?;
+            if deployed == prepared.template && info.parameters == prepared.parameters {
+                return Ok(DeployOutcome::NoChanges {
+                    outputs: info.outputs.clone(),
+                });
+            }
+            Some((deployed, info.parameters.clone()))
+        }
+        None => None,
+    };
+    let diff = template::diff(
+        old.as_ref().map(|(t, p)| (t, p)),
+        (&prepared.template, &prepared.parameters),
+    );
+    let kind = if existing.is_some() {
+        ChangeSetType::Update
+    } else {
+        ChangeSetType::Create
+    };
+    let change_set = create_change_set(clients, req, &prepared, &bucket.name, kind, &tags).await?;
+    let Some(entries) = change_set.entries else {
+        delete_change_set(clients, &req.stack_name, &change_set.name).await?;
+        let outputs = existing.map(|s| s.outputs).unwrap_or_default();
+        return Ok(DeployOutcome::NoChanges { outputs });
+    };
+    let mut plan = Plan::merge(&diff, &entries);
+    plan.parameters = changed_parameters(
+        old.as_ref().map(|(_, p)| p).unwrap_or(&BTreeMap::new()),
+        &prepared.parameters,
+    );
+    req.output.line(&plan.to_string());
+
+    let destructive = plan.destructive();
+    if !destructive.is_empty() {
+        let summary: Vec<String> = destructive
+            .iter()
+            .map(|c| format!("  {} {} ({})", c.action, c.logical_id, c.resource_type))
+            .collect();
+        let summary = summary.join("\n");
+        let go = match req.confirm {
+            Confirm::Yes => true,
+            Confirm::Ask => ask(&format!(
+                "{summary}\nthese resources lose their data. Deploy anyway?"
+            )),
+            Confirm::Refuse => false,
+        };
+        if !go {
+            delete_change_set(clients, &req.stack_name, &change_set.name).await?;
+            return Err(
+                if req.confirm == Confirm::Ask && std::io::stdin().is_terminal() {
+                    Error::Declined
+                } else {
+                    Error::NeedsConfirmation { summary }
+                },
+            );
+        }
+    }
+
+    execute(
+        clients,
+        req,
+        &change_set.name,
+        existing.as_ref(),
+        &stage_hint,
+    )
+    .await?;
+    let info = stack::describe(clients, &req.stack_name).await?;
+    let outputs = info.map(|i| i.outputs).unwrap_or_default();
+    Ok(DeployOutcome::Deployed {
+        plan,
+        outputs,
+        elapsed: started.elapsed(),
+        uploaded,
+    })
+}
+
+/// Executes the change set and follows the stack until it settles; a failure is an error naming the first
+/// failing resource.
+async fn execute(
+    clients: &Clients,
+    req: &DeployRequest,
+    change_set: &str,
+    before: Option<&StackInfo>,
+    stage_hint: &str,
+) -> Result<(), Error> {
+    let stack = &req.stack_name;
+    let history = recent_events(clients, stack, &|_| false)
+        .await
+        .unwrap_or_default();
+    let mut progress = Progress::new(history.into_iter().map(|e| e.id));
+    let started = SystemTime::now();
+    let executed = clients
+        .cfn
+        .execute_change_set()
+        .stack_name(stack)
+        .change_set_name(change_set)
+        .send()
+        .await;
+    if let Err(error) = executed {
+        let error = err("ExecuteChangeSet")(error);
+        let status = stack::describe(clients, stack)
+            .await
+            .ok()
+            .flatten()
+            .map(|s| s.status)
+            .unwrap_or_default();
+        return Err(failure(
+            stack,
+            "ExecuteChangeSet",
+            &error.to_string(),
+            &status,
+            before.is_some(),
+            stage_hint,
+        ));
+    }
+    let before_status = before.map(|b| b.status.clone()).unwrap_or_default();
+    let deadline = Instant::now() + req.timeout;
+    loop {
+        let fresh = recent_events(clients, stack, &|id| progress.has_seen(id)).await?;
+        let fresh = progress.apply(fresh);
+        progress.show(req.output, stack, &fresh);
+        let info = stack::describe(clients, stack).await?;
+        let status = info
+            .as_ref()
+            .map(|i| i.status.clone())
+            .unwrap_or_else(|| "DELETE_COMPLETE".to_owned());
+        let kind = status_kind(&status);
+        let stack_event_done = fresh
+            .iter()
+            .any(|e| e.logical_id == *stack && status_kind(&e.status) != StatusKind::InProgress);
+        let moved = status != before_status
+            || info
+                .as_ref()
+                .and_then(|i| i.last_updated)
+                .is_some_and(|t| t >= started - Duration::from_secs(1))
+            || stack_event_done;
+        if kind != StatusKind::InProgress && moved {
+            req.output.line(&format!(
+                "{stack}: {status} after {:.1}s",
+                progress.elapsed().as_secs_f32()
+            ));
+            if kind == StatusKind::Ok {
+                return Ok(());
+            }
+            let (resource, reason) = match progress.first_failure() {
+                Some(e) => (
+                    format!("{} ({})", e.logical_id, e.resource_type),
+                    e.reason.clone().unwrap_or_default(),
+                ),
+                None => (
+                    "the stack".to_owned(),
+                    info.and_then(|i| i.status_reason).unwrap_or_default(),
+                ),
+            };
+            return Err(failure(
+                stack,
+                &resource,
+                &reason,
+                &status,
+                before.is_some(),
+                stage_hint,
+            ));
+        }
+        if Instant::now() > deadline {
+            let first = progress.first_failure().map(|e| {
+                format!(
+                    "; first failure so far: {} — {}",
+                    e.logical_id,
+                    e.reason.clone().unwrap_or_default()
+                )
+            });
+            return Err(Error::Timeout {
+                stack: stack.clone(),
+                status: format!("{status}{}", first.unwrap_or_default()),
+                seconds: req.timeout.as_secs(),
+            });
+        }
+        tokio::time::sleep(clients.poll).await;
+    }
+}
+
+/// The error for a failed execution, with what state the stack is left in and what to do.
+fn failure(
+    stack: &str,
+    resource: &str,
+    reason: &str,
+    status: &str,
+    was_update: bool,
+    stage_hint: &str,
+) -> Error {
+    let hint = match status_kind(status) {
+        StatusKind::RolledBack => format!("the stack was rolled back to its previous state ({status}); fix the cause and deploy again"),
+        StatusKind::Ok => format!("the stack is {status}"),
+        StatusKind::InProgress if !was_update => format!(
+            "the stack stays {status}: this endpoint did not roll back the failed create. Clean up with \
+             `cargo xtask destroy {stage_hint}`, fix the cause and deploy again"
+        ),
+        StatusKind::InProgress => format!("the stack is still {status}; watch it, and deploy again once it settled"),
+        StatusKind::Deleted => "the stack was deleted".to_owned(),
+        StatusKind::Broken if status == "ROLLBACK_COMPLETE" => format!(
+            "the failed create was rolled back ({status}); such a stack cannot be updated: remove it with \
+             `cargo xtask destroy {stage_hint}`, fix the cause and deploy again"
+        ),
+        StatusKind::Broken => format!("the stack is {status}; remove it with `cargo xtask destroy {stage_hint}` and deploy again"),
+    };
+    Error::DeployFailed {
+        stack: stack.to_owned(),
+        resource: resource.to_owned(),
+        reason: reason.to_owned(),
+        hint,
+    }
+}
+
+/// What a deploy would do, executing nothing. Computes the asset keys locally (no upload) and, for an existing
+/// stack that differs, creates a change set, reads it and deletes it.
+pub async fn diff(clients: &Clients, req: &DeployRequest) -> Result<Plan, Error> {
+    template::parse(&req.template)?;
+    let bucket = assets::bucket_for(clients).await?;
+    let mut keys = Vec::new();
+    for asset in &req.assets {
+        let hashed = asset.read()?;
+        keys.push((hashed.asset, hashed.key));
+    }
+    let prepared = prepare(req, &bucket, &keys)?;
+    let stage_hint = format!("--stage {}", req.tags.stage);
+    let existing = usable(
+        stack::describe(clients, &req.stack_name).await?,
+        &stage_hint,
+    )?;
+    let Some(info) = existing else {
+        let mut plan = Plan::merge(
+            &template::diff(None, (&prepared.template, &prepared.parameters)),
+            &[],
+        );
+        plan.parameters = changed_parameters(&BTreeMap::new(), &prepared.parameters);
+        return Ok(plan);
+    };
+    let deployed = stack::deployed_template(clients, &req.stack_name).await?;
+    if deployed == prepared.template && info.parameters == prepared.parameters {
+        return Ok(Plan::default());
+    }
+    let diff = template::diff(
+        Some((&deployed, &info.parameters)),
+        (&prepared.template, &prepared.parameters),
+    );
+    let mut tags = req.tags.clone();
+    if let Some(t) = &info.tags {
+        tags.created_at = t.created_at.clone();
+    }
+    // The assets bucket must exist for a template that is passed by URL; it does, since the stack exists.
+    let change_set = create_change_set(
+        clients,
+        req,
+        &prepared,
+        &bucket,
+        ChangeSetType::Update,
+        &tags,
+    )
+    .await?;
+    let entries = change_set.entries.clone().unwrap_or_default();
+    delete_change_set(clients, &req.stack_name, &change_set.name).await?;
+    let mut plan = Plan::merge(&diff, &entries);
+    plan.parameters = changed_parameters(&info.parameters, &prepared.parameters);
+    Ok(plan)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(
+        template: &str,
+        parameters: &[(&str, &str)],
+        assets: &[(&str, &str)],
+    ) -> (DeployRequest, Vec<(Asset, String)>) {
+        let keys = assets
+            .iter()
+            .map(|(name, param)| {
+                (
+                    Asset {
+                        name: (*name).to_owned(),
+                        path: format!("{name}.zip").into(),
+                        parameter: (*param).to_owned(),
+                    },
+                    format!("{name}-hash.zip"),
+                )
+            })
+            .collect();
+        let req = DeployRequest {
+            stack_name: "tally-test".into(),
+            template: template.into(),
+            parameters: parameters
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            assets: Vec::new(),
+            tags: StackTags {
+                project: "tally".into(),
+                stage: "test".into(),
+                branch: "test".into(),
+                commit: "0".into(),
+                created_at: "2026-01-01T00:00:00Z".into(),
+            },
+            confirm: Confirm::Refuse,
+            output: Output::Quiet,
+            timeout: Duration::from_secs(1),
+        };
+        (req, keys)
+    }
+
+    const TEMPLATE: &str = r#"{"Parameters": {"AssetsBucket": {"Type": "String"}, "CollectCodeKey": {"Type": "String"},
+        "LogLevel": {"Type": "String", "Default": "info"}}, "Resources": {}}"#;
+
+    fn check(
+        parameters: &[(&str, &str)],
+        assets: &[(&str, &str)],
+        expect: Result<&[(&str, &str)], &str>,
+    ) {
+        let (r, keys) = req(TEMPLATE, parameters, assets);
+        let got = prepare(&r, "bucket", &keys)
+            .map(|p| p.parameters)
+            .map_err(|e| e.to_string());
+        match expect {
+            Ok(pairs) => {
+                let want: BTreeMap<String, String> = pairs
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect();
+                assert_eq!(got, Ok(want));
+            }
+            Err(part) => {
+                let e = got.expect_err("an error");
+                assert!(e.contains(part), "{e}");
+            }
+        }
+    }
+
+    #[test]
+    fn parameters_are_checked_against_the_template() {
+        check(
+            &[],
+            &[("collect", "CollectCodeKey")],
+            Ok(&[
+                ("AssetsBucket", "bucket"),
+                ("CollectCodeKey", "collect-hash.zip"),
+            ]),
+        );
+        check(
+            &[("LogLevel", "debug")],
+            &[("collect", "CollectCodeKey")],
+            Ok(&[
+                ("AssetsBucket", "bucket"),
+                ("CollectCodeKey", "collect-hash.zip"),
+                ("LogLevel", "debug"),
+            ]),
+        );
+        check(
+            &[],
+            &[],
+            Err("parameter `CollectCodeKey`: declared by the template without a default"),
+        );
+        check(
+            &[],
+            &[("collect", "CollectCodeKey"), ("query", "QueryCodeKey")],
+            Err("parameter `QueryCodeKey`: not declared"),
+        );
+        check(
+            &[("CollectCodeKey", "x")],
+            &[("collect", "CollectCodeKey")],
+            Err("set twice"),
+        );
+        check(
+            &[("Nope", "x")],
+            &[("collect", "CollectCodeKey")],
+            Err("parameter `Nope`: not declared"),
+        );
+    }
+
+    fn info(status: &str) -> StackInfo {
+        StackInfo {
+            name: "s".into(),
+            id: "id".into(),
+            status: status.into(),
+            status_reason: None,
+            tags: None,
+            parameters: BTreeMap::new(),
+            outputs: Vec::new(),
+            created: None,
+            last_updated: None,
+        }
+    }
+
+    #[test]
+    fn which_stacks_a_deploy_can_start_from() {
+        let check = |status: &str, expect: Result<bool, &str>| {
+            let got = usable(Some(info(status)), "--stage x")
+                .map(|s| s.is_some())
+                .map_err(|e| e.to_string());
+            match expect {
+                Ok(update) => assert_eq!(got, Ok(update), "{status}"),
+                Err(part) => assert!(
+                    got.as_ref().expect_err(status).contains(part),
+                    "{status}: {got:?}"
+                ),
+            }
+        };
+        check("CREATE_COMPLETE", Ok(true));
+        check("UPDATE_ROLLBACK_COMPLETE", Ok(true));
+        check("REVIEW_IN_PROGRESS", Ok(false));
+        check("ROLLBACK_COMPLETE", Err("cargo xtask destroy --stage x"));
+        check("CREATE_IN_PROGRESS", Err("another operation is running"));
+        check("UPDATE_ROLLBACK_FAILED", Err("cannot be updated"));
+        assert!(matches!(usable(None, ""), Ok(None)));
+    }
+
+    #[test]
+    fn failures_say_what_state_the_stack_is_in() {
+        let check = |status: &str, update: bool, expect: &str| {
+            let e = failure(
+                "s",
+                "Table (AWS::DynamoDB::Table)",
+                "boom",
+                status,
+                update,
+                "--stage x",
+            )
+            .to_string();
+            assert!(
+                e.contains("failed at Table (AWS::DynamoDB::Table): boom") && e.contains(expect),
+                "{status}: {e}"
+            );
+        };
+        check(
+            "UPDATE_ROLLBACK_COMPLETE",
+            true,
+            "rolled back to its previous state",
+        );
+        check(
+            "ROLLBACK_COMPLETE",
+            false,
+            "cannot be updated: remove it with `cargo xtask destroy --stage x`",
+        );
+        check(
+            "CREATE_IN_PROGRESS",
+            false,
+            "did not roll back the failed create",
+        );
+        check("DELETE_FAILED", false, "remove it");
+    }
+
+    #[test]
+    fn changed_parameters_both_ways() {
+        let m = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect::<BTreeMap<_, _>>()
+        };
+        let got = changed_parameters(
+            &m(&[("A", "1"), ("B", "2"), ("Gone", "x")]),
+            &m(&[("A", "1"), ("B", "3"), ("New", "y")]),
+        );
+        let keys: Vec<&str> = got.keys().map(String::as_str).collect();
+        assert_eq!(keys, ["B", "Gone", "New"]);
+        assert_eq!(got["Gone"], (Some("x".into()), None));
+    }
+}
