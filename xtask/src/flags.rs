@@ -11,6 +11,9 @@ usage: cargo xtask <command> [flags]
 
 commands:
   synth    [--stage S] [--out FILE]        CloudFormation JSON (stdout or FILE), deterministic
+  build    [--arch arm64|x86_64] [--cold-start]
+                                           function zips via cargo-lambda, content-hashed
+                                           (--cold-start: also measure start-up, host arch only)
   help                                     this text
 
 The stage defaults to the current git branch.";
@@ -19,6 +22,7 @@ The stage defaults to the current git branch.";
 pub enum Cmd {
     Help,
     Synth(Synth),
+    Build(Build),
     NotYet(&'static str),
 }
 
@@ -26,6 +30,48 @@ pub enum Cmd {
 pub struct Synth {
     pub stage: Option<String>,
     pub out: Option<PathBuf>,
+}
+
+#[derive(Debug)]
+pub struct Build {
+    pub arch: Arch,
+    pub cold_start: bool,
+}
+
+/// The Lambda architecture to build for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arch {
+    Arm64,
+    X86_64,
+}
+
+impl Arch {
+    pub fn parse(s: &str) -> Option<Arch> {
+        match s {
+            "arm64" | "aarch64" => Some(Arch::Arm64),
+            "x86_64" | "x86-64" | "amd64" => Some(Arch::X86_64),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Arch::Arm64 => "arm64",
+            Arch::X86_64 => "x86_64",
+        }
+    }
+
+    pub fn host() -> Arch {
+        if cfg!(target_arch = "aarch64") {
+            Arch::Arm64
+        } else {
+            Arch::X86_64
+        }
+    }
+
+    pub fn is_host(self) -> bool {
+        self == Arch::host()
+    }
 }
 
 pub fn parse(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<Cmd> {
@@ -48,6 +94,21 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<Cmd> {
                 }
             }
             Cmd::Synth(cmd)
+        }
+        "build" => {
+            let mut cmd = Build { arch: Arch::Arm64, cold_start: false };
+            while let Some(arg) = parser.next()? {
+                match arg {
+                    Long("arch") => {
+                        let value = parser.value()?.string()?;
+                        cmd.arch = Arch::parse(&value)
+                            .with_context(|| format!("unknown --arch `{value}`: use arm64 or x86_64"))?;
+                    }
+                    Long("cold-start") => cmd.cold_start = true,
+                    other => return Err(other.unexpected()).context("while reading `build` flags"),
+                }
+            }
+            Cmd::Build(cmd)
         }
         "diff" => Cmd::NotYet("diff"),
         "deploy" => Cmd::NotYet("deploy"),

@@ -1,6 +1,7 @@
 //! `cargo xtask` — the commands of tally. This file only parses flags and dispatches;
 //! each command lives in its own module with one `run`.
 
+mod build;
 mod flags;
 mod synth;
 
@@ -20,6 +21,7 @@ fn main() -> ExitCode {
             Ok(())
         }
         flags::Cmd::Synth(cmd) => cmd.run(),
+        flags::Cmd::Build(cmd) => cmd.run(),
         flags::Cmd::NotYet(name) => Err(anyhow::anyhow!(
             "`cargo xtask {name}` is not implemented yet; see the open issues (`issues`) for its status"
         )),

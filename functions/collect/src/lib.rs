@@ -1,1 +1,492 @@
-//! tally-collect (being written).
+//! `collect` — the tracking endpoint of tally, served by a Lambda Function URL.
+//!
+//! * `GET /p.gif?c=…&a=…&e=impression…` answers a 1×1 transparent GIF with no-cache headers, always: a broken
+//!   pixel must never show on a publisher's page. An invalid pixel is counted ([`Collector::rejected_pixels`],
+//!   and a `PixelRejected` embedded-metric log line) and logged with the field and rule.
+//! * `POST /v1/events` takes a JSON array, NDJSON or a sendBeacon `text/plain` body
+//!   ([`tally_domain::ingest::decode_body`]) and answers `202 {"accepted": n, "ids": […]}` when every event was
+//!   valid and written, `400` with an RFC 9457 problem document listing each rejected event's index, field and
+//!   rule (the valid events of a mixed batch are still written: `accepted`/`ids` say which), `413` over the body
+//!   limit, and `503` with `Retry-After` when Kinesis kept throttling some records: `ids` then lists only the
+//!   events that were written and `unwritten_ids` the others. An event is never reported accepted unless its
+//!   record was written.
+//! * CORS: every answer allows any origin (no credentials), and `OPTIONS` answers preflights, so a publisher's
+//!   page can post from anywhere.
+//!
+//! [`Collector::handle`] is a plain async function from request to response; `main` only wires it to
+//! `lambda_http`. Events are stamped with the receive time, keep the client's id (the idempotency key) or get
+//! one (`{received_ms}-{per-process nonce}-{counter}`), are packed many per record with
+//! [`tally_domain::wire::pack`] and written with [`tally_aws::kinesis::put_records_with_retry`].
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use lambda_http::http::{header, HeaderValue, Method, StatusCode};
+use lambda_http::{Body, Request, Response};
+use serde_json::{json, Value};
+use tally_aws::kinesis::{put_records_with_retry, RetryPolicy};
+use tally_domain::event::{Event, FieldError};
+use tally_domain::ingest::{decode_body, decode_pixel, BodyError, MAX_BODY_BYTES};
+use tally_domain::wire::{pack, unpack};
+
+/// The pixel: a 1×1 GIF89a whose only pixel is transparent (43 bytes).
+pub const PIXEL_GIF: [u8; 43] = [
+    b'G', b'I', b'F', b'8', b'9', b'a', // signature
+    1, 0, 1, 0, 0x80, 0, 0, // 1×1, global colour table of 2 entries
+    0, 0, 0, 0xff, 0xff, 0xff, // black, white
+    0x21, 0xf9, 4, 1, 0, 0, 0, 0, // graphic control: colour 0 is transparent
+    0x2c, 0, 0, 0, 0, 1, 0, 1, 0, 0, // image at 0,0, 1×1
+    2, 2, 0x44, 1, 0,    // LZW data: one pixel of colour 0
+    0x3b, // trailer
+];
+
+/// Seconds a client should wait before resending after a `503`.
+pub const RETRY_AFTER_SECS: u32 = 1;
+/// Longest user agent kept from the request header (the event's limit).
+const MAX_USER_AGENT_BYTES: usize = 512;
+
+/// The collector: where events go, and its counters.
+#[derive(Debug)]
+pub struct Collector {
+    kinesis: aws_sdk_kinesis::Client,
+    stream: String,
+    retry: RetryPolicy,
+    nonce: u32,
+    next_id: AtomicU64,
+    rejected_pixels: AtomicU64,
+}
+
+impl Collector {
+    /// A collector writing to `stream` with the default retry policy (bounded: under a second of backoff).
+    pub fn new(kinesis: aws_sdk_kinesis::Client, stream: impl Into<String>) -> Collector {
+        let nonce = RandomState::new().build_hasher().finish() as u32;
+        Collector {
+            kinesis,
+            stream: stream.into(),
+            retry: RetryPolicy::default(),
+            nonce,
+            next_id: AtomicU64::new(0),
+            rejected_pixels: AtomicU64::new(0),
+        }
+    }
+
+    /// Replaces the retry policy of the Kinesis writes.
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Collector {
+        self.retry = retry;
+        self
+    }
+
+    /// Invalid pixels seen by this process.
+    pub fn rejected_pixels(&self) -> u64 {
+        self.rejected_pixels.load(Ordering::Relaxed)
+    }
+
+    /// Answers one request, stamping events with the current time.
+    pub async fn handle(&self, request: Request) -> Response<Body> {
+        self.handle_at(request, now_ms()).await
+    }
+
+    /// Answers one request, stamping events with `received_ms`.
+    pub async fn handle_at(&self, request: Request, received_ms: i64) -> Response<Body> {
+        let path = request.uri().path();
+        match (path, request.method()) {
+            ("/p.gif", &Method::GET) | ("/p.gif", &Method::HEAD) => {
+                self.pixel(&request, received_ms).await
+            }
+            ("/v1/events", &Method::POST) => self.events(&request, received_ms).await,
+            ("/v1/events", &Method::OPTIONS) | ("/p.gif", &Method::OPTIONS) => preflight(),
+            ("/p.gif", _) => method_not_allowed("GET, HEAD, OPTIONS"),
+            ("/v1/events", _) => method_not_allowed("POST, OPTIONS"),
+            _ => problem(
+                StatusCode::NOT_FOUND,
+                "not-found",
+                "no such endpoint",
+                "collect serves GET /p.gif and POST /v1/events".to_owned(),
+                json!({}),
+            ),
+        }
+    }
+
+    async fn pixel(&self, request: &Request, received_ms: i64) -> Response<Body> {
+        let query = request.uri().query().unwrap_or("");
+        let event = decode_pixel(query).and_then(|mut raw| {
+            if raw.user_agent.is_none() {
+                raw.user_agent = header_user_agent(request);
+            }
+            raw.validate(received_ms, &mut || self.new_id(received_ms))
+        });
+        match event {
+            Ok(event) => {
+                // The pixel answers the same whatever happens: a failed write is logged, never shown.
+                if let Err(unwritten) = self.write(std::slice::from_ref(&event)).await {
+                    tracing::error!(message = "pixel event not written", id = %event.id, reason = %unwritten.reason);
+                }
+            }
+            Err(error) => {
+                self.rejected_pixels.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(message = "pixel rejected", field = error.field, rule = %error.rule);
+                println!("{}", pixel_rejected_emf(received_ms, &error));
+            }
+        }
+        gif()
+    }
+
+    async fn events(&self, request: &Request, received_ms: i64) -> Response<Body> {
+        let body: &[u8] = request.body().as_ref();
+        if body.len() > MAX_BODY_BYTES {
+            return body_problem(&BodyError::TooLarge {
+                limit: MAX_BODY_BYTES,
+                actual: body.len(),
+            });
+        }
+        let content_type = match request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .map(HeaderValue::to_str)
+        {
+            None => None,
+            Some(Ok(value)) => Some(value),
+            Some(Err(_)) => {
+                return body_problem(&BodyError::Malformed(
+                    "the content-type header is not ascii; send application/json".to_owned(),
+                ))
+            }
+        };
+        let is_beacon = content_type.is_some_and(|t| {
+            t.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("text/plain")
+        });
+        let items = match decode_body(body, content_type) {
+            Ok(items) => items,
+            Err(error) => return body_problem(&error),
+        };
+        let user_agent = if is_beacon {
+            header_user_agent(request)
+        } else {
+            None
+        };
+        let mut events = Vec::with_capacity(items.len());
+        let mut errors = Vec::new();
+        for (index, item) in items.into_iter().enumerate() {
+            let event = item.and_then(|mut raw| {
+                if raw.user_agent.is_none() {
+                    raw.user_agent.clone_from(&user_agent);
+                }
+                raw.validate(received_ms, &mut || self.new_id(received_ms))
+            });
+            match event {
+                Ok(event) => events.push(event),
+                Err(FieldError { field, rule }) => {
+                    errors.push(json!({"index": index, "field": field, "rule": rule}))
+                }
+            }
+        }
+        if events.is_empty() {
+            return rejected(errors, &[]);
+        }
+        let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
+        match self.write(&events).await {
+            Ok(()) if errors.is_empty() => json_response(
+                StatusCode::ACCEPTED,
+                &json!({"accepted": ids.len(), "ids": ids}),
+            ),
+            Ok(()) => rejected(errors, &ids),
+            Err(unwritten) => {
+                tracing::warn!(message = "events not written", count = unwritten.ids.len(), reason = %unwritten.reason);
+                let (status, kind, title) = if unwritten.retryable {
+                    (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "not-written",
+                        "some events could not be written",
+                    )
+                } else {
+                    (
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "write-failed",
+                        "the events stream refused the write",
+                    )
+                };
+                let written: Vec<&str> = ids
+                    .iter()
+                    .copied()
+                    .filter(|id| !unwritten.ids.iter().any(|u| u == id))
+                    .collect();
+                let unwritten_ids: Vec<&str> = unwritten.ids.iter().map(String::as_str).collect();
+                let mut response = problem(
+                    status,
+                    kind,
+                    title,
+                    format!(
+                        "{} of {} valid events were not written ({}); resend those (their ids are idempotency keys) after {RETRY_AFTER_SECS} s",
+                        unwritten_ids.len(),
+                        ids.len(),
+                        unwritten.reason
+                    ),
+                    json!({"accepted": written.len(), "ids": written, "unwritten_ids": unwritten_ids, "errors": errors}),
+                );
+                if unwritten.retryable {
+                    response
+                        .headers_mut()
+                        .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+                }
+                response
+            }
+        }
+    }
+
+    /// Packs and writes `events`; on failure, the ids of the events that were not written.
+    async fn write(&self, events: &[Event]) -> Result<(), Unwritten> {
+        let records = pack(events);
+        let outcome = match put_records_with_retry(
+            &self.kinesis,
+            &self.stream,
+            &records,
+            self.retry,
+        )
+        .await
+        {
+            Ok(outcome) => outcome,
+            Err(error) => {
+                tracing::error!(message = "kinesis write failed", %error, retryable = error.is_retryable());
+                let ids = events.iter().map(|e| e.id.clone()).collect();
+                return Err(Unwritten {
+                    ids,
+                    reason: error.to_string(),
+                    retryable: error.is_retryable(),
+                });
+            }
+        };
+        if outcome.failed.is_empty() {
+            return Ok(());
+        }
+        let mut ids = Vec::new();
+        for &index in &outcome.failed {
+            match records.get(index).map(|r| unpack(&r.data)) {
+                Some(Ok(packed)) => ids.extend(packed.into_iter().map(|e| e.id)),
+                // Cannot happen for records we just packed; count every event unwritten rather than guess.
+                _ => {
+                    let ids = events.iter().map(|e| e.id.clone()).collect();
+                    return Err(Unwritten {
+                        ids,
+                        reason: "unreadable packed record".to_owned(),
+                        retryable: false,
+                    });
+                }
+            }
+        }
+        let reason = match outcome.last_error {
+            Some(error) => format!(
+                "kinesis throttled after {} attempts: {error}",
+                outcome.attempts
+            ),
+            None => format!("kinesis throttled after {} attempts", outcome.attempts),
+        };
+        Err(Unwritten {
+            ids,
+            reason,
+            retryable: true,
+        })
+    }
+
+    fn new_id(&self, received_ms: i64) -> String {
+        let n = self.next_id.fetch_add(1, Ordering::Relaxed);
+        format!("{received_ms}-{:08x}-{n}", self.nonce)
+    }
+}
+
+/// Events whose records Kinesis did not take.
+#[derive(Debug)]
+struct Unwritten {
+    ids: Vec<String>,
+    reason: String,
+    /// Throttling that outlasted the retries (`503`, try later) rather than a refusal (`500`).
+    retryable: bool,
+}
+
+fn now_ms() -> i64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// The request's `User-Agent`, cut to the event limit at a character boundary; `None` when absent or not text.
+fn header_user_agent(request: &Request) -> Option<String> {
+    let value = request
+        .headers()
+        .get(header::USER_AGENT)?
+        .to_str()
+        .ok()?
+        .trim();
+    if value.is_empty() {
+        return None;
+    }
+    let mut end = value.len().min(MAX_USER_AGENT_BYTES);
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    Some(value[..end].to_owned())
+}
+
+fn pixel_rejected_emf(now_ms: i64, error: &FieldError) -> String {
+    json!({
+        "_aws": {
+            "Timestamp": now_ms,
+            "CloudWatchMetrics": [{
+                "Namespace": "tally",
+                "Dimensions": [["function"]],
+                "Metrics": [{"Name": "PixelRejected", "Unit": "Count"}],
+            }],
+        },
+        "function": "collect",
+        "PixelRejected": 1,
+        "field": error.field,
+        "rule": error.rule,
+    })
+    .to_string()
+}
+
+fn with_cors(mut response: Response<Body>) -> Response<Body> {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static("retry-after"),
+    );
+    response
+}
+
+fn build(
+    status: StatusCode,
+    headers: &[(header::HeaderName, &'static str)],
+    body: Body,
+) -> Response<Body> {
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    for (name, value) in headers {
+        response
+            .headers_mut()
+            .insert(name.clone(), HeaderValue::from_static(value));
+    }
+    with_cors(response)
+}
+
+fn gif() -> Response<Body> {
+    build(
+        StatusCode::OK,
+        &[
+            (header::CONTENT_TYPE, "image/gif"),
+            (
+                header::CACHE_CONTROL,
+                "no-store, no-cache, must-revalidate, max-age=0",
+            ),
+            (header::PRAGMA, "no-cache"),
+            (header::EXPIRES, "0"),
+        ],
+        Body::Binary(PIXEL_GIF.to_vec()),
+    )
+}
+
+fn preflight() -> Response<Body> {
+    build(
+        StatusCode::NO_CONTENT,
+        &[
+            (
+                header::ACCESS_CONTROL_ALLOW_METHODS,
+                "GET, HEAD, POST, OPTIONS",
+            ),
+            (header::ACCESS_CONTROL_ALLOW_HEADERS, "content-type"),
+            (header::ACCESS_CONTROL_MAX_AGE, "86400"),
+        ],
+        Body::Empty,
+    )
+}
+
+fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
+    build(
+        status,
+        &[(header::CONTENT_TYPE, "application/json")],
+        Body::Text(value.to_string()),
+    )
+}
+
+/// An RFC 9457 problem document: `type`, `title`, `status`, `detail`, plus the members of `extra`.
+fn problem(
+    status: StatusCode,
+    kind: &str,
+    title: &str,
+    detail: String,
+    extra: Value,
+) -> Response<Body> {
+    let mut doc = json!({
+        "type": format!("https://tally.invalid/problems/{kind}"),
+        "title": title,
+        "status": status.as_u16(),
+        "detail": detail,
+    });
+    if let (Some(doc), Value::Object(extra)) = (doc.as_object_mut(), extra) {
+        doc.extend(extra);
+    }
+    build(
+        status,
+        &[(header::CONTENT_TYPE, "application/problem+json")],
+        Body::Text(doc.to_string()),
+    )
+}
+
+fn method_not_allowed(allow: &'static str) -> Response<Body> {
+    let mut response = problem(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        "method not allowed",
+        format!("this endpoint accepts {allow}"),
+        json!({}),
+    );
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    response
+}
+
+fn body_problem(error: &BodyError) -> Response<Body> {
+    let (status, kind) = match error {
+        BodyError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "body-too-large"),
+        BodyError::TooManyEvents { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too-many-events"),
+        BodyError::Malformed(_) => (StatusCode::BAD_REQUEST, "malformed-body"),
+        BodyError::Empty => (StatusCode::BAD_REQUEST, "empty-body"),
+    };
+    problem(
+        status,
+        kind,
+        "the body cannot be read",
+        error.to_string(),
+        json!({"accepted": 0}),
+    )
+}
+
+fn rejected(errors: Vec<Value>, written: &[&str]) -> Response<Body> {
+    let detail = if written.is_empty() {
+        format!(
+            "all {} events were rejected; nothing was accepted",
+            errors.len()
+        )
+    } else {
+        format!(
+            "{} events were rejected; the other {} were accepted and must not be resent",
+            errors.len(),
+            written.len()
+        )
+    };
+    problem(
+        StatusCode::BAD_REQUEST,
+        "invalid-events",
+        "some events are invalid",
+        detail,
+        json!({"accepted": written.len(), "ids": written, "errors": errors}),
+    )
+}
