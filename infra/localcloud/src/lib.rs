@@ -1,4 +1,5 @@
 //! The tally local cloud: the synthesized template run on one machine, with no AWS account and no Docker.
 
 pub mod aws;
+pub mod lambda;
 pub mod store;

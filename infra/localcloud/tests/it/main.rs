@@ -1,0 +1,3 @@
+//! Integration tests of the local cloud's runtime, Function URLs, event source mappings and template loader.
+
+mod lambda;
