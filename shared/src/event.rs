@@ -434,7 +434,7 @@ pub fn check_value(kind: EventKind, v: u64) -> Result<(), FieldError> {
     if v != 0 && kind != EventKind::Conversion {
         return Err(FieldError::new(
             F,
-            format!("only allowed on conversion events, this is a {kind} event"),
+            format!("only allowed on conversion events, not on {kind} events"),
         ));
     }
     Ok(())

@@ -117,9 +117,11 @@ fn percent_decode(s: &str) -> Result<String, String> {
                     bytes.get(i + 2).copied().and_then(hex),
                 ) {
                     (Some(h), Some(l)) => out.push((h * 16 + l) as u8),
-                    _ => return Err(format!(
+                    _ => {
+                        return Err(format!(
                         "bad percent-encoding at byte {i}, '%' must be followed by two hex digits"
-                    )),
+                    ))
+                    }
                 }
                 i += 2;
             }

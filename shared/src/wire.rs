@@ -458,9 +458,8 @@ fn read_event<'a>(
     };
     let id_len = usize::try_from(r.varint()?).map_err(|_| r.corrupt("id length out of range"))?;
     let id = r.str(id_len)?.to_owned();
-    let received_ms = base_ms
-        .checked_add(unzigzag(r.varint()?))
-        .ok_or_else(|| r.corrupt("timestamp out of range"))?;
+    // Deltas are written with wrapping arithmetic, so reading them back wrapping is exact for every i64.
+    let received_ms = base_ms.wrapping_add(unzigzag(r.varint()?));
     let campaign_id = shared_str(r, table)?.to_owned();
     let ad_id = shared_str(r, table)?.to_owned();
     let mut opt_str = |r: &mut Reader<'a>, flag: u8| -> Result<Option<String>, WireError> {
@@ -473,11 +472,7 @@ fn read_event<'a>(
     let placement_id = opt_str(r, F_PLACEMENT)?;
     let user_id = opt_str(r, F_USER)?;
     let client_ts_ms = if flags & F_CLIENT_TS != 0 {
-        Some(
-            received_ms
-                .checked_add(unzigzag(r.varint()?))
-                .ok_or_else(|| r.corrupt("timestamp out of range"))?,
-        )
+        Some(received_ms.wrapping_add(unzigzag(r.varint()?)))
     } else {
         None
     };

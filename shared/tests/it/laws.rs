@@ -1,0 +1,123 @@
+//! Property tests: the algebra of rollups and sketches, round trips, and decoders that never panic.
+
+use proptest::prelude::*;
+use tally_domain::event::{Event, RawEvent};
+use tally_domain::hll::Hll;
+use tally_domain::ingest::{decode_body, decode_pixel};
+use tally_domain::rollup::Rollup;
+use tally_domain::wire::{encode_record, pack, unpack};
+
+use crate::fixtures::{any_event, NOW};
+
+fn events(max: usize) -> impl Strategy<Value = Vec<Event>> {
+    prop::collection::vec(any_event(), 0..max)
+}
+
+fn merged(a: &Rollup, b: &Rollup) -> Rollup {
+    let mut m = a.clone();
+    m.merge(b);
+    m
+}
+
+fn hll_of(items: &[u32]) -> Hll {
+    let mut h = Hll::new();
+    for i in items {
+        h.insert(&i.to_le_bytes());
+    }
+    h
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn rollup_merge_is_associative(a in events(30), b in events(30), c in events(30)) {
+        let (a, b, c): (Rollup, Rollup, Rollup) = (a.iter().collect(), b.iter().collect(), c.iter().collect());
+        prop_assert_eq!(merged(&merged(&a, &b), &c), merged(&a, &merged(&b, &c)));
+    }
+
+    #[test]
+    fn rollup_merge_is_commutative_with_identity(a in events(40), b in events(40)) {
+        let (a, b): (Rollup, Rollup) = (a.iter().collect(), b.iter().collect());
+        prop_assert_eq!(merged(&a, &b), merged(&b, &a));
+        prop_assert_eq!(merged(&a, &Rollup::new()), a.clone());
+        prop_assert_eq!(merged(&Rollup::new(), &a), a);
+    }
+
+    #[test]
+    fn aggregating_a_concatenation_is_merging_the_aggregates(a in events(40), b in events(40)) {
+        let whole: Rollup = a.iter().chain(b.iter()).collect();
+        let parts = merged(&a.iter().collect(), &b.iter().collect());
+        prop_assert_eq!(whole, parts);
+    }
+
+    #[test]
+    fn hll_merge_laws(a in prop::collection::vec(any::<u32>(), 0..2000), b in prop::collection::vec(any::<u32>(), 0..2000), c in prop::collection::vec(any::<u32>(), 0..50)) {
+        let (ha, hb, hc) = (hll_of(&a), hll_of(&b), hll_of(&c));
+        let m = |x: &Hll, y: &Hll| { let mut z = x.clone(); z.merge(y); z };
+        prop_assert_eq!(m(&m(&ha, &hb), &hc), m(&ha, &m(&hb, &hc)));
+        prop_assert_eq!(m(&ha, &hb), m(&hb, &ha));
+        prop_assert_eq!(m(&ha, &ha), ha.clone());
+        let all: Vec<u32> = a.iter().chain(&b).copied().collect();
+        prop_assert_eq!(m(&ha, &hb), hll_of(&all));
+        let bytes = ha.to_bytes();
+        prop_assert_eq!(Hll::from_bytes(&bytes), Ok(ha));
+    }
+
+    #[test]
+    fn encoding_round_trips(events in events(60)) {
+        if !events.is_empty() {
+            prop_assert_eq!(unpack(&encode_record(&events)), Ok(events.clone()));
+        }
+        let mut back: Vec<Event> = Vec::new();
+        for r in pack(&events) {
+            back.extend(unpack(&r.data).map_err(|e| TestCaseError::fail(e.to_string()))?);
+        }
+        prop_assert_eq!(back.len(), events.len());
+        // Rollups do not depend on how events were packed.
+        prop_assert_eq!(back.iter().collect::<Rollup>(), events.iter().collect::<Rollup>());
+    }
+
+    #[test]
+    fn validation_round_trips(e in any_event()) {
+        let again = RawEvent::from(&e).validate(e.received_ms, &mut || unreachable!());
+        prop_assert_eq!(again, Ok(e));
+    }
+
+    #[test]
+    fn decoders_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..400)) {
+        let _ = unpack(&bytes);
+        let _ = Hll::from_bytes(&bytes);
+        let _ = decode_body(&bytes, None);
+        let _ = decode_body(&bytes, Some("application/x-ndjson"));
+        let text = String::from_utf8_lossy(&bytes);
+        let _ = decode_pixel(&text);
+    }
+
+    #[test]
+    fn mutated_records_never_panic(events in events(8), flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4)) {
+        prop_assume!(!events.is_empty());
+        let mut data = encode_record(&events);
+        for (i, x) in flips {
+            let at = i.index(data.len());
+            data[at] ^= x | 1;
+        }
+        // Detected (checksum) or, when resealed, rejected or decoded, but never a panic.
+        prop_assert!(unpack(&data).is_err());
+        let n = data.len() - 4;
+        let crc = tally_domain::wire::crc32c(&data[..n]);
+        data[n..].copy_from_slice(&crc.to_le_bytes());
+        let _ = unpack(&data);
+    }
+
+    #[test]
+    fn json_like_bodies_never_panic(body in "[\\[\\]{}\":,0-9a-z_\\- \n]{0,300}") {
+        let _ = decode_body(body.as_bytes(), None);
+        let _ = decode_body(body.as_bytes(), Some("text/plain"));
+        if let Ok(items) = decode_body(body.as_bytes(), Some("application/json")) {
+            for raw in items.into_iter().flatten() {
+                let _ = raw.validate(NOW, &mut || "gen".to_owned());
+            }
+        }
+    }
+}

@@ -1,0 +1,10 @@
+//! Integration tests of tally-domain: one binary, one module per area.
+
+mod event;
+mod fixtures;
+mod hll;
+mod ingest;
+mod laws;
+mod partition;
+mod rollup;
+mod wire;
