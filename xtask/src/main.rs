@@ -3,6 +3,7 @@
 
 mod build;
 mod flags;
+mod stage;
 mod synth;
 
 use std::process::ExitCode;
