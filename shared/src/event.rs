@@ -472,6 +472,27 @@ pub fn check_user_agent(v: &str) -> Result<(), FieldError> {
     Ok(())
 }
 
+/// A user agent taken from a request header, made to fit the `user_agent` rule instead of failing it: control
+/// characters are dropped and the value is cut to 512 bytes at a character boundary. `None` when nothing is left.
+/// (The client does not choose its browser's user agent, so an over-long header must not reject its events.)
+pub fn header_user_agent(header: &str) -> Option<String> {
+    let mut out = String::with_capacity(header.len().min(MAX_USER_AGENT_BYTES));
+    for c in header.chars().filter(|c| !c.is_control()) {
+        if out.len() + c.len_utf8() > MAX_USER_AGENT_BYTES {
+            break;
+        }
+        out.push(c);
+    }
+    let trimmed = out.trim();
+    if trimmed.is_empty() {
+        None
+    } else if trimmed.len() == out.len() {
+        Some(out)
+    } else {
+        Some(trimmed.to_owned())
+    }
+}
+
 /// Checks every invariant of an [`Event`] built elsewhere (for example decoded from the stream).
 pub fn check_event(e: &Event) -> Result<(), FieldError> {
     check_id("id", &e.id)?;

@@ -1,6 +1,8 @@
 //! Validation: every field's rule, with the exact error users see.
 
-use tally_domain::event::{DeviceClass, EventKind, FieldError, RawEvent};
+use tally_domain::event::{
+    check_user_agent, header_user_agent, DeviceClass, EventKind, FieldError, RawEvent,
+};
 use tally_domain::ingest::decode_object;
 
 use crate::fixtures::{event, NOW};
@@ -373,5 +375,27 @@ fn raw_event_strict_serde_shape() {
     assert_eq!(
         FieldError::new("campaign_id", "longer than 64 characters").to_string(),
         "campaign_id: longer than 64 characters"
+    );
+}
+
+#[test]
+fn header_user_agents_are_clamped_not_rejected() {
+    let check = |header: &str, expect: Option<&str>| {
+        let got = header_user_agent(header);
+        assert_eq!(got.as_deref(), expect, "{header:?}");
+        if let Some(ua) = &got {
+            assert_eq!(check_user_agent(ua), Ok(()));
+        }
+    };
+    check("Mozilla/5.0", Some("Mozilla/5.0"));
+    check("  Mozilla/5.0 ", Some("Mozilla/5.0"));
+    check("", None);
+    check(" \t\r\n", None);
+    check("a\u{0}b\u{7f}c", Some("abc"));
+    check(&"m".repeat(600), Some(&"m".repeat(512)));
+    check(&"ü".repeat(300), Some(&"ü".repeat(256)));
+    check(
+        &format!("m{}", "ü".repeat(300)),
+        Some(&format!("m{}", "ü".repeat(255))),
     );
 }
