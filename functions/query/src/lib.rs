@@ -1,1 +1,650 @@
-//! tally-query (being written).
+//! `query` — the analytics API and live dashboard of tally, served by a Lambda Function URL.
+//!
+//! | route | answer |
+//! |---|---|
+//! | `GET /v1/campaigns` | every campaign with today's (UTC) totals, realtime and settled |
+//! | `GET /v1/campaigns/{id}/series?from=&to=&step=1m\|1h\|1d` | one point per bucket, zero-filled, realtime and settled |
+//! | `GET /v1/campaigns/{id}/ads?from=&to=` | per-ad totals over the buckets overlapping the range |
+//! | `GET /` | the dashboard page ([`dashboard`]), or the login form |
+//! | `POST /login` | form `token=…`: sets the session cookie |
+//!
+//! Parameters are parsed strictly ([`params`]): unknown or repeated parameters, malformed times, ranges over
+//! the limits and ids outside `[A-Za-z0-9._:-]{1,64}` are `400` problem documents naming the parameter and the
+//! rule; a campaign that was never seen is `404`.
+//!
+//! **Auth.** One bearer token, held in a Secrets Manager secret and read once at cold start ([`load_auth`]).
+//! The API takes it as `Authorization: Bearer <token>`; the dashboard takes it once, from `/?token=<token>`
+//! (answered with a redirect to `/` so the token leaves the address bar) or from the login form, and keeps it
+//! in a `tally_session` cookie (`HttpOnly; Secure; SameSite=Strict`) that the page's own API calls send.
+//! Tokens are compared in constant time. `TALLY_QUERY_AUTH=off` ([`Auth::Off`]) is for the local cloud only.
+
+pub mod dashboard;
+pub mod params;
+
+use std::collections::BTreeMap;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use lambda_http::http::{header, HeaderValue, Method, StatusCode};
+use lambda_http::{Body, Request, Response};
+use serde_json::{json, Value};
+use tally_aws::metrics::{CounterRow, Lane, MetricsTable, Resolution, CAMPAIGNS_PK};
+use tally_domain::rollup::Counters;
+
+use crate::params::{
+    check_id, parse_query, parse_step, parse_time, series_range, step_name, BadParam, Range,
+};
+
+/// The session cookie's name.
+pub const COOKIE: &str = "tally_session";
+/// How long a dashboard session lasts, seconds.
+pub const SESSION_SECS: u32 = 12 * 3600;
+/// Shortest token accepted from the secret.
+pub const MIN_TOKEN_CHARS: usize = 16;
+
+/// Who may read.
+#[derive(Clone)]
+pub enum Auth {
+    /// Anyone (local development only: `TALLY_QUERY_AUTH=off`).
+    Off,
+    /// Holders of this bearer token.
+    Token(String),
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Auth::Off => f.write_str("Auth::Off"),
+            Auth::Token(_) => f.write_str("Auth::Token(<redacted>)"),
+        }
+    }
+}
+
+/// Reads the auth configuration: `TALLY_QUERY_AUTH=off` → [`Auth::Off`]; otherwise the secret named by
+/// `secret_arn` holds the token, either as the whole secret string or as the `token` member of a JSON object.
+pub async fn load_auth(
+    auth_env: Option<&str>,
+    secret_arn: Option<&str>,
+    secrets: &aws_sdk_secretsmanager::Client,
+) -> anyhow::Result<Auth> {
+    use anyhow::Context;
+    if let Some(value) = auth_env {
+        match value.trim() {
+            "off" => return Ok(Auth::Off),
+            "" | "on" => {}
+            other => anyhow::bail!("TALLY_QUERY_AUTH is {other:?}: leave it unset, or set it to off (local development only)"),
+        }
+    }
+    let arn = secret_arn
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .context(
+            "TALLY_QUERY_TOKEN_SECRET_ARN is not set: it names the secret holding the API token",
+        )?;
+    let output = secrets
+        .get_secret_value()
+        .secret_id(arn)
+        .send()
+        .await
+        .map_err(aws_sdk_secretsmanager::Error::from)
+        .with_context(|| format!("while reading the token secret {arn}"))?;
+    let secret = output
+        .secret_string()
+        .context("the token secret has no SecretString")?;
+    let token = match serde_json::from_str::<Value>(secret) {
+        Ok(Value::Object(map)) => map
+            .get("token")
+            .and_then(Value::as_str)
+            .context("the token secret is a JSON object without a string member `token`")?
+            .to_owned(),
+        _ => secret.to_owned(),
+    };
+    let token = token.trim().to_owned();
+    if token.chars().count() < MIN_TOKEN_CHARS
+        || token
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == ';')
+    {
+        anyhow::bail!(
+            "the token in {arn} must be at least {MIN_TOKEN_CHARS} characters without whitespace, control characters or ';'"
+        );
+    }
+    Ok(Auth::Token(token))
+}
+
+/// The query function: the metrics table and who may read it.
+#[derive(Debug, Clone)]
+pub struct Query {
+    table: MetricsTable,
+    dynamodb: aws_sdk_dynamodb::Client,
+    auth: Auth,
+}
+
+impl Query {
+    pub fn new(dynamodb: aws_sdk_dynamodb::Client, table: impl Into<String>, auth: Auth) -> Query {
+        let table = MetricsTable::new(dynamodb.clone(), table);
+        Query {
+            table,
+            dynamodb,
+            auth,
+        }
+    }
+
+    /// Answers one request as of now.
+    pub async fn handle(&self, request: Request) -> Response<Body> {
+        self.handle_at(request, now_ms()).await
+    }
+
+    /// Answers one request as of `now_ms` (unix milliseconds; "today" and default ranges derive from it).
+    pub async fn handle_at(&self, request: Request, now_ms: i64) -> Response<Body> {
+        let path = request.uri().path().to_owned();
+        let query = request.uri().query().unwrap_or("").to_owned();
+        let segments: Vec<&str> = path.split('/').skip(1).collect();
+        let method = request.method().clone();
+        let get_only = |response: Response<Body>| {
+            if method == Method::GET || method == Method::HEAD {
+                response
+            } else {
+                method_not_allowed("GET, HEAD")
+            }
+        };
+        match segments.as_slice() {
+            [""] => get_only(self.root(&request, &query)),
+            ["login"] if method == Method::POST => self.login(&request),
+            ["login"] => method_not_allowed("POST"),
+            ["v1", "campaigns"] | ["v1", "campaigns", _, "series" | "ads"] => {
+                if method != Method::GET && method != Method::HEAD {
+                    return method_not_allowed("GET, HEAD");
+                }
+                if !self.authorized(&request) {
+                    return unauthorized();
+                }
+                let result = match segments.as_slice() {
+                    ["v1", "campaigns", id, "series"] => self.series(id, &query, now_ms).await,
+                    ["v1", "campaigns", id, "ads"] => self.ads(id, &query, now_ms).await,
+                    _ => self.campaigns(&query, now_ms).await,
+                };
+                match result {
+                    Ok(value) => json_response(StatusCode::OK, &value),
+                    Err(failure) => failure.into_response(),
+                }
+            }
+            _ => problem(
+                StatusCode::NOT_FOUND,
+                "not-found",
+                "no such endpoint",
+                "see GET / for the dashboard and /v1/campaigns for the API".to_owned(),
+                json!({}),
+            ),
+        }
+    }
+
+    fn authorized(&self, request: &Request) -> bool {
+        let Auth::Token(token) = &self.auth else {
+            return true;
+        };
+        let bearer = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            });
+        if bearer.is_some_and(|b| constant_time_eq(b.trim().as_bytes(), token.as_bytes())) {
+            return true;
+        }
+        cookie(request, COOKIE).is_some_and(|c| constant_time_eq(c.as_bytes(), token.as_bytes()))
+    }
+
+    fn root(&self, request: &Request, query: &str) -> Response<Body> {
+        let Auth::Token(token) = &self.auth else {
+            return html(StatusCode::OK, dashboard::PAGE);
+        };
+        let params = match parse_query(query, &["token"]) {
+            Ok(params) => params,
+            Err(bad) => return bad_request(&bad),
+        };
+        if let Some(given) = params.get("token") {
+            return if constant_time_eq(given.as_bytes(), token.as_bytes()) {
+                session_redirect(token)
+            } else {
+                html(
+                    StatusCode::UNAUTHORIZED,
+                    &dashboard::login_page(Some("that token is not valid")),
+                )
+            };
+        }
+        if self.authorized(request) {
+            html(StatusCode::OK, dashboard::PAGE)
+        } else {
+            html(StatusCode::UNAUTHORIZED, &dashboard::login_page(None))
+        }
+    }
+
+    fn login(&self, request: &Request) -> Response<Body> {
+        let Auth::Token(token) = &self.auth else {
+            return redirect_home(None);
+        };
+        let body = std::str::from_utf8(request.body().as_ref()).unwrap_or("");
+        match parse_query(body, &["token"]) {
+            Ok(form)
+                if form
+                    .get("token")
+                    .is_some_and(|t| constant_time_eq(t.trim().as_bytes(), token.as_bytes())) =>
+            {
+                session_redirect(token)
+            }
+            _ => html(
+                StatusCode::UNAUTHORIZED,
+                &dashboard::login_page(Some("that token is not valid")),
+            ),
+        }
+    }
+
+    async fn campaigns(&self, query: &str, now_ms: i64) -> Result<Value, Failure> {
+        parse_query(query, &[]).map_err(Failure::Bad)?;
+        let entries = self.table.campaigns().await.map_err(Failure::from_aws)?;
+        let today = now_ms.div_euclid(60_000);
+        let mut tasks = tokio::task::JoinSet::new();
+        for (i, entry) in entries.iter().enumerate() {
+            let table = self.table.clone();
+            let id = entry.campaign_id.clone();
+            tasks.spawn(async move {
+                let rt = table.day_total(&id, Lane::Realtime, today).await;
+                let st = table.day_total(&id, Lane::Settled, today).await;
+                (i, rt, st)
+            });
+        }
+        let mut totals = vec![(None, None); entries.len()];
+        while let Some(joined) = tasks.join_next().await {
+            let (i, rt, st) = joined.map_err(|e| Failure::Internal(format!("task failed: {e}")))?;
+            totals[i] = (
+                rt.map_err(Failure::from_aws)?,
+                st.map_err(Failure::from_aws)?,
+            );
+        }
+        let day_start = Resolution::Day.bucket(today) * 60_000;
+        let campaigns: Vec<Value> = entries
+            .iter()
+            .zip(totals)
+            .map(|(entry, (rt, st))| {
+                json!({
+                    "campaign_id": entry.campaign_id,
+                    "first_seen": params::format_time(entry.first_seen_ms),
+                    "last_seen": params::format_time(entry.last_seen_ms),
+                    "today": {
+                        "realtime": counters_json(&rt.unwrap_or_default()),
+                        "settled": counters_json(&st.unwrap_or_default()),
+                    },
+                })
+            })
+            .collect();
+        Ok(json!({"day": params::format_time(day_start), "campaigns": campaigns}))
+    }
+
+    async fn series(&self, id: &str, query: &str, now_ms: i64) -> Result<Value, Failure> {
+        check_id("campaign_id", id).map_err(Failure::Bad)?;
+        let params = parse_query(query, &["from", "to", "step"]).map_err(Failure::Bad)?;
+        let res = params
+            .get("step")
+            .map(|s| parse_step(s))
+            .transpose()
+            .map_err(Failure::Bad)?
+            .unwrap_or(Resolution::Minute);
+        let from = params
+            .get("from")
+            .map(|v| parse_time("from", v))
+            .transpose()
+            .map_err(Failure::Bad)?;
+        let to = params
+            .get("to")
+            .map(|v| parse_time("to", v))
+            .transpose()
+            .map_err(Failure::Bad)?;
+        let range = series_range(res, from, to, now_ms).map_err(Failure::Bad)?;
+        self.known(id).await?;
+        let rt = self
+            .table
+            .series(id, Lane::Realtime, res, range.first, range.last)
+            .await
+            .map_err(Failure::from_aws)?;
+        let st = self
+            .table
+            .series(id, Lane::Settled, res, range.first, range.last)
+            .await
+            .map_err(Failure::from_aws)?;
+        let (rt, st) = (by_bucket(rt), by_bucket(st));
+        let empty = Counters::default();
+        let points: Vec<Value> = (0..range.points())
+            .map(|i| {
+                let bucket = range.first + i * res.minutes();
+                json!({
+                    "t": params::format_time(bucket * 60_000),
+                    "realtime": counters_json(rt.get(&bucket).unwrap_or(&empty)),
+                    "settled": counters_json(st.get(&bucket).unwrap_or(&empty)),
+                })
+            })
+            .collect();
+        Ok(json!({
+            "campaign_id": id,
+            "step": step_name(res),
+            "from": params::format_time(range.first * 60_000),
+            "to": params::format_time(range.last * 60_000),
+            "points": points,
+        }))
+    }
+
+    async fn ads(&self, id: &str, query: &str, now_ms: i64) -> Result<Value, Failure> {
+        check_id("campaign_id", id).map_err(Failure::Bad)?;
+        let params = parse_query(query, &["from", "to"]).map_err(Failure::Bad)?;
+        let from = params
+            .get("from")
+            .map(|v| parse_time("from", v))
+            .transpose()
+            .map_err(Failure::Bad)?;
+        let to = params
+            .get("to")
+            .map(|v| parse_time("to", v))
+            .transpose()
+            .map_err(Failure::Bad)?;
+        let to_ms = to.unwrap_or(now_ms);
+        let from_ms = from.unwrap_or(Resolution::Day.bucket(to_ms.div_euclid(60_000)) * 60_000);
+        if from_ms > to_ms {
+            return Err(Failure::Bad(BadParam::new("from", "is after to")));
+        }
+        let span_minutes = (to_ms - from_ms).div_euclid(60_000);
+        if span_minutes > params::MAX_ADS_DAYS * 1440 {
+            return Err(Failure::Bad(BadParam::new(
+                "to",
+                format!(
+                    "the range is longer than {} days; narrow from/to",
+                    params::MAX_ADS_DAYS
+                ),
+            )));
+        }
+        // Hour rows for ranges up to two days, day rows beyond: at most a few hundred rows per ad.
+        let res = if span_minutes <= 2 * 1440 {
+            Resolution::Hour
+        } else {
+            Resolution::Day
+        };
+        let range = Range {
+            res,
+            first: res.bucket(from_ms.div_euclid(60_000)),
+            last: res.bucket(to_ms.div_euclid(60_000)),
+        };
+        self.known(id).await?;
+        let mut lanes: BTreeMap<String, (Counters, Counters)> = BTreeMap::new();
+        for (lane, settled) in [(Lane::Realtime, false), (Lane::Settled, true)] {
+            let rows = self
+                .table
+                .ads(id, lane, res, range.first, range.last)
+                .await
+                .map_err(Failure::from_aws)?;
+            for row in rows {
+                let Some(ad) = row.key.ad_id.clone() else {
+                    continue;
+                };
+                let slot = lanes.entry(ad).or_default();
+                if settled {
+                    slot.1.merge(&row.counters)
+                } else {
+                    slot.0.merge(&row.counters)
+                }
+            }
+        }
+        let ads: Vec<Value> = lanes
+            .iter()
+            .map(|(ad, (rt, st))| json!({"ad_id": ad, "realtime": counters_json(rt), "settled": counters_json(st)}))
+            .collect();
+        Ok(json!({
+            "campaign_id": id,
+            "from": params::format_time(range.first * 60_000),
+            "to": params::format_time((range.last + res.minutes()) * 60_000),
+            "resolution": step_name(res),
+            "ads": ads,
+        }))
+    }
+
+    /// `404` unless the campaign index has `id`.
+    async fn known(&self, id: &str) -> Result<(), Failure> {
+        let output = self
+            .dynamodb
+            .get_item()
+            .table_name(self.table.table())
+            .key("pk", AttributeValue::S(CAMPAIGNS_PK.to_owned()))
+            .key("sk", AttributeValue::S(id.to_owned()))
+            .projection_expression("sk")
+            .send()
+            .await
+            .map_err(|e| {
+                Failure::Internal(format!(
+                    "dynamodb GetItem on {} failed: {}",
+                    self.table.table(),
+                    aws_sdk_dynamodb::Error::from(e)
+                ))
+            })?;
+        match output.item {
+            Some(_) => Ok(()),
+            None => Err(Failure::NotFound(id.to_owned())),
+        }
+    }
+}
+
+fn by_bucket(rows: Vec<CounterRow>) -> BTreeMap<i64, Counters> {
+    rows.into_iter()
+        .map(|row| (row.key.bucket, row.counters))
+        .collect()
+}
+
+/// The JSON of one set of counters: the sums, CTR (clicks / impressions, `null` without impressions) and the
+/// estimated unique users.
+pub fn counters_json(c: &Counters) -> Value {
+    let ctr = if c.impressions == 0 {
+        Value::Null
+    } else {
+        json!(c.clicks as f64 / c.impressions as f64)
+    };
+    json!({
+        "impressions": c.impressions,
+        "viewable": c.viewable,
+        "clicks": c.clicks,
+        "ctr": ctr,
+        "conversions": c.conversions,
+        "spend_micros": c.spend_micros,
+        "conversion_value_micros": c.value_micros,
+        "unique_users": c.users.estimate(),
+    })
+}
+
+/// Why a request failed.
+#[derive(Debug)]
+enum Failure {
+    Bad(BadParam),
+    NotFound(String),
+    Internal(String),
+}
+
+impl Failure {
+    fn from_aws(error: tally_aws::Error) -> Failure {
+        Failure::Internal(error.to_string())
+    }
+
+    fn into_response(self) -> Response<Body> {
+        match self {
+            Failure::Bad(bad) => bad_request(&bad),
+            Failure::NotFound(id) => problem(
+                StatusCode::NOT_FOUND,
+                "unknown-campaign",
+                "unknown campaign",
+                format!(
+                    "campaign {id:?} has never been seen; GET /v1/campaigns lists the known ones"
+                ),
+                json!({"campaign_id": id}),
+            ),
+            Failure::Internal(message) => {
+                tracing::error!(message = "query failed", error = %message);
+                let mut response = problem(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "the metrics could not be read",
+                    "the metrics table did not answer; retry shortly".to_owned(),
+                    json!({}),
+                );
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                response
+            }
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The value of cookie `name` in the request's `Cookie` headers.
+fn cookie<'a>(request: &'a Request, name: &str) -> Option<&'a str> {
+    request
+        .headers()
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+fn session_redirect(token: &str) -> Response<Body> {
+    let cookie = format!(
+        "{COOKIE}={token}; HttpOnly; Secure; SameSite=Strict; Path=/; Max-Age={SESSION_SECS}"
+    );
+    redirect_home(HeaderValue::from_str(&cookie).ok())
+}
+
+fn redirect_home(cookie: Option<HeaderValue>) -> Response<Body> {
+    let mut response = Response::new(Body::Empty);
+    *response.status_mut() = StatusCode::SEE_OTHER;
+    response
+        .headers_mut()
+        .insert(header::LOCATION, HeaderValue::from_static("/"));
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Some(cookie) = cookie {
+        response.headers_mut().insert(header::SET_COOKIE, cookie);
+    }
+    response
+}
+
+fn html(status: StatusCode, page: &str) -> Response<Body> {
+    let mut response = Response::new(Body::Text(page.to_owned()));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src data:; form-action 'self'; frame-ancestors 'none'",
+        ),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    response
+}
+
+fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
+    let mut response = Response::new(Body::Text(value.to_string()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// An RFC 9457 problem document.
+fn problem(
+    status: StatusCode,
+    kind: &str,
+    title: &str,
+    detail: String,
+    extra: Value,
+) -> Response<Body> {
+    let mut doc = json!({
+        "type": format!("https://tally.invalid/problems/{kind}"),
+        "title": title,
+        "status": status.as_u16(),
+        "detail": detail,
+    });
+    if let (Some(doc), Value::Object(extra)) = (doc.as_object_mut(), extra) {
+        doc.extend(extra);
+    }
+    let mut response = json_response(status, &doc);
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    response
+}
+
+fn bad_request(bad: &BadParam) -> Response<Body> {
+    problem(
+        StatusCode::BAD_REQUEST,
+        "bad-parameter",
+        "a parameter is invalid",
+        format!("{}: {}", bad.param, bad.rule),
+        json!({"param": bad.param, "rule": bad.rule}),
+    )
+}
+
+fn unauthorized() -> Response<Body> {
+    let mut response = problem(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "a token is required",
+        "send Authorization: Bearer <token> (the token is in the stack's query token secret)"
+            .to_owned(),
+        json!({}),
+    );
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"tally\""),
+    );
+    response
+}
+
+fn method_not_allowed(allow: &'static str) -> Response<Body> {
+    let mut response = problem(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        "method not allowed",
+        format!("this endpoint accepts {allow}"),
+        json!({}),
+    );
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    response
+}

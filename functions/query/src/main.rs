@@ -1,1 +1,45 @@
-fn main() {}
+//! The `query` Lambda function: reads its token once at cold start, then serves
+//! [`tally_query::Query::handle`] through `lambda_http`.
+
+use std::convert::Infallible;
+
+use anyhow::Context;
+use lambda_http::{service_fn, Request};
+use tally_query::{load_auth, Auth, Query};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_ansi(false)
+        .without_time()
+        .init();
+    let table =
+        tally_aws::config::required_env("TALLY_METRICS_TABLE", "the name of the metrics table")
+            .context("while reading the configuration")?;
+    let config = tally_aws::config::sdk_config().await;
+    let secrets = aws_sdk_secretsmanager::Client::new(&config);
+    let auth = load_auth(
+        std::env::var("TALLY_QUERY_AUTH").ok().as_deref(),
+        std::env::var("TALLY_QUERY_TOKEN_SECRET_ARN")
+            .ok()
+            .as_deref(),
+        &secrets,
+    )
+    .await
+    .context("while loading the API token at cold start")?;
+    if matches!(auth, Auth::Off) {
+        tracing::warn!(message = "TALLY_QUERY_AUTH=off: the API and dashboard are open to anyone (local development only)");
+    }
+    let query = Query::new(tally_aws::config::dynamodb(&config), table, auth);
+    let query = &query;
+    lambda_http::run(service_fn(move |request: Request| async move {
+        Ok::<_, Infallible>(query.handle(request).await)
+    }))
+    .await
+    .map_err(|error| anyhow::anyhow!("the lambda runtime stopped: {error}"))
+}

@@ -1,0 +1,504 @@
+//! Query-string and path parameters of the API: strict parsing, UTC timestamps, range limits.
+//!
+//! Times are RFC 3339 UTC (`2026-11-26T13:00:00Z`, seconds optional fraction ignored) or unix milliseconds.
+//! Ranges are limited per step so that one request reads at most a few thousand rows:
+//! `1m` → 24 hours, `1h` → 31 days, `1d` → 366 days.
+
+use std::collections::BTreeMap;
+
+use tally_aws::metrics::Resolution;
+
+/// Most points one series request returns per step (24 h of minutes, 31 days of hours, 366 days).
+pub fn max_points(res: Resolution) -> i64 {
+    match res {
+        Resolution::Minute => 1440,
+        Resolution::Hour => 744,
+        Resolution::Day => 366,
+    }
+}
+
+/// The default span (in buckets) when `from` is not given.
+pub fn default_points(res: Resolution) -> i64 {
+    match res {
+        Resolution::Minute => 60,
+        Resolution::Hour => 24,
+        Resolution::Day => 30,
+    }
+}
+
+/// Longest range of the per-ad breakdown, in days.
+pub const MAX_ADS_DAYS: i64 = 366;
+
+/// A parameter that cannot be used; the message names it, the rule and what to send instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadParam {
+    pub param: String,
+    pub rule: String,
+}
+
+impl BadParam {
+    pub fn new(param: impl Into<String>, rule: impl Into<String>) -> BadParam {
+        BadParam {
+            param: param.into(),
+            rule: rule.into(),
+        }
+    }
+}
+
+/// Parses `a=1&b=2` strictly: every key must be in `allowed`, none twice, values percent-decoded as UTF-8.
+pub fn parse_query(query: &str, allowed: &[&str]) -> Result<BTreeMap<String, String>, BadParam> {
+    let mut out = BTreeMap::new();
+    if query.len() > 2048 {
+        return Err(BadParam::new("query", "longer than 2048 bytes"));
+    }
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (raw_key, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
+        let key = percent_decode(raw_key).map_err(|rule| BadParam::new("query", rule))?;
+        if !allowed.contains(&key.as_str()) {
+            let shown: String = key.chars().take(40).collect();
+            let expected = if allowed.is_empty() {
+                "none".to_owned()
+            } else {
+                allowed.join(", ")
+            };
+            return Err(BadParam::new(
+                shown,
+                format!("unknown parameter; this endpoint takes {expected}"),
+            ));
+        }
+        let value = percent_decode(raw_value).map_err(|rule| BadParam::new(key.clone(), rule))?;
+        if out.insert(key.clone(), value).is_some() {
+            return Err(BadParam::new(key, "given more than once"));
+        }
+    }
+    Ok(out)
+}
+
+/// `%XX` and `+` decoding; the result must be UTF-8.
+pub fn percent_decode(s: &str) -> Result<String, String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = bytes
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok());
+                let byte = hex.and_then(|h| u8::from_str_radix(h, 16).ok());
+                match byte {
+                    Some(b) => out.push(b),
+                    None => return Err("bad percent-encoding".to_owned()),
+                }
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).map_err(|_| "not utf-8 after percent-decoding".to_owned())
+}
+
+/// An id as the pipeline accepts them: 1..=64 characters of `[A-Za-z0-9._:-]`.
+pub fn check_id(param: &str, id: &str) -> Result<(), BadParam> {
+    if id.is_empty() || id.len() > 64 {
+        return Err(BadParam::new(param, "must be 1 to 64 characters"));
+    }
+    if let Some(c) = id
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-')))
+    {
+        return Err(BadParam::new(
+            param,
+            format!("character {c:?} not allowed, use only A-Z a-z 0-9 . _ : -"),
+        ));
+    }
+    Ok(())
+}
+
+/// `1m`, `1h` or `1d`.
+pub fn parse_step(value: &str) -> Result<Resolution, BadParam> {
+    match value {
+        "1m" => Ok(Resolution::Minute),
+        "1h" => Ok(Resolution::Hour),
+        "1d" => Ok(Resolution::Day),
+        _ => Err(BadParam::new("step", "must be 1m, 1h or 1d")),
+    }
+}
+
+pub fn step_name(res: Resolution) -> &'static str {
+    match res {
+        Resolution::Minute => "1m",
+        Resolution::Hour => "1h",
+        Resolution::Day => "1d",
+    }
+}
+
+/// Unix milliseconds from `1732626000000` or `2026-11-26T13:00:00Z` (also `…:00.123Z`, `+00:00`).
+pub fn parse_time(param: &str, value: &str) -> Result<i64, BadParam> {
+    let bad = || {
+        BadParam::new(
+            param,
+            "must be unix milliseconds or an RFC 3339 UTC time such as 2026-11-26T13:00:00Z",
+        )
+    };
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        let ms: i64 = value.parse().map_err(|_| bad())?;
+        return if ms <= MAX_MS {
+            Ok(ms)
+        } else {
+            Err(BadParam::new(param, "after the year 9999"))
+        };
+    }
+    let b = value.as_bytes();
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return Err(bad());
+    }
+    let num = |range: std::ops::Range<usize>| -> Result<i64, BadParam> {
+        let part = value.get(range).ok_or_else(bad)?;
+        if part.bytes().all(|c| c.is_ascii_digit()) {
+            part.parse().map_err(|_| bad())
+        } else {
+            Err(bad())
+        }
+    };
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let mut rest = &value[19..];
+    let mut millis = 0;
+    if let Some(fraction) = rest.strip_prefix('.') {
+        let digits = fraction.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return Err(bad());
+        }
+        let first3: String = fraction[..digits]
+            .chars()
+            .chain("000".chars())
+            .take(3)
+            .collect();
+        millis = first3.parse().map_err(|_| bad())?;
+        rest = &fraction[digits..];
+    }
+    if !matches!(rest, "Z" | "z" | "+00:00" | "-00:00") {
+        return Err(BadParam::new(param, "must be in UTC (end with Z)"));
+    }
+    if !(1..=12).contains(&month)
+        || day < 1
+        || day > days_in_month(year, month)
+        || hour > 23
+        || minute > 59
+        || second > 59
+    {
+        return Err(BadParam::new(param, "is not a valid calendar time"));
+    }
+    let days = days_from_civil(year, month, day);
+    Ok(((days * 24 + hour) * 60 + minute) * 60_000 + second * 1000 + millis)
+}
+
+const MAX_MS: i64 = 253_402_300_799_999; // 9999-12-31T23:59:59.999Z
+
+/// `2026-11-26T13:00:00Z` for unix milliseconds (whole seconds).
+pub fn format_time(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+fn is_leap(y: i64) -> bool {
+    (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
+}
+
+fn days_in_month(y: i64, m: i64) -> i64 {
+    match m {
+        2 if is_leap(y) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date.
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The inverse of [`days_from_civil`].
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (
+        if m <= 2 {
+            yoe + era * 400 + 1
+        } else {
+            yoe + era * 400
+        },
+        m,
+        d,
+    )
+}
+
+/// A validated range of buckets: first and last bucket start, unix minutes, aligned to `res`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Range {
+    pub res: Resolution,
+    pub first: i64,
+    pub last: i64,
+}
+
+impl Range {
+    /// Buckets in the range.
+    pub fn points(&self) -> i64 {
+        (self.last - self.first) / self.res.minutes() + 1
+    }
+}
+
+/// The series range from `from`/`to` (either may be absent) at `res`, relative to `now_ms`.
+/// `from` is rounded down and `to` rounded down to their buckets; `to` defaults to now, `from` to
+/// [`default_points`] buckets before `to`.
+pub fn series_range(
+    res: Resolution,
+    from: Option<i64>,
+    to: Option<i64>,
+    now_ms: i64,
+) -> Result<Range, BadParam> {
+    let to_ms = to.unwrap_or(now_ms);
+    let last = res.bucket(to_ms.div_euclid(60_000));
+    let first = match from {
+        Some(from_ms) => res.bucket(from_ms.div_euclid(60_000)),
+        None => last - (default_points(res) - 1) * res.minutes(),
+    };
+    if from.is_some_and(|f| f > to_ms) {
+        return Err(BadParam::new("from", "is after to"));
+    }
+    if first < 0 {
+        return Err(BadParam::new("from", "is before 1970"));
+    }
+    let range = Range { res, first, last };
+    if range.points() > max_points(res) {
+        return Err(BadParam::new(
+            "to",
+            format!(
+                "the range holds {} points at step={}, at most {} are returned; narrow from/to or use a coarser step",
+                range.points(),
+                step_name(res),
+                max_points(res)
+            ),
+        ));
+    }
+    Ok(range)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check_time(input: &str, expect: Result<&str, &str>) {
+        let got = parse_time("from", input)
+            .map(format_time)
+            .map_err(|e| e.rule);
+        assert_eq!(
+            got.as_deref().map_err(String::as_str),
+            expect.map_err(|e| e),
+            "{input}"
+        );
+    }
+
+    #[test]
+    fn times() {
+        check_time("2026-11-26T13:00:00Z", Ok("2026-11-26T13:00:00Z"));
+        check_time("2026-11-26t13:00:00.999z", Ok("2026-11-26T13:00:00Z"));
+        check_time("2024-02-29T23:59:59+00:00", Ok("2024-02-29T23:59:59Z"));
+        check_time("1970-01-01T00:00:00Z", Ok("1970-01-01T00:00:00Z"));
+        check_time("1795698000000", Ok("2026-11-26T13:00:00Z"));
+        check_time("0", Ok("1970-01-01T00:00:00Z"));
+        check_time("2023-02-29T00:00:00Z", Err("is not a valid calendar time"));
+        check_time("2026-13-01T00:00:00Z", Err("is not a valid calendar time"));
+        check_time("2026-11-26T24:00:00Z", Err("is not a valid calendar time"));
+        check_time(
+            "2026-11-26T13:00:00+02:00",
+            Err("must be in UTC (end with Z)"),
+        );
+        check_time(
+            "2026-11-26T13:00:00",
+            Err("must be unix milliseconds or an RFC 3339 UTC time such as 2026-11-26T13:00:00Z"),
+        );
+        check_time(
+            "2026-11-26",
+            Err("must be unix milliseconds or an RFC 3339 UTC time such as 2026-11-26T13:00:00Z"),
+        );
+        check_time(
+            "-5",
+            Err("must be unix milliseconds or an RFC 3339 UTC time such as 2026-11-26T13:00:00Z"),
+        );
+        check_time(
+            "",
+            Err("must be unix milliseconds or an RFC 3339 UTC time such as 2026-11-26T13:00:00Z"),
+        );
+        check_time(
+            "99999999999999999999999",
+            Err("must be unix milliseconds or an RFC 3339 UTC time such as 2026-11-26T13:00:00Z"),
+        );
+        check_time("999999999999999", Err("after the year 9999"));
+        check_time(
+            "2026-11-26T13:00:00.Z",
+            Err("must be unix milliseconds or an RFC 3339 UTC time such as 2026-11-26T13:00:00Z"),
+        );
+        check_time(
+            "2026-11-2€T13:00:00Z",
+            Err("must be unix milliseconds or an RFC 3339 UTC time such as 2026-11-26T13:00:00Z"),
+        );
+        check_time(
+            "2026-1١-26T13:00:00Z",
+            Err("must be unix milliseconds or an RFC 3339 UTC time such as 2026-11-26T13:00:00Z"),
+        );
+    }
+
+    #[test]
+    fn calendar_round_trip() {
+        for days in [-1, 0, 59, 365, 10_957, 20_000, 2_932_896] {
+            let (y, m, d) = civil_from_days(days);
+            assert_eq!(days_from_civil(y, m, d), days);
+        }
+    }
+
+    fn check_query(input: &str, expect: Result<&[(&str, &str)], (&str, &str)>) {
+        let got = parse_query(input, &["from", "to", "step"]);
+        match expect {
+            Ok(pairs) => {
+                let want: BTreeMap<String, String> = pairs
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect();
+                assert_eq!(got, Ok(want), "{input}");
+            }
+            Err((param, rule)) => {
+                let err = got.expect_err(input);
+                assert_eq!(
+                    (err.param.as_str(), err.rule.as_str()),
+                    (param, rule),
+                    "{input}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn query_strings() {
+        check_query("", Ok(&[]));
+        check_query("step=1h", Ok(&[("step", "1h")]));
+        check_query(
+            "from=2026-11-26T13%3A00%3A00Z&to=1",
+            Ok(&[("from", "2026-11-26T13:00:00Z"), ("to", "1")]),
+        );
+        check_query("step=1h&&", Ok(&[("step", "1h")]));
+        check_query("step", Ok(&[("step", "")]));
+        check_query("step=1h&step=1d", Err(("step", "given more than once")));
+        check_query(
+            "limit=5",
+            Err((
+                "limit",
+                "unknown parameter; this endpoint takes from, to, step",
+            )),
+        );
+        check_query("%73tep=1m", Ok(&[("step", "1m")]));
+        check_query("step=%ZZ", Err(("step", "bad percent-encoding")));
+        check_query(
+            "step=%ff",
+            Err(("step", "not utf-8 after percent-decoding")),
+        );
+        check_query("%", Err(("query", "bad percent-encoding")));
+    }
+
+    fn check_range(step: &str, from: Option<&str>, to: Option<&str>, expect: Result<i64, &str>) {
+        let now = parse_time("now", "2026-11-26T13:30:45Z").expect("now");
+        let res = parse_step(step).expect("step");
+        let from = from.map(|f| parse_time("from", f).expect("from"));
+        let to = to.map(|t| parse_time("to", t).expect("to"));
+        let got = series_range(res, from, to, now)
+            .map(|r| r.points())
+            .map_err(|e| e.rule);
+        assert_eq!(
+            got.as_ref().map_err(String::as_str),
+            expect.as_ref().map_err(|e| *e),
+            "{step} {from:?} {to:?}"
+        );
+    }
+
+    #[test]
+    fn ranges() {
+        check_range("1m", None, None, Ok(60));
+        check_range("1h", None, None, Ok(24));
+        check_range("1d", None, None, Ok(30));
+        check_range(
+            "1m",
+            Some("2026-11-26T13:00:00Z"),
+            Some("2026-11-26T13:00:59Z"),
+            Ok(1),
+        );
+        check_range("1m", Some("2026-11-25T13:31:00Z"), None, Ok(1440));
+        check_range("1m", Some("2026-11-25T13:30:00Z"), None, Err("the range holds 1441 points at step=1m, at most 1440 are returned; narrow from/to or use a coarser step"));
+        check_range(
+            "1h",
+            Some("2026-10-01T00:00:00Z"),
+            Some("2026-10-31T23:00:00Z"),
+            Ok(744),
+        );
+        check_range(
+            "1d",
+            Some("2025-01-01T00:00:00Z"),
+            Some("2025-12-31T00:00:00Z"),
+            Ok(365),
+        );
+        check_range("1d", Some("2024-01-01T00:00:00Z"), Some("2025-12-31T00:00:00Z"), Err("the range holds 731 points at step=1d, at most 366 are returned; narrow from/to or use a coarser step"));
+        check_range(
+            "1m",
+            Some("2026-11-26T14:00:00Z"),
+            Some("2026-11-26T13:00:00Z"),
+            Err("is after to"),
+        );
+    }
+
+    #[test]
+    fn ids() {
+        assert_eq!(check_id("id", "summer-sale.2026:v2_x"), Ok(()));
+        assert!(check_id("id", "").is_err());
+        assert!(check_id("id", &"x".repeat(65)).is_err());
+        assert_eq!(
+            check_id("id", "a'b").map_err(|e| e.rule),
+            Err("character '\\'' not allowed, use only A-Z a-z 0-9 . _ : -".to_owned())
+        );
+        assert!(check_id("id", "<script>").is_err());
+        assert!(check_id("id", "a b").is_err());
+        assert!(check_id("id", "ü").is_err());
+    }
+}

@@ -1,0 +1,193 @@
+//! The dashboard in headless Chromium: the real handler served on 127.0.0.1 over a metrics table in moto,
+//! signed in through `/?token=`, draws one chart per campaign from the API.
+//!
+//! Needs `chromium` (Debian package); the screenshot lands in `target/dashboard.png` for people to look at.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use lambda_http::Body;
+use tally_query::{Auth, Query};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+
+use crate::support::{filled_table, url_request, NOW_MS, TABLE};
+
+const TOKEN: &str = "dashboard-test-token-0123456789";
+
+/// Serves `query` over HTTP/1.1 on a loopback port (one request per connection), the clock fixed at NOW_MS.
+async fn serve(query: Query) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let query = Arc::new(query);
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            let query = query.clone();
+            tokio::spawn(async move {
+                let (read, mut write) = socket.into_split();
+                let mut reader = BufReader::new(read);
+                let mut request_line = String::new();
+                if reader.read_line(&mut request_line).await.unwrap_or(0) == 0 {
+                    return;
+                }
+                let mut parts = request_line.split_whitespace();
+                let (method, target) = (
+                    parts.next().unwrap_or("GET").to_owned(),
+                    parts.next().unwrap_or("/").to_owned(),
+                );
+                let mut headers = Vec::new();
+                let mut length = 0usize;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).await.unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some((name, value)) = line.trim_end().split_once(':') {
+                        let (name, value) =
+                            (name.trim().to_ascii_lowercase(), value.trim().to_owned());
+                        if name == "content-length" {
+                            length = value.parse().unwrap_or(0);
+                        }
+                        if name != "host" {
+                            headers.push((name, value));
+                        }
+                    }
+                }
+                let mut body = vec![0; length];
+                if reader.read_exact(&mut body).await.is_err() {
+                    return;
+                }
+                let body = String::from_utf8(body).ok().filter(|b| !b.is_empty());
+                let header_refs: Vec<(&str, &str)> = headers
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
+                let response = query
+                    .handle_at(
+                        url_request(&method, &target, &header_refs, body.as_deref()),
+                        NOW_MS,
+                    )
+                    .await;
+                let mut head = format!("HTTP/1.1 {}\r\nconnection: close\r\n", response.status());
+                for (name, value) in response.headers() {
+                    head.push_str(&format!("{}: {}\r\n", name, value.to_str().unwrap_or("")));
+                }
+                let bytes: Vec<u8> = match response.body() {
+                    Body::Text(t) => t.clone().into_bytes(),
+                    Body::Binary(b) => b.clone(),
+                    _ => Vec::new(),
+                };
+                head.push_str(&format!("content-length: {}\r\n\r\n", bytes.len()));
+                let _ = write.write_all(head.as_bytes()).await;
+                let _ = write.write_all(&bytes).await;
+                let _ = write.shutdown().await;
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+/// Runs headless Chromium on `url` with `extra` flags; its stdout.
+async fn chromium(url: &str, extra: &[&str], profile: &std::path::Path) -> String {
+    let mut cmd = tokio::process::Command::new("chromium");
+    cmd.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--hide-scrollbars",
+        "--virtual-time-budget=15000",
+    ])
+    .arg(format!("--user-data-dir={}", profile.display()))
+    .args(extra)
+    .arg(url)
+    .kill_on_drop(true);
+    let output = tokio::time::timeout(Duration::from_secs(120), cmd.output())
+        .await
+        .expect("chromium finished within 2 minutes")
+        .expect("chromium runs (apt-get install -y chromium)");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_draws_a_live_chart_per_campaign() {
+    let (_moto, config) = filled_table().await;
+    let query = Query::new(
+        aws_sdk_dynamodb::Client::new(&config),
+        TABLE,
+        Auth::Token(TOKEN.to_owned()),
+    );
+    let base = serve(query).await;
+    let profile = std::env::temp_dir().join(format!("tally-chromium-{}", std::process::id()));
+    let signed_in = format!("{base}/?token={TOKEN}");
+
+    let dom = chromium(&signed_in, &["--dump-dom"], &profile).await;
+    assert!(
+        dom.contains("data-ready=\"1\""),
+        "the page finished a refresh: {dom}"
+    );
+    for campaign in ["summer", "winter"] {
+        let svg = dom
+            .split("<svg")
+            .find(|s| s.contains(&format!("data-campaign=\"{campaign}\"")))
+            .unwrap_or_else(|| panic!("a chart for {campaign}: {dom}"));
+        assert!(
+            svg.contains("data-points=\"60\""),
+            "{campaign}: 60 minutes drawn: {svg}"
+        );
+        let line = svg
+            .split("data-line=\"rt-impressions\"")
+            .next()
+            .unwrap_or("");
+        let d = line.rsplit(" d=\"").next().unwrap_or("");
+        assert_eq!(
+            d.matches('L').count(),
+            59,
+            "{campaign}: a line through every point: {svg}"
+        );
+    }
+    let summer = dom
+        .split("<svg")
+        .find(|s| s.contains("data-campaign=\"summer\""))
+        .unwrap_or("");
+    assert!(
+        summer.contains("data-max=\"3\""),
+        "the y axis fits the busiest minute (3 impressions): {summer}"
+    );
+    assert!(
+        dom.contains("<b>5</b> impressions today"),
+        "today's totals: {dom}"
+    );
+
+    let shot = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/dashboard.png");
+    chromium(
+        &signed_in,
+        &[
+            &format!("--screenshot={}", shot.display()),
+            "--window-size=1280,760",
+        ],
+        &profile,
+    )
+    .await;
+    assert!(
+        std::fs::metadata(&shot)
+            .map(|m| m.len() > 10_000)
+            .unwrap_or(false),
+        "a screenshot at {}",
+        shot.display()
+    );
+
+    // Without the token the page shows the login form and draws nothing.
+    let fresh = profile.with_extension("anon");
+    let dom = chromium(&base, &["--dump-dom"], &fresh).await;
+    assert!(
+        dom.contains("action=\"/login\"") && !dom.contains("<svg"),
+        "{dom}"
+    );
+    let _ = std::fs::remove_dir_all(&profile);
+    let _ = std::fs::remove_dir_all(&fresh);
+}
