@@ -231,9 +231,6 @@ impl Stage {
     }
 }
 
-/// The shortest label: `-` and the hash.
-const MIN_LABEL: usize = 9;
-
 /// A physical name: text, with the account id and region where the name must be globally unique.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Name {
@@ -350,6 +347,9 @@ fn is_clean(text: &str) -> bool {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// The shortest label: `-` and the hash.
+    const MIN_LABEL: usize = 9;
 
     fn check(branch: &str, kind: NameKind, expect: &str) {
         let stage = Stage::from_branch(branch);

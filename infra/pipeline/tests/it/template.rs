@@ -1,0 +1,502 @@
+//! What the stack contains: the resources of DESIGN.md with the settings each lane needs, the
+//! cross-team contract (parameters, environment, outputs), and least-privilege roles.
+
+use serde_json::{json, Value};
+use tally_pipeline::{code_key_parameter, CriticalLane, PipelineOptions, FUNCTIONS};
+
+use super::{find, of_type, resources, template, template_with};
+
+fn count(template: &Value, ty: &str) -> usize {
+    of_type(template, ty).len()
+}
+
+#[test]
+fn resource_inventory() {
+    let t = template("main");
+    for (ty, n) in [
+        ("AWS::Kinesis::Stream", 1),
+        ("AWS::Kinesis::StreamConsumer", 1),
+        ("AWS::Lambda::Function", 5),
+        ("AWS::IAM::Role", 5),
+        ("AWS::Logs::LogGroup", 5),
+        ("AWS::Lambda::EventSourceMapping", 2),
+        ("AWS::Lambda::Url", 2),
+        ("AWS::SQS::Queue", 2),
+        ("AWS::DynamoDB::Table", 1),
+        ("AWS::S3::Bucket", 1),
+        ("AWS::S3::BucketPolicy", 1),
+        ("AWS::SecretsManager::Secret", 1),
+        ("AWS::SNS::Topic", 2),
+        ("AWS::SNS::Subscription", 1),
+        ("AWS::Events::Rule", 1),
+    ] {
+        assert_eq!(count(&t, ty), n, "{ty}");
+    }
+    assert!(count(&t, "AWS::CloudWatch::Alarm") >= 9);
+}
+
+#[test]
+fn parameters_name_every_function_zip() {
+    let t = template("main");
+    let mut expect = vec!["AssetsBucket".to_owned()];
+    expect.extend(FUNCTIONS.iter().map(|f| code_key_parameter(f)));
+    let names: Vec<String> = t["Parameters"]
+        .as_object()
+        .expect("parameters")
+        .keys()
+        .cloned()
+        .collect();
+    assert_eq!(names, expect);
+    assert_eq!(code_key_parameter("realtime"), "RealtimeCodeKey");
+    for (id, function) in of_type(&t, "AWS::Lambda::Function") {
+        let code = &function["Properties"]["Code"];
+        assert_eq!(code["S3Bucket"], json!({"Ref": "AssetsBucket"}), "{id}");
+        let key = code["S3Key"]["Ref"].as_str().expect("S3Key is a parameter");
+        assert!(
+            id.starts_with(key.trim_end_matches("CodeKey")),
+            "{id} uses {key}"
+        );
+    }
+}
+
+fn check_environment(t: &Value, function: &str, expect: &[&str]) {
+    let (_, f) = find(t, "AWS::Lambda::Function", function);
+    let vars: Vec<&String> = f["Properties"]["Environment"]["Variables"]
+        .as_object()
+        .expect("variables")
+        .keys()
+        .collect();
+    assert_eq!(vars, expect, "{function}");
+}
+
+#[test]
+fn environment_follows_the_contract() {
+    let t = template("main");
+    check_environment(&t, "Collect", &["TALLY_STREAM_NAME", "RUST_LOG"]);
+    check_environment(&t, "Realtime", &["TALLY_METRICS_TABLE", "RUST_LOG"]);
+    check_environment(
+        &t,
+        "Deferred",
+        &["TALLY_METRICS_TABLE", "TALLY_ARCHIVE_BUCKET", "RUST_LOG"],
+    );
+    check_environment(
+        &t,
+        "Query",
+        &[
+            "TALLY_METRICS_TABLE",
+            "TALLY_QUERY_TOKEN_SECRET_ARN",
+            "RUST_LOG",
+        ],
+    );
+    check_environment(
+        &t,
+        "Scaler",
+        &[
+            "TALLY_STREAM_NAME",
+            "TALLY_MIN_SHARDS",
+            "TALLY_MAX_SHARDS",
+            "RUST_LOG",
+        ],
+    );
+    let (_, query) = find(&t, "AWS::Lambda::Function", "Query");
+    assert!(query["Properties"]["Environment"]["Variables"]
+        .get("TALLY_QUERY_AUTH")
+        .is_none());
+}
+
+#[test]
+fn functions_are_arm64_provided_al2023() {
+    let t = template("main");
+    for (id, f) in of_type(&t, "AWS::Lambda::Function") {
+        let p = &f["Properties"];
+        assert_eq!(p["Runtime"], "provided.al2023", "{id}");
+        assert_eq!(p["Handler"], "bootstrap", "{id}");
+        assert_eq!(p["Architectures"], json!(["arm64"]), "{id}");
+        let log_group = p["LoggingConfig"]["LogGroup"]["Ref"]
+            .as_str()
+            .expect("own log group");
+        assert_eq!(
+            resources(&t)[log_group]["Properties"]["RetentionInDays"],
+            30
+        );
+    }
+}
+
+fn mapping<'t>(t: &'t Value, lane: &str) -> &'t Value {
+    &find(t, "AWS::Lambda::EventSourceMapping", lane).1["Properties"]
+}
+
+#[test]
+fn critical_lane_settings() {
+    let t = template("main");
+    let m = mapping(&t, "RealtimeLane");
+    let (consumer, _) = find(&t, "AWS::Kinesis::StreamConsumer", "RealtimeConsumer");
+    assert_eq!(
+        m["EventSourceArn"],
+        json!({"Fn::GetAtt": [consumer, "ConsumerARN"]})
+    );
+    assert_eq!(m["MaximumBatchingWindowInSeconds"], 0);
+    assert_eq!(m["ParallelizationFactor"], 1);
+    assert_eq!(m["BisectBatchOnFunctionError"], true);
+    assert_eq!(m["MaximumRetryAttempts"], 3);
+    assert_eq!(m["MaximumRecordAgeInSeconds"], 3600);
+    assert_eq!(
+        m["FunctionResponseTypes"],
+        json!(["ReportBatchItemFailures"])
+    );
+    let (queue, _) = find(&t, "AWS::SQS::Queue", "RealtimeFailures");
+    assert_eq!(
+        m["DestinationConfig"]["OnFailure"]["Destination"],
+        json!({"Fn::GetAtt": [queue, "Arn"]})
+    );
+    let (_, realtime) = find(&t, "AWS::Lambda::Function", "Realtime");
+    assert_eq!(realtime["Properties"]["ReservedConcurrentExecutions"], 16);
+}
+
+#[test]
+fn deferred_lane_settings() {
+    let t = template("main");
+    let m = mapping(&t, "DeferredLane");
+    let (stream, _) = find(&t, "AWS::Kinesis::Stream", "Events");
+    assert_eq!(m["EventSourceArn"], json!({"Fn::GetAtt": [stream, "Arn"]}));
+    assert_eq!(m["MaximumBatchingWindowInSeconds"], 30);
+    assert_eq!(m["BatchSize"], 2000);
+    assert_eq!(m["BisectBatchOnFunctionError"], true);
+    assert_eq!(
+        m["FunctionResponseTypes"],
+        json!(["ReportBatchItemFailures"])
+    );
+    let (queue, _) = find(&t, "AWS::SQS::Queue", "DeferredFailures");
+    assert_eq!(
+        m["DestinationConfig"]["OnFailure"]["Destination"],
+        json!({"Fn::GetAtt": [queue, "Arn"]})
+    );
+}
+
+#[test]
+fn critical_lane_without_enhanced_fan_out() {
+    let options = PipelineOptions {
+        critical_lane: CriticalLane::SharedIterator,
+        ..PipelineOptions::default()
+    };
+    let t = template_with("main", &options);
+    assert_eq!(count(&t, "AWS::Kinesis::StreamConsumer"), 0);
+    let (stream, _) = find(&t, "AWS::Kinesis::Stream", "Events");
+    let m = mapping(&t, "RealtimeLane");
+    assert_eq!(m["EventSourceArn"], json!({"Fn::GetAtt": [stream, "Arn"]}));
+    assert_eq!(m["MaximumBatchingWindowInSeconds"], 0);
+    let statements = statements(&t, "Realtime");
+    assert!(!statements
+        .iter()
+        .any(|(action, _)| action == "kinesis:SubscribeToShard"));
+}
+
+#[test]
+fn provisioned_stream_with_scaler_by_default() {
+    let t = template("main");
+    let (_, stream) = find(&t, "AWS::Kinesis::Stream", "Events");
+    assert_eq!(
+        stream["Properties"]["StreamModeDetails"],
+        json!({"StreamMode": "PROVISIONED"})
+    );
+    assert_eq!(stream["Properties"]["ShardCount"], 2);
+    assert_eq!(
+        stream["Properties"]["StreamEncryption"]["EncryptionType"],
+        "KMS"
+    );
+    let (topic, _) = find(&t, "AWS::SNS::Topic", "ScalingTrigger");
+    let (_, throttled) = find(&t, "AWS::CloudWatch::Alarm", "StreamWriteThrottled");
+    assert!(throttled["Properties"]["AlarmActions"]
+        .as_array()
+        .expect("actions")
+        .contains(&json!({"Ref": topic})));
+    let (_, schedule) = find(&t, "AWS::Events::Rule", "ScalerSchedule");
+    assert_eq!(
+        schedule["Properties"]["ScheduleExpression"],
+        "rate(5 minutes)"
+    );
+    let scaler: Vec<String> = statements(&t, "Scaler")
+        .into_iter()
+        .map(|(a, _)| a)
+        .collect();
+    assert!(scaler.contains(&"kinesis:UpdateShardCount".to_owned()));
+}
+
+#[test]
+fn on_demand_is_one_option_away() {
+    let t = template_with("main", &PipelineOptions::on_demand());
+    let (_, stream) = find(&t, "AWS::Kinesis::Stream", "Events");
+    assert_eq!(
+        stream["Properties"]["StreamModeDetails"],
+        json!({"StreamMode": "ON_DEMAND"})
+    );
+    assert!(stream["Properties"].get("ShardCount").is_none());
+    assert!(of_type(&t, "AWS::Lambda::Function")
+        .iter()
+        .all(|(id, _)| !id.starts_with("Scaler")));
+    assert!(t["Parameters"].get("ScalerCodeKey").is_none());
+    assert_eq!(count(&t, "AWS::Events::Rule"), 0);
+}
+
+#[test]
+fn storage_settings() {
+    let t = template("main");
+    let (_, table) = find(&t, "AWS::DynamoDB::Table", "Metrics");
+    let p = &table["Properties"];
+    assert_eq!(p["BillingMode"], "PAY_PER_REQUEST");
+    assert_eq!(
+        p["KeySchema"],
+        json!([{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}])
+    );
+    assert_eq!(
+        p["TimeToLiveSpecification"],
+        json!({"AttributeName": "expires_at", "Enabled": true})
+    );
+    assert_eq!(
+        p["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"],
+        true
+    );
+    let (_, bucket) = find(&t, "AWS::S3::Bucket", "Archive");
+    let p = &bucket["Properties"];
+    assert_eq!(
+        p["PublicAccessBlockConfiguration"]["RestrictPublicBuckets"],
+        true
+    );
+    assert_eq!(
+        p["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]
+            ["ServerSideEncryptionByDefault"]["SSEAlgorithm"],
+        "AES256"
+    );
+    assert!(p["LifecycleConfiguration"]["Rules"]
+        .as_array()
+        .is_some_and(|r| !r.is_empty()));
+    for (id, queue) in of_type(&t, "AWS::SQS::Queue") {
+        assert_eq!(queue["Properties"]["SqsManagedSseEnabled"], true, "{id}");
+    }
+    let (_, secret) = find(&t, "AWS::SecretsManager::Secret", "QueryToken");
+    assert!(secret["Properties"]["GenerateSecretString"].is_object());
+    assert!(
+        secret["Properties"].get("SecretString").is_none(),
+        "the token is generated, never in the template"
+    );
+}
+
+#[test]
+fn public_urls_with_cors_and_both_permissions() {
+    let t = template("main");
+    for prefix in ["CollectFunctionUrl", "QueryFunctionUrl"] {
+        let (_, url) = find(&t, "AWS::Lambda::Url", prefix);
+        assert_eq!(url["Properties"]["AuthType"], "NONE");
+        assert_eq!(url["Properties"]["Cors"]["AllowOrigins"], json!(["*"]));
+    }
+    let permissions = of_type(&t, "AWS::Lambda::Permission");
+    let actions: Vec<&Value> = permissions
+        .iter()
+        .map(|(_, p)| &p["Properties"]["Action"])
+        .collect();
+    assert_eq!(
+        actions
+            .iter()
+            .filter(|a| **a == "lambda:InvokeFunctionUrl")
+            .count(),
+        2
+    );
+}
+
+#[test]
+fn outputs() {
+    let t = template("main");
+    let names: Vec<&String> = t["Outputs"].as_object().expect("outputs").keys().collect();
+    assert_eq!(
+        names,
+        [
+            "CollectUrl",
+            "QueryUrl",
+            "StreamName",
+            "MetricsTableName",
+            "ArchiveBucketName",
+            "QueryTokenSecretArn",
+            "RealtimeFailuresQueueUrl",
+            "DeferredFailuresQueueUrl"
+        ]
+    );
+}
+
+/// `(action, resource)` pairs of the role of the function whose logical id starts with `function`.
+fn statements(t: &Value, function: &str) -> Vec<(String, Value)> {
+    let (_, f) = find(t, "AWS::Lambda::Function", function);
+    let role = f["Properties"]["Role"]["Fn::GetAtt"][0]
+        .as_str()
+        .expect("role reference");
+    let mut pairs = Vec::new();
+    for policy in resources(t)[role]["Properties"]["Policies"]
+        .as_array()
+        .expect("inline policy")
+    {
+        for statement in policy["PolicyDocument"]["Statement"]
+            .as_array()
+            .expect("statements")
+        {
+            assert_eq!(statement["Effect"], "Allow");
+            let actions = match &statement["Action"] {
+                Value::Array(a) => a.clone(),
+                one => vec![one.clone()],
+            };
+            let resources = match &statement["Resource"] {
+                Value::Array(r) => r.clone(),
+                one => vec![one.clone()],
+            };
+            for action in &actions {
+                for resource in &resources {
+                    pairs.push((
+                        action.as_str().expect("action").to_owned(),
+                        resource.clone(),
+                    ));
+                }
+            }
+        }
+    }
+    pairs
+}
+
+fn check_grants(t: &Value, function: &str, expect: &[(&str, &str)]) {
+    // Resources are named by the logical id they point at (`Events…`, `Metrics…`, `Archive…/*`).
+    let name = |resource: &Value| -> String {
+        let text = resource.to_string();
+        let is_hash = |h: &str| {
+            h.chars()
+                .all(|c| c.is_ascii_digit() || ('A'..='F').contains(&c))
+        };
+        let id = text
+            .split(|c: char| !c.is_ascii_alphanumeric())
+            .find(|t| t.len() > 8 && t.is_char_boundary(t.len() - 8) && is_hash(&t[t.len() - 8..]))
+            .map_or("?", |t| &t[..t.len() - 8]);
+        if text.contains("/*") {
+            format!("{id}/*")
+        } else {
+            id.to_owned()
+        }
+    };
+    let mut actual: Vec<(String, String)> = statements(t, function)
+        .iter()
+        .map(|(a, r)| (a.clone(), name(r)))
+        .collect();
+    actual.sort();
+    let mut expect: Vec<(String, String)> = expect
+        .iter()
+        .map(|(a, r)| ((*a).to_owned(), (*r).to_owned()))
+        .collect();
+    expect.sort();
+    assert_eq!(actual, expect, "grants of {function}");
+}
+
+#[test]
+fn roles_have_exactly_the_grants_they_need() {
+    let t = template("main");
+    let logs = |group: &'static str| {
+        [
+            ("logs:CreateLogStream", group),
+            ("logs:PutLogEvents", group),
+        ]
+    };
+    let mut collect = vec![
+        ("kinesis:PutRecord", "Events"),
+        ("kinesis:PutRecords", "Events"),
+    ];
+    collect.extend(logs("CollectLogGroup"));
+    check_grants(&t, "Collect", &collect);
+
+    let stream_read = [
+        "kinesis:DescribeStream",
+        "kinesis:DescribeStreamSummary",
+        "kinesis:GetRecords",
+        "kinesis:GetShardIterator",
+        "kinesis:ListShards",
+    ];
+    let table_rw = [
+        "dynamodb:BatchGetItem",
+        "dynamodb:BatchWriteItem",
+        "dynamodb:ConditionCheckItem",
+        "dynamodb:DeleteItem",
+        "dynamodb:DescribeTable",
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:Query",
+        "dynamodb:Scan",
+        "dynamodb:UpdateItem",
+    ];
+    let mut realtime: Vec<(&str, &str)> = stream_read.iter().map(|a| (*a, "Events")).collect();
+    realtime.extend([
+        ("kinesis:DescribeStreamConsumer", "RealtimeConsumer"),
+        ("kinesis:SubscribeToShard", "RealtimeConsumer"),
+    ]);
+    realtime.extend(table_rw.iter().map(|a| (*a, "Metrics")));
+    realtime.push(("sqs:SendMessage", "RealtimeFailures"));
+    realtime.extend(logs("RealtimeLogGroup"));
+    check_grants(&t, "Realtime", &realtime);
+
+    let mut deferred: Vec<(&str, &str)> = stream_read.iter().map(|a| (*a, "Events")).collect();
+    deferred.extend(table_rw.iter().map(|a| (*a, "Metrics")));
+    deferred.extend([
+        ("s3:GetObject", "Archive/*"),
+        ("s3:PutObject", "Archive/*"),
+        ("s3:AbortMultipartUpload", "Archive/*"),
+        ("s3:ListBucket", "Archive"),
+        ("sqs:SendMessage", "DeferredFailures"),
+    ]);
+    deferred.extend(logs("DeferredLogGroup"));
+    check_grants(&t, "Deferred", &deferred);
+
+    let mut query: Vec<(&str, &str)> = [
+        "dynamodb:BatchGetItem",
+        "dynamodb:ConditionCheckItem",
+        "dynamodb:DescribeTable",
+        "dynamodb:GetItem",
+        "dynamodb:Query",
+        "dynamodb:Scan",
+    ]
+    .iter()
+    .map(|a| (*a, "Metrics"))
+    .collect();
+    query.extend([
+        ("secretsmanager:DescribeSecret", "QueryToken"),
+        ("secretsmanager:GetSecretValue", "QueryToken"),
+    ]);
+    query.extend(logs("QueryLogGroup"));
+    check_grants(&t, "Query", &query);
+
+    let mut scaler = vec![
+        ("kinesis:DescribeStreamSummary", "Events"),
+        ("kinesis:ListShards", "Events"),
+        ("kinesis:UpdateShardCount", "Events"),
+    ];
+    scaler.extend(logs("ScalerLogGroup"));
+    check_grants(&t, "Scaler", &scaler);
+}
+
+#[test]
+fn no_wildcards_in_any_policy() {
+    for options in [PipelineOptions::default(), PipelineOptions::on_demand()] {
+        let t = template_with("main", &options);
+        for (id, role) in of_type(&t, "AWS::IAM::Role") {
+            let text = role["Properties"]["Policies"].to_string();
+            assert!(!text.contains("\"*\""), "{id} has a `*` resource: {text}");
+            assert!(!text.contains(":*\""), "{id} has a wildcard action: {text}");
+        }
+    }
+}
+
+#[test]
+fn weird_branches_synthesize() {
+    for stage in [
+        "feature/ÜBER_new--thing",
+        "dependabot/cargo/aws-sdk-1.2.3",
+        "1234-hotfix",
+        &"n".repeat(200),
+        "",
+        "😀",
+    ] {
+        let t = template(stage);
+        assert!(!resources(&t).is_empty(), "{stage:?}");
+    }
+}

@@ -1,0 +1,139 @@
+//! Mistakes in the options are synth errors that name the construct path and the rule.
+
+use tally_pipeline::{synth_json, CriticalLane, PipelineOptions, Stage, StreamCapacity};
+
+fn check(change: impl FnOnce(&mut PipelineOptions), expect: &str) {
+    let mut options = PipelineOptions::default();
+    change(&mut options);
+    match synth_json(&Stage::new("main"), &options) {
+        Ok(_) => panic!("expected a synth error containing {expect:?}"),
+        Err(error) => {
+            let text = error.to_string();
+            assert!(
+                text.contains(expect),
+                "error\n{text}\ndoes not contain\n{expect}"
+            );
+        }
+    }
+}
+
+#[test]
+fn lane_settings_outside_aws_ranges() {
+    check(|o| o.realtime.batch_size = 20_000, "tally-main/RealtimeLane/Mapping: batch_size 20000 is outside 1..=10000 (Kinesis BatchSize)");
+    check(
+        |o| o.deferred.batch_size = 0,
+        "tally-main/DeferredLane/Mapping: batch_size 0 is outside 1..=10000",
+    );
+    check(
+        |o| o.deferred.batching_window_secs = 301,
+        "tally-main/DeferredLane/Mapping: max_batching_window_secs 301 is outside 0..=300",
+    );
+    check(
+        |o| o.deferred.parallelization_factor = 11,
+        "tally-main/DeferredLane/Mapping: parallelization_factor 11 is outside 1..=10",
+    );
+    check(
+        |o| o.deferred.max_retry_attempts = -2,
+        "max_retry_attempts -2 is outside -1 (infinite) or 0..=10000",
+    );
+    check(
+        |o| o.deferred.max_retry_attempts = 10_001,
+        "max_retry_attempts 10001 is outside",
+    );
+    check(
+        |o| o.deferred.max_record_age_secs = 59,
+        "max_record_age_secs 59 is outside -1 (no limit) or 60..=604800",
+    );
+    check(
+        |o| o.deferred.max_record_age_secs = 604_801,
+        "max_record_age_secs 604801 is outside",
+    );
+    check(
+        |o| o.realtime.memory_mb = 64,
+        "tally-main/Realtime: memory_mb 64 is outside 128..=10240",
+    );
+    check(
+        |o| o.realtime.timeout_secs = 901,
+        "tally-main/Realtime: timeout_secs 901 is outside 1..=900",
+    );
+    check(
+        |o| o.log_retention_days = 8,
+        "log_retention_days 8 is not one CloudWatch Logs accepts",
+    );
+    check(
+        |o| o.retention_hours = 23,
+        "tally-main/Events: retention_hours 23 is outside 24..=8760",
+    );
+}
+
+#[test]
+fn realtime_lane_keeps_one_batch_per_shard() {
+    check(
+        |o| o.realtime.parallelization_factor = 2,
+        "tally-main/RealtimeLane: realtime parallelization_factor must be 1, not 2: the exactly-once fencing is per shard",
+    );
+    check(
+        |o| {
+            o.realtime.parallelization_factor = 2;
+            o.critical_lane = CriticalLane::SharedIterator;
+        },
+        "realtime parallelization_factor must be 1",
+    );
+}
+
+#[test]
+fn poison_records_must_be_bounded() {
+    check(
+        |o| {
+            o.realtime.max_retry_attempts = -1;
+            o.realtime.max_record_age_secs = -1;
+        },
+        "tally-main/RealtimeLane/Mapping: bisect_batch_on_function_error with unbounded retries and record age",
+    );
+}
+
+#[test]
+fn shard_bounds() {
+    let provisioned = |initial_shards, min_shards, max_shards| StreamCapacity::Provisioned {
+        initial_shards,
+        min_shards,
+        max_shards,
+    };
+    check(|o| o.stream = provisioned(1, 2, 4), "tally-main/Capacity: shards must satisfy 1 <= min_shards (2) <= initial_shards (1) <= max_shards (4)");
+    check(|o| o.stream = provisioned(0, 0, 4), "min_shards (0)");
+    check(
+        |o| o.stream = provisioned(5, 1, 4),
+        "initial_shards (5) <= max_shards (4)",
+    );
+    check(
+        |o| o.stream = provisioned(1, 1, 501),
+        "max_shards 501 is above Kinesis' default quota of 500",
+    );
+}
+
+#[test]
+fn alert_email_must_be_an_address() {
+    check(
+        |o| o.alert_email = Some("ops".into()),
+        "tally-main/AlertsEmail: `ops` is not an e-mail address",
+    );
+    check(
+        |o| o.alert_email = Some("ops@example.com\nBcc: x".into()),
+        "is not an e-mail address",
+    );
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let mut options = PipelineOptions::default();
+    options.realtime.batch_size = 20_000;
+    options.deferred.batch_size = 20_000;
+    let error = synth_json(&Stage::new("main"), &options)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        error.starts_with("the app does not synthesize (2 problems):"),
+        "{error}"
+    );
+}
