@@ -1,0 +1,253 @@
+//! A loopback HTTP/1.1 proxy in front of `moto_server`, for tests of the functions' AWS side.
+//!
+//! Two things moto cannot do on its own:
+//!
+//! * **Atomic requests.** moto serves requests on threads and its DynamoDB `UpdateItem` reads the item, checks
+//!   the condition and writes without a lock, so two concurrent conditional writes to one item can both pass.
+//!   DynamoDB makes each single-item write atomic. The proxy forwards one request at a time, which gives moto
+//!   that atomicity while the callers still interleave freely between requests (a read-modify-write can still
+//!   lose a race, as on DynamoDB).
+//! * **Service errors on demand.** A [`Faults`] rule answers chosen requests itself — for example every
+//!   `UpdateItem` after the fifth with `ProvisionedThroughputExceededException` — so a test can throttle a
+//!   function half-way through a batch, then heal the proxy and let the retry finish.
+//!
+//! It speaks only what the AWS SDK sends to the JSON protocols (DynamoDB, Kinesis): requests with a
+//! `Content-Length`. Nothing here leaves 127.0.0.1.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread;
+
+/// A canned answer instead of forwarding.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Answer {
+    pub status: u16,
+    pub body: String,
+}
+
+impl Answer {
+    /// DynamoDB's throttling error (awsJson1.0 shape).
+    pub fn dynamodb_throttled() -> Answer {
+        Answer {
+            status: 400,
+            body: r#"{"__type":"com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException","message":"The level of configured provisioned throughput for the table was exceeded."}"#.to_owned(),
+        }
+    }
+
+    /// A 500 with an internal error, as any service may answer.
+    pub fn internal_error() -> Answer {
+        Answer {
+            status: 500,
+            body: r#"{"__type":"InternalServerError","message":"injected by the test proxy"}"#
+                .to_owned(),
+        }
+    }
+}
+
+/// Which requests get a canned [`Answer`]: those whose `X-Amz-Target` ends with `.{operation}` and whose
+/// position among the requests for that operation (0-based, counted since the rule was set) is at least
+/// `after`. Set with [`Proxy::fail`], removed with [`Proxy::heal`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Faults {
+    pub operation: String,
+    pub after: usize,
+    pub answer: Answer,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    faults: Option<Faults>,
+    seen_for_rule: usize,
+    /// Every request's operation, in the order served; answered ones are marked with a leading `!`.
+    log: Vec<String>,
+}
+
+/// The running proxy; stops accepting when dropped.
+#[derive(Debug)]
+pub struct Proxy {
+    addr: SocketAddr,
+    state: Arc<Mutex<State>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Proxy {
+    /// Starts forwarding 127.0.0.1:(free port) to `upstream` (an `http://127.0.0.1:PORT` endpoint).
+    pub fn start(upstream: &str) -> Proxy {
+        let upstream: SocketAddr = upstream
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .parse()
+            .unwrap_or_else(|e| panic!("upstream {upstream:?} is not http://IP:PORT ({e})"));
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("local addr");
+        let state = Arc::new(Mutex::new(State::default()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (st, sp) = (Arc::clone(&state), Arc::clone(&stop));
+        thread::spawn(move || {
+            for conn in listener.incoming() {
+                if sp.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(conn) = conn else { continue };
+                let st = Arc::clone(&st);
+                thread::spawn(move || serve(conn, upstream, &st));
+            }
+        });
+        Proxy { addr, state, stop }
+    }
+
+    /// `http://127.0.0.1:PORT`, for `AWS_ENDPOINT_URL` / `endpoint_url`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// From now on, answer requests matching `faults` with its answer.
+    pub fn fail(&self, faults: Faults) {
+        let mut state = lock(&self.state);
+        state.faults = Some(faults);
+        state.seen_for_rule = 0;
+    }
+
+    /// Forward everything again.
+    pub fn heal(&self) {
+        lock(&self.state).faults = None;
+    }
+
+    /// The operations served so far (`!` in front of the ones answered by a fault rule).
+    pub fn log(&self) -> Vec<String> {
+        lock(&self.state).log.clone()
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the accept loop so it sees the flag.
+        let _ = TcpStream::connect(self.addr);
+    }
+}
+
+fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    state
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// One client connection: requests in sequence (keep-alive), each forwarded under the global lock.
+fn serve(conn: TcpStream, upstream: SocketAddr, state: &Mutex<State>) {
+    let mut reader = BufReader::new(match conn.try_clone() {
+        Ok(c) => c,
+        Err(_) => return,
+    });
+    let mut writer = conn;
+    while let Some((head, body)) = read_request(&mut reader) {
+        let operation = header(&head, "x-amz-target")
+            .and_then(|t| t.rsplit('.').next().map(str::to_owned))
+            .unwrap_or_else(|| head.lines().next().unwrap_or_default().to_owned());
+        // The state lock is held for the whole exchange: one request at a time reaches moto.
+        let mut guard = lock(state);
+        let state = &mut *guard;
+        let canned = match &state.faults {
+            Some(rule) if rule.operation == operation => {
+                let nth = state.seen_for_rule;
+                state.seen_for_rule += 1;
+                (nth >= rule.after).then(|| rule.answer.clone())
+            }
+            _ => None,
+        };
+        let response = match canned {
+            Some(answer) => {
+                guard.log.push(format!("!{operation}"));
+                format!(
+                    "HTTP/1.1 {} Injected\r\nContent-Type: application/x-amz-json-1.0\r\nContent-Length: {}\r\n\r\n{}",
+                    answer.status,
+                    answer.body.len(),
+                    answer.body
+                )
+                .into_bytes()
+            }
+            None => {
+                guard.log.push(operation);
+                match forward(upstream, &head, &body) {
+                    Some(bytes) => bytes,
+                    None => break,
+                }
+            }
+        };
+        drop(guard);
+        if writer.write_all(&response).is_err() {
+            break;
+        }
+    }
+    let _ = writer.shutdown(Shutdown::Both);
+}
+
+/// Reads one request: the head (up to the blank line) and a `Content-Length` body.
+fn read_request(reader: &mut BufReader<TcpStream>) -> Option<(String, Vec<u8>)> {
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        if line == "\r\n" || line == "\n" {
+            break;
+        }
+        head.push_str(&line);
+    }
+    let length: usize = header(&head, "content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).ok()?;
+    Some((head, body))
+}
+
+fn header(head: &str, name: &str) -> Option<String> {
+    head.lines().skip(1).find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        key.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| value.trim().to_owned())
+    })
+}
+
+/// Sends the request upstream on a fresh connection with `Connection: close` and returns the whole
+/// response, rewritten to keep the client's connection open.
+fn forward(upstream: SocketAddr, head: &str, body: &[u8]) -> Option<Vec<u8>> {
+    let mut out = TcpStream::connect(upstream).ok()?;
+    let mut request = String::new();
+    for line in head.lines() {
+        if !line.to_ascii_lowercase().starts_with("connection:") {
+            request.push_str(line);
+            request.push_str("\r\n");
+        }
+    }
+    request.push_str("Connection: close\r\n\r\n");
+    out.write_all(request.as_bytes()).ok()?;
+    out.write_all(body).ok()?;
+    let mut response = Vec::new();
+    out.read_to_end(&mut response).ok()?;
+    // Drop the upstream's `Connection: close` so the client may reuse its connection to us.
+    let split = response.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let (resp_head, resp_body) = response.split_at(split);
+    let resp_head = String::from_utf8_lossy(resp_head);
+    let mut rewritten = String::new();
+    for line in resp_head.split("\r\n").filter(|l| !l.is_empty()) {
+        if !line.to_ascii_lowercase().starts_with("connection:") {
+            rewritten.push_str(line);
+            rewritten.push_str("\r\n");
+        }
+    }
+    if header(&rewritten, "content-length").is_none()
+        && header(&rewritten, "transfer-encoding").is_none()
+    {
+        rewritten.push_str(&format!("Content-Length: {}\r\n", resp_body.len()));
+    }
+    rewritten.push_str("\r\n");
+    let mut bytes = rewritten.into_bytes();
+    bytes.extend_from_slice(resp_body);
+    Some(bytes)
+}
