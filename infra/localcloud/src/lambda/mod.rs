@@ -26,9 +26,6 @@ pub use process::LogSink;
 /// The largest synchronous invocation payload and response Lambda accepts (6 MB).
 pub const MAX_PAYLOAD_BYTES: usize = 6 * 1024 * 1024;
 
-/// Account id used in local ARNs.
-pub const LOCAL_ACCOUNT: &str = "000000000000";
-
 /// What one function is, as the template declares it (resolved to local values).
 #[derive(Debug, Clone, PartialEq)]
 pub struct FunctionSpec {
@@ -63,8 +60,10 @@ impl FunctionSpec {
 
     pub fn arn(&self) -> String {
         format!(
-            "arn:aws:lambda:{}:{LOCAL_ACCOUNT}:function:{}",
-            self.region, self.name
+            "arn:aws:lambda:{}:{}:function:{}",
+            self.region,
+            crate::aws::ACCOUNT_ID,
+            self.name
         )
     }
 
@@ -424,20 +423,8 @@ fn parent_dir(path: &std::path::Path) -> String {
 
 /// `YYYY/MM/DD` of a time, in UTC (the date part of a Lambda log stream name).
 fn utc_date(time: SystemTime) -> String {
-    let days = time
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() / 86_400) as i64;
-    // Civil-from-days (proleptic Gregorian), valid for all dates after 1970.
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}/{month:02}/{day:02}")
+    let ms = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+    crate::esm::event::iso_ms(ms)[..10].replace('-', "/")
 }
 
 /// Locks a mutex, recovering the data if a holder panicked (the state stays usable; nothing here is left

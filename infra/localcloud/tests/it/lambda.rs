@@ -37,7 +37,7 @@ async fn echo_carries_payload_context_and_every_lambda_variable() {
     assert_eq!(out["request_id"].as_str().unwrap().len(), 36);
     assert_eq!(
         out["arn"],
-        "arn:aws:lambda:us-east-1:000000000000:function:echo-fn"
+        "arn:aws:lambda:us-east-1:123456789012:function:echo-fn"
     );
     assert!(out["trace"].as_str().unwrap().starts_with("Root=1-"));
     let deadline = out["deadline"].as_u64().unwrap();

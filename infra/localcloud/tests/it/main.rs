@@ -1,3 +1,5 @@
 //! Integration tests of the local cloud's runtime, Function URLs, event source mappings and template loader.
 
 mod lambda;
+mod mappings;
+mod support;
