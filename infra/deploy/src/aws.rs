@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use aws_config::BehaviorVersion;
-use aws_sdk_cloudformation::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_cloudformation::config::http::HttpResponse;
+use aws_sdk_cloudformation::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 
 use crate::Error;
 
@@ -26,6 +27,11 @@ impl Clients {
     /// From the standard AWS configuration: profiles, `AWS_REGION`, `AWS_ENDPOINT_URL`, SSO, instance roles.
     pub async fn from_env() -> Result<Clients, Error> {
         let config = aws_config::load_defaults(BehaviorVersion::latest()).await;
+        Clients::from_config(&config)
+    }
+
+    /// From an explicit configuration (tests build one per endpoint).
+    pub fn from_config(config: &aws_config::SdkConfig) -> Result<Clients, Error> {
         let region = config
             .region()
             .map(|r| r.as_ref().to_owned())
@@ -33,27 +39,29 @@ impl Clients {
                 operation: "loading the AWS configuration",
                 message: "no region configured; set AWS_REGION or a profile's region".to_owned(),
             })?;
-        // S3 on a custom endpoint (moto, MinIO, LocalStack) needs path-style addressing; on AWS it is harmless
+        // S3 on a custom endpoint (MinIO, moto, a proxy) needs path-style addressing; on AWS it is harmless
         // for the bucket names we use.
-        let s3_config = aws_sdk_s3::config::Builder::from(&config)
+        let s3_config = aws_sdk_s3::config::Builder::from(config)
             .force_path_style(true)
             .build();
         Ok(Clients {
-            cfn: aws_sdk_cloudformation::Client::new(&config),
+            cfn: aws_sdk_cloudformation::Client::new(config),
             s3: aws_sdk_s3::Client::from_conf(s3_config),
-            sts: aws_sdk_sts::Client::new(&config),
-            sqs: aws_sdk_sqs::Client::new(&config),
-            kinesis: aws_sdk_kinesis::Client::new(&config),
-            dynamodb: aws_sdk_dynamodb::Client::new(&config),
-            logs: aws_sdk_cloudwatchlogs::Client::new(&config),
+            sts: aws_sdk_sts::Client::new(config),
+            sqs: aws_sdk_sqs::Client::new(config),
+            kinesis: aws_sdk_kinesis::Client::new(config),
+            dynamodb: aws_sdk_dynamodb::Client::new(config),
+            logs: aws_sdk_cloudwatchlogs::Client::new(config),
             region,
             poll: Duration::from_secs(2),
         })
     }
 }
 
-/// Maps an SDK error to [`Error::Aws`] with the service's code and message (or the whole error chain).
-pub(crate) fn err<E>(operation: &'static str) -> impl FnOnce(E) -> Error
+/// Maps an SDK error to [`Error::Aws`] with the service's code and message. When the answer could not be
+/// parsed as the service's error (an endpoint that answers in another protocol), the HTTP status, the
+/// `x-amzn-errortype` header and the start of the body stand in for them.
+pub(crate) fn err<E>(operation: &'static str) -> impl FnOnce(SdkError<E, HttpResponse>) -> Error
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
@@ -61,7 +69,22 @@ where
         let message = match (error.code(), error.message()) {
             (Some(code), Some(message)) => format!("{code}: {message}"),
             (Some(code), None) => code.to_owned(),
-            _ => DisplayErrorContext(&error).to_string(),
+            _ => match error.raw_response() {
+                Some(raw) => {
+                    let kind = raw
+                        .headers()
+                        .get("x-amzn-errortype")
+                        .unwrap_or("unknown error");
+                    let body = raw
+                        .body()
+                        .bytes()
+                        .map(String::from_utf8_lossy)
+                        .unwrap_or_default();
+                    let body: String = body.chars().take(300).collect();
+                    format!("{kind} (HTTP {}): {body}", raw.status().as_u16())
+                }
+                None => DisplayErrorContext(&error).to_string(),
+            },
         };
         Error::Aws { operation, message }
     }

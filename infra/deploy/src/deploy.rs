@@ -136,6 +136,40 @@ fn usable(existing: Option<StackInfo>, stage_hint: &str) -> Result<Option<StackI
     }
 }
 
+/// [`usable`], after checking that a `REVIEW_IN_PROGRESS` stack (a change set created, never executed) holds no
+/// resources: one that does was left by a create that failed without rolling back.
+async fn starting_point(
+    clients: &Clients,
+    name: &str,
+    stage_hint: &str,
+) -> Result<Option<StackInfo>, Error> {
+    let found = stack::describe(clients, name).await?;
+    if let Some(info) = found.as_ref().filter(|i| i.status == "REVIEW_IN_PROGRESS") {
+        let listed = clients
+            .cfn
+            .list_stack_resources()
+            .stack_name(&info.id)
+            .send()
+            .await;
+        let empty = listed.is_ok_and(|out| {
+            out.stack_resource_summaries()
+                .iter()
+                .all(|r| r.logical_resource_id().is_none_or(str::is_empty))
+        });
+        if !empty {
+            return Err(Error::StackState {
+                stack: name.to_owned(),
+                status: info.status.clone(),
+                hint: format!(
+                    "an earlier create failed without rolling back and left resources behind; remove them with \
+                     `cargo xtask destroy {stage_hint}` and deploy again"
+                ),
+            });
+        }
+    }
+    usable(found, stage_hint)
+}
+
 fn sdk_parameters(parameters: &BTreeMap<String, String>) -> Vec<Parameter> {
     parameters
         .iter()
@@ -336,10 +370,7 @@ pub async fn deploy(clients: &Clients, req: &DeployRequest) -> Result<DeployOutc
     ));
     let prepared = prepare(req, &bucket.name, &keys)?;
 
-    let existing = usable(
-        stack::describe(clients, &req.stack_name).await?,
-        &stage_hint,
-    )?;
+    let existing = starting_point(clients, &req.stack_name, &stage_hint).await?;
     let mut tags = req.tags.clone();
     let old = match &existing {
         Some(info) => {
@@ -459,7 +490,7 @@ async fn execute(
             .unwrap_or_default();
         return Err(failure(
             stack,
-            "ExecuteChangeSet",
+            "the change set's execution",
             &error.to_string(),
             &status,
             before.is_some(),
@@ -544,6 +575,10 @@ fn failure(
     let hint = match status_kind(status) {
         StatusKind::RolledBack => format!("the stack was rolled back to its previous state ({status}); fix the cause and deploy again"),
         StatusKind::Ok => format!("the stack is {status}"),
+        StatusKind::InProgress if status == "REVIEW_IN_PROGRESS" => format!(
+            "the stack stays {status}: the change set did not run to completion and nothing rolled back what it may \
+             have created. Clean up with `cargo xtask destroy {stage_hint}`, fix the cause and deploy again"
+        ),
         StatusKind::InProgress if !was_update => format!(
             "the stack stays {status}: this endpoint did not roll back the failed create. Clean up with \
              `cargo xtask destroy {stage_hint}`, fix the cause and deploy again"
@@ -576,10 +611,7 @@ pub async fn diff(clients: &Clients, req: &DeployRequest) -> Result<Plan, Error>
     }
     let prepared = prepare(req, &bucket, &keys)?;
     let stage_hint = format!("--stage {}", req.tags.stage);
-    let existing = usable(
-        stack::describe(clients, &req.stack_name).await?,
-        &stage_hint,
-    )?;
+    let existing = starting_point(clients, &req.stack_name, &stage_hint).await?;
     let Some(info) = existing else {
         let mut plan = Plan::merge(
             &template::diff(None, (&prepared.template, &prepared.parameters)),

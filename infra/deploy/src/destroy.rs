@@ -160,7 +160,16 @@ pub async fn destroy(clients: &Clients, req: &DestroyRequest) -> Result<DestroyO
         });
     }
 
-    let resources = stack_resources(clients, stack).await?;
+    let resources = match stack_resources(clients, stack).await {
+        Ok(r) => r,
+        // A stack broken mid-create may not list its resources; the stage's names are still verified below.
+        Err(e) => {
+            req.output.line(&format!(
+                "cannot list the resources of {stack} ({e}); verifying the stage's names only"
+            ));
+            Vec::new()
+        }
+    };
     let mut expected = req.expected.clone();
     let mut buckets = Vec::new();
     for (ty, physical) in &resources {
@@ -180,27 +189,69 @@ pub async fn destroy(clients: &Clients, req: &DestroyRequest) -> Result<DestroyO
         objects_deleted += n;
     }
 
-    let history = recent_events(clients, &info.id, &|_| false)
+    // Delete by stack id and wait; then look the name up again, since an endpoint may hold two stacks of one
+    // name (a create retried on a stack that never finished).
+    let mut current = info;
+    for _round in 0..3 {
+        delete_and_wait(clients, req, &current.id).await?;
+        match stack::describe(clients, stack).await? {
+            None => break,
+            Some(next) if next.tags.as_ref().is_some_and(|t| t.project == req.project) => {
+                current = next
+            }
+            Some(next) => {
+                return Err(Error::StackState {
+                    stack: stack.clone(),
+                    status: next.status,
+                    hint: "deleted ours, but a stack of the same name and another project exists"
+                        .to_owned(),
+                })
+            }
+        }
+    }
+    if let Some(still) = stack::describe(clients, stack).await? {
+        return Err(Error::StackState {
+            stack: stack.clone(),
+            status: still.status,
+            hint: "still there after three deletes; delete it in the CloudFormation console"
+                .to_owned(),
+        });
+    }
+    let remaining = remaining(clients, &expected).await?;
+    if !remaining.is_empty() {
+        return Err(leftovers(stack, &remaining));
+    }
+    Ok(DestroyOutcome::Destroyed {
+        objects_deleted,
+        verified: expected.len(),
+        elapsed: started.elapsed(),
+    })
+}
+
+/// Deletes one stack (by id) and follows it until it is gone; a failed delete names what failed.
+async fn delete_and_wait(clients: &Clients, req: &DestroyRequest, id: &str) -> Result<(), Error> {
+    let stack = &req.stack_name;
+    let history = recent_events(clients, id, &|_| false)
         .await
         .unwrap_or_default();
     let mut progress = Progress::new(history.into_iter().map(|e| e.id));
     clients
         .cfn
         .delete_stack()
-        .stack_name(&info.id)
+        .stack_name(id)
         .send()
         .await
         .map_err(err("DeleteStack"))?;
     let deadline = Instant::now() + req.timeout;
     loop {
-        let fresh = recent_events(clients, &info.id, &|id| progress.has_seen(id))
+        let fresh = recent_events(clients, id, &|id| progress.has_seen(id))
             .await
             .unwrap_or_default();
         let fresh = progress.apply(fresh);
         progress.show(req.output, stack, &fresh);
-        let now = stack::describe(clients, &info.id).await?;
+        let now = stack::describe(clients, id).await?;
         match now {
-            None => break,
+            None => return Ok(()),
             Some(s) if status_kind(&s.status) == StatusKind::InProgress => {}
             Some(s) => {
                 let (resource, reason) = match progress.first_failure() {
@@ -226,15 +277,6 @@ pub async fn destroy(clients: &Clients, req: &DestroyRequest) -> Result<DestroyO
         }
         tokio::time::sleep(clients.poll).await;
     }
-    let remaining = remaining(clients, &expected).await?;
-    if !remaining.is_empty() {
-        return Err(leftovers(stack, &remaining));
-    }
-    Ok(DestroyOutcome::Destroyed {
-        objects_deleted,
-        verified: expected.len(),
-        elapsed: started.elapsed(),
-    })
 }
 
 fn leftovers(stack: &str, remaining: &[Named]) -> Error {

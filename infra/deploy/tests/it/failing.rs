@@ -1,0 +1,143 @@
+//! A deploy that fails: non-zero (an error), the failing resource and reason named, and a way out.
+
+use tally_deploy::{DestroyOutcome, Error, Named};
+use tally_pipeline::Stage;
+
+use crate::support::{self, Env};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_taken_outside_the_stack_fails_the_deploy_clearly() {
+    let env = Env::start("failing").await;
+    let stage = Stage::new("broken");
+    let template: serde_json::Value =
+        serde_json::from_str(&support::template(&stage)).expect("json");
+    let stream = Named::from_template(&template)
+        .into_iter()
+        .find_map(|n| match n {
+            Named::Stream(s) => Some(s),
+            _ => None,
+        })
+        .expect("the template names its stream");
+    // Someone created a stream with the stage's stream name by hand.
+    env.clients
+        .kinesis
+        .create_stream()
+        .stream_name(&stream)
+        .shard_count(1)
+        .send()
+        .await
+        .expect("CreateStream");
+
+    let error = tally_deploy::deploy(&env.clients, &support::request(&stage, env.zips("v1", &[])))
+        .await
+        .expect_err("the stream name is taken");
+    let text = error.to_string();
+    println!("{text}");
+    assert!(matches!(error, Error::DeployFailed { .. }), "{error:?}");
+    assert!(
+        text.contains("deploy of stack `tally-broken` failed"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&stream) || text.contains("ResourceInUse") || text.contains("already exists"),
+        "names the cause: {text}"
+    );
+    assert!(
+        text.contains("cargo xtask destroy --stage broken"),
+        "says how to clean up: {text}"
+    );
+
+    // A second deploy does not pile onto the broken stack: it says what state it is in and what to do.
+    let again =
+        tally_deploy::deploy(&env.clients, &support::request(&stage, env.zips("v1", &[]))).await;
+    if let Err(e) = &again {
+        let text = e.to_string();
+        assert!(
+            text.contains("cargo xtask destroy --stage broken"),
+            "{text}"
+        );
+    }
+
+    // destroy removes the stack, and reports the stream it did not create, which is still there.
+    let error = tally_deploy::destroy(&env.clients, &support::destroy_request(&stage))
+        .await
+        .expect_err("the stream remains");
+    let text = error.to_string();
+    println!("destroy: {text}");
+    println!(
+        "after destroy: {:?}",
+        tally_deploy::describe(&env.clients, &stage.stack_name()).await
+    );
+    assert!(
+        matches!(error, Error::Leftovers { .. }) && text.contains(&format!("stream {stream}")),
+        "{text}"
+    );
+    assert!(
+        tally_deploy::describe(&env.clients, &stage.stack_name())
+            .await
+            .expect("describe")
+            .is_none(),
+        "stack deleted"
+    );
+
+    env.clients
+        .kinesis
+        .delete_stream()
+        .stream_name(&stream)
+        .send()
+        .await
+        .expect("DeleteStream");
+    let outcome = tally_deploy::destroy(&env.clients, &support::destroy_request(&stage))
+        .await
+        .expect("clean now");
+    assert_eq!(outcome, DestroyOutcome::NothingToDelete);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_input_is_refused_before_anything_is_created() {
+    let env = Env::start("malformed").await;
+    let stage = Stage::new("malformed");
+    let check = |mutate: &dyn Fn(&mut tally_deploy::DeployRequest), expect: &'static str| {
+        let mut req = support::request(&stage, env.zips("v1", &[]));
+        mutate(&mut req);
+        (req, expect)
+    };
+    let cases = [
+        check(
+            &|r| r.template = "{not json".into(),
+            "template: not valid json",
+        ),
+        check(
+            &|r| r.template = r#"{"Resources": {"A": {}}}"#.into(),
+            "resource `A` has no string `Type`",
+        ),
+        check(
+            &|r| r.assets.truncate(4),
+            "parameter `ScalerCodeKey`: declared by the template without a default",
+        ),
+        check(
+            &|r| {
+                r.parameters.insert("Bogus".into(), "1".into());
+            },
+            "parameter `Bogus`: not declared",
+        ),
+        check(
+            &|r| r.assets[0].path = "/nonexistent/collect.zip".into(),
+            "asset `collect`",
+        ),
+    ];
+    for (req, expect) in cases {
+        let error = tally_deploy::deploy(&env.clients, &req)
+            .await
+            .expect_err(expect)
+            .to_string();
+        assert!(error.contains(expect), "{expect}: {error}");
+        assert!(
+            tally_deploy::describe(&env.clients, &req.stack_name)
+                .await
+                .expect("describe")
+                .is_none(),
+            "{expect}: no stack"
+        );
+    }
+}

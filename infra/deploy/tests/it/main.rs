@@ -1,0 +1,15 @@
+//! Integration tests of tally-deploy: the deploy workflow against `moto_server` on 127.0.0.1 (one server per
+//! test, started and stopped by it), and the shipped CI workflows.
+//!
+//! The stack deployed here is the real pipeline synthesized by `tally-pipeline`, with one legitimate option
+//! chosen for what moto can hold: the critical lane reads the shared iterator
+//! ([`CriticalLane::SharedIterator`]) instead of an enhanced fan-out consumer, which moto skips (and a mapping
+//! on a consumer ARN fails there). Function zips are small placeholder zips made here rather than a release
+//! build: `cargo xtask build` is tested on its own, and what matters to the deploy is that the bytes, and so
+//! the content-hash keys, change when a function changes.
+
+mod support;
+
+mod failing;
+mod lifecycle;
+mod prune;
