@@ -14,6 +14,7 @@ commands:
   build    [--arch arm64|x86_64] [--cold-start]
                                            function zips via cargo-lambda, content-hashed
                                            (--cold-start: also measure start-up, host arch only)
+  ci                                       everything CI checks: fmt, clippy, all tests
   help                                     this text
 
 The stage defaults to the current git branch.";
@@ -22,9 +23,13 @@ The stage defaults to the current git branch.";
 pub enum Cmd {
     Help,
     Synth(Synth),
+    Ci(Ci),
     Build(Build),
     NotYet(&'static str),
 }
+
+#[derive(Debug)]
+pub struct Ci;
 
 #[derive(Debug)]
 pub struct Synth {
@@ -109,6 +114,12 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<Cmd> {
                 }
             }
             Cmd::Build(cmd)
+        }
+        "ci" => {
+            if let Some(arg) = parser.next()? {
+                return Err(arg.unexpected()).context("`ci` takes no flags");
+            }
+            Cmd::Ci(Ci)
         }
         "diff" => Cmd::NotYet("diff"),
         "deploy" => Cmd::NotYet("deploy"),

@@ -2,6 +2,7 @@
 //! each command lives in its own module with one `run`.
 
 mod build;
+mod ci;
 mod flags;
 mod stage;
 mod synth;
@@ -22,6 +23,7 @@ fn main() -> ExitCode {
             Ok(())
         }
         flags::Cmd::Synth(cmd) => cmd.run(),
+        flags::Cmd::Ci(cmd) => cmd.run(),
         flags::Cmd::Build(cmd) => cmd.run(),
         flags::Cmd::NotYet(name) => Err(anyhow::anyhow!(
             "`cargo xtask {name}` is not implemented yet; see the open issues (`issues`) for its status"
