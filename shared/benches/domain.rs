@@ -1,15 +1,56 @@
 //! Throughput of the hot paths, in events per second on one core (`Throughput::Elements`).
 //!
 //! `cargo bench -p tally-domain -- --warm-up-time 1 --measurement-time 3`; figures in docs/benchmarks.md.
+//!
+//! Time is the benchmark thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`), not wall time: on a machine shared with
+//! other work, wall time counts the moments another process had the core, and "per core" would be wrong.
+//! Set `TALLY_BENCH_WALL=1` to measure wall time instead.
 
 use std::hint::black_box;
 
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use std::time::Duration;
+
+use criterion::measurement::{Measurement, ValueFormatter, WallTime};
+use criterion::{criterion_main, BatchSize, Criterion, Throughput};
 use tally_domain::event::{DeviceClass, Event, EventKind, RawEvent};
 use tally_domain::hll::Hll;
 use tally_domain::ingest::{decode_body, decode_pixel};
 use tally_domain::rollup::Rollup;
 use tally_domain::wire::{pack, unpack};
+
+/// CPU time of the calling thread: what one core spent on the benchmark.
+struct ThreadCpuTime;
+
+fn thread_cpu_now() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
+
+impl Measurement for ThreadCpuTime {
+    type Intermediate = Duration;
+    type Value = Duration;
+
+    fn start(&self) -> Duration {
+        thread_cpu_now()
+    }
+    fn end(&self, start: Duration) -> Duration {
+        thread_cpu_now().saturating_sub(start)
+    }
+    fn add(&self, a: &Duration, b: &Duration) -> Duration {
+        *a + *b
+    }
+    fn zero(&self) -> Duration {
+        Duration::ZERO
+    }
+    fn to_f64(&self, v: &Duration) -> f64 {
+        v.as_nanos() as f64
+    }
+    fn formatter(&self) -> &dyn ValueFormatter {
+        // Values are nanoseconds, as for wall time, so criterion's own formatting applies.
+        static WALL: WallTime = WallTime;
+        WALL.formatter()
+    }
+}
 
 const NOW: i64 = 1_795_698_000_000;
 const BATCH: usize = 1000;
@@ -120,7 +161,7 @@ fn ingest(body: &[u8], content_type: &str) -> Rollup {
     rollup
 }
 
-fn decode_validate_aggregate(c: &mut Criterion) {
+fn decode_validate_aggregate<M: Measurement>(c: &mut Criterion<M>) {
     let events = events(BATCH);
     let array = json_array(&events);
     let lines = ndjson(&events);
@@ -155,7 +196,7 @@ fn decode_validate_aggregate(c: &mut Criterion) {
     g.finish();
 }
 
-fn wire(c: &mut Criterion) {
+fn wire<M: Measurement>(c: &mut Criterion<M>) {
     let events = events(BATCH);
     let records = pack(&events);
     let mut g = c.benchmark_group("wire");
@@ -184,7 +225,7 @@ fn wire(c: &mut Criterion) {
     g.finish();
 }
 
-fn sketches(c: &mut Criterion) {
+fn sketches<M: Measurement>(c: &mut Criterion<M>) {
     let users: Vec<String> = (0..BATCH).map(|i| format!("u-{i:08x}")).collect();
     let mut g = c.benchmark_group("hll");
     g.throughput(Throughput::Elements(BATCH as u64));
@@ -224,5 +265,21 @@ fn sketches(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, decode_validate_aggregate, wire, sketches);
+fn run<M: Measurement>(mut c: Criterion<M>) {
+    decode_validate_aggregate(&mut c);
+    wire(&mut c);
+    sketches(&mut c);
+}
+
+fn benches() {
+    let wall = std::env::var_os("TALLY_BENCH_WALL").is_some_and(|v| v != "0");
+    if wall {
+        run(Criterion::default().configure_from_args());
+    } else {
+        run(Criterion::default()
+            .with_measurement(ThreadCpuTime)
+            .configure_from_args());
+    }
+}
+
 criterion_main!(benches);

@@ -130,7 +130,12 @@ impl Hll {
 
     /// Adds one item (for example a user id's bytes).
     pub fn insert(&mut self, item: &[u8]) {
-        let h = hash64(item);
+        self.insert_hash(hash64(item));
+    }
+
+    /// Adds an item by its [`hash64`], for callers that add the same item to several sketches.
+    /// Any other hash would make the sketch unmergeable with others.
+    pub fn insert_hash(&mut self, h: u64) {
         let index = (h >> (64 - PRECISION)) as usize;
         let rest = h << PRECISION;
         let rank = if rest == 0 {

@@ -13,7 +13,7 @@ use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
 use crate::event::{Event, EventKind};
-use crate::hll::Hll;
+use crate::hll::{hash64, Hll};
 
 /// What is counted for one key. Sums saturate instead of overflowing (so merging stays associative).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -33,6 +33,12 @@ pub struct Counters {
 impl Counters {
     /// Adds one event.
     pub fn add(&mut self, e: &Event) {
+        let user = e.user_id.as_deref().map(|u| hash64(u.as_bytes()));
+        self.add_hashed(e, user);
+    }
+
+    /// [`Counters::add`] with the user id already hashed by [`hash64`] (an event is counted under two keys).
+    fn add_hashed(&mut self, e: &Event, user_hash: Option<u64>) {
         let slot = match e.kind {
             EventKind::Impression => &mut self.impressions,
             EventKind::ViewableImpression => &mut self.viewable,
@@ -42,8 +48,8 @@ impl Counters {
         *slot = slot.saturating_add(1);
         self.spend_micros = self.spend_micros.saturating_add(e.cost_micros);
         self.value_micros = self.value_micros.saturating_add(e.value_micros);
-        if let Some(u) = &e.user_id {
-            self.users.insert(u.as_bytes());
+        if let Some(h) = user_hash {
+            self.users.insert_hash(h);
         }
     }
 
@@ -169,9 +175,11 @@ impl Rollup {
     /// Counts one event under its ad's key and its campaign's total.
     pub fn add(&mut self, e: &Event) {
         let minute = minute_of(e.received_ms);
-        self.counters_mut(&e.campaign_id, Some(&e.ad_id), minute)
-            .add(e);
-        self.counters_mut(&e.campaign_id, None, minute).add(e);
+        let user = e.user_id.as_deref().map(|u| hash64(u.as_bytes()));
+        self.update(&e.campaign_id, Some(&e.ad_id), minute, |c| {
+            c.add_hashed(e, user)
+        });
+        self.update(&e.campaign_id, None, minute, |c| c.add_hashed(e, user));
     }
 
     /// Counts every event of a slice.
@@ -181,39 +189,42 @@ impl Rollup {
         }
     }
 
-    fn counters_mut(
+    /// Applies `f` to the counters of a key, creating them when absent. One lookup, allocation-free, when the
+    /// key exists (the common case within a batch).
+    fn update(
         &mut self,
         campaign_id: &str,
         ad_id: Option<&str>,
         minute: i64,
-    ) -> &mut Counters {
+        f: impl FnOnce(&mut Counters),
+    ) {
         let view = KeyView {
             campaign_id,
             minute,
             ad_id,
         };
-        // Two lookups on a miss, none allocating on a hit (the common case within a batch).
-        if !self.map.contains_key(&view as &dyn AsKeyView) {
-            self.map.insert(
-                RollupKey {
-                    campaign_id: campaign_id.to_owned(),
-                    ad_id: ad_id.map(str::to_owned),
-                    minute,
-                },
-                Counters::default(),
-            );
+        if let Some(c) = self.map.get_mut(&view as &dyn AsKeyView) {
+            f(c);
+            return;
         }
-        match self.map.get_mut(&view as &dyn AsKeyView) {
-            Some(c) => c,
-            None => unreachable!("inserted above"),
-        }
+        let mut c = Counters::default();
+        f(&mut c);
+        self.map.insert(
+            RollupKey {
+                campaign_id: campaign_id.to_owned(),
+                ad_id: ad_id.map(str::to_owned),
+                minute,
+            },
+            c,
+        );
     }
 
     /// Adds every counter of `other` into this rollup.
     pub fn merge(&mut self, other: &Rollup) {
         for (k, c) in &other.map {
-            self.counters_mut(&k.campaign_id, k.ad_id.as_deref(), k.minute)
-                .merge(c);
+            self.update(&k.campaign_id, k.ad_id.as_deref(), k.minute, |mine| {
+                mine.merge(c)
+            });
         }
     }
 
