@@ -277,9 +277,9 @@ fn hostile_bodies() {
         "err:event: expected a JSON object, got an array"
     );
     let deep = format!(
-        "[{{\"campaign_id\":{}{}}}]",
+        "[{{\"campaign_id\":{}1{}}}]",
         "{\"a\":".repeat(50_000),
-        format!("1{}", "}".repeat(50_000))
+        "}".repeat(50_000)
     );
     assert_eq!(
         render_body(deep.as_bytes(), JSON),

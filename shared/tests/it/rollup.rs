@@ -8,7 +8,7 @@ use crate::fixtures::{event, NOW};
 #[test]
 fn counts_per_ad_and_per_campaign_minute() {
     let minute = minute_of(NOW);
-    let events = vec![
+    let events = [
         event("1"),
         Event {
             kind: EventKind::ViewableImpression,
