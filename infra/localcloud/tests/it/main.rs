@@ -3,3 +3,4 @@
 mod lambda;
 mod mappings;
 mod support;
+mod template;

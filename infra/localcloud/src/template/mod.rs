@@ -1,0 +1,512 @@
+//! The template loader: a synthesized CloudFormation template turned into a [`Plan`] of local resources.
+//!
+//! Every intrinsic is resolved to local values ([`LocalContext`]): names stay as the template gives them,
+//! ARNs use the local account and region, queue URLs point at the local endpoint, Function URLs at their
+//! local listeners. Every resource lands in the plan or in [`Plan::skipped`] with the reason, by logical id:
+//! nothing is ignored silently.
+
+mod resolve;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::{json, Map, Value};
+
+pub use resolve::LocalContext;
+use resolve::Resolver;
+
+use crate::esm::{MappingConfig, StartingPosition};
+use crate::Error;
+
+/// The local resources a template declares, with intrinsics resolved.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Plan {
+    pub streams: Vec<StreamDecl>,
+    pub consumers: Vec<ConsumerDecl>,
+    pub tables: Vec<TableDecl>,
+    pub queues: Vec<QueueDecl>,
+    pub buckets: Vec<BucketDecl>,
+    pub functions: Vec<FunctionDecl>,
+    pub urls: Vec<UrlDecl>,
+    pub mappings: Vec<MappingDecl>,
+    /// Resources the local cloud does not run, with the reason.
+    pub skipped: Vec<Skipped>,
+    /// `Outputs`, resolved.
+    pub outputs: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamDecl {
+    pub id: String,
+    pub name: String,
+    /// `ShardCount` (provisioned), `None` for on-demand.
+    pub shards: Option<u32>,
+    pub on_demand: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConsumerDecl {
+    pub id: String,
+    pub name: String,
+    pub stream_arn: String,
+    /// The ARN the template's references resolve to.
+    pub arn: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableDecl {
+    pub id: String,
+    pub name: String,
+    /// The DynamoDB `CreateTable` request for it.
+    pub create: Value,
+    /// `TimeToLiveSpecification.AttributeName` when enabled.
+    pub ttl_attribute: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueDecl {
+    pub id: String,
+    pub name: String,
+    /// SQS `CreateQueue` attributes (strings, `RedrivePolicy` as JSON text).
+    pub attributes: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct BucketDecl {
+    pub id: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct FunctionDecl {
+    pub id: String,
+    pub name: String,
+    /// `Code.S3Key`, resolved: the local cloud is given the host binary's path through the code-key
+    /// parameter.
+    pub code: String,
+    /// The template parameter `Code.S3Key` refers to, if any (`CollectCodeKey`).
+    pub code_parameter: Option<String>,
+    pub memory_mb: u32,
+    pub timeout: Duration,
+    pub reserved_concurrency: Option<u32>,
+    pub env: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct UrlDecl {
+    pub id: String,
+    /// The target function's name.
+    pub function: String,
+    pub auth_type: String,
+    pub cors: Option<Value>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MappingDecl {
+    pub id: String,
+    /// The function's name.
+    pub function: String,
+    pub config: MappingConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    pub id: String,
+    pub kind: String,
+    pub reason: String,
+}
+
+/// Resource types with no local effect, and why that is harmless.
+const NO_LOCAL_EFFECT: &[(&str, &str)] = &[
+    ("AWS::IAM::Role", "IAM is not enforced locally"),
+    ("AWS::IAM::Policy", "IAM is not enforced locally"),
+    ("AWS::Lambda::Permission", "IAM is not enforced locally"),
+    ("AWS::S3::BucketPolicy", "IAM is not enforced locally"),
+    ("AWS::SQS::QueuePolicy", "IAM is not enforced locally"),
+    (
+        "AWS::Logs::LogGroup",
+        "function logs go to the terminal and to <state>/logs/<function>.log",
+    ),
+];
+
+/// Resource types the local cloud cannot run, and what that means.
+const NOT_RUN: &[(&str, &str)] = &[
+    (
+        "AWS::CloudWatch::Alarm",
+        "no CloudWatch metrics locally: the alarm never fires",
+    ),
+    ("AWS::SNS::Topic", "no SNS locally: nothing is published"),
+    (
+        "AWS::SNS::Subscription",
+        "no SNS locally: nothing is delivered",
+    ),
+    (
+        "AWS::Events::Rule",
+        "no EventBridge locally: the schedule never fires",
+    ),
+    (
+        "AWS::SecretsManager::Secret",
+        "no Secrets Manager locally: the query function runs with TALLY_QUERY_AUTH=off instead",
+    ),
+];
+
+/// Loads `template` for the local cloud.
+pub fn load(template: &Value, ctx: &LocalContext) -> Result<Plan, Error> {
+    let resolver = Resolver::new(template, ctx)?;
+    let mut plan = Plan::default();
+    for (id, resource) in resolver.resources {
+        let kind = resource
+            .get("Type")
+            .and_then(Value::as_str)
+            .ok_or_else(|| Error::template(id, "resource has no Type"))?;
+        if resource.get("Condition").is_some() {
+            return Err(Error::template(
+                id,
+                "conditional resources are not supported by the local cloud",
+            ));
+        }
+        let props = match resource.get("Properties") {
+            Some(props) => resolver.resolve(&format!("{id}.Properties"), props)?,
+            None => json!({}),
+        };
+        let exposed = &resolver.exposed[id];
+        let at = |name: &str| format!("{id}.Properties.{name}");
+        match kind {
+            "AWS::Kinesis::Stream" => {
+                let on_demand = props
+                    .pointer("/StreamModeDetails/StreamMode")
+                    .and_then(Value::as_str)
+                    == Some("ON_DEMAND");
+                let shards = match props.get("ShardCount") {
+                    Some(count) => Some(u32_in(&at("ShardCount"), count, 1, 500)?),
+                    None if on_demand => None,
+                    None => Some(1),
+                };
+                plan.streams.push(StreamDecl {
+                    id: id.clone(),
+                    name: exposed.reference.clone(),
+                    shards,
+                    on_demand,
+                });
+            }
+            "AWS::Kinesis::StreamConsumer" => plan.consumers.push(ConsumerDecl {
+                id: id.clone(),
+                name: exposed.attributes["ConsumerName"].clone(),
+                stream_arn: exposed.attributes["StreamARN"].clone(),
+                arn: exposed.reference.clone(),
+            }),
+            "AWS::DynamoDB::Table" => {
+                let mut create = Map::new();
+                create.insert("TableName".into(), json!(exposed.reference));
+                for key in [
+                    "AttributeDefinitions",
+                    "KeySchema",
+                    "BillingMode",
+                    "ProvisionedThroughput",
+                    "GlobalSecondaryIndexes",
+                    "LocalSecondaryIndexes",
+                ] {
+                    if let Some(value) = props.get(key) {
+                        create.insert(key.into(), value.clone());
+                    }
+                }
+                let ttl = props
+                    .get("TimeToLiveSpecification")
+                    .filter(|t| t.get("Enabled").and_then(Value::as_bool).unwrap_or(false))
+                    .and_then(|t| t.get("AttributeName"))
+                    .and_then(Value::as_str)
+                    .map(str::to_owned);
+                plan.tables.push(TableDecl {
+                    id: id.clone(),
+                    name: exposed.reference.clone(),
+                    create: Value::Object(create),
+                    ttl_attribute: ttl,
+                });
+            }
+            "AWS::SQS::Queue" => {
+                let mut attributes = Map::new();
+                for key in [
+                    "VisibilityTimeout",
+                    "MessageRetentionPeriod",
+                    "DelaySeconds",
+                    "MaximumMessageSize",
+                    "ReceiveMessageWaitTimeSeconds",
+                ] {
+                    if let Some(value) = props.get(key) {
+                        attributes.insert(key.into(), json!(scalar_text(value)));
+                    }
+                }
+                if let Some(redrive) = props.get("RedrivePolicy") {
+                    let text = match redrive {
+                        Value::String(text) => text.clone(),
+                        other => other.to_string(),
+                    };
+                    attributes.insert("RedrivePolicy".into(), json!(text));
+                }
+                plan.queues.push(QueueDecl {
+                    id: id.clone(),
+                    name: exposed.attributes["QueueName"].clone(),
+                    attributes,
+                });
+            }
+            "AWS::S3::Bucket" => plan.buckets.push(BucketDecl {
+                id: id.clone(),
+                name: exposed.reference.clone(),
+            }),
+            "AWS::Lambda::Function" => {
+                plan.functions
+                    .push(function(id, resource, &props, &exposed.reference)?)
+            }
+            "AWS::Lambda::Url" => {
+                let target = props
+                    .get("TargetFunctionArn")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| Error::template(&at("TargetFunctionArn"), "missing"))?;
+                plan.urls.push(UrlDecl {
+                    id: id.clone(),
+                    function: function_name(target),
+                    auth_type: props
+                        .get("AuthType")
+                        .and_then(Value::as_str)
+                        .unwrap_or("NONE")
+                        .to_owned(),
+                    cors: props.get("Cors").cloned(),
+                });
+            }
+            "AWS::Lambda::EventSourceMapping" => plan.mappings.push(mapping(id, &props)?),
+            other => {
+                let known = NO_LOCAL_EFFECT
+                    .iter()
+                    .chain(NOT_RUN)
+                    .find(|(kind, _)| *kind == other);
+                let reason = match known {
+                    Some((_, reason)) => (*reason).to_owned(),
+                    None => format!("resource type {other} is not supported by the local cloud: it does not exist locally"),
+                };
+                plan.skipped.push(Skipped {
+                    id: id.clone(),
+                    kind: other.to_owned(),
+                    reason,
+                });
+            }
+        }
+    }
+    if let Some(outputs) = template.get("Outputs").and_then(Value::as_object) {
+        for (name, output) in outputs {
+            if let Some(value) = output.get("Value") {
+                let resolved = resolver.string(&format!("Outputs.{name}"), value)?;
+                plan.outputs.insert(name.clone(), resolved);
+            }
+        }
+    }
+    for mapping in &plan.mappings {
+        if !plan.functions.iter().any(|f| f.name == mapping.function) {
+            return Err(Error::template(
+                &mapping.id,
+                format!(
+                    "FunctionName {} is not a function of this template",
+                    mapping.function
+                ),
+            ));
+        }
+    }
+    for url in &plan.urls {
+        if !plan.functions.iter().any(|f| f.name == url.function) {
+            return Err(Error::template(
+                &url.id,
+                format!(
+                    "TargetFunctionArn names {}, which is not a function of this template",
+                    url.function
+                ),
+            ));
+        }
+    }
+    Ok(plan)
+}
+
+impl Plan {
+    /// Types of resources not run, `logical id (type): reason` one per line, for the start-up report.
+    pub fn skipped_report(&self) -> String {
+        self.skipped
+            .iter()
+            .map(|s| format!("  {} ({}): {}\n", s.id, s.kind, s.reason))
+            .collect()
+    }
+}
+
+/// The function name in a function name, name:alias, or ARN.
+fn function_name(name_or_arn: &str) -> String {
+    match name_or_arn.split_once(":function:") {
+        Some((_, rest)) => rest.split(':').next().unwrap_or(rest).to_owned(),
+        None => name_or_arn
+            .split(':')
+            .next()
+            .unwrap_or(name_or_arn)
+            .to_owned(),
+    }
+}
+
+fn scalar_text(value: &Value) -> String {
+    match value {
+        Value::String(text) => text.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// An integer property in `min..=max` (CloudFormation also accepts numbers as strings).
+fn int_in(at: &str, value: &Value, min: i64, max: i64) -> Result<i64, Error> {
+    let n = match value {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+    .ok_or_else(|| Error::template(at, format!("expected an integer, found {value}")))?;
+    if !(min..=max).contains(&n) {
+        return Err(Error::template(
+            at,
+            format!("{n} is out of range {min}..={max}"),
+        ));
+    }
+    Ok(n)
+}
+
+fn u32_in(at: &str, value: &Value, min: u32, max: u32) -> Result<u32, Error> {
+    int_in(at, value, i64::from(min), i64::from(max)).map(|n| n as u32)
+}
+
+fn function(id: &str, raw: &Value, props: &Value, name: &str) -> Result<FunctionDecl, Error> {
+    let at = |key: &str| format!("{id}.Properties.{key}");
+    let code = props
+        .pointer("/Code/S3Key")
+        .or_else(|| props.pointer("/Code/ZipFile"))
+        .and_then(Value::as_str)
+        .ok_or_else(|| Error::template(&at("Code"), "the local cloud runs functions whose Code has an S3Key (the host binary is given through its parameter)"))?
+        .to_owned();
+    let code_parameter = raw
+        .pointer("/Properties/Code/S3Key/Ref")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let memory_mb = match props.get("MemorySize") {
+        Some(value) => u32_in(&at("MemorySize"), value, 128, 10_240)?,
+        None => 128,
+    };
+    let timeout = match props.get("Timeout") {
+        Some(value) => Duration::from_secs(u64::from(u32_in(&at("Timeout"), value, 1, 900)?)),
+        None => Duration::from_secs(3),
+    };
+    let reserved_concurrency = props
+        .get("ReservedConcurrentExecutions")
+        .map(|value| u32_in(&at("ReservedConcurrentExecutions"), value, 0, 1000))
+        .transpose()?;
+    let mut env = BTreeMap::new();
+    if let Some(variables) = props.pointer("/Environment/Variables") {
+        let variables = variables
+            .as_object()
+            .ok_or_else(|| Error::template(&at("Environment.Variables"), "not an object"))?;
+        for (key, value) in variables {
+            env.insert(key.clone(), scalar_text(value));
+        }
+    }
+    Ok(FunctionDecl {
+        id: id.to_owned(),
+        name: name.to_owned(),
+        code,
+        code_parameter,
+        memory_mb,
+        timeout,
+        reserved_concurrency,
+        env,
+    })
+}
+
+fn mapping(id: &str, props: &Value) -> Result<MappingDecl, Error> {
+    let at = |key: &str| format!("{id}.Properties.{key}");
+    let text = |key: &str| props.get(key).and_then(Value::as_str);
+    let function = function_name(
+        text("FunctionName").ok_or_else(|| Error::template(&at("FunctionName"), "missing"))?,
+    );
+    let source = text("EventSourceArn").ok_or_else(|| {
+        Error::template(
+            &at("EventSourceArn"),
+            "missing (only stream and queue sources run locally)",
+        )
+    })?;
+    let mut config = MappingConfig::new(id, source);
+    let sqs = source.starts_with("arn:aws:sqs:");
+    config.batch_size = match props.get("BatchSize") {
+        Some(value) => int_in(&at("BatchSize"), value, 1, 10_000)? as usize,
+        None if sqs => 10,
+        None => 100,
+    };
+    if let Some(value) = props.get("MaximumBatchingWindowInSeconds") {
+        config.batching_window =
+            Duration::from_secs(
+                int_in(&at("MaximumBatchingWindowInSeconds"), value, 0, 300)? as u64,
+            );
+    }
+    if !sqs {
+        config.starting_position = match text("StartingPosition") {
+            Some("TRIM_HORIZON") => StartingPosition::TrimHorizon,
+            Some("LATEST") => StartingPosition::Latest,
+            Some("AT_TIMESTAMP") => {
+                let seconds = props
+                    .get("StartingPositionTimestamp")
+                    .and_then(Value::as_f64)
+                    .ok_or_else(|| Error::template(&at("StartingPositionTimestamp"), "AT_TIMESTAMP needs StartingPositionTimestamp (seconds)"))?;
+                StartingPosition::AtTimestamp((seconds * 1000.0) as i64)
+            }
+            other => {
+                return Err(Error::template(
+                    &at("StartingPosition"),
+                    format!("{other:?} is not TRIM_HORIZON, LATEST or AT_TIMESTAMP (required for stream sources)"),
+                ))
+            }
+        };
+    }
+    if let Some(value) = props.get("ParallelizationFactor") {
+        config.parallelization_factor =
+            int_in(&at("ParallelizationFactor"), value, 1, 10)? as usize;
+    }
+    config.bisect_on_error = props
+        .get("BisectBatchOnFunctionError")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    if let Some(value) = props.get("MaximumRetryAttempts") {
+        let n = int_in(&at("MaximumRetryAttempts"), value, -1, 10_000)?;
+        config.max_retries = (n >= 0).then_some(n as u32);
+    }
+    if let Some(value) = props.get("MaximumRecordAgeInSeconds") {
+        let n = int_in(&at("MaximumRecordAgeInSeconds"), value, -1, 604_800)?;
+        if n != -1 && n < 60 {
+            return Err(Error::template(
+                &at("MaximumRecordAgeInSeconds"),
+                format!("{n} is out of range: use -1 or 60..=604800"),
+            ));
+        }
+        config.max_record_age = (n > 0).then(|| Duration::from_secs(n as u64));
+    }
+    config.on_failure = props
+        .pointer("/DestinationConfig/OnFailure/Destination")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    config.report_batch_item_failures = props
+        .get("FunctionResponseTypes")
+        .and_then(Value::as_array)
+        .is_some_and(|types| types.iter().any(|t| t == "ReportBatchItemFailures"));
+    if let Some(value) = props.get("TumblingWindowInSeconds") {
+        config.tumbling_window =
+            Duration::from_secs(int_in(&at("TumblingWindowInSeconds"), value, 0, 900)? as u64);
+    }
+    config.enabled = props
+        .get("Enabled")
+        .and_then(Value::as_bool)
+        .unwrap_or(true);
+    config
+        .validate()
+        .map_err(|message| Error::template(id, message))?;
+    Ok(MappingDecl {
+        id: id.to_owned(),
+        function,
+        config,
+    })
+}

@@ -1,0 +1,332 @@
+//! The template loader: the real synthesized pipeline, intrinsics one case a line, hostile templates.
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Value};
+use tally_localcloud::esm::StartingPosition;
+use tally_localcloud::template::{load, LocalContext, Plan};
+
+fn ctx() -> LocalContext {
+    LocalContext {
+        stack_name: "tally-dev".into(),
+        region: "us-east-1".into(),
+        account: "123456789012".into(),
+        endpoint: "http://127.0.0.1:4566".into(),
+        parameters: BTreeMap::from([("CollectCodeKey".to_owned(), "/bin/collect".to_owned())]),
+        function_urls: BTreeMap::new(),
+    }
+}
+
+#[test]
+fn the_synthesized_pipeline_loads_and_every_resource_is_accounted_for() {
+    let stage = tally_pipeline::Stage::from_branch("dev");
+    let template =
+        tally_pipeline::synth_value(&stage, &tally_pipeline::PipelineOptions::default()).unwrap();
+    let plan = load(&template, &ctx()).unwrap();
+    let total = template["Resources"].as_object().unwrap().len();
+    let placed = plan.streams.len()
+        + plan.consumers.len()
+        + plan.tables.len()
+        + plan.queues.len()
+        + plan.buckets.len()
+        + plan.functions.len()
+        + plan.urls.len()
+        + plan.mappings.len()
+        + plan.skipped.len();
+    assert_eq!(placed, total, "a resource was silently dropped");
+    assert_eq!(plan.functions.len(), 5);
+    assert_eq!(plan.urls.len(), 2);
+    assert_eq!(plan.mappings.len(), 2);
+    let collect = plan
+        .functions
+        .iter()
+        .find(|f| f.code_parameter.as_deref() == Some("CollectCodeKey"))
+        .unwrap();
+    assert_eq!(collect.code, "/bin/collect");
+    assert_eq!(collect.env["TALLY_STREAM_NAME"], plan.streams[0].name);
+    let realtime = plan
+        .mappings
+        .iter()
+        .find(|m| m.config.source_arn.contains("/consumer/"))
+        .expect("the critical lane reads a consumer");
+    assert_eq!(realtime.config.source_arn, plan.consumers[0].arn);
+    assert_eq!(realtime.config.parallelization_factor, 1);
+    assert!(realtime.config.report_batch_item_failures);
+    assert!(realtime
+        .config
+        .on_failure
+        .as_deref()
+        .unwrap()
+        .starts_with("arn:aws:sqs:us-east-1:123456789012:"));
+    assert_eq!(
+        realtime.config.starting_position,
+        StartingPosition::TrimHorizon
+    );
+    for kind in [
+        "AWS::CloudWatch::Alarm",
+        "AWS::SNS::Topic",
+        "AWS::Events::Rule",
+        "AWS::SecretsManager::Secret",
+        "AWS::IAM::Role",
+    ] {
+        assert!(
+            plan.skipped.iter().any(|s| s.kind == kind),
+            "{kind} not reported"
+        );
+    }
+    assert!(plan
+        .skipped_report()
+        .contains("no CloudWatch metrics locally"));
+    assert!(
+        plan.outputs.values().all(|v| !v.contains("Fn::")),
+        "{:?}",
+        plan.outputs
+    );
+}
+
+/// Resolves `value` as a property of a one-queue template and compares with `expect` (`Err` text: a part
+/// of the error message).
+fn check(value: Value, expect: Result<&str, &str>) {
+    let template = json!({
+        "Parameters": {"Stage": {"Type": "String", "Default": "dev"}, "CollectCodeKey": {"Type": "String"}},
+        "Resources": {
+            "Q": {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": "q1"}},
+            "S": {"Type": "AWS::Kinesis::Stream", "Properties": {"Name": {"Fn::Sub": "events-${Stage}"}, "ShardCount": 1}},
+            "F": {"Type": "AWS::Lambda::Function", "Properties": {
+                "FunctionName": "f", "Code": {"S3Bucket": "b", "S3Key": {"Ref": "CollectCodeKey"}},
+                "Environment": {"Variables": {"X": value}}}},
+        }
+    });
+    match (load(&template, &ctx()), expect) {
+        (Ok(plan), Ok(expect)) => assert_eq!(plan.functions[0].env["X"], expect),
+        (Err(error), Err(expect)) => {
+            assert!(error.to_string().contains(expect), "{error} lacks {expect}")
+        }
+        (got, expect) => panic!("expected {expect:?}, got {got:?}"),
+    }
+}
+
+#[test]
+fn intrinsics() {
+    check(json!("plain"), Ok("plain"));
+    check(json!(7), Ok("7"));
+    check(json!({"Ref": "Stage"}), Ok("dev"));
+    check(json!({"Ref": "CollectCodeKey"}), Ok("/bin/collect"));
+    check(json!({"Ref": "AWS::Region"}), Ok("us-east-1"));
+    check(json!({"Ref": "AWS::AccountId"}), Ok("123456789012"));
+    check(json!({"Ref": "AWS::StackName"}), Ok("tally-dev"));
+    check(
+        json!({"Ref": "Q"}),
+        Ok("http://127.0.0.1:4566/123456789012/q1"),
+    );
+    check(json!({"Ref": "S"}), Ok("events-dev"));
+    check(
+        json!({"Fn::GetAtt": ["Q", "Arn"]}),
+        Ok("arn:aws:sqs:us-east-1:123456789012:q1"),
+    );
+    check(
+        json!({"Fn::GetAtt": "S.Arn"}),
+        Ok("arn:aws:kinesis:us-east-1:123456789012:stream/events-dev"),
+    );
+    check(
+        json!({"Fn::GetAtt": ["F", "Arn"]}),
+        Ok("arn:aws:lambda:us-east-1:123456789012:function:f"),
+    );
+    check(
+        json!({"Fn::Sub": "${AWS::Region}-${Stage}-${Q.QueueName}"}),
+        Ok("us-east-1-dev-q1"),
+    );
+    check(
+        json!({"Fn::Sub": ["${A}/${B}", {"A": "x", "B": {"Ref": "Stage"}}]}),
+        Ok("x/dev"),
+    );
+    check(
+        json!({"Fn::Sub": "${!Literal} ${Stage}"}),
+        Ok("${Literal} dev"),
+    );
+    check(json!({"Fn::Sub": "no vars"}), Ok("no vars"));
+    check(
+        json!({"Fn::Join": ["-", ["a", {"Ref": "Stage"}, "c"]]}),
+        Ok("a-dev-c"),
+    );
+    check(json!({"Fn::Join": ["", []]}), Ok(""));
+    check(
+        json!({"Ref": "Nope"}),
+        Err("Ref to Nope, which is neither a parameter nor a resource"),
+    );
+    check(json!({"Ref": 3}), Err("Ref takes a name"));
+    check(
+        json!({"Fn::GetAtt": ["Q", "Colour"]}),
+        Err("Fn::GetAtt Q.Colour: the local cloud knows Arn, QueueName, QueueUrl"),
+    );
+    check(
+        json!({"Fn::GetAtt": ["Ghost", "Arn"]}),
+        Err("Ghost, which is not a resource"),
+    );
+    check(
+        json!({"Fn::GetAtt": "nodot"}),
+        Err("Fn::GetAtt takes [resource, attribute]"),
+    );
+    check(json!({"Fn::Sub": "${Stage"}), Err("unclosed ${"));
+    check(json!({"Fn::Sub": 5}), Err("Fn::Sub takes a string"));
+    check(json!({"Fn::Join": ["-", "notalist"]}), Err("not a list"));
+    check(
+        json!({"Fn::Join": "x"}),
+        Err("Fn::Join takes [separator, [values]]"),
+    );
+    check(
+        json!({"Fn::If": ["C", "a", "b"]}),
+        Err("intrinsic Fn::If is not supported by the local cloud"),
+    );
+    check(
+        json!({"Fn::Select": [0, ["a"]]}),
+        Err("Fn::Select is not supported"),
+    );
+    check(
+        json!({"Fn::Join": ["-", [{"a": 1}]]}),
+        Err("Fn::Join value is not a string"),
+    );
+}
+
+fn load_err(template: Value) -> String {
+    match load(&template, &ctx()) {
+        Ok(plan) => panic!("loaded: {plan:?}"),
+        Err(error) => error.to_string(),
+    }
+}
+
+fn one(kind: &str, props: Value) -> Value {
+    json!({"Resources": {"R": {"Type": kind, "Properties": props}}})
+}
+
+#[test]
+fn hostile_templates_are_refused_with_the_logical_id() {
+    let check = |template: Value, expect: &str| {
+        let message = load_err(template);
+        assert!(message.contains(expect), "{message} lacks {expect}");
+    };
+    check(json!({}), "the template has no Resources object");
+    check(json!({"Resources": []}), "no Resources object");
+    check(
+        json!({"Resources": {"R": {}}}),
+        "template R: resource has no Type",
+    );
+    check(
+        json!({"Resources": {"R": {"Type": "AWS::SQS::Queue", "Condition": "C"}}}),
+        "conditional resources",
+    );
+    check(
+        json!({"Parameters": 3, "Resources": {}}),
+        "Parameters is not an object",
+    );
+    let function = |props: Value| {
+        let mut base = json!({"FunctionName": "f", "Code": {"S3Key": "/bin/f"}});
+        base.as_object_mut()
+            .unwrap()
+            .extend(props.as_object().unwrap().clone());
+        one("AWS::Lambda::Function", base)
+    };
+    check(
+        function(json!({"MemorySize": 64})),
+        "R.Properties.MemorySize: 64 is out of range 128..=10240",
+    );
+    check(
+        function(json!({"Timeout": "abc"})),
+        "R.Properties.Timeout: expected an integer",
+    );
+    check(
+        function(json!({"Timeout": 901})),
+        "901 is out of range 1..=900",
+    );
+    check(
+        function(json!({"ReservedConcurrentExecutions": -1})),
+        "ReservedConcurrentExecutions",
+    );
+    check(
+        function(json!({"Environment": {"Variables": [1]}})),
+        "Environment.Variables: not an object",
+    );
+    check(
+        one("AWS::Lambda::Function", json!({"Code": {"ImageUri": "x"}})),
+        "R.Properties.Code",
+    );
+    check(
+        one("AWS::Kinesis::Stream", json!({"ShardCount": 0})),
+        "R.Properties.ShardCount: 0 is out of range 1..=500",
+    );
+    let mapping = |props: Value| {
+        let mut base = json!({"FunctionName": "f", "EventSourceArn": "arn:aws:kinesis:us-east-1:123456789012:stream/s", "StartingPosition": "LATEST"});
+        base.as_object_mut()
+            .unwrap()
+            .extend(props.as_object().unwrap().clone());
+        json!({"Resources": {"R": {"Type": "AWS::Lambda::EventSourceMapping", "Properties": base},
+                              "F": {"Type": "AWS::Lambda::Function", "Properties": {"FunctionName": "f", "Code": {"S3Key": "/bin/f"}}}}})
+    };
+    check(
+        mapping(json!({"BatchSize": 0})),
+        "R.Properties.BatchSize: 0 is out of range 1..=10000",
+    );
+    check(
+        mapping(json!({"BatchSize": "many"})),
+        "BatchSize: expected an integer",
+    );
+    check(
+        mapping(json!({"StartingPosition": "NOW"})),
+        "is not TRIM_HORIZON, LATEST or AT_TIMESTAMP",
+    );
+    check(
+        mapping(json!({"StartingPosition": null})),
+        "StartingPosition",
+    );
+    check(
+        mapping(json!({"StartingPosition": "AT_TIMESTAMP"})),
+        "needs StartingPositionTimestamp",
+    );
+    check(
+        mapping(json!({"ParallelizationFactor": 11})),
+        "ParallelizationFactor: 11 is out of range 1..=10",
+    );
+    check(
+        mapping(json!({"MaximumRetryAttempts": -2})),
+        "MaximumRetryAttempts: -2 is out of range -1..=10000",
+    );
+    check(
+        mapping(json!({"MaximumRecordAgeInSeconds": 30})),
+        "MaximumRecordAgeInSeconds: 30 is out of range: use -1 or 60..=604800",
+    );
+    check(
+        mapping(json!({"TumblingWindowInSeconds": 901})),
+        "TumblingWindowInSeconds",
+    );
+    check(
+        mapping(json!({"MaximumBatchingWindowInSeconds": 301})),
+        "MaximumBatchingWindowInSeconds",
+    );
+    check(
+        mapping(json!({"FunctionName": "other"})),
+        "FunctionName other is not a function of this template",
+    );
+    check(mapping(json!({"EventSourceArn": null})), "EventSourceArn");
+    check(
+        mapping(
+            json!({"DestinationConfig": {"OnFailure": {"Destination": "arn:aws:sns:us-east-1:1:t"}}}),
+        ),
+        "not an SQS queue ARN",
+    );
+    check(
+        json!({"Resources": {"U": {"Type": "AWS::Lambda::Url", "Properties": {"TargetFunctionArn": "arn:aws:lambda:us-east-1:1:function:ghost"}}}}),
+        "ghost, which is not a function",
+    );
+}
+
+#[test]
+fn unknown_resource_types_are_reported_not_ignored() {
+    let plan: Plan = load(&json!({"Resources": {"Odd": {"Type": "AWS::EC2::Instance"}, "Alarm1": {"Type": "AWS::CloudWatch::Alarm"}}}), &ctx()).unwrap();
+    assert_eq!(plan.skipped.len(), 2);
+    let report = plan.skipped_report();
+    assert!(report.contains("Odd (AWS::EC2::Instance): resource type AWS::EC2::Instance is not supported by the local cloud"), "{report}");
+    assert!(
+        report.contains("Alarm1 (AWS::CloudWatch::Alarm)"),
+        "{report}"
+    );
+}
