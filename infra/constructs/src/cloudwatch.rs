@@ -110,7 +110,7 @@ impl Alarm {
         properties.insert("Statistic".into(), json!(statistic));
         if !(p.period_secs == 10
             || p.period_secs == 30
-            || (p.period_secs >= 60 && p.period_secs % 60 == 0))
+            || (p.period_secs >= 60 && p.period_secs.rem_euclid(60) == 0))
         {
             scope.violation(format!(
                 "period_secs {} must be 10, 30 or a multiple of 60",

@@ -83,13 +83,11 @@ fn cfn_lint_finds_nothing() {
     std::fs::remove_dir_all(&dir).expect("remove the lint directory");
 }
 
+/// `(file, check id, resource)` triples.
+type Findings = BTreeSet<(String, String, String)>;
+
 /// `(file, check id, resource)` of checkov's `failed_checks` or `skipped_checks`.
-fn checkov(
-    dir: &Path,
-) -> (
-    BTreeSet<(String, String, String)>,
-    BTreeSet<(String, String, String)>,
-) {
+fn checkov(dir: &Path) -> (Findings, Findings) {
     let out = tool("checkov")
         .args(["--directory"])
         .arg(dir)
@@ -115,7 +113,7 @@ fn checkov(
         Value::Array(list) => list,
         one => vec![one],
     };
-    let collect = |kind: &str| -> BTreeSet<(String, String, String)> {
+    let collect = |kind: &str| -> Findings {
         reports
             .iter()
             .flat_map(|r| r["results"][kind].as_array().cloned().unwrap_or_default())

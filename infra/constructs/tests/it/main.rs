@@ -1,0 +1,39 @@
+//! Integration tests of the constructs: validation rules, grants, references, synthesis.
+
+mod grants;
+mod references;
+mod validation;
+
+use serde_json::Value;
+use tally_constructs::lambda::{Code, Function, FunctionProps};
+use tally_constructs::{Scope, Stack};
+
+/// A function with code from two parameters, in `scope`.
+fn function(stack: &Stack, scope: &Scope, id: &str) -> Function {
+    let bucket = stack.string_parameter(&format!("{id}Bucket"), "bucket");
+    let key = stack.string_parameter(&format!("{id}Key"), "key");
+    Function::new(
+        scope,
+        id,
+        FunctionProps {
+            code: Some(Code::s3(bucket.value(), key.value())),
+            ..FunctionProps::default()
+        },
+    )
+}
+
+/// The synthesized template, or the test fails with the synth error.
+fn synth(stack: &Stack) -> Value {
+    match stack.synth() {
+        Ok(template) => template,
+        Err(error) => panic!("{error}"),
+    }
+}
+
+/// The synth error's text, or the test fails because synth succeeded.
+fn synth_error(stack: &Stack) -> String {
+    match stack.synth() {
+        Ok(_) => panic!("expected a synth error"),
+        Err(error) => error.to_string(),
+    }
+}
