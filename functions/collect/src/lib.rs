@@ -43,8 +43,6 @@ pub const PIXEL_GIF: [u8; 43] = [
 
 /// Seconds a client should wait before resending after a `503`.
 pub const RETRY_AFTER_SECS: u32 = 1;
-/// Longest user agent kept from the request header (the event's limit).
-const MAX_USER_AGENT_BYTES: usize = 512;
 
 /// The collector: where events go, and its counters.
 #[derive(Debug)]
@@ -312,22 +310,11 @@ fn now_ms() -> i64 {
     i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// The request's `User-Agent`, cut to the event limit at a character boundary; `None` when absent or not text.
+/// The request's `User-Agent`, made to fit the event rule ([`tally_domain::event::header_user_agent`]).
 fn header_user_agent(request: &Request) -> Option<String> {
-    let value = request
-        .headers()
-        .get(header::USER_AGENT)?
-        .to_str()
-        .ok()?
-        .trim();
-    if value.is_empty() {
-        return None;
-    }
-    let mut end = value.len().min(MAX_USER_AGENT_BYTES);
-    while !value.is_char_boundary(end) {
-        end -= 1;
-    }
-    Some(value[..end].to_owned())
+    tally_domain::event::header_user_agent(
+        request.headers().get(header::USER_AGENT)?.to_str().ok()?,
+    )
 }
 
 fn pixel_rejected_emf(now_ms: i64, error: &FieldError) -> String {

@@ -1,1 +1,40 @@
-fn main() {}
+//! The `scaler` Lambda function: `lambda_runtime` around [`tally_scaler::Scaler::handle`].
+
+use anyhow::Context;
+use lambda_runtime::{service_fn, LambdaEvent};
+use serde_json::Value;
+use tally_scaler::{Config, Scaler};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_ansi(false)
+        .without_time()
+        .init();
+    let config = Config::from_lookup(|name| std::env::var(name).ok())
+        .context("while reading the configuration")?;
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let scaler = Scaler::new(
+        aws_sdk_kinesis::Client::new(&sdk),
+        aws_sdk_cloudwatch::Client::new(&sdk),
+        config,
+    );
+    let scaler = &scaler;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or_default();
+        scaler
+            .handle(&event.payload, now)
+            .await
+            .map_err(|error| format!("{error:#}"))
+    }))
+    .await
+    .map_err(|error| anyhow::anyhow!("the lambda runtime stopped: {error}"))
+}
