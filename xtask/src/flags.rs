@@ -14,7 +14,18 @@ commands:
   build    [--arch arm64|x86_64] [--cold-start]
                                            function zips via cargo-lambda, content-hashed
                                            (--cold-start: also measure start-up, host arch only)
+  plan     [--stage S] (--profile FILE | --events-per-sec N) [--event-bytes B]
+           [--json] [--html FILE] [--prices FILE]
+                                           monthly AWS cost (tally vs naive), scaler simulation,
+                                           freshness budget (docs/plan.md)
   ci                                       everything CI checks: fmt, clippy, all tests
+  diff     [--stage S] [--no-build]        what a deploy would change (change set), replacements flagged
+  deploy   [--stage S] [--yes] [--no-build]
+                                           build, upload changed zips, change set, execute, progress, outputs
+  destroy  [--stage S] [--yes]             teardown that empties buckets and verifies nothing is left
+  previews list                            the project's stacks: stage, branch, age, status
+  previews prune [--older-than 7d] [--keep-branches] [--protect STAGE]... [--yes]
+                                           destroy previews that are old or whose branch is gone
   help                                     this text
 
 The stage defaults to the current git branch.";
@@ -25,6 +36,11 @@ pub enum Cmd {
     Synth(Synth),
     Ci(Ci),
     Build(Build),
+    Plan(Plan),
+    Deploy(Deploy),
+    Diff(Diff),
+    Destroy(Destroy),
+    Previews(Previews),
     NotYet(&'static str),
 }
 
@@ -35,6 +51,17 @@ pub struct Ci;
 pub struct Synth {
     pub stage: Option<String>,
     pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Default)]
+pub struct Plan {
+    pub stage: Option<String>,
+    pub profile: Option<PathBuf>,
+    pub events_per_sec: Option<f64>,
+    pub event_bytes: Option<u32>,
+    pub json: bool,
+    pub html: Option<PathBuf>,
+    pub prices: Option<PathBuf>,
 }
 
 #[derive(Debug)]
@@ -79,9 +106,83 @@ impl Arch {
     }
 }
 
+/// `cargo xtask deploy`.
+#[derive(Debug)]
+pub struct Deploy {
+    pub stage: Option<String>,
+    pub yes: bool,
+    /// Deploy the zips already in `target/lambda/` (CI builds them in an earlier step).
+    pub no_build: bool,
+}
+
+/// `cargo xtask diff`.
+#[derive(Debug)]
+pub struct Diff {
+    pub stage: Option<String>,
+    pub no_build: bool,
+}
+
+/// `cargo xtask destroy`.
+#[derive(Debug)]
+pub struct Destroy {
+    pub stage: Option<String>,
+    pub yes: bool,
+}
+
+/// `cargo xtask previews`.
+#[derive(Debug)]
+pub struct Previews {
+    pub action: PreviewsAction,
+}
+
+#[derive(Debug)]
+pub enum PreviewsAction {
+    List,
+    Prune { older_than: String, keep_branches: bool, yes: bool, protect: Vec<String> },
+}
+
+fn parse_stack_flags(parser: &mut lexopt::Parser, command: &str, allow_build: bool) -> anyhow::Result<(Option<String>, bool, bool)> {
+    let (mut stage, mut yes, mut no_build) = (None, false, false);
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("stage") => stage = Some(parser.value()?.string()?),
+            Long("yes") | Short('y') if command != "diff" => yes = true,
+            Long("no-build") if allow_build => no_build = true,
+            other => return Err(other.unexpected()).with_context(|| format!("while reading `{command}` flags")),
+        }
+    }
+    Ok((stage, yes, no_build))
+}
+
+fn parse_previews(parser: &mut lexopt::Parser) -> anyhow::Result<Previews> {
+    let action = match parser.next()? {
+        None => PreviewsAction::List,
+        Some(Value(v)) if v == "list" => PreviewsAction::List,
+        Some(Value(v)) if v == "prune" => {
+            PreviewsAction::Prune { older_than: "7d".to_owned(), keep_branches: false, yes: false, protect: Vec::new() }
+        }
+        Some(other) => {
+            return Err(other.unexpected()).context("while reading `previews`: expected `list` or `prune`")
+        }
+    };
+    let mut action = action;
+    while let Some(arg) = parser.next()? {
+        match (&mut action, arg) {
+            (PreviewsAction::Prune { older_than, .. }, Long("older-than")) => *older_than = parser.value()?.string()?,
+            (PreviewsAction::Prune { keep_branches, .. }, Long("keep-branches")) => *keep_branches = true,
+            (PreviewsAction::Prune { yes, .. }, Long("yes") | Short('y')) => *yes = true,
+            (PreviewsAction::Prune { protect, .. }, Long("protect")) => protect.push(parser.value()?.string()?),
+            (_, other) => return Err(other.unexpected()).context("while reading `previews` flags"),
+        }
+    }
+    Ok(Previews { action })
+}
+
 pub fn parse(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<Cmd> {
     let mut parser = lexopt::Parser::from_args(args);
-    let Some(arg) = parser.next()? else { return Ok(Cmd::Help) };
+    let Some(arg) = parser.next()? else {
+        return Ok(Cmd::Help);
+    };
     let name = match arg {
         Value(name) => name.string()?,
         Short('h') | Long("help") => return Ok(Cmd::Help),
@@ -90,7 +191,10 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<Cmd> {
     let cmd = match name.as_str() {
         "help" => Cmd::Help,
         "synth" => {
-            let mut cmd = Synth { stage: None, out: None };
+            let mut cmd = Synth {
+                stage: None,
+                out: None,
+            };
             while let Some(arg) = parser.next()? {
                 match arg {
                     Long("stage") => cmd.stage = Some(parser.value()?.string()?),
@@ -101,13 +205,17 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<Cmd> {
             Cmd::Synth(cmd)
         }
         "build" => {
-            let mut cmd = Build { arch: Arch::Arm64, cold_start: false };
+            let mut cmd = Build {
+                arch: Arch::Arm64,
+                cold_start: false,
+            };
             while let Some(arg) = parser.next()? {
                 match arg {
                     Long("arch") => {
                         let value = parser.value()?.string()?;
-                        cmd.arch = Arch::parse(&value)
-                            .with_context(|| format!("unknown --arch `{value}`: use arm64 or x86_64"))?;
+                        cmd.arch = Arch::parse(&value).with_context(|| {
+                            format!("unknown --arch `{value}`: use arm64 or x86_64")
+                        })?;
                     }
                     Long("cold-start") => cmd.cold_start = true,
                     other => return Err(other.unexpected()).context("while reading `build` flags"),
@@ -115,16 +223,56 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<Cmd> {
             }
             Cmd::Build(cmd)
         }
+        "plan" => {
+            let mut cmd = Plan::default();
+            while let Some(arg) = parser.next()? {
+                match arg {
+                    Long("stage") => cmd.stage = Some(parser.value()?.string()?),
+                    Long("profile") => cmd.profile = Some(parser.value()?.into()),
+                    Long("events-per-sec") => {
+                        let value = parser.value()?.string()?;
+                        let rate: f64 = value.parse().ok().filter(|r: &f64| r.is_finite() && *r >= 0.0).with_context(|| {
+                            format!("--events-per-sec `{value}`: expected a number of events per second, e.g. 5000")
+                        })?;
+                        cmd.events_per_sec = Some(rate);
+                    }
+                    Long("event-bytes") => {
+                        let value = parser.value()?.string()?;
+                        let bytes = value.parse().with_context(|| {
+                            format!("--event-bytes `{value}`: expected a whole number of bytes, e.g. 300")
+                        })?;
+                        cmd.event_bytes = Some(bytes);
+                    }
+                    Long("json") => cmd.json = true,
+                    Long("html") => cmd.html = Some(parser.value()?.into()),
+                    Long("prices") => cmd.prices = Some(parser.value()?.into()),
+                    other => return Err(other.unexpected()).context("while reading `plan` flags"),
+                }
+            }
+            if cmd.profile.is_some() == cmd.events_per_sec.is_some() {
+                bail!("plan: give exactly one of --profile FILE and --events-per-sec N");
+            }
+            Cmd::Plan(cmd)
+        }
         "ci" => {
             if let Some(arg) = parser.next()? {
                 return Err(arg.unexpected()).context("`ci` takes no flags");
             }
             Cmd::Ci(Ci)
         }
-        "diff" => Cmd::NotYet("diff"),
-        "deploy" => Cmd::NotYet("deploy"),
-        "destroy" => Cmd::NotYet("destroy"),
-        "previews" => Cmd::NotYet("previews"),
+        "diff" => {
+            let (stage, _, no_build) = parse_stack_flags(&mut parser, "diff", true)?;
+            Cmd::Diff(Diff { stage, no_build })
+        }
+        "deploy" => {
+            let (stage, yes, no_build) = parse_stack_flags(&mut parser, "deploy", true)?;
+            Cmd::Deploy(Deploy { stage, yes, no_build })
+        }
+        "destroy" => {
+            let (stage, yes, _) = parse_stack_flags(&mut parser, "destroy", false)?;
+            Cmd::Destroy(Destroy { stage, yes })
+        }
+        "previews" => Cmd::Previews(parse_previews(&mut parser)?),
         "dev" => Cmd::NotYet("dev"),
         "loadtest" => Cmd::NotYet("loadtest"),
         other => bail!("unknown command `{other}`"),

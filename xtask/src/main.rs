@@ -3,7 +3,12 @@
 
 mod build;
 mod ci;
+mod deploy;
+mod destroy;
+mod diff;
 mod flags;
+mod previews;
+mod plan;
 mod stage;
 mod synth;
 
@@ -25,6 +30,11 @@ fn main() -> ExitCode {
         flags::Cmd::Synth(cmd) => cmd.run(),
         flags::Cmd::Ci(cmd) => cmd.run(),
         flags::Cmd::Build(cmd) => cmd.run(),
+        flags::Cmd::Plan(cmd) => cmd.run(),
+        flags::Cmd::Deploy(cmd) => cmd.run(),
+        flags::Cmd::Diff(cmd) => cmd.run(),
+        flags::Cmd::Destroy(cmd) => cmd.run(),
+        flags::Cmd::Previews(cmd) => cmd.run(),
         flags::Cmd::NotYet(name) => Err(anyhow::anyhow!(
             "`cargo xtask {name}` is not implemented yet; see the open issues (`issues`) for its status"
         )),

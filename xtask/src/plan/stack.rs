@@ -1,0 +1,563 @@
+//! What the cost model needs from a CloudFormation template, read generically from standard resource
+//! properties (never from tally's logical ids): the stream, its consumers, the functions, their mappings,
+//! schedules, Function URLs, alarms, secrets, queues and bucket lifecycles.
+
+use std::collections::BTreeMap;
+
+use anyhow::{bail, Context};
+use serde_json::Value;
+
+/// Kinesis capacity mode of the stream.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Mode {
+    Provisioned { shards: u32 },
+    OnDemand,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamModel {
+    pub mode: Mode,
+    pub retention_hours: u32,
+}
+
+/// How a function is reached.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FunctionModel {
+    /// The package's short name (`collect` from the `CollectCodeKey` parameter), or the logical id.
+    pub name: String,
+    pub memory_mb: u32,
+    pub timeout_secs: u32,
+    pub arm64: bool,
+    pub env: Vec<String>,
+    pub has_url: bool,
+    /// Invocations per minute from schedule rules.
+    pub scheduled_per_minute: f64,
+    pub log_retention_days: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct KinesisMapping {
+    /// Key into [`StackModel::functions`].
+    pub function: String,
+    pub batch_size: u32,
+    pub window_secs: u32,
+    pub parallelization: u32,
+    /// Reads through an enhanced fan-out consumer.
+    pub efo: bool,
+    pub starting_position: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StackModel {
+    pub stream: StreamModel,
+    pub consumers: u32,
+    /// By logical id.
+    pub functions: BTreeMap<String, FunctionModel>,
+    pub kinesis_mappings: Vec<KinesisMapping>,
+    pub sqs_mappings: u32,
+    pub queues: u32,
+    pub alarms: u32,
+    pub secrets: u32,
+    pub tables: u32,
+    /// Expiration of archived objects, days (the shortest enabled rule of any bucket), if any.
+    pub archive_expiration_days: Option<u32>,
+    /// The scaler's `TALLY_MIN_SHARDS` / `TALLY_MAX_SHARDS`, if a function has them.
+    pub scaler_bounds: Option<(u32, u32)>,
+}
+
+impl StackModel {
+    /// Functions whose environment names `var`.
+    pub fn functions_with_env<'a>(
+        &'a self,
+        var: &'a str,
+    ) -> impl Iterator<Item = &'a FunctionModel> + 'a {
+        self.functions
+            .values()
+            .filter(move |f| f.env.iter().any(|e| e == var))
+    }
+}
+
+/// The logical id a `Ref` / `Fn::GetAtt` / `Fn::Sub` of one resource points at.
+fn target(v: &Value) -> Option<&str> {
+    if let Some(id) = v.get("Ref").and_then(Value::as_str) {
+        return Some(id);
+    }
+    match v.get("Fn::GetAtt")? {
+        Value::Array(parts) => parts.first().and_then(Value::as_str),
+        Value::String(s) => s.split('.').next(),
+        _ => None,
+    }
+}
+
+/// A number property that may be written as a JSON number or a string of digits.
+fn number(props: &Value, key: &str, default: u32, path: &str) -> anyhow::Result<u32> {
+    match props.get(key) {
+        None => Ok(default),
+        Some(Value::Number(n)) => n
+            .as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .with_context(|| format!("{path}.{key}: {n} is not a whole number >= 0")),
+        Some(Value::String(s)) => {
+            s.parse().with_context(|| format!("{path}.{key}: {s:?} is not a whole number >= 0"))
+        }
+        Some(other) => bail!(
+            "{path}.{key}: {other} is not a literal number; plan reads literal values only (synth with the numbers filled in)"
+        ),
+    }
+}
+
+fn env_number(
+    env: &serde_json::Map<String, Value>,
+    key: &str,
+    path: &str,
+) -> anyhow::Result<Option<u32>> {
+    match env.get(key) {
+        None => Ok(None),
+        Some(Value::String(s)) => s
+            .parse()
+            .map(Some)
+            .with_context(|| format!("{path}: {key}={s:?} is not a whole number")),
+        Some(Value::Number(n)) => n
+            .as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .map(Some)
+            .with_context(|| format!("{path}: {key}={n} is not a whole number")),
+        Some(other) => bail!("{path}: {key} is {other}, expected a literal number"),
+    }
+}
+
+/// `rate(5 minutes)` → 0.2 per minute; `cron(...)` is taken as once a minute at most (an upper bound).
+fn schedule_per_minute(expr: &str) -> anyhow::Result<f64> {
+    let Some(inner) = expr.strip_prefix("rate(").and_then(|s| s.strip_suffix(')')) else {
+        if expr.starts_with("cron(") {
+            return Ok(1.0);
+        }
+        bail!("ScheduleExpression {expr:?}: expected rate(N unit) or cron(...)");
+    };
+    let (n, unit) = inner
+        .trim()
+        .split_once(' ')
+        .with_context(|| format!("ScheduleExpression {expr:?}"))?;
+    let n: f64 = n
+        .parse()
+        .with_context(|| format!("ScheduleExpression {expr:?}: {n:?} is not a number"))?;
+    if n <= 0.0 {
+        bail!("ScheduleExpression {expr:?}: the rate must be positive");
+    }
+    let minutes = match unit.trim_end_matches('s') {
+        "minute" => n,
+        "hour" => n * 60.0,
+        "day" => n * 1440.0,
+        other => bail!("ScheduleExpression {expr:?}: unknown unit {other:?}"),
+    };
+    Ok(1.0 / minutes)
+}
+
+/// Reads the model from a template.
+pub fn read(template: &Value) -> anyhow::Result<StackModel> {
+    let resources = template
+        .get("Resources")
+        .and_then(Value::as_object)
+        .context("the template has no `Resources` object")?;
+    let kind = |id: &str| {
+        resources
+            .get(id)
+            .and_then(|r| r.get("Type"))
+            .and_then(Value::as_str)
+    };
+    let empty = Value::Object(Default::default());
+    let props_of = |r: &Value| {
+        r.get("Properties")
+            .cloned()
+            .unwrap_or_else(|| empty.clone())
+    };
+
+    let mut streams = Vec::new();
+    let mut model = StackModel {
+        stream: StreamModel {
+            mode: Mode::OnDemand,
+            retention_hours: 24,
+        },
+        consumers: 0,
+        functions: BTreeMap::new(),
+        kinesis_mappings: Vec::new(),
+        sqs_mappings: 0,
+        queues: 0,
+        alarms: 0,
+        secrets: 0,
+        tables: 0,
+        archive_expiration_days: None,
+        scaler_bounds: None,
+    };
+    let mut log_retention: BTreeMap<String, u32> = BTreeMap::new();
+    // First pass: resources that stand alone.
+    for (id, resource) in resources {
+        let props = props_of(resource);
+        let path = format!("Resources.{id}.Properties");
+        match resource
+            .get("Type")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+        {
+            "AWS::Kinesis::Stream" => {
+                let mode = props
+                    .get("StreamModeDetails")
+                    .and_then(|d| d.get("StreamMode"))
+                    .and_then(Value::as_str)
+                    .unwrap_or("PROVISIONED");
+                let mode = match mode {
+                    "ON_DEMAND" => Mode::OnDemand,
+                    "PROVISIONED" => Mode::Provisioned {
+                        shards: number(&props, "ShardCount", 1, &path)?.max(1),
+                    },
+                    other => bail!("{path}.StreamModeDetails.StreamMode: unknown mode {other:?}"),
+                };
+                let retention_hours = number(&props, "RetentionPeriodHours", 24, &path)?;
+                streams.push(StreamModel {
+                    mode,
+                    retention_hours,
+                });
+            }
+            "AWS::Kinesis::StreamConsumer" => model.consumers += 1,
+            "AWS::Lambda::Function" => {
+                let env: Vec<String> = props
+                    .pointer("/Environment/Variables")
+                    .and_then(Value::as_object)
+                    .map(|vars| vars.keys().cloned().collect())
+                    .unwrap_or_default();
+                if let Some(vars) = props
+                    .pointer("/Environment/Variables")
+                    .and_then(Value::as_object)
+                {
+                    let lo = env_number(vars, "TALLY_MIN_SHARDS", &path)?;
+                    let hi = env_number(vars, "TALLY_MAX_SHARDS", &path)?;
+                    if let (Some(lo), Some(hi)) = (lo, hi) {
+                        model.scaler_bounds = Some((lo, hi));
+                    }
+                }
+                let name = props
+                    .pointer("/Code/S3Key")
+                    .and_then(target)
+                    .and_then(|p| p.strip_suffix("CodeKey"))
+                    .map(str::to_lowercase)
+                    .unwrap_or_else(|| id.clone());
+                let arm64 = props
+                    .get("Architectures")
+                    .and_then(Value::as_array)
+                    .is_some_and(|a| a.iter().any(|v| v == "arm64"));
+                model.functions.insert(
+                    id.clone(),
+                    FunctionModel {
+                        name,
+                        memory_mb: number(&props, "MemorySize", 128, &path)?,
+                        timeout_secs: number(&props, "Timeout", 3, &path)?,
+                        arm64,
+                        env,
+                        has_url: false,
+                        scheduled_per_minute: 0.0,
+                        log_retention_days: None,
+                    },
+                );
+            }
+            "AWS::CloudWatch::Alarm" => model.alarms += 1,
+            "AWS::SecretsManager::Secret" => model.secrets += 1,
+            "AWS::SQS::Queue" => model.queues += 1,
+            "AWS::DynamoDB::Table" => model.tables += 1,
+            "AWS::S3::Bucket" => {
+                let rules = props
+                    .pointer("/LifecycleConfiguration/Rules")
+                    .and_then(Value::as_array);
+                for rule in rules.into_iter().flatten() {
+                    let enabled = rule.get("Status").and_then(Value::as_str) == Some("Enabled");
+                    if let (true, Some(days)) = (enabled, rule.get("ExpirationInDays")) {
+                        let days = number(&serde_json::json!({ "d": days }), "d", 0, &path)?;
+                        let shortest = model.archive_expiration_days.map_or(days, |d| d.min(days));
+                        model.archive_expiration_days = Some(shortest);
+                    }
+                }
+            }
+            "AWS::Logs::LogGroup" => {
+                // Function log groups are named `/aws/lambda/<name>`; match them by the function's Ref in
+                // a Fn::Sub / Fn::Join, or leave the retention unknown.
+                if let Some(days) = props.get("RetentionInDays") {
+                    let days = number(&serde_json::json!({ "d": days }), "d", 0, &path)?;
+                    let text = props
+                        .get("LogGroupName")
+                        .map(Value::to_string)
+                        .unwrap_or_default();
+                    log_retention.insert(text, days);
+                }
+            }
+            _ => {}
+        }
+    }
+    match streams.as_slice() {
+        [one] => model.stream = one.clone(),
+        [] => bail!(
+            "the template has no AWS::Kinesis::Stream; plan models tally's stream-based pipeline"
+        ),
+        _ => bail!(
+            "the template has {} Kinesis streams; plan models one",
+            streams.len()
+        ),
+    }
+    // Second pass: resources that point at functions.
+    for (id, resource) in resources {
+        let props = props_of(resource);
+        let path = format!("Resources.{id}.Properties");
+        match resource
+            .get("Type")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+        {
+            "AWS::Lambda::Url" => {
+                if let Some(f) = props.get("TargetFunctionArn").and_then(target) {
+                    if let Some(function) = model.functions.get_mut(f) {
+                        function.has_url = true;
+                    }
+                }
+            }
+            "AWS::Lambda::EventSourceMapping" => {
+                let function = props
+                    .get("FunctionName")
+                    .and_then(target)
+                    .filter(|f| model.functions.contains_key(*f))
+                    .with_context(|| {
+                        format!("{path}.FunctionName: does not refer to a function of the template")
+                    })?
+                    .to_owned();
+                let source = props
+                    .get("EventSourceArn")
+                    .and_then(target)
+                    .with_context(|| {
+                        format!("{path}.EventSourceArn: expected a Ref or Fn::GetAtt")
+                    })?;
+                match kind(source) {
+                    Some("AWS::Kinesis::Stream") | Some("AWS::Kinesis::StreamConsumer") => {
+                        model.kinesis_mappings.push(KinesisMapping {
+                            function,
+                            batch_size: number(&props, "BatchSize", 100, &path)?,
+                            window_secs: number(
+                                &props,
+                                "MaximumBatchingWindowInSeconds",
+                                0,
+                                &path,
+                            )?,
+                            parallelization: number(&props, "ParallelizationFactor", 1, &path)?
+                                .max(1),
+                            efo: kind(source) == Some("AWS::Kinesis::StreamConsumer"),
+                            starting_position: props
+                                .get("StartingPosition")
+                                .and_then(Value::as_str)
+                                .unwrap_or("LATEST")
+                                .to_owned(),
+                        });
+                    }
+                    Some("AWS::SQS::Queue") => model.sqs_mappings += 1,
+                    _ => {}
+                }
+            }
+            "AWS::Events::Rule" => {
+                let Some(expr) = props.get("ScheduleExpression").and_then(Value::as_str) else {
+                    continue;
+                };
+                let per_minute = schedule_per_minute(expr).with_context(|| path.clone())?;
+                let targets = props.get("Targets").and_then(Value::as_array);
+                for t in targets.into_iter().flatten() {
+                    if let Some(f) = t.get("Arn").and_then(target) {
+                        if let Some(function) = model.functions.get_mut(f) {
+                            function.scheduled_per_minute += per_minute;
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    for (id, function) in model.functions.iter_mut() {
+        function.log_retention_days = log_retention
+            .iter()
+            .find(|(name, _)| name.contains(&format!("\"{id}\"")))
+            .map(|(_, d)| *d);
+    }
+    Ok(model)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// A hand-written template in the shape of tally's, with standard properties only.
+    pub(crate) fn fixture() -> Value {
+        json!({
+            "Resources": {
+                "Events": { "Type": "AWS::Kinesis::Stream", "Properties": {
+                    "ShardCount": 2, "StreamModeDetails": { "StreamMode": "PROVISIONED" }, "RetentionPeriodHours": 24 } },
+                "Fanout": { "Type": "AWS::Kinesis::StreamConsumer", "Properties": {
+                    "StreamARN": { "Fn::GetAtt": ["Events", "Arn"] }, "ConsumerName": "rt" } },
+                "Collect": { "Type": "AWS::Lambda::Function", "Properties": {
+                    "Code": { "S3Bucket": { "Ref": "AssetsBucket" }, "S3Key": { "Ref": "CollectCodeKey" } },
+                    "MemorySize": 256, "Timeout": 10, "Architectures": ["arm64"],
+                    "Environment": { "Variables": { "TALLY_STREAM_NAME": { "Ref": "Events" }, "RUST_LOG": "info" } } } },
+                "Realtime": { "Type": "AWS::Lambda::Function", "Properties": {
+                    "Code": { "S3Key": { "Ref": "RealtimeCodeKey" } }, "MemorySize": 256, "Timeout": 30,
+                    "Architectures": ["arm64"], "Environment": { "Variables": { "TALLY_METRICS_TABLE": "t" } } } },
+                "Deferred": { "Type": "AWS::Lambda::Function", "Properties": {
+                    "Code": { "S3Key": { "Ref": "DeferredCodeKey" } }, "MemorySize": 512, "Timeout": 120,
+                    "Architectures": ["arm64"],
+                    "Environment": { "Variables": { "TALLY_METRICS_TABLE": "t", "TALLY_ARCHIVE_BUCKET": "b" } } } },
+                "Query": { "Type": "AWS::Lambda::Function", "Properties": {
+                    "Code": { "S3Key": { "Ref": "QueryCodeKey" } }, "MemorySize": 256, "Timeout": 10,
+                    "Architectures": ["arm64"],
+                    "Environment": { "Variables": { "TALLY_METRICS_TABLE": "t", "TALLY_QUERY_TOKEN_SECRET_ARN": "s" } } } },
+                "Scaler": { "Type": "AWS::Lambda::Function", "Properties": {
+                    "Code": { "S3Key": { "Ref": "ScalerCodeKey" } }, "MemorySize": 128, "Timeout": 60,
+                    "Architectures": ["arm64"],
+                    "Environment": { "Variables": { "TALLY_STREAM_NAME": "e", "TALLY_MIN_SHARDS": "1", "TALLY_MAX_SHARDS": "64" } } } },
+                "CollectUrl": { "Type": "AWS::Lambda::Url", "Properties": {
+                    "TargetFunctionArn": { "Fn::GetAtt": ["Collect", "Arn"] }, "AuthType": "NONE" } },
+                "QueryUrl": { "Type": "AWS::Lambda::Url", "Properties": {
+                    "TargetFunctionArn": { "Ref": "Query" }, "AuthType": "NONE" } },
+                "RealtimeMapping": { "Type": "AWS::Lambda::EventSourceMapping", "Properties": {
+                    "FunctionName": { "Ref": "Realtime" }, "EventSourceArn": { "Fn::GetAtt": ["Fanout", "ConsumerARN"] },
+                    "BatchSize": 500, "MaximumBatchingWindowInSeconds": 0, "StartingPosition": "LATEST",
+                    "ParallelizationFactor": 1 } },
+                "DeferredMapping": { "Type": "AWS::Lambda::EventSourceMapping", "Properties": {
+                    "FunctionName": { "Ref": "Deferred" }, "EventSourceArn": { "Fn::GetAtt": ["Events", "Arn"] },
+                    "BatchSize": 2000, "MaximumBatchingWindowInSeconds": 30, "StartingPosition": "TRIM_HORIZON" } },
+                "Failures": { "Type": "AWS::SQS::Queue", "Properties": {} },
+                "Metrics": { "Type": "AWS::DynamoDB::Table", "Properties": { "BillingMode": "PAY_PER_REQUEST" } },
+                "Archive": { "Type": "AWS::S3::Bucket", "Properties": { "LifecycleConfiguration": { "Rules": [
+                    { "Status": "Enabled", "ExpirationInDays": 400 } ] } } },
+                "Token": { "Type": "AWS::SecretsManager::Secret", "Properties": {} },
+                "AgeAlarm": { "Type": "AWS::CloudWatch::Alarm", "Properties": {} },
+                "ErrorAlarm": { "Type": "AWS::CloudWatch::Alarm", "Properties": {} },
+                "Every": { "Type": "AWS::Events::Rule", "Properties": {
+                    "ScheduleExpression": "rate(1 minute)", "Targets": [ { "Arn": { "Fn::GetAtt": ["Scaler", "Arn"] }, "Id": "s" } ] } }
+            }
+        })
+    }
+
+    #[test]
+    fn reads_the_fixture() {
+        let m = read(&fixture()).expect("model");
+        assert_eq!(
+            m.stream,
+            StreamModel {
+                mode: Mode::Provisioned { shards: 2 },
+                retention_hours: 24
+            }
+        );
+        assert_eq!(m.consumers, 1);
+        assert_eq!(m.functions.len(), 5);
+        assert_eq!(m.functions["Collect"].name, "collect");
+        assert!(m.functions["Collect"].has_url && m.functions["Query"].has_url);
+        assert!(!m.functions["Realtime"].has_url);
+        assert_eq!(m.functions["Scaler"].scheduled_per_minute, 1.0);
+        assert_eq!(m.scaler_bounds, Some((1, 64)));
+        assert_eq!(m.kinesis_mappings.len(), 2);
+        let rt = m
+            .kinesis_mappings
+            .iter()
+            .find(|k| k.function == "Realtime")
+            .expect("rt");
+        assert!(rt.efo && rt.batch_size == 500 && rt.window_secs == 0);
+        let de = m
+            .kinesis_mappings
+            .iter()
+            .find(|k| k.function == "Deferred")
+            .expect("de");
+        assert!(!de.efo && de.batch_size == 2000 && de.window_secs == 30);
+        assert_eq!((m.alarms, m.secrets, m.queues, m.tables), (2, 1, 1, 1));
+        assert_eq!(m.archive_expiration_days, Some(400));
+    }
+
+    #[track_caller]
+    fn check_err(edit: impl FnOnce(&mut Value), expect: &str) {
+        let mut t = fixture();
+        edit(&mut t);
+        let err = format!("{:#}", read(&t).expect_err("must fail"));
+        assert!(err.contains(expect), "expected `{expect}` in `{err}`");
+    }
+
+    #[test]
+    fn hostile_templates() {
+        check_err(|t| *t = json!([]), "no `Resources` object");
+        check_err(
+            |t| t["Resources"]["Events"]["Type"] = json!("AWS::SNS::Topic"),
+            "no AWS::Kinesis::Stream",
+        );
+        check_err(
+            |t| t["Resources"]["Events2"] = t["Resources"]["Events"].clone(),
+            "2 Kinesis streams",
+        );
+        check_err(
+            |t| t["Resources"]["Events"]["Properties"]["ShardCount"] = json!({ "Ref": "Shards" }),
+            "Resources.Events.Properties.ShardCount: {\"Ref\":\"Shards\"} is not a literal number",
+        );
+        check_err(
+            |t| t["Resources"]["Events"]["Properties"]["ShardCount"] = json!(-3),
+            "-3 is not a whole number",
+        );
+        check_err(
+            |t| {
+                t["Resources"]["Events"]["Properties"]["StreamModeDetails"]["StreamMode"] =
+                    json!("TURBO")
+            },
+            "unknown mode \"TURBO\"",
+        );
+        check_err(
+            |t| {
+                t["Resources"]["RealtimeMapping"]["Properties"]["FunctionName"] =
+                    json!({ "Ref": "Nope" })
+            },
+            "RealtimeMapping.Properties.FunctionName: does not refer to a function",
+        );
+        check_err(
+            |t| {
+                t["Resources"]["Scaler"]["Properties"]["Environment"]["Variables"]
+                    ["TALLY_MAX_SHARDS"] = json!("many")
+            },
+            "TALLY_MAX_SHARDS=\"many\" is not a whole number",
+        );
+        check_err(
+            |t| {
+                t["Resources"]["Every"]["Properties"]["ScheduleExpression"] =
+                    json!("rate(0 minutes)")
+            },
+            "the rate must be positive",
+        );
+        check_err(
+            |t| t["Resources"]["Every"]["Properties"]["ScheduleExpression"] = json!("every minute"),
+            "expected rate(N unit) or cron(...)",
+        );
+    }
+
+    #[test]
+    fn schedules() {
+        for (expr, expect) in [
+            ("rate(1 minute)", 1.0),
+            ("rate(5 minutes)", 0.2),
+            ("rate(2 hours)", 1.0 / 120.0),
+            ("cron(0 * * * ? *)", 1.0),
+        ] {
+            assert_eq!(schedule_per_minute(expr).expect(expr), expect, "{expr}");
+        }
+    }
+
+    #[test]
+    fn on_demand_and_defaults() {
+        let mut t = fixture();
+        t["Resources"]["Events"]["Properties"] =
+            json!({ "StreamModeDetails": { "StreamMode": "ON_DEMAND" } });
+        t["Resources"]["Collect"]["Properties"] = json!({});
+        let m = read(&t).expect("model");
+        assert_eq!(m.stream.mode, Mode::OnDemand);
+        let c = &m.functions["Collect"];
+        assert_eq!(
+            (c.memory_mb, c.timeout_secs, c.arm64, c.name.as_str()),
+            (128, 3, false, "Collect")
+        );
+    }
+}
