@@ -343,8 +343,22 @@ pub(crate) fn quote(s: &str) -> String {
     out
 }
 
-fn is_id_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-')
+/// `[A-Za-z0-9._:-]`, as a table: the id check runs several times per event on the hot path.
+const ID_BYTES: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric() || c == b'.' || c == b'_' || c == b':' || c == b'-';
+        b += 1;
+    }
+    t
+};
+
+/// The character starting at byte `at` (a char boundary), quoted for a message.
+fn quoted_char_at(v: &str, at: usize) -> String {
+    let c = v[at..].chars().next().unwrap_or('?');
+    quote(c.encode_utf8(&mut [0; 4]))
 }
 
 /// Event, campaign, ad and placement ids: 1..=64 characters of `[A-Za-z0-9._:-]`.
@@ -352,12 +366,13 @@ pub fn check_id(field: &'static str, v: &str) -> Result<(), FieldError> {
     if v.is_empty() {
         return Err(FieldError::new(field, "empty, give 1 to 64 characters"));
     }
-    if let Some(bad) = v.chars().find(|&c| !c.is_ascii() || !is_id_byte(c as u8)) {
+    // Every byte before the first bad one is ASCII, so the bad byte starts a character.
+    if let Some(at) = v.bytes().position(|b| !ID_BYTES[usize::from(b)]) {
         return Err(FieldError::new(
             field,
             format!(
                 "character {} not allowed, use only A-Z a-z 0-9 . _ : -",
-                quote(bad.encode_utf8(&mut [0; 4]))
+                quoted_char_at(v, at)
             ),
         ));
     }
@@ -376,12 +391,12 @@ pub fn check_user_id(v: &str) -> Result<(), FieldError> {
     if v.is_empty() {
         return Err(FieldError::new(F, "empty, leave it out instead"));
     }
-    if let Some(bad) = v.chars().find(|c| !c.is_ascii_graphic()) {
+    if let Some(at) = v.bytes().position(|b| !b.is_ascii_graphic()) {
         return Err(FieldError::new(
             F,
             format!(
                 "character {} not allowed, use printable ASCII without whitespace",
-                quote(bad.encode_utf8(&mut [0; 4]))
+                quoted_char_at(v, at)
             ),
         ));
     }
@@ -466,7 +481,9 @@ pub fn check_user_agent(v: &str) -> Result<(), FieldError> {
             format!("longer than {MAX_USER_AGENT_BYTES} bytes ({})", v.len()),
         ));
     }
-    if v.chars().any(char::is_control) {
+    // Fast path for the usual all-ASCII agent; C1 controls (U+0080..U+009F) need the char check.
+    let ascii_clean = v.bytes().all(|b| (0x20..0x7f).contains(&b));
+    if !ascii_clean && v.chars().any(char::is_control) {
         return Err(FieldError::new(F, "contains a control character"));
     }
     Ok(())

@@ -560,19 +560,25 @@ pub fn decode_body(body: &[u8], content_type: Option<&str>) -> Result<Vec<Item>,
     Ok(items)
 }
 
+/// A guess of the number of events in a body (an event object takes at least ~40 bytes in practice), so the item
+/// vector rarely grows; bounded by the event limit.
+fn capacity_for(body: &[u8]) -> usize {
+    (body.len() / 48 + 1).min(MAX_EVENTS_PER_BODY)
+}
+
 fn invalid_json(e: &serde_json::Error) -> String {
     format!("invalid JSON: {e}")
 }
 
 fn decode_array(body: &[u8]) -> Result<Vec<Item>, BodyError> {
-    struct Bounded<'a>(&'a mut bool);
+    struct Bounded<'a>(&'a mut bool, usize);
     impl<'de> Visitor<'de> for Bounded<'_> {
         type Value = Vec<Item>;
         fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             f.write_str("a JSON array of event objects")
         }
         fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<Item>, A::Error> {
-            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
+            let mut out = Vec::with_capacity(self.1);
             while let Some(Element(item)) = seq.next_element()? {
                 if out.len() == MAX_EVENTS_PER_BODY {
                     *self.0 = true;
@@ -585,7 +591,7 @@ fn decode_array(body: &[u8]) -> Result<Vec<Item>, BodyError> {
     }
     let mut too_many = false;
     let mut de = serde_json::Deserializer::from_slice(body);
-    let result = de.deserialize_seq(Bounded(&mut too_many));
+    let result = de.deserialize_seq(Bounded(&mut too_many, capacity_for(body)));
     if too_many {
         return Err(BodyError::TooManyEvents {
             limit: MAX_EVENTS_PER_BODY,
@@ -600,7 +606,7 @@ fn decode_array(body: &[u8]) -> Result<Vec<Item>, BodyError> {
 /// One object, or several separated by whitespace (NDJSON is a special case). When the JSON is broken
 /// somewhere, falls back to reading line by line so one broken line costs only its own event.
 fn decode_objects(body: &[u8]) -> Result<Vec<Item>, BodyError> {
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(capacity_for(body));
     for element in serde_json::Deserializer::from_slice(body).into_iter::<Element>() {
         match element {
             Ok(Element(item)) => {
@@ -631,7 +637,7 @@ fn lines(body: &[u8]) -> impl Iterator<Item = &[u8]> {
 }
 
 fn decode_lines(body: &[u8]) -> Result<Vec<Item>, BodyError> {
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(capacity_for(body));
     for line in lines(body) {
         if out.len() == MAX_EVENTS_PER_BODY {
             return Err(BodyError::TooManyEvents {
