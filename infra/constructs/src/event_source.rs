@@ -14,6 +14,8 @@
 //! let props = SqsProps { parallelization_factor: 2, ..SqsProps::default() };
 //! ```
 
+use std::ops::RangeInclusive;
+
 use serde_json::{json, Map};
 
 use crate::core::{Node, Scope};
@@ -121,9 +123,15 @@ pub struct EventSourceMapping {
     node: Node,
 }
 
-fn range(scope: &Scope, name: &str, value: i64, ok: bool, rule: &str) {
-    if !ok {
-        scope.violation(format!("{name} {value} is outside {rule}"));
+/// `(setting, value, allowed ranges, the rule as AWS states it)`.
+type RangeRule<'a> = (&'a str, i64, &'a [RangeInclusive<i64>], &'a str);
+
+/// Reports every setting whose value is in none of its allowed ranges.
+fn check_ranges(scope: &Scope, rules: &[RangeRule<'_>]) {
+    for (name, value, allowed, rule) in rules {
+        if !allowed.iter().any(|range| range.contains(value)) {
+            scope.violation(format!("{name} {value} is outside {rule}"));
+        }
     }
 }
 
@@ -138,47 +146,46 @@ impl EventSourceMapping {
     ) -> EventSourceMapping {
         let scope = scope.child(id);
         let p = &props;
-        range(
+        check_ranges(
             &scope,
-            "batch_size",
-            p.batch_size.into(),
-            (1..=10_000).contains(&p.batch_size),
-            "1..=10000 (Kinesis BatchSize)",
-        );
-        range(
-            &scope,
-            "max_batching_window_secs",
-            p.max_batching_window_secs.into(),
-            p.max_batching_window_secs <= 300,
-            "0..=300 (MaximumBatchingWindowInSeconds)",
-        );
-        range(
-            &scope,
-            "parallelization_factor",
-            p.parallelization_factor.into(),
-            (1..=10).contains(&p.parallelization_factor),
-            "1..=10 (ParallelizationFactor)",
-        );
-        range(
-            &scope,
-            "max_retry_attempts",
-            p.max_retry_attempts.into(),
-            (-1..=10_000).contains(&p.max_retry_attempts),
-            "-1 (infinite) or 0..=10000 (MaximumRetryAttempts)",
-        );
-        range(
-            &scope,
-            "max_record_age_secs",
-            p.max_record_age_secs.into(),
-            p.max_record_age_secs == -1 || (60..=604_800).contains(&p.max_record_age_secs),
-            "-1 (no limit) or 60..=604800 (MaximumRecordAgeInSeconds)",
-        );
-        range(
-            &scope,
-            "tumbling_window_secs",
-            p.tumbling_window_secs.into(),
-            p.tumbling_window_secs <= 900,
-            "0..=900 (TumblingWindowInSeconds)",
+            &[
+                (
+                    "batch_size",
+                    p.batch_size.into(),
+                    &[1..=10_000],
+                    "1..=10000 (Kinesis BatchSize)",
+                ),
+                (
+                    "max_batching_window_secs",
+                    p.max_batching_window_secs.into(),
+                    &[0..=300],
+                    "0..=300 (MaximumBatchingWindowInSeconds)",
+                ),
+                (
+                    "parallelization_factor",
+                    p.parallelization_factor.into(),
+                    &[1..=10],
+                    "1..=10 (ParallelizationFactor)",
+                ),
+                (
+                    "max_retry_attempts",
+                    p.max_retry_attempts.into(),
+                    &[-1..=10_000],
+                    "-1 (infinite) or 0..=10000 (MaximumRetryAttempts)",
+                ),
+                (
+                    "max_record_age_secs",
+                    p.max_record_age_secs.into(),
+                    &[-1..=-1, 60..=604_800],
+                    "-1 (no limit) or 60..=604800 (MaximumRecordAgeInSeconds)",
+                ),
+                (
+                    "tumbling_window_secs",
+                    p.tumbling_window_secs.into(),
+                    &[0..=900],
+                    "0..=900 (TumblingWindowInSeconds)",
+                ),
+            ],
         );
         if let StartingPosition::AtTimestamp(0) = p.starting_position {
             scope.violation("starting_position AtTimestamp(0) is not a time; give Unix seconds");
@@ -269,42 +276,40 @@ impl EventSourceMapping {
     ) -> EventSourceMapping {
         let scope = scope.child(id);
         let p = &props;
-        let max_batch = if queue.is_fifo() { 10 } else { 10_000 };
-        range(
+        let (max_batch, batch_rule) = if queue.is_fifo() {
+            (10, "1..=10 (SQS BatchSize for a FIFO queue)")
+        } else {
+            (10_000, "1..=10000 (SQS BatchSize)")
+        };
+        let concurrency = p.max_concurrency.map_or(2, i64::from);
+        check_ranges(
             &scope,
-            "batch_size",
-            p.batch_size.into(),
-            (1..=max_batch).contains(&p.batch_size),
-            &format!(
-                "1..={max_batch} (SQS BatchSize{})",
-                if queue.is_fifo() {
-                    " for a FIFO queue"
-                } else {
-                    ""
-                }
-            ),
-        );
-        range(
-            &scope,
-            "max_batching_window_secs",
-            p.max_batching_window_secs.into(),
-            p.max_batching_window_secs <= 300,
-            "0..=300 (MaximumBatchingWindowInSeconds)",
+            &[
+                (
+                    "batch_size",
+                    p.batch_size.into(),
+                    &[1..=max_batch],
+                    batch_rule,
+                ),
+                (
+                    "max_batching_window_secs",
+                    p.max_batching_window_secs.into(),
+                    &[0..=300],
+                    "0..=300 (MaximumBatchingWindowInSeconds)",
+                ),
+                (
+                    "max_concurrency",
+                    concurrency,
+                    &[2..=1000],
+                    "2..=1000 (ScalingConfig.MaximumConcurrency)",
+                ),
+            ],
         );
         if p.batch_size > 10 && p.max_batching_window_secs == 0 {
             scope.violation(format!(
                 "batch_size {} above 10 needs max_batching_window_secs of at least 1 (SQS mapping rule)",
                 p.batch_size
             ));
-        }
-        if let Some(max) = p.max_concurrency {
-            range(
-                &scope,
-                "max_concurrency",
-                max.into(),
-                (2..=1000).contains(&max),
-                "2..=1000 (ScalingConfig.MaximumConcurrency)",
-            );
         }
         queue.grant_consume(function);
         let mut properties = Map::new();
