@@ -326,11 +326,7 @@ mod tests {
         let got = parse_time("from", input)
             .map(format_time)
             .map_err(|e| e.rule);
-        assert_eq!(
-            got.as_deref().map_err(String::as_str),
-            expect.map_err(|e| e),
-            "{input}"
-        );
+        assert_eq!(got.as_deref().map_err(String::as_str), expect, "{input}");
     }
 
     #[test]

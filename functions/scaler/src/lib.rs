@@ -31,6 +31,9 @@ pub const CALLS_TAG: &str = "tally:scaler-calls";
 pub const LOOKBACK_MINUTES: i64 = 35;
 const PERIOD_SECS: i64 = 60;
 
+/// Stores one metric's value of a period into its sample.
+type SetField = fn(&mut LoadSample, f64);
+
 /// What the function is configured with.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -284,7 +287,7 @@ impl Scaler {
                 ..LoadSample::default()
             })
             .collect();
-        let metrics: [(&str, Statistic, fn(&mut LoadSample, f64)); 4] = [
+        let metrics: [(&str, Statistic, SetField); 4] = [
             ("IncomingBytes", Statistic::Sum, |s, v| {
                 s.incoming_bytes_per_sec = v / PERIOD_SECS as f64
             }),
