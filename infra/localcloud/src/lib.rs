@@ -1,10 +1,12 @@
 //! The tally local cloud: the synthesized template run on one machine, with no AWS account and no Docker.
 
 pub mod aws;
+pub mod cloud;
 pub mod esm;
 pub mod lambda;
 pub mod store;
 pub mod template;
+pub mod url;
 
 use std::path::PathBuf;
 

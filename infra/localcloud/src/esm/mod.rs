@@ -16,6 +16,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use kinesis::{KinesisMapping, MappingStats};
+pub(crate) use sqs::local_call;
 pub use sqs::SqsMapping;
 
 /// `StartingPosition` of a stream mapping.

@@ -4,7 +4,6 @@
 //! client would, so they need nothing from the SQS implementation beyond its public operations.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
@@ -24,11 +23,25 @@ pub(crate) async fn call(
     operation: &str,
     input: Value,
 ) -> Result<Value, String> {
+    local_call(aws, &format!("AmazonSQS.{operation}"), input).await
+}
+
+/// Calls one operation of a JSON-protocol service (`X-Amz-Target`) on the local endpoint, in process.
+pub(crate) async fn local_call(
+    aws: &Arc<LocalAws>,
+    target: &str,
+    input: Value,
+) -> Result<Value, String> {
+    let content_type = if target.starts_with("Kinesis_") {
+        "application/x-amz-json-1.1"
+    } else {
+        "application/x-amz-json-1.0"
+    };
     let request = Request::builder()
         .method("POST")
         .uri("/")
-        .header("x-amz-target", format!("AmazonSQS.{operation}"))
-        .header("content-type", "application/x-amz-json-1.0")
+        .header("x-amz-target", target)
+        .header("content-type", content_type)
         .body(Bytes::from(input.to_string()))
         .map_err(|error| error.to_string())?;
     let response = crate::aws::handle(aws, request).await;
@@ -44,7 +57,7 @@ pub(crate) async fn call(
         Ok(value)
     } else {
         Err(format!(
-            "SQS {operation} failed ({status}): {}",
+            "{target} failed ({status}): {}",
             String::from_utf8_lossy(&body)
         ))
     }
@@ -244,6 +257,3 @@ fn sqs_record(message: &Value, queue_arn: &str, region: &str) -> Value {
         "awsRegion": region,
     })
 }
-
-#[allow(dead_code)]
-const _: Duration = Duration::ZERO;

@@ -1,0 +1,340 @@
+//! The local cloud as a whole: a template's resources brought to life on one machine.
+//!
+//! [`LocalCloud::start`] opens the persisted services under the state directory, serves the AWS endpoint,
+//! binds a listener per Function URL, loads the template with those local values, creates what it declares
+//! (idempotently: a restart finds its streams, tables, queues and buckets as they were), starts the
+//! functions, the Function URLs and the event source mappings (which resume from their checkpoints).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::aws::LocalAws;
+use crate::esm::{local_call, KinesisMapping, RuntimeOptions, SqsMapping};
+use crate::lambda::{Function, FunctionSpec, LogSink};
+use crate::template::{self, LocalContext, Plan};
+use crate::Error;
+
+/// How to run a template locally.
+#[derive(Debug, Clone)]
+pub struct CloudOptions {
+    pub template: Value,
+    pub stack_name: String,
+    /// Everything persistent lives here: `aws/` (services), `esm/` (checkpoints), `logs/`.
+    pub state_dir: PathBuf,
+    /// Template parameters; each function's code-key parameter holds the path of its host binary.
+    pub parameters: BTreeMap<String, String>,
+    /// Port of the AWS endpoint (0 = any free port).
+    pub endpoint_port: u16,
+    /// First port of the Function URLs, in template order (0 = any free ports).
+    pub url_port_base: u16,
+    /// Extra environment per function name (`TALLY_QUERY_AUTH=off` for the query function).
+    pub function_env: BTreeMap<String, BTreeMap<String, String>>,
+    /// Echo function logs to the terminal (they always go to `<state>/logs`).
+    pub terminal_logs: bool,
+    pub mappings: RuntimeOptions,
+}
+
+/// A running local cloud; [`LocalCloud::shutdown`] stops it (state stays on disk).
+#[derive(Debug)]
+pub struct LocalCloud {
+    pub aws: Arc<LocalAws>,
+    pub endpoint: String,
+    pub plan: Plan,
+    /// Local URL of each Function URL, by logical id.
+    pub urls: BTreeMap<String, String>,
+    pub functions: BTreeMap<String, Function>,
+    pub kinesis_mappings: BTreeMap<String, KinesisMapping>,
+    pub sqs_mappings: BTreeMap<String, SqsMapping>,
+    stop: watch::Sender<bool>,
+}
+
+async fn bind(port: u16, what: &str) -> Result<TcpListener, Error> {
+    TcpListener::bind(("127.0.0.1", port))
+        .await
+        .map_err(|error| {
+            Error::start(
+                what,
+                format!(
+                    "cannot listen on 127.0.0.1:{port} ({error}); free the port or choose another"
+                ),
+            )
+        })
+}
+
+impl LocalCloud {
+    pub async fn start(options: CloudOptions) -> Result<LocalCloud, Error> {
+        let aws_dir = options.state_dir.join("aws");
+        let aws = LocalAws::open(&aws_dir)
+            .map_err(|error| Error::start("the local AWS services", error.to_string()))?;
+        let (stop, stop_rx) = watch::channel(false);
+
+        let listener = bind(options.endpoint_port, "the local AWS endpoint").await?;
+        let endpoint = format!(
+            "http://{}",
+            listener
+                .local_addr()
+                .map_err(|e| Error::start("the endpoint", e.to_string()))?
+        );
+        {
+            let aws = aws.clone();
+            let mut stop = stop_rx.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    result = crate::aws::serve(listener, aws) => {
+                        if let Err(error) = result {
+                            tracing::error!(message = "the local AWS endpoint stopped", %error);
+                        }
+                    }
+                    _ = crate::lambda::http::stopped(&mut stop) => {}
+                }
+            });
+        }
+
+        // Function URL listeners first: their addresses are values the template refers to.
+        let url_ids: Vec<String> = options
+            .template
+            .get("Resources")
+            .and_then(Value::as_object)
+            .map(|resources| {
+                resources
+                    .iter()
+                    .filter(|(_, r)| {
+                        r.get("Type").and_then(Value::as_str) == Some("AWS::Lambda::Url")
+                    })
+                    .map(|(id, _)| id.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut url_listeners = BTreeMap::new();
+        let mut urls = BTreeMap::new();
+        for (i, id) in url_ids.iter().enumerate() {
+            let port = if options.url_port_base == 0 {
+                0
+            } else {
+                options.url_port_base + i as u16
+            };
+            let listener = bind(port, &format!("Function URL {id}")).await?;
+            let addr = listener
+                .local_addr()
+                .map_err(|e| Error::start(id.clone(), e.to_string()))?;
+            urls.insert(id.clone(), format!("http://{addr}/"));
+            url_listeners.insert(id.clone(), listener);
+        }
+
+        let ctx = LocalContext {
+            stack_name: options.stack_name.clone(),
+            region: aws.region.clone(),
+            account: crate::aws::ACCOUNT_ID.to_owned(),
+            endpoint: endpoint.clone(),
+            parameters: options.parameters.clone(),
+            function_urls: urls.clone(),
+        };
+        let mut plan = template::load(&options.template, &ctx)?;
+        create_resources(&aws, &mut plan).await?;
+
+        let logs = LogSink::new(Some(options.state_dir.join("logs")), options.terminal_logs);
+        let mut functions = BTreeMap::new();
+        for decl in &plan.functions {
+            let executable = PathBuf::from(&decl.code);
+            if !executable.is_file() {
+                let via = decl
+                    .code_parameter
+                    .as_deref()
+                    .map(|p| format!(" (parameter {p})"))
+                    .unwrap_or_default();
+                return Err(Error::start(
+                    format!("function {}", decl.id),
+                    format!("its code{via} is {}, which is not a host binary; build it with `cargo build -p tally-<name>` and pass its path", decl.code),
+                ));
+            }
+            let mut spec = FunctionSpec::new(decl.name.clone(), executable);
+            spec.memory_mb = decl.memory_mb;
+            spec.timeout = decl.timeout;
+            spec.reserved_concurrency = decl.reserved_concurrency;
+            spec.region = aws.region.clone();
+            spec.env = decl.env.clone();
+            for (key, value) in [
+                ("AWS_ENDPOINT_URL", endpoint.as_str()),
+                ("AWS_ACCESS_KEY_ID", "test"),
+                ("AWS_SECRET_ACCESS_KEY", "test"),
+                ("AWS_EC2_METADATA_DISABLED", "true"),
+            ] {
+                spec.env.insert(key.to_owned(), value.to_owned());
+            }
+            if let Some(extra) = options.function_env.get(&decl.name) {
+                spec.env.extend(extra.clone());
+            }
+            functions.insert(decl.name.clone(), Function::start(spec, &logs));
+        }
+
+        for decl in &plan.urls {
+            let (Some(listener), Some(function)) = (
+                url_listeners.remove(&decl.id),
+                functions.get(&decl.function),
+            ) else {
+                continue;
+            };
+            if decl.auth_type != "NONE" {
+                tracing::warn!(message = "Function URL auth is not enforced locally", url = %decl.id, auth = %decl.auth_type);
+            }
+            function.prewarm(1);
+            tokio::spawn(crate::url::serve_url(
+                listener,
+                function.clone(),
+                decl.cors.clone(),
+                stop_rx.clone(),
+            ));
+        }
+
+        let mut mapping_options = options.mappings.clone();
+        mapping_options.state_dir = Some(options.state_dir.clone());
+        let mut kinesis_mappings = BTreeMap::new();
+        let mut sqs_mappings = BTreeMap::new();
+        for decl in &plan.mappings {
+            if !decl.config.enabled {
+                continue;
+            }
+            let Some(function) = functions.get(&decl.function) else {
+                continue;
+            };
+            function.prewarm(1);
+            let started = if decl.config.source_arn.starts_with("arn:aws:sqs:") {
+                SqsMapping::start(
+                    decl.config.clone(),
+                    function.clone(),
+                    aws.clone(),
+                    mapping_options.clone(),
+                )
+                .map(|m| {
+                    sqs_mappings.insert(decl.id.clone(), m);
+                })
+            } else {
+                KinesisMapping::start(
+                    decl.config.clone(),
+                    function.clone(),
+                    aws.clone(),
+                    mapping_options.clone(),
+                )
+                .map(|m| {
+                    kinesis_mappings.insert(decl.id.clone(), m);
+                })
+            };
+            started.map_err(|message| Error::start(format!("mapping {}", decl.id), message))?;
+        }
+        Ok(LocalCloud {
+            aws,
+            endpoint,
+            plan,
+            urls,
+            functions,
+            kinesis_mappings,
+            sqs_mappings,
+            stop,
+        })
+    }
+
+    /// What `--endpoints-file` holds: the AWS endpoint, each Function URL, the template's outputs (resolved),
+    /// and the well-known ones by role.
+    pub fn endpoints(&self) -> Value {
+        let output = |name: &str| self.plan.outputs.get(name).cloned();
+        json!({
+            "aws_endpoint": self.endpoint,
+            "collect_url": output("CollectUrl"),
+            "query_url": output("QueryUrl"),
+            "dashboard_url": output("QueryUrl"),
+            "function_urls": self.urls,
+            "outputs": self.plan.outputs,
+        })
+    }
+
+    /// Stops mappings, listeners and function instances. What was acknowledged is already on disk.
+    pub fn shutdown(&self) {
+        for mapping in self.kinesis_mappings.values() {
+            mapping.stop();
+        }
+        for mapping in self.sqs_mappings.values() {
+            mapping.stop();
+        }
+        self.stop.send_replace(true);
+        for function in self.functions.values() {
+            function.shutdown();
+        }
+    }
+}
+
+/// Creates the plan's streams, consumers, tables, queues and buckets; existing ones are kept. Mappings on a
+/// consumer get the consumer's real ARN.
+async fn create_resources(aws: &Arc<LocalAws>, plan: &mut Plan) -> Result<(), Error> {
+    for stream in &plan.streams {
+        if aws.kinesis.stream(&stream.name).is_err() {
+            aws.kinesis
+                .create(&stream.name, stream.shards, stream.on_demand)
+                .map_err(|error| {
+                    Error::start(format!("stream {}", stream.id), error.to_string())
+                })?;
+        }
+    }
+    for consumer in &plan.consumers {
+        let stream = aws.kinesis.stream(&consumer.stream_arn).map_err(|error| {
+            Error::start(format!("consumer {}", consumer.id), error.to_string())
+        })?;
+        let existing = stream
+            .consumers()
+            .into_iter()
+            .find(|c| c.name == consumer.name);
+        let arn = match existing {
+            Some(found) => found.arn,
+            None => {
+                let out = local_call(
+                    aws,
+                    "Kinesis_20131202.RegisterStreamConsumer",
+                    json!({"StreamARN": stream.arn(), "ConsumerName": consumer.name}),
+                )
+                .await
+                .map_err(|message| Error::start(format!("consumer {}", consumer.id), message))?;
+                out.pointer("/Consumer/ConsumerARN")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned()
+            }
+        };
+        for mapping in &mut plan.mappings {
+            if mapping.config.source_arn == consumer.arn {
+                mapping.config.source_arn = arn.clone();
+            }
+        }
+    }
+    for table in &plan.tables {
+        if !aws.dynamodb.table_names().contains(&table.name) {
+            aws.dynamodb
+                .create_table(&table.create)
+                .map_err(|error| Error::start(format!("table {}", table.id), error.to_string()))?;
+            if let Some(attribute) = &table.ttl_attribute {
+                local_call(
+                    aws,
+                    "DynamoDB_20120810.UpdateTimeToLive",
+                    json!({"TableName": table.name, "TimeToLiveSpecification": {"AttributeName": attribute, "Enabled": true}}),
+                )
+                .await
+                .map_err(|message| Error::start(format!("table {} TTL", table.id), message))?;
+            }
+        }
+    }
+    for queue in &plan.queues {
+        let input = json!({"QueueName": queue.name, "Attributes": queue.attributes});
+        aws.sqs
+            .create_queue(&input)
+            .map_err(|error| Error::start(format!("queue {}", queue.id), error.to_string()))?;
+    }
+    for bucket in &plan.buckets {
+        aws.s3
+            .create_bucket(&bucket.name)
+            .map_err(|error| Error::start(format!("bucket {}", bucket.id), error.to_string()))?;
+    }
+    Ok(())
+}
