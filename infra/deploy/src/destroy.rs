@@ -62,9 +62,9 @@ impl Named {
         })
     }
 
-    /// The physical names a template declares as plain strings (`BucketName`, `Name`, `TableName`,
-    /// `QueueName`, `LogGroupName`).
-    pub fn from_template(template: &Value) -> BTreeSet<Named> {
+    /// The physical names a template declares (`BucketName`, `Name`, `TableName`, `QueueName`,
+    /// `LogGroupName`): plain strings, and `Fn::Sub` strings whose only variables are the account and region.
+    pub fn from_template(template: &Value, account: &str, region: &str) -> BTreeSet<Named> {
         let mut out = BTreeSet::new();
         let Some(resources) = template.get("Resources").and_then(Value::as_object) else {
             return out;
@@ -72,11 +72,19 @@ impl Named {
         for resource in resources.values() {
             let ty = resource.get("Type").and_then(Value::as_str).unwrap_or("");
             let prop = |key: &str| {
-                resource
-                    .get("Properties")
-                    .and_then(|p| p.get(key))
-                    .and_then(Value::as_str)
-                    .map(str::to_owned)
+                let value = resource.get("Properties").and_then(|p| p.get(key))?;
+                match value {
+                    Value::String(s) => Some(s.clone()),
+                    Value::Object(o) if o.len() == 1 => {
+                        let text = o.get("Fn::Sub")?.as_str()?;
+                        let resolved = text
+                            .replace("${AWS::AccountId}", account)
+                            .replace("${AWS::Region}", region)
+                            .replace("${AWS::Partition}", "aws");
+                        (!resolved.contains("${")).then_some(resolved)
+                    }
+                    _ => None,
+                }
             };
             let named = match ty {
                 "AWS::S3::Bucket" => prop("BucketName").map(Named::Bucket),
@@ -97,8 +105,9 @@ pub struct DestroyRequest {
     pub stack_name: String,
     /// Only a stack tagged with this project is deleted.
     pub project: String,
-    /// Names the stage's template declares (see [`Named::from_template`]); checked even when the stack is gone.
-    pub expected: BTreeSet<Named>,
+    /// The stage's synthesized template: the names it declares ([`Named::from_template`]) are verified gone,
+    /// even when the stack itself is already gone.
+    pub template: Value,
     pub confirm: Confirm,
     pub output: Output,
     pub timeout: Duration,
@@ -119,8 +128,10 @@ pub enum DestroyOutcome {
 pub async fn destroy(clients: &Clients, req: &DestroyRequest) -> Result<DestroyOutcome, Error> {
     let started = Instant::now();
     let stack = &req.stack_name;
+    let account = crate::assets::account_id(clients).await?;
+    let mut expected = Named::from_template(&req.template, &account, &clients.region);
     let Some(info) = stack::describe(clients, stack).await? else {
-        let remaining = remaining(clients, &req.expected).await?;
+        let remaining = remaining(clients, &expected).await?;
         if remaining.is_empty() {
             return Ok(DestroyOutcome::NothingToDelete);
         }
@@ -170,7 +181,6 @@ pub async fn destroy(clients: &Clients, req: &DestroyRequest) -> Result<DestroyO
             Vec::new()
         }
     };
-    let mut expected = req.expected.clone();
     let mut buckets = Vec::new();
     for (ty, physical) in &resources {
         if let Some(named) = Named::from_physical(ty, physical) {
@@ -498,14 +508,15 @@ mod tests {
     fn names_declared_by_a_template() {
         let template = json!({"Resources": {
             "A": {"Type": "AWS::S3::Bucket", "Properties": {"BucketName": "tally-x-archive"}},
-            "B": {"Type": "AWS::S3::Bucket", "Properties": {"BucketName": {"Fn::Sub": "x-${AWS::AccountId}"}}},
+            "B": {"Type": "AWS::S3::Bucket", "Properties": {"BucketName": {"Fn::Sub": "x-${AWS::AccountId}-${AWS::Region}"}}},
+            "B2": {"Type": "AWS::S3::Bucket", "Properties": {"BucketName": {"Fn::Sub": "x-${Other}"}}},
             "C": {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": "tally-x-failures"}},
             "D": {"Type": "AWS::Logs::LogGroup", "Properties": {"LogGroupName": "/aws/lambda/tally-x-collect"}},
             "E": {"Type": "AWS::Kinesis::Stream", "Properties": {"Name": "tally-x-events"}},
             "F": {"Type": "AWS::DynamoDB::Table", "Properties": {"TableName": "tally-x-metrics"}},
             "G": {"Type": "AWS::Lambda::Function", "Properties": {"FunctionName": "tally-x-collect"}}
         }});
-        let got: Vec<String> = Named::from_template(&template)
+        let got: Vec<String> = Named::from_template(&template, "123456789012", "eu-west-1")
             .iter()
             .map(ToString::to_string)
             .collect();
@@ -513,12 +524,13 @@ mod tests {
             got,
             [
                 "bucket tally-x-archive",
+                "bucket x-123456789012-eu-west-1",
                 "stream tally-x-events",
                 "table tally-x-metrics",
                 "queue tally-x-failures",
                 "log group /aws/lambda/tally-x-collect",
             ]
         );
-        assert!(Named::from_template(&json!([])).is_empty());
+        assert!(Named::from_template(&json!([]), "1", "r").is_empty());
     }
 }

@@ -11,7 +11,7 @@ async fn a_name_taken_outside_the_stack_fails_the_deploy_clearly() {
     let stage = Stage::new("broken");
     let template: serde_json::Value =
         serde_json::from_str(&support::template(&stage)).expect("json");
-    let stream = Named::from_template(&template)
+    let stream = Named::from_template(&template, "123456789012", "us-east-1")
         .into_iter()
         .find_map(|n| match n {
             Named::Stream(s) => Some(s),

@@ -142,7 +142,7 @@ pub fn destroy_request(stage: &Stage) -> tally_deploy::DestroyRequest {
     tally_deploy::DestroyRequest {
         stack_name: stage.stack_name(),
         project: PROJECT.to_owned(),
-        expected: tally_deploy::Named::from_template(&template),
+        template,
         confirm: Confirm::Yes,
         output: Output::Quiet,
         timeout: Duration::from_secs(60),
