@@ -138,17 +138,29 @@ pub struct Previews {
 #[derive(Debug)]
 pub enum PreviewsAction {
     List,
-    Prune { older_than: String, keep_branches: bool, yes: bool, protect: Vec<String> },
+    Prune {
+        older_than: String,
+        keep_branches: bool,
+        yes: bool,
+        protect: Vec<String>,
+    },
 }
 
-fn parse_stack_flags(parser: &mut lexopt::Parser, command: &str, allow_build: bool) -> anyhow::Result<(Option<String>, bool, bool)> {
+fn parse_stack_flags(
+    parser: &mut lexopt::Parser,
+    command: &str,
+    allow_build: bool,
+) -> anyhow::Result<(Option<String>, bool, bool)> {
     let (mut stage, mut yes, mut no_build) = (None, false, false);
     while let Some(arg) = parser.next()? {
         match arg {
             Long("stage") => stage = Some(parser.value()?.string()?),
             Long("yes") | Short('y') if command != "diff" => yes = true,
             Long("no-build") if allow_build => no_build = true,
-            other => return Err(other.unexpected()).with_context(|| format!("while reading `{command}` flags")),
+            other => {
+                return Err(other.unexpected())
+                    .with_context(|| format!("while reading `{command}` flags"))
+            }
         }
     }
     Ok((stage, yes, no_build))
@@ -158,20 +170,30 @@ fn parse_previews(parser: &mut lexopt::Parser) -> anyhow::Result<Previews> {
     let action = match parser.next()? {
         None => PreviewsAction::List,
         Some(Value(v)) if v == "list" => PreviewsAction::List,
-        Some(Value(v)) if v == "prune" => {
-            PreviewsAction::Prune { older_than: "7d".to_owned(), keep_branches: false, yes: false, protect: Vec::new() }
-        }
+        Some(Value(v)) if v == "prune" => PreviewsAction::Prune {
+            older_than: "7d".to_owned(),
+            keep_branches: false,
+            yes: false,
+            protect: Vec::new(),
+        },
         Some(other) => {
-            return Err(other.unexpected()).context("while reading `previews`: expected `list` or `prune`")
+            return Err(other.unexpected())
+                .context("while reading `previews`: expected `list` or `prune`")
         }
     };
     let mut action = action;
     while let Some(arg) = parser.next()? {
         match (&mut action, arg) {
-            (PreviewsAction::Prune { older_than, .. }, Long("older-than")) => *older_than = parser.value()?.string()?,
-            (PreviewsAction::Prune { keep_branches, .. }, Long("keep-branches")) => *keep_branches = true,
+            (PreviewsAction::Prune { older_than, .. }, Long("older-than")) => {
+                *older_than = parser.value()?.string()?
+            }
+            (PreviewsAction::Prune { keep_branches, .. }, Long("keep-branches")) => {
+                *keep_branches = true
+            }
             (PreviewsAction::Prune { yes, .. }, Long("yes") | Short('y')) => *yes = true,
-            (PreviewsAction::Prune { protect, .. }, Long("protect")) => protect.push(parser.value()?.string()?),
+            (PreviewsAction::Prune { protect, .. }, Long("protect")) => {
+                protect.push(parser.value()?.string()?)
+            }
             (_, other) => return Err(other.unexpected()).context("while reading `previews` flags"),
         }
     }
@@ -266,7 +288,11 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<Cmd> {
         }
         "deploy" => {
             let (stage, yes, no_build) = parse_stack_flags(&mut parser, "deploy", true)?;
-            Cmd::Deploy(Deploy { stage, yes, no_build })
+            Cmd::Deploy(Deploy {
+                stage,
+                yes,
+                no_build,
+            })
         }
         "destroy" => {
             let (stage, yes, _) = parse_stack_flags(&mut parser, "destroy", false)?;

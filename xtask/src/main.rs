@@ -7,8 +7,8 @@ mod deploy;
 mod destroy;
 mod diff;
 mod flags;
-mod previews;
 mod plan;
+mod previews;
 mod stage;
 mod synth;
 
