@@ -490,6 +490,15 @@ impl<'a> Pipeline<'a> {
             CriticalLane::SharedIterator => KinesisSource::Stream(events.clone()),
         };
         let realtime_scope = root.child("RealtimeLane");
+        if let (StreamCapacity::Provisioned { max_shards, .. }, Some(reserved)) =
+            (o.stream, o.realtime.reserved_concurrency)
+        {
+            if reserved < max_shards {
+                realtime_scope.violation(format!(
+                    "realtime reserved_concurrency {reserved} is below max_shards {max_shards}: the lane needs one concurrent invocation per shard"
+                ));
+            }
+        }
         if o.realtime.parallelization_factor != 1 {
             realtime_scope.violation(format!(
                 "realtime parallelization_factor must be 1, not {}: the exactly-once fencing is per shard and needs one batch in flight per shard",

@@ -109,6 +109,10 @@ fn shard_bounds() {
         |o| o.stream = provisioned(1, 1, 501),
         "max_shards 501 is above Kinesis' default quota of 500",
     );
+    check(
+        |o| o.stream = provisioned(1, 1, 32),
+        "tally-main/RealtimeLane: realtime reserved_concurrency 16 is below max_shards 32: the lane needs one concurrent invocation per shard",
+    );
 }
 
 #[test]
