@@ -22,7 +22,14 @@ const TOOLS: [(&str, &str); 4] = [
 /// The steps, in order: cheapest first, so a formatting slip fails in seconds.
 const STEPS: [&[&str]; 3] = [
     &["fmt", "--all", "--", "--check"],
-    &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"],
+    &[
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ],
     &["test", "--workspace"],
 ];
 
@@ -52,7 +59,10 @@ impl Ci {
                 .status()
                 .with_context(|| format!("while starting `{line}`"))?;
             if !status.success() {
-                bail!("`{line}` failed ({status}) after {:.1?}; its output is above", step.elapsed());
+                bail!(
+                    "`{line}` failed ({status}) after {:.1?}; its output is above",
+                    step.elapsed()
+                );
             }
             eprintln!("==> {line}: ok in {:.1?}", step.elapsed());
         }
@@ -63,16 +73,22 @@ impl Ci {
 
 fn find_on_path(tool: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|dir| dir.join(tool)).find(|p| is_executable(p))
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(tool))
+        .find(|p| is_executable(p))
 }
 
 fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    path.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    path.metadata()
+        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 /// The workspace root: the xtask crate's parent directory.
 fn workspace_root() -> anyhow::Result<PathBuf> {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest.parent().map(Path::to_path_buf).context("while finding the workspace root from the xtask crate's directory")
+    manifest
+        .parent()
+        .map(Path::to_path_buf)
+        .context("while finding the workspace root from the xtask crate's directory")
 }

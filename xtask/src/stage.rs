@@ -45,3 +45,26 @@ pub fn current_branch() -> anyhow::Result<String> {
     }
     bail!("the checkout is a detached HEAD, so there is no branch to name the stage after; pass --stage")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::resolve;
+
+    fn check(explicit: &str, expect: Result<&str, &str>) {
+        match (resolve(Some(explicit)), expect) {
+            (Ok(stage), Ok(stack)) => assert_eq!(stage.stack_name(), stack, "{explicit:?}"),
+            (Err(error), Err(message)) => {
+                assert!(format!("{error:#}").contains(message), "{error:#}")
+            }
+            (got, _) => panic!("{explicit:?}: unexpected {got:?}"),
+        }
+    }
+
+    #[test]
+    fn explicit_stages() {
+        check("production", Ok("tally-production"));
+        check("123-fix", Ok("tally-123-fix"));
+        check("", Err("--stage is empty"));
+        check("  \t", Err("--stage is empty"));
+    }
+}

@@ -33,3 +33,43 @@ impl Synth {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tally_pipeline::{synth_json, PipelineOptions, Stage};
+
+    use crate::flags::Synth;
+
+    #[test]
+    fn writes_the_template_to_out() {
+        let path =
+            std::env::temp_dir().join(format!("tally-synth-test-{}.json", std::process::id()));
+        let stage = "feature/ÜBER_new--thing";
+        Synth {
+            stage: Some(stage.into()),
+            out: Some(path.clone()),
+        }
+        .run()
+        .expect("synth runs");
+        let written = std::fs::read_to_string(&path).expect("template written");
+        std::fs::remove_file(&path).expect("remove the template");
+        let expect =
+            synth_json(&Stage::new(stage), &PipelineOptions::default()).expect("synthesizes");
+        assert_eq!(written, expect);
+    }
+
+    #[test]
+    fn unwritable_out_names_the_file() {
+        let out = std::path::PathBuf::from("/nonexistent-dir/t.json");
+        let error = Synth {
+            stage: Some("main".into()),
+            out: Some(out),
+        }
+        .run()
+        .expect_err("cannot write");
+        assert!(
+            format!("{error:#}").contains("while writing /nonexistent-dir/t.json"),
+            "{error:#}"
+        );
+    }
+}
