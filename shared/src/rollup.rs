@@ -10,7 +10,8 @@
 
 use std::borrow::Borrow;
 use std::cmp::Ordering;
-use std::collections::BTreeMap;
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 
 use crate::event::{Event, EventKind};
 use crate::hll::{hash64, Hll};
@@ -73,7 +74,7 @@ impl Counters {
 }
 
 /// A rollup key. Orders by campaign, then minute, then ad (the campaign total, `None`, first).
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RollupKey {
     pub campaign_id: String,
     /// `None` is the campaign total over all its ads.
@@ -93,14 +94,14 @@ impl RollupKey {
 }
 
 /// A borrowed key, so that looking up an existing key allocates nothing.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 struct KeyView<'a> {
     campaign_id: &'a str,
     minute: i64,
     ad_id: Option<&'a str>,
 }
 
-/// What a [`RollupKey`] borrows as, so a `BTreeMap<RollupKey, _>` can be searched with a [`KeyView`].
+/// What a [`RollupKey`] borrows as, so a `HashMap<RollupKey, _>` can be searched with a [`KeyView`].
 trait AsKeyView {
     fn key_view(&self) -> KeyView<'_>;
 }
@@ -130,6 +131,19 @@ impl PartialEq for dyn AsKeyView + '_ {
 }
 
 impl Eq for dyn AsKeyView + '_ {}
+
+impl Hash for dyn AsKeyView + '_ {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.key_view().hash(state);
+    }
+}
+
+impl Hash for RollupKey {
+    /// Must agree with the hash of `dyn AsKeyView` (the `Borrow` contract).
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.view().hash(state);
+    }
+}
 
 impl PartialOrd for dyn AsKeyView + '_ {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
@@ -162,9 +176,18 @@ pub fn minute_of(ms: i64) -> i64 {
 }
 
 /// Counters per (campaign, ad, minute) and per (campaign, minute).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+///
+/// A hash map (with std's randomly keyed hasher, so client-chosen ids cannot force collisions): one hash and
+/// usually one comparison per lookup, where an ordered map needs a dozen string comparisons. Iteration sorts.
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Rollup {
-    map: BTreeMap<RollupKey, Counters>,
+    map: HashMap<RollupKey, Counters>,
+}
+
+impl std::fmt::Debug for Rollup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
 }
 
 impl Rollup {
@@ -228,9 +251,11 @@ impl Rollup {
         }
     }
 
-    /// Keys in order: by campaign, minute, then ad (the campaign total first).
+    /// Keys in order: by campaign, minute, then ad (the campaign total first). Sorts on each call.
     pub fn iter(&self) -> impl Iterator<Item = (&RollupKey, &Counters)> {
-        self.map.iter()
+        let mut entries: Vec<(&RollupKey, &Counters)> = self.map.iter().collect();
+        entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        entries.into_iter()
     }
 
     /// The counters of one key, if any event was counted under it.
