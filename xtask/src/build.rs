@@ -1,6 +1,7 @@
 //! `cargo xtask build` — the five function binaries as reproducible, content-hashed Lambda zips.
 //!
-//! cargo-lambda compiles (`cargo lambda build --release --arm64|--x86-64 --output-format binary`), then this
+//! cargo-lambda compiles with the workspace's `lambda` profile (release + `opt-level = "s"`, `panic = "abort"`:
+//! `cargo lambda build --profile lambda --arm64|--x86-64 --output-format binary`), then this
 //! module packs each `bootstrap` itself: one entry, fixed timestamp (1980-01-01 00:00), fixed mode (0755),
 //! raw deflate at level 9. The same binary therefore always gives the same zip bytes and the same sha256,
 //! which is what lets deploy skip uploads. Hashes land in `target/lambda/manifest.json`; the table printed at
@@ -123,7 +124,8 @@ fn compile(root: &Path, lambda_dir: &Path, arch: Arch) -> anyhow::Result<()> {
         .args([
             "lambda",
             "build",
-            "--release",
+            "--profile",
+            "lambda",
             "--output-format",
             "binary",
             "--lambda-dir",

@@ -203,3 +203,61 @@ async fn assigned_ids_are_unique() {
     unique.dedup();
     assert_eq!(unique.len(), 1200);
 }
+
+#[tokio::test]
+async fn a_resent_batch_lands_on_the_same_shards_with_the_same_ids() {
+    let (_moto, client, collector) = setup().await;
+    let body = json!([
+        {"id": "dup-1", "kind": "impression", "campaign_id": "summer", "ad_id": "banner"},
+        {"id": "dup-2", "kind": "impression", "campaign_id": "winter", "ad_id": "banner"},
+        {"id": "dup-3", "kind": "click", "campaign_id": "autumn", "ad_id": "video"}
+    ])
+    .to_string();
+    for _ in 0..2 {
+        let request = url_request(
+            "POST",
+            "/v1/events",
+            &[("content-type", "application/json")],
+            Some(body.as_bytes()),
+        );
+        assert_eq!(collector.handle(request).await.status().as_u16(), 202);
+    }
+    // Per shard, the ids it holds: a duplicate must meet its original there (consumers deduplicate per shard).
+    let shards = client
+        .list_shards()
+        .stream_name("events")
+        .send()
+        .await
+        .expect("list shards");
+    let mut seen = std::collections::BTreeMap::<String, String>::new();
+    let mut total = 0;
+    for shard in shards.shards() {
+        let iterator = client
+            .get_shard_iterator()
+            .stream_name("events")
+            .shard_id(shard.shard_id())
+            .shard_iterator_type(aws_sdk_kinesis::types::ShardIteratorType::TrimHorizon)
+            .send()
+            .await
+            .expect("iterator");
+        let records = client
+            .get_records()
+            .shard_iterator(iterator.shard_iterator().expect("iterator"))
+            .send()
+            .await
+            .expect("get records");
+        for record in records.records() {
+            for event in tally_domain::wire::unpack(record.data().as_ref()).expect("tally record") {
+                total += 1;
+                let previous = seen.insert(event.id.clone(), shard.shard_id().to_owned());
+                assert!(
+                    previous.is_none_or(|p| p == shard.shard_id()),
+                    "{} on two shards",
+                    event.id
+                );
+            }
+        }
+    }
+    assert_eq!(total, 6);
+    assert_eq!(seen.len(), 3);
+}
