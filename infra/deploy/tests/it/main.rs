@@ -13,3 +13,4 @@ mod support;
 mod failing;
 mod lifecycle;
 mod prune;
+mod workflows;
