@@ -4,6 +4,7 @@ use serde_json::{json, Map, Value};
 
 use crate::core::{Node, Scope};
 use crate::expr::Expr;
+use crate::iam::{grant_unscoped, Grantee};
 use crate::naming::{Name, NameKind};
 use crate::sns::Topic;
 
@@ -171,4 +172,10 @@ impl Alarm {
     pub fn arn(&self) -> Expr {
         self.node.attribute("Arn")
     }
+}
+
+/// `cloudwatch:GetMetricStatistics`: reading metrics (a scaler's input). CloudWatch has no
+/// resource-level permissions for metric reads, so this is the one grant whose resource is `*`.
+pub fn grant_metric_reads(grantee: &dyn Grantee) {
+    grant_unscoped(grantee, &["cloudwatch:GetMetricStatistics"]);
 }

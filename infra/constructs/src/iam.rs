@@ -94,3 +94,12 @@ pub(crate) fn grant(
     let resources = resources.iter().map(Expr::to_json).collect();
     role.add_statement(Statement::new(actions, resources));
 }
+
+/// Adds `actions` on every resource to `grantee`'s role. Only for actions AWS cannot scope to a
+/// resource (such as `cloudwatch:GetMetricStatistics`); everything else goes through [`grant`].
+pub(crate) fn grant_unscoped(grantee: &dyn Grantee, actions: &[&'static str]) {
+    grantee
+        .grant_role()
+        .node()
+        .add_statement(Statement::new(actions, vec![serde_json::json!("*")]));
+}

@@ -651,6 +651,7 @@ impl<'a> Pipeline<'a> {
                 ],
             );
             events.grant_scale(&scaler);
+            tally_constructs::cloudwatch::grant_metric_reads(&scaler);
             scaler.node().skip_check("CKV_AWS_116", "invoked by SNS and EventBridge, which retry; the next schedule tick re-decides anyway");
             scaler.node().skip_check("CKV_AWS_115", SHARED_POOL);
             scaler.node().skip_check("CKV_AWS_117", NO_VPC);
