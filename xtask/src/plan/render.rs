@@ -10,6 +10,7 @@ use super::profile::KIND_NAMES;
 use super::Report;
 
 fn usd(v: f64) -> String {
+    let v = v + 0.0; // an empty sum is -0.0
     if v >= 100.0 {
         format!("${v:.0}")
     } else {
@@ -231,6 +232,9 @@ pub fn json(r: &Report) -> Value {
                 "name": c.name, "p50_ms": c.p50_ms, "p99_ms": c.p99_ms, "source": c.source,
             })).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
+        "what_if_realtime_window_1s": r.what_if_window.as_ref().map(|(b, p50)| json!({
+            "bill": bill_json(b), "realtime_p50_ms": p50,
+        })),
         "recommendations": r.recommendations,
     })
 }

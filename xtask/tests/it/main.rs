@@ -1,0 +1,3 @@
+//! Integration tests of the `cargo xtask` binary: one test binary, one module per command.
+
+mod plan;
