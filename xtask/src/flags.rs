@@ -26,6 +26,9 @@ commands:
   previews list                            the project's stacks: stage, branch, age, status
   previews prune [--older-than 7d] [--keep-branches] [--protect STAGE]... [--yes]
                                            destroy previews that are old or whose branch is gone
+  dev      [--stage S] [--demo] [--endpoints-file FILE] [--port P] [--release]
+                                           the whole stack locally (Function URLs, AWS endpoint, mappings),
+                                           state under target/tally-dev/<stage>; Ctrl-C stops, restart resumes
   help                                     this text
 
 The stage defaults to the current git branch.";
@@ -33,6 +36,7 @@ The stage defaults to the current git branch.";
 #[derive(Debug)]
 pub enum Cmd {
     Help,
+    Dev(Dev),
     Synth(Synth),
     Ci(Ci),
     Build(Build),
@@ -42,6 +46,17 @@ pub enum Cmd {
     Destroy(Destroy),
     Previews(Previews),
     NotYet(&'static str),
+}
+
+/// `cargo xtask dev`.
+#[derive(Debug)]
+pub struct Dev {
+    pub stage: Option<String>,
+    pub demo: bool,
+    pub endpoints_file: Option<PathBuf>,
+    /// AWS endpoint port; the Function URLs take the ports after it.
+    pub port: Option<u16>,
+    pub release: bool,
 }
 
 #[derive(Debug)]
@@ -299,7 +314,22 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<Cmd> {
             Cmd::Destroy(Destroy { stage, yes })
         }
         "previews" => Cmd::Previews(parse_previews(&mut parser)?),
-        "dev" => Cmd::NotYet("dev"),
+        "dev" => {
+            let mut cmd = Dev { stage: None, demo: false, endpoints_file: None, port: None, release: false };
+            while let Some(arg) = parser.next()? {
+                match arg {
+                    Long("stage") => cmd.stage = Some(parser.value()?.string()?),
+                    Long("demo") => cmd.demo = true,
+                    Long("endpoints-file") => cmd.endpoints_file = Some(parser.value()?.into()),
+                    Long("port") => {
+                        cmd.port = Some(parser.value()?.parse().context("--port takes a port number below 65535")?)
+                    }
+                    Long("release") => cmd.release = true,
+                    other => return Err(other.unexpected()).context("while reading `dev` flags"),
+                }
+            }
+            Cmd::Dev(cmd)
+        }
         "loadtest" => Cmd::NotYet("loadtest"),
         other => bail!("unknown command `{other}`"),
     };

@@ -4,6 +4,7 @@
 mod build;
 mod ci;
 mod deploy;
+mod dev;
 mod destroy;
 mod diff;
 mod flags;
@@ -28,6 +29,7 @@ fn main() -> ExitCode {
             Ok(())
         }
         flags::Cmd::Synth(cmd) => cmd.run(),
+        flags::Cmd::Dev(cmd) => cmd.run(),
         flags::Cmd::Ci(cmd) => cmd.run(),
         flags::Cmd::Build(cmd) => cmd.run(),
         flags::Cmd::Plan(cmd) => cmd.run(),

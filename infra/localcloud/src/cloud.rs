@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use crate::aws::LocalAws;
 use crate::esm::{local_call, KinesisMapping, RuntimeOptions, SqsMapping};
 use crate::lambda::{Function, FunctionSpec, LogSink};
-use crate::template::{self, LocalContext, Plan};
+use crate::template::{self, LocalContext, Plan, Skipped};
 use crate::Error;
 
 /// How to run a template locally.
@@ -32,8 +32,12 @@ pub struct CloudOptions {
     pub endpoint_port: u16,
     /// First port of the Function URLs, in template order (0 = any free ports).
     pub url_port_base: u16,
-    /// Extra environment per function name (`TALLY_QUERY_AUTH=off` for the query function).
+    /// Extra environment per function, keyed by function name or by its code-key parameter
+    /// (`QueryCodeKey` → `TALLY_QUERY_AUTH=off`).
     pub function_env: BTreeMap<String, BTreeMap<String, String>>,
+    /// A function whose binary does not exist is reported in [`Plan::skipped`] (with its URLs and mappings)
+    /// instead of failing the start: `cargo xtask dev` while a function crate is not written yet.
+    pub skip_unbuilt: bool,
     /// Echo function logs to the terminal (they always go to `<state>/logs`).
     pub terminal_logs: bool,
     pub mappings: RuntimeOptions,
@@ -139,6 +143,7 @@ impl LocalCloud {
 
         let logs = LogSink::new(Some(options.state_dir.join("logs")), options.terminal_logs);
         let mut functions = BTreeMap::new();
+        let mut unbuilt = Vec::new();
         for decl in &plan.functions {
             let executable = PathBuf::from(&decl.code);
             if !executable.is_file() {
@@ -147,10 +152,19 @@ impl LocalCloud {
                     .as_deref()
                     .map(|p| format!(" (parameter {p})"))
                     .unwrap_or_default();
-                return Err(Error::start(
-                    format!("function {}", decl.id),
-                    format!("its code{via} is {}, which is not a host binary; build it with `cargo build -p tally-<name>` and pass its path", decl.code),
-                ));
+                let message = format!(
+                    "its code{via} is {}, which is not a host binary; build it with `cargo build -p tally-<name>` and pass its path",
+                    decl.code
+                );
+                if !options.skip_unbuilt {
+                    return Err(Error::start(format!("function {}", decl.id), message));
+                }
+                unbuilt.push(Skipped {
+                    id: decl.id.clone(),
+                    kind: "AWS::Lambda::Function".into(),
+                    reason: message,
+                });
+                continue;
             }
             let mut spec = FunctionSpec::new(decl.name.clone(), executable);
             spec.memory_mb = decl.memory_mb;
@@ -166,8 +180,10 @@ impl LocalCloud {
             ] {
                 spec.env.insert(key.to_owned(), value.to_owned());
             }
-            if let Some(extra) = options.function_env.get(&decl.name) {
-                spec.env.extend(extra.clone());
+            for key in std::iter::once(&decl.name).chain(decl.code_parameter.as_ref()) {
+                if let Some(extra) = options.function_env.get(key) {
+                    spec.env.extend(extra.clone());
+                }
             }
             functions.insert(decl.name.clone(), Function::start(spec, &logs));
         }
@@ -177,6 +193,11 @@ impl LocalCloud {
                 url_listeners.remove(&decl.id),
                 functions.get(&decl.function),
             ) else {
+                unbuilt.push(Skipped {
+                    id: decl.id.clone(),
+                    kind: "AWS::Lambda::Url".into(),
+                    reason: format!("its function {} is not running", decl.function),
+                });
                 continue;
             };
             if decl.auth_type != "NONE" {
@@ -200,6 +221,11 @@ impl LocalCloud {
                 continue;
             }
             let Some(function) = functions.get(&decl.function) else {
+                unbuilt.push(Skipped {
+                    id: decl.id.clone(),
+                    kind: "AWS::Lambda::EventSourceMapping".into(),
+                    reason: format!("its function {} is not running", decl.function),
+                });
                 continue;
             };
             function.prewarm(1);
@@ -226,6 +252,7 @@ impl LocalCloud {
             };
             started.map_err(|message| Error::start(format!("mapping {}", decl.id), message))?;
         }
+        plan.skipped.extend(unbuilt);
         Ok(LocalCloud {
             aws,
             endpoint,

@@ -2,6 +2,7 @@
 
 pub mod aws;
 pub mod cloud;
+pub mod demo;
 pub mod esm;
 pub mod lambda;
 pub mod store;

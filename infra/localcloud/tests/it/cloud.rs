@@ -53,6 +53,7 @@ fn options(dir: &TempDir) -> CloudOptions {
             BTreeMap::from([("TALLY_QUERY_AUTH".to_owned(), "off".to_owned())]),
         )]),
         terminal_logs: false,
+        skip_unbuilt: false,
         mappings: RuntimeOptions::default(),
     }
 }

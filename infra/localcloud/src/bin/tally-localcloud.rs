@@ -1,0 +1,226 @@
+//! `tally-localcloud` — runs a synthesized template on this machine until Ctrl-C. `cargo xtask dev` builds
+//! the functions, synthesizes the stack and hands over to this binary; it can also be run by hand.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use tally_localcloud::cloud::{CloudOptions, LocalCloud};
+use tally_localcloud::demo::{self, DemoOptions};
+use tally_localcloud::esm::RuntimeOptions;
+
+const USAGE: &str = "\
+usage: tally-localcloud --template FILE --state DIR [flags]
+
+  --template FILE         CloudFormation template (JSON) to run
+  --state DIR             state directory (created; a restart continues from it)
+  --stack NAME            stack name for AWS::StackName (default: the template file's stem)
+  --param KEY=VALUE       template parameter (repeatable); code-key parameters hold host binary paths
+  --env TARGET:KEY=VALUE  extra environment for a function, by name or code-key parameter (repeatable)
+  --port PORT             AWS endpoint port (default 4566; 0 = any)
+  --url-port-base PORT    first Function URL port (default 9001; 0 = any)
+  --endpoints-file FILE   write the local URLs as JSON once everything is ready
+  --skip-unbuilt          report functions whose binary is missing instead of failing
+  --demo                  drive synthetic ad traffic into the collect URL
+  --quiet                 do not echo function logs (they still go to DIR/logs)";
+
+#[derive(Debug)]
+struct Args {
+    template: PathBuf,
+    state: PathBuf,
+    stack: Option<String>,
+    params: BTreeMap<String, String>,
+    env: BTreeMap<String, BTreeMap<String, String>>,
+    port: u16,
+    url_port_base: u16,
+    endpoints_file: Option<PathBuf>,
+    skip_unbuilt: bool,
+    demo: bool,
+    quiet: bool,
+}
+
+fn parse() -> anyhow::Result<Args> {
+    use lexopt::prelude::*;
+    let mut parser = lexopt::Parser::from_env();
+    let (mut template, mut state) = (None, None);
+    let mut args = Args {
+        template: PathBuf::new(),
+        state: PathBuf::new(),
+        stack: None,
+        params: BTreeMap::new(),
+        env: BTreeMap::new(),
+        port: 4566,
+        url_port_base: 9001,
+        endpoints_file: None,
+        skip_unbuilt: false,
+        demo: false,
+        quiet: false,
+    };
+    let pair = |text: String, flag: &str| -> anyhow::Result<(String, String)> {
+        match text.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+            _ => bail!("{flag} takes KEY=VALUE, found {text:?}"),
+        }
+    };
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("template") => template = Some(PathBuf::from(parser.value()?)),
+            Long("state") => state = Some(PathBuf::from(parser.value()?)),
+            Long("stack") => args.stack = Some(parser.value()?.string()?),
+            Long("param") => {
+                let (k, v) = pair(parser.value()?.string()?, "--param")?;
+                args.params.insert(k, v);
+            }
+            Long("env") => {
+                let text = parser.value()?.string()?;
+                let Some((target, rest)) = text.split_once(':') else {
+                    bail!("--env takes FUNCTION:KEY=VALUE, found {text:?}");
+                };
+                let (k, v) = pair(rest.to_owned(), "--env")?;
+                args.env.entry(target.to_owned()).or_default().insert(k, v);
+            }
+            Long("port") => {
+                args.port = parser
+                    .value()?
+                    .parse()
+                    .context("--port takes a port number (0-65535)")?
+            }
+            Long("url-port-base") => {
+                args.url_port_base = parser
+                    .value()?
+                    .parse()
+                    .context("--url-port-base takes a port number (0-65535)")?
+            }
+            Long("endpoints-file") => args.endpoints_file = Some(PathBuf::from(parser.value()?)),
+            Long("skip-unbuilt") => args.skip_unbuilt = true,
+            Long("demo") => args.demo = true,
+            Long("quiet") => args.quiet = true,
+            Short('h') | Long("help") => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => return Err(other.unexpected().into()),
+        }
+    }
+    args.template = template.context("--template FILE is required")?;
+    args.state = state.context("--state DIR is required")?;
+    Ok(args)
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("TALLY_LOCALCLOUD_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = match parse() {
+        Ok(args) => args,
+        Err(error) => {
+            eprintln!("error: {error:#}\n\n{USAGE}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    match run(args).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(&args.template)
+        .with_context(|| format!("while reading the template {}", args.template.display()))?;
+    let template: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a JSON template", args.template.display()))?;
+    let stack_name = args.stack.clone().unwrap_or_else(|| {
+        args.template
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "local".into())
+    });
+    let started = std::time::Instant::now();
+    let cloud = LocalCloud::start(CloudOptions {
+        template,
+        stack_name: stack_name.clone(),
+        state_dir: args.state.clone(),
+        parameters: args.params,
+        endpoint_port: args.port,
+        url_port_base: args.url_port_base,
+        function_env: args.env,
+        terminal_logs: !args.quiet,
+        skip_unbuilt: args.skip_unbuilt,
+        mappings: RuntimeOptions::default(),
+    })
+    .await
+    .with_context(|| format!("while starting the local cloud for stack {stack_name}"))?;
+
+    let endpoints = cloud.endpoints();
+    eprintln!(
+        "\ntally local cloud: stack {stack_name}, state in {}",
+        args.state.display()
+    );
+    if !cloud.plan.skipped.is_empty() {
+        eprintln!(
+            "not run locally:\n{}",
+            cloud.plan.skipped_report().trim_end()
+        );
+    }
+    eprintln!("\n  AWS endpoint   {}", cloud.endpoint);
+    for (label, key) in [
+        ("collect", "collect_url"),
+        ("query", "query_url"),
+        ("dashboard", "dashboard_url"),
+    ] {
+        if let Some(url) = endpoints[key].as_str() {
+            eprintln!("  {label:<14} {url}");
+        }
+    }
+    for (id, url) in &cloud.urls {
+        eprintln!("  url {id:<10} {url}");
+    }
+    eprintln!(
+        "\nready in {} ms; Ctrl-C stops (state is kept)\n",
+        started.elapsed().as_millis()
+    );
+    if let Some(path) = &args.endpoints_file {
+        let text =
+            serde_json::to_string_pretty(&endpoints).context("while encoding the endpoints")?;
+        std::fs::write(path, text + "\n")
+            .with_context(|| format!("while writing {}", path.display()))?;
+    }
+
+    let (stop_demo, stop_rx) = tokio::sync::watch::channel(false);
+    let demo = match (args.demo, endpoints["collect_url"].as_str()) {
+        (true, Some(url)) => {
+            let url = url.to_owned();
+            eprintln!("demo traffic: posting synthetic ad events to {url}");
+            Some(tokio::spawn(async move {
+                demo::drive(&url, DemoOptions::default(), stop_rx).await
+            }))
+        }
+        (true, None) => bail!("--demo needs the template's CollectUrl output"),
+        _ => None,
+    };
+    tokio::signal::ctrl_c()
+        .await
+        .context("while waiting for Ctrl-C")?;
+    eprintln!("\nstopping…");
+    stop_demo.send_replace(true);
+    if let Some(demo) = demo {
+        if let Ok((sent, refused)) = demo.await {
+            eprintln!("demo: {sent} events sent, {refused} batches refused");
+        }
+    }
+    cloud.shutdown();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    eprintln!(
+        "stopped; the next start continues from {}",
+        args.state.display()
+    );
+    Ok(())
+}
