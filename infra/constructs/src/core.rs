@@ -37,6 +37,8 @@ pub(crate) struct Resource {
     pub(crate) properties: Map<String, Value>,
     pub(crate) depends_on: Vec<String>,
     pub(crate) skips: Vec<(String, String)>,
+    /// `DeletionPolicy` and `UpdateReplacePolicy: Retain`.
+    pub(crate) retain: bool,
     /// Statements of the inline policy (roles only), added by grants.
     pub(crate) statements: Vec<Statement>,
 }
@@ -194,6 +196,10 @@ impl Stack {
             }
             let mut entry = Map::new();
             entry.insert("Type".into(), json!(resource.type_name));
+            if resource.retain {
+                entry.insert("DeletionPolicy".into(), json!("Retain"));
+                entry.insert("UpdateReplacePolicy".into(), json!("Retain"));
+            }
             if !resource.depends_on.is_empty() {
                 entry.insert("DependsOn".into(), json!(resource.depends_on));
             }
@@ -318,6 +324,7 @@ impl Scope {
             properties,
             depends_on: Vec::new(),
             skips: Vec::new(),
+            retain: false,
             statements: Vec::new(),
         });
         let index = inner.resources.len() - 1;
@@ -408,6 +415,12 @@ impl Node {
         self.stack.with_resource(self.index, |r| {
             r.skips.push((id.to_owned(), reason.to_owned()))
         });
+    }
+
+    /// Keeps the resource (and its data) when the stack is deleted or the resource replaced
+    /// (`DeletionPolicy` and `UpdateReplacePolicy: Retain`).
+    pub fn retain(&self) {
+        self.stack.with_resource(self.index, |r| r.retain = true);
     }
 
     /// Makes this resource wait for `other` (`DependsOn`).

@@ -162,6 +162,9 @@ pub struct PipelineOptions {
     pub alert_email: Option<String>,
     /// `RUST_LOG` of every function.
     pub rust_log: String,
+    /// Keep the stream, the metrics table, the archive bucket and the token secret when the stack is
+    /// deleted or they are replaced (for production; previews leave nothing behind).
+    pub retain_data: bool,
 }
 
 impl Default for PipelineOptions {
@@ -198,6 +201,7 @@ impl Default for PipelineOptions {
             archive_expiration_days: Some(400),
             alert_email: None,
             rust_log: "info".to_owned(),
+            retain_data: false,
         }
     }
 }
@@ -441,6 +445,12 @@ impl<'a> Pipeline<'a> {
             "CKV_AWS_149",
             "encrypted with the AWS-managed key; only the query role may read it",
         );
+
+        if o.retain_data {
+            for node in [events.node(), metrics.node(), archive.node(), token.node()] {
+                node.retain();
+            }
+        }
 
         // collect: the public tracking endpoint.
         let collect = self.function(

@@ -18,6 +18,7 @@ fn variants() -> Vec<(&'static str, String)> {
     };
     let with_email = PipelineOptions {
         alert_email: Some("ops@example.com".into()),
+        retain_data: true,
         ..PipelineOptions::default()
     };
     [

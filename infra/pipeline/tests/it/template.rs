@@ -506,3 +506,33 @@ fn weird_branches_synthesize() {
         assert!(!resources(&t).is_empty(), "{stage:?}");
     }
 }
+
+#[test]
+fn data_is_retained_only_when_asked() {
+    let retained = |t: &Value| -> Vec<String> {
+        resources(t)
+            .iter()
+            .filter(|(_, r)| {
+                r["DeletionPolicy"] == "Retain" && r["UpdateReplacePolicy"] == "Retain"
+            })
+            .map(|(_, r)| r["Type"].as_str().unwrap_or("?").to_owned())
+            .collect()
+    };
+    assert!(
+        retained(&template("main")).is_empty(),
+        "previews leave nothing behind"
+    );
+    let options = PipelineOptions {
+        retain_data: true,
+        ..PipelineOptions::default()
+    };
+    assert_eq!(
+        retained(&template_with("production", &options)),
+        [
+            "AWS::Kinesis::Stream",
+            "AWS::DynamoDB::Table",
+            "AWS::S3::Bucket",
+            "AWS::SecretsManager::Secret"
+        ]
+    );
+}
