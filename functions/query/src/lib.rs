@@ -38,6 +38,8 @@ use crate::params::{
 pub const COOKIE: &str = "tally_session";
 /// How long a dashboard session lasts, seconds.
 pub const SESSION_SECS: u32 = 12 * 3600;
+/// Campaigns whose totals are read at once by `GET /v1/campaigns`.
+const TOTALS_IN_FLIGHT: usize = 16;
 /// Shortest token accepted from the secret.
 pub const MIN_TOKEN_CHARS: usize = 16;
 
@@ -246,10 +248,13 @@ impl Query {
         let entries = self.table.campaigns().await.map_err(Failure::from_aws)?;
         let today = now_ms.div_euclid(60_000);
         let mut tasks = tokio::task::JoinSet::new();
+        let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(TOTALS_IN_FLIGHT));
         for (i, entry) in entries.iter().enumerate() {
             let table = self.table.clone();
             let id = entry.campaign_id.clone();
+            let permits = permits.clone();
             tasks.spawn(async move {
+                let _permit = permits.acquire_owned().await;
                 let rt = table.day_total(&id, Lane::Realtime, today).await;
                 let st = table.day_total(&id, Lane::Settled, today).await;
                 (i, rt, st)
