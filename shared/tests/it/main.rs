@@ -2,6 +2,7 @@
 
 mod event;
 mod fixtures;
+mod golden;
 mod hll;
 mod ingest;
 mod laws;
