@@ -171,10 +171,14 @@ async fn a_stage_from_first_deploy_to_destroy() {
     let stack = stage.stack_name();
 
     // 1. A new stage: created through a CREATE change set, tagged.
+    let t = std::time::Instant::now();
     let req = support::request(&stage, env.zips("v1", &[]));
+    let synth = t.elapsed();
+    let t = std::time::Instant::now();
     let outcome = tally_deploy::deploy(&env.clients, &req)
         .await
         .expect("first deploy");
+    let first = t.elapsed();
     let DeployOutcome::Deployed { plan, uploaded, .. } = outcome else {
         panic!("first deploy did nothing: {outcome:?}")
     };
@@ -288,7 +292,8 @@ async fn a_stage_from_first_deploy_to_destroy() {
         change_sets_before,
         "a no-op deploy creates no change set"
     );
-    println!("no-op deploy: {no_op:?}");
+    // Figures for the README (`cargo test -p tally-deploy --test it lifecycle -- --nocapture`).
+    println!("timing: synth (with placeholder zips) {synth:?}, first deploy {first:?}, no-op deploy {no_op:?}");
 
     // 3. One function changes: diff shows exactly its code key, deploy changes exactly its code.
     let changed = support::request(&stage, env.zips("v2", &["collect"]));
@@ -404,9 +409,11 @@ async fn a_stage_from_first_deploy_to_destroy() {
         .send()
         .await
         .expect("delete marker");
+    let t = std::time::Instant::now();
     let outcome = tally_deploy::destroy(&env.clients, &support::destroy_request(&stage))
         .await
         .expect("destroy");
+    println!("timing: destroy {:?}", t.elapsed());
     let DestroyOutcome::Destroyed {
         objects_deleted,
         verified,
