@@ -322,7 +322,20 @@ pub fn lane_invocations(records: f64, m: &KinesisMapping, duration: impl Fn(f64)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Design {
     Tally,
+    /// tally with the critical lane writing minute rows only, and the deferred lane writing the hour and
+    /// day rows of both lanes (a what-if the report prices).
+    TallyMinuteRows,
     Naive,
+}
+
+/// Counter rows, write units and read units per distinct key per batch of a lane.
+fn rows_per_key(design: Design, critical: bool) -> (f64, f64, f64) {
+    match (design, critical) {
+        (Design::TallyMinuteRows, true) => (1.0, 1.0, 1.0),
+        // Settled minute/hour/day rows plus the realtime hour (2 WU) and day (4 WU) rows.
+        (Design::TallyMinuteRows, false) => (5.0, WRU_PER_KEY + 6.0, RRU_PER_KEY + 2.0),
+        _ => (3.0, WRU_PER_KEY, RRU_PER_KEY),
+    }
 }
 
 /// Usage accumulated over the simulated period, per function and per service.
@@ -367,11 +380,13 @@ pub fn bill(
         profile.campaign_skew,
     );
     let epr = match design {
-        Design::Tally => events_per_record(profile),
+        Design::Tally | Design::TallyMinuteRows => events_per_record(profile),
         Design::Naive => 1.0,
     };
     let record_bytes = match design {
-        Design::Tally => epr * f64::from(profile.event_bytes) + RECORD_OVERHEAD_BYTES,
+        Design::Tally | Design::TallyMinuteRows => {
+            epr * f64::from(profile.event_bytes) + RECORD_OVERHEAD_BYTES
+        }
         Design::Naive => f64::from(profile.event_bytes),
     };
     let put_units_per_record = (record_bytes / PUT_UNIT_BYTES).ceil().max(1.0);
@@ -427,12 +442,22 @@ pub fn bill(
         }
         let per_shard = records / open;
         match design {
-            Design::Tally => {
+            Design::Tally | Design::TallyMinuteRows => {
                 for m in &stack.kinesis_mappings {
                     let Some(f) = stack.functions.get(&m.function) else {
                         continue;
                     };
-                    lane(&mut u, f, m, per_shard, open, epr, record_bytes, &distinct);
+                    lane(
+                        &mut u,
+                        design,
+                        f,
+                        m,
+                        per_shard,
+                        open,
+                        epr,
+                        record_bytes,
+                        &distinct,
+                    );
                 }
             }
             Design::Naive => {
@@ -466,14 +491,16 @@ pub fn bill(
     let shard_hours = shard_minutes / 60.0 * month_factor;
     let gb_written = bytes_total * month_factor / GB;
     let efo_consumers = match design {
-        Design::Tally => f64::from(stack.consumers),
+        Design::Tally | Design::TallyMinuteRows => f64::from(stack.consumers),
         Design::Naive => 0.0,
     };
     if on_demand {
         let stream_hours = HOURS_PER_MONTH;
         let gb_in = records_total * kb_per_record * 1024.0 * month_factor / GB;
         let shared_readers = match design {
-            Design::Tally => stack.kinesis_mappings.iter().filter(|m| !m.efo).count() as f64,
+            Design::Tally | Design::TallyMinuteRows => {
+                stack.kinesis_mappings.iter().filter(|m| !m.efo).count() as f64
+            }
             Design::Naive => 1.0,
         };
         let [hours, data_in, data_out] =
@@ -629,7 +656,7 @@ pub fn bill(
         .max()
         .map_or(1.0, |d| f64::from(d) / 30.4);
     let lanes = match design {
-        Design::Tally => stack.kinesis_mappings.len() as f64,
+        Design::Tally | Design::TallyMinuteRows => stack.kinesis_mappings.len() as f64,
         Design::Naive => 1.0,
     };
     let [logs, metrics, alarms, gmd] = cloudwatch(
@@ -687,6 +714,7 @@ pub fn bill(
 #[allow(clippy::too_many_arguments)]
 fn lane(
     u: &mut Usage,
+    design: Design,
     f: &FunctionModel,
     m: &KinesisMapping,
     per_shard: f64,
@@ -697,6 +725,8 @@ fn lane(
 ) {
     let writes = f.env.iter().any(|e| e == "TALLY_METRICS_TABLE");
     let archives = f.env.iter().any(|e| e == "TALLY_ARCHIVE_BUCKET");
+    let critical = m.efo || (m.window_secs == 0 && !archives);
+    let (rows, wru_per_key, rru_per_key) = rows_per_key(design, critical);
     // A campaign's events land on at most `partition::BUCKETS` shards, so with more shards than that one
     // shard sees only that share of the campaigns: its batch of n events holds the keys a batch of n / f
     // events of the whole stream would hold, times f.
@@ -718,7 +748,7 @@ fn lane(
         };
         LANE_BASE_MS
             + records * epr * per_event
-            + (campaigns + pairs) * 3.0 * MS_PER_ROW
+            + (campaigns + pairs) * rows * MS_PER_ROW
             + if archives { ARCHIVE_PUT_MS } else { 0.0 }
     };
     let inv = lane_invocations(per_shard, m, duration);
@@ -731,8 +761,8 @@ fn lane(
     let total_inv = inv * shards;
     u.invoke(f, total_inv, ms);
     let n = total_inv * 60.0;
-    u.wru += n * ((campaigns + pairs) * WRU_PER_KEY + campaigns * WRU_PER_CAMPAIGN_INDEX);
-    u.rru += n * (campaigns + pairs) * RRU_PER_KEY;
+    u.wru += n * ((campaigns + pairs) * wru_per_key + campaigns * WRU_PER_CAMPAIGN_INDEX);
+    u.rru += n * (campaigns + pairs) * rru_per_key;
     if archives {
         u.s3_puts += n;
         u.archive_bytes += n * records * record_bytes * ARCHIVE_BYTES_PER_STREAM_BYTE;
@@ -852,6 +882,18 @@ mod tests {
         check_invocations(50.0, 100, 0, false, 1.0);
         check_invocations(50.0, 2000, 30, false, 1.0 / 30.0); // batching window
         check_invocations(1000.0, 2000, 30, false, 0.5); // batch fills before the window
+    }
+
+    #[test]
+    fn counter_rows_per_key() {
+        for (design, critical, expect) in [
+            (Design::Tally, true, (3.0, 7.0, 3.0)),
+            (Design::Tally, false, (3.0, 7.0, 3.0)),
+            (Design::TallyMinuteRows, true, (1.0, 1.0, 1.0)),
+            (Design::TallyMinuteRows, false, (5.0, 13.0, 5.0)),
+        ] {
+            assert_eq!(rows_per_key(design, critical), expect, "{design:?} critical {critical}");
+        }
     }
 
     #[test]

@@ -235,6 +235,7 @@ pub fn json(r: &Report) -> Value {
         "what_if_realtime_window_1s": r.what_if_window.as_ref().map(|(b, p50)| json!({
             "bill": bill_json(b), "realtime_p50_ms": p50,
         })),
+        "what_if_realtime_minute_rows_only": bill_json(&r.what_if_minute_rows),
         "recommendations": r.recommendations,
     })
 }
