@@ -18,6 +18,9 @@ pub enum Error {
     /// A record that Kinesis would reject whatever the retries; the caller built it wrong.
     #[error("record {index} cannot be written to kinesis: {rule}")]
     InvalidRecord { index: usize, rule: String },
+    /// A Kinesis invocation that Lambda would never send (the whole batch is refused).
+    #[error("malformed kinesis batch at record {index}: {rule}")]
+    MalformedBatch { index: usize, rule: String },
     /// A reader argument out of range.
     #[error("invalid metrics query: {0}")]
     InvalidQuery(String),
@@ -68,6 +71,7 @@ impl Error {
             | Error::InvalidSequenceNumber { .. }
             | Error::InvalidShardId { .. }
             | Error::InvalidRecord { .. }
+            | Error::MalformedBatch { .. }
             | Error::InvalidQuery(_)
             | Error::CorruptRow { .. } => false,
         }

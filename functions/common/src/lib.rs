@@ -1,5 +1,6 @@
 //! The AWS side shared by tally's functions.
 //!
+//! * [`batch`]: a Kinesis invocation decoded up to its first bad record, its fence and partial-batch response.
 //! * [`config`]: SDK configuration from the standard AWS sources (`AWS_ENDPOINT_URL` included) and the
 //!   functions' environment variables.
 //! * [`metrics`]: the metrics table — its layout, the exactly-once writer and the readers `query` uses.
@@ -9,6 +10,7 @@
 //! Everything that can fail returns [`Error`]; [`Error::is_retryable`] tells a function edge whether the
 //! invocation should be retried by Lambda or the input is at fault.
 
+pub mod batch;
 pub mod config;
 pub mod emf;
 mod error;

@@ -14,13 +14,21 @@
 //!
 //! # Exactly once
 //!
-//! A batch from one shard is applied as independent row updates. Each update adds the batch's counters to the
-//! row and sets the row's `hw_{shard}` to the batch fence, on the condition that the row's mark is below the
-//! fence. A row whose mark is already at or past the fence has seen this batch: it is skipped. So a retried
-//! batch completes exactly the rows a crash left out, a redelivered batch changes nothing, and a bisected retry
-//! (a prefix of the batch, hence a smaller fence) is skipped on the rows the full batch reached. This needs the
-//! records of one shard to be applied in order — `ParallelizationFactor` 1 on the mappings, and callers that
-//! apply only a *prefix* of a batch (never records after one that failed). The argument is in ARCHITECTURE.md.
+//! A batch of one shard ([`ShardBatch`]: events with the position of their record) is applied as independent
+//! row updates. Each counter row keeps, per source shard, the mark of the last record of that shard applied to
+//! it, and this invariant: *the row holds exactly the events of that shard's records up to its mark* (records
+//! the mapping discarded to the on-failure queue aside). An update compares the row's mark with the batch:
+//!
+//! * mark below the first record: the row has seen none of the batch; add the batch's counters;
+//! * mark at or past the last record: the row has seen all of it (a retry, a redelivery); skip;
+//! * mark inside the batch: an earlier delivery applied a prefix (a bisected retry, a batch cut elsewhere);
+//!   add the counters of the records after the mark only;
+//!
+//! and sets the mark to the batch's last record, conditioned on the mark (and `ver`) it decided on, so a
+//! concurrent writer forces a re-read. Rows are independent, so a crash half-way leaves some rows done and the
+//! retry completes the others. This needs each shard's records in order — `ParallelizationFactor` 1 on the
+//! mappings — and callers that apply a *prefix* of an invocation's records, never records after one that
+//! failed ([`crate::batch`]). The argument is in ARCHITECTURE.md.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -30,8 +38,9 @@ use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkErro
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
 use futures_util::stream::{self, StreamExt};
+use tally_domain::event::Event;
 use tally_domain::hll::Hll;
-use tally_domain::rollup::{Counters, Rollup};
+use tally_domain::rollup::{minute_of, Counters, Rollup};
 
 use crate::Error;
 
@@ -188,6 +197,13 @@ impl RowKey {
         })
     }
 
+    /// Whether event `e` is counted in this row (whatever the lane).
+    pub fn counts(&self, e: &Event) -> bool {
+        e.campaign_id == self.campaign_id
+            && self.ad_id.as_deref().is_none_or(|ad| ad == e.ad_id)
+            && self.res.bucket(minute_of(e.received_ms)) == self.bucket
+    }
+
     /// `expires_at` for this row, unix seconds; `None` for rows kept for ever.
     pub fn expires_at(&self) -> Option<i64> {
         let keep = i64::try_from(self.res.retention()?.as_secs()).ok()?;
@@ -304,19 +320,154 @@ impl Fence {
     }
 }
 
+/// The first and last record of a batch: the row marks below `first` have seen none of it, those at or past
+/// `last` all of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FenceRange {
+    pub first: Fence,
+    pub last: Fence,
+}
+
+/// The events of one batch of one shard, each with the position of its record: what [`MetricsTable::apply_batch`]
+/// needs to count every record exactly once per row, whatever an earlier delivery already applied.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ShardBatch {
+    /// Record positions, strictly increasing, all of one shard.
+    records: Vec<Fence>,
+    /// Each event with the index of its record.
+    events: Vec<(usize, Event)>,
+}
+
+impl ShardBatch {
+    pub fn new() -> ShardBatch {
+        ShardBatch::default()
+    }
+
+    /// Appends a record's events. The record must follow the previous one in the same shard.
+    pub fn push_record(&mut self, position: Fence, events: Vec<Event>) -> Result<(), Error> {
+        if let Some(last) = self.records.last() {
+            if last.shard_id() != position.shard_id() {
+                return Err(Error::MalformedBatch {
+                    index: self.records.len(),
+                    rule: format!(
+                        "record of shard {} in a batch of shard {}",
+                        position.shard_id(),
+                        last.shard_id()
+                    ),
+                });
+            }
+            if last.mark() >= position.mark() {
+                return Err(Error::MalformedBatch {
+                    index: self.records.len(),
+                    rule: "sequence numbers are not increasing".to_owned(),
+                });
+            }
+        }
+        let index = self.records.len();
+        self.records.push(position);
+        self.events.extend(events.into_iter().map(|e| (index, e)));
+        Ok(())
+    }
+
+    /// The first and last record; `None` for an empty batch.
+    pub fn range(&self) -> Option<FenceRange> {
+        Some(FenceRange {
+            first: self.records.first()?.clone(),
+            last: self.records.last()?.clone(),
+        })
+    }
+
+    /// Records in the batch.
+    pub fn records(&self) -> usize {
+        self.records.len()
+    }
+
+    /// The events, in record order.
+    pub fn events(&self) -> impl Iterator<Item = &Event> {
+        self.events.iter().map(|(_, e)| e)
+    }
+
+    /// Events in the batch.
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+
+    /// The same records with only the events `keep` accepts (the settled lane drops invalid traffic; the
+    /// record positions stay, so the fences are the same).
+    pub fn filter(&self, keep: impl Fn(&Event) -> bool) -> ShardBatch {
+        ShardBatch {
+            records: self.records.clone(),
+            events: self
+                .events
+                .iter()
+                .filter(|(_, e)| keep(e))
+                .cloned()
+                .collect(),
+        }
+    }
+
+    /// The whole batch aggregated.
+    pub fn rollup(&self) -> Rollup {
+        let mut rollup = Rollup::new();
+        for e in self.events() {
+            rollup.add(e);
+        }
+        rollup
+    }
+
+    /// The counters `key` gets from the records after `mark` (a stored row mark).
+    pub fn counters_after(&self, key: &RowKey, mark: &str) -> Counters {
+        let mut counters = Counters::default();
+        for (record, e) in &self.events {
+            if self.records[*record].mark() > mark && key.counts(e) {
+                counters.add(e);
+            }
+        }
+        counters
+    }
+}
+
+/// What the row's mark must be for the conditional write to go ahead.
+#[derive(Clone, Copy, Debug)]
+enum Guard<'a> {
+    /// No mark yet.
+    Absent,
+    /// No mark, or one below this (the batch's first record).
+    Below(&'a str),
+    /// Exactly the mark we read.
+    Exactly(&'a str),
+}
+
+/// Whether `s` is a stored mark: three digits of length, then that many digits.
+fn is_mark(s: &str) -> bool {
+    s.len() > 3
+        && s.bytes().all(|b| b.is_ascii_digit())
+        && s[..3].parse::<usize>().is_ok_and(|n| n == s.len() - 3)
+}
+
 /// What [`MetricsTable::apply`] did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ApplyReport {
     /// Rows this call changed.
     pub applied: usize,
-    /// Rows that had already seen this fence (a retry or a redelivery) and were left alone.
+    /// Rows that had already seen this batch (a retry or a redelivery) and were left alone.
     pub skipped: usize,
+    /// Of the applied rows, those that had seen a prefix of the batch and got only the rest.
+    pub partial: usize,
 }
 
 /// What happened to one row.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RowOutcome {
+    /// The row got the whole batch.
     Applied,
+    /// The row had seen a prefix of the batch and got the records after it.
+    AppliedRest,
+    /// The row had seen all of the batch.
     AlreadyApplied,
 }
 
@@ -364,26 +515,46 @@ impl MetricsTable {
         &self.table
     }
 
-    /// Applies `rollup` to `lane` exactly once for `fence` (see the module docs). Every row is attempted even
-    /// when some fail; the first error is returned after all finished, and a retry with the same (or a
-    /// smaller, bisected) fence completes the rest without counting anything twice.
+    /// Applies `rollup` to `lane` exactly once as the content of the single record at `fence`: a redelivery of
+    /// that record changes nothing. For the records of an invocation use [`MetricsTable::apply_batch`], which
+    /// also handles deliveries that overlap an earlier one only in part.
     pub async fn apply(
         &self,
         lane: Lane,
         fence: &Fence,
         rollup: &Rollup,
     ) -> Result<ApplyReport, Error> {
-        self.apply_rows(fence, &rows(lane, rollup)).await
+        let range = FenceRange {
+            first: fence.clone(),
+            last: fence.clone(),
+        };
+        // With first == last no mark can fall inside the range, so no per-record breakdown is needed.
+        self.apply_rows(&ShardBatch::new(), &range, &rows(lane, rollup))
+            .await
     }
 
-    /// [`MetricsTable::apply`] on rows already expanded by [`rows`].
+    /// Applies `batch` to `lane` exactly once (see the module docs). Every row is attempted even when some
+    /// fail; the first error is returned after all finished, and any later delivery of the same records — the
+    /// same batch, a bisected part of it, or a batch that overlaps it — completes the rest without counting
+    /// anything twice.
+    pub async fn apply_batch(&self, lane: Lane, batch: &ShardBatch) -> Result<ApplyReport, Error> {
+        let Some(range) = batch.range() else {
+            return Ok(ApplyReport::default());
+        };
+        let rows = rows(lane, &batch.rollup());
+        self.apply_rows(batch, &range, &rows).await
+    }
+
+    /// [`MetricsTable::apply_batch`] on some of the rows [`rows`] expands the batch into (a test can stop
+    /// half-way).
     pub async fn apply_rows(
         &self,
-        fence: &Fence,
+        batch: &ShardBatch,
+        range: &FenceRange,
         rows: &[RowUpdate],
     ) -> Result<ApplyReport, Error> {
         let outcomes: Vec<Result<RowOutcome, Error>> = stream::iter(rows)
-            .map(|row| self.apply_row(fence, row))
+            .map(|row| self.apply_row(batch, range, row))
             .buffer_unordered(self.concurrency)
             .collect()
             .await;
@@ -392,6 +563,10 @@ impl MetricsTable {
         for outcome in outcomes {
             match outcome {
                 Ok(RowOutcome::Applied) => report.applied += 1,
+                Ok(RowOutcome::AppliedRest) => {
+                    report.applied += 1;
+                    report.partial += 1;
+                }
                 Ok(RowOutcome::AlreadyApplied) => report.skipped += 1,
                 Err(error) => {
                     tracing::warn!(message = "row update failed", table = %self.table, %error);
@@ -405,37 +580,78 @@ impl MetricsTable {
         }
     }
 
-    /// Applies one row update under the fence.
+    /// Applies one row of `batch` under its fence range.
     ///
-    /// Without a sketch to merge this is one conditional `UpdateItem` (`ADD` the counters, `SET` the mark,
-    /// condition: mark below the fence). With a sketch it is a consistent read, a merge, and the same update
-    /// also conditioned on the row's `ver` being the one read (another shard may have written in between);
-    /// a lost race re-reads, at most [`MAX_CONFLICTS`] times.
-    pub async fn apply_row(&self, fence: &Fence, row: &RowUpdate) -> Result<RowOutcome, Error> {
+    /// The common case, a row that has seen none of the batch (its mark is below the batch's first record)
+    /// and has no sketch to merge, is one conditional `UpdateItem`. Otherwise: a consistent read of the mark,
+    /// `ver` and sketch; nothing to do when the mark is at or past the batch's last record; the counters of
+    /// the records after the mark when it falls inside the batch (an earlier delivery applied a prefix); and an
+    /// update conditioned on the `ver` and mark read, so that a concurrent writer (another shard, or a
+    /// duplicate invocation) makes us re-read, at most [`MAX_CONFLICTS`] times.
+    pub async fn apply_row(
+        &self,
+        batch: &ShardBatch,
+        range: &FenceRange,
+        row: &RowUpdate,
+    ) -> Result<RowOutcome, Error> {
         let pk = row.key.pk();
         let sk = row.key.sk();
+        let hw = range.last.attribute();
         if row.counters.users.is_empty() {
-            return match self.update(fence, row, &pk, &sk, None).await? {
-                true => Ok(RowOutcome::Applied),
-                false => Ok(RowOutcome::AlreadyApplied),
-            };
-        }
-        for attempt in 0..MAX_CONFLICTS {
-            let current = self.read_for_update(fence, &pk, &sk).await?;
-            if current
-                .mark
-                .as_deref()
-                .is_some_and(|mark| mark >= fence.mark())
-            {
-                return Ok(RowOutcome::AlreadyApplied);
-            }
-            let mut users = current.users;
-            users.merge(&row.counters.users);
+            let guard = Guard::Below(range.first.mark());
             if self
-                .update(fence, row, &pk, &sk, Some((current.version, &users)))
+                .update(
+                    &hw,
+                    range.last.mark(),
+                    &row.key,
+                    &row.counters,
+                    None,
+                    guard,
+                    &pk,
+                    &sk,
+                )
                 .await?
             {
                 return Ok(RowOutcome::Applied);
+            }
+        }
+        for attempt in 0..MAX_CONFLICTS {
+            let current = self.read_for_update(&hw, &pk, &sk).await?;
+            let seen = current.mark.as_deref();
+            if seen.is_some_and(|mark| mark >= range.last.mark()) {
+                return Ok(RowOutcome::AlreadyApplied);
+            }
+            let (delta, outcome) = match seen {
+                Some(mark) if mark >= range.first.mark() => (
+                    batch.counters_after(&row.key, mark),
+                    RowOutcome::AppliedRest,
+                ),
+                _ => (row.counters.clone(), RowOutcome::Applied),
+            };
+            if delta.events() == 0 {
+                return Ok(RowOutcome::AlreadyApplied);
+            }
+            let mut users = current.users;
+            users.merge(&delta.users);
+            let guard = match seen {
+                Some(mark) => Guard::Exactly(mark),
+                None => Guard::Absent,
+            };
+            let sketch = Some((current.version, &users));
+            if self
+                .update(
+                    &hw,
+                    range.last.mark(),
+                    &row.key,
+                    &delta,
+                    sketch,
+                    guard,
+                    &pk,
+                    &sk,
+                )
+                .await?
+            {
+                return Ok(outcome);
             }
             tracing::debug!(
                 message = "row changed under us, re-reading",
@@ -454,17 +670,20 @@ impl MetricsTable {
         })
     }
 
-    /// The conditional write. `sketch` is `Some((version read, merged sketch))` for a read-modify-write.
-    /// `Ok(false)` when the condition failed.
+    /// The conditional write: `ADD` the counters and `ver`, `SET` the mark (and the merged sketch). `sketch` is
+    /// `Some((ver read, merged sketch))` for a read-modify-write. `Ok(false)` when the condition failed.
+    #[allow(clippy::too_many_arguments)]
     async fn update(
         &self,
-        fence: &Fence,
-        row: &RowUpdate,
+        hw: &str,
+        mark: &str,
+        key: &RowKey,
+        c: &Counters,
+        sketch: Option<(Option<u64>, &Hll)>,
+        guard: Guard<'_>,
         pk: &str,
         sk: &str,
-        sketch: Option<(Option<u64>, &Hll)>,
     ) -> Result<bool, Error> {
-        let c = &row.counters;
         let values = [
             c.impressions,
             c.viewable,
@@ -481,9 +700,9 @@ impl MetricsTable {
             .key("pk", AttributeValue::S(pk.to_owned()))
             .key("sk", AttributeValue::S(sk.to_owned()))
             .expression_attribute_names("#ver", "ver")
-            .expression_attribute_names("#hw", fence.attribute())
+            .expression_attribute_names("#hw", hw)
             .expression_attribute_values(":one", number(1))
-            .expression_attribute_values(":mark", AttributeValue::S(fence.mark().to_owned()));
+            .expression_attribute_values(":mark", AttributeValue::S(mark.to_owned()));
         for (name, value) in COUNTER_ATTRS.iter().zip(values) {
             if value > 0 {
                 adds.push(format!("{name} :{name}"));
@@ -491,12 +710,24 @@ impl MetricsTable {
             }
         }
         let mut sets = vec!["#hw = :mark".to_owned()];
-        if let Some(expires_at) = row.key.expires_at() {
+        if let Some(expires_at) = key.expires_at() {
             sets.push("expires_at = :exp".to_owned());
             request = request
                 .expression_attribute_values(":exp", AttributeValue::N(expires_at.to_string()));
         }
-        let mut condition = "(attribute_not_exists(#hw) OR #hw < :mark)".to_owned();
+        let mut condition = match guard {
+            Guard::Absent => "attribute_not_exists(#hw)".to_owned(),
+            Guard::Below(first) => {
+                request = request
+                    .expression_attribute_values(":guard", AttributeValue::S(first.to_owned()));
+                "(attribute_not_exists(#hw) OR #hw < :guard)".to_owned()
+            }
+            Guard::Exactly(seen) => {
+                request = request
+                    .expression_attribute_values(":guard", AttributeValue::S(seen.to_owned()));
+                "#hw = :guard".to_owned()
+            }
+        };
         if let Some((version, users)) = sketch {
             sets.push("#users = :users".to_owned());
             request = request
@@ -532,7 +763,7 @@ impl MetricsTable {
         }
     }
 
-    async fn read_for_update(&self, fence: &Fence, pk: &str, sk: &str) -> Result<Current, Error> {
+    async fn read_for_update(&self, hw: &str, pk: &str, sk: &str) -> Result<Current, Error> {
         let output = self
             .client
             .get_item()
@@ -543,7 +774,7 @@ impl MetricsTable {
             .projection_expression("#ver, #users, #hw")
             .expression_attribute_names("#ver", "ver")
             .expression_attribute_names("#users", "users")
-            .expression_attribute_names("#hw", fence.attribute())
+            .expression_attribute_names("#hw", hw)
             .send()
             .await
             .map_err(|err| self.dynamo_error("GetItem", err))?;
@@ -561,10 +792,10 @@ impl MetricsTable {
                 Some(parse_number(value).map_err(|rule| corrupt(format!("ver: {rule}")))?)
             }
         };
-        let mark = match item.get(&fence.attribute()) {
+        let mark = match item.get(hw) {
             None => None,
-            Some(AttributeValue::S(mark)) => Some(mark.clone()),
-            Some(_) => return Err(corrupt(format!("{}: not a string", fence.attribute()))),
+            Some(AttributeValue::S(mark)) if is_mark(mark) => Some(mark.clone()),
+            Some(_) => return Err(corrupt(format!("{hw}: not a sequence mark"))),
         };
         let users = parse_users(item.get("users")).map_err(corrupt)?;
         Ok(Current {

@@ -14,6 +14,14 @@
 //! It speaks only what the AWS SDK sends to the JSON protocols (DynamoDB, Kinesis): requests with a
 //! `Content-Length`. Nothing here leaves 127.0.0.1.
 
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_dynamodb::config::Credentials;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -250,4 +258,49 @@ fn forward(upstream: SocketAddr, head: &str, body: &[u8]) -> Option<Vec<u8>> {
     let mut bytes = rewritten.into_bytes();
     bytes.extend_from_slice(resp_body);
     Some(bytes)
+}
+
+/// SDK configuration for `endpoint` (moto or a [`Proxy`]) and nothing else: test credentials, us-east-1, and
+/// two quick attempts per call so that injected faults surface fast.
+pub async fn sdk_config(endpoint: &str) -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("test", "test", None, None, "test"))
+        .retry_config(
+            RetryConfig::standard()
+                .with_max_attempts(2)
+                .with_initial_backoff(Duration::from_millis(5)),
+        )
+        .load()
+        .await
+}
+
+/// Creates a metrics table as the template declares it: on-demand, `pk` (S) and `sk` (S).
+pub async fn create_metrics_table(client: &aws_sdk_dynamodb::Client, name: &str) {
+    let key = |name: &str, kind| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(kind)
+            .build()
+            .expect("key schema")
+    };
+    let attr = |name: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .expect("attribute definition")
+    };
+    client
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .key_schema(key("pk", KeyType::Hash))
+        .key_schema(key("sk", KeyType::Range))
+        .attribute_definitions(attr("pk"))
+        .attribute_definitions(attr("sk"))
+        .send()
+        .await
+        .expect("create the metrics table");
 }

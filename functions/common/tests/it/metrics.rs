@@ -1,10 +1,7 @@
 use std::collections::BTreeMap;
 
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
-    ScalarAttributeType,
-};
-use tally_aws::metrics::{rows, Fence, Lane, MetricsTable, Resolution, RowOutcome};
+use aws_sdk_dynamodb::types::AttributeValue;
+use tally_aws::metrics::{rows, Fence, Lane, MetricsTable, Resolution, RowOutcome, ShardBatch};
 use tally_aws::Error;
 use tally_domain::event::{DeviceClass, Event, EventKind};
 use tally_domain::rollup::{Counters, Rollup};
@@ -23,35 +20,9 @@ async fn table(moto: &Moto) -> MetricsTable {
 
 /// Creates the table through `endpoint` and returns a writer that talks through it.
 async fn table_at(endpoint: &str) -> MetricsTable {
-    let config = sdk_at(endpoint).await;
-    let client = aws_sdk_dynamodb::Client::new(&config);
-    let name = "metrics";
-    let key = |name: &str, kind| {
-        KeySchemaElement::builder()
-            .attribute_name(name)
-            .key_type(kind)
-            .build()
-            .expect("key")
-    };
-    let attr = |name: &str| {
-        AttributeDefinition::builder()
-            .attribute_name(name)
-            .attribute_type(ScalarAttributeType::S)
-            .build()
-            .expect("attr")
-    };
-    client
-        .create_table()
-        .table_name(name)
-        .billing_mode(BillingMode::PayPerRequest)
-        .key_schema(key("pk", KeyType::Hash))
-        .key_schema(key("sk", KeyType::Range))
-        .attribute_definitions(attr("pk"))
-        .attribute_definitions(attr("sk"))
-        .send()
-        .await
-        .expect("create table");
-    MetricsTable::new(client, name).with_concurrency(4)
+    let client = aws_sdk_dynamodb::Client::new(&sdk_at(endpoint).await);
+    tally_aws_testing::create_metrics_table(&client, "metrics").await;
+    MetricsTable::new(client, "metrics").with_concurrency(4)
 }
 
 /// Event `i` of a deterministic mix: 3 campaigns, 4 ads, 90 minutes (crossing an hour), 50 users, every kind.
@@ -68,7 +39,7 @@ fn event(i: u64) -> Event {
         campaign_id: format!("camp-{}", i % 3),
         ad_id: format!("ad-{}", i % 4),
         placement_id: None,
-        user_id: (i % 5 != 0).then(|| format!("user-{}", i % 50)),
+        user_id: (!i.is_multiple_of(5)).then(|| format!("user-{}", i % 50)),
         client_ts_ms: None,
         received_ms: (T0 + (i as i64 * 7) % 90) * 60_000 + 123,
         cost_micros: if kind == EventKind::Impression {
@@ -87,16 +58,25 @@ fn event(i: u64) -> Event {
     }
 }
 
-fn rollup(range: std::ops::Range<u64>) -> Rollup {
-    let mut r = Rollup::new();
-    for i in range {
-        r.add(&event(i));
+/// Records `seqs` of `shard`, record `k` holding event `k` (and event `k + 1000` when `k` is even, so that
+/// records hold one or two events).
+fn batch(shard: &str, seqs: std::ops::Range<u64>) -> ShardBatch {
+    let mut b = ShardBatch::new();
+    for k in seqs {
+        let events = if k % 2 == 0 {
+            vec![event(k), event(k + 1000)]
+        } else {
+            vec![event(k)]
+        };
+        b.push_record(Fence::new(shard, &k.to_string()).expect("fence"), events)
+            .expect("record");
     }
-    r
+    b
 }
 
-fn fence(shard: &str, seq: u64) -> Fence {
-    Fence::new(shard, &seq.to_string()).expect("fence")
+/// The events of `seqs` as [`batch`] lays them out, aggregated.
+fn rollup_of(seqs: std::ops::Range<u64>) -> Rollup {
+    batch("s", seqs).rollup()
 }
 
 /// Everything in the table for `lane`, per row key, as the readers see it.
@@ -140,87 +120,113 @@ fn assert_exact(got: &BTreeMap<String, Counters>, want: &BTreeMap<String, Counte
 async fn applying_twice_counts_once() {
     let moto = Moto::start();
     let table = table(&moto).await;
-    let batch = rollup(0..300);
-    let n = rows(Lane::Realtime, &batch).len();
-    let first = table
-        .apply(Lane::Realtime, &fence("shardId-000000000000", 300), &batch)
-        .await
-        .expect("apply");
+    let b = batch("shardId-000000000000", 1..301);
+    let n = rows(Lane::Realtime, &b.rollup()).len();
+    let first = table.apply_batch(Lane::Realtime, &b).await.expect("apply");
     assert_eq!((first.applied, first.skipped), (n, 0));
-    let again = table
-        .apply(Lane::Realtime, &fence("shardId-000000000000", 300), &batch)
-        .await
-        .expect("again");
+    let again = table.apply_batch(Lane::Realtime, &b).await.expect("again");
     assert_eq!((again.applied, again.skipped), (0, n));
     assert_exact(
         &snapshot(&table, Lane::Realtime).await,
-        &expected(Lane::Realtime, &batch),
+        &expected(Lane::Realtime, &b.rollup()),
     );
     // The other lane is untouched.
     assert!(snapshot(&table, Lane::Settled).await.is_empty());
+    // The single-record form: a rollup as the content of the record at one position.
+    let f = Fence::new("shardId-000000000009", "77").expect("fence");
+    let once = table
+        .apply(Lane::Settled, &f, &b.rollup())
+        .await
+        .expect("apply");
+    assert_eq!(once.applied, n);
+    let twice = table
+        .apply(Lane::Settled, &f, &b.rollup())
+        .await
+        .expect("again");
+    let older = Fence::new("shardId-000000000009", "76").expect("fence");
+    let stale = table
+        .apply(Lane::Settled, &older, &b.rollup())
+        .await
+        .expect("older");
+    assert_eq!((twice.applied, stale.applied), (0, 0));
+    assert_exact(
+        &snapshot(&table, Lane::Settled).await,
+        &expected(Lane::Settled, &b.rollup()),
+    );
 }
 
 #[tokio::test]
 async fn a_crash_half_way_is_completed_by_the_retry() {
     let moto = Moto::start();
     let table = table(&moto).await;
-    let batch = rollup(0..200);
-    let all = rows(Lane::Realtime, &batch);
-    let f = fence("shardId-000000000001", 200);
+    let b = batch("shardId-000000000001", 1..201);
+    let range = b.range().expect("range");
+    let all = rows(Lane::Realtime, &b.rollup());
     // The first invocation dies after a third of the rows.
     let crashed = table
-        .apply_rows(&f, &all[..all.len() / 3])
+        .apply_rows(&b, &range, &all[..all.len() / 3])
         .await
         .expect("partial");
     assert_eq!(crashed.applied, all.len() / 3);
-    let retry = table
-        .apply(Lane::Realtime, &f, &batch)
-        .await
-        .expect("retry");
+    let retry = table.apply_batch(Lane::Realtime, &b).await.expect("retry");
     assert_eq!(
         (retry.applied, retry.skipped),
         (all.len() - all.len() / 3, all.len() / 3)
     );
     assert_exact(
         &snapshot(&table, Lane::Realtime).await,
-        &expected(Lane::Realtime, &batch),
+        &expected(Lane::Realtime, &b.rollup()),
     );
 }
 
 #[tokio::test]
-async fn bisected_retries_after_a_partial_apply_are_exact() {
+async fn bisected_and_overlapping_redeliveries_are_exact() {
     let moto = Moto::start();
     let table = table(&moto).await;
-    // Records 1..=120 of one shard; event i is record i's content.
-    let full = rollup(1..121);
-    let all = rows(Lane::Settled, &full);
     let shard = "shardId-000000000002";
+    let full = batch(shard, 1..121);
+    let all = rows(Lane::Settled, &full.rollup());
     // The full batch reached every other row, then the function failed.
     let reached: Vec<_> = all.iter().step_by(2).cloned().collect();
     table
-        .apply_rows(&fence(shard, 120), &reached)
+        .apply_rows(&full, &full.range().expect("range"), &reached)
         .await
         .expect("partial");
-    // Lambda bisects: first half (records 1..=60), then second half (61..=120), then a quarter again.
+    // Lambda bisects: first half, then second half.
     table
-        .apply(Lane::Settled, &fence(shard, 60), &rollup(1..61))
+        .apply_batch(Lane::Settled, &batch(shard, 1..61))
         .await
         .expect("first half");
     table
-        .apply(Lane::Settled, &fence(shard, 120), &rollup(61..121))
+        .apply_batch(Lane::Settled, &batch(shard, 61..121))
         .await
         .expect("second half");
-    let stale = table
-        .apply(Lane::Settled, &fence(shard, 30), &rollup(1..31))
-        .await
-        .expect("stale");
-    assert_eq!(
-        stale.applied, 0,
-        "a batch older than every mark changes nothing"
-    );
     assert_exact(
         &snapshot(&table, Lane::Settled).await,
-        &expected(Lane::Settled, &full),
+        &expected(Lane::Settled, &full.rollup()),
+    );
+    // At-least-once delivery: older batches, the full batch again, and a batch cut elsewhere, all change
+    // nothing — rows whose mark stopped inside a batch (touched only by its first half) included.
+    for (from, to) in [(1, 31), (1, 121), (40, 100), (90, 121)] {
+        let again = table
+            .apply_batch(Lane::Settled, &batch(shard, from..to))
+            .await
+            .expect("redelivery");
+        assert_eq!(again.applied, 0, "records {from}..{to}");
+    }
+    assert_exact(
+        &snapshot(&table, Lane::Settled).await,
+        &expected(Lane::Settled, &full.rollup()),
+    );
+    // The next batch overlaps the end of what was applied: only its new records count.
+    let next = table
+        .apply_batch(Lane::Settled, &batch(shard, 100..161))
+        .await
+        .expect("overlap");
+    assert!(next.partial > 0, "{next:?}");
+    assert_exact(
+        &snapshot(&table, Lane::Settled).await,
+        &expected(Lane::Settled, &rollup_of(1..161)),
     );
 }
 
@@ -231,47 +237,31 @@ async fn shards_writing_the_same_rows_concurrently_lose_nothing() {
     // atomic, as DynamoDB makes each single-item write, while our read-modify-writes still interleave.
     let proxy = Proxy::start(&moto.endpoint());
     let table = table_at(&proxy.endpoint()).await.with_concurrency(16);
-    let shards: Vec<(String, std::ops::Range<u64>)> = (0..4)
-        .map(|s| (format!("shardId-00000000000{s}"), s * 60..s * 60 + 60))
-        .collect();
-    // Each shard applies two batches in order; shards run concurrently and collide on the campaign rows,
-    // so the sketch read-modify-write loses races and must retry.
-    let tasks = shards.iter().map(|(shard, range)| {
+    // Shard s holds records s*60 .. s*60+60; each applies two batches in order, with a duplicate delivery
+    // of the first in between; shards run concurrently and collide on the campaign rows, so the
+    // read-modify-writes lose races and must re-read.
+    let tasks = (0..4u64).map(|s| {
         let table = table.clone();
-        let (shard, range) = (shard.clone(), range.clone());
+        let shard = format!("shardId-00000000000{s}");
         async move {
-            let mid = range.start + 30;
+            let (start, mid, end) = (s * 60 + 1, s * 60 + 31, s * 60 + 61);
             table
-                .apply(
-                    Lane::Realtime,
-                    &fence(&shard, mid),
-                    &rollup(range.start..mid),
-                )
-                .await?;
-            // A redelivery of the first batch in between changes nothing.
-            table
-                .apply(
-                    Lane::Realtime,
-                    &fence(&shard, mid),
-                    &rollup(range.start..mid),
-                )
+                .apply_batch(Lane::Realtime, &batch(&shard, start..mid))
                 .await?;
             table
-                .apply(
-                    Lane::Realtime,
-                    &fence(&shard, range.end),
-                    &rollup(mid..range.end),
-                )
+                .apply_batch(Lane::Realtime, &batch(&shard, start..mid))
+                .await?;
+            table
+                .apply_batch(Lane::Realtime, &batch(&shard, mid..end))
                 .await
         }
     });
     for result in futures_util::future::join_all(tasks).await {
         result.expect("apply");
     }
-    let total = rollup(0..240);
     assert_exact(
         &snapshot(&table, Lane::Realtime).await,
-        &expected(Lane::Realtime, &total),
+        &expected(Lane::Realtime, &rollup_of(1..241)),
     );
     assert!(
         proxy.log().iter().any(|op| op == "UpdateItem"),
@@ -284,8 +274,7 @@ async fn throttled_writes_fail_the_apply_and_the_retry_completes_it() {
     let moto = Moto::start();
     let proxy = Proxy::start(&moto.endpoint());
     let table = table_at(&proxy.endpoint()).await;
-    let batch = rollup(0..200);
-    let f = fence("shardId-000000000000", 4242);
+    let b = batch("shardId-000000000000", 4000..4200);
     // DynamoDB starts throttling after ten row writes, and keeps on past the SDK's own retries.
     proxy.fail(Faults {
         operation: "UpdateItem".into(),
@@ -293,7 +282,7 @@ async fn throttled_writes_fail_the_apply_and_the_retry_completes_it() {
         answer: Answer::dynamodb_throttled(),
     });
     let err = table
-        .apply(Lane::Realtime, &f, &batch)
+        .apply_batch(Lane::Realtime, &b)
         .await
         .expect_err("throttled");
     assert!(err.is_retryable(), "{err}");
@@ -310,54 +299,60 @@ async fn throttled_writes_fail_the_apply_and_the_retry_completes_it() {
         answer: Answer::internal_error(),
     });
     let err = table
-        .apply(Lane::Realtime, &f, &batch)
+        .apply_batch(Lane::Realtime, &b)
         .await
         .expect_err("500");
     assert!(err.is_retryable(), "{err}");
     proxy.heal();
-    let retry = table
-        .apply(Lane::Realtime, &f, &batch)
-        .await
-        .expect("retry");
+    let retry = table.apply_batch(Lane::Realtime, &b).await.expect("retry");
     assert!(retry.skipped >= 10 && retry.applied > 0, "{retry:?}");
     assert_exact(
         &snapshot(&table, Lane::Realtime).await,
-        &expected(Lane::Realtime, &batch),
+        &expected(Lane::Realtime, &b.rollup()),
     );
 }
 
 #[tokio::test]
 async fn rows_without_users_take_the_single_write_path() {
     let moto = Moto::start();
-    let table = table(&moto).await;
-    let mut batch = Rollup::new();
-    for i in 0..50 {
-        let mut e = event(i);
+    let proxy = Proxy::start(&moto.endpoint());
+    let table = table_at(&proxy.endpoint()).await;
+    let mut b = ShardBatch::new();
+    for k in 1..51 {
+        let mut e = event(k);
         e.user_id = None;
-        batch.add(&e);
+        b.push_record(
+            Fence::new("shardId-000000000000", &k.to_string()).expect("fence"),
+            vec![e],
+        )
+        .expect("record");
     }
-    let all = rows(Lane::Realtime, &batch);
-    let f = fence("shardId-000000000000", 9);
+    let range = b.range().expect("range");
+    let all = rows(Lane::Realtime, &b.rollup());
+    let before = proxy.log().len();
     for row in &all {
         assert_eq!(
-            table.apply_row(&f, row).await.expect("apply"),
+            table.apply_row(&b, &range, row).await.expect("apply"),
             RowOutcome::Applied
         );
+    }
+    assert_eq!(
+        proxy.log()[before..]
+            .iter()
+            .filter(|op| *op == "GetItem")
+            .count(),
+        0,
+        "no reads on first apply"
+    );
+    for row in &all {
         assert_eq!(
-            table.apply_row(&f, row).await.expect("again"),
-            RowOutcome::AlreadyApplied
-        );
-        assert_eq!(
-            table
-                .apply_row(&fence("shardId-000000000000", 8), row)
-                .await
-                .expect("older"),
+            table.apply_row(&b, &range, row).await.expect("again"),
             RowOutcome::AlreadyApplied
         );
     }
     assert_exact(
         &snapshot(&table, Lane::Realtime).await,
-        &expected(Lane::Realtime, &batch),
+        &expected(Lane::Realtime, &b.rollup()),
     );
 }
 
@@ -365,11 +360,9 @@ async fn rows_without_users_take_the_single_write_path() {
 async fn readers_and_the_campaign_index() {
     let moto = Moto::start();
     let table = table(&moto).await;
-    let batch = rollup(0..90);
-    table
-        .apply(Lane::Realtime, &fence("s-1", 1), &batch)
-        .await
-        .expect("apply");
+    let b = batch("s-1", 0..90);
+    let batch = b.rollup();
+    table.apply_batch(Lane::Realtime, &b).await.expect("apply");
     let want = |campaign: &str, res: Resolution| -> Vec<(i64, Counters)> {
         rows(Lane::Realtime, &batch)
             .into_iter()
@@ -480,7 +473,9 @@ async fn corrupt_rows_and_missing_tables_are_clear_errors() {
     let table = table(&moto).await;
     let config = sdk(&moto).await;
     let client = aws_sdk_dynamodb::Client::new(&config);
-    let batch = rollup(0..10);
+    let b = batch("s", 1..11);
+    let range = b.range().expect("range");
+    let batch = b.rollup();
     let row = rows(Lane::Realtime, &batch)
         .into_iter()
         .find(|r| !r.counters.users.is_empty())
@@ -496,7 +491,7 @@ async fn corrupt_rows_and_missing_tables_are_clear_errors() {
         .await
         .expect("put");
     let err = table
-        .apply_row(&fence("s", 1), &row)
+        .apply_row(&b, &range, &row)
         .await
         .expect_err("corrupt");
     assert!(matches!(err, Error::CorruptRow { .. }), "{err}");
@@ -529,7 +524,7 @@ async fn corrupt_rows_and_missing_tables_are_clear_errors() {
 
     let missing = MetricsTable::new(client, "no-such-table");
     let err = missing
-        .apply(Lane::Realtime, &fence("s", 1), &batch)
+        .apply_batch(Lane::Realtime, &b)
         .await
         .expect_err("missing table");
     assert!(err.to_string().starts_with("dynamodb "), "{err}");
