@@ -13,4 +13,5 @@ mod support;
 mod failing;
 mod lifecycle;
 mod prune;
+mod recorded;
 mod workflows;
