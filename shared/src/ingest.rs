@@ -544,9 +544,9 @@ pub fn decode_body(body: &[u8], content_type: Option<&str>) -> Result<Vec<Item>,
         return Err(BodyError::Empty);
     };
     let items = match (format, first) {
-        (Format::Lines, _) => decode_lines(body)?,
+        (Format::Lines, _) => decode_objects(body, true)?,
         (Format::Sniff, b'[') => decode_array(body)?,
-        (Format::Sniff, b'{') => decode_objects(body)?,
+        (Format::Sniff, b'{') => decode_objects(body, false)?,
         (Format::Sniff, _) => {
             return Err(BodyError::Malformed(format!(
                 "expected a JSON array, a JSON object or NDJSON, but the body starts with {}",
@@ -603,13 +603,26 @@ fn decode_array(body: &[u8]) -> Result<Vec<Item>, BodyError> {
     Ok(items)
 }
 
-/// One object, or several separated by whitespace (NDJSON is a special case). When the JSON is broken
-/// somewhere, falls back to reading line by line so one broken line costs only its own event.
-fn decode_objects(body: &[u8]) -> Result<Vec<Item>, BodyError> {
+/// One object, or several separated by whitespace (NDJSON is a special case), read with one streaming parser.
+/// When the JSON is broken somewhere, reads again line by line so one broken line costs only its own event:
+/// always for a declared NDJSON body (`lines`), and for a sniffed body when every line starts with `{`.
+fn decode_objects(body: &[u8], lines_declared: bool) -> Result<Vec<Item>, BodyError> {
     let mut out = Vec::with_capacity(capacity_for(body));
-    for element in serde_json::Deserializer::from_slice(body).into_iter::<Element>() {
-        match element {
-            Ok(Element(item)) => {
+    let mut stream = serde_json::Deserializer::from_slice(body).into_iter::<Element>();
+    loop {
+        let start = stream.byte_offset();
+        match stream.next() {
+            None => return Ok(out),
+            Some(Ok(Element(item))) => {
+                // In declared NDJSON an event is one line: an element spanning lines (for example a broken line
+                // that happens to complete the next one) means the lines must be read one by one.
+                if lines_declared
+                    && body[start..stream.byte_offset()]
+                        .trim_ascii()
+                        .contains(&b'\n')
+                {
+                    return decode_lines(body);
+                }
                 if out.len() == MAX_EVENTS_PER_BODY {
                     return Err(BodyError::TooManyEvents {
                         limit: MAX_EVENTS_PER_BODY,
@@ -617,9 +630,8 @@ fn decode_objects(body: &[u8]) -> Result<Vec<Item>, BodyError> {
                 }
                 out.push(item);
             }
-            Err(e) => {
-                let line_shaped = lines(body).all(|l| l.first() == Some(&b'{'));
-                return if line_shaped {
+            Some(Err(e)) => {
+                return if lines_declared || lines(body).all(|l| l.first() == Some(&b'{')) {
                     decode_lines(body)
                 } else {
                     Err(BodyError::Malformed(invalid_json(&e)))
@@ -627,7 +639,6 @@ fn decode_objects(body: &[u8]) -> Result<Vec<Item>, BodyError> {
             }
         }
     }
-    Ok(out)
 }
 
 fn lines(body: &[u8]) -> impl Iterator<Item = &[u8]> {

@@ -206,6 +206,18 @@ fn ndjson_and_beacons() {
         BEACON,
         "ok:a | err:event: invalid JSON: EOF while parsing a value at line 1 column 15 | ok:c",
     );
+    // Declared NDJSON is line by line even where two broken lines would make one valid object; sniffed, the
+    // same body is one multi-line object.
+    check_body(
+        "{\"campaign_id\":\"a\"}\n{\"campaign_id\":\n\"b\"}",
+        NDJSON,
+        "ok:a | err:event: invalid JSON: EOF while parsing a value at line 1 column 15 | err:event: invalid JSON: trailing characters at line 1 column 4",
+    );
+    check_body(
+        "{\"campaign_id\":\"a\"}\n{\"campaign_id\":\n\"b\"}",
+        BEACON,
+        "ok:a | ok:b",
+    );
     // A single (pretty-printed) object.
     check_body("{\n  \"campaign_id\": \"a\"\n}\n", BEACON, "ok:a");
     check_body("{\"campaign_id\":\"a\"}", Some("text/plain"), "ok:a");
