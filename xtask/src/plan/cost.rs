@@ -892,7 +892,11 @@ mod tests {
             (Design::TallyMinuteRows, true, (1.0, 1.0, 1.0)),
             (Design::TallyMinuteRows, false, (5.0, 13.0, 5.0)),
         ] {
-            assert_eq!(rows_per_key(design, critical), expect, "{design:?} critical {critical}");
+            assert_eq!(
+                rows_per_key(design, critical),
+                expect,
+                "{design:?} critical {critical}"
+            );
         }
     }
 

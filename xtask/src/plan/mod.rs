@@ -236,14 +236,19 @@ fn recommend(r: &Report) -> Vec<String> {
             simulate::RESHARDING_MINUTES
         ));
     }
+    let caveat = if r.sim.ceiling_minutes > 0 {
+        " (with the ceiling binding the provisioned figure undercounts shards; compare again after raising it)"
+    } else {
+        ""
+    };
     if pk <= ok {
         out.push(format!(
-            "keep provisioned mode with the scaler: Kinesis ${pk:.2}/month against ${ok:.2} on-demand ({:.0}% less)",
+            "keep provisioned mode with the scaler: Kinesis ${pk:.2}/month against ${ok:.2} on-demand ({:.0}% less){caveat}",
             (1.0 - pk / ok.max(1e-9)) * 100.0
         ));
     } else {
         out.push(format!(
-            "use on-demand mode (StreamCapacity::OnDemand): Kinesis ${ok:.2}/month against ${pk:.2} provisioned with the scaler"
+            "use on-demand mode (StreamCapacity::OnDemand): Kinesis ${ok:.2}/month against ${pk:.2} provisioned with the scaler{caveat}"
         ));
     }
     let wru = |b: &Bill| {

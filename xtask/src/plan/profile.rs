@@ -177,9 +177,9 @@ impl Profile {
 }
 
 fn check_event_bytes(bytes: u32) -> anyhow::Result<()> {
-    if !(16..=1_048_576).contains(&bytes) {
+    if !(16..=65_536).contains(&bytes) {
         bail!(
-            "event_bytes: {bytes} is outside 16..=1048576 (a Kinesis record holds at most 1 MiB)"
+            "event_bytes: {bytes} is outside 16..=65536 (a valid event encodes to about a kilobyte at most, docs/events.md)"
         );
     }
     Ok(())

@@ -18,6 +18,15 @@ fn usd(v: f64) -> String {
     }
 }
 
+/// USD per billion events, or `n/a` for a profile without events.
+fn per_billion(b: &Bill) -> String {
+    if b.events > 0.0 {
+        usd(b.per_billion())
+    } else {
+        "n/a".to_owned()
+    }
+}
+
 fn mode(on_demand: bool) -> &'static str {
     if on_demand {
         "on-demand"
@@ -91,9 +100,9 @@ pub fn table(r: &Report) -> String {
         s,
         "  {:<16} {:>14} {:>14} {:>14}\n",
         "per 1e9 events",
-        usd(r.tally.per_billion()),
-        usd(r.alternative.per_billion()),
-        usd(r.naive.per_billion())
+        per_billion(&r.tally),
+        per_billion(&r.alternative),
+        per_billion(&r.naive)
     );
 
     let _ = writeln!(s, "tally line items ({})", mode(r.on_demand));
@@ -485,9 +494,9 @@ td.n {{ text-align: right; font-variant-numeric: tabular-nums; }}
         mode = mode(r.on_demand),
         traffic = traffic_chart(r),
         tally_total = usd(r.tally.total()),
-        tally_pb = usd(r.tally.per_billion()),
+        tally_pb = per_billion(&r.tally),
         naive_total = usd(r.naive.total()),
-        naive_pb = usd(r.naive.per_billion()),
+        naive_pb = per_billion(&r.naive),
         costs = cost_chart(r),
         smin = r.sim.min_shards(),
         smax = r.sim.max_shards(),

@@ -299,6 +299,18 @@ fn hostile_input() {
         "event_bytes: 2 is outside",
     );
     check_fails(
+        &[
+            "plan",
+            "--stage",
+            "t",
+            "--events-per-sec",
+            "5",
+            "--event-bytes",
+            "1048576",
+        ],
+        "event_bytes: 1048576 is outside 16..=65536",
+    );
+    check_fails(
         &["plan", "--stage", "t", "--events-per-sec", "5", "--bogus"],
         "while reading `plan` flags",
     );
@@ -356,6 +368,10 @@ fn flat_rate_and_price_override() {
     let v: Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(v["profile"]["mean_events_per_sec"], 5000.0);
     assert_eq!(v["profile"]["event_bytes"], 200);
+    // No traffic: a bill with fixed costs only, and no cost per event to speak of.
+    let idle = xtask(&["plan", "--stage", "plan-test", "--events-per-sec", "0"]);
+    assert!(idle.status.success(), "{}", stderr(&idle));
+    assert!(stdout(&idle).contains("n/a"), "{}", stdout(&idle));
     // Doubling every Kinesis price doubles the Kinesis bill.
     let dir = scratch("prices");
     let shipped =
