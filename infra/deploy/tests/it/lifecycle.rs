@@ -469,3 +469,48 @@ async fn a_stage_from_first_deploy_to_destroy() {
         .expect("destroy again");
     assert_eq!(again, DestroyOutcome::NothingToDelete);
 }
+
+/// A template over CloudFormation's 51,200-byte inline limit goes through the assets bucket (`TemplateURL`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_template_is_passed_by_url() {
+    let env = Env::start("large").await;
+    let stage = Stage::new("large");
+    let mut req = support::request(&stage, Vec::new());
+    req.template = serde_json::json!({
+        "Parameters": {"AssetsBucket": {"Type": "String"}},
+        "Metadata": {"Padding": "x".repeat(60_000)},
+        "Resources": {"Queue": {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": "tally-large-q"}}}
+    })
+    .to_string();
+    let outcome = tally_deploy::deploy(&env.clients, &req)
+        .await
+        .expect("deploy by url");
+    assert!(
+        matches!(outcome, DeployOutcome::Deployed { .. }),
+        "{outcome:?}"
+    );
+    let templates = env
+        .clients
+        .s3
+        .list_objects_v2()
+        .bucket("tally-assets-123456789012-us-east-1")
+        .prefix("templates/")
+        .send()
+        .await
+        .expect("list");
+    assert_eq!(templates.contents().len(), 1, "the template was uploaded");
+    env.clients
+        .sqs
+        .get_queue_url()
+        .queue_name("tally-large-q")
+        .send()
+        .await
+        .expect("the queue exists");
+    let again = tally_deploy::deploy(&env.clients, &req)
+        .await
+        .expect("no-op");
+    assert!(
+        matches!(again, DeployOutcome::NoChanges { .. }),
+        "{again:?}"
+    );
+}
