@@ -315,14 +315,25 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<Cmd> {
         }
         "previews" => Cmd::Previews(parse_previews(&mut parser)?),
         "dev" => {
-            let mut cmd = Dev { stage: None, demo: false, endpoints_file: None, port: None, release: false };
+            let mut cmd = Dev {
+                stage: None,
+                demo: false,
+                endpoints_file: None,
+                port: None,
+                release: false,
+            };
             while let Some(arg) = parser.next()? {
                 match arg {
                     Long("stage") => cmd.stage = Some(parser.value()?.string()?),
                     Long("demo") => cmd.demo = true,
                     Long("endpoints-file") => cmd.endpoints_file = Some(parser.value()?.into()),
                     Long("port") => {
-                        cmd.port = Some(parser.value()?.parse().context("--port takes a port number below 65535")?)
+                        cmd.port = Some(
+                            parser
+                                .value()?
+                                .parse()
+                                .context("--port takes a port number below 65535")?,
+                        )
                     }
                     Long("release") => cmd.release = true,
                     other => return Err(other.unexpected()).context("while reading `dev` flags"),
@@ -334,4 +345,72 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<Cmd> {
         other => bail!("unknown command `{other}`"),
     };
     Ok(cmd)
+}
+
+#[cfg(test)]
+mod stack_command_tests {
+    use super::*;
+
+    /// Parses `args` and compares the command's `Debug` form (or the error) with `expect`.
+    fn check(args: &str, expect: &str) {
+        let got = match parse(args.split_whitespace().map(OsString::from)) {
+            Ok(cmd) => format!("{cmd:?}"),
+            Err(error) => format!("error: {error:#}"),
+        };
+        assert!(got.contains(expect), "`{args}`: {got}");
+    }
+
+    #[test]
+    fn deploy_diff_destroy_previews() {
+        check(
+            "deploy",
+            r#"Deploy(Deploy { stage: None, yes: false, no_build: false })"#,
+        );
+        check(
+            "deploy --stage pr-7 --yes --no-build",
+            r#"Deploy(Deploy { stage: Some("pr-7"), yes: true, no_build: true })"#,
+        );
+        check("deploy -y", "yes: true");
+        check(
+            "diff --stage x --no-build",
+            r#"Diff(Diff { stage: Some("x"), no_build: true })"#,
+        );
+        check(
+            "destroy --stage x --yes",
+            r#"Destroy(Destroy { stage: Some("x"), yes: true })"#,
+        );
+        check("previews", "Previews(Previews { action: List })");
+        check("previews list", "Previews(Previews { action: List })");
+        check(
+            "previews prune --older-than 36h --keep-branches --protect staging --protect demo --yes",
+            r#"Prune { older_than: "36h", keep_branches: true, yes: true, protect: ["staging", "demo"] }"#,
+        );
+        check(
+            "previews prune",
+            r#"Prune { older_than: "7d", keep_branches: false, yes: false, protect: [] }"#,
+        );
+    }
+
+    #[test]
+    fn bad_stack_flags_are_named() {
+        check(
+            "deploy --bogus",
+            "error: while reading `deploy` flags: invalid option '--bogus'",
+        );
+        check(
+            "diff --yes",
+            "error: while reading `diff` flags: invalid option '--yes'",
+        );
+        check(
+            "destroy --no-build",
+            "error: while reading `destroy` flags: invalid option '--no-build'",
+        );
+        check("deploy --stage", "missing argument for option '--stage'");
+        check(
+            "previews list --yes",
+            "error: while reading `previews` flags",
+        );
+        check("previews nuke", "expected `list` or `prune`");
+        check("previews prune --older-than", "missing argument");
+    }
 }
