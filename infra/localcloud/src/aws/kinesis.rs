@@ -301,13 +301,6 @@ fn invalid(message: impl Into<String>) -> AwsError {
     AwsError::client("InvalidArgumentException", message)
 }
 
-fn storage(stream: &Stream, error: std::io::Error) -> AwsError {
-    match &stream.log {
-        Some(log) => AwsError::storage(log.path(), error),
-        None => AwsError::internal(error.to_string()),
-    }
-}
-
 impl Kinesis {
     pub(crate) fn new(region: &str, dir: Option<PathBuf>) -> Kinesis {
         Kinesis {
@@ -1110,18 +1103,11 @@ impl Stream {
     }
 
     fn write_entry(&self, entry: &Entry) -> Result<Option<u64>, AwsError> {
-        let Some(log) = &self.log else {
-            return Ok(None);
-        };
-        let bytes = serde_json::to_vec(entry).map_err(|e| AwsError::internal(e.to_string()))?;
-        log.write(&bytes).map(Some).map_err(|e| storage(self, e))
+        super::log_write(self.log.as_ref(), entry)
     }
 
     fn sync(&self, ticket: Option<u64>) -> Result<(), AwsError> {
-        match (&self.log, ticket) {
-            (Some(log), Some(ticket)) => log.sync(ticket).map_err(|e| storage(self, e)),
-            _ => Ok(()),
-        }
+        super::log_sync(self.log.as_ref(), ticket)
     }
 
     /// Puts records (in order), each either written (shard id, sequence number) or refused by its shard's

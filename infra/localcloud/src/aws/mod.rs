@@ -96,6 +96,8 @@ pub struct AwsError {
     pub status: u16,
     pub code: String,
     pub message: String,
+    /// Members AWS adds to some errors (`CancellationReasons`, `Item`), merged into the JSON body.
+    pub extra: Option<Value>,
 }
 
 impl AwsError {
@@ -105,6 +107,7 @@ impl AwsError {
             status: 400,
             code: code.to_owned(),
             message: message.into(),
+            extra: None,
         }
     }
 
@@ -127,6 +130,7 @@ impl AwsError {
             status: 500,
             code: "InternalFailure".to_owned(),
             message: format!("local cloud storage failed at {}: {error}", path.display()),
+            extra: None,
         }
     }
 
@@ -135,7 +139,34 @@ impl AwsError {
             status: 500,
             code: "InternalFailure".to_owned(),
             message: message.into(),
+            extra: None,
         }
+    }
+}
+
+/// Writes one entry to a service's log, if it has one (called under the service's lock, so entries keep the
+/// order of the changes); returns the ticket to [`log_sync`] on after releasing the lock.
+pub(crate) fn log_write(
+    log: Option<&crate::store::Log>,
+    entry: &impl serde::Serialize,
+) -> Result<Option<u64>, AwsError> {
+    let Some(log) = log else { return Ok(None) };
+    let bytes = serde_json::to_vec(entry).map_err(|e| AwsError::internal(e.to_string()))?;
+    log.write(&bytes)
+        .map(Some)
+        .map_err(|e| AwsError::storage(log.path(), e))
+}
+
+/// Waits until the entry with `ticket` is durable (see [`crate::store::Log::sync`]).
+pub(crate) fn log_sync(
+    log: Option<&crate::store::Log>,
+    ticket: Option<u64>,
+) -> Result<(), AwsError> {
+    match (log, ticket) {
+        (Some(log), Some(ticket)) => log
+            .sync(ticket)
+            .map_err(|e| AwsError::storage(log.path(), e)),
+        _ => Ok(()),
     }
 }
 
@@ -206,7 +237,10 @@ pub async fn handle(aws: &Arc<LocalAws>, request: Request<Bytes>) -> Response<Fu
         "DynamoDB_20120810" => {
             ("application/x-amz-json-1.0", json_call(aws, request.body(), operation, dynamodb::call).await)
         }
-        "AmazonSQS" => ("application/x-amz-json-1.0", sqs::call(aws, request.body(), operation).await),
+        "AmazonSQS" => {
+            let host = request.headers().get(hyper::header::HOST).and_then(|h| h.to_str().ok());
+            ("application/x-amz-json-1.0", sqs::call(aws, request.body(), operation, host).await)
+        }
         _ => (
             "application/x-amz-json-1.1",
             Err(AwsError::client(
@@ -218,6 +252,10 @@ pub async fn handle(aws: &Arc<LocalAws>, request: Request<Bytes>) -> Response<Fu
     match result {
         Ok(value) => json_response(content_type, &value),
         Err(error) if service == "AmazonSQS" => sqs::error_response(&error),
+        Err(mut error) if service == "DynamoDB_20120810" => {
+            error.code = format!("com.amazonaws.dynamodb.v20120810#{}", error.code);
+            json_error(content_type, &error)
+        }
         Err(error) => json_error(content_type, &error),
     }
 }
@@ -266,12 +304,14 @@ pub(crate) fn json_response(content_type: &str, value: &Value) -> Response<Full<
 }
 
 pub(crate) fn json_error(content_type: &str, error: &AwsError) -> Response<Full<Bytes>> {
-    let mut response = json_response(
-        content_type,
-        &json!({"__type": error.code, "message": error.message}),
-    );
+    let mut body = json!({"__type": error.code, "message": error.message});
+    if let (Some(Value::Object(extra)), Some(body)) = (&error.extra, body.as_object_mut()) {
+        body.extend(extra.clone());
+    }
+    let mut response = json_response(content_type, &body);
     *response.status_mut() = StatusCode::from_u16(error.status).unwrap_or(StatusCode::BAD_REQUEST);
-    if let Ok(value) = HeaderValue::from_str(&error.code) {
+    let short_code = error.code.rsplit('#').next().unwrap_or(&error.code);
+    if let Ok(value) = HeaderValue::from_str(short_code) {
         response.headers_mut().insert("x-amzn-errortype", value);
     }
     response

@@ -1,1 +1,11 @@
-//! Conformance: the same client-level tests against the local endpoint and `moto_server`.
+//! Conformance: the same client-level tests, through the Rust SDK clients the functions use, against the local
+//! endpoint and against `moto_server`. Each behaviour is one async body run against both targets
+//! ([`harness::agree`]); the two observations must be equal. Where moto is known to differ from AWS
+//! (`MOTO.md`), the body says so and checks AWS's documented behaviour on the local endpoint only.
+
+mod dynamodb;
+mod harness;
+mod kinesis;
+mod persistence;
+mod s3;
+mod sqs;
