@@ -536,3 +536,21 @@ fn data_is_retained_only_when_asked() {
         ]
     );
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Any branch name gives a stack that synthesizes, with every physical name within its limits.
+    #[test]
+    fn any_branch_synthesizes(branch in proptest::prelude::any::<String>()) {
+        let t = template(&branch);
+        for (id, resource) in resources(&t) {
+            let p = &resource["Properties"];
+            for (key, max) in [("FunctionName", 64), ("RoleName", 64), ("QueueName", 80), ("TableName", 255), ("Name", 512)] {
+                if let Some(name) = p[key].as_str() {
+                    proptest::prop_assert!(name.len() <= max, "{} {} = {:?}", id, key, name);
+                }
+            }
+        }
+    }
+}
