@@ -2,7 +2,7 @@
 
 use tally_domain::event::RawEvent;
 use tally_domain::ingest::{
-    decode_body, decode_pixel, BodyError, MAX_BODY_BYTES, MAX_EVENTS_PER_BODY,
+    decode_body, decode_pixel, BodyError, MAX_BODY_BYTES, MAX_EVENTS_PER_BODY, PIXEL_KEYS,
 };
 
 /// Decodes a pixel query and renders the outcome compactly: `kind=… campaign_id=…` for the fields set, or the
@@ -362,4 +362,12 @@ fn limits() {
             limit: MAX_EVENTS_PER_BODY
         })
     );
+}
+
+#[test]
+fn documented_pixel_keys_are_the_decoded_ones() {
+    for (key, field) in PIXEL_KEYS {
+        check_pixel(&format!("{key}=7"), &format!("{field}=7"));
+    }
+    assert_eq!(PIXEL_KEYS.len(), 11);
 }
