@@ -69,7 +69,10 @@ impl Moto {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("moto_server did not answer on {} within {limit:?}", self.addr);
+        panic!(
+            "moto_server did not answer on {} within {limit:?}",
+            self.addr
+        );
     }
 }
 
@@ -109,6 +112,10 @@ mod tests {
         let addr = moto.addr;
         moto.reset();
         drop(moto);
-        assert_eq!(http_status(addr, "GET", "/moto-api/"), None, "server still answering after drop");
+        assert_eq!(
+            http_status(addr, "GET", "/moto-api/"),
+            None,
+            "server still answering after drop"
+        );
     }
 }
