@@ -405,3 +405,255 @@ pub(crate) fn short(value: &Value) -> String {
         text
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One request through [`handle`] (no socket): the status and the error code, `""` on success.
+    fn check(target: Option<&str>, method: &str, uri: &str, body: &str, expect: (u16, &str)) {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let aws = LocalAws::ephemeral();
+        let mut request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("host", "127.0.0.1:4566");
+        if let Some(target) = target {
+            request = request.header("x-amz-target", target);
+        }
+        let request = request.body(Bytes::from(body.to_owned())).expect("request");
+        let response = runtime.block_on(async {
+            // A stream and a table to aim valid-looking requests at.
+            let _ = aws.kinesis.create("s", Some(1), false);
+            let _ = aws.dynamodb.create_table(&json!({
+                "TableName": "tbl",
+                "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}],
+                "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+            }));
+            handle(&aws, request).await
+        });
+        let status = response.status().as_u16();
+        let answer = runtime
+            .block_on(BodyExt::collect(response.into_body()))
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        let text = String::from_utf8_lossy(&answer).into_owned();
+        let code = match serde_json::from_str::<Value>(&text) {
+            Ok(v) => v
+                .get("__type")
+                .and_then(Value::as_str)
+                .map(|t| t.rsplit('#').next().unwrap_or(t).to_owned())
+                .unwrap_or_default(),
+            Err(_) => text
+                .split_once("<Code>")
+                .and_then(|(_, rest)| rest.split_once("</Code>"))
+                .map(|(code, _)| code.to_owned())
+                .unwrap_or_default(),
+        };
+        assert_eq!(
+            (status, code.as_str()),
+            expect,
+            "{target:?} {method} {uri} {body}: {text}"
+        );
+    }
+
+    #[test]
+    fn hostile_and_malformed_requests_get_aws_error_shapes() {
+        let k = Some("Kinesis_20131202.PutRecord");
+        check(k, "POST", "/", "not json", (400, "SerializationException"));
+        check(k, "POST", "/", "[1,2]", (400, "SerializationException"));
+        check(k, "POST", "/", "{}", (400, "InvalidArgumentException"));
+        check(
+            k,
+            "POST",
+            "/",
+            r#"{"StreamName": 7}"#,
+            (400, "SerializationException"),
+        );
+        check(
+            k,
+            "POST",
+            "/",
+            r#"{"StreamName": "s", "PartitionKey": "k", "Data": "***"}"#,
+            (400, "SerializationException"),
+        );
+        check(
+            k,
+            "POST",
+            "/",
+            r#"{"StreamName": "s", "PartitionKey": "k"}"#,
+            (400, "ValidationException"),
+        );
+        check(
+            k,
+            "POST",
+            "/",
+            r#"{"StreamName": "s", "PartitionKey": "k", "Data": "eA==", "ExplicitHashKey": "-1"}"#,
+            (400, "InvalidArgumentException"),
+        );
+        check(
+            k,
+            "POST",
+            "/",
+            r#"{"StreamName": "s", "PartitionKey": "k", "Data": "eA=="}"#,
+            (200, ""),
+        );
+        check(
+            Some("Kinesis_20131202.MergeShards"),
+            "POST",
+            "/",
+            "{}",
+            (400, "UnknownOperationException"),
+        );
+        check(
+            Some("Kinesis_20131202.GetRecords"),
+            "POST",
+            "/",
+            r#"{"ShardIterator": "dGFsbHktaXR8c3wwfDB8MA=="}"#,
+            (400, "ExpiredIteratorException"),
+        );
+        check(
+            Some("Kinesis_20131202.GetRecords"),
+            "POST",
+            "/",
+            r#"{"ShardIterator": "x", "Limit": 0}"#,
+            (400, "ValidationException"),
+        );
+        check(
+            Some("Kinesis_20131202.CreateStream"),
+            "POST",
+            "/",
+            r#"{"StreamName": "bad name!", "ShardCount": 1}"#,
+            (400, "ValidationException"),
+        );
+        check(
+            Some("Kinesis_20131202.CreateStream"),
+            "POST",
+            "/",
+            r#"{"StreamName": "big", "ShardCount": 100000}"#,
+            (400, "InvalidArgumentException"),
+        );
+        let d = Some("DynamoDB_20120810.PutItem");
+        check(
+            d,
+            "POST",
+            "/",
+            r#"{"TableName": "tbl", "Item": {"pk": {"S": "a"}}}"#,
+            (200, ""),
+        );
+        check(
+            d,
+            "POST",
+            "/",
+            r#"{"TableName": "tbl", "Item": {"pk": {"S": "a", "N": "1"}}}"#,
+            (400, "ValidationException"),
+        );
+        check(
+            d,
+            "POST",
+            "/",
+            r#"{"TableName": "tbl", "Item": {"pk": "a"}}"#,
+            (400, "SerializationException"),
+        );
+        check(
+            d,
+            "POST",
+            "/",
+            r#"{"TableName": "tbl", "Item": {"pk": {"S": "a"}, "n": {"N": "1e999"}}}"#,
+            (400, "ValidationException"),
+        );
+        check(
+            d,
+            "POST",
+            "/",
+            r#"{"TableName": "tbl", "Item": {"pk": {"S": ""}}}"#,
+            (400, "ValidationException"),
+        );
+        check(
+            d,
+            "POST",
+            "/",
+            r#"{"TableName": "tbl", "Item": {"pk": {"S": "a"}, "s": {"SS": []}}}"#,
+            (400, "ValidationException"),
+        );
+        check(
+            d,
+            "POST",
+            "/",
+            r#"{"TableName": "tbl", "Item": {"pk": {"S": "a"}, "s": {"SS": ["x", "x"]}}}"#,
+            (400, "ValidationException"),
+        );
+        check(
+            d,
+            "POST",
+            "/",
+            r#"{"TableName": "nope", "Item": {"pk": {"S": "a"}}}"#,
+            (400, "ResourceNotFoundException"),
+        );
+        check(
+            Some("DynamoDB_20120810.Scan"),
+            "POST",
+            "/",
+            r#"{"TableName": "tbl", "Limit": 0}"#,
+            (400, "ValidationException"),
+        );
+        check(
+            Some("DynamoDB_20120810.CreateBackup"),
+            "POST",
+            "/",
+            "{}",
+            (400, "UnknownOperationException"),
+        );
+        check(
+            Some("AmazonSQS.GetQueueUrl"),
+            "POST",
+            "/",
+            r#"{"QueueName": "nope"}"#,
+            (400, "QueueDoesNotExist"),
+        );
+        check(
+            Some("AmazonSQS.CreateQueue"),
+            "POST",
+            "/",
+            r#"{"QueueName": "q.fifo"}"#,
+            (400, "InvalidParameterValueException"),
+        );
+        check(
+            Some("AmazonSQS.CreateQueue"),
+            "POST",
+            "/",
+            r#"{"QueueName": "q", "Attributes": {"VisibilityTimeout": "-1"}}"#,
+            (400, "InvalidAttributeValue"),
+        );
+        check(
+            Some("AmazonSQS.CreateQueue"),
+            "POST",
+            "/",
+            r#"{"QueueName": "q", "Attributes": {"Bogus": "1"}}"#,
+            (400, "InvalidAttributeName"),
+        );
+        check(
+            Some("AmazonSQS.AddPermission"),
+            "POST",
+            "/",
+            "{}",
+            (400, "UnsupportedOperation"),
+        );
+        check(
+            Some("Lambda_20150331.Invoke"),
+            "POST",
+            "/",
+            "{}",
+            (400, "UnknownOperationException"),
+        );
+        check(None, "GET", "/nope/key", "", (404, "NoSuchBucket"));
+        check(None, "PUT", "/UPPER", "", (400, "InvalidBucketName"));
+        check(None, "GET", "/b?versioning", "", (501, "NotImplemented"));
+        check(None, "GET", "/b/%zz", "", (400, "InvalidURI"));
+        check(None, "PATCH", "/b/k", "", (501, "NotImplemented"));
+        check(None, "GET", "/", "", (200, ""));
+    }
+}
