@@ -256,7 +256,7 @@ async fn create_change_set(
         .create_change_set()
         .stack_name(&req.stack_name)
         .change_set_name(&name)
-        .change_set_type(kind)
+        .change_set_type(kind.clone())
         .set_template_body(body)
         .set_template_url(url)
         .set_parameters(Some(sdk_parameters(&prepared.parameters)))
@@ -309,6 +309,15 @@ async fn create_change_set(
                     });
                 }
                 let _ = delete_change_set(clients, &req.stack_name, &name).await;
+                if kind == ChangeSetType::Create {
+                    // A CREATE change set made an empty stack in REVIEW_IN_PROGRESS; do not leave it behind.
+                    let _ = clients
+                        .cfn
+                        .delete_stack()
+                        .stack_name(&req.stack_name)
+                        .send()
+                        .await;
+                }
                 return Err(Error::DeployFailed {
                     stack: req.stack_name.clone(),
                     resource: "the change set".to_owned(),
