@@ -8,15 +8,7 @@ use tally_collect::Collector;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_ansi(false)
-        .without_time()
-        .init();
+    tally_aws::config::init_tracing();
     let stream =
         tally_aws::config::required_env("TALLY_STREAM_NAME", "the name of the events stream")
             .context("while reading the configuration")?;

@@ -9,15 +9,7 @@ use tally_query::{load_auth, Auth, Query};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_ansi(false)
-        .without_time()
-        .init();
+    tally_aws::config::init_tracing();
     let table =
         tally_aws::config::required_env("TALLY_METRICS_TABLE", "the name of the metrics table")
             .context("while reading the configuration")?;

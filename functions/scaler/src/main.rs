@@ -7,18 +7,10 @@ use tally_scaler::{Config, Scaler};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_ansi(false)
-        .without_time()
-        .init();
+    tally_aws::config::init_tracing();
     let config = Config::from_lookup(|name| std::env::var(name).ok())
         .context("while reading the configuration")?;
-    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let sdk = tally_aws::config::sdk_config().await;
     let scaler = Scaler::new(
         aws_sdk_kinesis::Client::new(&sdk),
         aws_sdk_cloudwatch::Client::new(&sdk),
