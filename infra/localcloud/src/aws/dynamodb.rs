@@ -624,7 +624,8 @@ impl DynamoDb {
         Ok(json!({"TableDescription": description}))
     }
 
-    fn update_ttl(&self, input: &Value) -> Result<Value, AwsError> {
+    /// UpdateTimeToLive (the template loader for `TimeToLiveSpecification`); recorded, not enforced.
+    pub fn update_ttl(&self, input: &Value) -> Result<Value, AwsError> {
         let name = req_str(input, "TableName")?;
         let table = self.table(name)?;
         let spec = opt_object(input, "TimeToLiveSpecification")?

@@ -56,6 +56,7 @@ use crate::store::{lock, resource_dirs, Log};
 const MAX_PUT_RECORDS: usize = 500;
 const MAX_RECORD_BYTES: usize = 1024 * 1024;
 const MAX_PUT_RECORDS_BYTES: usize = 5 * 1024 * 1024;
+const MAX_GET_RECORDS_BYTES: usize = 10 * 1024 * 1024;
 const SHARD_RECORDS_PER_SECOND: f64 = 1000.0;
 const SHARD_BYTES_PER_SECOND: f64 = 1024.0 * 1024.0;
 const ITERATOR_LIFETIME_MS: i64 = 5 * 60 * 1000;
@@ -1260,12 +1261,21 @@ impl Stream {
     }
 
     /// Up to `max` durable records from the cursor on.
+    /// At most `max` records and at most 10 MiB of data (GetRecords' limit; one record always fits).
     pub fn read(&self, cursor: &ShardCursor, max: usize) -> Result<ReadBatch, AwsError> {
         let state = lock(&self.state);
         let at = self.shard_index(&state, &cursor.shard_id)?;
         let shard = &state.shards[at];
         let start = cursor.next.min(shard.visible);
-        let end = start.saturating_add(max).min(shard.visible);
+        let mut end = start.saturating_add(max).min(shard.visible);
+        let mut bytes = 0;
+        for (i, record) in shard.records[start..end].iter().enumerate() {
+            bytes += record.data.len() + record.partition_key.len();
+            if bytes > MAX_GET_RECORDS_BYTES && i > 0 {
+                end = start + i;
+                break;
+            }
+        }
         let records = shard.records[start..end].to_vec();
         let millis_behind_latest = match shard.records[..shard.visible].get(end) {
             Some(next) => (now_ms() - next.arrival_ms).max(0),
@@ -1335,7 +1345,9 @@ impl Stream {
         Ok(open)
     }
 
-    fn register_consumer(&self, name: &str) -> Result<ConsumerInfo, AwsError> {
+    /// Registers an enhanced fan-out consumer (RegisterStreamConsumer; the template loader for
+    /// `AWS::Kinesis::StreamConsumer`).
+    pub fn register_consumer(&self, name: &str) -> Result<ConsumerInfo, AwsError> {
         if name.is_empty()
             || name.len() > 128
             || !name

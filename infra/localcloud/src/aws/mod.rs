@@ -19,7 +19,10 @@
 //!
 //! **API Boundary:** [`LocalAws`] is the state of all four services; [`handle`] turns one HTTP request into
 //! one response without a socket (tests call it directly), [`serve`] runs it on a listener. The in-process
-//! Kinesis API for event source mappings is [`kinesis::Kinesis`].
+//! Kinesis API for event source mappings is [`kinesis::Kinesis`]. Resources come from clients' Create* calls
+//! or from the template loader through [`kinesis::Kinesis::create`], [`kinesis::Stream::register_consumer`],
+//! [`dynamodb::DynamoDb::create_table`] / [`dynamodb::DynamoDb::update_ttl`], [`sqs::Sqs::create_queue`] and
+//! [`s3::S3::create_bucket`].
 
 pub mod dynamodb;
 pub mod kinesis;
