@@ -423,7 +423,9 @@ fn parent_dir(path: &std::path::Path) -> String {
 
 /// `YYYY/MM/DD` of a time, in UTC (the date part of a Lambda log stream name).
 fn utc_date(time: SystemTime) -> String {
-    let ms = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+    let ms = time
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
     crate::esm::event::iso_ms(ms)[..10].replace('-', "/")
 }
 

@@ -196,6 +196,11 @@ async fn next(state: Arc<InstanceState>) -> HttpResponse {
             let cold = st.started.elapsed().as_micros() as u64;
             lock(&inner.stats).cold_starts_us.push(cold);
             lock(&inner.pool).starting -= 1;
+            inner.log.line(&format!(
+                "instance {} ready: process start to first /next in {:.1} ms",
+                state.id,
+                cold as f64 / 1000.0
+            ));
         }
     }
     lock(&inner.pool).idle += 1;
