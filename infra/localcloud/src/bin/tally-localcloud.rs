@@ -206,9 +206,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         (true, None) => bail!("--demo needs the template's CollectUrl output"),
         _ => None,
     };
-    tokio::signal::ctrl_c()
-        .await
-        .context("while waiting for Ctrl-C")?;
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("while installing the SIGTERM handler")?;
+    tokio::select! {
+        signal = tokio::signal::ctrl_c() => signal.context("while waiting for Ctrl-C")?,
+        _ = terminate.recv() => {}
+    }
     eprintln!("\nstopping…");
     stop_demo.send_replace(true);
     if let Some(demo) = demo {
