@@ -17,6 +17,8 @@ pub struct PlannedChange {
     pub properties: Vec<String>,
     /// Parameters behind the change.
     pub parameters: Vec<String>,
+    /// IAM statements granted (`+ …`) or taken away (`- …`).
+    pub statements: Vec<String>,
     /// Whether the change set listed this resource (moto lists no parameter-only changes; AWS does).
     pub in_change_set: bool,
 }
@@ -112,6 +114,7 @@ impl Plan {
                     action,
                     properties: d.properties.clone(),
                     parameters: d.parameters.clone(),
+                    statements: d.statements.clone(),
                     in_change_set: false,
                 },
             );
@@ -125,6 +128,7 @@ impl Plan {
                     action: c.action,
                     properties: Vec::new(),
                     parameters: Vec::new(),
+                    statements: Vec::new(),
                     in_change_set: true,
                 });
             entry.in_change_set = true;
@@ -165,7 +169,9 @@ impl Plan {
     pub fn iam_changes(&self) -> Vec<&PlannedChange> {
         self.changes
             .iter()
-            .filter(|c| template::touches_iam(&c.resource_type, &c.properties))
+            .filter(|c| {
+                template::touches_iam(&c.resource_type, &c.properties) || !c.statements.is_empty()
+            })
             .collect()
     }
 }
@@ -209,6 +215,9 @@ impl fmt::Display for Plan {
                 let _ = write!(line, " [parameter {}]", c.parameters.join(", "));
             }
             writeln!(f, "{line}")?;
+            for statement in &c.statements {
+                writeln!(f, "      {statement}")?;
+            }
         }
         for (name, (old, new)) in &self.parameters {
             let show = |v: &Option<String>| v.clone().unwrap_or_else(|| "(none)".to_owned());
@@ -354,6 +363,7 @@ mod tests {
             kind,
             properties: props.iter().map(|s| (*s).to_owned()).collect(),
             parameters: Vec::new(),
+            statements: Vec::new(),
         }
     }
 

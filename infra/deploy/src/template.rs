@@ -22,6 +22,8 @@ pub struct ResourceDiff {
     pub properties: Vec<String>,
     /// Parameters whose new value changes this resource (`CollectCodeKey`).
     pub parameters: Vec<String>,
+    /// IAM policy statements granted (`+ Allow kinesis:PutRecords on …`) or taken away (`- …`) by the change.
+    pub statements: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -154,7 +156,67 @@ pub fn diff(
             out.push(ResourceDiff::new(id, type_of(resource), DiffKind::Removed));
         }
     }
+    for d in &mut out {
+        let before = statements(old_resources.get(&d.logical_id));
+        let after = statements(new_resources.get(&d.logical_id));
+        d.statements = after
+            .difference(&before)
+            .map(|s| format!("+ {s}"))
+            .chain(before.difference(&after).map(|s| format!("- {s}")))
+            .collect();
+    }
     out.sort_by(|a, b| (a.kind, &a.logical_id).cmp(&(b.kind, &b.logical_id)));
+    out
+}
+
+/// Every IAM policy statement inside a resource (`Policies`, `PolicyDocument`, …), one line each:
+/// `Allow kinesis:PutRecord,kinesis:PutRecords on {"Fn::GetAtt":["Events","Arn"]}`.
+fn statements(resource: Option<&Value>) -> BTreeSet<String> {
+    fn walk(value: &Value, out: &mut BTreeSet<String>) {
+        match value {
+            Value::Object(map) => {
+                if let Some(statement) = map.get("Statement") {
+                    let list = match statement {
+                        Value::Array(items) => items.iter().collect(),
+                        other => vec![other],
+                    };
+                    for s in list {
+                        let field = |key: &str| match s.get(key) {
+                            Some(Value::String(v)) => v.clone(),
+                            Some(Value::Array(items)) => items
+                                .iter()
+                                .map(|i| {
+                                    i.as_str()
+                                        .map(str::to_owned)
+                                        .unwrap_or_else(|| i.to_string())
+                                })
+                                .collect::<Vec<_>>()
+                                .join(","),
+                            Some(other) => other.to_string(),
+                            None => String::new(),
+                        };
+                        let mut line = format!("{} {}", field("Effect"), field("Action"));
+                        if s.get("Resource").is_some() {
+                            line += &format!(" on {}", field("Resource"));
+                        }
+                        if s.get("Principal").is_some() {
+                            line += &format!(" for {}", field("Principal"));
+                        }
+                        out.insert(line);
+                    }
+                }
+                map.values()
+                    .filter(|_| !map.contains_key("Statement"))
+                    .for_each(|v| walk(v, out));
+            }
+            Value::Array(items) => items.iter().for_each(|v| walk(v, out)),
+            _ => {}
+        }
+    }
+    let mut out = BTreeSet::new();
+    if let Some(props) = resource.and_then(|r| r.get("Properties")) {
+        walk(props, &mut out);
+    }
     out
 }
 
@@ -166,6 +228,7 @@ impl ResourceDiff {
             kind,
             properties: Vec::new(),
             parameters: Vec::new(),
+            statements: Vec::new(),
         }
     }
 }
@@ -474,6 +537,43 @@ mod tests {
                 "Modified Sub [Value] (QueryCodeKey)",
                 "Replaced M [EventSourceArn]",
             ],
+        );
+    }
+
+    #[test]
+    fn policy_statements_granted_and_taken_away() {
+        let role = |actions: Value| {
+            t(json!({"Role": {"Type": "AWS::IAM::Role", "Properties": {
+                "AssumeRolePolicyDocument": {"Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                    "Principal": {"Service": "lambda.amazonaws.com"}}]},
+                "Policies": [{"PolicyName": "p", "PolicyDocument": {"Statement": [
+                    {"Effect": "Allow", "Action": actions, "Resource": {"Fn::GetAtt": ["Events", "Arn"]}}]}}]}}}))
+        };
+        let old = role(json!(["kinesis:GetRecords"]));
+        let new = role(json!(["kinesis:GetRecords", "kinesis:PutRecords"]));
+        let none = BTreeMap::new();
+        let got = diff(Some((&old, &none)), (&new, &none));
+        assert_eq!(
+            got[0].statements,
+            [
+                r#"+ Allow kinesis:GetRecords,kinesis:PutRecords on {"Fn::GetAtt":["Events","Arn"]}"#,
+                r#"- Allow kinesis:GetRecords on {"Fn::GetAtt":["Events","Arn"]}"#,
+            ]
+        );
+        let added = diff(None, (&new, &none));
+        assert_eq!(
+            added[0].statements.len(),
+            2,
+            "a new role grants its trust and its policy: {:?}",
+            added[0].statements
+        );
+        assert!(
+            added[0]
+                .statements
+                .iter()
+                .any(|s| s.contains(r#"for {"Service":"lambda.amazonaws.com"}"#)),
+            "{:?}",
+            added[0].statements
         );
     }
 
