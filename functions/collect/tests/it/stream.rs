@@ -23,15 +23,15 @@ async fn setup() -> (Moto, aws_sdk_kinesis::Client, Collector) {
     (moto, client, collector)
 }
 
-/// Every event in the stream, in shard order then sequence order.
-async fn read_back(client: &aws_sdk_kinesis::Client) -> Vec<Event> {
+/// The events of each shard, in sequence order: (shard id, events).
+async fn read_shards(client: &aws_sdk_kinesis::Client) -> Vec<(String, Vec<Event>)> {
     let shards = client
         .list_shards()
         .stream_name("events")
         .send()
         .await
         .expect("list shards");
-    let mut events = Vec::new();
+    let mut out = Vec::new();
     for shard in shards.shards() {
         let iterator = client
             .get_shard_iterator()
@@ -47,12 +47,24 @@ async fn read_back(client: &aws_sdk_kinesis::Client) -> Vec<Event> {
             .send()
             .await
             .expect("get records");
+        let mut events = Vec::new();
         for record in records.records() {
             let packed = tally_domain::wire::unpack(record.data().as_ref())
                 .expect("collect writes tally records");
             events.extend(packed);
         }
+        out.push((shard.shard_id().to_owned(), events));
     }
+    out
+}
+
+/// Every event in the stream, ordered by id.
+async fn read_back(client: &aws_sdk_kinesis::Client) -> Vec<Event> {
+    let mut events: Vec<Event> = read_shards(client)
+        .await
+        .into_iter()
+        .flat_map(|(_, events)| events)
+        .collect();
     events.sort_by(|a, b| a.id.cmp(&b.id));
     events
 }
@@ -223,39 +235,17 @@ async fn a_resent_batch_lands_on_the_same_shards_with_the_same_ids() {
         assert_eq!(collector.handle(request).await.status().as_u16(), 202);
     }
     // Per shard, the ids it holds: a duplicate must meet its original there (consumers deduplicate per shard).
-    let shards = client
-        .list_shards()
-        .stream_name("events")
-        .send()
-        .await
-        .expect("list shards");
     let mut seen = std::collections::BTreeMap::<String, String>::new();
     let mut total = 0;
-    for shard in shards.shards() {
-        let iterator = client
-            .get_shard_iterator()
-            .stream_name("events")
-            .shard_id(shard.shard_id())
-            .shard_iterator_type(aws_sdk_kinesis::types::ShardIteratorType::TrimHorizon)
-            .send()
-            .await
-            .expect("iterator");
-        let records = client
-            .get_records()
-            .shard_iterator(iterator.shard_iterator().expect("iterator"))
-            .send()
-            .await
-            .expect("get records");
-        for record in records.records() {
-            for event in tally_domain::wire::unpack(record.data().as_ref()).expect("tally record") {
-                total += 1;
-                let previous = seen.insert(event.id.clone(), shard.shard_id().to_owned());
-                assert!(
-                    previous.is_none_or(|p| p == shard.shard_id()),
-                    "{} on two shards",
-                    event.id
-                );
-            }
+    for (shard, events) in read_shards(&client).await {
+        for event in events {
+            total += 1;
+            let previous = seen.insert(event.id.clone(), shard.clone());
+            assert!(
+                previous.is_none_or(|p| p == shard),
+                "{} on two shards",
+                event.id
+            );
         }
     }
     assert_eq!(total, 6);

@@ -5,15 +5,7 @@ use serde_json::{json, Value};
 
 /// A Kinesis client for `endpoint` (a loopback URL) with test credentials; never a real AWS endpoint.
 pub async fn kinesis_client(endpoint: &str) -> aws_sdk_kinesis::Client {
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url(endpoint)
-        .credentials_provider(aws_sdk_kinesis::config::Credentials::new(
-            "test", "test", None, None, "test",
-        ))
-        .load()
-        .await;
-    aws_sdk_kinesis::Client::new(&config)
+    aws_sdk_kinesis::Client::new(&tally_aws_testing::sdk_config(endpoint).await)
 }
 
 /// A Lambda Function URL event (payload format 2.0), decoded by `lambda_http` exactly as in production.

@@ -15,16 +15,7 @@ pub const TABLE: &str = "metrics";
 /// 2026-11-26T13:30:45Z: "now" in these tests.
 pub const NOW_MS: i64 = 1_795_699_845_000;
 
-pub async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url(endpoint)
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-            "test", "test", None, None, "test",
-        ))
-        .load()
-        .await
-}
+pub use tally_aws_testing::sdk_config;
 
 /// A Function URL event (payload format 2.0), decoded by `lambda_http` as in production.
 pub fn url_request(
@@ -127,31 +118,7 @@ pub async fn filled_table() -> (Moto, aws_config::SdkConfig) {
     let moto = Moto::start();
     let config = sdk_config(&moto.endpoint()).await;
     let client = aws_sdk_dynamodb::Client::new(&config);
-    let key = |name: &str, kind| {
-        KeySchemaElement::builder()
-            .attribute_name(name)
-            .key_type(kind)
-            .build()
-            .expect("key")
-    };
-    let attr = |name: &str| {
-        AttributeDefinition::builder()
-            .attribute_name(name)
-            .attribute_type(ScalarAttributeType::S)
-            .build()
-            .expect("attr")
-    };
-    client
-        .create_table()
-        .table_name(TABLE)
-        .billing_mode(BillingMode::PayPerRequest)
-        .key_schema(key("pk", KeyType::Hash))
-        .key_schema(key("sk", KeyType::Range))
-        .attribute_definitions(attr("pk"))
-        .attribute_definitions(attr("sk"))
-        .send()
-        .await
-        .expect("create table");
+    tally_aws_testing::create_metrics_table(&client, TABLE).await;
     let table = MetricsTable::new(client, TABLE);
     let (realtime, settled) = traffic();
     for (lane, events, seq) in [

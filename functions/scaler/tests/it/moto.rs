@@ -22,16 +22,8 @@ struct Setup {
 async fn setup(shards: i32) -> Setup {
     let moto = Moto::start();
     let metrics = FakeCloudWatch::start().await;
-    let config = |endpoint: String| {
-        aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new("us-east-1"))
-            .endpoint_url(endpoint)
-            .credentials_provider(aws_sdk_kinesis::config::Credentials::new(
-                "test", "test", None, None, "test",
-            ))
-            .load()
-    };
-    let kinesis = aws_sdk_kinesis::Client::new(&config(moto.endpoint()).await);
+    let kinesis =
+        aws_sdk_kinesis::Client::new(&tally_aws_testing::sdk_config(&moto.endpoint()).await);
     kinesis
         .create_stream()
         .stream_name(STREAM)
@@ -39,7 +31,8 @@ async fn setup(shards: i32) -> Setup {
         .send()
         .await
         .expect("create stream");
-    let cloudwatch = aws_sdk_cloudwatch::Client::new(&config(metrics.url.clone()).await);
+    let cloudwatch =
+        aws_sdk_cloudwatch::Client::new(&tally_aws_testing::sdk_config(&metrics.url).await);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
