@@ -1,8 +1,5 @@
 //! Requests, clients for a loopback `moto_server`, and a metrics table with known contents.
 
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-};
 use lambda_http::{Body, Request, Response};
 use serde_json::{json, Value};
 use tally_aws::metrics::{Fence, Lane, MetricsTable};
