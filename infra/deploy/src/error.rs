@@ -58,7 +58,4 @@ pub enum Error {
 
     #[error("invalid age `{input}`: {problem}")]
     Duration { input: String, problem: String },
-
-    #[error("stage `{stage}` is protected ({why}); destroy it by hand if you really mean it")]
-    Protected { stage: String, why: String },
 }

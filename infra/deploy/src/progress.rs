@@ -13,6 +13,9 @@ use aws_sdk_cloudformation::types::StackEvent;
 use crate::aws::err;
 use crate::{Clients, Error};
 
+/// Lines of resources in the live view.
+const FRAME_ROWS: usize = 15;
+
 /// Where progress goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Output {
@@ -148,9 +151,25 @@ impl Progress {
 
     /// The live view: one line per resource and a footer with the elapsed time.
     pub fn frame(&self, stack: &str) -> String {
+        // Unfinished resources first (what is happening), then the most recently finished, at most
+        // FRAME_ROWS lines so the view fits a terminal and can be redrawn in place.
+        let mut rows: Vec<&Event> = Vec::new();
+        let mut listed = HashSet::new();
+        let latest: Vec<&Event> = self
+            .events
+            .iter()
+            .rev()
+            .filter(|e| listed.insert(&e.logical_id))
+            .collect();
+        rows.extend(latest.iter().filter(|e| !e.status.ends_with("_COMPLETE")));
+        rows.extend(latest.iter().filter(|e| e.status.ends_with("_COMPLETE")));
+        rows.truncate(FRAME_ROWS);
         let mut out = String::new();
-        for (id, (ty, status)) in &self.resources {
-            out += &format!("  {status:<28} {id:<40} {ty}\n");
+        for e in rows {
+            out += &format!(
+                "  {:<28} {:<40} {}\n",
+                e.status, e.logical_id, e.resource_type
+            );
         }
         let done = self
             .resources
@@ -294,6 +313,39 @@ mod tests {
             .as_deref()
             .is_some_and(|r| r.contains("key schema")));
         assert!(p.plain_line(failure).contains("UPDATE_FAILED"));
+    }
+
+    #[test]
+    fn the_live_frame_fits_and_puts_unfinished_work_first() {
+        let mut p = Progress::new([]);
+        let mut events: Vec<Event> = (0..40)
+            .map(|i| {
+                ev(
+                    &format!("e{i}"),
+                    &format!("R{i:02}"),
+                    "CREATE_COMPLETE",
+                    None,
+                )
+            })
+            .collect();
+        events.push(ev("busy", "Slow", "CREATE_IN_PROGRESS", None));
+        events.reverse(); // newest first, as CloudFormation lists them
+        p.apply(events);
+        let frame = p.frame("s");
+        let lines: Vec<&str> = frame.lines().collect();
+        assert_eq!(lines.len(), FRAME_ROWS + 1, "{frame}");
+        assert!(
+            lines[0].contains("CREATE_IN_PROGRESS") && lines[0].contains("Slow"),
+            "{frame}"
+        );
+        assert!(
+            lines[1].contains("R39"),
+            "then the latest finished: {frame}"
+        );
+        assert!(
+            lines[FRAME_ROWS].contains("40/41 resources done"),
+            "{frame}"
+        );
     }
 
     #[test]
