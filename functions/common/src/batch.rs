@@ -45,6 +45,34 @@ impl DecodedBatch {
     }
 }
 
+/// The end of an invocation at the Lambda edge: on success the embedded-metric line goes to stdout and the
+/// response to Lambda; an error is logged and returned, so that Lambda retries the batch (bisecting it) —
+/// safe, because applying is idempotent per record.
+pub fn respond<E>(
+    result: Result<(KinesisEventResponse, String), E>,
+) -> Result<KinesisEventResponse, Box<dyn std::error::Error + Send + Sync>>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    match result {
+        Ok((response, metrics_line)) => {
+            println!("{metrics_line}");
+            Ok(response)
+        }
+        Err(error) => {
+            tracing::error!(message = "batch failed; lambda will retry it", %error);
+            Err(Box::new(error))
+        }
+    }
+}
+
+/// Wall-clock unix milliseconds.
+pub fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 /// Decodes `event`'s records in order up to the first one that does not decode.
 ///
 /// Errors (the whole invocation is malformed, Lambda never sends such a batch): a record without a usable

@@ -396,9 +396,16 @@ impl ShardBatch {
         self.events.is_empty()
     }
 
-    /// The same records with only the events `keep` accepts (the settled lane drops invalid traffic; the
-    /// record positions stay, so the fences are the same).
-    pub fn filter(&self, keep: impl Fn(&Event) -> bool) -> ShardBatch {
+    /// The events with the position of their record, in record order.
+    pub fn positioned(&self) -> impl Iterator<Item = (&Fence, &Event)> {
+        self.events
+            .iter()
+            .map(|(record, e)| (&self.records[*record], e))
+    }
+
+    /// The same records with only the events `keep` accepts, asked in order (the settled lane drops invalid
+    /// traffic; the record positions stay, so the fences are the same).
+    pub fn filter(&self, mut keep: impl FnMut(&Event) -> bool) -> ShardBatch {
         ShardBatch {
             records: self.records.clone(),
             events: self

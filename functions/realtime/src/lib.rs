@@ -8,7 +8,6 @@
 //! retries (bisecting) — safe, because applying is idempotent per fence.
 
 use std::collections::BTreeMap;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use aws_lambda_events::event::streams::KinesisEventResponse;
@@ -92,16 +91,8 @@ pub async fn handler(
     state: &Realtime,
     event: LambdaEvent<KinesisEvent>,
 ) -> Result<KinesisEventResponse, lambda_runtime::Error> {
-    match state.process(&event.payload, unix_ms).await {
-        Ok(outcome) => {
-            println!("{}", outcome.metrics);
-            Ok(outcome.response)
-        }
-        Err(error) => {
-            tracing::error!(message = "batch failed; lambda will retry it", retryable = error.is_retryable(), %error);
-            Err(Box::new(error))
-        }
-    }
+    let outcome = state.process(&event.payload, batch::unix_ms).await;
+    batch::respond(outcome.map(|o| (o.response, o.metrics)))
 }
 
 /// Per campaign: the first and last receive time among `events`.
@@ -118,11 +109,4 @@ pub fn campaigns_seen<'a>(
             .or_insert((e.received_ms, e.received_ms));
     }
     seen
-}
-
-/// Wall-clock unix milliseconds.
-pub fn unix_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }

@@ -304,3 +304,96 @@ pub async fn create_metrics_table(client: &aws_sdk_dynamodb::Client, name: &str)
         .await
         .expect("create the metrics table");
 }
+
+/// The sequence number of record `i` of a test shard (56 digits, as Kinesis writes them).
+pub fn sequence_number(i: usize) -> String {
+    format!(
+        "4959033827149025660855969253836157109592157598913{:07}",
+        1_000_000 + i * 17
+    )
+}
+
+/// A Kinesis event as Lambda delivers it to `function`: one record per `(partition key, data)`, all from
+/// `shard` of the stream `tally-main-events`, record `i` with [`sequence_number`]`(i)` and arriving at
+/// `arrival_ms + i`.
+pub fn kinesis_event(
+    function: &str,
+    shard: &str,
+    records: Vec<(String, Vec<u8>)>,
+    arrival_ms: i64,
+) -> aws_lambda_events::event::kinesis::KinesisEvent {
+    let mut event = aws_lambda_events::event::kinesis::KinesisEvent::default();
+    for (i, (partition_key, data)) in records.into_iter().enumerate() {
+        let mut r = aws_lambda_events::event::kinesis::KinesisEventRecord::default();
+        let seq = sequence_number(i);
+        r.event_id = Some(format!("{shard}:{seq}"));
+        r.event_name = Some("aws:kinesis:record".into());
+        r.event_source = Some("aws:kinesis".into());
+        r.event_version = Some("1.0".into());
+        r.aws_region = Some("us-east-1".into());
+        r.event_source_arn =
+            Some("arn:aws:kinesis:us-east-1:123456789012:stream/tally-main-events".into());
+        r.invoke_identity_arn = Some(format!(
+            "arn:aws:iam::123456789012:role/tally-main-{function}"
+        ));
+        r.kinesis.kinesis_schema_version = Some("1.0".into());
+        r.kinesis.partition_key = partition_key;
+        r.kinesis.sequence_number = seq;
+        *r.kinesis.data = data;
+        let arrival = arrival_ms + i64::try_from(i).unwrap_or(0);
+        r.kinesis.approximate_arrival_timestamp.0 =
+            chrono::DateTime::from_timestamp_millis(arrival).unwrap_or_default();
+        event.records.push(r);
+    }
+    event
+}
+
+/// The JSON Lambda sends: as the event type serializes it, except that Lambda writes the arrival time as a
+/// number of seconds (the type writes a string; it reads both).
+pub fn lambda_json(event: &aws_lambda_events::event::kinesis::KinesisEvent) -> String {
+    let mut value = serde_json::to_value(event).expect("serialize");
+    for record in value["Records"].as_array_mut().into_iter().flatten() {
+        let ts = &mut record["kinesis"]["approximateArrivalTimestamp"];
+        let seconds: f64 = ts
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .expect("arrival time");
+        *ts = serde_json::json!(seconds);
+    }
+    serde_json::to_string_pretty(&value).expect("serialize") + "\n"
+}
+
+/// Checks a committed fixture against what the code generates (`UPDATE_FIXTURES=1` rewrites it), and that
+/// it parses as a Kinesis event that serializes back to the same event.
+pub fn check_fixture(
+    path: &std::path::Path,
+    generated: &aws_lambda_events::event::kinesis::KinesisEvent,
+) {
+    let want = lambda_json(generated);
+    if std::env::var_os("UPDATE_FIXTURES").is_some() {
+        std::fs::write(path, &want).expect("write the fixture");
+    }
+    let got = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        got == want,
+        "{} is stale: rerun the test with UPDATE_FIXTURES=1",
+        path.display()
+    );
+    let parsed: aws_lambda_events::event::kinesis::KinesisEvent =
+        serde_json::from_str(&got).expect("parse");
+    let again: aws_lambda_events::event::kinesis::KinesisEvent =
+        serde_json::from_str(&serde_json::to_string(&parsed).expect("serialize")).expect("parse");
+    assert!(
+        parsed == again,
+        "{}: parse, serialize, parse changes the event",
+        path.display()
+    );
+    assert!(
+        parsed.records.len() == generated.records.len(),
+        "{}: record count",
+        path.display()
+    );
+    let raw: serde_json::Value = serde_json::from_str(&got).expect("json");
+    assert_eq!(raw["Records"][0]["eventSource"], "aws:kinesis");
+    assert!(raw["Records"][0]["kinesis"]["approximateArrivalTimestamp"].is_number());
+}

@@ -11,7 +11,7 @@ use tally_aws_testing::{Answer, Faults, Proxy};
 
 use crate::{sdk, sdk_at};
 
-/// 2026-11-26 13:00 UTC in unix minutes.
+/// 2025-11-26 11:00 UTC in unix minutes.
 const T0: i64 = 29_402_580;
 
 async fn table(moto: &Moto) -> MetricsTable {

@@ -1,0 +1,301 @@
+use std::collections::BTreeMap;
+use std::io::Read;
+
+use aws_lambda_events::event::kinesis::KinesisEvent;
+use lambda_runtime::{Context, LambdaEvent};
+use tally_aws::metrics::{rows, Lane, MetricsTable, Resolution};
+use tally_deferred::{handler, Deferred};
+use tally_domain::enrich::{enrich_batch, RateLimits};
+use tally_domain::event::Event;
+use tally_domain::rollup::{Counters, Rollup};
+use tally_domain::wire;
+use tally_testkit::Moto;
+
+use crate::fixture;
+
+const BUCKET: &str = "tally-archive";
+
+struct Env {
+    _moto: Moto,
+    state: Deferred,
+    table: MetricsTable,
+    s3: aws_sdk_s3::Client,
+}
+
+async fn env(create_bucket: bool) -> Env {
+    let moto = Moto::start();
+    let config = tally_aws_testing::sdk_config(&moto.endpoint()).await;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&config);
+    tally_aws_testing::create_metrics_table(&dynamodb, "metrics").await;
+    let s3 = tally_deferred::s3_client(&config);
+    if create_bucket {
+        s3.create_bucket()
+            .bucket(BUCKET)
+            .send()
+            .await
+            .expect("create bucket");
+    }
+    let table = MetricsTable::new(dynamodb, "metrics");
+    let state = Deferred::new(table.clone(), s3.clone(), BUCKET);
+    Env {
+        _moto: moto,
+        state,
+        table,
+        s3,
+    }
+}
+
+async fn invoke(state: &Deferred, payload: &KinesisEvent) -> Result<serde_json::Value, String> {
+    handler(state, LambdaEvent::new(payload.clone(), Context::default()))
+        .await
+        .map(|response| serde_json::to_value(response).expect("response serializes"))
+        .map_err(|error| error.to_string())
+}
+
+fn no_failures() -> Result<serde_json::Value, String> {
+    Ok(serde_json::json!({"batchItemFailures": []}))
+}
+
+fn events_of(batch: &KinesisEvent, range: impl IntoIterator<Item = usize>) -> Vec<Event> {
+    range
+        .into_iter()
+        .flat_map(|i| wire::unpack(&batch.records[i].kinesis.data).expect("unpack"))
+        .collect()
+}
+
+/// The settled rows the valid ones of `events` must produce.
+fn expected_settled(events: &[Event]) -> BTreeMap<String, Counters> {
+    let mut rollup = Rollup::new();
+    for e in enrich_batch(events, &RateLimits::default())
+        .iter()
+        .filter(|e| e.is_valid())
+    {
+        rollup.add(e.event);
+    }
+    rows(Lane::Settled, &rollup)
+        .into_iter()
+        .map(|r| (format!("{}/{}", r.key.pk(), r.key.sk()), r.counters))
+        .collect()
+}
+
+async fn snapshot(table: &MetricsTable, lane: Lane) -> BTreeMap<String, Counters> {
+    let mut out = BTreeMap::new();
+    let minute = fixture::T0_MS / 60_000;
+    for campaign in ["autumn-0", "autumn-1"] {
+        for res in Resolution::ALL {
+            let series = table
+                .series(campaign, lane, res, minute - 1440, minute + 1440)
+                .await
+                .expect("series");
+            let ads = table
+                .ads(campaign, lane, res, minute - 1440, minute + 1440)
+                .await
+                .expect("ads");
+            for row in series.into_iter().chain(ads) {
+                out.insert(format!("{}/{}", row.key.pk(), row.key.sk()), row.counters);
+            }
+        }
+    }
+    out
+}
+
+fn assert_rows(got: &BTreeMap<String, Counters>, want: &BTreeMap<String, Counters>) {
+    for (key, counters) in want {
+        assert_eq!(got.get(key), Some(counters), "row {key}");
+    }
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "extra rows: {:?}",
+        got.keys()
+            .filter(|k| !want.contains_key(*k))
+            .collect::<Vec<_>>()
+    );
+}
+
+/// Every archive object: key → its NDJSON lines, parsed.
+async fn archive(s3: &aws_sdk_s3::Client) -> BTreeMap<String, Vec<serde_json::Value>> {
+    let listed = s3
+        .list_objects_v2()
+        .bucket(BUCKET)
+        .send()
+        .await
+        .expect("list");
+    let mut out = BTreeMap::new();
+    for object in listed.contents() {
+        let key = object.key().expect("key").to_owned();
+        let body = s3
+            .get_object()
+            .bucket(BUCKET)
+            .key(&key)
+            .send()
+            .await
+            .expect("get")
+            .body
+            .collect()
+            .await
+            .expect("body");
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(&body.into_bytes()[..])
+            .read_to_string(&mut text)
+            .expect("gzip");
+        let lines = text
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("ndjson line"))
+            .collect();
+        out.insert(key, lines);
+    }
+    out
+}
+
+fn key(hour: &str, first: usize, last: usize) -> String {
+    format!(
+        "events/dt=2025-11-26/hour={hour}/{}-{}-{}.ndjson.gz",
+        fixture::SHARD,
+        tally_aws_testing::sequence_number(first),
+        tally_aws_testing::sequence_number(last)
+    )
+}
+
+#[tokio::test]
+async fn settles_valid_traffic_and_archives_per_hour_once() {
+    let env = env(true).await;
+    let batch = fixture::load();
+    let n = batch.records.len();
+    assert_eq!(invoke(&env.state, &batch).await, no_failures());
+    let events = fixture::events();
+    assert_rows(
+        &snapshot(&env.table, Lane::Settled).await,
+        &expected_settled(&events),
+    );
+    assert!(
+        snapshot(&env.table, Lane::Realtime).await.is_empty(),
+        "deferred writes the settled lane only"
+    );
+
+    let objects = archive(&env.s3).await;
+    let keys: Vec<&String> = objects.keys().collect();
+    assert_eq!(keys, [&key("13", 0, n - 1), &key("14", 0, n - 1)]);
+    let lines: Vec<&serde_json::Value> = objects.values().flatten().collect();
+    assert_eq!(lines.len(), events.len(), "every event archived once");
+    let reason = |id: &str| {
+        lines
+            .iter()
+            .find(|l| l["id"] == id)
+            .map(|l| l["invalid_reason"].clone())
+    };
+    assert_eq!(reason("d-00003"), Some(serde_json::json!("known_crawler")));
+    assert_eq!(reason("d-00005"), Some(serde_json::json!("automation")));
+    assert_eq!(
+        reason("d-01000"),
+        Some(serde_json::json!("impossible_rate"))
+    );
+    assert_eq!(reason("d-00001"), Some(serde_json::Value::Null));
+    let person = lines
+        .iter()
+        .find(|l| l["id"] == "d-00000")
+        .expect("d-00000");
+    assert_eq!(
+        (&person["device"], &person["browser"], &person["os"]),
+        (
+            &serde_json::json!("mobile"),
+            &serde_json::json!("safari"),
+            &serde_json::json!("ios")
+        )
+    );
+    assert_eq!(person["shard_id"], fixture::SHARD);
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["received_ms"].as_i64().is_some_and(|ms| {
+                let hour = if ms < 1_764_165_600_000 { "13" } else { "14" };
+                objects[&key(hour, 0, n - 1)]
+                    .iter()
+                    .any(|x| x["id"] == l["id"])
+            })),
+        "every line is in the partition of its receive hour"
+    );
+    let invalid = lines.iter().filter(|l| l["valid"] == false).count();
+    assert!(
+        invalid > 25,
+        "crawler, script and the clicker are invalid: {invalid}"
+    );
+
+    // A duplicate delivery settles nothing more and leaves the archive as it was.
+    let before = archive(&env.s3).await;
+    assert_eq!(invoke(&env.state, &batch).await, no_failures());
+    assert_rows(
+        &snapshot(&env.table, Lane::Settled).await,
+        &expected_settled(&events),
+    );
+    assert!(
+        archive(&env.s3).await == before,
+        "archive changed on redelivery"
+    );
+}
+
+#[tokio::test]
+async fn a_poison_record_settles_and_archives_only_the_records_before_it() {
+    let env = env(true).await;
+    let mut batch = fixture::load();
+    *batch.records[3].kinesis.data = b"not tally".to_vec();
+    let seq3 = batch.records[3].kinesis.sequence_number.clone();
+    assert_eq!(
+        invoke(&env.state, &batch).await,
+        Ok(serde_json::json!({"batchItemFailures": [{"itemIdentifier": seq3}]}))
+    );
+    let prefix = events_of(&batch, 0..3);
+    assert_rows(
+        &snapshot(&env.table, Lane::Settled).await,
+        &expected_settled(&prefix),
+    );
+    let objects = archive(&env.s3).await;
+    assert_eq!(objects.keys().collect::<Vec<_>>(), [&key("13", 0, 2)]);
+    assert_eq!(objects.values().flatten().count(), prefix.len());
+}
+
+#[tokio::test]
+async fn a_failed_archive_fails_the_batch_and_the_retry_completes_it() {
+    let env = env(false).await;
+    let batch = fixture::load();
+    let err = invoke(&env.state, &batch).await.expect_err("no bucket");
+    assert!(
+        err.starts_with(&format!(
+            "archiving s3://{BUCKET}/events/dt=2025-11-26/hour=13/"
+        )),
+        "{err}"
+    );
+    assert!(err.contains("NoSuchBucket"), "{err}");
+    // Settling came first and is not repeated by the retry.
+    let events = fixture::events();
+    assert_rows(
+        &snapshot(&env.table, Lane::Settled).await,
+        &expected_settled(&events),
+    );
+    env.s3
+        .create_bucket()
+        .bucket(BUCKET)
+        .send()
+        .await
+        .expect("create bucket");
+    let outcome = env
+        .state
+        .process(&batch, || fixture::T0_MS + 600_000)
+        .await
+        .expect("retry");
+    assert_eq!(outcome.report.applied, 0);
+    assert_eq!(outcome.archived.len(), 2);
+    assert_rows(
+        &snapshot(&env.table, Lane::Settled).await,
+        &expected_settled(&events),
+    );
+    assert_eq!(
+        archive(&env.s3).await.values().flatten().count(),
+        events.len()
+    );
+    let line: serde_json::Value = serde_json::from_str(&outcome.metrics).expect("emf");
+    assert_eq!(
+        (line["Function"].as_str(), line["BatchEvents"].as_u64()),
+        (Some("deferred"), Some(200))
+    );
+}
