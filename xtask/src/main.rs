@@ -4,8 +4,8 @@
 mod build;
 mod ci;
 mod deploy;
-mod dev;
 mod destroy;
+mod dev;
 mod diff;
 mod flags;
 mod plan;

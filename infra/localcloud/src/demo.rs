@@ -283,6 +283,7 @@ pub async fn post(base_url: &str, path: &str, body: &str) -> std::io::Result<u16
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

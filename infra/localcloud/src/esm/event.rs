@@ -202,6 +202,7 @@ pub fn kinesis_failure_record(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -161,6 +161,7 @@ pub(crate) fn queue_name(arn: &str) -> Option<&str> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

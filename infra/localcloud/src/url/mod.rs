@@ -412,6 +412,7 @@ pub fn http_response(answer: &[u8]) -> HttpResponse {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

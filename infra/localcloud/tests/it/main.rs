@@ -1,5 +1,8 @@
 //! Integration tests of the local cloud's runtime, Function URLs, event source mappings and template loader.
 
+// A failed unwrap is a failed test, with the value in the message: what a test wants.
+#![allow(clippy::unwrap_used)]
+
 mod cloud;
 mod lambda;
 mod mappings;
