@@ -251,3 +251,38 @@ async fn metrics_line_reports_latency_and_batch_size() {
     );
     assert!(outcome.report.applied > 0 && outcome.report.skipped == 0);
 }
+
+#[tokio::test]
+async fn one_write_per_counter_row_per_batch_not_per_event() {
+    let moto = Moto::start();
+    let proxy = Proxy::start(&moto.endpoint());
+    let state = Realtime::new(table_at(&proxy.endpoint()).await);
+    let batch = fixture::load();
+    let events = fixture::events();
+    let rows_expected = expected(&events).len();
+    let before = proxy.log().len();
+    assert_eq!(invoke(&state, &batch).await, no_failures());
+    let log = proxy.log()[before..].to_vec();
+    let writes = log.iter().filter(|op| *op == "UpdateItem").count();
+    let reads = log.iter().filter(|op| *op == "GetItem").count();
+    // Every counter row once, plus the two campaigns' index rows; reads only for rows with a sketch to merge.
+    assert_eq!(
+        writes,
+        rows_expected + 2,
+        "{} events in {} records",
+        events.len(),
+        batch.records.len()
+    );
+    assert!(
+        reads <= rows_expected,
+        "{reads} reads for {rows_expected} rows"
+    );
+    eprintln!(
+        "measured: {} events, {} records -> {} row writes + 2 index writes, {} reads (naive: {} writes)",
+        events.len(),
+        batch.records.len(),
+        rows_expected,
+        reads,
+        events.len() * 6
+    );
+}
