@@ -407,3 +407,79 @@ async fn tumbling_window_carries_state_and_ends_with_a_final_invoke() {
     assert_eq!(all[0]["state"], json!({}));
     let _: &Value = last;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqs_mapping_deletes_successes_and_leaves_reported_failures_to_redrive() {
+    let s = Setup::new("sqs");
+    let (dlq_url, dlq_arn) = create_queue(&s.aws, "jobs-dlq").await;
+    let url = crate::support::call(
+        &s.aws,
+        "AmazonSQS.CreateQueue",
+        json!({"QueueName": "jobs", "Attributes": {"VisibilityTimeout": "1",
+               "RedrivePolicy": json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 2}).to_string()}}),
+    )
+    .await["QueueUrl"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for body in ["ok-1", "fail-always", "ok-2"] {
+        crate::support::call(
+            &s.aws,
+            "AmazonSQS.SendMessage",
+            json!({"QueueUrl": url, "MessageBody": body}),
+        )
+        .await;
+    }
+    let mut config = MappingConfig::new("Jobs", "arn:aws:sqs:us-east-1:123456789012:jobs");
+    config.batch_size = 10;
+    config.report_batch_item_failures = true;
+    let mapping = tally_localcloud::esm::SqsMapping::start(
+        config,
+        s.function.clone(),
+        s.aws.clone(),
+        s.options(),
+    )
+    .unwrap();
+    let log = s.log();
+    // The failed message comes back after its visibility timeout, then moves to the DLQ after 2 receives.
+    assert!(
+        until(Duration::from_secs(15), || batch_data(&log)
+            .concat()
+            .iter()
+            .filter(|d| *d == "fail-always")
+            .count()
+            >= 2)
+        .await
+    );
+    let dead = {
+        let mut dead = Vec::new();
+        for _ in 0..40 {
+            dead = drain(&s.aws, &dlq_url).await;
+            if !dead.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        dead
+    };
+    mapping.stop();
+    let all = batch_data(&log).concat();
+    assert_eq!(
+        all.iter().filter(|d| d.starts_with("ok-")).count(),
+        2,
+        "successes delivered once: {all:?}"
+    );
+    assert_eq!(
+        dead,
+        vec![json!("fail-always")],
+        "only the reported failure is redriven"
+    );
+    let left = drain(&s.aws, &url).await;
+    assert!(left.is_empty(), "successes were not deleted: {left:?}");
+    let records = &batches(&log)[0];
+    assert_eq!(
+        records["records"].as_array().unwrap().len(),
+        3,
+        "one batch of three messages"
+    );
+}
