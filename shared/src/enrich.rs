@@ -14,6 +14,11 @@
 //!   4. [`InvalidReason::ImpossibleRate`] — a user whose events within one minute of this batch exceed what a
 //!      person can do ([`RateLimits`]): all of that user's events in that minute are invalid.
 //!
+//!   The rate rule sees one invocation's batch: a burst split across two batches (or across the halves of a
+//!   bisected retry) can stay under the limit in each. Counting stays exactly once either way (the fencing works
+//!   per record), but which events are judged invalid can depend on how the stream was cut; a rate check that
+//!   sees across batches needs per-user state and is not done here.
+//!
 //!   Events without a user agent are valid (server-to-server events from ad servers have none), and events
 //!   without a user id are not rate-checked.
 //!

@@ -299,3 +299,55 @@ async fn a_failed_archive_fails_the_batch_and_the_retry_completes_it() {
         (Some("deferred"), Some(200))
     );
 }
+
+#[tokio::test]
+async fn throttled_settling_fails_the_batch_before_anything_is_archived() {
+    let moto = Moto::start();
+    let proxy = tally_aws_testing::Proxy::start(&moto.endpoint());
+    // DynamoDB through the fault-injecting proxy, S3 straight to moto.
+    let dynamodb =
+        aws_sdk_dynamodb::Client::new(&tally_aws_testing::sdk_config(&proxy.endpoint()).await);
+    tally_aws_testing::create_metrics_table(&dynamodb, "metrics").await;
+    let s3 = tally_deferred::s3_client(&tally_aws_testing::sdk_config(&moto.endpoint()).await);
+    s3.create_bucket()
+        .bucket(BUCKET)
+        .send()
+        .await
+        .expect("create bucket");
+    let table = MetricsTable::new(dynamodb, "metrics");
+    let state = Deferred::new(table.clone(), s3.clone(), BUCKET);
+    let batch = fixture::load();
+    proxy.fail(tally_aws_testing::Faults {
+        operation: "UpdateItem".into(),
+        after: 0,
+        answer: tally_aws_testing::Answer::dynamodb_throttled(),
+    });
+    let err = invoke(&state, &batch).await.expect_err("throttled");
+    assert!(
+        err.contains("ProvisionedThroughputExceededException"),
+        "{err}"
+    );
+    assert!(
+        archive(&s3).await.is_empty(),
+        "nothing archived before the counters are settled"
+    );
+    proxy.heal();
+    // Lambda bisects: both halves, then (at-least-once) the whole batch again.
+    let half = batch.records.len() / 2;
+    let mut first = batch.clone();
+    first.records.truncate(half);
+    let mut second = batch.clone();
+    second.records.drain(..half);
+    for part in [&first, &second, &batch] {
+        assert_eq!(invoke(&state, part).await, no_failures());
+    }
+    // The rate verdict is scoped to the invocation: each half was judged on its own (the clicker's burst is
+    // split across the halves and falls under the limit in one), and the redelivered whole batch changed
+    // nothing. (The throttling starts with the first write, so no row holds the whole batch's verdict; the
+    // realtime and tally-aws tests cover rows written before a failure.)
+    let mut want = expected_settled(&events_of(&batch, 0..half));
+    for (key, counters) in expected_settled(&events_of(&batch, half..batch.records.len())) {
+        want.entry(key).or_default().merge(&counters);
+    }
+    assert_rows(&snapshot(&table, Lane::Settled).await, &want);
+}
