@@ -169,7 +169,7 @@ fn conditional_failed(old: Option<&Item>, want_old: bool) -> AwsError {
         "The conditional request failed",
     );
     if let (true, Some(old)) = (want_old, old) {
-        error.extra = Some(json!({"Item": old}));
+        error.extra = Some(Box::new(json!({"Item": old})));
     }
     error
 }
@@ -1234,7 +1234,7 @@ impl DynamoDb {
                     "TransactionCanceledException",
                     format!("Transaction cancelled, please refer cancellation reasons for specific reasons [{}]", codes.join(", ")),
                 );
-                error.extra = Some(json!({"CancellationReasons": reasons}));
+                error.extra = Some(Box::new(json!({"CancellationReasons": reasons})));
                 return Err(error);
             }
             let token_entry = token.clone().map(|t| (t, now, digest.clone()));

@@ -826,6 +826,9 @@ impl Kinesis {
     }
 }
 
+/// One record of a put: written (shard id, sequence number) or refused.
+type PutOutcome = Result<(String, SequenceNumber), AwsError>;
+
 /// A record to put, validated.
 struct PutInput {
     partition_key: String,
@@ -1049,15 +1052,15 @@ impl StreamState {
             shard.closed = true;
             shard.signal.send_modify(|v| *v += 1);
         }
-        let mut next = self.shards.len() as u32;
-        for (start, end) in uniform_ranges(target) {
+        let first = self.shards.len() as u32;
+        for (i, (start, end)) in uniform_ranges(target).into_iter().enumerate() {
             let parents = open
                 .iter()
                 .filter(|(_, s, e)| *s <= end && start <= *e)
                 .map(|(index, _, _)| *index)
                 .collect();
-            self.shards.push(Shard::new(next, parents, start, end, now));
-            next += 1;
+            self.shards
+                .push(Shard::new(first + i as u32, parents, start, end, now));
         }
         self.reshards_ms.push(now);
     }
@@ -1113,10 +1116,7 @@ impl Stream {
 
     /// Puts records (in order), each either written (shard id, sequence number) or refused by its shard's
     /// write limit. Returns once the written ones are durable and readable.
-    fn put(
-        &self,
-        records: Vec<PutInput>,
-    ) -> Result<Vec<Result<(String, SequenceNumber), AwsError>>, AwsError> {
+    fn put(&self, records: Vec<PutInput>) -> Result<Vec<PutOutcome>, AwsError> {
         let now = now_ms();
         let mut results = Vec::with_capacity(records.len());
         let mut logged = Vec::new();

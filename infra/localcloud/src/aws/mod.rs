@@ -100,7 +100,7 @@ pub struct AwsError {
     pub code: String,
     pub message: String,
     /// Members AWS adds to some errors (`CancellationReasons`, `Item`), merged into the JSON body.
-    pub extra: Option<Value>,
+    pub extra: Option<Box<Value>>,
 }
 
 impl AwsError {
@@ -308,7 +308,8 @@ pub(crate) fn json_response(content_type: &str, value: &Value) -> Response<Full<
 
 pub(crate) fn json_error(content_type: &str, error: &AwsError) -> Response<Full<Bytes>> {
     let mut body = json!({"__type": error.code, "message": error.message});
-    if let (Some(Value::Object(extra)), Some(body)) = (&error.extra, body.as_object_mut()) {
+    if let (Some(Value::Object(extra)), Some(body)) = (error.extra.as_deref(), body.as_object_mut())
+    {
         body.extend(extra.clone());
     }
     let mut response = json_response(content_type, &body);

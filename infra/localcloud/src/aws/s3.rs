@@ -617,9 +617,10 @@ fn error_response(error: &AwsError, method: &Method, resource: &str) -> Response
 }
 
 /// Splits a request into bucket, key and query, for path-style or virtual-hosted addressing.
-fn address(
-    request: &Request<Bytes>,
-) -> Result<(Option<String>, Option<String>, BTreeMap<String, String>), AwsError> {
+/// Bucket, key and decoded query parameters of a request.
+type Address = (Option<String>, Option<String>, BTreeMap<String, String>);
+
+fn address(request: &Request<Bytes>) -> Result<Address, AwsError> {
     let uri = request.uri();
     let mut query = BTreeMap::new();
     for pair in uri

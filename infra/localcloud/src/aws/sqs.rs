@@ -775,7 +775,7 @@ impl Sqs {
         Ok(out)
     }
 
-    fn batch_entries<'v>(input: &'v Value) -> Result<Vec<(&'v str, &'v Value)>, AwsError> {
+    fn batch_entries(input: &Value) -> Result<Vec<(&str, &Value)>, AwsError> {
         let entries = opt_array(input, "Entries")?
             .map(Vec::as_slice)
             .unwrap_or_default();

@@ -635,7 +635,7 @@ async fn describe_stream_lists_shards_and_status() {
         let d = d.stream_description().expect("description");
         let ids: Vec<String> = d.shards().iter().map(|s| s.shard_id().to_owned()).collect();
         (
-            d.stream_name().to_owned() == name,
+            d.stream_name() == name,
             d.stream_status().as_str().to_owned(),
             ids,
             d.has_more_shards(),
