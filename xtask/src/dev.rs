@@ -14,71 +14,11 @@ use crate::stage;
 impl Dev {
     pub fn run(self) -> anyhow::Result<()> {
         let stage = stage::resolve(self.stage.as_deref())?;
-        let root = workspace_root();
-        let state = root.join("target").join("tally-dev").join(stage.label());
-        std::fs::create_dir_all(&state)
-            .with_context(|| format!("while creating {}", state.display()))?;
-
-        // The functions that exist in this checkout; a missing one is reported by the local cloud.
-        let present: Vec<&str> = FUNCTIONS
-            .iter()
-            .copied()
-            .filter(|name| {
-                root.join("functions")
-                    .join(name)
-                    .join("Cargo.toml")
-                    .is_file()
-            })
-            .collect();
-        let mut build = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-        build.current_dir(&root).args([
-            "build",
-            "--bin",
-            "tally-localcloud",
-            "-p",
-            "tally-localcloud",
-        ]);
-        for name in &present {
-            build.args(["-p", &format!("tally-{name}")]);
-        }
-        if self.release {
-            build.arg("--release");
-        }
-        eprintln!(
-            "building tally-localcloud and {} functions for the host…",
-            present.len()
-        );
-        let status = build.status().context("while running cargo build")?;
-        if !status.success() {
-            bail!("cargo build failed ({status}); fix the build and run `cargo xtask dev` again");
-        }
-
-        let template = tally_pipeline::synth_json(&stage, &PipelineOptions::default())
-            .with_context(|| format!("while synthesizing stack {}", stage.stack_name()))?;
-        let template_path = state.join("template.json");
-        std::fs::write(&template_path, template)
-            .with_context(|| format!("while writing {}", template_path.display()))?;
-
-        let bin = root
+        let state = workspace_root()
             .join("target")
-            .join(if self.release { "release" } else { "debug" });
-        let mut run = Command::new(bin.join("tally-localcloud"));
-        run.arg("--template").arg(&template_path);
-        run.arg("--state").arg(&state);
-        run.args(["--stack", &stage.stack_name(), "--skip-unbuilt"]);
-        for name in FUNCTIONS {
-            run.arg("--param").arg(format!(
-                "{}={}",
-                code_key_parameter(name),
-                bin.join(format!("tally-{name}")).display()
-            ));
-        }
-        run.args(["--param", "AssetsBucket=local-assets"]);
-        // The query API and dashboard need no bearer token locally (the template never sets this).
-        run.args([
-            "--env",
-            &format!("{}:TALLY_QUERY_AUTH=off", code_key_parameter("query")),
-        ]);
+            .join("tally-dev")
+            .join(stage.label());
+        let mut run = local_cloud(&stage, &state, self.release)?;
         if let Some(port) = self.port {
             run.args([
                 "--port",
@@ -97,8 +37,82 @@ impl Dev {
     }
 }
 
+/// Builds the local cloud and the functions for the host, synthesizes `stage` into `state/template.json`,
+/// and returns the `tally-localcloud` command that runs it on `state` (shared with `cargo xtask loadtest`).
+pub fn local_cloud(
+    stage: &tally_pipeline::Stage,
+    state: &Path,
+    release: bool,
+) -> anyhow::Result<Command> {
+    let root = workspace_root();
+    std::fs::create_dir_all(state)
+        .with_context(|| format!("while creating {}", state.display()))?;
+
+    // The functions that exist in this checkout; a missing one is reported by the local cloud.
+    let present: Vec<&str> = FUNCTIONS
+        .iter()
+        .copied()
+        .filter(|name| {
+            root.join("functions")
+                .join(name)
+                .join("Cargo.toml")
+                .is_file()
+        })
+        .collect();
+    let mut build = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    build.current_dir(&root).args([
+        "build",
+        "--bin",
+        "tally-localcloud",
+        "-p",
+        "tally-localcloud",
+    ]);
+    for name in &present {
+        build.args(["-p", &format!("tally-{name}")]);
+    }
+    if release {
+        build.arg("--release");
+    }
+    eprintln!(
+        "building tally-localcloud and {} functions for the host…",
+        present.len()
+    );
+    let status = build.status().context("while running cargo build")?;
+    if !status.success() {
+        bail!("cargo build failed ({status}); fix the build and run the command again");
+    }
+
+    let template = tally_pipeline::synth_json(stage, &PipelineOptions::default())
+        .with_context(|| format!("while synthesizing stack {}", stage.stack_name()))?;
+    let template_path = state.join("template.json");
+    std::fs::write(&template_path, template)
+        .with_context(|| format!("while writing {}", template_path.display()))?;
+
+    let bin = root
+        .join("target")
+        .join(if release { "release" } else { "debug" });
+    let mut run = Command::new(bin.join("tally-localcloud"));
+    run.arg("--template").arg(&template_path);
+    run.arg("--state").arg(state);
+    run.args(["--stack", &stage.stack_name(), "--skip-unbuilt"]);
+    for name in FUNCTIONS {
+        run.arg("--param").arg(format!(
+            "{}={}",
+            code_key_parameter(name),
+            bin.join(format!("tally-{name}")).display()
+        ));
+    }
+    run.args(["--param", "AssetsBucket=local-assets"]);
+    // The query API and dashboard need no bearer token locally (the template never sets this).
+    run.args([
+        "--env",
+        &format!("{}:TALLY_QUERY_AUTH=off", code_key_parameter("query")),
+    ]);
+    Ok(run)
+}
+
 /// The workspace root: this crate's parent directory.
-fn workspace_root() -> PathBuf {
+pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .map(Path::to_path_buf)
@@ -106,7 +120,7 @@ fn workspace_root() -> PathBuf {
 }
 
 /// Replaces this process with `command`, so Ctrl-C reaches the local cloud directly and it stops cleanly.
-fn exec(mut command: Command) -> anyhow::Result<()> {
+pub fn exec(mut command: Command) -> anyhow::Result<()> {
     use std::os::unix::process::CommandExt;
     let error = command.exec();
     Err(error).context("while starting target/<profile>/tally-localcloud")

@@ -29,6 +29,9 @@ commands:
   dev      [--stage S] [--demo] [--endpoints-file FILE] [--port P] [--release]
                                            the whole stack locally (Function URLs, AWS endpoint, mappings),
                                            state under target/tally-dev/<stage>; Ctrl-C stops, restart resumes
+  loadtest [--rate N] [--duration D] [--json] [--debug]
+                                           a fresh local cloud driven through collect: freshness percentiles,
+                                           lost/duplicated counts (release build unless --debug)
   help                                     this text
 
 The stage defaults to the current git branch.";
@@ -37,6 +40,7 @@ The stage defaults to the current git branch.";
 pub enum Cmd {
     Help,
     Dev(Dev),
+    Loadtest(Loadtest),
     Synth(Synth),
     Ci(Ci),
     Build(Build),
@@ -45,7 +49,6 @@ pub enum Cmd {
     Diff(Diff),
     Destroy(Destroy),
     Previews(Previews),
-    NotYet(&'static str),
 }
 
 /// `cargo xtask dev`.
@@ -57,6 +60,16 @@ pub struct Dev {
     /// AWS endpoint port; the Function URLs take the ports after it.
     pub port: Option<u16>,
     pub release: bool,
+}
+
+/// `cargo xtask loadtest`.
+#[derive(Debug)]
+pub struct Loadtest {
+    pub rate: u32,
+    /// As given (`30s`, `2m`); checked by the local cloud binary.
+    pub duration: String,
+    pub json: bool,
+    pub debug: bool,
 }
 
 #[derive(Debug)]
@@ -341,7 +354,31 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<Cmd> {
             }
             Cmd::Dev(cmd)
         }
-        "loadtest" => Cmd::NotYet("loadtest"),
+        "loadtest" => {
+            let mut cmd = Loadtest {
+                rate: 2000,
+                duration: "30s".to_owned(),
+                json: false,
+                debug: false,
+            };
+            while let Some(arg) = parser.next()? {
+                match arg {
+                    Long("rate") => {
+                        cmd.rate = parser
+                            .value()?
+                            .parse()
+                            .context("--rate takes events per second")?
+                    }
+                    Long("duration") => cmd.duration = parser.value()?.string()?,
+                    Long("json") => cmd.json = true,
+                    Long("debug") => cmd.debug = true,
+                    other => {
+                        return Err(other.unexpected()).context("while reading `loadtest` flags")
+                    }
+                }
+            }
+            Cmd::Loadtest(cmd)
+        }
         other => bail!("unknown command `{other}`"),
     };
     Ok(cmd)

@@ -8,6 +8,7 @@ mod destroy;
 mod dev;
 mod diff;
 mod flags;
+mod loadtest;
 mod plan;
 mod previews;
 mod stage;
@@ -30,6 +31,7 @@ fn main() -> ExitCode {
         }
         flags::Cmd::Synth(cmd) => cmd.run(),
         flags::Cmd::Dev(cmd) => cmd.run(),
+        flags::Cmd::Loadtest(cmd) => cmd.run(),
         flags::Cmd::Ci(cmd) => cmd.run(),
         flags::Cmd::Build(cmd) => cmd.run(),
         flags::Cmd::Plan(cmd) => cmd.run(),
@@ -37,9 +39,6 @@ fn main() -> ExitCode {
         flags::Cmd::Diff(cmd) => cmd.run(),
         flags::Cmd::Destroy(cmd) => cmd.run(),
         flags::Cmd::Previews(cmd) => cmd.run(),
-        flags::Cmd::NotYet(name) => Err(anyhow::anyhow!(
-            "`cargo xtask {name}` is not implemented yet; see the open issues (`issues`) for its status"
-        )),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

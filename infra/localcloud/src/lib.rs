@@ -5,6 +5,7 @@ pub mod cloud;
 pub mod demo;
 pub mod esm;
 pub mod lambda;
+pub mod loadtest;
 pub mod store;
 pub mod template;
 pub mod url;

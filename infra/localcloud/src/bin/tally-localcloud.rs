@@ -22,7 +22,11 @@ usage: tally-localcloud --template FILE --state DIR [flags]
   --endpoints-file FILE   write the local URLs as JSON once everything is ready
   --skip-unbuilt          report functions whose binary is missing instead of failing
   --demo                  drive synthetic ad traffic into the collect URL
-  --quiet                 do not echo function logs (they still go to DIR/logs)";
+  --quiet                 do not echo function logs (they still go to DIR/logs)
+  --loadtest-rate N       instead of waiting for Ctrl-C: send N events/s through collect, measure freshness,
+                          check exact counts, print the report and stop
+  --loadtest-duration D   how long (seconds, or `30s`, `2m`; default 30s)
+  --json                  the load test report as one JSON object on stdout";
 
 #[derive(Debug)]
 struct Args {
@@ -37,6 +41,25 @@ struct Args {
     skip_unbuilt: bool,
     demo: bool,
     quiet: bool,
+    loadtest_rate: Option<f64>,
+    loadtest_duration: std::time::Duration,
+    json: bool,
+}
+
+/// `30`, `30s`, `2m` as a duration.
+fn duration(text: &str) -> anyhow::Result<std::time::Duration> {
+    let (number, unit) = match text.strip_suffix('m') {
+        Some(n) => (n, 60.0),
+        None => (text.strip_suffix('s').unwrap_or(text), 1.0),
+    };
+    let value: f64 = number
+        .trim()
+        .parse()
+        .with_context(|| format!("{text:?} is not a duration such as 30s or 2m"))?;
+    if !(value > 0.0 && value * unit <= 86_400.0) {
+        bail!("duration {text:?} must be above 0 and at most a day");
+    }
+    Ok(std::time::Duration::from_secs_f64(value * unit))
 }
 
 fn parse() -> anyhow::Result<Args> {
@@ -55,6 +78,9 @@ fn parse() -> anyhow::Result<Args> {
         skip_unbuilt: false,
         demo: false,
         quiet: false,
+        loadtest_rate: None,
+        loadtest_duration: std::time::Duration::from_secs(30),
+        json: false,
     };
     let pair = |text: String, flag: &str| -> anyhow::Result<(String, String)> {
         match text.split_once('=') {
@@ -95,6 +121,22 @@ fn parse() -> anyhow::Result<Args> {
             Long("skip-unbuilt") => args.skip_unbuilt = true,
             Long("demo") => args.demo = true,
             Long("quiet") => args.quiet = true,
+            Long("json") => args.json = true,
+            Long("loadtest-rate") => {
+                let rate: f64 = parser
+                    .value()?
+                    .parse()
+                    .context("--loadtest-rate takes events per second")?;
+                if !(rate > 0.0 && rate <= 100_000.0) {
+                    bail!(
+                        "--loadtest-rate {rate} is out of range: use 1 to 100000 events per second"
+                    );
+                }
+                args.loadtest_rate = Some(rate);
+            }
+            Long("loadtest-duration") => {
+                args.loadtest_duration = duration(&parser.value()?.string()?)?
+            }
             Short('h') | Long("help") => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -194,6 +236,39 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .with_context(|| format!("while writing {}", path.display()))?;
     }
 
+    if let Some(rate) = args.loadtest_rate {
+        let (Some(collect), Some(query)) = (
+            endpoints["collect_url"].as_str(),
+            endpoints["query_url"].as_str(),
+        ) else {
+            bail!("the load test needs the template's CollectUrl and QueryUrl outputs");
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let report = tally_localcloud::loadtest::run(tally_localcloud::loadtest::LoadOptions {
+            collect_url: collect.to_owned(),
+            query_url: query.to_owned(),
+            rate,
+            duration: args.loadtest_duration,
+        })
+        .await;
+        cloud.shutdown();
+        if args.json {
+            println!("{report}");
+        } else {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&report).context("while printing the report")?
+            );
+        }
+        if report["lost"] != 0 || report["duplicated"] != 0 {
+            bail!(
+                "counts are not exact: lost {}, duplicated {}",
+                report["lost"],
+                report["duplicated"]
+            );
+        }
+        return Ok(());
+    }
     let (stop_demo, stop_rx) = tokio::sync::watch::channel(false);
     let demo = match (args.demo, endpoints["collect_url"].as_str()) {
         (true, Some(url)) => {
