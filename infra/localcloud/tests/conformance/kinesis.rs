@@ -743,3 +743,50 @@ async fn in_process_reader_sees_acknowledged_records_and_is_woken() {
         .expect("cursor");
     assert!(stream.read(&resumed, 10).expect("read").records.is_empty());
 }
+
+#[tokio::test]
+async fn list_shards_pages_with_next_token() {
+    agree(|t: Arc<Target>| async move {
+        let client = t.kinesis();
+        let name = stream(&client, 5).await;
+        let mut pages = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            // AWS: a call with NextToken must not name the stream (InvalidArgumentException). moto insists on the
+            // same parameters as the first call, stream name included (observed), so it gets them.
+            let request = match &token {
+                Some(token) if t.is_moto() => {
+                    client.list_shards().stream_name(&name).next_token(token)
+                }
+                Some(token) => client.list_shards().next_token(token),
+                None => client.list_shards().stream_name(&name),
+            };
+            let page = request.max_results(2).send().await.expect("list shards");
+            pages.push(
+                page.shards()
+                    .iter()
+                    .map(|s| s.shard_id().to_owned())
+                    .collect::<Vec<_>>(),
+            );
+            match page.next_token() {
+                Some(next) => token = Some(next.to_owned()),
+                None => break,
+            }
+            assert!(pages.len() < 10, "paging ends");
+        }
+        let after = client
+            .list_shards()
+            .stream_name(&name)
+            .exclusive_start_shard_id("shardId-000000000002")
+            .send()
+            .await
+            .expect("list after");
+        let after: Vec<String> = after
+            .shards()
+            .iter()
+            .map(|s| s.shard_id().to_owned())
+            .collect();
+        pages.concat()
+    })
+    .await;
+}
