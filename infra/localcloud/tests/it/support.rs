@@ -117,7 +117,8 @@ pub fn batches(log: &std::path::Path) -> Vec<Value> {
     std::fs::read_to_string(log)
         .unwrap_or_default()
         .lines()
-        .map(|line| serde_json::from_str(line).unwrap())
+        // The last line may be half written while the function appends it: read it next time.
+        .filter_map(|line| serde_json::from_str(line).ok())
         .collect()
 }
 
