@@ -186,10 +186,19 @@ pub(crate) fn epoch_seconds(ms: i64) -> Value {
     json!(ms as f64 / 1000.0)
 }
 
-/// Runs the endpoint on `listener` until the task is dropped: HTTP/1.1, one task per connection.
+/// Runs the endpoint on `listener` until the task is dropped: HTTP/1.1, one task per connection. Accept
+/// errors are logged and retried, so the `Result` is only for callers that `select!` on it.
 pub async fn serve(listener: tokio::net::TcpListener, aws: Arc<LocalAws>) -> std::io::Result<()> {
     loop {
-        let (stream, _) = listener.accept().await?;
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(error) => {
+                // Out of file descriptors and the like: keep serving the connections that exist.
+                tracing::warn!(message = "local aws accept failed", %error);
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
         let _ = stream.set_nodelay(true);
         let aws = aws.clone();
         tokio::spawn(async move {
