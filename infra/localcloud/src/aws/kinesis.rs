@@ -255,6 +255,21 @@ enum Entry {
     },
 }
 
+/// Stream and consumer names: `[a-zA-Z0-9_.-]{1,128}`.
+fn check_name(name: &str, member: &str) -> Result<(), AwsError> {
+    let valid = !name.is_empty()
+        && name.len() <= 128
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+    if valid {
+        return Ok(());
+    }
+    Err(AwsError::validation(format!(
+        "1 validation error detected: Value '{name}' at '{member}' failed to satisfy constraint: Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+ and have length 1 to 128"
+    )))
+}
+
 pub fn shard_id(index: u32) -> String {
     format!("shardId-{index:012}")
 }
@@ -405,16 +420,7 @@ impl Kinesis {
         shards: Option<u32>,
         on_demand: bool,
     ) -> Result<Arc<Stream>, AwsError> {
-        if name.is_empty()
-            || name.len() > 128
-            || !name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
-        {
-            return Err(AwsError::validation(format!(
-                "1 validation error detected: Value '{name}' at 'streamName' failed to satisfy constraint: Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+ and have length 1 to 128"
-            )));
-        }
+        check_name(name, "streamName")?;
         let shards = match (shards, on_demand) {
             (Some(n), _) if (1..=500).contains(&n) => n,
             (Some(n), _) => {
@@ -1348,16 +1354,7 @@ impl Stream {
     /// Registers an enhanced fan-out consumer (RegisterStreamConsumer; the template loader for
     /// `AWS::Kinesis::StreamConsumer`).
     pub fn register_consumer(&self, name: &str) -> Result<ConsumerInfo, AwsError> {
-        if name.is_empty()
-            || name.len() > 128
-            || !name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
-        {
-            return Err(AwsError::validation(format!(
-                "1 validation error detected: Value '{name}' at 'consumerName' failed to satisfy constraint: Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+ and have length 1 to 128"
-            )));
-        }
+        check_name(name, "consumerName")?;
         let now = now_ms();
         let ticket = {
             let mut state = lock(&self.state);
