@@ -509,12 +509,7 @@ impl<'a> Pipeline<'a> {
                 ));
             }
         }
-        if o.realtime.parallelization_factor != 1 {
-            realtime_scope.violation(format!(
-                "realtime parallelization_factor must be 1, not {}: the exactly-once fencing is per shard and needs one batch in flight per shard",
-                o.realtime.parallelization_factor
-            ));
-        }
+        require_one_batch_per_shard(&realtime_scope, "realtime", &o.realtime);
         EventSourceMapping::kinesis(
             &realtime_scope,
             "Mapping",
@@ -537,6 +532,7 @@ impl<'a> Pipeline<'a> {
         archive.grant_read_write(&deferred);
         let deferred_failures = self.failure_queue("DeferredFailures", "deferred-failures");
         let deferred_scope = root.child("DeferredLane");
+        require_one_batch_per_shard(&deferred_scope, "deferred", &o.deferred);
         EventSourceMapping::kinesis(
             &deferred_scope,
             "Mapping",
@@ -781,6 +777,17 @@ impl<'a> Pipeline<'a> {
             "on-failure queue of the deferred lane",
             &deferred_failures.url(),
         );
+    }
+}
+
+/// Both lanes apply counters with per-shard fencing (`tally_aws::metrics`), which is exact only while a shard has
+/// one batch in flight: a `ParallelizationFactor` above 1 would let two batches of one shard race on a row.
+fn require_one_batch_per_shard(scope: &Scope, lane: &str, settings: &LaneOptions) {
+    if settings.parallelization_factor != 1 {
+        scope.violation(format!(
+            "{lane} parallelization_factor must be 1, not {}: the exactly-once fencing is per shard and needs one batch in flight per shard",
+            settings.parallelization_factor
+        ));
     }
 }
 

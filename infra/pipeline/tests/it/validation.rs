@@ -67,7 +67,11 @@ fn lane_settings_outside_aws_ranges() {
 }
 
 #[test]
-fn realtime_lane_keeps_one_batch_per_shard() {
+fn both_lanes_keep_one_batch_per_shard() {
+    check(
+        |o| o.deferred.parallelization_factor = 3,
+        "tally-main/DeferredLane: deferred parallelization_factor must be 1, not 3: the exactly-once fencing is per shard",
+    );
     check(
         |o| o.realtime.parallelization_factor = 2,
         "tally-main/RealtimeLane: realtime parallelization_factor must be 1, not 2: the exactly-once fencing is per shard",
