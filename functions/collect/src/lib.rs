@@ -89,9 +89,9 @@ impl Collector {
     pub async fn handle_at(&self, request: Request, received_ms: i64) -> Response<Body> {
         let path = request.uri().path();
         match (path, request.method()) {
-            ("/p.gif", &Method::GET) | ("/p.gif", &Method::HEAD) => {
-                self.pixel(&request, received_ms).await
-            }
+            ("/p.gif", &Method::GET) => self.pixel(&request, received_ms).await,
+            // Link checkers and crawlers probe with HEAD: they get the GIF's headers, and nothing is counted.
+            ("/p.gif", &Method::HEAD) => gif(),
             ("/v1/events", &Method::POST) => self.events(&request, received_ms).await,
             ("/v1/events", &Method::OPTIONS) | ("/p.gif", &Method::OPTIONS) => preflight(),
             ("/p.gif", _) => method_not_allowed("GET, HEAD, OPTIONS"),

@@ -163,6 +163,17 @@ async fn a_mixed_batch_keeps_its_valid_events_and_says_so() {
 #[tokio::test]
 async fn pixels_and_beacons_land_in_the_stream_with_the_browser_user_agent() {
     let (_moto, client, collector) = setup().await;
+    let probe = url_request(
+        "HEAD",
+        "/p.gif?c=summer-sale&a=banner&e=impression",
+        &[],
+        None,
+    );
+    assert_eq!(
+        collector.handle(probe).await.status().as_u16(),
+        200,
+        "HEAD gets the pixel's headers, counts nothing"
+    );
     let pixel = collector.handle(fixture("url-pixel.json")).await;
     assert!(matches!(pixel.body(), Body::Binary(_)));
     assert_eq!(collector.rejected_pixels(), 0);
