@@ -296,16 +296,7 @@ impl Query {
             .transpose()
             .map_err(Failure::Bad)?
             .unwrap_or(Resolution::Minute);
-        let from = params
-            .get("from")
-            .map(|v| parse_time("from", v))
-            .transpose()
-            .map_err(Failure::Bad)?;
-        let to = params
-            .get("to")
-            .map(|v| parse_time("to", v))
-            .transpose()
-            .map_err(Failure::Bad)?;
+        let (from, to) = from_to(&params).map_err(Failure::Bad)?;
         let range = series_range(res, from, to, now_ms).map_err(Failure::Bad)?;
         self.known(id).await?;
         let rt = self
@@ -342,16 +333,7 @@ impl Query {
     async fn ads(&self, id: &str, query: &str, now_ms: i64) -> Result<Value, Failure> {
         check_id("campaign_id", id).map_err(Failure::Bad)?;
         let params = parse_query(query, &["from", "to"]).map_err(Failure::Bad)?;
-        let from = params
-            .get("from")
-            .map(|v| parse_time("from", v))
-            .transpose()
-            .map_err(Failure::Bad)?;
-        let to = params
-            .get("to")
-            .map(|v| parse_time("to", v))
-            .transpose()
-            .map_err(Failure::Bad)?;
+        let (from, to) = from_to(&params).map_err(Failure::Bad)?;
         let to_ms = to.unwrap_or(now_ms);
         let from_ms = from.unwrap_or(Resolution::Day.bucket(to_ms.div_euclid(60_000)) * 60_000);
         if from_ms > to_ms {
@@ -434,6 +416,12 @@ impl Query {
             None => Err(Failure::NotFound(id.to_owned())),
         }
     }
+}
+
+/// The optional `from` and `to` times of a request.
+fn from_to(params: &BTreeMap<String, String>) -> Result<(Option<i64>, Option<i64>), BadParam> {
+    let time = |name: &str| params.get(name).map(|v| parse_time(name, v)).transpose();
+    Ok((time("from")?, time("to")?))
 }
 
 fn by_bucket(rows: Vec<CounterRow>) -> BTreeMap<i64, Counters> {
