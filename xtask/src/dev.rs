@@ -60,13 +60,10 @@ pub fn local_cloud(
         })
         .collect();
     let mut build = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-    build.current_dir(&root).args([
-        "build",
-        "--bin",
-        "tally-localcloud",
-        "-p",
-        "tally-localcloud",
-    ]);
+    // `--bins`, not `--bin tally-localcloud`: a `--bin` filter applies to every package given.
+    build
+        .current_dir(&root)
+        .args(["build", "--bins", "-p", "tally-localcloud"]);
     for name in &present {
         build.args(["-p", &format!("tally-{name}")]);
     }

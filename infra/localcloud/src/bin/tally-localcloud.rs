@@ -260,6 +260,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 serde_json::to_string_pretty(&report).context("while printing the report")?
             );
         }
+        if report["events_acknowledged"] == 0 {
+            bail!(
+                "collect acknowledged no event; see {}/logs and the list of resources not run above",
+                args.state.display()
+            );
+        }
         if report["lost"] != 0 || report["duplicated"] != 0 {
             bail!(
                 "counts are not exact: lost {}, duplicated {}",
