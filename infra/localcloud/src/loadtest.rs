@@ -100,13 +100,26 @@ pub async fn run(options: LoadOptions) -> Value {
             let mut ok = Vec::new();
             if !events.is_empty() {
                 let body = Value::Array(events.clone()).to_string();
-                if let Ok((202, _)) = request(&collect, "POST", "/v1/events", &body).await {
-                    ok.extend(events.iter().map(|e| {
-                        (
-                            e["campaign_id"].as_str().unwrap_or_default().to_owned(),
-                            e["kind"].as_str().unwrap_or_default().to_owned(),
-                        )
-                    }));
+                // 202: all written; 503 (throttled) and 400 (mixed) list the written ones in `ids`.
+                if let Ok((_, answer)) = request(&collect, "POST", "/v1/events", &body).await {
+                    let written: Vec<String> = serde_json::from_str::<Value>(&answer)
+                        .ok()
+                        .and_then(|a| a.get("ids").and_then(Value::as_array).cloned())
+                        .unwrap_or_default()
+                        .iter()
+                        .filter_map(|id| id.as_str().map(str::to_owned))
+                        .collect();
+                    ok.extend(
+                        events
+                            .iter()
+                            .filter(|e| written.iter().any(|w| e["id"] == w.as_str()))
+                            .map(|e| {
+                                (
+                                    e["campaign_id"].as_str().unwrap_or_default().to_owned(),
+                                    e["kind"].as_str().unwrap_or_default().to_owned(),
+                                )
+                            }),
+                    );
                 }
             }
             if let Ok((200, _)) = request(&collect, "GET", &pixel, "").await {
