@@ -59,7 +59,7 @@ fn options(dir: &TempDir) -> CloudOptions {
 }
 
 /// One HTTP/1.1 request over a plain socket: (status, headers, body).
-fn http(
+pub(crate) fn http(
     url: &str,
     method: &str,
     path: &str,

@@ -1,9 +1,11 @@
-//! Integration tests of the local cloud's runtime, Function URLs, event source mappings and template loader.
+//! Integration tests of the local cloud's runtime, Function URLs, event source mappings and template loader, and
+//! the end-to-end test of the real pipeline (`e2e`).
 
 // A failed unwrap is a failed test, with the value in the message: what a test wants.
 #![allow(clippy::unwrap_used)]
 
 mod cloud;
+mod e2e;
 mod lambda;
 mod mappings;
 mod support;
