@@ -1,16 +1,18 @@
 //! The Kinesis batch plumbing shared by `realtime` and `deferred`: decode the records of one invocation into
 //! events, find the fence of what may be applied, and build the partial-batch response.
 //!
-//! # Only a prefix is applied
+//! # Every decodable record is applied; undecodable ones are reported
 //!
-//! When record *k* cannot be decoded, records `0..k` are applied and *k* is reported in `batchItemFailures`;
-//! records after *k* are **not** applied, even though they decode. Lambda checkpoints just before the lowest
-//! reported sequence number and delivers *k* and everything after it again. Had we applied records after *k*,
-//! their rows would carry a fence past *k*, and the redelivery (whose last sequence number is at or past that
-//! fence) would be skipped on some rows and applied on others: records double-counted or dropped. Applying the
-//! prefix keeps the invariant the fencing relies on — *a row's mark for a shard covers exactly the records of
-//! that shard up to the mark* — and the poison record is isolated by the mapping's bisect, bounded retries and
-//! on-failure destination while the rest of the shard keeps flowing.
+//! When record *k* cannot be decoded, every other record of the invocation is applied and *k* (the lowest
+//! undecodable record) is reported in `batchItemFailures`. Lambda checkpoints just before *k* and delivers *k*
+//! and everything after it again; when the retries run out, that whole remainder goes to the on-failure
+//! destination (as metadata, without the records). Applying only the records before *k* would therefore lose
+//! every valid record after a poison record in the same batch. Applying them is exactly-once safe: decoding is
+//! deterministic, so *k* never contributes events, and the fencing invariant becomes *a row's mark for a shard
+//! covers exactly the decodable records of that shard up to the mark*; the redelivery of *k* and what follows is
+//! at or below every row mark the first delivery set, so it adds nothing (see `crate::metrics`). What the
+//! redelivery can still do is archive the records after *k* a second time under another object name (the
+//! deferred lane); every archived line carries its event id, shard and sequence number for de-duplication.
 
 use aws_lambda_events::event::kinesis::{KinesisEvent, KinesisEventRecord};
 use aws_lambda_events::event::streams::{KinesisBatchItemFailure, KinesisEventResponse};
@@ -22,13 +24,13 @@ use crate::Error;
 /// A decoded invocation.
 #[derive(Debug, Default)]
 pub struct DecodedBatch {
-    /// The records of the applicable prefix with their events.
+    /// The decodable records with their events.
     pub batch: ShardBatch,
     /// Records in the invocation.
     pub records: usize,
-    /// Records in the applicable prefix.
+    /// Records that decoded (and are applied).
     pub applied_records: usize,
-    /// The first record that could not be decoded: its sequence number and why.
+    /// The first (lowest) record that could not be decoded: its sequence number and why.
     pub failure: Option<(String, String)>,
 }
 
@@ -73,7 +75,8 @@ pub fn unix_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-/// Decodes `event`'s records in order up to the first one that does not decode.
+/// Decodes `event`'s records in order; records that do not decode are skipped and the first of them kept as the
+/// failure to report.
 ///
 /// Errors (the whole invocation is malformed, Lambda never sends such a batch): a record without a usable
 /// `eventID` (`shardId-…:sequence`), records of different shards, or sequence numbers that are not canonical
@@ -93,9 +96,6 @@ pub fn decode(event: &KinesisEvent) -> Result<DecodedBatch, Error> {
                 Error::MalformedBatch { rule, .. } => Error::MalformedBatch { index, rule },
                 other => other,
             })?;
-        if batch.failure.is_some() {
-            continue;
-        }
         match wire::unpack(&record.kinesis.data.0) {
             Ok(events) => {
                 batch.batch.push_record(fence, events)?;
@@ -103,11 +103,14 @@ pub fn decode(event: &KinesisEvent) -> Result<DecodedBatch, Error> {
             }
             Err(error) => {
                 tracing::warn!(
-                    message = "undecodable record; reporting it and applying only the records before it",
+                    message = "undecodable record; applying the others and reporting it",
                     sequence_number = %record.kinesis.sequence_number,
                     %error
                 );
-                batch.failure = Some((record.kinesis.sequence_number.clone(), error.to_string()));
+                if batch.failure.is_none() {
+                    batch.failure =
+                        Some((record.kinesis.sequence_number.clone(), error.to_string()));
+                }
             }
         }
     }
@@ -208,14 +211,16 @@ mod tests {
     }
 
     #[test]
-    fn prefixes() {
+    fn poison_records_are_skipped_and_the_first_reported() {
         check("", Ok((0, None, 0, None)));
         check("ok", Ok((2, Some("100"), 1, None)));
         check("ok ok ok", Ok((6, Some("102"), 3, None)));
-        check("ok ok bad ok", Ok((4, Some("101"), 2, Some("102"))));
-        check("bad ok ok", Ok((0, None, 0, Some("100"))));
+        check("ok ok bad ok", Ok((6, Some("103"), 3, Some("102"))));
+        check("bad ok ok", Ok((4, Some("102"), 2, Some("100"))));
         check("ok bad bad", Ok((2, Some("100"), 1, Some("101"))));
-        check("ok empty ok", Ok((2, Some("100"), 1, Some("101"))));
+        check("ok bad ok bad ok", Ok((6, Some("104"), 3, Some("101"))));
+        check("ok empty ok", Ok((4, Some("102"), 2, Some("101"))));
+        check("bad", Ok((0, None, 0, Some("100"))));
         check(
             "ok#5 ok#49590338271490256608559692538361571095921575989136588898",
             Ok((

@@ -27,8 +27,8 @@
 //! and sets the mark to the batch's last record, conditioned on the mark (and `ver`) it decided on, so a
 //! concurrent writer forces a re-read. Rows are independent, so a crash half-way leaves some rows done and the
 //! retry completes the others. This needs each shard's records in order — `ParallelizationFactor` 1 on the
-//! mappings — and callers that apply a *prefix* of an invocation's records, never records after one that
-//! failed ([`crate::batch`]). The argument is in ARCHITECTURE.md.
+//! mappings — and callers whose skipped records never contribute events on a later delivery either (undecodable
+//! records: decoding is deterministic, [`crate::batch`]). The argument is in ARCHITECTURE.md.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;

@@ -1,6 +1,6 @@
 //! The deferred lane: big batches from the shared iterator, the expensive and non-urgent work.
 //!
-//! [`Deferred::process`] decodes the batch up to its first undecodable record ([`tally_aws::batch`]),
+//! [`Deferred::process`] decodes every record it can ([`tally_aws::batch`]; undecodable ones are reported),
 //! enriches the events ([`tally_domain::enrich`]: device, browser, OS, invalid-traffic verdict), applies the
 //! rollup of the *valid* events to the settled lane exactly once ([`MetricsTable::apply_batch`], the same
 //! fencing as the realtime lane), then archives every enriched event to S3 as gzip NDJSON, one object per hour

@@ -2,7 +2,7 @@
 //!
 //! [`Realtime::process`] decodes the batch up to its first undecodable record ([`tally_aws::batch`]),
 //! aggregates it in memory (a `Rollup`: one row write per counter row per batch, not per event), applies it to
-//! the realtime lane exactly once ([`MetricsTable::apply_batch`] under the fence of the applied prefix), records the
+//! the realtime lane exactly once ([`MetricsTable::apply_batch`] under the fence of the decodable records), records the
 //! campaigns in the index, and reports the undecodable record in `batchItemFailures`. [`handler`] is the
 //! Lambda edge: it prints the embedded-metric line and turns errors into a failed invocation, which Lambda
 //! retries (bisecting) — safe, because applying is idempotent per fence.

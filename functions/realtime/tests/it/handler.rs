@@ -131,7 +131,7 @@ async fn table_at_existing(moto: &Moto) -> MetricsTable {
 }
 
 #[tokio::test]
-async fn a_poison_record_is_reported_and_only_the_records_before_it_are_applied() {
+async fn a_poison_record_is_reported_and_every_other_record_is_applied() {
     let moto = Moto::start();
     let table = table_at(&moto.endpoint()).await;
     let state = Realtime::new(table.clone());
@@ -140,14 +140,21 @@ async fn a_poison_record_is_reported_and_only_the_records_before_it_are_applied(
     assert!(n >= 4, "the fixture needs at least four records, has {n}");
     corrupt(&mut batch, 2);
     let seq2 = batch.records[2].kinesis.sequence_number.clone();
-    assert_eq!(invoke(&state, &batch).await, failure_at(&seq2));
-    assert_rows(&snapshot(&table).await, &expected(&events_of(&batch, 0..2)));
-    // Lambda redelivers from the failed record: still poison, nothing more applied.
-    assert_eq!(invoke(&state, &from(&batch, 2)).await, failure_at(&seq2));
-    assert_rows(&snapshot(&table).await, &expected(&events_of(&batch, 0..2)));
-    // Bisect isolates it, retries run out, it goes to the on-failure queue; the shard moves on.
-    assert_eq!(invoke(&state, &from(&batch, 3)).await, no_failures());
     let all_but_2: Vec<usize> = (0..n).filter(|&i| i != 2).collect();
+    assert_eq!(invoke(&state, &batch).await, failure_at(&seq2));
+    assert_rows(
+        &snapshot(&table).await,
+        &expected(&events_of(&batch, all_but_2.clone())),
+    );
+    // Lambda redelivers from the failed record (until its retries run out, then the remainder goes to the
+    // on-failure queue): still poison, and the records after it are not counted twice.
+    assert_eq!(invoke(&state, &from(&batch, 2)).await, failure_at(&seq2));
+    assert_rows(
+        &snapshot(&table).await,
+        &expected(&events_of(&batch, all_but_2.clone())),
+    );
+    // After the poison record is discarded the shard moves on; a redelivery of the rest changes nothing.
+    assert_eq!(invoke(&state, &from(&batch, 3)).await, no_failures());
     assert_rows(
         &snapshot(&table).await,
         &expected(&events_of(&batch, all_but_2)),
@@ -160,18 +167,25 @@ async fn mixed_batches_and_malformed_invocations() {
     let table = table_at(&moto.endpoint()).await;
     let state = Realtime::new(table.clone());
     let mut batch = fixture::load();
-    // The first record is poison: nothing is applied, the first record is reported.
+    // Two poison records: the others are applied, the lowest poison record is reported.
     corrupt(&mut batch, 0);
     corrupt(&mut batch, 3);
     let seq0 = batch.records[0].kinesis.sequence_number.clone();
     assert_eq!(invoke(&state, &batch).await, failure_at(&seq0));
-    assert!(snapshot(&table).await.is_empty());
+    let others: Vec<usize> = (0..batch.records.len())
+        .filter(|&i| i != 0 && i != 3)
+        .collect();
+    assert_rows(
+        &snapshot(&table).await,
+        &expected(&events_of(&batch, others)),
+    );
     // An empty batch is a success that changes nothing.
     assert_eq!(
         invoke(&state, &KinesisEvent::default()).await,
         no_failures()
     );
-    // An invocation Lambda would never send fails as a whole, with the reason.
+    // An invocation Lambda would never send fails as a whole, with the reason, and applies nothing.
+    let before = snapshot(&table).await;
     let mut mixed_shards = fixture::load();
     mixed_shards.records[1].event_id = Some(format!(
         "shardId-000000000007:{}",
@@ -188,7 +202,10 @@ async fn mixed_batches_and_malformed_invocations() {
         err.starts_with("malformed kinesis batch at record 0: eventID"),
         "{err}"
     );
-    assert!(snapshot(&table).await.is_empty());
+    assert!(
+        snapshot(&table).await == before,
+        "a malformed invocation changed the table"
+    );
     // Malformed JSON never reaches the handler: the event type refuses it.
     assert!(
         serde_json::from_str::<KinesisEvent>(r#"{"Records": [{"kinesis": {"data": "%%%"}}]}"#)
