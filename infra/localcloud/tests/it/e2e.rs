@@ -178,6 +178,32 @@ async fn send_valid(collect: &str, serial: &mut u64, n: u64, acked: &Mutex<Count
     }
 }
 
+/// One valid impression as the stream holds it (for records written straight to the stream), counted in `acked`.
+fn valid_event(serial: &mut u64, acked: &Mutex<Counts>) -> tally_domain::event::Event {
+    use tally_domain::event::{DeviceClass, Event, EventKind};
+    *serial += 1;
+    *acked
+        .lock()
+        .unwrap()
+        .entry((CAMPAIGNS[0].to_owned(), "impression".to_owned()))
+        .or_insert(0) += 1;
+    Event {
+        id: format!("e2e-direct-{serial}"),
+        kind: EventKind::Impression,
+        campaign_id: CAMPAIGNS[0].to_owned(),
+        ad_id: "ad1".to_owned(),
+        placement_id: None,
+        user_id: Some(format!("u{}", *serial % 97)),
+        client_ts_ms: None,
+        received_ms: now_ms(),
+        cost_micros: 0,
+        value_micros: 0,
+        country: None,
+        device: DeviceClass::Unknown,
+        user_agent: None,
+    }
+}
+
 /// Today's counts of the test's campaigns in `lane` (`realtime`, `settled`) through the query API, per
 /// (campaign, kind).
 async fn counted(query: &str, lane: &str) -> Option<Counts> {
@@ -349,8 +375,23 @@ async fn valid_invalid_poison_kill_and_restart_end_with_exact_counts() {
         poison.sequence_number().to_owned(),
     );
 
-    // Each lane isolates it (bounded retries) and reports it, alone, to its on-failure queue: every valid
-    // event was written before it, so none shares its failed part of a batch.
+    // Valid traffic right behind it, on the same shard too: the functions apply every record that decodes and
+    // report only the poison record, so these are counted even when their batch is the one that fails and its
+    // remainder is finally discarded to the on-failure queue.
+    let poison_neighbours = kinesis
+        .put_record()
+        .stream_name(cloud.output("StreamName"))
+        .partition_key("poison")
+        .data(aws_sdk_kinesis::primitives::Blob::new(
+            tally_domain::wire::encode_record(&[valid_event(&mut serial, &acked)]),
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(poison_neighbours.shard_id(), poison_shard);
+    send_valid(&collect, &mut serial, 20, &acked).await;
+
+    // Each lane isolates it (bounded retries) and reports it to its on-failure queue.
     let sqs = aws_sdk_sqs::Client::new(&sdk_config(&cloud.0.endpoint).await);
     for (lane, queue) in [
         ("realtime", "RealtimeFailuresQueueUrl"),
@@ -365,7 +406,10 @@ async fn valid_invalid_poison_kill_and_restart_end_with_exact_counts() {
             doc["requestContext"]["condition"], "RetryAttemptsExhausted",
             "{lane}: {doc}"
         );
-        assert_eq!(doc["KinesisBatchInfo"]["batchSize"], 1, "{lane}: {doc}");
+        assert_eq!(
+            doc["KinesisBatchInfo"]["startSequenceNumber"], poison_seq,
+            "{lane}: {doc}"
+        );
         assert!(
             doc.get("Records").is_none(),
             "records are never sent: {doc}"
