@@ -204,6 +204,8 @@ fn log_batch(payload: &Value, seen: &[Value], outcome: &str) {
         .append(true)
         .open(path)
     {
-        let _ = writeln!(file, "{line}");
+        // One write per line: instances of a parallelized mapping append to the same file, and `writeln!` may
+        // write the line and its newline separately, interleaving two lines into one unreadable line.
+        let _ = file.write_all(format!("{line}\n").as_bytes());
     }
 }
