@@ -410,15 +410,7 @@ fn problem(
     detail: String,
     extra: Value,
 ) -> Response<Body> {
-    let mut doc = json!({
-        "type": format!("https://tally.invalid/problems/{kind}"),
-        "title": title,
-        "status": status.as_u16(),
-        "detail": detail,
-    });
-    if let (Some(doc), Value::Object(extra)) = (doc.as_object_mut(), extra) {
-        doc.extend(extra);
-    }
+    let doc = tally_aws::problem::document(status.as_u16(), kind, title, detail, extra);
     build(
         status,
         &[(header::CONTENT_TYPE, "application/problem+json")],

@@ -6,6 +6,7 @@
 //! * [`metrics`]: the metrics table — its layout, the exactly-once writer and the readers `query` uses.
 //! * [`kinesis`]: `PutRecords` that resends individually failed records with bounded backoff.
 //! * [`emf`]: CloudWatch embedded metric format lines.
+//! * [`problem`]: RFC 9457 problem documents for the HTTP functions.
 //!
 //! Everything that can fail returns [`Error`]; [`Error::is_retryable`] tells a function edge whether the
 //! invocation should be retried by Lambda or the input is at fault.
@@ -16,5 +17,6 @@ pub mod emf;
 mod error;
 pub mod kinesis;
 pub mod metrics;
+pub mod problem;
 
 pub use error::Error;
