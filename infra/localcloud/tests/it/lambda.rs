@@ -242,8 +242,19 @@ async fn logs_are_prefixed_files_per_function() {
     let dir = std::env::temp_dir().join(format!("tally-lc-logs-{}", std::process::id()));
     let function = Function::start(spec("log-fn"), &LogSink::new(Some(dir.clone()), false));
     let _ = call(&function, json!({"action": "crash"})).await;
+    // The pool logs the crash when it reaps the instance, which may come just after the failed invocation
+    // is answered: wait for the line (bounded) before stopping the function.
+    let path = dir.join("log-fn.log");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut text = String::new();
+    while std::time::Instant::now() < deadline {
+        text = std::fs::read_to_string(&path).unwrap_or_default();
+        if text.contains("exited while handling an invocation") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     function.shutdown();
-    let text = std::fs::read_to_string(dir.join("log-fn.log")).unwrap();
     assert!(
         text.contains("exited while handling an invocation"),
         "{text}"
