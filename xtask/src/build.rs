@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -30,7 +30,7 @@ const COLD_START_RUNS: usize = 15;
 
 impl Build {
     pub fn run(self) -> anyhow::Result<()> {
-        let root = workspace_root()?;
+        let root = crate::workspace_root();
         for name in FUNCTIONS {
             let manifest = root.join("functions").join(name).join("Cargo.toml");
             if !manifest.is_file() {
@@ -105,14 +105,6 @@ impl Build {
         Ok(())
     }
 }
-
-fn workspace_root() -> anyhow::Result<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    dir.parent()
-        .map(Path::to_path_buf)
-        .context("while locating the workspace root above xtask/")
-}
-
 fn compile(root: &Path, lambda_dir: &Path, arch: Arch) -> anyhow::Result<()> {
     let version = Command::new("cargo").args(["lambda", "--version"]).output();
     match version {

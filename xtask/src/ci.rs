@@ -47,7 +47,7 @@ impl Ci {
             );
         }
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let root = workspace_root()?;
+        let root = crate::workspace_root();
         let started = Instant::now();
         for args in STEPS {
             let line = format!("cargo {}", args.join(" "));
@@ -82,13 +82,4 @@ fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     path.metadata()
         .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-}
-
-/// The workspace root: the xtask crate's parent directory.
-fn workspace_root() -> anyhow::Result<PathBuf> {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest
-        .parent()
-        .map(Path::to_path_buf)
-        .context("while finding the workspace root from the xtask crate's directory")
 }

@@ -1,13 +1,12 @@
 //! `cargo xtask deploy` — build, synthesize, and hand both to `tally_deploy::deploy`. Also the helpers the
 //! other stack commands (diff, destroy, previews) share: the runtime, the clients, the request for a stage.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use anyhow::Context;
 use tally_deploy::{Asset, Clients, Confirm, DeployOutcome, DeployRequest, Output, StackTags};
-use tally_pipeline::{code_key_parameter, PipelineOptions, Stage, FUNCTIONS};
+use tally_pipeline::{code_key_parameter, Stage, FUNCTIONS};
 
 use crate::flags::{Arch, Build, Deploy};
 use crate::stage;
@@ -85,9 +84,9 @@ pub fn confirm(yes: bool) -> Confirm {
 
 /// The deploy request for a stage: the synthesized template, the built zips, the tags.
 pub fn request(stage: &Stage, confirm: Confirm) -> anyhow::Result<DeployRequest> {
-    let template = tally_pipeline::synth_json(stage, &PipelineOptions::default())
+    let template = tally_pipeline::synth_json(stage, &crate::stack_options(stage)?)
         .with_context(|| format!("while synthesizing stack {}", stage.stack_name()))?;
-    let lambda_dir = workspace_root()?.join("target").join("lambda");
+    let lambda_dir = crate::workspace_root().join("target").join("lambda");
     let assets = FUNCTIONS
         .iter()
         .map(|name| Asset {
@@ -130,14 +129,6 @@ fn commit() -> String {
         .map(|s| s.trim().to_owned())
         .unwrap_or_else(|| "unknown".to_owned())
 }
-
-fn workspace_root() -> anyhow::Result<PathBuf> {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_path_buf)
-        .context("while locating the workspace root above xtask/")
-}
-
 /// Runs one async operation of `tally_deploy` on a fresh runtime.
 pub fn block_on<T>(
     fut: impl std::future::Future<Output = Result<T, tally_deploy::Error>>,

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tally_deploy::{Clients, DestroyOutcome, DestroyRequest, Output};
-use tally_pipeline::{PipelineOptions, Stage};
+use tally_pipeline::Stage;
 
 use crate::deploy::{block_on, confirm, PROJECT};
 use crate::flags::Destroy;
@@ -26,7 +26,7 @@ impl Destroy {
 /// The destroy request of a stage: its synthesized template names what must be gone afterwards.
 pub fn request(stage: &Stage, confirm: tally_deploy::Confirm) -> anyhow::Result<DestroyRequest> {
     let template =
-        tally_pipeline::synth_value(stage, &PipelineOptions::default()).with_context(|| {
+        tally_pipeline::synth_value(stage, &crate::stack_options(stage)?).with_context(|| {
             format!(
                 "while synthesizing stack {} to learn its names",
                 stage.stack_name()

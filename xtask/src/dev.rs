@@ -2,11 +2,11 @@
 //! stack, and hands over to the `tally-localcloud` binary (crate `infra/localcloud`), which runs that
 //! template until Ctrl-C. State lives under `target/tally-dev/<stage>/`; the next start continues from it.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use anyhow::{bail, Context};
-use tally_pipeline::{code_key_parameter, PipelineOptions, FUNCTIONS};
+use tally_pipeline::{code_key_parameter, FUNCTIONS};
 
 use crate::flags::Dev;
 use crate::stage;
@@ -14,7 +14,7 @@ use crate::stage;
 impl Dev {
     pub fn run(self) -> anyhow::Result<()> {
         let stage = stage::resolve(self.stage.as_deref())?;
-        let state = workspace_root()
+        let state = crate::workspace_root()
             .join("target")
             .join("tally-dev")
             .join(stage.label());
@@ -44,7 +44,7 @@ pub fn local_cloud(
     state: &Path,
     release: bool,
 ) -> anyhow::Result<Command> {
-    let root = workspace_root();
+    let root = crate::workspace_root();
     std::fs::create_dir_all(state)
         .with_context(|| format!("while creating {}", state.display()))?;
 
@@ -79,7 +79,7 @@ pub fn local_cloud(
         bail!("cargo build failed ({status}); fix the build and run the command again");
     }
 
-    let template = tally_pipeline::synth_json(stage, &PipelineOptions::default())
+    let template = tally_pipeline::synth_json(stage, &crate::stack_options(stage)?)
         .with_context(|| format!("while synthesizing stack {}", stage.stack_name()))?;
     let template_path = state.join("template.json");
     std::fs::write(&template_path, template)
@@ -107,15 +107,6 @@ pub fn local_cloud(
     ]);
     Ok(run)
 }
-
-/// The workspace root: this crate's parent directory.
-pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."))
-}
-
 /// Replaces this process with `command`, so Ctrl-C reaches the local cloud directly and it stops cleanly.
 pub fn exec(mut command: Command) -> anyhow::Result<()> {
     use std::os::unix::process::CommandExt;

@@ -2,8 +2,9 @@
 //! driven through collect at `--rate` for `--duration`; the report (freshness, exact counts) comes from
 //! `tally_localcloud::loadtest`, run by the `tally-localcloud` binary.
 
-use crate::dev::{exec, local_cloud, workspace_root};
+use crate::dev::{exec, local_cloud};
 use crate::flags::Loadtest;
+use crate::workspace_root;
 
 impl Loadtest {
     pub fn run(self) -> anyhow::Result<()> {

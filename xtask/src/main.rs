@@ -9,12 +9,28 @@ mod dev;
 mod diff;
 mod flags;
 mod loadtest;
+mod options;
 mod plan;
 mod previews;
 mod stage;
 mod synth;
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+/// The workspace root: the directory above this crate.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+/// The stack options of `stage` (`tally.toml`, see [`options`]).
+pub fn stack_options(
+    stage: &tally_pipeline::Stage,
+) -> anyhow::Result<tally_pipeline::PipelineOptions> {
+    options::load(&workspace_root(), stage)
+}
 
 fn main() -> ExitCode {
     let cmd = match flags::parse(std::env::args_os().skip(1)) {

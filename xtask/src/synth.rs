@@ -1,7 +1,6 @@
 //! `cargo xtask synth` — prints or writes the pipeline's CloudFormation template.
 
 use anyhow::Context;
-use tally_pipeline::PipelineOptions;
 
 use crate::flags::Synth;
 use crate::stage;
@@ -9,7 +8,7 @@ use crate::stage;
 impl Synth {
     pub fn run(self) -> anyhow::Result<()> {
         let stage = stage::resolve(self.stage.as_deref())?;
-        let template = tally_pipeline::synth_json(&stage, &PipelineOptions::default())
+        let template = tally_pipeline::synth_json(&stage, &crate::stack_options(&stage)?)
             .with_context(|| format!("while synthesizing stack {}", stage.stack_name()))?;
         match &self.out {
             Some(path) => {

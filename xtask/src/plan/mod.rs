@@ -84,9 +84,8 @@ impl Plan {
             None => Prices::shipped()?,
         };
         let stage = crate::stage::resolve(self.stage.as_deref())?;
-        let template =
-            tally_pipeline::synth_value(&stage, &tally_pipeline::PipelineOptions::default())
-                .context("while synthesizing the pipeline stack")?;
+        let template = tally_pipeline::synth_value(&stage, &crate::stack_options(&stage)?)
+            .context("while synthesizing the pipeline stack")?;
         let report = plan(&stage.label(), profile, prices, &template)?;
         if self.json {
             println!("{}", serde_json::to_string_pretty(&render::json(&report))?);

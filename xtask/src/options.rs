@@ -1,0 +1,265 @@
+//! The stack's options, from `tally.toml` at the workspace root (optional).
+//!
+//! One file, read by every command that synthesizes (synth, diff, deploy, destroy, dev, plan), so they always
+//! build the same stack for a stage — as `cdk.json`'s context does for CDK. Without the file every stage gets
+//! [`PipelineOptions::default`]. `[stack]` applies to every stage; `[stage.<name>]` overrides it for the stage
+//! whose name (the branch, or `--stage`) is `<name>`:
+//!
+//! ```toml
+//! [stack]
+//! stream = "provisioned"            # or "on-demand"
+//! critical_lane = "enhanced-fan-out" # or "shared-iterator" (cheaper for small users, p50 ≈ 0.6 s)
+//! initial_shards = 2
+//! min_shards = 1
+//! max_shards = 16
+//! alert_email = "oncall@example.com"
+//! retain_data = false
+//!
+//! [stage.production]
+//! retain_data = true                 # keep stream, table, bucket and secret when the stack goes
+//! min_shards = 4
+//! ```
+//!
+//! Unknown keys and wrong types are errors that name the key and the file: a typo must not silently deploy
+//! the defaults.
+
+use std::path::Path;
+
+use anyhow::{bail, Context};
+use tally_pipeline::{CriticalLane, PipelineOptions, Stage, StreamCapacity};
+
+/// The file's name, at the workspace root.
+pub const FILE: &str = "tally.toml";
+
+/// The options for `stage` from `<root>/tally.toml`, or the defaults when there is no such file.
+pub fn load(root: &Path, stage: &Stage) -> anyhow::Result<PipelineOptions> {
+    let path = root.join(FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => parse(&text, stage.raw())
+            .with_context(|| format!("while reading {} (stack options)", path.display())),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            Ok(PipelineOptions::default())
+        }
+        Err(error) => Err(error).with_context(|| format!("while reading {}", path.display())),
+    }
+}
+
+/// The options `text` gives stage `stage`.
+pub fn parse(text: &str, stage: &str) -> anyhow::Result<PipelineOptions> {
+    let doc: toml::Table = text.parse().context("not valid TOML")?;
+    let mut options = PipelineOptions::default();
+    for (key, value) in &doc {
+        match (key.as_str(), value) {
+            ("stack", toml::Value::Table(table)) => apply(&mut options, table, "[stack]")?,
+            ("stage", toml::Value::Table(stages)) => {
+                for (name, value) in stages {
+                    let toml::Value::Table(table) = value else {
+                        bail!("[stage.{name}] must be a table of options");
+                    };
+                    // Every stage's section is checked: a typo must not wait for that stage's deploy.
+                    apply(
+                        &mut PipelineOptions::default(),
+                        table,
+                        &format!("[stage.{name}]"),
+                    )?;
+                }
+                if let Some(toml::Value::Table(table)) = stages.get(stage) {
+                    apply(&mut options, table, &format!("[stage.{stage}]"))?;
+                }
+            }
+            ("stack" | "stage", _) => bail!("`{key}` must be a table"),
+            _ => bail!("unknown section `{key}`: expected [stack] or [stage.<name>]"),
+        }
+    }
+    Ok(options)
+}
+
+fn apply(options: &mut PipelineOptions, table: &toml::Table, section: &str) -> anyhow::Result<()> {
+    // Shard settings may come before or after `stream`; collect them, then build the capacity once.
+    let (mut initial, mut min, mut max) = match options.stream {
+        StreamCapacity::Provisioned {
+            initial_shards,
+            min_shards,
+            max_shards,
+        } => (initial_shards, min_shards, max_shards),
+        StreamCapacity::OnDemand => {
+            let StreamCapacity::Provisioned {
+                initial_shards,
+                min_shards,
+                max_shards,
+            } = PipelineOptions::default().stream
+            else {
+                bail!("the default stream is not provisioned");
+            };
+            (initial_shards, min_shards, max_shards)
+        }
+    };
+    let mut on_demand = matches!(options.stream, StreamCapacity::OnDemand);
+    for (key, value) in table {
+        let at = || format!("{section} {key}");
+        match key.as_str() {
+            "stream" => {
+                on_demand = match text(value).with_context(at)? {
+                    "provisioned" => false,
+                    "on-demand" => true,
+                    other => bail!("{}: `{other}` is not `provisioned` or `on-demand`", at()),
+                }
+            }
+            "critical_lane" => {
+                options.critical_lane = match text(value).with_context(at)? {
+                    "enhanced-fan-out" => CriticalLane::EnhancedFanOut,
+                    "shared-iterator" => CriticalLane::SharedIterator,
+                    other => bail!(
+                        "{}: `{other}` is not `enhanced-fan-out` or `shared-iterator`",
+                        at()
+                    ),
+                }
+            }
+            "initial_shards" => initial = count(value).with_context(at)?,
+            "min_shards" => min = count(value).with_context(at)?,
+            "max_shards" => max = count(value).with_context(at)?,
+            "alert_email" => options.alert_email = Some(text(value).with_context(at)?.to_owned()),
+            "retain_data" => {
+                options.retain_data = value
+                    .as_bool()
+                    .with_context(|| format!("{}: expected true or false", at()))?
+            }
+            other => bail!(
+                "{section}: unknown option `{other}` (known: stream, critical_lane, initial_shards, min_shards, max_shards, alert_email, retain_data)"
+            ),
+        }
+    }
+    options.stream = if on_demand {
+        StreamCapacity::OnDemand
+    } else {
+        StreamCapacity::Provisioned {
+            initial_shards: initial,
+            min_shards: min,
+            max_shards: max,
+        }
+    };
+    Ok(())
+}
+
+fn text(value: &toml::Value) -> anyhow::Result<&str> {
+    value.as_str().context("expected a string")
+}
+
+/// A shard count: the pipeline validates the range at synth (with the construct path in its message).
+fn count(value: &toml::Value) -> anyhow::Result<u32> {
+    let n = value.as_integer().context("expected a whole number")?;
+    u32::try_from(n).map_err(|_| anyhow::anyhow!("{n} is not a shard count"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(text: &str, stage: &str, expect: Result<&str, &str>) {
+        let got = parse(text, stage)
+            .map(|o| {
+                format!(
+                    "{:?} {:?} retain={} alert={:?}",
+                    o.stream, o.critical_lane, o.retain_data, o.alert_email
+                )
+            })
+            .map_err(|e| format!("{e:#}"));
+        match expect {
+            Ok(want) => assert_eq!(got.as_deref(), Ok(want), "{text}"),
+            Err(want) => {
+                let err = got.expect_err(text);
+                assert!(err.contains(want), "{text}: {err}");
+            }
+        }
+    }
+
+    #[test]
+    fn stage_sections_override_the_stack_section() {
+        let defaults = "Provisioned { initial_shards: 2, min_shards: 1, max_shards: 16 } EnhancedFanOut retain=false alert=None";
+        check("", "main", Ok(defaults));
+        let file = r#"
+            [stack]
+            critical_lane = "shared-iterator"
+            max_shards = 8
+            [stage.production]
+            retain_data = true
+            critical_lane = "enhanced-fan-out"
+            min_shards = 4
+            alert_email = "oncall@example.com"
+            [stage.tiny]
+            stream = "on-demand"
+        "#;
+        check(file, "feature/x", Ok("Provisioned { initial_shards: 2, min_shards: 1, max_shards: 8 } SharedIterator retain=false alert=None"));
+        check(file, "production", Ok("Provisioned { initial_shards: 2, min_shards: 4, max_shards: 8 } EnhancedFanOut retain=true alert=Some(\"oncall@example.com\")"));
+        check(
+            file,
+            "tiny",
+            Ok("OnDemand SharedIterator retain=false alert=None"),
+        );
+        check(
+            "[stack]\nstream = \"on-demand\"\n[stage.p]\nstream = \"provisioned\"",
+            "p",
+            Ok(defaults),
+        );
+    }
+
+    #[test]
+    fn mistakes_name_the_key() {
+        check(
+            "[stack]\ncritical_lane = \"efo\"",
+            "m",
+            Err("[stack] critical_lane: `efo` is not `enhanced-fan-out` or `shared-iterator`"),
+        );
+        check(
+            "[stack]\nstream = 3",
+            "m",
+            Err("[stack] stream: expected a string"),
+        );
+        check(
+            "[stack]\nmax_shard = 3",
+            "m",
+            Err("[stack]: unknown option `max_shard`"),
+        );
+        check(
+            "[stack]\nmin_shards = -1",
+            "m",
+            Err("[stack] min_shards: -1 is not a shard count"),
+        );
+        check(
+            "[stack]\nmin_shards = 1.5",
+            "m",
+            Err("[stack] min_shards: expected a whole number"),
+        );
+        check(
+            "[stage.production]\nretain_data = \"yes\"",
+            "production",
+            Err("[stage.production] retain_data: expected true or false"),
+        );
+        check(
+            "[stage]\nproduction = 1",
+            "m",
+            Err("[stage.production] must be a table"),
+        );
+        check("stack = 1", "m", Err("`stack` must be a table"));
+        check("[stacks]", "m", Err("unknown section `stacks`"));
+        check("[stack", "m", Err("not valid TOML"));
+        // Another stage's section is checked too.
+        check(
+            "[stage.production]\nretian_data = true",
+            "main",
+            Err("[stage.production]: unknown option `retian_data`"),
+        );
+    }
+
+    #[test]
+    fn no_file_means_defaults_and_a_bad_file_names_itself() {
+        let dir = std::env::temp_dir().join(format!("tally-options-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let stage = Stage::new("main");
+        assert!(load(&dir, &stage).is_ok());
+        std::fs::write(dir.join(FILE), "[stack]\nstream = \"kinesis\"").expect("write");
+        let err = format!("{:#}", load(&dir, &stage).expect_err("bad file"));
+        assert!(err.contains("tally.toml (stack options)"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
