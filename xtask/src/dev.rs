@@ -14,10 +14,7 @@ use crate::stage;
 impl Dev {
     pub fn run(self) -> anyhow::Result<()> {
         let stage = stage::resolve(self.stage.as_deref())?;
-        let state = crate::workspace_root()
-            .join("target")
-            .join("tally-dev")
-            .join(stage.label());
+        let state = crate::target_dir().join("tally-dev").join(stage.label());
         let mut run = local_cloud(&stage, &state, self.release)?;
         if let Some(port) = self.port {
             run.args([
@@ -85,9 +82,7 @@ pub fn local_cloud(
     std::fs::write(&template_path, template)
         .with_context(|| format!("while writing {}", template_path.display()))?;
 
-    let bin = root
-        .join("target")
-        .join(if release { "release" } else { "debug" });
+    let bin = crate::target_dir().join(if release { "release" } else { "debug" });
     let mut run = Command::new(bin.join("tally-localcloud"));
     run.arg("--template").arg(&template_path);
     run.arg("--state").arg(state);

@@ -4,7 +4,6 @@
 
 use crate::dev::{exec, local_cloud};
 use crate::flags::Loadtest;
-use crate::workspace_root;
 
 impl Loadtest {
     pub fn run(self) -> anyhow::Result<()> {
@@ -12,8 +11,7 @@ impl Loadtest {
         let run_id = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let state = workspace_root()
-            .join("target")
+        let state = crate::target_dir()
             .join("tally-loadtest")
             .join(run_id.to_string());
         let mut run = local_cloud(&stage, &state, !self.debug)?;

@@ -25,6 +25,22 @@ pub fn workspace_root() -> PathBuf {
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
+/// Cargo's target directory: `CARGO_TARGET_DIR` when set (cargo sets it for `cargo xtask` too when the user
+/// did), else `target/` in the workspace. Built binaries are looked up here; state kept for later runs too.
+pub fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) if !dir.is_empty() => {
+            let dir = PathBuf::from(dir);
+            if dir.is_absolute() {
+                dir
+            } else {
+                workspace_root().join(dir)
+            }
+        }
+        _ => workspace_root().join("target"),
+    }
+}
+
 /// The stack options of `stage` (`tally.toml`, see [`options`]).
 pub fn stack_options(
     stage: &tally_pipeline::Stage,

@@ -6,6 +6,7 @@ pub mod demo;
 pub mod esm;
 pub mod lambda;
 pub mod loadtest;
+pub mod meter;
 pub mod store;
 pub mod template;
 pub mod url;

@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 
 use super::prices::Prices;
-use super::profile::Profile;
 use super::stack::{FunctionModel, KinesisMapping, StackModel};
+use tally_traffic::Profile;
 
 /// Hours in the billing month AWS uses.
 pub const HOURS_PER_MONTH: f64 = 730.0;

@@ -13,7 +13,6 @@
 pub mod cost;
 pub mod latency;
 pub mod prices;
-pub mod profile;
 pub mod render;
 pub mod simulate;
 pub mod stack;
@@ -26,9 +25,9 @@ use serde_json::Value;
 use crate::flags::Plan;
 use cost::{Bill, Design};
 use prices::Prices;
-use profile::Profile;
 use simulate::Simulation;
 use stack::{Mode, StackModel};
+use tally_traffic::Profile;
 
 /// Everything `plan` computed.
 #[derive(Debug, Clone)]

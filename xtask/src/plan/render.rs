@@ -6,8 +6,8 @@ use std::fmt::Write as _;
 use serde_json::{json, Value};
 
 use super::cost::Bill;
-use super::profile::KIND_NAMES;
 use super::Report;
+use tally_traffic::KIND_NAMES;
 
 fn usd(v: f64) -> String {
     let v = v + 0.0; // an empty sum is -0.0

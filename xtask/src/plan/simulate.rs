@@ -6,7 +6,7 @@
 use anyhow::Context;
 use tally_domain::scaling::{self, Bounds, Decision, Demand, KeepReason, Policy, SimConfig};
 
-use super::profile::Profile;
+use tally_traffic::Profile;
 
 /// How long `UpdateShardCount` takes to take effect in the simulation (AWS: "a few minutes").
 pub const RESHARDING_MINUTES: u32 = 5;

@@ -55,6 +55,8 @@ pub struct LocalAws {
     pub dynamodb: dynamodb::DynamoDb,
     pub sqs: sqs::Sqs,
     pub s3: s3::S3,
+    /// What AWS would bill for the requests served (see [`crate::meter`]).
+    pub meter: Arc<crate::meter::Meter>,
     state_dir: Option<PathBuf>,
 }
 
@@ -67,6 +69,7 @@ impl LocalAws {
             dynamodb: dynamodb::DynamoDb::new(&region, None),
             sqs: sqs::Sqs::new(&region, None),
             s3: s3::S3::new(None),
+            meter: Arc::default(),
             region,
             state_dir: None,
         })
@@ -81,6 +84,7 @@ impl LocalAws {
             dynamodb: dynamodb::DynamoDb::open(&region, &dir.join("dynamodb"))?,
             sqs: sqs::Sqs::open(&region, &dir.join("sqs"))?,
             s3: s3::S3::open(&dir.join("s3"))?,
+            meter: Arc::default(),
             region,
             state_dir: Some(dir.to_owned()),
         }))

@@ -1,0 +1,227 @@
+//! The meter: what the local cloud would have been billed for on AWS, counted per request as it serves it.
+//!
+//! Every service records into one [`Meter`] (owned by [`crate::aws::LocalAws`], shared with the Lambda pools and
+//! the event source mappings). The units follow AWS's published billing rules, computed by
+//! `tally_billing` (one place for the rules, also used by `cargo xtask plan`); the meter only adds them up.
+//!
+//! A [`Snapshot`] is the whole reading as JSON: served at `GET /_tally/meter` on the local AWS port, written to
+//! `meter.json` under the state directory while the cloud runs, and cleared by `POST /_tally/meter/reset`
+//! (the load test resets it after its warm-up, so set-up traffic is not counted).
+//!
+//! **Snapshot format** (version 1; every count since `since_ms`; maps are keyed by the resource's name):
+//!
+//! ```text
+//! { "version": 1, "since_ms", "at_ms",
+//!   "dynamodb": { "tables": { NAME: DynamoDbTable } },
+//!   "kinesis":  { "streams": { NAME: KinesisStream } },
+//!   "lambda":   { "functions": { NAME: LambdaFunction } },
+//!   "mappings": { UUID: Mapping },                 // event source mappings, with per-shard cycle figures
+//!   "s3":       { "buckets": { NAME: S3Bucket } } }
+//! ```
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+/// Version of the snapshot format; bump it when a field changes meaning.
+pub const SNAPSHOT_VERSION: u32 = 1;
+
+/// The meter of one local cloud.
+#[derive(Debug)]
+pub struct Meter {
+    readings: Mutex<Snapshot>,
+}
+
+impl Default for Meter {
+    fn default() -> Self {
+        Meter::new()
+    }
+}
+
+/// Everything metered since `since_ms`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub version: u32,
+    pub since_ms: i64,
+    pub at_ms: i64,
+    pub dynamodb: DynamoDb,
+    pub kinesis: Kinesis,
+    pub lambda: Lambda,
+    pub mappings: BTreeMap<String, Mapping>,
+    pub s3: S3,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DynamoDb {
+    pub tables: BTreeMap<String, DynamoDbTable>,
+}
+
+/// One table's capacity units, as AWS would charge them (on-demand request units = capacity units).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DynamoDbTable {
+    /// Write units charged: successful writes, failed conditional writes, transactional writes doubled.
+    pub write_units: f64,
+    /// Read units charged: strongly consistent reads at 4 KB per unit, eventually consistent at half.
+    pub read_units: f64,
+    /// Requests that wrote (or tried to write) an item: one per item of a batch or transaction.
+    pub write_requests: u64,
+    /// Requests that read: one per item of `GetItem`/`BatchGetItem`, one per `Query`/`Scan` page.
+    pub read_requests: u64,
+    /// Conditional writes whose condition failed (charged all the same); their units are in `write_units`.
+    pub failed_conditional_writes: u64,
+    pub failed_conditional_write_units: f64,
+    /// Writes inside `TransactWriteItems` (charged at twice the units).
+    pub transactional_writes: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Kinesis {
+    pub streams: BTreeMap<String, KinesisStream>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct KinesisStream {
+    /// `PutRecord` and `PutRecords` calls.
+    pub put_requests: u64,
+    /// Records written (accepted).
+    pub records: u64,
+    /// Bytes of data + partition key written (accepted records).
+    pub bytes: u64,
+    /// PUT payload units: each accepted record rounded up to 25 KB.
+    pub put_payload_units: u64,
+    /// Records rounded up to 1 KB, as on-demand bills ingress (in KB).
+    pub on_demand_kb: u64,
+    /// Calls answered `ProvisionedThroughputExceededException` (PutRecord) or with every record throttled.
+    pub throttled_requests: u64,
+    /// Records refused for throughput (PutRecords' per-record `ProvisionedThroughputExceededException`).
+    pub throttled_records: u64,
+    /// `GetRecords` calls and the bytes they returned (shared iterators).
+    pub get_records_requests: u64,
+    pub get_records_bytes: u64,
+    /// Bytes and records delivered to enhanced fan-out consumers.
+    pub efo_bytes: u64,
+    pub efo_records: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Lambda {
+    pub functions: BTreeMap<String, LambdaFunction>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LambdaFunction {
+    /// Invocations that an instance took (the Runtime API handed them out), whatever their outcome.
+    pub invocations: u64,
+    /// Invocations that ended in `/error`, a crash or a timeout.
+    pub errors: u64,
+    /// Billed duration: each invocation from hand-out to response, rounded up to 1 ms.
+    pub billed_ms: u64,
+    /// The function's configured memory.
+    pub memory_mb: u32,
+    /// `billed_ms` × memory, in GB-seconds (1 GB = 1024 MB, as Lambda prices it).
+    pub gb_seconds: f64,
+}
+
+/// One event source mapping: its invocations and, per shard (or queue), its batch cycle.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Mapping {
+    pub function: String,
+    /// The stream or queue name.
+    pub source: String,
+    /// `"enhanced-fan-out"`, `"shared-iterator"` or `"sqs"`.
+    pub kind: String,
+    pub invocations: u64,
+    pub records: u64,
+    pub shards: BTreeMap<String, ShardCycle>,
+}
+
+/// The invocations of one mapping on one shard: how often a batch starts and how long it takes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ShardCycle {
+    pub invocations: u64,
+    pub records: u64,
+    /// Start of the first and of the last invocation (unix ms).
+    pub first_start_ms: i64,
+    pub last_start_ms: i64,
+    /// Sum of invocation durations (dispatch → outcome).
+    pub busy_ms: u64,
+    /// Mean time between invocation starts, (last − first) / (invocations − 1); 0 with fewer than two.
+    pub cycle_ms: f64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct S3 {
+    pub buckets: BTreeMap<String, S3Bucket>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct S3Bucket {
+    /// PUT, COPY, POST, LIST requests (AWS's first price tier).
+    pub class_a_requests: u64,
+    /// GET, HEAD and every other request (the second tier).
+    pub class_b_requests: u64,
+    /// Bytes uploaded.
+    pub bytes_in: u64,
+    /// Bytes stored now (every version), and the object versions stored.
+    pub bytes_stored: u64,
+    pub objects: u64,
+}
+
+impl Meter {
+    pub fn new() -> Meter {
+        let now = crate::aws::now_ms();
+        Meter {
+            readings: Mutex::new(Snapshot {
+                version: SNAPSHOT_VERSION,
+                since_ms: now,
+                at_ms: now,
+                ..Snapshot::default()
+            }),
+        }
+    }
+
+    /// The reading now.
+    pub fn snapshot(&self) -> Snapshot {
+        let mut snapshot = self.lock().clone();
+        snapshot.at_ms = crate::aws::now_ms();
+        snapshot
+    }
+
+    /// Starts counting again from zero. What is stored (`S3Bucket::bytes_stored`, `objects`) is a level, not a
+    /// count, and is kept.
+    pub fn reset(&self) {
+        let mut readings = self.lock();
+        let buckets = std::mem::take(&mut readings.s3.buckets);
+        let now = crate::aws::now_ms();
+        *readings = Snapshot {
+            version: SNAPSHOT_VERSION,
+            since_ms: now,
+            at_ms: now,
+            ..Snapshot::default()
+        };
+        readings.s3.buckets = buckets
+            .into_iter()
+            .map(|(name, b)| {
+                let kept = S3Bucket {
+                    bytes_stored: b.bytes_stored,
+                    objects: b.objects,
+                    ..S3Bucket::default()
+                };
+                (name, kept)
+            })
+            .collect();
+    }
+
+    /// Runs `f` on the reading under the meter's lock (the services' recording methods are built on it).
+    pub fn record<R>(&self, f: impl FnOnce(&mut Snapshot) -> R) -> R {
+        f(&mut self.lock())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Snapshot> {
+        // A panic while recording leaves plain counters behind: still a usable reading.
+        self.readings
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
