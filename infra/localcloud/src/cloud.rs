@@ -174,7 +174,8 @@ impl LocalCloud {
             spec.env = decl.env.clone();
             for (key, value) in [
                 ("AWS_ENDPOINT_URL", endpoint.as_str()),
-                ("AWS_ACCESS_KEY_ID", "test"),
+                // The access key id names the function: the meter attributes its DynamoDB requests to it.
+                ("AWS_ACCESS_KEY_ID", decl.name.as_str()),
                 ("AWS_SECRET_ACCESS_KEY", "test"),
                 ("AWS_EC2_METADATA_DISABLED", "true"),
             ] {

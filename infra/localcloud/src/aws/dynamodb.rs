@@ -7,15 +7,20 @@
 //! `ALL_OLD`) and `TransactionCanceledException` (with `CancellationReasons`) are raised where AWS raises
 //! them; `ReturnValues` is honoured (`NONE`, `ALL_OLD`, `UPDATED_OLD`, `ALL_NEW`, `UPDATED_NEW`).
 //!
-//! Local simplifications: TTL is recorded but items do not expire; secondary indexes, streams and
-//! `ReturnConsumedCapacity` figures are not supported (indexes are refused at CreateTable, by name); every read
-//! is strongly consistent; there is no throttling (tables are on-demand). `ClientRequestToken` makes
-//! TransactWriteItems idempotent for ten minutes, as in AWS.
+//! Capacity units ([`capacity`]): every item operation is charged as AWS charges it (item sizes and rounding
+//! from `tally_billing`), recorded in the meter under the caller's access key id, and returned as
+//! `ConsumedCapacity` when `ReturnConsumedCapacity` is `TOTAL` or `INDEXES`.
+//!
+//! Local simplifications: TTL is recorded but items do not expire; secondary indexes and streams are not
+//! supported (indexes are refused at CreateTable, by name); every read is strongly consistent (an eventually
+//! consistent one is charged half, as in AWS); there is no throttling (tables are on-demand).
+//! `ClientRequestToken` makes TransactWriteItems idempotent for ten minutes, as in AWS.
 //!
 //! Durability: every write is one entry of the service log (`<state>/dynamodb/log`); a transaction or batch is
 //! one entry, so it is all-or-nothing across a crash. The answer is sent after the entry is synced; another
 //! client may read an item a few hundred microseconds before its write is durable.
 
+pub mod capacity;
 pub mod expr;
 pub mod number;
 
@@ -29,6 +34,7 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
+use self::capacity::{Consumed, Detail, Shape};
 use self::expr::{Cond, Item, Refs};
 use super::input::{opt_array, opt_bool, opt_i64, opt_object, opt_str, req_str};
 use super::{epoch_seconds, now_ms, AwsError, LocalAws, ACCOUNT_ID};
@@ -42,8 +48,43 @@ pub(crate) fn decode_b64(text: &str) -> Result<Vec<u8>, base64::DecodeError> {
     STANDARD.decode(text)
 }
 
-/// Dispatches one DynamoDB operation.
-pub(crate) fn call(aws: &LocalAws, operation: &str, input: Value) -> Result<Value, AwsError> {
+/// Dispatches one DynamoDB operation of `caller` (the access key id the request was signed with, or
+/// `"unknown"`), meters it, and adds `ConsumedCapacity` to the answer when asked.
+pub(crate) fn call(
+    aws: &LocalAws,
+    operation: &str,
+    input: Value,
+    caller: &str,
+) -> Result<Value, AwsError> {
+    let Some(shape) = Shape::of(operation) else {
+        return call_unmetered(aws, operation, input);
+    };
+    let detail = Detail::of(&input)?;
+    let d = &aws.dynamodb;
+    let mut used = Consumed::default();
+    let result = match operation {
+        "PutItem" => d.put_item(&input, &mut used),
+        "GetItem" => d.get_item(&input, &mut used),
+        "UpdateItem" => d.update_item(&input, &mut used),
+        "DeleteItem" => d.delete_item(&input, &mut used),
+        "Query" => d.query(&input, false, &mut used),
+        "Scan" => d.query(&input, true, &mut used),
+        "BatchGetItem" => d.batch_get(&input, &mut used),
+        "BatchWriteItem" => d.batch_write(&input, &mut used),
+        "TransactWriteItems" => d.transact_write(&input, &mut used),
+        other => Err(AwsError::unsupported("DynamoDB", other)),
+    };
+    // Charged whatever the outcome: a failed conditional write or a cancelled transaction costs units too.
+    used.record(&aws.meter, caller);
+    let mut answer = result?;
+    if let (Some(capacity), Some(object)) = (used.answer(detail, shape), answer.as_object_mut()) {
+        object.insert("ConsumedCapacity".into(), capacity);
+    }
+    Ok(answer)
+}
+
+/// The table operations, which AWS does not charge in capacity units.
+fn call_unmetered(aws: &LocalAws, operation: &str, input: Value) -> Result<Value, AwsError> {
     let d = &aws.dynamodb;
     match operation {
         "CreateTable" => d.create_table(&input),
@@ -52,15 +93,6 @@ pub(crate) fn call(aws: &LocalAws, operation: &str, input: Value) -> Result<Valu
         "ListTables" => Ok(json!({"TableNames": d.table_names()})),
         "UpdateTimeToLive" => d.update_ttl(&input),
         "DescribeTimeToLive" => d.describe_ttl(&input),
-        "PutItem" => d.put_item(&input),
-        "GetItem" => d.get_item(&input),
-        "UpdateItem" => d.update_item(&input),
-        "DeleteItem" => d.delete_item(&input),
-        "Query" => d.query(&input, false),
-        "Scan" => d.query(&input, true),
-        "BatchGetItem" => d.batch_get(&input),
-        "BatchWriteItem" => d.batch_write(&input),
-        "TransactWriteItems" => d.transact_write(&input),
         other => Err(AwsError::unsupported("DynamoDB", other)),
     }
 }
@@ -664,7 +696,7 @@ impl DynamoDb {
         })
     }
 
-    fn put_item(&self, input: &Value) -> Result<Value, AwsError> {
+    fn put_item(&self, input: &Value, used: &mut Consumed) -> Result<Value, AwsError> {
         let table = self.table(req_str(input, "TableName")?)?;
         let item = item_of(input, "Item")?;
         let mut refs = Refs::new(input)?;
@@ -676,7 +708,12 @@ impl DynamoDb {
             let mut table = lock(&table);
             let key = table.def.key_of(&item, false)?;
             let old = table.get(&key).cloned();
-            check_condition(cond.as_ref(), old.as_ref(), want_old)?;
+            let sizes = (old.as_ref().map(capacity::size), Some(capacity::size(&item)));
+            if let Err(error) = check_condition(cond.as_ref(), old.as_ref(), want_old) {
+                charge_failure(used, &table.def.name, &error, sizes);
+                return Err(error);
+            }
+            used.write(&table.def.name, sizes.0, sizes.1);
             let op = Op {
                 table: table.def.name.clone(),
                 key: table.def.key_item(&item),
@@ -696,10 +733,10 @@ impl DynamoDb {
         })
     }
 
-    fn get_item(&self, input: &Value) -> Result<Value, AwsError> {
+    fn get_item(&self, input: &Value, used: &mut Consumed) -> Result<Value, AwsError> {
         let table = self.table(req_str(input, "TableName")?)?;
         let key = item_of(input, "Key")?;
-        opt_bool(input, "ConsistentRead")?;
+        let consistent = opt_bool(input, "ConsistentRead")?.unwrap_or(false);
         let mut refs = Refs::new(input)?;
         let projection = opt_str(input, "ProjectionExpression")?
             .map(|text| expr::parse_projection(text, &mut refs))
@@ -707,6 +744,12 @@ impl DynamoDb {
         refs.check_all_used()?;
         let table = lock(&table);
         let key = table.def.key_of(&key, true)?;
+        // The whole item is charged, projected or not; a missing one costs the minimum.
+        used.read(
+            &table.def.name,
+            table.get(&key).map(capacity::size),
+            consistent,
+        );
         Ok(match table.get(&key) {
             Some(item) => match &projection {
                 Some(paths) => json!({"Item": expr::project(item, paths)}),
@@ -716,7 +759,7 @@ impl DynamoDb {
         })
     }
 
-    fn update_item(&self, input: &Value) -> Result<Value, AwsError> {
+    fn update_item(&self, input: &Value, used: &mut Consumed) -> Result<Value, AwsError> {
         let table = self.table(req_str(input, "TableName")?)?;
         let key = item_of(input, "Key")?;
         let mut refs = Refs::new(input)?;
@@ -741,7 +784,20 @@ impl DynamoDb {
             let mut table = lock(&table);
             let k = table.def.key_of(&key, true)?;
             let old = table.get(&k).cloned();
-            check_condition(cond.as_ref(), old.as_ref(), want_old)?;
+            if let Err(error) = check_condition(cond.as_ref(), old.as_ref(), want_old) {
+                // Charged on the item the update would have made, when it can be made.
+                let mut would = old.clone().unwrap_or_else(|| key.clone());
+                let after = match &update {
+                    Some(update) => expr::apply(&mut would, update).ok().map(|_| &would),
+                    None => Some(&would),
+                };
+                let sizes = (
+                    old.as_ref().map(capacity::size),
+                    after.map(capacity::size),
+                );
+                charge_failure(used, &table.def.name, &error, sizes);
+                return Err(error);
+            }
             let mut new = old.clone().unwrap_or_else(|| key.clone());
             let touched = update.as_ref().map(expr::updated_names).unwrap_or_default();
             if let Some(update) = &update {
@@ -755,6 +811,11 @@ impl DynamoDb {
                 expr::apply(&mut new, update)?;
             }
             check_item(&new)?;
+            used.write(
+                &table.def.name,
+                old.as_ref().map(capacity::size),
+                Some(capacity::size(&new)),
+            );
             let op = Op {
                 table: table.def.name.clone(),
                 key: key.clone(),
@@ -787,7 +848,7 @@ impl DynamoDb {
         })
     }
 
-    fn delete_item(&self, input: &Value) -> Result<Value, AwsError> {
+    fn delete_item(&self, input: &Value, used: &mut Consumed) -> Result<Value, AwsError> {
         let table = self.table(req_str(input, "TableName")?)?;
         let key = item_of(input, "Key")?;
         let mut refs = Refs::new(input)?;
@@ -799,7 +860,12 @@ impl DynamoDb {
             let mut table = lock(&table);
             let k = table.def.key_of(&key, true)?;
             let old = table.get(&k).cloned();
-            check_condition(cond.as_ref(), old.as_ref(), want_old)?;
+            let sizes = (old.as_ref().map(capacity::size), None);
+            if let Err(error) = check_condition(cond.as_ref(), old.as_ref(), want_old) {
+                charge_failure(used, &table.def.name, &error, sizes);
+                return Err(error);
+            }
+            used.write(&table.def.name, sizes.0, sizes.1);
             let ticket = if old.is_some() {
                 let op = Op {
                     table: table.def.name.clone(),
@@ -824,7 +890,7 @@ impl DynamoDb {
     }
 
     /// Query (key condition on one partition) and Scan (every item).
-    fn query(&self, input: &Value, scan: bool) -> Result<Value, AwsError> {
+    fn query(&self, input: &Value, scan: bool, used: &mut Consumed) -> Result<Value, AwsError> {
         let table = self.table(req_str(input, "TableName")?)?;
         if input.get("IndexName").is_some_and(|v| !v.is_null()) {
             return Err(AwsError::validation(
@@ -855,6 +921,7 @@ impl DynamoDb {
             }
         };
         let forward = opt_bool(input, "ScanIndexForward")?.unwrap_or(true);
+        let consistent = opt_bool(input, "ConsistentRead")?.unwrap_or(false);
         let count_only = match opt_str(input, "Select")? {
             None | Some("ALL_ATTRIBUTES") | Some("SPECIFIC_ATTRIBUTES") => false,
             Some("COUNT") => true,
@@ -884,6 +951,7 @@ impl DynamoDb {
         let mut items = Vec::new();
         let mut scanned = 0;
         let mut bytes = 0;
+        let mut read_bytes = 0;
         let mut last = None;
         let mut started = start.is_none();
         let ordered: Box<dyn Iterator<Item = (&Key, &Key, &Item)>> = if forward {
@@ -915,6 +983,7 @@ impl DynamoDb {
                 }
             }
             scanned += 1;
+            read_bytes += capacity::size(item);
             bytes += item
                 .iter()
                 .map(|(k, v)| k.len() + v.to_string().len())
@@ -934,6 +1003,8 @@ impl DynamoDb {
                 break;
             }
         }
+        // One page, charged on the total size of the items read (before the filter), rounded up once.
+        used.read(&def.name, Some(read_bytes), consistent);
         let mut out = json!({"Count": items.len(), "ScannedCount": scanned});
         if !count_only {
             out["Items"] = json!(items);
@@ -944,7 +1015,7 @@ impl DynamoDb {
         Ok(out)
     }
 
-    fn batch_get(&self, input: &Value) -> Result<Value, AwsError> {
+    fn batch_get(&self, input: &Value, used: &mut Consumed) -> Result<Value, AwsError> {
         let requests = opt_object(input, "RequestItems")?
             .ok_or_else(|| super::input::missing("RequestItems"))?;
         let total: usize = requests
@@ -957,8 +1028,11 @@ impl DynamoDb {
             )));
         }
         let mut responses = Map::new();
+        // Charged only once every table and key checked out: a malformed request costs nothing.
+        let mut reads = Vec::new();
         for (name, request) in requests {
             let table = self.table(name)?;
+            let consistent = opt_bool(request, "ConsistentRead")?.unwrap_or(false);
             let mut refs = Refs::new(request)?;
             let projection = opt_str(request, "ProjectionExpression")?
                 .map(|text| expr::parse_projection(text, &mut refs))
@@ -980,6 +1054,11 @@ impl DynamoDb {
                         "Provided list of item keys contains duplicates",
                     ));
                 }
+                reads.push((
+                    table.def.name.clone(),
+                    table.get(&k).map(capacity::size),
+                    consistent,
+                ));
                 if let Some(item) = table.get(&k) {
                     found.push(match &projection {
                         Some(paths) => expr::project(item, paths),
@@ -989,10 +1068,13 @@ impl DynamoDb {
             }
             responses.insert(name.clone(), json!(found));
         }
+        for (table, bytes, consistent) in reads {
+            used.read(&table, bytes, consistent);
+        }
         Ok(json!({"Responses": responses, "UnprocessedKeys": {}}))
     }
 
-    fn batch_write(&self, input: &Value) -> Result<Value, AwsError> {
+    fn batch_write(&self, input: &Value, used: &mut Consumed) -> Result<Value, AwsError> {
         let requests = opt_object(input, "RequestItems")?
             .ok_or_else(|| super::input::missing("RequestItems"))?;
         let mut writes: Vec<(String, Item, bool)> = Vec::new();
@@ -1031,6 +1113,7 @@ impl DynamoDb {
             let mut seen = BTreeSet::new();
             let mut ops = Vec::new();
             let mut keys = Vec::new();
+            let mut charges = Vec::new();
             for (name, item, put) in writes {
                 let table = guards.get(&name).ok_or_else(|| not_found(&name))?;
                 let key = table.def.key_of(&item, !put)?;
@@ -1039,6 +1122,12 @@ impl DynamoDb {
                         "Provided list of item keys contains duplicates",
                     ));
                 }
+                // Each item as its own PutItem or DeleteItem.
+                charges.push((
+                    table.def.name.clone(),
+                    table.get(&key).map(capacity::size),
+                    put.then(|| capacity::size(&item)),
+                ));
                 ops.push(Op {
                     table: name.clone(),
                     key: table.def.key_item(&item),
@@ -1047,6 +1136,9 @@ impl DynamoDb {
                 keys.push(key);
             }
             let ticket = self.log_entry_ops(&ops, None)?;
+            for (table, before, after) in charges {
+                used.write(&table, before, after);
+            }
             for (op, key) in ops.into_iter().zip(keys) {
                 if let Some(table) = guards.get_mut(&op.table) {
                     table.set(key, op.item);
@@ -1073,7 +1165,7 @@ impl DynamoDb {
         super::log_write(self.log.as_ref(), &WriteRef { ops, token })
     }
 
-    fn transact_write(&self, input: &Value) -> Result<Value, AwsError> {
+    fn transact_write(&self, input: &Value, used: &mut Consumed) -> Result<Value, AwsError> {
         let items = opt_array(input, "TransactItems")?
             .ok_or_else(|| super::input::missing("TransactItems"))?;
         if items.is_empty() || items.len() > 100 {
@@ -1169,6 +1261,8 @@ impl DynamoDb {
             let mut failed = false;
             let mut ops = Vec::new();
             let mut keys = Vec::new();
+            // (table, bytes, condition held) per action, charged once the whole request is known to be valid.
+            let mut charges = Vec::new();
             for action in &actions {
                 let table = guards
                     .get(&action.table)
@@ -1194,6 +1288,7 @@ impl DynamoDb {
                     }
                     reasons.push(reason);
                 }
+                let before = old.map(capacity::size);
                 let new = match action.kind {
                     "Put" => action.item.clone(),
                     "Delete" => None,
@@ -1216,14 +1311,28 @@ impl DynamoDb {
                         check_item(&new)?;
                         Some(new)
                     }
-                    _ => continue,
+                    _ => {
+                        // A ConditionCheck: charged as a transactional write of the item it checks.
+                        charges.push((action.table.clone(), before.unwrap_or(0), ok));
+                        continue;
+                    }
                 };
+                let after = new.as_ref().map(capacity::size);
+                charges.push((
+                    action.table.clone(),
+                    before.unwrap_or(0).max(after.unwrap_or(0)),
+                    ok,
+                ));
                 ops.push(Op {
                     table: action.table.clone(),
                     key: table.def.key_item(&action.key),
                     item: new,
                 });
                 keys.push(key);
+            }
+            // A cancelled transaction is charged too (AWS: the units are consumed either way).
+            for (table, bytes, held) in charges {
+                used.transactional_write(&table, bytes, held);
             }
             if failed {
                 let codes: Vec<&str> = reasons
@@ -1251,6 +1360,19 @@ impl DynamoDb {
         };
         self.sync(ticket)?;
         Ok(json!({}))
+    }
+}
+
+/// Charges a write whose condition check ended in `error`: a failed condition costs what the write would have;
+/// any other error (a malformed condition) costs nothing.
+fn charge_failure(
+    used: &mut Consumed,
+    table: &str,
+    error: &AwsError,
+    (before, after): (Option<u64>, Option<u64>),
+) {
+    if error.code == "ConditionalCheckFailedException" {
+        used.failed_write(table, before, after);
     }
 }
 

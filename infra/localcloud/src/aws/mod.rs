@@ -9,7 +9,8 @@
 //! * anything else — S3 REST, path-style (`/bucket/key`) or virtual-hosted (`bucket.localhost`) ([`s3`]).
 //!
 //! Signatures (SigV4) are accepted without being checked: the endpoint listens on 127.0.0.1 only and has one
-//! account (`123456789012`) and one region (`us-east-1` unless configured otherwise).
+//! account (`123456789012`) and one region (`us-east-1` unless configured otherwise). The access key id a
+//! request was signed with names its caller in the meter ([`caller`]).
 //!
 //! Errors have AWS's shapes and statuses, so the SDKs' retry classifiers behave as against AWS: JSON protocols
 //! answer `{"__type": ..., "message": ...}` (400 for client errors and throttling, 500 for internal failures);
@@ -251,7 +252,9 @@ pub async fn handle(aws: &Arc<LocalAws>, request: Request<Bytes>) -> Response<Fu
             ("application/x-amz-json-1.1", json_call(aws, request.body(), operation, kinesis::call).await)
         }
         "DynamoDB_20120810" => {
-            ("application/x-amz-json-1.0", json_call(aws, request.body(), operation, dynamodb::call).await)
+            let caller = caller(request.headers());
+            let call = move |aws: &LocalAws, operation: &str, input| dynamodb::call(aws, operation, input, &caller);
+            ("application/x-amz-json-1.0", json_call(aws, request.body(), operation, call).await)
         }
         "AmazonSQS" => {
             let host = request.headers().get(hyper::header::HOST).and_then(|h| h.to_str().ok());
@@ -276,12 +279,39 @@ pub async fn handle(aws: &Arc<LocalAws>, request: Request<Bytes>) -> Response<Fu
     }
 }
 
+/// Who the meter charges a request to: the access key id of its SigV4 signature
+/// (`Authorization: AWS4-HMAC-SHA256 Credential=<AccessKeyId>/<date>/<region>/<service>/aws4_request, ...`),
+/// `"unknown"` when the request is not signed, `"malformed"` when the key is not 1 to 128 characters of
+/// `[A-Za-z0-9_.-]` (the local cloud gives each function its function name as access key id).
+pub fn caller(headers: &hyper::HeaderMap) -> String {
+    let Some(authorization) = headers
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return "unknown".to_owned();
+    };
+    let key = authorization
+        .split_once("Credential=")
+        .map(|(_, rest)| rest.split(['/', ',', ' ']).next().unwrap_or_default());
+    match key {
+        Some(key)
+            if (1..=128).contains(&key.len())
+                && key
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b)) =>
+        {
+            key.to_owned()
+        }
+        _ => "malformed".to_owned(),
+    }
+}
+
 /// Parses the JSON body and runs a synchronous operation on the blocking pool (it may wait for `fdatasync`).
 async fn json_call(
     aws: &Arc<LocalAws>,
     body: &Bytes,
     operation: &str,
-    call: fn(&LocalAws, &str, Value) -> Result<Value, AwsError>,
+    call: impl FnOnce(&LocalAws, &str, Value) -> Result<Value, AwsError> + Send + 'static,
 ) -> Result<Value, AwsError> {
     let input = parse_json_body(body)?;
     let aws = aws.clone();

@@ -3,6 +3,7 @@
 //! ([`harness::agree`]); the two observations must be equal. Where moto is known to differ from AWS
 //! (`MOTO.md`), the body says so and checks AWS's documented behaviour on the local endpoint only.
 
+mod capacity;
 mod dynamodb;
 mod harness;
 mod kinesis;
