@@ -708,7 +708,10 @@ impl DynamoDb {
             let mut table = lock(&table);
             let key = table.def.key_of(&item, false)?;
             let old = table.get(&key).cloned();
-            let sizes = (old.as_ref().map(capacity::size), Some(capacity::size(&item)));
+            let sizes = (
+                old.as_ref().map(capacity::size),
+                Some(capacity::size(&item)),
+            );
             if let Err(error) = check_condition(cond.as_ref(), old.as_ref(), want_old) {
                 charge_failure(used, &table.def.name, &error, sizes);
                 return Err(error);
@@ -791,10 +794,7 @@ impl DynamoDb {
                     Some(update) => expr::apply(&mut would, update).ok().map(|_| &would),
                     None => Some(&would),
                 };
-                let sizes = (
-                    old.as_ref().map(capacity::size),
-                    after.map(capacity::size),
-                );
+                let sizes = (old.as_ref().map(capacity::size), after.map(capacity::size));
                 charge_failure(used, &table.def.name, &error, sizes);
                 return Err(error);
             }

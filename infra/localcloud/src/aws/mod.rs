@@ -508,6 +508,33 @@ mod tests {
     }
 
     #[test]
+    fn the_caller_is_the_signing_access_key() {
+        let with = |authorization: Option<&str>| {
+            let mut headers = hyper::HeaderMap::new();
+            if let Some(a) = authorization {
+                headers.insert(
+                    hyper::header::AUTHORIZATION,
+                    HeaderValue::from_str(a).expect("header"),
+                );
+            }
+            caller(&headers)
+        };
+        assert_eq!(
+            with(Some("AWS4-HMAC-SHA256 Credential=tally-dev-realtime/20261206/us-east-1/dynamodb/aws4_request, SignedHeaders=host;x-amz-date, Signature=abc")),
+            "tally-dev-realtime"
+        );
+        assert_eq!(with(None), "unknown");
+        assert_eq!(with(Some("Basic dXNlcjpwdw==")), "malformed");
+        assert_eq!(with(Some("AWS4-HMAC-SHA256 Credential=/2026")), "malformed");
+        assert_eq!(
+            with(Some("AWS4-HMAC-SHA256 Credential=a\"b/2026")),
+            "malformed"
+        );
+        let long = format!("AWS4-HMAC-SHA256 Credential={}/2026", "k".repeat(129));
+        assert_eq!(with(Some(&long)), "malformed");
+    }
+
+    #[test]
     fn hostile_and_malformed_requests_get_aws_error_shapes() {
         let k = Some("Kinesis_20131202.PutRecord");
         check(k, "POST", "/", "not json", (400, "SerializationException"));

@@ -51,7 +51,9 @@ impl Shape {
     /// The shape for a metered operation; `None` for the operations AWS does not meter in capacity units.
     pub(crate) fn of(operation: &str) -> Option<Shape> {
         match operation {
-            "PutItem" | "GetItem" | "UpdateItem" | "DeleteItem" | "Query" | "Scan" => Some(Shape::One),
+            "PutItem" | "GetItem" | "UpdateItem" | "DeleteItem" | "Query" | "Scan" => {
+                Some(Shape::One)
+            }
             "BatchGetItem" | "BatchWriteItem" => Some(Shape::PerTable),
             "TransactWriteItems" => Some(Shape::Transaction),
             _ => None,
@@ -75,7 +77,8 @@ impl Consumed {
         let at = match self.tables.iter().position(|(n, _)| n == name) {
             Some(at) => at,
             None => {
-                self.tables.push((name.to_owned(), DynamoDbCaller::default()));
+                self.tables
+                    .push((name.to_owned(), DynamoDbCaller::default()));
                 self.tables.len() - 1
             }
         };
