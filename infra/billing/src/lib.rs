@@ -7,3 +7,4 @@
 pub mod dynamodb;
 pub mod kinesis;
 pub mod lambda;
+pub mod s3;

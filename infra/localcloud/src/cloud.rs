@@ -54,6 +54,8 @@ pub struct LocalCloud {
     pub functions: BTreeMap<String, Function>,
     pub kinesis_mappings: BTreeMap<String, KinesisMapping>,
     pub sqs_mappings: BTreeMap<String, SqsMapping>,
+    /// `<state>/meter.json`: the meter's snapshot, rewritten about once a second and at shutdown.
+    pub meter_file: PathBuf,
     stop: watch::Sender<bool>,
 }
 
@@ -98,6 +100,13 @@ impl LocalCloud {
                 }
             });
         }
+
+        let meter_file = options.state_dir.join(METER_FILE);
+        tokio::spawn(write_meter(
+            aws.clone(),
+            meter_file.clone(),
+            stop_rx.clone(),
+        ));
 
         // Function URL listeners first: their addresses are values the template refers to.
         let url_ids: Vec<String> = options
@@ -186,7 +195,10 @@ impl LocalCloud {
                     spec.env.extend(extra.clone());
                 }
             }
-            functions.insert(decl.name.clone(), Function::start(spec, &logs));
+            functions.insert(
+                decl.name.clone(),
+                Function::start_metered(spec, &logs, aws.meter.clone()),
+            );
         }
 
         for decl in &plan.urls {
@@ -262,6 +274,7 @@ impl LocalCloud {
             functions,
             kinesis_mappings,
             sqs_mappings,
+            meter_file,
             stop,
         })
     }
@@ -272,6 +285,7 @@ impl LocalCloud {
         let output = |name: &str| self.plan.outputs.get(name).cloned();
         json!({
             "aws_endpoint": self.endpoint,
+            "meter": format!("{}{}", self.endpoint, crate::meter::METER_PATH),
             "collect_url": output("CollectUrl"),
             "query_url": output("QueryUrl"),
             "dashboard_url": output("QueryUrl"),
@@ -291,6 +305,30 @@ impl LocalCloud {
         self.stop.send_replace(true);
         for function in self.functions.values() {
             function.shutdown();
+        }
+        // The last reading, after the functions stopped (their last invocations are metered by now).
+        if let Err(error) = self.aws.meter.write_file(&self.meter_file) {
+            tracing::warn!(message = "cannot write the meter file", path = %self.meter_file.display(), %error);
+        }
+    }
+}
+
+/// The meter's file under the state directory.
+pub const METER_FILE: &str = "meter.json";
+
+/// Writes the meter's snapshot to `path` about once a second until `stop`.
+async fn write_meter(aws: Arc<LocalAws>, path: PathBuf, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = crate::lambda::http::stopped(&mut stop) => return,
+        }
+        let (meter, at) = (aws.clone(), path.clone());
+        let written = tokio::task::spawn_blocking(move || meter.meter.write_file(&at)).await;
+        if let Ok(Err(error)) = written {
+            tracing::warn!(message = "cannot write the meter file", path = %path.display(), %error);
         }
     }
 }

@@ -15,11 +15,12 @@
 //!   "dynamodb": { "tables": { NAME: DynamoDbTable } },
 //!   "kinesis":  { "streams": { NAME: KinesisStream } },
 //!   "lambda":   { "functions": { NAME: LambdaFunction } },
-//!   "mappings": { UUID: Mapping },                 // event source mappings, with per-shard cycle figures
+//!   "mappings": { ID: Mapping },                   // event source mappings (by logical id), per-shard cycles
 //!   "s3":       { "buckets": { NAME: S3Bucket } } }
 //! ```
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
@@ -217,6 +218,27 @@ pub struct S3Bucket {
     /// Bytes stored now (every version), and the object versions stored.
     pub bytes_stored: u64,
     pub objects: u64,
+    /// DELETE requests, which S3 does not charge (counted so that nothing served goes unseen).
+    #[serde(default)]
+    pub free_requests: u64,
+}
+
+/// Who an event source mapping is, as the meter names it.
+#[derive(Debug, Clone, Copy)]
+pub struct MappingId<'a> {
+    /// The mapping's id (the template's logical id).
+    pub id: &'a str,
+    pub function: &'a str,
+    /// The stream or queue name.
+    pub source: &'a str,
+    /// `"enhanced-fan-out"`, `"shared-iterator"` or `"sqs"`.
+    pub kind: &'a str,
+}
+
+fn lambda_entry<'s>(s: &'s mut Snapshot, function: &str, memory_mb: u32) -> &'s mut LambdaFunction {
+    let m = s.lambda.functions.entry(function.to_owned()).or_default();
+    m.memory_mb = memory_mb;
+    m
 }
 
 impl Meter {
@@ -269,10 +291,219 @@ impl Meter {
         f(&mut self.lock())
     }
 
+    /// Writes the snapshot to `path` atomically: a temporary file next to it, then a rename, so that a reader
+    /// never sees half a file.
+    pub fn write_file(&self, path: &Path) -> std::io::Result<()> {
+        let mut text = serde_json::to_vec_pretty(&self.snapshot())
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+        text.push(b'\n');
+        let temporary = path.with_extension("json.tmp");
+        std::fs::write(&temporary, &text)?;
+        std::fs::rename(&temporary, path)
+    }
+
+    /// One `PutRecord` / `PutRecords` call: the sizes (data + partition key) of the records accepted, and how many
+    /// were refused for throughput.
+    pub fn kinesis_put(&self, stream: &str, accepted: &[u64], throttled: u64) {
+        self.record(|s| {
+            let m = s.kinesis.streams.entry(stream.to_owned()).or_default();
+            m.put_requests += 1;
+            m.records += accepted.len() as u64;
+            for &bytes in accepted {
+                m.bytes += bytes;
+                m.put_payload_units += tally_billing::kinesis::put_payload_units(bytes);
+                m.on_demand_kb += tally_billing::kinesis::on_demand_kb(bytes);
+            }
+            m.throttled_records += throttled;
+            if throttled > 0 && accepted.is_empty() {
+                m.throttled_requests += 1;
+            }
+        });
+    }
+
+    /// One `GetRecords` call (or a shared-iterator mapping's read of a shard) and the bytes it returned.
+    pub fn kinesis_get_records(&self, stream: &str, bytes: u64) {
+        self.record(|s| {
+            let m = s.kinesis.streams.entry(stream.to_owned()).or_default();
+            m.get_records_requests += 1;
+            m.get_records_bytes += bytes;
+        });
+    }
+
+    /// Records pushed to an enhanced fan-out consumer.
+    pub fn kinesis_efo(&self, stream: &str, records: u64, bytes: u64) {
+        self.record(|s| {
+            let m = s.kinesis.streams.entry(stream.to_owned()).or_default();
+            m.efo_records += records;
+            m.efo_bytes += bytes;
+        });
+    }
+
+    /// An invocation handed to an instance (`/next`).
+    pub fn lambda_handed_out(&self, function: &str, memory_mb: u32) {
+        self.record(|s| {
+            let m = lambda_entry(s, function, memory_mb);
+            m.invocations += 1;
+        });
+    }
+
+    /// An invocation ended after `micros` (hand-out to outcome), in error or not.
+    pub fn lambda_ended(&self, function: &str, memory_mb: u32, micros: u64, error: bool) {
+        self.record(|s| {
+            let m = lambda_entry(s, function, memory_mb);
+            m.billed_ms += tally_billing::lambda::billed_ms(micros);
+            m.gb_seconds = tally_billing::lambda::gb_seconds(m.billed_ms, m.memory_mb);
+            m.errors += u64::from(error);
+        });
+    }
+
+    /// One invocation by an event source mapping on one shard (or queue): when it started, how many records it
+    /// carried and how long it took.
+    pub fn mapping_invocation(
+        &self,
+        mapping: &MappingId<'_>,
+        shard: &str,
+        records: u64,
+        start_ms: i64,
+        busy_ms: u64,
+    ) {
+        self.record(|s| {
+            let m = s
+                .mappings
+                .entry(mapping.id.to_owned())
+                .or_insert_with(|| Mapping {
+                    function: mapping.function.to_owned(),
+                    source: mapping.source.to_owned(),
+                    kind: mapping.kind.to_owned(),
+                    ..Mapping::default()
+                });
+            m.invocations += 1;
+            m.records += records;
+            let c = m.shards.entry(shard.to_owned()).or_default();
+            if c.invocations == 0 {
+                c.first_start_ms = start_ms;
+                c.last_start_ms = start_ms;
+            } else {
+                // Parallel lanes may end out of order: keep the earliest and the latest start.
+                c.first_start_ms = c.first_start_ms.min(start_ms);
+                c.last_start_ms = c.last_start_ms.max(start_ms);
+            }
+            c.invocations += 1;
+            c.records += records;
+            c.busy_ms += busy_ms;
+            c.cycle_ms = if c.invocations > 1 {
+                (c.last_start_ms - c.first_start_ms) as f64 / (c.invocations - 1) as f64
+            } else {
+                0.0
+            };
+        });
+    }
+
+    /// One S3 request on `bucket`, of this tier.
+    pub fn s3_request(&self, bucket: &str, class: tally_billing::s3::RequestClass) {
+        use tally_billing::s3::RequestClass;
+        self.record(|s| {
+            let m = s.s3.buckets.entry(bucket.to_owned()).or_default();
+            match class {
+                RequestClass::A => m.class_a_requests += 1,
+                RequestClass::B => m.class_b_requests += 1,
+                RequestClass::Free => m.free_requests += 1,
+            }
+        });
+    }
+
+    /// An object of `bytes` stored in `bucket`, replacing one of `replaced` bytes if the key existed (S3 without
+    /// versioning keeps only the new one).
+    pub fn s3_put(&self, bucket: &str, bytes: u64, replaced: Option<u64>) {
+        self.record(|s| {
+            let m = s.s3.buckets.entry(bucket.to_owned()).or_default();
+            m.bytes_in += bytes;
+            m.bytes_stored = (m.bytes_stored + bytes).saturating_sub(replaced.unwrap_or(0));
+            if replaced.is_none() {
+                m.objects += 1;
+            }
+        });
+    }
+
+    /// What `bucket` stores changed by `bytes` and `objects` (negative for deletes and replaced objects).
+    pub fn s3_stored(&self, bucket: &str, bytes: i64, objects: i64) {
+        self.record(|s| {
+            let m = s.s3.buckets.entry(bucket.to_owned()).or_default();
+            m.bytes_stored = m.bytes_stored.saturating_add_signed(bytes);
+            m.objects = m.objects.saturating_add_signed(objects);
+        });
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Snapshot> {
         // A panic while recording leaves plain counters behind: still a usable reading.
         self.readings
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+}
+
+/// The meter's HTTP paths on the local AWS port.
+pub const METER_PATH: &str = "/_tally/meter";
+pub const RESET_PATH: &str = "/_tally/meter/reset";
+
+/// Answers a request for [`METER_PATH`] or [`RESET_PATH`]; `None` for any other request (it goes to the
+/// services). `GET /_tally/meter` answers the snapshot, `POST /_tally/meter/reset` resets and answers the fresh
+/// snapshot; any other method on these paths answers 405 naming the one that works.
+///
+/// These paths cannot shadow S3: a path-style request's first segment is a bucket name, and S3 bucket names
+/// start with a lowercase letter or a digit (the local S3 refuses others with `InvalidBucketName`), never `_`.
+/// Virtual-hosted requests (`bucket.localhost`) are left to S3, where `/_tally/meter` is an object key.
+pub(crate) fn http(
+    meter: &Meter,
+    request: &hyper::Request<bytes::Bytes>,
+) -> Option<hyper::Response<http_body_util::Full<bytes::Bytes>>> {
+    use hyper::{Method, StatusCode};
+    let path = request.uri().path();
+    if path != METER_PATH && path != RESET_PATH {
+        return None;
+    }
+    let host = request
+        .headers()
+        .get(hyper::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default();
+    let host_name = host.rsplit_once(':').map_or(host, |(h, _)| h);
+    if host_name.ends_with(".localhost") || host_name.ends_with(".amazonaws.com") {
+        return None;
+    }
+    let method = request.method();
+    let (status, body) = match (method, path) {
+        (&Method::GET, METER_PATH) => (StatusCode::OK, serde_json::to_value(meter.snapshot())),
+        (&Method::POST, RESET_PATH) => {
+            meter.reset();
+            (StatusCode::OK, serde_json::to_value(meter.snapshot()))
+        }
+        (_, METER_PATH) => (
+            StatusCode::METHOD_NOT_ALLOWED,
+            Ok(serde_json::json!({
+                "error": "MethodNotAllowed",
+                "message": format!("{method} {METER_PATH} is not supported: GET {METER_PATH} reads the meter, POST {RESET_PATH} resets it"),
+            })),
+        ),
+        _ => (
+            StatusCode::METHOD_NOT_ALLOWED,
+            Ok(serde_json::json!({
+                "error": "MethodNotAllowed",
+                "message": format!("{method} {RESET_PATH} is not supported: POST {RESET_PATH} resets the meter, GET {METER_PATH} reads it"),
+            })),
+        ),
+    };
+    let body = body.unwrap_or_else(|error| {
+        serde_json::json!({"error": "InternalFailure", "message": format!("cannot encode the meter: {error}")})
+    });
+    let mut response = crate::aws::json_response("application/json", &body);
+    *response.status_mut() = status;
+    if status == StatusCode::METHOD_NOT_ALLOWED {
+        let allow = if path == METER_PATH { "GET" } else { "POST" };
+        response.headers_mut().insert(
+            hyper::header::ALLOW,
+            hyper::header::HeaderValue::from_static(allow),
+        );
+    }
+    Some(response)
 }

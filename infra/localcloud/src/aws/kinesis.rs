@@ -51,6 +51,7 @@ use tokio::sync::watch;
 
 use super::input::{opt_array, opt_f64, opt_i64, opt_str, req_str};
 use super::{epoch_seconds, now_ms, AwsError, LocalAws, ACCOUNT_ID};
+use crate::meter::Meter;
 use crate::store::{lock, resource_dirs, Log};
 
 const MAX_PUT_RECORDS: usize = 500;
@@ -68,10 +69,10 @@ pub(crate) fn call(aws: &LocalAws, operation: &str, input: Value) -> Result<Valu
     let k = &aws.kinesis;
     match operation {
         "CreateStream" => k.create_stream(&input),
-        "PutRecord" => k.put_record(&input),
-        "PutRecords" => k.put_records(&input),
+        "PutRecord" => k.put_record(&input, &aws.meter),
+        "PutRecords" => k.put_records(&input, &aws.meter),
         "GetShardIterator" => k.get_shard_iterator(&input),
-        "GetRecords" => k.get_records(&input),
+        "GetRecords" => k.get_records(&input, &aws.meter),
         "ListShards" => k.list_shards(&input),
         "DescribeStream" => k.describe_stream(&input),
         "DescribeStreamSummary" => k.describe_stream_summary(&input),
@@ -203,6 +204,16 @@ pub struct ReadBatch {
     pub millis_behind_latest: i64,
     /// The shard is closed and every record has been read: continue with its children.
     pub end_of_shard: bool,
+}
+
+impl ReadBatch {
+    /// Bytes of the records read: data plus partition keys, as Kinesis counts record size.
+    pub fn bytes(&self) -> u64 {
+        self.records
+            .iter()
+            .map(|r| (r.data.len() + r.partition_key.len()) as u64)
+            .sum()
+    }
 }
 
 /// A shard as listed, with its lineage.
@@ -496,10 +507,12 @@ impl Kinesis {
         Ok(json!({}))
     }
 
-    fn put_record(&self, input: &Value) -> Result<Value, AwsError> {
+    fn put_record(&self, input: &Value, meter: &Meter) -> Result<Value, AwsError> {
         let stream = self.stream_of(input)?;
         let record = parse_put(input, "")?;
+        let sizes = [record.size()];
         let mut results = stream.put(vec![record])?;
+        meter_put(meter, &stream.name, &sizes, &results);
         match results.pop() {
             Some(Ok((shard, seq))) => {
                 Ok(json!({"ShardId": shard, "SequenceNumber": seq.to_string()}))
@@ -509,7 +522,7 @@ impl Kinesis {
         }
     }
 
-    fn put_records(&self, input: &Value) -> Result<Value, AwsError> {
+    fn put_records(&self, input: &Value, meter: &Meter) -> Result<Value, AwsError> {
         let stream = self.stream_of(input)?;
         let records =
             opt_array(input, "Records")?.ok_or_else(|| super::input::missing("Records"))?;
@@ -531,7 +544,9 @@ impl Kinesis {
                 "Records size exceeds 5 MB limit: the request holds {total} bytes of data and partition keys; send fewer records per call"
             )));
         }
+        let sizes: Vec<u64> = parsed.iter().map(PutInput::size).collect();
         let results = stream.put(parsed)?;
+        meter_put(meter, &stream.name, &sizes, &results);
         let failed = results.iter().filter(|r| r.is_err()).count();
         let records: Vec<Value> = results
             .into_iter()
@@ -576,7 +591,7 @@ impl Kinesis {
         Ok(json!({"ShardIterator": encode_iterator(&stream.name, &cursor, now_ms())}))
     }
 
-    fn get_records(&self, input: &Value) -> Result<Value, AwsError> {
+    fn get_records(&self, input: &Value, meter: &Meter) -> Result<Value, AwsError> {
         let iterator = req_str(input, "ShardIterator")?;
         let limit = match opt_i64(input, "Limit")? {
             None => 10_000,
@@ -596,6 +611,7 @@ impl Kinesis {
         }
         let stream = self.stream(&stream_name)?;
         let batch = stream.read(&cursor, limit)?;
+        meter.kinesis_get_records(&stream.name, batch.bytes());
         let records: Vec<Value> = batch.records.iter().map(record_json).collect();
         let mut out = json!({
             "Records": records,
@@ -835,11 +851,34 @@ impl Kinesis {
 /// One record of a put: written (shard id, sequence number) or refused.
 type PutOutcome = Result<(String, SequenceNumber), AwsError>;
 
+/// Meters one put: the records written, and those refused by their shard's write limit (other refusals, such
+/// as a missing open shard, are the endpoint's failures and not billed).
+fn meter_put(meter: &Meter, stream: &str, sizes: &[u64], results: &[PutOutcome]) {
+    let accepted: Vec<u64> = sizes
+        .iter()
+        .zip(results)
+        .filter(|(_, r)| r.is_ok())
+        .map(|(size, _)| *size)
+        .collect();
+    let throttled = results
+        .iter()
+        .filter(|r| matches!(r, Err(e) if e.code == "ProvisionedThroughputExceededException"))
+        .count() as u64;
+    meter.kinesis_put(stream, &accepted, throttled);
+}
+
 /// A record to put, validated.
 struct PutInput {
     partition_key: String,
     hash: u128,
     data: Bytes,
+}
+
+impl PutInput {
+    /// What Kinesis bills and limits: data plus partition key bytes.
+    fn size(&self) -> u64 {
+        (self.data.len() + self.partition_key.len()) as u64
+    }
 }
 
 fn parse_put(input: &Value, at: &str) -> Result<PutInput, AwsError> {

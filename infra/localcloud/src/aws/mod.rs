@@ -80,7 +80,7 @@ impl LocalAws {
     pub fn open(dir: &Path) -> Result<Arc<LocalAws>, AwsError> {
         let region = "us-east-1".to_owned();
         std::fs::create_dir_all(dir).map_err(|e| AwsError::storage(dir, e))?;
-        Ok(Arc::new(LocalAws {
+        let aws = Arc::new(LocalAws {
             kinesis: kinesis::Kinesis::open(&region, &dir.join("kinesis"))?,
             dynamodb: dynamodb::DynamoDb::open(&region, &dir.join("dynamodb"))?,
             sqs: sqs::Sqs::open(&region, &dir.join("sqs"))?,
@@ -88,7 +88,12 @@ impl LocalAws {
             meter: Arc::default(),
             region,
             state_dir: Some(dir.to_owned()),
-        }))
+        });
+        // What S3 already stores is a level the meter starts from.
+        for (bucket, bytes, objects) in aws.s3.stored() {
+            aws.meter.s3_stored(&bucket, bytes as i64, objects as i64);
+        }
+        Ok(aws)
     }
 
     /// Where the state is kept, if anywhere.
@@ -238,6 +243,10 @@ async fn handle_incoming(aws: &Arc<LocalAws>, request: Request<Incoming>) -> Res
 
 /// One request, one response: the whole endpoint without a socket.
 pub async fn handle(aws: &Arc<LocalAws>, request: Request<Bytes>) -> Response<Full<Bytes>> {
+    // The meter (`/_tally/meter`): before S3, which it cannot shadow (see `meter::http`).
+    if let Some(response) = crate::meter::http(&aws.meter, &request) {
+        return response;
+    }
     let target = request
         .headers()
         .get("x-amz-target")

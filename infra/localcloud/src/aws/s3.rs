@@ -227,6 +227,19 @@ impl S3 {
         content_type: &str,
         metadata: BTreeMap<String, String>,
     ) -> Result<String, AwsError> {
+        self.store(bucket, key, body, content_type, metadata)
+            .map(|(etag, _)| etag)
+    }
+
+    /// Stores an object durably; answers its ETag and the size of the object it replaced, if any.
+    fn store(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Bytes,
+        content_type: &str,
+        metadata: BTreeMap<String, String>,
+    ) -> Result<(String, Option<u64>), AwsError> {
         check_key(key)?;
         if !lock(&self.buckets).contains_key(bucket) {
             return Err(no_bucket(bucket));
@@ -262,8 +275,20 @@ impl S3 {
             })?;
             b.objects.insert(key.to_owned(), object)
         };
+        let replaced_size = replaced.as_ref().map(|o| o.size);
         self.forget(replaced);
-        Ok(etag)
+        Ok((etag, replaced_size))
+    }
+
+    /// What each bucket stores now: bytes and objects (the meter's levels when the state is reopened).
+    pub(crate) fn stored(&self) -> Vec<(String, u64, u64)> {
+        lock(&self.buckets)
+            .iter()
+            .map(|(name, b)| {
+                let bytes = b.objects.values().map(|o| o.size).sum();
+                (name.clone(), bytes, b.objects.len() as u64)
+            })
+            .collect()
     }
 
     fn forget(&self, object: Option<Object>) {
@@ -305,7 +330,8 @@ impl S3 {
             .map_err(|e| AwsError::storage(&path, e))
     }
 
-    fn delete_objects(&self, bucket: &str, keys: &[String]) -> Result<(), AwsError> {
+    /// Deletes the keys that exist; answers the bytes and the number of objects removed.
+    fn delete_objects(&self, bucket: &str, keys: &[String]) -> Result<(u64, u64), AwsError> {
         let removed: Vec<Object> = {
             let mut buckets = lock(&self.buckets);
             let b = buckets.get_mut(bucket).ok_or_else(|| no_bucket(bucket))?;
@@ -322,10 +348,11 @@ impl S3 {
             }
             present.iter().filter_map(|k| b.objects.remove(k)).collect()
         };
+        let freed = (removed.iter().map(|o| o.size).sum(), removed.len() as u64);
         for object in removed {
             self.forget(Some(object));
         }
-        Ok(())
+        Ok(freed)
     }
 
     /// Keys (sorted) under a prefix: `(key, object)` after `start`, at most `max`, and whether more follow.
@@ -701,10 +728,24 @@ const SUBRESOURCES: &[&str] = &[
 pub(crate) async fn handle(aws: &Arc<LocalAws>, request: Request<Bytes>) -> Response<Full<Bytes>> {
     let method = request.method().clone();
     let resource = request.uri().path().to_owned();
-    match route(aws, request).await {
+    let target = address(&request)
+        .ok()
+        .and_then(|(bucket, key, _)| Some((bucket?, key.is_some())));
+    let response = match route(aws, request).await {
         Ok(response) => response,
         Err(error) => error_response(&error, &method, &resource),
+    };
+    // Metered per bucket, as AWS bills the bucket owner: requests on a bucket that exists (or that it created or
+    // deleted), answered with success or a client error; server errors (including NotImplemented) are not billed.
+    if let Some((bucket, object)) = target {
+        let status = response.status();
+        let exists = lock(&aws.s3.buckets).contains_key(&bucket);
+        if tally_billing::s3::billed_status(status.as_u16()) && (exists || status.is_success()) {
+            let class = tally_billing::s3::request_class(method.as_str(), object);
+            aws.meter.s3_request(&bucket, class);
+        }
     }
+    response
 }
 
 async fn route(
@@ -798,7 +839,9 @@ async fn route(
             let s3b = aws.clone();
             let b = bucket.clone();
             let k = keys.clone();
-            blocking(move || s3b.s3.delete_objects(&b, &k)).await?;
+            let (bytes, objects) = blocking(move || s3b.s3.delete_objects(&b, &k)).await?;
+            aws.meter
+                .s3_stored(&bucket, -(bytes as i64), -(objects as i64));
             let deleted: String = if quiet {
                 String::new()
             } else {
@@ -834,11 +877,11 @@ async fn route(
                 })
                 .collect();
             let s3b = aws.clone();
-            let etag = blocking(move || {
-                s3b.s3
-                    .put_object(&bucket, &key, body, &content_type, metadata)
-            })
-            .await?;
+            let size = body.len() as u64;
+            let name = bucket.clone();
+            let (etag, replaced) =
+                blocking(move || s3b.s3.store(&name, &key, body, &content_type, metadata)).await?;
+            aws.meter.s3_put(&bucket, size, replaced);
             let mut response = empty(StatusCode::OK);
             if let Ok(etag) = HeaderValue::from_str(&etag) {
                 response.headers_mut().insert(ETAG, etag);
@@ -893,7 +936,10 @@ async fn route(
         }
         (Method::DELETE, Some(bucket), Some(key)) => {
             let s3b = aws.clone();
-            blocking(move || s3b.s3.delete_objects(&bucket, &[key])).await?;
+            let name = bucket.clone();
+            let (bytes, objects) = blocking(move || s3b.s3.delete_objects(&name, &[key])).await?;
+            aws.meter
+                .s3_stored(&bucket, -(bytes as i64), -(objects as i64));
             Ok(empty(StatusCode::NO_CONTENT))
         }
         _ => Err(unsupported()),

@@ -213,6 +213,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     eprintln!("\n  AWS endpoint   {}", cloud.endpoint);
+    if let Some(meter) = endpoints["meter"].as_str() {
+        eprintln!(
+            "  meter          {meter} (also {})",
+            cloud.meter_file.display()
+        );
+    }
     for (label, key) in [
         ("collect", "collect_url"),
         ("query", "query_url"),

@@ -16,6 +16,7 @@ use super::{MappingConfig, RuntimeOptions, StartingPosition};
 use crate::aws::kinesis::{Position, Record, Stream};
 use crate::aws::{now_ms, LocalAws};
 use crate::lambda::{lock, Function, InvokeFailure};
+use crate::meter::MappingId;
 
 /// Counters of one mapping, for tests and the dev console.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -132,6 +133,32 @@ struct Shared {
     source_role: String,
     /// Shards read to their end.
     done: Mutex<HashSet<String>>,
+}
+
+impl Shared {
+    /// When an invocation starts: the wall clock (for the cycle) and a monotonic one (for its duration).
+    fn start_invocation(&self) -> (i64, Instant) {
+        (now_ms(), Instant::now())
+    }
+
+    /// Meters one invocation of `records` on `shard` that started at `started`.
+    fn end_invocation(&self, started: (i64, Instant), shard: &str, records: u64) {
+        let kind = if self.push {
+            "enhanced-fan-out"
+        } else {
+            "shared-iterator"
+        };
+        let id = MappingId {
+            id: &self.config.id,
+            function: &self.function.spec().name,
+            source: self.stream.name(),
+            kind,
+        };
+        let busy_ms = started.1.elapsed().as_millis() as u64;
+        self.aws
+            .meter
+            .mapping_invocation(&id, shard, records, started.0, busy_ms);
+    }
 }
 
 /// Starts a reader per shard once its parents are done; watches for new shards (resharding).
@@ -329,6 +356,22 @@ async fn read_shard(shared: &Arc<Shared>, shard: &str, root: bool) -> Result<(),
             let batch = stream
                 .read(&cursor, want - records.len())
                 .map_err(|e| e.to_string())?;
+            // Enhanced fan-out pushes records (billed per byte delivered); a shared-iterator mapping polls,
+            // one GetRecords call per read.
+            if shared.push {
+                if !batch.records.is_empty() {
+                    shared.aws.meter.kinesis_efo(
+                        stream.name(),
+                        batch.records.len() as u64,
+                        batch.bytes(),
+                    );
+                }
+            } else {
+                shared
+                    .aws
+                    .meter
+                    .kinesis_get_records(stream.name(), batch.bytes());
+            }
             cursor = batch.next;
             if !batch.records.is_empty() && first_at.is_none() {
                 first_at = Some(Instant::now());
@@ -488,7 +531,10 @@ async fn close_window(
     if let Some((start, end, state)) = checkpoint.window.take() {
         let event = event::kinesis_window_event(source, &[], (start, end), &state, true);
         lock(&shared.stats).invocations += 1;
-        if let Err(failure) = shared.function.invoke(event.to_string()).await {
+        let metered = shared.start_invocation();
+        let outcome = shared.function.invoke(event.to_string()).await;
+        shared.end_invocation(metered, &source.shard_id, 0);
+        if let Err(failure) = outcome {
             tracing::warn!(message = "final window invocation failed", %failure);
         }
         shared.checkpoints.save(shard, checkpoint).await?;
@@ -621,7 +667,11 @@ impl Handler<'_> {
             None => event::kinesis_event(self.source, batch),
         };
         lock(&self.shared.stats).invocations += 1;
-        let response: Bytes = match self.shared.function.invoke(event.to_string()).await {
+        let metered = self.shared.start_invocation();
+        let outcome = self.shared.function.invoke(event.to_string()).await;
+        self.shared
+            .end_invocation(metered, &self.source.shard_id, batch.len() as u64);
+        let response: Bytes = match outcome {
             Ok(response) => response,
             Err(failure) => {
                 let kind = match failure {

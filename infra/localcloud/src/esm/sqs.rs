@@ -14,8 +14,9 @@ use tokio::task::JoinHandle;
 
 use super::event::{batch_outcome, BatchOutcome};
 use super::{queue_name, MappingConfig, MappingStats, RuntimeOptions};
-use crate::aws::LocalAws;
+use crate::aws::{now_ms, LocalAws};
 use crate::lambda::{lock, Function};
+use crate::meter::MappingId;
 
 /// Calls one SQS operation on the local endpoint; `Err` carries AWS's error code and message.
 pub(crate) async fn call(
@@ -198,7 +199,22 @@ async fn run(
             .iter()
             .filter_map(|m| m.get("MessageId")?.as_str().map(str::to_owned))
             .collect();
-        let delete: Vec<&Value> = match function.invoke(event.to_string()).await {
+        let (start_ms, started) = (now_ms(), std::time::Instant::now());
+        let outcome = function.invoke(event.to_string()).await;
+        let queue = queue_name(&config.source_arn).unwrap_or_default();
+        aws.meter.mapping_invocation(
+            &MappingId {
+                id: &config.id,
+                function: &function.spec().name,
+                source: queue,
+                kind: "sqs",
+            },
+            queue,
+            messages.len() as u64,
+            start_ms,
+            started.elapsed().as_millis() as u64,
+        );
+        let delete: Vec<&Value> = match outcome {
             Ok(response) if config.report_batch_item_failures => {
                 match batch_outcome(&response, &ids) {
                     BatchOutcome::Success => messages.iter().collect(),

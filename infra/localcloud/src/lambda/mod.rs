@@ -23,6 +23,8 @@ use tokio::sync::{oneshot, watch, Notify};
 
 pub use process::LogSink;
 
+use crate::meter::Meter;
+
 /// The largest synchronous invocation payload and response Lambda accepts (6 MB).
 pub const MAX_PAYLOAD_BYTES: usize = 6 * 1024 * 1024;
 
@@ -154,6 +156,7 @@ struct Inner {
     next_id: AtomicU64,
     shutdown: watch::Sender<bool>,
     stats: Mutex<Stats>,
+    meter: Arc<Meter>,
 }
 
 #[derive(Default)]
@@ -186,7 +189,15 @@ pub struct Stats {
 impl Function {
     /// Starts serving `spec`. Instances are spawned on demand (the first invocation pays the cold start) and kept
     /// warm until [`Function::shutdown`].
+    ///
+    /// Its invocations are metered by a meter of its own (see [`Function::meter`]); the local cloud uses
+    /// [`Function::start_metered`] to share its meter.
     pub fn start(spec: FunctionSpec, logs: &LogSink) -> Function {
+        Function::start_metered(spec, logs, Arc::new(Meter::new()))
+    }
+
+    /// Starts serving `spec`, metering every invocation (hand-out to outcome) into `meter`.
+    pub fn start_metered(spec: FunctionSpec, logs: &LogSink, meter: Arc<Meter>) -> Function {
         let log = logs.for_function(&spec.name);
         let (shutdown, _) = watch::channel(false);
         Function {
@@ -199,6 +210,7 @@ impl Function {
                 next_id: AtomicU64::new(1),
                 shutdown,
                 stats: Mutex::new(Stats::default()),
+                meter,
             }),
         }
     }
@@ -209,6 +221,11 @@ impl Function {
 
     pub fn stats(&self) -> Stats {
         lock(&self.inner.stats).clone()
+    }
+
+    /// The meter this function's invocations are counted in.
+    pub fn meter(&self) -> &Arc<Meter> {
+        &self.inner.meter
     }
 
     /// Starts `n` instances now (bounded by the concurrency limit), so that the first invocations are warm.

@@ -48,6 +48,8 @@ struct Current {
     request_id: String,
     reply: Reply,
     timer: JoinHandle<()>,
+    /// When `/next` handed it out: the start of its billed duration.
+    handed_out: Instant,
 }
 
 impl InstanceState {
@@ -79,6 +81,7 @@ impl InstanceState {
         }
         if let Some(current) = st.current.take() {
             current.timer.abort();
+            self.meter_end(&current, true);
             let _ = current.reply.send(Err(InvokeFailure::Crashed {
                 status: status.to_owned(),
             }));
@@ -100,6 +103,7 @@ impl InstanceState {
         {
             Some(current) => {
                 current.timer.abort();
+                self.meter_end(&current, result.is_err());
                 if !st.dead && !matches!(result, Err(InvokeFailure::Timeout { .. })) {
                     st.returning = true;
                     lock(&self.function.inner.pool).returning += 1;
@@ -109,6 +113,15 @@ impl InstanceState {
             }
             None => false,
         }
+    }
+
+    /// Meters the end of an invocation: its billed duration from hand-out to now, and whether it failed.
+    fn meter_end(&self, current: &Current, error: bool) {
+        let spec = self.function.spec();
+        let micros = current.handed_out.elapsed().as_micros() as u64;
+        self.function
+            .meter()
+            .lambda_ended(&spec.name, spec.memory_mb, micros, error);
     }
 
     fn timed_out(&self, request_id: &str) {
@@ -182,6 +195,7 @@ async fn next(state: Arc<InstanceState>) -> HttpResponse {
         let mut st = lock(&state.st);
         if let Some(current) = st.current.take() {
             current.timer.abort();
+            state.meter_end(&current, true);
             let _ = current.reply.send(Err(InvokeFailure::Function {
                 error_type: "Runtime.InvalidResponse".to_owned(),
                 message: "the runtime asked for the next invocation without answering this one"
@@ -249,7 +263,11 @@ async fn next(state: Arc<InstanceState>) -> HttpResponse {
             request_id: request_id.clone(),
             reply: pending.reply,
             timer,
+            handed_out: Instant::now(),
         });
+        inner
+            .meter
+            .lambda_handed_out(&inner.spec.name, inner.spec.memory_mb);
     }
     let mut response = respond(StatusCode::OK, pending.payload);
     let headers = response.headers_mut();

@@ -8,5 +8,6 @@ mod cloud;
 mod e2e;
 mod lambda;
 mod mappings;
+mod meter;
 mod support;
 mod template;

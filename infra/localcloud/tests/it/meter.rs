@@ -1,0 +1,572 @@
+//! The meter: what the local cloud counts as AWS would bill it, read through its HTTP endpoint and its file, with
+//! the real SDK clients and real function processes producing the traffic.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_config::retry::RetryConfig;
+use aws_sdk_kinesis::primitives::Blob;
+use aws_sdk_kinesis::types::PutRecordsRequestEntry;
+use serde_json::{json, Value};
+use tally_localcloud::aws::LocalAws;
+use tally_localcloud::esm::{KinesisMapping, MappingConfig, RuntimeOptions};
+use tally_localcloud::lambda::{Function, FunctionSpec, InvokeFailure, LogSink};
+use tally_localcloud::meter::{Meter, Snapshot};
+
+use crate::lambda::TESTFN;
+use crate::support::{batch_data, put, until, TempDir};
+
+/// The local endpoint on a real loopback socket, stopped on drop.
+struct Served {
+    aws: Arc<LocalAws>,
+    endpoint: String,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+async fn serve(aws: Arc<LocalAws>) -> Served {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let served = aws.clone();
+    let server = tokio::spawn(async move {
+        let _ = tally_localcloud::aws::serve(listener, served).await;
+    });
+    Served {
+        aws,
+        endpoint,
+        server,
+    }
+}
+
+/// SDK configuration for the endpoint, without retries: a throttled call is seen once, as sent.
+async fn sdk(endpoint: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new("us-east-1"))
+        .test_credentials()
+        .retry_config(RetryConfig::disabled())
+        .load()
+        .await
+}
+
+fn entry(key: &str, data_bytes: usize) -> PutRecordsRequestEntry {
+    PutRecordsRequestEntry::builder()
+        .partition_key(key)
+        .data(Blob::new(vec![b'x'; data_bytes]))
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kinesis_puts_throttles_and_reads_are_metered() {
+    let served = serve(LocalAws::ephemeral()).await;
+    let kinesis = aws_sdk_kinesis::Client::new(&sdk(&served.endpoint).await);
+    for name in ["metered", "throttled"] {
+        kinesis
+            .create_stream()
+            .stream_name(name)
+            .shard_count(1)
+            .send()
+            .await
+            .unwrap();
+    }
+    // 2-byte keys: 100 + 2 bytes (1 PUT unit, 1 KB), exactly 25 KB (1 unit, 25 KB), 25 KB + 2 (2 units, 26 KB).
+    let sizes = [100 + 2, 25 * 1024, 25 * 1024 + 2];
+    let out = kinesis
+        .put_records()
+        .stream_name("metered")
+        .records(entry("k1", 100))
+        .records(entry("k2", 25 * 1024 - 2))
+        .records(entry("k3", 25 * 1024))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.failed_record_count(), Some(0));
+
+    // A shard takes 1 MiB a second: of five 300 KiB records in one call the fourth and fifth are refused.
+    let out = kinesis
+        .put_records()
+        .stream_name("throttled")
+        .set_records(Some(
+            (0..5)
+                .map(|i| entry(&format!("p{i}"), 300 * 1024))
+                .collect(),
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.failed_record_count(), Some(2));
+    // A record of 1 MiB of data plus its key never fits a shard's second: the whole call is throttled.
+    let refused = kinesis
+        .put_record()
+        .stream_name("throttled")
+        .partition_key("big")
+        .data(Blob::new(vec![b'y'; 1024 * 1024]))
+        .send()
+        .await;
+    let error = refused.unwrap_err().into_service_error();
+    assert!(
+        error.is_provisioned_throughput_exceeded_exception(),
+        "{error:?}"
+    );
+
+    let shard = kinesis
+        .list_shards()
+        .stream_name("metered")
+        .send()
+        .await
+        .unwrap()
+        .shards()[0]
+        .shard_id()
+        .to_owned();
+    let iterator = kinesis
+        .get_shard_iterator()
+        .stream_name("metered")
+        .shard_id(shard)
+        .shard_iterator_type(aws_sdk_kinesis::types::ShardIteratorType::TrimHorizon)
+        .send()
+        .await
+        .unwrap()
+        .shard_iterator()
+        .unwrap()
+        .to_owned();
+    let got = kinesis
+        .get_records()
+        .shard_iterator(iterator)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.records().len(), 3);
+
+    let snapshot = served.aws.meter.snapshot();
+    let metered = &snapshot.kinesis.streams["metered"];
+    assert_eq!(metered.put_requests, 1);
+    assert_eq!(metered.records, 3);
+    assert_eq!(metered.bytes, sizes.iter().sum::<u64>());
+    assert_eq!(metered.put_payload_units, 1 + 1 + 2);
+    assert_eq!(metered.on_demand_kb, 1 + 25 + 26);
+    assert_eq!(
+        (metered.throttled_requests, metered.throttled_records),
+        (0, 0)
+    );
+    assert_eq!(metered.get_records_requests, 1);
+    assert_eq!(metered.get_records_bytes, sizes.iter().sum::<u64>());
+    let throttled = &snapshot.kinesis.streams["throttled"];
+    assert_eq!(throttled.put_requests, 2);
+    assert_eq!(throttled.records, 3);
+    assert_eq!(throttled.bytes, 3 * (300 * 1024 + 2));
+    assert_eq!(throttled.throttled_records, 2 + 1);
+    assert_eq!(
+        throttled.throttled_requests, 1,
+        "only the call with every record refused"
+    );
+    println!(
+        "kinesis meter: {}",
+        serde_json::to_string(&snapshot.kinesis).unwrap()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lambda_invocations_are_billed_from_hand_out_to_outcome() {
+    let meter = Arc::new(Meter::new());
+    let mut spec = FunctionSpec::new("metered-fn", TESTFN);
+    spec.memory_mb = 256;
+    spec.timeout = Duration::from_secs(5);
+    let function = Function::start_metered(spec, &LogSink::discard(), meter.clone());
+    let mut wall_ms = 0;
+    for _ in 0..3 {
+        let started = Instant::now();
+        function
+            .invoke(json!({"action": "sleep", "ms": 60}).to_string())
+            .await
+            .unwrap();
+        wall_ms += started.elapsed().as_millis() as u64;
+    }
+    let error = function
+        .invoke(json!({"action": "error"}).to_string())
+        .await
+        .unwrap_err();
+    assert!(matches!(error, InvokeFailure::Function { .. }), "{error:?}");
+    let crash = function
+        .invoke(json!({"action": "crash"}).to_string())
+        .await
+        .unwrap_err();
+    assert!(matches!(crash, InvokeFailure::Crashed { .. }), "{crash:?}");
+
+    let snapshot = meter.snapshot();
+    let f = &snapshot.lambda.functions["metered-fn"];
+    assert_eq!(f.invocations, 5);
+    assert_eq!(f.errors, 2, "the /error and the crash");
+    assert_eq!(f.memory_mb, 256);
+    assert!(
+        f.billed_ms >= 3 * 60,
+        "billed {} ms for three 60 ms sleeps",
+        f.billed_ms
+    );
+    // The three sleeps are billed within the wall time the caller saw; the error and the crash add a little.
+    assert!(
+        f.billed_ms <= wall_ms + 1_000,
+        "billed {} ms, the sleeps took {wall_ms} ms",
+        f.billed_ms
+    );
+    let expect = f.billed_ms as f64 * 256.0 / 1024.0 / 1000.0;
+    assert!(
+        (f.gb_seconds - expect).abs() < 1e-9,
+        "{} GB-s vs {expect}",
+        f.gb_seconds
+    );
+    function.shutdown();
+}
+
+struct MappingSetup {
+    aws: Arc<LocalAws>,
+    function: Function,
+    dir: TempDir,
+}
+
+impl MappingSetup {
+    fn new(tag: &str) -> MappingSetup {
+        let aws = LocalAws::ephemeral();
+        aws.kinesis.create("events", Some(1), false).unwrap();
+        let dir = TempDir::new(tag);
+        let mut spec = FunctionSpec::new(format!("fn-{tag}"), TESTFN);
+        spec.env.insert(
+            "TESTFN_LOG".into(),
+            dir.0.join("batches.jsonl").display().to_string(),
+        );
+        let function = Function::start_metered(spec, &LogSink::discard(), aws.meter.clone());
+        MappingSetup { aws, function, dir }
+    }
+
+    fn start(&self, source_arn: String) -> KinesisMapping {
+        let mut config = MappingConfig::new("Lane", source_arn);
+        config.batch_size = 3;
+        KinesisMapping::start(
+            config,
+            self.function.clone(),
+            self.aws.clone(),
+            RuntimeOptions {
+                state_dir: Some(self.dir.0.join("state")),
+                idle_poll: Duration::from_millis(50),
+                backoff: Duration::from_millis(10),
+                max_backoff: Duration::from_millis(50),
+            },
+        )
+        .unwrap()
+    }
+
+    async fn wait_records(&self, n: usize) {
+        let log = self.dir.0.join("batches.jsonl");
+        let done = until(Duration::from_secs(10), || {
+            batch_data(&log).iter().map(Vec::len).sum::<usize>() >= n
+        })
+        .await;
+        assert!(done, "the mapping delivered {:?}", batch_data(&log));
+        // The meter records an invocation when its outcome is back; the log line is written just before.
+        let meter = self.aws.meter.clone();
+        until(Duration::from_secs(5), || {
+            meter
+                .snapshot()
+                .mappings
+                .get("Lane")
+                .is_some_and(|m| m.records as usize >= n)
+        })
+        .await;
+    }
+}
+
+/// Seven records, each making the function sleep 40 ms: batches of 3, 3 and 1.
+const RECORDS: [(&str, &str); 7] = [("k", "sleep:40"); 7];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_iterator_mapping_meters_invocations_and_the_cycle_per_shard() {
+    let s = MappingSetup::new("meter-shared");
+    put(&s.aws, "events", &RECORDS).await;
+    let arn = s.aws.kinesis.stream("events").unwrap().arn().to_owned();
+    let _mapping = s.start(arn);
+    s.wait_records(7).await;
+
+    let snapshot = s.aws.meter.snapshot();
+    let m = &snapshot.mappings["Lane"];
+    assert_eq!(
+        (m.function.as_str(), m.source.as_str(), m.kind.as_str()),
+        ("fn-meter-shared", "events", "shared-iterator")
+    );
+    assert_eq!((m.invocations, m.records), (3, 7));
+    let shard = &m.shards["shardId-000000000000"];
+    assert_eq!((shard.invocations, shard.records), (3, 7));
+    // One invocation at a time per shard: each starts after the one before has slept its records.
+    assert!(
+        shard.last_start_ms - shard.first_start_ms >= 2 * 40,
+        "{shard:?}"
+    );
+    let cycle = (shard.last_start_ms - shard.first_start_ms) as f64 / 2.0;
+    assert!((shard.cycle_ms - cycle).abs() < 1e-9, "{shard:?}");
+    assert!(shard.busy_ms >= 3 * 3 * 40 + 40, "{shard:?}");
+    assert!(
+        shard.busy_ms as i64 >= shard.last_start_ms - shard.first_start_ms,
+        "busy covers the gaps between starts: {shard:?}"
+    );
+    let f = &snapshot.lambda.functions["fn-meter-shared"];
+    assert_eq!(f.invocations, 3);
+    assert!(f.billed_ms >= 7 * 40, "{f:?}");
+    assert!(
+        f.billed_ms <= shard.busy_ms + 3,
+        "billed inside the mapping's view of the invocations: {f:?} {shard:?}"
+    );
+    let stream = &snapshot.kinesis.streams["events"];
+    assert!(stream.get_records_requests >= 3, "{stream:?}");
+    assert_eq!(stream.get_records_bytes, 7 * (8 + 1));
+    assert_eq!((stream.efo_records, stream.efo_bytes), (0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_enhanced_fan_out_mapping_meters_what_it_delivers() {
+    let s = MappingSetup::new("meter-efo");
+    let stream = s.aws.kinesis.stream("events").unwrap();
+    let consumer = stream.register_consumer("lane").unwrap();
+    let _mapping = s.start(consumer.arn);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    put(&s.aws, "events", &RECORDS).await;
+    s.wait_records(7).await;
+
+    let snapshot = s.aws.meter.snapshot();
+    let m = &snapshot.mappings["Lane"];
+    assert_eq!(m.kind, "enhanced-fan-out");
+    assert_eq!(m.records, 7);
+    let shard = &m.shards["shardId-000000000000"];
+    assert_eq!(shard.records, 7);
+    assert_eq!(shard.invocations, m.invocations);
+    let stream = &snapshot.kinesis.streams["events"];
+    assert_eq!(stream.efo_records, 7);
+    assert_eq!(stream.efo_bytes, 7 * (8 + 1));
+    assert_eq!(stream.get_records_requests, 0, "pushed, never polled");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_requests_by_class_and_bytes_stored_as_a_level() {
+    let dir = TempDir::new("meter-s3");
+    let served = serve(LocalAws::open(&dir.0).unwrap()).await;
+    let s3 = aws_sdk_s3::Client::new(&sdk(&served.endpoint).await);
+    let object = |bytes: usize| aws_sdk_s3::primitives::ByteStream::from(vec![b'z'; bytes]);
+    s3.create_bucket().bucket("archive").send().await.unwrap();
+    for (key, bytes) in [("a", 1000), ("b", 500), ("a", 300)] {
+        s3.put_object()
+            .bucket("archive")
+            .key(key)
+            .body(object(bytes))
+            .send()
+            .await
+            .unwrap();
+    }
+    let level = |aws: &LocalAws| {
+        let b = &aws.meter.snapshot().s3.buckets["archive"];
+        (b.bytes_stored, b.objects)
+    };
+    assert_eq!(level(&served.aws), (800, 2), "a replaced: 300 + 500");
+    let listed = s3.list_objects_v2().bucket("archive").send().await.unwrap();
+    assert_eq!(listed.key_count(), Some(2));
+    let body = s3
+        .get_object()
+        .bucket("archive")
+        .key("a")
+        .send()
+        .await
+        .unwrap()
+        .body
+        .collect()
+        .await
+        .unwrap()
+        .into_bytes();
+    assert_eq!(body.len(), 300);
+    s3.head_object()
+        .bucket("archive")
+        .key("b")
+        .send()
+        .await
+        .unwrap();
+    s3.delete_object()
+        .bucket("archive")
+        .key("a")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(level(&served.aws), (500, 1));
+    // Not implemented locally: a 501, which AWS would not bill either.
+    let _ = s3.get_bucket_versioning().bucket("archive").send().await;
+
+    let snapshot = served.aws.meter.snapshot();
+    let b = &snapshot.s3.buckets["archive"];
+    assert_eq!(
+        b.class_a_requests,
+        1 + 3 + 1,
+        "CreateBucket, 3 PutObject, ListObjectsV2: {b:?}"
+    );
+    assert_eq!(b.class_b_requests, 2, "GetObject, HeadObject: {b:?}");
+    assert_eq!(b.free_requests, 1, "DeleteObject: {b:?}");
+    assert_eq!(b.bytes_in, 1800);
+
+    // A reset keeps what is stored; a reopened state starts from it.
+    served.aws.meter.reset();
+    let b = &served.aws.meter.snapshot().s3.buckets["archive"];
+    assert_eq!((b.class_a_requests, b.bytes_in), (0, 0));
+    assert_eq!((b.bytes_stored, b.objects), (500, 1));
+    drop(served);
+    let reopened = LocalAws::open(&dir.0).unwrap();
+    assert_eq!(level(&reopened), (500, 1));
+}
+
+/// One HTTP/1.1 request on a fresh connection: status and parsed JSON body.
+async fn http(endpoint: &str, method: &str, path: &str) -> (u16, Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = endpoint.trim_start_matches("http://");
+    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    socket.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    socket.read_to_end(&mut answer).await.unwrap();
+    let text = String::from_utf8(answer).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_meter_is_served_reset_over_http_and_written_to_the_state_dir() {
+    let served = serve(LocalAws::ephemeral()).await;
+    let kinesis = aws_sdk_kinesis::Client::new(&sdk(&served.endpoint).await);
+    kinesis
+        .create_stream()
+        .stream_name("s")
+        .shard_count(1)
+        .send()
+        .await
+        .unwrap();
+    kinesis
+        .put_records()
+        .stream_name("s")
+        .records(entry("k", 10))
+        .send()
+        .await
+        .unwrap();
+
+    let (status, body) = http(&served.endpoint, "GET", "/_tally/meter").await;
+    assert_eq!(status, 200, "{body}");
+    let snapshot: Snapshot = serde_json::from_value(body.clone()).unwrap();
+    assert_eq!(snapshot.version, 1);
+    assert_eq!(snapshot.kinesis.streams["s"].records, 1);
+    assert!(snapshot.at_ms >= snapshot.since_ms);
+    println!("GET /_tally/meter: {body}");
+
+    let (status, body) = http(&served.endpoint, "POST", "/_tally/meter/reset").await;
+    assert_eq!(status, 200, "{body}");
+    let fresh: Snapshot = serde_json::from_value(body).unwrap();
+    assert!(fresh.kinesis.streams.is_empty());
+    assert!(fresh.since_ms >= snapshot.since_ms);
+    let (_, body) = http(&served.endpoint, "GET", "/_tally/meter").await;
+    assert_eq!(body["kinesis"]["streams"], json!({}));
+
+    let (status, body) = http(&served.endpoint, "DELETE", "/_tally/meter").await;
+    assert_eq!(status, 405, "{body}");
+    assert_eq!(body["error"], "MethodNotAllowed");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("GET /_tally/meter"),
+        "{body}"
+    );
+    let (status, _) = http(&served.endpoint, "GET", "/_tally/meter/reset").await;
+    assert_eq!(status, 405);
+    // Other paths under `_` are S3's, which refuses such a bucket name.
+    let (status, _) = http(&served.endpoint, "PUT", "/_tally").await;
+    assert_eq!(status, 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_cloud_meters_its_functions_and_writes_meter_json() {
+    use std::collections::BTreeMap;
+    use tally_localcloud::cloud::{CloudOptions, LocalCloud};
+    let dir = TempDir::new("meter-cloud");
+    let log = dir.0.join("batches.jsonl");
+    let template = json!({
+        "Parameters": {"AppCodeKey": {"Type": "String"}},
+        "Resources": {
+            "Events": {"Type": "AWS::Kinesis::Stream", "Properties": {"Name": "events", "ShardCount": 1}},
+            "App": {"Type": "AWS::Lambda::Function", "Properties": {
+                "FunctionName": "app", "Code": {"S3Bucket": "assets", "S3Key": {"Ref": "AppCodeKey"}},
+                "MemorySize": 512, "Timeout": 5,
+                "Environment": {"Variables": {"TESTFN_LOG": log.display().to_string()}}}},
+            "Lane": {"Type": "AWS::Lambda::EventSourceMapping", "Properties": {
+                "FunctionName": {"Ref": "App"}, "EventSourceArn": {"Fn::GetAtt": ["Events", "Arn"]},
+                "StartingPosition": "TRIM_HORIZON", "BatchSize": 10}},
+        },
+    });
+    let cloud = LocalCloud::start(CloudOptions {
+        template,
+        stack_name: "meter".into(),
+        state_dir: dir.0.join("state"),
+        parameters: BTreeMap::from([("AppCodeKey".to_owned(), TESTFN.to_owned())]),
+        endpoint_port: 0,
+        url_port_base: 0,
+        function_env: BTreeMap::new(),
+        terminal_logs: false,
+        skip_unbuilt: false,
+        mappings: RuntimeOptions {
+            idle_poll: Duration::from_millis(50),
+            ..RuntimeOptions::default()
+        },
+    })
+    .await
+    .unwrap();
+    let meter_url = cloud.endpoints()["meter"].as_str().unwrap().to_owned();
+    assert_eq!(meter_url, format!("{}/_tally/meter", cloud.endpoint));
+    assert_eq!(cloud.meter_file, dir.0.join("state").join("meter.json"));
+
+    let kinesis = aws_sdk_kinesis::Client::new(&sdk(&cloud.endpoint).await);
+    kinesis
+        .put_records()
+        .stream_name("events")
+        .records(entry("a", 10))
+        .records(entry("b", 20))
+        .send()
+        .await
+        .unwrap();
+    let file = cloud.meter_file.clone();
+    let read = |path: &std::path::Path| -> Option<Snapshot> {
+        serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+    };
+    let written = until(Duration::from_secs(10), || {
+        read(&file).is_some_and(|s| {
+            s.mappings.get("Lane").is_some_and(|m| m.records == 2)
+                && s.lambda
+                    .functions
+                    .get("app")
+                    .is_some_and(|f| f.billed_ms > 0)
+        })
+    })
+    .await;
+    assert!(
+        written,
+        "meter.json never showed the mapping's invocation: {:?} (batches {:?})",
+        read(&file),
+        batch_data(&log)
+    );
+    let (status, body) = http(&cloud.endpoint, "GET", "/_tally/meter").await;
+    assert_eq!(status, 200);
+    assert_eq!(body["lambda"]["functions"]["app"]["memory_mb"], 512);
+    assert_eq!(body["kinesis"]["streams"]["events"]["records"], 2);
+    assert_eq!(body["mappings"]["Lane"]["kind"], "shared-iterator");
+
+    cloud.shutdown();
+    let last = read(&file).unwrap();
+    assert_eq!(last.kinesis.streams["events"].put_requests, 1);
+    assert!(!file.with_extension("json.tmp").exists());
+}
