@@ -46,7 +46,11 @@ fn check_position(shard: &str, seq: &str, expect: Result<&str, &str>) {
     let got = Position::new(shard, seq)
         .map(|p| p.mark())
         .map_err(|e| e.to_string());
-    assert_eq!(got.as_deref().map_err(String::as_str), expect, "{shard} {seq}");
+    assert_eq!(
+        got.as_deref().map_err(String::as_str),
+        expect,
+        "{shard} {seq}"
+    );
 }
 
 #[test]
@@ -58,7 +62,11 @@ fn positions_validate_like_kinesis() {
         "49590338271490256608559692538361571095921575989136588898",
         Ok("05649590338271490256608559692538361571095921575989136588898"),
     );
-    check_position("s", &"9".repeat(999), Ok(&format!("999{}", "9".repeat(999))));
+    check_position(
+        "s",
+        &"9".repeat(999),
+        Ok(&format!("999{}", "9".repeat(999))),
+    );
     check_position("", "1", Err("invalid kinesis shard id \"\": empty"));
     check_position(
         "shard#1",
@@ -73,7 +81,9 @@ fn positions_validate_like_kinesis() {
     check_position(
         "{rt}",
         "1",
-        Err("invalid kinesis shard id \"{rt}\": only letters, digits, '_', '.' and '-' are allowed"),
+        Err(
+            "invalid kinesis shard id \"{rt}\": only letters, digits, '_', '.' and '-' are allowed",
+        ),
     );
     check_position(
         &"s".repeat(129),
@@ -101,7 +111,9 @@ fn positions_validate_like_kinesis() {
     );
     // An absurd length is refused before anything looks at the digits, and the message stays short.
     let huge = "1".repeat(1 << 20);
-    let err = Position::new("s", &huge).map(|_| ()).map_err(|e| e.to_string());
+    let err = Position::new("s", &huge)
+        .map(|_| ())
+        .map_err(|e| e.to_string());
     assert_eq!(
         err,
         Err(format!(
@@ -178,8 +190,14 @@ fn claim_values_refuse_hostile_input() {
         ("s:01", "sequence number with leading zeros"),
         ("s:1:2", "sequence number with characters other than digits"),
         ("s:1 ", "sequence number with characters other than digits"),
-        ("ş:1", "shard id with characters other than letters, digits, '_', '.' and '-'"),
-        ("s#1:1", "shard id with characters other than letters, digits, '_', '.' and '-'"),
+        (
+            "ş:1",
+            "shard id with characters other than letters, digits, '_', '.' and '-'",
+        ),
+        (
+            "s#1:1",
+            "shard id with characters other than letters, digits, '_', '.' and '-'",
+        ),
     ] {
         let got = Position::from_claim_value(value).map_err(|e| e.to_string());
         assert_eq!(
@@ -240,7 +258,10 @@ fn claim_decisions() {
     ];
     for (existing, expect) in cases {
         let got = decide_claim(existing, &me);
-        assert_eq!(got.counts(), matches!(expect, ClaimOutcome::Fresh | ClaimOutcome::Ours));
+        assert_eq!(
+            got.counts(),
+            matches!(expect, ClaimOutcome::Fresh | ClaimOutcome::Ours)
+        );
         assert_eq!(got, expect, "{existing:?}");
     }
     let huge = "x".repeat(100_000);
@@ -293,14 +314,21 @@ fn fence_decisions() {
         [&a, &b, &c].map(|p| inside.applies(p)),
         [false, false, true]
     );
-    assert_eq!([&a, &c].map(|p| FenceDecision::Apply.applies(p)), [true, true]);
-    assert_eq!([&a, &c].map(|p| FenceDecision::Skip.applies(p)), [false, false]);
+    assert_eq!(
+        [&a, &c].map(|p| FenceDecision::Apply.applies(p)),
+        [true, true]
+    );
+    assert_eq!(
+        [&a, &c].map(|p| FenceDecision::Skip.applies(p)),
+        [false, false]
+    );
 }
 
 #[test]
 fn batches_hold_one_shard_in_order() {
     let mut b = Batch::new();
-    b.push_record(pos("s", "5"), vec![imp("e1")]).unwrap_or_else(|e| panic!("{e}"));
+    b.push_record(pos("s", "5"), vec![imp("e1")])
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
         b.push_record(pos("s", "5"), vec![]),
         Err(BatchError::NotIncreasing {
@@ -314,10 +342,12 @@ fn batches_hold_one_shard_in_order() {
         Err("record 1 (s:4) does not follow the previous record (s:5): sequence numbers must increase".to_owned())
     );
     assert_eq!(
-        b.push_record(pos("t", "6"), vec![]).map_err(|e| e.to_string()),
+        b.push_record(pos("t", "6"), vec![])
+            .map_err(|e| e.to_string()),
         Err("record 1 is from shard t in a batch of shard s: a batch holds one shard".to_owned())
     );
-    b.push_record(pos("s", "10"), vec![]).unwrap_or_else(|e| panic!("{e}"));
+    b.push_record(pos("s", "10"), vec![])
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(b.records().len(), 2);
     assert_eq!(b.len(), 1);
 }
@@ -369,7 +399,13 @@ fn plan_counts_each_claimed_id_once_past_the_mark() {
         (&r3, vec![imp("z")]),
     ]);
     // (replies for x, y, z; mark) → (counted, new mark, stats summary)
-    let cases: Vec<([Option<&str>; 3], Option<&Position>, u64, Option<&Position>)> = vec![
+    type Case<'a> = (
+        [Option<&'a str>; 3],
+        Option<&'a Position>,
+        u64,
+        Option<&'a Position>,
+    );
+    let cases: Vec<Case> = vec![
         // First delivery: every id fresh; x once, y once (r1's), z once.
         ([None, None, None], None, 3, Some(&r3)),
         // Retry after a crash between claim and apply: the claims name our records.
@@ -377,7 +413,12 @@ fn plan_counts_each_claimed_id_once_past_the_mark() {
         // Retry after the whole batch was applied: skip.
         ([Some("s:1"), Some("s:1"), Some("s:3")], Some(&r3), 0, None),
         // A shorter delivery applied r1 before: only r3's z remains (y in r2 is r1's duplicate).
-        ([Some("s:1"), Some("s:1"), Some("s:3")], Some(&r1), 1, Some(&r3)),
+        (
+            [Some("s:1"), Some("s:1"), Some("s:3")],
+            Some(&r1),
+            1,
+            Some(&r3),
+        ),
         // Another shard claimed y and z first: only x counts.
         ([None, Some("t:9"), Some("t:9")], None, 1, Some(&r3)),
         // Claim of y names r2 (it expired and r2 claimed it, e.g. in a stale invocation): r2's y counts.
@@ -414,13 +455,17 @@ fn plan_refuses_misaligned_replies_and_foreign_marks() {
     let b = batch(&[(&r1, vec![imp("x")])]);
     assert_eq!(
         plan_apply(RT, &b, &[], None, |_| true).map_err(|e| e.to_string()),
-        Err("0 claim replies for 1 claims: pass one reply per Batch::claims() entry, in order".to_owned())
+        Err(
+            "0 claim replies for 1 claims: pass one reply per Batch::claims() entry, in order"
+                .to_owned()
+        )
     );
     assert!(matches!(
         plan_apply(RT, &b, &[None], Some(&pos("t", "1")), |_| true),
         Err(PlanError::Fence(FenceError::OtherShard { .. }))
     ));
-    let empty = plan_apply(RT, &Batch::new(), &[], None, |_| true).unwrap_or_else(|e| panic!("{e}"));
+    let empty =
+        plan_apply(RT, &Batch::new(), &[], None, |_| true).unwrap_or_else(|e| panic!("{e}"));
     assert!(empty.is_noop());
 }
 
@@ -496,12 +541,37 @@ fn plan_sums_every_kind_and_money_field_per_campaign_ad_minute() {
     );
     let args = p.script_args(172_800);
     let expect: Vec<String> = [
-        "", "0011", "172800", "2", "2", //
-        "8", "ad-1#imp", "1", "ad-1#view", "1", "ad-1#click", "1", "ad-1#conv", "1", "ad-1#spend", "105",
-        "ad-1#value", "7", "ad-2#imp", "1", "ad-2#spend", "1", //
-        "2", "ad-1#imp", "1", "ad-1#spend", "1", //
-        "1", "cmp-1", //
-        "1", "cmp-1",
+        "",
+        "0011",
+        "172800",
+        "2",
+        "2", //
+        "8",
+        "ad-1#imp",
+        "1",
+        "ad-1#view",
+        "1",
+        "ad-1#click",
+        "1",
+        "ad-1#conv",
+        "1",
+        "ad-1#spend",
+        "105",
+        "ad-1#value",
+        "7",
+        "ad-2#imp",
+        "1",
+        "ad-2#spend",
+        "1", //
+        "2",
+        "ad-1#imp",
+        "1",
+        "ad-1#spend",
+        "1", //
+        "1",
+        "cmp-1", //
+        "1",
+        "cmp-1",
     ]
     .map(str::to_owned)
     .to_vec();
@@ -527,7 +597,10 @@ fn settled_counts_the_valid_subset_of_the_same_occurrences() {
         .process(ST, &b, w, 0, valid)
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(p.stats.filtered, 1);
-    assert_eq!(p.stats.retried, 2, "both claims were made by the realtime lane");
+    assert_eq!(
+        p.stats.retried, 2,
+        "both claims were made by the realtime lane"
+    );
     let (rt, _) = store.counters(RT);
     let (st, _) = store.counters(ST);
     let sum = |m: &std::collections::BTreeMap<(String, String, i64), Tally>| {
@@ -599,25 +672,33 @@ fn crash_between_claim_and_apply_then_redelivery() {
     let mut store = MemoryStore::new();
     let b = one("a", "1", vec![imp("x"), imp("y")]);
     // Claims land, the function dies before the atomic step.
-    store.claim_many(b.claims(), w).unwrap_or_else(|e| panic!("{e}"));
+    store
+        .claim_many(b.claims(), w)
+        .unwrap_or_else(|e| panic!("{e}"));
     // A resend of x in another shard meanwhile: the claim names a.1, so it is a duplicate.
     let dup = store
         .process(RT, &one("c", "7", vec![imp("x")]), w, 0, |_| true)
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(dup.stats.duplicates, 1);
     // Redelivery: both claims are ours.
-    let p = store.process(RT, &b, w, 0, |_| true).unwrap_or_else(|e| panic!("{e}"));
+    let p = store
+        .process(RT, &b, w, 0, |_| true)
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!((p.stats.retried, p.stats.counted), (2, 2));
     assert_eq!(impressions(&store, RT), 2);
     // The honest limit: if the claim expires before the redelivery and a resend claims it first, the resend
     // is the one counted — still once.
     let b2 = one("a", "2", vec![imp("z")]);
-    store.claim_many(b2.claims(), w).unwrap_or_else(|e| panic!("{e}"));
+    store
+        .claim_many(b2.claims(), w)
+        .unwrap_or_else(|e| panic!("{e}"));
     store.advance_ms(w.secs() * 1000 + 1);
     store
         .process(RT, &one("c", "8", vec![imp("z")]), w, 0, |_| true)
         .unwrap_or_else(|e| panic!("{e}"));
-    let p = store.process(RT, &b2, w, 0, |_| true).unwrap_or_else(|e| panic!("{e}"));
+    let p = store
+        .process(RT, &b2, w, 0, |_| true)
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(p.stats.duplicates, 1);
     assert_eq!(impressions(&store, RT), 3);
 }
@@ -627,7 +708,9 @@ fn the_script_model_is_all_or_nothing_and_single_slot() {
     let w = DedupWindow::default();
     let mut store = MemoryStore::new();
     let b = one("s", "1", vec![imp("x")]);
-    let replies = store.claim_many(b.claims(), w).unwrap_or_else(|e| panic!("{e}"));
+    let replies = store
+        .claim_many(b.claims(), w)
+        .unwrap_or_else(|e| panic!("{e}"));
     let p = plan_apply(RT, &b, &replies, None, |_| true).unwrap_or_else(|e| panic!("{e}"));
     let (keys, args) = (p.script_keys(), p.script_args(60));
 
@@ -639,7 +722,10 @@ fn the_script_model_is_all_or_nothing_and_single_slot() {
         Err(StoreError::CrossSlot { .. })
     ));
     // Truncated or padded arguments.
-    for bad in [&args[..args.len() - 1], &[args.clone(), vec!["x".to_owned()]].concat()[..]] {
+    for bad in [
+        &args[..args.len() - 1],
+        &[args.clone(), vec!["x".to_owned()]].concat()[..],
+    ] {
         assert!(matches!(
             store.apply_atomic(&keys, bad),
             Err(StoreError::BadArgs(_))

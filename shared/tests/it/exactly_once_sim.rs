@@ -19,9 +19,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::prelude::*;
 use tally_domain::event::{Event, EventKind};
-use tally_domain::exactly_once::{
-    plan_apply, Batch, DedupWindow, Position, StepReply, Tally,
-};
+use tally_domain::exactly_once::{plan_apply, Batch, DedupWindow, Position, StepReply, Tally};
 use tally_domain::rollup::minute_of;
 use tally_domain::store_keys::{claim_key, StoreLane};
 use tally_domain::store_model::MemoryStore;
@@ -76,7 +74,7 @@ fn content(id: u8, shard: usize, record: usize, conflicting: bool) -> Event {
 
 /// The settled lane's filter: a deterministic verdict on the content.
 fn valid(e: &Event) -> bool {
-    e.cost_micros % 3 != 0
+    !matches!(e.cost_micros % 3, 0)
 }
 
 type Stream = Vec<Vec<Vec<u8>>>;
@@ -273,14 +271,14 @@ impl<'a> Sim<'a> {
     /// Lambda gives up on every invocation in flight and redelivers from the checkpoints, in batches of 3.
     fn drain(&mut self) {
         self.inflight.clear();
-        for lane in 0..2 {
+        for (lane, store_lane) in LANES.into_iter().enumerate() {
             for shard in 0..self.stream.len() {
                 while self.checkpoint[lane][shard] < self.stream[shard].len() {
                     let start = self.checkpoint[lane][shard];
                     let end = (start + 3).min(self.stream[shard].len());
                     let b = self.batch(shard, start, end);
                     self.store
-                        .process(LANES[lane], &b, self.window, TTL_SECS, Sim::keep(lane))
+                        .process(store_lane, &b, self.window, TTL_SECS, Sim::keep(lane))
                         .expect("redelivery");
                     self.checkpoint[lane][shard] = end;
                 }
@@ -293,7 +291,11 @@ type Counts = BTreeMap<(String, String, i64), Tally>;
 
 fn add(counts: &mut Counts, e: &Event) {
     counts
-        .entry((e.campaign_id.clone(), e.ad_id.clone(), minute_of(e.received_ms)))
+        .entry((
+            e.campaign_id.clone(),
+            e.ad_id.clone(),
+            minute_of(e.received_ms),
+        ))
         .or_default()
         .add(e);
 }
