@@ -656,7 +656,7 @@ impl ApplyPlan {
     /// per index set, in KEYS order: n, then n campaign ids
     /// ```
     ///
-    /// The script: if `GET KEYS[1]` (nil as "") differs from ARGV[1], return `{0, current}` and change nothing;
+    /// The script: if `GET KEYS[1]` (nil as "") differs from `ARGV[1]`, return `{0, current}` and change nothing;
     /// else `HINCRBY` every pair, `SADD` every member, `EXPIRE key ttl NX` every counter and index key when
     /// ttl > 0, `SET KEYS[1] ARGV[2]`, return `{1}`. [`crate::store_model::MemoryStore::apply_atomic`] is
     /// the reference. Increments fit `HINCRBY`'s signed 64 bits: per event at most 10¹² value micros.
