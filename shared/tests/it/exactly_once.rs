@@ -800,3 +800,64 @@ fn an_unreadable_claim_is_reported_not_counted() {
         Err(StoreError::WrongType { .. })
     ));
 }
+
+mod laws {
+    use proptest::prelude::*;
+    use tally_domain::exactly_once::{decide_claim, ClaimOutcome, Position};
+    use tally_domain::store_keys::{
+        counter_key, hash_slot, index_key, mark_key, parse_counter_key, shard_tag, StoreLane,
+    };
+
+    fn shard_id() -> impl Strategy<Value = String> {
+        proptest::string::string_regex("[A-Za-z0-9_.-]{1,128}").expect("valid regex")
+    }
+
+    fn id() -> impl Strategy<Value = String> {
+        proptest::string::string_regex("[A-Za-z0-9._:-]{1,64}").expect("valid regex")
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Whatever the ids, every key of a shard's atomic step is in the shard's slot, and counter keys
+        /// read back.
+        #[test]
+        fn shard_keys_share_one_slot(shard in shard_id(), campaign in id(), minute in any::<i64>(), settled in any::<bool>()) {
+            let lane = if settled { StoreLane::Settled } else { StoreLane::Realtime };
+            let slot = hash_slot(shard_tag(lane, &shard).as_bytes());
+            prop_assert_eq!(hash_slot(mark_key(lane, &shard).as_bytes()), slot);
+            prop_assert_eq!(hash_slot(index_key(lane, &shard, minute).as_bytes()), slot);
+            let key = counter_key(lane, &shard, &campaign, minute);
+            prop_assert_eq!(hash_slot(key.as_bytes()), slot);
+            prop_assert_eq!(parse_counter_key(&key), Some((lane, shard.as_str(), campaign.as_str(), minute)));
+        }
+
+        /// Marks order like the numbers; marks and claim values read back; a claim is ours only for the very
+        /// record it names.
+        #[test]
+        fn positions_round_trip_and_order(a in any::<u128>(), b in any::<u128>(), shard in shard_id(), other in shard_id()) {
+            let (pa, pb) = (
+                Position::new(&shard, &a.to_string()).expect("valid"),
+                Position::new(&shard, &b.to_string()).expect("valid"),
+            );
+            prop_assert_eq!(pa.cmp(&pb), a.cmp(&b));
+            prop_assert_eq!(pa.mark().cmp(&pb.mark()), a.cmp(&b));
+            prop_assert_eq!(Position::from_mark(&shard, &pa.mark()), Ok(pa.clone()));
+            prop_assert_eq!(Position::from_claim_value(&pa.claim_value()), Ok(pa.clone()));
+            let mine = decide_claim(Some(&pa.claim_value()), &pb);
+            prop_assert_eq!(mine == ClaimOutcome::Ours, a == b);
+            let po = Position::new(&other, &a.to_string()).expect("valid");
+            prop_assert_eq!(decide_claim(Some(&po.claim_value()), &pa) == ClaimOutcome::Ours, other == shard);
+        }
+
+        /// Arbitrary stored strings never panic the readers and never read as ours unless they are exactly
+        /// our claim value.
+        #[test]
+        fn hostile_values_never_panic(value in ".{0,300}", shard in shard_id()) {
+            let me = Position::new(&shard, "12345").expect("valid");
+            let outcome = decide_claim(Some(&value), &me);
+            prop_assert_eq!(outcome == ClaimOutcome::Ours, value == me.claim_value());
+            let _ = Position::from_mark(&shard, &value);
+        }
+    }
+}
