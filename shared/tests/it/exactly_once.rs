@@ -8,7 +8,7 @@ use tally_domain::exactly_once::{
 };
 use tally_domain::rollup::minute_of;
 use tally_domain::store_keys::{claim_key, counter_key, index_key, mark_key, StoreLane};
-use tally_domain::store_model::{MemoryStore, ScriptReply, StoreError};
+use tally_domain::store_model::{total, MemoryStore, ScriptReply, StoreError};
 
 use crate::fixtures::{event, NOW};
 
@@ -603,13 +603,8 @@ fn settled_counts_the_valid_subset_of_the_same_occurrences() {
     );
     let (rt, _) = store.counters(RT);
     let (st, _) = store.counters(ST);
-    let sum = |m: &std::collections::BTreeMap<(String, String, i64), Tally>| {
-        let mut t = Tally::default();
-        m.values().for_each(|v| t.merge(v));
-        t
-    };
-    assert_eq!((sum(&rt).impressions, sum(&rt).clicks), (1, 1));
-    assert_eq!((sum(&st).impressions, sum(&st).clicks), (1, 0));
+    assert_eq!((total(&rt).impressions, total(&rt).clicks), (1, 1));
+    assert_eq!((total(&st).impressions, total(&st).clicks), (1, 0));
 }
 
 #[test]
