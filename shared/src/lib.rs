@@ -5,9 +5,12 @@
 
 pub mod enrich;
 pub mod event;
+pub mod exactly_once;
 pub mod hll;
 pub mod ingest;
 pub mod partition;
 pub mod rollup;
 pub mod scaling;
+pub mod store_keys;
+pub mod store_model;
 pub mod wire;

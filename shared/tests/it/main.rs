@@ -1,6 +1,8 @@
 //! Integration tests of tally-domain: one binary, one module per area.
 
 mod event;
+mod exactly_once;
+mod exactly_once_sim;
 mod fixtures;
 mod golden;
 mod hll;
