@@ -15,9 +15,10 @@ commands:
                                            function zips via cargo-lambda, content-hashed
                                            (--cold-start: also measure start-up, host arch only)
   plan     [--stage S] (--profile FILE | --events-per-sec N) [--event-bytes B]
-           [--json] [--html FILE] [--prices FILE]
+           [--json] [--html FILE] [--prices FILE] [--sweep]
                                            monthly AWS cost (tally vs naive), scaler simulation,
-                                           freshness budget (docs/plan.md)
+                                           freshness budget (docs/plan.md); --sweep: the profile's
+                                           shape at 1k..1M events/s, cost and the AWS limits met
   ci                                       everything CI checks: fmt, clippy, all tests
   diff     [--stage S] [--no-build]        what a deploy would change (change set), replacements flagged
   deploy   [--stage S] [--yes] [--no-build]
@@ -90,6 +91,8 @@ pub struct Plan {
     pub json: bool,
     pub html: Option<PathBuf>,
     pub prices: Option<PathBuf>,
+    /// `--sweep`: the profile's shape scaled from 1,000 to 1,000,000 events/s, and the limits met.
+    pub sweep: bool,
 }
 
 #[derive(Debug)]
@@ -296,11 +299,15 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<Cmd> {
                     Long("json") => cmd.json = true,
                     Long("html") => cmd.html = Some(parser.value()?.into()),
                     Long("prices") => cmd.prices = Some(parser.value()?.into()),
+                    Long("sweep") => cmd.sweep = true,
                     other => return Err(other.unexpected()).context("while reading `plan` flags"),
                 }
             }
             if cmd.profile.is_some() == cmd.events_per_sec.is_some() {
                 bail!("plan: give exactly one of --profile FILE and --events-per-sec N");
+            }
+            if cmd.sweep && cmd.events_per_sec == Some(0.0) {
+                bail!("plan --sweep scales the profile's shape to each rate; --events-per-sec 0 has none: give a positive rate (it only picks the flat shape) or --profile FILE");
             }
             Cmd::Plan(cmd)
         }
