@@ -458,3 +458,43 @@ mod stack_command_tests {
         check("previews prune --older-than", "missing argument");
     }
 }
+
+#[cfg(test)]
+mod sweep_flag_tests {
+    use super::*;
+
+    fn plan(args: &str) -> anyhow::Result<Plan> {
+        match parse(args.split_whitespace().map(OsString::from))? {
+            Cmd::Plan(p) => Ok(p),
+            other => panic!("`{args}` parsed as {other:?}"),
+        }
+    }
+
+    #[track_caller]
+    fn fails(args: &str, expect: &str) {
+        let err = format!("{:#}", plan(args).expect_err(args));
+        assert!(err.contains(expect), "`{args}`: {err}");
+    }
+
+    #[test]
+    fn sweep_combinations() {
+        let p = plan("plan --profile p.toml --sweep").expect("sweep");
+        assert!(p.sweep && !p.json && p.html.is_none());
+        // --json and --html together: the JSON array on stdout and the page in the file.
+        let p = plan("plan --sweep --events-per-sec 5000 --json --html s.html").expect("both");
+        assert!(p.sweep && p.json);
+        assert_eq!(p.html.as_deref(), Some(std::path::Path::new("s.html")));
+        assert!(!plan("plan --profile p.toml").expect("plain").sweep);
+        fails(
+            "plan --sweep",
+            "exactly one of --profile FILE and --events-per-sec N",
+        );
+        fails(
+            "plan --sweep --events-per-sec 0",
+            "--events-per-sec 0 has none",
+        );
+        // The sweep prices its own rates; a load test's JSON to check against makes no sense with it.
+        fails("plan --sweep --profile p.toml --check lt.json", "--check");
+        fails("plan --sweep=yes --profile p.toml", "--sweep");
+    }
+}

@@ -95,7 +95,7 @@ impl Part {
 pub struct Limit {
     pub part: Part,
     /// Short name, e.g. "hot key records".
-    pub name: &'static str,
+    pub name: String,
     pub demand: f64,
     pub limit: f64,
     pub unit: &'static str,
@@ -234,10 +234,10 @@ impl Row {
         let peak_factor = if mean > 0.0 { peak / mean } else { 1.0 };
         let shards = f64::from(r.sim.peak_needs.max(1));
         let mut limits = Vec::new();
-        let mut add = |part, name, demand: f64, limit: f64, unit, raise| {
+        let mut add = |part, name: &str, demand: f64, limit: f64, unit, raise| {
             limits.push(Limit {
                 part,
-                name,
+                name: name.to_owned(),
                 demand,
                 limit,
                 unit,
@@ -278,7 +278,7 @@ impl Row {
         if r.on_demand {
             add(
                 Part::Kinesis,
-                "on-demand stream write",
+                "on-demand write",
                 peak / r.events_per_record * r.record_bytes,
                 ON_DEMAND_WRITE_BYTES_PER_SEC,
                 "B/s",
@@ -287,7 +287,7 @@ impl Row {
         } else {
             add(
                 Part::Kinesis,
-                "shards per stream",
+                "shards/stream",
                 shards,
                 KINESIS_STREAM_SHARDS,
                 "shards",
@@ -295,7 +295,7 @@ impl Row {
             );
             add(
                 Part::Kinesis,
-                "shards per account",
+                "shards/account",
                 shards,
                 KINESIS_ACCOUNT_SHARDS,
                 "shards",
@@ -304,7 +304,7 @@ impl Row {
             let floor = f64::from(r.sim.bounds.0.max(1));
             add(
                 Part::Kinesis,
-                "UpdateShardCount calls",
+                "reshard calls",
                 climb_calls(floor, shards) as f64,
                 UPDATE_SHARD_COUNT_CALLS as f64,
                 "calls/24h",
@@ -315,7 +315,7 @@ impl Row {
         // Enhanced fan-out consumers: tally registers its own.
         add(
             Part::FanOut,
-            "consumers per stream",
+            "EFO consumers",
             f64::from(r.stack.consumers),
             EFO_CONSUMERS_PER_STREAM,
             "consumers",
@@ -328,16 +328,17 @@ impl Row {
         let mut reserved_total = 0.0;
         for m in &r.stack.kinesis_mappings {
             let need = shards * f64::from(m.parallelization.max(1));
+            let lane = r
+                .stack
+                .functions
+                .get(&m.function)
+                .map_or(m.function.as_str(), |f| f.name.as_str());
             match reserved(template, &m.function) {
                 Some(cap) => {
                     reserved_total += cap;
                     add(
                         Part::Lambda,
-                        if m.efo {
-                            "reserved concurrency (enhanced fan-out lane)"
-                        } else {
-                            "reserved concurrency (shared-iterator lane)"
-                        },
+                        &format!("{lane} reserved"),
                         need,
                         cap,
                         "concurrent",
@@ -379,7 +380,7 @@ impl Row {
         const HOT_ROW: &str = "hard limit per item: the campaign day-total row takes a read-modify-write per batch per shard; split or defer it (counter layout, COUNTERS.md)";
         add(
             Part::DynamoDB,
-            "hot item writes",
+            "hot item WCU",
             hot_row_wcu,
             DDB_PARTITION_WCU,
             "WCU/s",
@@ -387,7 +388,7 @@ impl Row {
         );
         add(
             Part::DynamoDB,
-            "hot item reads",
+            "hot item RCU",
             batches_per_shard * holding * DAY_ROW_RCU,
             DDB_PARTITION_RCU,
             "RCU/s",
@@ -395,7 +396,7 @@ impl Row {
         );
         add(
             Part::DynamoDB,
-            "table writes",
+            "table WCU",
             per_sec(r, "DynamoDB", |l| l.unit == "WRU") * peak_factor,
             DDB_TABLE_UNITS,
             "WCU/s",
@@ -403,7 +404,7 @@ impl Row {
         );
         add(
             Part::DynamoDB,
-            "table reads",
+            "table RCU",
             per_sec(r, "DynamoDB", |l| l.unit == "RRU") * peak_factor,
             DDB_TABLE_UNITS,
             "RCU/s",
@@ -459,8 +460,8 @@ pub fn first_met(rows: &[Row]) -> Vec<(usize, &Limit)> {
     let mut out = Vec::new();
     for (i, row) in rows.iter().enumerate() {
         for l in row.limits.iter().filter(|l| l.met()) {
-            if !seen.contains(&(l.part, l.name)) {
-                seen.push((l.part, l.name));
+            if !seen.contains(&(l.part, l.name.as_str())) {
+                seen.push((l.part, l.name.as_str()));
                 out.push((i, l));
             }
         }
@@ -534,7 +535,7 @@ pub fn table(stage: &str, profile: &Profile, rows: &[Row]) -> String {
         "$/1e9 naive",
         PARTS
             .iter()
-            .map(|p| format!("{:<27}", p.name()))
+            .map(|p| format!("{:<24}", p.name()))
             .collect::<String>()
             .trim_end()
     );
@@ -549,7 +550,7 @@ pub fn table(stage: &str, profile: &Profile, rows: &[Row]) -> String {
             usd(row.naive_per_billion),
             PARTS
                 .iter()
-                .map(|&p| format!("{:<27}", cell(row, p)))
+                .map(|&p| format!("{:<24}", cell(row, p)))
                 .collect::<String>()
                 .trim_end()
         );
@@ -734,7 +735,7 @@ fn curve(rows: &[Row]) -> String {
             r##"<text x="{:.1}" y="{ly:.1}" font-size="12" text-anchor="end" fill="{MARKER_COLOR}">{}: {}</text>"##,
             cx - 6.0,
             l.part.name(),
-            escape(l.name)
+            escape(&l.name)
         );
     }
     let _ = write!(
@@ -772,7 +773,7 @@ pub fn html(stage: &str, profile: &Profile, rows: &[Row]) -> String {
                 "<li>at {} events/s: <b>{} {}</b> — {} against {}; {}</li>",
                 thousands(rows[*i].mean_events_per_sec),
                 l.part.name(),
-                escape(l.name),
+                escape(&l.name),
                 escape(&amount(l.demand, l.unit)),
                 escape(&amount(l.limit, l.unit)),
                 escape(l.raise)
@@ -855,7 +856,7 @@ mod tests {
         // Zipf 1.1 over 2,000 campaigns: the top campaign has 16.925 % of the traffic, 16,925 events/s at
         // 100,000; over 16 keys, 1,057.8 events/s per key. A 25-event request holds 25 × 0.010578 = 0.2645
         // of them on average and at least one with probability 1 − (1 − 0.010578)^25 = 0.2335, so a record
-        // of that key packs 1.133 events: 933.8 records/s of 316 + 16... bytes.
+        // of that key packs 1.133 events: 1,057.8 / 1.1328 = 933.8 records/s of 1.1328 × 300 + 16 bytes.
         let top = top_campaign_share(2000, 1.1);
         close(100_000.0 * top, 16_925.3, 1e-4);
         close(key_events_per_record(25.0, top / 16.0, 218.0), 1.1328, 1e-3);
@@ -890,9 +891,9 @@ mod tests {
 
     #[test]
     fn first_limit_is_the_furthest_over() {
-        let l = |name, demand| Limit {
+        let l = |name: &str, demand| Limit {
             part: Part::Kinesis,
-            name,
+            name: name.to_owned(),
             demand,
             limit: 100.0,
             unit: "x",
@@ -908,7 +909,7 @@ mod tests {
             hot_row_wcu_per_sec: 0.0,
             limits: vec![l("a", 150.0), l("b", 300.0), l("c", 50.0)],
         };
-        assert_eq!(row.first(Part::Kinesis).map(|l| l.name), Some("b"));
+        assert_eq!(row.first(Part::Kinesis).map(|l| l.name.as_str()), Some("b"));
         assert_eq!(row.first(Part::Lambda), None);
         assert_eq!(cell(&row, Part::Kinesis), "b 3.0×");
         assert_eq!(cell(&row, Part::DynamoDB), "ok");
@@ -939,10 +940,10 @@ mod tests {
                     .demand
             };
             assert!(
-                get("hot item writes") > 0.0,
+                get("hot item WCU") > 0.0,
                 "batches per shard read from the bill"
             );
-            assert!(get("table writes") > 0.0, "write units read from the bill");
+            assert!(get("table WCU") > 0.0, "write units read from the bill");
             assert!(get("account concurrency") > 0.0);
         }
         // Shards grow with the rate; the last row needs more than the fixture's ceiling.
