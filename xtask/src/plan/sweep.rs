@@ -568,10 +568,11 @@ pub fn table(stage: &str, profile: &Profile, rows: &[Row]) -> String {
             thousands(RATES[RATES.len() - 1])
         );
     }
-    for (i, l) in &met {
+    for (n, (i, l)) in met.iter().enumerate() {
         let _ = writeln!(
             s,
-            "  at {} events/s (peak {}): {} {} — {} against {}; {}",
+            "  {}. at {} events/s (peak {}): {} {} — {} against {}; {}",
+            n + 1,
             thousands(rows[*i].mean_events_per_sec),
             thousands(rows[*i].peak_events_per_sec),
             l.part.name(),
@@ -720,22 +721,25 @@ fn curve(rows: &[Row]) -> String {
             r##"<path class="{class}" d="{d}" fill="none" stroke="{color}" stroke-width="4"/>"##
         );
     }
-    // Markers: one per limit where it is first met, on tally's curve, labels stacked above.
-    let mut stacked: Vec<usize> = vec![0; rows.len()];
-    for (i, l) in first_met(rows) {
-        let (cx, cy) = (x(rows[i].mean_events_per_sec), y(rows[i].tally_per_billion));
+    // Markers: one on tally's curve at each rate where limits are first met, labelled with their numbers
+    // in the list under the chart.
+    let met = first_met(rows);
+    for (i, row) in rows.iter().enumerate() {
+        let numbers: Vec<String> = met
+            .iter()
+            .enumerate()
+            .filter(|(_, (at, _))| *at == i)
+            .map(|(n, _)| (n + 1).to_string())
+            .collect();
+        if numbers.is_empty() {
+            continue;
+        }
+        let (cx, cy) = (x(row.mean_events_per_sec), y(row.tally_per_billion));
         let _ = write!(
             svg,
-            r##"<circle class="limit" cx="{cx:.1}" cy="{cy:.1}" r="8" fill="{MARKER_COLOR}"/>"##
-        );
-        let ly = (cy - 14.0 - 15.0 * stacked[i] as f64).max(PAD_T + 12.0);
-        stacked[i] += 1;
-        let _ = write!(
-            svg,
-            r##"<text x="{:.1}" y="{ly:.1}" font-size="12" text-anchor="end" fill="{MARKER_COLOR}">{}: {}</text>"##,
-            cx - 6.0,
-            l.part.name(),
-            escape(&l.name)
+            r##"<circle class="limit" cx="{cx:.1}" cy="{cy:.1}" r="8" fill="{MARKER_COLOR}"/><text x="{cx:.1}" y="{:.1}" font-size="13" font-weight="bold" text-anchor="middle" fill="{MARKER_COLOR}">{}</text>"##,
+            (cy - 14.0).max(PAD_T + 12.0),
+            numbers.join(", ")
         );
     }
     let _ = write!(
@@ -770,8 +774,9 @@ pub fn html(stage: &str, profile: &Profile, rows: &[Row]) -> String {
         .iter()
         .map(|(i, l)| {
             format!(
-                "<li>at {} events/s: <b>{} {}</b> — {} against {}; {}</li>",
+                "<li>at {} events/s (peak {}): <b>{} {}</b> — {} against {}; {}</li>",
                 thousands(rows[*i].mean_events_per_sec),
+                thousands(rows[*i].peak_events_per_sec),
                 l.part.name(),
                 escape(&l.name),
                 escape(&amount(l.demand, l.unit)),
@@ -797,9 +802,9 @@ td.n {{ text-align: right; font-variant-numeric: tabular-nums; }}
 <h1>tally plan --sweep — {name}</h1>
 <div class="summary">stage {stage} · the profile's shape scaled to mean rates of 1,000 to 1,000,000 events/s · limits at the peak minute · AWS default quotas, us-east-1</div>
 <h2>Cost per billion events</h2>
-<p><span style="color:{TALLY_COLOR}">■ tally</span> · <span style="color:{NAIVE_COLOR}">■ naive (one record and one write per event)</span> · <span style="color:{MARKER_COLOR}">● a limit first met</span></p>
+<p><span style="color:{TALLY_COLOR}">■ tally</span> · <span style="color:{NAIVE_COLOR}">■ naive (one record and one write per event)</span> · <span style="color:{MARKER_COLOR}">● limits first met at that rate (numbered as in the list below)</span></p>
 {chart}
-<h2>Where each limit is first met</h2><ul>{met}</ul>
+<h2>Where each limit is first met</h2><ol>{met}</ol>
 <h2>Per rate</h2>
 <table><tr><th>mean events/s</th><th>peak events/s</th><th>shards</th><th>$/1e9 tally</th><th>$/1e9 naive</th>{heads}</tr>{table_rows}</table>
 </body></html>
