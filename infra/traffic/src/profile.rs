@@ -180,7 +180,7 @@ impl Profile {
     pub fn scaled_to_mean(&self, rate: f64) -> anyhow::Result<Profile> {
         check_rate(rate).context("the target mean rate")?;
         let mean = self.mean_events_per_sec();
-        if !(mean > 0.0) {
+        if mean.is_nan() || mean <= 0.0 {
             bail!(
                 "profile \"{}\" has no traffic (mean 0 events/s): there is no shape to scale",
                 self.name
