@@ -864,8 +864,8 @@ mod tests {
         // of that key packs 1.133 events: 1,057.8 / 1.1328 = 933.8 records/s of 1.1328 × 300 + 16 bytes.
         let top = top_campaign_share(2000, 1.1);
         close(100_000.0 * top, 16_925.3, 1e-4);
-        close(key_events_per_record(25.0, top / 16.0, 218.0), 1.1328, 1e-3);
-        let (records, bytes) = hot_key(100_000.0, top, 25.0, 300.0, 218.0);
+        close(key_events_per_record(25.0, top / 16.0, 81.0), 1.1328, 1e-3);
+        let (records, bytes) = hot_key(100_000.0, top, 25.0, 300.0, 81.0);
         close(records, 933.8, 1e-3);
         close(bytes, 933.8 * (1.1328 * 300.0 + 16.0), 1e-3);
         assert!(
@@ -873,11 +873,15 @@ mod tests {
             "just under at the mean"
         );
         // One event per request (pixels): every event is a record.
-        let (records, _) = hot_key(100_000.0, top, 1.0, 300.0, 218.0);
+        let (records, _) = hot_key(100_000.0, top, 1.0, 300.0, 81.0);
         close(records, 1_057.8, 1e-3);
         // A record never packs more than fits.
-        assert_eq!(key_events_per_record(1000.0, 1.0, 218.0), 218.0);
-        assert_eq!(key_events_per_record(25.0, 0.0, 218.0), 1.0);
+        assert_eq!(
+            key_events_per_record(1000.0, 1.0, 81.0),
+            81.0,
+            "24 KB / 300 B"
+        );
+        assert_eq!(key_events_per_record(25.0, 0.0, 81.0), 1.0);
     }
 
     #[test]
@@ -918,6 +922,36 @@ mod tests {
         assert_eq!(row.first(Part::Lambda), None);
         assert_eq!(cell(&row, Part::Kinesis), "b 3.0×");
         assert_eq!(cell(&row, Part::DynamoDB), "ok");
+    }
+
+    #[test]
+    fn on_demand_stream_has_no_shard_quotas_but_a_throughput_one() {
+        let mut template = super::super::stack::tests::fixture();
+        template["Resources"]["Events"]["Properties"] = json!({
+            "StreamModeDetails": { "StreamMode": "ON_DEMAND" }, "RetentionPeriodHours": 24 });
+        let scaled = Profile::flat(1.0, 300)
+            .expect("profile")
+            .scaled_to_mean(100_000.0)
+            .expect("scaled");
+        let report = super::super::plan("t", scaled, Prices::shipped().expect("prices"), &template)
+            .expect("plan");
+        assert!(report.on_demand);
+        let row = Row::from_report(&report, &template);
+        let names: Vec<&str> = row.limits.iter().map(|l| l.name.as_str()).collect();
+        assert!(names.contains(&"on-demand write"), "{names:?}");
+        for absent in ["shards/stream", "reshard calls", "max_shards"] {
+            assert!(!names.contains(&absent), "{absent} in {names:?}");
+        }
+        // The hottest key binds in on-demand mode too: 100,000 flat events/s, 10 per request, Zipf 1 over
+        // 1,000 campaigns: the top campaign has 1/7.485 = 13.4 % of the traffic, 835 events/s per key.
+        let hot = row
+            .limits
+            .iter()
+            .find(|l| l.name == "hot key records")
+            .expect("hot key");
+        let want = hot_key(100_000.0, top_campaign_share(1000, 1.0), 10.0, 300.0, 81.0).0;
+        close(hot.demand, want, 1e-9);
+        close(top_campaign_share(1000, 1.0), 1.0 / 7.4855, 1e-4);
     }
 
     /// The sweep through the real `plan` on the test template: the inputs it reads from the report are
