@@ -15,9 +15,10 @@ commands:
                                            function zips via cargo-lambda, content-hashed
                                            (--cold-start: also measure start-up, host arch only)
   plan     [--stage S] (--profile FILE | --events-per-sec N) [--event-bytes B]
-           [--json] [--html FILE] [--prices FILE]
+           [--json] [--html FILE] [--prices FILE] [--sweep]
                                            monthly AWS cost (tally vs naive), scaler simulation,
-                                           freshness budget (docs/plan.md)
+                                           freshness budget (docs/plan.md); --sweep: the profile's
+                                           shape at 1k..1M events/s, cost and the AWS limits met
   ci                                       everything CI checks: fmt, clippy, all tests
   diff     [--stage S] [--no-build]        what a deploy would change (change set), replacements flagged
   deploy   [--stage S] [--yes] [--no-build]
@@ -90,6 +91,8 @@ pub struct Plan {
     pub json: bool,
     pub html: Option<PathBuf>,
     pub prices: Option<PathBuf>,
+    /// `--sweep`: the profile's shape scaled from 1,000 to 1,000,000 events/s, and the limits met.
+    pub sweep: bool,
 }
 
 #[derive(Debug)]
@@ -296,11 +299,15 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<Cmd> {
                     Long("json") => cmd.json = true,
                     Long("html") => cmd.html = Some(parser.value()?.into()),
                     Long("prices") => cmd.prices = Some(parser.value()?.into()),
+                    Long("sweep") => cmd.sweep = true,
                     other => return Err(other.unexpected()).context("while reading `plan` flags"),
                 }
             }
             if cmd.profile.is_some() == cmd.events_per_sec.is_some() {
                 bail!("plan: give exactly one of --profile FILE and --events-per-sec N");
+            }
+            if cmd.sweep && cmd.events_per_sec == Some(0.0) {
+                bail!("plan --sweep scales the profile's shape to each rate; --events-per-sec 0 has none: give a positive rate (it only picks the flat shape) or --profile FILE");
             }
             Cmd::Plan(cmd)
         }
@@ -449,5 +456,45 @@ mod stack_command_tests {
         );
         check("previews nuke", "expected `list` or `prune`");
         check("previews prune --older-than", "missing argument");
+    }
+}
+
+#[cfg(test)]
+mod sweep_flag_tests {
+    use super::*;
+
+    fn plan(args: &str) -> anyhow::Result<Plan> {
+        match parse(args.split_whitespace().map(OsString::from))? {
+            Cmd::Plan(p) => Ok(p),
+            other => panic!("`{args}` parsed as {other:?}"),
+        }
+    }
+
+    #[track_caller]
+    fn fails(args: &str, expect: &str) {
+        let err = format!("{:#}", plan(args).expect_err(args));
+        assert!(err.contains(expect), "`{args}`: {err}");
+    }
+
+    #[test]
+    fn sweep_combinations() {
+        let p = plan("plan --profile p.toml --sweep").expect("sweep");
+        assert!(p.sweep && !p.json && p.html.is_none());
+        // --json and --html together: the JSON array on stdout and the page in the file.
+        let p = plan("plan --sweep --events-per-sec 5000 --json --html s.html").expect("both");
+        assert!(p.sweep && p.json);
+        assert_eq!(p.html.as_deref(), Some(std::path::Path::new("s.html")));
+        assert!(!plan("plan --profile p.toml").expect("plain").sweep);
+        fails(
+            "plan --sweep",
+            "exactly one of --profile FILE and --events-per-sec N",
+        );
+        fails(
+            "plan --sweep --events-per-sec 0",
+            "--events-per-sec 0 has none",
+        );
+        // The sweep prices its own rates; a load test's JSON to check against makes no sense with it.
+        fails("plan --sweep --profile p.toml --check lt.json", "--check");
+        fails("plan --sweep=yes --profile p.toml", "--sweep");
     }
 }

@@ -174,6 +174,24 @@ impl Profile {
     pub fn peak_events_per_sec(&self) -> f64 {
         self.events_per_sec.iter().copied().fold(0.0, f64::max)
     }
+
+    /// The same profile (shape, mix, skew) with every minute's rate multiplied so that the mean is `rate`
+    /// events per second (`cargo xtask plan --sweep`). A profile without traffic has no shape to scale.
+    pub fn scaled_to_mean(&self, rate: f64) -> anyhow::Result<Profile> {
+        check_rate(rate).context("the target mean rate")?;
+        let mean = self.mean_events_per_sec();
+        if mean.is_nan() || mean <= 0.0 {
+            bail!(
+                "profile \"{}\" has no traffic (mean 0 events/s): there is no shape to scale",
+                self.name
+            );
+        }
+        let factor = rate / mean;
+        Ok(Profile {
+            events_per_sec: self.events_per_sec.iter().map(|v| v * factor).collect(),
+            ..self.clone()
+        })
+    }
 }
 
 fn check_event_bytes(bytes: u32) -> anyhow::Result<()> {
@@ -391,6 +409,26 @@ mod tests {
         assert_eq!(p.days(), 7.0);
         assert!((p.events_per_sec[3 * DAY] - 40.0).abs() < 1e-9);
         assert!((p.events_per_sec[6 * DAY + 720] - 40.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn scaled_to_mean_keeps_the_shape() {
+        let text = profile(&format!("[traffic]\nperiod = \"day\"\npoints = [{TWO}]\n"));
+        let p = Profile::parse(&text).expect("valid");
+        let q = p.scaled_to_mean(30_000.0).expect("scaled");
+        assert!((q.mean_events_per_sec() - 30_000.0).abs() < 1e-6);
+        // The mean of TWO is 300 events/s: ×100 everywhere, the peak included.
+        assert!((q.peak_events_per_sec() - 50_000.0).abs() < 1e-6);
+        assert!((q.events_per_sec[720] - 30_000.0).abs() < 1e-6);
+        assert_eq!(
+            (q.campaigns, q.campaign_skew, &q.name),
+            (p.campaigns, p.campaign_skew, &p.name)
+        );
+        let idle = Profile::flat(0.0, 300).expect("valid");
+        let err = format!("{:#}", idle.scaled_to_mean(1_000.0).expect_err("no shape"));
+        assert!(err.contains("no traffic"), "{err}");
+        let err = format!("{:#}", p.scaled_to_mean(f64::NAN).expect_err("nan"));
+        assert!(err.contains("target mean rate"), "{err}");
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! * [`cost`]: usage and monthly bills, for tally and for a naive one-record-one-write-per-event design.
 //! * [`latency`]: the freshness budget per lane.
 //! * [`render`]: terminal table, JSON, HTML.
+//! * [`sweep`]: `--sweep`, the profile's shape from 1,000 to 1,000,000 events/s and the AWS limits met.
 
 pub mod cost;
 pub mod latency;
@@ -16,6 +17,7 @@ pub mod prices;
 pub mod render;
 pub mod simulate;
 pub mod stack;
+pub mod sweep;
 
 use std::path::Path;
 
@@ -85,6 +87,10 @@ impl Plan {
         let stage = crate::stage::resolve(self.stage.as_deref())?;
         let template = tally_pipeline::synth_value(&stage, &crate::stack_options(&stage)?)
             .context("while synthesizing the pipeline stack")?;
+        if self.sweep {
+            let (json, html) = (self.json, self.html.as_deref());
+            return sweep::run(&stage.label(), &profile, &prices, &template, json, html);
+        }
         let report = plan(&stage.label(), profile, prices, &template)?;
         if self.json {
             println!("{}", serde_json::to_string_pretty(&render::json(&report))?);

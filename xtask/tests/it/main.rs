@@ -1,3 +1,4 @@
 //! Integration tests of the `cargo xtask` binary: one test binary, one module per command.
 
 mod plan;
+mod sweep;

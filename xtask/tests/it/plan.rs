@@ -12,11 +12,11 @@ const PROFILES: [&str; 3] = [
     "launch-spike",
 ];
 
-fn root() -> PathBuf {
+pub(crate) fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-fn xtask(args: &[&str]) -> Output {
+pub(crate) fn xtask(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_xtask"))
         .args(args)
         .current_dir(root())
@@ -24,23 +24,23 @@ fn xtask(args: &[&str]) -> Output {
         .expect("run the xtask binary")
 }
 
-fn stdout(out: &Output) -> String {
+pub(crate) fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn stderr(out: &Output) -> String {
+pub(crate) fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// A fresh scratch directory under the system temp dir.
-fn scratch(name: &str) -> PathBuf {
+pub(crate) fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("tally-plan-it-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("scratch dir");
     dir
 }
 
-fn profile(name: &str) -> String {
+pub(crate) fn profile(name: &str) -> String {
     format!("xtask/profiles/{name}.toml")
 }
 
@@ -149,7 +149,7 @@ fn profiles_give_json() {
 }
 
 /// Pixels of `png` within a small distance of `rgb`.
-fn count_color(png_path: &Path, rgb: [u8; 3]) -> usize {
+pub(crate) fn count_color(png_path: &Path, rgb: [u8; 3]) -> usize {
     let decoder = png::Decoder::new(std::fs::File::open(png_path).expect("screenshot"));
     let mut reader = decoder.read_info().expect("png header");
     let mut buf = vec![0; reader.output_buffer_size()];
