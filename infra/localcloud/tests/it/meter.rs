@@ -307,7 +307,7 @@ async fn a_shared_iterator_mapping_meters_invocations_and_the_cycle_per_shard() 
     );
     let cycle = (shard.last_start_ms - shard.first_start_ms) as f64 / 2.0;
     assert!((shard.cycle_ms - cycle).abs() < 1e-9, "{shard:?}");
-    assert!(shard.busy_ms >= 3 * 3 * 40 + 40, "{shard:?}");
+    assert!(shard.busy_ms >= 7 * 40, "{shard:?}");
     assert!(
         shard.busy_ms as i64 >= shard.last_start_ms - shard.first_start_ms,
         "busy covers the gaps between starts: {shard:?}"
@@ -564,6 +564,7 @@ async fn a_running_cloud_meters_its_functions_and_writes_meter_json() {
     assert_eq!(body["lambda"]["functions"]["app"]["memory_mb"], 512);
     assert_eq!(body["kinesis"]["streams"]["events"]["records"], 2);
     assert_eq!(body["mappings"]["Lane"]["kind"], "shared-iterator");
+    println!("GET {meter_url}: {body}");
 
     cloud.shutdown();
     let last = read(&file).unwrap();
