@@ -19,6 +19,9 @@
 //! retention trim); read limits (5 GetRecords/s, 2 MB/s per shard) are not enforced; shard iterators expire
 //! after 5 minutes as in AWS.
 //!
+//! Metering ([`crate::meter`]): PutRecord(s) count the records written (bytes, PUT payload units, on-demand KB)
+//! and those refused by the write limit; GetRecords counts the call and the bytes returned.
+//!
 //! # In-process API (for event source mappings)
 //! ```ignore
 //! let stream = aws.kinesis.stream("tally-dev-events")?;          // by name or ARN

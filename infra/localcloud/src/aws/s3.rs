@@ -8,6 +8,10 @@
 //! (`BadDigest`); trailing checksums are accepted without being verified. Anything else (versioning, ACLs,
 //! multipart uploads, tagging, ...) answers `NotImplemented` (501) naming the operation.
 //!
+//! Metering ([`crate::meter`]): every request on an existing bucket answered with success or a client error counts
+//! in its price tier (`tally_billing::s3`); uploads add to `bytes_in`, and the stored bytes and objects are kept
+//! as levels (puts add, replaced and deleted objects are taken off).
+//!
 //! Durability: an object body is written to `<state>/s3/objects/<n>` and synced, then its metadata entry is
 //! appended to `<state>/s3/log` and synced, then the answer is sent.
 
