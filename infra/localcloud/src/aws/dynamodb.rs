@@ -74,8 +74,17 @@ pub(crate) fn call(
         "TransactWriteItems" => d.transact_write(&input, &mut used),
         other => Err(AwsError::unsupported("DynamoDB", other)),
     };
-    // Charged whatever the outcome: a failed conditional write or a cancelled transaction costs units too.
-    used.record(&aws.meter, caller);
+    // A failed conditional write or a cancelled transaction costs units too; a refused or failed request not.
+    let charged = match &result {
+        Ok(_) => true,
+        Err(error) => matches!(
+            error.code.as_str(),
+            "ConditionalCheckFailedException" | "TransactionCanceledException"
+        ),
+    };
+    if charged {
+        used.record(&aws.meter, caller);
+    }
     let mut answer = result?;
     if let (Some(capacity), Some(object)) = (used.answer(detail, shape), answer.as_object_mut()) {
         object.insert("ConsumedCapacity".into(), capacity);
@@ -1313,13 +1322,13 @@ impl DynamoDb {
                     }
                     _ => {
                         // A ConditionCheck: charged as a transactional write of the item it checks.
-                        charges.push((action.table.clone(), before.unwrap_or(0), ok));
+                        charges.push((table.def.name.clone(), before.unwrap_or(0), ok));
                         continue;
                     }
                 };
                 let after = new.as_ref().map(capacity::size);
                 charges.push((
-                    action.table.clone(),
+                    table.def.name.clone(),
                     before.unwrap_or(0).max(after.unwrap_or(0)),
                     ok,
                 ));

@@ -439,6 +439,42 @@ async fn valid_invalid_poison_kill_and_restart_end_with_exact_counts() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(counted(&query, "realtime").await.as_ref(), Some(&want));
 
+    // The meter files each DynamoDB request under the function that made it (its access key id is its name):
+    // the realtime lane's writes apart from the query function's reads (this test's polling).
+    let name_of = |package: &str| {
+        cloud
+            .0
+            .functions
+            .iter()
+            .find(|(_, f)| f.spec().executable.ends_with(package))
+            .map(|(name, _)| name.clone())
+            .unwrap()
+    };
+    let mut callers: BTreeMap<String, (f64, f64)> = BTreeMap::new();
+    for table in cloud.0.aws.meter.snapshot().dynamodb.tables.values() {
+        for (caller, usage) in &table.callers {
+            let entry = callers.entry(caller.clone()).or_default();
+            entry.0 += usage.write_units;
+            entry.1 += usage.read_units;
+        }
+    }
+    assert!(
+        callers
+            .get(&name_of("tally-realtime"))
+            .is_some_and(|c| c.0 > 0.0),
+        "{callers:?}"
+    );
+    assert!(
+        callers
+            .get(&name_of("tally-query"))
+            .is_some_and(|c| c.1 > 0.0),
+        "{callers:?}"
+    );
+    assert!(
+        callers.keys().all(|c| cloud.0.functions.contains_key(c)),
+        "every DynamoDB caller is a function: {callers:?}"
+    );
+
     // The deferred lane settles the same counts.
     let settled = poll(Duration::from_secs(30), || async {
         counted(&query, "settled").await.filter(|got| *got == want)
