@@ -915,3 +915,151 @@ pub async fn request(
         body: body.to_owned(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+
+    /// Reads one HTTP request (head and `Content-Length` body) from a connection.
+    async fn read_request(stream: &mut tokio::net::TcpStream) -> String {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            let n = stream.read(&mut chunk).await.expect("read");
+            buf.extend_from_slice(&chunk[..n]);
+            let text = String::from_utf8_lossy(&buf).into_owned();
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Content-Length: "))
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                if body.len() >= len || n == 0 {
+                    return body.to_owned();
+                }
+            }
+            if n == 0 {
+                return String::new();
+            }
+        }
+    }
+
+    fn options(collect_url: String) -> LoadOptions {
+        LoadOptions {
+            collect_url,
+            query_url: String::new(),
+            rate: 100.0,
+            duration: Duration::from_secs(1),
+            profile: Profile::parse(tally_traffic::DEFAULT_PROFILE).expect("default profile"),
+            profile_file: None,
+            seed: 1,
+            connections: 2,
+            aws: None,
+            settle_timeout: Duration::from_secs(1),
+        }
+    }
+
+    /// A `503` with `unwritten_ids`: the client resends exactly those events, after `Retry-After`, and counts
+    /// the written ones once.
+    #[tokio::test]
+    async fn resends_only_the_unwritten_ids_after_retry_after() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let bodies: Arc<Mutex<Vec<(Instant, Vec<String>)>>> = Arc::default();
+        let server = {
+            let bodies = bodies.clone();
+            tokio::spawn(async move {
+                for round in 0..2 {
+                    let (mut stream, _) = listener.accept().await.expect("accept");
+                    let body = read_request(&mut stream).await;
+                    let doc: Value = serde_json::from_str(&body).expect("a JSON body");
+                    let ids: Vec<String> = doc
+                        .as_array()
+                        .expect("an array")
+                        .iter()
+                        .map(|e| e["id"].as_str().expect("id").to_owned())
+                        .collect();
+                    lock(&bodies).push((Instant::now(), ids.clone()));
+                    let (status, extra, answer) = if round == 0 {
+                        let (ok, again) = ids.split_at(ids.len() / 2);
+                        (
+                            "503 Service Unavailable",
+                            "Retry-After: 1\r\n",
+                            json!({"ids": ok, "unwritten_ids": again}),
+                        )
+                    } else {
+                        ("202 Accepted", "", json!({"ids": ids}))
+                    };
+                    let answer = answer.to_string();
+                    let response = format!(
+                        "HTTP/1.1 {status}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+                        answer.len()
+                    );
+                    stream.write_all(response.as_bytes()).await.expect("write");
+                }
+            })
+        };
+        let options = options(url);
+        let tally = Arc::new(Tally::default());
+        let (jobs, pending) = start_clients(&options, &tally, &[]);
+        let request = Generator::new(&options.profile, 9).next_request(now_ms());
+        let all: Vec<String> = request.events.iter().map(|e| e.id.clone()).collect();
+        assert_eq!(all.len(), 25);
+        submit(&jobs, &pending, request.kind, request.events);
+        wait_idle(&pending, Duration::from_secs(10)).await;
+        server.await.expect("server");
+        let bodies = lock(&bodies).clone();
+        assert_eq!(bodies.len(), 2);
+        assert_eq!(bodies[0].1, all);
+        assert_eq!(bodies[1].1, all[12..].to_vec(), "only the unwritten ids");
+        assert!(bodies[1].0.duration_since(bodies[0].0) >= Duration::from_millis(950));
+        assert_eq!(total(&lock(&tally.acked)), 25);
+        assert_eq!(tally.retries_503.load(Ordering::SeqCst), 1);
+        assert_eq!(tally.resent_events.load(Ordering::SeqCst), 13);
+        assert_eq!(tally.requests.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn metered_attributes_dynamodb_by_caller_role() {
+        let snapshot = json!({
+            "kinesis": {"streams": {"s": {"records": 500, "bytes": 150000, "put_payload_units": 500,
+                                          "put_requests": 40, "throttled_records": 0, "efo_bytes": 150000}}},
+            "dynamodb": {"tables": {"metrics": {"write_units": 100.0, "read_units": 30.0, "failed_conditional_writes": 2,
+                "callers": {"tally-lt-realtime": {"write_units": 60.0, "read_units": 10.0, "failed_conditional_writes": 2},
+                            "tally-lt-deferred": {"write_units": 30.0, "read_units": 0.0},
+                            "tally-lt-query": {"write_units": 0.0, "read_units": 20.0}}}}},
+            "lambda": {"functions": {"tally-lt-collect": {"invocations": 40, "gb_seconds": 2.0, "memory_mb": 256}}},
+            "mappings": {"u": {"function": "tally-lt-realtime", "kind": "enhanced-fan-out", "invocations": 10, "records": 500,
+                               "shards": {"a": {"invocations": 6, "cycle_ms": 100.0, "busy_ms": 300},
+                                          "b": {"invocations": 4, "cycle_ms": 50.0, "busy_ms": 200}}}},
+            "s3": {"buckets": {}},
+        });
+        let m = metered(&snapshot, 1000, 10.0, 2, 0);
+        assert_eq!(m["kinesis"]["events_per_record"], 2.0);
+        assert_eq!(m["kinesis"]["put_units_per_event"], 0.5);
+        assert_eq!(m["dynamodb"]["write_units"], 90.0, "realtime + deferred");
+        assert_eq!(m["dynamodb"]["read_units"], 10.0, "query left out");
+        assert_eq!(m["dynamodb"]["by_lane"]["query"]["read_units"], 20.0);
+        assert_eq!(m["dynamodb"]["by_lane"]["other"]["write_units"], 10.0);
+        assert_eq!(m["dynamodb"]["failed_conditional_writes"], 2);
+        assert_eq!(
+            m["lambda"]["by_function"]["collect"]["invocations_per_event"],
+            0.04
+        );
+        let lane = &m["lanes"]["realtime"];
+        assert_eq!(lane["records_per_invocation"], 50.0);
+        assert_eq!(lane["events_per_invocation"], 100.0);
+        assert_eq!(lane["cycle_ms"], 80.0, "weighted by invocations");
+        assert_eq!(lane["busy_ms_per_invocation"], 50.0);
+    }
+
+    #[test]
+    fn small_user_pools_are_refused() {
+        let mut p = Profile::parse(tally_traffic::DEFAULT_PROFILE).expect("default profile");
+        assert!(check_user_pool(&p, 2000.0).is_ok());
+        p.users = 100;
+        let err = check_user_pool(&p, 2000.0).expect_err("too few users");
+        assert!(err.contains("users = 100 is too small"), "{err}");
+    }
+}
