@@ -983,6 +983,9 @@ mod tests {
     use super::*;
     use tokio::net::TcpListener;
 
+    /// When the server received a POST, and its event ids.
+    type Received = (Instant, Vec<String>);
+
     /// Reads one HTTP request (head and `Content-Length` body) from a connection.
     async fn read_request(stream: &mut tokio::net::TcpStream) -> String {
         let mut buf = Vec::new();
@@ -1028,7 +1031,7 @@ mod tests {
     async fn resends_only_the_unwritten_ids_after_retry_after() {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
-        let bodies: Arc<Mutex<Vec<(Instant, Vec<String>)>>> = Arc::default();
+        let bodies: Arc<Mutex<Vec<Received>>> = Arc::default();
         let server = {
             let bodies = bodies.clone();
             tokio::spawn(async move {
