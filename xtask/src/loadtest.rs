@@ -116,10 +116,11 @@ fn f(v: &Value) -> f64 {
 pub fn price(metered: &Value, prices: &Prices, on_demand: bool) -> Value {
     let events = f(&metered["events"]);
     let window_s = f(&metered["window_s"]);
-    let rate = if window_s > 0.0 {
-        events / window_s
-    } else {
-        0.0
+    // The rate while the load was sent (the window also holds the lanes' catch-up).
+    let rate = match metered["events_per_sec"].as_f64() {
+        Some(rate) => rate,
+        None if window_s > 0.0 => events / window_s,
+        None => 0.0,
     };
     let shards = f(&metered["shards"]);
     let k = &metered["kinesis"];
@@ -396,7 +397,7 @@ mod tests {
     #[test]
     fn pricing_follows_the_table() {
         let metered = json!({
-            "events": 3_600_000, "window_s": 3600.0, "shards": 2,
+            "events": 3_600_000, "window_s": 7200.0, "events_per_sec": 1000.0, "shards": 2,
             "kinesis": {"put_units_per_event": 1.0, "efo_bytes": 0, "on_demand_kb": 0},
             "dynamodb": {"write_units_per_event": 2.0, "read_units_per_event": 1.0},
             "lambda": {"by_function": {

@@ -217,6 +217,7 @@ pub async fn run(options: LoadOptions) -> Result<Value, String> {
             &serde_json::to_value(&snapshot).unwrap_or_default(),
             window_acknowledged,
             metered_from.elapsed().as_secs_f64(),
+            window_acknowledged as f64 / send_s,
             shards,
             warmup_events,
         )
@@ -732,34 +733,38 @@ fn num(v: &Value) -> f64 {
     v.as_f64().unwrap_or(0.0)
 }
 
-/// The `metered` section (format: `/work/wt/METERED.md`, documented in `docs/local-cloud.md`) from a meter
-/// snapshot as JSON, `events` acknowledged in the window of `window_s` seconds.
+/// The `metered` section (documented in `docs/local-cloud.md`) from a meter snapshot as JSON, `events`
+/// acknowledged in the window of `window_s` seconds. `send_rate` is the events per second acknowledged while
+/// the load was sent (the window also holds the lanes' catch-up): time-based prices (shard-hours) are per
+/// event at that rate.
 pub fn metered(
     snapshot: &Value,
     events: u64,
     window_s: f64,
+    send_rate: f64,
     shards: u64,
     warmup_events: u64,
 ) -> Value {
     let ev = events as f64;
 
     // Kinesis: every stream (the pipeline has one).
-    let mut k = BTreeMap::<&str, f64>::new();
-    for stream in snapshot["kinesis"]["streams"]
+    const KINESIS: [&str; 7] = [
+        "records",
+        "bytes",
+        "put_payload_units",
+        "on_demand_kb",
+        "put_requests",
+        "throttled_records",
+        "efo_bytes",
+    ];
+    let mut k: BTreeMap<&str, f64> = KINESIS.iter().map(|key| (*key, 0.0)).collect();
+    for (_, stream) in snapshot["kinesis"]["streams"]
         .as_object()
         .into_iter()
         .flatten()
     {
-        for key in [
-            "records",
-            "bytes",
-            "put_payload_units",
-            "on_demand_kb",
-            "put_requests",
-            "throttled_records",
-            "efo_bytes",
-        ] {
-            *k.entry(key).or_default() += num(&stream.1[key]);
+        for key in KINESIS {
+            *k.entry(key).or_default() += num(&stream[key]);
         }
     }
     let records = k.get("records").copied().unwrap_or(0.0);
@@ -886,6 +891,7 @@ pub fn metered(
     json!({
         "events": events,
         "window_s": (window_s * 10.0).round() / 10.0,
+        "events_per_sec": (send_rate * 10.0).round() / 10.0,
         "shards": shards,
         "warmup_events": warmup_events,
         "kinesis": kinesis,
@@ -1100,7 +1106,9 @@ mod tests {
                                           "b": {"invocations": 4, "cycle_ms": 50.0, "busy_ms": 200}}}},
             "s3": {"buckets": {}},
         });
-        let m = metered(&snapshot, 1000, 10.0, 2, 0);
+        let m = metered(&snapshot, 1000, 10.0, 100.0, 2, 0);
+        assert_eq!(m["events_per_sec"], 100.0);
+        assert_eq!(m["kinesis"]["on_demand_kb"], 0);
         assert_eq!(m["kinesis"]["events_per_record"], 2.0);
         assert_eq!(m["kinesis"]["put_units_per_event"], 0.5);
         assert_eq!(m["dynamodb"]["write_units"], 90.0, "realtime + deferred");
