@@ -167,6 +167,8 @@ pub async fn run(options: LoadOptions) -> Result<Value, String> {
     // In flight and resends: bounded by the attempts and their Retry-After.
     wait_idle(&pending, Duration::from_secs(60)).await;
     let elapsed = started.elapsed();
+    // From the first request of the window to the last answer (more than `send_s` when collect fell behind).
+    let sent_s = elapsed.as_secs_f64();
     let acked = lock(&tally.acked).clone();
     let acknowledged = total(&acked);
     let window_acknowledged = tally.metered_events.load(Ordering::SeqCst);
@@ -217,7 +219,7 @@ pub async fn run(options: LoadOptions) -> Result<Value, String> {
             &serde_json::to_value(&snapshot).unwrap_or_default(),
             window_acknowledged,
             metered_from.elapsed().as_secs_f64(),
-            window_acknowledged as f64 / send_s,
+            window_acknowledged as f64 / sent_s,
             shards,
             warmup_events,
         )
@@ -243,7 +245,7 @@ pub async fn run(options: LoadOptions) -> Result<Value, String> {
         "lost": lost,
         "duplicated": duplicated,
         "rate_target": options.rate,
-        "rate_achieved": round1(window_acknowledged as f64 / send_s),
+        "rate_achieved": round1(window_acknowledged as f64 / sent_s),
         "freshness_ms": {"p50": round1(pick(0.5)), "p90": round1(pick(0.9)), "p99": round1(pick(0.99)), "max": round1(pick(1.0)),
                          "samples": freshness.len(), "probes": probes},
         "duration_s": round1(elapsed.as_secs_f64()),
