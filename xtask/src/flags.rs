@@ -30,9 +30,12 @@ commands:
   dev      [--stage S] [--demo] [--endpoints-file FILE] [--port P] [--release]
                                            the whole stack locally (Function URLs, AWS endpoint, mappings),
                                            state under target/tally-dev/<stage>; Ctrl-C stops, restart resumes
-  loadtest [--rate N] [--duration D] [--json] [--debug]
-                                           a fresh local cloud driven through collect: freshness percentiles,
-                                           lost/duplicated counts (release build unless --debug)
+  loadtest [--profile FILE] [--rate N] [--duration D] [--json] [--debug] [--prices FILE]
+                                           a fresh local cloud driven through collect with a traffic profile's
+                                           requests (default: xtask/profiles/daily-curve-network.toml) at a
+                                           flat N events/s (default 2000) for D (default 30s): freshness,
+                                           lost/duplicated per lane, metered units and cost per billion
+                                           events (release build unless --debug)
   help                                     this text
 
 The stage defaults to the current git branch.";
@@ -66,6 +69,10 @@ pub struct Dev {
 /// `cargo xtask loadtest`.
 #[derive(Debug)]
 pub struct Loadtest {
+    /// The traffic profile; `None`: the shipped default.
+    pub profile: Option<PathBuf>,
+    /// The price table for `cost_per_billion` (as `plan --prices`).
+    pub prices: Option<PathBuf>,
     pub rate: u32,
     /// As given (`30s`, `2m`); checked by the local cloud binary.
     pub duration: String,
@@ -363,6 +370,8 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<Cmd> {
         }
         "loadtest" => {
             let mut cmd = Loadtest {
+                profile: None,
+                prices: None,
                 rate: 2000,
                 duration: "30s".to_owned(),
                 json: false,
@@ -370,11 +379,17 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<Cmd> {
             };
             while let Some(arg) = parser.next()? {
                 match arg {
+                    Long("profile") => cmd.profile = Some(parser.value()?.into()),
+                    Long("prices") => cmd.prices = Some(parser.value()?.into()),
                     Long("rate") => {
-                        cmd.rate = parser
-                            .value()?
+                        let value = parser.value()?.string()?;
+                        cmd.rate = value
                             .parse()
-                            .context("--rate takes events per second")?
+                            .ok()
+                            .filter(|r| (1..=100_000).contains(r))
+                            .with_context(|| {
+                                format!("--rate `{value}`: expected events per second, 1 to 100000")
+                            })?
                     }
                     Long("duration") => cmd.duration = parser.value()?.string()?,
                     Long("json") => cmd.json = true,
@@ -433,6 +448,28 @@ mod stack_command_tests {
             "previews prune",
             r#"Prune { older_than: "7d", keep_branches: false, yes: false, protect: [] }"#,
         );
+    }
+
+    #[test]
+    fn loadtest_flags() {
+        check(
+            "loadtest",
+            "Loadtest { profile: None, prices: None, rate: 2000, duration: \"30s\", json: false, debug: false }",
+        );
+        check(
+            "loadtest --profile p.toml --rate 300 --duration 5s --json --debug --prices x.toml",
+            "Loadtest { profile: Some(\"p.toml\"), prices: Some(\"x.toml\"), rate: 300, duration: \"5s\", json: true, debug: true }",
+        );
+        check(
+            "loadtest --rate fast",
+            "--rate `fast`: expected events per second",
+        );
+        check("loadtest --rate 0", "--rate `0`");
+        check(
+            "loadtest --profile",
+            "missing argument for option '--profile'",
+        );
+        check("loadtest --bogus", "while reading `loadtest` flags");
     }
 
     #[test]

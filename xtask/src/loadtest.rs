@@ -1,13 +1,57 @@
 //! `cargo xtask loadtest` — a fresh local cloud of the synthesized stack (release build unless `--debug`),
-//! driven through collect at `--rate` for `--duration`; the report (freshness, exact counts) comes from
-//! `tally_localcloud::loadtest`, run by the `tally-localcloud` binary.
+//! driven through collect with a traffic profile's requests at `--rate` for `--duration`; the report
+//! (freshness, exact counts per lane, the meter's units per event) comes from `tally_localcloud::loadtest`, run
+//! by the `tally-localcloud` binary as a child. This command adds `cost_per_billion`: the metered units priced
+//! with the same price table as `cargo xtask plan` ([`price`]).
 
-use crate::dev::{exec, local_cloud};
+use std::path::Path;
+use std::process::Stdio;
+
+use anyhow::{bail, Context};
+use serde_json::{json, Value};
+use tally_pipeline::StreamCapacity;
+use tally_traffic::Profile;
+
+use crate::dev::local_cloud;
 use crate::flags::Loadtest;
+use crate::plan::prices::Prices;
+
+const GB: f64 = 1024.0 * 1024.0 * 1024.0;
+
+/// Reads and validates `--profile FILE`, with errors that name the flag and the file.
+pub fn load_profile(path: &Path) -> anyhow::Result<Profile> {
+    let text = std::fs::read_to_string(path).with_context(|| {
+        format!(
+            "--profile {}: cannot read the file (profiles are TOML files such as xtask/profiles/daily-curve-network.toml)",
+            path.display()
+        )
+    })?;
+    Profile::parse(&text).with_context(|| format!("--profile {}", path.display()))
+}
+
+fn load_prices(path: Option<&Path>) -> anyhow::Result<Prices> {
+    match path {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("while reading the price table {}", path.display()))?;
+            Prices::parse(&text).with_context(|| format!("in price table {}", path.display()))
+        }
+        None => Prices::shipped(),
+    }
+}
 
 impl Loadtest {
     pub fn run(self) -> anyhow::Result<()> {
+        // Check what can be checked before building anything.
+        if let Some(path) = &self.profile {
+            load_profile(path)?;
+        }
+        let prices = load_prices(self.prices.as_deref())?;
         let stage = tally_pipeline::Stage::new("loadtest");
+        let on_demand = matches!(
+            crate::stack_options(&stage)?.stream,
+            StreamCapacity::OnDemand
+        );
         let run_id = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
@@ -15,16 +59,377 @@ impl Loadtest {
             .join("tally-loadtest")
             .join(run_id.to_string());
         let mut run = local_cloud(&stage, &state, !self.debug)?;
-        run.args(["--port", "0", "--url-port-base", "0", "--quiet"]);
+        run.args(["--port", "0", "--url-port-base", "0", "--quiet", "--json"]);
         run.args([
             "--loadtest-rate",
             &self.rate.to_string(),
             "--loadtest-duration",
             &self.duration,
         ]);
-        if self.json {
-            run.arg("--json");
+        if let Some(path) = &self.profile {
+            run.arg("--loadtest-profile").arg(path);
         }
-        exec(run)
+        run.stdout(Stdio::piped()).stderr(Stdio::inherit());
+        let output = run
+            .output()
+            .context("while running the tally-localcloud binary")?;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let Some(line) = stdout
+            .lines()
+            .rev()
+            .find(|l| l.trim_start().starts_with('{'))
+        else {
+            bail!(
+                "the load test printed no report ({}); see {}/logs",
+                output.status,
+                state.display()
+            );
+        };
+        let mut report: Value = serde_json::from_str(line)
+            .with_context(|| format!("the load test's report is not JSON: {line}"))?;
+        if let Some(metered) = report.get("metered") {
+            report["cost_per_billion"] = price(metered, &prices, on_demand);
+        }
+        if self.json {
+            println!("{report}");
+        } else {
+            print!("{}", readable(&report));
+        }
+        if !output.status.success() {
+            bail!(
+                "the load test failed ({}); state and logs in {}",
+                output.status,
+                state.display()
+            );
+        }
+        Ok(())
+    }
+}
+
+fn f(v: &Value) -> f64 {
+    v.as_f64().unwrap_or(0.0)
+}
+
+/// Prices a `metered` section (units per event) with `prices`: one line per billed item, dollars per billion
+/// events. Time-based items (shard-hours, consumer-shard-hours) are priced at the measured shard count and the
+/// measured event rate of the window.
+pub fn price(metered: &Value, prices: &Prices, on_demand: bool) -> Value {
+    let events = f(&metered["events"]);
+    let window_s = f(&metered["window_s"]);
+    // The rate while the load was sent (the window also holds the lanes' catch-up).
+    let rate = match metered["events_per_sec"].as_f64() {
+        Some(rate) => rate,
+        None if window_s > 0.0 => events / window_s,
+        None => 0.0,
+    };
+    let shards = f(&metered["shards"]);
+    let k = &metered["kinesis"];
+    let per_event = |x: f64| if events > 0.0 { x / events } else { 0.0 };
+    let hours_per_event = if rate > 0.0 {
+        1.0 / (rate * 3600.0)
+    } else {
+        0.0
+    };
+    let mut lines: Vec<(&str, String, f64, f64)> = Vec::new();
+    let kp = &prices.kinesis;
+    let efo = metered["lanes"]["realtime"]["kind"] == "enhanced-fan-out";
+    if on_demand {
+        lines.push((
+            "kinesis",
+            "stream-hours (on-demand)".into(),
+            hours_per_event,
+            kp.on_demand_stream_hour,
+        ));
+        lines.push((
+            "kinesis",
+            "GB in (records rounded up to 1 KB)".into(),
+            per_event(f(&k["on_demand_kb"]) * 1024.0 / GB),
+            kp.on_demand_gb_in,
+        ));
+        if efo {
+            lines.push((
+                "kinesis",
+                "enhanced fan-out GB".into(),
+                per_event(f(&k["efo_bytes"]) / GB),
+                kp.on_demand_efo_gb,
+            ));
+        }
+    } else {
+        lines.push((
+            "kinesis",
+            format!("shard-hours ({shards} shards)"),
+            shards * hours_per_event,
+            kp.shard_hour,
+        ));
+        lines.push((
+            "kinesis",
+            "PUT payload units".into(),
+            f(&k["put_units_per_event"]),
+            kp.put_payload_units_per_million / 1e6,
+        ));
+        if efo {
+            lines.push((
+                "kinesis",
+                format!("enhanced fan-out consumer-shard-hours ({shards} shards)"),
+                shards * hours_per_event,
+                kp.efo_consumer_shard_hour,
+            ));
+            lines.push((
+                "kinesis",
+                "enhanced fan-out GB".into(),
+                per_event(f(&k["efo_bytes"]) / GB),
+                kp.efo_gb,
+            ));
+        }
+    }
+    let d = &metered["dynamodb"];
+    lines.push((
+        "dynamodb",
+        "write request units (realtime + deferred)".into(),
+        f(&d["write_units_per_event"]),
+        prices.dynamodb.write_request_units_per_million / 1e6,
+    ));
+    lines.push((
+        "dynamodb",
+        "read request units (realtime + deferred)".into(),
+        f(&d["read_units_per_event"]),
+        prices.dynamodb.read_request_units_per_million / 1e6,
+    ));
+    for (role, m) in metered["lambda"]["by_function"]
+        .as_object()
+        .into_iter()
+        .flatten()
+    {
+        // The query function served the load test's own polling: not the pipeline's cost.
+        if role == "query" {
+            continue;
+        }
+        lines.push((
+            "lambda",
+            format!("{role} requests"),
+            f(&m["invocations_per_event"]),
+            prices.lambda.requests_per_million / 1e6,
+        ));
+        lines.push((
+            "lambda",
+            format!("{role} GB-seconds (arm64)"),
+            f(&m["gb_seconds_per_event"]),
+            prices.lambda.arm64_gb_second,
+        ));
+    }
+    let s = &metered["s3"];
+    let class_b = per_event(f(&s["class_b_requests"]));
+    lines.push((
+        "s3",
+        "PUT/COPY/POST/LIST requests".into(),
+        f(&s["class_a_per_event"]),
+        prices.s3.put_per_thousand / 1000.0,
+    ));
+    lines.push((
+        "s3",
+        "GET and other requests".into(),
+        class_b,
+        prices.s3.get_per_thousand / 1000.0,
+    ));
+    let mut by_service = serde_json::Map::new();
+    for service in ["kinesis", "dynamodb", "lambda", "s3"] {
+        by_service.insert(service.to_owned(), json!(0.0));
+    }
+    let mut total = 0.0;
+    let lines: Vec<Value> = lines
+        .into_iter()
+        .map(|(service, item, units, unit_price)| {
+            let dollars = units * unit_price * 1e9;
+            total += dollars;
+            let slot = by_service.entry(service).or_insert(json!(0.0));
+            *slot = json!(f(slot) + dollars);
+            json!({"service": service, "item": item, "units_per_event": units, "unit_price": unit_price,
+                   "dollars_per_billion": dollars})
+        })
+        .collect();
+    json!({
+        "prices_as_of": prices.as_of,
+        "lines": lines,
+        "by_service": by_service,
+        "total": total,
+        "note": format!(
+            "metered units of the measured window priced per event; shard-hours and consumer-shard-hours are \
+             time-based, priced at the measured {shards} shards and {rate:.0} events/s; the query function \
+             (the load test's own polling) is left out; not included: S3 storage, SQS, CloudWatch, \
+             Secrets Manager, DynamoDB storage"
+        ),
+    })
+}
+
+/// The report without `--json`.
+fn readable(r: &Value) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let p = &r["profile"];
+    let _ = writeln!(
+        out,
+        "load test: profile {} ({}), {} campaigns, skew {}, {} events/request",
+        p["name"],
+        p["file"].as_str().unwrap_or("shipped default"),
+        p["campaigns"],
+        p["campaign_skew"],
+        p["events_per_request"]
+    );
+    let _ = writeln!(
+        out,
+        "  rate        {} events/s target, {} achieved, {} s",
+        r["rate_target"], r["rate_achieved"], r["duration_s"]
+    );
+    let _ = writeln!(
+        out,
+        "  events      {} sent, {} acknowledged, {} counted; lost {}, duplicated {}",
+        r["events_sent"], r["events_acknowledged"], r["events_counted"], r["lost"], r["duplicated"]
+    );
+    for lane in ["realtime", "settled"] {
+        let l = &r["lanes_checked"][lane];
+        let _ = writeln!(
+            out,
+            "  {lane:<11} counted {}, lost {}, duplicated {}, complete {} s after the sending",
+            l["counted"], l["lost"], l["duplicated"], l["complete_after_s"]
+        );
+    }
+    let fr = &r["freshness_ms"];
+    let _ = writeln!(
+        out,
+        "  freshness   p50 {} ms, p90 {} ms, p99 {} ms, max {} ms ({} samples on {})",
+        fr["p50"], fr["p90"], fr["p99"], fr["max"], fr["samples"], fr["probes"]
+    );
+    let c = &r["client"];
+    let _ = writeln!(
+        out,
+        "  client      {} requests ({} POSTs, {} pixels), {} answered 503, {} events resent",
+        c["requests"], c["posts"], c["pixels"], c["retries_503"], c["resent_events"]
+    );
+    let m = &r["metered"];
+    if m.is_object() {
+        let k = &m["kinesis"];
+        let d = &m["dynamodb"];
+        let _ = writeln!(
+            out,
+            "metered ({} events in {} s, {} shards):",
+            m["events"], m["window_s"], m["shards"]
+        );
+        let _ = writeln!(
+            out,
+            "  kinesis     {:.2} events/record, {:.3} PUT units/event, {} throttled records",
+            f(&k["events_per_record"]),
+            f(&k["put_units_per_event"]),
+            k["throttled_records"]
+        );
+        let _ = writeln!(
+            out,
+            "  dynamodb    {:.3} write units/event, {:.3} read units/event (realtime + deferred)",
+            f(&d["write_units_per_event"]),
+            f(&d["read_units_per_event"])
+        );
+        for (role, l) in m["lambda"]["by_function"].as_object().into_iter().flatten() {
+            let _ = writeln!(
+                out,
+                "  lambda      {role:<9} {:.5} invocations/event, {:.3e} GB-s/event",
+                f(&l["invocations_per_event"]),
+                f(&l["gb_seconds_per_event"])
+            );
+        }
+        for (lane, l) in m["lanes"].as_object().into_iter().flatten() {
+            let _ = writeln!(
+                out,
+                "  lane        {lane:<9} {:.1} events/invocation, cycle {:.1} ms per shard",
+                f(&l["events_per_invocation"]),
+                f(&l["cycle_ms"])
+            );
+        }
+    }
+    let cost = &r["cost_per_billion"];
+    if cost.is_object() {
+        let _ = writeln!(
+            out,
+            "cost per billion events (prices as of {}):",
+            cost["prices_as_of"].as_str().unwrap_or("?")
+        );
+        for line in cost["lines"].as_array().into_iter().flatten() {
+            let _ = writeln!(
+                out,
+                "  {:<9} {:<58} ${:>10.2}",
+                line["service"].as_str().unwrap_or(""),
+                line["item"].as_str().unwrap_or(""),
+                f(&line["dollars_per_billion"])
+            );
+        }
+        let _ = writeln!(out, "  {:<68} ${:>10.2}", "total", f(&cost["total"]));
+        let _ = writeln!(out, "  ({})", cost["note"].as_str().unwrap_or(""));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn profile_errors_name_the_flag_and_the_file() {
+        let err = format!(
+            "{:#}",
+            load_profile(Path::new("/nonexistent/p.toml")).expect_err("missing")
+        );
+        assert!(
+            err.contains("--profile /nonexistent/p.toml: cannot read the file"),
+            "{err}"
+        );
+        let dir = std::env::temp_dir().join(format!("xtask-loadtest-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let bad = dir.join("bad.toml");
+        std::fs::write(&bad, "name = [").expect("write");
+        let err = format!("{:#}", load_profile(&bad).expect_err("bad toml"));
+        assert!(
+            err.contains("--profile") && err.contains("not a valid profile"),
+            "{err}"
+        );
+        let shipped = crate::workspace_root().join("xtask/profiles/daily-curve-network.toml");
+        assert_eq!(load_profile(&shipped).expect("shipped").campaigns, 2000);
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    #[test]
+    fn pricing_follows_the_table() {
+        let metered = json!({
+            "events": 3_600_000, "window_s": 7200.0, "events_per_sec": 1000.0, "shards": 2,
+            "kinesis": {"put_units_per_event": 1.0, "efo_bytes": 0, "on_demand_kb": 0},
+            "dynamodb": {"write_units_per_event": 2.0, "read_units_per_event": 1.0},
+            "lambda": {"by_function": {
+                "collect": {"invocations_per_event": 0.04, "gb_seconds_per_event": 1e-5},
+                "query": {"invocations_per_event": 1.0, "gb_seconds_per_event": 1.0}}},
+            "lanes": {"realtime": {"kind": "enhanced-fan-out"}},
+            "s3": {"class_a_per_event": 0.0, "class_b_requests": 0},
+        });
+        let prices = Prices::shipped().expect("prices");
+        let cost = price(&metered, &prices, false);
+        let line = |item: &str| {
+            cost["lines"]
+                .as_array()
+                .expect("lines")
+                .iter()
+                .find(|l| l["item"].as_str().is_some_and(|i| i.starts_with(item)))
+                .map(|l| f(&l["dollars_per_billion"]))
+                .unwrap_or(f64::NAN)
+        };
+        // 1 PUT unit per event at $0.014 per million: $14 per billion.
+        assert!((line("PUT payload units") - 14.0).abs() < 1e-9);
+        // 2 write units at $0.625 per million: $1,250 per billion.
+        assert!((line("write request units") - 1250.0).abs() < 1e-9);
+        // 1,000 events/s on 2 shards: 2 shard-hours per 3.6 M events.
+        let shard_hours = 2.0 * 0.015 / 3.6e6 * 1e9;
+        assert!((line("shard-hours") - shard_hours).abs() < 1e-9);
+        assert!((line("enhanced fan-out consumer") - shard_hours).abs() < 1e-9);
+        assert!(line("query").is_nan(), "query is left out");
+        let sum: f64 = ["kinesis", "dynamodb", "lambda", "s3"]
+            .iter()
+            .map(|s| f(&cost["by_service"][*s]))
+            .sum();
+        assert!((sum - f(&cost["total"])).abs() < 1e-9);
     }
 }

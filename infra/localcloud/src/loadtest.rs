@@ -1,179 +1,234 @@
-//! `cargo xtask loadtest`: drives events through collect at a target rate (batched POSTs and single pixels),
-//! measures freshness (collect's acknowledgement → the query API counts the event), and checks that every
-//! acknowledged event is counted exactly once, per campaign and kind.
+//! `cargo xtask loadtest`: drives a traffic profile's requests through collect at a flat rate, as real clients
+//! send them (batched POSTs and pixels over several connections; on `503` only the `unwritten_ids` are resent,
+//! after `Retry-After`), measures freshness (collect's acknowledgement → the query API counts the event),
+//! checks that every acknowledged event is counted exactly once per campaign and kind in the realtime and in
+//! the settled lane, and reads the meter: what AWS would have billed for the measured window, per event.
+//!
+//! Phases: warm-up (a few requests, until the realtime lane shows them: every function has served) → meter
+//! reset → the measured window (`duration` at `rate`) → the realtime counts complete → the settled counts
+//! complete (the deferred lane batches for up to its batching window) → meter snapshot → the report.
+//!
+//! Freshness is measured on probe campaigns (the profile's largest, which carry real traffic): polling every
+//! campaign would cost the query API thousands of reads per poll. The exact-count check reads every campaign
+//! once through `GET /v1/campaigns` (plus a retry while a lane is still catching up).
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
+use tally_domain::event::Event;
+use tally_traffic::generate::PIXEL_USER_AGENT;
+use tally_traffic::{Generator, Profile, RequestKind};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
 
+use crate::aws::LocalAws;
 use crate::lambda::lock;
 
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
     pub collect_url: String,
     pub query_url: String,
-    /// Events per second.
+    /// Events per second (flat), at the profile's mix.
     pub rate: f64,
     pub duration: Duration,
+    pub profile: Profile,
+    /// The profile's file as given, `None` for the shipped default.
+    pub profile_file: Option<String>,
+    /// Seed of the generator.
+    pub seed: u64,
+    /// Concurrent client connections.
+    pub connections: usize,
+    /// The local cloud, for its meter and its stream's shard count (`None`: no `metered` section).
+    pub aws: Option<Arc<LocalAws>>,
+    /// How long to wait, after the sending ends, for the settled lane (its batching window and a margin).
+    pub settle_timeout: Duration,
 }
 
-const CAMPAIGNS: usize = 4;
-const TICK: Duration = Duration::from_millis(20);
+/// Resends of one event batch before the client gives up (a real SDK would keep them queued).
+const MAX_ATTEMPTS: u32 = 8;
+/// Requests the warm-up sends before the meter is reset.
+const WARMUP_REQUESTS: usize = 4;
+/// Poll period of the freshness probes.
+const PROBE_PERIOD: Duration = Duration::from_millis(20);
+/// Largest campaigns measured for freshness.
+const MAX_PROBES: usize = 3;
+/// A realtime lane whose counts do not move for this long is not catching up any more.
+const REALTIME_STALL: Duration = Duration::from_secs(30);
+/// The longest wait for a lane to catch up after the sending, however much progress it makes.
+const MAX_CATCH_UP: Duration = Duration::from_secs(15 * 60);
 
-/// One acknowledged send: when, and the running total acknowledged after it.
+/// One acknowledged send to a probe campaign: when, and the running total of probe events acknowledged.
 #[derive(Debug, Clone, Copy)]
 struct Ack {
     at: Instant,
     cumulative: u64,
 }
 
-/// Runs the load and returns the report (the `--json` object).
-pub async fn run(options: LoadOptions) -> Value {
-    let run_id = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis());
-    let campaigns: Vec<String> = (0..CAMPAIGNS).map(|i| format!("lt{run_id}-c{i}")).collect();
-    let acked: Arc<Mutex<BTreeMap<(String, String), u64>>> = Arc::default();
-    let acks: Arc<Mutex<Vec<Ack>>> = Arc::default();
-    let visible: Arc<Mutex<Vec<(Instant, u64)>>> = Arc::default();
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+type Counts = BTreeMap<(String, String), u64>;
 
-    let poller = {
-        let (query, campaigns, visible, stop) = (
-            options.query_url.clone(),
-            campaigns.clone(),
-            visible.clone(),
-            stop.clone(),
-        );
-        tokio::spawn(async move {
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                if let Ok(counts) = counted(&query, &campaigns).await {
-                    lock(&visible).push((Instant::now(), counts.values().sum()));
-                }
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        })
-    };
+/// What the client learnt, shared by its connections.
+#[derive(Debug, Default)]
+struct Tally {
+    /// Events acknowledged, per (campaign, kind).
+    acked: Mutex<Counts>,
+    probe_acks: Mutex<Vec<Ack>>,
+    probe_total: AtomicU64,
+    /// Acknowledged after the meter reset.
+    metered_events: AtomicU64,
+    metering: AtomicBool,
+    requests: AtomicU64,
+    posts: AtomicU64,
+    pixels: AtomicU64,
+    retries_503: AtomicU64,
+    resent_events: AtomicU64,
+    rejected_events: AtomicU64,
+    failed_events: AtomicU64,
+    errors: Mutex<Vec<String>>,
+}
 
-    let started = Instant::now();
+/// One request to make: its events and how many times they were tried already.
+#[derive(Debug)]
+struct Job {
+    kind: RequestKind,
+    events: Vec<Event>,
+    attempt: u32,
+}
+
+/// Runs the load and returns the report (the `--json` object). Fails when the load cannot even start.
+pub async fn run(options: LoadOptions) -> Result<Value, String> {
+    check_user_pool(&options.profile, options.rate)?;
+    let start_ms = now_ms();
+    let mut generator = Generator::new(&options.profile, options.seed)
+        .with_id_prefix(&format!("lt{}", start_ms / 1000));
+    let probes = probe_campaigns(&generator);
+    let tally = Arc::new(Tally::default());
+    let (jobs, pending) = start_clients(&options, &tally, &probes);
+
+    // Warm-up: a few requests, then wait until the realtime lane counts them (every function has served).
+    let warm = Instant::now();
     let mut sent = 0u64;
-    let mut owed = 0.0;
-    let mut serial = 0u64;
-    let mut senders = Vec::new();
-    let mut tick = tokio::time::interval(TICK);
+    for _ in 0..WARMUP_REQUESTS {
+        let request = generator.next_request(now_ms());
+        sent += request.events.len() as u64;
+        submit(&jobs, &pending, request.kind, request.events);
+    }
+    wait_idle(&pending, Duration::from_secs(60)).await;
+    let warmup_events: u64 = lock(&tally.acked).values().sum();
+    if warmup_events == 0 {
+        return Err(format!(
+            "collect acknowledged none of the {sent} warm-up events: {}",
+            lock(&tally.errors).first().cloned().unwrap_or_default()
+        ));
+    }
+    let warm_counted = Instant::now();
+    while warm_counted.elapsed() < Duration::from_secs(60) {
+        if let Ok(counts) = all_counts(&options.query_url).await {
+            if total(&counts.realtime) >= warmup_events {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let warmup_s = warm.elapsed().as_secs_f64();
+
+    // The measured window.
+    let mut shards = open_shards(options.aws.as_deref());
+    if let Some(aws) = &options.aws {
+        aws.meter.reset();
+    }
+    tally.metering.store(true, Ordering::SeqCst);
+    let metered_from = Instant::now();
+    let visible: Arc<Mutex<Vec<(Instant, u64)>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let poller = tokio::spawn(poll_probes(
+        options.query_url.clone(),
+        probes.clone(),
+        start_ms,
+        visible.clone(),
+        stop.clone(),
+    ));
+    let started = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    let mut window_sent = 0u64;
     while started.elapsed() < options.duration {
         tick.tick().await;
-        owed += options.rate * TICK.as_secs_f64();
-        let n = owed as u64;
-        owed -= n as f64;
-        if n == 0 {
-            continue;
+        let owed = (options.rate * started.elapsed().as_secs_f64()) as u64;
+        while window_sent < owed {
+            let request = generator.next_request(now_ms());
+            window_sent += request.events.len() as u64;
+            submit(&jobs, &pending, request.kind, request.events);
         }
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
-        // One pixel per tick, the rest as one batched POST.
-        let mut events = Vec::new();
-        for _ in 0..n.saturating_sub(1) {
-            serial += 1;
-            let campaign = &campaigns[(serial % CAMPAIGNS as u64) as usize];
-            let kind = if matches!(serial % 10, 0) {
-                "click"
-            } else {
-                "impression"
-            };
-            events.push(json!({"id": format!("{run_id}-{serial}"), "kind": kind, "campaign_id": campaign,
-                               "ad_id": "ad1", "user_id": format!("u{}", serial % 1000), "client_ts_ms": now_ms}));
-        }
-        serial += 1;
-        let pixel_campaign = campaigns[(serial % CAMPAIGNS as u64) as usize].clone();
-        let pixel = format!(
-            "/p.gif?c={pixel_campaign}&a=ad1&e=impression&u=u{}",
-            serial % 1000
-        );
-        sent += n;
-        let (collect, acked, acks) = (options.collect_url.clone(), acked.clone(), acks.clone());
-        senders.push(tokio::spawn(async move {
-            let mut ok = Vec::new();
-            if !events.is_empty() {
-                let body = Value::Array(events.clone()).to_string();
-                // 202: all written; 503 (throttled) and 400 (mixed) list the written ones in `ids`.
-                if let Ok((_, answer)) = request(&collect, "POST", "/v1/events", &body).await {
-                    let written: Vec<String> = serde_json::from_str::<Value>(&answer)
-                        .ok()
-                        .and_then(|a| a.get("ids").and_then(Value::as_array).cloned())
-                        .unwrap_or_default()
-                        .iter()
-                        .filter_map(|id| id.as_str().map(str::to_owned))
-                        .collect();
-                    ok.extend(
-                        events
-                            .iter()
-                            .filter(|e| written.iter().any(|w| e["id"] == w.as_str()))
-                            .map(|e| {
-                                (
-                                    e["campaign_id"].as_str().unwrap_or_default().to_owned(),
-                                    e["kind"].as_str().unwrap_or_default().to_owned(),
-                                )
-                            }),
-                    );
-                }
-            }
-            if let Ok((200, _)) = request(&collect, "GET", &pixel, "").await {
-                ok.push((pixel_campaign, "impression".to_owned()));
-            }
-            let at = Instant::now();
-            let mut acked = lock(&acked);
-            for key in ok {
-                *acked.entry(key).or_insert(0) += 1;
-            }
-            let cumulative = acked.values().sum();
-            lock(&acks).push(Ack { at, cumulative });
-        }));
     }
-    for sender in senders {
-        let _ = sender.await;
-    }
+    sent += window_sent;
+    let send_s = started.elapsed().as_secs_f64();
+    // In flight and resends: bounded by the attempts and their Retry-After.
+    wait_idle(&pending, Duration::from_secs(60)).await;
     let elapsed = started.elapsed();
-    let acknowledged: u64 = lock(&acked).values().sum();
-    // Wait until everything acknowledged is visible (or 15 s pass), then count per campaign and kind.
-    let settle = Instant::now();
-    while settle.elapsed() < Duration::from_secs(15) {
-        if lock(&visible)
-            .last()
-            .is_some_and(|(_, n)| *n >= acknowledged)
-        {
+    // From the first request of the window to the last answer (more than `send_s` when collect fell behind).
+    let sent_s = elapsed.as_secs_f64();
+    let acked = lock(&tally.acked).clone();
+    let acknowledged = total(&acked);
+    let window_acknowledged = tally.metered_events.load(Ordering::SeqCst);
+
+    // Realtime complete: the probes first (cheap), then every campaign. A lane that is behind is waited for
+    // as long as it makes progress (a debug build or a slow machine falls behind without losing anything).
+    let probe_target = tally.probe_total.load(Ordering::SeqCst);
+    let mut last_change = (Instant::now(), 0);
+    let cap = Instant::now() + MAX_CATCH_UP;
+    loop {
+        let seen = lock(&visible).last().map_or(0, |(_, n)| *n);
+        if seen >= probe_target || Instant::now() > cap {
+            break;
+        }
+        if seen != last_change.1 {
+            last_change = (Instant::now(), seen);
+        } else if last_change.0.elapsed() > REALTIME_STALL {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    stop.store(true, Ordering::SeqCst);
     let _ = poller.await;
-    let final_counts = per_kind(&options.query_url, &campaigns)
-        .await
-        .unwrap_or_default();
-    let (mut lost, mut duplicated, mut counted_total) = (0u64, 0u64, 0u64);
-    let acked = lock(&acked).clone();
-    for campaign in &campaigns {
-        for kind in ["impression", "click"] {
-            let want = acked
-                .get(&(campaign.clone(), kind.to_owned()))
-                .copied()
-                .unwrap_or(0);
-            let got = final_counts
-                .get(&(campaign.clone(), kind.to_owned()))
-                .copied()
-                .unwrap_or(0);
-            counted_total += got;
-            lost += want.saturating_sub(got);
-            duplicated += got.saturating_sub(want);
-        }
-    }
-    let mut freshness = freshness_ms(&lock(&acks), &lock(&visible));
+    let realtime = wait_counts(
+        &options.query_url,
+        &acked,
+        Lane::Realtime,
+        REALTIME_STALL,
+        cap,
+    )
+    .await;
+    let realtime_done_s = started.elapsed().as_secs_f64();
+    // Settled complete: the deferred lane waits up to its batching window to fill a batch, so a stall shorter
+    // than that window is no stall.
+    let settled = wait_counts(
+        &options.query_url,
+        &acked,
+        Lane::Settled,
+        options.settle_timeout,
+        Instant::now() + MAX_CATCH_UP,
+    )
+    .await;
+    let settled_done_s = started.elapsed().as_secs_f64();
+    shards = shards.max(open_shards(options.aws.as_deref()));
+    let metered = options.aws.as_ref().map(|aws| {
+        let snapshot = aws.meter.snapshot();
+        metered(
+            &serde_json::to_value(&snapshot).unwrap_or_default(),
+            window_acknowledged,
+            metered_from.elapsed().as_secs_f64(),
+            window_acknowledged as f64 / sent_s,
+            shards,
+            warmup_events,
+        )
+    });
+
+    let (rt_lost, rt_dup, rt_counted) = compare(&acked, &realtime.counts);
+    let (st_lost, st_dup, st_counted) = compare(&acked, &settled.counts);
+    let (lost, duplicated) = combine(&acked, &realtime.counts, &settled.counts);
+    let mut freshness = freshness_ms(&lock(&tally.probe_acks), &lock(&visible));
     freshness.sort_by(f64::total_cmp);
     let pick = |q: f64| {
         freshness
@@ -181,16 +236,672 @@ pub async fn run(options: LoadOptions) -> Value {
             .copied()
             .unwrap_or(f64::NAN)
     };
-    json!({
+    let p = &options.profile;
+    let load = |a: &AtomicU64| a.load(Ordering::SeqCst);
+    let mut report = json!({
         "events_sent": sent,
         "events_acknowledged": acknowledged,
-        "events_counted": counted_total,
+        "events_counted": rt_counted,
         "lost": lost,
         "duplicated": duplicated,
         "rate_target": options.rate,
-        "rate_achieved": (acknowledged as f64 / elapsed.as_secs_f64() * 10.0).round() / 10.0,
-        "freshness_ms": {"p50": round1(pick(0.5)), "p90": round1(pick(0.9)), "p99": round1(pick(0.99)), "max": round1(pick(1.0))},
-        "duration_s": (elapsed.as_secs_f64() * 10.0).round() / 10.0,
+        "rate_achieved": round1(window_acknowledged as f64 / sent_s),
+        "freshness_ms": {"p50": round1(pick(0.5)), "p90": round1(pick(0.9)), "p99": round1(pick(0.99)), "max": round1(pick(1.0)),
+                         "samples": freshness.len(), "probes": probes},
+        "duration_s": round1(elapsed.as_secs_f64()),
+        "lanes_checked": {
+            "realtime": {"counted": rt_counted, "lost": rt_lost, "duplicated": rt_dup, "complete": realtime.complete,
+                         "complete_after_s": round1(realtime_done_s - send_s)},
+            "settled": {"counted": st_counted, "lost": st_lost, "duplicated": st_dup, "complete": settled.complete,
+                        "complete_after_s": round1(settled_done_s - send_s)},
+        },
+        "profile": {
+            "name": p.name, "file": options.profile_file, "campaigns": p.campaigns, "campaign_skew": p.campaign_skew,
+            "ads_per_campaign": p.ads_per_campaign, "users": p.users, "events_per_request": p.events_per_request,
+            "event_bytes": p.event_bytes,
+            "kinds": {"impression": p.kinds[0], "viewable": p.kinds[1], "click": p.kinds[2], "conversion": p.kinds[3]},
+            "seed": options.seed,
+        },
+        "client": {
+            "requests": load(&tally.requests), "posts": load(&tally.posts), "pixels": load(&tally.pixels),
+            "retries_503": load(&tally.retries_503), "resent_events": load(&tally.resent_events),
+            "rejected_events": load(&tally.rejected_events), "failed_events": load(&tally.failed_events),
+            "connections": options.connections, "warmup_s": round1(warmup_s),
+            "errors": lock(&tally.errors).iter().take(5).cloned().collect::<Vec<_>>(),
+        },
+    });
+    if let Some(metered) = metered {
+        report["metered"] = metered;
+    }
+    Ok(report)
+}
+
+/// Refuses a rate the user pool is too small for: the deferred lane flags a user with more than 600 events,
+/// 20 clicks or 10 conversions in a minute as invalid traffic, and the check expects all traffic valid.
+fn check_user_pool(profile: &Profile, rate: f64) -> Result<(), String> {
+    let per_user_minute = rate * 60.0 / f64::from(profile.users);
+    let limits = tally_domain::enrich::RateLimits::default();
+    for (what, share, limit) in [
+        ("events", 1.0, limits.events_per_minute),
+        ("clicks", profile.kinds[2], limits.clicks_per_minute),
+        (
+            "conversions",
+            profile.kinds[3],
+            limits.conversions_per_minute,
+        ),
+    ] {
+        let mean = per_user_minute * share;
+        // A tenth of the limit on average keeps a Poisson count over the limit below one in a billion.
+        if mean > f64::from(limit) / 10.0 {
+            return Err(format!(
+                "users = {} is too small for {rate} events/s: a user would send {mean:.1} {what} a minute on average, \
+                 and the deferred lane counts more than {limit} a minute as invalid traffic; raise `users` in the profile",
+                profile.users
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The largest campaigns, until they carry a fifth of the traffic (at most [`MAX_PROBES`]).
+fn probe_campaigns(generator: &Generator) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut share = 0.0;
+    while out.len() < MAX_PROBES && share < 0.2 {
+        share += generator.campaigns().share(out.len());
+        out.push(Generator::campaign_id(out.len()));
+        if generator.campaigns().share(out.len()) == 0.0 {
+            break;
+        }
+    }
+    out
+}
+
+/// Requests submitted and not yet finished (resends included).
+type Pending = Arc<AtomicU64>;
+
+fn submit(
+    jobs: &mpsc::UnboundedSender<Job>,
+    pending: &Pending,
+    kind: RequestKind,
+    events: Vec<Event>,
+) {
+    pending.fetch_add(1, Ordering::SeqCst);
+    if jobs
+        .send(Job {
+            kind,
+            events,
+            attempt: 0,
+        })
+        .is_err()
+    {
+        pending.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+async fn wait_idle(pending: &Pending, limit: Duration) {
+    let since = Instant::now();
+    while pending.load(Ordering::SeqCst) > 0 && since.elapsed() < limit {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Starts the client connections; they run until the returned sender is dropped.
+fn start_clients(
+    options: &LoadOptions,
+    tally: &Arc<Tally>,
+    probes: &[String],
+) -> (mpsc::UnboundedSender<Job>, Pending) {
+    let (tx, rx) = mpsc::unbounded_channel::<Job>();
+    let rx = Arc::new(tokio::sync::Mutex::new(rx));
+    let pending: Pending = Arc::default();
+    for _ in 0..options.connections.max(1) {
+        let (rx, tx, tally, pending) = (rx.clone(), tx.clone(), tally.clone(), pending.clone());
+        let (collect, probes) = (options.collect_url.clone(), probes.to_vec());
+        tokio::spawn(async move {
+            loop {
+                let job = rx.lock().await.recv().await;
+                let Some(job) = job else { break };
+                if let Some((delay, resend)) = send(&collect, job, &tally, &probes).await {
+                    // Resend later without holding this connection.
+                    let (tx, pending) = (tx.clone(), pending.clone());
+                    pending.fetch_add(1, Ordering::SeqCst);
+                    tokio::spawn(async move {
+                        tokio::time::sleep(delay).await;
+                        if tx.send(resend).is_err() {
+                            pending.fetch_sub(1, Ordering::SeqCst);
+                        }
+                    });
+                }
+                pending.fetch_sub(1, Ordering::SeqCst);
+            }
+        });
+    }
+    (tx, pending)
+}
+
+/// Sends one request and records what collect acknowledged; returns what to resend and when.
+async fn send(
+    collect: &str,
+    job: Job,
+    tally: &Tally,
+    probes: &[String],
+) -> Option<(Duration, Job)> {
+    tally.requests.fetch_add(1, Ordering::Relaxed);
+    let Job {
+        kind,
+        events,
+        attempt,
+    } = job;
+    if attempt > 0 {
+        tally
+            .resent_events
+            .fetch_add(events.len() as u64, Ordering::Relaxed);
+    }
+    let outcome = match kind {
+        RequestKind::Pixel => {
+            tally.pixels.fetch_add(1, Ordering::Relaxed);
+            let path = match events.as_slice() {
+                [event] => format!("/p.gif?{}", tally_traffic::generate::pixel_query(event)),
+                _ => String::new(),
+            };
+            request(
+                collect,
+                "GET",
+                &path,
+                "",
+                &[("User-Agent", PIXEL_USER_AGENT)],
+            )
+            .await
+        }
+        RequestKind::Post => {
+            tally.posts.fetch_add(1, Ordering::Relaxed);
+            let body = tally_traffic::generate::json_body(&events);
+            request(
+                collect,
+                "POST",
+                "/v1/events",
+                &body,
+                &[("Content-Type", "application/json")],
+            )
+            .await
+        }
+    };
+    let retry = |events: Vec<Event>, delay: Duration| {
+        (attempt + 1 < MAX_ATTEMPTS).then_some((
+            delay,
+            Job {
+                kind,
+                events,
+                attempt: attempt + 1,
+            },
+        ))
+    };
+    let response = match outcome {
+        Ok(response) => response,
+        Err(error) => {
+            note_error(tally, format!("collect: {error}"));
+            // Nothing is known about this request: resend all of it (ids make it idempotent).
+            let n = events.len() as u64;
+            let again = retry(events, Duration::from_secs(1));
+            if again.is_none() {
+                tally.failed_events.fetch_add(n, Ordering::Relaxed);
+            }
+            return again;
+        }
+    };
+    // A pixel answers 200 whatever happened to the write; a POST says which ids were written.
+    let (written, unwritten): (Vec<Event>, Vec<Event>) = match (kind, response.status) {
+        (RequestKind::Pixel, 200) => (events, Vec::new()),
+        (RequestKind::Post, 202 | 400 | 503) => {
+            let doc: Value = serde_json::from_str(&response.body).unwrap_or_default();
+            let ids = |key: &str| -> std::collections::HashSet<String> {
+                doc[key]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            };
+            let (ok, again) = (ids("ids"), ids("unwritten_ids"));
+            let mut written = Vec::new();
+            let mut unwritten = Vec::new();
+            for e in events {
+                if ok.contains(&e.id) {
+                    written.push(e);
+                } else if response.status == 503 && again.contains(&e.id) {
+                    unwritten.push(e);
+                } else {
+                    tally.rejected_events.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            if response.status == 400 {
+                note_error(tally, format!("collect answered 400: {}", response.body));
+            }
+            (written, unwritten)
+        }
+        (_, status) => {
+            note_error(
+                tally,
+                format!("collect answered {status}: {}", response.body),
+            );
+            tally
+                .failed_events
+                .fetch_add(events.len() as u64, Ordering::Relaxed);
+            (Vec::new(), Vec::new())
+        }
+    };
+    acknowledge(tally, &written, probes);
+    if unwritten.is_empty() {
+        return None;
+    }
+    tally.retries_503.fetch_add(1, Ordering::Relaxed);
+    let delay = Duration::from_secs(response.retry_after.unwrap_or(1).min(30));
+    let n = unwritten.len() as u64;
+    let again = retry(unwritten, delay);
+    if again.is_none() {
+        tally.failed_events.fetch_add(n, Ordering::Relaxed);
+    }
+    again
+}
+
+fn acknowledge(tally: &Tally, written: &[Event], probes: &[String]) {
+    if written.is_empty() {
+        return;
+    }
+    let at = Instant::now();
+    let mut acked = lock(&tally.acked);
+    let mut probe_events = 0;
+    for e in written {
+        *acked
+            .entry((e.campaign_id.clone(), e.kind.as_str().to_owned()))
+            .or_insert(0) += 1;
+        probe_events += u64::from(probes.contains(&e.campaign_id));
+    }
+    if tally.metering.load(Ordering::SeqCst) {
+        tally
+            .metered_events
+            .fetch_add(written.len() as u64, Ordering::SeqCst);
+    }
+    if probe_events > 0 {
+        let cumulative = tally.probe_total.fetch_add(probe_events, Ordering::SeqCst) + probe_events;
+        lock(&tally.probe_acks).push(Ack { at, cumulative });
+    }
+}
+
+fn note_error(tally: &Tally, error: String) {
+    let mut errors = lock(&tally.errors);
+    if errors.len() < 20 {
+        errors.push(error);
+    }
+}
+
+/// Polls the probe campaigns' realtime totals until `stop`.
+async fn poll_probes(
+    query: String,
+    probes: Vec<String>,
+    from_ms: i64,
+    visible: Arc<Mutex<Vec<(Instant, u64)>>>,
+    stop: Arc<AtomicBool>,
+) {
+    while !stop.load(Ordering::SeqCst) {
+        let mut sum = 0;
+        let mut ok = true;
+        for probe in &probes {
+            let path = format!("/v1/campaigns/{probe}/series?step=1d&from={from_ms}");
+            match request(&query, "GET", &path, "", &[]).await {
+                Ok(r) if r.status == 200 => {
+                    let doc: Value = serde_json::from_str(&r.body).unwrap_or_default();
+                    for point in doc["points"].as_array().into_iter().flatten() {
+                        sum += kinds_total(&point["realtime"]);
+                    }
+                }
+                // 404 until the campaign's first event is counted.
+                Ok(r) if r.status == 404 => {}
+                _ => ok = false,
+            }
+        }
+        if ok {
+            lock(&visible).push((Instant::now(), sum));
+        }
+        tokio::time::sleep(PROBE_PERIOD).await;
+    }
+}
+
+fn kinds_total(counters: &Value) -> u64 {
+    ["impressions", "viewable", "clicks", "conversions"]
+        .iter()
+        .map(|k| counters[*k].as_u64().unwrap_or(0))
+        .sum()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lane {
+    Realtime,
+    Settled,
+}
+
+/// Every campaign's counts of today, per lane, with money.
+#[derive(Debug, Default)]
+struct AllCounts {
+    realtime: Counts,
+    settled: Counts,
+}
+
+#[derive(Debug, Default)]
+struct LaneCounts {
+    counts: Counts,
+    complete: bool,
+}
+
+/// Reads `/v1/campaigns` until the lane's counts equal `acked`, until they stop changing for `stall`, or until
+/// `cap`; returns the last reading.
+async fn wait_counts(
+    query: &str,
+    acked: &Counts,
+    lane: Lane,
+    stall: Duration,
+    cap: Instant,
+) -> LaneCounts {
+    let mut last = LaneCounts::default();
+    let mut changed = (Instant::now(), u64::MAX);
+    loop {
+        if let Ok(all) = all_counts(query).await {
+            let counts = match lane {
+                Lane::Realtime => all.realtime,
+                Lane::Settled => all.settled,
+            };
+            let complete = counts.len() == acked.iter().filter(|(_, n)| **n > 0).count()
+                && acked
+                    .iter()
+                    .all(|(key, n)| counts.get(key).copied().unwrap_or(0) == *n);
+            let seen = total(&counts);
+            if seen != changed.1 {
+                changed = (Instant::now(), seen);
+            }
+            last = LaneCounts { counts, complete };
+            if complete {
+                return last;
+            }
+        }
+        if Instant::now() >= cap || changed.0.elapsed() > stall {
+            return last;
+        }
+        // Every poll reads every campaign: not more often than this.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+}
+
+/// Lost and duplicated events per (campaign, kind) over both lanes: an event missing from either lane is lost
+/// once, one counted twice in either lane is duplicated once.
+fn combine(acked: &Counts, realtime: &Counts, settled: &Counts) -> (u64, u64) {
+    let (mut lost, mut duplicated) = (0, 0);
+    let keys: std::collections::BTreeSet<&(String, String)> = acked
+        .keys()
+        .chain(realtime.keys())
+        .chain(settled.keys())
+        .collect();
+    for key in keys {
+        let want = acked.get(key).copied().unwrap_or(0);
+        let (rt, st) = (
+            realtime.get(key).copied().unwrap_or(0),
+            settled.get(key).copied().unwrap_or(0),
+        );
+        lost += want.saturating_sub(rt).max(want.saturating_sub(st));
+        duplicated += rt.saturating_sub(want).max(st.saturating_sub(want));
+    }
+    (lost, duplicated)
+}
+
+/// `(lost, duplicated, counted)` of `counts` against `acked`, per campaign and kind.
+fn compare(acked: &Counts, counts: &Counts) -> (u64, u64, u64) {
+    let (mut lost, mut duplicated) = (0, 0);
+    for (key, want) in acked {
+        let got = counts.get(key).copied().unwrap_or(0);
+        lost += want.saturating_sub(got);
+        duplicated += got.saturating_sub(*want);
+    }
+    for (key, got) in counts {
+        if !acked.contains_key(key) {
+            duplicated += got;
+        }
+    }
+    (lost, duplicated, total(counts))
+}
+
+fn total(counts: &Counts) -> u64 {
+    counts.values().sum()
+}
+
+/// Every campaign's today counts, realtime and settled, per (campaign, kind).
+async fn all_counts(query: &str) -> Result<AllCounts, String> {
+    let r = request(query, "GET", "/v1/campaigns", "", &[])
+        .await
+        .map_err(|e| e.to_string())?;
+    if r.status != 200 {
+        return Err(format!("query answered {}", r.status));
+    }
+    let doc: Value = serde_json::from_str(&r.body).map_err(|e| e.to_string())?;
+    let mut out = AllCounts::default();
+    for campaign in doc["campaigns"].as_array().into_iter().flatten() {
+        let id = campaign["campaign_id"].as_str().unwrap_or_default();
+        for (lane, counts) in [
+            ("realtime", &mut out.realtime),
+            ("settled", &mut out.settled),
+        ] {
+            let c = &campaign["today"][lane];
+            for (field, kind) in [
+                ("impressions", "impression"),
+                ("viewable", "viewable"),
+                ("clicks", "click"),
+                ("conversions", "conversion"),
+            ] {
+                let n = c[field].as_u64().unwrap_or(0);
+                if n > 0 {
+                    counts.insert((id.to_owned(), kind.to_owned()), n);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Open shards of the local cloud's streams (the most of any stream).
+fn open_shards(aws: Option<&LocalAws>) -> u64 {
+    aws.map_or(0, |aws| {
+        aws.kinesis
+            .streams()
+            .iter()
+            .map(|s| s.shards().iter().filter(|x| !x.closed).count() as u64)
+            .max()
+            .unwrap_or(0)
+    })
+}
+
+/// The role of a function: its name's last `-` segment (`tally-dev-realtime` → `realtime`).
+pub fn role(function: &str) -> &str {
+    function.rsplit('-').next().unwrap_or(function)
+}
+
+fn per(n: f64, events: f64) -> f64 {
+    if events > 0.0 {
+        n / events
+    } else {
+        0.0
+    }
+}
+
+fn num(v: &Value) -> f64 {
+    v.as_f64().unwrap_or(0.0)
+}
+
+/// The `metered` section (documented in `docs/local-cloud.md`) from a meter snapshot as JSON, `events`
+/// acknowledged in the window of `window_s` seconds. `send_rate` is the events per second acknowledged while
+/// the load was sent (the window also holds the lanes' catch-up): time-based prices (shard-hours) are per
+/// event at that rate.
+pub fn metered(
+    snapshot: &Value,
+    events: u64,
+    window_s: f64,
+    send_rate: f64,
+    shards: u64,
+    warmup_events: u64,
+) -> Value {
+    let ev = events as f64;
+
+    // Kinesis: every stream (the pipeline has one).
+    const KINESIS: [&str; 7] = [
+        "records",
+        "bytes",
+        "put_payload_units",
+        "on_demand_kb",
+        "put_requests",
+        "throttled_records",
+        "efo_bytes",
+    ];
+    let mut k: BTreeMap<&str, f64> = KINESIS.iter().map(|key| (*key, 0.0)).collect();
+    for (_, stream) in snapshot["kinesis"]["streams"]
+        .as_object()
+        .into_iter()
+        .flatten()
+    {
+        for key in KINESIS {
+            *k.entry(key).or_default() += num(&stream[key]);
+        }
+    }
+    let records = k.get("records").copied().unwrap_or(0.0);
+    let mut kinesis = json!({});
+    for (key, value) in &k {
+        kinesis[*key] = json!(*value as u64);
+    }
+    kinesis["events_per_record"] = json!(per(ev, records));
+    kinesis["records_per_event"] = json!(per(records, ev));
+    kinesis["put_units_per_event"] =
+        json!(per(k.get("put_payload_units").copied().unwrap_or(0.0), ev));
+
+    // DynamoDB: per caller role; what no caller accounts for is `other`.
+    let mut lanes: BTreeMap<&str, [f64; 3]> = ["realtime", "deferred", "query", "other"]
+        .into_iter()
+        .map(|l| (l, [0.0; 3]))
+        .collect();
+    let mut totals = [0.0; 3];
+    for (_, table) in snapshot["dynamodb"]["tables"]
+        .as_object()
+        .into_iter()
+        .flatten()
+    {
+        let table_units = [
+            num(&table["write_units"]),
+            num(&table["read_units"]),
+            num(&table["failed_conditional_writes"]),
+        ];
+        let mut attributed = [0.0; 3];
+        for (caller, c) in table["callers"].as_object().into_iter().flatten() {
+            let lane = match role(caller) {
+                r @ ("realtime" | "deferred" | "query") => r,
+                _ => "other",
+            };
+            let units = [
+                num(&c["write_units"]),
+                num(&c["read_units"]),
+                num(&c["failed_conditional_writes"]),
+            ];
+            let slot = lanes.entry(lane).or_default();
+            for i in 0..3 {
+                slot[i] += units[i];
+                attributed[i] += units[i];
+            }
+        }
+        let other = lanes.entry("other").or_default();
+        for i in 0..3 {
+            other[i] += (table_units[i] - attributed[i]).max(0.0);
+            totals[i] += table_units[i];
+        }
+    }
+    let lane_json = |u: &[f64; 3]| {
+        json!({"write_units": u[0], "read_units": u[1], "write_units_per_event": per(u[0], ev),
+               "read_units_per_event": per(u[1], ev), "failed_conditional_writes": u[2] as u64})
+    };
+    let pipeline: [f64; 3] = {
+        let (r, d) = (lanes["realtime"], lanes["deferred"]);
+        [r[0] + d[0], r[1] + d[1], r[2] + d[2]]
+    };
+    let by_lane: serde_json::Map<String, Value> = lanes
+        .iter()
+        .map(|(lane, u)| ((*lane).to_owned(), lane_json(u)))
+        .collect();
+    let dynamodb = json!({
+        "write_units": pipeline[0], "read_units": pipeline[1],
+        "write_units_per_event": per(pipeline[0], ev), "read_units_per_event": per(pipeline[1], ev),
+        "failed_conditional_writes": pipeline[2] as u64,
+        "all_callers": {"write_units": totals[0], "read_units": totals[1]},
+        "by_lane": by_lane,
+    });
+
+    // Lambda, per role.
+    let mut by_function = serde_json::Map::new();
+    for (name, f) in snapshot["lambda"]["functions"]
+        .as_object()
+        .into_iter()
+        .flatten()
+    {
+        let (invocations, gb_seconds) = (num(&f["invocations"]), num(&f["gb_seconds"]));
+        by_function.insert(
+            role(name).to_owned(),
+            json!({"invocations": invocations as u64, "errors": num(&f["errors"]) as u64,
+                   "billed_ms": num(&f["billed_ms"]) as u64, "memory_mb": num(&f["memory_mb"]) as u64,
+                   "gb_seconds": gb_seconds, "invocations_per_event": per(invocations, ev),
+                   "gb_seconds_per_event": per(gb_seconds, ev)}),
+        );
+    }
+
+    // Stream lanes: the mappings of the realtime and deferred functions.
+    let events_per_record = per(ev, records);
+    let mut stream_lanes = serde_json::Map::new();
+    for (_, m) in snapshot["mappings"].as_object().into_iter().flatten() {
+        let function = m["function"].as_str().unwrap_or_default();
+        let lane = role(function);
+        if !matches!(lane, "realtime" | "deferred") {
+            continue;
+        }
+        let (invocations, recs) = (num(&m["invocations"]), num(&m["records"]));
+        let (mut weighted, mut weights, mut busy) = (0.0, 0.0, 0.0);
+        for (_, shard) in m["shards"].as_object().into_iter().flatten() {
+            let n = num(&shard["invocations"]);
+            if num(&shard["cycle_ms"]) > 0.0 {
+                weighted += num(&shard["cycle_ms"]) * n;
+                weights += n;
+            }
+            busy += num(&shard["busy_ms"]);
+        }
+        stream_lanes.insert(
+            lane.to_owned(),
+            json!({"kind": m["kind"], "invocations": invocations as u64, "records": recs as u64,
+                   "events_per_invocation": per(recs, invocations) * events_per_record,
+                   "records_per_invocation": per(recs, invocations),
+                   "cycle_ms": per(weighted, weights), "busy_ms_per_invocation": per(busy, invocations)}),
+        );
+    }
+
+    // S3.
+    let mut s = [0.0; 3];
+    for (_, b) in snapshot["s3"]["buckets"].as_object().into_iter().flatten() {
+        s[0] += num(&b["class_a_requests"]);
+        s[1] += num(&b["class_b_requests"]);
+        s[2] += num(&b["bytes_in"]);
+    }
+    json!({
+        "events": events,
+        "window_s": (window_s * 10.0).round() / 10.0,
+        "events_per_sec": (send_rate * 10.0).round() / 10.0,
+        "shards": shards,
+        "warmup_events": warmup_events,
+        "kinesis": kinesis,
+        "dynamodb": dynamodb,
+        "lambda": {"by_function": by_function},
+        "lanes": stream_lanes,
+        "s3": {"class_a_requests": s[0] as u64, "class_b_requests": s[1] as u64, "bytes_in": s[2] as u64,
+               "class_a_per_event": per(s[0], ev), "bytes_per_event": per(s[2], ev)},
     })
 }
 
@@ -202,8 +913,15 @@ fn round1(x: f64) -> Value {
     }
 }
 
-/// For each acknowledgement, the time until the query API's total first reached the total acknowledged by
-/// then (a send acknowledged out of order is measured against the running total, a close upper bound).
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// For each acknowledgement of probe events, the time until the probes' realtime total first reached the total
+/// acknowledged by then (a send acknowledged out of order is measured against the running total, a close
+/// upper bound).
 fn freshness_ms(acks: &[Ack], visible: &[(Instant, u64)]) -> Vec<f64> {
     let mut acks = acks.to_vec();
     acks.sort_by_key(|a| a.at);
@@ -217,62 +935,35 @@ fn freshness_ms(acks: &[Ack], visible: &[(Instant, u64)]) -> Vec<f64> {
         .collect()
 }
 
-async fn counted(query_url: &str, campaigns: &[String]) -> Result<BTreeMap<String, u64>, String> {
-    Ok(per_kind(query_url, campaigns).await?.into_iter().fold(
-        BTreeMap::new(),
-        |mut acc, ((c, _), n)| {
-            *acc.entry(c).or_insert(0) += n;
-            acc
-        },
-    ))
+/// An HTTP answer: status, `Retry-After` seconds, body.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub retry_after: Option<u64>,
+    pub body: String,
 }
 
-/// The realtime counts of the run's campaigns, per (campaign, kind).
-async fn per_kind(
-    query_url: &str,
-    campaigns: &[String],
-) -> Result<BTreeMap<(String, String), u64>, String> {
-    let (status, body) = request(query_url, "GET", "/v1/campaigns", "")
-        .await
-        .map_err(|e| e.to_string())?;
-    if status != 200 {
-        return Err(format!("query answered {status}"));
-    }
-    let doc: Value = serde_json::from_str(&body).map_err(|e| e.to_string())?;
-    let mut out = BTreeMap::new();
-    for campaign in doc["campaigns"].as_array().into_iter().flatten() {
-        let id = campaign["campaign_id"].as_str().unwrap_or_default();
-        if !campaigns.iter().any(|c| c == id) {
-            continue;
-        }
-        let realtime = &campaign["today"]["realtime"];
-        out.insert(
-            (id.to_owned(), "impression".to_owned()),
-            realtime["impressions"].as_u64().unwrap_or(0),
-        );
-        out.insert(
-            (id.to_owned(), "click".to_owned()),
-            realtime["clicks"].as_u64().unwrap_or(0),
-        );
-    }
-    Ok(out)
-}
-
-/// One HTTP/1.1 request over a fresh loopback connection: status and body.
-async fn request(
+/// One HTTP/1.1 request over a fresh loopback connection.
+pub async fn request(
     base_url: &str,
     method: &str,
     path: &str,
     body: &str,
-) -> std::io::Result<(u16, String)> {
+    headers: &[(&str, &str)],
+) -> std::io::Result<Response> {
     let addr = base_url.trim_start_matches("http://").trim_end_matches('/');
     let mut stream = tokio::net::TcpStream::connect(addr).await?;
     stream.set_nodelay(true)?;
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str(&format!(
+        "Content-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
-    );
-    stream.write_all(request.as_bytes()).await?;
+    ));
+    stream.write_all(head.as_bytes()).await?;
+    stream.write_all(body.as_bytes()).await?;
     let mut response = Vec::new();
     stream.read_to_end(&mut response).await?;
     let text = String::from_utf8_lossy(&response);
@@ -282,5 +973,180 @@ async fn request(
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
-    Ok((status, body.to_owned()))
+    let retry_after = head.lines().find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        name.trim()
+            .eq_ignore_ascii_case("retry-after")
+            .then(|| value.trim().parse().ok())?
+    });
+    Ok(Response {
+        status,
+        retry_after,
+        body: body.to_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+
+    /// When the server received a POST, and its event ids.
+    type Received = (Instant, Vec<String>);
+
+    /// Reads one HTTP request (head and `Content-Length` body) from a connection.
+    async fn read_request(stream: &mut tokio::net::TcpStream) -> String {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            let n = stream.read(&mut chunk).await.expect("read");
+            buf.extend_from_slice(&chunk[..n]);
+            let text = String::from_utf8_lossy(&buf).into_owned();
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Content-Length: "))
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                if body.len() >= len || n == 0 {
+                    return body.to_owned();
+                }
+            }
+            if n == 0 {
+                return String::new();
+            }
+        }
+    }
+
+    fn options(collect_url: String) -> LoadOptions {
+        LoadOptions {
+            collect_url,
+            query_url: String::new(),
+            rate: 100.0,
+            duration: Duration::from_secs(1),
+            profile: Profile::parse(tally_traffic::DEFAULT_PROFILE).expect("default profile"),
+            profile_file: None,
+            seed: 1,
+            connections: 2,
+            aws: None,
+            settle_timeout: Duration::from_secs(1),
+        }
+    }
+
+    /// A `503` with `unwritten_ids`: the client resends exactly those events, after `Retry-After`, and counts
+    /// the written ones once.
+    #[tokio::test]
+    async fn resends_only_the_unwritten_ids_after_retry_after() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let bodies: Arc<Mutex<Vec<Received>>> = Arc::default();
+        let server = {
+            let bodies = bodies.clone();
+            tokio::spawn(async move {
+                for round in 0..2 {
+                    let (mut stream, _) = listener.accept().await.expect("accept");
+                    let body = read_request(&mut stream).await;
+                    let doc: Value = serde_json::from_str(&body).expect("a JSON body");
+                    let ids: Vec<String> = doc
+                        .as_array()
+                        .expect("an array")
+                        .iter()
+                        .map(|e| e["id"].as_str().expect("id").to_owned())
+                        .collect();
+                    lock(&bodies).push((Instant::now(), ids.clone()));
+                    let (status, extra, answer) = if round == 0 {
+                        let (ok, again) = ids.split_at(ids.len() / 2);
+                        (
+                            "503 Service Unavailable",
+                            "Retry-After: 1\r\n",
+                            json!({"ids": ok, "unwritten_ids": again}),
+                        )
+                    } else {
+                        ("202 Accepted", "", json!({"ids": ids}))
+                    };
+                    let answer = answer.to_string();
+                    let response = format!(
+                        "HTTP/1.1 {status}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+                        answer.len()
+                    );
+                    stream.write_all(response.as_bytes()).await.expect("write");
+                }
+            })
+        };
+        let options = options(url);
+        let tally = Arc::new(Tally::default());
+        let (jobs, pending) = start_clients(&options, &tally, &[]);
+        let request = Generator::new(&options.profile, 9).next_request(now_ms());
+        let all: Vec<String> = request.events.iter().map(|e| e.id.clone()).collect();
+        assert_eq!(all.len(), 25);
+        submit(&jobs, &pending, request.kind, request.events);
+        wait_idle(&pending, Duration::from_secs(10)).await;
+        server.await.expect("server");
+        let bodies = lock(&bodies).clone();
+        assert_eq!(bodies.len(), 2);
+        assert_eq!(bodies[0].1, all);
+        assert_eq!(bodies[1].1, all[12..].to_vec(), "only the unwritten ids");
+        assert!(bodies[1].0.duration_since(bodies[0].0) >= Duration::from_millis(950));
+        assert_eq!(total(&lock(&tally.acked)), 25);
+        assert_eq!(tally.retries_503.load(Ordering::SeqCst), 1);
+        assert_eq!(tally.resent_events.load(Ordering::SeqCst), 13);
+        assert_eq!(tally.requests.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn metered_attributes_dynamodb_by_caller_role() {
+        let snapshot = json!({
+            "kinesis": {"streams": {"s": {"records": 500, "bytes": 150000, "put_payload_units": 500,
+                                          "put_requests": 40, "throttled_records": 0, "efo_bytes": 150000}}},
+            "dynamodb": {"tables": {"metrics": {"write_units": 100.0, "read_units": 30.0, "failed_conditional_writes": 2,
+                "callers": {"tally-lt-realtime": {"write_units": 60.0, "read_units": 10.0, "failed_conditional_writes": 2},
+                            "tally-lt-deferred": {"write_units": 30.0, "read_units": 0.0},
+                            "tally-lt-query": {"write_units": 0.0, "read_units": 20.0}}}}},
+            "lambda": {"functions": {"tally-lt-collect": {"invocations": 40, "gb_seconds": 2.0, "memory_mb": 256}}},
+            "mappings": {"u": {"function": "tally-lt-realtime", "kind": "enhanced-fan-out", "invocations": 10, "records": 500,
+                               "shards": {"a": {"invocations": 6, "cycle_ms": 100.0, "busy_ms": 300},
+                                          "b": {"invocations": 4, "cycle_ms": 50.0, "busy_ms": 200}}}},
+            "s3": {"buckets": {}},
+        });
+        let m = metered(&snapshot, 1000, 10.0, 100.0, 2, 0);
+        assert_eq!(m["events_per_sec"], 100.0);
+        assert_eq!(m["kinesis"]["on_demand_kb"], 0);
+        assert_eq!(m["kinesis"]["events_per_record"], 2.0);
+        assert_eq!(m["kinesis"]["put_units_per_event"], 0.5);
+        assert_eq!(m["dynamodb"]["write_units"], 90.0, "realtime + deferred");
+        assert_eq!(m["dynamodb"]["read_units"], 10.0, "query left out");
+        assert_eq!(m["dynamodb"]["by_lane"]["query"]["read_units"], 20.0);
+        assert_eq!(m["dynamodb"]["by_lane"]["other"]["write_units"], 10.0);
+        assert_eq!(m["dynamodb"]["failed_conditional_writes"], 2);
+        assert_eq!(
+            m["lambda"]["by_function"]["collect"]["invocations_per_event"],
+            0.04
+        );
+        let lane = &m["lanes"]["realtime"];
+        assert_eq!(lane["records_per_invocation"], 50.0);
+        assert_eq!(lane["events_per_invocation"], 100.0);
+        assert_eq!(lane["cycle_ms"], 80.0, "weighted by invocations");
+        assert_eq!(lane["busy_ms_per_invocation"], 50.0);
+    }
+
+    #[test]
+    fn lost_and_duplicated_combine_the_lanes_per_key() {
+        let key = |c: &str| (c.to_owned(), "click".to_owned());
+        let acked = Counts::from([(key("a"), 10), (key("b"), 5)]);
+        let realtime = Counts::from([(key("a"), 8), (key("b"), 6)]);
+        let settled = Counts::from([(key("a"), 9), (key("b"), 5), (key("c"), 1)]);
+        // a: 2 missing from realtime (1 from settled) → 2; b: 1 extra in realtime; c: never sent → 1 extra.
+        assert_eq!(combine(&acked, &realtime, &settled), (2, 2));
+        assert_eq!(compare(&acked, &realtime), (2, 1, 14));
+        assert_eq!(combine(&acked, &acked, &acked), (0, 0));
+    }
+
+    #[test]
+    fn small_user_pools_are_refused() {
+        let mut p = Profile::parse(tally_traffic::DEFAULT_PROFILE).expect("default profile");
+        assert!(check_user_pool(&p, 2000.0).is_ok());
+        p.users = 100;
+        let err = check_user_pool(&p, 2000.0).expect_err("too few users");
+        assert!(err.contains("users = 100 is too small"), "{err}");
+    }
 }

@@ -4,6 +4,12 @@
 use anyhow::{bail, Context};
 use serde::Deserialize;
 
+/// The shipped default profile of `cargo xtask loadtest` (without `--profile`): an ad network of 2,000
+/// campaigns, `xtask/profiles/daily-curve-network.toml`.
+pub const DEFAULT_PROFILE: &str = include_str!("../../../xtask/profiles/daily-curve-network.toml");
+/// Where [`DEFAULT_PROFILE`] lives in the workspace.
+pub const DEFAULT_PROFILE_PATH: &str = "xtask/profiles/daily-curve-network.toml";
+
 /// Minutes in a day.
 pub const DAY: usize = 1_440;
 
@@ -18,6 +24,8 @@ pub struct Profile {
     pub events_per_request: f64,
     pub campaigns: u32,
     pub ads_per_campaign: u32,
+    /// Distinct users the events come from (uniform over the pool).
+    pub users: u32,
     /// Zipf exponent of campaign sizes (0 = all equal).
     pub campaign_skew: f64,
     /// Shares of impression, viewable, click, conversion (sum 1).
@@ -42,6 +50,8 @@ struct File {
     campaigns: u32,
     #[serde(default = "one_u32")]
     ads_per_campaign: u32,
+    #[serde(default = "default_users")]
+    users: u32,
     #[serde(default)]
     campaign_skew: f64,
     kinds: Kinds,
@@ -56,6 +66,13 @@ fn one() -> f64 {
 
 fn one_u32() -> u32 {
     1
+}
+
+/// Users in the pool when a profile does not say.
+pub const DEFAULT_USERS: u32 = 100_000;
+
+fn default_users() -> u32 {
+    DEFAULT_USERS
 }
 
 #[derive(Deserialize)]
@@ -95,6 +112,7 @@ impl Profile {
             events_per_request,
             campaigns,
             ads_per_campaign,
+            users,
             ..
         } = file;
         if name.trim().is_empty() {
@@ -109,6 +127,9 @@ impl Profile {
         }
         if !(1..=10_000).contains(&ads_per_campaign) {
             bail!("ads_per_campaign: {ads_per_campaign} is outside 1..=10000");
+        }
+        if !(1..=100_000_000).contains(&users) {
+            bail!("users: {users} is outside 1..=100000000 (the pool of distinct users events come from)");
         }
         let skew = file.campaign_skew;
         if !(skew.is_finite() && (0.0..=3.0).contains(&skew)) {
@@ -137,6 +158,7 @@ impl Profile {
             events_per_request,
             campaigns,
             ads_per_campaign,
+            users,
             campaign_skew: skew,
             kinds,
             query_requests_per_day: q,
@@ -155,6 +177,7 @@ impl Profile {
             events_per_request: 10.0,
             campaigns: 1_000,
             ads_per_campaign: 5,
+            users: DEFAULT_USERS,
             campaign_skew: 1.0,
             kinds: [0.70, 0.25, 0.04, 0.01],
             query_requests_per_day: 10_000.0,
@@ -393,6 +416,14 @@ mod tests {
         check_err(&ok.replace("click = 0.04", "click = -0.04"), "kinds.click");
         check_err(&format!("{ok}surprise = 1\n"), "unknown field");
         check_err(
+            &ok.replace("campaigns = 10", "campaigns = 10\nusers = 0"),
+            "users: 0 is outside",
+        );
+        let users = Profile::parse(&ok.replace("campaigns = 10", "campaigns = 10\nusers = 70"))
+            .expect("valid");
+        assert_eq!(users.users, 70);
+        assert_eq!(Profile::parse(&ok).expect("valid").users, DEFAULT_USERS);
+        check_err(
             &ok.replace("name = \"t\"", "name = \" \""),
             "name: must not be empty",
         );
@@ -429,6 +460,12 @@ mod tests {
         assert!(err.contains("no traffic"), "{err}");
         let err = format!("{:#}", p.scaled_to_mean(f64::NAN).expect_err("nan"));
         assert!(err.contains("target mean rate"), "{err}");
+    }
+
+    #[test]
+    fn shipped_default_parses() {
+        let p = Profile::parse(DEFAULT_PROFILE).expect("the shipped default");
+        assert_eq!(p.campaigns, 2000);
     }
 
     #[test]

@@ -26,6 +26,11 @@ usage: tally-localcloud --template FILE --state DIR [flags]
   --loadtest-rate N       instead of waiting for Ctrl-C: send N events/s through collect, measure freshness,
                           check exact counts, print the report and stop
   --loadtest-duration D   how long (seconds, or `30s`, `2m`; default 30s)
+  --loadtest-profile FILE the traffic profile (TOML, docs/plan.md; default: the shipped
+                          xtask/profiles/daily-curve-network.toml, compiled in)
+  --loadtest-connections N  concurrent client connections (default 8)
+  --loadtest-seed N       seed of the request generator (default 1)
+  --loadtest-settle D     how long to wait for the settled counts after the sending (default 90s)
   --json                  the load test report as one JSON object on stdout";
 
 #[derive(Debug)]
@@ -43,6 +48,10 @@ struct Args {
     quiet: bool,
     loadtest_rate: Option<f64>,
     loadtest_duration: std::time::Duration,
+    loadtest_profile: Option<PathBuf>,
+    loadtest_connections: usize,
+    loadtest_seed: u64,
+    loadtest_settle: std::time::Duration,
     json: bool,
 }
 
@@ -80,6 +89,10 @@ fn parse() -> anyhow::Result<Args> {
         quiet: false,
         loadtest_rate: None,
         loadtest_duration: std::time::Duration::from_secs(30),
+        loadtest_profile: None,
+        loadtest_connections: 8,
+        loadtest_seed: 1,
+        loadtest_settle: std::time::Duration::from_secs(90),
         json: false,
     };
     let pair = |text: String, flag: &str| -> anyhow::Result<(String, String)> {
@@ -137,6 +150,26 @@ fn parse() -> anyhow::Result<Args> {
             Long("loadtest-duration") => {
                 args.loadtest_duration = duration(&parser.value()?.string()?)?
             }
+            Long("loadtest-settle") => args.loadtest_settle = duration(&parser.value()?.string()?)?,
+            Long("loadtest-profile") => {
+                args.loadtest_profile = Some(PathBuf::from(parser.value()?))
+            }
+            Long("loadtest-connections") => {
+                let n: usize = parser
+                    .value()?
+                    .parse()
+                    .context("--loadtest-connections takes a number of connections")?;
+                if !(1..=256).contains(&n) {
+                    bail!("--loadtest-connections {n} is out of range: use 1 to 256");
+                }
+                args.loadtest_connections = n;
+            }
+            Long("loadtest-seed") => {
+                args.loadtest_seed = parser
+                    .value()?
+                    .parse()
+                    .context("--loadtest-seed takes a whole number")?
+            }
             Short('h') | Long("help") => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -147,6 +180,26 @@ fn parse() -> anyhow::Result<Args> {
     args.template = template.context("--template FILE is required")?;
     args.state = state.context("--state DIR is required")?;
     Ok(args)
+}
+
+/// The profile of `--loadtest-profile FILE` (and the file as given), or the shipped default.
+fn load_profile(
+    file: Option<&std::path::Path>,
+) -> anyhow::Result<(tally_traffic::Profile, Option<String>)> {
+    let Some(file) = file else {
+        let profile = tally_traffic::Profile::parse(tally_traffic::DEFAULT_PROFILE)
+            .context("the shipped default profile")?;
+        return Ok((profile, None));
+    };
+    let text = std::fs::read_to_string(file).with_context(|| {
+        format!(
+            "--loadtest-profile {}: cannot read the file; give a profile such as xtask/profiles/daily-curve-network.toml",
+            file.display()
+        )
+    })?;
+    let profile = tally_traffic::Profile::parse(&text)
+        .with_context(|| format!("--loadtest-profile {}", file.display()))?;
+    Ok((profile, Some(file.display().to_string())))
 }
 
 #[tokio::main]
@@ -249,15 +302,28 @@ async fn run(args: Args) -> anyhow::Result<()> {
         ) else {
             bail!("the load test needs the template's CollectUrl and QueryUrl outputs");
         };
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let (profile, profile_file) = load_profile(args.loadtest_profile.as_deref())?;
         let report = tally_localcloud::loadtest::run(tally_localcloud::loadtest::LoadOptions {
             collect_url: collect.to_owned(),
             query_url: query.to_owned(),
             rate,
             duration: args.loadtest_duration,
+            profile,
+            profile_file,
+            seed: args.loadtest_seed,
+            connections: args.loadtest_connections,
+            aws: Some(cloud.aws.clone()),
+            settle_timeout: args.loadtest_settle,
         })
         .await;
         cloud.shutdown();
+        let report = match report {
+            Ok(report) => report,
+            Err(error) => bail!(
+                "the load test could not run: {error}; see {}/logs",
+                args.state.display()
+            ),
+        };
         if args.json {
             println!("{report}");
         } else {

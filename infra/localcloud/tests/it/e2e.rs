@@ -22,7 +22,7 @@ const CAMPAIGNS: [&str; 3] = ["e2e-big", "e2e-mid", "e2e-small"];
 
 /// Builds the five function binaries (as `cargo xtask dev` does) and returns the directory that holds them:
 /// the profile directory of this test binary, so `--release` and `CARGO_TARGET_DIR` are followed.
-fn build_functions() -> PathBuf {
+pub(crate) fn build_functions() -> PathBuf {
     let bin = std::env::current_exe()
         .unwrap()
         .parent()
@@ -44,7 +44,7 @@ fn build_functions() -> PathBuf {
 }
 
 /// The real pipeline, with a 1 s deferred batching window so the archive is written within the test.
-fn options(state: &Path, bin: &Path) -> CloudOptions {
+pub(crate) fn options(state: &Path, bin: &Path) -> CloudOptions {
     let mut pipeline = PipelineOptions::default();
     pipeline.deferred.batching_window_secs = 1;
     let stage = Stage::from_branch("e2e");
@@ -75,7 +75,7 @@ fn options(state: &Path, bin: &Path) -> CloudOptions {
 }
 
 /// A running cloud that is shut down when dropped, also when the test fails.
-struct Running(LocalCloud);
+pub(crate) struct Running(pub(crate) LocalCloud);
 
 impl Drop for Running {
     fn drop(&mut self) {
@@ -84,7 +84,7 @@ impl Drop for Running {
 }
 
 impl Running {
-    fn output(&self, name: &str) -> String {
+    pub(crate) fn output(&self, name: &str) -> String {
         self.0.plan.outputs[name].clone()
     }
 

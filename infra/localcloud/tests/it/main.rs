@@ -7,6 +7,7 @@
 mod cloud;
 mod e2e;
 mod lambda;
+mod loadtest;
 mod mappings;
 mod meter;
 mod support;
