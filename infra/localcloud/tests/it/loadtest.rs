@@ -10,10 +10,6 @@ use tally_traffic::Profile;
 use crate::e2e::{build_functions, options, Running};
 use crate::support::TempDir;
 
-/// LEAD: set to `true` once the meter's recording (DynamoDB callers, Kinesis, Lambda, mappings) is merged:
-/// this branch has the meter's types only, so its readings are zero here.
-const METER_RECORDS: bool = false;
-
 const PROFILE: &str = r#"
 name = "small mixed"
 event_bytes = 250
@@ -86,7 +82,7 @@ async fn a_short_load_is_counted_exactly_in_both_lanes_and_metered() {
     assert!(metered["events"].as_u64().unwrap() >= 1400, "{text}");
     assert!(metered["window_s"].as_f64().unwrap() >= 5.0, "{text}");
     assert_eq!(metered["shards"], 2, "{text}");
-    if METER_RECORDS {
+    {
         assert!(
             metered["kinesis"]["events_per_record"].as_f64().unwrap() > 0.0,
             "{text}"
