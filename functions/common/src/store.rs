@@ -92,9 +92,14 @@ fn store_error(op: &'static str, e: RedisError) -> Error {
             e.code(),
             Some("TRYAGAIN" | "CLUSTERDOWN" | "LOADING" | "BUSY" | "MASTERDOWN")
         );
+    // The server's error code (CROSSSLOT, WRONGTYPE, NOSCRIPT, …) as the server spells it, for the log.
+    let message = match e.code() {
+        Some(code) => format!("{code}: {e}"),
+        None => e.to_string(),
+    };
     Error::Store {
         op,
-        message: e.to_string(),
+        message,
         retryable,
     }
 }
@@ -179,11 +184,7 @@ impl CounterStore {
     }
 
     /// The shard's stored mark, read and validated (a corrupt mark fails: it needs an operator).
-    pub async fn read_mark(
-        &self,
-        lane: StoreLane,
-        shard: &str,
-    ) -> Result<Option<Position>, Error> {
+    pub async fn read_mark(&self, lane: StoreLane, shard: &str) -> Result<Option<Position>, Error> {
         let key = mark_key(lane, shard);
         match self.get(&key).await? {
             None => Ok(None),
@@ -200,7 +201,11 @@ impl CounterStore {
     pub async fn apply_raw(&self, keys: &[String], args: &[String]) -> Result<ScriptReply, Error> {
         let mut conn = self.conn.clone();
         let mut evalsha = redis::cmd("EVALSHA");
-        evalsha.arg(self.script.get_hash()).arg(keys.len()).arg(keys).arg(args);
+        evalsha
+            .arg(self.script.get_hash())
+            .arg(keys.len())
+            .arg(keys)
+            .arg(args);
         let v: Value = match evalsha.query_async(&mut conn).await {
             Ok(v) => v,
             Err(e) if e.code() == Some("NOSCRIPT") => {
@@ -233,7 +238,10 @@ impl CounterStore {
     /// Runs a plan's atomic step and reads the reply.
     pub async fn step(&self, plan: &ApplyPlan) -> Result<StepReply, Error> {
         let reply = self
-            .apply_raw(&plan.script_keys(), &plan.script_args(self.counter_ttl_secs))
+            .apply_raw(
+                &plan.script_keys(),
+                &plan.script_args(self.counter_ttl_secs),
+            )
             .await?;
         let read = match reply {
             ScriptReply::Applied => plan.read_reply(true, None),
@@ -266,8 +274,8 @@ impl CounterStore {
         let (replies, mut mark) =
             tokio::try_join!(self.claim(batch.claims()), self.read_mark(lane, shard))?;
         for attempt in 0..MAX_ATTEMPTS {
-            let plan = plan_apply(lane, batch, &replies, mark.as_ref(), &mut keep)
-                .map_err(plan_error)?;
+            let plan =
+                plan_apply(lane, batch, &replies, mark.as_ref(), &mut keep).map_err(plan_error)?;
             if plan.is_noop() {
                 return Ok(Processed {
                     plan,

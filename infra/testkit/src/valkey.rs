@@ -313,6 +313,9 @@ mod tests {
             other => panic!("cross-slot MSET answered {other:?}"),
         }
         drop(server);
-        assert!(command(addr, &["PING"]).is_err(), "server still up after drop");
+        assert!(
+            command(addr, &["PING"]).is_err(),
+            "server still up after drop"
+        );
     }
 }
