@@ -124,6 +124,93 @@ impl Valkey {
     /// Panics with the reason and an install hint when no server can be found or it does not come up: tests
     /// that need it cannot run without it.
     pub fn start() -> Valkey {
+        let mut server = Valkey::spawn();
+        server.wait_ready(Duration::from_secs(20));
+        server
+    }
+
+    /// Starts `nodes` servers as one cluster of primaries, the slots split evenly between them in order
+    /// (`CLUSTER ADDSLOTSRANGE`, `CLUSTER MEET`), and waits (at most 30 s) until every node says
+    /// `cluster_state:ok` and knows all the others. For tests of what crosses nodes.
+    pub fn start_cluster(nodes: u16) -> Vec<Valkey> {
+        assert!((1..=16).contains(&nodes), "1 to 16 nodes, not {nodes}");
+        let servers: Vec<Valkey> = (0..nodes).map(|_| Valkey::spawn()).collect();
+        let per = 16_384 / nodes;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for (i, server) in (0u16..).zip(&servers) {
+            let first = i * per;
+            let last = if i + 1 == nodes {
+                16_383
+            } else {
+                first + per - 1
+            };
+            server.until(deadline, "CLUSTER ADDSLOTSRANGE", || {
+                match server.command(&[
+                    "CLUSTER",
+                    "ADDSLOTSRANGE",
+                    &first.to_string(),
+                    &last.to_string(),
+                ]) {
+                    Ok(Reply::Simple(_)) => Ok(true),
+                    Ok(other) => panic!("CLUSTER ADDSLOTSRANGE {first} {last} answered {other:?}"),
+                    Err(e) => Err(e),
+                }
+            });
+        }
+        let seed = servers[0].addr;
+        for server in &servers[1..] {
+            server.until(deadline, "CLUSTER MEET", || {
+                match server.command(&[
+                    "CLUSTER",
+                    "MEET",
+                    &seed.ip().to_string(),
+                    &seed.port().to_string(),
+                ]) {
+                    Ok(Reply::Simple(_)) => Ok(true),
+                    Ok(other) => panic!("CLUSTER MEET answered {other:?}"),
+                    Err(e) => Err(e),
+                }
+            });
+        }
+        let known = format!("cluster_known_nodes:{nodes}");
+        for server in &servers {
+            server.until(deadline, "cluster_state:ok", || {
+                match server.command(&["CLUSTER", "INFO"]) {
+                    Ok(Reply::Bulk(Some(info))) => {
+                        Ok(info.contains("cluster_state:ok") && info.contains(&known))
+                    }
+                    Ok(other) => Err(format!("{other:?}")),
+                    Err(e) => Err(e),
+                }
+            });
+        }
+        servers
+    }
+
+    /// Polls `check` every 50 ms until it says done; panics at the deadline with the last answer.
+    fn until(
+        &self,
+        deadline: Instant,
+        what: &str,
+        mut check: impl FnMut() -> Result<bool, String>,
+    ) {
+        let mut last = String::new();
+        while Instant::now() < deadline {
+            match check() {
+                Ok(true) => return,
+                Ok(false) => last = "not yet".to_owned(),
+                Err(e) => last = e,
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "{} on {}: {what} not reached in time (last: {last})",
+            self.binary.display(),
+            self.addr
+        );
+    }
+
+    fn spawn() -> Valkey {
         let binary = find_valkey_server().unwrap_or_else(|e| panic!("{e}"));
         let dir = std::env::temp_dir().join(format!(
             "tally-valkey-{}-{}",
@@ -154,14 +241,12 @@ impl Valkey {
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}; {INSTALL_HINT}", binary.display()));
-        let mut server = Valkey {
+        Valkey {
             child,
             addr,
             dir,
             binary,
-        };
-        server.wait_ready(Duration::from_secs(20));
-        server
+        }
     }
 
     /// `127.0.0.1:PORT`.
