@@ -48,6 +48,19 @@ pub enum Error {
         sk: String,
         rule: String,
     },
+    /// A counter store (Valkey) command failed.
+    #[error("counter store {op} failed: {message}")]
+    Store {
+        op: &'static str,
+        message: String,
+        retryable: bool,
+    },
+    /// A key of the counter store holds something the layout never writes (it needs an operator).
+    #[error("counter store key {key} is corrupt: {rule}")]
+    CorruptStore { key: String, rule: String },
+    /// Concurrent invocations kept moving a shard's mark between our plan and our atomic step.
+    #[error("counter store: the mark of shard {shard} kept moving: gave up after {attempts} conflicting attempts")]
+    StoreContention { shard: String, attempts: u32 },
     /// Concurrent writers kept changing a row between our read and our conditional write.
     #[error(
         "row {pk}/{sk} of table {table}: gave up after {attempts} conflicting concurrent updates"
@@ -65,15 +78,18 @@ impl Error {
     /// as opposed to bad input or configuration.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::Dynamo { retryable, .. } | Error::Kinesis { retryable, .. } => *retryable,
-            Error::Contention { .. } => true,
+            Error::Dynamo { retryable, .. }
+            | Error::Kinesis { retryable, .. }
+            | Error::Store { retryable, .. } => *retryable,
+            Error::Contention { .. } | Error::StoreContention { .. } => true,
             Error::MissingEnv { .. }
             | Error::InvalidSequenceNumber { .. }
             | Error::InvalidShardId { .. }
             | Error::InvalidRecord { .. }
             | Error::MalformedBatch { .. }
             | Error::InvalidQuery(_)
-            | Error::CorruptRow { .. } => false,
+            | Error::CorruptRow { .. }
+            | Error::CorruptStore { .. } => false,
         }
     }
 }

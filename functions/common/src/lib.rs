@@ -4,6 +4,7 @@
 //! * [`config`]: SDK configuration from the standard AWS sources (`AWS_ENDPOINT_URL` included) and the
 //!   functions' environment variables.
 //! * [`metrics`]: the metrics table — its layout, the exactly-once writer and the readers `query` uses.
+//! * [`store`]: the counter store (Valkey): a batch applied exactly once by event id (claims, fence, script).
 //! * [`kinesis`]: `PutRecords` that resends individually failed records with bounded backoff.
 //! * [`emf`]: CloudWatch embedded metric format lines.
 //! * [`problem`]: RFC 9457 problem documents for the HTTP functions.
@@ -18,5 +19,6 @@ mod error;
 pub mod kinesis;
 pub mod metrics;
 pub mod problem;
+pub mod store;
 
 pub use error::Error;

@@ -1,12 +1,17 @@
 //! Test peers for tally's tests.
 //!
 //! [`Moto`] starts `moto_server` (PyPI `moto[server]`) on 127.0.0.1 on a free port and stops it when dropped,
-//! so every test owns its server and nothing outlives the test. Nothing here talks to a real AWS endpoint.
+//! so every test owns its server and nothing outlives the test. [`Valkey`] does the same for a real
+//! `valkey-server` run as a one-node cluster (see [`find_valkey_server`] for where the binary comes from).
+//! Nothing here talks to a real AWS endpoint.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+mod valkey;
+pub use valkey::{command as valkey_command, find_valkey_server, Reply, Valkey, SERVER_ENV};
 
 /// A running `moto_server` on 127.0.0.1, killed on drop.
 #[derive(Debug)]

@@ -2,6 +2,7 @@
 
 mod kinesis;
 mod metrics;
+mod store;
 
 use aws_config::SdkConfig;
 use tally_testkit::Moto;
