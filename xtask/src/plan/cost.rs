@@ -933,6 +933,6 @@ mod tests {
                 / b.events
         };
         let (few, many) = (wru_per_event(10, 2), wru_per_event(5000, 10));
-        assert!(many > few * 3.0, "{many} vs {few} WRU per event");
+        assert!(many > few * 2.0, "{many} vs {few} WRU per event");
     }
 }

@@ -37,10 +37,10 @@ pub const SEQUENCE_DIGITS: usize = 56;
 /// Read-modify-write attempts before the writer gives up (`metrics::MAX_CONFLICTS`).
 pub const MAX_CONFLICTS: f64 = 12.0;
 /// Events sampled per lane evaluation (batches × batch size), bounding the Monte Carlo's work.
-pub const SAMPLE_EVENTS: usize = 6_000;
+pub const SAMPLE_EVENTS: usize = 3_000;
 /// Batches sampled per lane evaluation, at least and at most.
 pub const MIN_BATCHES: usize = 3;
-pub const MAX_BATCHES: usize = 24;
+pub const MAX_BATCHES: usize = 12;
 
 /// An id whose `partition::bucket` is `b`, for each bucket: partition keys are then built by the real
 /// `partition_key_of`.
@@ -317,6 +317,8 @@ pub fn sample(profile: &Profile, routing: &Routing, spec: &BatchSpec, seed: u64)
     let batches = (SAMPLE_EVENTS / n).clamp(MIN_BATCHES, MAX_BATCHES);
     let mut rng = fastrand::Rng::with_seed(seed);
     let mut sketches = HashMap::new();
+    // Item sizes by (pk, sk lengths, events on a 5 % log grid, marks, expires, sketch): built once each.
+    let mut sizes: HashMap<(usize, usize, i64, usize, bool, bool), u64> = HashMap::new();
     let users = f64::from(traffic::users(profile));
     let money = money_per_event(&profile.kinds);
     let ads = f64::from(profile.ads_per_campaign.max(1));
@@ -405,6 +407,21 @@ pub fn sample(profile: &Profile, routing: &Routing, spec: &BatchSpec, seed: u64)
             let pk = format!("c#{campaign}");
             let has_users = !counters.users.is_empty();
             let mut item = |m: f64, marks: f64| {
+                let grid = if m < 20.0 {
+                    m.round() as i64
+                } else {
+                    1000 + (m.ln() / 0.05).round() as i64
+                };
+                let m = if m < 20.0 {
+                    m.round()
+                } else {
+                    ((grid - 1000) as f64 * 0.05).exp()
+                };
+                let marks_n = marks.round().max(1.0) as usize;
+                let key = (pk.len(), sk.len(), grid, marks_n, expires, has_users);
+                if let Some(size) = sizes.get(&key) {
+                    return *size;
+                }
                 let d = users * (1.0 - (-m / users).exp());
                 let sketch = if has_users {
                     sketch_bytes(d, &mut sketches)
@@ -419,11 +436,13 @@ pub fn sample(profile: &Profile, routing: &Routing, spec: &BatchSpec, seed: u64)
                     counts,
                     (m * money.0, m * money.1),
                     ver,
-                    marks.round().max(1.0) as usize,
+                    marks_n,
                     expires,
                     sketch,
                 );
-                tally_billing::dynamodb::item_size(&item)
+                let size = tally_billing::dynamodb::item_size(&item);
+                sizes.insert(key, size);
+                size
             };
             let m0 = if exists { before.max(1.0) } else { 0.0 };
             let size_before = if exists {

@@ -401,12 +401,31 @@ mod tests {
     }
 
     #[test]
-    fn packing_makes_the_stream_cheaper_than_naive() {
-        let r = report(Profile::flat(20_000.0, 300).expect("profile"));
+    fn mixed_requests_barely_pack_and_freshness_follows_the_cycle() {
+        let r = report(Profile::flat(2_000.0, 300).expect("profile"));
+        // 10 events per request over 1,000 campaigns × 16 keys: about one record per event, so the stream
+        // costs at least what the naive design's does (plus the enhanced fan-out consumer).
+        assert!(r.events_per_record < 1.2, "{}", r.events_per_record);
         let (t, n) = (r.tally.service("Kinesis"), r.naive.service("Kinesis"));
-        assert!(t * 2.0 < n, "Kinesis: tally {t} vs naive {n}");
-        assert_eq!(r.latency[0].lane, "realtime");
-        assert!(r.latency[0].p50_ms() < 100.0);
+        assert!(t > n * 0.9, "Kinesis: tally {t} vs naive {n}");
+        // The realtime budget's wait is half the cycle the bill was computed with.
+        let (_, rt) = r
+            .lanes_at_peak
+            .iter()
+            .find(|(lane, _)| lane == "realtime")
+            .expect("realtime lane");
+        let budget = r
+            .latency
+            .iter()
+            .find(|b| b.lane == "realtime")
+            .expect("budget");
+        let wait = budget
+            .components
+            .iter()
+            .find(|c| c.name.starts_with("wait"))
+            .expect("wait");
+        assert_eq!(wait.p50_ms, rt.cycle_ms / 2.0);
+        assert!(r.naive_notes.hottest_item_wcu_per_sec > 0.0);
     }
 
     #[test]
