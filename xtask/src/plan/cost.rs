@@ -673,13 +673,8 @@ fn archive_lines(
     gb_month: f64,
     billed_gb_month: f64,
 ) {
-    b.add(
-        "S3",
-        "archive PUTs",
-        puts,
-        "requests",
-        puts / 1e3 * prices.s3.put_per_thousand,
-    );
+    let [put_usd, _] = s3(prices, puts, 0.0);
+    b.add("S3", "archive PUTs", puts, "requests", put_usd);
     let life = &stack.archive_lifecycle;
     let end_days = life
         .expiration_days

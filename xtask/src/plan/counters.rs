@@ -384,21 +384,28 @@ pub fn sample(profile: &Profile, routing: &Routing, spec: &BatchSpec, seed: u64)
             let exists = rng.f64() < 1.0 - (-before).exp();
             let delta = counters.events() as f64;
             let routes = routing.campaign_routes(rank);
+            // Buckets of the campaign per shard it lands on (at most 16 shards).
+            let mut per_shard: Vec<(u32, f64)> = Vec::with_capacity(BUCKETS as usize);
+            for &sh in &routes {
+                match per_shard.iter_mut().find(|(x, _)| *x == sh) {
+                    Some((_, k)) => *k += 1.0,
+                    None => per_shard.push((sh, 1.0)),
+                }
+            }
             // Shards that wrote the row: those whose buckets saw one of its events.
-            let marks_before: f64 = (0..routing.shards)
-                .map(|sh| {
-                    let k = routes.iter().filter(|&&x| x == sh).count() as f64;
-                    1.0 - (1.0 - k / BUCKETS as f64).powf(before)
-                })
-                .sum();
-            let mine = routes.iter().filter(|&&x| x == s).count() as f64 / BUCKETS as f64;
+            let seen = |events: f64| -> f64 {
+                per_shard
+                    .iter()
+                    .map(|(_, k)| 1.0 - (1.0 - k / BUCKETS as f64).powf(events))
+                    .sum()
+            };
+            let marks_before = seen(before);
+            let mine = per_shard
+                .iter()
+                .find(|(x, _)| *x == s)
+                .map_or(0.0, |(_, k)| k / BUCKETS as f64);
             let marks_after = marks_before + (1.0 - mine).powf(before);
-            let writes_per_cycle: f64 = (0..routing.shards)
-                .map(|sh| {
-                    let k = routes.iter().filter(|&&x| x == sh).count() as f64;
-                    1.0 - (1.0 - k / BUCKETS as f64).powf(rate * spec.cycle_secs)
-                })
-                .sum();
+            let writes_per_cycle = seen(rate * spec.cycle_secs);
             let sk = format!(
                 "{}#{letter}#0029000000#{}",
                 if spec.realtime { "rt" } else { "st" },

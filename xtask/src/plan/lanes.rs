@@ -43,6 +43,9 @@ pub const PUT_RECORDS_MS: (f64, f64) = (10.0, 30.0);
 pub const EFO_PUSH_MS: (f64, f64) = (49.0, 109.0);
 pub const POLL_MS: (f64, f64) = (630.0, 1600.0);
 
+/// Shards whose expected key counts are averaged for the timing's fixed point.
+const KEY_SHARDS: u32 = 4;
+
 /// Measured values that replace the model's (`plan --check`).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Overrides {
@@ -200,13 +203,13 @@ impl Model {
         let duration = |n_records: f64| {
             let n = n_records * epr;
             let (c, p) = if kind.writes {
-                (0..shards.min(8))
+                (0..shards.min(KEY_SHARDS))
                     .map(|s| routing.expected_keys(s, n, ads))
                     .fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1))
             } else {
                 (0.0, 0.0)
             };
-            let k = f64::from(shards.min(8));
+            let k = f64::from(shards.min(KEY_SHARDS));
             let (c, p) = (c / k, p / k);
             let index = if kind.realtime { c } else { 0.0 };
             FUNCTION_BASE_MS.0
@@ -225,7 +228,7 @@ impl Model {
                 for _ in 0..40 {
                     t = wait_secs.max((DISPATCH_MS + duration(n)) / 1000.0);
                     let next = (records * t).clamp(1.0, batch_cap);
-                    if (next - n).abs() < 1e-6 * n {
+                    if (next - n).abs() < 1e-3 * n {
                         n = next;
                         break;
                     }

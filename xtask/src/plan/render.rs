@@ -42,7 +42,7 @@ pub fn table(r: &Report) -> String {
     let _ = writeln!(s, "tally plan — stage {}, profile \"{}\"", r.stage, p.name);
     let _ = writeln!(
         s,
-        "traffic: mean {:.0} events/s, peak {:.0} events/s, {:.0} M events/month; {} B/event, {:.1} events/request, {:.0} events/record ({:.0} B)",
+        "traffic: mean {:.0} events/s, peak {:.0} events/s, {:.0} M events/month; {} B/event, {:.1} events/request, {:.2} events/record ({:.0} B)",
         p.mean_events_per_sec(),
         p.peak_events_per_sec(),
         r.tally.events / 1e6,
