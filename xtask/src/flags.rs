@@ -19,6 +19,9 @@ commands:
                                            monthly AWS cost (tally vs naive), scaler simulation,
                                            freshness budget (docs/plan.md); --sweep: the profile's
                                            shape at 1k..1M events/s, cost and the AWS limits met
+  plan     --check LOADTEST.json [--tolerance 15]
+                                           the model's units per event against a load test's
+                                           metered ones; exits non-zero when one is further off
   ci                                       everything CI checks: fmt, clippy, all tests
   diff     [--stage S] [--no-build]        what a deploy would change (change set), replacements flagged
   deploy   [--stage S] [--yes] [--no-build]
@@ -100,6 +103,10 @@ pub struct Plan {
     pub prices: Option<PathBuf>,
     /// `--sweep`: the profile's shape scaled from 1,000 to 1,000,000 events/s, and the limits met.
     pub sweep: bool,
+    /// `--check LOADTEST.json`: compare the model with a load test's metered units.
+    pub check: Option<PathBuf>,
+    /// `--tolerance PCT` of `--check` (default 15).
+    pub tolerance: Option<f64>,
 }
 
 #[derive(Debug)]
@@ -307,10 +314,30 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<Cmd> {
                     Long("html") => cmd.html = Some(parser.value()?.into()),
                     Long("prices") => cmd.prices = Some(parser.value()?.into()),
                     Long("sweep") => cmd.sweep = true,
+                    Long("check") => cmd.check = Some(parser.value()?.into()),
+                    Long("tolerance") => {
+                        let value = parser.value()?.string()?;
+                        let pct: f64 = value
+                            .parse()
+                            .ok()
+                            .filter(|p: &f64| p.is_finite() && *p > 0.0)
+                            .with_context(|| {
+                                format!(
+                                    "--tolerance `{value}`: expected a percentage above 0, e.g. 15"
+                                )
+                            })?;
+                        cmd.tolerance = Some(pct);
+                    }
                     other => return Err(other.unexpected()).context("while reading `plan` flags"),
                 }
             }
-            if cmd.profile.is_some() == cmd.events_per_sec.is_some() {
+            if cmd.check.is_some() {
+                if cmd.profile.is_some() || cmd.events_per_sec.is_some() {
+                    bail!("plan --check takes the profile and rate from the load test's JSON: drop --profile / --events-per-sec");
+                }
+            } else if cmd.tolerance.is_some() {
+                bail!("plan: --tolerance goes with --check LOADTEST.json");
+            } else if cmd.profile.is_some() == cmd.events_per_sec.is_some() {
                 bail!("plan: give exactly one of --profile FILE and --events-per-sec N");
             }
             if cmd.sweep && cmd.events_per_sec == Some(0.0) {

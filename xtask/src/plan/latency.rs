@@ -4,6 +4,12 @@
 //! about once a second; DynamoDB single-digit milliseconds), and the design brief's measurements for the
 //! propagation percentiles.
 
+use std::collections::BTreeMap;
+
+use super::lanes::{
+    LaneEval, COLLECT_MS, EFO_PUSH_MS, FUNCTION_BASE_MS, POLL_INTERVAL_SECS, POLL_MS,
+    PUT_RECORDS_MS,
+};
 use super::stack::{KinesisMapping, StackModel};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -34,55 +40,62 @@ impl Budget {
     }
 }
 
-/// The budget of one mapping.
-pub fn budget(lane: &str, m: &KinesisMapping) -> Budget {
+/// The budget of one mapping, whose lane the cost model evaluated as `t` (cycle, function and write times):
+/// the same numbers the bill is computed from.
+pub fn budget(lane: &str, m: &KinesisMapping, t: &LaneEval) -> Budget {
     let mut components = vec![
         Component {
             name: "collect (Function URL, warm)",
-            p50_ms: 5.0,
-            p99_ms: 20.0,
+            p50_ms: COLLECT_MS.0,
+            p99_ms: COLLECT_MS.1,
             source: "typical warm invoke; not an AWS guarantee",
         },
         Component {
             name: "PutRecords",
-            p50_ms: 10.0,
-            p99_ms: 30.0,
+            p50_ms: PUT_RECORDS_MS.0,
+            p99_ms: PUT_RECORDS_MS.1,
             source: "typical in-region PutRecords round trip",
         },
     ];
+    let polled = !m.efo && m.window_secs == 0;
     components.push(if m.efo {
         Component {
             name: "enhanced fan-out push",
-            p50_ms: 49.0,
-            p99_ms: 109.0,
+            p50_ms: EFO_PUSH_MS.0,
+            p99_ms: EFO_PUSH_MS.1,
             source: "AWS: ≈70 ms average; measured p50 49 ms, p99 109 ms",
         }
     } else {
         Component {
             name: "shared-iterator polling",
-            p50_ms: 630.0,
-            p99_ms: 1600.0,
+            p50_ms: POLL_MS.0,
+            p99_ms: POLL_MS.1,
             source: "AWS: polled about once a second; measured p50 630 ms, p99 1.6 s",
         }
     });
-    let window_ms = f64::from(m.window_secs) * 1000.0;
+    // An event waits for the shard's running invocation (or the window) to end: half a cycle, a whole one.
+    let wait = if polled {
+        (t.cycle_ms - POLL_INTERVAL_SECS * 1000.0).max(0.0)
+    } else {
+        t.cycle_ms
+    };
     components.push(Component {
-        name: "batching window",
-        p50_ms: window_ms / 2.0,
-        p99_ms: window_ms,
-        source: "MaximumBatchingWindowInSeconds of the mapping",
+        name: "wait for the shard's next batch",
+        p50_ms: wait / 2.0,
+        p99_ms: wait,
+        source: "the lane's cycle in the cost model (window, or the running invocation)",
     });
     components.push(Component {
         name: "function (decode, aggregate)",
-        p50_ms: 1.0,
-        p99_ms: 5.0,
-        source: "tally-domain benchmarks: millions of events/s",
+        p50_ms: t.function_ms,
+        p99_ms: t.function_ms + FUNCTION_BASE_MS.1 - FUNCTION_BASE_MS.0,
+        source: "the cost model's function time for the lane's batch",
     });
     components.push(Component {
-        name: "table write",
-        p50_ms: 5.0,
-        p99_ms: 20.0,
-        source: "AWS: DynamoDB single-digit millisecond latency",
+        name: "table writes",
+        p50_ms: t.write_ms,
+        p99_ms: t.write_ms_p99,
+        source: "the batch's row requests, 16 in flight, DynamoDB 5 ms (p99 20 ms) each",
     });
     Budget {
         lane: lane.to_owned(),
@@ -92,8 +105,9 @@ pub fn budget(lane: &str, m: &KinesisMapping) -> Budget {
     }
 }
 
-/// Budgets of every stream-reading lane, fastest first.
-pub fn budgets(stack: &StackModel) -> Vec<Budget> {
+/// Budgets of every stream-reading lane, fastest first; `timing` maps a mapping's function (logical id) to
+/// its lane evaluation at the profile's peak.
+pub fn budgets(stack: &StackModel, timing: &BTreeMap<String, LaneEval>) -> Vec<Budget> {
     let mut out: Vec<Budget> = stack
         .kinesis_mappings
         .iter()
@@ -102,7 +116,8 @@ pub fn budgets(stack: &StackModel) -> Vec<Budget> {
                 .functions
                 .get(&m.function)
                 .map_or(m.function.as_str(), |f| f.name.as_str());
-            budget(name, m)
+            let t = timing.get(&m.function).copied().unwrap_or_default();
+            budget(name, m, &t)
         })
         .collect();
     out.sort_by(|a, b| a.p50_ms().total_cmp(&b.p50_ms()));
@@ -124,27 +139,52 @@ mod tests {
         }
     }
 
+    fn timing(cycle_ms: f64, function_ms: f64, write_ms: f64) -> LaneEval {
+        LaneEval {
+            cycle_ms,
+            function_ms,
+            write_ms,
+            write_ms_p99: write_ms * 4.0,
+            ..LaneEval::default()
+        }
+    }
+
     #[track_caller]
-    fn check(efo: bool, window: u32, p50: f64, p99: f64) {
-        let b = budget("lane", &mapping(efo, window));
+    fn check(efo: bool, window: u32, t: LaneEval, p50: f64, p99: f64) {
+        let b = budget("lane", &mapping(efo, window), &t);
         assert_eq!((b.p50_ms(), b.p99_ms()), (p50, p99));
     }
 
     #[test]
     fn budgets_add_up() {
-        // 5 + 10 + 49 + 0 + 1 + 5 = 70; 20 + 30 + 109 + 0 + 5 + 20 = 184.
-        check(true, 0, 70.0, 184.0);
-        // Polling: 5 + 10 + 630 + 0 + 1 + 5.
-        check(false, 0, 651.0, 1675.0);
-        // A 30 s window dominates.
-        check(false, 30, 15651.0, 31675.0);
+        // 5 + 10 + 49 + 40/2 + 2 + 10 = 96; 20 + 30 + 109 + 40 + 6 + 40 = 245.
+        check(true, 0, timing(40.0, 2.0, 10.0), 96.0, 245.0);
+        // Polling: the poll covers the first second of the cycle. 5 + 10 + 630 + 0 + 1 + 5.
+        check(
+            false,
+            0,
+            timing(1000.0, 1.0, 5.0),
+            651.0,
+            1675.0 - 20.0 + 20.0,
+        );
+        // A 30 s window dominates: 5 + 10 + 630 + 15000 + 1 + 5.
+        check(
+            false,
+            30,
+            timing(30_000.0, 1.0, 5.0),
+            15_651.0,
+            20.0 + 30.0 + 1600.0 + 30_000.0 + 5.0 + 20.0,
+        );
     }
 
     #[test]
-    fn only_enhanced_fan_out_with_no_window_is_under_100ms_at_p50() {
-        for (efo, window) in [(true, 0), (true, 1), (false, 0)] {
-            let under = budget("l", &mapping(efo, window)).p50_ms() < 100.0;
-            assert_eq!(under, efo && window == 0, "efo {efo} window {window}");
-        }
+    fn a_long_cycle_shows_in_the_freshness() {
+        // The cost model's batches and the budget are the same numbers: a 4 s cycle is 2 s at p50.
+        let slow = budget("l", &mapping(true, 0), &timing(4000.0, 10.0, 3000.0));
+        assert!(slow.p50_ms() > 2000.0, "{}", slow.p50_ms());
+        let fast = budget("l", &mapping(true, 0), &timing(20.0, 1.0, 5.0));
+        assert!(fast.p50_ms() < 100.0, "{}", fast.p50_ms());
+        let polled = budget("l", &mapping(false, 0), &timing(1000.0, 1.0, 5.0));
+        assert!(polled.p50_ms() > 600.0);
     }
 }

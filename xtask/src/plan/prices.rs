@@ -47,6 +47,8 @@ pub struct Lambda {
 pub struct DynamoDb {
     pub write_request_units_per_million: f64,
     pub read_request_units_per_million: f64,
+    pub provisioned_wcu_hour: f64,
+    pub provisioned_rcu_hour: f64,
     pub storage_gb_month: f64,
 }
 
@@ -56,6 +58,11 @@ pub struct S3 {
     pub put_per_thousand: f64,
     pub get_per_thousand: f64,
     pub storage_gb_month: f64,
+    pub standard_ia_gb_month: f64,
+    pub glacier_ir_gb_month: f64,
+    pub glacier_flexible_gb_month: f64,
+    pub transition_ia_per_thousand: f64,
+    pub transition_glacier_per_thousand: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -107,7 +114,7 @@ impl Prices {
 
 impl Prices {
     /// Every price with its key, for checks and for the report.
-    pub fn entries(&self) -> [(&'static str, f64); 26] {
+    pub fn entries(&self) -> [(&'static str, f64); 33] {
         let p = self;
         let k = &p.kinesis;
         [
@@ -137,10 +144,32 @@ impl Prices {
                 "dynamodb.read_request_units_per_million",
                 p.dynamodb.read_request_units_per_million,
             ),
+            (
+                "dynamodb.provisioned_wcu_hour",
+                p.dynamodb.provisioned_wcu_hour,
+            ),
+            (
+                "dynamodb.provisioned_rcu_hour",
+                p.dynamodb.provisioned_rcu_hour,
+            ),
             ("dynamodb.storage_gb_month", p.dynamodb.storage_gb_month),
             ("s3.put_per_thousand", p.s3.put_per_thousand),
             ("s3.get_per_thousand", p.s3.get_per_thousand),
             ("s3.storage_gb_month", p.s3.storage_gb_month),
+            ("s3.standard_ia_gb_month", p.s3.standard_ia_gb_month),
+            ("s3.glacier_ir_gb_month", p.s3.glacier_ir_gb_month),
+            (
+                "s3.glacier_flexible_gb_month",
+                p.s3.glacier_flexible_gb_month,
+            ),
+            (
+                "s3.transition_ia_per_thousand",
+                p.s3.transition_ia_per_thousand,
+            ),
+            (
+                "s3.transition_glacier_per_thousand",
+                p.s3.transition_glacier_per_thousand,
+            ),
             ("sqs.requests_per_million", p.sqs.requests_per_million),
             (
                 "cloudwatch.logs_ingestion_gb",

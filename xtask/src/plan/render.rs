@@ -42,7 +42,7 @@ pub fn table(r: &Report) -> String {
     let _ = writeln!(s, "tally plan — stage {}, profile \"{}\"", r.stage, p.name);
     let _ = writeln!(
         s,
-        "traffic: mean {:.0} events/s, peak {:.0} events/s, {:.0} M events/month; {} B/event, {:.1} events/request, {:.0} events/record ({:.0} B)",
+        "traffic: mean {:.0} events/s, peak {:.0} events/s, {:.0} M events/month; {} B/event, {:.1} events/request, {:.2} events/record ({:.0} B)",
         p.mean_events_per_sec(),
         p.peak_events_per_sec(),
         r.tally.events / 1e6,
@@ -50,6 +50,44 @@ pub fn table(r: &Report) -> String {
         p.events_per_request,
         r.events_per_record,
         r.record_bytes
+    );
+    let _ = writeln!(
+        s,
+        "packing (real wire::pack on {} sampled events): {:.3} events/record, {:.0} B/record, {:.2} PUT units/record",
+        r.packing.events,
+        r.packing.events_per_record,
+        r.packing.bytes_per_record,
+        r.packing.put_units_per_record
+    );
+    for (lane, e) in &r.lanes_at_peak {
+        let _ = writeln!(
+            s,
+            "lane {lane} at the peak: cycle {:.0} ms, {:.1} events/invocation, {:.0} rows ({:.0} with a sketch), {:.1} write + {:.1} read units per batch, {:.2} failed conditional writes, mean item {:.0} B",
+            e.cycle_ms,
+            e.events_per_invocation,
+            e.units.rows,
+            e.units.sketch_rows,
+            e.units.write_units,
+            e.units.read_units,
+            e.units.failed_conditional_writes,
+            e.units.mean_item_bytes
+        );
+    }
+    let _ = writeln!(
+        s,
+        "metrics table: on-demand {} a month, provisioned with auto scaling {} (peak {:.0} write units/s)",
+        usd(r.tally.service("DynamoDB")),
+        usd(r.tally.dynamodb_provisioned_usd),
+        r.tally.dynamodb_peak_wcu_per_sec
+    );
+    let n = &r.naive_notes;
+    let _ = writeln!(
+        s,
+        "naive design: freshness p50 ≈ {:.0} ms (shared-iterator polling), not exactly-once (a redelivered batch is written again), hottest item {:.0} write units/s at the peak against DynamoDB's {:.0} per item{}",
+        n.freshness_p50_ms,
+        n.hottest_item_wcu_per_sec,
+        n.item_limit_wcu_per_sec,
+        if n.hottest_item_wcu_per_sec > n.item_limit_wcu_per_sec { " (throttled)" } else { "" }
     );
     let _ = writeln!(
         s,
@@ -205,7 +243,21 @@ pub fn json(r: &Report) -> Value {
             "days": p.days(),
         },
         "prices": { "region": r.prices.region, "as_of": r.prices.as_of },
-        "packing": { "events_per_record": r.events_per_record, "record_bytes": r.record_bytes },
+        "packing": { "events_per_record": r.events_per_record, "record_bytes": r.record_bytes,
+            "sampled_events": r.packing.events, "put_units_per_record": r.packing.put_units_per_record,
+            "encoded_bytes_per_event": r.packing.encoded_bytes_per_event },
+        "lanes_at_peak": r.lanes_at_peak.iter().map(|(lane, e)| json!({
+            "lane": lane, "cycle_ms": e.cycle_ms, "events_per_invocation": e.events_per_invocation,
+            "records_per_invocation": e.records_per_invocation, "duration_ms": e.duration_ms,
+            "rows": e.units.rows, "sketch_rows": e.units.sketch_rows, "write_units": e.units.write_units,
+            "read_units": e.units.read_units, "failed_conditional_writes": e.units.failed_conditional_writes,
+            "mean_item_bytes": e.units.mean_item_bytes, "behind": e.behind,
+        })).collect::<Vec<_>>(),
+        "dynamodb": { "on_demand_usd": r.tally.service("DynamoDB"), "provisioned_auto_scaling_usd": r.tally.dynamodb_provisioned_usd,
+            "peak_write_units_per_sec": r.tally.dynamodb_peak_wcu_per_sec },
+        "naive_notes": { "freshness_p50_ms": r.naive_notes.freshness_p50_ms, "exactly_once": false,
+            "hottest_item_write_units_per_sec": r.naive_notes.hottest_item_wcu_per_sec,
+            "item_limit_write_units_per_sec": r.naive_notes.item_limit_wcu_per_sec },
         "stream_mode": mode(r.on_demand),
         "template": {
             "retention_hours": r.stack.stream.retention_hours,

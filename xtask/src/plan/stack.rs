@@ -47,6 +47,13 @@ pub struct KinesisMapping {
     pub starting_position: String,
 }
 
+/// A bucket's lifecycle rule: storage-class transitions (days, class) and expiration.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Lifecycle {
+    pub transitions: Vec<(u32, String)>,
+    pub expiration_days: Option<u32>,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct StackModel {
     pub stream: StreamModel,
@@ -61,6 +68,8 @@ pub struct StackModel {
     pub tables: u32,
     /// Expiration of archived objects, days (the shortest enabled rule of any bucket), if any.
     pub archive_expiration_days: Option<u32>,
+    /// The archive's lifecycle: transitions and expiration of the enabled rule with the most transitions.
+    pub archive_lifecycle: Lifecycle,
     /// The scaler's `TALLY_MIN_SHARDS` / `TALLY_MAX_SHARDS`, if a function has them.
     pub scaler_bounds: Option<(u32, u32)>,
 }
@@ -187,6 +196,7 @@ pub fn read(template: &Value) -> anyhow::Result<StackModel> {
         secrets: 0,
         tables: 0,
         archive_expiration_days: None,
+        archive_lifecycle: Lifecycle::default(),
         scaler_bounds: None,
     };
     let mut log_retention: BTreeMap<String, u32> = BTreeMap::new();
@@ -269,10 +279,29 @@ pub fn read(template: &Value) -> anyhow::Result<StackModel> {
                     .and_then(Value::as_array);
                 for rule in rules.into_iter().flatten() {
                     let enabled = rule.get("Status").and_then(Value::as_str) == Some("Enabled");
-                    if let (true, Some(days)) = (enabled, rule.get("ExpirationInDays")) {
+                    if !enabled {
+                        continue;
+                    }
+                    let mut life = Lifecycle::default();
+                    if let Some(days) = rule.get("ExpirationInDays") {
                         let days = number(&serde_json::json!({ "d": days }), "d", 0, &path)?;
                         let shortest = model.archive_expiration_days.map_or(days, |d| d.min(days));
                         model.archive_expiration_days = Some(shortest);
+                        life.expiration_days = Some(days);
+                    }
+                    let transitions = rule.get("Transitions").and_then(Value::as_array);
+                    for t in transitions.into_iter().flatten() {
+                        let days = number(t, "TransitionInDays", 0, &path)?;
+                        let class =
+                            t.get("StorageClass")
+                                .and_then(Value::as_str)
+                                .with_context(|| {
+                                    format!("{path}: a lifecycle transition without StorageClass")
+                                })?;
+                        life.transitions.push((days, class.to_owned()));
+                    }
+                    if life.transitions.len() >= model.archive_lifecycle.transitions.len() {
+                        model.archive_lifecycle = life;
                     }
                 }
             }
@@ -429,7 +458,9 @@ pub(crate) mod tests {
                 "Failures": { "Type": "AWS::SQS::Queue", "Properties": {} },
                 "Metrics": { "Type": "AWS::DynamoDB::Table", "Properties": { "BillingMode": "PAY_PER_REQUEST" } },
                 "Archive": { "Type": "AWS::S3::Bucket", "Properties": { "LifecycleConfiguration": { "Rules": [
-                    { "Status": "Enabled", "ExpirationInDays": 400 } ] } } },
+                    { "Status": "Enabled", "ExpirationInDays": 400, "Transitions": [
+                        { "TransitionInDays": 30, "StorageClass": "STANDARD_IA" },
+                        { "TransitionInDays": 90, "StorageClass": "GLACIER_IR" } ] } ] } } },
                 "Token": { "Type": "AWS::SecretsManager::Secret", "Properties": {} },
                 "AgeAlarm": { "Type": "AWS::CloudWatch::Alarm", "Properties": {} },
                 "ErrorAlarm": { "Type": "AWS::CloudWatch::Alarm", "Properties": {} },
@@ -471,6 +502,13 @@ pub(crate) mod tests {
         assert!(!de.efo && de.batch_size == 2000 && de.window_secs == 30);
         assert_eq!((m.alarms, m.secrets, m.queues, m.tables), (2, 1, 1, 1));
         assert_eq!(m.archive_expiration_days, Some(400));
+        assert_eq!(
+            m.archive_lifecycle,
+            Lifecycle {
+                transitions: vec![(30, "STANDARD_IA".into()), (90, "GLACIER_IR".into())],
+                expiration_days: Some(400)
+            }
+        );
     }
 
     #[track_caller]

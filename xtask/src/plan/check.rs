@@ -1,0 +1,534 @@
+//! `cargo xtask plan --check LOADTEST.json [--tolerance 15]`: the model against a load test's metered units.
+//!
+//! The load test's JSON (`cargo xtask loadtest --json`, the `metered` section) gives the traffic profile, the
+//! achieved rate, the open shards and each lane's measured cycle. The model is evaluated with exactly those
+//! inputs ([`super::lanes::Overrides`]) and its units per event are printed next to the measured ones:
+//! DynamoDB write and read units per event (realtime, deferred), Kinesis records and PUT payload units per
+//! event, Lambda invocations and GB-seconds per event (collect, realtime, deferred). Lambda GB-seconds take
+//! the measured mean billed duration per invocation as their duration input, so that they check the model's
+//! arithmetic (invocations × duration × memory), not the speed of the machine the load test ran on.
+
+use std::path::Path;
+
+use anyhow::{bail, Context};
+use serde_json::Value;
+use tally_traffic::{Profile, KIND_NAMES};
+
+use super::counters::Rows;
+use super::lanes::{Model, Overrides};
+use super::stack::{self, StackModel};
+use super::traffic;
+
+/// What the load test measured, as far as the check needs it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Measured {
+    pub rate: f64,
+    pub events: f64,
+    pub shards: u32,
+    /// Lane (function role) → measured cycle, ms.
+    pub cycles: Vec<(String, f64)>,
+    pub units: Vec<(String, f64)>,
+    /// Function role → mean billed ms per invocation.
+    pub billed_ms: Vec<(String, f64)>,
+}
+
+/// One compared unit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    pub unit: String,
+    pub predicted: f64,
+    pub measured: f64,
+}
+
+impl Row {
+    /// measured / predicted (1 when both are 0, infinite when only the prediction is).
+    pub fn ratio(&self) -> f64 {
+        if self.predicted == 0.0 {
+            if self.measured == 0.0 {
+                1.0
+            } else {
+                f64::INFINITY
+            }
+        } else {
+            self.measured / self.predicted
+        }
+    }
+
+    pub fn within(&self, tolerance: f64) -> bool {
+        (self.ratio() - 1.0).abs() <= tolerance
+    }
+}
+
+/// The lanes and functions the check compares.
+pub const LANES: [&str; 2] = ["realtime", "deferred"];
+pub const FUNCTIONS: [&str; 3] = ["collect", "realtime", "deferred"];
+
+fn field<'a>(v: &'a Value, path: &str) -> anyhow::Result<&'a Value> {
+    let mut at = v;
+    for part in path.split('.') {
+        at = at.get(part).with_context(|| {
+            format!(
+                "missing field `{path}` (format: METERED contract, `cargo xtask loadtest --json`)"
+            )
+        })?;
+    }
+    Ok(at)
+}
+
+fn num(v: &Value, path: &str) -> anyhow::Result<f64> {
+    let n = field(v, path)?
+        .as_f64()
+        .with_context(|| format!("field `{path}` is not a number"))?;
+    if !n.is_finite() || n < 0.0 {
+        bail!("field `{path}` is {n}: expected a finite number >= 0");
+    }
+    Ok(n)
+}
+
+/// The measured side of the comparison, from the load test's JSON.
+pub fn measured(v: &Value) -> anyhow::Result<Measured> {
+    let events = num(v, "metered.events")?;
+    if events <= 0.0 {
+        bail!("metered.events is 0: the load test acknowledged no event inside its metered window, so there is nothing to compare (run it longer, or check it reached collect)");
+    }
+    let rate = num(v, "rate_achieved")?;
+    if rate <= 0.0 {
+        bail!("rate_achieved is 0: the load test sent nothing");
+    }
+    let shards = num(v, "metered.shards")?;
+    if shards < 1.0 {
+        bail!("metered.shards is {shards}: expected at least one open shard");
+    }
+    let mut m = Measured {
+        rate,
+        events,
+        shards: shards as u32,
+        cycles: Vec::new(),
+        units: Vec::new(),
+        billed_ms: Vec::new(),
+    };
+    for lane in LANES {
+        m.cycles.push((
+            lane.to_owned(),
+            num(v, &format!("metered.lanes.{lane}.cycle_ms"))?,
+        ));
+        for (unit, key) in [
+            ("write", "write_units_per_event"),
+            ("read", "read_units_per_event"),
+        ] {
+            m.units.push((
+                format!("dynamodb {unit} units per event ({lane})"),
+                num(v, &format!("metered.dynamodb.by_lane.{lane}.{key}"))?,
+            ));
+        }
+    }
+    m.units.push((
+        "kinesis records per event".to_owned(),
+        num(v, "metered.kinesis.records_per_event")?,
+    ));
+    m.units.push((
+        "kinesis PUT payload units per event".to_owned(),
+        num(v, "metered.kinesis.put_units_per_event")?,
+    ));
+    for f in FUNCTIONS {
+        let base = format!("metered.lambda.by_function.{f}");
+        m.units.push((
+            format!("lambda invocations per event ({f})"),
+            num(v, &format!("{base}.invocations_per_event"))?,
+        ));
+        m.units.push((
+            format!("lambda GB-s per event ({f})"),
+            num(v, &format!("{base}.gb_seconds_per_event"))?,
+        ));
+        let invocations = num(v, &format!("{base}.invocations"))?;
+        let billed = num(v, &format!("{base}.billed_ms"))?;
+        m.billed_ms.push((
+            f.to_owned(),
+            if invocations > 0.0 {
+                billed / invocations
+            } else {
+                0.0
+            },
+        ));
+    }
+    Ok(m)
+}
+
+/// The profile the load test ran: its file (relative to the workspace root), or the shape in the JSON.
+pub fn profile(v: &Value, root: &Path) -> anyhow::Result<Profile> {
+    let p = field(v, "profile")?;
+    if let Some(file) = p.get("file").and_then(Value::as_str) {
+        let path = root.join(file);
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "while reading the load test's profile {} (profile.file)",
+                path.display()
+            )
+        })?;
+        return Profile::parse(&text).with_context(|| format!("in profile {}", path.display()));
+    }
+    // The shipped default: its shape is in the JSON.
+    let mut out =
+        Profile::flat(0.0, num(p, "event_bytes")? as u32).context("profile.event_bytes")?;
+    out.name = p
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or("load test default")
+        .to_owned();
+    out.events_per_request = num(p, "events_per_request")?.max(1.0);
+    out.campaigns = num(p, "campaigns")? as u32;
+    out.ads_per_campaign = num(p, "ads_per_campaign")?.max(1.0) as u32;
+    out.campaign_skew = num(p, "campaign_skew")?;
+    if let Some(kinds) = p.get("kinds") {
+        for (i, name) in KIND_NAMES.iter().enumerate() {
+            out.kinds[i] = match kinds {
+                Value::Array(a) => a.get(i).and_then(Value::as_f64),
+                other => other.get(*name).and_then(Value::as_f64),
+            }
+            .with_context(|| format!("profile.kinds: no share for `{name}`"))?;
+        }
+    }
+    if out.campaigns == 0 {
+        bail!("profile.campaigns is 0");
+    }
+    Ok(out)
+}
+
+/// The model's units per event for `profile` at the measured rate, shards and cycles, on `stack`.
+pub fn predicted(profile: &Profile, stack: &StackModel, m: &Measured) -> Vec<(String, f64)> {
+    let packing = traffic::packing(profile, traffic::PACKING_SAMPLE_EVENTS);
+    let epr = packing.events_per_record.max(1.0);
+    let mut overrides = Overrides {
+        shards: Some(m.shards),
+        ..Overrides::default()
+    };
+    for (lane, cycle) in &m.cycles {
+        if *cycle > 0.0 {
+            overrides.cycle_ms.insert(lane.clone(), *cycle);
+        }
+    }
+    let mut model = Model::new(profile, packing.clone(), overrides);
+    let billed = |f: &str| {
+        m.billed_ms
+            .iter()
+            .find(|(name, _)| name == f)
+            .map_or(0.0, |(_, ms)| *ms)
+    };
+    let gb_s = |invocations: f64, f: &str, memory_mb: u32| {
+        invocations * billed(f) / 1000.0 * f64::from(memory_mb) / 1024.0
+    };
+    let mut out = Vec::new();
+    let shards = f64::from(m.shards);
+    let mut lambda = Vec::new();
+    for lane in LANES {
+        let found = stack.kinesis_mappings.iter().find_map(|mapping| {
+            let f = stack.functions.get(&mapping.function)?;
+            (f.name == lane).then_some((mapping, f))
+        });
+        let (wru, rru, inv, memory) = match found {
+            Some((mapping, f)) => {
+                let e = model.lane(
+                    lane,
+                    super::cost::lane_kind(f),
+                    mapping,
+                    m.shards,
+                    m.rate,
+                    Rows::All,
+                );
+                let inv = e.invocations_per_shard_sec * shards / m.rate;
+                (
+                    inv * e.units.write_units,
+                    inv * e.units.read_units,
+                    inv,
+                    f.memory_mb,
+                )
+            }
+            None => (0.0, 0.0, 0.0, 0),
+        };
+        out.push((format!("dynamodb write units per event ({lane})"), wru));
+        out.push((format!("dynamodb read units per event ({lane})"), rru));
+        lambda.push((lane, inv, memory));
+    }
+    out.push(("kinesis records per event".to_owned(), 1.0 / epr));
+    out.push((
+        "kinesis PUT payload units per event".to_owned(),
+        packing.put_units_per_record / epr,
+    ));
+    let collect_memory = stack
+        .functions_with_env("TALLY_STREAM_NAME")
+        .find(|f| f.has_url)
+        .map_or(0, |f| f.memory_mb);
+    lambda.insert(
+        0,
+        (
+            "collect",
+            1.0 / profile.events_per_request.max(1.0),
+            collect_memory,
+        ),
+    );
+    for (f, inv, memory) in lambda {
+        out.push((format!("lambda invocations per event ({f})"), inv));
+        out.push((format!("lambda GB-s per event ({f})"), gb_s(inv, f, memory)));
+    }
+    out
+}
+
+/// Both sides, unit by unit (in the order of the measured units).
+pub fn compare(predicted: &[(String, f64)], measured: &Measured) -> anyhow::Result<Vec<Row>> {
+    measured
+        .units
+        .iter()
+        .map(|(unit, value)| {
+            let p = predicted
+                .iter()
+                .find(|(name, _)| name == unit)
+                .map(|(_, v)| *v)
+                .with_context(|| format!("the model has no prediction for `{unit}`"))?;
+            Ok(Row {
+                unit: unit.clone(),
+                predicted: p,
+                measured: *value,
+            })
+        })
+        .collect()
+}
+
+/// The table `--check` prints.
+pub fn table(rows: &[Row], tolerance: f64) -> String {
+    let mut s = format!(
+        "{:<44} {:>14} {:>14} {:>8}  (tolerance ±{:.0}%)\n",
+        "unit",
+        "predicted",
+        "measured",
+        "ratio",
+        tolerance * 100.0
+    );
+    for r in rows {
+        s.push_str(&format!(
+            "{:<44} {:>14.6} {:>14.6} {:>8.3}  {}\n",
+            r.unit,
+            r.predicted,
+            r.measured,
+            r.ratio(),
+            if r.within(tolerance) { "ok" } else { "OFF" }
+        ));
+    }
+    s
+}
+
+/// The verdict: an error naming every unit more than `tolerance` off.
+pub fn verdict(rows: &[Row], tolerance: f64) -> anyhow::Result<()> {
+    let off: Vec<String> = rows
+        .iter()
+        .filter(|r| !r.within(tolerance))
+        .map(|r| {
+            format!(
+                "{}: predicted {:.6}, measured {:.6}, ratio {:.3}",
+                r.unit,
+                r.predicted,
+                r.measured,
+                r.ratio()
+            )
+        })
+        .collect();
+    if off.is_empty() {
+        return Ok(());
+    }
+    bail!(
+        "plan --check: {} of {} units are more than {:.0}% off the model:\n  {}",
+        off.len(),
+        rows.len(),
+        tolerance * 100.0,
+        off.join("\n  ")
+    )
+}
+
+/// The whole check on parsed JSON: the rows, for printing and the verdict.
+pub fn check_value(v: &Value, root: &Path, template: &Value) -> anyhow::Result<Vec<Row>> {
+    let measured = measured(v)?;
+    let profile = profile(v, root)?;
+    let stack = stack::read(template).context("while reading the template")?;
+    compare(&predicted(&profile, &stack, &measured), &measured)
+}
+
+/// Reads `path` and parses it as the load test's JSON.
+pub fn read(path: &Path) -> anyhow::Result<Value> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("while reading the load test output {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| {
+        format!(
+            "{} is not JSON (expected the output of `cargo xtask loadtest --json`)",
+            path.display()
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// A load test's JSON whose measured units are `scale` × the model's.
+    fn crafted(scale: f64) -> Value {
+        let shape = json!({ "name": "t", "file": null, "event_bytes": 300, "events_per_request": 5,
+            "campaigns": 50, "ads_per_campaign": 3, "campaign_skew": 1.0,
+            "kinds": { "impression": 0.7, "viewable": 0.25, "click": 0.04, "conversion": 0.01 } });
+        let mut v = json!({
+            "rate_achieved": 400.0,
+            "profile": shape,
+            "metered": {
+                "events": 24000, "shards": 2,
+                "lanes": { "realtime": { "cycle_ms": 60.0 }, "deferred": { "cycle_ms": 30000.0 } },
+                "lambda": { "by_function": {
+                    "collect": { "invocations": 4800, "billed_ms": 9600 },
+                    "realtime": { "invocations": 800, "billed_ms": 4000 },
+                    "deferred": { "invocations": 4, "billed_ms": 400 } } },
+                "kinesis": {}, "dynamodb": { "by_lane": { "realtime": {}, "deferred": {} } },
+            }
+        });
+        let m = measured_skeleton(&v);
+        let profile = profile(&v, Path::new(".")).expect("profile");
+        let stack = stack::read(&stack::tests::fixture()).expect("stack");
+        for (unit, value) in predicted(&profile, &stack, &m) {
+            let value = value * scale;
+            let (path, key): (Vec<&str>, &str) = match unit.as_str() {
+                "kinesis records per event" => (vec!["kinesis"], "records_per_event"),
+                "kinesis PUT payload units per event" => (vec!["kinesis"], "put_units_per_event"),
+                u if u.starts_with("dynamodb") => {
+                    let lane = if u.contains("realtime") {
+                        "realtime"
+                    } else {
+                        "deferred"
+                    };
+                    let key = if u.contains("write") {
+                        "write_units_per_event"
+                    } else {
+                        "read_units_per_event"
+                    };
+                    (vec!["dynamodb", "by_lane", lane], key)
+                }
+                u => {
+                    let f = FUNCTIONS
+                        .iter()
+                        .find(|f| u.contains(&format!("({f})")))
+                        .expect("fn");
+                    let key = if u.contains("GB-s") {
+                        "gb_seconds_per_event"
+                    } else {
+                        "invocations_per_event"
+                    };
+                    (vec!["lambda", "by_function", f], key)
+                }
+            };
+            let mut at = &mut v["metered"];
+            for p in path {
+                at = &mut at[p];
+            }
+            at[key] = json!(value);
+        }
+        v
+    }
+
+    /// The inputs `measured` reads before the units (for building a crafted file from the model).
+    fn measured_skeleton(v: &Value) -> Measured {
+        let mut m = Measured {
+            rate: 400.0,
+            events: 24000.0,
+            shards: 2,
+            cycles: vec![("realtime".into(), 60.0), ("deferred".into(), 30000.0)],
+            units: Vec::new(),
+            billed_ms: Vec::new(),
+        };
+        for f in FUNCTIONS {
+            let base = &v["metered"]["lambda"]["by_function"][f];
+            let inv = base["invocations"].as_f64().expect("inv");
+            m.billed_ms
+                .push((f.into(), base["billed_ms"].as_f64().expect("ms") / inv));
+        }
+        m
+    }
+
+    fn run(v: &Value) -> anyhow::Result<Vec<Row>> {
+        check_value(v, Path::new("."), &stack::tests::fixture())
+    }
+
+    #[test]
+    fn a_run_that_matches_the_model_passes() {
+        let rows = run(&crafted(1.05)).expect("check");
+        assert_eq!(rows.len(), 4 + 2 + 6);
+        verdict(&rows, 0.15).expect("within 15 %");
+        let t = table(&rows, 0.15);
+        assert!(
+            t.contains("dynamodb write units per event (realtime)") && t.contains(" ok"),
+            "{t}"
+        );
+        // The realtime lane writes rows: its prediction is not trivially zero.
+        let wru = rows
+            .iter()
+            .find(|r| r.unit == "dynamodb write units per event (realtime)")
+            .expect("row");
+        assert!(wru.predicted > 0.5, "{wru:?}");
+    }
+
+    #[test]
+    fn a_unit_out_of_tolerance_fails_with_its_name_and_both_values() {
+        let mut v = crafted(1.0);
+        let got = v["metered"]["kinesis"]["records_per_event"]
+            .as_f64()
+            .expect("n");
+        v["metered"]["kinesis"]["records_per_event"] = json!(got * 1.3);
+        let rows = run(&v).expect("check");
+        let err = format!("{:#}", verdict(&rows, 0.15).expect_err("must fail"));
+        assert!(err.contains("1 of 12 units are more than 15% off"), "{err}");
+        assert!(
+            err.contains("kinesis records per event: predicted"),
+            "{err}"
+        );
+        assert!(err.contains("ratio 1.300"), "{err}");
+        // A wider tolerance accepts it.
+        verdict(&rows, 0.35).expect("within 35 %");
+    }
+
+    #[track_caller]
+    fn check_err(edit: impl FnOnce(&mut Value), expect: &str) {
+        let mut v = crafted(1.0);
+        edit(&mut v);
+        let err = format!("{:#}", run(&v).expect_err("must fail"));
+        assert!(err.contains(expect), "expected `{expect}` in `{err}`");
+    }
+
+    #[test]
+    fn malformed_input() {
+        check_err(|v| v["metered"]["events"] = json!(0), "metered.events is 0");
+        check_err(
+            |v| {
+                v["metered"]
+                    .as_object_mut()
+                    .expect("object")
+                    .remove("shards");
+            },
+            "missing field `metered.shards`",
+        );
+        check_err(
+            |v| v["metered"]["kinesis"]["records_per_event"] = json!("many"),
+            "field `metered.kinesis.records_per_event` is not a number",
+        );
+        check_err(|v| *v = json!([1, 2]), "missing field `metered.events`");
+        check_err(
+            |v| v["profile"]["file"] = json!("no/such/profile.toml"),
+            "while reading the load test's profile",
+        );
+        let dir = std::env::temp_dir().join(format!("tally-check-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let bad = dir.join("bad.json");
+        std::fs::write(&bad, "{ not json").expect("write");
+        let err = format!("{:#}", read(&bad).expect_err("not json"));
+        assert!(err.contains("is not JSON"), "{err}");
+        let err = format!(
+            "{:#}",
+            read(&dir.join("missing.json")).expect_err("missing")
+        );
+        assert!(err.contains("while reading the load test output"), "{err}");
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+}

@@ -1,0 +1,291 @@
+//! Traffic the way the code sees it: requests generated from the profile, packed by the real
+//! `tally_domain::wire::pack` (one group per `tally_domain::partition::partition_key`), and routed to shards by
+//! Kinesis' rule (MD5 of the partition key → 128-bit hash key → the shard whose hash-key range holds it; a
+//! stream's shards split the hash space evenly).
+//!
+//! The request sampler here is a minimal stand-in for `tally_traffic`'s generator (the load test's), with the
+//! same shape of traffic: Zipf campaigns, ads uniform within a campaign, kinds by the profile's shares, users
+//! uniform over a pool, `events_per_request` as a mean (⌊m⌋ or ⌈m⌉ events). [`requests`] is the only seam:
+//! switching to the shared generator changes that one function.
+
+use md5::{Digest, Md5};
+use tally_domain::event::{DeviceClass, Event, EventKind};
+use tally_domain::wire::{pack, unpack};
+use tally_traffic::Profile;
+
+/// Users events come from when the profile does not say (`tally_traffic`'s default pool).
+pub const USERS: u32 = 100_000;
+/// Receive time of the sampled events (any fixed instant: the model is time-invariant).
+pub const SAMPLE_MS: i64 = 1_764_547_200_000;
+/// Seed of every sample: `plan` is deterministic.
+pub const SEED: u64 = 0x7a11_7a11;
+/// Events packed to measure packing: enough for ±1 % on events per record, small enough to stay fast.
+pub const PACKING_SAMPLE_EVENTS: usize = 20_000;
+
+/// The pool of users of `profile`.
+pub fn users(_profile: &Profile) -> u32 {
+    USERS
+}
+
+/// A Zipf distribution over campaign ranks `0..n` (rank 0 the largest): weight of rank `k` is `(k+1)^-s`.
+#[derive(Debug, Clone)]
+pub struct Zipf {
+    cdf: Vec<f64>,
+}
+
+impl Zipf {
+    pub fn new(n: u32, exponent: f64) -> Zipf {
+        let mut cdf = Vec::with_capacity(n as usize);
+        let mut sum = 0.0;
+        for k in 1..=n.max(1) {
+            sum += f64::from(k).powf(-exponent);
+            cdf.push(sum);
+        }
+        for c in &mut cdf {
+            *c /= sum;
+        }
+        Zipf { cdf }
+    }
+
+    pub fn len(&self) -> usize {
+        self.cdf.len()
+    }
+
+    /// The share of rank `k`.
+    pub fn share(&self, k: usize) -> f64 {
+        match k {
+            0 => self.cdf.first().copied().unwrap_or(0.0),
+            k if k < self.cdf.len() => self.cdf[k] - self.cdf[k - 1],
+            _ => 0.0,
+        }
+    }
+
+    /// A rank for `u` uniform in `[0, 1)`.
+    pub fn rank(&self, u: f64) -> usize {
+        self.cdf
+            .partition_point(|&c| c <= u)
+            .min(self.cdf.len() - 1)
+    }
+}
+
+/// The campaign id of a rank (the generator's naming).
+pub fn campaign_id(rank: usize) -> String {
+    format!("cmp-{rank:06}")
+}
+
+/// An event of campaign `rank` shaped like the generator's (ids, names, money, optional fields).
+pub fn event(
+    rng: &mut fastrand::Rng,
+    profile: &Profile,
+    rank: usize,
+    id: String,
+    received_ms: i64,
+    pixel: bool,
+) -> Event {
+    let kind = {
+        let mut u = rng.f64();
+        let mut pick = EventKind::Conversion;
+        for (k, share) in EventKind::ALL.iter().zip(profile.kinds) {
+            if u < share {
+                pick = *k;
+                break;
+            }
+            u -= share;
+        }
+        pick
+    };
+    let (cost_micros, value_micros) = match kind {
+        EventKind::Impression => (rng.u64(500..12_000), 0),
+        EventKind::ViewableImpression => (0, 0),
+        EventKind::Click => (rng.u64(100_000..3_000_000), 0),
+        EventKind::Conversion => (0, rng.u64(5_000_000..250_000_000)),
+    };
+    let ad = rng.u32(0..profile.ads_per_campaign.max(1));
+    Event {
+        id,
+        kind,
+        campaign_id: campaign_id(rank),
+        ad_id: format!("ad-{rank}-{ad}"),
+        placement_id: Some(format!("pub-{}", rng.u32(0..500))),
+        user_id: Some(format!("u{:08}", rng.u32(0..users(profile)))),
+        client_ts_ms: Some(received_ms),
+        received_ms,
+        cost_micros,
+        value_micros,
+        country: Some(["US", "GB", "DE", "FR", "JP", "BR", "IN", "CA"][rng.usize(0..8)].to_owned()),
+        device: [DeviceClass::Mobile, DeviceClass::Desktop, DeviceClass::Tablet][rng.usize(0..3)],
+        user_agent: pixel.then(|| {
+            "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36".to_owned()
+        }),
+    }
+}
+
+/// Requests of `profile` holding about `events` events in all (the seam to `tally_traffic::generate`).
+pub fn requests(profile: &Profile, seed: u64, events: usize) -> Vec<Vec<Event>> {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let zipf = Zipf::new(profile.campaigns, profile.campaign_skew);
+    let m = profile.events_per_request;
+    let mut out = Vec::new();
+    let mut serial = 0u64;
+    while (serial as usize) < events {
+        let low = m.floor().max(1.0) as usize;
+        let size = if rng.f64() < m - m.floor() {
+            low + 1
+        } else {
+            low
+        };
+        let request = (0..size)
+            .map(|_| {
+                serial += 1;
+                let rank = zipf.rank(rng.f64());
+                event(
+                    &mut rng,
+                    profile,
+                    rank,
+                    format!("{seed:x}-{serial}"),
+                    SAMPLE_MS,
+                    size == 1,
+                )
+            })
+            .collect();
+        out.push(request);
+    }
+    out
+}
+
+/// MD5 of a partition key as a 128-bit big-endian number: its place in Kinesis' hash-key space.
+pub fn hash_key(partition_key: &str) -> u128 {
+    u128::from_be_bytes(Md5::digest(partition_key.as_bytes()).into())
+}
+
+/// The shard (0-based) of `shards` evenly split hash-key ranges that holds `partition_key`.
+pub fn shard_of(partition_key: &str, shards: u32) -> u32 {
+    let n = u128::from(shards.max(1));
+    let (q, r) = (u128::MAX / n, u128::MAX % n);
+    let start = |i: u128| q * i + (r + 1) * i / n;
+    let h = hash_key(partition_key);
+    // The last range whose start is at or below h.
+    let (mut lo, mut hi) = (0u128, n - 1);
+    while lo < hi {
+        let mid = (lo + hi).div_ceil(2);
+        if start(mid) <= h {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    lo as u32
+}
+
+/// What `collect` makes of the profile's requests.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Packing {
+    /// Events sampled.
+    pub events: usize,
+    pub requests: usize,
+    pub records: usize,
+    pub events_per_record: f64,
+    /// Bytes of a record as Kinesis bills it (data + partition key), padded to the profile's `event_bytes`
+    /// when the sampled events encode smaller (see [`Packing::padding_per_event`]).
+    pub bytes_per_record: f64,
+    /// Mean PUT payload units (25 KB) per record.
+    pub put_units_per_record: f64,
+    /// Mean KB per record as on-demand bills ingress (1 KB rounding).
+    pub on_demand_kb_per_record: f64,
+    /// Bytes one sampled event takes in the stream encoding, on average.
+    pub encoded_bytes_per_event: f64,
+    /// Bytes added per event to reach the profile's `event_bytes` (0 when the encoding is larger).
+    pub padding_per_event: f64,
+}
+
+/// Packs about `events` sampled events request by request with the real `pack`.
+pub fn packing(profile: &Profile, events: usize) -> Packing {
+    let requests = requests(profile, SEED, events);
+    let (mut records, mut n_events, mut data_bytes) = (0usize, 0usize, 0u64);
+    let mut sizes = Vec::new();
+    for request in &requests {
+        for record in pack(request) {
+            let count = unpack(&record.data).map_or(0, |events| events.len());
+            records += 1;
+            n_events += count;
+            data_bytes += record.data.len() as u64;
+            sizes.push((record.data.len() + record.partition_key.len(), count));
+        }
+    }
+    let encoded = data_bytes as f64 / n_events.max(1) as f64;
+    let padding = (f64::from(profile.event_bytes) - encoded).max(0.0);
+    let (mut bytes, mut put, mut kb) = (0.0, 0.0, 0.0);
+    for &(size, count) in &sizes {
+        let padded = size as f64 + padding * count as f64;
+        bytes += padded;
+        put += tally_billing::kinesis::put_payload_units(padded.ceil() as u64) as f64;
+        kb += tally_billing::kinesis::on_demand_kb(padded.ceil() as u64) as f64;
+    }
+    let r = records.max(1) as f64;
+    Packing {
+        events: n_events,
+        requests: requests.len(),
+        records,
+        events_per_record: n_events as f64 / r,
+        bytes_per_record: bytes / r,
+        put_units_per_record: put / r,
+        on_demand_kb_per_record: kb / r,
+        encoded_bytes_per_event: encoded,
+        padding_per_event: padding,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn profile(campaigns: u32, per_request: f64) -> Profile {
+        let mut p = Profile::flat(1000.0, 300).expect("profile");
+        p.campaigns = campaigns;
+        p.events_per_request = per_request;
+        p
+    }
+
+    #[test]
+    fn mixed_requests_barely_pack() {
+        // 25 events over 2,000 Zipf campaigns × 16 buckets: nearly every event has its own key.
+        let p = packing(&profile(2000, 25.0), 5_000);
+        assert!(
+            (1.0..1.15).contains(&p.events_per_record),
+            "{}",
+            p.events_per_record
+        );
+        // One campaign: the 25 events share at most 16 keys.
+        let one = packing(&profile(1, 25.0), 5_000);
+        assert!(
+            one.events_per_record > 1.5 && one.events_per_record < 2.5,
+            "{}",
+            one.events_per_record
+        );
+        // Pixels: one event per record.
+        let pixels = packing(&profile(40, 1.0), 2_000);
+        assert_eq!(pixels.events_per_record, 1.0);
+        assert_eq!(pixels.put_units_per_record, 1.0);
+        // Padded to the profile's 300 bytes per event.
+        assert!(
+            pixels.bytes_per_record >= 300.0,
+            "{}",
+            pixels.bytes_per_record
+        );
+    }
+
+    #[test]
+    fn routing_follows_the_hash_key_ranges() {
+        // One shard holds everything; two shards split at 2^127.
+        assert_eq!(shard_of("anything", 1), 0);
+        for key in ["a", "b", "cmp-000001#3", "cmp-000002#f"] {
+            let expect = u32::from(hash_key(key) > u128::MAX / 2);
+            assert_eq!(shard_of(key, 2), expect, "{key}");
+            assert!(shard_of(key, 7) < 7);
+        }
+        // MD5("a") = 0cc175b9c0f1b6a831c399e269772661: the first 16th of the space.
+        assert_eq!(hash_key("a") >> 120, 0x0c);
+        assert_eq!(shard_of("a", 16), 0);
+        assert_eq!(shard_of("a", 4), 0);
+    }
+}
