@@ -21,6 +21,8 @@ pub const MAGIC: [u8; 3] = *b"TLY";
 pub const VERSION: u8 = 1;
 const HEADER_BYTES: usize = 4 + 2; // magic + version, u16 count
 const TRAILER_BYTES: usize = 4; // crc32c
+/// Bytes of a record's frame around its events (header and checksum): what packing adds per record.
+pub const FRAME_BYTES: usize = HEADER_BYTES + TRAILER_BYTES;
 
 /// One Kinesis record: what goes into a `PutRecords` entry.
 #[derive(Clone, Debug, PartialEq, Eq)]

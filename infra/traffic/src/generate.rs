@@ -159,6 +159,16 @@ impl Zipf {
         Zipf { cdf }
     }
 
+    /// The number of ranks.
+    pub fn len(&self) -> usize {
+        self.cdf.len()
+    }
+
+    /// Whether there are no ranks (never: `new` makes at least one).
+    pub fn is_empty(&self) -> bool {
+        self.cdf.is_empty()
+    }
+
     /// The share of rank `k` (0-based).
     pub fn share(&self, k: usize) -> f64 {
         match k {

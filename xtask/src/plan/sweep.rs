@@ -178,7 +178,7 @@ pub fn hot_key(
     let key_share = top_share / BUCKETS as f64;
     let epr = key_events_per_record(events_per_request, key_share, fit);
     let records = events_per_sec * key_share / epr;
-    let bytes = records * (epr * event_bytes + super::cost::RECORD_OVERHEAD_BYTES);
+    let bytes = records * (epr * event_bytes + tally_domain::wire::FRAME_BYTES as f64);
     (records, bytes)
 }
 
@@ -247,7 +247,7 @@ impl Row {
 
         // Kinesis: the hottest key, the shard counts, the climb from the floor.
         let fit = ((tally_domain::wire::MAX_RECORD_BYTES as f64
-            - super::cost::RECORD_OVERHEAD_BYTES)
+            - tally_domain::wire::FRAME_BYTES as f64)
             / f64::from(p.event_bytes))
         .floor();
         let top = top_campaign_share(p.campaigns, p.campaign_skew);
@@ -351,7 +351,8 @@ impl Row {
         let requests = peak / p.events_per_request.max(1.0);
         unreserved += concurrency(
             requests,
-            super::cost::COLLECT_MS + 0.005 * p.events_per_request,
+            // collect's p99 time per request (the freshness budget's figure): concurrency is sized for the slow tail.
+            super::lanes::COLLECT_MS.1 + 0.005 * p.events_per_request,
         );
         add(
             Part::Lambda,
@@ -861,13 +862,13 @@ mod tests {
         // Zipf 1.1 over 2,000 campaigns: the top campaign has 16.925 % of the traffic, 16,925 events/s at
         // 100,000; over 16 keys, 1,057.8 events/s per key. A 25-event request holds 25 × 0.010578 = 0.2645
         // of them on average and at least one with probability 1 − (1 − 0.010578)^25 = 0.2335, so a record
-        // of that key packs 1.133 events: 1,057.8 / 1.1328 = 933.8 records/s of 1.1328 × 300 + 16 bytes.
+        // of that key packs 1.133 events: 1,057.8 / 1.1328 = 933.8 records/s of 1.1328 × 300 + 10 bytes (the frame, `wire::FRAME_BYTES`).
         let top = top_campaign_share(2000, 1.1);
         close(100_000.0 * top, 16_925.3, 1e-4);
         close(key_events_per_record(25.0, top / 16.0, 81.0), 1.1328, 1e-3);
         let (records, bytes) = hot_key(100_000.0, top, 25.0, 300.0, 81.0);
         close(records, 933.8, 1e-3);
-        close(bytes, 933.8 * (1.1328 * 300.0 + 16.0), 1e-3);
+        close(bytes, 933.8 * (1.1328 * 300.0 + 10.0), 1e-3);
         assert!(
             records < SHARD_WRITE_RECORDS_PER_SEC,
             "just under at the mean"

@@ -3,18 +3,14 @@
 //! Kinesis' rule (MD5 of the partition key → 128-bit hash key → the shard whose hash-key range holds it; a
 //! stream's shards split the hash space evenly).
 //!
-//! The request sampler here is a minimal stand-in for `tally_traffic`'s generator (the load test's), with the
-//! same shape of traffic: Zipf campaigns, ads uniform within a campaign, kinds by the profile's shares, users
-//! uniform over a pool, `events_per_request` as a mean (⌊m⌋ or ⌈m⌉ events). [`requests`] is the only seam:
-//! switching to the shared generator changes that one function.
+//! Requests come from `tally_traffic`'s generator, the one the load test sends. [`event`] samples single
+//! events of a given campaign for the counter-row model, shaped like the generator's (kind shares, ads, users).
 
 use md5::{Digest, Md5};
 use tally_domain::event::{DeviceClass, Event, EventKind};
 use tally_domain::wire::{pack, unpack};
 use tally_traffic::Profile;
 
-/// Users events come from when the profile does not say (`tally_traffic`'s default pool).
-pub const USERS: u32 = 100_000;
 /// Receive time of the sampled events (any fixed instant: the model is time-invariant).
 pub const SAMPLE_MS: i64 = 1_764_547_200_000;
 /// Seed of every sample: `plan` is deterministic.
@@ -23,54 +19,16 @@ pub const SEED: u64 = 0x7a11_7a11;
 pub const PACKING_SAMPLE_EVENTS: usize = 20_000;
 
 /// The pool of users of `profile`.
-pub fn users(_profile: &Profile) -> u32 {
-    USERS
+pub fn users(profile: &Profile) -> u32 {
+    profile.users
 }
 
-/// A Zipf distribution over campaign ranks `0..n` (rank 0 the largest): weight of rank `k` is `(k+1)^-s`.
-#[derive(Debug, Clone)]
-pub struct Zipf {
-    cdf: Vec<f64>,
-}
-
-impl Zipf {
-    pub fn new(n: u32, exponent: f64) -> Zipf {
-        let mut cdf = Vec::with_capacity(n as usize);
-        let mut sum = 0.0;
-        for k in 1..=n.max(1) {
-            sum += f64::from(k).powf(-exponent);
-            cdf.push(sum);
-        }
-        for c in &mut cdf {
-            *c /= sum;
-        }
-        Zipf { cdf }
-    }
-
-    pub fn len(&self) -> usize {
-        self.cdf.len()
-    }
-
-    /// The share of rank `k`.
-    pub fn share(&self, k: usize) -> f64 {
-        match k {
-            0 => self.cdf.first().copied().unwrap_or(0.0),
-            k if k < self.cdf.len() => self.cdf[k] - self.cdf[k - 1],
-            _ => 0.0,
-        }
-    }
-
-    /// A rank for `u` uniform in `[0, 1)`.
-    pub fn rank(&self, u: f64) -> usize {
-        self.cdf
-            .partition_point(|&c| c <= u)
-            .min(self.cdf.len() - 1)
-    }
-}
+/// Campaign sizes: the load test's Zipf distribution.
+pub use tally_traffic::generate::Zipf;
 
 /// The campaign id of a rank (the generator's naming).
 pub fn campaign_id(rank: usize) -> String {
-    format!("cmp-{rank:06}")
+    tally_traffic::Generator::campaign_id(rank)
 }
 
 /// An event of campaign `rank` shaped like the generator's (ids, names, money, optional fields).
@@ -120,35 +78,13 @@ pub fn event(
     }
 }
 
-/// Requests of `profile` holding about `events` events in all (the seam to `tally_traffic::generate`).
+/// Requests of `profile` holding about `events` events in all: the load test's generator
+/// (`tally_traffic::Generator`), so the model packs exactly the requests the load test sends.
 pub fn requests(profile: &Profile, seed: u64, events: usize) -> Vec<Vec<Event>> {
-    let mut rng = fastrand::Rng::with_seed(seed);
-    let zipf = Zipf::new(profile.campaigns, profile.campaign_skew);
-    let m = profile.events_per_request;
+    let mut generator = tally_traffic::Generator::new(profile, seed);
     let mut out = Vec::new();
-    let mut serial = 0u64;
-    while (serial as usize) < events {
-        let low = m.floor().max(1.0) as usize;
-        let size = if rng.f64() < m - m.floor() {
-            low + 1
-        } else {
-            low
-        };
-        let request = (0..size)
-            .map(|_| {
-                serial += 1;
-                let rank = zipf.rank(rng.f64());
-                event(
-                    &mut rng,
-                    profile,
-                    rank,
-                    format!("{seed:x}-{serial}"),
-                    SAMPLE_MS,
-                    size == 1,
-                )
-            })
-            .collect();
-        out.push(request);
+    while (generator.events() as usize) < events {
+        out.push(generator.next_request(SAMPLE_MS).events);
     }
     out
 }
