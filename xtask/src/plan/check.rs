@@ -25,6 +25,10 @@ pub struct Measured {
     pub rate: f64,
     pub events: f64,
     pub shards: u32,
+    /// How long the tables have held traffic when the meter is read: the metered window (`metered.window_s`).
+    /// A load test starts on empty tables, so its rows are younger (fewer users in their sketches, fewer fence
+    /// marks) than a steady day's; `None` when the file does not say (then rows are priced as in a steady day).
+    pub history_secs: Option<f64>,
     /// Lane (function role) → measured cycle, ms.
     pub cycles: Vec<(String, f64)>,
     pub units: Vec<(String, f64)>,
@@ -99,10 +103,15 @@ pub fn measured(v: &Value) -> anyhow::Result<Measured> {
     if shards < 1.0 {
         bail!("metered.shards is {shards}: expected at least one open shard");
     }
+    let history_secs = v
+        .pointer("/metered/window_s")
+        .and_then(Value::as_f64)
+        .filter(|w| w.is_finite() && *w > 0.0);
     let mut m = Measured {
         rate,
         events,
         shards: shards as u32,
+        history_secs,
         cycles: Vec::new(),
         units: Vec::new(),
         billed_ms: Vec::new(),
@@ -200,6 +209,7 @@ pub fn predicted(profile: &Profile, stack: &StackModel, m: &Measured) -> Vec<(St
     let epr = packing.events_per_record.max(1.0);
     let mut overrides = Overrides {
         shards: Some(m.shards),
+        history_secs: m.history_secs,
         ..Overrides::default()
     };
     for (lane, cycle) in &m.cycles {
@@ -435,6 +445,7 @@ mod tests {
             rate: 400.0,
             events: 24000.0,
             shards: 2,
+            history_secs: None,
             cycles: vec![("realtime".into(), 60.0), ("deferred".into(), 30000.0)],
             units: Vec::new(),
             billed_ms: Vec::new(),

@@ -200,6 +200,9 @@ pub struct BatchSpec {
     pub rows: Rows,
     /// The realtime lane (campaign index rows).
     pub realtime: bool,
+    /// The table's history (`plan --check`: a load test's metered window): a batch at a uniform time inside it
+    /// writes rows no older than that time. `None`: a steady day.
+    pub history_secs: Option<f64>,
 }
 
 /// What one batch costs in DynamoDB, averaged over the sampled batches.
@@ -369,6 +372,12 @@ pub fn sample(profile: &Profile, routing: &Routing, spec: &BatchSpec, seed: u64)
             out.write_units += campaigns.len() as f64;
         }
         let batch_start_min = start_ms.div_euclid(60_000);
+        // Where this batch falls in the table's history (only used when it is bounded).
+        let batch_time_in_history = if spec.history_secs.is_some() {
+            rng.f64()
+        } else {
+            1.0
+        };
         for ((campaign, ad, r, bucket), counters) in &rows {
             let (minutes, expires, letter) = RESOLUTIONS[r.to_owned()];
             let rank: usize = campaign
@@ -380,6 +389,10 @@ pub fn sample(profile: &Profile, routing: &Routing, spec: &BatchSpec, seed: u64)
             let age_secs = ((batch_start_min - bucket) as f64 * 60.0
                 + (start_ms.rem_euclid(60_000)) as f64 / 1000.0)
                 .clamp(0.0, minutes as f64 * 60.0);
+            let age_secs = match spec.history_secs {
+                Some(history) => age_secs.min(batch_time_in_history * history),
+                None => age_secs,
+            };
             let before = rate * age_secs;
             let exists = rng.f64() < 1.0 - (-before).exp();
             let delta = counters.events() as f64;
@@ -564,6 +577,7 @@ mod tests {
             conflict_window_secs: 0.01,
             rows: Rows::All,
             realtime: true,
+            history_secs: None,
         };
         let u = sample(&p, &r, &spec, 1);
         // campaign total + ad, minute/hour/day: 6 rows, each read once; one index write.
@@ -595,6 +609,7 @@ mod tests {
             conflict_window_secs: 0.01,
             rows: Rows::All,
             realtime: true,
+            history_secs: None,
         };
         let one = sample(&p, &Routing::new(&p, 1), &spec, 3);
         let eight = sample(&p, &Routing::new(&p, 8), &spec, 3);

@@ -53,6 +53,9 @@ pub struct Overrides {
     pub shards: Option<u32>,
     /// Cycle per lane (function package name → ms between invocations on a shard).
     pub cycle_ms: HashMap<String, f64>,
+    /// How long the table has held traffic (a load test starts empty): caps the age of the rows a batch
+    /// writes; `None` = a steady day, rows as old as their bucket.
+    pub history_secs: Option<f64>,
 }
 
 /// What a lane's function is, from its environment.
@@ -246,6 +249,7 @@ impl Model {
             conflict_window_secs: 2.0 * DYNAMODB_MS.0 / 1000.0,
             rows,
             realtime: kind.realtime,
+            history_secs: self.overrides.history_secs,
         };
         let units = if kind.writes {
             counters::sample(&self.profile, &routing, &spec, super::traffic::SEED)

@@ -52,7 +52,7 @@ pub const DDB_PARTITION_RCU: f64 = 3_000.0;
 /// https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/on-demand-capacity-mode-max-throughput.html
 pub const DDB_TABLE_UNITS: f64 = 40_000.0;
 
-// ---- model of the hot row (docs/plan.md, /work/shared/COUNTERS.md "Hot rows") ----
+// ---- model of the hot row (docs/plan.md "Where it stops scaling") ----
 
 /// Write units of one write of a campaign day-total row (a dense 3 KB HyperLogLog and the fence marks):
 /// 4, as the cost model prices day rows.
@@ -378,7 +378,7 @@ impl Row {
             .sum();
         let holding = shards_holding(shards, BUCKETS as f64);
         let hot_row_wcu = batches_per_shard * holding * DAY_ROW_WCU;
-        const HOT_ROW: &str = "hard limit per item: the campaign day-total row takes a read-modify-write per batch per shard; split or defer it (counter layout, COUNTERS.md)";
+        const HOT_ROW: &str = "hard limit per item: the campaign day-total row takes a read-modify-write per batch per shard; split or defer it (counter layout: docs/counter-store.md)";
         add(
             Part::DynamoDB,
             "hot item WCU",
