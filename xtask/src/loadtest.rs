@@ -29,24 +29,13 @@ pub fn load_profile(path: &Path) -> anyhow::Result<Profile> {
     Profile::parse(&text).with_context(|| format!("--profile {}", path.display()))
 }
 
-fn load_prices(path: Option<&Path>) -> anyhow::Result<Prices> {
-    match path {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("while reading the price table {}", path.display()))?;
-            Prices::parse(&text).with_context(|| format!("in price table {}", path.display()))
-        }
-        None => Prices::shipped(),
-    }
-}
-
 impl Loadtest {
     pub fn run(self) -> anyhow::Result<()> {
         // Check what can be checked before building anything.
         if let Some(path) = &self.profile {
             load_profile(path)?;
         }
-        let prices = load_prices(self.prices.as_deref())?;
+        let prices = Prices::load(self.prices.as_deref())?;
         let stage = tally_pipeline::Stage::new("loadtest");
         let on_demand = matches!(
             crate::stack_options(&stage)?.stream,

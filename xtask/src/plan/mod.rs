@@ -104,15 +104,7 @@ impl Plan {
             (None, Some(rate)) => Profile::flat(rate, self.event_bytes.unwrap_or(300))?,
             _ => anyhow::bail!("give exactly one of --profile FILE and --events-per-sec N"),
         };
-        let prices = match &self.prices {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("while reading the price table {}", path.display()))?;
-                Prices::parse(&text)
-                    .with_context(|| format!("in price table {}", path.display()))?
-            }
-            None => Prices::shipped()?,
-        };
+        let prices = Prices::load(self.prices.as_deref())?;
         let stage = crate::stage::resolve(self.stage.as_deref())?;
         let template = tally_pipeline::synth_value(&stage, &crate::stack_options(&stage)?)
             .context("while synthesizing the pipeline stack")?;

@@ -110,6 +110,16 @@ impl Prices {
     pub fn shipped() -> anyhow::Result<Prices> {
         Prices::parse(DEFAULT).context("the shipped price table xtask/prices/us-east-1.toml")
     }
+
+    /// `--prices FILE` (the whole table replaced), or the shipped table without one.
+    pub fn load(path: Option<&std::path::Path>) -> anyhow::Result<Prices> {
+        let Some(path) = path else {
+            return Prices::shipped();
+        };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("while reading the price table {}", path.display()))?;
+        Prices::parse(&text).with_context(|| format!("in price table {}", path.display()))
+    }
 }
 
 impl Prices {

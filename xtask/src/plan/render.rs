@@ -301,7 +301,8 @@ pub fn json(r: &Report) -> Value {
     })
 }
 
-fn escape(s: &str) -> String {
+/// Text for HTML (element content and quoted attributes); the sweep's page uses it too.
+pub(super) fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

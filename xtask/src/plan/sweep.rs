@@ -14,6 +14,7 @@ use anyhow::Context;
 use serde_json::{json, Value};
 
 use super::prices::Prices;
+use super::render::escape;
 use super::Report;
 use tally_domain::partition::BUCKETS;
 use tally_domain::scaling;
@@ -629,13 +630,6 @@ pub fn json(rows: &[Row]) -> Value {
             })
             .collect(),
     )
-}
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 /// Chart size in CSS pixels (the screenshot test knows them).

@@ -184,16 +184,47 @@ pub(crate) fn count_color(png_path: &Path, rgb: [u8; 3]) -> usize {
         .count()
 }
 
+/// Debian's Chromium; the test fails with the install command when it is missing.
+pub(crate) fn chromium() -> &'static str {
+    ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .unwrap_or_else(|| {
+            panic!("headless Chromium is needed for this test: apt-get install -y chromium (.ci/run does)")
+        })
+}
+
+/// Screenshots `html` into `shot` with headless Chromium (`window` = `"W,H"`, a fresh profile in
+/// `profile_dir`, nothing fetched), and fails the test when Chromium fails.
+#[track_caller]
+pub(crate) fn screenshot(html: &Path, shot: &Path, profile_dir: &Path, window: &str) {
+    let status = Command::new(chromium())
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            &format!("--user-data-dir={}", profile_dir.display()),
+            &format!("--screenshot={}", shot.display()),
+            &format!("--window-size={window}"),
+            &format!("file://{}", html.display()),
+        ])
+        .output()
+        .expect("run chromium");
+    assert!(
+        status.status.success() && shot.exists(),
+        "{}: chromium failed: {}",
+        html.display(),
+        stderr(&status)
+    );
+}
+
 #[test]
 fn html_renders_in_headless_chromium() {
-    let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
-        .into_iter()
-        .find(|p| Path::new(p).exists());
-    let Some(chromium) = chromium else {
-        panic!(
-            "headless Chromium is needed for this test: apt-get install -y chromium (.ci/run does)"
-        );
-    };
+    chromium();
     let dir = scratch("html");
     for name in PROFILES {
         let html = dir.join(format!("{name}.html"));
@@ -224,27 +255,11 @@ fn html_renders_in_headless_chromium() {
         );
 
         let shot = dir.join(format!("{name}.png"));
-        let profile_dir = dir.join(format!("chromium-{name}"));
-        let status = Command::new(chromium)
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-                &format!("--user-data-dir={}", profile_dir.display()),
-                &format!("--screenshot={}", shot.display()),
-                "--window-size=1200,1600",
-                &format!("file://{}", html.display()),
-            ])
-            .output()
-            .expect("run chromium");
-        assert!(
-            status.status.success() && shot.exists(),
-            "{name}: chromium failed: {}",
-            stderr(&status)
+        screenshot(
+            &html,
+            &shot,
+            &dir.join(format!("chromium-{name}")),
+            "1200,1600",
         );
         // The charts' own colours: traffic area fill, the shard line, tally's cost bars, naive's bars.
         let traffic = count_color(&shot, [0x9e, 0xca, 0xe1]);
@@ -265,7 +280,7 @@ fn html_renders_in_headless_chromium() {
 }
 
 #[track_caller]
-fn check_fails(args: &[&str], expect: &str) {
+pub(crate) fn check_fails(args: &[&str], expect: &str) {
     let out = xtask(args);
     assert!(!out.status.success(), "{args:?} must fail");
     let err = stderr(&out);

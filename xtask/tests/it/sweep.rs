@@ -1,25 +1,17 @@
 //! `cargo xtask plan --sweep` end to end: the daily-curve profile through the real binary at every swept
 //! rate, the JSON array, the table, the page rendered by headless Chromium, and bad combinations.
 
-use std::path::Path;
-use std::process::Command;
-
 use serde_json::Value;
 
-use crate::plan::{count_color, profile, scratch, stderr, stdout, xtask};
+use crate::plan::{
+    check_fails, chromium, count_color, profile, scratch, screenshot, stderr, stdout, xtask,
+};
 
 const PARTS: [&str; 5] = ["Kinesis", "fan-out", "Lambda", "DynamoDB", "scaler"];
 
 #[test]
 fn sweep_json_table_and_page() {
-    let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
-        .into_iter()
-        .find(|p| Path::new(p).exists());
-    let Some(chromium) = chromium else {
-        panic!(
-            "headless Chromium is needed for this test: apt-get install -y chromium (.ci/run does)"
-        );
-    };
+    chromium();
     let dir = scratch("sweep");
     let html = dir.join("sweep.html");
     let daily = profile("daily-curve-network");
@@ -113,27 +105,7 @@ fn sweep_json_table_and_page() {
     assert!(!outside.contains("http://") && !outside.contains("https://"));
     assert!(!outside.contains("<script") && !outside.contains("<link"));
     let shot = dir.join("sweep.png");
-    let status = Command::new(chromium)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-            &format!("--user-data-dir={}", dir.join("chromium").display()),
-            &format!("--screenshot={}", shot.display()),
-            "--window-size=1200,1000",
-            &format!("file://{}", html.display()),
-        ])
-        .output()
-        .expect("run chromium");
-    assert!(
-        status.status.success() && shot.exists(),
-        "chromium failed: {}",
-        stderr(&status)
-    );
+    screenshot(&html, &shot, &dir.join("chromium"), "1200,1000");
     // tally's curve, naive's curve (4 px lines across ~1,000 px), the limit markers (r = 8 px discs).
     let tally = count_color(&shot, [0x31, 0xa3, 0x54]);
     let naive = count_color(&shot, [0x96, 0x96, 0x96]);
@@ -144,24 +116,13 @@ fn sweep_json_table_and_page() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-#[track_caller]
-fn fails(args: &[&str], expect: &str) {
-    let out = xtask(args);
-    assert!(!out.status.success(), "{args:?} must fail");
-    let err = stderr(&out);
-    assert!(
-        err.contains(expect),
-        "{args:?}: expected `{expect}` in\n{err}"
-    );
-}
-
 #[test]
 fn sweep_bad_input() {
-    fails(
+    check_fails(
         &["plan", "--sweep"],
         "give exactly one of --profile FILE and --events-per-sec N",
     );
-    fails(
+    check_fails(
         &["plan", "--sweep", "--events-per-sec", "0"],
         "--events-per-sec 0 has none",
     );
@@ -172,7 +133,7 @@ fn sweep_bad_input() {
         "name = \"idle\"\nevent_bytes = 300\ncampaigns = 10\n[kinds]\nimpression = 1.0\nviewable = 0.0\nclick = 0.0\nconversion = 0.0\n[traffic]\nperiod = \"day\"\npoints = [{ at = \"00:00\", events_per_sec = 0 }]\n",
     )
     .expect("write");
-    fails(
+    check_fails(
         &[
             "plan",
             "--stage",
@@ -184,7 +145,7 @@ fn sweep_bad_input() {
         "no traffic (mean 0 events/s): there is no shape to scale",
     );
     let html = dir.join("no/such/dir/s.html");
-    fails(
+    check_fails(
         &[
             "plan",
             "--stage",
