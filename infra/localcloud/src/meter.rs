@@ -58,9 +58,25 @@ pub struct DynamoDb {
     pub tables: BTreeMap<String, DynamoDbTable>,
 }
 
-/// One table's capacity units, as AWS would charge them (on-demand request units = capacity units).
+/// One table's capacity units, as AWS would charge them (on-demand request units = capacity units): the totals
+/// (flattened into the table's JSON object) and the same counts split by caller.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DynamoDbTable {
+    #[serde(flatten)]
+    pub totals: DynamoDbUsage,
+    /// The same counts split by caller: the access key id of the request's SigV4 signature (the local cloud gives
+    /// each function its function name as access key id), `"unknown"` for unsigned requests. At most
+    /// [`MAX_CALLERS`] per table; later ones are counted under `"(other)"`.
+    #[serde(default)]
+    pub callers: BTreeMap<String, DynamoDbUsage>,
+}
+
+/// Most callers kept apart per table (a client inventing access keys cannot grow the reading without bound).
+pub const MAX_CALLERS: usize = 256;
+
+/// Capacity units and requests: of a table, of one caller on it, or of one request.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DynamoDbUsage {
     /// Write units charged: successful writes, failed conditional writes, transactional writes doubled.
     pub write_units: f64,
     /// Read units charged: strongly consistent reads at 4 KB per unit, eventually consistent at half.
@@ -74,30 +90,10 @@ pub struct DynamoDbTable {
     pub failed_conditional_write_units: f64,
     /// Writes inside `TransactWriteItems` (charged at twice the units).
     pub transactional_writes: u64,
-    /// The same counts split by caller: the access key id of the request's SigV4 signature (the local cloud gives
-    /// each function its function name as access key id), `"unknown"` for unsigned requests. At most
-    /// [`MAX_CALLERS`] per table; later ones are counted under `"(other)"`.
-    #[serde(default)]
-    pub callers: BTreeMap<String, DynamoDbCaller>,
 }
 
-/// Most callers kept apart per table (a client inventing access keys cannot grow the reading without bound).
-pub const MAX_CALLERS: usize = 256;
-
-/// One caller's share of a table's units (the fields mean what [`DynamoDbTable`]'s do).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct DynamoDbCaller {
-    pub write_units: f64,
-    pub read_units: f64,
-    pub write_requests: u64,
-    pub read_requests: u64,
-    pub failed_conditional_writes: u64,
-    pub failed_conditional_write_units: f64,
-    pub transactional_writes: u64,
-}
-
-impl DynamoDbCaller {
-    fn add(&mut self, other: &DynamoDbCaller) {
+impl DynamoDbUsage {
+    fn add(&mut self, other: &DynamoDbUsage) {
         self.write_units += other.write_units;
         self.read_units += other.read_units;
         self.write_requests += other.write_requests;
@@ -110,14 +106,8 @@ impl DynamoDbCaller {
 
 impl DynamoDbTable {
     /// Adds one request's usage of this table, to the totals and to `caller`'s share.
-    pub fn add(&mut self, caller: &str, usage: &DynamoDbCaller) {
-        self.write_units += usage.write_units;
-        self.read_units += usage.read_units;
-        self.write_requests += usage.write_requests;
-        self.read_requests += usage.read_requests;
-        self.failed_conditional_writes += usage.failed_conditional_writes;
-        self.failed_conditional_write_units += usage.failed_conditional_write_units;
-        self.transactional_writes += usage.transactional_writes;
+    pub fn add(&mut self, caller: &str, usage: &DynamoDbUsage) {
+        self.totals.add(usage);
         let key = if self.callers.len() >= MAX_CALLERS && !self.callers.contains_key(caller) {
             "(other)"
         } else {

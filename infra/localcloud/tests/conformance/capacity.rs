@@ -407,9 +407,9 @@ async fn local_endpoint_charges_and_meters_as_aws_bills() {
         (poll.read_units, poll.read_requests, poll.write_units),
         (0.5, 1, 0.0)
     );
-    assert_eq!(t.read_units, writer.read_units + poll.read_units);
-    assert_eq!(t.write_units, writer.write_units);
-    assert_eq!(t.failed_conditional_writes, 1);
+    assert_eq!(t.totals.read_units, writer.read_units + poll.read_units);
+    assert_eq!(t.totals.write_units, writer.write_units);
+    assert_eq!(t.totals.failed_conditional_writes, 1);
     assert_eq!(t.callers.len(), 2, "{:?}", t.callers.keys());
     // The reading is JSON with the callers inside each table.
     let json = serde_json::to_value(&reading).expect("json");
@@ -464,16 +464,16 @@ async fn cancelled_transactions_are_charged_and_malformed_requests_are_not() {
     let reading = aws.meter.snapshot();
     let t = &reading.dynamodb.tables[&name];
     // 1 (the first put) + 2 × 2 × 2 (two 1,500-byte transactional puts), one of them a failed condition.
-    assert_eq!(t.write_units, 1.0 + 8.0);
-    assert_eq!(t.transactional_writes, 2);
+    assert_eq!(t.totals.write_units, 1.0 + 8.0);
+    assert_eq!(t.totals.transactional_writes, 2);
     assert_eq!(
         (
-            t.failed_conditional_writes,
-            t.failed_conditional_write_units
+            t.totals.failed_conditional_writes,
+            t.totals.failed_conditional_write_units
         ),
         (1, 4.0)
     );
-    assert_eq!(t.write_requests, 3);
+    assert_eq!(t.totals.write_requests, 3);
 }
 
 #[tokio::test]

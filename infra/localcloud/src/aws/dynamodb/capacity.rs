@@ -11,7 +11,7 @@ use tally_billing::dynamodb as billing;
 use super::expr::Item;
 use crate::aws::input::opt_str;
 use crate::aws::AwsError;
-use crate::meter::{DynamoDbCaller, Meter};
+use crate::meter::{DynamoDbUsage, Meter};
 
 /// What `ReturnConsumedCapacity` asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,16 +69,16 @@ pub(crate) fn size(item: &Item) -> u64 {
 /// The units one request consumed, per table, in the order the tables were first touched.
 #[derive(Debug, Default)]
 pub(crate) struct Consumed {
-    tables: Vec<(String, DynamoDbCaller)>,
+    tables: Vec<(String, DynamoDbUsage)>,
 }
 
 impl Consumed {
-    fn table(&mut self, name: &str) -> &mut DynamoDbCaller {
+    fn table(&mut self, name: &str) -> &mut DynamoDbUsage {
         let at = match self.tables.iter().position(|(n, _)| n == name) {
             Some(at) => at,
             None => {
                 self.tables
-                    .push((name.to_owned(), DynamoDbCaller::default()));
+                    .push((name.to_owned(), DynamoDbUsage::default()));
                 self.tables.len() - 1
             }
         };
@@ -149,7 +149,7 @@ impl Consumed {
         if detail == Detail::None {
             return None;
         }
-        let entry = |name: &str, usage: &DynamoDbCaller| {
+        let entry = |name: &str, usage: &DynamoDbUsage| {
             let total = usage.read_units + usage.write_units;
             let mut capacity = Map::new();
             capacity.insert("CapacityUnits".into(), json!(total));
