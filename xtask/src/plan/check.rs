@@ -25,9 +25,11 @@ pub struct Measured {
     pub rate: f64,
     pub events: f64,
     pub shards: u32,
-    /// How long the tables have held traffic when the meter is read: the metered window (`metered.window_s`).
-    /// A load test starts on empty tables, so its rows are younger (fewer users in their sketches, fewer fence
-    /// marks) than a steady day's; `None` when the file does not say (then rows are priced as in a steady day).
+    /// How long the tables took traffic: the clients' sending time (`duration_s`; `metered.window_s` in files
+    /// that lack it). Rows are keyed by the events' receive time, so none holds more than this much traffic,
+    /// however long the lanes take to catch up. A load test starts on empty tables, so its rows are younger
+    /// (fewer users in their sketches, fewer fence marks) than a steady day's; `None` when the file says
+    /// neither (then rows are priced as in a steady day).
     pub history_secs: Option<f64>,
     /// Lane (function role) → measured cycle, ms.
     pub cycles: Vec<(String, f64)>,
@@ -103,10 +105,13 @@ pub fn measured(v: &Value) -> anyhow::Result<Measured> {
     if shards < 1.0 {
         bail!("metered.shards is {shards}: expected at least one open shard");
     }
-    let history_secs = v
-        .pointer("/metered/window_s")
-        .and_then(Value::as_f64)
-        .filter(|w| w.is_finite() && *w > 0.0);
+    let history_secs = ["/duration_s", "/metered/window_s"]
+        .iter()
+        .find_map(|p| {
+            v.pointer(p)
+                .and_then(Value::as_f64)
+                .filter(|w| w.is_finite() && *w > 0.0)
+        });
     let mut m = Measured {
         rate,
         events,
@@ -498,6 +503,26 @@ mod tests {
         assert!(err.contains("ratio 1.300"), "{err}");
         // A wider tolerance accepts it.
         verdict(&rows, 0.35).expect("within 35 %");
+    }
+
+    #[test]
+    fn the_history_is_the_sending_time_not_the_drain() {
+        // The lanes may drain long after the clients stop; rows hold only what was received while sending.
+        let mut v = crafted(1.0);
+        v["duration_s"] = json!(63.2);
+        v["metered"]["window_s"] = json!(287.0);
+        assert_eq!(measured(&v).expect("m").history_secs, Some(63.2));
+        // Older files without `duration_s` (or a useless one) fall back to the metered window.
+        v["duration_s"] = json!(0);
+        assert_eq!(measured(&v).expect("m").history_secs, Some(287.0));
+        v.as_object_mut().expect("object").remove("duration_s");
+        assert_eq!(measured(&v).expect("m").history_secs, Some(287.0));
+        // The history changes the prediction: older rows are bigger.
+        let young = run(&v).expect("check");
+        v["metered"]["window_s"] = json!(5.0);
+        let younger = run(&v).expect("check");
+        let wru = |rows: &[Row]| rows[0].predicted;
+        assert!(wru(&young) > wru(&younger), "{} vs {}", wru(&young), wru(&younger));
     }
 
     #[track_caller]
