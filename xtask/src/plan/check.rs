@@ -105,13 +105,11 @@ pub fn measured(v: &Value) -> anyhow::Result<Measured> {
     if shards < 1.0 {
         bail!("metered.shards is {shards}: expected at least one open shard");
     }
-    let history_secs = ["/duration_s", "/metered/window_s"]
-        .iter()
-        .find_map(|p| {
-            v.pointer(p)
-                .and_then(Value::as_f64)
-                .filter(|w| w.is_finite() && *w > 0.0)
-        });
+    let history_secs = ["/duration_s", "/metered/window_s"].iter().find_map(|p| {
+        v.pointer(p)
+            .and_then(Value::as_f64)
+            .filter(|w| w.is_finite() && *w > 0.0)
+    });
     let mut m = Measured {
         rate,
         events,
@@ -522,7 +520,12 @@ mod tests {
         v["metered"]["window_s"] = json!(5.0);
         let younger = run(&v).expect("check");
         let wru = |rows: &[Row]| rows[0].predicted;
-        assert!(wru(&young) > wru(&younger), "{} vs {}", wru(&young), wru(&younger));
+        assert!(
+            wru(&young) > wru(&younger),
+            "{} vs {}",
+            wru(&young),
+            wru(&younger)
+        );
     }
 
     #[track_caller]
