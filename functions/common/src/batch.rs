@@ -16,6 +16,7 @@
 
 use aws_lambda_events::event::kinesis::{KinesisEvent, KinesisEventRecord};
 use aws_lambda_events::event::streams::{KinesisBatchItemFailure, KinesisEventResponse};
+use tally_domain::exactly_once::{self, Position};
 use tally_domain::wire;
 
 use crate::metrics::{Fence, ShardBatch};
@@ -26,6 +27,8 @@ use crate::Error;
 pub struct DecodedBatch {
     /// The decodable records with their events.
     pub batch: ShardBatch,
+    /// The same records as the counter store takes them: positions, events and the claims they need.
+    pub store: exactly_once::Batch,
     /// Records in the invocation.
     pub records: usize,
     /// Records that decoded (and are applied).
@@ -98,6 +101,20 @@ pub fn decode(event: &KinesisEvent) -> Result<DecodedBatch, Error> {
             })?;
         match wire::unpack(&record.kinesis.data.0) {
             Ok(events) => {
+                let position =
+                    Position::new(fence.shard_id(), fence.sequence_number()).map_err(|error| {
+                        Error::MalformedBatch {
+                            index,
+                            rule: error.to_string(),
+                        }
+                    })?;
+                batch
+                    .store
+                    .push_record(position, events.clone())
+                    .map_err(|error| Error::MalformedBatch {
+                        index,
+                        rule: error.to_string(),
+                    })?;
                 batch.batch.push_record(fence, events)?;
                 batch.applied_records += 1;
             }

@@ -54,6 +54,179 @@ pub struct StoreConfig {
     pub timeout: Duration,
 }
 
+/// Environment variables of a function that uses the counter store (set by the template; the local cloud
+/// substitutes `TALLY_CACHE_TLS=false` and `TALLY_CACHE_AUTH=none`).
+pub mod env {
+    /// `host:port` of the cache's endpoint.
+    pub const ENDPOINT: &str = "TALLY_CACHE_ENDPOINT";
+    /// `true` (ElastiCache Serverless: TLS only) or `false` (the local cloud's server).
+    pub const TLS: &str = "TALLY_CACHE_TLS";
+    /// `iam` (an ElastiCache user authenticated by a signed token) or `none`.
+    pub const AUTH: &str = "TALLY_CACHE_AUTH";
+    /// The ElastiCache user id (with `iam`).
+    pub const USER: &str = "TALLY_CACHE_USER";
+    /// The cache's name (the IAM token is signed for it).
+    pub const NAME: &str = "TALLY_CACHE_NAME";
+    /// How long event-id claims live, seconds.
+    pub const DEDUP_WINDOW_SECS: &str = "TALLY_DEDUP_WINDOW_SECS";
+}
+
+/// How a function authenticates to the cache.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CacheAuth {
+    /// No authentication (the local cloud's server).
+    None,
+    /// An ElastiCache user authenticated with an IAM token signed for the cache.
+    Iam { user: String, cache_name: String },
+}
+
+/// The counter store's settings as the environment gives them, before connecting.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CacheEnv {
+    pub host: String,
+    pub port: u16,
+    pub tls: bool,
+    pub auth: CacheAuth,
+    pub window: DedupWindow,
+}
+
+impl CacheEnv {
+    /// Reads the settings from the process environment.
+    pub fn from_env() -> Result<CacheEnv, Error> {
+        CacheEnv::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the settings through `get` (the environment in [`CacheEnv::from_env`]). Every value is
+    /// checked: an error names the variable, quotes (at most 64 bytes of) the value and says what is expected.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<CacheEnv, Error> {
+        let required = |name: &'static str, hint: &'static str| match get(name) {
+            Some(v) if !v.trim().is_empty() => Ok(v.trim().to_owned()),
+            _ => Err(Error::MissingEnv { name, hint }),
+        };
+        let invalid = |name: &'static str, value: &str, rule: String| {
+            let mut end = value.len().min(64);
+            while !value.is_char_boundary(end) {
+                end -= 1;
+            }
+            Error::InvalidEnv {
+                name,
+                value: value[..end].to_owned(),
+                rule,
+            }
+        };
+        let endpoint = required(env::ENDPOINT, "the cache endpoint as host:port")?;
+        let (host, port) = endpoint
+            .rsplit_once(':')
+            .ok_or_else(|| invalid(env::ENDPOINT, &endpoint, "expected host:port".to_owned()))?;
+        let host_ok = !host.is_empty()
+            && host.len() <= 253
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+        if !host_ok {
+            return Err(invalid(
+                env::ENDPOINT,
+                &endpoint,
+                "the host must be a DNS name or an IPv4 address (letters, digits, '.', '-')"
+                    .to_owned(),
+            ));
+        }
+        let port = match port.parse::<u16>() {
+            Ok(p) if p > 0 && port.bytes().all(|b| b.is_ascii_digit()) => p,
+            _ => {
+                return Err(invalid(
+                    env::ENDPOINT,
+                    &endpoint,
+                    "the port must be a number from 1 to 65535".to_owned(),
+                ))
+            }
+        };
+        let tls =
+            match required(env::TLS, "true (ElastiCache) or false (the local cloud)")?.as_str() {
+                "true" => true,
+                "false" => false,
+                other => {
+                    return Err(invalid(
+                        env::TLS,
+                        other,
+                        "expected true or false".to_owned(),
+                    ))
+                }
+            };
+        let auth =
+            match required(env::AUTH, "iam (ElastiCache) or none (the local cloud)")?.as_str() {
+                "none" => CacheAuth::None,
+                "iam" => CacheAuth::Iam {
+                    user: required(
+                        env::USER,
+                        "the ElastiCache user id the function connects as",
+                    )?,
+                    cache_name: required(
+                        env::NAME,
+                        "the cache's name (the IAM token is signed for it)",
+                    )?,
+                },
+                other => return Err(invalid(env::AUTH, other, "expected iam or none".to_owned())),
+            };
+        let window = match get(env::DEDUP_WINDOW_SECS) {
+            None => DedupWindow::default(),
+            Some(v) if v.trim().is_empty() => DedupWindow::default(),
+            Some(v) => {
+                let secs = v.trim().parse::<u64>().map_err(|_| {
+                    invalid(
+                        env::DEDUP_WINDOW_SECS,
+                        &v,
+                        "expected a whole number of seconds".to_owned(),
+                    )
+                })?;
+                DedupWindow::from_secs(secs)
+                    .map_err(|e| invalid(env::DEDUP_WINDOW_SECS, &v, e.to_string()))?
+            }
+        };
+        Ok(CacheEnv {
+            host: host.to_owned(),
+            port,
+            tls,
+            auth,
+            window,
+        })
+    }
+
+    /// The seed node's URL: `rediss://` with TLS, `redis://` without.
+    pub fn node_url(&self) -> String {
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        format!("{scheme}://{}:{}", self.host, self.port)
+    }
+}
+
+impl StoreConfig {
+    /// The settings of [`CacheEnv`] for a function: the seed node, the credentials, the window; counters
+    /// and index keys expire after `counter_ttl_secs` (0: never).
+    pub fn from_cache_env(
+        cache: &CacheEnv,
+        counter_ttl_secs: u64,
+        timeout: Duration,
+    ) -> Result<StoreConfig, Error> {
+        let credentials = match &cache.auth {
+            CacheAuth::None => None,
+            CacheAuth::Iam { .. } => {
+                return Err(Error::InvalidEnv {
+                    name: env::AUTH,
+                    value: "iam".to_owned(),
+                    rule: "IAM authentication tokens are not implemented yet: the functions cannot connect to an ElastiCache user with IAM auth (see docs/counter-store.md, \"Not yet done\")".to_owned(),
+                })
+            }
+        };
+        Ok(StoreConfig {
+            nodes: vec![cache.node_url()],
+            credentials,
+            window: cache.window,
+            counter_ttl_secs,
+            timeout,
+        })
+    }
+}
+
 /// A connection to the counter store (cheap to clone: one multiplexed connection per node underneath).
 #[derive(Clone)]
 pub struct CounterStore {
@@ -296,5 +469,137 @@ impl CounterStore {
             shard: shard.to_owned(),
             attempts: MAX_ATTEMPTS,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lookup(vars: &[(&str, &str)]) -> Result<CacheEnv, String> {
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        CacheEnv::from_lookup(|name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
+            .map_err(|e| e.to_string())
+    }
+
+    const LOCAL: [(&str, &str); 3] = [
+        (env::ENDPOINT, "127.0.0.1:6379"),
+        (env::TLS, "false"),
+        (env::AUTH, "none"),
+    ];
+
+    fn with(extra: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static str)> {
+        let mut vars: Vec<_> = LOCAL
+            .iter()
+            .filter(|(k, _)| !extra.iter().any(|(e, _)| e == k))
+            .copied()
+            .collect();
+        vars.extend_from_slice(extra);
+        vars
+    }
+
+    #[test]
+    fn the_local_cloud_and_aws_settings() {
+        let local = lookup(&LOCAL).expect("local");
+        assert_eq!(local.node_url(), "redis://127.0.0.1:6379");
+        assert_eq!(local.auth, CacheAuth::None);
+        assert_eq!(local.window, DedupWindow::default());
+        let aws = lookup(&[
+            (
+                env::ENDPOINT,
+                "tally-main-cache-abc123.serverless.use1.cache.amazonaws.com:6379",
+            ),
+            (env::TLS, "true"),
+            (env::AUTH, "iam"),
+            (env::USER, "tally-main-functions"),
+            (env::NAME, "tally-main-cache"),
+            (env::DEDUP_WINDOW_SECS, " 7200 "),
+        ])
+        .expect("aws");
+        assert_eq!(
+            aws.node_url(),
+            "rediss://tally-main-cache-abc123.serverless.use1.cache.amazonaws.com:6379"
+        );
+        assert_eq!(
+            aws.auth,
+            CacheAuth::Iam {
+                user: "tally-main-functions".into(),
+                cache_name: "tally-main-cache".into()
+            }
+        );
+        assert_eq!(aws.window.secs(), 7200);
+        // IAM tokens are not made yet: the configuration says so instead of connecting without one.
+        let err = StoreConfig::from_cache_env(&aws, 0, Duration::from_secs(1))
+            .expect_err("iam")
+            .to_string();
+        assert!(
+            err.contains("IAM authentication tokens are not implemented"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn hostile_and_malformed_settings() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (
+                &[(env::ENDPOINT, "")],
+                "environment variable TALLY_CACHE_ENDPOINT is not set",
+            ),
+            (&[(env::ENDPOINT, "127.0.0.1")], "expected host:port"),
+            (
+                &[(env::ENDPOINT, "127.0.0.1:0")],
+                "the port must be a number from 1 to 65535",
+            ),
+            (
+                &[(env::ENDPOINT, "127.0.0.1:+80")],
+                "the port must be a number",
+            ),
+            (
+                &[(env::ENDPOINT, "127.0.0.1:65536")],
+                "the port must be a number",
+            ),
+            (
+                &[(env::ENDPOINT, "user@evil.example:6379")],
+                "the host must be a DNS name",
+            ),
+            (
+                &[(env::ENDPOINT, "redis://h:1")],
+                "the host must be a DNS name",
+            ),
+            (&[(env::ENDPOINT, ":6379")], "the host must be a DNS name"),
+            (
+                &[(env::TLS, "yes")],
+                "TALLY_CACHE_TLS=\"yes\" is invalid: expected true or false",
+            ),
+            (&[(env::AUTH, "password")], "expected iam or none"),
+            (
+                &[(env::AUTH, "iam")],
+                "environment variable TALLY_CACHE_USER is not set",
+            ),
+            (
+                &[(env::DEDUP_WINDOW_SECS, "1h")],
+                "expected a whole number of seconds",
+            ),
+            (
+                &[(env::DEDUP_WINDOW_SECS, "60")],
+                "dedup window of 60 s is out of range",
+            ),
+            (
+                &[(env::DEDUP_WINDOW_SECS, "-1")],
+                "expected a whole number of seconds",
+            ),
+        ];
+        for (extra, want) in cases {
+            let err = lookup(&with(extra)).expect_err(want);
+            assert!(err.contains(want), "{extra:?}: `{err}` lacks `{want}`");
+        }
+        // A hostile value is quoted, but at most 64 bytes of it.
+        let long = format!("{}:6379", "é".repeat(200));
+        let leaked: &'static str = Box::leak(long.into_boxed_str());
+        let err = lookup(&with(&[(env::ENDPOINT, leaked)])).expect_err("long");
+        assert!(err.len() < 300, "{err}");
     }
 }

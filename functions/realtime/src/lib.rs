@@ -1,26 +1,27 @@
 //! The critical lane: one invocation per Kinesis batch (enhanced fan-out, batching window 0).
 //!
-//! [`Realtime::process`] decodes the batch up to its first undecodable record ([`tally_aws::batch`]),
-//! aggregates it in memory (a `Rollup`: one row write per counter row per batch, not per event), applies it to
-//! the realtime lane exactly once ([`MetricsTable::apply_batch`] under the fence of the decodable records), records the
-//! campaigns in the index, and reports the undecodable record in `batchItemFailures`. [`handler`] is the
-//! Lambda edge: it prints the embedded-metric line and turns errors into a failed invocation, which Lambda
-//! retries (bisecting) — safe, because applying is idempotent per fence.
-
-use std::collections::BTreeMap;
+//! [`Realtime::process`] decodes the batch up to its first undecodable record ([`tally_aws::batch`]), applies
+//! the decodable records to the counter store exactly once by event id ([`CounterStore::process`] on the
+//! realtime lane: claims, fence, one atomic step in the shard's hash slot; `docs/counter-store.md`), and
+//! reports the undecodable record in `batchItemFailures`. Every event counts in this lane (the settled lane
+//! filters invalid traffic later); an id already claimed by another record is a duplicate and does not count.
+//! [`handler`] is the Lambda edge: it prints the embedded-metric line and turns errors into a failed
+//! invocation, which Lambda retries (bisecting) — safe, because claims are idempotent per record and the step is
+//! fenced per shard.
 
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use aws_lambda_events::event::streams::KinesisEventResponse;
 use lambda_runtime::LambdaEvent;
 use tally_aws::batch;
 use tally_aws::emf::BatchMetrics;
-use tally_aws::metrics::{ApplyReport, Lane, MetricsTable};
-use tally_domain::event::Event;
+use tally_aws::store::CounterStore;
+use tally_domain::exactly_once::ApplyStats;
+use tally_domain::store_keys::StoreLane;
 
 /// The function's state, built once per cold start.
 #[derive(Clone, Debug)]
 pub struct Realtime {
-    table: MetricsTable,
+    store: CounterStore,
 }
 
 /// What one invocation did.
@@ -28,15 +29,17 @@ pub struct Realtime {
 pub struct Outcome {
     /// The partial-batch response for Lambda.
     pub response: KinesisEventResponse,
-    /// Rows applied and rows skipped as already applied.
-    pub report: ApplyReport,
+    /// What happened to every event of the batch (counted, duplicates, already applied, …).
+    pub stats: ApplyStats,
+    /// Atomic-step calls (0 when the fence said the batch was applied already; more than 1 after conflicts).
+    pub script_calls: u32,
     /// The embedded-metric-format line for this batch.
     pub metrics: String,
 }
 
 impl Realtime {
-    pub fn new(table: MetricsTable) -> Realtime {
-        Realtime { table }
+    pub fn new(store: CounterStore) -> Realtime {
+        Realtime { store }
     }
 
     /// Processes one batch (see the crate docs). `now_ms` is read once the counters are applied.
@@ -46,16 +49,12 @@ impl Realtime {
         now_ms: impl Fn() -> i64,
     ) -> Result<Outcome, tally_aws::Error> {
         let decoded = batch::decode(event)?;
-        let report = self
-            .table
-            .apply_batch(Lane::Realtime, &decoded.batch)
+        let processed = self
+            .store
+            .process(StoreLane::Realtime, &decoded.store, |_| true)
             .await?;
-        if !decoded.batch.is_empty() {
-            self.table
-                .touch_campaigns(&campaigns_seen(decoded.batch.events()))
-                .await?;
-        }
         let now = now_ms();
+        let stats = processed.plan.stats;
         let metrics = BatchMetrics {
             function: "realtime",
             now_ms: now,
@@ -72,14 +71,20 @@ impl Realtime {
         tracing::info!(
             message = "batch applied",
             records = decoded.records,
-            events = decoded.batch.len(),
-            rows_applied = report.applied,
-            rows_skipped = report.skipped,
+            events = stats.events,
+            counted = stats.counted,
+            duplicates = stats.duplicates,
+            repeats = stats.repeats,
+            already_applied = stats.already_applied,
+            retried = stats.retried,
+            unreadable_claims = stats.unreadable_claims,
+            script_calls = processed.script_calls,
             failed_at = decoded.failure.as_ref().map(|(seq, _)| seq.as_str()),
         );
         Ok(Outcome {
             response: decoded.response(),
-            report,
+            stats,
+            script_calls: processed.script_calls,
             metrics,
         })
     }
@@ -93,20 +98,4 @@ pub async fn handler(
 ) -> Result<KinesisEventResponse, lambda_runtime::Error> {
     let outcome = state.process(&event.payload, batch::unix_ms).await;
     batch::respond(outcome.map(|o| (o.response, o.metrics)))
-}
-
-/// Per campaign: the first and last receive time among `events`.
-pub fn campaigns_seen<'a>(
-    events: impl IntoIterator<Item = &'a Event>,
-) -> BTreeMap<String, (i64, i64)> {
-    let mut seen: BTreeMap<String, (i64, i64)> = BTreeMap::new();
-    for e in events {
-        seen.entry(e.campaign_id.clone())
-            .and_modify(|(first, last)| {
-                *first = (*first).min(e.received_ms);
-                *last = (*last).max(e.received_ms);
-            })
-            .or_insert((e.received_ms, e.received_ms));
-    }
-    seen
 }

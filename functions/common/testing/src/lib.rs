@@ -11,6 +11,9 @@
 //!   `UpdateItem` after the fifth with `ProvisionedThroughputExceededException` — so a test can throttle a
 //!   function half-way through a batch, then heal the proxy and let the retry finish.
 //!
+//! [`valkey_counters`] reads a lane's counters off a test's `valkey-server`, summed over shards, the way
+//! `MemoryStore::counters` reads the model.
+//!
 //! It speaks only what the AWS SDK sends to the JSON protocols (DynamoDB, Kinesis): requests with a
 //! `Content-Length`. Nothing here leaves 127.0.0.1.
 
@@ -396,4 +399,81 @@ pub fn check_fixture(
     let raw: serde_json::Value = serde_json::from_str(&got).expect("json");
     assert_eq!(raw["Records"][0]["eventSource"], "aws:kinesis");
     assert!(raw["Records"][0]["kinesis"]["approximateArrivalTimestamp"].is_number());
+}
+
+/// The strings of an array reply (panics on anything else: a test helper).
+pub fn valkey_strings(reply: tally_testkit::Reply) -> Vec<String> {
+    use tally_testkit::Reply;
+    match reply {
+        Reply::Array(items) => items
+            .into_iter()
+            .map(|i| match i {
+                Reply::Bulk(Some(s)) => s,
+                other => panic!("expected a string, got {other:?}"),
+            })
+            .collect(),
+        other => panic!("expected an array, got {other:?}"),
+    }
+}
+
+/// One command to a test's server (panics with the command on an error).
+pub fn valkey(server: &tally_testkit::Valkey, args: &[&str]) -> tally_testkit::Reply {
+    server
+        .command(args)
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+}
+
+/// A lane's counters on a server, summed over shards, per (campaign, ad, minute).
+pub fn valkey_counters(
+    server: &tally_testkit::Valkey,
+    lane: tally_domain::store_keys::StoreLane,
+) -> std::collections::BTreeMap<(String, String, i64), tally_domain::exactly_once::Tally> {
+    use tally_domain::store_keys::{parse_counter_field, parse_counter_key};
+    let mut out: std::collections::BTreeMap<
+        (String, String, i64),
+        tally_domain::exactly_once::Tally,
+    > = std::collections::BTreeMap::new();
+    for key in valkey_strings(valkey(server, &["KEYS", "*"])) {
+        let Some((l, _shard, campaign, minute)) = parse_counter_key(&key) else {
+            continue;
+        };
+        if l != lane {
+            continue;
+        }
+        let flat = valkey_strings(valkey(server, &["HGETALL", &key]));
+        for pair in flat.chunks(2) {
+            let (ad, counter) = parse_counter_field(&pair[0]).expect("a field of the layout");
+            let v: u64 = pair[1].parse().expect("a counter");
+            let t = out
+                .entry((campaign.to_owned(), ad.to_owned(), minute))
+                .or_default();
+            t.set(counter, t.get(counter) + v);
+        }
+    }
+    out
+}
+
+/// What `events` must add up to when each distinct id counts once (its first occurrence), per (campaign, ad,
+/// minute): the truth a lane's counters are compared with.
+pub fn distinct_tallies<'a>(
+    events: impl IntoIterator<Item = &'a tally_domain::event::Event>,
+) -> std::collections::BTreeMap<(String, String, i64), tally_domain::exactly_once::Tally> {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut out: std::collections::BTreeMap<
+        (String, String, i64),
+        tally_domain::exactly_once::Tally,
+    > = std::collections::BTreeMap::new();
+    for e in events {
+        if !seen.insert(e.id.clone()) {
+            continue;
+        }
+        out.entry((
+            e.campaign_id.clone(),
+            e.ad_id.clone(),
+            tally_domain::rollup::minute_of(e.received_ms),
+        ))
+        .or_default()
+        .add(e);
+    }
+    out
 }

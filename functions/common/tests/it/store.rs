@@ -11,9 +11,7 @@ use tally_aws::store::{CounterStore, StoreConfig};
 use tally_domain::event::{DeviceClass, Event, EventKind};
 use tally_domain::exactly_once::{plan_apply, Batch, DedupWindow, Position, Tally};
 use tally_domain::rollup::minute_of;
-use tally_domain::store_keys::{
-    claim_key, counter_key, mark_key, parse_counter_field, parse_counter_key, StoreLane,
-};
+use tally_domain::store_keys::{claim_key, counter_key, mark_key, StoreLane};
 use tally_domain::store_model::{MemoryStore, ScriptReply, StoreError};
 use tally_testkit::{Reply, Valkey};
 
@@ -83,48 +81,9 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("tokio runtime")
 }
 
-fn strings(reply: Reply) -> Vec<String> {
-    match reply {
-        Reply::Array(items) => items
-            .into_iter()
-            .map(|i| match i {
-                Reply::Bulk(Some(s)) => s,
-                other => panic!("expected a string, got {other:?}"),
-            })
-            .collect(),
-        other => panic!("expected an array, got {other:?}"),
-    }
-}
-
-fn cmd(server: &Valkey, args: &[&str]) -> Reply {
-    server
-        .command(args)
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"))
-}
-
-/// The lane's counters on the server, summed over shards, per (campaign, ad, minute) — as
-/// `MemoryStore::counters` reads the model.
-fn server_counters(server: &Valkey, lane: StoreLane) -> BTreeMap<(String, String, i64), Tally> {
-    let mut out: BTreeMap<(String, String, i64), Tally> = BTreeMap::new();
-    for key in strings(cmd(server, &["KEYS", "*"])) {
-        let Some((l, _shard, campaign, minute)) = parse_counter_key(&key) else {
-            continue;
-        };
-        if l != lane {
-            continue;
-        }
-        let flat = strings(cmd(server, &["HGETALL", &key]));
-        for pair in flat.chunks(2) {
-            let (ad, counter) = parse_counter_field(&pair[0]).expect("a field of the layout");
-            let v: u64 = pair[1].parse().expect("a counter");
-            let t = out
-                .entry((campaign.to_owned(), ad.to_owned(), minute))
-                .or_default();
-            t.set(counter, t.get(counter) + v);
-        }
-    }
-    out
-}
+use tally_aws_testing::{
+    valkey as cmd, valkey_counters as server_counters, valkey_strings as strings,
+};
 
 fn server_get(server: &Valkey, key: &str) -> Option<String> {
     match cmd(server, &["GET", key]) {

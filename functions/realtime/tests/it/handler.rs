@@ -1,21 +1,33 @@
+//! The handler against a real `valkey-server` (one-node cluster, `tally_testkit::Valkey`): exactly once by
+//! event id through duplicate deliveries, poison records, bisected retries, a failing store, and resent ids.
+
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use lambda_runtime::{Context, LambdaEvent};
-use tally_aws::metrics::{rows, Lane, MetricsTable, Resolution};
-use tally_aws_testing::{Answer, Faults, Proxy};
+use tally_aws::store::{CounterStore, StoreConfig};
+use tally_aws_testing::{distinct_tallies, valkey, valkey_counters};
 use tally_domain::event::Event;
-use tally_domain::rollup::{Counters, Rollup};
+use tally_domain::exactly_once::{DedupWindow, Tally};
+use tally_domain::store_keys::{mark_key, StoreLane};
 use tally_domain::wire;
 use tally_realtime::{handler, Realtime};
-use tally_testkit::Moto;
+use tally_testkit::{Reply, Valkey};
 
 use crate::fixture;
 
-async fn table_at(endpoint: &str) -> MetricsTable {
-    let client = aws_sdk_dynamodb::Client::new(&tally_aws_testing::sdk_config(endpoint).await);
-    tally_aws_testing::create_metrics_table(&client, "metrics").await;
-    MetricsTable::new(client, "metrics")
+type Counts = BTreeMap<(String, String, i64), Tally>;
+
+async fn realtime(server: &Valkey) -> Realtime {
+    let config = StoreConfig {
+        nodes: vec![server.url()],
+        credentials: None,
+        window: DedupWindow::default(),
+        counter_ttl_secs: 0,
+        timeout: Duration::from_secs(5),
+    };
+    Realtime::new(CounterStore::connect(&config).await.expect("connect"))
 }
 
 /// Calls the handler as the Lambda runtime does; the response as JSON.
@@ -42,52 +54,19 @@ fn events_of(batch: &KinesisEvent, range: impl IntoIterator<Item = usize>) -> Ve
         .collect()
 }
 
-/// Every realtime row of the fixture's campaigns, as the readers see them.
-async fn snapshot(table: &MetricsTable) -> BTreeMap<String, Counters> {
-    let mut out = BTreeMap::new();
-    let minute = fixture::T0_MS / 60_000;
-    for campaign in ["spring-0", "spring-1"] {
-        for res in Resolution::ALL {
-            let series = table
-                .series(campaign, Lane::Realtime, res, minute - 1440, minute + 1440)
-                .await
-                .expect("series");
-            let ads = table
-                .ads(campaign, Lane::Realtime, res, minute - 1440, minute + 1440)
-                .await
-                .expect("ads");
-            for row in series.into_iter().chain(ads) {
-                out.insert(format!("{}/{}", row.key.pk(), row.key.sk()), row.counters);
-            }
-        }
-    }
-    out
+fn counts(server: &Valkey) -> Counts {
+    valkey_counters(server, StoreLane::Realtime)
 }
 
-/// The rows `events` must produce when each is counted exactly once.
-fn expected(events: &[Event]) -> BTreeMap<String, Counters> {
-    let mut rollup = Rollup::new();
-    for e in events {
-        rollup.add(e);
+#[track_caller]
+fn assert_counts(got: &Counts, want: &Counts) {
+    for (key, tally) in want {
+        assert_eq!(got.get(key), Some(tally), "cell {key:?}");
     }
-    rows(Lane::Realtime, &rollup)
-        .into_iter()
-        .map(|r| (format!("{}/{}", r.key.pk(), r.key.sk()), r.counters))
-        .collect()
-}
-
-/// Equal row sets, reporting the first difference only.
-fn assert_rows(got: &BTreeMap<String, Counters>, want: &BTreeMap<String, Counters>) {
-    for (key, counters) in want {
-        assert_eq!(got.get(key), Some(counters), "row {key}");
-    }
-    assert_eq!(
-        got.len(),
-        want.len(),
-        "rows: {:?}",
-        got.keys()
-            .filter(|k| !want.contains_key(*k))
-            .collect::<Vec<_>>()
+    let extra: Vec<_> = got.keys().filter(|k| !want.contains_key(*k)).collect();
+    assert!(
+        extra.is_empty(),
+        "cells nothing should have counted: {extra:?}"
     );
 }
 
@@ -102,10 +81,25 @@ fn from(batch: &KinesisEvent, from: usize) -> KinesisEvent {
     out
 }
 
+/// `batch` followed by `extra` records of the same shard (later sequence numbers).
+fn append(batch: &KinesisEvent, extra: Vec<Vec<u8>>) -> KinesisEvent {
+    let mut out = batch.clone();
+    let n = out.records.len();
+    for (i, data) in extra.into_iter().enumerate() {
+        let mut record = out.records[0].clone();
+        let seq = tally_aws_testing::sequence_number(n + i);
+        record.event_id = Some(format!("{}:{seq}", fixture::SHARD));
+        record.kinesis.sequence_number = seq;
+        *record.kinesis.data = data;
+        out.records.push(record);
+    }
+    out
+}
+
 #[tokio::test]
 async fn a_batch_and_its_duplicate_delivery_count_once() {
-    let moto = Moto::start();
-    let state = Realtime::new(table_at(&moto.endpoint()).await);
+    let server = Valkey::start();
+    let state = realtime(&server).await;
     let batch = fixture::load();
     assert_eq!(invoke(&state, &batch).await, no_failures());
     assert_eq!(
@@ -113,59 +107,71 @@ async fn a_batch_and_its_duplicate_delivery_count_once() {
         no_failures(),
         "the duplicate is acknowledged"
     );
-    let table = table_at_existing(&moto).await;
-    assert_rows(&snapshot(&table).await, &expected(&fixture::events()));
-    let campaigns: Vec<_> = table
-        .campaigns()
-        .await
-        .expect("index")
-        .into_iter()
-        .map(|c| c.campaign_id)
-        .collect();
-    assert_eq!(campaigns, ["spring-0", "spring-1"]);
+    assert_counts(&counts(&server), &distinct_tallies(&fixture::events()));
+    // The mark is the batch's last record.
+    let last = &batch
+        .records
+        .last()
+        .expect("records")
+        .kinesis
+        .sequence_number;
+    let mark = valkey(
+        &server,
+        &["GET", &mark_key(StoreLane::Realtime, fixture::SHARD)],
+    );
+    let Reply::Bulk(Some(mark)) = mark else {
+        panic!("no mark: {mark:?}")
+    };
+    assert!(mark.ends_with(last.as_str()), "{mark} vs {last}");
 }
 
-async fn table_at_existing(moto: &Moto) -> MetricsTable {
-    let config = tally_aws_testing::sdk_config(&moto.endpoint()).await;
-    MetricsTable::new(aws_sdk_dynamodb::Client::new(&config), "metrics")
+#[tokio::test]
+async fn resent_ids_in_later_records_count_once() {
+    let server = Valkey::start();
+    let state = realtime(&server).await;
+    let batch = fixture::load();
+    let events = fixture::events();
+    // A client resends 30 events after a timeout (a new request: a new record), and one body holds the same
+    // event twice: neither is counted again.
+    let resend = wire::encode_record(&events[..30]);
+    let twice = wire::encode_record(&[events[40].clone(), events[40].clone()]);
+    let with_resends = append(&batch, vec![resend, twice]);
+    assert_eq!(invoke(&state, &with_resends).await, no_failures());
+    assert_counts(&counts(&server), &distinct_tallies(&events));
+    // The same resend in a later batch (after the checkpoint): still once.
+    let later = append(&with_resends, vec![wire::encode_record(&events[100..130])]);
+    assert_eq!(
+        invoke(&state, &from(&later, later.records.len() - 1)).await,
+        no_failures()
+    );
+    assert_counts(&counts(&server), &distinct_tallies(&events));
 }
 
 #[tokio::test]
 async fn a_poison_record_is_reported_and_every_other_record_is_applied() {
-    let moto = Moto::start();
-    let table = table_at(&moto.endpoint()).await;
-    let state = Realtime::new(table.clone());
+    let server = Valkey::start();
+    let state = realtime(&server).await;
     let mut batch = fixture::load();
     let n = batch.records.len();
     assert!(n >= 4, "the fixture needs at least four records, has {n}");
     corrupt(&mut batch, 2);
     let seq2 = batch.records[2].kinesis.sequence_number.clone();
     let all_but_2: Vec<usize> = (0..n).filter(|&i| i != 2).collect();
+    let want = distinct_tallies(&events_of(&batch, all_but_2));
     assert_eq!(invoke(&state, &batch).await, failure_at(&seq2));
-    assert_rows(
-        &snapshot(&table).await,
-        &expected(&events_of(&batch, all_but_2.clone())),
-    );
-    // Lambda redelivers from the failed record (until its retries run out, then the remainder goes to the
-    // on-failure queue): still poison, and the records after it are not counted twice.
+    assert_counts(&counts(&server), &want);
+    // Lambda redelivers from the failed record: still poison, and the records after it are not counted twice.
     assert_eq!(invoke(&state, &from(&batch, 2)).await, failure_at(&seq2));
-    assert_rows(
-        &snapshot(&table).await,
-        &expected(&events_of(&batch, all_but_2.clone())),
-    );
+    assert_counts(&counts(&server), &want);
     // After the poison record is discarded the shard moves on; a redelivery of the rest changes nothing.
     assert_eq!(invoke(&state, &from(&batch, 3)).await, no_failures());
-    assert_rows(
-        &snapshot(&table).await,
-        &expected(&events_of(&batch, all_but_2)),
-    );
+    assert_counts(&counts(&server), &want);
 }
 
 #[tokio::test]
 async fn mixed_batches_and_malformed_invocations() {
-    let moto = Moto::start();
-    let table = table_at(&moto.endpoint()).await;
-    let state = Realtime::new(table.clone());
+    let server = Valkey::start();
+    let state = realtime(&server).await;
     let mut batch = fixture::load();
     // Two poison records: the others are applied, the lowest poison record is reported.
     corrupt(&mut batch, 0);
@@ -175,17 +181,17 @@ async fn mixed_batches_and_malformed_invocations() {
     let others: Vec<usize> = (0..batch.records.len())
         .filter(|&i| i != 0 && i != 3)
         .collect();
-    assert_rows(
-        &snapshot(&table).await,
-        &expected(&events_of(&batch, others)),
+    assert_counts(
+        &counts(&server),
+        &distinct_tallies(&events_of(&batch, others)),
     );
     // An empty batch is a success that changes nothing.
+    let before = counts(&server);
     assert_eq!(
         invoke(&state, &KinesisEvent::default()).await,
         no_failures()
     );
     // An invocation Lambda would never send fails as a whole, with the reason, and applies nothing.
-    let before = snapshot(&table).await;
     let mut mixed_shards = fixture::load();
     mixed_shards.records[1].event_id = Some(format!(
         "shardId-000000000007:{}",
@@ -203,8 +209,8 @@ async fn mixed_batches_and_malformed_invocations() {
         "{err}"
     );
     assert!(
-        snapshot(&table).await == before,
-        "a malformed invocation changed the table"
+        counts(&server) == before,
+        "a malformed invocation changed the counters"
     );
     // Malformed JSON never reaches the handler: the event type refuses it.
     assert!(
@@ -215,37 +221,33 @@ async fn mixed_batches_and_malformed_invocations() {
 }
 
 #[tokio::test]
-async fn throttled_writes_fail_the_invocation_and_the_retry_is_exact() {
-    let moto = Moto::start();
-    let proxy = Proxy::start(&moto.endpoint());
-    let table = table_at(&proxy.endpoint()).await;
-    let state = Realtime::new(table.clone());
+async fn a_failing_store_fails_the_invocation_and_the_bisected_retries_are_exact() {
+    let server = Valkey::start();
+    let state = realtime(&server).await;
     let batch = fixture::load();
-    proxy.fail(Faults {
-        operation: "UpdateItem".into(),
-        after: 25,
-        answer: Answer::dynamodb_throttled(),
-    });
-    let err = invoke(&state, &batch).await.expect_err("throttled");
-    assert!(
-        err.contains("ProvisionedThroughputExceededException"),
-        "{err}"
-    );
-    proxy.heal();
-    // Lambda bisects on a function error: first half, then second half, then the whole batch once more.
+    // Something else holds the shard's mark key with another type: the step fails, nothing is counted, and
+    // the error names the server's code.
+    let mark = mark_key(StoreLane::Realtime, fixture::SHARD);
+    valkey(&server, &["HSET", &mark, "x", "1"]);
+    let err = invoke(&state, &batch).await.expect_err("wrong type");
+    assert!(err.contains("WRONGTYPE"), "{err}");
+    assert!(counts(&server).is_empty(), "nothing counted");
+    valkey(&server, &["DEL", &mark]);
+    // Lambda bisects on a function error: first half, then second half, then the whole batch once more. The
+    // claims of the failed attempt are this batch's own records: they still count, once.
     let half = batch.records.len() / 2;
     let mut first = batch.clone();
     first.records.truncate(half);
     assert_eq!(invoke(&state, &first).await, no_failures());
     assert_eq!(invoke(&state, &from(&batch, half)).await, no_failures());
     assert_eq!(invoke(&state, &batch).await, no_failures());
-    assert_rows(&snapshot(&table).await, &expected(&fixture::events()));
+    assert_counts(&counts(&server), &distinct_tallies(&fixture::events()));
 }
 
 #[tokio::test]
 async fn metrics_line_reports_latency_and_batch_size() {
-    let moto = Moto::start();
-    let state = Realtime::new(table_at(&moto.endpoint()).await);
+    let server = Valkey::start();
+    let state = realtime(&server).await;
     let mut batch = fixture::load();
     let n = batch.records.len();
     corrupt(&mut batch, n - 1);
@@ -266,40 +268,59 @@ async fn metrics_line_reports_latency_and_batch_size() {
         latencies.last().and_then(serde_json::Value::as_i64),
         Some(max)
     );
-    assert!(outcome.report.applied > 0 && outcome.report.skipped == 0);
+    assert_eq!(outcome.stats.counted, events.len());
+    assert_eq!(outcome.script_calls, 1);
+    // The same batch again: fenced, no script call, nothing counted.
+    let again = state.process(&batch, || now).await.expect("process");
+    assert_eq!((again.stats.counted, again.script_calls), (0, 0));
+    assert_eq!(again.stats.already_applied, events.len());
+}
+
+/// `INFO commandstats` calls per command.
+fn calls(server: &Valkey) -> BTreeMap<String, u64> {
+    server
+        .info("commandstats")
+        .into_iter()
+        .filter_map(|(k, v)| {
+            let name = k.strip_prefix("cmdstat_")?;
+            let calls = v.split(',').find_map(|f| f.strip_prefix("calls="))?;
+            Some((name.to_owned(), calls.parse().ok()?))
+        })
+        .collect()
 }
 
 #[tokio::test]
-async fn one_write_per_counter_row_per_batch_not_per_event() {
-    let moto = Moto::start();
-    let proxy = Proxy::start(&moto.endpoint());
-    let state = Realtime::new(table_at(&proxy.endpoint()).await);
+async fn one_claim_per_event_and_one_atomic_step_per_batch() {
+    let server = Valkey::start();
+    let state = realtime(&server).await;
     let batch = fixture::load();
     let events = fixture::events();
-    let rows_expected = expected(&events).len();
-    let before = proxy.log().len();
+    valkey(&server, &["CONFIG", "RESETSTAT"]);
     assert_eq!(invoke(&state, &batch).await, no_failures());
-    let log = proxy.log()[before..].to_vec();
-    let writes = log.iter().filter(|op| *op == "UpdateItem").count();
-    let reads = log.iter().filter(|op| *op == "GetItem").count();
-    // Every counter row once, plus the two campaigns' index rows; reads only for rows with a sketch to merge.
+    let c = calls(&server);
+    let get = |name: &str| c.get(name).copied().unwrap_or(0);
+    // One claim per distinct id, one mark read, one script call (EVAL the first time: the node had not
+    // cached it; the failed EVALSHA is counted as a call too).
     assert_eq!(
-        writes,
-        rows_expected + 2,
-        "{} events in {} records",
-        events.len(),
-        batch.records.len()
+        get("set"),
+        events.len() as u64 + 1,
+        "the claims and the script's mark: {c:?}"
     );
-    assert!(
-        reads <= rows_expected,
-        "{reads} reads for {rows_expected} rows"
+    assert_eq!(
+        get("get"),
+        1 + 1,
+        "the mark, by us and by the script: {c:?}"
     );
+    assert_eq!(get("eval") + get("evalsha"), 2, "{c:?}");
+    let increments = get("hincrby");
     eprintln!(
-        "measured: {} events, {} records -> {} row writes + 2 index writes, {} reads (naive: {} writes)",
+        "measured: {} events, {} records -> {} claims, 1 mark read, 1 script ({} HINCRBY, {} SADD inside); a row write per event and counter would be {}",
         events.len(),
         batch.records.len(),
-        rows_expected,
-        reads,
+        get("set"),
+        increments,
+        get("sadd"),
         events.len() * 6
     );
+    assert!(increments > 0 && increments < events.len() as u64, "{c:?}");
 }
