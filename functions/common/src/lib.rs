@@ -5,6 +5,7 @@
 //!   functions' environment variables.
 //! * [`metrics`]: the metrics table — its layout, the exactly-once writer and the readers `query` uses.
 //! * [`store`]: the counter store (Valkey): a batch applied exactly once by event id (claims, fence, script).
+//! * [`cache_auth`]: ElastiCache IAM tokens and a store connection that keeps its token fresh.
 //! * [`kinesis`]: `PutRecords` that resends individually failed records with bounded backoff.
 //! * [`emf`]: CloudWatch embedded metric format lines.
 //! * [`problem`]: RFC 9457 problem documents for the HTTP functions.
@@ -13,6 +14,7 @@
 //! invocation should be retried by Lambda or the input is at fault.
 
 pub mod batch;
+pub mod cache_auth;
 pub mod config;
 pub mod emf;
 mod error;

@@ -199,34 +199,6 @@ impl CacheEnv {
     }
 }
 
-impl StoreConfig {
-    /// The settings of [`CacheEnv`] for a function: the seed node, the credentials, the window; counters
-    /// and index keys expire after `counter_ttl_secs` (0: never).
-    pub fn from_cache_env(
-        cache: &CacheEnv,
-        counter_ttl_secs: u64,
-        timeout: Duration,
-    ) -> Result<StoreConfig, Error> {
-        let credentials = match &cache.auth {
-            CacheAuth::None => None,
-            CacheAuth::Iam { .. } => {
-                return Err(Error::InvalidEnv {
-                    name: env::AUTH,
-                    value: "iam".to_owned(),
-                    rule: "IAM authentication tokens are not implemented yet: the functions cannot connect to an ElastiCache user with IAM auth (see docs/counter-store.md, \"Not yet done\")".to_owned(),
-                })
-            }
-        };
-        Ok(StoreConfig {
-            nodes: vec![cache.node_url()],
-            credentials,
-            window: cache.window,
-            counter_ttl_secs,
-            timeout,
-        })
-    }
-}
-
 /// A connection to the counter store (cheap to clone: one multiplexed connection per node underneath).
 #[derive(Clone)]
 pub struct CounterStore {
@@ -531,14 +503,6 @@ mod tests {
             }
         );
         assert_eq!(aws.window.secs(), 7200);
-        // IAM tokens are not made yet: the configuration says so instead of connecting without one.
-        let err = StoreConfig::from_cache_env(&aws, 0, Duration::from_secs(1))
-            .expect_err("iam")
-            .to_string();
-        assert!(
-            err.contains("IAM authentication tokens are not implemented"),
-            "{err}"
-        );
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //!
 //! [`Realtime::process`] decodes the batch up to its first undecodable record ([`tally_aws::batch`]), applies
 //! the decodable records to the counter store exactly once by event id ([`CounterStore::process`] on the
-//! realtime lane: claims, fence, one atomic step in the shard's hash slot; `docs/counter-store.md`), and
+//! realtime lane: claims, fence, one atomic step in the shard's hash slot; `docs/counter-store.md`; the
+//! connection keeps its IAM token fresh, [`StoreSource`]), and
 //! reports the undecodable record in `batchItemFailures`. Every event counts in this lane (the settled lane
 //! filters invalid traffic later); an id already claimed by another record is a duplicate and does not count.
 //! [`handler`] is the Lambda edge: it prints the embedded-metric line and turns errors into a failed
@@ -13,15 +14,15 @@ use aws_lambda_events::event::kinesis::KinesisEvent;
 use aws_lambda_events::event::streams::KinesisEventResponse;
 use lambda_runtime::LambdaEvent;
 use tally_aws::batch;
+use tally_aws::cache_auth::StoreSource;
 use tally_aws::emf::BatchMetrics;
-use tally_aws::store::CounterStore;
 use tally_domain::exactly_once::ApplyStats;
 use tally_domain::store_keys::StoreLane;
 
 /// The function's state, built once per cold start.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Realtime {
-    store: CounterStore,
+    store: StoreSource,
 }
 
 /// What one invocation did.
@@ -38,7 +39,7 @@ pub struct Outcome {
 }
 
 impl Realtime {
-    pub fn new(store: CounterStore) -> Realtime {
+    pub fn new(store: StoreSource) -> Realtime {
         Realtime { store }
     }
 
@@ -51,6 +52,8 @@ impl Realtime {
         let decoded = batch::decode(event)?;
         let processed = self
             .store
+            .get()
+            .await?
             .process(StoreLane::Realtime, &decoded.store, |_| true)
             .await?;
         let now = now_ms();

@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use lambda_runtime::{service_fn, LambdaEvent};
-use tally_aws::store::{CacheEnv, CounterStore, StoreConfig};
+use tally_aws::cache_auth::StoreSource;
+use tally_aws::store::{CacheAuth, CacheEnv};
 use tally_realtime::Realtime;
 
 /// Counter and index keys outlive the compactor's reach by a wide margin (it folds closed minutes within
@@ -17,14 +18,15 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 async fn main() -> anyhow::Result<()> {
     tally_aws::config::init_tracing();
     let cache = CacheEnv::from_env().context("while reading the configuration")?;
-    let config = StoreConfig::from_cache_env(&cache, COUNTER_TTL_SECS, TIMEOUT)
-        .context("while reading the configuration")?;
-    let store = CounterStore::connect(&config).await.with_context(|| {
-        format!(
-            "while connecting to the counter store at {}",
-            cache.node_url()
-        )
-    })?;
+    let endpoint = cache.node_url();
+    // The AWS configuration only signs IAM tokens; nothing else here calls AWS.
+    let sdk = match cache.auth {
+        CacheAuth::Iam { .. } => Some(tally_aws::config::sdk_config().await),
+        CacheAuth::None => None,
+    };
+    let store = StoreSource::connect(cache, COUNTER_TTL_SECS, TIMEOUT, sdk)
+        .await
+        .with_context(|| format!("while connecting to the counter store at {endpoint}"))?;
     let state = Realtime::new(store);
     let state = &state;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| {

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use lambda_runtime::{Context, LambdaEvent};
-use tally_aws::store::{CounterStore, StoreConfig};
+use tally_aws::cache_auth::StoreSource;
+use tally_aws::store::{CacheAuth, CacheEnv};
 use tally_aws_testing::{distinct_tallies, valkey, valkey_counters};
 use tally_domain::event::Event;
 use tally_domain::exactly_once::{DedupWindow, Tally};
@@ -20,14 +21,17 @@ use crate::fixture;
 type Counts = BTreeMap<(String, String, i64), Tally>;
 
 async fn realtime(server: &Valkey) -> Realtime {
-    let config = StoreConfig {
-        nodes: vec![server.url()],
-        credentials: None,
+    let cache = CacheEnv {
+        host: server.addr().ip().to_string(),
+        port: server.addr().port(),
+        tls: false,
+        auth: CacheAuth::None,
         window: DedupWindow::default(),
-        counter_ttl_secs: 0,
-        timeout: Duration::from_secs(5),
     };
-    Realtime::new(CounterStore::connect(&config).await.expect("connect"))
+    let store = StoreSource::connect(cache, 0, Duration::from_secs(5), None)
+        .await
+        .expect("connect");
+    Realtime::new(store)
 }
 
 /// Calls the handler as the Lambda runtime does; the response as JSON.
