@@ -34,6 +34,7 @@ commands:
                                            the whole stack locally (Function URLs, AWS endpoint, mappings),
                                            state under target/tally-dev/<stage>; Ctrl-C stops, restart resumes
   loadtest [--profile FILE] [--rate N] [--duration D] [--json] [--debug] [--prices FILE]
+           [--resend-acked P] [--repeat-in-body P]
                                            a fresh local cloud driven through collect with a traffic profile's
                                            requests (default: xtask/profiles/daily-curve-network.toml) at a
                                            flat N events/s (default 2000) for D (default 30s): freshness,
@@ -81,6 +82,10 @@ pub struct Loadtest {
     pub duration: String,
     pub json: bool,
     pub debug: bool,
+    /// Fraction of acknowledged POSTs the clients send again whole (same ids).
+    pub resend_acked: f64,
+    /// Fraction of POST bodies holding one event twice.
+    pub repeat_in_body: f64,
 }
 
 #[derive(Debug)]
@@ -403,6 +408,8 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<Cmd> {
                 duration: "30s".to_owned(),
                 json: false,
                 debug: false,
+                resend_acked: 0.0,
+                repeat_in_body: 0.0,
             };
             while let Some(arg) = parser.next()? {
                 match arg {
@@ -421,6 +428,22 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<Cmd> {
                     Long("duration") => cmd.duration = parser.value()?.string()?,
                     Long("json") => cmd.json = true,
                     Long("debug") => cmd.debug = true,
+                    Long(flag @ ("resend-acked" | "repeat-in-body")) => {
+                        let flag = flag.to_owned();
+                        let value = parser.value()?.string()?;
+                        let p = value
+                            .parse::<f64>()
+                            .ok()
+                            .filter(|p| (0.0..=1.0).contains(p))
+                            .with_context(|| {
+                                format!("--{flag} `{value}`: expected a fraction from 0 to 1")
+                            })?;
+                        if flag == "resend-acked" {
+                            cmd.resend_acked = p;
+                        } else {
+                            cmd.repeat_in_body = p;
+                        }
+                    }
                     other => {
                         return Err(other.unexpected()).context("while reading `loadtest` flags")
                     }
@@ -481,17 +504,27 @@ mod stack_command_tests {
     fn loadtest_flags() {
         check(
             "loadtest",
-            "Loadtest { profile: None, prices: None, rate: 2000, duration: \"30s\", json: false, debug: false }",
+            "Loadtest { profile: None, prices: None, rate: 2000, duration: \"30s\", json: false, debug: false, resend_acked: 0.0, repeat_in_body: 0.0 }",
         );
         check(
             "loadtest --profile p.toml --rate 300 --duration 5s --json --debug --prices x.toml",
-            "Loadtest { profile: Some(\"p.toml\"), prices: Some(\"x.toml\"), rate: 300, duration: \"5s\", json: true, debug: true }",
+            "Loadtest { profile: Some(\"p.toml\"), prices: Some(\"x.toml\"), rate: 300, duration: \"5s\", json: true, debug: true, resend_acked: 0.0, repeat_in_body: 0.0 }",
         );
         check(
             "loadtest --rate fast",
             "--rate `fast`: expected events per second",
         );
         check("loadtest --rate 0", "--rate `0`");
+        check(
+            "loadtest --resend-acked 0.05 --repeat-in-body 1",
+            "Loadtest { profile: None, prices: None, rate: 2000, duration: \"30s\", json: false, debug: false, resend_acked: 0.05, repeat_in_body: 1.0 }",
+        );
+        check(
+            "loadtest --resend-acked 1.5",
+            "--resend-acked `1.5`: expected a fraction from 0 to 1",
+        );
+        check("loadtest --repeat-in-body -0.1", "--repeat-in-body `-0.1`");
+        check("loadtest --repeat-in-body NaN", "--repeat-in-body `NaN`");
         check(
             "loadtest --profile",
             "missing argument for option '--profile'",

@@ -58,6 +58,12 @@ impl Loadtest {
         if let Some(path) = &self.profile {
             run.arg("--loadtest-profile").arg(path);
         }
+        run.args([
+            "--loadtest-resend-acked",
+            &self.resend_acked.to_string(),
+            "--loadtest-repeat-in-body",
+            &self.repeat_in_body.to_string(),
+        ]);
         run.stdout(Stdio::piped()).stderr(Stdio::inherit());
         let output = run
             .output()

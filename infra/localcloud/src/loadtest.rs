@@ -1,8 +1,13 @@
 //! `cargo xtask loadtest`: drives a traffic profile's requests through collect at a flat rate, as real clients
 //! send them (batched POSTs and pixels over several connections; on `503` only the `unwritten_ids` are resent,
 //! after `Retry-After`), measures freshness (collect's acknowledgement → the query API counts the event),
-//! checks that every acknowledged event is counted exactly once per campaign and kind in the realtime and in
-//! the settled lane, and reads the meter: what AWS would have billed for the measured window, per event.
+//! checks that every acknowledged event is counted exactly once per campaign, ad and kind in the realtime and
+//! in the settled lane, and reads the meter: what AWS would have billed for the measured window, per event.
+//!
+//! [`Resend`] makes the clients misbehave the way real ones do, with the same event ids: a fraction of the
+//! acknowledged POSTs is sent again whole (a client whose acknowledgement was lost to a timeout), and a fraction
+//! of the POST bodies holds one of its events twice. The truth the counts are checked against is the set of
+//! distinct acknowledged ids.
 //!
 //! Phases: warm-up (a few requests, until the realtime lane shows them: every function has served) → meter
 //! reset → the measured window (`duration` at `rate`) → the realtime counts complete → the settled counts
@@ -45,6 +50,47 @@ pub struct LoadOptions {
     pub aws: Option<Arc<LocalAws>>,
     /// How long to wait, after the sending ends, for the settled lane (its batching window and a margin).
     pub settle_timeout: Duration,
+    /// Client resends of ids already sent.
+    pub resend: Resend,
+}
+
+/// How often clients send ids again (each a fraction, 0 to 1).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Resend {
+    /// Of the POSTs collect acknowledged whole, the fraction sent again whole, as a client that timed out
+    /// before the acknowledgement arrived does.
+    pub acked: f64,
+    /// Of the POST bodies, the fraction that holds one of its events twice.
+    pub in_body: f64,
+}
+
+impl Resend {
+    /// Checks both fractions.
+    pub fn new(acked: f64, in_body: f64) -> Result<Resend, String> {
+        for (name, v) in [("acked", acked), ("in_body", in_body)] {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(format!(
+                    "resend fraction {name} = {v} is out of range: give 0 to 1"
+                ));
+            }
+        }
+        Ok(Resend { acked, in_body })
+    }
+}
+
+/// Whether the request whose first id is `id` is picked, for a fraction `p` (deterministic per id, so a run
+/// is reproducible).
+fn picked(id: &str, p: f64, salt: u64) -> bool {
+    if p <= 0.0 {
+        return false;
+    }
+    // FNV-1a of the id and the salt.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ salt;
+    for b in id.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    (h % 1_000_000) as f64 / 1_000_000.0 < p
 }
 
 /// Resends of one event batch before the client gives up (a real SDK would keep them queued).
@@ -68,12 +114,23 @@ struct Ack {
 }
 
 type Counts = BTreeMap<(String, String), u64>;
+/// Per (campaign, ad, kind).
+type AdCounts = BTreeMap<(String, String, String), u64>;
 
 /// What the client learnt, shared by its connections.
 #[derive(Debug, Default)]
 struct Tally {
-    /// Events acknowledged, per (campaign, kind).
+    /// Distinct events acknowledged, per (campaign, kind).
     acked: Mutex<Counts>,
+    /// The same, per (campaign, ad, kind).
+    acked_ads: Mutex<AdCounts>,
+    /// Every id acknowledged (an id acknowledged again is not a new event).
+    acked_ids: Mutex<std::collections::HashSet<String>>,
+    /// Acknowledged POSTs sent again whole, and their events.
+    resent_acked_requests: AtomicU64,
+    resent_acked_events: AtomicU64,
+    /// POST bodies holding one event twice.
+    repeated_in_body: AtomicU64,
     probe_acks: Mutex<Vec<Ack>>,
     probe_total: AtomicU64,
     /// Acknowledged after the meter reset.
@@ -157,8 +214,19 @@ pub async fn run(options: LoadOptions) -> Result<Value, String> {
         tick.tick().await;
         let owed = (options.rate * started.elapsed().as_secs_f64()) as u64;
         while window_sent < owed {
-            let request = generator.next_request(now_ms());
+            let mut request = generator.next_request(now_ms());
             window_sent += request.events.len() as u64;
+            if request.kind == RequestKind::Post
+                && request
+                    .events
+                    .first()
+                    .is_some_and(|e| picked(&e.id, options.resend.in_body, 2))
+            {
+                // One event of the body twice (collect acknowledges the id twice; it is one event).
+                let again = request.events[request.events.len() / 2].clone();
+                request.events.push(again);
+                tally.repeated_in_body.fetch_add(1, Ordering::Relaxed);
+            }
             submit(&jobs, &pending, request.kind, request.events);
         }
     }
@@ -212,6 +280,8 @@ pub async fn run(options: LoadOptions) -> Result<Value, String> {
     )
     .await;
     let settled_done_s = started.elapsed().as_secs_f64();
+    let acked_ads = lock(&tally.acked_ads).clone();
+    let per_ad = ad_counts(&options.query_url, &acked_ads, start_ms).await;
     shards = shards.max(open_shards(options.aws.as_deref()));
     let metered = options.aws.as_ref().map(|aws| {
         let snapshot = aws.meter.snapshot();
@@ -227,7 +297,17 @@ pub async fn run(options: LoadOptions) -> Result<Value, String> {
 
     let (rt_lost, rt_dup, rt_counted) = compare(&acked, &realtime.counts);
     let (st_lost, st_dup, st_counted) = compare(&acked, &settled.counts);
-    let (lost, duplicated) = combine(&acked, &realtime.counts, &settled.counts);
+    let (mut lost, mut duplicated) = combine(&acked, &realtime.counts, &settled.counts);
+    let per_ad_report = match &per_ad {
+        Ok(ads) => {
+            // Per ad is the finer check: an event counted under the wrong ad shows only here.
+            let (ad_lost, ad_dup) = combine(&ads.acked, &ads.realtime, &ads.settled);
+            lost = lost.max(ad_lost);
+            duplicated = duplicated.max(ad_dup);
+            json!({"campaigns": ads.campaigns, "cells": ads.acked.len(), "lost": ad_lost, "duplicated": ad_dup})
+        }
+        Err(error) => json!({"error": error}),
+    };
     let mut freshness = freshness_ms(&lock(&tally.probe_acks), &lock(&visible));
     freshness.sort_by(f64::total_cmp);
     let pick = |q: f64| {
@@ -249,6 +329,7 @@ pub async fn run(options: LoadOptions) -> Result<Value, String> {
         "freshness_ms": {"p50": round1(pick(0.5)), "p90": round1(pick(0.9)), "p99": round1(pick(0.99)), "max": round1(pick(1.0)),
                          "samples": freshness.len(), "probes": probes},
         "duration_s": round1(elapsed.as_secs_f64()),
+        "per_ad": per_ad_report,
         "lanes_checked": {
             "realtime": {"counted": rt_counted, "lost": rt_lost, "duplicated": rt_dup, "complete": realtime.complete,
                          "complete_after_s": round1(realtime_done_s - send_s)},
@@ -265,6 +346,10 @@ pub async fn run(options: LoadOptions) -> Result<Value, String> {
         "client": {
             "requests": load(&tally.requests), "posts": load(&tally.posts), "pixels": load(&tally.pixels),
             "retries_503": load(&tally.retries_503), "resent_events": load(&tally.resent_events),
+            "resent_acked_requests": load(&tally.resent_acked_requests),
+            "resent_acked_events": load(&tally.resent_acked_events),
+            "repeated_in_body": load(&tally.repeated_in_body),
+            "resend_fractions": {"acked": options.resend.acked, "in_body": options.resend.in_body},
             "rejected_events": load(&tally.rejected_events), "failed_events": load(&tally.failed_events),
             "connections": options.connections, "warmup_s": round1(warmup_s),
             "errors": lock(&tally.errors).iter().take(5).cloned().collect::<Vec<_>>(),
@@ -358,11 +443,12 @@ fn start_clients(
     for _ in 0..options.connections.max(1) {
         let (rx, tx, tally, pending) = (rx.clone(), tx.clone(), tally.clone(), pending.clone());
         let (collect, probes) = (options.collect_url.clone(), probes.to_vec());
+        let resend = options.resend;
         tokio::spawn(async move {
             loop {
                 let job = rx.lock().await.recv().await;
                 let Some(job) = job else { break };
-                if let Some((delay, resend)) = send(&collect, job, &tally, &probes).await {
+                if let Some((delay, resend)) = send(&collect, job, &tally, &probes, resend).await {
                     // Resend later without holding this connection.
                     let (tx, pending) = (tx.clone(), pending.clone());
                     pending.fetch_add(1, Ordering::SeqCst);
@@ -386,6 +472,7 @@ async fn send(
     job: Job,
     tally: &Tally,
     probes: &[String],
+    resend: Resend,
 ) -> Option<(Duration, Job)> {
     tally.requests.fetch_add(1, Ordering::Relaxed);
     let Job {
@@ -491,7 +578,30 @@ async fn send(
             (Vec::new(), Vec::new())
         }
     };
+    let all_written = response.status == 202 && unwritten.is_empty();
+    let again_whole = (kind == RequestKind::Post
+        && all_written
+        && attempt == 0
+        && written
+            .first()
+            .is_some_and(|e| picked(&e.id, resend.acked, 1)))
+    .then(|| written.clone());
     acknowledge(tally, &written, probes);
+    if let Some(events) = again_whole {
+        // The acknowledgement "was lost": the whole batch again, same ids, a moment later.
+        tally.resent_acked_requests.fetch_add(1, Ordering::Relaxed);
+        tally
+            .resent_acked_events
+            .fetch_add(events.len() as u64, Ordering::Relaxed);
+        return Some((
+            Duration::from_millis(200),
+            Job {
+                kind,
+                events,
+                attempt: attempt + 1,
+            },
+        ));
+    }
     if unwritten.is_empty() {
         return None;
     }
@@ -510,18 +620,26 @@ fn acknowledge(tally: &Tally, written: &[Event], probes: &[String]) {
         return;
     }
     let at = Instant::now();
+    let mut ids = lock(&tally.acked_ids);
     let mut acked = lock(&tally.acked);
-    let mut probe_events = 0;
+    let mut acked_ads = lock(&tally.acked_ads);
+    let (mut probe_events, mut new) = (0, 0u64);
     for e in written {
+        if !ids.insert(e.id.clone()) {
+            continue;
+        }
+        new += 1;
+        let kind = e.kind.as_str().to_owned();
         *acked
-            .entry((e.campaign_id.clone(), e.kind.as_str().to_owned()))
+            .entry((e.campaign_id.clone(), kind.clone()))
+            .or_insert(0) += 1;
+        *acked_ads
+            .entry((e.campaign_id.clone(), e.ad_id.clone(), kind))
             .or_insert(0) += 1;
         probe_events += u64::from(probes.contains(&e.campaign_id));
     }
     if tally.metering.load(Ordering::SeqCst) {
-        tally
-            .metered_events
-            .fetch_add(written.len() as u64, Ordering::SeqCst);
+        tally.metered_events.fetch_add(new, Ordering::SeqCst);
     }
     if probe_events > 0 {
         let cumulative = tally.probe_total.fetch_add(probe_events, Ordering::SeqCst) + probe_events;
@@ -690,12 +808,7 @@ async fn all_counts(query: &str) -> Result<AllCounts, String> {
             ("settled", &mut out.settled),
         ] {
             let c = &campaign["today"][lane];
-            for (field, kind) in [
-                ("impressions", "impression"),
-                ("viewable", "viewable"),
-                ("clicks", "click"),
-                ("conversions", "conversion"),
-            ] {
+            for (field, kind) in KIND_FIELDS {
                 let n = c[field].as_u64().unwrap_or(0);
                 if n > 0 {
                     counts.insert((id.to_owned(), kind.to_owned()), n);
@@ -705,6 +818,62 @@ async fn all_counts(query: &str) -> Result<AllCounts, String> {
     }
     Ok(out)
 }
+
+/// The per-ad check's readings: every (campaign, ad, kind) acknowledged, and what each lane counts for it.
+#[derive(Debug, Default)]
+struct AdReadings {
+    campaigns: usize,
+    /// Keyed `(campaign, "ad/kind")` so that [`combine`] compares them.
+    acked: Counts,
+    realtime: Counts,
+    settled: Counts,
+}
+
+/// Reads `/v1/campaigns/{id}/ads?from=` for every campaign acknowledged (`from`: the run's start).
+async fn ad_counts(query: &str, acked: &AdCounts, from_ms: i64) -> Result<AdReadings, String> {
+    let mut out = AdReadings::default();
+    let mut campaigns: Vec<&str> = acked.keys().map(|(c, _, _)| c.as_str()).collect();
+    campaigns.dedup();
+    out.campaigns = campaigns.len();
+    for ((campaign, ad, kind), n) in acked {
+        out.acked
+            .insert((campaign.clone(), format!("{ad}/{kind}")), *n);
+    }
+    let from = from_ms.div_euclid(60_000) * 60_000;
+    for campaign in campaigns {
+        let path = format!("/v1/campaigns/{campaign}/ads?from={from}");
+        let r = request(query, "GET", &path, "", &[])
+            .await
+            .map_err(|e| format!("{path}: {e}"))?;
+        if r.status != 200 {
+            return Err(format!("{path}: query answered {}: {}", r.status, r.body));
+        }
+        let doc: Value = serde_json::from_str(&r.body).map_err(|e| format!("{path}: {e}"))?;
+        for ad in doc["ads"].as_array().into_iter().flatten() {
+            let id = ad["ad_id"].as_str().unwrap_or_default();
+            for (lane, counts) in [
+                ("realtime", &mut out.realtime),
+                ("settled", &mut out.settled),
+            ] {
+                for (field, kind) in KIND_FIELDS {
+                    let n = ad[lane][field].as_u64().unwrap_or(0);
+                    if n > 0 {
+                        counts.insert((campaign.to_owned(), format!("{id}/{kind}")), n);
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The query API's counter fields and the event kinds they count.
+const KIND_FIELDS: [(&str, &str); 4] = [
+    ("impressions", "impression"),
+    ("viewable", "viewable"),
+    ("clicks", "click"),
+    ("conversions", "conversion"),
+];
 
 /// Open shards of the local cloud's streams (the most of any stream).
 fn open_shards(aws: Option<&LocalAws>) -> u64 {
@@ -1030,7 +1199,71 @@ mod tests {
             connections: 2,
             aws: None,
             settle_timeout: Duration::from_secs(1),
+            resend: Resend::default(),
         }
+    }
+
+    /// An acknowledgement "lost to a timeout": the client sends the same batch again whole, and the truth counts
+    /// each id once.
+    #[tokio::test]
+    async fn resends_an_acknowledged_batch_whole_and_counts_it_once() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let bodies: Arc<Mutex<Vec<Received>>> = Arc::default();
+        let server = {
+            let bodies = bodies.clone();
+            tokio::spawn(async move {
+                for _ in 0..2 {
+                    let (mut stream, _) = listener.accept().await.expect("accept");
+                    let body = read_request(&mut stream).await;
+                    let doc: Value = serde_json::from_str(&body).expect("a JSON body");
+                    let ids: Vec<String> = doc
+                        .as_array()
+                        .expect("an array")
+                        .iter()
+                        .map(|e| e["id"].as_str().expect("id").to_owned())
+                        .collect();
+                    lock(&bodies).push((Instant::now(), ids.clone()));
+                    let answer = json!({"ids": ids}).to_string();
+                    let response = format!(
+                        "HTTP/1.1 202 Accepted\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+                        answer.len()
+                    );
+                    stream.write_all(response.as_bytes()).await.expect("write");
+                }
+            })
+        };
+        let mut options = options(url);
+        options.resend = Resend::new(1.0, 0.0).expect("fractions");
+        let tally = Arc::new(Tally::default());
+        let (jobs, pending) = start_clients(&options, &tally, &[]);
+        let request = Generator::new(&options.profile, 9).next_request(now_ms());
+        let all: Vec<String> = request.events.iter().map(|e| e.id.clone()).collect();
+        submit(&jobs, &pending, request.kind, request.events);
+        wait_idle(&pending, Duration::from_secs(10)).await;
+        server.await.expect("server");
+        let bodies = lock(&bodies).clone();
+        assert_eq!(bodies.len(), 2, "sent, then sent again once (not forever)");
+        assert_eq!(bodies[0].1, all);
+        assert_eq!(bodies[1].1, all, "the same ids");
+        assert_eq!(total(&lock(&tally.acked)), 25, "each id once");
+        assert_eq!(tally.resent_acked_requests.load(Ordering::SeqCst), 1);
+        assert_eq!(tally.resent_acked_events.load(Ordering::SeqCst), 25);
+    }
+
+    #[test]
+    fn resend_fractions_are_checked_and_picking_is_deterministic() {
+        assert!(Resend::new(1.5, 0.0).is_err());
+        assert!(Resend::new(0.0, -0.1).is_err());
+        assert!(Resend::new(f64::NAN, 0.0).is_err());
+        let ids: Vec<String> = (0..20_000).map(|i| format!("lt-{i}")).collect();
+        let share = ids.iter().filter(|id| picked(id, 0.05, 1)).count() as f64 / ids.len() as f64;
+        assert!((0.04..0.06).contains(&share), "{share}");
+        assert!(ids
+            .iter()
+            .all(|id| picked(id, 0.05, 1) == picked(id, 0.05, 1)));
+        assert!(!ids.iter().any(|id| picked(id, 0.0, 1)));
+        assert!(ids.iter().all(|id| picked(id, 1.0, 1)));
     }
 
     /// A `503` with `unwritten_ids`: the client resends exactly those events, after `Retry-After`, and counts

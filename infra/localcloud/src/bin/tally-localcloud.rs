@@ -31,6 +31,9 @@ usage: tally-localcloud --template FILE --state DIR [flags]
   --loadtest-connections N  concurrent client connections (default 8)
   --loadtest-seed N       seed of the request generator (default 1)
   --loadtest-settle D     how long to wait for the settled counts after the sending (default 90s)
+  --loadtest-resend-acked P   fraction (0-1) of acknowledged POSTs the clients send again whole, same ids
+                          (a client whose acknowledgement was lost to a timeout; default 0)
+  --loadtest-repeat-in-body P fraction (0-1) of POST bodies holding one event twice (default 0)
   --json                  the load test report as one JSON object on stdout";
 
 #[derive(Debug)]
@@ -52,6 +55,8 @@ struct Args {
     loadtest_connections: usize,
     loadtest_seed: u64,
     loadtest_settle: std::time::Duration,
+    loadtest_resend_acked: f64,
+    loadtest_repeat_in_body: f64,
     json: bool,
 }
 
@@ -93,6 +98,8 @@ fn parse() -> anyhow::Result<Args> {
         loadtest_connections: 8,
         loadtest_seed: 1,
         loadtest_settle: std::time::Duration::from_secs(90),
+        loadtest_resend_acked: 0.0,
+        loadtest_repeat_in_body: 0.0,
         json: false,
     };
     let pair = |text: String, flag: &str| -> anyhow::Result<(String, String)> {
@@ -163,6 +170,22 @@ fn parse() -> anyhow::Result<Args> {
                     bail!("--loadtest-connections {n} is out of range: use 1 to 256");
                 }
                 args.loadtest_connections = n;
+            }
+            Long(flag @ ("loadtest-resend-acked" | "loadtest-repeat-in-body")) => {
+                let flag = flag.to_owned();
+                let value = parser.value()?.string()?;
+                let p: f64 = value
+                    .parse()
+                    .ok()
+                    .filter(|p: &f64| (0.0..=1.0).contains(p))
+                    .with_context(|| {
+                        format!("--{flag} `{value}`: expected a fraction from 0 to 1")
+                    })?;
+                if flag == "loadtest-resend-acked" {
+                    args.loadtest_resend_acked = p;
+                } else {
+                    args.loadtest_repeat_in_body = p;
+                }
             }
             Long("loadtest-seed") => {
                 args.loadtest_seed = parser
@@ -314,6 +337,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
             connections: args.loadtest_connections,
             aws: Some(cloud.aws.clone()),
             settle_timeout: args.loadtest_settle,
+            resend: tally_localcloud::loadtest::Resend::new(
+                args.loadtest_resend_acked,
+                args.loadtest_repeat_in_body,
+            )
+            .map_err(anyhow::Error::msg)?,
         })
         .await;
         cloud.shutdown();
