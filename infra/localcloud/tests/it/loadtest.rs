@@ -51,6 +51,7 @@ async fn a_short_load_is_counted_exactly_in_both_lanes_and_metered() {
         aws: Some(cloud.0.aws.clone()),
         // The test's stack batches the deferred lane for 1 s.
         settle_timeout: Duration::from_secs(30),
+        resend: Default::default(),
     })
     .await
     .unwrap();
