@@ -739,6 +739,39 @@ impl ApplyPlan {
 ///   asked only about occurrences the claims let count, so both lanes agree on which occurrence of an id is
 ///   the one (the settled counts are the valid subset of the realtime counts).
 ///
+/// What the claim says about one occurrence: the reply, or — when the key was free — the claim this batch just
+/// made for the id's first occurrence (so a later record of the batch holding the id is its duplicate).
+fn claim_outcome(batch: &Batch, replies: &[Option<String>], entry: &Entry) -> ClaimOutcome {
+    let position = &batch.records[entry.record];
+    let request = &batch.claims[entry.claim];
+    match (&replies[entry.claim], entry.record == request.record) {
+        (None, true) => ClaimOutcome::Fresh,
+        (None, false) => decide_claim(Some(&request.value), position),
+        (Some(existing), _) => decide_claim(Some(existing), position),
+    }
+}
+
+/// Per event of `batch` (in [`Batch::events`] order): whether this occurrence is the one its id counts by — the
+/// first of the id in its record, and the claim names its record. Unlike [`plan_apply`] it ignores the fence:
+/// a store that keeps its own fencing (the settled lane's table rows) asks which occurrences are its to count,
+/// and the answer is the same on every delivery while the claims live.
+pub fn owned_occurrences(
+    batch: &Batch,
+    replies: &[Option<String>],
+) -> Result<Vec<bool>, PlanError> {
+    if replies.len() != batch.claims.len() {
+        return Err(PlanError::ClaimReplies {
+            got: replies.len(),
+            want: batch.claims.len(),
+        });
+    }
+    Ok(batch
+        .entries
+        .iter()
+        .map(|entry| entry.first_in_record && claim_outcome(batch, replies, entry).counts())
+        .collect())
+}
+
 /// An occurrence counts when its record is past the mark, it is the first of its id in its record, and the
 /// claim names its record: the reply, or the batch's own claim when the reply was nil.
 pub fn plan_apply(
@@ -781,14 +814,7 @@ pub fn plan_apply(
             stats.repeats += 1;
             continue;
         }
-        let request = &batch.claims[entry.claim];
-        // The reply, or — when the key was free — the claim this batch just made for its first occurrence.
-        let outcome = match (&replies[entry.claim], entry.record == request.record) {
-            (None, true) => ClaimOutcome::Fresh,
-            (None, false) => decide_claim(Some(&request.value), position),
-            (Some(existing), _) => decide_claim(Some(existing), position),
-        };
-        match outcome {
+        match claim_outcome(batch, replies, entry) {
             ClaimOutcome::Duplicate { owner } => {
                 stats.duplicates += 1;
                 if matches!(owner, Owner::Unreadable(_)) {

@@ -192,6 +192,17 @@ impl CacheEnv {
         })
     }
 
+    /// A server at `addr` without TLS or authentication (the local cloud's, a test's), default window.
+    pub fn plain(addr: std::net::SocketAddr) -> CacheEnv {
+        CacheEnv {
+            host: addr.ip().to_string(),
+            port: addr.port(),
+            tls: false,
+            auth: CacheAuth::None,
+            window: DedupWindow::default(),
+        }
+    }
+
     /// The seed node's URL: `rediss://` with TLS, `redis://` without.
     pub fn node_url(&self) -> String {
         let scheme = if self.tls { "rediss" } else { "redis" };
@@ -225,6 +236,8 @@ pub struct Processed {
     pub plan: ApplyPlan,
     /// Script calls made (0 for a no-op, more than 1 after conflicts).
     pub script_calls: u32,
+    /// The claims' replies, in `Batch::claims` order (for `exactly_once::owned_occurrences`).
+    pub replies: Vec<Option<String>>,
 }
 
 fn store_error(op: &'static str, e: RedisError) -> Error {
@@ -414,6 +427,7 @@ impl CounterStore {
             return Ok(Processed {
                 plan,
                 script_calls: 0,
+                replies: Vec::new(),
             });
         };
         let (replies, mut mark) =
@@ -425,6 +439,7 @@ impl CounterStore {
                 return Ok(Processed {
                     plan,
                     script_calls: attempt,
+                    replies,
                 });
             }
             match self.step(&plan).await? {
@@ -432,6 +447,7 @@ impl CounterStore {
                     return Ok(Processed {
                         plan,
                         script_calls: attempt + 1,
+                        replies,
                     })
                 }
                 StepReply::Conflict { current } => mark = current,

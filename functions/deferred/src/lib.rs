@@ -1,10 +1,21 @@
 //! The deferred lane: big batches from the shared iterator, the expensive and non-urgent work.
 //!
 //! [`Deferred::process`] decodes every record it can ([`tally_aws::batch`]; undecodable ones are reported),
-//! enriches the events ([`tally_domain::enrich`]: device, browser, OS, invalid-traffic verdict), applies the
-//! rollup of the *valid* events to the settled lane exactly once ([`MetricsTable::apply_batch`], the same
-//! fencing as the realtime lane), then archives every enriched event to S3 as gzip NDJSON, one object per hour
-//! of receive time: `events/dt=YYYY-MM-DD/hour=HH/{shard}-{first seq}-{last seq}.ndjson.gz`.
+//! enriches the events ([`tally_domain::enrich`]: device, browser, OS, invalid-traffic verdict), and settles the
+//! *valid* events exactly once by event id:
+//!
+//! 1. the counter store's settled lane ([`tally_aws::store::CounterStore::process`] on `st`): the same claims
+//!    as the realtime lane (so both lanes count the same occurrence of every id, reading `Ours` for the record
+//!    the realtime lane claimed), the shard's fence and one atomic step; the compactor folds these counts into
+//!    the compacted items;
+//! 2. the metrics table's settled rows, which also carry the unique-user sketches the query API serves
+//!    ([`MetricsTable::apply_batch`], fenced per row): only the occurrences the claims give this record
+//!    ([`tally_domain::exactly_once::owned_occurrences`]) and that are valid, so a resent id is not settled
+//!    twice.
+//!
+//! Then it archives every enriched event to S3 as gzip NDJSON, one object per hour of receive time:
+//! `events/dt=YYYY-MM-DD/hour=HH/{shard}-{first seq}-{last seq}.ndjson.gz` (every occurrence, duplicates
+//! included: the archive is the record of what arrived).
 //!
 //! Settling comes before archiving: a failed archive write fails the invocation and the retry finds the
 //! counters already settled. Objects are written with `If-None-Match: *`, so a redelivered batch leaves the
@@ -24,16 +35,21 @@ use flate2::Compression;
 use lambda_runtime::LambdaEvent;
 use serde_json::json;
 use tally_aws::batch;
+use tally_aws::cache_auth::StoreSource;
 use tally_aws::emf::BatchMetrics;
 use tally_aws::metrics::{ApplyReport, Fence, Lane, MetricsTable};
 use tally_domain::enrich::{enrich_batch, Enriched, RateLimits};
 use tally_domain::event::Event;
+use tally_domain::exactly_once::{owned_occurrences, ApplyStats};
+use tally_domain::store_keys::StoreLane;
 
 /// What can fail in the deferred lane.
 #[derive(Debug, thiserror::Error)]
 pub enum DeferredError {
     #[error(transparent)]
     Aws(#[from] tally_aws::Error),
+    #[error("cannot settle the batch: {0}")]
+    Plan(#[from] tally_domain::exactly_once::PlanError),
     #[error("archiving s3://{bucket}/{key} failed: {message}")]
     Archive {
         bucket: String,
@@ -43,8 +59,9 @@ pub enum DeferredError {
 }
 
 /// The function's state, built once per cold start.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Deferred {
+    store: StoreSource,
     table: MetricsTable,
     s3: aws_sdk_s3::Client,
     bucket: String,
@@ -58,6 +75,8 @@ pub struct Outcome {
     pub response: KinesisEventResponse,
     /// Settled rows applied and skipped.
     pub report: ApplyReport,
+    /// What the counter store's settled lane did with every event (counted, duplicates, filtered, …).
+    pub stats: ApplyStats,
     /// Events found to be invalid traffic.
     pub invalid: usize,
     /// Archive object keys of this batch (written now or found already written).
@@ -67,8 +86,14 @@ pub struct Outcome {
 }
 
 impl Deferred {
-    pub fn new(table: MetricsTable, s3: aws_sdk_s3::Client, bucket: impl Into<String>) -> Deferred {
+    pub fn new(
+        store: StoreSource,
+        table: MetricsTable,
+        s3: aws_sdk_s3::Client,
+        bucket: impl Into<String>,
+    ) -> Deferred {
         Deferred {
+            store,
             table,
             s3,
             bucket: bucket.into(),
@@ -92,10 +117,25 @@ impl Deferred {
         let events: Vec<Event> = decoded.batch.events().cloned().collect();
         let enriched = enrich_batch(&events, &self.limits);
         let valid: Vec<bool> = enriched.iter().map(Enriched::is_valid).collect();
-        let mut verdicts = valid.iter();
-        let settled = decoded
-            .batch
-            .filter(|_| verdicts.next().copied().unwrap_or(false));
+        // The store's batch holds the same events in the same order: its filter asks by address.
+        let valid_events: std::collections::HashSet<*const Event> = decoded
+            .store
+            .events()
+            .zip(&valid)
+            .filter(|(_, v)| **v)
+            .map(|((_, e), _)| e as *const Event)
+            .collect();
+        let processed = self
+            .store
+            .get()
+            .await?
+            .process(StoreLane::Settled, &decoded.store, |e| {
+                valid_events.contains(&(e as *const Event))
+            })
+            .await?;
+        let owned = owned_occurrences(&decoded.store, &processed.replies)?;
+        let mut settle = owned.iter().zip(&valid).map(|(o, v)| *o && *v);
+        let settled = decoded.batch.filter(|_| settle.next().unwrap_or(false));
         let report = self.table.apply_batch(Lane::Settled, &settled).await?;
         let mut archived = Vec::new();
         if let Some(range) = decoded.batch.range() {
@@ -126,12 +166,16 @@ impl Deferred {
             invalid,
             rows_applied = report.applied,
             rows_skipped = report.skipped,
+            counted = processed.plan.stats.counted,
+            duplicates = processed.plan.stats.duplicates,
+            repeats = processed.plan.stats.repeats,
             objects = archived.len(),
             failed_at = decoded.failure.as_ref().map(|(seq, _)| seq.as_str()),
         );
         Ok(Outcome {
             response: decoded.response(),
             report,
+            stats: processed.plan.stats,
             invalid,
             archived,
             metrics,

@@ -2,9 +2,9 @@
 
 use tally_domain::event::{Event, EventKind};
 use tally_domain::exactly_once::{
-    decide_claim, decide_fence, plan_apply, Batch, BatchError, ClaimOutcome, DedupWindow,
-    FenceDecision, FenceError, Owner, PlanError, Position, StepReply, Tally, DEFAULT_WINDOW_SECS,
-    MAX_WINDOW_SECS, MIN_WINDOW_SECS,
+    decide_claim, decide_fence, owned_occurrences, plan_apply, Batch, BatchError, ClaimOutcome,
+    DedupWindow, FenceDecision, FenceError, Owner, PlanError, Position, StepReply, Tally,
+    DEFAULT_WINDOW_SECS, MAX_WINDOW_SECS, MIN_WINDOW_SECS,
 };
 use tally_domain::rollup::minute_of;
 use tally_domain::store_keys::{claim_key, counter_key, index_key, mark_key, StoreLane};
@@ -447,6 +447,48 @@ fn plan_counts_each_claimed_id_once_past_the_mark() {
     assert_eq!(p.stats.retried, 2);
     assert_eq!(p.stats.repeats, 1);
     assert_eq!(p.stats.duplicates, 1);
+}
+
+#[test]
+fn owned_occurrences_are_the_plans_counted_ones_without_the_fence() {
+    let (r1, r2, r3) = (pos("s", "1"), pos("s", "2"), pos("s", "3"));
+    let b = batch(&[
+        (&r1, vec![imp("x"), imp("y"), imp("x")]),
+        (&r2, vec![imp("y")]),
+        (&r3, vec![imp("z")]),
+    ]);
+    let owned = |replies: [Option<&str>; 3]| {
+        let replies: Vec<Option<String>> = replies.iter().map(|r| r.map(str::to_owned)).collect();
+        owned_occurrences(&b, &replies).unwrap_or_else(|e| panic!("{e}"))
+    };
+    // Events in order: r1 x, r1 y, r1 x (repeat), r2 y (resend), r3 z.
+    assert_eq!(owned([None, None, None]), [true, true, false, false, true]);
+    // The same on a retry (the claims name our records), whatever the fence would say.
+    assert_eq!(
+        owned([Some("s:1"), Some("s:1"), Some("s:3")]),
+        [true, true, false, false, true]
+    );
+    // Other shards own y and z; an unreadable claim owns nothing.
+    assert_eq!(
+        owned([None, Some("t:9"), Some("junk")]),
+        [true, false, false, false, false]
+    );
+    // y's claim names r2: r2's occurrence is the one.
+    assert_eq!(
+        owned([None, Some("s:2"), None]),
+        [true, false, false, true, true]
+    );
+    // With no mark and keep-all, the plan counts exactly the owned occurrences.
+    for replies in [
+        [None, None, None],
+        [None, Some("t:9"), Some("junk")],
+        [None, Some("s:2"), None],
+    ] {
+        let n = owned(replies).iter().filter(|o| **o).count() as u64;
+        assert_eq!(counted(&plan(&b, &replies, None)), n, "{replies:?}");
+    }
+    let err = owned_occurrences(&b, &[None]).expect_err("misaligned");
+    assert!(err.to_string().contains("1"), "{err}");
 }
 
 #[test]

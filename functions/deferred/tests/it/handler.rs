@@ -3,13 +3,16 @@ use std::io::Read;
 
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use lambda_runtime::{Context, LambdaEvent};
+use tally_aws::cache_auth::StoreSource;
 use tally_aws::metrics::{rows, Lane, MetricsTable, Resolution};
+use tally_aws::store::CacheEnv;
 use tally_deferred::{handler, Deferred};
 use tally_domain::enrich::{enrich_batch, RateLimits};
 use tally_domain::event::Event;
 use tally_domain::rollup::{Counters, Rollup};
+use tally_domain::store_keys::StoreLane;
 use tally_domain::wire;
-use tally_testkit::Moto;
+use tally_testkit::{Moto, Valkey};
 
 use crate::fixture;
 
@@ -17,6 +20,7 @@ const BUCKET: &str = "tally-archive";
 
 struct Env {
     _moto: Moto,
+    cache: Valkey,
     state: Deferred,
     table: MetricsTable,
     s3: aws_sdk_s3::Client,
@@ -36,13 +40,26 @@ async fn env(create_bucket: bool) -> Env {
             .expect("create bucket");
     }
     let table = MetricsTable::new(dynamodb, "metrics");
-    let state = Deferred::new(table.clone(), s3.clone(), BUCKET);
+    let cache = Valkey::start();
+    let state = Deferred::new(store(&cache).await, table.clone(), s3.clone(), BUCKET);
     Env {
         _moto: moto,
+        cache,
         state,
         table,
         s3,
     }
+}
+
+async fn store(cache: &Valkey) -> StoreSource {
+    StoreSource::connect(
+        CacheEnv::plain(cache.addr()),
+        0,
+        std::time::Duration::from_secs(5),
+        None,
+    )
+    .await
+    .expect("connect to the cache")
 }
 
 async fn invoke(state: &Deferred, payload: &KinesisEvent) -> Result<serde_json::Value, String> {
@@ -234,6 +251,66 @@ async fn settles_valid_traffic_and_archives_per_hour_once() {
     );
 }
 
+/// `batch` followed by records of the same shard holding `extra` (later sequence numbers).
+fn append(batch: &KinesisEvent, extra: Vec<Vec<u8>>) -> KinesisEvent {
+    let mut out = batch.clone();
+    let n = out.records.len();
+    for (i, data) in extra.into_iter().enumerate() {
+        let mut record = out.records[0].clone();
+        let seq = tally_aws_testing::sequence_number(n + i);
+        record.event_id = Some(format!("{}:{seq}", fixture::SHARD));
+        record.kinesis.sequence_number = seq;
+        *record.kinesis.data = data;
+        out.records.push(record);
+    }
+    out
+}
+
+#[tokio::test]
+async fn resent_ids_settle_once_in_the_table_and_in_the_store() {
+    let env = env(true).await;
+    let batch = fixture::load();
+    let n = batch.records.len();
+    let events = fixture::events();
+    assert_eq!(invoke(&env.state, &batch).await, no_failures());
+    let want_rows = expected_settled(&events);
+    let valid: Vec<Event> = enrich_batch(&events, &RateLimits::default())
+        .iter()
+        .filter(|e| e.is_valid())
+        .map(|e| e.event.clone())
+        .collect();
+    let want_store = tally_aws_testing::distinct_tallies(&valid);
+    assert_rows(&snapshot(&env.table, Lane::Settled).await, &want_rows);
+    assert_eq!(
+        tally_aws_testing::valkey_counters(&env.cache, StoreLane::Settled),
+        want_store
+    );
+    // A client resends 30 events after a timeout (a new record), another body holds one event twice: a later
+    // batch of those records settles nothing more, in either place.
+    let resends = append(
+        &batch,
+        vec![
+            wire::encode_record(&events[..30]),
+            wire::encode_record(&[events[40].clone(), events[40].clone()]),
+        ],
+    );
+    let mut later = resends.clone();
+    later.records.drain(..n);
+    let outcome = env
+        .state
+        .process(&later, || fixture::T0_MS)
+        .await
+        .expect("process");
+    assert_eq!(outcome.stats.counted, 0, "{:?}", outcome.stats);
+    assert_eq!(outcome.stats.duplicates, 31, "{:?}", outcome.stats);
+    assert_eq!(outcome.stats.repeats, 1, "{:?}", outcome.stats);
+    assert_rows(&snapshot(&env.table, Lane::Settled).await, &want_rows);
+    assert_eq!(
+        tally_aws_testing::valkey_counters(&env.cache, StoreLane::Settled),
+        want_store
+    );
+}
+
 #[tokio::test]
 async fn a_poison_record_is_reported_and_every_other_record_settles_and_archives() {
     let env = env(true).await;
@@ -326,7 +403,8 @@ async fn throttled_settling_fails_the_batch_before_anything_is_archived() {
         .await
         .expect("create bucket");
     let table = MetricsTable::new(dynamodb, "metrics");
-    let state = Deferred::new(table.clone(), s3.clone(), BUCKET);
+    let cache = Valkey::start();
+    let state = Deferred::new(store(&cache).await, table.clone(), s3.clone(), BUCKET);
     let batch = fixture::load();
     proxy.fail(tally_aws_testing::Faults {
         operation: "UpdateItem".into(),

@@ -7,10 +7,10 @@ use std::time::Duration;
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use lambda_runtime::{Context, LambdaEvent};
 use tally_aws::cache_auth::StoreSource;
-use tally_aws::store::{CacheAuth, CacheEnv};
+use tally_aws::store::CacheEnv;
 use tally_aws_testing::{distinct_tallies, valkey, valkey_counters};
 use tally_domain::event::Event;
-use tally_domain::exactly_once::{DedupWindow, Tally};
+use tally_domain::exactly_once::Tally;
 use tally_domain::store_keys::{mark_key, StoreLane};
 use tally_domain::wire;
 use tally_realtime::{handler, Realtime};
@@ -21,16 +21,14 @@ use crate::fixture;
 type Counts = BTreeMap<(String, String, i64), Tally>;
 
 async fn realtime(server: &Valkey) -> Realtime {
-    let cache = CacheEnv {
-        host: server.addr().ip().to_string(),
-        port: server.addr().port(),
-        tls: false,
-        auth: CacheAuth::None,
-        window: DedupWindow::default(),
-    };
-    let store = StoreSource::connect(cache, 0, Duration::from_secs(5), None)
-        .await
-        .expect("connect");
+    let store = StoreSource::connect(
+        CacheEnv::plain(server.addr()),
+        0,
+        Duration::from_secs(5),
+        None,
+    )
+    .await
+    .expect("connect");
     Realtime::new(store)
 }
 
