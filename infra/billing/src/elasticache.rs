@@ -63,7 +63,11 @@ mod tests {
             (2048, 2.0),
             (3277, 3277.0 / 1024.0),
         ] {
-            assert!(close(request_ecpu(bytes), ecpu), "{bytes} B: {}", request_ecpu(bytes));
+            assert!(
+                close(request_ecpu(bytes), ecpu),
+                "{bytes} B: {}",
+                request_ecpu(bytes)
+            );
         }
     }
 
@@ -76,7 +80,10 @@ mod tests {
             (1000, 100 * 1024, 1000.0),
             (1000, 2000 * 1024, 2000.0),
         ] {
-            assert!(close(ecpu_from_totals(commands, bytes), ecpu), "{commands} {bytes}");
+            assert!(
+                close(ecpu_from_totals(commands, bytes), ecpu),
+                "{commands} {bytes}"
+            );
         }
     }
 
