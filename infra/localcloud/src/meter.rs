@@ -702,3 +702,51 @@ pub(crate) fn http(
     }
     Some(response)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counters(commands: &[(&str, u64)], net_in: u64, net_out: u64) -> Counters {
+        Counters {
+            commands: commands
+                .iter()
+                .map(|&(name, calls)| (name.to_owned(), (calls, calls * 10)))
+                .collect(),
+            net_input_bytes: net_in,
+            net_output_bytes: net_out,
+            dataset_bytes: 7,
+        }
+    }
+
+    #[test]
+    fn cache_usage_is_the_difference_from_the_baseline_without_the_probes() {
+        let base = counters(&[("set", 5), ("info", 2)], 1000, 5000);
+        let now = counters(
+            &[("set", 8), ("get", 1), ("info", 4)],
+            1000 + 300 + 60,
+            5000 + 20 + 4000,
+        );
+        let usage = cache_usage(&base, &now, 60, 4000);
+        assert_eq!(usage.commands.keys().collect::<Vec<_>>(), ["get", "set"]);
+        assert_eq!(usage.commands["set"], CacheCommand { calls: 3, usec: 30 });
+        assert_eq!(usage.total_commands, 4);
+        assert_eq!((usage.bytes_in, usage.bytes_out), (300, 20));
+        assert!((usage.ecpu - 4.0).abs() < 1e-12, "{}", usage.ecpu);
+        assert_eq!(usage.stored_bytes, 7);
+        assert_eq!(
+            usage.billed_stored_bytes,
+            tally_billing::elasticache::MIN_STORAGE_BYTES
+        );
+    }
+
+    #[test]
+    fn a_restarted_server_is_counted_from_zero() {
+        let base = counters(&[("set", 500)], 100_000, 50_000);
+        let now = counters(&[("set", 2)], 4096, 10);
+        let usage = cache_usage(&base, &now, 0, 0);
+        assert_eq!(usage.total_commands, 2);
+        assert_eq!((usage.bytes_in, usage.bytes_out), (4096, 10));
+        assert!((usage.ecpu - (4106.0 / 1024.0)).abs() < 1e-12);
+    }
+}
