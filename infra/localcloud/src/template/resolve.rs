@@ -209,23 +209,19 @@ impl<'a> Resolver<'a> {
                 attr("CreateTime", "1970-01-01T00:00:00Z".to_owned());
                 name
             }
-            "AWS::ElastiCache::User" => {
-                let user = self.name(id, resource, "UserId")?;
+            "AWS::ElastiCache::User" | "AWS::ElastiCache::UserGroup" => {
+                let (property, kind) = if kind == "AWS::ElastiCache::User" {
+                    ("UserId", "user")
+                } else {
+                    ("UserGroupId", "usergroup")
+                };
+                let name = self.name(id, resource, property)?;
                 attr(
                     "Arn",
-                    format!("arn:aws:elasticache:{region}:{account}:user:{user}"),
+                    format!("arn:aws:elasticache:{region}:{account}:{kind}:{name}"),
                 );
                 attr("Status", "active".to_owned());
-                user
-            }
-            "AWS::ElastiCache::UserGroup" => {
-                let group = self.name(id, resource, "UserGroupId")?;
-                attr(
-                    "Arn",
-                    format!("arn:aws:elasticache:{region}:{account}:usergroup:{group}"),
-                );
-                attr("Status", "active".to_owned());
-                group
+                name
             }
             "AWS::EC2::VPC" => {
                 let stack = &self.ctx.stack_name;
@@ -239,10 +235,8 @@ impl<'a> Resolver<'a> {
                     "DefaultNetworkAcl",
                     physical_id("acl", stack, &format!("{id}/default")),
                 );
-                let cidr = resource
-                    .pointer("/Properties/CidrBlock")
-                    .map(|v| self.string_shallow(id, v))
-                    .transpose()?
+                let cidr = self
+                    .property(id, resource, "CidrBlock")?
                     .unwrap_or_else(|| "10.0.0.0/16".to_owned());
                 attr("CidrBlock", cidr);
                 vpc
@@ -250,11 +244,7 @@ impl<'a> Resolver<'a> {
             "AWS::EC2::Subnet" => {
                 let subnet = physical_id("subnet", &self.ctx.stack_name, id);
                 attr("SubnetId", subnet.clone());
-                let vpc = resource
-                    .pointer("/Properties/VpcId")
-                    .map(|v| self.string_shallow(id, v))
-                    .transpose()?
-                    .unwrap_or_default();
+                let vpc = self.property(id, resource, "VpcId")?.unwrap_or_default();
                 attr("VpcId", vpc);
                 let zone = resource
                     .pointer("/Properties/AvailabilityZone")
@@ -276,11 +266,7 @@ impl<'a> Resolver<'a> {
             "AWS::EC2::SecurityGroup" => {
                 let group = physical_id("sg", &self.ctx.stack_name, id);
                 attr("GroupId", group.clone());
-                let vpc = resource
-                    .pointer("/Properties/VpcId")
-                    .map(|v| self.string_shallow(id, v))
-                    .transpose()?
-                    .unwrap_or_default();
+                let vpc = self.property(id, resource, "VpcId")?.unwrap_or_default();
                 attr("VpcId", vpc);
                 group
             }
@@ -299,6 +285,15 @@ impl<'a> Resolver<'a> {
         };
         exposed.reference = reference;
         Ok(exposed)
+    }
+
+    /// A property of `resource` resolved to a string while computing names ([`Self::string_shallow`]).
+    fn property(&self, id: &str, resource: &Value, key: &str) -> Result<Option<String>, Error> {
+        resource
+            .get("Properties")
+            .and_then(|p| p.get(key))
+            .map(|v| self.string_shallow(id, v))
+            .transpose()
     }
 
     /// Resolves a value that must become a string (used while computing names: only parameters and pseudo
