@@ -1,6 +1,7 @@
 //! The tally local cloud: the synthesized template run on one machine, with no AWS account and no Docker.
 
 pub mod aws;
+pub mod cache;
 pub mod cloud;
 pub mod demo;
 pub mod esm;

@@ -284,6 +284,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
     for (id, url) in &cloud.urls {
         eprintln!("  url {id:<10} {url}");
     }
+    for (id, cache) in &cloud.caches {
+        eprintln!(
+            "  cache {id:<8} {} (valkey-server, data in {}/cache/{id})",
+            cache.addr(),
+            args.state.display()
+        );
+    }
     eprintln!(
         "\nready in {} ms; Ctrl-C stops (state is kept)\n",
         started.elapsed().as_millis()

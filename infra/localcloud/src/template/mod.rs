@@ -29,6 +29,7 @@ pub struct Plan {
     pub functions: Vec<FunctionDecl>,
     pub urls: Vec<UrlDecl>,
     pub mappings: Vec<MappingDecl>,
+    pub caches: Vec<CacheDecl>,
     /// Resources the local cloud does not run, with the reason.
     pub skipped: Vec<Skipped>,
     /// `Outputs`, resolved.
@@ -109,6 +110,17 @@ pub struct MappingDecl {
     pub config: MappingConfig,
 }
 
+/// An `AWS::ElastiCache::ServerlessCache`: one local `valkey-server` (`crate::cache`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheDecl {
+    /// The logical id (letters and digits only: it names the cache's directory).
+    pub id: String,
+    /// `ServerlessCacheName` (its `Ref`).
+    pub name: String,
+    /// `Engine`: `valkey` or `redis` (both run on the same server locally).
+    pub engine: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Skipped {
     pub id: String,
@@ -126,6 +138,46 @@ const NO_LOCAL_EFFECT: &[(&str, &str)] = &[
     (
         "AWS::Logs::LogGroup",
         "function logs go to the terminal and to <state>/logs/<function>.log",
+    ),
+    (
+        "AWS::EC2::VPC",
+        "no network locally: everything listens on 127.0.0.1 (a function's VpcConfig is ignored)",
+    ),
+    (
+        "AWS::EC2::Subnet",
+        "no network locally: everything listens on 127.0.0.1",
+    ),
+    (
+        "AWS::EC2::RouteTable",
+        "no network locally: everything listens on 127.0.0.1",
+    ),
+    (
+        "AWS::EC2::SubnetRouteTableAssociation",
+        "no network locally: everything listens on 127.0.0.1",
+    ),
+    (
+        "AWS::EC2::SecurityGroup",
+        "no network locally: any local process reaches any local port",
+    ),
+    (
+        "AWS::EC2::SecurityGroupIngress",
+        "no network locally: any local process reaches any local port",
+    ),
+    (
+        "AWS::EC2::SecurityGroupEgress",
+        "no network locally: any local process reaches any local port",
+    ),
+    (
+        "AWS::EC2::VPCEndpoint",
+        "no network locally: functions reach the local endpoint directly",
+    ),
+    (
+        "AWS::ElastiCache::User",
+        "the local cache has no authentication (functions get TALLY_CACHE_AUTH=none)",
+    ),
+    (
+        "AWS::ElastiCache::UserGroup",
+        "the local cache has no authentication (functions get TALLY_CACHE_AUTH=none)",
     ),
 ];
 
@@ -274,6 +326,7 @@ pub fn load(template: &Value, ctx: &LocalContext) -> Result<Plan, Error> {
                 });
             }
             "AWS::Lambda::EventSourceMapping" => plan.mappings.push(mapping(id, &props)?),
+            "AWS::ElastiCache::ServerlessCache" => plan.caches.push(cache(id, &props)?),
             other => {
                 let known = NO_LOCAL_EFFECT
                     .iter()
@@ -416,6 +469,37 @@ fn function(id: &str, raw: &Value, props: &Value, name: &str) -> Result<Function
         timeout,
         reserved_concurrency,
         env,
+    })
+}
+
+fn cache(id: &str, props: &Value) -> Result<CacheDecl, Error> {
+    crate::cache::check_logical_id(id).map_err(|message| Error::template(id, message))?;
+    let at = |key: &str| format!("{id}.Properties.{key}");
+    let name = props
+        .get("ServerlessCacheName")
+        .and_then(Value::as_str)
+        .ok_or_else(|| {
+            Error::template(
+                &at("ServerlessCacheName"),
+                "missing (CloudFormation requires it)",
+            )
+        })?;
+    crate::cache::check_cache_name(name)
+        .map_err(|message| Error::template(&at("ServerlessCacheName"), message))?;
+    let engine = props
+        .get("Engine")
+        .and_then(Value::as_str)
+        .ok_or_else(|| Error::template(&at("Engine"), "missing (CloudFormation requires it)"))?;
+    if !matches!(engine, "valkey" | "redis") {
+        return Err(Error::template(
+            &at("Engine"),
+            format!("{engine:?} does not run locally: the local cloud runs `valkey` (or `redis`) caches"),
+        ));
+    }
+    Ok(CacheDecl {
+        id: id.to_owned(),
+        name: name.to_owned(),
+        engine: engine.to_owned(),
     })
 }
 

@@ -4,6 +4,7 @@
 // A failed unwrap is a failed test, with the value in the message: what a test wants.
 #![allow(clippy::unwrap_used)]
 
+mod cache;
 mod cloud;
 mod e2e;
 mod lambda;

@@ -14,6 +14,7 @@ fn ctx() -> LocalContext {
         endpoint: "http://127.0.0.1:4566".into(),
         parameters: BTreeMap::from([("CollectCodeKey".to_owned(), "/bin/collect".to_owned())]),
         function_urls: BTreeMap::new(),
+        cache_ports: BTreeMap::new(),
     }
 }
 
