@@ -2,12 +2,14 @@
 
 pub mod aws;
 pub mod cache;
+pub mod calendar;
 pub mod cloud;
 pub mod demo;
 pub mod esm;
 pub mod lambda;
 pub mod loadtest;
 pub mod meter;
+pub mod schedule;
 pub mod store;
 pub mod template;
 pub mod url;

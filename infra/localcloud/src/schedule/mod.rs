@@ -1,0 +1,5 @@
+//! EventBridge schedules.
+
+pub mod expr;
+
+pub use expr::{Cron, Schedule};
