@@ -17,6 +17,7 @@ use crate::aws::LocalAws;
 use crate::cache::CacheServer;
 use crate::esm::{local_call, KinesisMapping, RuntimeOptions, SqsMapping};
 use crate::lambda::{Function, FunctionSpec, LogSink};
+use crate::schedule::{EventSource, RuleRunner, ScheduleClock};
 use crate::template::{self, LocalContext, Plan, Skipped};
 use crate::Error;
 
@@ -43,6 +44,9 @@ pub struct CloudOptions {
     /// Echo function logs to the terminal (they always go to `<state>/logs`).
     pub terminal_logs: bool,
     pub mappings: RuntimeOptions,
+    /// How many times faster than real time the schedules' clock runs (1 = real time). A local-only knob: with
+    /// 60, `rate(1 minute)` fires every second and Lambda's retry delays shrink alike.
+    pub schedule_speedup: u32,
 }
 
 /// A running local cloud; [`LocalCloud::shutdown`] stops it (state stays on disk).
@@ -59,6 +63,8 @@ pub struct LocalCloud {
     /// The running caches (one `valkey-server` each), by logical id; stopped by [`LocalCloud::shutdown`] or
     /// when dropped, and by themselves when this process dies.
     pub caches: BTreeMap<String, CacheServer>,
+    /// The enabled schedule rules that fire, by logical id.
+    pub schedules: BTreeMap<String, RuleRunner>,
     /// `<state>/meter.json`: the meter's snapshot, rewritten about once a second and at shutdown.
     pub meter_file: PathBuf,
     stop: watch::Sender<bool>,
@@ -277,6 +283,41 @@ impl LocalCloud {
             };
             started.map_err(|message| Error::start(format!("mapping {}", decl.id), message))?;
         }
+        let clock = ScheduleClock::start(options.schedule_speedup);
+        let source = EventSource {
+            account: crate::aws::ACCOUNT_ID.to_owned(),
+            region: aws.region.clone(),
+        };
+        let mut schedules = BTreeMap::new();
+        for rule in &plan.rules {
+            if !rule.enabled {
+                unbuilt.push(Skipped {
+                    id: rule.id.clone(),
+                    kind: "AWS::Events::Rule".into(),
+                    reason: format!("State is DISABLED: {} never fires", rule.expression),
+                });
+                continue;
+            }
+            let mut targets = Vec::new();
+            for target in &rule.targets {
+                match functions.get(&target.function) {
+                    Some(function) => targets.push((target.clone(), function.clone())),
+                    None => unbuilt.push(Skipped {
+                        id: format!("{} target {}", rule.id, target.id),
+                        kind: "AWS::Events::Rule".into(),
+                        reason: format!("its function {} is not running", target.function),
+                    }),
+                }
+            }
+            let runner = RuleRunner::start(
+                rule.clone(),
+                targets,
+                source.clone(),
+                clock,
+                stop_rx.clone(),
+            );
+            schedules.insert(rule.id.clone(), runner);
+        }
         plan.skipped.extend(unbuilt);
         Ok(LocalCloud {
             aws,
@@ -287,6 +328,7 @@ impl LocalCloud {
             kinesis_mappings,
             sqs_mappings,
             caches,
+            schedules,
             meter_file,
             stop,
         })
@@ -309,7 +351,7 @@ impl LocalCloud {
         })
     }
 
-    /// Stops mappings, listeners and function instances. What was acknowledged is already on disk.
+    /// Stops schedules, mappings, listeners and function instances. What was acknowledged is already on disk.
     pub fn shutdown(&self) {
         for mapping in self.kinesis_mappings.values() {
             mapping.stop();
