@@ -11,5 +11,6 @@ mod lambda;
 mod loadtest;
 mod mappings;
 mod meter;
+mod schedule;
 mod support;
 mod template;
