@@ -5,6 +5,7 @@
 //! compare the two. Prices (dollars per unit) are not here: they live in `xtask/prices/`.
 
 pub mod dynamodb;
+pub mod elasticache;
 pub mod kinesis;
 pub mod lambda;
 pub mod s3;

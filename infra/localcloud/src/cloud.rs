@@ -14,8 +14,10 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::aws::LocalAws;
+use crate::cache::CacheServer;
 use crate::esm::{local_call, KinesisMapping, RuntimeOptions, SqsMapping};
 use crate::lambda::{Function, FunctionSpec, LogSink};
+use crate::schedule::{EventSource, RuleRunner, ScheduleClock};
 use crate::template::{self, LocalContext, Plan, Skipped};
 use crate::Error;
 
@@ -24,7 +26,8 @@ use crate::Error;
 pub struct CloudOptions {
     pub template: Value,
     pub stack_name: String,
-    /// Everything persistent lives here: `aws/` (services), `esm/` (checkpoints), `logs/`.
+    /// Everything persistent lives here: `aws/` (services), `esm/` (checkpoints), `cache/` (each cache's
+    /// `valkey-server` data), `logs/`.
     pub state_dir: PathBuf,
     /// Template parameters; each function's code-key parameter holds the path of its host binary.
     pub parameters: BTreeMap<String, String>,
@@ -41,6 +44,9 @@ pub struct CloudOptions {
     /// Echo function logs to the terminal (they always go to `<state>/logs`).
     pub terminal_logs: bool,
     pub mappings: RuntimeOptions,
+    /// How many times faster than real time the schedules' clock runs (1 = real time). A local-only knob: with
+    /// 60, `rate(1 minute)` fires every second and Lambda's retry delays shrink alike.
+    pub schedule_speedup: u32,
 }
 
 /// A running local cloud; [`LocalCloud::shutdown`] stops it (state stays on disk).
@@ -54,6 +60,11 @@ pub struct LocalCloud {
     pub functions: BTreeMap<String, Function>,
     pub kinesis_mappings: BTreeMap<String, KinesisMapping>,
     pub sqs_mappings: BTreeMap<String, SqsMapping>,
+    /// The running caches (one `valkey-server` each), by logical id; stopped by [`LocalCloud::shutdown`] or
+    /// when dropped, and by themselves when this process dies.
+    pub caches: BTreeMap<String, CacheServer>,
+    /// The enabled schedule rules that fire, by logical id.
+    pub schedules: BTreeMap<String, RuleRunner>,
     /// `<state>/meter.json`: the meter's snapshot, rewritten about once a second and at shutdown.
     pub meter_file: PathBuf,
     stop: watch::Sender<bool>,
@@ -109,20 +120,7 @@ impl LocalCloud {
         ));
 
         // Function URL listeners first: their addresses are values the template refers to.
-        let url_ids: Vec<String> = options
-            .template
-            .get("Resources")
-            .and_then(Value::as_object)
-            .map(|resources| {
-                resources
-                    .iter()
-                    .filter(|(_, r)| {
-                        r.get("Type").and_then(Value::as_str) == Some("AWS::Lambda::Url")
-                    })
-                    .map(|(id, _)| id.clone())
-                    .collect()
-            })
-            .unwrap_or_default();
+        let url_ids = resource_ids(&options.template, "AWS::Lambda::Url");
         let mut url_listeners = BTreeMap::new();
         let mut urls = BTreeMap::new();
         for (i, id) in url_ids.iter().enumerate() {
@@ -139,6 +137,18 @@ impl LocalCloud {
             url_listeners.insert(id.clone(), listener);
         }
 
+        // Cache ports too: the template refers to them (`Endpoint.Port`). Ids that could not name a directory
+        // get none here; loading the template refuses them.
+        let mut cache_ports = BTreeMap::new();
+        for id in resource_ids(&options.template, "AWS::ElastiCache::ServerlessCache") {
+            if let Ok(dir) = crate::cache::cache_dir(&options.state_dir, &id) {
+                let port = tokio::task::spawn_blocking(move || crate::cache::choose_port(&dir))
+                    .await
+                    .map_err(|e| Error::start(format!("cache {id}"), e.to_string()))??;
+                cache_ports.insert(id, port);
+            }
+        }
+
         let ctx = LocalContext {
             stack_name: options.stack_name.clone(),
             region: aws.region.clone(),
@@ -146,9 +156,14 @@ impl LocalCloud {
             endpoint: endpoint.clone(),
             parameters: options.parameters.clone(),
             function_urls: urls.clone(),
+            cache_ports: cache_ports.clone(),
         };
         let mut plan = template::load(&options.template, &ctx)?;
         create_resources(&aws, &mut plan).await?;
+        let caches = start_caches(&plan, &options.state_dir, &cache_ports).await?;
+        for cache in caches.values() {
+            aws.meter.watch_cache(&cache.name, cache.addr());
+        }
 
         let logs = LogSink::new(Some(options.state_dir.join("logs")), options.terminal_logs);
         let mut functions = BTreeMap::new();
@@ -187,7 +202,10 @@ impl LocalCloud {
                 ("AWS_ACCESS_KEY_ID", decl.name.as_str()),
                 ("AWS_SECRET_ACCESS_KEY", "test"),
                 ("AWS_EC2_METADATA_DISABLED", "true"),
-            ] {
+            ]
+            .into_iter()
+            .chain(crate::cache::FUNCTION_ENV)
+            {
                 spec.env.insert(key.to_owned(), value.to_owned());
             }
             for key in std::iter::once(&decl.name).chain(decl.code_parameter.as_ref()) {
@@ -265,6 +283,41 @@ impl LocalCloud {
             };
             started.map_err(|message| Error::start(format!("mapping {}", decl.id), message))?;
         }
+        let clock = ScheduleClock::start(options.schedule_speedup);
+        let source = EventSource {
+            account: crate::aws::ACCOUNT_ID.to_owned(),
+            region: aws.region.clone(),
+        };
+        let mut schedules = BTreeMap::new();
+        for rule in &plan.rules {
+            if !rule.enabled {
+                unbuilt.push(Skipped {
+                    id: rule.id.clone(),
+                    kind: "AWS::Events::Rule".into(),
+                    reason: format!("State is DISABLED: {} never fires", rule.expression),
+                });
+                continue;
+            }
+            let mut targets = Vec::new();
+            for target in &rule.targets {
+                match functions.get(&target.function) {
+                    Some(function) => targets.push((target.clone(), function.clone())),
+                    None => unbuilt.push(Skipped {
+                        id: format!("{} target {}", rule.id, target.id),
+                        kind: "AWS::Events::Rule".into(),
+                        reason: format!("its function {} is not running", target.function),
+                    }),
+                }
+            }
+            let runner = RuleRunner::start(
+                rule.clone(),
+                targets,
+                source.clone(),
+                clock,
+                stop_rx.clone(),
+            );
+            schedules.insert(rule.id.clone(), runner);
+        }
         plan.skipped.extend(unbuilt);
         Ok(LocalCloud {
             aws,
@@ -274,12 +327,15 @@ impl LocalCloud {
             functions,
             kinesis_mappings,
             sqs_mappings,
+            caches,
+            schedules,
             meter_file,
             stop,
         })
     }
 
-    /// What `--endpoints-file` holds: the AWS endpoint, each Function URL, the template's outputs (resolved),
+    /// What `--endpoints-file` holds: the AWS endpoint, each Function URL, each cache (`127.0.0.1:PORT` by
+    /// logical id), the template's outputs (resolved),
     /// and the well-known ones by role.
     pub fn endpoints(&self) -> Value {
         let output = |name: &str| self.plan.outputs.get(name).cloned();
@@ -290,11 +346,12 @@ impl LocalCloud {
             "query_url": output("QueryUrl"),
             "dashboard_url": output("QueryUrl"),
             "function_urls": self.urls,
+            "caches": self.caches.iter().map(|(id, c)| (id.clone(), c.addr().to_string())).collect::<BTreeMap<_, _>>(),
             "outputs": self.plan.outputs,
         })
     }
 
-    /// Stops mappings, listeners and function instances. What was acknowledged is already on disk.
+    /// Stops schedules, mappings, listeners and function instances. What was acknowledged is already on disk.
     pub fn shutdown(&self) {
         for mapping in self.kinesis_mappings.values() {
             mapping.stop();
@@ -309,6 +366,10 @@ impl LocalCloud {
         // The last reading, after the functions stopped (their last invocations are metered by now).
         if let Err(error) = self.aws.meter.write_file(&self.meter_file) {
             tracing::warn!(message = "cannot write the meter file", path = %self.meter_file.display(), %error);
+        }
+        // Last: the functions that used the caches are gone. Each server writes its append-only file and exits.
+        for cache in self.caches.values() {
+            cache.stop();
         }
     }
 }
@@ -331,6 +392,43 @@ async fn write_meter(aws: Arc<LocalAws>, path: PathBuf, mut stop: watch::Receive
             tracing::warn!(message = "cannot write the meter file", path = %path.display(), %error);
         }
     }
+}
+
+/// The logical ids of the template's resources of type `kind`, in template order.
+fn resource_ids(template: &Value, kind: &str) -> Vec<String> {
+    template
+        .get("Resources")
+        .and_then(Value::as_object)
+        .map(|resources| {
+            resources
+                .iter()
+                .filter(|(_, r)| r.get("Type").and_then(Value::as_str) == Some(kind))
+                .map(|(id, _)| id.clone())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Starts (or restarts on their data) the plan's caches on the ports the template was resolved with.
+async fn start_caches(
+    plan: &Plan,
+    state_dir: &std::path::Path,
+    ports: &BTreeMap<String, u16>,
+) -> Result<BTreeMap<String, CacheServer>, Error> {
+    let mut caches = BTreeMap::new();
+    for decl in &plan.caches {
+        let dir = crate::cache::cache_dir(state_dir, &decl.id)?;
+        let port = ports.get(&decl.id).copied().ok_or_else(|| {
+            Error::start(format!("cache {}", decl.id), "no port was chosen for it")
+        })?;
+        let (id, name) = (decl.id.clone(), decl.name.clone());
+        let cache = tokio::task::spawn_blocking(move || CacheServer::start(&id, &name, &dir, port))
+            .await
+            .map_err(|e| Error::start(format!("cache {}", decl.id), e.to_string()))??;
+        tracing::info!(message = "cache started", cache = %decl.name, addr = %cache.addr());
+        caches.insert(decl.id.clone(), cache);
+    }
+    Ok(caches)
 }
 
 /// Creates the plan's streams, consumers, tables, queues and buckets; existing ones are kept. Mappings on a

@@ -1,12 +1,15 @@
 //! The tally local cloud: the synthesized template run on one machine, with no AWS account and no Docker.
 
 pub mod aws;
+pub mod cache;
+pub mod calendar;
 pub mod cloud;
 pub mod demo;
 pub mod esm;
 pub mod lambda;
 pub mod loadtest;
 pub mod meter;
+pub mod schedule;
 pub mod store;
 pub mod template;
 pub mod url;

@@ -16,14 +16,22 @@
 //!   "kinesis":  { "streams": { NAME: KinesisStream } },
 //!   "lambda":   { "functions": { NAME: LambdaFunction } },
 //!   "mappings": { ID: Mapping },                   // event source mappings (by logical id), per-shard cycles
-//!   "s3":       { "buckets": { NAME: S3Bucket } } }
+//!   "s3":       { "buckets": { NAME: S3Bucket } },
+//!   "elasticache": { "caches": { NAME: ElastiCacheCache } } }
 //! ```
+//!
+//! The `elasticache` section was added within version 1 (a reader of an older snapshot finds it empty). Unlike
+//! the others it is not counted per request: each snapshot probes every cache's server (`INFO commandstats
+//! stats memory`, a blocking loopback call) and reports the difference from the probe taken at the last reset,
+//! the meter's own probes taken out.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
+
+use crate::cache::Counters;
 
 /// Version of the snapshot format; bump it when a field changes meaning.
 pub const SNAPSHOT_VERSION: u32 = 1;
@@ -32,6 +40,8 @@ pub const SNAPSHOT_VERSION: u32 = 1;
 #[derive(Debug)]
 pub struct Meter {
     readings: Mutex<Snapshot>,
+    /// The caches probed at each snapshot, by name.
+    caches: Mutex<BTreeMap<String, CacheProbe>>,
 }
 
 impl Default for Meter {
@@ -51,6 +61,176 @@ pub struct Snapshot {
     pub lambda: Lambda,
     pub mappings: BTreeMap<String, Mapping>,
     pub s3: S3,
+    #[serde(default)]
+    pub elasticache: ElastiCache,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ElastiCache {
+    pub caches: BTreeMap<String, ElastiCacheCache>,
+}
+
+/// One serverless cache since the last reset, from its server's counters (`INFO`), in AWS's units.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ElastiCacheCache {
+    /// `127.0.0.1:PORT`.
+    pub endpoint: String,
+    /// Per command (`set`, `evalsha`, `hincrby`, `cluster|slots`): calls and microseconds of server CPU.
+    /// Commands a script runs are counted here one each, as the server counts them; the meter's own `INFO`
+    /// probes are not.
+    pub commands: BTreeMap<String, CacheCommand>,
+    /// The sum of `commands`' calls.
+    pub total_commands: u64,
+    /// Bytes the clients sent and received (`total_net_input_bytes`, `total_net_output_bytes`), the meter's
+    /// probes taken out.
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    /// `tally_billing::elasticache::ecpu_from_totals(total_commands, bytes_in + bytes_out)`: a lower bound of
+    /// AWS's per-request rule (docs/local-cloud.md).
+    pub ecpu: f64,
+    /// Data stored now (`used_memory_dataset`), and what AWS bills for it (at least 100 MB).
+    pub stored_bytes: u64,
+    pub billed_stored_bytes: u64,
+    /// The billed storage summed over the time between probes, in GB-hours.
+    pub storage_gb_hours: f64,
+    /// Why the last probe failed (the counts are then those of the last probe that answered).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CacheCommand {
+    pub calls: u64,
+    pub usec: u64,
+}
+
+/// What the meter keeps per cache between probes.
+#[derive(Debug)]
+struct CacheProbe {
+    addr: std::net::SocketAddr,
+    /// The counters at the last reset.
+    baseline: Counters,
+    /// Bytes of the meter's probes since the baseline that the server has counted: every request (a request is
+    /// counted when it is read, before its reply), every reply but the last.
+    probe_in: u64,
+    probe_out: u64,
+    last_reply: u64,
+    last_ms: i64,
+    reading: ElastiCacheCache,
+}
+
+/// The meter's command, left out of the counts.
+const PROBE_COMMAND: &str = "info";
+
+/// A cache's usage between `baseline` and `now`, the probes' own traffic taken out. A counter below its
+/// baseline means the server restarted since: it is then counted from zero.
+fn cache_usage(
+    baseline: &Counters,
+    now: &Counters,
+    probe_in: u64,
+    probe_out: u64,
+) -> ElastiCacheCache {
+    let restarted = now.net_input_bytes < baseline.net_input_bytes
+        || now.net_output_bytes < baseline.net_output_bytes;
+    let zero = Counters::default();
+    let base = if restarted { &zero } else { baseline };
+    let mut usage = ElastiCacheCache::default();
+    for (name, &(calls, usec)) in &now.commands {
+        if name == PROBE_COMMAND {
+            continue;
+        }
+        let (calls0, usec0) = base.commands.get(name).copied().unwrap_or_default();
+        let calls = calls.saturating_sub(calls0);
+        if calls > 0 {
+            usage.total_commands += calls;
+            usage.commands.insert(
+                name.clone(),
+                CacheCommand {
+                    calls,
+                    usec: usec.saturating_sub(usec0),
+                },
+            );
+        }
+    }
+    usage.bytes_in = now
+        .net_input_bytes
+        .saturating_sub(base.net_input_bytes)
+        .saturating_sub(probe_in);
+    usage.bytes_out = now
+        .net_output_bytes
+        .saturating_sub(base.net_output_bytes)
+        .saturating_sub(probe_out);
+    usage.ecpu = tally_billing::elasticache::ecpu_from_totals(
+        usage.total_commands,
+        usage.bytes_in + usage.bytes_out,
+    );
+    usage.stored_bytes = now.dataset_bytes;
+    usage.billed_stored_bytes = tally_billing::elasticache::billed_storage_bytes(now.dataset_bytes);
+    usage
+}
+
+impl CacheProbe {
+    /// A probe whose baseline is the server's counters now.
+    fn new(addr: std::net::SocketAddr, name: &str) -> CacheProbe {
+        let mut probe = CacheProbe {
+            addr,
+            baseline: Counters::default(),
+            probe_in: 0,
+            probe_out: 0,
+            last_reply: 0,
+            last_ms: crate::aws::now_ms(),
+            reading: ElastiCacheCache {
+                endpoint: addr.to_string(),
+                ..ElastiCacheCache::default()
+            },
+        };
+        probe.rebase(name);
+        probe
+    }
+
+    /// Takes the counters now as the baseline.
+    fn rebase(&mut self, name: &str) {
+        self.last_ms = crate::aws::now_ms();
+        self.reading = ElastiCacheCache {
+            endpoint: self.addr.to_string(),
+            ..ElastiCacheCache::default()
+        };
+        match Counters::probe(self.addr) {
+            Ok((counters, _, received)) => {
+                self.baseline = counters;
+                self.probe_in = 0;
+                // This probe's reply is counted by the server after the counters it carries.
+                self.probe_out = 0;
+                self.last_reply = received;
+            }
+            Err(error) => {
+                tracing::warn!(message = "cannot read the cache's counters", cache = %name, %error);
+                self.reading.error = Some(error);
+            }
+        }
+    }
+
+    /// Probes the server and updates the reading.
+    fn sample(&mut self) -> ElastiCacheCache {
+        let now_ms = crate::aws::now_ms();
+        match Counters::probe(self.addr) {
+            Ok((counters, sent, received)) => {
+                self.probe_in += sent;
+                self.probe_out += self.last_reply;
+                self.last_reply = received;
+                let mut usage =
+                    cache_usage(&self.baseline, &counters, self.probe_in, self.probe_out);
+                usage.endpoint = self.addr.to_string();
+                let elapsed = u64::try_from(now_ms - self.last_ms).unwrap_or(0);
+                usage.storage_gb_hours = self.reading.storage_gb_hours
+                    + tally_billing::elasticache::storage_gb_hours(usage.stored_bytes, elapsed);
+                self.last_ms = now_ms;
+                self.reading = usage;
+            }
+            Err(error) => self.reading.error = Some(error),
+        }
+        self.reading.clone()
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -241,19 +421,44 @@ impl Meter {
                 at_ms: now,
                 ..Snapshot::default()
             }),
+            caches: Mutex::new(BTreeMap::new()),
         }
     }
 
-    /// The reading now.
+    /// The reading now (every cache probed).
     pub fn snapshot(&self) -> Snapshot {
+        let caches = self.sample_caches();
         let mut snapshot = self.lock().clone();
+        snapshot.elasticache.caches = caches;
         snapshot.at_ms = crate::aws::now_ms();
         snapshot
     }
 
+    /// Meters the cache `name` served at `addr` from now on (its counters now are its baseline).
+    pub fn watch_cache(&self, name: &str, addr: std::net::SocketAddr) {
+        let probe = CacheProbe::new(addr, name);
+        self.lock_caches().insert(name.to_owned(), probe);
+    }
+
+    fn sample_caches(&self) -> BTreeMap<String, ElastiCacheCache> {
+        self.lock_caches()
+            .iter_mut()
+            .map(|(name, probe)| (name.clone(), probe.sample()))
+            .collect()
+    }
+
+    fn lock_caches(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, CacheProbe>> {
+        self.caches
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Starts counting again from zero. What is stored (`S3Bucket::bytes_stored`, `objects`) is a level, not a
-    /// count, and is kept.
+    /// count, and is kept. Each cache's counters now become its baseline.
     pub fn reset(&self) {
+        for (name, probe) in self.lock_caches().iter_mut() {
+            probe.rebase(name);
+        }
         let mut readings = self.lock();
         let buckets = std::mem::take(&mut readings.s3.buckets);
         let now = crate::aws::now_ms();
@@ -496,4 +701,52 @@ pub(crate) fn http(
         );
     }
     Some(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counters(commands: &[(&str, u64)], net_in: u64, net_out: u64) -> Counters {
+        Counters {
+            commands: commands
+                .iter()
+                .map(|&(name, calls)| (name.to_owned(), (calls, calls * 10)))
+                .collect(),
+            net_input_bytes: net_in,
+            net_output_bytes: net_out,
+            dataset_bytes: 7,
+        }
+    }
+
+    #[test]
+    fn cache_usage_is_the_difference_from_the_baseline_without_the_probes() {
+        let base = counters(&[("set", 5), ("info", 2)], 1000, 5000);
+        let now = counters(
+            &[("set", 8), ("get", 1), ("info", 4)],
+            1000 + 300 + 60,
+            5000 + 20 + 4000,
+        );
+        let usage = cache_usage(&base, &now, 60, 4000);
+        assert_eq!(usage.commands.keys().collect::<Vec<_>>(), ["get", "set"]);
+        assert_eq!(usage.commands["set"], CacheCommand { calls: 3, usec: 30 });
+        assert_eq!(usage.total_commands, 4);
+        assert_eq!((usage.bytes_in, usage.bytes_out), (300, 20));
+        assert!((usage.ecpu - 4.0).abs() < 1e-12, "{}", usage.ecpu);
+        assert_eq!(usage.stored_bytes, 7);
+        assert_eq!(
+            usage.billed_stored_bytes,
+            tally_billing::elasticache::MIN_STORAGE_BYTES
+        );
+    }
+
+    #[test]
+    fn a_restarted_server_is_counted_from_zero() {
+        let base = counters(&[("set", 500)], 100_000, 50_000);
+        let now = counters(&[("set", 2)], 4096, 10);
+        let usage = cache_usage(&base, &now, 0, 0);
+        assert_eq!(usage.total_commands, 2);
+        assert_eq!((usage.bytes_in, usage.bytes_out), (4096, 10));
+        assert!((usage.ecpu - (4106.0 / 1024.0)).abs() < 1e-12);
+    }
 }

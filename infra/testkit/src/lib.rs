@@ -11,7 +11,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod valkey;
-pub use valkey::{command as valkey_command, find_valkey_server, Reply, Valkey, SERVER_ENV};
+pub use tally_localcloud::cache::valkey::{
+    command as valkey_command, find_valkey_server, Reply, SERVER_ENV,
+};
+pub use valkey::Valkey;
 
 /// A running `moto_server` on 127.0.0.1, killed on drop.
 #[derive(Debug)]

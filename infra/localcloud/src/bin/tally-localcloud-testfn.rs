@@ -6,7 +6,9 @@
 //! Kinesis and SQS events are answered per record: data `error` fails the whole invocation, `crash` exits,
 //! `sleep:<ms>` sleeps, `fail...` is reported in `batchItemFailures`, `malformed` answers a malformed
 //! response; every batch is appended as one JSON line to `$TESTFN_LOG`. Tumbling-window events count records
-//! in the state. `TESTFN_INIT=fail` posts an init error, `TESTFN_INIT=exit` exits before asking for work.
+//! in the state. A scheduled event (`source` `aws.events`), or a payload with `"log": true`, is appended as
+//! `{"pid", "event"}` to `$TESTFN_LOG`; with `TESTFN_SCHEDULED=error` a scheduled event then fails the
+//! invocation. `TESTFN_INIT=fail` posts an init error, `TESTFN_INIT=exit` exits before asking for work.
 
 use std::io::{Read, Write};
 use std::time::Duration;
@@ -48,6 +50,13 @@ async fn handler(event: LambdaEvent<Value>) -> Result<Value, Error> {
     let (payload, context) = event.into_parts();
     if let Some(records) = payload.get("Records").and_then(Value::as_array) {
         return batch(&payload, records).await;
+    }
+    let scheduled = payload.get("source").and_then(Value::as_str) == Some("aws.events");
+    if scheduled || payload.get("log") == Some(&Value::Bool(true)) {
+        append_line(&json!({"pid": std::process::id(), "event": payload}));
+        if scheduled && std::env::var("TESTFN_SCHEDULED").as_deref() == Ok("error") {
+            return Err("TESTFN_SCHEDULED=error fails scheduled events".into());
+        }
     }
     if payload
         .get("requestContext")
@@ -183,9 +192,6 @@ async fn batch(payload: &Value, records: &[Value]) -> Result<Value, Error> {
 }
 
 fn log_batch(payload: &Value, seen: &[Value], outcome: &str) {
-    let Ok(path) = std::env::var("TESTFN_LOG") else {
-        return;
-    };
     let mut line = json!({"pid": std::process::id(), "records": seen, "outcome": outcome});
     for key in [
         "window",
@@ -199,6 +205,14 @@ fn log_batch(payload: &Value, seen: &[Value], outcome: &str) {
             line[key] = value.clone();
         }
     }
+    append_line(&line);
+}
+
+/// Appends one JSON line to `$TESTFN_LOG`, if set.
+fn append_line(line: &Value) {
+    let Ok(path) = std::env::var("TESTFN_LOG") else {
+        return;
+    };
     if let Ok(mut file) = std::fs::OpenOptions::new()
         .create(true)
         .append(true)

@@ -23,6 +23,8 @@ usage: tally-localcloud --template FILE --state DIR [flags]
   --skip-unbuilt          report functions whose binary is missing instead of failing
   --demo                  drive synthetic ad traffic into the collect URL
   --quiet                 do not echo function logs (they still go to DIR/logs)
+  --schedule-speedup N    run the schedules' clock N times faster than real time (default 1; local only:
+                          with 60, rate(1 minute) fires every second and retry delays shrink alike)
   --loadtest-rate N       instead of waiting for Ctrl-C: send N events/s through collect, measure freshness,
                           check exact counts, print the report and stop
   --loadtest-duration D   how long (seconds, or `30s`, `2m`; default 30s)
@@ -49,6 +51,7 @@ struct Args {
     skip_unbuilt: bool,
     demo: bool,
     quiet: bool,
+    schedule_speedup: u32,
     loadtest_rate: Option<f64>,
     loadtest_duration: std::time::Duration,
     loadtest_profile: Option<PathBuf>,
@@ -92,6 +95,7 @@ fn parse() -> anyhow::Result<Args> {
         skip_unbuilt: false,
         demo: false,
         quiet: false,
+        schedule_speedup: 1,
         loadtest_rate: None,
         loadtest_duration: std::time::Duration::from_secs(30),
         loadtest_profile: None,
@@ -142,6 +146,16 @@ fn parse() -> anyhow::Result<Args> {
             Long("demo") => args.demo = true,
             Long("quiet") => args.quiet = true,
             Long("json") => args.json = true,
+            Long("schedule-speedup") => {
+                let max = tally_localcloud::schedule::MAX_SPEEDUP;
+                let n: u32 = parser.value()?.parse().with_context(|| {
+                    format!("--schedule-speedup takes a whole number from 1 to {max}")
+                })?;
+                if !(1..=max).contains(&n) {
+                    bail!("--schedule-speedup {n} is out of range: use 1 (real time) to {max}");
+                }
+                args.schedule_speedup = n;
+            }
             Long("loadtest-rate") => {
                 let rate: f64 = parser
                     .value()?
@@ -273,6 +287,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         terminal_logs: !args.quiet,
         skip_unbuilt: args.skip_unbuilt,
         mappings: RuntimeOptions::default(),
+        schedule_speedup: args.schedule_speedup,
     })
     .await
     .with_context(|| format!("while starting the local cloud for stack {stack_name}"))?;
@@ -306,6 +321,31 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     for (id, url) in &cloud.urls {
         eprintln!("  url {id:<10} {url}");
+    }
+    for (id, cache) in &cloud.caches {
+        eprintln!(
+            "  cache {id:<8} {} (valkey-server, data in {}/cache/{id})",
+            cache.addr(),
+            args.state.display()
+        );
+    }
+    for rule in cloud
+        .plan
+        .rules
+        .iter()
+        .filter(|r| cloud.schedules.contains_key(&r.id))
+    {
+        let targets: Vec<&str> = rule.targets.iter().map(|t| t.function.as_str()).collect();
+        eprintln!(
+            "  schedule {:<10} {} → {}{}",
+            rule.id,
+            rule.expression,
+            targets.join(", "),
+            match args.schedule_speedup {
+                1 => String::new(),
+                n => format!(" (clock ×{n})"),
+            }
+        );
     }
     eprintln!(
         "\nready in {} ms; Ctrl-C stops (state is kept)\n",

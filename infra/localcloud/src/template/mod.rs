@@ -16,6 +16,7 @@ pub use resolve::LocalContext;
 use resolve::Resolver;
 
 use crate::esm::{MappingConfig, StartingPosition};
+use crate::schedule::Schedule;
 use crate::Error;
 
 /// The local resources a template declares, with intrinsics resolved.
@@ -29,6 +30,9 @@ pub struct Plan {
     pub functions: Vec<FunctionDecl>,
     pub urls: Vec<UrlDecl>,
     pub mappings: Vec<MappingDecl>,
+    pub caches: Vec<CacheDecl>,
+    /// `AWS::Events::Rule`s with a `ScheduleExpression` (enabled or not: a disabled rule is validated, never fired).
+    pub rules: Vec<RuleDecl>,
     /// Resources the local cloud does not run, with the reason.
     pub skipped: Vec<Skipped>,
     /// `Outputs`, resolved.
@@ -109,6 +113,52 @@ pub struct MappingDecl {
     pub config: MappingConfig,
 }
 
+/// An `AWS::ElastiCache::ServerlessCache`: one local `valkey-server` (`crate::cache`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheDecl {
+    /// The logical id (letters and digits only: it names the cache's directory).
+    pub id: String,
+    /// `ServerlessCacheName` (its `Ref`).
+    pub name: String,
+    /// `Engine`: `valkey` or `redis` (both run on the same server locally).
+    pub engine: String,
+}
+
+/// A scheduled `AWS::Events::Rule`, its expression parsed (`crate::schedule`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleDecl {
+    pub id: String,
+    /// The rule's ARN: the event's `resources`.
+    pub arn: String,
+    /// `ScheduleExpression` as written.
+    pub expression: String,
+    pub schedule: Schedule,
+    /// `State` is `ENABLED` (the default).
+    pub enabled: bool,
+    pub targets: Vec<TargetDecl>,
+}
+
+/// One target of a scheduled rule: a function of the template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetDecl {
+    /// The target's `Id`.
+    pub id: String,
+    /// The function's name.
+    pub function: String,
+    pub input: TargetInput,
+}
+
+/// What a target receives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetInput {
+    /// The scheduled event itself.
+    Event,
+    /// `Input`: this JSON text, as given.
+    Constant(String),
+    /// `InputPath`: the part of the event at these keys (`$.detail` = `["detail"]`; `$` = the event).
+    Path(Vec<String>),
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Skipped {
     pub id: String,
@@ -127,6 +177,46 @@ const NO_LOCAL_EFFECT: &[(&str, &str)] = &[
         "AWS::Logs::LogGroup",
         "function logs go to the terminal and to <state>/logs/<function>.log",
     ),
+    (
+        "AWS::EC2::VPC",
+        "no network locally: everything listens on 127.0.0.1 (a function's VpcConfig is ignored)",
+    ),
+    (
+        "AWS::EC2::Subnet",
+        "no network locally: everything listens on 127.0.0.1",
+    ),
+    (
+        "AWS::EC2::RouteTable",
+        "no network locally: everything listens on 127.0.0.1",
+    ),
+    (
+        "AWS::EC2::SubnetRouteTableAssociation",
+        "no network locally: everything listens on 127.0.0.1",
+    ),
+    (
+        "AWS::EC2::SecurityGroup",
+        "no network locally: any local process reaches any local port",
+    ),
+    (
+        "AWS::EC2::SecurityGroupIngress",
+        "no network locally: any local process reaches any local port",
+    ),
+    (
+        "AWS::EC2::SecurityGroupEgress",
+        "no network locally: any local process reaches any local port",
+    ),
+    (
+        "AWS::EC2::VPCEndpoint",
+        "no network locally: functions reach the local endpoint directly",
+    ),
+    (
+        "AWS::ElastiCache::User",
+        "the local cache has no authentication (functions get TALLY_CACHE_AUTH=none)",
+    ),
+    (
+        "AWS::ElastiCache::UserGroup",
+        "the local cache has no authentication (functions get TALLY_CACHE_AUTH=none)",
+    ),
 ];
 
 /// Resource types the local cloud cannot run, and what that means.
@@ -139,10 +229,6 @@ const NOT_RUN: &[(&str, &str)] = &[
     (
         "AWS::SNS::Subscription",
         "no SNS locally: nothing is delivered",
-    ),
-    (
-        "AWS::Events::Rule",
-        "no EventBridge locally: the schedule never fires",
     ),
     (
         "AWS::SecretsManager::Secret",
@@ -274,6 +360,15 @@ pub fn load(template: &Value, ctx: &LocalContext) -> Result<Plan, Error> {
                 });
             }
             "AWS::Lambda::EventSourceMapping" => plan.mappings.push(mapping(id, &props)?),
+            "AWS::ElastiCache::ServerlessCache" => plan.caches.push(cache(id, &props)?),
+            "AWS::Events::Rule" => match rule(id, &props, &exposed.attributes["Arn"])? {
+                Some(rule) => plan.rules.push(rule),
+                None => plan.skipped.push(Skipped {
+                    id: id.clone(),
+                    kind: kind.to_owned(),
+                    reason: "no event bus locally: an event pattern rule matches nothing (schedule rules fire)".to_owned(),
+                }),
+            },
             other => {
                 let known = NO_LOCAL_EFFECT
                     .iter()
@@ -308,6 +403,19 @@ pub fn load(template: &Value, ctx: &LocalContext) -> Result<Plan, Error> {
                     mapping.function
                 ),
             ));
+        }
+    }
+    for rule in &plan.rules {
+        for (i, target) in rule.targets.iter().enumerate() {
+            if !plan.functions.iter().any(|f| f.name == target.function) {
+                return Err(Error::template(
+                    &format!("{}.Properties.Targets[{i}].Arn", rule.id),
+                    format!(
+                        "names the function {}, which is not a function of this template; the local cloud fires schedules at the template's functions",
+                        target.function
+                    ),
+                ));
+            }
         }
     }
     for url in &plan.urls {
@@ -419,6 +527,37 @@ fn function(id: &str, raw: &Value, props: &Value, name: &str) -> Result<Function
     })
 }
 
+fn cache(id: &str, props: &Value) -> Result<CacheDecl, Error> {
+    crate::cache::check_logical_id(id).map_err(|message| Error::template(id, message))?;
+    let at = |key: &str| format!("{id}.Properties.{key}");
+    let name = props
+        .get("ServerlessCacheName")
+        .and_then(Value::as_str)
+        .ok_or_else(|| {
+            Error::template(
+                &at("ServerlessCacheName"),
+                "missing (CloudFormation requires it)",
+            )
+        })?;
+    crate::cache::check_cache_name(name)
+        .map_err(|message| Error::template(&at("ServerlessCacheName"), message))?;
+    let engine = props
+        .get("Engine")
+        .and_then(Value::as_str)
+        .ok_or_else(|| Error::template(&at("Engine"), "missing (CloudFormation requires it)"))?;
+    if !matches!(engine, "valkey" | "redis") {
+        return Err(Error::template(
+            &at("Engine"),
+            format!("{engine:?} does not run locally: the local cloud runs `valkey` (or `redis`) caches"),
+        ));
+    }
+    Ok(CacheDecl {
+        id: id.to_owned(),
+        name: name.to_owned(),
+        engine: engine.to_owned(),
+    })
+}
+
 fn mapping(id: &str, props: &Value) -> Result<MappingDecl, Error> {
     let at = |key: &str| format!("{id}.Properties.{key}");
     let text = |key: &str| props.get(key).and_then(Value::as_str);
@@ -509,4 +648,161 @@ fn mapping(id: &str, props: &Value) -> Result<MappingDecl, Error> {
         function,
         config,
     })
+}
+
+/// A scheduled rule, or `None` for an event pattern rule (nothing matches it locally).
+fn rule(id: &str, props: &Value, arn: &str) -> Result<Option<RuleDecl>, Error> {
+    let at = |key: &str| format!("{id}.Properties.{key}");
+    let Some(expression) = props.get("ScheduleExpression") else {
+        if props.get("EventPattern").is_some() {
+            return Ok(None);
+        }
+        return Err(Error::template(
+            id,
+            "a rule needs a ScheduleExpression or an EventPattern (CloudFormation refuses it)",
+        ));
+    };
+    let expression = expression.as_str().ok_or_else(|| {
+        Error::template(
+            &at("ScheduleExpression"),
+            format!("{expression} is not a string"),
+        )
+    })?;
+    let schedule = Schedule::parse(expression)
+        .map_err(|message| Error::template(&at("ScheduleExpression"), message))?;
+    let enabled = match props.get("State").map(|s| s.as_str()) {
+        None | Some(Some("ENABLED")) => true,
+        Some(Some("DISABLED")) => false,
+        Some(other) => {
+            return Err(Error::template(
+                &at("State"),
+                format!("{other:?} is not a schedule rule's state: use ENABLED or DISABLED"),
+            ))
+        }
+    };
+    if let Some(bus) = props.get("EventBusName") {
+        if bus.as_str() != Some("default") {
+            return Err(Error::template(
+                &at("EventBusName"),
+                format!("{bus}: schedule rules run on the default event bus only"),
+            ));
+        }
+    }
+    let targets = match props.get("Targets") {
+        None => Vec::new(),
+        Some(Value::Array(targets)) if targets.len() <= 5 => targets
+            .iter()
+            .enumerate()
+            .map(|(i, target)| rule_target(&at(&format!("Targets[{i}]")), target))
+            .collect::<Result<_, _>>()?,
+        Some(Value::Array(_)) => {
+            return Err(Error::template(
+                &at("Targets"),
+                "a rule has at most 5 targets",
+            ))
+        }
+        Some(other) => {
+            return Err(Error::template(
+                &at("Targets"),
+                format!("{other} is not a list of targets"),
+            ))
+        }
+    };
+    Ok(Some(RuleDecl {
+        id: id.to_owned(),
+        arn: arn.to_owned(),
+        expression: expression.to_owned(),
+        schedule,
+        enabled,
+        targets,
+    }))
+}
+
+fn rule_target(at: &str, target: &Value) -> Result<TargetDecl, Error> {
+    let target = target
+        .as_object()
+        .ok_or_else(|| Error::template(at, format!("{target} is not a target object")))?;
+    let text = |key: &str| -> Result<&str, Error> {
+        target[key]
+            .as_str()
+            .ok_or_else(|| Error::template(&format!("{at}.{key}"), "is not a string"))
+    };
+    for key in target.keys() {
+        match key.as_str() {
+            "Arn" | "Id" | "Input" | "InputPath" | "RoleArn" => {}
+            "InputTransformer" | "DeadLetterConfig" | "RetryPolicy" => {
+                return Err(Error::template(
+                    &format!("{at}.{key}"),
+                    "is not run by the local cloud (it runs Input and InputPath; failed invocations are retried twice, then logged and dropped)",
+                ))
+            }
+            other => {
+                return Err(Error::template(
+                    &format!("{at}.{other}"),
+                    "is not run by the local cloud: it fires Lambda function targets only",
+                ))
+            }
+        }
+    }
+    let (Some(_), Some(_)) = (target.get("Arn"), target.get("Id")) else {
+        return Err(Error::template(at, "a target needs Arn and Id"));
+    };
+    let arn = text("Arn")?;
+    if !arn.starts_with("arn:aws:lambda:") || !arn.contains(":function:") {
+        return Err(Error::template(
+            &format!("{at}.Arn"),
+            format!("{arn} is not a Lambda function: the local cloud fires schedules at the template's functions only"),
+        ));
+    }
+    let input = match (target.get("Input"), target.get("InputPath")) {
+        (Some(_), Some(_)) => {
+            return Err(Error::template(
+                at,
+                "Input and InputPath exclude each other: give one",
+            ))
+        }
+        (Some(_), None) => {
+            let input = text("Input")?;
+            serde_json::from_str::<Value>(input).map_err(|error| {
+                Error::template(
+                    &format!("{at}.Input"),
+                    format!("is not valid JSON text ({error})"),
+                )
+            })?;
+            TargetInput::Constant(input.to_owned())
+        }
+        (None, Some(_)) => {
+            TargetInput::Path(input_path(&format!("{at}.InputPath"), text("InputPath")?)?)
+        }
+        (None, None) => TargetInput::Event,
+    };
+    Ok(TargetDecl {
+        id: text("Id")?.to_owned(),
+        function: function_name(arn),
+        input,
+    })
+}
+
+/// `$` or `$.key.key…` (the JSONPath subset the local cloud runs).
+fn input_path(at: &str, path: &str) -> Result<Vec<String>, Error> {
+    let keys = match path {
+        "$" => Vec::new(),
+        _ => path
+            .strip_prefix("$.")
+            .map(|rest| rest.split('.').map(str::to_owned).collect())
+            .unwrap_or_default(),
+    };
+    let simple = |key: &String| {
+        !key.is_empty()
+            && key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    };
+    if (path != "$" && keys.is_empty()) || !keys.iter().all(simple) {
+        return Err(Error::template(
+            at,
+            format!("{path:?}: the local cloud runs InputPath `$` or `$.key.key` (letters, digits, - and _) only"),
+        ));
+    }
+    Ok(keys)
 }

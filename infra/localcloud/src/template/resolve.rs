@@ -19,6 +19,17 @@ pub struct LocalContext {
     pub parameters: BTreeMap<String, String>,
     /// Local URL of each `AWS::Lambda::Url`, by logical id.
     pub function_urls: BTreeMap<String, String>,
+    /// Port of each `AWS::ElastiCache::ServerlessCache`'s local server on 127.0.0.1, by logical id (a cache not
+    /// listed answers port 6379: the template loads, nothing runs).
+    pub cache_ports: BTreeMap<String, u16>,
+}
+
+/// A plausible physical id for a resource that does not exist locally (`vpc-…`, `sg-…`): the prefix and 17 hex
+/// digits of a hash of the stack and logical id, so it is the same on every start.
+fn physical_id(prefix: &str, stack: &str, id: &str) -> String {
+    use md5::Digest;
+    let digest = hex::encode(md5::Md5::digest(format!("{stack}/{id}").as_bytes()));
+    format!("{prefix}-{}", &digest[..17])
 }
 
 /// The values a resource exposes: its `Ref` and its `Fn::GetAtt` attributes.
@@ -179,10 +190,110 @@ impl<'a> Resolver<'a> {
                 );
                 name
             }
+            "AWS::ElastiCache::ServerlessCache" => {
+                let name = self.name(id, resource, "ServerlessCacheName")?;
+                let port = self.ctx.cache_ports.get(id).copied().unwrap_or(6379);
+                for address in ["Endpoint.Address", "ReaderEndpoint.Address"] {
+                    attr(address, "127.0.0.1".to_owned());
+                }
+                for port_attr in ["Endpoint.Port", "ReaderEndpoint.Port"] {
+                    attr(port_attr, port.to_string());
+                }
+                // CloudFormation spells this one `ARN`.
+                attr(
+                    "ARN",
+                    format!("arn:aws:elasticache:{region}:{account}:serverlesscache:{name}"),
+                );
+                attr("Status", "available".to_owned());
+                attr("FullEngineVersion", "8.0".to_owned());
+                attr("CreateTime", "1970-01-01T00:00:00Z".to_owned());
+                name
+            }
+            "AWS::ElastiCache::User" | "AWS::ElastiCache::UserGroup" => {
+                let (property, kind) = if kind == "AWS::ElastiCache::User" {
+                    ("UserId", "user")
+                } else {
+                    ("UserGroupId", "usergroup")
+                };
+                let name = self.name(id, resource, property)?;
+                attr(
+                    "Arn",
+                    format!("arn:aws:elasticache:{region}:{account}:{kind}:{name}"),
+                );
+                attr("Status", "active".to_owned());
+                name
+            }
+            "AWS::EC2::VPC" => {
+                let stack = &self.ctx.stack_name;
+                let vpc = physical_id("vpc", stack, id);
+                attr("VpcId", vpc.clone());
+                attr(
+                    "DefaultSecurityGroup",
+                    physical_id("sg", stack, &format!("{id}/default")),
+                );
+                attr(
+                    "DefaultNetworkAcl",
+                    physical_id("acl", stack, &format!("{id}/default")),
+                );
+                let cidr = self
+                    .property(id, resource, "CidrBlock")?
+                    .unwrap_or_else(|| "10.0.0.0/16".to_owned());
+                attr("CidrBlock", cidr);
+                vpc
+            }
+            "AWS::EC2::Subnet" => {
+                let subnet = physical_id("subnet", &self.ctx.stack_name, id);
+                attr("SubnetId", subnet.clone());
+                let vpc = self.property(id, resource, "VpcId")?.unwrap_or_default();
+                attr("VpcId", vpc);
+                let zone = resource
+                    .pointer("/Properties/AvailabilityZone")
+                    .and_then(Value::as_str)
+                    .map_or_else(|| format!("{region}a"), str::to_owned);
+                attr("AvailabilityZone", zone);
+                subnet
+            }
+            "AWS::EC2::RouteTable" => {
+                let table = physical_id("rtb", &self.ctx.stack_name, id);
+                attr("RouteTableId", table.clone());
+                table
+            }
+            "AWS::EC2::SubnetRouteTableAssociation" => {
+                let association = physical_id("rtbassoc", &self.ctx.stack_name, id);
+                attr("Id", association.clone());
+                association
+            }
+            "AWS::EC2::SecurityGroup" => {
+                let group = physical_id("sg", &self.ctx.stack_name, id);
+                attr("GroupId", group.clone());
+                let vpc = self.property(id, resource, "VpcId")?.unwrap_or_default();
+                attr("VpcId", vpc);
+                group
+            }
+            "AWS::EC2::SecurityGroupIngress" | "AWS::EC2::SecurityGroupEgress" => {
+                let rule = physical_id("sgr", &self.ctx.stack_name, id);
+                attr("Id", rule.clone());
+                rule
+            }
+            "AWS::EC2::VPCEndpoint" => {
+                let endpoint = physical_id("vpce", &self.ctx.stack_name, id);
+                attr("Id", endpoint.clone());
+                attr("CreationTimestamp", "1970-01-01T00:00:00Z".to_owned());
+                endpoint
+            }
             _ => format!("{}-{id}", self.ctx.stack_name),
         };
         exposed.reference = reference;
         Ok(exposed)
+    }
+
+    /// A property of `resource` resolved to a string while computing names ([`Self::string_shallow`]).
+    fn property(&self, id: &str, resource: &Value, key: &str) -> Result<Option<String>, Error> {
+        resource
+            .get("Properties")
+            .and_then(|p| p.get(key))
+            .map(|v| self.string_shallow(id, v))
+            .transpose()
     }
 
     /// Resolves a value that must become a string (used while computing names: only parameters and pseudo

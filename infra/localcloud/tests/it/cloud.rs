@@ -55,6 +55,7 @@ fn options(dir: &TempDir) -> CloudOptions {
         terminal_logs: false,
         skip_unbuilt: false,
         mappings: RuntimeOptions::default(),
+        schedule_speedup: 1,
     }
 }
 

@@ -71,6 +71,7 @@ pub(crate) fn options(state: &Path, bin: &Path) -> CloudOptions {
         skip_unbuilt: false,
         terminal_logs: false,
         mappings: RuntimeOptions::default(),
+        schedule_speedup: 1,
     }
 }
 

@@ -4,11 +4,13 @@
 // A failed unwrap is a failed test, with the value in the message: what a test wants.
 #![allow(clippy::unwrap_used)]
 
+mod cache;
 mod cloud;
 mod e2e;
 mod lambda;
 mod loadtest;
 mod mappings;
 mod meter;
+mod schedule;
 mod support;
 mod template;

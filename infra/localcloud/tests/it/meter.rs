@@ -523,6 +523,7 @@ async fn a_running_cloud_meters_its_functions_and_writes_meter_json() {
             idle_poll: Duration::from_millis(50),
             ..RuntimeOptions::default()
         },
+        schedule_speedup: 1,
     })
     .await
     .unwrap();

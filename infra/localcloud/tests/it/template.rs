@@ -14,6 +14,7 @@ fn ctx() -> LocalContext {
         endpoint: "http://127.0.0.1:4566".into(),
         parameters: BTreeMap::from([("CollectCodeKey".to_owned(), "/bin/collect".to_owned())]),
         function_urls: BTreeMap::new(),
+        cache_ports: BTreeMap::new(),
     }
 }
 
@@ -32,6 +33,7 @@ fn the_synthesized_pipeline_loads_and_every_resource_is_accounted_for() {
         + plan.functions.len()
         + plan.urls.len()
         + plan.mappings.len()
+        + plan.rules.len()
         + plan.skipped.len();
     assert_eq!(placed, total, "a resource was silently dropped");
     assert_eq!(plan.functions.len(), 5);
@@ -65,7 +67,6 @@ fn the_synthesized_pipeline_loads_and_every_resource_is_accounted_for() {
     for kind in [
         "AWS::CloudWatch::Alarm",
         "AWS::SNS::Topic",
-        "AWS::Events::Rule",
         "AWS::SecretsManager::Secret",
         "AWS::IAM::Role",
     ] {
@@ -77,6 +78,22 @@ fn the_synthesized_pipeline_loads_and_every_resource_is_accounted_for() {
     assert!(plan
         .skipped_report()
         .contains("no CloudWatch metrics locally"));
+    // The scaler's schedule fires locally.
+    let scaler_rule = plan
+        .rules
+        .iter()
+        .find(|r| r.expression == "rate(5 minutes)")
+        .expect("the scaler's schedule rule");
+    assert!(scaler_rule.enabled);
+    assert!(scaler_rule
+        .arn
+        .starts_with("arn:aws:events:us-east-1:123456789012:rule/"));
+    assert_eq!(scaler_rule.targets.len(), 1);
+    assert!(plan
+        .functions
+        .iter()
+        .any(|f| f.name == scaler_rule.targets[0].function));
+    assert!(!plan.skipped.iter().any(|s| s.kind == "AWS::Events::Rule"));
     assert!(
         plan.outputs.values().all(|v| !v.contains("Fn::")),
         "{:?}",
@@ -328,5 +345,161 @@ fn unknown_resource_types_are_reported_not_ignored() {
     assert!(
         report.contains("Alarm1 (AWS::CloudWatch::Alarm)"),
         "{report}"
+    );
+}
+
+/// A template with function `F` and a rule `Tick` with `props`.
+fn with_rule(props: Value) -> Value {
+    json!({"Resources": {
+        "F": {"Type": "AWS::Lambda::Function", "Properties": {"FunctionName": "f", "Code": {"S3Bucket": "b", "S3Key": "/bin/f"}}},
+        "Tick": {"Type": "AWS::Events::Rule", "Properties": props},
+    }})
+}
+
+fn target() -> Value {
+    json!({"Arn": {"Fn::GetAtt": ["F", "Arn"]}, "Id": "T0"})
+}
+
+#[test]
+fn schedule_rules_load_with_their_targets() {
+    let plan = load(
+        &with_rule(json!({"Name": "tick", "ScheduleExpression": "cron(0/5 * * * ? *)",
+            "Targets": [target(), {"Arn": {"Fn::GetAtt": ["F", "Arn"]}, "Id": "T1", "Input": "{\"action\": \"compact\"}"},
+                        {"Arn": {"Fn::GetAtt": ["F", "Arn"]}, "Id": "T2", "InputPath": "$.detail"}]})),
+        &ctx(),
+    )
+    .unwrap();
+    let rule = &plan.rules[0];
+    assert_eq!(rule.id, "Tick");
+    assert_eq!(rule.arn, "arn:aws:events:us-east-1:123456789012:rule/tick");
+    assert!(rule.enabled);
+    let inputs: Vec<_> = rule
+        .targets
+        .iter()
+        .map(|t| (t.function.as_str(), &t.input))
+        .collect();
+    use tally_localcloud::template::TargetInput;
+    assert_eq!(
+        inputs,
+        [
+            ("f", &TargetInput::Event),
+            (
+                "f",
+                &TargetInput::Constant("{\"action\": \"compact\"}".into())
+            ),
+            ("f", &TargetInput::Path(vec!["detail".into()])),
+        ]
+    );
+    let disabled = load(
+        &with_rule(json!({"ScheduleExpression": "rate(1 day)", "State": "DISABLED", "Targets": [target()]})),
+        &ctx(),
+    )
+    .unwrap();
+    assert!(!disabled.rules[0].enabled);
+    // An event pattern rule has no bus to match locally: reported, not run.
+    let pattern = load(
+        &with_rule(json!({"EventPattern": {"source": ["aws.s3"]}})),
+        &ctx(),
+    )
+    .unwrap();
+    assert!(pattern.rules.is_empty());
+    assert!(pattern
+        .skipped_report()
+        .contains("Tick (AWS::Events::Rule): no event bus locally"));
+}
+
+#[test]
+fn malformed_schedule_rules_are_refused_at_deploy_with_the_logical_id() {
+    let check = |props: Value, expect: &str| {
+        let message = load_err(with_rule(props));
+        assert!(message.contains(expect), "{message} lacks {expect}");
+    };
+    let expression = |text: &str, expect: &str| {
+        check(
+            json!({"ScheduleExpression": text, "Targets": [target()]}),
+            expect,
+        );
+    };
+    expression(
+        "rate(0 minutes)",
+        "template Tick.Properties.ScheduleExpression: rate value must be positive",
+    );
+    expression(
+        "rate(1 minutes)",
+        "Tick.Properties.ScheduleExpression: rate(1 minutes): the unit must be singular",
+    );
+    expression("rate(2 minute)", "Tick.Properties.ScheduleExpression");
+    expression(
+        "cron(0 12 * * ?)",
+        "Tick.Properties.ScheduleExpression: cron(0 12 * * ?) has 5 fields",
+    );
+    expression(
+        "cron(0 12 ? * ? *)",
+        "Tick.Properties.ScheduleExpression: day-of-month and day-of-week are both `?`",
+    );
+    expression(
+        "cron(0 25 * * ? *)",
+        "Tick.Properties.ScheduleExpression: hours value 25 is out of range 0-23",
+    );
+    expression(
+        "every minute",
+        "Tick.Properties.ScheduleExpression: \"every minute\" is neither",
+    );
+    check(
+        json!({"ScheduleExpression": 5}),
+        "Tick.Properties.ScheduleExpression: 5 is not a string",
+    );
+    check(
+        json!({"Targets": [target()]}),
+        "template Tick: a rule needs a ScheduleExpression or an EventPattern",
+    );
+    check(
+        json!({"ScheduleExpression": "rate(1 day)", "State": "PAUSED"}),
+        "Tick.Properties.State: Some(\"PAUSED\") is not a schedule rule's state",
+    );
+    check(
+        json!({"ScheduleExpression": "rate(1 day)", "EventBusName": "custom"}),
+        "Tick.Properties.EventBusName",
+    );
+    check(
+        json!({"ScheduleExpression": "rate(1 day)", "Targets": {}}),
+        "Tick.Properties.Targets: {} is not a list",
+    );
+    check(
+        json!({"ScheduleExpression": "rate(1 day)", "Targets": vec![target(); 6]}),
+        "at most 5 targets",
+    );
+    let with_target = |t: Value, expect: &str| {
+        check(
+            json!({"ScheduleExpression": "rate(1 day)", "Targets": [t]}),
+            expect,
+        );
+    };
+    with_target(json!({"Arn": "arn:aws:sqs:us-east-1:123456789012:q", "Id": "Q"}), "Tick.Properties.Targets[0].Arn: arn:aws:sqs:us-east-1:123456789012:q is not a Lambda function");
+    with_target(json!({"Arn": "arn:aws:lambda:us-east-1:123456789012:function:elsewhere", "Id": "E"}), "Tick.Properties.Targets[0].Arn: names the function elsewhere, which is not a function of this template");
+    with_target(
+        json!({"Id": "T"}),
+        "Tick.Properties.Targets[0]: a target needs Arn and Id",
+    );
+    with_target(
+        json!({"Arn": {"Fn::GetAtt": ["F", "Arn"]}, "Id": "T", "Input": "{not json"}),
+        "Tick.Properties.Targets[0].Input: is not valid JSON text",
+    );
+    with_target(
+        json!({"Arn": {"Fn::GetAtt": ["F", "Arn"]}, "Id": "T", "Input": "{}", "InputPath": "$"}),
+        "Input and InputPath exclude each other",
+    );
+    with_target(json!({"Arn": {"Fn::GetAtt": ["F", "Arn"]}, "Id": "T", "InputPath": "$.a[0]"}), "Tick.Properties.Targets[0].InputPath: \"$.a[0]\": the local cloud runs InputPath `$` or `$.key.key`");
+    with_target(
+        json!({"Arn": {"Fn::GetAtt": ["F", "Arn"]}, "Id": "T", "InputTransformer": {}}),
+        "Tick.Properties.Targets[0].InputTransformer: is not run by the local cloud",
+    );
+    with_target(
+        json!({"Arn": {"Fn::GetAtt": ["F", "Arn"]}, "Id": "T", "DeadLetterConfig": {"Arn": "x"}}),
+        "Targets[0].DeadLetterConfig: is not run by the local cloud",
+    );
+    with_target(
+        json!({"Arn": {"Fn::GetAtt": ["F", "Arn"]}, "Id": "T", "EcsParameters": {}}),
+        "Targets[0].EcsParameters: is not run by the local cloud",
     );
 }
