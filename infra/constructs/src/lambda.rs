@@ -6,6 +6,7 @@ use crate::core::{Node, Scope};
 use crate::ec2::Placement;
 use crate::expr::Expr;
 use crate::iam::{grant, grant_unscoped, Grantee, Role, RoleProps};
+use crate::iam_policy::Statement;
 use crate::naming::{Name, NameKind};
 
 /// Where the function's code is.
@@ -72,17 +73,18 @@ pub struct FunctionProps {
     pub vpc: Option<Placement>,
 }
 
-/// What Lambda does with the role of a function in a VPC (the actions of the managed policy
-/// `AWSLambdaVPCAccessExecutionRole`, without its log actions, which the function's own log group
-/// grant covers). AWS does not scope `CreateNetworkInterface` and the `Describe*` actions to a resource.
-pub const VPC_ACCESS_ACTIONS: [&str; 6] = [
+/// What Lambda does with the role of a function in a VPC: the actions of the managed policy
+/// `AWSLambdaVPCAccessExecutionRole` without its log actions (the function's own log group grant covers
+/// those). The writes are scoped to EC2 resources of the stack's account and region
+/// ([`VPC_ACCESS_WRITES`]); the `Describe*` reads cannot be scoped to a resource ([`VPC_ACCESS_READS`]).
+pub const VPC_ACCESS_WRITES: [&str; 4] = [
     "ec2:AssignPrivateIpAddresses",
     "ec2:CreateNetworkInterface",
     "ec2:DeleteNetworkInterface",
-    "ec2:DescribeNetworkInterfaces",
-    "ec2:DescribeSubnets",
     "ec2:UnassignPrivateIpAddresses",
 ];
+/// See [`VPC_ACCESS_WRITES`].
+pub const VPC_ACCESS_READS: [&str; 2] = ["ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets"];
 
 impl Default for FunctionProps {
     fn default() -> FunctionProps {
@@ -268,7 +270,20 @@ impl Function {
                 "VpcConfig".into(),
                 json!({ "SubnetIds": subnets, "SecurityGroupIds": groups }),
             );
-            grant_unscoped(&role, &VPC_ACCESS_ACTIONS);
+            grant_unscoped(&role, &VPC_ACCESS_READS);
+            let account_ec2 = Expr::concat([
+                Expr::text("arn:"),
+                Expr::partition(),
+                Expr::text(":ec2:"),
+                Expr::region(),
+                Expr::text(":"),
+                Expr::account_id(),
+                Expr::text(":*"),
+            ]);
+            role.node().add_statement(Statement::new(
+                &VPC_ACCESS_WRITES,
+                vec![account_ec2.to_json()],
+            ));
         }
         properties.insert("Role".into(), role.arn().to_json());
         let node = scope.add_resource("Resource", "AWS::Lambda::Function", properties);

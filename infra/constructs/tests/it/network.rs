@@ -10,7 +10,9 @@ use tally_constructs::ec2::{
 use tally_constructs::elasticache::{
     ServerlessCache, ServerlessCacheProps, User, UserGroup, UserGroupProps, UserProps,
 };
-use tally_constructs::lambda::{Code, Function, FunctionProps, VPC_ACCESS_ACTIONS};
+use tally_constructs::lambda::{
+    Code, Function, FunctionProps, VPC_ACCESS_READS, VPC_ACCESS_WRITES,
+};
 use tally_constructs::secrets::{Secret, SecretProps};
 use tally_constructs::{Name, Scope, Stack};
 
@@ -212,7 +214,12 @@ fn a_vpc_function_gets_vpc_config_eni_actions_and_connect() {
         &t["Resources"][role]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"];
     let statements = statements.as_array().expect("statements");
     assert!(statements.contains(&json!({
-        "Effect": "Allow", "Action": VPC_ACCESS_ACTIONS, "Resource": "*"
+        "Effect": "Allow", "Action": VPC_ACCESS_READS, "Resource": "*"
+    })));
+    assert!(statements.contains(&json!({
+        "Effect": "Allow",
+        "Action": VPC_ACCESS_WRITES,
+        "Resource": {"Fn::Sub": "arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:*"},
     })));
     let user = resource(&t, "AWS::ElastiCache::User")[0].0;
     assert!(statements.contains(&json!({
