@@ -2,7 +2,6 @@
 //! as a synth error naming the construct path.
 
 use serde_json::{json, Value};
-use tally_constructs::dynamodb::{AttributeType, Table, TableProps};
 use tally_constructs::ec2::{
     GatewayEndpoint, GatewayEndpointProps, GatewayService, Ingress, InterfaceEndpoint,
     InterfaceEndpointProps, SecurityGroup, SecurityGroupProps, Vpc, VpcProps,
@@ -16,7 +15,7 @@ use tally_constructs::lambda::{
 use tally_constructs::secrets::{Secret, SecretProps};
 use tally_constructs::{Name, Scope, Stack};
 
-use super::{synth, synth_error};
+use super::{check, synth, synth_error, table};
 
 const ACCESS: &str = "on ~app:* -@all +@read +@write";
 
@@ -234,17 +233,7 @@ fn endpoints_are_restricted_to_the_granted_resources() {
     let stack = Stack::new("app");
     let root = stack.root();
     let n = net(&root);
-    let table = Table::new(
-        &root,
-        "T",
-        TableProps {
-            name: None,
-            partition_key: ("pk".into(), AttributeType::String),
-            sort_key: None,
-            ttl_attribute: None,
-            point_in_time_recovery: false,
-        },
-    );
+    let table = table(&stack);
     GatewayEndpoint::new(
         &root,
         "Ddb",
@@ -302,16 +291,6 @@ fn endpoints_are_restricted_to_the_granted_resources() {
             "secretsmanager:DescribeSecret",
             "secretsmanager:GetSecretValue"
         ])
-    );
-}
-
-fn check(build: impl FnOnce(&Stack, &Scope), expect: &str) {
-    let stack = Stack::new("app");
-    build(&stack, &stack.root());
-    let error = synth_error(&stack);
-    assert!(
-        error.contains(expect),
-        "error\n{error}\ndoes not contain\n{expect}"
     );
 }
 
