@@ -145,3 +145,49 @@ fn every_problem_is_reported_at_once() {
         "{error}"
     );
 }
+
+#[test]
+fn cache_and_dedup_settings_outside_their_ranges() {
+    check(
+        |o| o.dedup_window_secs = 59,
+        "tally-main/CounterStore: dedup_window_secs 59 is outside 60..=86400",
+    );
+    check(
+        |o| o.dedup_window_secs = 86_401,
+        "dedup_window_secs 86401 is outside 60..=86400",
+    );
+    check(
+        |o| o.cache_max_storage_gb = 0,
+        "tally-main/CounterCache: max_storage_gb 0 is outside 1..=5000",
+    );
+    check(
+        |o| o.cache_max_storage_gb = 5_001,
+        "max_storage_gb 5001 is outside 1..=5000",
+    );
+    check(
+        |o| o.cache_max_ecpu_per_second = 999,
+        "tally-main/CounterCache: max_ecpu_per_second 999 is outside 1000..=15000000",
+    );
+    check(
+        |o| o.cache_max_ecpu_per_second = 15_000_001,
+        "max_ecpu_per_second 15000001 is outside 1000..=15000000",
+    );
+    for ok in [
+        PipelineOptions {
+            dedup_window_secs: 60,
+            cache_max_storage_gb: 5_000,
+            cache_max_ecpu_per_second: 1_000,
+            ..PipelineOptions::default()
+        },
+        PipelineOptions {
+            dedup_window_secs: 86_400,
+            cache_max_storage_gb: 1,
+            cache_max_ecpu_per_second: 15_000_000,
+            ..PipelineOptions::default()
+        },
+    ] {
+        if let Err(error) = synth_json(&Stage::new("main"), &ok) {
+            panic!("the range ends synthesize: {error}");
+        }
+    }
+}
