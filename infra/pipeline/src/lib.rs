@@ -382,11 +382,11 @@ impl<'a> Pipeline<'a> {
         let o = self.options;
         let root = &self.root;
         let scope = root.child("CounterStore");
-        if !(60..=86_400).contains(&o.dedup_window_secs) {
-            scope.violation(format!(
-                "dedup_window_secs {} is outside 60..=86400: a shorter window forgets ids before clients resend, a longer one holds a claim per event id in the cache for a day",
-                o.dedup_window_secs
-            ));
+        // The functions refuse a window the counter store does not accept: so does synth.
+        if let Err(e) =
+            tally_domain::exactly_once::DedupWindow::from_secs(u64::from(o.dedup_window_secs))
+        {
+            scope.violation(format!("dedup_window_secs: {e}"));
         }
         let vpc = Vpc::new(
             root,

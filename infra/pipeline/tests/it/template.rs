@@ -127,7 +127,7 @@ fn environment_follows_the_contract() {
 #[test]
 fn cache_environment_has_the_contract_values() {
     let options = PipelineOptions {
-        dedup_window_secs: 600,
+        dedup_window_secs: 900,
         ..PipelineOptions::default()
     };
     let t = template_with("main", &options);
@@ -146,7 +146,7 @@ fn cache_environment_has_the_contract_values() {
         assert_eq!(vars["TALLY_CACHE_AUTH"], "iam");
         assert_eq!(vars["TALLY_CACHE_USER"], "tally-main-functions");
         assert_eq!(vars["TALLY_CACHE_NAME"], json!({"Ref": "CounterCache"}));
-        assert_eq!(vars["TALLY_DEDUP_WINDOW_SECS"], "600");
+        assert_eq!(vars["TALLY_DEDUP_WINDOW_SECS"], "900");
     }
     let (_, user) = find(&t, "AWS::ElastiCache::User", "CacheUser");
     assert_eq!(user["Properties"]["UserId"], "tally-main-functions");
