@@ -138,6 +138,11 @@ fn a_request_is_one_record_whatever_its_campaigns() {
     let big: Vec<Event> = (0..MAX_EVENTS_PER_BODY).map(|i| hostile(i, 0)).collect();
     let records = pack(&big, &"k".repeat(256));
     assert_eq!(records.len(), 1, "{} bytes", records[0].data.len());
+    assert!(
+        (900_000..1_000_000).contains(&records[0].data.len()),
+        "about 0.95 MB (docs/stream-encoding.md): {}",
+        records[0].data.len()
+    );
     assert_eq!(unpacked(&records), big);
 
     assert_eq!(pack(&[], KEY), vec![]);

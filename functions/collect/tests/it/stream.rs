@@ -23,8 +23,10 @@ async fn setup() -> (Moto, aws_sdk_kinesis::Client, Collector) {
     (moto, client, collector)
 }
 
-/// The events of each shard, in sequence order: (shard id, events).
-async fn read_shards(client: &aws_sdk_kinesis::Client) -> Vec<(String, Vec<Event>)> {
+/// The records of each shard, in sequence order: (shard id, [(partition key, events)]).
+async fn shard_records(
+    client: &aws_sdk_kinesis::Client,
+) -> Vec<(String, Vec<(String, Vec<Event>)>)> {
     let shards = client
         .list_shards()
         .stream_name("events")
@@ -47,15 +49,25 @@ async fn read_shards(client: &aws_sdk_kinesis::Client) -> Vec<(String, Vec<Event
             .send()
             .await
             .expect("get records");
-        let mut events = Vec::new();
+        let mut packed = Vec::new();
         for record in records.records() {
-            let packed = tally_domain::wire::unpack(record.data().as_ref())
+            let events = tally_domain::wire::unpack(record.data().as_ref())
                 .expect("collect writes tally records");
-            events.extend(packed);
+            let key = record.partition_key().expect("partition key").to_owned();
+            packed.push((key, events));
         }
-        out.push((shard.shard_id().to_owned(), events));
+        out.push((shard.shard_id().to_owned(), packed));
     }
     out
+}
+
+/// The events of each shard, in sequence order: (shard id, events).
+async fn read_shards(client: &aws_sdk_kinesis::Client) -> Vec<(String, Vec<Event>)> {
+    shard_records(client)
+        .await
+        .into_iter()
+        .map(|(shard, records)| (shard, records.into_iter().flat_map(|(_, e)| e).collect()))
+        .collect()
 }
 
 /// Every event in the stream, ordered by id.
@@ -250,31 +262,9 @@ async fn a_request_is_one_record_and_requests_spread_over_the_shards() {
     }
     let mut records_per_shard = Vec::new();
     let mut keys = std::collections::BTreeSet::new();
-    for shard in client
-        .list_shards()
-        .stream_name("events")
-        .send()
-        .await
-        .expect("list shards")
-        .shards()
-    {
-        let iterator = client
-            .get_shard_iterator()
-            .stream_name("events")
-            .shard_id(shard.shard_id())
-            .shard_iterator_type(aws_sdk_kinesis::types::ShardIteratorType::TrimHorizon)
-            .send()
-            .await
-            .expect("iterator");
-        let records = client
-            .get_records()
-            .shard_iterator(iterator.shard_iterator().expect("iterator"))
-            .send()
-            .await
-            .expect("get records");
-        for record in records.records() {
+    for (_, records) in shard_records(&client).await {
+        for (key, events) in &records {
             // One record per request, its events in body order.
-            let events = tally_domain::wire::unpack(record.data().as_ref()).expect("unpacks");
             let n = events[0]
                 .id
                 .trim_start_matches('r')
@@ -282,14 +272,13 @@ async fn a_request_is_one_record_and_requests_spread_over_the_shards() {
                 .next()
                 .expect("n");
             assert_eq!(
-                ids(&events),
+                ids(events),
                 [format!("r{n}-1"), format!("r{n}-2"), format!("r{n}-3")]
             );
-            let key = record.partition_key().expect("partition key");
             assert_eq!(key.len(), 32);
-            keys.insert(key.to_owned());
+            keys.insert(key.clone());
         }
-        records_per_shard.push(records.records().len());
+        records_per_shard.push(records.len());
     }
     assert_eq!(records_per_shard.iter().sum::<usize>(), 41);
     assert_eq!(keys.len(), 41, "a key per request, the resend included");
