@@ -17,7 +17,7 @@ use tally_domain::hll::Hll;
 use tally_domain::ingest::{decode_body, decode_pixel};
 use tally_domain::partition::RequestKeys;
 use tally_domain::rollup::Rollup;
-use tally_domain::wire::{pack, unpack};
+use tally_domain::wire::{pack_request, unpack};
 
 /// CPU time of the calling thread: what one core spent on the benchmark.
 struct ThreadCpuTime;
@@ -203,13 +203,13 @@ fn wire<M: Measurement>(c: &mut Criterion<M>) {
     // A collect request of 1,000 events (the body limit) is one record; the decoders read 25-event requests.
     let records: Vec<_> = events
         .chunks(25)
-        .flat_map(|request| pack(request, &keys.next_key()))
+        .flat_map(|request| pack_request(request, &keys.next_key()))
         .collect();
     let mut g = c.benchmark_group("wire");
     g.throughput(Throughput::Elements(BATCH as u64));
     g.bench_function("pack", |b| {
         b.iter(|| {
-            pack(
+            pack_request(
                 black_box(&events),
                 black_box("0123456789abcdef0123456789abcdef"),
             )
@@ -219,7 +219,7 @@ fn wire<M: Measurement>(c: &mut Criterion<M>) {
         b.iter(|| {
             let mut n = 0;
             for request in black_box(&events).chunks(25) {
-                n += pack(request, &keys.next_key()).len();
+                n += pack_request(request, &keys.next_key()).len();
             }
             n
         })

@@ -1,6 +1,6 @@
 //! Which Kinesis partition key a record is written with, and which shard a key lands on.
 //!
-//! `collect` writes each request's events as one record ([`crate::wire::pack`]) under one key per request,
+//! `collect` writes each request's events as one record ([`crate::wire::pack_request`]) under one key per request,
 //! drawn from [`RequestKeys`]: 32 hex digits of MD5(secret ‖ counter), with a 128-bit secret from the operating
 //! system's randomness per process and a per-process counter. Kinesis hashes the key with MD5 onto a shard
 //! ([`shard_of`]), so:

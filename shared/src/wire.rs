@@ -12,11 +12,11 @@ use std::collections::HashMap;
 
 use crate::event::{check_event, DeviceClass, Event, EventKind, FieldError};
 
-/// Kinesis' limit on one record: its data plus its partition key, 1 MiB. [`pack`] fills records up to it.
+/// Kinesis' limit on one record: its data plus its partition key, 1 MiB. [`pack_request`] fills records up to it.
 pub const MAX_RECORD_BYTES: usize = 1024 * 1024;
 /// Magic bytes at the start of every record.
 pub const MAGIC: [u8; 3] = *b"TLY";
-/// The format version written by [`pack`]; [`unpack`] reads this version only.
+/// The format version written by [`pack_request`]; [`unpack`] reads this version only.
 pub const VERSION: u8 = 1;
 const HEADER_BYTES: usize = 4 + 2; // magic + version, u16 count
 const TRAILER_BYTES: usize = 4; // crc32c
@@ -298,7 +298,7 @@ impl<'e> RecordWriter<'e> {
 }
 
 /// Encodes one record holding all of `events` (no size limit). Mostly for tests and tools; `collect` uses
-/// [`pack`].
+/// [`pack_request`].
 ///
 /// # Panics
 /// With more than 65,535 events (the count is 16 bits).
@@ -326,15 +326,19 @@ pub fn encode_record(events: &[Event]) -> Vec<u8> {
 ///   gives the fewest records when the events share a receive time, as a request's do. Typical requests (a
 ///   body is at most 1 MiB of JSON, which encodes smaller) are one record.
 /// * No events, no records.
-pub fn pack(events: &[Event], partition_key: &str) -> Vec<StreamRecord> {
-    pack_within(events, partition_key, MAX_RECORD_BYTES)
+pub fn pack_request(events: &[Event], partition_key: &str) -> Vec<StreamRecord> {
+    pack_request_within(events, partition_key, MAX_RECORD_BYTES)
 }
 
-/// [`pack`] with records of at most `limit` bytes (data plus key) instead of Kinesis' limit: for tests that
+/// [`pack_request`] with records of at most `limit` bytes (data plus key) instead of Kinesis' limit: for tests that
 /// need a request split into several records without a megabyte of events. An event that does not fit
 /// `limit` on its own gets a record of its own (over the limit; with [`MAX_RECORD_BYTES`] that cannot happen:
 /// an event encodes to at most about 1 KB).
-pub fn pack_within(events: &[Event], partition_key: &str, limit: usize) -> Vec<StreamRecord> {
+pub fn pack_request_within(
+    events: &[Event],
+    partition_key: &str,
+    limit: usize,
+) -> Vec<StreamRecord> {
     let budget = limit.saturating_sub(partition_key.len() + TRAILER_BYTES);
     let mut records = Vec::new();
     let mut close = |w: RecordWriter<'_>| {
@@ -361,6 +365,29 @@ pub fn pack_within(events: &[Event], partition_key: &str, limit: usize) -> Vec<S
         close(last);
     }
     records
+}
+
+/// Data bytes per record of the former [`pack`]: with its key it stayed within one 25 KB PUT payload unit.
+pub const FORMER_RECORD_BYTES: usize = 24 * 1024;
+
+/// The packing `collect` did before one record per request: events grouped by their former per-event key
+/// ([`crate::partition::partition_key_of`], in order of first appearance), records of at most
+/// [`FORMER_RECORD_BYTES`] of data. Same format; its records are what a stream written before the change
+/// holds. Only the realtime and deferred test fixtures still use it (they show that such records are read);
+/// `collect` uses [`pack_request`].
+pub fn pack(events: &[Event]) -> Vec<StreamRecord> {
+    let mut groups: Vec<(String, Vec<Event>)> = Vec::new();
+    for e in events {
+        let key = crate::partition::partition_key_of(&e.campaign_id, &e.id);
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, group)) => group.push(e.clone()),
+            None => groups.push((key, vec![e.clone()])),
+        }
+    }
+    groups
+        .iter()
+        .flat_map(|(key, group)| pack_request_within(group, key, FORMER_RECORD_BYTES + key.len()))
+        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -392,7 +419,7 @@ fn open(data: &[u8]) -> Result<(usize, Reader<'_>), WireError> {
     Ok((count, r))
 }
 
-/// Reads a record written by [`pack`] (or by any earlier `collect`: the format is unchanged since version 1). Corrupt data, another version, another producer's data or an event that
+/// Reads a record written by [`pack_request`] (or by any earlier `collect`: the format is unchanged since version 1). Corrupt data, another version, another producer's data or an event that
 /// breaks a field rule is an error naming what is wrong; never a panic.
 pub fn unpack(data: &[u8]) -> Result<Vec<Event>, WireError> {
     let (count, mut r) = open(data)?;

@@ -15,7 +15,7 @@
 //!
 //! [`Collector::handle`] is a plain async function from request to response; `main` only wires it to
 //! `lambda_http`. Events are stamped with the receive time, keep the client's id (the idempotency key) or get
-//! one (`{received_ms}-{per-process nonce}-{counter}`), are packed with [`tally_domain::wire::pack`] into one
+//! one (`{received_ms}-{per-process nonce}-{counter}`), are packed with [`tally_domain::wire::pack_request`] into one
 //! record per request (several only beyond Kinesis' 1 MiB per record) under a partition key drawn per request
 //! from [`tally_domain::partition::RequestKeys`] (uniform over the shards, not steerable by clients), and
 //! written with [`tally_aws::kinesis::put_records_with_retry`]. When some records of a request fail, the answer
@@ -32,7 +32,7 @@ use tally_aws::kinesis::{put_records_with_retry, RetryPolicy};
 use tally_domain::event::{Event, FieldError};
 use tally_domain::ingest::{decode_body, decode_pixel, BodyError, MAX_BODY_BYTES};
 use tally_domain::partition::RequestKeys;
-use tally_domain::wire::{event_count, pack_within, MAX_RECORD_BYTES};
+use tally_domain::wire::{event_count, pack_request_within, MAX_RECORD_BYTES};
 
 /// The pixel: a 1×1 GIF89a whose only pixel is transparent (43 bytes).
 pub const PIXEL_GIF: [u8; 43] = [
@@ -259,7 +259,7 @@ impl Collector {
     /// Packs `events` (one request) under a fresh partition key and writes them; on failure, which of them
     /// (positions in `events`) are not written.
     async fn write(&self, events: &[Event]) -> Result<(), Unwritten> {
-        let records = pack_within(events, &self.keys.next_key(), self.record_limit);
+        let records = pack_request_within(events, &self.keys.next_key(), self.record_limit);
         let outcome = match put_records_with_retry(
             &self.kinesis,
             &self.stream,
@@ -317,7 +317,7 @@ impl Collector {
     }
 }
 
-/// The positions in `events` that each record of `pack(events)` holds: consecutive runs, in order (`pack`'s
+/// The positions in `events` that each record of `pack_request(events, key)` holds: consecutive runs, in order (`pack_request`'s
 /// promise), read from the records' event counts. `None` if a record's header does not read.
 fn runs(records: &[tally_domain::wire::StreamRecord]) -> Option<Vec<std::ops::Range<usize>>> {
     let mut start = 0;

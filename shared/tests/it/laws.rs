@@ -5,7 +5,7 @@ use tally_domain::event::{Event, RawEvent};
 use tally_domain::hll::Hll;
 use tally_domain::ingest::{decode_body, decode_pixel};
 use tally_domain::rollup::Rollup;
-use tally_domain::wire::{encode_record, pack, pack_within, unpack};
+use tally_domain::wire::{encode_record, pack_request, pack_request_within, unpack};
 
 use crate::fixtures::{any_event, NOW};
 
@@ -70,7 +70,7 @@ proptest! {
             prop_assert_eq!(unpack(&encode_record(&events)), Ok(events.clone()));
         }
         let mut back: Vec<Event> = Vec::new();
-        for r in pack(&events, "k") {
+        for r in pack_request(&events, "k") {
             back.extend(unpack(&r.data).map_err(|e| TestCaseError::fail(e.to_string()))?);
         }
         prop_assert_eq!(&back, &events);
@@ -102,7 +102,7 @@ proptest! {
             }
         }
         let key = "k".repeat(key_len);
-        let records = pack_within(&events, &key, limit);
+        let records = pack_request_within(&events, &key, limit);
         let mut back: Vec<Event> = Vec::new();
         for (i, r) in records.iter().enumerate() {
             prop_assert_eq!(&r.partition_key, &key);

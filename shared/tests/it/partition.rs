@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use tally_domain::partition::{
     bucket, hash_key, partition_key_of, shard_of, RequestKeys, BUCKETS, REQUEST_KEY_LEN,
 };
-use tally_domain::wire::{pack, unpack};
+use tally_domain::wire::{pack_request, unpack};
 
 use crate::fixtures::event;
 
@@ -57,7 +57,7 @@ fn a_client_cannot_steer_its_records() {
     let mut counts = [0u64; 16];
     let n = 16_000;
     for _ in 0..n {
-        for record in pack(&body, &keys.next_key()) {
+        for record in pack_request(&body, &keys.next_key()) {
             counts[shard_of(&record.partition_key, 16) as usize] += 1;
         }
     }
@@ -68,8 +68,8 @@ fn a_client_cannot_steer_its_records() {
         .sum();
     assert!(chi2 < 57.0, "chi-square {chi2:.1}: {counts:?}");
     // And the same request gets a new key each time.
-    let a = pack(&body, &keys.next_key());
-    let b = pack(&body, &keys.next_key());
+    let a = pack_request(&body, &keys.next_key());
+    let b = pack_request(&body, &keys.next_key());
     assert_eq!(a[0].data, b[0].data);
     assert_ne!(a[0].partition_key, b[0].partition_key);
 }
@@ -109,7 +109,7 @@ fn keys_are_shared_by_the_records_of_a_request() {
     let keys = RequestKeys::with_secret([1; 16]);
     let key = keys.next_key();
     let events: Vec<_> = (0..300).map(|i| event(&format!("e-{i}"))).collect();
-    let records = tally_domain::wire::pack_within(&events, &key, 2_000);
+    let records = tally_domain::wire::pack_request_within(&events, &key, 2_000);
     assert!(records.len() > 1);
     assert!(records.iter().all(|r| r.partition_key == key));
     let back: Vec<_> = records

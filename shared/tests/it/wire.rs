@@ -2,9 +2,10 @@
 
 use tally_domain::event::{DeviceClass, Event, EventKind};
 use tally_domain::ingest::MAX_EVENTS_PER_BODY;
+use tally_domain::partition::partition_key_of;
 use tally_domain::wire::{
-    crc32c, encode_record, event_count, pack, pack_within, unpack, StreamRecord, WireError,
-    MAX_RECORD_BYTES, VERSION,
+    crc32c, encode_record, event_count, pack, pack_request, pack_request_within, unpack,
+    StreamRecord, WireError, MAX_RECORD_BYTES, VERSION,
 };
 
 use crate::fixtures::{event, NOW};
@@ -129,14 +130,14 @@ fn a_request_is_one_record_whatever_its_campaigns() {
             ..event(&format!("id-{i}"))
         })
         .collect();
-    let records = pack(&events, KEY);
+    let records = pack_request(&events, KEY);
     assert_eq!(records.len(), 1);
     assert_eq!(records[0].partition_key, KEY);
     assert_eq!(unpack(&records[0].data), Ok(events.clone()));
 
     // The largest body collect takes (1,000 events) of the largest events the rules allow: still one record.
     let big: Vec<Event> = (0..MAX_EVENTS_PER_BODY).map(|i| hostile(i, 0)).collect();
-    let records = pack(&big, &"k".repeat(256));
+    let records = pack_request(&big, &"k".repeat(256));
     assert_eq!(records.len(), 1, "{} bytes", records[0].data.len());
     assert!(
         (900_000..1_000_000).contains(&records[0].data.len()),
@@ -145,7 +146,7 @@ fn a_request_is_one_record_whatever_its_campaigns() {
     );
     assert_eq!(unpacked(&records), big);
 
-    assert_eq!(pack(&[], KEY), vec![]);
+    assert_eq!(pack_request(&[], KEY), vec![]);
 }
 
 /// An event with every field at its longest (64-character ids, 128-character user, 512-byte user agent),
@@ -174,7 +175,7 @@ fn huge_requests_split_into_the_fewest_records_under_the_limit() {
     // 3,000 of the largest events: about 2.8 MB, more than Kinesis takes in one record.
     let events: Vec<Event> = (0..3_000).map(|i| hostile(i, 0)).collect();
     let key = "k".repeat(256);
-    let records = pack(&events, &key);
+    let records = pack_request(&events, &key);
     let total: usize = records.iter().map(|r| r.data.len()).sum();
     assert_eq!(records.len(), total.div_ceil(MAX_RECORD_BYTES - 256));
     for r in &records {
@@ -191,7 +192,7 @@ fn huge_requests_split_into_the_fewest_records_under_the_limit() {
             ..minimal(&format!("{i}"))
         })
         .collect();
-    let records = pack(&tiny, KEY);
+    let records = pack_request(&tiny, KEY);
     assert_eq!(
         records
             .iter()
@@ -203,21 +204,42 @@ fn huge_requests_split_into_the_fewest_records_under_the_limit() {
 
     // A limit below one event: one event per record, never an empty record.
     let few: Vec<Event> = (0..3).map(|i| hostile(i, 0)).collect();
-    let records = pack_within(&few, KEY, 10);
+    let records = pack_request_within(&few, KEY, 10);
     assert_eq!(records.len(), 3);
     assert_eq!(unpacked(&records), few);
 }
 
 #[test]
 fn old_records_still_decode() {
-    // What `collect` wrote before one record per request (per-event keys, records of one campaign): the same
-    // format, version 1, read by the same decoder.
-    let events: Vec<Event> = (0..10).map(|i| event(&format!("old-{i}"))).collect();
-    let old = encode_record(&events);
-    assert_eq!(old[3], VERSION);
+    // What `collect` wrote before one record per request (the former `pack`: per-event keys, one campaign and
+    // bucket per record): the same format, version 1, read by the same decoder.
+    let events: Vec<Event> = (0..40)
+        .map(|i| Event {
+            campaign_id: format!("cmp-{}", i % 3),
+            ..event(&format!("old-{i}"))
+        })
+        .collect();
+    let old = pack(&events);
+    assert!(old.len() > 3, "{} records", old.len());
+    let mut back = Vec::new();
+    for r in &old {
+        assert_eq!(r.data[3], VERSION);
+        let run = unpack(&r.data).expect("an old record decodes");
+        assert!(run
+            .iter()
+            .all(|e| partition_key_of(&e.campaign_id, &e.id) == r.partition_key));
+        back.extend(run);
+    }
+    back.sort_by(|a, b| a.id.cmp(&b.id));
+    let mut sorted = events.clone();
+    sorted.sort_by(|a, b| a.id.cmp(&b.id));
+    assert_eq!(back, sorted);
     assert_eq!(VERSION, 1);
-    assert_eq!(unpack(&old), Ok(events.clone()));
-    assert_eq!(pack(&events, KEY)[0].data, old, "the layout is unchanged");
+    assert_eq!(
+        pack_request(&events, KEY)[0].data,
+        encode_record(&events),
+        "the layout is unchanged"
+    );
 }
 
 /// Unpacks `data` and renders the error (or `ok`).

@@ -1,5 +1,5 @@
 //! Traffic the way the code sees it: requests generated from the profile, packed by the real
-//! `tally_domain::wire::pack` (one record per request, as `collect` writes them, under a key from
+//! `tally_domain::wire::pack_request` (one record per request, as `collect` writes them, under a key from
 //! `tally_domain::partition::RequestKeys`), and routed to shards by Kinesis' rule
 //! (`tally_domain::partition::shard_of`: MD5 of the partition key → 128-bit hash key → the shard whose
 //! hash-key range holds it; a stream's shards split the hash space evenly).
@@ -10,7 +10,7 @@
 use tally_domain::event::{DeviceClass, Event, EventKind};
 pub use tally_domain::partition::shard_of;
 use tally_domain::partition::RequestKeys;
-use tally_domain::wire::{pack, unpack};
+use tally_domain::wire::{pack_request, unpack};
 use tally_traffic::Profile;
 
 /// Receive time of the sampled events (any fixed instant: the model is time-invariant).
@@ -112,7 +112,7 @@ pub struct Packing {
     pub padding_per_event: f64,
 }
 
-/// Packs about `events` sampled events request by request with the real `pack`.
+/// Packs about `events` sampled events request by request with the real `pack_request`.
 pub fn packing(profile: &Profile, events: usize) -> Packing {
     let requests = requests(profile, SEED, events);
     let (mut records, mut n_events, mut data_bytes) = (0usize, 0usize, 0u64);
@@ -120,7 +120,7 @@ pub fn packing(profile: &Profile, events: usize) -> Packing {
     // Keys are random to Kinesis but always `REQUEST_KEY_LEN` characters: sizes do not depend on the secret.
     let keys = RequestKeys::with_secret(u128::from(SEED).to_le_bytes());
     for request in &requests {
-        for record in pack(request, &keys.next_key()) {
+        for record in pack_request(request, &keys.next_key()) {
             let count = unpack(&record.data).map_or(0, |events| events.len());
             records += 1;
             n_events += count;
