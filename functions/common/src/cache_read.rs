@@ -109,6 +109,44 @@ impl CounterStore {
         Ok(out)
     }
 
+    /// One campaign's minute of a lane summed over `shards`, per ad (`HGETALL` of its hash on every shard).
+    pub async fn read_campaign_minute(
+        &self,
+        lane: StoreLane,
+        shards: &[String],
+        campaign_id: &str,
+        minute: i64,
+    ) -> Result<BTreeMap<String, Tally>, Error> {
+        let read: Vec<(String, Vec<(String, String)>)> = stream::iter(shards.iter().map(|shard| {
+            let mut conn = self.connection();
+            let key = counter_key(lane, shard, campaign_id, minute);
+            async move {
+                let fields: Vec<(String, String)> = redis::cmd("HGETALL")
+                    .arg(&key)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(|e| store_error("read counters", e))?;
+                Ok::<_, Error>((key, fields))
+            }
+        }))
+        .buffer_unordered(READS_IN_FLIGHT)
+        .try_collect()
+        .await?;
+        let mut ads = BTreeMap::new();
+        for (key, fields) in read {
+            fold_hash(
+                &mut ads,
+                fields.iter().map(|(f, v)| (f.as_str(), v.as_str())),
+            )
+            .map_err(|e| Error::CorruptStore {
+                key,
+                rule: e.to_string(),
+            })?;
+        }
+        ads.retain(|_, t: &mut Tally| !t.is_zero());
+        Ok(ads)
+    }
+
     /// The compacted items of one minute: both lanes read over their shards, one item per campaign with
     /// counts in either lane.
     pub async fn compact_minute(&self, job: MinuteJob) -> Result<Vec<CompactedItem>, Error> {

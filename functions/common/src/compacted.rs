@@ -21,10 +21,53 @@ use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
-use tally_domain::compact::{decode_ads, encode_ads, CompactedItem, Watermark};
+use std::collections::BTreeMap;
+
+use tally_domain::compact::{decode_ads, encode_ads, split_at_seam, CompactedItem, Watermark};
+use tally_domain::exactly_once::Tally;
+use tally_domain::store_keys::StoreLane;
 
 use crate::metrics::{is_retryable, sdk_message};
+use crate::store::CounterStore;
 use crate::Error;
+
+/// A campaign's series of a lane, minutes `from..=to`, per (ad, minute), as readers serve it: minutes at or
+/// before the lane's watermark from the compacted items, later ones from Valkey summed over the lane's
+/// shards (`tally_domain::compact::split_at_seam`). Cells without counts are absent.
+pub async fn read_series(
+    table: &CompactedTable,
+    store: &CounterStore,
+    watermark: &Watermark,
+    lane: StoreLane,
+    campaign_id: &str,
+    from: i64,
+    to: i64,
+) -> Result<BTreeMap<(String, i64), Tally>, Error> {
+    let (compacted, live) = split_at_seam(watermark, lane, from, to);
+    let mut out = BTreeMap::new();
+    if let Some(minutes) = compacted {
+        for item in table
+            .items(campaign_id, *minutes.start(), *minutes.end())
+            .await?
+        {
+            for (ad, t) in item.lane(lane) {
+                out.insert((ad.to_owned(), item.minute), t);
+            }
+        }
+    }
+    if let Some(minutes) = live {
+        let shards = store.shards(lane).await?;
+        for minute in minutes {
+            for (ad, t) in store
+                .read_campaign_minute(lane, &shards, campaign_id, minute)
+                .await?
+            {
+                out.insert((ad, minute), t);
+            }
+        }
+    }
+    Ok(out)
+}
 
 /// Partition key prefix of the minute items.
 pub const ITEM_PK_PREFIX: &str = "cm#";
