@@ -21,6 +21,9 @@ use crate::Error;
 /// Per campaign, per ad: one lane's counts of one minute, summed over shards.
 pub type MinuteCounts = BTreeMap<String, BTreeMap<String, Tally>>;
 
+/// A counter hash as read: (campaign, key, fields and values).
+type HashRead = (String, String, Vec<(String, String)>);
+
 /// Reads in flight at once.
 const READS_IN_FLIGHT: usize = 64;
 
@@ -77,21 +80,20 @@ impl CounterStore {
                 .iter()
                 .map(move |c| (c.clone(), counter_key(lane, shard, c, minute)))
         });
-        let read: Vec<(String, String, Vec<(String, String)>)> =
-            stream::iter(hashes.map(|(campaign, key)| {
-                let mut conn = self.connection();
-                async move {
-                    let fields: Vec<(String, String)> = redis::cmd("HGETALL")
-                        .arg(&key)
-                        .query_async(&mut conn)
-                        .await
-                        .map_err(|e| store_error("read counters", e))?;
-                    Ok::<_, Error>((campaign, key, fields))
-                }
-            }))
-            .buffer_unordered(READS_IN_FLIGHT)
-            .try_collect()
-            .await?;
+        let read: Vec<HashRead> = stream::iter(hashes.map(|(campaign, key)| {
+            let mut conn = self.connection();
+            async move {
+                let fields: Vec<(String, String)> = redis::cmd("HGETALL")
+                    .arg(&key)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(|e| store_error("read counters", e))?;
+                Ok::<_, Error>((campaign, key, fields))
+            }
+        }))
+        .buffer_unordered(READS_IN_FLIGHT)
+        .try_collect()
+        .await?;
         let mut out = MinuteCounts::new();
         for (campaign, key, fields) in read {
             let ads = out.entry(campaign).or_default();

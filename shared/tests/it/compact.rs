@@ -54,7 +54,7 @@ fn content(id: u16, received_ms: i64) -> Event {
 }
 
 fn valid(e: &Event) -> bool {
-    e.cost_micros % 7 != 0
+    !e.cost_micros.is_multiple_of(7)
 }
 
 /// A request: its receive time (ms after the start), the shards it reached, the ids of its events.

@@ -44,7 +44,7 @@ fn event(i: usize) -> Event {
 }
 
 fn valid(e: &Event) -> bool {
-    e.cost_micros % 3 != 0
+    !e.cost_micros.is_multiple_of(3)
 }
 
 type Truth = [BTreeMap<(String, String, i64), Tally>; 2];
