@@ -23,8 +23,9 @@ use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
 
 use crate::event::check_id;
-use crate::exactly_once::Tally;
+use crate::exactly_once::{preview, Tally};
 use crate::store_keys::{parse_counter_field, Counter, StoreLane};
+use crate::wire::{put_varint, unzigzag, zigzag, Reader, WireError};
 
 /// Milliseconds in a minute.
 pub const MINUTE_MS: i64 = 60_000;
@@ -381,18 +382,6 @@ pub fn fold_hash<'a>(
     Ok(())
 }
 
-fn preview(s: &str) -> String {
-    const MAX: usize = 64;
-    if s.len() <= MAX {
-        return s.to_owned();
-    }
-    let mut end = MAX;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}… ({} bytes)", &s[..end], s.len())
-}
-
 // The encoding of an item's ads: one binary attribute, per ad in ad order
 //
 //   varint(len(ad)) ad-bytes  6 × varint(realtime counter)  6 × varint(zigzag(realtime − settled, mod 2⁶⁴))
@@ -403,22 +392,6 @@ fn preview(s: &str) -> String {
 
 /// Version byte of the encoding (first byte of the blob).
 pub const ADS_ENCODING: u8 = 1;
-
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn zigzag(v: i64) -> u64 {
-    ((v << 1) ^ (v >> 63)) as u64
-}
-
-fn unzigzag(v: u64) -> i64 {
-    ((v >> 1) as i64) ^ -((v & 1) as i64)
-}
 
 /// Encodes the item's ads (the `ads` attribute).
 pub fn encode_ads(item: &CompactedItem) -> Result<Vec<u8>, CompactError> {
@@ -444,45 +417,11 @@ pub fn encode_ads(item: &CompactedItem) -> Result<Vec<u8>, CompactError> {
     Ok(out)
 }
 
-struct Reader<'a> {
-    bytes: &'a [u8],
-    at: usize,
-}
-
-impl Reader<'_> {
-    fn varint(&mut self) -> Result<u64, CompactError> {
-        let mut v: u64 = 0;
-        for shift in (0..64).step_by(7) {
-            let Some(&b) = self.bytes.get(self.at) else {
-                return Err(CompactError::Decode(format!(
-                    "truncated number at byte {}",
-                    self.at
-                )));
-            };
-            self.at += 1;
-            let low = u64::from(b & 0x7f);
-            if shift == 63 && low > 1 {
-                return Err(CompactError::Decode(format!(
-                    "number over 64 bits ending at byte {}",
-                    self.at - 1
-                )));
-            }
-            v |= low << shift;
-            if b & 0x80 == 0 {
-                return Ok(v);
-            }
-        }
-        Err(CompactError::Decode(format!(
-            "number longer than 10 bytes ending at byte {}",
-            self.at - 1
-        )))
-    }
-}
-
 /// Decodes the `ads` attribute back into per-ad counts. Refuses an unknown version, truncated or overlong
 /// numbers, ad ids that are not ids, ads out of order or repeated, and trailing bytes.
 pub fn decode_ads(bytes: &[u8]) -> Result<BTreeMap<String, AdCounts>, CompactError> {
     let bad = |m: String| CompactError::Decode(m);
+    let wire = |e: WireError| CompactError::Decode(e.to_string());
     match bytes.first() {
         Some(&ADS_ENCODING) => {}
         Some(v) => {
@@ -492,21 +431,13 @@ pub fn decode_ads(bytes: &[u8]) -> Result<BTreeMap<String, AdCounts>, CompactErr
         }
         None => return Err(bad("empty, expected at least the version byte".to_owned())),
     }
-    let mut r = Reader { bytes, at: 1 };
+    let mut r = Reader::new(bytes);
+    r.byte().map_err(wire)?;
     let mut ads: BTreeMap<String, AdCounts> = BTreeMap::new();
-    while r.at < bytes.len() {
-        let start = r.at;
-        let len = usize::try_from(r.varint()?).unwrap_or(usize::MAX);
-        let end =
-            r.at.checked_add(len)
-                .filter(|&e| e <= bytes.len())
-                .ok_or_else(|| {
-                    bad(format!(
-                        "ad id of {len} bytes at byte {start} runs past the end"
-                    ))
-                })?;
-        let ad = std::str::from_utf8(&bytes[r.at..end])
-            .map_err(|_| bad(format!("ad id at byte {start} is not UTF-8")))?;
+    while !r.is_empty() {
+        let start = r.position();
+        let len = usize::try_from(r.varint().map_err(wire)?).unwrap_or(usize::MAX);
+        let ad = r.str(len).map_err(wire)?;
         check_id("ad_id", ad).map_err(|e| bad(format!("ad id at byte {start}: {e}")))?;
         if ads
             .keys()
@@ -518,13 +449,12 @@ pub fn decode_ads(bytes: &[u8]) -> Result<BTreeMap<String, AdCounts>, CompactErr
                 preview(ad)
             )));
         }
-        r.at = end;
         let mut c = AdCounts::default();
         for counter in Counter::ALL {
-            c.realtime.set(counter, r.varint()?);
+            c.realtime.set(counter, r.varint().map_err(wire)?);
         }
         for counter in Counter::ALL {
-            let diff = unzigzag(r.varint()?) as u64;
+            let diff = unzigzag(r.varint().map_err(wire)?) as u64;
             c.settled
                 .set(counter, c.realtime.get(counter).wrapping_sub(diff));
         }
@@ -861,21 +791,21 @@ mod tests {
     fn hostile_blobs_are_refused() {
         check_decode(&[], "empty");
         check_decode(&[2], "unknown encoding version 2");
-        check_decode(&[1, 5, b'a'], "runs past the end");
-        check_decode(&[1, 1, b'a', 1, 1], "truncated number");
+        check_decode(&[1, 5, b'a'], "truncated");
+        check_decode(&[1, 1, b'a', 1, 1], "truncated");
         check_decode(&[1, 1, b'{'], "ad id at byte 1");
-        check_decode(&[1, 1, 0xff], "not UTF-8");
+        check_decode(&[1, 1, 0xff], "string is not UTF-8");
         check_decode(
             &[
                 1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f,
             ],
-            "over 64 bits",
+            "varint overflows 64 bits",
         );
         check_decode(
             &[
                 1, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x81,
             ],
-            "longer than 10 bytes",
+            "varint overflows 64 bits",
         );
         let one = encode_ads(&item(1)).expect("fits");
         let mut twice = one.clone();
@@ -883,7 +813,7 @@ mod tests {
         check_decode(&twice, "out of order or repeated");
         let mut trailing = one.clone();
         trailing.push(3);
-        check_decode(&trailing, "runs past the end");
+        check_decode(&trailing, "truncated");
         // A random flip never panics.
         for i in 0..one.len() {
             for bit in 0..8 {
