@@ -87,11 +87,11 @@ pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     out.push(v as u8);
 }
 
-fn zigzag(v: i64) -> u64 {
+pub(crate) fn zigzag(v: i64) -> u64 {
     ((v << 1) ^ (v >> 63)) as u64
 }
 
-fn unzigzag(v: u64) -> i64 {
+pub(crate) fn unzigzag(v: u64) -> i64 {
     ((v >> 1) as i64) ^ -((v & 1) as i64)
 }
 
@@ -115,6 +115,11 @@ impl<'a> Reader<'a> {
 
     pub(crate) fn is_empty(&self) -> bool {
         self.pos == self.buf.len()
+    }
+
+    /// Bytes read so far.
+    pub(crate) fn position(&self) -> usize {
+        self.pos
     }
 
     pub(crate) fn byte(&mut self) -> Result<u8, WireError> {
@@ -153,7 +158,7 @@ impl<'a> Reader<'a> {
         Err(self.corrupt("varint longer than 10 bytes"))
     }
 
-    fn str(&mut self, len: usize) -> Result<&'a str, WireError> {
+    pub(crate) fn str(&mut self, len: usize) -> Result<&'a str, WireError> {
         let b = self.bytes(len)?;
         std::str::from_utf8(b).map_err(|_| self.corrupt("string is not UTF-8"))
     }

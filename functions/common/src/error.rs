@@ -9,6 +9,13 @@ pub enum Error {
         name: &'static str,
         hint: &'static str,
     },
+    /// An environment variable whose value cannot be used.
+    #[error("environment variable {name} = {value:?} is invalid: {rule}")]
+    InvalidEnv {
+        name: &'static str,
+        value: String,
+        rule: String,
+    },
     /// A Kinesis sequence number that is not a canonical decimal number.
     #[error("invalid kinesis sequence number {value:?}: {rule}")]
     InvalidSequenceNumber { value: String, rule: &'static str },
@@ -83,6 +90,7 @@ impl Error {
             | Error::Store { retryable, .. } => *retryable,
             Error::Contention { .. } | Error::StoreContention { .. } => true,
             Error::MissingEnv { .. }
+            | Error::InvalidEnv { .. }
             | Error::InvalidSequenceNumber { .. }
             | Error::InvalidShardId { .. }
             | Error::InvalidRecord { .. }

@@ -5,6 +5,8 @@
 //!   functions' environment variables.
 //! * [`metrics`]: the metrics table — its layout, the exactly-once writer and the readers `query` uses.
 //! * [`store`]: the counter store (Valkey): a batch applied exactly once by event id (claims, fence, script).
+//! * [`cache_read`]: closed minutes read out of the counter store, summed over shards (the compactor's input).
+//! * [`compacted`]: compacted minute items and the compactor's watermark in the metrics table.
 //! * [`kinesis`]: `PutRecords` that resends individually failed records with bounded backoff.
 //! * [`emf`]: CloudWatch embedded metric format lines.
 //! * [`problem`]: RFC 9457 problem documents for the HTTP functions.
@@ -13,6 +15,8 @@
 //! invocation should be retried by Lambda or the input is at fault.
 
 pub mod batch;
+pub mod cache_read;
+pub mod compacted;
 pub mod config;
 pub mod emf;
 mod error;

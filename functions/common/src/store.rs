@@ -25,7 +25,7 @@ use tally_domain::event::Event;
 use tally_domain::exactly_once::{
     plan_apply, ApplyPlan, Batch, ClaimRequest, DedupWindow, Position, StepReply,
 };
-use tally_domain::store_keys::{mark_key, StoreLane};
+use tally_domain::store_keys::{mark_key, shards_key, StoreLane};
 use tally_domain::store_model::ScriptReply;
 
 use crate::Error;
@@ -82,7 +82,7 @@ pub struct Processed {
     pub script_calls: u32,
 }
 
-fn store_error(op: &'static str, e: RedisError) -> Error {
+pub(crate) fn store_error(op: &'static str, e: RedisError) -> Error {
     let retryable = e.is_io_error()
         || e.is_timeout()
         || e.is_connection_dropped()
@@ -104,7 +104,7 @@ fn store_error(op: &'static str, e: RedisError) -> Error {
     }
 }
 
-fn reply_error(op: &'static str, what: String) -> Error {
+pub(crate) fn reply_error(op: &'static str, what: String) -> Error {
     Error::Store {
         op,
         message: what,
@@ -113,7 +113,7 @@ fn reply_error(op: &'static str, what: String) -> Error {
 }
 
 /// A string reply or nil.
-fn opt_string(op: &'static str, v: Value) -> Result<Option<String>, Error> {
+pub(crate) fn opt_string(op: &'static str, v: Value) -> Result<Option<String>, Error> {
     match v {
         Value::Nil => Ok(None),
         Value::BulkString(b) => String::from_utf8(b)
@@ -171,6 +171,23 @@ impl CounterStore {
         .buffered(CLAIMS_IN_FLIGHT)
         .try_collect()
         .await
+    }
+
+    /// The connection, for the readers in [`crate::cache_read`].
+    pub(crate) fn connection(&self) -> ClusterConnection {
+        self.conn.clone()
+    }
+
+    /// Adds a shard to its lane's set of shards (`SADD {<lane>}:shards <shard>`), where the compactor and
+    /// the readers look for shards. Idempotent; a lane calls it once per shard it sees (per cold start).
+    pub async fn register_shard(&self, lane: StoreLane, shard: &str) -> Result<(), Error> {
+        redis::cmd("SADD")
+            .arg(shards_key(lane))
+            .arg(shard)
+            .query_async::<Value>(&mut self.conn.clone())
+            .await
+            .map_err(|e| store_error("register shard", e))?;
+        Ok(())
     }
 
     /// `GET` of a string key.

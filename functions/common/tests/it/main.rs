@@ -1,5 +1,6 @@
 //! Integration tests of tally-aws against `moto_server` on 127.0.0.1, one server per test.
 
+mod compacted;
 mod kinesis;
 mod metrics;
 mod store;

@@ -1,0 +1,31 @@
+//! The `compactor` Lambda function: `lambda_runtime` around [`tally_compactor::handler`], run by an
+//! EventBridge schedule.
+
+use anyhow::Context;
+use lambda_runtime::{service_fn, LambdaEvent};
+use tally_aws::compacted::CompactedTable;
+use tally_aws::store::CounterStore;
+use tally_compactor::Compactor;
+use tally_domain::compact::CompactPolicy;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tally_aws::config::init_tracing();
+    let table =
+        tally_aws::config::required_env("TALLY_METRICS_TABLE", "the name of the metrics table")
+            .context("while reading the configuration")?;
+    let store_config =
+        tally_aws::config::store_config().context("while reading the cache configuration")?;
+    let store = CounterStore::connect(&store_config)
+        .await
+        .context("while connecting to the counter store")?;
+    let config = tally_aws::config::sdk_config().await;
+    let table = CompactedTable::new(tally_aws::config::dynamodb(&config), table);
+    let state = Compactor::new(store, table, CompactPolicy::default())?;
+    let state = &state;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| {
+        tally_compactor::handler(state, event)
+    }))
+    .await
+    .map_err(|error| anyhow::anyhow!("the lambda runtime stopped: {error}"))
+}
