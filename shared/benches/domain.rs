@@ -15,8 +15,9 @@ use criterion::{criterion_main, BatchSize, Criterion, Throughput};
 use tally_domain::event::{DeviceClass, Event, EventKind, RawEvent};
 use tally_domain::hll::Hll;
 use tally_domain::ingest::{decode_body, decode_pixel};
+use tally_domain::partition::RequestKeys;
 use tally_domain::rollup::Rollup;
-use tally_domain::wire::{pack, unpack};
+use tally_domain::wire::{pack_request, unpack};
 
 /// CPU time of the calling thread: what one core spent on the benchmark.
 struct ThreadCpuTime;
@@ -198,10 +199,31 @@ fn decode_validate_aggregate<M: Measurement>(c: &mut Criterion<M>) {
 
 fn wire<M: Measurement>(c: &mut Criterion<M>) {
     let events = events(BATCH);
-    let records = pack(&events);
+    let keys = RequestKeys::with_secret([7; 16]);
+    // A collect request of 1,000 events (the body limit) is one record; the decoders read 25-event requests.
+    let records: Vec<_> = events
+        .chunks(25)
+        .flat_map(|request| pack_request(request, &keys.next_key()))
+        .collect();
     let mut g = c.benchmark_group("wire");
     g.throughput(Throughput::Elements(BATCH as u64));
-    g.bench_function("pack", |b| b.iter(|| pack(black_box(&events))));
+    g.bench_function("pack", |b| {
+        b.iter(|| {
+            pack_request(
+                black_box(&events),
+                black_box("0123456789abcdef0123456789abcdef"),
+            )
+        })
+    });
+    g.bench_function("pack_requests_of_25", |b| {
+        b.iter(|| {
+            let mut n = 0;
+            for request in black_box(&events).chunks(25) {
+                n += pack_request(request, &keys.next_key()).len();
+            }
+            n
+        })
+    });
     g.bench_function("unpack", |b| {
         b.iter(|| {
             let mut n = 0;

@@ -38,7 +38,7 @@ pub const MAX_SHARD_ID_LEN: usize = 128;
 pub const MAX_SEQUENCE_DIGITS: usize = 999;
 
 /// Shortens hostile input before it goes into an error message.
-fn preview(s: &str) -> String {
+pub(crate) fn preview(s: &str) -> String {
     const MAX: usize = 64;
     if s.len() <= MAX {
         return s.to_owned();

@@ -11,13 +11,12 @@
 use std::collections::HashMap;
 
 use crate::event::{check_event, DeviceClass, Event, EventKind, FieldError};
-use crate::partition::partition_key;
 
-/// Packing target for one record's data: with its partition key it stays within one 25 KB PUT payload unit.
-pub const MAX_RECORD_BYTES: usize = 24 * 1024;
+/// Kinesis' limit on one record: its data plus its partition key, 1 MiB. [`pack_request`] fills records up to it.
+pub const MAX_RECORD_BYTES: usize = 1024 * 1024;
 /// Magic bytes at the start of every record.
 pub const MAGIC: [u8; 3] = *b"TLY";
-/// The format version written by [`pack`]; [`unpack`] reads this version only.
+/// The format version written by [`pack_request`]; [`unpack`] reads this version only.
 pub const VERSION: u8 = 1;
 const HEADER_BYTES: usize = 4 + 2; // magic + version, u16 count
 const TRAILER_BYTES: usize = 4; // crc32c
@@ -88,11 +87,11 @@ pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     out.push(v as u8);
 }
 
-fn zigzag(v: i64) -> u64 {
+pub(crate) fn zigzag(v: i64) -> u64 {
     ((v << 1) ^ (v >> 63)) as u64
 }
 
-fn unzigzag(v: u64) -> i64 {
+pub(crate) fn unzigzag(v: u64) -> i64 {
     ((v >> 1) as i64) ^ -((v & 1) as i64)
 }
 
@@ -116,6 +115,11 @@ impl<'a> Reader<'a> {
 
     pub(crate) fn is_empty(&self) -> bool {
         self.pos == self.buf.len()
+    }
+
+    /// Bytes read so far.
+    pub(crate) fn position(&self) -> usize {
+        self.pos
     }
 
     pub(crate) fn byte(&mut self) -> Result<u8, WireError> {
@@ -154,7 +158,7 @@ impl<'a> Reader<'a> {
         Err(self.corrupt("varint longer than 10 bytes"))
     }
 
-    fn str(&mut self, len: usize) -> Result<&'a str, WireError> {
+    pub(crate) fn str(&mut self, len: usize) -> Result<&'a str, WireError> {
         let b = self.bytes(len)?;
         std::str::from_utf8(b).map_err(|_| self.corrupt("string is not UTF-8"))
     }
@@ -275,6 +279,21 @@ impl<'e> RecordWriter<'e> {
         self.count += 1;
     }
 
+    /// Pushes `e` if the record stays within `budget` bytes (everything but the checksum); otherwise leaves
+    /// the record as it was and says so.
+    fn try_push(&mut self, e: &'e Event, budget: usize) -> bool {
+        let (bytes, strings) = (self.out.len(), self.table.len());
+        self.push(e);
+        if self.out.len() <= budget {
+            return true;
+        }
+        self.out.truncate(bytes);
+        let strings = strings as u32;
+        self.table.retain(|_, &mut i| i < strings);
+        self.count -= 1;
+        false
+    }
+
     fn finish(mut self) -> Vec<u8> {
         self.out[4..6].copy_from_slice(&self.count.to_le_bytes());
         let crc = crc32c(&self.out);
@@ -283,22 +302,8 @@ impl<'e> RecordWriter<'e> {
     }
 }
 
-/// An upper bound of the bytes [`RecordWriter::push`] writes for `e`.
-fn max_encoded_len(e: &Event) -> usize {
-    let s = |o: &Option<String>| o.as_ref().map_or(0, |s| s.len() + 10);
-    2 + (e.id.len() + 10)
-        + 10
-        + (e.campaign_id.len() + 10)
-        + (e.ad_id.len() + 10)
-        + s(&e.placement_id)
-        + s(&e.user_id)
-        + 10 * 3
-        + s(&e.country)
-        + s(&e.user_agent)
-}
-
-/// Encodes one record holding all of `events` (no size limit, no grouping). Mostly for tests and tools;
-/// `collect` uses [`pack`].
+/// Encodes one record holding all of `events` (no size limit). Mostly for tests and tools; `collect` uses
+/// [`pack_request`].
 ///
 /// # Panics
 /// With more than 65,535 events (the count is 16 bits).
@@ -314,52 +319,80 @@ pub fn encode_record(events: &[Event]) -> Vec<u8> {
     w.finish()
 }
 
-/// Packs events into records: events with the same partition key (see [`crate::partition`]) share records,
-/// each record's data stays within [`MAX_RECORD_BYTES`], and the order of events with the same key is kept.
-/// Records come out in the order their key first appears in `events`.
-pub fn pack(events: &[Event]) -> Vec<StreamRecord> {
-    let mut groups: Vec<(String, Vec<&Event>)> = Vec::new();
-    let mut index: HashMap<String, usize> = HashMap::new();
+/// Packs one request's events into as few records as fit Kinesis' limit, all under `partition_key` (one key
+/// per request: [`crate::partition::RequestKeys`]).
+///
+/// * Every event is in exactly one record, in order: the records hold consecutive runs of `events`, the first
+///   record the first run, so record `i` holds the [`event_count`] events after those of records `0..i`.
+///   Nothing is dropped, merged or reordered: an id given twice is packed twice (deduplication by id is the
+///   counter store's job, `docs/counter-store.md`).
+/// * Each record's data plus the key stays within [`MAX_RECORD_BYTES`] and holds at most 65,535 events.
+///   Each record is filled as far as the next event fits (measured on its real encoding, not an estimate), which
+///   gives the fewest records when the events share a receive time, as a request's do. Typical requests (a
+///   body is at most 1 MiB of JSON, which encodes smaller) are one record.
+/// * No events, no records.
+pub fn pack_request(events: &[Event], partition_key: &str) -> Vec<StreamRecord> {
+    pack_request_within(events, partition_key, MAX_RECORD_BYTES)
+}
+
+/// [`pack_request`] with records of at most `limit` bytes (data plus key) instead of Kinesis' limit: for tests that
+/// need a request split into several records without a megabyte of events. An event that does not fit
+/// `limit` on its own gets a record of its own (over the limit; with [`MAX_RECORD_BYTES`] that cannot happen:
+/// an event encodes to at most about 1 KB).
+pub fn pack_request_within(
+    events: &[Event],
+    partition_key: &str,
+    limit: usize,
+) -> Vec<StreamRecord> {
+    let budget = limit.saturating_sub(partition_key.len() + TRAILER_BYTES);
+    let mut records = Vec::new();
+    let mut close = |w: RecordWriter<'_>| {
+        records.push(StreamRecord {
+            partition_key: partition_key.to_owned(),
+            data: w.finish(),
+        })
+    };
+    let mut writer: Option<RecordWriter<'_>> = None;
     for e in events {
-        let key = partition_key(e);
-        let i = match index.get(&key) {
-            Some(&i) => i,
-            None => {
-                index.insert(key.clone(), groups.len());
-                groups.push((key, Vec::new()));
-                groups.len() - 1
+        if let Some(w) = &mut writer {
+            if w.count < u16::MAX && w.try_push(e, budget) {
+                continue;
             }
-        };
-        groups[i].1.push(e);
+        }
+        if let Some(full) = writer.take() {
+            close(full);
+        }
+        let mut w = RecordWriter::new(e.received_ms);
+        w.push(e);
+        writer = Some(w);
     }
-    let mut records = Vec::with_capacity(groups.len());
-    for (key, group) in groups {
-        let mut writer: Option<RecordWriter<'_>> = None;
-        for e in group {
-            if let Some(w) = &writer {
-                let full = w.out.len() + max_encoded_len(e) + TRAILER_BYTES > MAX_RECORD_BYTES
-                    || w.count == u16::MAX;
-                if full {
-                    if let Some(w) = writer.take() {
-                        records.push(StreamRecord {
-                            partition_key: key.clone(),
-                            data: w.finish(),
-                        });
-                    }
-                }
-            }
-            writer
-                .get_or_insert_with(|| RecordWriter::new(e.received_ms))
-                .push(e);
-        }
-        if let Some(w) = writer {
-            records.push(StreamRecord {
-                partition_key: key,
-                data: w.finish(),
-            });
-        }
+    if let Some(last) = writer {
+        close(last);
     }
     records
+}
+
+/// Data bytes per record of the former [`pack`]: with its key it stayed within one 25 KB PUT payload unit.
+pub const FORMER_RECORD_BYTES: usize = 24 * 1024;
+
+/// The packing `collect` did before one record per request: events grouped by their former per-event key
+/// ([`crate::partition::partition_key_of`], in order of first appearance), records of at most
+/// [`FORMER_RECORD_BYTES`] of data. Same format; its records are what a stream written before the change
+/// holds. Only the realtime and deferred test fixtures still use it (they show that such records are read);
+/// `collect` uses [`pack_request`].
+pub fn pack(events: &[Event]) -> Vec<StreamRecord> {
+    let mut groups: Vec<(String, Vec<Event>)> = Vec::new();
+    for e in events {
+        let key = crate::partition::partition_key_of(&e.campaign_id, &e.id);
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, group)) => group.push(e.clone()),
+            None => groups.push((key, vec![e.clone()])),
+        }
+    }
+    groups
+        .iter()
+        .flat_map(|(key, group)| pack_request_within(group, key, FORMER_RECORD_BYTES + key.len()))
+        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -391,7 +424,7 @@ fn open(data: &[u8]) -> Result<(usize, Reader<'_>), WireError> {
     Ok((count, r))
 }
 
-/// Reads a record written by [`pack`]. Corrupt data, another version, another producer's data or an event that
+/// Reads a record written by [`pack_request`] (or by any earlier `collect`: the format is unchanged since version 1). Corrupt data, another version, another producer's data or an event that
 /// breaks a field rule is an error naming what is wrong; never a panic.
 pub fn unpack(data: &[u8]) -> Result<Vec<Event>, WireError> {
     let (count, mut r) = open(data)?;

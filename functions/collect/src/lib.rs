@@ -15,8 +15,11 @@
 //!
 //! [`Collector::handle`] is a plain async function from request to response; `main` only wires it to
 //! `lambda_http`. Events are stamped with the receive time, keep the client's id (the idempotency key) or get
-//! one (`{received_ms}-{per-process nonce}-{counter}`), are packed many per record with
-//! [`tally_domain::wire::pack`] and written with [`tally_aws::kinesis::put_records_with_retry`].
+//! one (`{received_ms}-{per-process nonce}-{counter}`), are packed with [`tally_domain::wire::pack_request`] into one
+//! record per request (several only beyond Kinesis' 1 MiB per record) under a partition key drawn per request
+//! from [`tally_domain::partition::RequestKeys`] (uniform over the shards, not steerable by clients), and
+//! written with [`tally_aws::kinesis::put_records_with_retry`]. When some records of a request fail, the answer
+//! names exactly the events of those records: each record holds a consecutive run of the request's events.
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
@@ -28,7 +31,8 @@ use serde_json::{json, Value};
 use tally_aws::kinesis::{put_records_with_retry, RetryPolicy};
 use tally_domain::event::{Event, FieldError};
 use tally_domain::ingest::{decode_body, decode_pixel, BodyError, MAX_BODY_BYTES};
-use tally_domain::wire::{pack, unpack};
+use tally_domain::partition::RequestKeys;
+use tally_domain::wire::{event_count, pack_request_within, MAX_RECORD_BYTES};
 
 /// The pixel: a 1×1 GIF89a whose only pixel is transparent (43 bytes).
 pub const PIXEL_GIF: [u8; 43] = [
@@ -50,6 +54,8 @@ pub struct Collector {
     kinesis: aws_sdk_kinesis::Client,
     stream: String,
     retry: RetryPolicy,
+    keys: RequestKeys,
+    record_limit: usize,
     nonce: u32,
     next_id: AtomicU64,
     rejected_pixels: AtomicU64,
@@ -63,6 +69,8 @@ impl Collector {
             kinesis,
             stream: stream.into(),
             retry: RetryPolicy::default(),
+            keys: RequestKeys::random(),
+            record_limit: MAX_RECORD_BYTES,
             nonce,
             next_id: AtomicU64::new(0),
             rejected_pixels: AtomicU64::new(0),
@@ -72,6 +80,13 @@ impl Collector {
     /// Replaces the retry policy of the Kinesis writes.
     pub fn with_retry(mut self, retry: RetryPolicy) -> Collector {
         self.retry = retry;
+        self
+    }
+
+    /// Packs records of at most `bytes` (data and partition key; capped at Kinesis' 1 MiB, at least 64) instead
+    /// of Kinesis' limit: tests use it to split a request into several records with a few events.
+    pub fn with_record_limit(mut self, bytes: usize) -> Collector {
+        self.record_limit = bytes.clamp(64, MAX_RECORD_BYTES);
         self
     }
 
@@ -118,7 +133,7 @@ impl Collector {
             Ok(event) => {
                 // The pixel answers the same whatever happens: a failed write is logged, never shown.
                 if let Err(unwritten) = self.write(std::slice::from_ref(&event)).await {
-                    tracing::error!(message = "pixel event not written", id = %event.id, reason = %unwritten.reason);
+                    tracing::error!(message = "pixel event not written", id = %event.id, reason = %unwritten.reason, retryable = unwritten.retryable);
                 }
             }
             Err(error) => {
@@ -192,7 +207,7 @@ impl Collector {
             ),
             Ok(()) => rejected(errors, &ids),
             Err(unwritten) => {
-                tracing::warn!(message = "events not written", count = unwritten.ids.len(), reason = %unwritten.reason);
+                tracing::warn!(message = "events not written", count = unwritten.events.len(), reason = %unwritten.reason);
                 let (status, kind, title) = if unwritten.retryable {
                     (
                         StatusCode::SERVICE_UNAVAILABLE,
@@ -206,12 +221,19 @@ impl Collector {
                         "the events stream refused the write",
                     )
                 };
-                let written: Vec<&str> = ids
-                    .iter()
-                    .copied()
-                    .filter(|id| !unwritten.ids.iter().any(|u| u == id))
-                    .collect();
-                let unwritten_ids: Vec<&str> = unwritten.ids.iter().map(String::as_str).collect();
+                // By position, not by id: an id sent twice may be written once and unwritten once.
+                let mut failed = vec![false; ids.len()];
+                for &i in &unwritten.events {
+                    failed[i] = true;
+                }
+                let (mut written, mut unwritten_ids) = (Vec::new(), Vec::new());
+                for (&id, failed) in ids.iter().zip(failed) {
+                    if failed {
+                        unwritten_ids.push(id);
+                    } else {
+                        written.push(id);
+                    }
+                }
                 let mut response = problem(
                     status,
                     kind,
@@ -234,9 +256,10 @@ impl Collector {
         }
     }
 
-    /// Packs and writes `events`; on failure, the ids of the events that were not written.
+    /// Packs `events` (one request) under a fresh partition key and writes them; on failure, which of them
+    /// (positions in `events`) are not written.
     async fn write(&self, events: &[Event]) -> Result<(), Unwritten> {
-        let records = pack(events);
+        let records = pack_request_within(events, &self.keys.next_key(), self.record_limit);
         let outcome = match put_records_with_retry(
             &self.kinesis,
             &self.stream,
@@ -248,9 +271,8 @@ impl Collector {
             Ok(outcome) => outcome,
             Err(error) => {
                 tracing::error!(message = "kinesis write failed", %error, retryable = error.is_retryable());
-                let ids = events.iter().map(|e| e.id.clone()).collect();
                 return Err(Unwritten {
-                    ids,
+                    events: (0..events.len()).collect(),
                     reason: error.to_string(),
                     retryable: error.is_retryable(),
                 });
@@ -259,21 +281,22 @@ impl Collector {
         if outcome.failed.is_empty() {
             return Ok(());
         }
-        let mut ids = Vec::new();
+        let Some(runs) = runs(&records) else {
+            // Cannot happen for records we just packed; count every event unwritten rather than guess.
+            return Err(Unwritten {
+                events: (0..events.len()).collect(),
+                reason: "unreadable packed record".to_owned(),
+                retryable: false,
+            });
+        };
+        let mut unwritten = Vec::new();
         for &index in &outcome.failed {
-            match records.get(index).map(|r| unpack(&r.data)) {
-                Some(Ok(packed)) => ids.extend(packed.into_iter().map(|e| e.id)),
-                // Cannot happen for records we just packed; count every event unwritten rather than guess.
-                _ => {
-                    let ids = events.iter().map(|e| e.id.clone()).collect();
-                    return Err(Unwritten {
-                        ids,
-                        reason: "unreadable packed record".to_owned(),
-                        retryable: false,
-                    });
-                }
+            if let Some(run) = runs.get(index) {
+                unwritten.extend(run.clone());
             }
         }
+        unwritten.sort_unstable();
+        unwritten.dedup();
         let reason = match outcome.last_error {
             Some(error) => format!(
                 "kinesis throttled after {} attempts: {error}",
@@ -282,7 +305,7 @@ impl Collector {
             None => format!("kinesis throttled after {} attempts", outcome.attempts),
         };
         Err(Unwritten {
-            ids,
+            events: unwritten,
             reason,
             retryable: true,
         })
@@ -294,10 +317,26 @@ impl Collector {
     }
 }
 
+/// The positions in `events` that each record of `pack_request(events, key)` holds: consecutive runs, in order (`pack_request`'s
+/// promise), read from the records' event counts. `None` if a record's header does not read.
+fn runs(records: &[tally_domain::wire::StreamRecord]) -> Option<Vec<std::ops::Range<usize>>> {
+    let mut start = 0;
+    records
+        .iter()
+        .map(|r| {
+            let n = event_count(&r.data).ok()?;
+            let run = start..start + n;
+            start += n;
+            Some(run)
+        })
+        .collect()
+}
+
 /// Events whose records Kinesis did not take.
 #[derive(Debug)]
 struct Unwritten {
-    ids: Vec<String>,
+    /// Positions in the request's valid events, ascending.
+    events: Vec<usize>,
     reason: String,
     /// Throttling that outlasted the retries (`503`, try later) rather than a refusal (`500`).
     retryable: bool,

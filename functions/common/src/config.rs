@@ -1,6 +1,13 @@
 //! SDK configuration and the functions' environment.
 
+use std::time::Duration;
+
 use crate::Error;
+
+/// Expiry of counter and index keys: a day, so a compactor that is down for hours loses nothing.
+pub const DEFAULT_COUNTER_TTL_SECS: u64 = 24 * 3_600;
+/// Limit on connecting to the cache and on each reply.
+pub const CACHE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Loads the SDK configuration the standard way: environment, profiles, container or instance credentials,
 /// `AWS_REGION`, and `AWS_ENDPOINT_URL` (which points every client at an AWS-compatible endpoint, such as the

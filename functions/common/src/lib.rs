@@ -6,6 +6,8 @@
 //! * [`metrics`]: the metrics table — its layout, the exactly-once writer and the readers `query` uses.
 //! * [`store`]: the counter store (Valkey): a batch applied exactly once by event id (claims, fence, script).
 //! * [`cache_auth`]: ElastiCache IAM tokens and a store connection that keeps its token fresh.
+//! * [`cache_read`]: closed minutes read out of the counter store, summed over shards (the compactor's input).
+//! * [`compacted`]: compacted minute items and the compactor's watermark in the metrics table.
 //! * [`kinesis`]: `PutRecords` that resends individually failed records with bounded backoff.
 //! * [`emf`]: CloudWatch embedded metric format lines.
 //! * [`problem`]: RFC 9457 problem documents for the HTTP functions.
@@ -15,6 +17,8 @@
 
 pub mod batch;
 pub mod cache_auth;
+pub mod cache_read;
+pub mod compacted;
 pub mod config;
 pub mod emf;
 mod error;

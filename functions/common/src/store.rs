@@ -25,7 +25,7 @@ use tally_domain::event::Event;
 use tally_domain::exactly_once::{
     plan_apply, ApplyPlan, Batch, ClaimRequest, DedupWindow, Position, StepReply,
 };
-use tally_domain::store_keys::{mark_key, StoreLane};
+use tally_domain::store_keys::{mark_key, shards_key, StoreLane};
 use tally_domain::store_model::ScriptReply;
 
 use crate::Error;
@@ -240,7 +240,7 @@ pub struct Processed {
     pub replies: Vec<Option<String>>,
 }
 
-fn store_error(op: &'static str, e: RedisError) -> Error {
+pub(crate) fn store_error(op: &'static str, e: RedisError) -> Error {
     let retryable = e.is_io_error()
         || e.is_timeout()
         || e.is_connection_dropped()
@@ -262,7 +262,7 @@ fn store_error(op: &'static str, e: RedisError) -> Error {
     }
 }
 
-fn reply_error(op: &'static str, what: String) -> Error {
+pub(crate) fn reply_error(op: &'static str, what: String) -> Error {
     Error::Store {
         op,
         message: what,
@@ -271,7 +271,7 @@ fn reply_error(op: &'static str, what: String) -> Error {
 }
 
 /// A string reply or nil.
-fn opt_string(op: &'static str, v: Value) -> Result<Option<String>, Error> {
+pub(crate) fn opt_string(op: &'static str, v: Value) -> Result<Option<String>, Error> {
     match v {
         Value::Nil => Ok(None),
         Value::BulkString(b) => String::from_utf8(b)
@@ -329,6 +329,23 @@ impl CounterStore {
         .buffered(CLAIMS_IN_FLIGHT)
         .try_collect()
         .await
+    }
+
+    /// The connection, for the readers in [`crate::cache_read`].
+    pub(crate) fn connection(&self) -> ClusterConnection {
+        self.conn.clone()
+    }
+
+    /// Adds a shard to its lane's set of shards (`SADD {<lane>}:shards <shard>`), where the compactor and
+    /// the readers look for shards. Idempotent; [`CounterStore::process`] makes it with every batch's claims.
+    pub async fn register_shard(&self, lane: StoreLane, shard: &str) -> Result<(), Error> {
+        redis::cmd("SADD")
+            .arg(shards_key(lane))
+            .arg(shard)
+            .query_async::<Value>(&mut self.conn.clone())
+            .await
+            .map_err(|e| store_error("register shard", e))?;
+        Ok(())
     }
 
     /// `GET` of a string key.
@@ -430,8 +447,14 @@ impl CounterStore {
                 replies: Vec::new(),
             });
         };
-        let (replies, mut mark) =
-            tokio::try_join!(self.claim(batch.claims()), self.read_mark(lane, shard))?;
+        let (replies, mut mark) = tokio::try_join!(
+            self.claim(batch.claims()),
+            self.read_mark(lane, shard),
+            // Before any counter of this shard exists, readers and the compactor know the shard: one
+            // idempotent SADD per batch, in the same round trip as the claims.
+            self.register_shard(lane, shard)
+        )
+        .map(|(replies, mark, ())| (replies, mark))?;
         for attempt in 0..MAX_ATTEMPTS {
             let plan =
                 plan_apply(lane, batch, &replies, mark.as_ref(), &mut keep).map_err(plan_error)?;

@@ -1,18 +1,10 @@
 //! The `realtime` Lambda function: `lambda_runtime` around [`tally_realtime::handler`].
 
-use std::time::Duration;
-
 use anyhow::Context;
 use lambda_runtime::{service_fn, LambdaEvent};
 use tally_aws::cache_auth::StoreSource;
 use tally_aws::store::{CacheAuth, CacheEnv};
 use tally_realtime::Realtime;
-
-/// Counter and index keys outlive the compactor's reach by a wide margin (it folds closed minutes within
-/// minutes); they expire so that an abandoned stage's cache empties itself.
-const COUNTER_TTL_SECS: u64 = 2 * 24 * 3600;
-/// Connecting, and each reply.
-const TIMEOUT: Duration = Duration::from_secs(5);
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -24,9 +16,14 @@ async fn main() -> anyhow::Result<()> {
         CacheAuth::Iam { .. } => Some(tally_aws::config::sdk_config().await),
         CacheAuth::None => None,
     };
-    let store = StoreSource::connect(cache, COUNTER_TTL_SECS, TIMEOUT, sdk)
-        .await
-        .with_context(|| format!("while connecting to the counter store at {endpoint}"))?;
+    let store = StoreSource::connect(
+        cache,
+        tally_aws::config::DEFAULT_COUNTER_TTL_SECS,
+        tally_aws::config::CACHE_TIMEOUT,
+        sdk,
+    )
+    .await
+    .with_context(|| format!("while connecting to the counter store at {endpoint}"))?;
     let state = Realtime::new(store);
     let state = &state;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| {

@@ -3,6 +3,7 @@
 use serde_json::{json, Map};
 
 use crate::core::{Node, Scope};
+use crate::ec2::EndpointAllow;
 use crate::expr::Expr;
 use crate::iam::{grant, Grantee};
 use crate::naming::{Name, NameKind};
@@ -141,6 +142,18 @@ impl Table {
     pub fn grant_read_write(&self, grantee: &dyn Grantee) {
         self.grant_read(grantee);
         self.grant_write(grantee);
+    }
+
+    /// What a VPC endpoint lets through for this table: the actions of [`Table::grant_read_write`]
+    /// on this table only.
+    pub fn endpoint_allow(&self) -> EndpointAllow {
+        let mut actions: Vec<&'static str> = READ.iter().chain(WRITE.iter()).copied().collect();
+        actions.sort_unstable();
+        actions.dedup();
+        EndpointAllow {
+            actions,
+            resources: vec![self.arn()],
+        }
     }
 }
 

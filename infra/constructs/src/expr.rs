@@ -1,5 +1,6 @@
 //! Values of template properties: literals, references to other constructs (`Ref`, `Fn::GetAtt`),
-//! pseudo parameters and strings built from them (`Fn::Sub`).
+//! pseudo parameters, strings built from them (`Fn::Sub`), joins (`Fn::Join`) and availability zones
+//! (`Fn::Select` over `Fn::GetAZs`).
 //!
 //! A reference remembers the stack and construct path it points to, so that a reference that crosses
 //! stacks is caught at synth instead of producing a template that CloudFormation rejects.
@@ -20,6 +21,10 @@ enum Part {
     Ref(Target),
     GetAtt(Target, String),
     Pseudo(&'static str),
+    /// `Fn::Join [separator, [items]]`.
+    Join(String, Vec<Expr>),
+    /// `Fn::Select [index, Fn::GetAZs ""]`: the region's zone number `index`.
+    Zone(u32),
 }
 
 /// A property value: a literal string, a reference, or a string assembled from both.
@@ -79,7 +84,26 @@ impl Expr {
         }
     }
 
-    /// The concatenation of `parts`, rendered as `Fn::Sub` when any part is not literal.
+    /// `items` joined with `separator`, rendered as `Fn::Join` (even when every item is literal, so
+    /// the template says what the value is made of).
+    pub fn join(separator: &str, items: impl IntoIterator<Item = Expr>) -> Expr {
+        Expr {
+            parts: vec![Part::Join(
+                separator.to_owned(),
+                items.into_iter().collect(),
+            )],
+        }
+    }
+
+    /// The region's availability zone number `index` (0-based, in the order `Fn::GetAZs` lists them).
+    pub fn availability_zone(index: u32) -> Expr {
+        Expr {
+            parts: vec![Part::Zone(index)],
+        }
+    }
+
+    /// The concatenation of `parts`, rendered as `Fn::Sub` when any part is not literal (and as
+    /// `Fn::Join` with an empty separator when a part is itself a function that `Fn::Sub` cannot hold).
     pub fn concat(parts: impl IntoIterator<Item = Expr>) -> Expr {
         let mut out: Vec<Part> = Vec::new();
         for part in parts.into_iter().flat_map(|e| e.parts) {
@@ -110,37 +134,61 @@ impl Expr {
     }
 
     /// The constructs this value refers to.
-    pub(crate) fn targets(&self) -> impl Iterator<Item = &Target> {
-        self.parts.iter().filter_map(|p| match p {
-            Part::Ref(t) | Part::GetAtt(t, _) => Some(t),
-            _ => None,
-        })
+    pub(crate) fn targets(&self) -> Vec<&Target> {
+        let mut out = Vec::new();
+        for part in &self.parts {
+            match part {
+                Part::Ref(t) | Part::GetAtt(t, _) => out.push(t),
+                Part::Join(_, items) => out.extend(items.iter().flat_map(Expr::targets)),
+                Part::Text(_) | Part::Pseudo(_) | Part::Zone(_) => {}
+            }
+        }
+        out
+    }
+
+    fn part_json(part: &Part) -> Value {
+        match part {
+            Part::Text(t) => json!(t),
+            Part::Ref(t) => json!({ "Ref": t.logical_id }),
+            Part::Pseudo(p) => json!({ "Ref": p }),
+            Part::GetAtt(t, a) => json!({ "Fn::GetAtt": [t.logical_id, a] }),
+            Part::Join(separator, items) => {
+                let items: Vec<Value> = items.iter().map(Expr::to_json).collect();
+                json!({ "Fn::Join": [separator, items] })
+            }
+            Part::Zone(index) => json!({ "Fn::Select": [index, { "Fn::GetAZs": "" }] }),
+        }
     }
 
     /// The CloudFormation JSON of this value.
     pub fn to_json(&self) -> Value {
         match self.parts.as_slice() {
             [] => json!(""),
-            [Part::Text(t)] => json!(t),
-            [Part::Ref(t)] => json!({ "Ref": t.logical_id }),
-            [Part::Pseudo(p)] => json!({ "Ref": p }),
-            [Part::GetAtt(t, a)] => json!({ "Fn::GetAtt": [t.logical_id, a] }),
-            parts => {
-                let mut template = String::new();
-                for part in parts {
-                    match part {
-                        // `${` starts a variable in Fn::Sub; `${!` is its literal escape.
-                        Part::Text(t) => template.push_str(&t.replace("${", "${!")),
-                        Part::Ref(t) => template.push_str(&format!("${{{}}}", t.logical_id)),
-                        Part::GetAtt(t, a) => {
-                            template.push_str(&format!("${{{}.{a}}}", t.logical_id))
-                        }
-                        Part::Pseudo(p) => template.push_str(&format!("${{{p}}}")),
-                    }
+            [one] => Expr::part_json(one),
+            parts => match Expr::sub_template(parts) {
+                Some(template) => json!({ "Fn::Sub": template }),
+                None => {
+                    let items: Vec<Value> = parts.iter().map(Expr::part_json).collect();
+                    json!({ "Fn::Join": ["", items] })
                 }
-                json!({ "Fn::Sub": template })
+            },
+        }
+    }
+
+    /// The `Fn::Sub` template of `parts`, or `None` when a part is a function `Fn::Sub` cannot hold.
+    fn sub_template(parts: &[Part]) -> Option<String> {
+        let mut template = String::new();
+        for part in parts {
+            match part {
+                // `${` starts a variable in Fn::Sub; `${!` is its literal escape.
+                Part::Text(t) => template.push_str(&t.replace("${", "${!")),
+                Part::Ref(t) => template.push_str(&format!("${{{}}}", t.logical_id)),
+                Part::GetAtt(t, a) => template.push_str(&format!("${{{}.{a}}}", t.logical_id)),
+                Part::Pseudo(p) => template.push_str(&format!("${{{p}}}")),
+                Part::Join(..) | Part::Zone(_) => return None,
             }
         }
+        Some(template)
     }
 }
 
@@ -211,6 +259,34 @@ mod tests {
             Expr::concat([Expr::text(""), Expr::region(), Expr::text("")]),
             json!({"Ref": "AWS::Region"}),
         );
+    }
+
+    #[test]
+    fn renders_functions() {
+        check(
+            Expr::join(
+                ":",
+                [
+                    Expr::get_att(target("C"), "Endpoint.Address"),
+                    Expr::get_att(target("C"), "Endpoint.Port"),
+                ],
+            ),
+            json!({"Fn::Join": [":", [
+                {"Fn::GetAtt": ["C", "Endpoint.Address"]},
+                {"Fn::GetAtt": ["C", "Endpoint.Port"]},
+            ]]}),
+        );
+        check(
+            Expr::availability_zone(1),
+            json!({"Fn::Select": [1, {"Fn::GetAZs": ""}]}),
+        );
+        check(
+            Expr::concat([Expr::text("az-"), Expr::availability_zone(0)]),
+            json!({"Fn::Join": ["", ["az-", {"Fn::Select": [0, {"Fn::GetAZs": ""}]}]]}),
+        );
+        let joined = Expr::join(",", [Expr::reference(target("A")), Expr::text("x")]);
+        assert_eq!(joined.targets(), [&target("A")]);
+        assert_eq!(joined.as_text(), None);
     }
 
     #[test]

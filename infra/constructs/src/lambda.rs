@@ -3,8 +3,10 @@
 use serde_json::{json, Map, Value};
 
 use crate::core::{Node, Scope};
+use crate::ec2::Placement;
 use crate::expr::Expr;
-use crate::iam::{grant, Grantee, Role, RoleProps};
+use crate::iam::{grant, grant_unscoped, Grantee, Role, RoleProps};
+use crate::iam_policy::Statement;
 use crate::naming::{Name, NameKind};
 
 /// Where the function's code is.
@@ -65,7 +67,24 @@ pub struct FunctionProps {
     pub log_retention_days: u32,
     /// Free text.
     pub description: Option<String>,
+    /// Subnets and security groups when the function runs in a VPC (`VpcConfig`); the role then gets
+    /// the network-interface actions Lambda needs. A function in a VPC without NAT reaches only the VPC
+    /// and the services with an endpoint in it.
+    pub vpc: Option<Placement>,
 }
+
+/// What Lambda does with the role of a function in a VPC: the actions of the managed policy
+/// `AWSLambdaVPCAccessExecutionRole` without its log actions (the function's own log group grant covers
+/// those). The writes are scoped to EC2 resources of the stack's account and region
+/// ([`VPC_ACCESS_WRITES`]); the `Describe*` reads cannot be scoped to a resource ([`VPC_ACCESS_READS`]).
+pub const VPC_ACCESS_WRITES: [&str; 4] = [
+    "ec2:AssignPrivateIpAddresses",
+    "ec2:CreateNetworkInterface",
+    "ec2:DeleteNetworkInterface",
+    "ec2:UnassignPrivateIpAddresses",
+];
+/// See [`VPC_ACCESS_WRITES`].
+pub const VPC_ACCESS_READS: [&str; 2] = ["ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets"];
 
 impl Default for FunctionProps {
     fn default() -> FunctionProps {
@@ -80,6 +99,7 @@ impl Default for FunctionProps {
             reserved_concurrency: None,
             log_retention_days: 30,
             description: None,
+            vpc: None,
         }
     }
 }
@@ -227,6 +247,44 @@ impl Function {
             "LoggingConfig".into(),
             json!({ "LogGroup": log_group.reference().to_json(), "LogFormat": "Text" }),
         );
+        if let Some(vpc) = &props.vpc {
+            if vpc.subnet_ids.is_empty() || vpc.subnet_ids.len() > 16 {
+                scope.violation(format!(
+                    "vpc has {} subnets: give 1..=16 (Lambda VpcConfig), two zones or more for availability",
+                    vpc.subnet_ids.len()
+                ));
+            }
+            if vpc.security_group_ids.is_empty() || vpc.security_group_ids.len() > 5 {
+                scope.violation(format!(
+                    "vpc has {} security groups: give 1..=5 (Lambda VpcConfig)",
+                    vpc.security_group_ids.len()
+                ));
+            }
+            let subnets: Vec<Value> = vpc.subnet_ids.iter().map(|s| scope.resolve(s)).collect();
+            let groups: Vec<Value> = vpc
+                .security_group_ids
+                .iter()
+                .map(|g| scope.resolve(g))
+                .collect();
+            properties.insert(
+                "VpcConfig".into(),
+                json!({ "SubnetIds": subnets, "SecurityGroupIds": groups }),
+            );
+            grant_unscoped(&role, &VPC_ACCESS_READS);
+            let account_ec2 = Expr::concat([
+                Expr::text("arn:"),
+                Expr::partition(),
+                Expr::text(":ec2:"),
+                Expr::region(),
+                Expr::text(":"),
+                Expr::account_id(),
+                Expr::text(":*"),
+            ]);
+            role.node().add_statement(Statement::new(
+                &VPC_ACCESS_WRITES,
+                vec![account_ec2.to_json()],
+            ));
+        }
         properties.insert("Role".into(), role.arn().to_json());
         let node = scope.add_resource("Resource", "AWS::Lambda::Function", properties);
         Function {

@@ -30,6 +30,8 @@ pub mod naming;
 
 pub mod cloudwatch;
 pub mod dynamodb;
+pub mod ec2;
+pub mod elasticache;
 pub mod event_source;
 pub mod events;
 pub mod iam;

@@ -54,11 +54,14 @@ pub enum NameKind {
     Rule,
     /// CloudWatch alarm: ≤ 255.
     Alarm,
+    /// ElastiCache serverless cache, user and user group: 1–40 lowercase letters, digits and `-`,
+    /// starting with a letter, no `--`, not ending in `-`. A hashed label's `--` becomes `-h` here.
+    Cache,
 }
 
 impl NameKind {
     /// Every kind, for tests and tools.
-    pub const ALL: [NameKind; 12] = [
+    pub const ALL: [NameKind; 13] = [
         NameKind::Stack,
         NameKind::Function,
         NameKind::Role,
@@ -71,6 +74,7 @@ impl NameKind {
         NameKind::Secret,
         NameKind::Rule,
         NameKind::Alarm,
+        NameKind::Cache,
     ];
 
     /// The maximum length AWS allows.
@@ -83,6 +87,7 @@ impl NameKind {
             NameKind::Table | NameKind::Alarm => 255,
             NameKind::Topic => 256,
             NameKind::Secret => 512,
+            NameKind::Cache => 40,
         }
     }
 
@@ -117,6 +122,14 @@ impl NameKind {
                 NameKind::Secret => chars("/_+=.@-"),
                 NameKind::Rule => chars("._-"),
                 NameKind::Alarm => !name.chars().any(char::is_control),
+                NameKind::Cache => {
+                    name.starts_with(|c: char| c.is_ascii_lowercase())
+                        && name
+                            .chars()
+                            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                        && !name.contains("--")
+                        && !name.ends_with('-')
+                }
             }
     }
 
@@ -198,6 +211,12 @@ impl Stage {
         if !suffix.is_empty() {
             text.push('-');
             text.push_str(suffix);
+        }
+        if kind == NameKind::Cache {
+            // ElastiCache refuses `--`, which only ever separates a hashed label from its hash (clean
+            // labels have none); `-h` keeps the length, and a clean label ending in `-h<8 hex>` would
+            // have to match another stage's hash to collide.
+            text = text.replace("--", "-h");
         }
         let mut parts = vec![NamePart::Text(text)];
         match kind {
@@ -532,5 +551,24 @@ mod tests {
         check_valid(NameKind::Stack, "1a", false);
         check_valid(NameKind::Table, "ab", false);
         check_valid(NameKind::Rule, "a/b", false);
+        check_valid(NameKind::Cache, "tally-main-counters", true);
+        check_valid(NameKind::Cache, &format!("a{}", "b".repeat(39)), true);
+        check_valid(NameKind::Cache, &format!("a{}", "b".repeat(40)), false);
+        check_valid(NameKind::Cache, "tally--x", false);
+        check_valid(NameKind::Cache, "tally-x-", false);
+        check_valid(NameKind::Cache, "Tally", false);
+        check_valid(NameKind::Cache, "1tally", false);
+        check_valid(NameKind::Cache, "tally_x", false);
+    }
+
+    #[test]
+    fn cache_names_have_no_double_hyphen() {
+        check("main", NameKind::Cache, "tally-main-collect");
+        check(
+            "feature/ÜBER_new--thing",
+            NameKind::Cache,
+            "tally-feature-uber-new-hHASH-collect",
+        );
+        check("", NameKind::Cache, "tally-hHASH-collect");
     }
 }

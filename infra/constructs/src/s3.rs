@@ -3,6 +3,7 @@
 use serde_json::{json, Map, Value};
 
 use crate::core::{Node, Scope};
+use crate::ec2::EndpointAllow;
 use crate::expr::Expr;
 use crate::iam::{grant, Grantee};
 use crate::naming::{Name, NameKind};
@@ -246,5 +247,20 @@ impl Bucket {
     pub fn grant_read_write(&self, grantee: &dyn Grantee) {
         self.grant_read(grantee);
         self.grant_write(grantee);
+    }
+
+    /// What a VPC endpoint lets through for this bucket: the actions of
+    /// [`Bucket::grant_read_write`] on this bucket and its objects, nothing else.
+    pub fn endpoint_allow(&self) -> Vec<EndpointAllow> {
+        vec![
+            EndpointAllow {
+                actions: vec!["s3:AbortMultipartUpload", "s3:GetObject", "s3:PutObject"],
+                resources: vec![self.arn().with_suffix("/*")],
+            },
+            EndpointAllow {
+                actions: vec!["s3:ListBucket"],
+                resources: vec![self.arn()],
+            },
+        ]
     }
 }

@@ -3,6 +3,7 @@
 use serde_json::{json, Map};
 
 use crate::core::{Node, Scope};
+use crate::ec2::EndpointAllow;
 use crate::expr::Expr;
 use crate::iam::{grant, Grantee};
 use crate::naming::{Name, NameKind};
@@ -58,14 +59,19 @@ impl Secret {
 
     /// `GetSecretValue` on this secret only.
     pub fn grant_read(&self, grantee: &dyn Grantee) {
-        grant(
-            grantee,
-            &self.node,
-            &[
-                "secretsmanager:DescribeSecret",
-                "secretsmanager:GetSecretValue",
-            ],
-            &[self.arn()],
-        );
+        grant(grantee, &self.node, &READ, &[self.arn()]);
+    }
+
+    /// What a VPC endpoint lets through for this secret: the actions of [`Secret::grant_read`].
+    pub fn endpoint_allow(&self) -> EndpointAllow {
+        EndpointAllow {
+            actions: READ.to_vec(),
+            resources: vec![self.arn()],
+        }
     }
 }
+
+const READ: [&str; 2] = [
+    "secretsmanager:DescribeSecret",
+    "secretsmanager:GetSecretValue",
+];

@@ -13,6 +13,13 @@
 use serde_json::Value;
 use tally_constructs::cloudwatch::{Alarm, AlarmProps, Comparison, Statistic};
 use tally_constructs::dynamodb::{AttributeType, Table, TableProps};
+use tally_constructs::ec2::{
+    GatewayEndpoint, GatewayEndpointProps, GatewayService, Ingress, InterfaceEndpoint,
+    InterfaceEndpointProps, SecurityGroup, SecurityGroupProps, Vpc, VpcProps,
+};
+use tally_constructs::elasticache::{
+    ServerlessCache, ServerlessCacheProps, User, UserGroup, UserGroupProps, UserProps,
+};
 use tally_constructs::event_source::{
     EventSourceMapping, KinesisProps, KinesisSource, StartingPosition,
 };
@@ -39,8 +46,15 @@ pub enum SynthError {
     Invalid(#[from] tally_constructs::Error),
 }
 
-/// The five functions: package `tally-<name>`, code-key parameter `<Name>CodeKey`.
-pub const FUNCTIONS: [&str; 5] = ["collect", "realtime", "deferred", "query", "scaler"];
+/// The six functions: package `tally-<name>`, code-key parameter `<Name>CodeKey`.
+pub const FUNCTIONS: [&str; 6] = [
+    "collect",
+    "realtime",
+    "deferred",
+    "query",
+    "compactor",
+    "scaler",
+];
 
 /// Template parameter: the bucket that holds the function zips.
 pub const ASSETS_BUCKET_PARAMETER: &str = "AssetsBucket";
@@ -59,7 +73,7 @@ pub fn code_key_parameter(function: &str) -> String {
 pub mod env {
     /// collect, scaler: the events stream's name.
     pub const STREAM_NAME: &str = "TALLY_STREAM_NAME";
-    /// realtime, deferred, query: the metrics table's name.
+    /// deferred, query, compactor: the metrics table's name.
     pub const METRICS_TABLE: &str = "TALLY_METRICS_TABLE";
     /// deferred: the archive bucket's name.
     pub const ARCHIVE_BUCKET: &str = "TALLY_ARCHIVE_BUCKET";
@@ -71,7 +85,29 @@ pub mod env {
     pub const MAX_SHARDS: &str = "TALLY_MAX_SHARDS";
     /// every function: the tracing filter.
     pub const RUST_LOG: &str = "RUST_LOG";
+    /// realtime, deferred, query: the counter cache's `host:port`
+    /// (`Fn::Join [":", [CounterCache.Endpoint.Address, CounterCache.Endpoint.Port]]`).
+    pub const CACHE_ENDPOINT: &str = "TALLY_CACHE_ENDPOINT";
+    /// realtime, deferred, query: `true` (ElastiCache Serverless is TLS-only).
+    pub const CACHE_TLS: &str = "TALLY_CACHE_TLS";
+    /// realtime, deferred, query: `iam` (a signed token for the cache name and user).
+    pub const CACHE_AUTH: &str = "TALLY_CACHE_AUTH";
+    /// realtime, deferred, query: the ElastiCache user id the functions log in as.
+    pub const CACHE_USER: &str = "TALLY_CACHE_USER";
+    /// realtime, deferred, query: the cache's name (the IAM token is signed for it).
+    pub const CACHE_NAME: &str = "TALLY_CACHE_NAME";
+    /// realtime, deferred, query: how long an event id's claim lasts, seconds (`dedup_window_secs`).
+    pub const DEDUP_WINDOW_SECS: &str = "TALLY_DEDUP_WINDOW_SECS";
 }
+
+/// Logical id of the counter cache (the functions' contract and the local cloud name it).
+pub const COUNTER_CACHE: &str = "CounterCache";
+
+/// What the functions' cache user may do: the counter store's keys (`shared/src/store_keys.rs`: the
+/// lanes' `{rt…`/`{st…` keys and the `dedup:` claims) and the command categories of its reads, writes
+/// and scripts; nothing `@dangerous` (no `FLUSHALL`, `KEYS`, `CONFIG`…), no pub/sub channels.
+pub const CACHE_ACCESS_STRING: &str =
+    "on ~{rt:* ~{rt}:* ~{st:* ~{st}:* ~dedup:* -@all +@read +@write +@keyspace +@scripting +@connection -@dangerous";
 
 /// Names of the template's outputs.
 pub mod outputs {
@@ -91,6 +127,12 @@ pub mod outputs {
     pub const REALTIME_FAILURES_URL: &str = "RealtimeFailuresQueueUrl";
     /// URL of the deferred lane's on-failure queue.
     pub const DEFERRED_FAILURES_URL: &str = "DeferredFailuresQueueUrl";
+    /// Host name of the counter cache's endpoint.
+    pub const CACHE_ADDRESS: &str = "CacheEndpointAddress";
+    /// Port of the counter cache's endpoint.
+    pub const CACHE_PORT: &str = "CacheEndpointPort";
+    /// The counter cache's name.
+    pub const CACHE_NAME: &str = "CacheName";
 }
 
 /// How the events stream gets its capacity.
@@ -165,6 +207,14 @@ pub struct PipelineOptions {
     /// Keep the stream, the metrics table, the archive bucket and the token secret when the stack is
     /// deleted or they are replaced (for production; previews leave nothing behind).
     pub retain_data: bool,
+    /// How long an event id's claim lasts in the counter cache (60..=86400 s): a resend within it is
+    /// counted once.
+    pub dedup_window_secs: u32,
+    /// The counter cache's storage ceiling, GB (1..=5000): bounds the storage part of its bill.
+    pub cache_max_storage_gb: u32,
+    /// The counter cache's ECPU/s ceiling (1,000..=15,000,000): bounds the request part of its bill;
+    /// requests above it are throttled.
+    pub cache_max_ecpu_per_second: u32,
 }
 
 impl Default for PipelineOptions {
@@ -202,6 +252,9 @@ impl Default for PipelineOptions {
             alert_email: None,
             rust_log: "info".to_owned(),
             retain_data: false,
+            dedup_window_secs: 3600,
+            cache_max_storage_gb: 1,
+            cache_max_ecpu_per_second: 100_000,
         }
     }
 }
@@ -245,7 +298,7 @@ struct Pipeline<'a> {
     assets: Parameter,
 }
 
-const NO_VPC: &str = "no VPC: the functions reach only AWS public endpoints over TLS with IAM auth";
+const NO_VPC: &str = "outside the VPC by design: it uses no cache and reaches only AWS public endpoints over TLS with IAM auth";
 const ENV_PLAIN: &str =
     "environment holds only resource names and a secret's ARN, no secret values";
 const NO_DLQ_STREAM: &str =
@@ -276,12 +329,16 @@ impl<'a> Pipeline<'a> {
         self.stage.name(kind, suffix)
     }
 
+    /// The function `id` running package `tally-<package>`; with `store`, placed in the VPC with the
+    /// cache's environment and `elasticache:Connect` (what one more cache user, such as a compactor,
+    /// needs is this one call).
     fn function(
         &self,
         id: &str,
         package: &str,
         lane: Option<&LaneOptions>,
         env: Vec<(&str, Expr)>,
+        store: Option<&CounterStore>,
     ) -> Function {
         let key = self.stack.string_parameter(
             &code_key_parameter(package),
@@ -289,6 +346,9 @@ impl<'a> Pipeline<'a> {
         );
         let mut environment: Vec<(String, Expr)> =
             env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+        if let Some(store) = store {
+            environment.extend(store.environment(self.options));
+        }
         environment.push((
             env::RUST_LOG.to_owned(),
             Expr::text(self.options.rust_log.clone()),
@@ -297,7 +357,7 @@ impl<'a> Pipeline<'a> {
             Some(lane) => (lane.memory_mb, lane.timeout_secs, lane.reserved_concurrency),
             None => (256, 10, None),
         };
-        Function::new(
+        let function = Function::new(
             &self.root,
             id,
             FunctionProps {
@@ -310,9 +370,145 @@ impl<'a> Pipeline<'a> {
                 reserved_concurrency,
                 log_retention_days: self.options.log_retention_days,
                 description: Some(format!("tally {package} ({})", self.stage.label())),
+                vpc: store.map(|s| s.vpc.placement(&[&s.functions])),
                 ..FunctionProps::default()
             },
-        )
+        );
+        match store {
+            Some(store) => store.cache.grant_connect(&function, &store.user),
+            None => function.node().skip_check("CKV_AWS_117", NO_VPC),
+        }
+        function
+    }
+
+    /// The network and the counter cache: a private-only VPC in two zones, the functions' security
+    /// group, the cache reachable only from it, gateway endpoints for the table and the bucket, and an
+    /// interface endpoint for the query token's secret (query reads it at cold start; the only AWS API a
+    /// function in the VPC calls that has no gateway endpoint).
+    fn counter_store(&self, metrics: &Table, archive: &Bucket, token: &Secret) -> CounterStore {
+        let o = self.options;
+        let root = &self.root;
+        let scope = root.child("CounterStore");
+        // The functions refuse a window the counter store does not accept: so does synth.
+        if let Err(e) =
+            tally_domain::exactly_once::DedupWindow::from_secs(u64::from(o.dedup_window_secs))
+        {
+            scope.violation(format!("dedup_window_secs: {e}"));
+        }
+        let vpc = Vpc::new(
+            root,
+            "Network",
+            VpcProps {
+                cidr_block: "10.40.0.0/16".into(),
+                zones: 2,
+            },
+        );
+        let functions = SecurityGroup::new(
+            root,
+            "FunctionsSecurityGroup",
+            &vpc,
+            SecurityGroupProps {
+                description: "tally functions that use the counter cache".into(),
+                ingress: vec![],
+            },
+        );
+        let cache_group = SecurityGroup::new(
+            root,
+            "CacheSecurityGroup",
+            &vpc,
+            SecurityGroupProps {
+                description: "tally counter cache: Valkey from the functions only".into(),
+                ingress: vec![Ingress {
+                    from: functions.clone(),
+                    ports: (6379, 6380),
+                    description: "Valkey (6379) and replica reads (6380) from the tally functions"
+                        .into(),
+                }],
+            },
+        );
+        GatewayEndpoint::new(
+            root,
+            "DynamoDbEndpoint",
+            &vpc,
+            GatewayEndpointProps {
+                service: GatewayService::DynamoDb,
+                allow: vec![metrics.endpoint_allow()],
+            },
+        );
+        GatewayEndpoint::new(
+            root,
+            "S3Endpoint",
+            &vpc,
+            GatewayEndpointProps {
+                service: GatewayService::S3,
+                allow: archive.endpoint_allow(),
+            },
+        );
+        // Interface endpoints are billed per zone-hour (about $0.01 in us-east-1, so ~$14.60 a month
+        // for two zones) plus per GB: one only for a service a function in the VPC calls.
+        let endpoint_group = SecurityGroup::new(
+            root,
+            "EndpointSecurityGroup",
+            &vpc,
+            SecurityGroupProps {
+                description: "tally interface endpoints: HTTPS from the functions only".into(),
+                ingress: vec![Ingress {
+                    from: functions.clone(),
+                    ports: (443, 443),
+                    description: "AWS API calls (HTTPS) from the tally functions".into(),
+                }],
+            },
+        );
+        InterfaceEndpoint::new(
+            root,
+            "SecretsManagerEndpoint",
+            &vpc,
+            InterfaceEndpointProps {
+                service: "secretsmanager",
+                security_group: endpoint_group,
+                allow: vec![token.endpoint_allow()],
+            },
+        );
+        let user = User::new(
+            root,
+            "CacheUser",
+            UserProps {
+                user_id: self.name(NameKind::Cache, "functions"),
+                access_string: CACHE_ACCESS_STRING.into(),
+            },
+        );
+        let users = UserGroup::new(
+            root,
+            "CacheUsers",
+            UserGroupProps {
+                group_id: self.name(NameKind::Cache, "functions"),
+                users: vec![user.clone()],
+            },
+        );
+        let cache = ServerlessCache::new(
+            root,
+            COUNTER_CACHE,
+            ServerlessCacheProps {
+                name: self.name(NameKind::Cache, "counters"),
+                description: Some(format!(
+                    "tally counter store ({}): open minutes, fence marks, event-id claims",
+                    self.stage.label()
+                )),
+                max_storage_gb: o.cache_max_storage_gb,
+                max_ecpu_per_second: o.cache_max_ecpu_per_second,
+                vpc: vpc.clone(),
+                security_groups: vec![cache_group],
+                kms_key_id: None,
+                snapshot_retention_days: 0,
+                user_group: Some(users),
+            },
+        );
+        CounterStore {
+            vpc,
+            functions,
+            cache,
+            user,
+        }
     }
 
     fn failure_queue(&self, id: &str, suffix: &str) -> Queue {
@@ -452,12 +648,16 @@ impl<'a> Pipeline<'a> {
             }
         }
 
+        // The network and the counter cache (realtime, deferred and query use it).
+        let store = self.counter_store(&metrics, &archive, &token);
+
         // collect: the public tracking endpoint.
         let collect = self.function(
             "Collect",
             "collect",
             None,
             vec![(env::STREAM_NAME, events.name())],
+            None,
         );
         events.grant_write(&collect);
         let collect_url = FunctionUrl::new(
@@ -479,14 +679,14 @@ impl<'a> Pipeline<'a> {
             "public by design: browsers and ad servers send tracking events without credentials",
         );
 
-        // realtime: the critical lane.
+        // realtime: the critical lane; it writes the cache only (the compactor writes the table).
         let realtime = self.function(
             "Realtime",
             "realtime",
             Some(&o.realtime),
-            vec![(env::METRICS_TABLE, metrics.name())],
+            vec![],
+            Some(&store),
         );
-        metrics.grant_read_write(&realtime);
         let realtime_failures = self.failure_queue("RealtimeFailures", "realtime-failures");
         let source = match o.critical_lane {
             CriticalLane::EnhancedFanOut => KinesisSource::Consumer(StreamConsumer::new(
@@ -527,6 +727,7 @@ impl<'a> Pipeline<'a> {
                 (env::METRICS_TABLE, metrics.name()),
                 (env::ARCHIVE_BUCKET, archive.name()),
             ],
+            Some(&store),
         );
         metrics.grant_read_write(&deferred);
         archive.grant_read_write(&deferred);
@@ -550,6 +751,7 @@ impl<'a> Pipeline<'a> {
                 (env::METRICS_TABLE, metrics.name()),
                 (env::QUERY_TOKEN_SECRET_ARN, token.arn()),
             ],
+            Some(&store),
         );
         metrics.grant_read(&query);
         token.grant_read(&query);
@@ -569,6 +771,29 @@ impl<'a> Pipeline<'a> {
         );
         query_url.node().skip_check("CKV_AWS_258", "the query function checks a bearer token kept in Secrets Manager; the dashboard needs a plain URL");
 
+        // compactor: every minute, folds closed minutes of the cache into one item per (campaign, minute).
+        let compactor = self.function(
+            "Compactor",
+            "compactor",
+            None,
+            vec![(env::METRICS_TABLE, metrics.name())],
+            Some(&store),
+        );
+        metrics.grant_read_write(&compactor);
+        compactor.node().skip_check("CKV_AWS_116", "invoked by EventBridge, which retries; the next minute's run compacts whatever a failed run left");
+        compactor.node().skip_check("CKV_AWS_115", SHARED_POOL);
+        compactor.node().skip_check("CKV_AWS_173", ENV_PLAIN);
+        compactor.log_group().skip_check("CKV_AWS_158", LOGS_KEY);
+        ScheduleRule::new(
+            root,
+            "CompactorSchedule",
+            ScheduleProps {
+                name: Some(self.name(NameKind::Rule, "compactor")),
+                schedule: "rate(1 minute)".into(),
+                target: compactor.clone(),
+            },
+        );
+
         // Alarms: operators are told about errors, throttles and lag.
         let alerts = Topic::new(
             root,
@@ -587,6 +812,12 @@ impl<'a> Pipeline<'a> {
             ("RealtimeErrors", "realtime-errors", &realtime, "realtime"),
             ("DeferredErrors", "deferred-errors", &deferred, "deferred"),
             ("QueryErrors", "query-errors", &query, "query"),
+            (
+                "CompactorErrors",
+                "compactor-errors",
+                &compactor,
+                "compactor",
+            ),
         ] {
             self.alarm(
                 id,
@@ -655,12 +886,12 @@ impl<'a> Pipeline<'a> {
                     (env::MIN_SHARDS, Expr::text(min_shards.to_string())),
                     (env::MAX_SHARDS, Expr::text(max_shards.to_string())),
                 ],
+                None,
             );
             events.grant_scale(&scaler);
             tally_constructs::cloudwatch::grant_metric_reads(&scaler);
             scaler.node().skip_check("CKV_AWS_116", "invoked by SNS and EventBridge, which retry; the next schedule tick re-decides anyway");
             scaler.node().skip_check("CKV_AWS_115", SHARED_POOL);
-            scaler.node().skip_check("CKV_AWS_117", NO_VPC);
             scaler.node().skip_check("CKV_AWS_173", ENV_PLAIN);
             scaler.log_group().skip_check("CKV_AWS_158", LOGS_KEY);
             let trigger = Topic::new(
@@ -730,7 +961,6 @@ impl<'a> Pipeline<'a> {
             (&query, NO_DLQ_SYNC),
         ] {
             function.node().skip_check("CKV_AWS_116", dlq);
-            function.node().skip_check("CKV_AWS_117", NO_VPC);
             function.node().skip_check("CKV_AWS_173", ENV_PLAIN);
             function.log_group().skip_check("CKV_AWS_158", LOGS_KEY);
         }
@@ -777,6 +1007,21 @@ impl<'a> Pipeline<'a> {
             "on-failure queue of the deferred lane",
             &deferred_failures.url(),
         );
+        self.stack.output(
+            outputs::CACHE_ADDRESS,
+            "counter cache endpoint host (TLS, IAM auth; reachable only from the stack's VPC)",
+            &store.cache.endpoint_address(),
+        );
+        self.stack.output(
+            outputs::CACHE_PORT,
+            "counter cache endpoint port",
+            &store.cache.endpoint_port(),
+        );
+        self.stack.output(
+            outputs::CACHE_NAME,
+            "counter cache name",
+            &store.cache.name(),
+        );
     }
 }
 
@@ -788,6 +1033,34 @@ fn require_one_batch_per_shard(scope: &Scope, lane: &str, settings: &LaneOptions
             "{lane} parallelization_factor must be 1, not {}: the exactly-once fencing is per shard and needs one batch in flight per shard",
             settings.parallelization_factor
         ));
+    }
+}
+
+/// The network and the cache, as the functions that use the cache see them.
+struct CounterStore {
+    vpc: Vpc,
+    functions: SecurityGroup,
+    cache: ServerlessCache,
+    user: User,
+}
+
+impl CounterStore {
+    /// The cache's part of the environment (the contract of `env::CACHE_*`).
+    fn environment(&self, options: &PipelineOptions) -> Vec<(String, Expr)> {
+        [
+            (env::CACHE_ENDPOINT, self.cache.endpoint()),
+            (env::CACHE_TLS, Expr::text("true")),
+            (env::CACHE_AUTH, Expr::text("iam")),
+            (env::CACHE_USER, self.user.user_id()),
+            (env::CACHE_NAME, self.cache.name()),
+            (
+                env::DEDUP_WINDOW_SECS,
+                Expr::text(options.dedup_window_secs.to_string()),
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
     }
 }
 

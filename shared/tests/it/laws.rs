@@ -5,7 +5,7 @@ use tally_domain::event::{Event, RawEvent};
 use tally_domain::hll::Hll;
 use tally_domain::ingest::{decode_body, decode_pixel};
 use tally_domain::rollup::Rollup;
-use tally_domain::wire::{encode_record, pack, unpack};
+use tally_domain::wire::{encode_record, pack_request, pack_request_within, unpack};
 
 use crate::fixtures::{any_event, NOW};
 
@@ -70,12 +70,56 @@ proptest! {
             prop_assert_eq!(unpack(&encode_record(&events)), Ok(events.clone()));
         }
         let mut back: Vec<Event> = Vec::new();
-        for r in pack(&events) {
+        for r in pack_request(&events, "k") {
             back.extend(unpack(&r.data).map_err(|e| TestCaseError::fail(e.to_string()))?);
         }
-        prop_assert_eq!(back.len(), events.len());
+        prop_assert_eq!(&back, &events);
         // Rollups do not depend on how events were packed.
         prop_assert_eq!(back.iter().collect::<Rollup>(), events.iter().collect::<Rollup>());
+    }
+
+    #[test]
+    fn packing_keeps_every_event_once_in_order_in_the_fewest_records(
+        events in events(80),
+        repeats in prop::collection::vec(any::<prop::sample::Index>(), 0..10),
+        same_time in any::<bool>(),
+        limit in 0usize..12_000,
+        key_len in 1usize..=256,
+    ) {
+        // Ids repeated within the request (a client resending inside one body), and sometimes one receive time.
+        let mut events = events;
+        if !events.is_empty() {
+            for r in repeats {
+                let copy = events[r.index(events.len())].clone();
+                events.push(copy);
+            }
+        }
+        if same_time {
+            for e in &mut events {
+                let delta = e.client_ts_ms.map(|ts| ts - e.received_ms);
+                e.received_ms = NOW;
+                e.client_ts_ms = delta.map(|d| NOW + d);
+            }
+        }
+        let key = "k".repeat(key_len);
+        let records = pack_request_within(&events, &key, limit);
+        let mut back: Vec<Event> = Vec::new();
+        for (i, r) in records.iter().enumerate() {
+            prop_assert_eq!(&r.partition_key, &key);
+            let run = unpack(&r.data).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert!(!run.is_empty());
+            let size = r.data.len() + key.len();
+            // Within the limit, unless one event alone does not fit.
+            prop_assert!(size <= limit || run.len() == 1, "record {} is {} bytes over {}", i, size, limit);
+            // Full: the next event would not have fitted (so, with one receive time, no fewer records exist).
+            if let Some(next) = events.get(back.len() + run.len()) {
+                let mut grown = run.clone();
+                grown.push(next.clone());
+                prop_assert!(encode_record(&grown).len() + key.len() > limit, "record {} could take the next event", i);
+            }
+            back.extend(run);
+        }
+        prop_assert_eq!(back, events);
     }
 
     #[test]

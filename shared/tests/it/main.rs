@@ -1,5 +1,6 @@
 //! Integration tests of tally-domain: one binary, one module per area.
 
+mod compact;
 mod event;
 mod exactly_once;
 mod exactly_once_sim;

@@ -1,9 +1,11 @@
 //! The stream encoding: round trips, packing, and corrupt input.
 
 use tally_domain::event::{DeviceClass, Event, EventKind};
-use tally_domain::partition::partition_key;
+use tally_domain::ingest::MAX_EVENTS_PER_BODY;
+use tally_domain::partition::partition_key_of;
 use tally_domain::wire::{
-    crc32c, encode_record, event_count, pack, unpack, WireError, MAX_RECORD_BYTES, VERSION,
+    crc32c, encode_record, event_count, pack, pack_request, pack_request_within, unpack,
+    StreamRecord, WireError, MAX_RECORD_BYTES, VERSION,
 };
 
 use crate::fixtures::{event, NOW};
@@ -109,54 +111,135 @@ fn compact() {
     );
 }
 
+/// The events of `records`, in record order.
+fn unpacked(records: &[StreamRecord]) -> Vec<Event> {
+    records
+        .iter()
+        .flat_map(|r| unpack(&r.data).expect("unpacks"))
+        .collect()
+}
+
+const KEY: &str = "0123456789abcdef0123456789abcdef";
+
 #[test]
-fn packing_groups_by_partition_key_and_respects_the_size_limit() {
-    // 5,000 events of one campaign with long, unique user agents: many records per key.
-    let events: Vec<Event> = (0..5_000)
+fn a_request_is_one_record_whatever_its_campaigns() {
+    // 25 events over 25 campaigns (the former per-event keys made that 25 records).
+    let events: Vec<Event> = (0..25)
         .map(|i| Event {
-            user_agent: Some(format!("agent {i} {}", "x".repeat(300))),
+            campaign_id: format!("cmp-{i}"),
             ..event(&format!("id-{i}"))
         })
         .collect();
-    let records = pack(&events);
-    let mut seen = 0;
-    let mut keys = std::collections::BTreeSet::new();
-    for r in &records {
-        assert!(r.data.len() <= MAX_RECORD_BYTES, "{} bytes", r.data.len());
-        assert!(r.data.len() + r.partition_key.len() <= 25_000);
-        let decoded = unpack(&r.data).expect("unpacks");
-        for e in &decoded {
-            assert_eq!(partition_key(e), r.partition_key);
-        }
-        seen += decoded.len();
-        keys.insert(r.partition_key.clone());
-    }
-    assert_eq!(seen, events.len());
-    assert_eq!(keys.len(), 16, "one campaign spreads over 16 keys");
-    // Records are well filled: fewer than 1.3x the minimum number.
-    let total: usize = records.iter().map(|r| r.data.len()).sum();
-    assert!(
-        records.len() * MAX_RECORD_BYTES < total * 13 / 10 + 16 * MAX_RECORD_BYTES,
-        "{} records for {total} bytes",
-        records.len()
-    );
+    let records = pack_request(&events, KEY);
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].partition_key, KEY);
+    assert_eq!(unpack(&records[0].data), Ok(events.clone()));
 
-    // Order within a key is kept, and all events come back.
-    let mut back: Vec<Event> = records
-        .iter()
-        .flat_map(|r| unpack(&r.data).expect("unpacks"))
+    // The largest body collect takes (1,000 events) of the largest events the rules allow: still one record.
+    let big: Vec<Event> = (0..MAX_EVENTS_PER_BODY).map(|i| hostile(i, 0)).collect();
+    let records = pack_request(&big, &"k".repeat(256));
+    assert_eq!(records.len(), 1, "{} bytes", records[0].data.len());
+    assert!(
+        (900_000..1_000_000).contains(&records[0].data.len()),
+        "about 0.95 MB (docs/stream-encoding.md): {}",
+        records[0].data.len()
+    );
+    assert_eq!(unpacked(&records), big);
+
+    assert_eq!(pack_request(&[], KEY), vec![]);
+}
+
+/// An event with every field at its longest (64-character ids, 128-character user, 512-byte user agent),
+/// unique strings so that nothing is shared, and a receive time `skew` ms after `NOW`.
+fn hostile(i: usize, skew: i64) -> Event {
+    let pad =
+        |prefix: &str, len: usize| format!("{prefix}{i:08}{}", "x".repeat(len - prefix.len() - 8));
+    Event {
+        kind: EventKind::Conversion,
+        campaign_id: pad("c", 64),
+        ad_id: pad("a", 64),
+        placement_id: Some(pad("p", 64)),
+        user_id: Some(pad("u", 128)),
+        client_ts_ms: Some(NOW - 7 * 24 * 3_600_000 + skew),
+        received_ms: NOW + skew,
+        cost_micros: 100_000_000,
+        value_micros: 1_000_000_000_000,
+        country: Some("DE".to_owned()),
+        user_agent: Some(pad("Mozilla ", 512)),
+        ..event(&pad("i", 64))
+    }
+}
+
+#[test]
+fn huge_requests_split_into_the_fewest_records_under_the_limit() {
+    // 3,000 of the largest events: about 2.8 MB, more than Kinesis takes in one record.
+    let events: Vec<Event> = (0..3_000).map(|i| hostile(i, 0)).collect();
+    let key = "k".repeat(256);
+    let records = pack_request(&events, &key);
+    let total: usize = records.iter().map(|r| r.data.len()).sum();
+    assert_eq!(records.len(), total.div_ceil(MAX_RECORD_BYTES - 256));
+    for r in &records {
+        assert!(r.data.len() + r.partition_key.len() <= MAX_RECORD_BYTES);
+        assert_eq!(r.partition_key, key);
+    }
+    assert_eq!(unpacked(&records), events, "every event once, in order");
+
+    // 70,000 of the smallest events fit in bytes but not in the 16-bit count: split at 65,535.
+    let tiny: Vec<Event> = (0..70_000)
+        .map(|i| Event {
+            campaign_id: "c".to_owned(),
+            ad_id: "a".to_owned(),
+            ..minimal(&format!("{i}"))
+        })
         .collect();
-    for key in &keys {
-        let original: Vec<&Event> = events.iter().filter(|e| &partition_key(e) == key).collect();
-        let decoded: Vec<&Event> = back.iter().filter(|e| &partition_key(e) == key).collect();
-        assert_eq!(original, decoded);
+    let records = pack_request(&tiny, KEY);
+    assert_eq!(
+        records
+            .iter()
+            .map(|r| event_count(&r.data))
+            .collect::<Vec<_>>(),
+        [Ok(65_535), Ok(4_465)]
+    );
+    assert_eq!(unpacked(&records), tiny);
+
+    // A limit below one event: one event per record, never an empty record.
+    let few: Vec<Event> = (0..3).map(|i| hostile(i, 0)).collect();
+    let records = pack_request_within(&few, KEY, 10);
+    assert_eq!(records.len(), 3);
+    assert_eq!(unpacked(&records), few);
+}
+
+#[test]
+fn old_records_still_decode() {
+    // What `collect` wrote before one record per request (the former `pack`: per-event keys, one campaign and
+    // bucket per record): the same format, version 1, read by the same decoder.
+    let events: Vec<Event> = (0..40)
+        .map(|i| Event {
+            campaign_id: format!("cmp-{}", i % 3),
+            ..event(&format!("old-{i}"))
+        })
+        .collect();
+    let old = pack(&events);
+    assert!(old.len() > 3, "{} records", old.len());
+    let mut back = Vec::new();
+    for r in &old {
+        assert_eq!(r.data[3], VERSION);
+        let run = unpack(&r.data).expect("an old record decodes");
+        assert!(run
+            .iter()
+            .all(|e| partition_key_of(&e.campaign_id, &e.id) == r.partition_key));
+        back.extend(run);
     }
     back.sort_by(|a, b| a.id.cmp(&b.id));
     let mut sorted = events.clone();
     sorted.sort_by(|a, b| a.id.cmp(&b.id));
     assert_eq!(back, sorted);
-
-    assert_eq!(pack(&[]), vec![]);
+    assert_eq!(VERSION, 1);
+    assert_eq!(
+        pack_request(&events, KEY)[0].data,
+        encode_record(&events),
+        "the layout is unchanged"
+    );
 }
 
 /// Unpacks `data` and renders the error (or `ok`).

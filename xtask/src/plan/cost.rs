@@ -928,6 +928,8 @@ mod tests {
                 / b.events
         };
         let (few, many) = (wru_per_event(10, 2), wru_per_event(5000, 10));
-        assert!(many > few * 2.0, "{many} vs {few} WRU per event");
+        // ×1.3 (8.4 against 6.5) since a request is one record; it was more than ×2 with the former per-event
+        // keys, under which the counter model still routes campaigns (`counters.rs`).
+        assert!(many > few * 1.2, "{many} vs {few} WRU per event");
     }
 }

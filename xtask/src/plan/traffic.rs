@@ -1,14 +1,16 @@
 //! Traffic the way the code sees it: requests generated from the profile, packed by the real
-//! `tally_domain::wire::pack` (one group per `tally_domain::partition::partition_key`), and routed to shards by
-//! Kinesis' rule (MD5 of the partition key → 128-bit hash key → the shard whose hash-key range holds it; a
-//! stream's shards split the hash space evenly).
+//! `tally_domain::wire::pack_request` (one record per request, as `collect` writes them, under a key from
+//! `tally_domain::partition::RequestKeys`), and routed to shards by Kinesis' rule
+//! (`tally_domain::partition::shard_of`: MD5 of the partition key → 128-bit hash key → the shard whose
+//! hash-key range holds it; a stream's shards split the hash space evenly).
 //!
 //! Requests come from `tally_traffic`'s generator, the one the load test sends. [`event`] samples single
 //! events of a given campaign for the counter-row model, shaped like the generator's (kind shares, ads, users).
 
-use md5::{Digest, Md5};
 use tally_domain::event::{DeviceClass, Event, EventKind};
-use tally_domain::wire::{pack, unpack};
+pub use tally_domain::partition::shard_of;
+use tally_domain::partition::RequestKeys;
+use tally_domain::wire::{pack_request, unpack};
 use tally_traffic::Profile;
 
 /// Receive time of the sampled events (any fixed instant: the model is time-invariant).
@@ -89,30 +91,6 @@ pub fn requests(profile: &Profile, seed: u64, events: usize) -> Vec<Vec<Event>> 
     out
 }
 
-/// MD5 of a partition key as a 128-bit big-endian number: its place in Kinesis' hash-key space.
-pub fn hash_key(partition_key: &str) -> u128 {
-    u128::from_be_bytes(Md5::digest(partition_key.as_bytes()).into())
-}
-
-/// The shard (0-based) of `shards` evenly split hash-key ranges that holds `partition_key`.
-pub fn shard_of(partition_key: &str, shards: u32) -> u32 {
-    let n = u128::from(shards.max(1));
-    let (q, r) = (u128::MAX / n, u128::MAX % n);
-    let start = |i: u128| q * i + (r + 1) * i / n;
-    let h = hash_key(partition_key);
-    // The last range whose start is at or below h.
-    let (mut lo, mut hi) = (0u128, n - 1);
-    while lo < hi {
-        let mid = (lo + hi).div_ceil(2);
-        if start(mid) <= h {
-            lo = mid;
-        } else {
-            hi = mid - 1;
-        }
-    }
-    lo as u32
-}
-
 /// What `collect` makes of the profile's requests.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Packing {
@@ -134,13 +112,15 @@ pub struct Packing {
     pub padding_per_event: f64,
 }
 
-/// Packs about `events` sampled events request by request with the real `pack`.
+/// Packs about `events` sampled events request by request with the real `pack_request`.
 pub fn packing(profile: &Profile, events: usize) -> Packing {
     let requests = requests(profile, SEED, events);
     let (mut records, mut n_events, mut data_bytes) = (0usize, 0usize, 0u64);
     let mut sizes = Vec::new();
+    // Keys are random to Kinesis but always `REQUEST_KEY_LEN` characters: sizes do not depend on the secret.
+    let keys = RequestKeys::with_secret(u128::from(SEED).to_le_bytes());
     for request in &requests {
-        for record in pack(request) {
+        for record in pack_request(request, &keys.next_key()) {
             let count = unpack(&record.data).map_or(0, |events| events.len());
             records += 1;
             n_events += count;
@@ -183,21 +163,17 @@ mod tests {
     }
 
     #[test]
-    fn mixed_requests_barely_pack() {
-        // 25 events over 2,000 Zipf campaigns × 16 buckets: nearly every event has its own key.
+    fn a_request_is_one_record() {
+        // 25 events over 2,000 Zipf campaigns: one record per request, whatever the mix.
         let p = packing(&profile(2000, 25.0), 5_000);
+        assert_eq!(p.records, p.requests);
         assert!(
-            (1.0..1.15).contains(&p.events_per_record),
+            (20.0..30.0).contains(&p.events_per_record),
             "{}",
             p.events_per_record
         );
-        // One campaign: the 25 events share at most 16 keys.
         let one = packing(&profile(1, 25.0), 5_000);
-        assert!(
-            one.events_per_record > 1.5 && one.events_per_record < 2.5,
-            "{}",
-            one.events_per_record
-        );
+        assert_eq!(one.records, one.requests);
         // Pixels: one event per record.
         let pixels = packing(&profile(40, 1.0), 2_000);
         assert_eq!(pixels.events_per_record, 1.0);
@@ -208,20 +184,5 @@ mod tests {
             "{}",
             pixels.bytes_per_record
         );
-    }
-
-    #[test]
-    fn routing_follows_the_hash_key_ranges() {
-        // One shard holds everything; two shards split at 2^127.
-        assert_eq!(shard_of("anything", 1), 0);
-        for key in ["a", "b", "cmp-000001#3", "cmp-000002#f"] {
-            let expect = u32::from(hash_key(key) > u128::MAX / 2);
-            assert_eq!(shard_of(key, 2), expect, "{key}");
-            assert!(shard_of(key, 7) < 7);
-        }
-        // MD5("a") = 0cc175b9c0f1b6a831c399e269772661: the first 16th of the space.
-        assert_eq!(hash_key("a") >> 120, 0x0c);
-        assert_eq!(shard_of("a", 16), 0);
-        assert_eq!(shard_of("a", 4), 0);
     }
 }

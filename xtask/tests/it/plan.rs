@@ -123,7 +123,7 @@ fn profiles_give_json() {
                 "{name} {design}"
             );
         }
-        // Packing: `pack` groups by partition key, so tally writes at most one record per event.
+        // Packing: `pack_request` writes one record per request, so tally writes at most one record per event.
         let units = |d: &str| {
             let lines = v[d]["lines"].as_array().expect("lines");
             let line = lines

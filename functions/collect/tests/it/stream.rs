@@ -23,8 +23,10 @@ async fn setup() -> (Moto, aws_sdk_kinesis::Client, Collector) {
     (moto, client, collector)
 }
 
-/// The events of each shard, in sequence order: (shard id, events).
-async fn read_shards(client: &aws_sdk_kinesis::Client) -> Vec<(String, Vec<Event>)> {
+/// The records of each shard, in sequence order: (shard id, [(partition key, events)]).
+async fn shard_records(
+    client: &aws_sdk_kinesis::Client,
+) -> Vec<(String, Vec<(String, Vec<Event>)>)> {
     let shards = client
         .list_shards()
         .stream_name("events")
@@ -47,15 +49,25 @@ async fn read_shards(client: &aws_sdk_kinesis::Client) -> Vec<(String, Vec<Event
             .send()
             .await
             .expect("get records");
-        let mut events = Vec::new();
+        let mut packed = Vec::new();
         for record in records.records() {
-            let packed = tally_domain::wire::unpack(record.data().as_ref())
+            let events = tally_domain::wire::unpack(record.data().as_ref())
                 .expect("collect writes tally records");
-            events.extend(packed);
+            let key = record.partition_key().expect("partition key").to_owned();
+            packed.push((key, events));
         }
-        out.push((shard.shard_id().to_owned(), events));
+        out.push((shard.shard_id().to_owned(), packed));
     }
     out
+}
+
+/// The events of each shard, in sequence order: (shard id, events).
+async fn read_shards(client: &aws_sdk_kinesis::Client) -> Vec<(String, Vec<Event>)> {
+    shard_records(client)
+        .await
+        .into_iter()
+        .map(|(shard, records)| (shard, records.into_iter().flat_map(|(_, e)| e).collect()))
+        .collect()
 }
 
 /// Every event in the stream, ordered by id.
@@ -228,37 +240,54 @@ async fn assigned_ids_are_unique() {
 }
 
 #[tokio::test]
-async fn a_resent_batch_lands_on_the_same_shards_with_the_same_ids() {
+async fn a_request_is_one_record_and_requests_spread_over_the_shards() {
     let (_moto, client, collector) = setup().await;
-    let body = json!([
-        {"id": "dup-1", "kind": "impression", "campaign_id": "summer", "ad_id": "banner"},
-        {"id": "dup-2", "kind": "impression", "campaign_id": "winter", "ad_id": "banner"},
-        {"id": "dup-3", "kind": "click", "campaign_id": "autumn", "ad_id": "video"}
-    ])
-    .to_string();
-    for _ in 0..2 {
+    // 40 requests of 3 events of 3 campaigns; the last one resent as is (a client retrying after a timeout).
+    let body = |n: usize| {
+        json!([
+            {"id": format!("r{n}-1"), "kind": "impression", "campaign_id": "summer", "ad_id": "banner"},
+            {"id": format!("r{n}-2"), "kind": "impression", "campaign_id": "winter", "ad_id": "banner"},
+            {"id": format!("r{n}-3"), "kind": "click", "campaign_id": "autumn", "ad_id": "video"}
+        ])
+        .to_string()
+    };
+    for n in (0..40).chain([39]) {
         let request = url_request(
             "POST",
             "/v1/events",
             &[("content-type", "application/json")],
-            Some(body.as_bytes()),
+            Some(body(n).as_bytes()),
         );
         assert_eq!(collector.handle(request).await.status().as_u16(), 202);
     }
-    // Per shard, the ids it holds: a duplicate must meet its original there (consumers deduplicate per shard).
-    let mut seen = std::collections::BTreeMap::<String, String>::new();
-    let mut total = 0;
-    for (shard, events) in read_shards(&client).await {
-        for event in events {
-            total += 1;
-            let previous = seen.insert(event.id.clone(), shard.clone());
-            assert!(
-                previous.is_none_or(|p| p == shard),
-                "{} on two shards",
-                event.id
+    let mut records_per_shard = Vec::new();
+    let mut keys = std::collections::BTreeSet::new();
+    for (_, records) in shard_records(&client).await {
+        for (key, events) in &records {
+            // One record per request, its events in body order.
+            let n = events[0]
+                .id
+                .trim_start_matches('r')
+                .split('-')
+                .next()
+                .expect("n");
+            assert_eq!(
+                ids(events),
+                [format!("r{n}-1"), format!("r{n}-2"), format!("r{n}-3")]
             );
+            assert_eq!(key.len(), 32);
+            keys.insert(key.clone());
         }
+        records_per_shard.push(records.len());
     }
-    assert_eq!(total, 6);
-    assert_eq!(seen.len(), 3);
+    assert_eq!(records_per_shard.iter().sum::<usize>(), 41);
+    assert_eq!(keys.len(), 41, "a key per request, the resend included");
+    // Both shards take records (all 41 on one shard: probability 2^-40).
+    assert!(
+        records_per_shard.iter().all(|&n| n > 0),
+        "{records_per_shard:?}"
+    );
+    // The resent request keeps its ids: the counter store counts them once (docs/counter-store.md).
+    let events = read_back(&client).await;
+    assert_eq!(events.iter().filter(|e| e.id == "r39-1").count(), 2);
 }

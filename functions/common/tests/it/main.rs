@@ -1,6 +1,7 @@
 //! Integration tests of tally-aws against `moto_server` on 127.0.0.1, one server per test.
 
 mod cache_auth;
+mod compacted;
 mod kinesis;
 mod metrics;
 mod store;

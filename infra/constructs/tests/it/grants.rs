@@ -1,14 +1,13 @@
 //! Grants derive exactly the actions on exactly the resources.
 
 use serde_json::{json, Value};
-use tally_constructs::dynamodb::{AttributeType, Table, TableProps};
 use tally_constructs::kinesis::{Stream, StreamProps};
 use tally_constructs::s3::{Bucket, BucketProps};
 use tally_constructs::secrets::{Secret, SecretProps};
 use tally_constructs::sqs::{Queue, QueueProps};
 use tally_constructs::Stack;
 
-use super::{function, synth};
+use super::{function, synth, table};
 
 /// The policy statements of the role of function `id`, without its own log statement.
 fn statements(template: &Value, id: &str) -> Vec<Value> {
@@ -39,20 +38,6 @@ fn check(
     let target = grant(&stack, &f);
     let template = synth(&stack);
     assert_eq!(Value::Array(statements(&template, "Fn")), expect(&target));
-}
-
-fn table(stack: &Stack) -> Table {
-    Table::new(
-        &stack.root(),
-        "T",
-        TableProps {
-            name: None,
-            partition_key: ("pk".into(), AttributeType::String),
-            sort_key: None,
-            ttl_attribute: None,
-            point_in_time_recovery: false,
-        },
-    )
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! Integration tests of the constructs: validation rules, grants, references, synthesis.
 
 mod grants;
+mod network;
 mod references;
 mod validation;
 
@@ -36,4 +37,31 @@ fn synth_error(stack: &Stack) -> String {
         Ok(_) => panic!("expected a synth error"),
         Err(error) => error.to_string(),
     }
+}
+
+/// Builds an app named `app` with `build` and expects a synth error containing `expect`.
+fn check(build: impl FnOnce(&Stack, &Scope), expect: &str) {
+    let stack = Stack::new("app");
+    build(&stack, &stack.root());
+    let error = synth_error(&stack);
+    assert!(
+        error.contains(expect),
+        "error\n{error}\ndoes not contain\n{expect}"
+    );
+}
+
+/// A table `T` with partition key `pk` and nothing else.
+fn table(stack: &Stack) -> tally_constructs::dynamodb::Table {
+    use tally_constructs::dynamodb::{AttributeType, Table, TableProps};
+    Table::new(
+        &stack.root(),
+        "T",
+        TableProps {
+            name: None,
+            partition_key: ("pk".into(), AttributeType::String),
+            sort_key: None,
+            ttl_attribute: None,
+            point_in_time_recovery: false,
+        },
+    )
 }

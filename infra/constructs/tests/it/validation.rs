@@ -18,18 +18,7 @@ use tally_constructs::sns::{Topic, TopicProps};
 use tally_constructs::sqs::{DeadLetter, Queue, QueueProps};
 use tally_constructs::{Expr, Name, NameKind, Scope, Stack, Stage};
 
-use super::{function, synth, synth_error};
-
-/// Builds an app with `build` and expects a synth error containing `expect`.
-fn check(build: impl FnOnce(&Stack, &Scope), expect: &str) {
-    let stack = Stack::new("app");
-    build(&stack, &stack.root());
-    let error = synth_error(&stack);
-    assert!(
-        error.contains(expect),
-        "error\n{error}\ndoes not contain\n{expect}"
-    );
-}
+use super::{check, function, synth, synth_error};
 
 /// Builds an app with `build` and expects it to synthesize.
 fn check_ok(build: impl FnOnce(&Stack, &Scope)) {

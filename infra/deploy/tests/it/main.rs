@@ -7,6 +7,12 @@
 //! on a consumer ARN fails there). Function zips are small placeholder zips made here rather than a release
 //! build: `cargo xtask build` is tested on its own, and what matters to the deploy is that the bytes, and so
 //! the content-hash keys, change when a function changes.
+//!
+//! Two parts of the real template are substituted because moto 5.2 cannot hold them (see
+//! `support::template`, which says exactly what and why): the ElastiCache resources (no CloudFormation
+//! support: references become the values CloudFormation would give), and the route tables with the gateway
+//! endpoints on them (moto never deletes a route table with its stack). The VPC, subnets, security groups,
+//! the Secrets Manager interface endpoint and the functions' `VpcConfig` are deployed as synthesized.
 
 mod support;
 

@@ -333,9 +333,11 @@ impl<'a> Resolver<'a> {
                     "Fn::GetAtt" => self.get_att(at, arg).map(Value::String),
                     "Fn::Sub" => self.sub(at, arg).map(Value::String),
                     "Fn::Join" => self.join(at, arg).map(Value::String),
+                    "Fn::Select" => self.select(at, arg),
+                    "Fn::GetAZs" => self.get_azs(at, arg),
                     other if other.starts_with("Fn::") || other == "Condition" => Err(Error::template(
                         at,
-                        format!("intrinsic {other} is not supported by the local cloud (it resolves Ref, Fn::GetAtt, Fn::Sub and Fn::Join)"),
+                        format!("intrinsic {other} is not supported by the local cloud (it resolves Ref, Fn::GetAtt, Fn::Sub, Fn::Join, Fn::Select and Fn::GetAZs)"),
                     )),
                     _ => Ok(Value::Object(Map::from_iter([(key.clone(), self.resolve(at, arg)?)]))),
                 }
@@ -505,6 +507,69 @@ impl<'a> Resolver<'a> {
         }
         out.push_str(rest);
         Ok(out)
+    }
+
+    /// `Fn::Select [index, list]`: the index a number or a numeric string, the list any list value.
+    fn select(&self, at: &str, arg: &Value) -> Result<Value, Error> {
+        let usage = || {
+            Error::template(
+                at,
+                format!("Fn::Select takes [index, [values]], found {arg}"),
+            )
+        };
+        let parts = arg.as_array().filter(|p| p.len() == 2).ok_or_else(usage)?;
+        let index = match self.resolve(at, &parts[0])? {
+            Value::Number(n) => n.as_u64(),
+            Value::String(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
+                s.parse().ok()
+            }
+            _ => None,
+        }
+        .ok_or_else(|| {
+            Error::template(
+                at,
+                format!(
+                    "Fn::Select's index must be a whole number, found {}",
+                    parts[0]
+                ),
+            )
+        })?;
+        let Value::Array(list) = self.resolve(at, &parts[1])? else {
+            return Err(usage());
+        };
+        let len = list.len();
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| list.into_iter().nth(i))
+            .ok_or_else(|| {
+                Error::template(
+                    at,
+                    format!("Fn::Select index {index} is out of range for a list of {len}"),
+                )
+            })
+    }
+
+    /// `Fn::GetAZs ""` (or the stack's region): the local cloud's three zones, `<region>a`, `b` and `c`.
+    fn get_azs(&self, at: &str, arg: &Value) -> Result<Value, Error> {
+        let region = match self.resolve(at, arg)? {
+            Value::String(r) if r.is_empty() => self.ctx.region.clone(),
+            Value::String(r) if r == self.ctx.region => r,
+            other => {
+                return Err(Error::template(
+                    at,
+                    format!(
+                        "Fn::GetAZs takes \"\" or the stack's region {}, found {other}",
+                        self.ctx.region
+                    ),
+                ))
+            }
+        };
+        Ok(Value::Array(
+            ["a", "b", "c"]
+                .iter()
+                .map(|z| Value::String(format!("{region}{z}")))
+                .collect(),
+        ))
     }
 
     fn join(&self, at: &str, arg: &Value) -> Result<String, Error> {

@@ -34,8 +34,14 @@ fn the_synthesized_pipeline_loads_and_every_resource_is_accounted_for() {
         + plan.urls.len()
         + plan.mappings.len()
         + plan.rules.len()
+        + plan.caches.len()
         + plan.skipped.len();
     assert_eq!(placed, total, "a resource was silently dropped");
+    assert_eq!(
+        plan.caches.len(),
+        1,
+        "the counter cache runs as a valkey-server"
+    );
     assert_eq!(plan.functions.len(), 5);
     assert_eq!(plan.urls.len(), 2);
     assert_eq!(plan.mappings.len(), 2);
@@ -195,9 +201,38 @@ fn intrinsics() {
         json!({"Fn::If": ["C", "a", "b"]}),
         Err("intrinsic Fn::If is not supported by the local cloud"),
     );
+    check(json!({"Fn::Select": [0, ["a"]]}), Ok("a"));
     check(
-        json!({"Fn::Select": [0, ["a"]]}),
-        Err("Fn::Select is not supported"),
+        json!({"Fn::Select": ["1", ["a", {"Ref": "Stage"}]]}),
+        Ok("dev"),
+    );
+    check(
+        json!({"Fn::Select": [1, {"Fn::GetAZs": ""}]}),
+        Ok("us-east-1b"),
+    );
+    check(
+        json!({"Fn::Select": [0, {"Fn::GetAZs": {"Ref": "AWS::Region"}}]}),
+        Ok("us-east-1a"),
+    );
+    check(
+        json!({"Fn::Select": [3, {"Fn::GetAZs": ""}]}),
+        Err("Fn::Select index 3 is out of range for a list of 3"),
+    );
+    check(
+        json!({"Fn::Select": [-1, ["a"]]}),
+        Err("Fn::Select's index must be a whole number"),
+    );
+    check(
+        json!({"Fn::Select": ["1e3", ["a"]]}),
+        Err("Fn::Select's index must be a whole number"),
+    );
+    check(
+        json!({"Fn::Select": [0, "a"]}),
+        Err("Fn::Select takes [index, [values]]"),
+    );
+    check(
+        json!({"Fn::GetAZs": "eu-west-1"}),
+        Err("Fn::GetAZs takes \"\" or the stack's region us-east-1"),
     );
     check(
         json!({"Fn::Join": ["-", [{"a": 1}]]}),

@@ -16,9 +16,9 @@ fn resource_inventory() {
     for (ty, n) in [
         ("AWS::Kinesis::Stream", 1),
         ("AWS::Kinesis::StreamConsumer", 1),
-        ("AWS::Lambda::Function", 5),
-        ("AWS::IAM::Role", 5),
-        ("AWS::Logs::LogGroup", 5),
+        ("AWS::Lambda::Function", 6),
+        ("AWS::IAM::Role", 6),
+        ("AWS::Logs::LogGroup", 6),
         ("AWS::Lambda::EventSourceMapping", 2),
         ("AWS::Lambda::Url", 2),
         ("AWS::SQS::Queue", 2),
@@ -28,7 +28,17 @@ fn resource_inventory() {
         ("AWS::SecretsManager::Secret", 1),
         ("AWS::SNS::Topic", 2),
         ("AWS::SNS::Subscription", 1),
-        ("AWS::Events::Rule", 1),
+        ("AWS::Events::Rule", 2),
+        ("AWS::EC2::VPC", 1),
+        ("AWS::EC2::Subnet", 2),
+        ("AWS::EC2::RouteTable", 2),
+        ("AWS::EC2::SecurityGroup", 3),
+        ("AWS::EC2::VPCEndpoint", 3),
+        ("AWS::EC2::InternetGateway", 0),
+        ("AWS::EC2::NatGateway", 0),
+        ("AWS::ElastiCache::ServerlessCache", 1),
+        ("AWS::ElastiCache::User", 1),
+        ("AWS::ElastiCache::UserGroup", 1),
     ] {
         assert_eq!(count(&t, ty), n, "{ty}");
     }
@@ -72,21 +82,32 @@ fn check_environment(t: &Value, function: &str, expect: &[&str]) {
 #[test]
 fn environment_follows_the_contract() {
     let t = template("main");
+    let cache = [
+        "TALLY_CACHE_ENDPOINT",
+        "TALLY_CACHE_TLS",
+        "TALLY_CACHE_AUTH",
+        "TALLY_CACHE_USER",
+        "TALLY_CACHE_NAME",
+        "TALLY_DEDUP_WINDOW_SECS",
+    ];
+    let with_cache = |own: &[&'static str]| -> Vec<&'static str> {
+        let mut all = own.to_vec();
+        all.extend(cache);
+        all.push("RUST_LOG");
+        all
+    };
     check_environment(&t, "Collect", &["TALLY_STREAM_NAME", "RUST_LOG"]);
-    check_environment(&t, "Realtime", &["TALLY_METRICS_TABLE", "RUST_LOG"]);
+    check_environment(&t, "Realtime", &with_cache(&[]));
+    check_environment(&t, "Compactor", &with_cache(&["TALLY_METRICS_TABLE"]));
     check_environment(
         &t,
         "Deferred",
-        &["TALLY_METRICS_TABLE", "TALLY_ARCHIVE_BUCKET", "RUST_LOG"],
+        &with_cache(&["TALLY_METRICS_TABLE", "TALLY_ARCHIVE_BUCKET"]),
     );
     check_environment(
         &t,
         "Query",
-        &[
-            "TALLY_METRICS_TABLE",
-            "TALLY_QUERY_TOKEN_SECRET_ARN",
-            "RUST_LOG",
-        ],
+        &with_cache(&["TALLY_METRICS_TABLE", "TALLY_QUERY_TOKEN_SECRET_ARN"]),
     );
     check_environment(
         &t,
@@ -102,6 +123,167 @@ fn environment_follows_the_contract() {
     assert!(query["Properties"]["Environment"]["Variables"]
         .get("TALLY_QUERY_AUTH")
         .is_none());
+}
+
+#[test]
+fn cache_environment_has_the_contract_values() {
+    let options = PipelineOptions {
+        dedup_window_secs: 900,
+        ..PipelineOptions::default()
+    };
+    let t = template_with("main", &options);
+    for function in ["Realtime", "Deferred", "Query"] {
+        let (_, f) = find(&t, "AWS::Lambda::Function", function);
+        let vars = &f["Properties"]["Environment"]["Variables"];
+        assert_eq!(
+            vars["TALLY_CACHE_ENDPOINT"],
+            json!({"Fn::Join": [":", [
+                {"Fn::GetAtt": ["CounterCache", "Endpoint.Address"]},
+                {"Fn::GetAtt": ["CounterCache", "Endpoint.Port"]},
+            ]]}),
+            "{function}"
+        );
+        assert_eq!(vars["TALLY_CACHE_TLS"], "true");
+        assert_eq!(vars["TALLY_CACHE_AUTH"], "iam");
+        assert_eq!(vars["TALLY_CACHE_USER"], "tally-main-functions");
+        assert_eq!(vars["TALLY_CACHE_NAME"], json!({"Ref": "CounterCache"}));
+        assert_eq!(vars["TALLY_DEDUP_WINDOW_SECS"], "900");
+    }
+    let (_, user) = find(&t, "AWS::ElastiCache::User", "CacheUser");
+    assert_eq!(user["Properties"]["UserId"], "tally-main-functions");
+    assert_eq!(
+        resources(&t)["CounterCache"]["Properties"]["ServerlessCacheName"],
+        "tally-main-counters"
+    );
+}
+
+#[test]
+fn cache_is_bounded_private_and_iam_only() {
+    let options = PipelineOptions {
+        cache_max_storage_gb: 3,
+        cache_max_ecpu_per_second: 5_000,
+        ..PipelineOptions::default()
+    };
+    let t = template_with("main", &options);
+    let cache = &resources(&t)["CounterCache"];
+    assert_eq!(cache["Type"], "AWS::ElastiCache::ServerlessCache");
+    let p = &cache["Properties"];
+    assert_eq!(p["Engine"], "valkey");
+    assert_eq!(p["MajorEngineVersion"], "8");
+    assert_eq!(
+        p["CacheUsageLimits"],
+        json!({"DataStorage": {"Maximum": 3, "Unit": "GB"}, "ECPUPerSecond": {"Maximum": 5000}})
+    );
+    let (group, _) = find(&t, "AWS::ElastiCache::UserGroup", "CacheUsers");
+    assert_eq!(p["UserGroupId"], json!({"Ref": group}));
+    let (cache_group, sg) = find(&t, "AWS::EC2::SecurityGroup", "CacheSecurityGroup");
+    assert_eq!(
+        p["SecurityGroupIds"],
+        json!([{"Fn::GetAtt": [cache_group, "GroupId"]}])
+    );
+    let (functions_group, _) = find(&t, "AWS::EC2::SecurityGroup", "FunctionsSecurityGroup");
+    let rules = sg["Properties"]["SecurityGroupIngress"]
+        .as_array()
+        .expect("ingress");
+    assert_eq!(rules.len(), 1);
+    assert_eq!(rules[0]["FromPort"], 6379);
+    assert_eq!(rules[0]["ToPort"], 6380);
+    assert_eq!(
+        rules[0]["SourceSecurityGroupId"],
+        json!({"Fn::GetAtt": [functions_group, "GroupId"]})
+    );
+    let (_, user) = find(&t, "AWS::ElastiCache::User", "CacheUser");
+    assert_eq!(
+        user["Properties"]["AuthenticationMode"],
+        json!({"Type": "iam"})
+    );
+    let access = user["Properties"]["AccessString"].as_str().expect("access");
+    assert!(
+        !access.contains("~*") && !access.contains("+@all"),
+        "{access}"
+    );
+    assert!(access.ends_with("-@dangerous"), "{access}");
+}
+
+#[test]
+fn only_the_cache_users_are_in_the_vpc() {
+    let t = template("main");
+    let (functions_group, _) = find(&t, "AWS::EC2::SecurityGroup", "FunctionsSecurityGroup");
+    for function in ["Realtime", "Deferred", "Query"] {
+        let (_, f) = find(&t, "AWS::Lambda::Function", function);
+        let config = &f["Properties"]["VpcConfig"];
+        assert_eq!(
+            config["SecurityGroupIds"],
+            json!([{"Fn::GetAtt": [functions_group, "GroupId"]}]),
+            "{function}"
+        );
+        assert_eq!(config["SubnetIds"].as_array().map(Vec::len), Some(2));
+    }
+    for function in ["Collect", "Scaler"] {
+        let (_, f) = find(&t, "AWS::Lambda::Function", function);
+        assert!(f["Properties"].get("VpcConfig").is_none(), "{function}");
+    }
+}
+
+#[test]
+fn endpoints_only_for_what_the_vpc_functions_call() {
+    let t = template("main");
+    let endpoints = of_type(&t, "AWS::EC2::VPCEndpoint");
+    let services: Vec<(String, &Value)> = endpoints
+        .iter()
+        .map(|(_, e)| {
+            (
+                e["Properties"]["ServiceName"]["Fn::Sub"]
+                    .as_str()
+                    .unwrap_or("?")
+                    .to_owned(),
+                &e["Properties"]["VpcEndpointType"],
+            )
+        })
+        .collect();
+    assert_eq!(
+        services,
+        [
+            (
+                "com.amazonaws.${AWS::Region}.dynamodb".to_owned(),
+                &json!("Gateway")
+            ),
+            (
+                "com.amazonaws.${AWS::Region}.s3".to_owned(),
+                &json!("Gateway")
+            ),
+            (
+                "com.amazonaws.${AWS::Region}.secretsmanager".to_owned(),
+                &json!("Interface")
+            ),
+        ]
+    );
+    let (metrics, _) = find(&t, "AWS::DynamoDB::Table", "Metrics");
+    let (token, _) = find(&t, "AWS::SecretsManager::Secret", "QueryToken");
+    let (archive, _) = find(&t, "AWS::S3::Bucket", "Archive");
+    for (prefix, allowed) in [
+        (
+            "DynamoDbEndpoint",
+            vec![json!({"Fn::GetAtt": [metrics, "Arn"]})],
+        ),
+        ("SecretsManagerEndpoint", vec![json!({"Ref": token})]),
+        (
+            "S3Endpoint",
+            vec![
+                json!({"Fn::Sub": format!("${{{archive}.Arn}}/*")}),
+                json!({"Fn::GetAtt": [archive, "Arn"]}),
+            ],
+        ),
+    ] {
+        let (_, e) = find(&t, "AWS::EC2::VPCEndpoint", prefix);
+        let resources: Vec<Value> = e["Properties"]["PolicyDocument"]["Statement"]
+            .as_array()
+            .expect("statements")
+            .iter()
+            .flat_map(|s| s["Resource"].as_array().cloned().unwrap_or_default())
+            .collect();
+        assert_eq!(resources, allowed, "{prefix}");
+    }
 }
 
 #[test]
@@ -235,7 +417,10 @@ fn on_demand_is_one_option_away() {
         .iter()
         .all(|(id, _)| !id.starts_with("Scaler")));
     assert!(t["Parameters"].get("ScalerCodeKey").is_none());
-    assert_eq!(count(&t, "AWS::Events::Rule"), 0);
+    // Only the compactor's schedule is left.
+    assert_eq!(count(&t, "AWS::Events::Rule"), 1);
+    let (_, rule) = find(&t, "AWS::Events::Rule", "CompactorSchedule");
+    assert_eq!(rule["Properties"]["ScheduleExpression"], "rate(1 minute)");
 }
 
 #[test]
@@ -317,7 +502,10 @@ fn outputs() {
             "ArchiveBucketName",
             "QueryTokenSecretArn",
             "RealtimeFailuresQueueUrl",
-            "DeferredFailuresQueueUrl"
+            "DeferredFailuresQueueUrl",
+            "CacheEndpointAddress",
+            "CacheEndpointPort",
+            "CacheName"
         ]
     );
 }
@@ -399,6 +587,17 @@ fn roles_have_exactly_the_grants_they_need() {
             ("logs:PutLogEvents", group),
         ]
     };
+    // Network interfaces (writes scoped to the account's EC2 resources, reads unscoped) and the cache.
+    let cache = [
+        ("ec2:AssignPrivateIpAddresses", "?"),
+        ("ec2:CreateNetworkInterface", "?"),
+        ("ec2:DeleteNetworkInterface", "?"),
+        ("ec2:UnassignPrivateIpAddresses", "?"),
+        ("ec2:DescribeNetworkInterfaces", "?"),
+        ("ec2:DescribeSubnets", "?"),
+        ("elasticache:Connect", "?"),
+        ("elasticache:Connect", "CacheUser"),
+    ];
     let mut collect = vec![
         ("kinesis:PutRecord", "Events"),
         ("kinesis:PutRecords", "Events"),
@@ -430,9 +629,10 @@ fn roles_have_exactly_the_grants_they_need() {
         ("kinesis:DescribeStreamConsumer", "RealtimeConsumer"),
         ("kinesis:SubscribeToShard", "RealtimeConsumer"),
     ]);
-    realtime.extend(table_rw.iter().map(|a| (*a, "Metrics")));
+    // No table: the realtime lane writes the cache only.
     realtime.push(("sqs:SendMessage", "RealtimeFailures"));
     realtime.extend(logs("RealtimeLogGroup"));
+    realtime.extend(cache);
     check_grants(&t, "Realtime", &realtime);
 
     let mut deferred: Vec<(&str, &str)> = stream_read.iter().map(|a| (*a, "Events")).collect();
@@ -445,7 +645,13 @@ fn roles_have_exactly_the_grants_they_need() {
         ("sqs:SendMessage", "DeferredFailures"),
     ]);
     deferred.extend(logs("DeferredLogGroup"));
+    deferred.extend(cache);
     check_grants(&t, "Deferred", &deferred);
+
+    let mut compactor: Vec<(&str, &str)> = table_rw.iter().map(|a| (*a, "Metrics")).collect();
+    compactor.extend(logs("CompactorLogGroup"));
+    compactor.extend(cache);
+    check_grants(&t, "Compactor", &compactor);
 
     let mut query: Vec<(&str, &str)> = [
         "dynamodb:BatchGetItem",
@@ -463,6 +669,7 @@ fn roles_have_exactly_the_grants_they_need() {
         ("secretsmanager:GetSecretValue", "QueryToken"),
     ]);
     query.extend(logs("QueryLogGroup"));
+    query.extend(cache);
     check_grants(&t, "Query", &query);
 
     let mut scaler = vec![
@@ -480,12 +687,22 @@ fn no_wildcards_in_any_policy() {
     for options in [PipelineOptions::default(), PipelineOptions::on_demand()] {
         let t = template_with("main", &options);
         for (id, role) in of_type(&t, "AWS::IAM::Role") {
-            // The one exception: CloudWatch metric reads have no resource-level permissions.
-            let unscoped =
-                r#"{"Effect":"Allow","Action":"cloudwatch:GetMetricStatistics","Resource":"*"}"#;
-            let text = role["Properties"]["Policies"]
-                .to_string()
-                .replace(unscoped, "");
+            // The exceptions: CloudWatch metric reads and the network-interface reads of a function
+            // in a VPC have no resource-level permissions.
+            let unscoped = [
+                r#"{"Effect":"Allow","Action":"cloudwatch:GetMetricStatistics","Resource":"*"}"#,
+                r#"{"Effect":"Allow","Action":["ec2:DescribeNetworkInterfaces","ec2:DescribeSubnets"],"Resource":"*"}"#,
+            ];
+            let mut text = role["Properties"]["Policies"].to_string();
+            for allowed in unscoped {
+                text = text.replace(allowed, "");
+            }
+            // Network-interface writes: any EC2 resource of the stack's own account and region (Lambda
+            // creates the interfaces, so their ids are unknown at synth).
+            text = text.replace(
+                r#""arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:*""#,
+                "ACCOUNT_EC2",
+            );
             assert!(!text.contains("\"*\""), "{id} has a `*` resource: {text}");
             assert!(!text.contains(":*\""), "{id} has a wildcard action: {text}");
         }

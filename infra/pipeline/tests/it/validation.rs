@@ -145,3 +145,49 @@ fn every_problem_is_reported_at_once() {
         "{error}"
     );
 }
+
+#[test]
+fn cache_and_dedup_settings_outside_their_ranges() {
+    check(
+        |o| o.dedup_window_secs = 899,
+        "tally-main/CounterStore: dedup_window_secs: dedup window of 899 s is out of range: give 900..=604800 seconds",
+    );
+    check(
+        |o| o.dedup_window_secs = 604_801,
+        "dedup window of 604801 s is out of range",
+    );
+    check(
+        |o| o.cache_max_storage_gb = 0,
+        "tally-main/CounterCache: max_storage_gb 0 is outside 1..=5000",
+    );
+    check(
+        |o| o.cache_max_storage_gb = 5_001,
+        "max_storage_gb 5001 is outside 1..=5000",
+    );
+    check(
+        |o| o.cache_max_ecpu_per_second = 999,
+        "tally-main/CounterCache: max_ecpu_per_second 999 is outside 1000..=15000000",
+    );
+    check(
+        |o| o.cache_max_ecpu_per_second = 15_000_001,
+        "max_ecpu_per_second 15000001 is outside 1000..=15000000",
+    );
+    for ok in [
+        PipelineOptions {
+            dedup_window_secs: 900,
+            cache_max_storage_gb: 5_000,
+            cache_max_ecpu_per_second: 1_000,
+            ..PipelineOptions::default()
+        },
+        PipelineOptions {
+            dedup_window_secs: 604_800,
+            cache_max_storage_gb: 1,
+            cache_max_ecpu_per_second: 15_000_000,
+            ..PipelineOptions::default()
+        },
+    ] {
+        if let Err(error) = synth_json(&Stage::new("main"), &ok) {
+            panic!("the range ends synthesize: {error}");
+        }
+    }
+}

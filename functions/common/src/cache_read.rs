@@ -1,0 +1,178 @@
+//! Reading closed minutes out of the counter store (Valkey) for the compactor and the readers.
+//!
+//! A minute of a lane is spread over the lane's shards: per shard, the index set `{<lane>:<shard>}:i#<minute>`
+//! names the campaigns with counters in it, and each campaign's hash `{<lane>:<shard>}:c#<campaign>#<minute>`
+//! holds `<ad>#<counter>` fields. [`CounterStore::read_minute`] reads them (`SMEMBERS`, then one `HGETALL` per
+//! campaign, all shards at once) and sums them with `tally_domain::compact::fold_hash`;
+//! [`CounterStore::compact_minute`] makes both lanes of a minute into compacted items. The shards are the
+//! members of `{<lane>}:shards` ([`CounterStore::register_shard`]).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use futures_util::stream::{self, StreamExt, TryStreamExt};
+use tally_domain::compact::{fold_hash, CompactedItem, MinuteJob};
+use tally_domain::event::check_id;
+use tally_domain::exactly_once::{check_shard_id, Tally};
+use tally_domain::store_keys::{counter_key, index_key, shards_key, StoreLane};
+
+use crate::store::{store_error, CounterStore};
+use crate::Error;
+
+/// Per campaign, per ad: one lane's counts of one minute, summed over shards.
+pub type MinuteCounts = BTreeMap<String, BTreeMap<String, Tally>>;
+
+/// A counter hash as read: (campaign, key, fields and values).
+type HashRead = (String, String, Vec<(String, String)>);
+
+/// Reads in flight at once.
+const READS_IN_FLIGHT: usize = 64;
+
+impl CounterStore {
+    /// The shards that ever wrote to a lane (`SMEMBERS {<lane>}:shards`), sorted. A member that is not a
+    /// shard id is an error naming it: it would name keys in another slot.
+    pub async fn shards(&self, lane: StoreLane) -> Result<Vec<String>, Error> {
+        let key = shards_key(lane);
+        let members: BTreeSet<String> = redis::cmd("SMEMBERS")
+            .arg(&key)
+            .query_async(&mut self.connection())
+            .await
+            .map_err(|e| store_error("read shards", e))?;
+        for m in &members {
+            check_shard_id(m).map_err(|e| Error::CorruptStore {
+                key: key.clone(),
+                rule: e.to_string(),
+            })?;
+        }
+        Ok(members.into_iter().collect())
+    }
+
+    /// One minute of a lane summed over `shards`: per campaign, per ad.
+    pub async fn read_minute(
+        &self,
+        lane: StoreLane,
+        shards: &[String],
+        minute: i64,
+    ) -> Result<MinuteCounts, Error> {
+        // The campaigns of every shard, then every (shard, campaign) hash.
+        let indexes: Vec<(String, BTreeSet<String>)> = stream::iter(shards.iter().map(|shard| {
+            let mut conn = self.connection();
+            let key = index_key(lane, shard, minute);
+            async move {
+                let campaigns: BTreeSet<String> = redis::cmd("SMEMBERS")
+                    .arg(&key)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(|e| store_error("read index", e))?;
+                for c in &campaigns {
+                    check_id("campaign_id", c).map_err(|e| Error::CorruptStore {
+                        key: key.clone(),
+                        rule: format!("member is not a campaign id: {e}"),
+                    })?;
+                }
+                Ok::<_, Error>((shard.clone(), campaigns))
+            }
+        }))
+        .buffer_unordered(READS_IN_FLIGHT)
+        .try_collect()
+        .await?;
+        let hashes = indexes.iter().flat_map(|(shard, campaigns)| {
+            campaigns
+                .iter()
+                .map(move |c| (c.clone(), counter_key(lane, shard, c, minute)))
+        });
+        let read: Vec<HashRead> = stream::iter(hashes.map(|(campaign, key)| {
+            let mut conn = self.connection();
+            async move {
+                let fields: Vec<(String, String)> = redis::cmd("HGETALL")
+                    .arg(&key)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(|e| store_error("read counters", e))?;
+                Ok::<_, Error>((campaign, key, fields))
+            }
+        }))
+        .buffer_unordered(READS_IN_FLIGHT)
+        .try_collect()
+        .await?;
+        let mut out = MinuteCounts::new();
+        for (campaign, key, fields) in read {
+            let ads = out.entry(campaign).or_default();
+            fold_hash(ads, fields.iter().map(|(f, v)| (f.as_str(), v.as_str()))).map_err(|e| {
+                Error::CorruptStore {
+                    key,
+                    rule: e.to_string(),
+                }
+            })?;
+        }
+        out.retain(|_, ads| {
+            ads.retain(|_, t| !t.is_zero());
+            !ads.is_empty()
+        });
+        Ok(out)
+    }
+
+    /// One campaign's minute of a lane summed over `shards`, per ad (`HGETALL` of its hash on every shard).
+    pub async fn read_campaign_minute(
+        &self,
+        lane: StoreLane,
+        shards: &[String],
+        campaign_id: &str,
+        minute: i64,
+    ) -> Result<BTreeMap<String, Tally>, Error> {
+        let read: Vec<(String, Vec<(String, String)>)> = stream::iter(shards.iter().map(|shard| {
+            let mut conn = self.connection();
+            let key = counter_key(lane, shard, campaign_id, minute);
+            async move {
+                let fields: Vec<(String, String)> = redis::cmd("HGETALL")
+                    .arg(&key)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(|e| store_error("read counters", e))?;
+                Ok::<_, Error>((key, fields))
+            }
+        }))
+        .buffer_unordered(READS_IN_FLIGHT)
+        .try_collect()
+        .await?;
+        let mut ads = BTreeMap::new();
+        for (key, fields) in read {
+            fold_hash(
+                &mut ads,
+                fields.iter().map(|(f, v)| (f.as_str(), v.as_str())),
+            )
+            .map_err(|e| Error::CorruptStore {
+                key,
+                rule: e.to_string(),
+            })?;
+        }
+        ads.retain(|_, t: &mut Tally| !t.is_zero());
+        Ok(ads)
+    }
+
+    /// The compacted items of one minute: both lanes read over their shards, one item per campaign with
+    /// counts in either lane.
+    pub async fn compact_minute(&self, job: MinuteJob) -> Result<Vec<CompactedItem>, Error> {
+        let (rt_shards, st_shards) = tokio::try_join!(
+            self.shards(StoreLane::Realtime),
+            self.shards(StoreLane::Settled)
+        )?;
+        let (rt, st) = tokio::try_join!(
+            self.read_minute(StoreLane::Realtime, &rt_shards, job.minute),
+            self.read_minute(StoreLane::Settled, &st_shards, job.minute)
+        )?;
+        let empty = BTreeMap::new();
+        let campaigns: BTreeSet<&String> = rt.keys().chain(st.keys()).collect();
+        Ok(campaigns
+            .into_iter()
+            .map(|c| {
+                CompactedItem::from_lanes(
+                    c,
+                    job.minute,
+                    rt.get(c).unwrap_or(&empty),
+                    st.get(c).unwrap_or(&empty),
+                    job.settled_final,
+                )
+            })
+            .collect())
+    }
+}

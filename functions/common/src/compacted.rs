@@ -1,0 +1,340 @@
+//! Compacted minutes in the metrics table: one item per (campaign, minute) with every ad and both lanes, and
+//! the compactor's watermark. The decisions are `tally_domain::compact`'s; this module only moves bytes.
+//!
+//! # Layout (next to the rows of [`crate::metrics`], under keys that cannot collide with them)
+//!
+//! * Minute items: `pk = "cm#{campaign_id}"`, `sk = "{minute}"` (unix minutes, zero-padded to 10 digits, so
+//!   a `BETWEEN` on `sk` is a range of minutes). Attributes `ads` (B, [`encode_ads`]: every ad's six
+//!   counters for the realtime lane and the settled lane) and `sf` (BOOL: the settled counts are final).
+//!   Today's counter rows are `c#{campaign_id}`; campaign ids never contain `#`, so `cm#…` is never one of
+//!   them.
+//! * The watermark: `pk = "compactor"`, `sk = "watermark"`, attributes `rt` and `st` (N, the last minute
+//!   compacted with final realtime / settled counts; absent: none yet). Written with a condition on the
+//!   values read, so it only moves forward ([`CompactedTable::advance_watermark`]).
+//!
+//! Items are written with a plain `PutItem` of the full state: writing one twice (a retry, two compactors)
+//! leaves the same item.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::config::http::HttpResponse;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::primitives::Blob;
+use aws_sdk_dynamodb::types::AttributeValue;
+use std::collections::BTreeMap;
+
+use tally_domain::compact::{decode_ads, encode_ads, split_at_seam, CompactedItem, Watermark};
+use tally_domain::exactly_once::Tally;
+use tally_domain::store_keys::StoreLane;
+
+use crate::metrics::{is_retryable, sdk_message};
+use crate::store::CounterStore;
+use crate::Error;
+
+/// A campaign's series of a lane, minutes `from..=to`, per (ad, minute), as readers serve it: minutes at or
+/// before the lane's watermark from the compacted items, later ones from Valkey summed over the lane's
+/// shards (`tally_domain::compact::split_at_seam`). Cells without counts are absent.
+pub async fn read_series(
+    table: &CompactedTable,
+    store: &CounterStore,
+    watermark: &Watermark,
+    lane: StoreLane,
+    campaign_id: &str,
+    from: i64,
+    to: i64,
+) -> Result<BTreeMap<(String, i64), Tally>, Error> {
+    let (compacted, live) = split_at_seam(watermark, lane, from, to);
+    let mut out = BTreeMap::new();
+    if let Some(minutes) = compacted {
+        for item in table
+            .items(campaign_id, *minutes.start(), *minutes.end())
+            .await?
+        {
+            for (ad, t) in item.lane(lane) {
+                out.insert((ad.to_owned(), item.minute), t);
+            }
+        }
+    }
+    if let Some(minutes) = live {
+        let shards = store.shards(lane).await?;
+        for minute in minutes {
+            for (ad, t) in store
+                .read_campaign_minute(lane, &shards, campaign_id, minute)
+                .await?
+            {
+                out.insert((ad, minute), t);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Partition key prefix of the minute items.
+pub const ITEM_PK_PREFIX: &str = "cm#";
+/// Partition and sort key of the watermark row.
+pub const WATERMARK_PK: &str = "compactor";
+pub const WATERMARK_SK: &str = "watermark";
+/// Attempts at moving the watermark against concurrent compactors.
+const MAX_ATTEMPTS: u32 = 8;
+/// Largest minute the sort key holds (10 digits).
+const MAX_MINUTE: i64 = 9_999_999_999;
+
+/// The partition key of a campaign's minute items.
+pub fn item_pk(campaign_id: &str) -> String {
+    format!("{ITEM_PK_PREFIX}{campaign_id}")
+}
+
+/// The sort key of a minute; `None` outside `0..=9_999_999_999`.
+pub fn item_sk(minute: i64) -> Option<String> {
+    (0..=MAX_MINUTE)
+        .contains(&minute)
+        .then(|| format!("{minute:010}"))
+}
+
+/// The compacted items and the watermark in the metrics table.
+#[derive(Clone, Debug)]
+pub struct CompactedTable {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+impl CompactedTable {
+    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> CompactedTable {
+        CompactedTable {
+            client,
+            table: table.into(),
+        }
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// Writes an item (the full state, unconditionally: the same item whatever the number of writes).
+    pub async fn put_item(&self, item: &CompactedItem) -> Result<(), Error> {
+        let sk = self.sk(item.minute)?;
+        let ads = encode_ads(item).map_err(|e| Error::InvalidQuery(e.to_string()))?;
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", AttributeValue::S(item_pk(&item.campaign_id)))
+            .item("sk", AttributeValue::S(sk))
+            .item("ads", AttributeValue::B(Blob::new(ads)))
+            .item("sf", AttributeValue::Bool(item.settled_final))
+            .send()
+            .await
+            .map_err(|e| self.dynamo_error("PutItem", e))?;
+        Ok(())
+    }
+
+    /// A campaign's items for minutes `from..=to`, in minute order (minutes without an item are absent: no
+    /// counts in either lane). Strongly consistent.
+    pub async fn items(
+        &self,
+        campaign_id: &str,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<CompactedItem>, Error> {
+        let mut out = Vec::new();
+        if from > to || to < 0 || from > MAX_MINUTE {
+            return Ok(out);
+        }
+        let pk = item_pk(campaign_id);
+        let (lo, hi) = (self.sk(from.max(0))?, self.sk(to.min(MAX_MINUTE))?);
+        let mut start: Option<HashMap<String, AttributeValue>> = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .consistent_read(true)
+                .key_condition_expression("pk = :pk AND sk BETWEEN :lo AND :hi")
+                .expression_attribute_values(":pk", AttributeValue::S(pk.clone()))
+                .expression_attribute_values(":lo", AttributeValue::S(lo.clone()))
+                .expression_attribute_values(":hi", AttributeValue::S(hi.clone()))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| self.dynamo_error("Query", e))?;
+            for item in page.items() {
+                out.push(self.parse_item(campaign_id, item)?);
+            }
+            match page.last_evaluated_key() {
+                Some(key) if !key.is_empty() => start = Some(key.clone()),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    fn parse_item(
+        &self,
+        campaign_id: &str,
+        item: &HashMap<String, AttributeValue>,
+    ) -> Result<CompactedItem, Error> {
+        let pk = item_pk(campaign_id);
+        let sk = match item.get("sk") {
+            Some(AttributeValue::S(s)) => s.clone(),
+            _ => return Err(self.corrupt(&pk, "?", "no string sort key".to_owned())),
+        };
+        let minute = sk
+            .parse::<i64>()
+            .ok()
+            .filter(|m| item_sk(*m).as_deref() == Some(sk.as_str()))
+            .ok_or_else(|| {
+                self.corrupt(&pk, &sk, "sort key is not a 10-digit minute".to_owned())
+            })?;
+        let ads = match item.get("ads") {
+            Some(AttributeValue::B(b)) => {
+                decode_ads(b.as_ref()).map_err(|e| self.corrupt(&pk, &sk, e.to_string()))?
+            }
+            _ => return Err(self.corrupt(&pk, &sk, "ads: missing or not binary".to_owned())),
+        };
+        let settled_final = match item.get("sf") {
+            Some(AttributeValue::Bool(b)) => *b,
+            _ => return Err(self.corrupt(&pk, &sk, "sf: missing or not a boolean".to_owned())),
+        };
+        Ok(CompactedItem {
+            campaign_id: campaign_id.to_owned(),
+            minute,
+            settled_final,
+            ads,
+        })
+    }
+
+    /// The stored watermark (strongly consistent); the default when none is stored yet.
+    pub async fn watermark(&self) -> Result<Watermark, Error> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .consistent_read(true)
+            .key("pk", AttributeValue::S(WATERMARK_PK.to_owned()))
+            .key("sk", AttributeValue::S(WATERMARK_SK.to_owned()))
+            .send()
+            .await
+            .map_err(|e| self.dynamo_error("GetItem", e))?;
+        let Some(item) = out.item() else {
+            return Ok(Watermark::default());
+        };
+        let lane = |name: &str| -> Result<Option<i64>, Error> {
+            match item.get(name) {
+                None => Ok(None),
+                Some(AttributeValue::N(n)) => n.parse().map(Some).map_err(|_| {
+                    self.corrupt(
+                        WATERMARK_PK,
+                        WATERMARK_SK,
+                        format!("{name}: {n:?} is not a minute"),
+                    )
+                }),
+                Some(_) => {
+                    Err(self.corrupt(WATERMARK_PK, WATERMARK_SK, format!("{name}: not a number")))
+                }
+            }
+        };
+        let w = Watermark {
+            realtime: lane("rt")?,
+            settled: lane("st")?,
+        };
+        w.check()
+            .map_err(|e| self.corrupt(WATERMARK_PK, WATERMARK_SK, e.to_string()))?;
+        Ok(w)
+    }
+
+    /// Moves the watermark from `read` (what this compactor read before its run) to `to`, never back: the
+    /// write is conditioned on the stored row still being `read`. If another compactor moved it meanwhile,
+    /// the stored row is read again and the lane-wise later of the two is written (or nothing, when the
+    /// stored one is already at or past `to`). Returns the watermark stored in the end.
+    pub async fn advance_watermark(
+        &self,
+        read: Watermark,
+        to: Watermark,
+    ) -> Result<Watermark, Error> {
+        let invalid = |e: tally_domain::compact::WatermarkError| Error::InvalidQuery(e.to_string());
+        let mut current = read;
+        let mut target = read.advance(to).map_err(invalid)?;
+        for _ in 0..MAX_ATTEMPTS {
+            if target == current {
+                return Ok(current);
+            }
+            let mut put = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .item("pk", AttributeValue::S(WATERMARK_PK.to_owned()))
+                .item("sk", AttributeValue::S(WATERMARK_SK.to_owned()));
+            for (name, v) in [("rt", target.realtime), ("st", target.settled)] {
+                if let Some(v) = v {
+                    put = put.item(name, AttributeValue::N(v.to_string()));
+                }
+            }
+            let mut conditions = Vec::new();
+            for (name, v) in [("rt", current.realtime), ("st", current.settled)] {
+                match v {
+                    Some(v) => {
+                        conditions.push(format!("#{name} = :{name}"));
+                        put = put.expression_attribute_values(
+                            format!(":{name}"),
+                            AttributeValue::N(v.to_string()),
+                        );
+                    }
+                    None => conditions.push(format!("attribute_not_exists(#{name})")),
+                }
+                put = put.expression_attribute_names(format!("#{name}"), name);
+            }
+            match put
+                .condition_expression(conditions.join(" AND "))
+                .send()
+                .await
+            {
+                Ok(_) => return Ok(target),
+                Err(err)
+                    if err
+                        .as_service_error()
+                        .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+                {
+                    current = self.watermark().await?;
+                    target = Watermark {
+                        realtime: current.realtime.max(target.realtime),
+                        settled: current.settled.max(target.settled),
+                    };
+                }
+                Err(err) => return Err(self.dynamo_error("PutItem", err)),
+            }
+        }
+        Err(Error::Contention {
+            table: self.table.clone(),
+            pk: WATERMARK_PK.to_owned(),
+            sk: WATERMARK_SK.to_owned(),
+            attempts: MAX_ATTEMPTS,
+        })
+    }
+
+    fn sk(&self, minute: i64) -> Result<String, Error> {
+        item_sk(minute).ok_or_else(|| {
+            Error::InvalidQuery(format!(
+                "minute {minute} is outside 0..={MAX_MINUTE} (unix minutes)"
+            ))
+        })
+    }
+
+    fn dynamo_error<E>(&self, op: &'static str, err: SdkError<E, HttpResponse>) -> Error
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        Error::Dynamo {
+            op,
+            table: self.table.clone(),
+            retryable: is_retryable(&err),
+            message: sdk_message(&err),
+        }
+    }
+
+    fn corrupt(&self, pk: &str, sk: &str, rule: String) -> Error {
+        Error::CorruptRow {
+            table: self.table.clone(),
+            pk: pk.to_owned(),
+            sk: sk.to_owned(),
+            rule,
+        }
+    }
+}

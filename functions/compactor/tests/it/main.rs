@@ -1,0 +1,238 @@
+//! The compactor end to end against a real `valkey-server` and `moto_server`: batches applied to both lanes
+//! over three shards, runs at chosen times (before the minutes close, after the realtime lane closes them,
+//! after the settled lane does, twice at once), series read across the seam, and the cache losing all its
+//! data after compaction.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use lambda_runtime::{Context, LambdaEvent};
+use tally_aws::compacted::{read_series, CompactedTable};
+use tally_aws::store::{CounterStore, StoreConfig};
+use tally_compactor::Compactor;
+use tally_domain::compact::{CompactPolicy, Watermark, MINUTE_MS};
+use tally_domain::event::{DeviceClass, Event, EventKind};
+use tally_domain::exactly_once::{Batch, DedupWindow, Position, Tally};
+use tally_domain::rollup::minute_of;
+use tally_domain::store_keys::StoreLane;
+use tally_testkit::{Moto, Valkey};
+
+/// A minute boundary (2026-11-26).
+const NOW: i64 = 1_795_698_000_000;
+
+fn event(i: usize) -> Event {
+    let kind = EventKind::ALL[i % 4];
+    Event {
+        id: format!("e{i}"),
+        kind,
+        campaign_id: format!("c{}", (i / 2) % 2),
+        ad_id: format!("a{}", i % 3),
+        placement_id: None,
+        user_id: None,
+        client_ts_ms: None,
+        received_ms: NOW + ((i % 2) as i64) * MINUTE_MS + 7,
+        cost_micros: 10 * i as u64 + 1,
+        value_micros: if kind == EventKind::Conversion {
+            1_000
+        } else {
+            0
+        },
+        country: None,
+        device: DeviceClass::Unknown,
+        user_agent: None,
+    }
+}
+
+fn valid(e: &Event) -> bool {
+    !e.cost_micros.is_multiple_of(3)
+}
+
+type Truth = [BTreeMap<(String, String, i64), Tally>; 2];
+
+/// Events `0..n` over three shards (every fourth one resent on a second shard), both lanes, each batch
+/// delivered twice; the truth per lane from the distinct ids.
+async fn fill(store: &CounterStore, n: usize) -> Truth {
+    for shard in 0..3 {
+        let id = format!("shardId-{shard:012}");
+        let mut batch = Batch::new();
+        for r in 0..3 {
+            let events = (0..n)
+                .filter(|i| i % 3 == r && (i % 3 == shard || i % 4 == 0))
+                .map(event)
+                .collect();
+            let position = Position::new(&id, &(200 + r).to_string()).expect("position");
+            batch.push_record(position, events).expect("in order");
+        }
+        for lane in StoreLane::ALL {
+            store.register_shard(lane, &id).await.expect("register");
+            for _ in 0..2 {
+                let keep = |e: &Event| lane == StoreLane::Realtime || valid(e);
+                store.process(lane, &batch, keep).await.expect("applies");
+            }
+        }
+    }
+    let mut truth = Truth::default();
+    for e in (0..n).map(event) {
+        for (l, lane) in StoreLane::ALL.into_iter().enumerate() {
+            if lane == StoreLane::Realtime || valid(&e) {
+                truth[l]
+                    .entry((
+                        e.campaign_id.clone(),
+                        e.ad_id.clone(),
+                        minute_of(e.received_ms),
+                    ))
+                    .or_default()
+                    .add(&e);
+            }
+        }
+    }
+    truth
+}
+
+struct Setup {
+    server: Valkey,
+    _moto: Moto,
+    store: CounterStore,
+    table: CompactedTable,
+    compactor: Compactor,
+}
+
+async fn setup() -> Setup {
+    let server = Valkey::start();
+    let moto = Moto::start();
+    let store = CounterStore::connect(&StoreConfig {
+        nodes: vec![server.url()],
+        credentials: None,
+        window: DedupWindow::default(),
+        counter_ttl_secs: 0,
+        timeout: Duration::from_secs(5),
+    })
+    .await
+    .expect("connect");
+    let client =
+        aws_sdk_dynamodb::Client::new(&tally_aws_testing::sdk_config(&moto.endpoint()).await);
+    tally_aws_testing::create_metrics_table(&client, "metrics").await;
+    let table = CompactedTable::new(client, "metrics");
+    let source = tally_aws::cache_auth::StoreSource::connect(
+        tally_aws::store::CacheEnv::plain(server.addr()),
+        0,
+        Duration::from_secs(5),
+        None,
+    )
+    .await
+    .expect("connect");
+    let compactor =
+        Compactor::new(source, table.clone(), CompactPolicy::default()).expect("policy");
+    Setup {
+        server,
+        _moto: moto,
+        store,
+        table,
+        compactor,
+    }
+}
+
+/// Every lane's series of every campaign over minutes around the data, across the seam.
+async fn series(s: &Setup, from: i64, to: i64) -> Truth {
+    let wm = s.table.watermark().await.expect("watermark");
+    let mut out = Truth::default();
+    for (l, lane) in StoreLane::ALL.into_iter().enumerate() {
+        for c in ["c0", "c1"] {
+            let cells = read_series(&s.table, &s.store, &wm, lane, c, from, to)
+                .await
+                .expect("series");
+            for ((ad, minute), t) in cells {
+                out[l].insert((c.to_owned(), ad, minute), t);
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn compactor_closes_minutes_and_the_seam_holds() {
+    let s = setup().await;
+    let truth = fill(&s.store, 120).await;
+    let m0 = minute_of(NOW);
+    let (from, to) = (m0 - 5, m0 + 5);
+    let end = (m0 + 2) * MINUTE_MS; // the end of the last minute with data
+
+    // Before the minutes close: the first run looks back an hour and finds nothing.
+    let o = s.compactor.process(end + 30_000).await.expect("run");
+    assert_eq!(
+        (o.items, o.to.realtime, o.to.settled),
+        (0, Some(m0 - 1), Some(m0 - 9))
+    );
+    assert_eq!(series(&s, from, to).await, truth);
+
+    // The realtime lane has closed both minutes: realtime final, settled not yet.
+    let o = s
+        .compactor
+        .process(end + 2 * MINUTE_MS + 1)
+        .await
+        .expect("run");
+    assert_eq!((o.minutes, o.items, o.settled_final), (4, 4, 2), "{o:?}");
+    assert_eq!(
+        o.to,
+        Watermark {
+            realtime: Some(m0 + 1),
+            settled: Some(m0 - 7)
+        }
+    );
+    let items = s.table.items("c0", from, to).await.expect("items");
+    assert_eq!(items.len(), 2);
+    assert!(items.iter().all(|i| !i.settled_final));
+    assert_eq!(series(&s, from, to).await, truth);
+
+    // Two compactors at once, after the settled lane closed them too: the same items, one watermark.
+    let at = end + 10 * MINUTE_MS + 1;
+    let (a, b) = tokio::join!(s.compactor.process(at), s.compactor.process(at));
+    let (a, b) = (a.expect("run a"), b.expect("run b"));
+    assert_eq!(a.to, b.to);
+    assert_eq!(
+        a.to,
+        Watermark {
+            realtime: Some(m0 + 9),
+            settled: Some(m0 + 1)
+        }
+    );
+    let items = s.table.items("c1", from, to).await.expect("items");
+    assert!(
+        items.len() == 2 && items.iter().all(|i| i.settled_final),
+        "{items:?}"
+    );
+    assert_eq!(series(&s, from, to).await, truth);
+
+    // A run with nothing new changes nothing.
+    let o = s.compactor.process(at).await.expect("run");
+    assert_eq!((o.minutes, o.items, o.from, o.to), (0, 0, a.to, a.to));
+
+    // The cache loses everything: the compacted minutes still read right.
+    s.server.command(&["FLUSHALL"]).expect("flush");
+    assert_eq!(series(&s, from, to).await, truth);
+}
+
+#[tokio::test]
+async fn the_handler_runs_on_a_schedule_event() {
+    let s = setup().await;
+    let payload = serde_json::from_str(
+        r#"{"version":"0","id":"53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa","detail-type":"Scheduled Event",
+            "source":"aws.events","account":"123456789012","time":"2026-11-26T11:00:00Z","region":"us-east-1",
+            "resources":["arn:aws:events:us-east-1:123456789012:rule/tally-compactor"],"detail":{}}"#,
+    )
+    .expect("a schedule event");
+    let reply = tally_compactor::handler(
+        &s.compactor,
+        LambdaEvent {
+            payload,
+            context: Context::default(),
+        },
+    )
+    .await
+    .expect("runs");
+    assert_eq!(reply["items"], 0);
+    assert!(reply["realtime_watermark"].is_i64(), "{reply}");
+    // The stored watermark is the one reported.
+    let wm = s.table.watermark().await.expect("watermark");
+    assert_eq!(reply["realtime_watermark"].as_i64(), wm.realtime);
+}
