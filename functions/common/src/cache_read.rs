@@ -54,28 +54,8 @@ impl CounterStore {
         minute: i64,
     ) -> Result<MinuteCounts, Error> {
         // The campaigns of every shard, then every (shard, campaign) hash.
-        let indexes: Vec<(String, BTreeSet<String>)> = stream::iter(shards.iter().map(|shard| {
-            let mut conn = self.connection();
-            let key = index_key(lane, shard, minute);
-            async move {
-                let campaigns: BTreeSet<String> = redis::cmd("SMEMBERS")
-                    .arg(&key)
-                    .query_async(&mut conn)
-                    .await
-                    .map_err(|e| store_error("read index", e))?;
-                for c in &campaigns {
-                    check_id("campaign_id", c).map_err(|e| Error::CorruptStore {
-                        key: key.clone(),
-                        rule: format!("member is not a campaign id: {e}"),
-                    })?;
-                }
-                Ok::<_, Error>((shard.clone(), campaigns))
-            }
-        }))
-        .buffer_unordered(READS_IN_FLIGHT)
-        .try_collect()
-        .await?;
-        let hashes = indexes.iter().flat_map(|(shard, campaigns)| {
+        let indexes = self.indexes(lane, shards, minute..=minute).await?;
+        let hashes = indexes.iter().flat_map(|(shard, _, campaigns)| {
             campaigns
                 .iter()
                 .map(move |c| (c.clone(), counter_key(lane, shard, c, minute)))
@@ -111,6 +91,63 @@ impl CounterStore {
         Ok(out)
     }
 
+    /// The index sets (`SMEMBERS {<lane>:<shard>}:i#<minute>`) of every shard and minute: (shard, minute,
+    /// campaigns), every member checked to be a campaign id.
+    async fn indexes(
+        &self,
+        lane: StoreLane,
+        shards: &[String],
+        minutes: std::ops::RangeInclusive<i64>,
+    ) -> Result<Vec<(String, i64, BTreeSet<String>)>, Error> {
+        // Owned (shard, minute) pairs: a closure over borrowed ones trips the compiler's Send check in callers.
+        let keys: Vec<(String, i64)> = minutes
+            .flat_map(|minute| shards.iter().map(move |shard| (shard.clone(), minute)))
+            .collect();
+        stream::iter(keys.into_iter().map(|(shard, minute)| {
+            let mut conn = self.connection();
+            let key = index_key(lane, &shard, minute);
+            async move {
+                let campaigns: BTreeSet<String> = redis::cmd("SMEMBERS")
+                    .arg(&key)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(|e| store_error("read index", e))?;
+                for c in &campaigns {
+                    check_id("campaign_id", c).map_err(|e| Error::CorruptStore {
+                        key: key.clone(),
+                        rule: format!("member is not a campaign id: {e}"),
+                    })?;
+                }
+                Ok::<_, Error>((shard, minute, campaigns))
+            }
+        }))
+        .buffer_unordered(READS_IN_FLIGHT)
+        .try_collect()
+        .await
+    }
+
+    /// The campaigns with counters in a lane's minutes `from..=to` (any shard): id → (first, last) minute.
+    pub async fn campaigns_in(
+        &self,
+        lane: StoreLane,
+        from: i64,
+        to: i64,
+    ) -> Result<BTreeMap<String, (i64, i64)>, Error> {
+        let shards = self.shards(lane).await?;
+        let mut out: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+        if from > to {
+            return Ok(out);
+        }
+        for (_, minute, campaigns) in self.indexes(lane, &shards, from..=to).await? {
+            for c in campaigns {
+                let seen = out.entry(c).or_insert((minute, minute));
+                seen.0 = seen.0.min(minute);
+                seen.1 = seen.1.max(minute);
+            }
+        }
+        Ok(out)
+    }
+
     /// One campaign's minute of a lane summed over `shards`, per ad (`HGETALL` of its hash on every shard).
     pub async fn read_campaign_minute(
         &self,
@@ -119,21 +156,25 @@ impl CounterStore {
         campaign_id: &str,
         minute: i64,
     ) -> Result<BTreeMap<String, Tally>, Error> {
-        let read: Vec<(String, Vec<(String, String)>)> = stream::iter(shards.iter().map(|shard| {
-            let mut conn = self.connection();
-            let key = counter_key(lane, shard, campaign_id, minute);
-            async move {
-                let fields: Vec<(String, String)> = redis::cmd("HGETALL")
-                    .arg(&key)
-                    .query_async(&mut conn)
-                    .await
-                    .map_err(|e| store_error("read counters", e))?;
-                Ok::<_, Error>((key, fields))
-            }
-        }))
-        .buffer_unordered(READS_IN_FLIGHT)
-        .try_collect()
-        .await?;
+        let reads: Vec<_> = shards
+            .iter()
+            .map(|shard| {
+                let mut conn = self.connection();
+                let key = counter_key(lane, shard, campaign_id, minute);
+                async move {
+                    let fields: Vec<(String, String)> = redis::cmd("HGETALL")
+                        .arg(&key)
+                        .query_async(&mut conn)
+                        .await
+                        .map_err(|e| store_error("read counters", e))?;
+                    Ok::<_, Error>((key, fields))
+                }
+            })
+            .collect();
+        let read: Vec<(String, Vec<(String, String)>)> = stream::iter(reads)
+            .buffer_unordered(READS_IN_FLIGHT)
+            .try_collect()
+            .await?;
         let mut ads = BTreeMap::new();
         for (key, fields) in read {
             fold_hash(

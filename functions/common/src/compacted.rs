@@ -56,12 +56,26 @@ pub async fn read_series(
         }
     }
     if let Some(minutes) = live {
+        use futures_util::stream::{self, StreamExt, TryStreamExt};
         let shards = store.shards(lane).await?;
-        for minute in minutes {
-            for (ad, t) in store
-                .read_campaign_minute(lane, &shards, campaign_id, minute)
-                .await?
-            {
+        let shards = &shards;
+        // The minutes at once (each one HGETALL per shard): a day without compaction is 1,440 minutes.
+        // The futures collected first: a stream holding a closure that borrows trips the Send check of the
+        // callers' runtimes (a higher-ranked lifetime).
+        let reads: Vec<_> = minutes
+            .map(|minute| async move {
+                let ads = store
+                    .read_campaign_minute(lane, shards, campaign_id, minute)
+                    .await?;
+                Ok::<_, Error>((minute, ads))
+            })
+            .collect();
+        let read: Vec<(i64, BTreeMap<String, Tally>)> = stream::iter(reads)
+            .buffer_unordered(16)
+            .try_collect()
+            .await?;
+        for (minute, ads) in read {
+            for (ad, t) in ads {
                 out.insert((ad, minute), t);
             }
         }
@@ -104,6 +118,11 @@ impl CompactedTable {
             client,
             table: table.into(),
         }
+    }
+
+    /// The same table as [`crate::metrics::MetricsTable`] (its campaign index, its settled rows).
+    pub fn metrics(&self) -> crate::metrics::MetricsTable {
+        crate::metrics::MetricsTable::new(self.client.clone(), self.table.clone())
     }
 
     pub fn table(&self) -> &str {

@@ -31,6 +31,7 @@ pub enum CompactorError {
 pub struct Compactor {
     store: StoreSource,
     table: CompactedTable,
+    index: tally_aws::metrics::MetricsTable,
     policy: CompactPolicy,
 }
 
@@ -57,6 +58,7 @@ impl Compactor {
         policy.check()?;
         Ok(Compactor {
             store,
+            index: table.metrics(),
             table,
             policy,
         })
@@ -70,6 +72,7 @@ impl Compactor {
         let plan = plan_run(now_ms, &self.policy, LaneProgress::default(), from)?;
         let mut items = 0;
         let store = self.store.get().await?;
+        let mut seen: std::collections::BTreeMap<String, (i64, i64)> = Default::default();
         for job in &plan.jobs {
             let minute_items = store.compact_minute(*job).await?;
             items += minute_items.len();
@@ -77,7 +80,18 @@ impl Compactor {
                 .buffer_unordered(PUTS_IN_FLIGHT)
                 .try_collect::<Vec<()>>()
                 .await?;
+            for item in &minute_items {
+                let (first, last) = (item.minute * 60_000, item.minute * 60_000 + 59_999);
+                let span = seen
+                    .entry(item.campaign_id.clone())
+                    .or_insert((first, last));
+                span.0 = span.0.min(first);
+                span.1 = span.1.max(last);
+            }
         }
+        // The campaign index (the query API's list): every campaign of a compacted minute, before the
+        // watermark moves past it (readers list the open minutes' campaigns from the cache).
+        self.index.touch_campaigns(&seen).await?;
         let to = self.table.advance_watermark(from, plan.watermark).await?;
         Ok(Outcome {
             from,

@@ -8,6 +8,15 @@
 //! | `GET /` | the dashboard page ([`dashboard`]), or the login form |
 //! | `POST /login` | form `token=…`: sets the session cookie |
 //!
+//! **Where the numbers come from.** Realtime counts (every deduplicated event): closed minutes from the
+//! compacted items in the metrics table, minutes after the compactor's watermark from the counter store
+//! (Valkey), summed over the lane's shards ([`tally_aws::compacted::read_series`]); the realtime lane has no
+//! unique-user sketches, so its `unique_users` is the settled lane's estimate for the same bucket. Realtime
+//! minutes older than [`REALTIME_HISTORY_MINUTES`] are served as the settled counts of their bucket (hour and
+//! day roll-ups of the realtime lane are not built yet). Settled counts (valid traffic, with unique users):
+//! the settled rows of the metrics table. Campaigns: the table's index (the compactor adds each campaign of
+//! a closed minute) and the campaigns of the counter store's open minutes.
+//!
 //! Parameters are parsed strictly ([`params`]): unknown or repeated parameters, malformed times, ranges over
 //! the limits and ids outside `[A-Za-z0-9._:-]{1,64}` are `400` problem documents naming the parameter and the
 //! rule; a campaign that was never seen is `404`.
@@ -21,14 +30,19 @@
 pub mod dashboard;
 pub mod params;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use lambda_http::http::{header, HeaderValue, Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 use serde_json::{json, Value};
-use tally_aws::metrics::{CounterRow, Lane, MetricsTable, Resolution, CAMPAIGNS_PK};
+use tally_aws::cache_auth::StoreSource;
+use tally_aws::compacted::{read_series, CompactedTable};
+use tally_aws::metrics::{CampaignEntry, CounterRow, Lane, MetricsTable, Resolution, CAMPAIGNS_PK};
+use tally_domain::exactly_once::Tally;
 use tally_domain::rollup::Counters;
+use tally_domain::store_keys::StoreLane;
 
 use crate::params::{
     check_id, parse_query, parse_step, parse_time, series_range, step_name, BadParam, Range,
@@ -40,6 +54,8 @@ pub const COOKIE: &str = "tally_session";
 pub const SESSION_SECS: u32 = 12 * 3600;
 /// Campaigns whose totals are read at once by `GET /v1/campaigns`.
 const TOTALS_IN_FLIGHT: usize = 16;
+/// How far back realtime minutes are read (two days); older realtime buckets show the settled counts.
+pub const REALTIME_HISTORY_MINUTES: i64 = 2 * 1440;
 /// Shortest token accepted from the secret.
 pub const MIN_TOKEN_CHARS: usize = 16;
 
@@ -113,22 +129,85 @@ pub async fn load_auth(
     Ok(Auth::Token(token))
 }
 
-/// The query function: the metrics table and who may read it.
+/// The query function: the metrics table, the counter store, and who may read them.
 #[derive(Debug, Clone)]
 pub struct Query {
     table: MetricsTable,
+    compacted: CompactedTable,
+    store: Arc<StoreSource>,
     dynamodb: aws_sdk_dynamodb::Client,
     auth: Auth,
 }
 
 impl Query {
-    pub fn new(dynamodb: aws_sdk_dynamodb::Client, table: impl Into<String>, auth: Auth) -> Query {
-        let table = MetricsTable::new(dynamodb.clone(), table);
+    pub fn new(
+        dynamodb: aws_sdk_dynamodb::Client,
+        table: impl Into<String>,
+        store: StoreSource,
+        auth: Auth,
+    ) -> Query {
+        let table: String = table.into();
         Query {
-            table,
+            table: MetricsTable::new(dynamodb.clone(), table.clone()),
+            compacted: CompactedTable::new(dynamodb.clone(), table),
+            store: Arc::new(store),
             dynamodb,
             auth,
         }
+    }
+
+    /// A campaign's realtime counts per (ad, minute) for minutes `from..=to`, the part older than
+    /// [`REALTIME_HISTORY_MINUTES`] before `now_minute` left out.
+    async fn realtime(
+        &self,
+        id: &str,
+        from: i64,
+        to: i64,
+        now_minute: i64,
+    ) -> Result<BTreeMap<(String, i64), Tally>, Failure> {
+        let from = from.max(now_minute - REALTIME_HISTORY_MINUTES);
+        if from > to {
+            return Ok(BTreeMap::new());
+        }
+        let store = self.store.get().await.map_err(Failure::from_aws)?;
+        let watermark = self
+            .compacted
+            .watermark()
+            .await
+            .map_err(Failure::from_aws)?;
+        read_series(
+            &self.compacted,
+            &store,
+            &watermark,
+            StoreLane::Realtime,
+            id,
+            from,
+            to,
+        )
+        .await
+        .map_err(Failure::from_aws)
+    }
+
+    /// The campaigns of the counter store's open minutes (after the realtime watermark, at most
+    /// [`REALTIME_HISTORY_MINUTES`] back): id → (first, last) minute seen.
+    async fn live_campaigns(
+        &self,
+        now_minute: i64,
+    ) -> Result<BTreeMap<String, (i64, i64)>, Failure> {
+        let store = self.store.get().await.map_err(Failure::from_aws)?;
+        let watermark = self
+            .compacted
+            .watermark()
+            .await
+            .map_err(Failure::from_aws)?;
+        let from = watermark
+            .realtime
+            .map_or(now_minute - REALTIME_HISTORY_MINUTES, |m| m + 1)
+            .max(now_minute - REALTIME_HISTORY_MINUTES);
+        store
+            .campaigns_in(StoreLane::Realtime, from, now_minute)
+            .await
+            .map_err(Failure::from_aws)
     }
 
     /// Answers one request as of now.
@@ -245,30 +324,59 @@ impl Query {
 
     async fn campaigns(&self, query: &str, now_ms: i64) -> Result<Value, Failure> {
         parse_query(query, &[]).map_err(Failure::Bad)?;
-        let entries = self.table.campaigns().await.map_err(Failure::from_aws)?;
-        let today = now_ms.div_euclid(60_000);
-        let mut tasks = tokio::task::JoinSet::new();
-        let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(TOTALS_IN_FLIGHT));
-        for (i, entry) in entries.iter().enumerate() {
-            let table = self.table.clone();
-            let id = entry.campaign_id.clone();
-            let permits = permits.clone();
-            tasks.spawn(async move {
-                let _permit = permits.acquire_owned().await;
-                let rt = table.day_total(&id, Lane::Realtime, today).await;
-                let st = table.day_total(&id, Lane::Settled, today).await;
-                (i, rt, st)
+        let now_minute = now_ms.div_euclid(60_000);
+        let mut entries: BTreeMap<String, CampaignEntry> = self
+            .table
+            .campaigns()
+            .await
+            .map_err(Failure::from_aws)?
+            .into_iter()
+            .map(|e| (e.campaign_id.clone(), e))
+            .collect();
+        for (id, (first, last)) in self.live_campaigns(now_minute).await? {
+            let entry = entries.entry(id.clone()).or_insert(CampaignEntry {
+                campaign_id: id,
+                first_seen_ms: first * 60_000,
+                last_seen_ms: last * 60_000,
             });
+            entry.first_seen_ms = entry.first_seen_ms.min(first * 60_000);
+            entry.last_seen_ms = entry.last_seen_ms.max(last * 60_000);
         }
-        let mut totals = vec![(None, None); entries.len()];
-        while let Some(joined) = tasks.join_next().await {
-            let (i, rt, st) = joined.map_err(|e| Failure::Internal(format!("task failed: {e}")))?;
-            totals[i] = (
-                rt.map_err(Failure::from_aws)?,
-                st.map_err(Failure::from_aws)?,
-            );
+        let entries: Vec<CampaignEntry> = entries.into_values().collect();
+        let day = Resolution::Day.bucket(now_minute);
+        use futures_util::stream::{self, StreamExt};
+        // The futures first, then the stream over them: a stream holding the closure trips the compiler's
+        // Send check of the runtime (a higher-ranked lifetime on the closure's borrow of `self`).
+        let reads: Vec<_> = entries
+            .iter()
+            .enumerate()
+            .map(|(i, entry)| {
+                let (this, id) = (self.clone(), entry.campaign_id.clone());
+                async move {
+                    let st = this
+                        .table
+                        .day_total(&id, Lane::Settled, now_minute)
+                        .await
+                        .map_err(Failure::from_aws);
+                    let rt = this.realtime(&id, day, now_minute, now_minute).await;
+                    (i, rt, st)
+                }
+            })
+            .collect();
+        let read: Vec<(usize, Result<_, Failure>, Result<_, Failure>)> = stream::iter(reads)
+            .buffer_unordered(TOTALS_IN_FLIGHT)
+            .collect()
+            .await;
+        let mut totals = vec![(Counters::default(), Counters::default()); entries.len()];
+        for (i, rt, st) in read {
+            let st = st?.unwrap_or_default();
+            let mut total = Tally::default();
+            for t in rt?.values() {
+                total.merge(t);
+            }
+            totals[i] = (realtime_counters(&total, &st), st);
         }
-        let day_start = Resolution::Day.bucket(today) * 60_000;
+        let day_start = day * 60_000;
         let campaigns: Vec<Value> = entries
             .iter()
             .zip(totals)
@@ -278,8 +386,8 @@ impl Query {
                     "first_seen": params::format_time(entry.first_seen_ms),
                     "last_seen": params::format_time(entry.last_seen_ms),
                     "today": {
-                        "realtime": counters_json(&rt.unwrap_or_default()),
-                        "settled": counters_json(&st.unwrap_or_default()),
+                        "realtime": counters_json(&rt),
+                        "settled": counters_json(&st),
                     },
                 })
             })
@@ -298,26 +406,37 @@ impl Query {
             .unwrap_or(Resolution::Minute);
         let (from, to) = from_to(&params).map_err(Failure::Bad)?;
         let range = series_range(res, from, to, now_ms).map_err(Failure::Bad)?;
-        self.known(id).await?;
-        let rt = self
-            .table
-            .series(id, Lane::Realtime, res, range.first, range.last)
-            .await
-            .map_err(Failure::from_aws)?;
+        let now_minute = now_ms.div_euclid(60_000);
+        self.known(id, now_minute).await?;
         let st = self
             .table
             .series(id, Lane::Settled, res, range.first, range.last)
             .await
             .map_err(Failure::from_aws)?;
-        let (rt, st) = (by_bucket(rt), by_bucket(st));
+        let st = by_bucket(st);
+        let minutes = self
+            .realtime(id, range.first, range.last + res.minutes() - 1, now_minute)
+            .await?;
+        let mut rt: BTreeMap<i64, Tally> = BTreeMap::new();
+        for ((_, minute), t) in &minutes {
+            rt.entry(res.bucket(*minute)).or_default().merge(t);
+        }
+        let history = now_minute - REALTIME_HISTORY_MINUTES;
         let empty = Counters::default();
         let points: Vec<Value> = (0..range.points())
             .map(|i| {
                 let bucket = range.first + i * res.minutes();
+                let settled = st.get(&bucket).unwrap_or(&empty);
+                let realtime = if bucket < history {
+                    // Older than the realtime history: the settled counts (see the crate docs).
+                    settled.clone()
+                } else {
+                    realtime_counters(&rt.get(&bucket).copied().unwrap_or_default(), settled)
+                };
                 json!({
                     "t": params::format_time(bucket * 60_000),
-                    "realtime": counters_json(rt.get(&bucket).unwrap_or(&empty)),
-                    "settled": counters_json(st.get(&bucket).unwrap_or(&empty)),
+                    "realtime": counters_json(&realtime),
+                    "settled": counters_json(settled),
                 })
             })
             .collect();
@@ -360,29 +479,51 @@ impl Query {
             first: res.bucket(from_ms.div_euclid(60_000)),
             last: res.bucket(to_ms.div_euclid(60_000)),
         };
-        self.known(id).await?;
-        let mut lanes: BTreeMap<String, (Counters, Counters)> = BTreeMap::new();
-        for (lane, settled) in [(Lane::Realtime, false), (Lane::Settled, true)] {
-            let rows = self
-                .table
-                .ads(id, lane, res, range.first, range.last)
-                .await
-                .map_err(Failure::from_aws)?;
-            for row in rows {
-                let Some(ad) = row.key.ad_id.clone() else {
-                    continue;
-                };
-                let slot = lanes.entry(ad).or_default();
-                if settled {
-                    slot.1.merge(&row.counters)
-                } else {
-                    slot.0.merge(&row.counters)
-                }
+        let now_minute = now_ms.div_euclid(60_000);
+        self.known(id, now_minute).await?;
+        let mut settled: BTreeMap<String, Counters> = BTreeMap::new();
+        let history = now_minute - REALTIME_HISTORY_MINUTES;
+        // Settled buckets older than the realtime history stand in for the realtime ones.
+        let mut settled_old: BTreeMap<String, Counters> = BTreeMap::new();
+        for row in self
+            .table
+            .ads(id, Lane::Settled, res, range.first, range.last)
+            .await
+            .map_err(Failure::from_aws)?
+        {
+            let Some(ad) = row.key.ad_id.clone() else {
+                continue;
+            };
+            if row.key.bucket + res.minutes() <= history {
+                settled_old
+                    .entry(ad.clone())
+                    .or_default()
+                    .merge(&row.counters);
             }
+            settled.entry(ad).or_default().merge(&row.counters);
         }
-        let ads: Vec<Value> = lanes
-            .iter()
-            .map(|(ad, (rt, st))| json!({"ad_id": ad, "realtime": counters_json(rt), "settled": counters_json(st)}))
+        let mut realtime: BTreeMap<String, Tally> = BTreeMap::new();
+        for ((ad, _), t) in self
+            .realtime(id, range.first, range.last + res.minutes() - 1, now_minute)
+            .await?
+        {
+            realtime.entry(ad).or_default().merge(&t);
+        }
+        let ids: BTreeSet<&String> = settled.keys().chain(realtime.keys()).collect();
+        let empty = Counters::default();
+        let ads: Vec<Value> = ids
+            .into_iter()
+            .map(|ad| {
+                let st = settled.get(ad).unwrap_or(&empty);
+                let mut rt = realtime_counters(&realtime.get(ad).copied().unwrap_or_default(), st);
+                if let Some(old) = settled_old.get(ad) {
+                    rt.merge(&Counters {
+                        users: Default::default(),
+                        ..old.clone()
+                    });
+                }
+                json!({"ad_id": ad, "realtime": counters_json(&rt), "settled": counters_json(st)})
+            })
             .collect();
         Ok(json!({
             "campaign_id": id,
@@ -393,8 +534,19 @@ impl Query {
         }))
     }
 
-    /// `404` unless the campaign index has `id`.
-    async fn known(&self, id: &str) -> Result<(), Failure> {
+    /// `404` unless the campaign index or the counter store's open minutes have `id`.
+    async fn known(&self, id: &str, now_minute: i64) -> Result<(), Failure> {
+        if self.indexed(id).await? {
+            return Ok(());
+        }
+        if self.live_campaigns(now_minute).await?.contains_key(id) {
+            return Ok(());
+        }
+        Err(Failure::NotFound(id.to_owned()))
+    }
+
+    /// Whether the campaign index has `id`.
+    async fn indexed(&self, id: &str) -> Result<bool, Failure> {
         let output = self
             .dynamodb
             .get_item()
@@ -411,10 +563,21 @@ impl Query {
                     aws_sdk_dynamodb::Error::from(e)
                 ))
             })?;
-        match output.item {
-            Some(_) => Ok(()),
-            None => Err(Failure::NotFound(id.to_owned())),
-        }
+        Ok(output.item.is_some())
+    }
+}
+
+/// Realtime counts as counters: the lane's six sums, and the settled lane's users for the same bucket (the
+/// realtime lane keeps no sketches).
+fn realtime_counters(t: &Tally, settled: &Counters) -> Counters {
+    Counters {
+        impressions: t.impressions,
+        viewable: t.viewable,
+        clicks: t.clicks,
+        conversions: t.conversions,
+        spend_micros: t.spend_micros,
+        value_micros: t.value_micros,
+        users: settled.users.clone(),
     }
 }
 

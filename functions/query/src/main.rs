@@ -5,6 +5,8 @@ use std::convert::Infallible;
 
 use anyhow::Context;
 use lambda_http::{service_fn, Request};
+use tally_aws::cache_auth::StoreSource;
+use tally_aws::store::CacheEnv;
 use tally_query::{load_auth, Auth, Query};
 
 #[tokio::main]
@@ -27,7 +29,17 @@ async fn main() -> anyhow::Result<()> {
     if matches!(auth, Auth::Off) {
         tracing::warn!(message = "TALLY_QUERY_AUTH=off: the API and dashboard are open to anyone (local development only)");
     }
-    let query = Query::new(tally_aws::config::dynamodb(&config), table, auth);
+    let cache = CacheEnv::from_env().context("while reading the cache configuration")?;
+    let endpoint = cache.node_url();
+    let store = StoreSource::connect(
+        cache,
+        tally_aws::config::DEFAULT_COUNTER_TTL_SECS,
+        tally_aws::config::CACHE_TIMEOUT,
+        Some(config.clone()),
+    )
+    .await
+    .with_context(|| format!("while connecting to the counter store at {endpoint}"))?;
+    let query = Query::new(tally_aws::config::dynamodb(&config), table, store, auth);
     let query = &query;
     lambda_http::run(service_fn(move |request: Request| async move {
         Ok::<_, Infallible>(query.handle(request).await)
