@@ -22,8 +22,8 @@ use sha2::{Digest, Sha256};
 
 use crate::flags::{Arch, Build};
 
-/// The functions of the pipeline: package and binary `tally-<name>` under `functions/<name>/`.
-pub const FUNCTIONS: [&str; 5] = ["collect", "realtime", "deferred", "query", "scaler"];
+/// The functions of the pipeline (the stack's list): package and binary `tally-<name>` under `functions/<name>/`.
+pub use tally_pipeline::FUNCTIONS;
 
 /// How many cold starts are measured per function with `--cold-start`.
 const COLD_START_RUNS: usize = 15;

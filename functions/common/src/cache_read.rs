@@ -126,6 +126,66 @@ impl CounterStore {
         .await
     }
 
+    /// Every campaign's counts in a lane's minutes `from..=to`, per (ad, minute), summed over shards: the index
+    /// sets say which hashes exist, and only those are read (one `SMEMBERS` per shard and minute, one
+    /// `HGETALL` per existing (shard, campaign, minute)).
+    pub async fn read_range(
+        &self,
+        lane: StoreLane,
+        from: i64,
+        to: i64,
+    ) -> Result<BTreeMap<String, BTreeMap<(String, i64), Tally>>, Error> {
+        let mut out: BTreeMap<String, BTreeMap<(String, i64), Tally>> = BTreeMap::new();
+        if from > to {
+            return Ok(out);
+        }
+        let shards = self.shards(lane).await?;
+        let mut cells: Vec<(String, i64, String)> = Vec::new();
+        for (shard, minute, campaigns) in self.indexes(lane, &shards, from..=to).await? {
+            for campaign in campaigns {
+                let key = counter_key(lane, &shard, &campaign, minute);
+                cells.push((campaign, minute, key));
+            }
+        }
+        let reads: Vec<_> = cells
+            .into_iter()
+            .map(|(campaign, minute, key)| {
+                let mut conn = self.connection();
+                async move {
+                    let fields: Vec<(String, String)> = redis::cmd("HGETALL")
+                        .arg(&key)
+                        .query_async(&mut conn)
+                        .await
+                        .map_err(|e| store_error("read counters", e))?;
+                    Ok::<_, Error>((campaign, minute, key, fields))
+                }
+            })
+            .collect();
+        let read: Vec<(String, i64, String, Vec<(String, String)>)> = stream::iter(reads)
+            .buffer_unordered(READS_IN_FLIGHT)
+            .try_collect()
+            .await?;
+        for (campaign, minute, key, fields) in read {
+            let mut ads = BTreeMap::new();
+            fold_hash(
+                &mut ads,
+                fields.iter().map(|(f, v)| (f.as_str(), v.as_str())),
+            )
+            .map_err(|e| Error::CorruptStore {
+                key,
+                rule: e.to_string(),
+            })?;
+            let series = out.entry(campaign).or_default();
+            for (ad, t) in ads {
+                if !t.is_zero() {
+                    series.entry((ad, minute)).or_default().merge(&t);
+                }
+            }
+        }
+        out.retain(|_, series| !series.is_empty());
+        Ok(out)
+    }
+
     /// The campaigns with counters in a lane's minutes `from..=to` (any shard): id → (first, last) minute.
     pub async fn campaigns_in(
         &self,

@@ -333,7 +333,33 @@ impl Query {
             .into_iter()
             .map(|e| (e.campaign_id.clone(), e))
             .collect();
-        for (id, (first, last)) in self.live_campaigns(now_minute).await? {
+        let day = Resolution::Day.bucket(now_minute);
+        use futures_util::stream::{self, StreamExt};
+        // Today's live minutes of every campaign at once (the cache's index says which hashes exist), then per
+        // campaign its compacted minutes and settled day row.
+        let store = self.store.get().await.map_err(Failure::from_aws)?;
+        let watermark = self
+            .compacted
+            .watermark()
+            .await
+            .map_err(Failure::from_aws)?;
+        let (compacted_minutes, live_minutes) =
+            tally_domain::compact::split_at_seam(&watermark, StoreLane::Realtime, day, now_minute);
+        let live = match live_minutes {
+            Some(m) => store
+                .read_range(StoreLane::Realtime, *m.start(), *m.end())
+                .await
+                .map_err(Failure::from_aws)?,
+            None => BTreeMap::new(),
+        };
+        let live = &live;
+        for (id, series) in live {
+            let minutes = || series.keys().map(|(_, m)| *m);
+            let (first, last) = (
+                minutes().min().unwrap_or(now_minute),
+                minutes().max().unwrap_or(now_minute),
+            );
+            let id = id.clone();
             let entry = entries.entry(id.clone()).or_insert(CampaignEntry {
                 campaign_id: id,
                 first_seen_ms: first * 60_000,
@@ -343,8 +369,6 @@ impl Query {
             entry.last_seen_ms = entry.last_seen_ms.max(last * 60_000);
         }
         let entries: Vec<CampaignEntry> = entries.into_values().collect();
-        let day = Resolution::Day.bucket(now_minute);
-        use futures_util::stream::{self, StreamExt};
         // The futures first, then the stream over them: a stream holding the closure trips the compiler's
         // Send check of the runtime (a higher-ranked lifetime on the closure's borrow of `self`).
         let reads: Vec<_> = entries
@@ -352,29 +376,45 @@ impl Query {
             .enumerate()
             .map(|(i, entry)| {
                 let (this, id) = (self.clone(), entry.campaign_id.clone());
+                let compacted_minutes = compacted_minutes.clone();
                 async move {
                     let st = this
                         .table
                         .day_total(&id, Lane::Settled, now_minute)
                         .await
                         .map_err(Failure::from_aws);
-                    let rt = this.realtime(&id, day, now_minute, now_minute).await;
+                    let mut total = Tally::default();
+                    for t in live.get(&id).into_iter().flat_map(BTreeMap::values) {
+                        total.merge(t);
+                    }
+                    let rt = match compacted_minutes {
+                        Some(m) => this
+                            .compacted
+                            .items(&id, *m.start(), *m.end())
+                            .await
+                            .map(|items| {
+                                for item in &items {
+                                    for (_, t) in item.lane(StoreLane::Realtime) {
+                                        total.merge(&t);
+                                    }
+                                }
+                                total
+                            })
+                            .map_err(Failure::from_aws),
+                        None => Ok(total),
+                    };
                     (i, rt, st)
                 }
             })
             .collect();
-        let read: Vec<(usize, Result<_, Failure>, Result<_, Failure>)> = stream::iter(reads)
+        let read: Vec<(usize, Result<Tally, Failure>, Result<_, Failure>)> = stream::iter(reads)
             .buffer_unordered(TOTALS_IN_FLIGHT)
             .collect()
             .await;
         let mut totals = vec![(Counters::default(), Counters::default()); entries.len()];
         for (i, rt, st) in read {
             let st = st?.unwrap_or_default();
-            let mut total = Tally::default();
-            for t in rt?.values() {
-                total.merge(t);
-            }
-            totals[i] = (realtime_counters(&total, &st), st);
+            totals[i] = (realtime_counters(&rt?, &st), st);
         }
         let day_start = day * 60_000;
         let campaigns: Vec<Value> = entries
