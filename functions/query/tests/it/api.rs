@@ -616,57 +616,18 @@ async fn realtime_history_older_than_two_days_shows_the_settled_counts() {
     let world = filled_world().await;
     let three_days = 3 * 1440;
     assert!(three_days > REALTIME_HISTORY_MINUTES);
-    // Three days ago winter had 4 events in the realtime lane, 2 of them valid (settled).
-    world
-        .realtime(
-            1,
-            900,
-            vec![vec![
-                event(
-                    "o1",
-                    "impression",
-                    "winter",
-                    "tower",
-                    Some("p"),
-                    three_days,
-                    10,
-                ),
-                event(
-                    "o2",
-                    "impression",
-                    "winter",
-                    "tower",
-                    Some("q"),
-                    three_days,
-                    10,
-                ),
-                event("o3", "impression", "winter", "tower", None, three_days, 10),
-                event("o4", "impression", "winter", "tower", None, three_days, 10),
-            ]],
-        )
-        .await;
-    world
-        .settled(&[
-            event(
-                "o1",
-                "impression",
-                "winter",
-                "tower",
-                Some("p"),
-                three_days,
-                10,
-            ),
-            event(
-                "o2",
-                "impression",
-                "winter",
-                "tower",
-                Some("q"),
-                three_days,
-                10,
-            ),
-        ])
-        .await;
+    // Three days ago winter had 4 events in the realtime lane, the 2 with users valid (settled).
+    let old: Vec<Event> = [
+        ("o1", Some("p")),
+        ("o2", Some("q")),
+        ("o3", None),
+        ("o4", None),
+    ]
+    .into_iter()
+    .map(|(id, user)| event(id, "impression", "winter", "tower", user, three_days, 10))
+    .collect();
+    world.realtime(1, 900, vec![old.clone()]).await;
+    world.settled(&old[..2]).await;
     let query = world.query(Auth::Off).await;
 
     // Days: 11-23 is older than the history (settled: 2, users p and q); 11-24 starts before it too (no
