@@ -27,6 +27,36 @@ async fn get(query: &Query, path: &str) -> (u16, Value) {
     )
 }
 
+/// The realtime impressions of each point of a series.
+async fn realtime_impressions(query: &Query, path: &str) -> Vec<u64> {
+    let (status, doc) = get(query, path).await;
+    assert_eq!(status, 200, "{path}: {doc}");
+    doc["points"]
+        .as_array()
+        .expect("points")
+        .iter()
+        .map(|p| p["realtime"]["impressions"].as_u64().unwrap_or(99))
+        .collect()
+}
+
+/// (ad, realtime impressions, settled impressions) of each ad of a breakdown.
+async fn ad_impressions(query: &Query, path: &str) -> Vec<(String, u64, u64)> {
+    let (status, doc) = get(query, path).await;
+    assert_eq!(status, 200, "{path}: {doc}");
+    doc["ads"]
+        .as_array()
+        .expect("ads")
+        .iter()
+        .map(|a| {
+            (
+                a["ad_id"].as_str().unwrap_or("").to_owned(),
+                a["realtime"]["impressions"].as_u64().unwrap_or(99),
+                a["settled"]["impressions"].as_u64().unwrap_or(99),
+            )
+        })
+        .collect()
+}
+
 #[tokio::test]
 async fn reads_back_what_the_pipeline_wrote() {
     let world = filled_world().await;
@@ -99,46 +129,25 @@ async fn reads_back_what_the_pipeline_wrote() {
     assert_eq!(total, 5);
 
     // Hours and days.
-    let (_, doc) = get(
-        &query,
-        "/v1/campaigns/summer/series?step=1h&from=2026-11-26T12:00:00Z&to=2026-11-26T13:59:59Z",
-    )
-    .await;
-    let hours: Vec<u64> = doc["points"]
-        .as_array()
-        .expect("points")
-        .iter()
-        .map(|p| p["realtime"]["impressions"].as_u64().unwrap_or(99))
-        .collect();
-    assert_eq!(hours, [0, 5], "{doc}");
-    let (_, doc) = get(
-        &query,
-        "/v1/campaigns/winter/series?step=1d&from=2026-11-24T00:00:00Z&to=2026-11-26T13:00:00Z",
-    )
-    .await;
-    let days: Vec<u64> = doc["points"]
-        .as_array()
-        .expect("points")
-        .iter()
-        .map(|p| p["realtime"]["impressions"].as_u64().unwrap_or(99))
-        .collect();
-    assert_eq!(days, [0, 1, 0], "{doc}");
+    assert_eq!(
+        realtime_impressions(
+            &query,
+            "/v1/campaigns/summer/series?step=1h&from=2026-11-26T12:00:00Z&to=2026-11-26T13:59:59Z"
+        )
+        .await,
+        [0, 5]
+    );
+    assert_eq!(
+        realtime_impressions(
+            &query,
+            "/v1/campaigns/winter/series?step=1d&from=2026-11-24T00:00:00Z&to=2026-11-26T13:00:00Z"
+        )
+        .await,
+        [0, 1, 0]
+    );
 
     // Per-ad breakdown of today.
-    let (status, doc) = get(&query, "/v1/campaigns/summer/ads").await;
-    assert_eq!(status, 200, "{doc}");
-    let ads: Vec<(String, u64, u64)> = doc["ads"]
-        .as_array()
-        .expect("ads")
-        .iter()
-        .map(|a| {
-            (
-                a["ad_id"].as_str().unwrap_or("").to_owned(),
-                a["realtime"]["impressions"].as_u64().unwrap_or(99),
-                a["settled"]["impressions"].as_u64().unwrap_or(99),
-            )
-        })
-        .collect();
+    let ads = ad_impressions(&query, "/v1/campaigns/summer/ads").await;
     assert_eq!(
         ads,
         [("banner".to_owned(), 2, 1), ("video".to_owned(), 3, 1)]
@@ -581,18 +590,14 @@ async fn a_campaign_known_only_from_the_cache_is_listed_and_served() {
     let points = doc["points"].as_array().expect("points");
     assert_eq!(points[56]["t"], "2026-11-26T13:27:00Z");
     assert_eq!(sums(&points[56]["realtime"]), [1, 0, 1, 0, 100, 0]);
-    let (_, doc) = get(
-        &query,
-        "/v1/campaigns/fresh/series?step=1d&from=2026-11-25T00:00:00Z",
-    )
-    .await;
-    let days: Vec<u64> = doc["points"]
-        .as_array()
-        .expect("points")
-        .iter()
-        .map(|p| p["realtime"]["impressions"].as_u64().unwrap_or(99))
-        .collect();
-    assert_eq!(days, [1, 1], "{doc}");
+    assert_eq!(
+        realtime_impressions(
+            &query,
+            "/v1/campaigns/fresh/series?step=1d&from=2026-11-25T00:00:00Z"
+        )
+        .await,
+        [1, 1]
+    );
     let (status, doc) = get(&query, "/v1/campaigns/fresh/ads").await;
     assert_eq!(status, 200, "{doc}");
     assert_eq!(doc["ads"][0]["ad_id"], "hero");
@@ -656,32 +661,16 @@ async fn realtime_history_older_than_two_days_shows_the_settled_counts() {
         "{doc}"
     );
     // Minutes of that day too.
-    let (_, doc) = get(
-        &query,
-        "/v1/campaigns/winter/series?from=2026-11-23T13:29:00Z&to=2026-11-23T13:31:00Z",
-    )
-    .await;
-    let minutes: Vec<u64> = doc["points"]
-        .as_array()
-        .expect("points")
-        .iter()
-        .map(|p| p["realtime"]["impressions"].as_u64().unwrap_or(99))
-        .collect();
-    assert_eq!(minutes, [0, 2, 0], "{doc}");
+    assert_eq!(
+        realtime_impressions(
+            &query,
+            "/v1/campaigns/winter/series?from=2026-11-23T13:29:00Z&to=2026-11-23T13:31:00Z"
+        )
+        .await,
+        [0, 2, 0]
+    );
     // Per ad over the last four days: tower's old day counts as settled, sky's yesterday as realtime.
-    let (_, doc) = get(&query, "/v1/campaigns/winter/ads?from=2026-11-22T00:00:00Z").await;
-    let ads: Vec<(String, u64, u64)> = doc["ads"]
-        .as_array()
-        .expect("ads")
-        .iter()
-        .map(|a| {
-            (
-                a["ad_id"].as_str().unwrap_or("").to_owned(),
-                a["realtime"]["impressions"].as_u64().unwrap_or(99),
-                a["settled"]["impressions"].as_u64().unwrap_or(99),
-            )
-        })
-        .collect();
+    let ads = ad_impressions(&query, "/v1/campaigns/winter/ads?from=2026-11-22T00:00:00Z").await;
     assert_eq!(
         ads,
         [("sky".to_owned(), 1, 0), ("tower".to_owned(), 2, 2)],
