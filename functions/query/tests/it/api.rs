@@ -1,9 +1,19 @@
-//! The JSON API over rows written by `tally_aws::metrics`: values, zero-filling, 400s, 404s, methods.
+//! The JSON API over what the pipeline wrote: realtime counts from the compacted items up to the compactor's
+//! watermark and from valkey after it, settled counts from the table's rows; values, zero-filling, the seam,
+//! campaigns known only from the cache, old history, 400s, 404s, methods, and a cache holding garbage.
+
+use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
-use tally_query::{Auth, Query};
+use tally_domain::event::Event;
+use tally_domain::exactly_once::Tally;
+use tally_domain::store_keys::{index_key, shards_key, StoreLane};
+use tally_query::{Auth, Query, REALTIME_HISTORY_MINUTES};
 
-use crate::support::{body_json, filled_table, header, text, url_request, NOW_MS, TABLE};
+use crate::support::{
+    body_json, event, filled_world, header, shard, text, truth, url_request, ShardRecords, World,
+    COMPACTED_TO, NOW_MINUTE, NOW_MS, TABLE,
+};
 
 async fn get(query: &Query, path: &str) -> (u16, Value) {
     let response = query
@@ -17,10 +27,40 @@ async fn get(query: &Query, path: &str) -> (u16, Value) {
     )
 }
 
+/// The realtime impressions of each point of a series.
+async fn realtime_impressions(query: &Query, path: &str) -> Vec<u64> {
+    let (status, doc) = get(query, path).await;
+    assert_eq!(status, 200, "{path}: {doc}");
+    doc["points"]
+        .as_array()
+        .expect("points")
+        .iter()
+        .map(|p| p["realtime"]["impressions"].as_u64().unwrap_or(99))
+        .collect()
+}
+
+/// (ad, realtime impressions, settled impressions) of each ad of a breakdown.
+async fn ad_impressions(query: &Query, path: &str) -> Vec<(String, u64, u64)> {
+    let (status, doc) = get(query, path).await;
+    assert_eq!(status, 200, "{path}: {doc}");
+    doc["ads"]
+        .as_array()
+        .expect("ads")
+        .iter()
+        .map(|a| {
+            (
+                a["ad_id"].as_str().unwrap_or("").to_owned(),
+                a["realtime"]["impressions"].as_u64().unwrap_or(99),
+                a["settled"]["impressions"].as_u64().unwrap_or(99),
+            )
+        })
+        .collect()
+}
+
 #[tokio::test]
-async fn reads_back_what_the_writer_wrote() {
-    let (_moto, config) = filled_table().await;
-    let query = Query::new(aws_sdk_dynamodb::Client::new(&config), TABLE, Auth::Off);
+async fn reads_back_what_the_pipeline_wrote() {
+    let world = filled_world().await;
+    let query = world.query(Auth::Off).await;
 
     // Campaigns with today's totals (winter's only event was yesterday).
     let (status, doc) = get(&query, "/v1/campaigns").await;
@@ -30,7 +70,9 @@ async fn reads_back_what_the_writer_wrote() {
     assert_eq!(campaigns.len(), 2);
     let summer = &campaigns[0];
     assert_eq!(summer["campaign_id"], "summer");
-    assert_eq!(summer["last_seen"], "2026-11-26T13:28:45Z");
+    // Minutes, not events: the index has the compacted minutes (13:25, to its end), the cache the open ones.
+    assert_eq!(summer["first_seen"], "2026-11-26T13:25:00Z");
+    assert_eq!(summer["last_seen"], "2026-11-26T13:28:00Z");
     let today = &summer["today"]["realtime"];
     assert_eq!(
         (
@@ -42,10 +84,12 @@ async fn reads_back_what_the_writer_wrote() {
     );
     assert_eq!(today["spend_micros"], 11_000);
     assert_eq!(today["conversion_value_micros"], 25_000_000);
-    assert_eq!(today["unique_users"], 2);
+    // The realtime lane keeps no sketches: its users are the settled lane's (s1 and s3, both user a).
+    assert_eq!(today["unique_users"], 1);
     assert_eq!(today["ctr"], 0.2);
     assert_eq!(summer["today"]["settled"]["impressions"], 2);
     assert_eq!(campaigns[1]["campaign_id"], "winter");
+    assert_eq!(campaigns[1]["first_seen"], "2026-11-25T12:30:00Z");
     assert_eq!(campaigns[1]["today"]["realtime"]["impressions"], 0);
     assert_eq!(campaigns[1]["today"]["realtime"]["ctr"], Value::Null);
 
@@ -71,8 +115,12 @@ async fn reads_back_what_the_writer_wrote() {
     assert_eq!(at("2026-11-26T13:25:00Z")["realtime"]["impressions"], 3);
     assert_eq!(at("2026-11-26T13:25:00Z")["realtime"]["clicks"], 1);
     assert_eq!(at("2026-11-26T13:25:00Z")["settled"]["impressions"], 2);
+    assert_eq!(at("2026-11-26T13:25:00Z")["realtime"]["unique_users"], 1);
     assert_eq!(at("2026-11-26T13:28:00Z")["realtime"]["impressions"], 2);
     assert_eq!(at("2026-11-26T13:28:00Z")["realtime"]["conversions"], 1);
+    // s1 resent on shard 1 and s4 resent in a later record of shard 0 (both stamped 13:28) count once.
+    assert_eq!(at("2026-11-26T13:28:00Z")["realtime"]["clicks"], 0);
+    assert_eq!(at("2026-11-26T13:28:00Z")["realtime"]["unique_users"], 0);
     assert_eq!(at("2026-11-26T13:29:00Z")["realtime"]["impressions"], 0);
     let total: u64 = points
         .iter()
@@ -81,46 +129,25 @@ async fn reads_back_what_the_writer_wrote() {
     assert_eq!(total, 5);
 
     // Hours and days.
-    let (_, doc) = get(
-        &query,
-        "/v1/campaigns/summer/series?step=1h&from=2026-11-26T12:00:00Z&to=2026-11-26T13:59:59Z",
-    )
-    .await;
-    let hours: Vec<u64> = doc["points"]
-        .as_array()
-        .expect("points")
-        .iter()
-        .map(|p| p["realtime"]["impressions"].as_u64().unwrap_or(99))
-        .collect();
-    assert_eq!(hours, [0, 5], "{doc}");
-    let (_, doc) = get(
-        &query,
-        "/v1/campaigns/winter/series?step=1d&from=2026-11-24T00:00:00Z&to=2026-11-26T13:00:00Z",
-    )
-    .await;
-    let days: Vec<u64> = doc["points"]
-        .as_array()
-        .expect("points")
-        .iter()
-        .map(|p| p["realtime"]["impressions"].as_u64().unwrap_or(99))
-        .collect();
-    assert_eq!(days, [0, 1, 0], "{doc}");
+    assert_eq!(
+        realtime_impressions(
+            &query,
+            "/v1/campaigns/summer/series?step=1h&from=2026-11-26T12:00:00Z&to=2026-11-26T13:59:59Z"
+        )
+        .await,
+        [0, 5]
+    );
+    assert_eq!(
+        realtime_impressions(
+            &query,
+            "/v1/campaigns/winter/series?step=1d&from=2026-11-24T00:00:00Z&to=2026-11-26T13:00:00Z"
+        )
+        .await,
+        [0, 1, 0]
+    );
 
     // Per-ad breakdown of today.
-    let (status, doc) = get(&query, "/v1/campaigns/summer/ads").await;
-    assert_eq!(status, 200, "{doc}");
-    let ads: Vec<(String, u64, u64)> = doc["ads"]
-        .as_array()
-        .expect("ads")
-        .iter()
-        .map(|a| {
-            (
-                a["ad_id"].as_str().unwrap_or("").to_owned(),
-                a["realtime"]["impressions"].as_u64().unwrap_or(99),
-                a["settled"]["impressions"].as_u64().unwrap_or(99),
-            )
-        })
-        .collect();
+    let ads = ad_impressions(&query, "/v1/campaigns/summer/ads").await;
     assert_eq!(
         ads,
         [("banner".to_owned(), 2, 1), ("video".to_owned(), 3, 1)]
@@ -152,8 +179,8 @@ async fn check(query: &Query, method: &str, path: &str, status: u16, expect: &st
 
 #[tokio::test]
 async fn bad_requests_are_precise() {
-    let (_moto, config) = filled_table().await;
-    let q = Query::new(aws_sdk_dynamodb::Client::new(&config), TABLE, Auth::Off);
+    let world = filled_world().await;
+    let q = world.query(Auth::Off).await;
     let q = &q;
     check(q, "GET", "/v1/campaigns/summer/series?step=5m", 400, "step").await;
     check(
@@ -298,10 +325,452 @@ async fn bad_requests_are_precise() {
 async fn an_unreachable_table_is_503_not_a_crash() {
     let closed = tally_testkit::free_loopback_addr();
     let config = crate::support::sdk_config(&format!("http://{closed}")).await;
-    let q = Query::new(aws_sdk_dynamodb::Client::new(&config), TABLE, Auth::Off);
+    let valkey = tally_testkit::Valkey::start();
+    let q = Query::new(
+        aws_sdk_dynamodb::Client::new(&config),
+        TABLE,
+        crate::support::source(&valkey).await,
+        Auth::Off,
+    );
     let response = q
         .handle_at(url_request("GET", "/v1/campaigns", &[], None), NOW_MS)
         .await;
     assert_eq!(response.status().as_u16(), 503);
     assert_eq!(header(&response, "retry-after"), "1");
+}
+
+/// The six sums of a JSON counters object, and of a tally, for exact comparisons.
+fn sums(c: &Value) -> [u64; 6] {
+    [
+        "impressions",
+        "viewable",
+        "clicks",
+        "conversions",
+        "spend_micros",
+        "conversion_value_micros",
+    ]
+    .map(|k| c[k].as_u64().unwrap_or_else(|| panic!("{k} in {c}")))
+}
+
+fn tally_sums(t: &Tally) -> [u64; 6] {
+    [
+        t.impressions,
+        t.viewable,
+        t.clicks,
+        t.conversions,
+        t.spend_micros,
+        t.value_micros,
+    ]
+}
+
+const KINDS: [&str; 4] = ["impression", "viewable", "click", "conversion"];
+
+/// `spring`: 90 events over minutes 13:16..=13:30 (now-14 … now), three ads, five users, split over shards
+/// 0 and 1 in records of ten; every seventh one is resent by the other shard a minute later (capped at now).
+/// Returns the records per shard in the order they are applied (shard 0 first).
+fn spring() -> Vec<ShardRecords> {
+    let mut per_shard: [Vec<Event>; 2] = Default::default();
+    for i in 0..90u32 {
+        let offset = 14 - i64::from(i % 15);
+        let (id, ad, user) = (
+            format!("p{i}"),
+            format!("a{}", i % 3),
+            format!("u{}", i % 5),
+        );
+        let kind = KINDS[(i % 4) as usize];
+        let cost = u64::from(10 * i + 1);
+        per_shard[(i % 2) as usize].push(event(
+            &id,
+            kind,
+            "spring",
+            &ad,
+            Some(&user),
+            offset,
+            cost,
+        ));
+        if i % 7 == 0 {
+            let resent = event(
+                &id,
+                kind,
+                "spring",
+                &ad,
+                Some(&user),
+                (offset - 1).max(0),
+                cost,
+            );
+            per_shard[((i + 1) % 2) as usize].push(resent);
+        }
+    }
+    per_shard
+        .into_iter()
+        .enumerate()
+        .map(|(n, events)| {
+            let records = events.chunks(10).map(<[Event]>::to_vec).collect();
+            (n as u32, records)
+        })
+        .collect()
+}
+
+async fn apply_all(world: &World, shards: &[ShardRecords], first_seq: u64) {
+    for (n, records) in shards {
+        world.realtime(*n, first_seq, records.clone()).await;
+    }
+}
+
+/// Every minute's realtime sums of `spring`'s series from 13:16 to 13:30, and per ad over the hour.
+async fn spring_read(
+    query: &Query,
+) -> (BTreeMap<i64, [u64; 6]>, BTreeMap<String, [u64; 6]>, Value) {
+    let (status, doc) = get(
+        query,
+        "/v1/campaigns/spring/series?step=1m&from=2026-11-26T13:16:00Z&to=2026-11-26T13:30:00Z",
+    )
+    .await;
+    assert_eq!(status, 200, "{doc}");
+    let points = doc["points"].as_array().expect("points");
+    assert_eq!(points.len(), 15, "{doc}");
+    let minutes = points
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (NOW_MINUTE - 14 + i as i64, sums(&p["realtime"])))
+        .collect();
+    let (status, doc) = get(
+        query,
+        "/v1/campaigns/spring/ads?from=2026-11-26T13:00:00Z&to=2026-11-26T13:30:45Z",
+    )
+    .await;
+    assert_eq!(status, 200, "{doc}");
+    let ads = doc["ads"]
+        .as_array()
+        .expect("ads")
+        .iter()
+        .map(|a| {
+            (
+                a["ad_id"].as_str().unwrap_or("").to_owned(),
+                sums(&a["realtime"]),
+            )
+        })
+        .collect();
+    let (status, campaigns) = get(query, "/v1/campaigns").await;
+    assert_eq!(status, 200, "{campaigns}");
+    (minutes, ads, campaigns)
+}
+
+#[tokio::test]
+async fn the_seam_between_compacted_and_live_minutes_is_exact() {
+    let world = World::start().await;
+    let shards = spring();
+    apply_all(&world, &shards, 100).await;
+    let watermark = world.compact(NOW_MS, 60).await;
+    assert_eq!(watermark.realtime, Some(COMPACTED_TO));
+    // Minutes 13:16..=13:27 are items in the table, 13:28..=13:30 only in valkey.
+    let items = world
+        .compacted()
+        .items("spring", NOW_MINUTE - 14, NOW_MINUTE)
+        .await
+        .expect("items");
+    assert_eq!(
+        items.iter().map(|i| i.minute).collect::<Vec<_>>(),
+        (NOW_MINUTE - 14..=COMPACTED_TO).collect::<Vec<_>>()
+    );
+
+    // The truth, from the distinct events in the order they were applied.
+    let applied: Vec<&Event> = shards
+        .iter()
+        .flat_map(|(_, r)| r.iter().flatten())
+        .collect();
+    let truth = truth(applied.iter().copied());
+    let mut by_minute: BTreeMap<i64, Tally> = (NOW_MINUTE - 14..=NOW_MINUTE)
+        .map(|m| (m, Tally::default()))
+        .collect();
+    let mut by_ad: BTreeMap<String, Tally> = BTreeMap::new();
+    let mut total = Tally::default();
+    for ((_, ad, minute), t) in &truth {
+        by_minute.entry(*minute).or_default().merge(t);
+        by_ad.entry(ad.clone()).or_default().merge(t);
+        total.merge(t);
+    }
+    let distinct = applied
+        .iter()
+        .map(|e| &e.id)
+        .collect::<std::collections::BTreeSet<_>>();
+    assert_eq!((applied.len(), distinct.len()), (103, 90), "13 resends");
+    assert_eq!(total.events(), 90);
+    assert!(
+        by_minute
+            .range(COMPACTED_TO + 1..)
+            .any(|(_, t)| !t.is_zero())
+            && by_minute.range(..=COMPACTED_TO).any(|(_, t)| !t.is_zero()),
+        "counts on both sides of the seam"
+    );
+    let want_minutes: BTreeMap<i64, [u64; 6]> =
+        by_minute.iter().map(|(m, t)| (*m, tally_sums(t))).collect();
+    let want_ads: BTreeMap<String, [u64; 6]> = by_ad
+        .iter()
+        .map(|(a, t)| (a.clone(), tally_sums(t)))
+        .collect();
+
+    let query = world.query(Auth::Off).await;
+    let (minutes, ads, campaigns) = spring_read(&query).await;
+    assert_eq!(minutes, want_minutes);
+    assert_eq!(ads, want_ads);
+    let spring = &campaigns["campaigns"][0];
+    assert_eq!(spring["campaign_id"], "spring", "{campaigns}");
+    assert_eq!(sums(&spring["today"]["realtime"]), tally_sums(&total));
+    assert_eq!(spring["first_seen"], "2026-11-26T13:16:00Z");
+    assert_eq!(spring["last_seen"], "2026-11-26T13:30:00Z");
+    let (_, hour) = get(
+        &query,
+        "/v1/campaigns/spring/series?step=1h&from=2026-11-26T13:00:00Z&to=2026-11-26T13:30:00Z",
+    )
+    .await;
+    assert_eq!(
+        sums(&hour["points"][0]["realtime"]),
+        tally_sums(&total),
+        "{hour}"
+    );
+
+    // The compacted minutes come from the table: gone from valkey, they read the same.
+    for minute in NOW_MINUTE - 14..=COMPACTED_TO {
+        for n in 0..2 {
+            world
+                .valkey
+                .command(&["DEL", &world.counter_key(n, "spring", minute)])
+                .expect("DEL");
+        }
+    }
+    assert_eq!(spring_read(&query).await.0, want_minutes);
+
+    // The open minutes come from valkey: a new event at 13:29 shows at once; a late one for the compacted
+    // 13:20 does not (the seam rule: those minutes are the items').
+    world
+        .realtime(
+            0,
+            500,
+            vec![vec![
+                event("late", "impression", "spring", "a0", None, 10, 7),
+                event("new", "click", "spring", "a1", None, 1, 0),
+            ]],
+        )
+        .await;
+    let (minutes, _, _) = spring_read(&query).await;
+    let mut want = want_minutes.clone();
+    want.get_mut(&(NOW_MINUTE - 1)).expect("13:29")[2] += 1;
+    assert_eq!(minutes, want);
+}
+
+#[tokio::test]
+async fn a_campaign_known_only_from_the_cache_is_listed_and_served() {
+    // No compactor has run: no watermark, an empty index, every realtime minute is valkey's.
+    let world = World::start().await;
+    let events = vec![
+        event("f1", "impression", "fresh", "hero", Some("x"), 30 * 60, 100),
+        event("f2", "impression", "fresh", "hero", Some("y"), 3, 100),
+        event("f3", "click", "fresh", "hero", Some("y"), 3, 0),
+    ];
+    world.realtime(0, 7, vec![events]).await;
+    assert!(world.metrics().campaigns().await.expect("index").is_empty());
+    let query = world.query(Auth::Off).await;
+
+    let (status, doc) = get(&query, "/v1/campaigns").await;
+    assert_eq!(status, 200, "{doc}");
+    let fresh = &doc["campaigns"][0];
+    assert_eq!(doc["campaigns"].as_array().map(Vec::len), Some(1), "{doc}");
+    assert_eq!(fresh["campaign_id"], "fresh");
+    assert_eq!(fresh["first_seen"], "2026-11-25T07:30:00Z");
+    assert_eq!(fresh["last_seen"], "2026-11-26T13:27:00Z");
+    // Today (UTC) holds the two events of 13:27; yesterday's is in the day series.
+    assert_eq!(
+        sums(&fresh["today"]["realtime"]),
+        [1, 0, 1, 0, 100, 0],
+        "{fresh}"
+    );
+    let (status, doc) = get(&query, "/v1/campaigns/fresh/series").await;
+    assert_eq!(status, 200, "{doc}");
+    let points = doc["points"].as_array().expect("points");
+    assert_eq!(points[56]["t"], "2026-11-26T13:27:00Z");
+    assert_eq!(sums(&points[56]["realtime"]), [1, 0, 1, 0, 100, 0]);
+    assert_eq!(
+        realtime_impressions(
+            &query,
+            "/v1/campaigns/fresh/series?step=1d&from=2026-11-25T00:00:00Z"
+        )
+        .await,
+        [1, 1]
+    );
+    let (status, doc) = get(&query, "/v1/campaigns/fresh/ads").await;
+    assert_eq!(status, 200, "{doc}");
+    assert_eq!(doc["ads"][0]["ad_id"], "hero");
+    assert_eq!(doc["ads"][0]["realtime"]["clicks"], 1);
+    // Still a 404 for a campaign in neither.
+    assert_eq!(get(&query, "/v1/campaigns/stale/series").await.0, 404);
+
+    // Once the compactor has closed those minutes, the index lists it and the numbers stay.
+    world.compact(NOW_MS, 31 * 60).await;
+    assert_eq!(world.metrics().campaigns().await.expect("index").len(), 1);
+    let (_, again) = get(&query, "/v1/campaigns").await;
+    assert_eq!(
+        sums(&again["campaigns"][0]["today"]["realtime"]),
+        [1, 0, 1, 0, 100, 0],
+        "{again}"
+    );
+}
+
+#[tokio::test]
+async fn realtime_history_older_than_two_days_shows_the_settled_counts() {
+    let world = filled_world().await;
+    let three_days = 3 * 1440;
+    assert!(three_days > REALTIME_HISTORY_MINUTES);
+    // Three days ago winter had 4 events in the realtime lane, the 2 with users valid (settled).
+    let old: Vec<Event> = [
+        ("o1", Some("p")),
+        ("o2", Some("q")),
+        ("o3", None),
+        ("o4", None),
+    ]
+    .into_iter()
+    .map(|(id, user)| event(id, "impression", "winter", "tower", user, three_days, 10))
+    .collect();
+    world.realtime(1, 900, vec![old.clone()]).await;
+    world.settled(&old[..2]).await;
+    let query = world.query(Auth::Off).await;
+
+    // Days: 11-23 is older than the history (settled: 2, users p and q); 11-24 starts before it too (no
+    // settled counts that day); 11-25 holds yesterday's realtime impression.
+    let (status, doc) = get(
+        &query,
+        "/v1/campaigns/winter/series?step=1d&from=2026-11-22T00:00:00Z&to=2026-11-26T13:00:00Z",
+    )
+    .await;
+    assert_eq!(status, 200, "{doc}");
+    let days: Vec<(u64, u64, u64)> = doc["points"]
+        .as_array()
+        .expect("points")
+        .iter()
+        .map(|p| {
+            (
+                p["realtime"]["impressions"].as_u64().unwrap_or(99),
+                p["realtime"]["unique_users"].as_u64().unwrap_or(99),
+                p["settled"]["impressions"].as_u64().unwrap_or(99),
+            )
+        })
+        .collect();
+    assert_eq!(
+        days,
+        [(0, 0, 0), (2, 2, 2), (0, 0, 0), (1, 0, 0), (0, 0, 0)],
+        "{doc}"
+    );
+    // Minutes of that day too.
+    assert_eq!(
+        realtime_impressions(
+            &query,
+            "/v1/campaigns/winter/series?from=2026-11-23T13:29:00Z&to=2026-11-23T13:31:00Z"
+        )
+        .await,
+        [0, 2, 0]
+    );
+    // Per ad over the last four days: tower's old day counts as settled, sky's yesterday as realtime.
+    let ads = ad_impressions(&query, "/v1/campaigns/winter/ads?from=2026-11-22T00:00:00Z").await;
+    assert_eq!(
+        ads,
+        [("sky".to_owned(), 1, 0), ("tower".to_owned(), 2, 2)],
+        "{doc}"
+    );
+}
+
+/// A request's status and problem document; panics on anything else.
+async fn problem_of(query: &Query, path: &str) -> (u16, Value) {
+    let response = query
+        .handle_at(url_request("GET", path, &[], None), NOW_MS)
+        .await;
+    assert_eq!(
+        header(&response, "content-type"),
+        "application/problem+json",
+        "{path}: {}",
+        text(&response)
+    );
+    (response.status().as_u16(), body_json(&response))
+}
+
+#[tokio::test]
+async fn garbage_in_the_cache_is_a_problem_document_not_a_panic() {
+    let world = filled_world().await;
+    let query = world.query(Auth::Off).await;
+    let live = NOW_MINUTE - 1; // 13:29, after the watermark
+    let counters = world.counter_key(0, "summer", live);
+    let index = index_key(StoreLane::Realtime, &shard(0), live);
+    let shards = shards_key(StoreLane::Realtime);
+    let all: &[&str] = &[
+        "/v1/campaigns",
+        "/v1/campaigns/summer/series",
+        "/v1/campaigns/summer/ads",
+    ];
+    let cases: [(&[&str], &str, &[&str]); 5] = [
+        // A counter that is not a number.
+        (&["HSET", &counters, "banner#imp", "lots"], &counters, all),
+        // A field the layout never writes.
+        (&["HSET", &counters, "banner#bogus", "1"], &counters, all),
+        // A string where the hash should be.
+        (&["SET", &counters, "lots"], &counters, all),
+        // An index member that is not a campaign id (read to list campaigns, and for one not in the index).
+        (
+            &["SADD", &index, "lots/of"],
+            &index,
+            &["/v1/campaigns", "/v1/campaigns/unknown/series"],
+        ),
+        // A shard set member that is not a shard id.
+        (&["SADD", &shards, "{lots}"], &shards, all),
+    ];
+    for (write, key, paths) in cases {
+        world.valkey.command(write).expect("write garbage");
+        for path in paths {
+            let (status, doc) = problem_of(&query, path).await;
+            assert!(status >= 500, "{write:?} then {path}: {status} {doc}");
+            assert_eq!(doc["status"], status, "{doc}");
+            // The document names neither the key nor what it holds.
+            let body = doc.to_string();
+            assert!(!body.contains("lots") && !body.contains("{rt"), "{body}");
+        }
+        if key == shards {
+            world
+                .valkey
+                .command(&["SREM", key, "{lots}"])
+                .expect("SREM");
+        } else {
+            world.valkey.command(&["DEL", key]).expect("DEL");
+        }
+        for path in paths {
+            let want = if path.contains("unknown") { 404 } else { 200 };
+            assert_eq!(get(&query, path).await.0, want, "{write:?} cleaned, {path}");
+        }
+    }
+}
+
+/// Corrupt data does not heal by retrying, yet the answer today is `503`, `Retry-After: 1` and "the metrics
+/// table did not answer; retry shortly": `Failure::from_aws` maps every `tally_aws::Error` (including
+/// `CorruptStore` and `CorruptRow`) to `Failure::Internal`, which answers 503. Un-ignore once corrupt data is
+/// told apart from an unavailable store.
+#[tokio::test]
+#[ignore = "known bug in tally-query: a corrupt cache key is 503 + Retry-After, should be 500 without it"]
+async fn a_corrupt_cache_key_is_a_500_that_does_not_ask_for_a_retry() {
+    let world = filled_world().await;
+    let query = world.query(Auth::Off).await;
+    let counters = world.counter_key(0, "summer", NOW_MINUTE - 1);
+    world
+        .valkey
+        .command(&["HSET", &counters, "banner#imp", "lots"])
+        .expect("HSET");
+    let response = query
+        .handle_at(
+            url_request("GET", "/v1/campaigns/summer/series", &[], None),
+            NOW_MS,
+        )
+        .await;
+    let doc = body_json(&response);
+    assert_eq!(response.status().as_u16(), 500, "{doc}");
+    assert_eq!(header(&response, "retry-after"), "", "{doc}");
+    assert!(
+        !doc["detail"].as_str().unwrap_or("").contains("retry"),
+        "{doc}"
+    );
 }

@@ -3,7 +3,7 @@
 use tally_query::{load_auth, Auth, Query, COOKIE};
 use tally_testkit::Moto;
 
-use crate::support::{filled_table, header, sdk_config, text, url_request, NOW_MS, TABLE};
+use crate::support::{filled_world, header, sdk_config, source, text, url_request, NOW_MS, TABLE};
 
 const TOKEN: &str = "s3cr3t-t0ken-0123456789abcdef";
 
@@ -23,12 +23,8 @@ async fn status(
 
 #[tokio::test]
 async fn the_api_needs_the_token() {
-    let (_moto, config) = filled_table().await;
-    let q = Query::new(
-        aws_sdk_dynamodb::Client::new(&config),
-        TABLE,
-        Auth::Token(TOKEN.to_owned()),
-    );
+    let world = filled_world().await;
+    let q = world.query(Auth::Token(TOKEN.to_owned())).await;
     let bearer = format!("Bearer {TOKEN}");
     let cookie = format!("theme=dark; {COOKIE}={TOKEN}");
     for (headers, expect) in [
@@ -74,9 +70,11 @@ async fn the_api_needs_the_token() {
 async fn the_dashboard_takes_the_token_once() {
     let closed = tally_testkit::free_loopback_addr();
     let config = sdk_config(&format!("http://{closed}")).await;
+    let valkey = tally_testkit::Valkey::start();
     let q = Query::new(
         aws_sdk_dynamodb::Client::new(&config),
         TABLE,
+        source(&valkey).await,
         Auth::Token(TOKEN.to_owned()),
     );
 

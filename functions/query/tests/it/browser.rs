@@ -1,7 +1,9 @@
-//! The dashboard in headless Chromium: the real handler served on 127.0.0.1 over a metrics table in moto,
-//! signed in through `/?token=`, draws one chart per campaign from the API.
+//! The dashboard in headless Chromium: the real handler served on 127.0.0.1 over the metrics table in moto
+//! and the counter store in valkey (filled as the pipeline fills them), signed in through `/?token=`, draws
+//! one chart per campaign from the API.
 //!
-//! Needs `chromium` (Debian package); the screenshot lands in `target/dashboard.png` for people to look at.
+//! Needs `chromium` (Debian package); the screenshot lands in `<target dir>/tmp/dashboard.png` (wherever
+//! `CARGO_TARGET_DIR` puts it) for people to look at.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -12,7 +14,7 @@ use tally_query::{Auth, Query};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
-use crate::support::{filled_table, url_request, NOW_MS, TABLE};
+use crate::support::{filled_world, url_request, NOW_MS};
 
 const TOKEN: &str = "dashboard-test-token-0123456789";
 
@@ -115,12 +117,8 @@ async fn chromium(url: &str, extra: &[&str], profile: &std::path::Path) -> Strin
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_draws_a_live_chart_per_campaign() {
-    let (_moto, config) = filled_table().await;
-    let query = Query::new(
-        aws_sdk_dynamodb::Client::new(&config),
-        TABLE,
-        Auth::Token(TOKEN.to_owned()),
-    );
+    let world = filled_world().await;
+    let query = world.query(Auth::Token(TOKEN.to_owned())).await;
     let base = serve(query).await;
     let profile = std::env::temp_dir().join(format!("tally-chromium-{}", std::process::id()));
     let signed_in = format!("{base}/?token={TOKEN}");
@@ -163,7 +161,8 @@ async fn the_dashboard_draws_a_live_chart_per_campaign() {
         "today's totals: {dom}"
     );
 
-    let shot = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/dashboard.png");
+    let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
+    let _ = std::fs::remove_file(&shot);
     chromium(
         &signed_in,
         &[

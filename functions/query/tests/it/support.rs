@@ -1,16 +1,34 @@
-//! Requests, clients for a loopback `moto_server`, and a metrics table with known contents.
+//! Requests, and a world with known contents put where the pipeline puts them: realtime events applied to a
+//! real `valkey-server` through `CounterStore::process` (records with positions, claims, the fence), closed
+//! minutes folded into the metrics table by the real compactor, settled rows written to the metrics table
+//! (in `moto_server`) by `tally_aws::metrics`' writer.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
 
 use lambda_http::{Body, Request, Response};
 use serde_json::{json, Value};
+use tally_aws::cache_auth::StoreSource;
+use tally_aws::compacted::CompactedTable;
 use tally_aws::metrics::{Fence, Lane, MetricsTable};
+use tally_aws::store::{CacheEnv, CounterStore};
+use tally_compactor::Compactor;
+use tally_domain::compact::{CompactPolicy, Watermark};
 use tally_domain::event::{Event, RawEvent};
-use tally_domain::rollup::Rollup;
-use tally_testkit::Moto;
+use tally_domain::exactly_once::{Batch, Position, Tally};
+use tally_domain::rollup::{minute_of, Rollup};
+use tally_domain::store_keys::StoreLane;
+use tally_query::{Auth, Query};
+use tally_testkit::{Moto, Valkey};
 
 pub const TABLE: &str = "metrics";
 
 /// 2026-11-26T13:30:45Z: "now" in these tests.
 pub const NOW_MS: i64 = 1_795_699_845_000;
+/// The minute of [`NOW_MS`] (13:30).
+pub const NOW_MINUTE: i64 = NOW_MS / 60_000;
+/// The last minute the compactor closes at [`NOW_MS`] (the default realtime grace of two minutes): 13:27.
+pub const COMPACTED_TO: i64 = NOW_MINUTE - 3;
 
 pub use tally_aws_testing::sdk_config;
 
@@ -88,20 +106,183 @@ pub fn event(
     .expect("valid event")
 }
 
-/// The fixed traffic of these tests:
-/// * `summer`: 3 impressions (users a, b, a) and 1 click at now-5 min on ads `banner` and `video`,
-///   2 impressions at now-2 min, 1 conversion at now-2 min; settled lane: 2 impressions at now-5 min.
-/// * `winter`: 1 impression yesterday (25 hours ago).
-pub fn traffic() -> (Vec<Event>, Vec<Event>) {
+/// Shard `n`'s records (each a list of events), in order.
+pub type ShardRecords = (u32, Vec<Vec<Event>>);
+
+/// The shard id of shard `n`.
+pub fn shard(n: u32) -> String {
+    format!("shardId-{n:012}")
+}
+
+/// A moto with the metrics table and a valkey-server, both empty.
+pub struct World {
+    _moto: Moto,
+    pub valkey: Valkey,
+    pub config: aws_config::SdkConfig,
+    /// A connection for seeding and inspecting the counter store.
+    pub store: CounterStore,
+    /// Settled applies so far (each gets the next fence).
+    settled_applies: std::sync::atomic::AtomicU64,
+}
+
+impl World {
+    pub async fn start() -> World {
+        let moto = Moto::start();
+        let valkey = Valkey::start();
+        let config = sdk_config(&moto.endpoint()).await;
+        tally_aws_testing::create_metrics_table(&aws_sdk_dynamodb::Client::new(&config), TABLE)
+            .await;
+        let store = source(&valkey).await.get().await.expect("a store");
+        World {
+            _moto: moto,
+            valkey,
+            config,
+            store,
+            settled_applies: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    pub fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
+        aws_sdk_dynamodb::Client::new(&self.config)
+    }
+
+    /// The query function over this world, as its `main` builds it.
+    pub async fn query(&self, auth: Auth) -> Query {
+        Query::new(self.dynamodb(), TABLE, source(&self.valkey).await, auth)
+    }
+
+    pub fn metrics(&self) -> MetricsTable {
+        MetricsTable::new(self.dynamodb(), TABLE)
+    }
+
+    pub fn compacted(&self) -> CompactedTable {
+        CompactedTable::new(self.dynamodb(), TABLE)
+    }
+
+    /// Applies `records` (sequence numbers `first_seq`, `first_seq + 1`, …) of shard `n` to the realtime
+    /// lane, as the realtime function does; each batch is delivered twice (a Lambda retry).
+    pub async fn realtime(&self, n: u32, first_seq: u64, records: Vec<Vec<Event>>) {
+        let id = shard(n);
+        let mut batch = Batch::new();
+        for (i, events) in records.into_iter().enumerate() {
+            let position =
+                Position::new(&id, &(first_seq + i as u64).to_string()).expect("position");
+            batch
+                .push_record(position, events)
+                .expect("records in order");
+        }
+        for _ in 0..2 {
+            self.store
+                .process(StoreLane::Realtime, &batch, |_| true)
+                .await
+                .expect("the realtime lane applies");
+        }
+    }
+
+    /// Writes `events` to the settled rows of the metrics table, as the deferred function does.
+    pub async fn settled(&self, events: &[Event]) {
+        let mut rollup = Rollup::new();
+        for e in events {
+            rollup.add(e);
+        }
+        let n = 1 + self
+            .settled_applies
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let fence = Fence::new(&shard(0), &(1000 + n).to_string()).expect("fence");
+        self.metrics()
+            .apply(Lane::Settled, &fence, &rollup)
+            .await
+            .expect("settled rows");
+    }
+
+    /// One run of the real compactor at `now_ms`, looking back `first_run_minutes` on its first run.
+    pub async fn compact(&self, now_ms: i64, first_run_minutes: i64) -> Watermark {
+        let policy = CompactPolicy {
+            first_run_minutes,
+            max_minutes_per_run: first_run_minutes.max(60),
+            ..CompactPolicy::default()
+        };
+        let compactor = Compactor::new(source(&self.valkey).await, self.compacted(), policy)
+            .expect("a valid policy");
+        compactor.process(now_ms).await.expect("compacts").to
+    }
+
+    /// The live counter hash of a campaign's minute on shard `n` (realtime lane).
+    pub fn counter_key(&self, n: u32, campaign: &str, minute: i64) -> String {
+        tally_domain::store_keys::counter_key(StoreLane::Realtime, &shard(n), campaign, minute)
+    }
+}
+
+/// A connection to `valkey` as the functions make theirs (plain TCP, no TTL on counters, 5 s timeout).
+pub async fn source(valkey: &Valkey) -> StoreSource {
+    StoreSource::connect(
+        CacheEnv::plain(valkey.addr()),
+        0,
+        Duration::from_secs(5),
+        None,
+    )
+    .await
+    .expect("connects to valkey")
+}
+
+/// The truth of the realtime lane: each distinct event id once (its first occurrence), per (campaign, ad,
+/// minute).
+pub fn truth<'a>(
+    events: impl IntoIterator<Item = &'a Event>,
+) -> BTreeMap<(String, String, i64), Tally> {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut out: BTreeMap<(String, String, i64), Tally> = BTreeMap::new();
+    for e in events {
+        if seen.insert(e.id.clone()) {
+            out.entry((
+                e.campaign_id.clone(),
+                e.ad_id.clone(),
+                minute_of(e.received_ms),
+            ))
+            .or_default()
+            .add(e);
+        }
+    }
+    out
+}
+
+/// Minutes the fixed world's compactor looks back on its first run: 26 hours, so winter's impression of
+/// yesterday is compacted.
+pub const LOOKBACK_MINUTES: i64 = 26 * 60;
+
+/// The fixed traffic of these tests, realtime lane as records per shard:
+/// * `summer` on shard 0: 3 impressions (users a, b, a) and 1 click at now-5 min on ads `banner` and
+///   `video`; 2 impressions and 1 conversion at now-2 min. Shard 1 resends `s1` (now stamped now-2 min) and
+///   shard 0 resends `s4` in a later record: neither counts again.
+/// * `winter` on shard 1: 1 impression yesterday (25 hours ago).
+///
+/// Settled lane: `s1` and `s3` (user a) at now-5 min.
+pub fn traffic() -> (Vec<ShardRecords>, Vec<Event>) {
     let realtime = vec![
-        event("s1", "impression", "summer", "banner", Some("a"), 5, 1000),
-        event("s2", "impression", "summer", "banner", Some("b"), 5, 1000),
-        event("s3", "impression", "summer", "video", Some("a"), 5, 3000),
-        event("s4", "click", "summer", "banner", Some("a"), 5, 0),
-        event("s5", "impression", "summer", "video", None, 2, 3000),
-        event("s6", "impression", "summer", "video", None, 2, 3000),
-        event("s7", "conversion", "summer", "banner", Some("b"), 2, 0),
-        event("w1", "impression", "winter", "sky", Some("z"), 25 * 60, 500),
+        (
+            0,
+            vec![
+                vec![
+                    event("s1", "impression", "summer", "banner", Some("a"), 5, 1000),
+                    event("s2", "impression", "summer", "banner", Some("b"), 5, 1000),
+                    event("s3", "impression", "summer", "video", Some("a"), 5, 3000),
+                    event("s4", "click", "summer", "banner", Some("a"), 5, 0),
+                ],
+                vec![
+                    event("s5", "impression", "summer", "video", None, 2, 3000),
+                    event("s6", "impression", "summer", "video", None, 2, 3000),
+                    event("s7", "conversion", "summer", "banner", Some("b"), 2, 0),
+                    event("s4", "click", "summer", "banner", Some("a"), 2, 0),
+                ],
+            ],
+        ),
+        (
+            1,
+            vec![vec![
+                event("w1", "impression", "winter", "sky", Some("z"), 25 * 60, 500),
+                event("s1", "impression", "summer", "banner", Some("a"), 2, 1000),
+            ]],
+        ),
     ];
     let settled = vec![
         event("s1", "impression", "summer", "banner", Some("a"), 5, 1000),
@@ -110,33 +291,17 @@ pub fn traffic() -> (Vec<Event>, Vec<Event>) {
     (realtime, settled)
 }
 
-/// moto with the metrics table, written by `tally_aws::metrics`' writer with [`traffic`].
-pub async fn filled_table() -> (Moto, aws_config::SdkConfig) {
-    let moto = Moto::start();
-    let config = sdk_config(&moto.endpoint()).await;
-    let client = aws_sdk_dynamodb::Client::new(&config);
-    tally_aws_testing::create_metrics_table(&client, TABLE).await;
-    let table = MetricsTable::new(client, TABLE);
+/// A world holding [`traffic`]: the realtime lane applied to valkey, then the compactor run at [`NOW_MS`]
+/// (minutes up to [`COMPACTED_TO`] — summer's now-5 min, winter's yesterday — are compacted items; summer's
+/// now-2 min stays live in valkey), the settled rows in the table.
+pub async fn filled_world() -> World {
+    let world = World::start().await;
     let (realtime, settled) = traffic();
-    for (lane, events, seq) in [
-        (Lane::Realtime, &realtime, "100"),
-        (Lane::Settled, &settled, "200"),
-    ] {
-        let mut rollup = Rollup::new();
-        for e in events {
-            rollup.add(e);
-        }
-        let fence = Fence::new("shardId-000000000000", seq).expect("fence");
-        table.apply(lane, &fence, &rollup).await.expect("apply");
+    for (n, records) in realtime {
+        world.realtime(n, 100, records).await;
     }
-    let mut seen = std::collections::BTreeMap::new();
-    for e in &realtime {
-        let entry = seen
-            .entry(e.campaign_id.clone())
-            .or_insert((e.received_ms, e.received_ms));
-        entry.0 = entry.0.min(e.received_ms);
-        entry.1 = entry.1.max(e.received_ms);
-    }
-    table.touch_campaigns(&seen).await.expect("touch campaigns");
-    (moto, config)
+    world.settled(&settled).await;
+    let watermark = world.compact(NOW_MS, LOOKBACK_MINUTES).await;
+    assert_eq!(watermark.realtime, Some(COMPACTED_TO), "{watermark:?}");
+    world
 }
