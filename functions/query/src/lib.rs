@@ -353,13 +353,9 @@ impl Query {
             None => BTreeMap::new(),
         };
         let live = &live;
-        for (id, series) in live {
-            let minutes = || series.keys().map(|(_, m)| *m);
-            let (first, last) = (
-                minutes().min().unwrap_or(now_minute),
-                minutes().max().unwrap_or(now_minute),
-            );
-            let id = id.clone();
+        // The open minutes' campaigns over the whole realtime history (a campaign seen only yesterday is listed
+        // with its first and last minute), not only today's.
+        for (id, (first, last)) in self.live_campaigns(now_minute).await? {
             let entry = entries.entry(id.clone()).or_insert(CampaignEntry {
                 campaign_id: id,
                 first_seen_ms: first * 60_000,
@@ -658,12 +654,20 @@ pub fn counters_json(c: &Counters) -> Value {
 enum Failure {
     Bad(BadParam),
     NotFound(String),
+    /// A store that did not answer (throttled, down, timed out): worth retrying.
     Internal(String),
+    /// Data that does not follow the layout: retrying cannot help; an operator must look.
+    Corrupt(String),
 }
 
 impl Failure {
     fn from_aws(error: tally_aws::Error) -> Failure {
-        Failure::Internal(error.to_string())
+        match error {
+            tally_aws::Error::CorruptRow { .. } | tally_aws::Error::CorruptStore { .. } => {
+                Failure::Corrupt(error.to_string())
+            }
+            other => Failure::Internal(other.to_string()),
+        }
     }
 
     fn into_response(self) -> Response<Body> {
@@ -684,13 +688,25 @@ impl Failure {
                     StatusCode::SERVICE_UNAVAILABLE,
                     "unavailable",
                     "the metrics could not be read",
-                    "the metrics table did not answer; retry shortly".to_owned(),
+                    "the metrics table or the counter cache did not answer; retry shortly"
+                        .to_owned(),
                     json!({}),
                 );
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
                 response
+            }
+            Failure::Corrupt(message) => {
+                // The key and the value stay in the log: the answer does not echo stored data.
+                tracing::error!(message = "stored metrics do not follow the layout", error = %message);
+                problem(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "corrupt-metrics",
+                    "stored metrics could not be read",
+                    "a stored counter does not follow the layout; an operator must look (the function's log names the key)".to_owned(),
+                    json!({}),
+                )
             }
         }
     }
