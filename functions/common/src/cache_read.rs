@@ -21,6 +21,9 @@ use crate::Error;
 /// Per campaign, per ad: one lane's counts of one minute, summed over shards.
 pub type MinuteCounts = BTreeMap<String, BTreeMap<String, Tally>>;
 
+/// A hash's fields and values as read.
+type Fields = Vec<(String, String)>;
+
 /// A counter hash as read: (campaign, key, fields and values).
 type HashRead = (String, String, Vec<(String, String)>);
 
@@ -161,7 +164,7 @@ impl CounterStore {
                 }
             })
             .collect();
-        let read: Vec<(String, i64, String, Vec<(String, String)>)> = stream::iter(reads)
+        let read: Vec<(String, i64, String, Fields)> = stream::iter(reads)
             .buffer_unordered(READS_IN_FLIGHT)
             .try_collect()
             .await?;
