@@ -127,7 +127,7 @@ impl Routing {
     }
 
     /// A campaign rank drawn from the events of shard `s`.
-    fn draw(&self, rng: &mut fastrand::Rng, s: u32) -> usize {
+    pub(crate) fn draw(&self, rng: &mut fastrand::Rng, s: u32) -> usize {
         let cdf = &self.cdf[s as usize];
         let head = cdf.last().copied().unwrap_or(0.0);
         let u = rng.f64() * (head + self.tail[s as usize]);

@@ -15,6 +15,7 @@
 //! * [`render`]: terminal table, JSON, HTML.
 //! * [`sweep`]: `--sweep`, the profile's shape from 1,000 to 1,000,000 events/s and the AWS limits met.
 
+pub mod cache;
 pub mod check;
 pub mod cost;
 pub mod counters;
