@@ -431,6 +431,17 @@ mod tests {
         std::fs::remove_dir_all(&dir).expect("cleanup");
     }
 
+    /// Dollars per billion of the first line whose item starts with `item` (NaN when none).
+    fn dollars(cost: &Value, item: &str) -> f64 {
+        cost["lines"]
+            .as_array()
+            .expect("lines")
+            .iter()
+            .find(|l| l["item"].as_str().is_some_and(|i| i.starts_with(item)))
+            .map(|l| f(&l["dollars_per_billion"]))
+            .unwrap_or(f64::NAN)
+    }
+
     #[test]
     fn pricing_follows_the_table() {
         let metered = json!({
@@ -445,15 +456,7 @@ mod tests {
         });
         let prices = Prices::shipped().expect("prices");
         let cost = price(&metered, &prices, false);
-        let line = |item: &str| {
-            cost["lines"]
-                .as_array()
-                .expect("lines")
-                .iter()
-                .find(|l| l["item"].as_str().is_some_and(|i| i.starts_with(item)))
-                .map(|l| f(&l["dollars_per_billion"]))
-                .unwrap_or(f64::NAN)
-        };
+        let line = |item: &str| dollars(&cost, item);
         // 1 PUT unit per event at $0.014 per million: $14 per billion.
         assert!((line("PUT payload units") - 14.0).abs() < 1e-9);
         // 2 write units at $0.625 per million: $1,250 per billion.
@@ -482,32 +485,21 @@ mod tests {
             "elasticache": {"caches": {"c": {"ecpu": 7_200_000.0, "storage_gb_hours": 0.5}}},
         });
         let cost = price(&metered, &Prices::shipped().expect("prices"), false);
-        let line = |item: &str| {
-            cost["lines"]
-                .as_array()
-                .expect("lines")
-                .iter()
-                .find(|l| l["item"].as_str().is_some_and(|i| i.starts_with(item)))
-                .map(|l| f(&l["dollars_per_billion"]))
-                .unwrap_or(f64::NAN)
-        };
+        let line = |item: &str| dollars(&cost, item);
         // 2 ECPU per event at $0.0023 per million: $4.60 per billion.
         assert!((line("ECPU") - 4.6).abs() < 1e-9, "{cost}");
         // 0.5 GB-hours over 3.6 M events at $0.084: $11,666.67 per billion.
         assert!((line("data stored") - 0.5 / 3.6e6 * 0.084 * 1e9).abs() < 1e-6);
         // 0.01 write units per event at $0.625 per million: $6.25 per billion.
         assert!((line("write request units (compactor)") - 6.25).abs() < 1e-9);
-        assert!((f(&cost["by_service"]["elasticache"]) - line("ECPU") - line("data stored")).abs() < 1e-9);
+        assert!(
+            (f(&cost["by_service"]["elasticache"]) - line("ECPU") - line("data stored")).abs()
+                < 1e-9
+        );
         // A section that gives per-event figures directly.
         let mut m = metered.clone();
         m["elasticache"] = json!({"ecpu_per_event": 1.0, "storage_gb_hours_per_event": 0.0});
         let cost = price(&m, &Prices::shipped().expect("prices"), false);
-        let ecpu = cost["lines"]
-            .as_array()
-            .expect("lines")
-            .iter()
-            .find(|l| l["item"] == "ECPU")
-            .map(|l| f(&l["dollars_per_billion"]));
-        assert_eq!(ecpu, Some(2.3));
+        assert!((dollars(&cost, "ECPU") - 2.3).abs() < 1e-9);
     }
 }

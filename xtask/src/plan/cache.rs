@@ -160,15 +160,7 @@ pub fn batch_cost(
     };
     let mut replies = Vec::with_capacity(batch.claims().len());
     for claim in batch.claims() {
-        let request = resp_bytes(&[
-            "SET",
-            &claim.key,
-            &claim.value,
-            "NX",
-            "GET",
-            "EX",
-            &window,
-        ]);
+        let request = resp_bytes(&["SET", &claim.key, &claim.value, "NX", "GET", "EX", &window]);
         let reply = match lane {
             StoreLane::Realtime => None,
             StoreLane::Settled => Some(claim.value.clone()),
@@ -207,11 +199,7 @@ pub fn batch_cost(
         .sum();
     out.members = out.hashes;
     let sets = keys.len() as f64 - 1.0 - out.hashes;
-    let expires = if ttl_secs > 0 {
-        out.hashes + sets
-    } else {
-        0.0
-    };
+    let expires = if ttl_secs > 0 { out.hashes + sets } else { 0.0 };
     out.script_commands = 1.0 + 2.0 + out.fields + out.members + expires;
     let sha = "0".repeat(40);
     let numkeys = keys.len().to_string();
@@ -248,15 +236,21 @@ pub fn sample(
         if routing.shard_share(s) <= 0.0 {
             continue;
         }
-        let start_ms =
-            traffic::SAMPLE_MS - traffic::SAMPLE_MS.rem_euclid(86_400_000) + rng.i64(0..86_400_000);
+        let start_ms = super::counters::batch_start_ms(&mut rng);
         let step_ms = span_secs * 1000.0 / n as f64;
         let batch: Vec<_> = (0..n)
             .map(|i| {
                 let rank = routing.draw(&mut rng, s);
                 id += 1;
                 let at = start_ms + (i as f64 * step_ms) as i64;
-                traffic::event(&mut rng, profile, rank, format!("evt-{seed}-{id}"), at, false)
+                traffic::event(
+                    &mut rng,
+                    profile,
+                    rank,
+                    format!("evt-{seed}-{id}"),
+                    at,
+                    false,
+                )
             })
             .collect();
         let c = batch_cost(
@@ -390,8 +384,7 @@ pub fn compactor_minute(
         + members * 14.0;
     let hgetall = resp_bytes(&["HGETALL", key]) as f64 + 16.0 + fields_per_hash * 2.0 * 16.0;
     out.ecpu = lanes
-        * (shards * request_ecpu(smembers as u64)
-            + hashes_per_lane * request_ecpu(hgetall as u64));
+        * (shards * request_ecpu(smembers as u64) + hashes_per_lane * request_ecpu(hgetall as u64));
     let reads = lanes * (shards + hashes_per_lane);
     let puts = out.campaigns * 2.0;
     out.duration_ms = super::lanes::FUNCTION_BASE_MS.0

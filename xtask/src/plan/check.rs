@@ -142,7 +142,10 @@ pub fn measured(v: &Value) -> anyhow::Result<Measured> {
     if v.pointer("/metered/dynamodb/by_lane/compactor").is_some() {
         m.units.push((
             "dynamodb write units per event (compactor)".to_owned(),
-            num(v, "metered.dynamodb.by_lane.compactor.write_units_per_event")?,
+            num(
+                v,
+                "metered.dynamodb.by_lane.compactor.write_units_per_event",
+            )?,
         ));
     }
     m.units.push((
@@ -198,10 +201,7 @@ pub fn cache_ecpu_per_event(v: &Value, events: f64) -> anyhow::Result<Option<f64
     }
     let mut ecpu = 0.0;
     for name in caches.keys() {
-        ecpu += num(
-            v,
-            &format!("metered.elasticache.caches.{name}.ecpu"),
-        )?;
+        ecpu += num(v, &format!("metered.elasticache.caches.{name}.ecpu"))?;
     }
     Ok(Some(ecpu / events))
 }
@@ -496,9 +496,10 @@ mod tests {
                     continue
                 }
                 "elasticache ECPU per event" => (vec!["elasticache"], "ecpu_per_event"),
-                "dynamodb write units per event (compactor)" => {
-                    (vec!["dynamodb", "by_lane", "compactor"], "write_units_per_event")
-                }
+                "dynamodb write units per event (compactor)" => (
+                    vec!["dynamodb", "by_lane", "compactor"],
+                    "write_units_per_event",
+                ),
                 "kinesis records per event" => (vec!["kinesis"], "records_per_event"),
                 "kinesis PUT payload units per event" => (vec!["kinesis"], "put_units_per_event"),
                 u if u.starts_with("dynamodb") => {
@@ -581,8 +582,8 @@ mod tests {
     #[test]
     fn the_cache_units_are_checked_when_the_file_has_them() {
         let template = stack::tests::cache_fixture();
-        let rows = check_value(&crafted_on(&template, 1.05), Path::new("."), &template)
-            .expect("check");
+        let rows =
+            check_value(&crafted_on(&template, 1.05), Path::new("."), &template).expect("check");
         assert_eq!(rows.len(), 4 + 2 + 6 + 2);
         verdict(&rows, 0.15).expect("within 15 %");
         let unit = |name: &str| rows.iter().find(|r| r.unit == name).expect(name).clone();
@@ -592,13 +593,19 @@ mod tests {
         assert!(ecpu.predicted > 2.0 && ecpu.predicted < 10.0, "{ecpu:?}");
         assert!(unit("dynamodb write units per event (compactor)").predicted > 0.0);
         // The cache lanes write no table rows.
-        assert_eq!(unit("dynamodb write units per event (realtime)").predicted, 0.0);
+        assert_eq!(
+            unit("dynamodb write units per event (realtime)").predicted,
+            0.0
+        );
         // ECPU 30 % over the model: named.
         let mut v = crafted_on(&template, 1.0);
         v["metered"]["elasticache"] = json!({ "ecpu_per_event": ecpu.predicted * 1.3 });
         let rows = check_value(&v, Path::new("."), &template).expect("check");
         let err = format!("{:#}", verdict(&rows, 0.15).expect_err("must fail"));
-        assert!(err.contains("elasticache ECPU per event: predicted"), "{err}");
+        assert!(
+            err.contains("elasticache ECPU per event: predicted"),
+            "{err}"
+        );
         // The meter's own shape: caches with their ECPU, summed over the metered events (24,000).
         v["metered"]["elasticache"] =
             json!({ "caches": { "a": { "ecpu": 24000.0 }, "b": { "ecpu": 12000.0 } } });
@@ -609,13 +616,19 @@ mod tests {
         assert_eq!(cache_ecpu_per_event(&v, 24000.0).expect("ecpu"), None);
         v["metered"]["elasticache"] = json!({ "caches": { "a": { "ecpu": "lots" } } });
         let err = format!("{:#}", cache_ecpu_per_event(&v, 1.0).expect_err("bad"));
-        assert!(err.contains("metered.elasticache.caches.a.ecpu` is not a number"), "{err}");
+        assert!(
+            err.contains("metered.elasticache.caches.a.ecpu` is not a number"),
+            "{err}"
+        );
         v["metered"]["elasticache"] = json!({ "stored": 1 });
         let err = format!("{:#}", cache_ecpu_per_event(&v, 1.0).expect_err("bad"));
         assert!(err.contains("neither `ecpu_per_event`"), "{err}");
         // A file without the section (an older load test) keeps working on the cache template.
         let mut old = crafted_on(&template, 1.0);
-        old["metered"].as_object_mut().expect("m").remove("elasticache");
+        old["metered"]
+            .as_object_mut()
+            .expect("m")
+            .remove("elasticache");
         old["metered"]["dynamodb"]["by_lane"]
             .as_object_mut()
             .expect("lanes")

@@ -493,8 +493,7 @@ pub fn bill(
                     u.ecpu += inv * 60.0 * e.cache.ecpu();
                     u.ecpu_per_sec[minute] += inv * e.cache.ecpu();
                     // Both lanes claim the same ids: the first lane's claims are the ones stored.
-                    u.claims_per_sec[minute] =
-                        u.claims_per_sec[minute].max(inv * e.cache.claims);
+                    u.claims_per_sec[minute] = u.claims_per_sec[minute].max(inv * e.cache.claims);
                     window_secs = window_secs.max(f64::from(window));
                     let (hashes, pairs) = model.minute_keys(open_shards, eps);
                     let per_pair = if pairs > 0.0 { eps * 60.0 / pairs } else { 0.0 };
@@ -714,13 +713,7 @@ pub fn bill(
     if u.compactor_wru > 0.0 {
         let wru = u.compactor_wru * month_factor;
         let [w, _] = dynamodb(prices, wru, 0.0);
-        b.add(
-            "DynamoDB",
-            "write request units (compactor)",
-            wru,
-            "WRU",
-            w,
-        );
+        b.add("DynamoDB", "write request units (compactor)", wru, "WRU", w);
     }
     if tally && stack.cache.is_some() && u.ecpu > 0.0 {
         let ecpu = u.ecpu * month_factor;

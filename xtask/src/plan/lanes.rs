@@ -18,9 +18,9 @@ use std::collections::HashMap;
 
 use super::cache::{self, CacheBatch, CACHE_RTT_MS};
 use super::counters::{self, BatchSpec, BatchUnits, Routing, Rows};
-use tally_domain::store_keys::StoreLane;
 use super::stack::KinesisMapping;
 use super::traffic::Packing;
+use tally_domain::store_keys::StoreLane;
 use tally_traffic::Profile;
 
 /// (p50, p99) ms of one DynamoDB request round trip (AWS: single-digit milliseconds).

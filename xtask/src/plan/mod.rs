@@ -443,14 +443,20 @@ mod tests {
         )
         .expect("plan");
         for (name, b) in [("tally", &r.tally), ("naive", &r.naive)] {
-            eprintln!("measured: {name}: ${:.0} per billion events", b.per_billion());
+            eprintln!(
+                "measured: {name}: ${:.0} per billion events",
+                b.per_billion()
+            );
             for (service, usd) in b.by_service() {
                 eprintln!("measured:   {service:<16} ${usd:>10.2}/month");
             }
         }
-        for l in r.tally.lines.iter().filter(|l| {
-            ["ElastiCache", "VPC", "DynamoDB"].contains(&l.service)
-        }) {
+        for l in r
+            .tally
+            .lines
+            .iter()
+            .filter(|l| ["ElastiCache", "VPC", "DynamoDB"].contains(&l.service))
+        {
             eprintln!(
                 "measured:   {} {}: {:.4e} {} ${:.2}",
                 l.service, l.item, l.quantity, l.unit, l.usd

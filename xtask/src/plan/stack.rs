@@ -314,7 +314,9 @@ pub fn read(template: &Value) -> anyhow::Result<StackModel> {
                     match props.pointer(pointer) {
                         None => Ok(None),
                         Some(v) => {
-                            let n = v.as_f64().or_else(|| v.as_str().and_then(|s| s.parse().ok()));
+                            let n = v
+                                .as_f64()
+                                .or_else(|| v.as_str().and_then(|s| s.parse().ok()));
                             match n {
                                 Some(n) if n.is_finite() && n > 0.0 => Ok(Some(n)),
                                 _ => bail!(
@@ -330,7 +332,9 @@ pub fn read(template: &Value) -> anyhow::Result<StackModel> {
                     .and_then(Value::as_str)
                 {
                     if unit != "GB" {
-                        bail!("{path}.CacheUsageLimits.DataStorage.Unit: {unit:?}, expected \"GB\"");
+                        bail!(
+                            "{path}.CacheUsageLimits.DataStorage.Unit: {unit:?}, expected \"GB\""
+                        );
                     }
                 }
                 model.cache = Some(CacheModel {
@@ -603,7 +607,8 @@ pub(crate) mod tests {
         r["Compactor"] = json!({ "Type": "AWS::Lambda::Function", "Properties": {
             "Code": { "S3Key": { "Ref": "CompactorCodeKey" } }, "MemorySize": 256, "Timeout": 60,
             "Architectures": ["arm64"], "Environment": { "Variables": cache_env } } });
-        r["Compactor"]["Properties"]["Environment"]["Variables"]["TALLY_METRICS_TABLE"] = json!("t");
+        r["Compactor"]["Properties"]["Environment"]["Variables"]["TALLY_METRICS_TABLE"] =
+            json!("t");
         r["EveryMinute"] = json!({ "Type": "AWS::Events::Rule", "Properties": {
             "ScheduleExpression": "rate(1 minute)",
             "Targets": [ { "Arn": { "Fn::GetAtt": ["Compactor", "Arn"] }, "Id": "c" } ] } });
