@@ -190,6 +190,28 @@ pub fn price(metered: &Value, prices: &Prices, on_demand: bool) -> Value {
         f(&d["read_units_per_event"]),
         prices.dynamodb.read_request_units_per_million / 1e6,
     ));
+    if let Some(c) = d["by_lane"].get("compactor") {
+        lines.push((
+            "dynamodb",
+            "write request units (compactor)".into(),
+            f(&c["write_units_per_event"]),
+            prices.dynamodb.write_request_units_per_million / 1e6,
+        ));
+    }
+    if let Some((ecpu, gb_hours)) = cache_per_event(metered, events) {
+        lines.push((
+            "elasticache",
+            "ECPU".into(),
+            ecpu,
+            prices.elasticache.valkey_ecpu_per_million / 1e6,
+        ));
+        lines.push((
+            "elasticache",
+            "data stored, GB-hours (100 MB minimum; time-based)".into(),
+            gb_hours,
+            prices.elasticache.valkey_gb_hour,
+        ));
+    }
     for (role, m) in metered["lambda"]["by_function"]
         .as_object()
         .into_iter()
@@ -228,6 +250,7 @@ pub fn price(metered: &Value, prices: &Prices, on_demand: bool) -> Value {
     ));
     let mut by_service = serde_json::Map::new();
     for service in ["kinesis", "dynamodb", "lambda", "s3"] {
+        // ElastiCache is added by its lines when the run metered a cache.
         by_service.insert(service.to_owned(), json!(0.0));
     }
     let mut total = 0.0;
@@ -254,6 +277,31 @@ pub fn price(metered: &Value, prices: &Prices, on_demand: bool) -> Value {
              Secrets Manager, DynamoDB storage"
         ),
     })
+}
+
+/// ECPU and storage GB-hours per event from `metered.elasticache`: its `ecpu_per_event` and
+/// `storage_gb_hours_per_event` when given, else the meter's per-cache totals (`caches.*.ecpu`,
+/// `caches.*.storage_gb_hours`, `infra/localcloud/src/meter.rs`) over the metered events. `None` without a cache.
+fn cache_per_event(metered: &Value, events: f64) -> Option<(f64, f64)> {
+    let c = metered.get("elasticache")?;
+    let per = |x: f64| if events > 0.0 { x / events } else { 0.0 };
+    let (mut ecpu, mut gb_hours) = (0.0, 0.0);
+    let caches = c.get("caches").and_then(Value::as_object);
+    for cache in caches.into_iter().flatten().map(|(_, v)| v) {
+        ecpu += f(&cache["ecpu"]);
+        gb_hours += f(&cache["storage_gb_hours"]);
+    }
+    let ecpu = c
+        .get("ecpu_per_event")
+        .and_then(Value::as_f64)
+        .or_else(|| c.get("ecpu").and_then(Value::as_f64).map(per))
+        .unwrap_or_else(|| per(ecpu));
+    let gb_hours = c
+        .get("storage_gb_hours_per_event")
+        .and_then(Value::as_f64)
+        .or_else(|| c.get("storage_gb_hours").and_then(Value::as_f64).map(per))
+        .unwrap_or_else(|| per(gb_hours));
+    (ecpu > 0.0 || gb_hours > 0.0).then_some((ecpu, gb_hours))
 }
 
 /// The report without `--json`.
@@ -389,6 +437,17 @@ mod tests {
         std::fs::remove_dir_all(&dir).expect("cleanup");
     }
 
+    /// Dollars per billion of the first line whose item starts with `item` (NaN when none).
+    fn dollars(cost: &Value, item: &str) -> f64 {
+        cost["lines"]
+            .as_array()
+            .expect("lines")
+            .iter()
+            .find(|l| l["item"].as_str().is_some_and(|i| i.starts_with(item)))
+            .map(|l| f(&l["dollars_per_billion"]))
+            .unwrap_or(f64::NAN)
+    }
+
     #[test]
     fn pricing_follows_the_table() {
         let metered = json!({
@@ -403,15 +462,7 @@ mod tests {
         });
         let prices = Prices::shipped().expect("prices");
         let cost = price(&metered, &prices, false);
-        let line = |item: &str| {
-            cost["lines"]
-                .as_array()
-                .expect("lines")
-                .iter()
-                .find(|l| l["item"].as_str().is_some_and(|i| i.starts_with(item)))
-                .map(|l| f(&l["dollars_per_billion"]))
-                .unwrap_or(f64::NAN)
-        };
+        let line = |item: &str| dollars(&cost, item);
         // 1 PUT unit per event at $0.014 per million: $14 per billion.
         assert!((line("PUT payload units") - 14.0).abs() < 1e-9);
         // 2 write units at $0.625 per million: $1,250 per billion.
@@ -426,5 +477,35 @@ mod tests {
             .map(|s| f(&cost["by_service"][*s]))
             .sum();
         assert!((sum - f(&cost["total"])).abs() < 1e-9);
+        assert!(line("ECPU").is_nan(), "no cache metered, no cache line");
+    }
+
+    #[test]
+    fn pricing_prices_the_cache_and_the_compactor() {
+        // The meter's shape: per-cache totals over 3.6 M events.
+        let metered = json!({
+            "events": 3_600_000, "window_s": 3600.0, "events_per_sec": 1000.0, "shards": 2,
+            "kinesis": {}, "lambda": {"by_function": {}}, "lanes": {}, "s3": {},
+            "dynamodb": {"write_units_per_event": 0.0, "read_units_per_event": 0.0,
+                         "by_lane": {"compactor": {"write_units_per_event": 0.01}}},
+            "elasticache": {"caches": {"c": {"ecpu": 7_200_000.0, "storage_gb_hours": 0.5}}},
+        });
+        let cost = price(&metered, &Prices::shipped().expect("prices"), false);
+        let line = |item: &str| dollars(&cost, item);
+        // 2 ECPU per event at $0.0023 per million: $4.60 per billion.
+        assert!((line("ECPU") - 4.6).abs() < 1e-9, "{cost}");
+        // 0.5 GB-hours over 3.6 M events at $0.084: $11,666.67 per billion.
+        assert!((line("data stored") - 0.5 / 3.6e6 * 0.084 * 1e9).abs() < 1e-6);
+        // 0.01 write units per event at $0.625 per million: $6.25 per billion.
+        assert!((line("write request units (compactor)") - 6.25).abs() < 1e-9);
+        assert!(
+            (f(&cost["by_service"]["elasticache"]) - line("ECPU") - line("data stored")).abs()
+                < 1e-9
+        );
+        // A section that gives per-event figures directly.
+        let mut m = metered.clone();
+        m["elasticache"] = json!({"ecpu_per_event": 1.0, "storage_gb_hours_per_event": 0.0});
+        let cost = price(&m, &Prices::shipped().expect("prices"), false);
+        assert!((dollars(&cost, "ECPU") - 2.3).abs() < 1e-9);
     }
 }

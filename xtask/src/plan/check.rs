@@ -134,6 +134,20 @@ pub fn measured(v: &Value) -> anyhow::Result<Measured> {
             ));
         }
     }
+    // Units of the counter cache's design, when the load test metered them (older files lack them).
+    if let Some(ecpu) = cache_ecpu_per_event(v, events)? {
+        m.units
+            .push(("elasticache ECPU per event".to_owned(), ecpu));
+    }
+    if v.pointer("/metered/dynamodb/by_lane/compactor").is_some() {
+        m.units.push((
+            "dynamodb write units per event (compactor)".to_owned(),
+            num(
+                v,
+                "metered.dynamodb.by_lane.compactor.write_units_per_event",
+            )?,
+        ));
+    }
     m.units.push((
         "kinesis records per event".to_owned(),
         num(v, "metered.kinesis.records_per_event")?,
@@ -164,6 +178,32 @@ pub fn measured(v: &Value) -> anyhow::Result<Measured> {
         ));
     }
     Ok(m)
+}
+
+/// ECPU per event from `metered.elasticache`: its `ecpu_per_event`, or its `ecpu` over the metered events, or
+/// the sum of `caches.*.ecpu` (the meter snapshot's shape, `infra/localcloud/src/meter.rs`) over them. `None`
+/// when the section is absent or has no cache.
+pub fn cache_ecpu_per_event(v: &Value, events: f64) -> anyhow::Result<Option<f64>> {
+    let Some(section) = v.pointer("/metered/elasticache") else {
+        return Ok(None);
+    };
+    if section.get("ecpu_per_event").is_some() {
+        return num(v, "metered.elasticache.ecpu_per_event").map(Some);
+    }
+    if section.get("ecpu").is_some() {
+        return Ok(Some(num(v, "metered.elasticache.ecpu")? / events));
+    }
+    let Some(caches) = section.get("caches").and_then(Value::as_object) else {
+        bail!("metered.elasticache has neither `ecpu_per_event`, `ecpu` nor `caches`: expected the meter's elasticache section");
+    };
+    if caches.is_empty() {
+        return Ok(None);
+    }
+    let mut ecpu = 0.0;
+    for name in caches.keys() {
+        ecpu += num(v, &format!("metered.elasticache.caches.{name}.ecpu"))?;
+    }
+    Ok(Some(ecpu / events))
 }
 
 /// The profile the load test ran: its file (relative to the workspace root), or the shape in the JSON.
@@ -233,6 +273,7 @@ pub fn predicted(profile: &Profile, stack: &StackModel, m: &Measured) -> Vec<(St
     let mut out = Vec::new();
     let shards = f64::from(m.shards);
     let mut lambda = Vec::new();
+    let mut ecpu = 0.0;
     for lane in LANES {
         let found = stack.kinesis_mappings.iter().find_map(|mapping| {
             let f = stack.functions.get(&mapping.function)?;
@@ -249,6 +290,7 @@ pub fn predicted(profile: &Profile, stack: &StackModel, m: &Measured) -> Vec<(St
                     Rows::All,
                 );
                 let inv = e.invocations_per_shard_sec * shards / m.rate;
+                ecpu += inv * e.cache.ecpu();
                 (
                     inv * e.units.write_units,
                     inv * e.units.read_units,
@@ -262,6 +304,44 @@ pub fn predicted(profile: &Profile, stack: &StackModel, m: &Measured) -> Vec<(St
         out.push((format!("dynamodb read units per event ({lane})"), rru));
         lambda.push((lane, inv, memory));
     }
+    // The compactor: a minute of the load test's rate, its reads of the cache and its writes.
+    let mut compactor_wru = 0.0;
+    if stack.cache.is_some() && super::cost::compactor_function(stack).is_some() {
+        let cache_lanes = stack
+            .kinesis_mappings
+            .iter()
+            .filter_map(|mapping| stack.functions.get(&mapping.function))
+            .filter(|f| super::cost::lane_kind(f).cache_window_secs.is_some())
+            .count() as f64;
+        let (hashes, pairs) = model.minute_keys(m.shards, m.rate);
+        let per_pair = if pairs > 0.0 {
+            m.rate * 60.0 / pairs
+        } else {
+            0.0
+        };
+        let fields = if hashes > 0.0 {
+            pairs * super::cache::expected_fields(&profile.kinds, per_pair) / hashes
+        } else {
+            0.0
+        };
+        let c = super::cache::compactor_minute(
+            profile,
+            &traffic::Zipf::new(profile.campaigns, profile.campaign_skew),
+            m.rate,
+            shards,
+            hashes,
+            fields,
+            cache_lanes,
+            &mut std::collections::HashMap::new(),
+        );
+        ecpu += c.ecpu / (m.rate * 60.0);
+        compactor_wru = (c.minute_wru + c.hour_wru) / (m.rate * 60.0);
+    }
+    out.push(("elasticache ECPU per event".to_owned(), ecpu));
+    out.push((
+        "dynamodb write units per event (compactor)".to_owned(),
+        compactor_wru,
+    ));
     out.push(("kinesis records per event".to_owned(), 1.0 / epr));
     out.push((
         "kinesis PUT payload units per event".to_owned(),
@@ -381,8 +461,13 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    /// A load test's JSON whose measured units are `scale` × the model's.
+    /// A load test's JSON whose measured units are `scale` × the model's, on the plain fixture.
     fn crafted(scale: f64) -> Value {
+        crafted_on(&stack::tests::fixture(), scale)
+    }
+
+    /// The same on `template`: with a cache, the file also has the elasticache and compactor units.
+    fn crafted_on(template: &Value, scale: f64) -> Value {
         let shape = json!({ "name": "t", "file": null, "event_bytes": 300, "events_per_request": 5,
             "campaigns": 50, "ads_per_campaign": 3, "campaign_skew": 1.0,
             "kinds": { "impression": 0.7, "viewable": 0.25, "click": 0.04, "conversion": 0.01 } });
@@ -401,10 +486,20 @@ mod tests {
         });
         let m = measured_skeleton(&v);
         let profile = profile(&v, Path::new(".")).expect("profile");
-        let stack = stack::read(&stack::tests::fixture()).expect("stack");
+        let stack = stack::read(template).expect("stack");
         for (unit, value) in predicted(&profile, &stack, &m) {
             let value = value * scale;
             let (path, key): (Vec<&str>, &str) = match unit.as_str() {
+                _ if stack.cache.is_none()
+                    && (unit.starts_with("elasticache") || unit.contains("(compactor)")) =>
+                {
+                    continue
+                }
+                "elasticache ECPU per event" => (vec!["elasticache"], "ecpu_per_event"),
+                "dynamodb write units per event (compactor)" => (
+                    vec!["dynamodb", "by_lane", "compactor"],
+                    "write_units_per_event",
+                ),
                 "kinesis records per event" => (vec!["kinesis"], "records_per_event"),
                 "kinesis PUT payload units per event" => (vec!["kinesis"], "put_units_per_event"),
                 u if u.starts_with("dynamodb") => {
@@ -482,6 +577,68 @@ mod tests {
             .find(|r| r.unit == "dynamodb write units per event (realtime)")
             .expect("row");
         assert!(wru.predicted > 0.5, "{wru:?}");
+    }
+
+    #[test]
+    fn the_cache_units_are_checked_when_the_file_has_them() {
+        let template = stack::tests::cache_fixture();
+        let rows =
+            check_value(&crafted_on(&template, 1.05), Path::new("."), &template).expect("check");
+        assert_eq!(rows.len(), 4 + 2 + 6 + 2);
+        verdict(&rows, 0.15).expect("within 15 %");
+        let unit = |name: &str| rows.iter().find(|r| r.unit == name).expect(name).clone();
+        // Both lanes claim each event once (one ECPU each), plus the scripts: at 200 events/s per shard a
+        // 60 ms cycle makes batches of ~12 events, so each event also brings a few HINCRBY/SADD/EXPIRE.
+        let ecpu = unit("elasticache ECPU per event");
+        assert!(ecpu.predicted > 2.0 && ecpu.predicted < 10.0, "{ecpu:?}");
+        assert!(unit("dynamodb write units per event (compactor)").predicted > 0.0);
+        // The cache lanes write no table rows.
+        assert_eq!(
+            unit("dynamodb write units per event (realtime)").predicted,
+            0.0
+        );
+        // ECPU 30 % over the model: named.
+        let mut v = crafted_on(&template, 1.0);
+        v["metered"]["elasticache"] = json!({ "ecpu_per_event": ecpu.predicted * 1.3 });
+        let rows = check_value(&v, Path::new("."), &template).expect("check");
+        let err = format!("{:#}", verdict(&rows, 0.15).expect_err("must fail"));
+        assert!(
+            err.contains("elasticache ECPU per event: predicted"),
+            "{err}"
+        );
+        // The meter's own shape: caches with their ECPU, summed over the metered events (24,000).
+        v["metered"]["elasticache"] =
+            json!({ "caches": { "a": { "ecpu": 24000.0 }, "b": { "ecpu": 12000.0 } } });
+        assert_eq!(cache_ecpu_per_event(&v, 24000.0).expect("ecpu"), Some(1.5));
+        v["metered"]["elasticache"] = json!({ "ecpu": 48000.0 });
+        assert_eq!(cache_ecpu_per_event(&v, 24000.0).expect("ecpu"), Some(2.0));
+        v["metered"]["elasticache"] = json!({ "caches": {} });
+        assert_eq!(cache_ecpu_per_event(&v, 24000.0).expect("ecpu"), None);
+        v["metered"]["elasticache"] = json!({ "caches": { "a": { "ecpu": "lots" } } });
+        let err = format!("{:#}", cache_ecpu_per_event(&v, 1.0).expect_err("bad"));
+        assert!(
+            err.contains("metered.elasticache.caches.a.ecpu` is not a number"),
+            "{err}"
+        );
+        v["metered"]["elasticache"] = json!({ "stored": 1 });
+        let err = format!("{:#}", cache_ecpu_per_event(&v, 1.0).expect_err("bad"));
+        assert!(err.contains("neither `ecpu_per_event`"), "{err}");
+        // A file without the section (an older load test) keeps working on the cache template.
+        let mut old = crafted_on(&template, 1.0);
+        old["metered"]
+            .as_object_mut()
+            .expect("m")
+            .remove("elasticache");
+        old["metered"]["dynamodb"]["by_lane"]
+            .as_object_mut()
+            .expect("lanes")
+            .remove("compactor");
+        assert_eq!(
+            check_value(&old, Path::new("."), &template)
+                .expect("check")
+                .len(),
+            12
+        );
     }
 
     #[test]

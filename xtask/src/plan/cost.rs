@@ -2,7 +2,7 @@
 //! list prices. Every assumption that is not a price or a template setting is a named constant here and is
 //! listed in `docs/plan.md`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use super::counters::Rows;
 use super::lanes::{self, LaneKind, Model};
@@ -46,6 +46,9 @@ pub const NAIVE_MS_PER_WRITE: f64 = 0.5;
 /// covering the gap).
 pub const DYNAMODB_TARGET_UTILISATION: f64 = 0.7;
 pub const DYNAMODB_SCALE_IN_MINUTES: usize = 15;
+/// Bytes through an interface endpoint per API call made through it (request, response, TLS records).
+/// Assumption; the only interface endpoint tally has carries query's Secrets Manager calls.
+pub const INTERFACE_ENDPOINT_BYTES_PER_CALL: f64 = 4096.0;
 /// DynamoDB's limit per item (and per partition): 1,000 write units per second.
 pub const DYNAMODB_ITEM_WCU_PER_SEC: f64 = 1000.0;
 
@@ -70,6 +73,9 @@ pub struct Bill {
     pub dynamodb_provisioned_usd: f64,
     /// Peak write units per second the table takes (the minute of the period with most).
     pub dynamodb_peak_wcu_per_sec: f64,
+    /// The counter cache at its busiest minute: ECPU per second and bytes stored (0 without a cache).
+    pub cache_peak_ecpu_per_sec: f64,
+    pub cache_peak_stored_bytes: f64,
 }
 
 impl Bill {
@@ -228,6 +234,22 @@ pub fn cloudwatch(
     ]
 }
 
+/// ElastiCache Serverless (Valkey): ECPU and GB-hours (the 100 MB minimum applied by the caller).
+pub fn elasticache(p: &Prices, ecpu: f64, gb_hours: f64) -> [f64; 2] {
+    [
+        ecpu / 1e6 * p.elasticache.valkey_ecpu_per_million,
+        gb_hours * p.elasticache.valkey_gb_hour,
+    ]
+}
+
+/// Interface endpoints: AZ-hours and GB processed.
+pub fn interface_endpoints(p: &Prices, az_hours: f64, gb: f64) -> [f64; 2] {
+    [
+        az_hours * p.vpc.interface_endpoint_az_hour,
+        gb * p.vpc.interface_endpoint_gb,
+    ]
+}
+
 pub fn secrets_manager(p: &Prices, secrets: f64, calls: f64) -> f64 {
     secrets * p.secrets_manager.secret_month
         + calls / 1e4 * p.secrets_manager.api_calls_per_ten_thousand
@@ -249,10 +271,15 @@ pub enum Design {
 pub fn lane_kind(f: &FunctionModel) -> LaneKind {
     let has = |var: &str| f.env.iter().any(|e| e == var);
     let archives = has("TALLY_ARCHIVE_BUCKET");
+    let cache = has("TALLY_CACHE_ENDPOINT");
     LaneKind {
-        writes: has("TALLY_METRICS_TABLE"),
+        writes: has("TALLY_METRICS_TABLE") && !cache,
         archives,
         realtime: !archives,
+        cache_window_secs: cache.then(|| {
+            f.dedup_window_secs
+                .unwrap_or(super::cache::DEFAULT_DEDUP_WINDOW_SECS as u32)
+        }),
     }
 }
 
@@ -272,6 +299,15 @@ struct Usage {
     /// Write and read units per second, per minute of the period (auto scaling follows them).
     wcu_per_sec: Vec<f64>,
     rcu_per_sec: Vec<f64>,
+    /// The counter cache: ECPU (per minute, per second), claims made per second and counter hashes, fields
+    /// and index-set members created per minute.
+    ecpu: f64,
+    ecpu_per_sec: Vec<f64>,
+    claims_per_sec: Vec<f64>,
+    cache_hashes: Vec<f64>,
+    cache_fields: Vec<f64>,
+    /// The compactor's write units.
+    compactor_wru: f64,
 }
 
 impl Usage {
@@ -283,6 +319,42 @@ impl Usage {
             n * tally_billing::lambda::gb_seconds(billed_ms, f.memory_mb);
         self.log_bytes += n * LOG_BYTES_PER_INVOCATION;
     }
+}
+
+/// The scheduled function that compacts the cache into the table (`TALLY_CACHE_ENDPOINT` and
+/// `TALLY_METRICS_TABLE`, on a schedule), if any.
+pub fn compactor_function(stack: &StackModel) -> Option<FunctionModel> {
+    stack
+        .functions
+        .values()
+        .find(|f| {
+            f.scheduled_per_minute > 0.0
+                && f.env.iter().any(|e| e == "TALLY_CACHE_ENDPOINT")
+                && f.env.iter().any(|e| e == "TALLY_METRICS_TABLE")
+        })
+        .cloned()
+}
+
+/// Bytes the cache holds in each minute of the period: the claims made in the last `window_secs` (the
+/// period wraps around) and the counter hashes and index sets created in the last
+/// [`super::cache::COUNTER_HELD_SECS`] (at steady state, the period's mean creations × the minutes held).
+fn cache_stored_bytes(u: &Usage, window_secs: f64) -> Vec<f64> {
+    let n = u.claims_per_sec.len();
+    if n == 0 || window_secs <= 0.0 {
+        return vec![0.0; n];
+    }
+    let held = super::cache::COUNTER_HELD_SECS / 60.0;
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / n as f64;
+    let (hashes, fields) = (mean(&u.cache_hashes) * held, mean(&u.cache_fields) * held);
+    let w = ((window_secs / 60.0).round() as usize).max(1);
+    (0..n)
+        .map(|m| {
+            let claims: f64 = (0..w)
+                .map(|back| u.claims_per_sec[(m + n * w - back) % n] * 60.0)
+                .sum();
+            super::cache::stored_bytes(claims / window_secs, window_secs, hashes, fields, 0.0)
+        })
+        .collect()
 }
 
 /// Capacity units an auto-scaled table holds each minute for `demand` units per second: demand over the
@@ -334,8 +406,16 @@ pub fn bill(
     let mut u = Usage {
         wcu_per_sec: vec![0.0; minutes],
         rcu_per_sec: vec![0.0; minutes],
+        ecpu_per_sec: vec![0.0; minutes],
+        claims_per_sec: vec![0.0; minutes],
+        cache_hashes: vec![0.0; minutes],
+        cache_fields: vec![0.0; minutes],
         ..Usage::default()
     };
+    let compactor = compactor_function(stack);
+    let zipf = super::traffic::Zipf::new(profile.campaigns, profile.campaign_skew);
+    let mut sketches = HashMap::new();
+    let mut window_secs = 0.0f64;
     let (mut shard_minutes, mut records_total, mut bytes_total) = (0.0, 0.0, 0.0);
     let mut events_total = 0.0;
     let writer = stack
@@ -356,6 +436,7 @@ pub fn bill(
         has_url: false,
         scheduled_per_minute: 0.0,
         log_retention_days: None,
+        dedup_window_secs: None,
     };
     let mut object_bytes = 0.0;
     for (minute, &eps) in profile.events_per_sec.iter().enumerate() {
@@ -408,6 +489,18 @@ pub fn bill(
                 u.rru += inv * 60.0 * e.units.read_units;
                 u.wcu_per_sec[minute] += inv * e.units.write_units;
                 u.rcu_per_sec[minute] += inv * e.units.read_units;
+                if let Some(window) = kind.cache_window_secs {
+                    u.ecpu += inv * 60.0 * e.cache.ecpu();
+                    u.ecpu_per_sec[minute] += inv * e.cache.ecpu();
+                    // Both lanes claim the same ids: the first lane's claims are the ones stored.
+                    u.claims_per_sec[minute] = u.claims_per_sec[minute].max(inv * e.cache.claims);
+                    window_secs = window_secs.max(f64::from(window));
+                    let (hashes, pairs) = model.minute_keys(open_shards, eps);
+                    let per_pair = if pairs > 0.0 { eps * 60.0 / pairs } else { 0.0 };
+                    u.cache_hashes[minute] += hashes + open;
+                    u.cache_fields[minute] +=
+                        pairs * super::cache::expected_fields(&profile.kinds, per_pair) + hashes;
+                }
                 if kind.archives {
                     let puts = inv * 60.0 * e.s3_puts_per_invocation;
                     let bytes = records * 60.0 * record_bytes * ARCHIVE_BYTES_PER_STREAM_BYTE;
@@ -436,8 +529,41 @@ pub fn bill(
             .values()
             .filter(|f| f.scheduled_per_minute > 0.0)
         {
+            if compactor.as_ref().is_some_and(|c| c.name == f.name) {
+                continue;
+            }
             u.invoke(f, f.scheduled_per_minute / 60.0, SCALER_MS);
             u.metrics_requested += f.scheduled_per_minute * SCALER_METRICS;
+        }
+        if let (Some(f), true) = (&compactor, tally) {
+            let lanes = stack
+                .kinesis_mappings
+                .iter()
+                .filter_map(|m| stack.functions.get(&m.function))
+                .filter(|f| lane_kind(f).cache_window_secs.is_some())
+                .count() as f64;
+            let (hashes, pairs) = model.minute_keys(open_shards, eps);
+            let per_pair = if pairs > 0.0 { eps * 60.0 / pairs } else { 0.0 };
+            let fields_per_hash = if hashes > 0.0 {
+                pairs * super::cache::expected_fields(&profile.kinds, per_pair) / hashes
+            } else {
+                0.0
+            };
+            let c = super::cache::compactor_minute(
+                profile,
+                &zipf,
+                eps,
+                open,
+                hashes,
+                fields_per_hash,
+                lanes,
+                &mut sketches,
+            );
+            u.invoke(f, f.scheduled_per_minute / 60.0, c.duration_ms);
+            u.compactor_wru += c.minute_wru + c.hour_wru;
+            u.wcu_per_sec[minute] += (c.minute_wru + c.hour_wru) / 60.0;
+            u.ecpu += c.ecpu;
+            u.ecpu_per_sec[minute] += c.ecpu / 60.0;
         }
         u.sqs_requests += f64::from(stack.sqs_mappings) * SQS_POLLS_PER_MINUTE;
     }
@@ -450,7 +576,11 @@ pub fn bill(
         events: events_total * month_factor,
         dynamodb_provisioned_usd: dynamodb_provisioned(prices, hours(&wcu_cap), hours(&rcu_cap)),
         dynamodb_peak_wcu_per_sec: u.wcu_per_sec.iter().copied().fold(0.0, f64::max),
+        cache_peak_ecpu_per_sec: u.ecpu_per_sec.iter().copied().fold(0.0, f64::max),
+        cache_peak_stored_bytes: 0.0,
     };
+    let stored = cache_stored_bytes(&u, window_secs);
+    b.cache_peak_stored_bytes = stored.iter().copied().fold(0.0, f64::max);
     let shard_hours = shard_minutes / 60.0 * month_factor;
     let gb_written = bytes_total * month_factor / GB;
     let efo_consumers = if tally {
@@ -580,6 +710,58 @@ pub fn bill(
         "RRU",
         r,
     );
+    if u.compactor_wru > 0.0 {
+        let wru = u.compactor_wru * month_factor;
+        let [w, _] = dynamodb(prices, wru, 0.0);
+        b.add("DynamoDB", "write request units (compactor)", wru, "WRU", w);
+    }
+    if tally && stack.cache.is_some() && u.ecpu > 0.0 {
+        let ecpu = u.ecpu * month_factor;
+        // The hourly average, at least 100 MB: per minute of the period, then a month of them.
+        let min = tally_billing::elasticache::MIN_STORAGE_BYTES as f64;
+        let gb_hours = stored.iter().map(|b| b.max(min)).sum::<f64>() / GB / 60.0 * month_factor;
+        let [e, g] = elasticache(prices, ecpu, gb_hours);
+        b.add(
+            "ElastiCache",
+            "ECPU (claims, marks, scripts, compactor reads)",
+            ecpu,
+            "ECPU",
+            e,
+        );
+        b.add(
+            "ElastiCache",
+            "data stored (claims for the dedup window, counters; 100 MB minimum)",
+            gb_hours,
+            "GB-h",
+            g,
+        );
+    }
+    if tally {
+        for ep in &stack.interface_endpoints {
+            let az_hours = f64::from(ep.azs) * HOURS_PER_MONTH;
+            let calls = if ep.service == "secretsmanager" {
+                u.secret_calls * month_factor
+            } else {
+                0.0
+            };
+            let gb = calls * INTERFACE_ENDPOINT_BYTES_PER_CALL / GB;
+            let [h, d] = interface_endpoints(prices, az_hours, gb);
+            b.add(
+                "VPC",
+                format!("interface endpoint {} ({} AZ): hours", ep.service, ep.azs),
+                az_hours,
+                "AZ-h",
+                h,
+            );
+            b.add(
+                "VPC",
+                format!("interface endpoint {}: data processed", ep.service),
+                gb,
+                "GB",
+                d,
+            );
+        }
+    }
     if u.s3_puts > 0.0 {
         archive_lines(
             &mut b,

@@ -127,7 +127,7 @@ impl Routing {
     }
 
     /// A campaign rank drawn from the events of shard `s`.
-    fn draw(&self, rng: &mut fastrand::Rng, s: u32) -> usize {
+    pub(crate) fn draw(&self, rng: &mut fastrand::Rng, s: u32) -> usize {
         let cdf = &self.cdf[s as usize];
         let head = cdf.last().copied().unwrap_or(0.0);
         let u = rng.f64() * (head + self.tail[s as usize]);
@@ -314,6 +314,11 @@ fn base64_of_len(n: usize) -> String {
 /// Resolution buckets as `metrics::Resolution`: minutes per bucket, whether rows expire, sort-key letter.
 const RESOLUTIONS: [(i64, bool, &str); 3] = [(1, true, "m"), (60, true, "h"), (1440, false, "d")];
 
+/// When a sampled batch starts: anywhere in the sample's day.
+pub(crate) fn batch_start_ms(rng: &mut fastrand::Rng) -> i64 {
+    traffic::SAMPLE_MS - traffic::SAMPLE_MS.rem_euclid(86_400_000) + rng.i64(0..86_400_000)
+}
+
 /// Samples batches of `spec` on a stream routed by `routing` and charges their rows.
 pub fn sample(profile: &Profile, routing: &Routing, spec: &BatchSpec, seed: u64) -> BatchUnits {
     let n = spec.events.round().max(1.0) as usize;
@@ -336,8 +341,7 @@ pub fn sample(profile: &Profile, routing: &Routing, spec: &BatchSpec, seed: u64)
             continue;
         }
         // The batch starts anywhere in the day; its events are spread evenly over its span.
-        let start_ms =
-            traffic::SAMPLE_MS - traffic::SAMPLE_MS.rem_euclid(86_400_000) + rng.i64(0..86_400_000);
+        let start_ms = batch_start_ms(&mut rng);
         let step_ms = spec.span_secs * 1000.0 / n as f64;
         let mut rollup = Rollup::new();
         for i in 0..n {

@@ -16,9 +16,11 @@
 
 use std::collections::HashMap;
 
+use super::cache::{self, CacheBatch, CACHE_RTT_MS};
 use super::counters::{self, BatchSpec, BatchUnits, Routing, Rows};
 use super::stack::KinesisMapping;
 use super::traffic::Packing;
+use tally_domain::store_keys::StoreLane;
 use tally_traffic::Profile;
 
 /// (p50, p99) ms of one DynamoDB request round trip (AWS: single-digit milliseconds).
@@ -67,6 +69,9 @@ pub struct LaneKind {
     pub archives: bool,
     /// Realtime rows and the campaign index (not archiving).
     pub realtime: bool,
+    /// Applies to the counter cache (`TALLY_CACHE_ENDPOINT`) with this dedup window, seconds: claims, the
+    /// mark, the script (`super::cache`); no table rows.
+    pub cache_window_secs: Option<u32>,
 }
 
 /// One lane on one shard at one rate.
@@ -84,6 +89,8 @@ pub struct LaneEval {
     /// function + writes: the billed duration's input.
     pub duration_ms: f64,
     pub units: BatchUnits,
+    /// A cache lane's commands and ECPU per invocation.
+    pub cache: CacheBatch,
     pub s3_puts_per_invocation: f64,
     /// Batches are full (BatchSize) and the lane still takes longer than they take to arrive.
     pub behind: bool,
@@ -97,6 +104,7 @@ pub struct Model {
     pub overrides: Overrides,
     routings: HashMap<u32, Routing>,
     memo: HashMap<(String, u32, i64, u32, u8), LaneEval>,
+    minute_memo: HashMap<(u32, i64), (f64, f64)>,
 }
 
 /// Writes time of a batch: waves of 16 rows, `requests` round trips each, then the campaign index.
@@ -119,6 +127,7 @@ impl Model {
             overrides,
             routings: HashMap::new(),
             memo: HashMap::new(),
+            minute_memo: HashMap::new(),
         }
     }
 
@@ -127,6 +136,35 @@ impl Model {
         self.routings
             .entry(shards.max(1))
             .or_insert_with(|| Routing::new(profile, shards.max(1)))
+    }
+
+    /// Expected (campaign) hashes and (campaign, ad) pairs one lane writes in one minute over all `shards`
+    /// shards at `events_per_sec` (each shard's distinct keys among its minute of events; rates bucketed 10 %
+    /// apart, at most 4 shards evaluated and scaled).
+    pub fn minute_keys(&mut self, shards: u32, events_per_sec: f64) -> (f64, f64) {
+        if events_per_sec <= 0.0 {
+            return (0.0, 0.0);
+        }
+        let shards = self.overrides.shards.unwrap_or(shards).max(1);
+        let bucket = (events_per_sec.ln() / 0.1).round() as i64;
+        if let Some(v) = self.minute_memo.get(&(shards, bucket)) {
+            return *v;
+        }
+        let eps = (bucket as f64 * 0.1).exp();
+        let ads = self.profile.ads_per_campaign;
+        let routing = self.routing(shards).clone();
+        let k = shards.min(KEY_SHARDS);
+        let (mut c, mut p) = (0.0, 0.0);
+        for s in 0..k {
+            let n = eps * 60.0 * routing.shard_share(s);
+            let (cs, ps) = routing.expected_keys(s, n, ads);
+            c += cs;
+            p += ps;
+        }
+        let scale = f64::from(shards) / f64::from(k);
+        let v = (c * scale, p * scale);
+        self.minute_memo.insert((shards, bucket), v);
+        v
     }
 
     /// Lane `m` (of function `name`) on a stream of `shards` shards carrying `events_per_sec`.
@@ -205,7 +243,7 @@ impl Model {
         };
         let duration = |n_records: f64| {
             let n = n_records * epr;
-            let (c, p) = if kind.writes {
+            let (c, p) = if kind.writes || kind.cache_window_secs.is_some() {
                 (0..shards.min(KEY_SHARDS))
                     .map(|s| routing.expected_keys(s, n, ads))
                     .fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1))
@@ -215,9 +253,22 @@ impl Model {
             let k = f64::from(shards.min(KEY_SHARDS));
             let (c, p) = (c / k, p / k);
             let index = if kind.realtime { c } else { 0.0 };
+            let table = if kind.cache_window_secs.is_some() {
+                // Claims and the mark in one trip per 1,024, the script in one; ~3 commands per (campaign,
+                // ad) in the script.
+                CacheBatch {
+                    events: n,
+                    claims: n,
+                    script_commands: 3.0 + 3.0 * (c + p),
+                    ..CacheBatch::default()
+                }
+                .wait_ms(CACHE_RTT_MS.0)
+            } else {
+                write_ms((c + p) * rows_per_key, 2.0, index, DYNAMODB_MS.0)
+            };
             FUNCTION_BASE_MS.0
                 + n * per_event
-                + write_ms((c + p) * rows_per_key, 2.0, index, DYNAMODB_MS.0)
+                + table
                 + if kind.archives { ARCHIVE_PUT_MS } else { 0.0 }
         };
         let (batch, cycle_secs) = match cycle_override {
@@ -251,10 +302,27 @@ impl Model {
             realtime: kind.realtime,
             history_secs: self.overrides.history_secs,
         };
-        let units = if kind.writes {
+        let units = if kind.writes && kind.cache_window_secs.is_none() {
             counters::sample(&self.profile, &routing, &spec, super::traffic::SEED)
         } else {
             BatchUnits::default()
+        };
+        let cache_batch = match kind.cache_window_secs {
+            Some(window) => cache::sample(
+                &self.profile,
+                &routing,
+                events,
+                spec.span_secs,
+                epr,
+                if kind.archives {
+                    StoreLane::Settled
+                } else {
+                    StoreLane::Realtime
+                },
+                u64::from(window),
+                super::traffic::SEED,
+            ),
+            None => CacheBatch::default(),
         };
         let s3_puts = if kind.archives {
             1.0 + (spec.span_secs / 3600.0).min(1.0)
@@ -270,9 +338,12 @@ impl Model {
         let index = units.index_writes;
         let function_ms = FUNCTION_BASE_MS.0 + events * per_event;
         let archive_ms = s3_puts * ARCHIVE_PUT_MS;
-        let writes = write_ms(counter_rows, requests_per_row, index, DYNAMODB_MS.0) + archive_ms;
-        let writes_p99 =
-            write_ms(counter_rows, requests_per_row, index, DYNAMODB_MS.1) + archive_ms;
+        let writes = write_ms(counter_rows, requests_per_row, index, DYNAMODB_MS.0)
+            + cache_batch.wait_ms(CACHE_RTT_MS.0)
+            + archive_ms;
+        let writes_p99 = write_ms(counter_rows, requests_per_row, index, DYNAMODB_MS.1)
+            + cache_batch.wait_ms(CACHE_RTT_MS.1)
+            + archive_ms;
         let duration_ms = function_ms + writes;
         let cycle_ms = match cycle_override {
             Some(ms) => ms,
@@ -288,6 +359,7 @@ impl Model {
             write_ms_p99: writes_p99,
             duration_ms,
             units,
+            cache: cache_batch,
             s3_puts_per_invocation: s3_puts,
             behind: batch >= batch_cap && duration_ms + DISPATCH_MS > batch_cap / records * 1000.0,
         }
@@ -321,11 +393,13 @@ mod tests {
         writes: true,
         archives: false,
         realtime: true,
+        cache_window_secs: None,
     };
     const DEFERRED: LaneKind = LaneKind {
         writes: true,
         archives: true,
         realtime: false,
+        cache_window_secs: None,
     };
 
     #[test]

@@ -15,6 +15,7 @@
 //! * [`render`]: terminal table, JSON, HTML.
 //! * [`sweep`]: `--sweep`, the profile's shape from 1,000 to 1,000,000 events/s and the AWS limits met.
 
+pub mod cache;
 pub mod check;
 pub mod cost;
 pub mod counters;
@@ -424,6 +425,66 @@ mod tests {
             .expect("wait");
         assert_eq!(wait.p50_ms, rt.cycle_ms / 2.0);
         assert!(r.naive_notes.hottest_item_wcu_per_sec > 0.0);
+    }
+
+    /// The daily-curve profile on the cache fixture: every service priced, freshness set by enhanced
+    /// fan-out. `cargo test -p xtask --bin xtask daily_curve_on_the_cache -- --nocapture` prints the figures.
+    #[test]
+    fn daily_curve_on_the_cache_fixture() {
+        let text = std::fs::read_to_string(
+            crate::workspace_root().join("xtask/profiles/daily-curve-network.toml"),
+        )
+        .expect("profile");
+        let r = plan(
+            "test",
+            Profile::parse(&text).expect("profile"),
+            Prices::shipped().expect("prices"),
+            &stack::tests::cache_fixture(),
+        )
+        .expect("plan");
+        for (name, b) in [("tally", &r.tally), ("naive", &r.naive)] {
+            eprintln!(
+                "measured: {name}: ${:.0} per billion events",
+                b.per_billion()
+            );
+            for (service, usd) in b.by_service() {
+                eprintln!("measured:   {service:<16} ${usd:>10.2}/month");
+            }
+        }
+        for l in r
+            .tally
+            .lines
+            .iter()
+            .filter(|l| ["ElastiCache", "VPC", "DynamoDB"].contains(&l.service))
+        {
+            eprintln!(
+                "measured:   {} {}: {:.4e} {} ${:.2}",
+                l.service, l.item, l.quantity, l.unit, l.usd
+            );
+        }
+        for b in &r.latency {
+            eprintln!(
+                "measured: lane {} p50 {:.1} ms p99 ≤ {:.1} ms, set by {:?}",
+                b.lane,
+                b.p50_ms(),
+                b.p99_ms(),
+                b.dominant().map(|(c, s)| (c.name, (s * 100.0).round()))
+            );
+        }
+        assert!(r.tally.service("ElastiCache") > 0.0);
+        assert!(r.tally.service("VPC") > 0.0);
+        assert_eq!(r.naive.service("ElastiCache"), 0.0);
+        // The critical lane's freshness is set by enhanced fan-out, not the cache.
+        let fast = r.latency.first().expect("a lane");
+        assert!(fast.efo, "{fast:?}");
+        let (set_by, _) = fast.dominant().expect("components");
+        assert_eq!(set_by.name, "enhanced fan-out push", "{fast:?}");
+        let cache = fast
+            .components
+            .iter()
+            .find(|c| c.name.starts_with("counter cache"))
+            .expect("cache component");
+        assert!(cache.p50_ms < 10.0, "{cache:?}");
     }
 
     #[test]

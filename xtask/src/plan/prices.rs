@@ -18,6 +18,24 @@ pub struct Prices {
     pub sqs: Sqs,
     pub cloudwatch: CloudWatch,
     pub secrets_manager: SecretsManager,
+    pub elasticache: ElastiCache,
+    pub vpc: Vpc,
+}
+
+/// ElastiCache Serverless for Valkey.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ElastiCache {
+    pub valkey_ecpu_per_million: f64,
+    pub valkey_gb_hour: f64,
+}
+
+/// VPC interface endpoints (PrivateLink); gateway endpoints are free.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Vpc {
+    pub interface_endpoint_az_hour: f64,
+    pub interface_endpoint_gb: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -124,7 +142,7 @@ impl Prices {
 
 impl Prices {
     /// Every price with its key, for checks and for the report.
-    pub fn entries(&self) -> [(&'static str, f64); 33] {
+    pub fn entries(&self) -> [(&'static str, f64); 37] {
         let p = self;
         let k = &p.kinesis;
         [
@@ -203,6 +221,16 @@ impl Prices {
                 "secrets_manager.api_calls_per_ten_thousand",
                 p.secrets_manager.api_calls_per_ten_thousand,
             ),
+            (
+                "elasticache.valkey_ecpu_per_million",
+                p.elasticache.valkey_ecpu_per_million,
+            ),
+            ("elasticache.valkey_gb_hour", p.elasticache.valkey_gb_hour),
+            (
+                "vpc.interface_endpoint_az_hour",
+                p.vpc.interface_endpoint_az_hour,
+            ),
+            ("vpc.interface_endpoint_gb", p.vpc.interface_endpoint_gb),
         ]
     }
 }
@@ -218,6 +246,9 @@ mod tests {
         assert_eq!(p.kinesis.shard_hour, 0.015);
         assert_eq!(p.lambda.arm64_gb_second, 0.0000133334);
         assert_eq!(p.dynamodb.write_request_units_per_million, 0.625);
+        assert_eq!(p.elasticache.valkey_ecpu_per_million, 0.0023);
+        assert_eq!(p.elasticache.valkey_gb_hour, 0.084);
+        assert_eq!(p.vpc.interface_endpoint_az_hour, 0.01);
     }
 
     #[track_caller]
@@ -262,5 +293,15 @@ mod tests {
             "as_of: must not be empty",
         );
         check_err("region", "regio", "unknown field");
+        check_err(
+            "valkey_gb_hour = 0.084",
+            "valkey_gb_hour = -1",
+            "elasticache.valkey_gb_hour: -1 is not a price",
+        );
+        check_err(
+            "[vpc]\ninterface_endpoint_az_hour = 0.01",
+            "[vpc]",
+            "missing field `interface_endpoint_az_hour`",
+        );
     }
 }

@@ -204,6 +204,14 @@ pub fn table(r: &Report) -> String {
                 c.name, c.p50_ms, c.p99_ms, c.source
             );
         }
+        if let Some((c, share)) = b.dominant() {
+            let _ = writeln!(
+                s,
+                "    set by: {} ({:.0} % of the p50)",
+                c.name,
+                share * 100.0
+            );
+        }
     }
     let _ = writeln!(s, "\nrecommendation");
     for line in &r.recommendations {
@@ -289,6 +297,7 @@ pub fn json(r: &Report) -> Value {
         "latency": r.latency.iter().map(|b| json!({
             "lane": b.lane, "enhanced_fan_out": b.efo, "batching_window_secs": b.window_secs,
             "p50_ms": b.p50_ms(), "p99_ms_upper_bound": b.p99_ms(),
+            "set_by": b.dominant().map(|(c, _)| c.name),
             "components": b.components.iter().map(|c| json!({
                 "name": c.name, "p50_ms": c.p50_ms, "p99_ms": c.p99_ms, "source": c.source,
             })).collect::<Vec<_>>(),

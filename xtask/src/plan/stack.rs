@@ -33,6 +33,8 @@ pub struct FunctionModel {
     /// Invocations per minute from schedule rules.
     pub scheduled_per_minute: f64,
     pub log_retention_days: Option<u32>,
+    /// `TALLY_DEDUP_WINDOW_SECS` when the template gives it literally (claims live this long).
+    pub dedup_window_secs: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -72,6 +74,32 @@ pub struct StackModel {
     pub archive_lifecycle: Lifecycle,
     /// The scaler's `TALLY_MIN_SHARDS` / `TALLY_MAX_SHARDS`, if a function has them.
     pub scaler_bounds: Option<(u32, u32)>,
+    /// The `AWS::ElastiCache::ServerlessCache` (at most one).
+    pub cache: Option<CacheModel>,
+    /// `AWS::EC2::VPCEndpoint`s of type Interface (billed per AZ-hour and per GB).
+    pub interface_endpoints: Vec<InterfaceEndpoint>,
+    /// Gateway endpoints (free; counted for the report).
+    pub gateway_endpoints: u32,
+}
+
+/// A serverless cache's usage limits (`CacheUsageLimits`): `None` where the template sets none.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CacheModel {
+    pub logical_id: String,
+    /// `DataStorage.Maximum`, GB.
+    pub max_storage_gb: Option<f64>,
+    /// `ECPUPerSecond.Maximum`.
+    pub max_ecpu_per_sec: Option<f64>,
+}
+
+/// An interface endpoint: the service it reaches and the Availability Zones (subnets) it sits in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InterfaceEndpoint {
+    pub logical_id: String,
+    /// The service's short name (`secretsmanager` from `com.amazonaws.${AWS::Region}.secretsmanager`).
+    pub service: String,
+    /// One network interface per subnet, each in its own zone: billed per zone.
+    pub azs: u32,
 }
 
 impl StackModel {
@@ -198,6 +226,9 @@ pub fn read(template: &Value) -> anyhow::Result<StackModel> {
         archive_expiration_days: None,
         archive_lifecycle: Lifecycle::default(),
         scaler_bounds: None,
+        cache: None,
+        interface_endpoints: Vec::new(),
+        gateway_endpoints: 0,
     };
     let mut log_retention: BTreeMap<String, u32> = BTreeMap::new();
     // First pass: resources that stand alone.
@@ -235,10 +266,12 @@ pub fn read(template: &Value) -> anyhow::Result<StackModel> {
                     .and_then(Value::as_object)
                     .map(|vars| vars.keys().cloned().collect())
                     .unwrap_or_default();
+                let mut dedup_window_secs = None;
                 if let Some(vars) = props
                     .pointer("/Environment/Variables")
                     .and_then(Value::as_object)
                 {
+                    dedup_window_secs = env_number(vars, "TALLY_DEDUP_WINDOW_SECS", &path)?;
                     let lo = env_number(vars, "TALLY_MIN_SHARDS", &path)?;
                     let hi = env_number(vars, "TALLY_MAX_SHARDS", &path)?;
                     if let (Some(lo), Some(hi)) = (lo, hi) {
@@ -266,8 +299,89 @@ pub fn read(template: &Value) -> anyhow::Result<StackModel> {
                         has_url: false,
                         scheduled_per_minute: 0.0,
                         log_retention_days: None,
+                        dedup_window_secs,
                     },
                 );
+            }
+            "AWS::ElastiCache::ServerlessCache" => {
+                if let Some(other) = &model.cache {
+                    bail!(
+                        "the template has two serverless caches ({} and {id}); plan models one",
+                        other.logical_id
+                    );
+                }
+                let limit = |pointer: &str| -> anyhow::Result<Option<f64>> {
+                    match props.pointer(pointer) {
+                        None => Ok(None),
+                        Some(v) => {
+                            let n = v
+                                .as_f64()
+                                .or_else(|| v.as_str().and_then(|s| s.parse().ok()));
+                            match n {
+                                Some(n) if n.is_finite() && n > 0.0 => Ok(Some(n)),
+                                _ => bail!(
+                                    "{path}.CacheUsageLimits{}: {v} is not a literal positive number",
+                                    pointer.trim_start_matches("/CacheUsageLimits").replace('/', ".")
+                                ),
+                            }
+                        }
+                    }
+                };
+                if let Some(unit) = props
+                    .pointer("/CacheUsageLimits/DataStorage/Unit")
+                    .and_then(Value::as_str)
+                {
+                    if unit != "GB" {
+                        bail!(
+                            "{path}.CacheUsageLimits.DataStorage.Unit: {unit:?}, expected \"GB\""
+                        );
+                    }
+                }
+                model.cache = Some(CacheModel {
+                    logical_id: id.clone(),
+                    max_storage_gb: limit("/CacheUsageLimits/DataStorage/Maximum")?,
+                    max_ecpu_per_sec: limit("/CacheUsageLimits/ECPUPerSecond/Maximum")?,
+                });
+            }
+            "AWS::EC2::VPCEndpoint" => {
+                let kind = props
+                    .get("VpcEndpointType")
+                    .and_then(Value::as_str)
+                    .unwrap_or("Gateway");
+                match kind {
+                    "Gateway" => model.gateway_endpoints += 1,
+                    "Interface" => {
+                        let subnets = props
+                            .get("SubnetIds")
+                            .and_then(Value::as_array)
+                            .with_context(|| {
+                                format!("{path}.SubnetIds: an interface endpoint needs a literal list of subnets (one billed network interface per zone)")
+                            })?;
+                        if subnets.is_empty() {
+                            bail!("{path}.SubnetIds: empty; an interface endpoint sits in at least one subnet");
+                        }
+                        let service = props
+                            .get("ServiceName")
+                            .map(|v| match v {
+                                Value::String(s) => s.clone(),
+                                other => other
+                                    .get("Fn::Sub")
+                                    .and_then(Value::as_str)
+                                    .unwrap_or_default()
+                                    .to_owned(),
+                            })
+                            .unwrap_or_default();
+                        let service = service.rsplit('.').next().unwrap_or_default().to_owned();
+                        model.interface_endpoints.push(InterfaceEndpoint {
+                            logical_id: id.clone(),
+                            service,
+                            azs: subnets.len() as u32,
+                        });
+                    }
+                    other => bail!(
+                        "{path}.VpcEndpointType: {other:?}; plan prices Gateway and Interface endpoints"
+                    ),
+                }
             }
             "AWS::CloudWatch::Alarm" => model.alarms += 1,
             "AWS::SecretsManager::Secret" => model.secrets += 1,
@@ -468,6 +582,141 @@ pub(crate) mod tests {
                     "ScheduleExpression": "rate(1 minute)", "Targets": [ { "Arn": { "Fn::GetAtt": ["Scaler", "Arn"] }, "Id": "s" } ] } }
             }
         })
+    }
+
+    /// The fixture with the counter cache (issue 10's design, in the shape of the `h-infra` template): the lanes
+    /// apply to `CounterCache` (ECPU and storage limits), a compactor folds closed minutes into the table every
+    /// minute, two gateway endpoints and one interface endpoint (Secrets Manager) in two zones.
+    pub(crate) fn cache_fixture() -> Value {
+        let mut t = fixture();
+        let r = &mut t["Resources"];
+        let cache_env = json!({
+            "TALLY_CACHE_ENDPOINT": { "Fn::Join": [":", [
+                { "Fn::GetAtt": ["CounterCache", "Endpoint.Address"] },
+                { "Fn::GetAtt": ["CounterCache", "Endpoint.Port"] } ] ] },
+            "TALLY_CACHE_TLS": "true", "TALLY_CACHE_AUTH": "iam", "TALLY_CACHE_USER": "u",
+            "TALLY_CACHE_NAME": { "Ref": "CounterCache" }, "TALLY_DEDUP_WINDOW_SECS": "3600" });
+        for f in ["Realtime", "Deferred", "Query"] {
+            let vars = r[f]["Properties"]["Environment"]["Variables"]
+                .as_object_mut()
+                .expect("vars");
+            for (k, v) in cache_env.as_object().expect("env") {
+                vars.insert(k.clone(), v.clone());
+            }
+        }
+        r["Compactor"] = json!({ "Type": "AWS::Lambda::Function", "Properties": {
+            "Code": { "S3Key": { "Ref": "CompactorCodeKey" } }, "MemorySize": 256, "Timeout": 60,
+            "Architectures": ["arm64"], "Environment": { "Variables": cache_env } } });
+        r["Compactor"]["Properties"]["Environment"]["Variables"]["TALLY_METRICS_TABLE"] =
+            json!("t");
+        r["EveryMinute"] = json!({ "Type": "AWS::Events::Rule", "Properties": {
+            "ScheduleExpression": "rate(1 minute)",
+            "Targets": [ { "Arn": { "Fn::GetAtt": ["Compactor", "Arn"] }, "Id": "c" } ] } });
+        r["CounterCache"] = json!({ "Type": "AWS::ElastiCache::ServerlessCache", "Properties": {
+            "ServerlessCacheName": "tally-counters", "Engine": "valkey", "MajorEngineVersion": "8",
+            "CacheUsageLimits": { "DataStorage": { "Maximum": 10, "Unit": "GB" },
+                                  "ECPUPerSecond": { "Maximum": 100000 } },
+            "SubnetIds": [ { "Ref": "Private1" }, { "Ref": "Private2" } ] } });
+        r["DynamoDbEndpoint"] = json!({ "Type": "AWS::EC2::VPCEndpoint", "Properties": {
+            "VpcEndpointType": "Gateway", "ServiceName": { "Fn::Sub": "com.amazonaws.${AWS::Region}.dynamodb" } } });
+        r["S3Endpoint"] = json!({ "Type": "AWS::EC2::VPCEndpoint", "Properties": {
+            "VpcEndpointType": "Gateway", "ServiceName": { "Fn::Sub": "com.amazonaws.${AWS::Region}.s3" } } });
+        r["SecretsEndpoint"] = json!({ "Type": "AWS::EC2::VPCEndpoint", "Properties": {
+            "VpcEndpointType": "Interface",
+            "ServiceName": { "Fn::Sub": "com.amazonaws.${AWS::Region}.secretsmanager" },
+            "SubnetIds": [ { "Ref": "Private1" }, { "Ref": "Private2" } ] } });
+        t
+    }
+
+    #[test]
+    fn reads_the_cache_and_the_endpoints() {
+        let m = read(&cache_fixture()).expect("model");
+        assert_eq!(
+            m.cache,
+            Some(CacheModel {
+                logical_id: "CounterCache".into(),
+                max_storage_gb: Some(10.0),
+                max_ecpu_per_sec: Some(100_000.0),
+            })
+        );
+        assert_eq!(m.gateway_endpoints, 2);
+        assert_eq!(
+            m.interface_endpoints,
+            vec![InterfaceEndpoint {
+                logical_id: "SecretsEndpoint".into(),
+                service: "secretsmanager".into(),
+                azs: 2
+            }]
+        );
+        assert_eq!(m.functions["Realtime"].dedup_window_secs, Some(3600));
+        assert_eq!(m.functions["Compactor"].name, "compactor");
+        assert_eq!(m.functions["Compactor"].scheduled_per_minute, 1.0);
+        // Without limits: none.
+        let mut t = cache_fixture();
+        t["Resources"]["CounterCache"]["Properties"]
+            .as_object_mut()
+            .expect("props")
+            .remove("CacheUsageLimits");
+        let m = read(&t).expect("model");
+        assert_eq!(m.cache.map(|c| c.max_ecpu_per_sec), Some(None));
+        // The plain fixture has neither.
+        let m = read(&fixture()).expect("model");
+        assert!(m.cache.is_none() && m.interface_endpoints.is_empty());
+    }
+
+    #[test]
+    fn hostile_cache_and_endpoints() {
+        let check = |edit: &dyn Fn(&mut Value), expect: &str| {
+            let mut t = cache_fixture();
+            edit(&mut t);
+            let err = format!("{:#}", read(&t).expect_err("must fail"));
+            assert!(err.contains(expect), "expected `{expect}` in `{err}`");
+        };
+        check(
+            &|t| {
+                t["Resources"]["CounterCache"]["Properties"]["CacheUsageLimits"]["ECPUPerSecond"]
+                    ["Maximum"] = json!({ "Ref": "Max" })
+            },
+            "CacheUsageLimits.ECPUPerSecond.Maximum: {\"Ref\":\"Max\"} is not a literal positive number",
+        );
+        check(
+            &|t| {
+                t["Resources"]["CounterCache"]["Properties"]["CacheUsageLimits"]["DataStorage"]
+                    ["Unit"] = json!("TB")
+            },
+            "DataStorage.Unit: \"TB\", expected \"GB\"",
+        );
+        check(
+            &|t| t["Resources"]["Cache2"] = t["Resources"]["CounterCache"].clone(),
+            "two serverless caches",
+        );
+        check(
+            &|t| {
+                t["Resources"]["SecretsEndpoint"]["Properties"]
+                    .as_object_mut()
+                    .expect("props")
+                    .remove("SubnetIds");
+            },
+            "SecretsEndpoint.Properties.SubnetIds: an interface endpoint needs a literal list",
+        );
+        check(
+            &|t| t["Resources"]["SecretsEndpoint"]["Properties"]["SubnetIds"] = json!([]),
+            "SubnetIds: empty",
+        );
+        check(
+            &|t| {
+                t["Resources"]["SecretsEndpoint"]["Properties"]["VpcEndpointType"] =
+                    json!("GatewayLoadBalancer")
+            },
+            "VpcEndpointType: \"GatewayLoadBalancer\"",
+        );
+        check(
+            &|t| {
+                t["Resources"]["Realtime"]["Properties"]["Environment"]["Variables"]
+                    ["TALLY_DEDUP_WINDOW_SECS"] = json!("an hour")
+            },
+            "TALLY_DEDUP_WINDOW_SECS=\"an hour\" is not a whole number",
+        );
     }
 
     #[test]

@@ -68,16 +68,24 @@ pub enum Part {
     FanOut,
     Lambda,
     DynamoDB,
+    Cache,
     Scaler,
 }
 
-pub const PARTS: [Part; 5] = [
+pub const PARTS: [Part; 6] = [
     Part::Kinesis,
     Part::FanOut,
     Part::Lambda,
     Part::DynamoDB,
+    Part::Cache,
     Part::Scaler,
 ];
+
+/// ElastiCache Serverless's own maximums per cache (the `CacheUsageLimits` ceilings: 5,000 GB of data,
+/// 15,000,000 ECPU per second), as the CDK documents them:
+/// https://docs.aws.amazon.com/cdk/api/v2/docs/@aws-cdk_aws-elasticache-alpha.CacheUsageLimitsProperty.html
+pub const CACHE_MAX_STORAGE_GB: f64 = 5000.0;
+pub const CACHE_MAX_ECPU_PER_SEC: f64 = 15_000_000.0;
 
 impl Part {
     pub fn name(self) -> &'static str {
@@ -86,6 +94,7 @@ impl Part {
             Part::FanOut => "fan-out",
             Part::Lambda => "Lambda",
             Part::DynamoDB => "DynamoDB",
+            Part::Cache => "cache",
             Part::Scaler => "scaler",
         }
     }
@@ -412,6 +421,48 @@ impl Row {
             "RCU/s",
             "table-level read throughput (40,000/s): Service Quotas request",
         );
+
+        // The counter cache: its configured usage limits (stack options) and ElastiCache Serverless's maximums.
+        if let Some(cache) = &r.stack.cache {
+            let ecpu = r.tally.cache_peak_ecpu_per_sec;
+            let gb = r.tally.cache_peak_stored_bytes / (1u64 << 30) as f64;
+            if let Some(max) = cache.max_ecpu_per_sec {
+                add(
+                    Part::Cache,
+                    "ECPUPerSecond.Maximum",
+                    ecpu,
+                    max,
+                    "ECPU/s",
+                    "stack option (cache_max_ecpu_per_second, the cache's CacheUsageLimits): raise it; beyond it the cache throttles",
+                );
+            }
+            if let Some(max) = cache.max_storage_gb {
+                add(
+                    Part::Cache,
+                    "DataStorage.Maximum",
+                    gb,
+                    max,
+                    "GB",
+                    "stack option (cache_max_storage_gb): raise it, or shorten the dedup window (claims are most of it); beyond it writes fail",
+                );
+            }
+            add(
+                Part::Cache,
+                "ECPU/s per serverless cache",
+                ecpu,
+                CACHE_MAX_ECPU_PER_SEC,
+                "ECPU/s",
+                "ElastiCache Serverless maximum per cache: split the counters over caches",
+            );
+            add(
+                Part::Cache,
+                "storage per serverless cache",
+                gb,
+                CACHE_MAX_STORAGE_GB,
+                "GB",
+                "ElastiCache Serverless maximum per cache: shorten the dedup window or split over caches",
+            );
+        }
 
         // The scaler's own ceiling: a stack option, not an AWS quota.
         if let (false, Some((_, max))) = (r.on_demand, r.stack.scaler_bounds) {

@@ -1,0 +1,589 @@
+//! The counter cache (ElastiCache Serverless for Valkey) and the compactor: what the cache lanes send per batch
+//! and what it costs in ECPU, what the cache stores, how long a batch waits on it, and what the compactor writes
+//! to DynamoDB. Details: `docs/plan.md` ("The counter cache").
+//!
+//! A batch of a cache lane, as `tally_aws::store` runs it (docs/counter-store.md): one `SET <claim> <record> NX
+//! GET EX <window>` per distinct event id and the shard's mark `GET`, all in flight at once (one round trip);
+//! then one `EVALSHA` of the apply script, which runs `GET` + `SET` of the mark, one `HINCRBY` per (campaign,
+//! minute, ad, non-zero counter), one `SADD` per (minute, campaign) and one `EXPIRE … NX` per key it touches.
+//! The claims, the mark and the script's keys and arguments are built by the real code
+//! (`tally_domain::exactly_once::{Batch, plan_apply, ApplyPlan::script_keys, ApplyPlan::script_args}`), so their
+//! sizes are exact; their ECPU follow `tally_billing::elasticache`: a simple request 1 per KB transferred (at
+//! least 1), the script `max(its commands, its KB)` (the commands inside a script count one each, as the local
+//! meter counts them).
+
+use std::collections::HashMap;
+
+use serde_json::{json, Map};
+use tally_billing::elasticache::request_ecpu;
+use tally_domain::event::Event;
+use tally_domain::exactly_once::{plan_apply, Batch, Position};
+use tally_domain::store_keys::{mark_key, StoreLane};
+use tally_traffic::Profile;
+
+use super::counters::{sketch_bytes, Routing};
+use super::traffic::{self, Zipf};
+
+/// (p50, p99) ms of one round trip between a function and the cache in the same VPC and zone. Assumption: AWS
+/// describes ElastiCache Serverless reads as sub-millisecond at p50 (about 0.5 ms in the same zone) and
+/// low single-digit milliseconds at p99; to be replaced by a measurement on AWS.
+pub const CACHE_RTT_MS: (f64, f64) = (0.5, 2.0);
+/// Claims in flight at once (`tally_aws::store`: up to 1,024), so a batch's claims take one round trip per
+/// 1,024 claims (the mark's `GET` rides along with the first).
+pub const CLAIMS_IN_FLIGHT: f64 = 1024.0;
+/// Server time of one simple command, ms (docs/counter-store.md "What a batch costs": 1.6–2.3 µs a claim on
+/// valkey-server). Commands of one batch are served one after another (most land on one node at a time).
+pub const SERVER_MS_PER_COMMAND: f64 = 0.002;
+/// The dedup window when the template gives none (`TALLY_DEDUP_WINDOW_SECS`; tally's default).
+pub const DEFAULT_DEDUP_WINDOW_SECS: f64 = 3600.0;
+/// Bytes one claim holds in the cache (`used_memory` per claim: key `dedup:{<32 hex>}`, value `shardId-…:<56
+/// digits>`, its expiry and dictionary entries), measured on valkey-server by the test
+/// `a_claim_holds_about_this_many_bytes` (pinned within 20 %).
+pub const CLAIM_BYTES: f64 = 180.0;
+/// Bytes of one counter hash or index set in the cache besides its fields (key name `{rt:shardId-…}:c#<campaign>#
+/// <minute>`, dictionary entry, expiry, listpack header). Assumption, of the order of a claim's overhead.
+pub const HASH_KEY_BYTES: f64 = 110.0;
+/// Bytes of one hash field (`<ad>#<counter>` and its value in a listpack) or set member. Assumption.
+pub const HASH_FIELD_BYTES: f64 = 24.0;
+/// How long counter hashes and index sets stay in the cache: the TTL the realtime function gives them
+/// (`COUNTER_TTL_SECS`, two days); the compactor folds closed minutes but does not delete them (assumption until
+/// it does: then this becomes the compactor's lag, a few minutes).
+pub const COUNTER_HELD_SECS: f64 = 2.0 * 86_400.0;
+/// The counter TTL the lanes pass to the script (`EXPIRE … NX` per key when non-zero).
+pub const COUNTER_TTL_SECS: u64 = 2 * 86_400;
+/// DynamoDB round trip and writes in flight of the compactor (as the lanes' table writes).
+pub const COMPACTOR_PUTS_IN_FLIGHT: f64 = 16.0;
+/// Bytes of a compacted item's name part (key, watermark fields) — `ASSUMED_COMPACT_*` stand in for the real
+/// encoder (`tally_domain::compact`) until it lands: about 30 bytes of name, then per ad its id and both lanes'
+/// six counters (small varints, 2 bytes each).
+pub const ASSUMED_COMPACT_NAME_BYTES: usize = 30;
+pub const ASSUMED_COMPACT_BYTES_PER_NUMBER: usize = 2;
+/// A realistic sequence number: 56 digits, as Kinesis writes them.
+const SEQUENCE: &str = "49650000000000000000000000000000000000000000000000000000";
+const _: () = assert!(SEQUENCE.len() == 56);
+
+/// Bytes of a command (or an array reply) in RESP: `*<n>\r\n` then `$<len>\r\n<arg>\r\n` per argument.
+pub fn resp_bytes<S: AsRef<str>>(args: &[S]) -> usize {
+    let bulk = |s: &str| 1 + s.len().to_string().len() + 2 + s.len() + 2;
+    1 + args.len().to_string().len() + 2 + args.iter().map(|a| bulk(a.as_ref())).sum::<usize>()
+}
+
+/// Bytes of a bulk-string reply (`$-1\r\n` for nil).
+pub fn bulk_reply_bytes(value: Option<&str>) -> usize {
+    match value {
+        None => 5,
+        Some(v) => resp_bytes(&[v]) - 4,
+    }
+}
+
+/// What one batch of a cache lane sends and costs, averaged over the sampled batches.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CacheBatch {
+    pub events: f64,
+    /// `SET … NX GET EX` commands (one per distinct id).
+    pub claims: f64,
+    /// Bytes of the claims and their replies.
+    pub claim_bytes: f64,
+    /// (campaign, minute) hashes, their fields (`HINCRBY`s) and index-set members (`SADD`s).
+    pub hashes: f64,
+    pub fields: f64,
+    pub members: f64,
+    /// Commands the script runs, itself included (EVALSHA, GET, SET, HINCRBY, SADD, EXPIRE).
+    pub script_commands: f64,
+    /// The `EVALSHA` request and its reply.
+    pub script_bytes: f64,
+    /// ECPU: claims, the mark's `GET`, the script.
+    pub claim_ecpu: f64,
+    pub mark_ecpu: f64,
+    pub script_ecpu: f64,
+    pub batches: usize,
+}
+
+impl CacheBatch {
+    pub fn ecpu(&self) -> f64 {
+        self.claim_ecpu + self.mark_ecpu + self.script_ecpu
+    }
+
+    /// Commands the server executes for the batch (claims, mark, script and its inner commands).
+    pub fn commands(&self) -> f64 {
+        self.claims + 1.0 + self.script_commands
+    }
+
+    /// Time on the cache, ms at (p50, p99) round trips: the claims with the mark, then the script, plus the
+    /// server's time for every command.
+    pub fn wait_ms(&self, rtt_ms: f64) -> f64 {
+        if self.events <= 0.0 {
+            return 0.0;
+        }
+        let trips = (self.claims / CLAIMS_IN_FLIGHT).ceil().max(1.0) + 1.0;
+        trips * rtt_ms + self.commands() * SERVER_MS_PER_COMMAND
+    }
+}
+
+/// ECPU of an `EVALSHA`: one per command it runs (itself included), or its KB when larger.
+pub fn script_ecpu(commands: f64, bytes: f64) -> f64 {
+    commands.max(bytes / tally_billing::elasticache::BYTES_PER_ECPU as f64)
+}
+
+/// The commands of one batch as the real code builds them: `events` of one shard in records of
+/// `events_per_record`; `lane` Realtime makes fresh claims (nil replies), Settled reads the claims the realtime
+/// lane made for the same records (`Ours`: the claim value comes back).
+pub fn batch_cost(
+    events: Vec<Event>,
+    events_per_record: usize,
+    lane: StoreLane,
+    window_secs: u64,
+    ttl_secs: u64,
+) -> CacheBatch {
+    let shard = "shardId-000000000000";
+    let mut batch = Batch::new();
+    let per = events_per_record.max(1);
+    let mut seq: u64 = 0;
+    let mut iter = events.into_iter().peekable();
+    while iter.peek().is_some() {
+        let record: Vec<_> = iter.by_ref().take(per).collect();
+        seq += 1;
+        // After the mark (SEQUENCE): the same 56 digits, the last ones counting up.
+        let sequence = format!("{}{seq:020}", &SEQUENCE[..SEQUENCE.len() - 20]);
+        let Ok(position) = Position::new(shard, &sequence) else {
+            break;
+        };
+        if batch.push_record(position, record).is_err() {
+            break;
+        }
+    }
+    let window = window_secs.to_string();
+    let mut out = CacheBatch {
+        events: batch.len() as f64,
+        batches: 1,
+        ..CacheBatch::default()
+    };
+    let mut replies = Vec::with_capacity(batch.claims().len());
+    for claim in batch.claims() {
+        let request = resp_bytes(&["SET", &claim.key, &claim.value, "NX", "GET", "EX", &window]);
+        let reply = match lane {
+            StoreLane::Realtime => None,
+            StoreLane::Settled => Some(claim.value.clone()),
+        };
+        let bytes = request + bulk_reply_bytes(reply.as_deref());
+        out.claims += 1.0;
+        out.claim_bytes += bytes as f64;
+        out.claim_ecpu += request_ecpu(bytes as u64);
+        replies.push(reply);
+    }
+    // The mark: a GET of the shard's mark key, answered with the previous batch's mark.
+    let previous = Position::new(shard, SEQUENCE).ok();
+    let mark = previous.as_ref().map(Position::mark);
+    out.mark_ecpu = request_ecpu(
+        (resp_bytes(&["GET", &mark_key(lane, shard)]) + bulk_reply_bytes(mark.as_deref())) as u64,
+    );
+    let Ok(plan) = plan_apply(lane, &batch, &replies, previous.as_ref(), |_| true) else {
+        return out;
+    };
+    if plan.is_noop() {
+        return out;
+    }
+    let keys = plan.script_keys();
+    let args = plan.script_args(ttl_secs);
+    out.hashes = plan.increments.len() as f64;
+    out.fields = plan
+        .increments
+        .values()
+        .flat_map(|ads| ads.values())
+        .map(|t| {
+            tally_domain::store_keys::Counter::ALL
+                .iter()
+                .filter(|c| t.get(**c) > 0)
+                .count() as f64
+        })
+        .sum();
+    out.members = out.hashes;
+    let sets = keys.len() as f64 - 1.0 - out.hashes;
+    let expires = if ttl_secs > 0 { out.hashes + sets } else { 0.0 };
+    out.script_commands = 1.0 + 2.0 + out.fields + out.members + expires;
+    let sha = "0".repeat(40);
+    let numkeys = keys.len().to_string();
+    let mut command: Vec<&str> = vec!["EVALSHA", &sha, &numkeys];
+    command.extend(keys.iter().map(String::as_str));
+    command.extend(args.iter().map(String::as_str));
+    // Reply `{1}`: `*1\r\n:1\r\n`.
+    out.script_bytes = (resp_bytes(&command) + 8) as f64;
+    out.script_ecpu = script_ecpu(out.script_commands, out.script_bytes);
+    out
+}
+
+/// Samples batches of `events` events of one shard spanning `span_secs` (as `counters::sample` does for the
+/// table lanes) and prices them with [`batch_cost`].
+#[allow(clippy::too_many_arguments)]
+pub fn sample(
+    profile: &Profile,
+    routing: &Routing,
+    events: f64,
+    span_secs: f64,
+    events_per_record: f64,
+    lane: StoreLane,
+    window_secs: u64,
+    seed: u64,
+) -> CacheBatch {
+    let n = events.round().max(1.0) as usize;
+    let batches = (super::counters::SAMPLE_EVENTS / n)
+        .clamp(super::counters::MIN_BATCHES, super::counters::MAX_BATCHES);
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut sum = CacheBatch::default();
+    let mut id = 0u64;
+    for b in 0..batches {
+        let s = (b as u32) % routing.shards;
+        if routing.shard_share(s) <= 0.0 {
+            continue;
+        }
+        let start_ms = super::counters::batch_start_ms(&mut rng);
+        let step_ms = span_secs * 1000.0 / n as f64;
+        let batch: Vec<_> = (0..n)
+            .map(|i| {
+                let rank = routing.draw(&mut rng, s);
+                id += 1;
+                let at = start_ms + (i as f64 * step_ms) as i64;
+                traffic::event(
+                    &mut rng,
+                    profile,
+                    rank,
+                    format!("evt-{seed}-{id}"),
+                    at,
+                    false,
+                )
+            })
+            .collect();
+        let c = batch_cost(
+            batch,
+            events_per_record.round().max(1.0) as usize,
+            lane,
+            window_secs,
+            COUNTER_TTL_SECS,
+        );
+        sum.events += c.events;
+        sum.claims += c.claims;
+        sum.claim_bytes += c.claim_bytes;
+        sum.hashes += c.hashes;
+        sum.fields += c.fields;
+        sum.members += c.members;
+        sum.script_commands += c.script_commands;
+        sum.script_bytes += c.script_bytes;
+        sum.claim_ecpu += c.claim_ecpu;
+        sum.mark_ecpu += c.mark_ecpu;
+        sum.script_ecpu += c.script_ecpu;
+        sum.batches += 1;
+    }
+    let k = sum.batches.max(1) as f64;
+    CacheBatch {
+        events: sum.events / k,
+        claims: sum.claims / k,
+        claim_bytes: sum.claim_bytes / k,
+        hashes: sum.hashes / k,
+        fields: sum.fields / k,
+        members: sum.members / k,
+        script_commands: sum.script_commands / k,
+        script_bytes: sum.script_bytes / k,
+        claim_ecpu: sum.claim_ecpu / k,
+        mark_ecpu: sum.mark_ecpu / k,
+        script_ecpu: sum.script_ecpu / k,
+        batches: sum.batches,
+    }
+}
+
+/// Expected non-zero counters of a (campaign, ad, minute) that saw `events` events (Poisson), of the six: one
+/// per kind present, spend when an impression or a click is, value when a conversion is.
+pub fn expected_fields(kinds: &[f64; 4], events: f64) -> f64 {
+    let present = |q: f64| 1.0 - (-events * q).exp();
+    kinds.iter().map(|&q| present(q)).sum::<f64>()
+        + present(kinds[0] + kinds[2])
+        + present(kinds[3])
+}
+
+/// A compacted (campaign, minute) item as the compactor would write it. ASSUMPTION, to be replaced by the real
+/// encoder `tally_domain::compact` when it lands: key and name ≈ 30 bytes, then per ad its id and the six
+/// counters of both lanes (realtime and settled) as small numbers.
+pub fn assumed_compacted_item_bytes(ads: usize) -> u64 {
+    let mut item = Map::new();
+    item.insert("pk".into(), json!({ "S": "cm#cmp-000123" }));
+    item.insert("sk".into(), json!({ "N": "29408640" }));
+    let name = ASSUMED_COMPACT_NAME_BYTES.saturating_sub(
+        tally_billing::dynamodb::item_size(&item) as usize + 1, // + the counters' attribute name
+    );
+    let mut body = name;
+    for a in 0..ads {
+        body += format!("ad-{a}").len() + 2 * 6 * ASSUMED_COMPACT_BYTES_PER_NUMBER;
+    }
+    // Binary is counted by its raw length; the text stands for `body` bytes.
+    item.insert("c".into(), json!({ "S": "x".repeat(body) }));
+    tally_billing::dynamodb::item_size(&item)
+}
+
+/// Bytes of an hour item's unique-users sketch for `users` distinct users (the real `tally_domain::hll`
+/// encoder), with its key.
+pub fn hour_item_bytes(users: f64, cache: &mut HashMap<u64, usize>) -> u64 {
+    let mut item = Map::new();
+    item.insert("pk".into(), json!({ "S": "cm#cmp-000123" }));
+    item.insert("sk".into(), json!({ "S": "h#490144" }));
+    tally_billing::dynamodb::item_size(&item) + 6 + sketch_bytes(users, cache) as u64
+}
+
+/// What the compactor does in one minute at `events_per_sec`, with `hashes` (lane, shard, campaign) hashes and
+/// `shards` open shards per lane, over `lanes` cache lanes.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CompactorMinute {
+    /// Campaigns with events in the minute: one PutItem each.
+    pub campaigns: f64,
+    pub minute_wru: f64,
+    /// The hour items: one update per active campaign per minute.
+    pub hour_wru: f64,
+    /// ECPU of the reads: SMEMBERS per (lane, shard), HGETALL per (lane, shard, campaign).
+    pub ecpu: f64,
+    /// The function's duration, ms.
+    pub duration_ms: f64,
+}
+
+/// The compactor's minute (see [`CompactorMinute`]). `fields_per_hash`: fields of a hash (its HGETALL's
+/// reply); hour sketches hold the users of the campaign's hour so far (half an hour on average).
+#[allow(clippy::too_many_arguments)]
+pub fn compactor_minute(
+    profile: &Profile,
+    zipf: &Zipf,
+    events_per_sec: f64,
+    shards: f64,
+    hashes_per_lane: f64,
+    fields_per_hash: f64,
+    lanes: f64,
+    sketches: &mut HashMap<u64, usize>,
+) -> CompactorMinute {
+    if events_per_sec <= 0.0 {
+        return CompactorMinute::default();
+    }
+    let users = f64::from(traffic::users(profile));
+    let ads = profile.ads_per_campaign.max(1) as usize;
+    let mut out = CompactorMinute::default();
+    for k in 0..zipf.len() {
+        let per_min = events_per_sec * 60.0 * zipf.share(k);
+        let active = 1.0 - (-per_min).exp();
+        if active < 1e-12 {
+            continue;
+        }
+        let ads_seen = (ads as f64 * (1.0 - (-per_min / ads as f64).exp())).ceil() as usize;
+        out.campaigns += active;
+        out.minute_wru += active
+            * tally_billing::dynamodb::write_units(assumed_compacted_item_bytes(ads_seen.max(1)));
+        let hour_events = per_min * 30.0;
+        let distinct = users * (1.0 - (-hour_events / users).exp());
+        out.hour_wru +=
+            active * tally_billing::dynamodb::write_units(hour_item_bytes(distinct, sketches));
+    }
+    // Reads: the index set of each (lane, shard), then each hash; every reply priced by its KB.
+    let key = "{rt:shardId-000000000000}:c#cmp-000123#29408640";
+    let members = hashes_per_lane / shards.max(1.0);
+    let smembers = resp_bytes(&["SMEMBERS", "{rt:shardId-000000000000}:i#29408640"]) as f64
+        + 16.0
+        + members * 14.0;
+    let hgetall = resp_bytes(&["HGETALL", key]) as f64 + 16.0 + fields_per_hash * 2.0 * 16.0;
+    out.ecpu = lanes
+        * (shards * request_ecpu(smembers as u64) + hashes_per_lane * request_ecpu(hgetall as u64));
+    let reads = lanes * (shards + hashes_per_lane);
+    let puts = out.campaigns * 2.0;
+    out.duration_ms = super::lanes::FUNCTION_BASE_MS.0
+        + (reads / CLAIMS_IN_FLIGHT).ceil() * CACHE_RTT_MS.0
+        + reads * SERVER_MS_PER_COMMAND
+        + (puts / COMPACTOR_PUTS_IN_FLIGHT).ceil() * super::lanes::DYNAMODB_MS.0;
+    out
+}
+
+/// Bytes the cache holds: the claims of the last `window_secs` at `claims_per_sec`, and `hashes` counter hashes
+/// with `fields` fields and index sets with `members` members alive at once.
+pub fn stored_bytes(
+    claims_per_sec: f64,
+    window_secs: f64,
+    hashes: f64,
+    fields: f64,
+    members: f64,
+) -> f64 {
+    claims_per_sec * window_secs * CLAIM_BYTES
+        + hashes * HASH_KEY_BYTES
+        + (fields + members) * HASH_FIELD_BYTES
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 10,000 claims written exactly as `tally_aws::store` makes them (`SET dedup:{<32 hex>}
+    /// shardId-000000000000:<56 digits> NX GET EX 3600`) into a real valkey-server: `used_memory` grows by
+    /// about [`CLAIM_BYTES`] per claim (pinned within 20 %). 50,000 claims go first: a cluster-mode server keeps
+    /// one dictionary (and one expiry dictionary) per hash slot, created when the slot gets its first key — a
+    /// fixed cost of at most 16,384 slots (≈ 3 MB a cache), not a per-claim one — so the measured 10,000 land in
+    /// slots that mostly exist, as claims do in a cache holding millions.
+    #[test]
+    fn a_claim_holds_about_this_many_bytes() {
+        use std::io::{Read, Write};
+        const WARM: usize = 50_000;
+        const CLAIMS: usize = 10_000;
+        let server = tally_testkit::Valkey::start();
+        let used = |s: &tally_testkit::Valkey| -> f64 {
+            s.info("memory")
+                .into_iter()
+                .find(|(k, _)| k == "used_memory")
+                .and_then(|(_, v)| v.parse().ok())
+                .expect("used_memory")
+        };
+        let claims = |from: usize, n: usize| {
+            let mut out = Vec::new();
+            for i in from..from + n {
+                let key = tally_domain::store_keys::claim_key(&format!("evt-{i}"));
+                let sequence = format!("{}{i:020}", &SEQUENCE[..SEQUENCE.len() - 20]);
+                let value = Position::new("shardId-000000000000", &sequence)
+                    .expect("position")
+                    .claim_value();
+                assert_eq!((key.len(), value.len()), (40, 77));
+                let args = ["SET", &key, &value, "NX", "GET", "EX", "3600"];
+                out.extend(format!("*{}\r\n", args.len()).bytes());
+                for a in args {
+                    out.extend(format!("${}\r\n{a}\r\n", a.len()).bytes());
+                }
+            }
+            let mut conn = std::net::TcpStream::connect(server.addr()).expect("connect");
+            conn.write_all(&out).expect("write");
+            // Every reply is nil (`$-1\r\n`): the keys were free.
+            let mut replies = vec![0u8; n * 5];
+            conn.read_exact(&mut replies).expect("replies");
+            assert!(replies.chunks(5).all(|r| r == b"$-1\r\n"));
+        };
+        claims(0, WARM);
+        let before = used(&server);
+        claims(WARM, CLAIMS);
+        let per_claim = (used(&server) - before) / CLAIMS as f64;
+        eprintln!("measured: {per_claim:.1} bytes of used_memory per claim");
+        assert!(
+            (per_claim / CLAIM_BYTES - 1.0).abs() <= 0.2,
+            "{per_claim:.1} bytes per claim against CLAIM_BYTES = {CLAIM_BYTES}"
+        );
+    }
+
+    #[test]
+    fn resp_sizes_by_hand() {
+        // *1\r\n $4\r\nPING\r\n = 4 + 10.
+        assert_eq!(resp_bytes(&["PING"]), 14);
+        // *2\r\n $3\r\nGET\r\n $1\r\nk\r\n = 4 + 9 + 7.
+        assert_eq!(resp_bytes(&["GET", "k"]), 20);
+        assert_eq!(bulk_reply_bytes(None), 5);
+        // $3\r\nabc\r\n
+        assert_eq!(bulk_reply_bytes(Some("abc")), 9);
+    }
+
+    fn event(id: &str, campaign: &str, ad: &str, minute: i64) -> Event {
+        let mut rng = fastrand::Rng::with_seed(1);
+        let mut p = Profile::flat(1.0, 300).expect("profile");
+        p.kinds = [1.0, 0.0, 0.0, 0.0];
+        let mut e = traffic::event(&mut rng, &p, 0, id.to_owned(), minute * 60_000, false);
+        e.campaign_id = campaign.to_owned();
+        e.ad_id = ad.to_owned();
+        e
+    }
+
+    #[test]
+    fn a_batch_by_hand() {
+        // Four impressions, two campaigns, one minute, two records of two events; a TTL.
+        let events = vec![
+            event("a", "c1", "x", 100),
+            event("b", "c1", "y", 100),
+            event("c", "c2", "x", 100),
+            event("d", "c1", "x", 100),
+        ];
+        let b = batch_cost(events, 2, StoreLane::Realtime, 3600, 60);
+        assert_eq!((b.events, b.claims), (4.0, 4.0));
+        // A claim: *7, SET (9), dedup:{32 hex} (47), shardId-000000000000:<56 digits> (84), NX (8), GET (9),
+        // EX (8), 3600 (10) = 179 bytes, the nil reply 5: 184 bytes, 1 ECPU.
+        assert_eq!(b.claim_bytes, 4.0 * 184.0, "{b:?}");
+        assert_eq!(b.claim_ecpu, 4.0);
+        assert_eq!(b.mark_ecpu, 1.0);
+        // Hashes (c1, m) and (c2, m); fields: c1 x impressions + spend, y the same, c2 x the same = 6; members:
+        // one per hash; EXPIRE on 2 hashes and 1 index set; plus EVALSHA, GET, SET.
+        assert_eq!((b.hashes, b.fields, b.members), (2.0, 6.0, 2.0));
+        assert_eq!(b.script_commands, 3.0 + 6.0 + 2.0 + 3.0);
+        assert_eq!(b.script_ecpu, 14.0);
+        assert_eq!(b.ecpu(), 4.0 + 1.0 + 14.0);
+        // No TTL: no EXPIRE.
+        let events = vec![event("a", "c1", "x", 100)];
+        let b = batch_cost(events, 1, StoreLane::Realtime, 3600, 0);
+        assert_eq!(b.script_commands, 3.0 + 2.0 + 1.0);
+        // The settled lane reads the realtime lane's claims: bigger replies, same count.
+        let events = vec![event("a", "c1", "x", 100)];
+        let s = batch_cost(events, 1, StoreLane::Settled, 3600, 0);
+        assert!(s.claim_bytes > b.claim_bytes + 70.0, "{s:?} vs {b:?}");
+        assert_eq!(s.claim_ecpu, 1.0);
+    }
+
+    #[test]
+    fn a_big_script_is_billed_by_its_bytes() {
+        assert_eq!(script_ecpu(10.0, 2048.0), 10.0);
+        assert_eq!(script_ecpu(10.0, 20.0 * 1024.0), 20.0);
+    }
+
+    #[test]
+    fn wait_is_round_trips_plus_server_time() {
+        let b = CacheBatch {
+            events: 2500.0,
+            claims: 2500.0,
+            script_commands: 120.0,
+            ..CacheBatch::default()
+        };
+        // 3 claim trips + 1 script trip at 0.5 ms, 2,621 commands × 2 µs.
+        let expect = 4.0 * 0.5 + 2621.0 * 0.002;
+        assert!((b.wait_ms(0.5) - expect).abs() < 1e-9, "{}", b.wait_ms(0.5));
+        assert_eq!(CacheBatch::default().wait_ms(0.5), 0.0);
+    }
+
+    #[test]
+    fn expected_fields_by_hand() {
+        // Many events of impressions only: impressions and spend.
+        assert!((expected_fields(&[1.0, 0.0, 0.0, 0.0], 1e6) - 2.0).abs() < 1e-9);
+        // One event of each kind: six counters.
+        assert!((expected_fields(&[0.25; 4], 1e6) - 6.0).abs() < 1e-9);
+        assert_eq!(expected_fields(&[0.25; 4], 0.0), 0.0);
+    }
+
+    #[test]
+    fn compacted_items_by_hand() {
+        // ~30 bytes of name, then per ad `ad-N` + 24 bytes.
+        assert_eq!(assumed_compacted_item_bytes(1), 30 + 4 + 24);
+        assert_eq!(assumed_compacted_item_bytes(10), 30 + 10 * 4 + 10 * 24);
+        // Hour items carry the real sketch: sparse for a few users, dense (3 KB) for many.
+        let mut cache = HashMap::new();
+        assert!(hour_item_bytes(10.0, &mut cache) < 200);
+        assert!(hour_item_bytes(50_000.0, &mut cache) > 3000);
+    }
+
+    #[test]
+    fn storage_by_hand() {
+        // 1,000 claims/s for an hour, 10 hashes of 4 fields and 1 member each.
+        let b = stored_bytes(1000.0, 3600.0, 10.0, 40.0, 10.0);
+        assert_eq!(
+            b,
+            3_600_000.0 * CLAIM_BYTES + 10.0 * HASH_KEY_BYTES + 50.0 * HASH_FIELD_BYTES
+        );
+    }
+
+    #[test]
+    fn compactor_minute_by_hand() {
+        // One campaign of one ad, 10 events/s: active every minute, one 1-unit PutItem and one hour item.
+        let mut p = Profile::flat(10.0, 300).expect("profile");
+        (p.campaigns, p.ads_per_campaign, p.campaign_skew) = (1, 1, 0.0);
+        let zipf = Zipf::new(1, 0.0);
+        let mut cache = HashMap::new();
+        let c = compactor_minute(&p, &zipf, 10.0, 2.0, 2.0, 4.0, 2.0, &mut cache);
+        assert!((c.campaigns - 1.0).abs() < 1e-9);
+        assert!((c.minute_wru - 1.0).abs() < 1e-9, "{c:?}");
+        assert!(c.hour_wru >= 1.0);
+        // 2 lanes × (2 SMEMBERS + 2 HGETALL), each under 1 KB.
+        assert_eq!(c.ecpu, 8.0);
+        assert_eq!(
+            compactor_minute(&p, &zipf, 0.0, 2.0, 2.0, 4.0, 2.0, &mut cache),
+            CompactorMinute::default()
+        );
+    }
+}
