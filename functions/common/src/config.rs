@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use crate::Error;
 
-/// Expiry of counter and index keys: a day, so a compactor that is down for hours loses nothing.
-pub const DEFAULT_COUNTER_TTL_SECS: u64 = 24 * 3_600;
+/// Expiry of counter and index keys (`tally_domain::compact::COUNTER_TTL_SECS`, three hours).
+pub const DEFAULT_COUNTER_TTL_SECS: u64 = tally_domain::compact::COUNTER_TTL_SECS;
 /// Limit on connecting to the cache and on each reply.
 pub const CACHE_TIMEOUT: Duration = Duration::from_secs(5);
 

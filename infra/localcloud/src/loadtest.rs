@@ -1059,6 +1059,28 @@ pub fn metered(
         s[1] += num(&b["class_b_requests"]);
         s[2] += num(&b["bytes_in"]);
     }
+    // ElastiCache: every cache (the pipeline has one), summed; each cache's own figures kept under `caches`.
+    let mut c = [0.0; 6];
+    let mut caches = serde_json::Map::new();
+    for (name, cache) in snapshot["elasticache"]["caches"]
+        .as_object()
+        .into_iter()
+        .flatten()
+    {
+        c[0] += num(&cache["ecpu"]);
+        c[1] += num(&cache["total_commands"]);
+        c[2] += num(&cache["bytes_in"]);
+        c[3] += num(&cache["bytes_out"]);
+        c[4] += num(&cache["stored_bytes"]);
+        c[5] += num(&cache["storage_gb_hours"]);
+        caches.insert(
+            name.clone(),
+            json!({"ecpu": num(&cache["ecpu"]), "commands": cache["commands"].clone()}),
+        );
+    }
+    let elasticache = json!({"ecpu": c[0], "ecpu_per_event": per(c[0], ev), "commands": c[1] as u64,
+        "commands_per_event": per(c[1], ev), "bytes_in": c[2] as u64, "bytes_out": c[3] as u64,
+        "stored_bytes": c[4] as u64, "storage_gb_hours": c[5], "caches": caches});
     json!({
         "events": events,
         "window_s": (window_s * 10.0).round() / 10.0,
@@ -1069,6 +1091,7 @@ pub fn metered(
         "dynamodb": dynamodb,
         "lambda": {"by_function": by_function},
         "lanes": stream_lanes,
+        "elasticache": elasticache,
         "s3": {"class_a_requests": s[0] as u64, "class_b_requests": s[1] as u64, "bytes_in": s[2] as u64,
                "class_a_per_event": per(s[0], ev), "bytes_per_event": per(s[2], ev)},
     })

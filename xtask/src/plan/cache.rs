@@ -45,12 +45,11 @@ pub const CLAIM_BYTES: f64 = 180.0;
 pub const HASH_KEY_BYTES: f64 = 110.0;
 /// Bytes of one hash field (`<ad>#<counter>` and its value in a listpack) or set member. Assumption.
 pub const HASH_FIELD_BYTES: f64 = 24.0;
-/// How long counter hashes and index sets stay in the cache: the TTL the realtime function gives them
-/// (`COUNTER_TTL_SECS`, two days); the compactor folds closed minutes but does not delete them (assumption until
-/// it does: then this becomes the compactor's lag, a few minutes).
-pub const COUNTER_HELD_SECS: f64 = 2.0 * 86_400.0;
+/// How long counter hashes and index sets stay in the cache: the TTL the lanes give them
+/// (`tally_domain::compact::COUNTER_TTL_SECS`); the compactor folds closed minutes but does not delete them.
+pub const COUNTER_HELD_SECS: f64 = tally_domain::compact::COUNTER_TTL_SECS as f64;
 /// The counter TTL the lanes pass to the script (`EXPIRE … NX` per key when non-zero).
-pub const COUNTER_TTL_SECS: u64 = 2 * 86_400;
+pub const COUNTER_TTL_SECS: u64 = tally_domain::compact::COUNTER_TTL_SECS;
 /// DynamoDB round trip and writes in flight of the compactor (as the lanes' table writes).
 pub const COMPACTOR_PUTS_IN_FLIGHT: f64 = 16.0;
 /// Bytes of a compacted item's name part (key, watermark fields) — `ASSUMED_COMPACT_*` stand in for the real

@@ -273,7 +273,9 @@ pub fn lane_kind(f: &FunctionModel) -> LaneKind {
     let archives = has("TALLY_ARCHIVE_BUCKET");
     let cache = has("TALLY_CACHE_ENDPOINT");
     LaneKind {
-        writes: has("TALLY_METRICS_TABLE") && !cache,
+        // A cache lane that also has the table writes its settled rows there (the deferred lane: the rows
+        // carry the unique-user sketches); the realtime lane with the cache has no table.
+        writes: has("TALLY_METRICS_TABLE") && (!cache || archives),
         archives,
         realtime: !archives,
         cache_window_secs: cache.then(|| {

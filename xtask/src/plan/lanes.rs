@@ -253,7 +253,7 @@ impl Model {
             let k = f64::from(shards.min(KEY_SHARDS));
             let (c, p) = (c / k, p / k);
             let index = if kind.realtime { c } else { 0.0 };
-            let table = if kind.cache_window_secs.is_some() {
+            let cache_ms = if kind.cache_window_secs.is_some() {
                 // Claims and the mark in one trip per 1,024, the script in one; ~3 commands per (campaign,
                 // ad) in the script.
                 CacheBatch {
@@ -264,8 +264,20 @@ impl Model {
                 }
                 .wait_ms(CACHE_RTT_MS.0)
             } else {
-                write_ms((c + p) * rows_per_key, 2.0, index, DYNAMODB_MS.0)
+                0.0
             };
+            // The table's rows: a lane without the cache, or the deferred lane's settled rows next to it.
+            let table_ms = if kind.writes {
+                let index = if kind.cache_window_secs.is_some() {
+                    0.0
+                } else {
+                    index
+                };
+                write_ms((c + p) * rows_per_key, 2.0, index, DYNAMODB_MS.0)
+            } else {
+                0.0
+            };
+            let table = cache_ms + table_ms;
             FUNCTION_BASE_MS.0
                 + n * per_event
                 + table
@@ -302,7 +314,7 @@ impl Model {
             realtime: kind.realtime,
             history_secs: self.overrides.history_secs,
         };
-        let units = if kind.writes && kind.cache_window_secs.is_none() {
+        let units = if kind.writes {
             counters::sample(&self.profile, &routing, &spec, super::traffic::SEED)
         } else {
             BatchUnits::default()

@@ -441,7 +441,7 @@ async fn valid_invalid_poison_kill_and_restart_end_with_exact_counts() {
     assert_eq!(counted(&query, "realtime").await.as_ref(), Some(&want));
 
     // The meter files each DynamoDB request under the function that made it (its access key id is its name):
-    // the realtime lane's writes apart from the query function's reads (this test's polling).
+    // the query function's reads (this test's polling) apart from the lanes'.
     let name_of = |package: &str| {
         cloud
             .0
@@ -459,11 +459,18 @@ async fn valid_invalid_poison_kill_and_restart_end_with_exact_counts() {
             entry.1 += usage.read_units;
         }
     }
+    // The realtime lane writes the cache only: no table request of its own, and the cache's meter shows its
+    // commands.
     assert!(
-        callers
-            .get(&name_of("tally-realtime"))
-            .is_some_and(|c| c.0 > 0.0),
+        !callers.contains_key(&name_of("tally-realtime")),
         "{callers:?}"
+    );
+    let caches = cloud.0.aws.meter.snapshot().elasticache.caches;
+    assert!(
+        caches
+            .values()
+            .any(|c| c.ecpu > 0.0 && c.commands.contains_key("evalsha")),
+        "{caches:?}"
     );
     assert!(
         callers

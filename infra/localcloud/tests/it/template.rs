@@ -42,7 +42,7 @@ fn the_synthesized_pipeline_loads_and_every_resource_is_accounted_for() {
         1,
         "the counter cache runs as a valkey-server"
     );
-    assert_eq!(plan.functions.len(), 5);
+    assert_eq!(plan.functions.len(), 6);
     assert_eq!(plan.urls.len(), 2);
     assert_eq!(plan.mappings.len(), 2);
     let collect = plan
