@@ -54,6 +54,9 @@ pub const COOKIE: &str = "tally_session";
 pub const SESSION_SECS: u32 = 12 * 3600;
 /// Campaigns whose totals are read at once by `GET /v1/campaigns`.
 const TOTALS_IN_FLIGHT: usize = 16;
+/// How far back the cache holds a minute's counters (their TTL), in minutes: the live part of a read never
+/// starts earlier.
+const LIVE_MINUTES: i64 = (tally_domain::compact::COUNTER_TTL_SECS / 60) as i64;
 /// How far back realtime minutes are read (two days); older realtime buckets show the settled counts.
 pub const REALTIME_HISTORY_MINUTES: i64 = 2 * 1440;
 /// Shortest token accepted from the secret.
@@ -175,6 +178,16 @@ impl Query {
             .watermark()
             .await
             .map_err(Failure::from_aws)?;
+        // Minutes after the watermark live only in the cache, and only for the counters' TTL: older ones are
+        // not read (a range wholly after the watermark starts at most a TTL back).
+        let from = if watermark.realtime.is_none_or(|w| w < from) {
+            from.max(now_minute - LIVE_MINUTES)
+        } else {
+            from
+        };
+        if from > to {
+            return Ok(BTreeMap::new());
+        }
         read_series(
             &self.compacted,
             &store,
@@ -202,8 +215,8 @@ impl Query {
             .map_err(Failure::from_aws)?;
         let from = watermark
             .realtime
-            .map_or(now_minute - REALTIME_HISTORY_MINUTES, |m| m + 1)
-            .max(now_minute - REALTIME_HISTORY_MINUTES);
+            .map_or(now_minute - LIVE_MINUTES, |m| m + 1)
+            .max(now_minute - LIVE_MINUTES);
         store
             .campaigns_in(StoreLane::Realtime, from, now_minute)
             .await

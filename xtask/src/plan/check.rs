@@ -180,13 +180,20 @@ pub fn measured(v: &Value) -> anyhow::Result<Measured> {
     Ok(m)
 }
 
-/// ECPU per event from `metered.elasticache`: its `ecpu_per_event`, or its `ecpu` over the metered events, or
+/// The lanes' ECPU per event from `metered.elasticache`: its `lanes_commands_per_event` (the lanes' commands,
+/// one ECPU each: what the model's claims, marks and scripts predict), else its `ecpu_per_event`, or its `ecpu`
+/// over the metered events, or
 /// the sum of `caches.*.ecpu` (the meter snapshot's shape, `infra/localcloud/src/meter.rs`) over them. `None`
 /// when the section is absent or has no cache.
 pub fn cache_ecpu_per_event(v: &Value, events: f64) -> anyhow::Result<Option<f64>> {
     let Some(section) = v.pointer("/metered/elasticache") else {
         return Ok(None);
     };
+    // The lanes' commands alone (the query function's polling and the compactor's reads left out), when the
+    // file has them: one ECPU each.
+    if section.get("lanes_commands_per_event").is_some() {
+        return num(v, "metered.elasticache.lanes_commands_per_event").map(Some);
+    }
     if section.get("ecpu_per_event").is_some() {
         return num(v, "metered.elasticache.ecpu_per_event").map(Some);
     }
@@ -334,7 +341,8 @@ pub fn predicted(profile: &Profile, stack: &StackModel, m: &Measured) -> Vec<(St
             cache_lanes,
             &mut std::collections::HashMap::new(),
         );
-        ecpu += c.ecpu / (m.rate * 60.0);
+        // The compactor's reads (`c.ecpu`) are not compared: the load test's cache figure is the lanes'
+        // commands (`lanes_commands`), the query function's polling left out with the compactor's reads.
         compactor_wru = (c.minute_wru + c.hour_wru) / (m.rate * 60.0);
     }
     out.push(("elasticache ECPU per event".to_owned(), ecpu));

@@ -2,23 +2,26 @@
 //! of the real functions, the shipped default profile), then `plan --check` on its JSON.
 //!
 //! What the model is held to here is what it claims to get right in a short run (docs/plan.md, `plan
-//! --check`): DynamoDB write and read units per event of both lanes, Kinesis records and PUT payload units per
-//! event, and collect's invocations. The stream lanes' invocations per event are printed but not asserted: in a
-//! run of seconds the lanes' start and catch-up tail make batches smaller than rate × cycle (a documented gap).
+//! --check`): the realtime lane's DynamoDB units (none: it writes the cache), the lanes' cache commands per
+//! event, Kinesis records and PUT payload units per event, and collect's and realtime's invocations. The
+//! deferred lane's figures are printed but not asserted: a 15 s run is shorter than two of its 30 s batching
+//! windows, so its batches are smaller than the model's steady ones (more rows per event, more invocations
+//! per event; a documented gap, checked on the minute-long runs in the README).
 
 use serde_json::Value;
 
 use crate::plan::{scratch, stderr, stdout, xtask};
 
-const HELD: [&str; 8] = [
+const HELD: [&str; 9] = [
     "dynamodb write units per event (realtime)",
     "dynamodb read units per event (realtime)",
-    "dynamodb write units per event (deferred)",
-    "dynamodb read units per event (deferred)",
+    "elasticache ECPU per event",
     "kinesis records per event",
     "kinesis PUT payload units per event",
     "lambda invocations per event (collect)",
     "lambda GB-s per event (collect)",
+    "lambda invocations per event (realtime)",
+    "lambda GB-s per event (realtime)",
 ];
 
 #[test]
@@ -58,11 +61,13 @@ fn a_metered_load_test_agrees_with_the_model() {
             "model off on `{unit}`:\n{table}"
         );
     }
-    // The lanes' invocations are compared too (and may be OFF, see the module docs): present, with a ratio.
-    for lane in ["realtime", "deferred"] {
-        let unit = format!("lambda invocations per event ({lane})");
+    // The deferred lane is compared too (and may be OFF, see the module docs): present, with a ratio.
+    for unit in [
+        "lambda invocations per event (deferred)",
+        "dynamodb write units per event (deferred)",
+    ] {
         assert!(
-            table.lines().any(|l| l.starts_with(&unit)),
+            table.lines().any(|l| l.starts_with(unit)),
             "`{unit}` missing:\n{table}"
         );
     }

@@ -561,10 +561,11 @@ async fn the_seam_between_compacted_and_live_minutes_is_exact() {
 
 #[tokio::test]
 async fn a_campaign_known_only_from_the_cache_is_listed_and_served() {
-    // No compactor has run: no watermark, an empty index, every realtime minute is valkey's.
+    // No compactor has run: no watermark, an empty index, every realtime minute is valkey's (at most the
+    // counters' three-hour TTL back).
     let world = World::start().await;
     let events = vec![
-        event("f1", "impression", "fresh", "hero", Some("x"), 30 * 60, 100),
+        event("f1", "impression", "fresh", "hero", Some("x"), 120, 100),
         event("f2", "impression", "fresh", "hero", Some("y"), 3, 100),
         event("f3", "click", "fresh", "hero", Some("y"), 3, 0),
     ];
@@ -577,12 +578,12 @@ async fn a_campaign_known_only_from_the_cache_is_listed_and_served() {
     let fresh = &doc["campaigns"][0];
     assert_eq!(doc["campaigns"].as_array().map(Vec::len), Some(1), "{doc}");
     assert_eq!(fresh["campaign_id"], "fresh");
-    assert_eq!(fresh["first_seen"], "2026-11-25T07:30:00Z");
+    assert_eq!(fresh["first_seen"], "2026-11-26T11:30:00Z");
     assert_eq!(fresh["last_seen"], "2026-11-26T13:27:00Z");
-    // Today (UTC) holds the two events of 13:27; yesterday's is in the day series.
+    // Today (UTC) holds all three: 11:30 and the two of 13:27.
     assert_eq!(
         sums(&fresh["today"]["realtime"]),
-        [1, 0, 1, 0, 100, 0],
+        [2, 0, 1, 0, 200, 0],
         "{fresh}"
     );
     let (status, doc) = get(&query, "/v1/campaigns/fresh/series").await;
@@ -596,7 +597,7 @@ async fn a_campaign_known_only_from_the_cache_is_listed_and_served() {
             "/v1/campaigns/fresh/series?step=1d&from=2026-11-25T00:00:00Z"
         )
         .await,
-        [1, 1]
+        [0, 2]
     );
     let (status, doc) = get(&query, "/v1/campaigns/fresh/ads").await;
     assert_eq!(status, 200, "{doc}");
@@ -611,7 +612,7 @@ async fn a_campaign_known_only_from_the_cache_is_listed_and_served() {
     let (_, again) = get(&query, "/v1/campaigns").await;
     assert_eq!(
         sums(&again["campaigns"][0]["today"]["realtime"]),
-        [1, 0, 1, 0, 100, 0],
+        [2, 0, 1, 0, 200, 0],
         "{again}"
     );
 }
