@@ -211,6 +211,9 @@ pub fn batch_cost(
     out
 }
 
+/// Largest batch [`sample`] runs through the real planner (larger ones are scaled from one this size).
+pub const SAMPLE_CAP: usize = 5_000;
+
 /// Samples batches of `events` events of one shard spanning `span_secs` (as `counters::sample` does for the
 /// table lanes) and prices them with [`batch_cost`].
 #[allow(clippy::too_many_arguments)]
@@ -224,7 +227,43 @@ pub fn sample(
     window_secs: u64,
     seed: u64,
 ) -> CacheBatch {
+    // A batch beyond SAMPLE_CAP events (the deferred lane at high rates: up to 250,000) is sampled at the cap
+    // over the same span and scaled: per-event parts (claims) by the events, per-cell parts (the script's
+    // hashes, fields and commands) by the routing's expected (campaign, ad) pairs at each size — running the
+    // real planner on a quarter of a million events per sampled batch made `--sweep` take tens of minutes.
     let n = events.round().max(1.0) as usize;
+    if n > SAMPLE_CAP {
+        let small = sample(
+            profile,
+            routing,
+            SAMPLE_CAP as f64,
+            span_secs,
+            events_per_record,
+            lane,
+            window_secs,
+            seed,
+        );
+        let per_event = events / SAMPLE_CAP as f64;
+        let pairs = |k: f64| {
+            (0..routing.shards.min(4))
+                .map(|s| routing.expected_keys(s, k, profile.ads_per_campaign).1)
+                .sum::<f64>()
+        };
+        let per_cell = pairs(events) / pairs(SAMPLE_CAP as f64).max(1e-9);
+        return CacheBatch {
+            events: small.events * per_event,
+            claims: small.claims * per_event,
+            claim_bytes: small.claim_bytes * per_event,
+            claim_ecpu: small.claim_ecpu * per_event,
+            hashes: small.hashes * per_cell,
+            fields: small.fields * per_cell,
+            members: small.members * per_cell,
+            script_commands: small.script_commands * per_cell,
+            script_bytes: small.script_bytes * per_cell,
+            script_ecpu: small.script_ecpu * per_cell,
+            ..small
+        };
+    }
     let batches = (super::counters::SAMPLE_EVENTS / n)
         .clamp(super::counters::MIN_BATCHES, super::counters::MAX_BATCHES);
     let mut rng = fastrand::Rng::with_seed(seed);
