@@ -1244,17 +1244,24 @@ mod tests {
         }
     }
 
-    /// An acknowledgement "lost to a timeout": the client sends the same batch again whole, and the truth counts
-    /// each id once.
-    #[tokio::test]
-    async fn resends_an_acknowledged_batch_whole_and_counts_it_once() {
+    /// A fake collect on 127.0.0.1 serving `rounds` POSTs: it records each body's ids and answers what
+    /// `answer(round, ids)` says (status line, extra headers, JSON body). Returns its URL, the bodies and the
+    /// server task.
+    async fn fake_collect(
+        rounds: usize,
+        answer: impl Fn(usize, &[String]) -> (&'static str, &'static str, Value) + Send + 'static,
+    ) -> (
+        String,
+        Arc<Mutex<Vec<Received>>>,
+        tokio::task::JoinHandle<()>,
+    ) {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
         let bodies: Arc<Mutex<Vec<Received>>> = Arc::default();
         let server = {
             let bodies = bodies.clone();
             tokio::spawn(async move {
-                for _ in 0..2 {
+                for round in 0..rounds {
                     let (mut stream, _) = listener.accept().await.expect("accept");
                     let body = read_request(&mut stream).await;
                     let doc: Value = serde_json::from_str(&body).expect("a JSON body");
@@ -1265,15 +1272,25 @@ mod tests {
                         .map(|e| e["id"].as_str().expect("id").to_owned())
                         .collect();
                     lock(&bodies).push((Instant::now(), ids.clone()));
-                    let answer = json!({"ids": ids}).to_string();
+                    let (status, extra, doc) = answer(round, &ids);
+                    let doc = doc.to_string();
                     let response = format!(
-                        "HTTP/1.1 202 Accepted\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
-                        answer.len()
+                        "HTTP/1.1 {status}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{doc}",
+                        doc.len()
                     );
                     stream.write_all(response.as_bytes()).await.expect("write");
                 }
             })
         };
+        (url, bodies, server)
+    }
+
+    /// An acknowledgement "lost to a timeout": the client sends the same batch again whole, and the truth counts
+    /// each id once.
+    #[tokio::test]
+    async fn resends_an_acknowledged_batch_whole_and_counts_it_once() {
+        let (url, bodies, server) =
+            fake_collect(2, |_, ids| ("202 Accepted", "", json!({"ids": ids}))).await;
         let mut options = options(url);
         options.resend = Resend::new(1.0, 0.0).expect("fractions");
         let tally = Arc::new(Tally::default());
@@ -1311,42 +1328,19 @@ mod tests {
     /// the written ones once.
     #[tokio::test]
     async fn resends_only_the_unwritten_ids_after_retry_after() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let url = format!("http://{}", listener.local_addr().expect("addr"));
-        let bodies: Arc<Mutex<Vec<Received>>> = Arc::default();
-        let server = {
-            let bodies = bodies.clone();
-            tokio::spawn(async move {
-                for round in 0..2 {
-                    let (mut stream, _) = listener.accept().await.expect("accept");
-                    let body = read_request(&mut stream).await;
-                    let doc: Value = serde_json::from_str(&body).expect("a JSON body");
-                    let ids: Vec<String> = doc
-                        .as_array()
-                        .expect("an array")
-                        .iter()
-                        .map(|e| e["id"].as_str().expect("id").to_owned())
-                        .collect();
-                    lock(&bodies).push((Instant::now(), ids.clone()));
-                    let (status, extra, answer) = if round == 0 {
-                        let (ok, again) = ids.split_at(ids.len() / 2);
-                        (
-                            "503 Service Unavailable",
-                            "Retry-After: 1\r\n",
-                            json!({"ids": ok, "unwritten_ids": again}),
-                        )
-                    } else {
-                        ("202 Accepted", "", json!({"ids": ids}))
-                    };
-                    let answer = answer.to_string();
-                    let response = format!(
-                        "HTTP/1.1 {status}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{answer}",
-                        answer.len()
-                    );
-                    stream.write_all(response.as_bytes()).await.expect("write");
-                }
-            })
-        };
+        let (url, bodies, server) = fake_collect(2, |round, ids| {
+            if round == 0 {
+                let (ok, again) = ids.split_at(ids.len() / 2);
+                (
+                    "503 Service Unavailable",
+                    "Retry-After: 1\r\n",
+                    json!({"ids": ok, "unwritten_ids": again}),
+                )
+            } else {
+                ("202 Accepted", "", json!({"ids": ids}))
+            }
+        })
+        .await;
         let options = options(url);
         let tally = Arc::new(Tally::default());
         let (jobs, pending) = start_clients(&options, &tally, &[]);
