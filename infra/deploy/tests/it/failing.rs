@@ -112,7 +112,7 @@ async fn malformed_input_is_refused_before_anything_is_created() {
             "resource `A` has no string `Type`",
         ),
         check(
-            &|r| r.assets.truncate(4),
+            &|r| r.assets.truncate(5),
             "parameter `ScalerCodeKey`: declared by the template without a default",
         ),
         check(

@@ -182,7 +182,7 @@ async fn a_stage_from_first_deploy_to_destroy() {
     let DeployOutcome::Deployed { plan, uploaded, .. } = outcome else {
         panic!("first deploy did nothing: {outcome:?}")
     };
-    assert_eq!(uploaded, 5, "five zips uploaded");
+    assert_eq!(uploaded, 6, "six zips uploaded");
     assert!(
         plan.changes.iter().all(|c| c.action == Action::Add),
         "{plan}"
