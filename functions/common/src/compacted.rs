@@ -27,7 +27,6 @@ use tally_domain::compact::{decode_ads, encode_ads, split_at_seam, CompactedItem
 use tally_domain::exactly_once::Tally;
 use tally_domain::store_keys::StoreLane;
 
-use crate::metrics::{is_retryable, sdk_message};
 use crate::store::CounterStore;
 use crate::Error;
 
@@ -340,20 +339,10 @@ impl CompactedTable {
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {
-        Error::Dynamo {
-            op,
-            table: self.table.clone(),
-            retryable: is_retryable(&err),
-            message: sdk_message(&err),
-        }
+        crate::metrics::dynamo_error(&self.table, op, err)
     }
 
     fn corrupt(&self, pk: &str, sk: &str, rule: String) -> Error {
-        Error::CorruptRow {
-            table: self.table.clone(),
-            pk: pk.to_owned(),
-            sk: sk.to_owned(),
-            rule,
-        }
+        crate::metrics::corrupt_row(&self.table, pk, sk, rule)
     }
 }

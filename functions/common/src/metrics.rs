@@ -1004,21 +1004,38 @@ impl MetricsTable {
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {
-        Error::Dynamo {
-            op,
-            table: self.table.clone(),
-            retryable: is_retryable(&err),
-            message: sdk_message(&err),
-        }
+        dynamo_error(&self.table, op, err)
     }
 
     fn corrupt(&self, pk: &str, sk: &str, rule: String) -> Error {
-        Error::CorruptRow {
-            table: self.table.clone(),
-            pk: pk.to_owned(),
-            sk: sk.to_owned(),
-            rule,
-        }
+        corrupt_row(&self.table, pk, sk, rule)
+    }
+}
+
+/// A failed DynamoDB call on `table` as [`Error::Dynamo`] (retryable when throttled, timed out or a 5xx).
+pub(crate) fn dynamo_error<E>(
+    table: &str,
+    op: &'static str,
+    err: SdkError<E, HttpResponse>,
+) -> Error
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    Error::Dynamo {
+        op,
+        table: table.to_owned(),
+        retryable: is_retryable(&err),
+        message: sdk_message(&err),
+    }
+}
+
+/// An item of `table` that does not follow the layout.
+pub(crate) fn corrupt_row(table: &str, pk: &str, sk: &str, rule: String) -> Error {
+    Error::CorruptRow {
+        table: table.to_owned(),
+        pk: pk.to_owned(),
+        sk: sk.to_owned(),
+        rule,
     }
 }
 
