@@ -98,7 +98,7 @@ const MAX_ATTEMPTS: u32 = 8;
 /// Requests the warm-up sends before the meter is reset.
 const WARMUP_REQUESTS: usize = 4;
 /// Poll period of the freshness probes.
-const PROBE_PERIOD: Duration = Duration::from_millis(20);
+const PROBE_PERIOD: Duration = Duration::from_millis(5);
 /// Largest campaigns measured for freshness.
 const MAX_PROBES: usize = 3;
 /// A realtime lane whose counts do not move for this long is not catching up any more.
@@ -259,7 +259,8 @@ pub async fn run(options: LoadOptions) -> Result<Value, String> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     stop.store(true, Ordering::SeqCst);
-    let _ = poller.await;
+    let mut probe_query_ms = poller.await.unwrap_or_default();
+    probe_query_ms.sort_by(f64::total_cmp);
     let realtime = wait_counts(
         &options.query_url,
         &acked,
@@ -310,12 +311,7 @@ pub async fn run(options: LoadOptions) -> Result<Value, String> {
     };
     let mut freshness = freshness_ms(&lock(&tally.probe_acks), &lock(&visible));
     freshness.sort_by(f64::total_cmp);
-    let pick = |q: f64| {
-        freshness
-            .get(((freshness.len() as f64 - 1.0) * q).round() as usize)
-            .copied()
-            .unwrap_or(f64::NAN)
-    };
+    let pick = |q: f64| quantile(&freshness, q);
     let p = &options.profile;
     let load = |a: &AtomicU64| a.load(Ordering::SeqCst);
     let mut report = json!({
@@ -327,7 +323,9 @@ pub async fn run(options: LoadOptions) -> Result<Value, String> {
         "rate_target": options.rate,
         "rate_achieved": round1(window_acknowledged as f64 / sent_s),
         "freshness_ms": {"p50": round1(pick(0.5)), "p90": round1(pick(0.9)), "p99": round1(pick(0.99)), "max": round1(pick(1.0)),
-                         "samples": freshness.len(), "probes": probes},
+                         "samples": freshness.len(), "probes": probes,
+                         "probe_query_ms": {"p50": round1(quantile(&probe_query_ms, 0.5)), "p99": round1(quantile(&probe_query_ms, 0.99))},
+                         "probe_period_ms": PROBE_PERIOD.as_millis() as u64},
         "duration_s": round1(elapsed.as_secs_f64()),
         "per_ad": per_ad_report,
         "lanes_checked": {
@@ -654,20 +652,39 @@ fn note_error(tally: &Tally, error: String) {
     }
 }
 
-/// Polls the probe campaigns' realtime totals until `stop`.
+/// Polls the probe campaigns' realtime totals until `stop`: the probes are read concurrently, and a sample is
+/// stamped when the last answer arrived (the counts were read at or before then, so freshness is never
+/// under-stated; the query's own time is part of it and is reported as `probe_query_ms`).
 async fn poll_probes(
     query: String,
     probes: Vec<String>,
     from_ms: i64,
     visible: Arc<Mutex<Vec<(Instant, u64)>>>,
     stop: Arc<AtomicBool>,
-) {
+) -> Vec<f64> {
+    let mut query_ms = Vec::new();
     while !stop.load(Ordering::SeqCst) {
+        let asked = Instant::now();
+        let asks: Vec<_> = probes
+            .iter()
+            .map(|probe| {
+                let path = format!("/v1/campaigns/{probe}/series?step=1d&from={from_ms}");
+                let query = query.clone();
+                tokio::spawn(async move { request(&query, "GET", &path, "", &[]).await })
+            })
+            .collect();
+        let mut answers = Vec::with_capacity(asks.len());
+        for ask in asks {
+            answers.push(ask.await);
+        }
+        let answered = Instant::now();
         let mut sum = 0;
         let mut ok = true;
-        for probe in &probes {
-            let path = format!("/v1/campaigns/{probe}/series?step=1d&from={from_ms}");
-            match request(&query, "GET", &path, "", &[]).await {
+        for answer in answers {
+            match answer
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.map_err(|e| e.to_string()))
+            {
                 Ok(r) if r.status == 200 => {
                     let doc: Value = serde_json::from_str(&r.body).unwrap_or_default();
                     for point in doc["points"].as_array().into_iter().flatten() {
@@ -680,10 +697,20 @@ async fn poll_probes(
             }
         }
         if ok {
-            lock(&visible).push((Instant::now(), sum));
+            lock(&visible).push((answered, sum));
+            query_ms.push(answered.duration_since(asked).as_secs_f64() * 1000.0);
         }
         tokio::time::sleep(PROBE_PERIOD).await;
     }
+    query_ms
+}
+
+/// The `q` quantile of sorted samples (nearest rank); NaN when there are none.
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    sorted
+        .get(((sorted.len() as f64 - 1.0) * q).round() as usize)
+        .copied()
+        .unwrap_or(f64::NAN)
 }
 
 fn kinds_total(counters: &Value) -> u64 {
