@@ -7,6 +7,8 @@ mod deploy;
 mod destroy;
 mod dev;
 mod diff;
+#[cfg(test)]
+mod docs_check;
 mod flags;
 mod loadtest;
 mod options;

@@ -487,7 +487,7 @@ async fn errors_name_what_is_wrong() {
         if !t.is_moto() {
             // AWS answers a partition key over 256 characters with ValidationException (a model constraint) and a
             // missing StartingSequenceNumber with InvalidArgumentException; moto answers InvalidArgumentException
-            // and HTTP 500 (observed). MOTO.md: moto accepts an empty partition key and answers a malformed
+            // and HTTP 500 (observed). Also known of moto: it accepts an empty partition key and answers a malformed
             // iterator with HTTP 500; AWS answers ValidationException and InvalidArgumentException.
             let long_key = code(
                 client

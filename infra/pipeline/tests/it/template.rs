@@ -1,4 +1,4 @@
-//! What the stack contains: the resources of DESIGN.md with the settings each lane needs, the
+//! What the stack contains: the resources of the bird's-eye view in ARCHITECTURE.md with the settings each lane needs, the
 //! cross-team contract (parameters, environment, outputs), and least-privilege roles.
 
 use serde_json::{json, Value};
