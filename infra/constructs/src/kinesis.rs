@@ -145,14 +145,17 @@ impl Stream {
         );
     }
 
-    /// What a shard scaler needs: read the shape, change the shard count.
+    /// What a shard scaler needs: read the shape, change the shard count, and keep its call history in a tag of
+    /// the stream (read and written: `UpdateShardCount` is limited to 10 calls a rolling 24 h, and the history
+    /// must survive the scaler's own restarts).
     pub fn grant_scale(&self, grantee: &dyn Grantee) {
         grant(
             grantee,
             &self.node,
             &[
+                "kinesis:AddTagsToStream",
                 "kinesis:DescribeStreamSummary",
-                "kinesis:ListShards",
+                "kinesis:ListTagsForStream",
                 "kinesis:UpdateShardCount",
             ],
             &[self.arn()],

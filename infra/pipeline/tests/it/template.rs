@@ -674,8 +674,9 @@ fn roles_have_exactly_the_grants_they_need() {
 
     let mut scaler = vec![
         ("cloudwatch:GetMetricStatistics", "?"),
+        ("kinesis:AddTagsToStream", "Events"),
         ("kinesis:DescribeStreamSummary", "Events"),
-        ("kinesis:ListShards", "Events"),
+        ("kinesis:ListTagsForStream", "Events"),
         ("kinesis:UpdateShardCount", "Events"),
     ];
     scaler.extend(logs("ScalerLogGroup"));
