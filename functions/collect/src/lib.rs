@@ -271,9 +271,15 @@ impl Collector {
             Ok(outcome) => outcome,
             Err(error) => {
                 tracing::error!(message = "kinesis write failed", %error, retryable = error.is_retryable());
+                // AWS's text (account ids, ARNs, role names) stays in the log; the client learns what to do.
+                let reason = if error.is_retryable() {
+                    "the event stream is unavailable (see the collect function's log)"
+                } else {
+                    "the event stream refused the write (see the collect function's log)"
+                };
                 return Err(Unwritten {
                     events: (0..events.len()).collect(),
-                    reason: error.to_string(),
+                    reason: reason.to_owned(),
                     retryable: error.is_retryable(),
                 });
             }
@@ -297,13 +303,15 @@ impl Collector {
         }
         unwritten.sort_unstable();
         unwritten.dedup();
-        let reason = match outcome.last_error {
-            Some(error) => format!(
-                "kinesis throttled after {} attempts: {error}",
-                outcome.attempts
-            ),
-            None => format!("kinesis throttled after {} attempts", outcome.attempts),
-        };
+        if let Some(error) = &outcome.last_error {
+            tracing::warn!(message = "kinesis kept throttling", attempts = outcome.attempts, %error);
+        }
+        // Kinesis' message names the account ("… under account 123456789012"): the log keeps it, the client
+        // gets the fact.
+        let reason = format!(
+            "the event stream is over its write capacity (throttled after {} attempts)",
+            outcome.attempts
+        );
         Err(Unwritten {
             events: unwritten,
             reason,
@@ -337,6 +345,7 @@ fn runs(records: &[tally_domain::wire::StreamRecord]) -> Option<Vec<std::ops::Ra
 struct Unwritten {
     /// Positions in the request's valid events, ascending.
     events: Vec<usize>,
+    /// Why, for the client: never AWS's own text (it names accounts, ARNs and roles); that goes to the log.
     reason: String,
     /// Throttling that outlasted the retries (`503`, try later) rather than a refusal (`500`).
     retryable: bool,

@@ -24,6 +24,8 @@ enum Rule {
     HotCampaign,
     /// Every record of the first `n` requests.
     FirstRequests(usize),
+    /// The whole request, as IAM refuses it (HTTP 400 `AccessDeniedException`, ARNs in the message).
+    Denied,
 }
 
 /// A record as the endpoint saw it: its partition key and events.
@@ -93,6 +95,20 @@ async fn endpoint(rule: Rule) -> Endpoint {
                         return;
                     }
                     let n = r.fetch_add(1, Ordering::SeqCst);
+                    if matches!(rule, Rule::Denied) {
+                        let answer = json!({"__type": "AccessDeniedException", "message": DENIED})
+                            .to_string();
+                        let head = format!(
+                            "HTTP/1.1 400 Bad Request\r\ncontent-type: application/x-amz-json-1.1\r\ncontent-length: {}\r\nx-amzn-requestid: r{n}\r\n\r\n",
+                            answer.len()
+                        );
+                        if write.write_all(head.as_bytes()).await.is_err()
+                            || write.write_all(answer.as_bytes()).await.is_err()
+                        {
+                            return;
+                        }
+                        continue;
+                    }
                     let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
                     let mut results = Vec::new();
                     let mut failed = 0;
@@ -105,6 +121,7 @@ async fn endpoint(rule: Rule) -> Endpoint {
                         let throttle = match rule {
                             Rule::HotCampaign => events.iter().any(|e| e.campaign_id == "hot"),
                             Rule::FirstRequests(k) => n < k,
+                            Rule::Denied => unreachable!("answered above"),
                         };
                         if throttle {
                             failed += 1;
@@ -114,7 +131,7 @@ async fn endpoint(rule: Rule) -> Endpoint {
                             }
                             results.push(
                                 json!({"ErrorCode": "ProvisionedThroughputExceededException",
-                                "ErrorMessage": "Rate exceeded for shard shardId-000000000000"}),
+                                "ErrorMessage": "Rate exceeded for shard shardId-000000000000 in stream events under account 123456789012."}),
                             );
                         } else {
                             w.lock().expect("lock").push((key, events));
@@ -143,6 +160,9 @@ async fn endpoint(rule: Rule) -> Endpoint {
         throttled,
     }
 }
+
+/// What IAM says when a role may not write the stream: an account id and two ARNs.
+const DENIED: &str = "User: arn:aws:sts::123456789012:assumed-role/tally-main-collect/fn is not authorized to perform: kinesis:PutRecords on resource: arn:aws:kinesis:us-east-1:123456789012:stream/tally-main-events";
 
 fn quick_retries(max_attempts: u32) -> RetryPolicy {
     RetryPolicy {
@@ -210,9 +230,11 @@ async fn a_request_whose_record_stays_throttled_gets_503_naming_all_its_events()
     assert!(
         doc["detail"]
             .as_str()
-            .is_some_and(|d| d.contains("ProvisionedThroughputExceeded")),
+            .is_some_and(|d| d.contains("throttled after 3 attempts")),
         "{doc}"
     );
+    // Kinesis' message names the account: it stays in the log, never in an answer.
+    assert!(!doc.to_string().contains("123456789012"), "{doc}");
     assert!(fake.written().is_empty());
     assert_eq!(ids_of(&fake.throttled()), ["h-1", "c-1", "h-2"]);
     assert_eq!(
@@ -316,4 +338,26 @@ fn base64_round_trips() {
         assert_eq!(unbase64(&base64(bytes)).as_deref(), Some(bytes));
     }
     assert_eq!(unbase64("no*pe"), None);
+}
+
+#[tokio::test]
+async fn a_refused_write_answers_500_without_aws_text() {
+    let fake = endpoint(Rule::Denied).await;
+    let collector =
+        Collector::new(kinesis_client(&fake.url).await, "events").with_retry(quick_retries(3));
+    let events = json!([{"id": "d-1", "kind": "impression", "campaign_id": "c", "ad_id": "x"}]);
+    let response = collector.handle(post(&events)).await;
+    assert_eq!(response.status().as_u16(), 500, "{:?}", response.body());
+    let doc = body_json(&response);
+    assert_eq!(doc["unwritten_ids"], json!(["d-1"]), "{doc}");
+    let text = doc.to_string();
+    for secret in ["123456789012", "arn:", "assumed-role", "AccessDenied"] {
+        assert!(!text.contains(secret), "{secret} leaked: {doc}");
+    }
+    assert!(
+        doc["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("refused the write")),
+        "{doc}"
+    );
 }
