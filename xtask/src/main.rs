@@ -12,6 +12,7 @@ mod loadtest;
 mod options;
 mod plan;
 mod previews;
+mod protect;
 mod stage;
 mod synth;
 
