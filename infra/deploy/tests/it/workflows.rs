@@ -198,7 +198,8 @@ fn job_violations(id: &str, job: &Yaml, kind: Kind, fail: &mut impl FnMut(String
         .filter(|&i| is_credentials(steps[i]))
         .collect();
     let oidc = permission("id-token") == "write";
-    if oidc != !creds.is_empty() {
+    let assumes_a_role = !creds.is_empty();
+    if oidc != assumes_a_role {
         fail(format!(
             "{id}: id-token: write exactly where a role is assumed"
         ));
