@@ -252,6 +252,17 @@ mod tests {
         );
         check("stack = 1", "m", Err("`stack` must be a table"));
         check("[stacks]", "m", Err("unknown section `stacks`"));
+        // The protected stages' section is read by `protect`, and checked by every command.
+        check(
+            "[deploy]\nprotected_stages = [\"staging\"]",
+            "m",
+            Ok("Provisioned { initial_shards: 2, min_shards: 1, max_shards: 16 } EnhancedFanOut retain=false alert=None"),
+        );
+        check(
+            "[deploy]\nprotected_stage = [\"staging\"]",
+            "m",
+            Err("[deploy]: unknown option `protected_stage`"),
+        );
         check("[stack", "m", Err("not valid TOML"));
         // Another stage's section is checked too.
         check(

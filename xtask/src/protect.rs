@@ -12,9 +12,9 @@
 //!
 //! Why exact names are enough for the stack itself: a stage keeps its text as its label only when the text is
 //! a clean label (`[a-z0-9]+(-[a-z0-9]+)*`); anything else (`Production`, `production/`, `production\n`, a
-//! Cyrillic `р`) is sanitised and followed by a hash of the original text (`tally-production--1a2b3c4d`), so only
+//! Cyrillic `р`) is sanitised and followed by a hash of the original text (`tally-production--<hash>`), so only
 //! the exact text `production` names the stack `tally-production` and its resources. The look-alike refusal is
-//! the second wall, for people: `tally-production--1a2b3c4d` in a listing is easily taken for production.
+//! the second wall, for people: `tally-production--<hash>` in a listing is easily taken for production.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -215,14 +215,14 @@ pub fn admit(
     terminal: bool,
 ) -> anyhow::Result<Admission> {
     let raw = stage.raw();
-    if let Some(name) = protected.look_alike(raw) {
-        bail!(
-            "stage {raw:?} looks like the protected stage `{name}` (it differs only by case, look-alike characters, \
-             whitespace or punctuation); {command} refuses it so that nobody takes it for `{name}`. Name the stage \
-             so that it cannot be confused: --stage <another name>"
-        );
-    }
     let Some(name) = protected.exact(raw) else {
+        if let Some(name) = protected.look_alike(raw) {
+            bail!(
+                "stage {raw:?} looks like the protected stage `{name}` (it differs only by case, look-alike \
+                 characters, whitespace or punctuation); {command} refuses it so that nobody takes it for `{name}`. \
+                 Name the stage so that it cannot be confused: --stage <another name>"
+            );
+        }
         return unprotected(command, raw, consent, terminal).map(Admission::Unprotected);
     };
     let to_type = format!("cargo xtask {command} --stage {name} --yes-i-mean {name}");
@@ -427,6 +427,19 @@ mod tests {
             admit_as("production", Origin::Explicit, Consent::None, true),
             Ok(Admission::TypeTheName)
         );
+        // Two protected names that look alike are each reachable by their exact text.
+        let twins = Protected::new(["pr0duction".to_owned()]);
+        for name in ["production", "pr0duction"] {
+            let got = admit(
+                "deploy",
+                &Stage::new(name),
+                Origin::Explicit,
+                &Consent::Named(name.to_owned()),
+                &twins,
+                false,
+            );
+            assert_eq!(got.ok(), Some(Admission::Protected), "{name}");
+        }
     }
 
     #[test]
