@@ -118,7 +118,10 @@ pub fn request(stage: &Stage, confirm: Confirm) -> anyhow::Result<DeployRequest>
             created_at: tally_deploy::tags::now_rfc3339(),
         },
         confirm,
-        protected: false,
+        // `deploy` sets it from `protect::target` too; this covers `diff`'s hints.
+        protected: crate::protect::Protected::load(&crate::workspace_root())?
+            .names()
+            .contains(stage.raw()),
         output: Output::detect(),
         timeout: TIMEOUT,
     })
