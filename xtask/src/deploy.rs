@@ -119,7 +119,7 @@ pub fn request(stage: &Stage, confirm: Confirm) -> anyhow::Result<DeployRequest>
         },
         confirm,
         // `deploy` sets it from `protect::target` too; this covers `diff`'s hints.
-        protected: crate::protect::Protected::load(&crate::workspace_root())?
+        protected: protect::Protected::load(&crate::workspace_root())?
             .names()
             .contains(stage.raw()),
         output: Output::detect(),
