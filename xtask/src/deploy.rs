@@ -9,7 +9,7 @@ use tally_deploy::{Asset, Clients, Confirm, DeployOutcome, DeployRequest, Output
 use tally_pipeline::{code_key_parameter, Stage, FUNCTIONS};
 
 use crate::flags::{Arch, Build, Deploy};
-use crate::stage;
+use crate::protect;
 
 /// The `tally:project` tag of every stack this checkout deploys; `previews` touches only stacks with it.
 pub const PROJECT: &str = "tally";
@@ -19,7 +19,14 @@ const TIMEOUT: Duration = Duration::from_secs(60 * 60);
 
 impl Deploy {
     pub fn run(self) -> anyhow::Result<()> {
-        let stage = stage::resolve(self.stage.as_deref())?;
+        // Before anything is built or touches AWS: a protected stage must be named twice.
+        let target = protect::target(
+            "deploy",
+            self.stage.as_deref(),
+            self.guard.pr.as_deref(),
+            protect::consent(self.yes, self.guard.yes_i_mean),
+        )?;
+        let stage = target.stage;
         if !self.no_build {
             Build {
                 arch: Arch::Arm64,
@@ -28,7 +35,8 @@ impl Deploy {
             .run()
             .context("while building the function zips")?;
         }
-        let req = request(&stage, confirm(self.yes))?;
+        let mut req = request(&stage, target.confirm)?;
+        req.protected = target.protected;
         eprintln!(
             "deploying stack {} (stage {}, branch {})",
             req.stack_name, req.tags.stage, req.tags.branch
@@ -110,6 +118,10 @@ pub fn request(stage: &Stage, confirm: Confirm) -> anyhow::Result<DeployRequest>
             created_at: tally_deploy::tags::now_rfc3339(),
         },
         confirm,
+        // `deploy` sets it from `protect::target` too; this covers `diff`'s hints.
+        protected: protect::Protected::load(&crate::workspace_root())?
+            .names()
+            .contains(stage.raw()),
         output: Output::detect(),
         timeout: TIMEOUT,
     })

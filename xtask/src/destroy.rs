@@ -6,14 +6,20 @@ use anyhow::Context;
 use tally_deploy::{Clients, DestroyOutcome, DestroyRequest, Output};
 use tally_pipeline::Stage;
 
-use crate::deploy::{block_on, confirm, PROJECT};
+use crate::deploy::{block_on, PROJECT};
 use crate::flags::Destroy;
-use crate::stage;
+use crate::protect;
 
 impl Destroy {
     pub fn run(self) -> anyhow::Result<()> {
-        let stage = stage::resolve(self.stage.as_deref())?;
-        let req = request(&stage, confirm(self.yes))?;
+        // Before any AWS call: a protected stage must be named twice.
+        let target = protect::target(
+            "destroy",
+            self.stage.as_deref(),
+            self.guard.pr.as_deref(),
+            protect::consent(self.yes, self.guard.yes_i_mean),
+        )?;
+        let req = request(&target.stage, target.confirm)?;
         block_on(async {
             let clients = Clients::from_env().await?;
             tally_deploy::destroy(&clients, &req).await
@@ -44,10 +50,25 @@ pub fn request(stage: &Stage, confirm: tally_deploy::Confirm) -> anyhow::Result<
 
 pub fn report(stack: &str, outcome: &DestroyOutcome) {
     match outcome {
-        DestroyOutcome::NothingToDelete => println!("nothing to delete: there is no stack {stack} and nothing of its stage is left"),
-        DestroyOutcome::Destroyed { objects_deleted, verified, elapsed } => println!(
-            "destroyed stack {stack} in {:.1}s: {objects_deleted} objects deleted from its buckets, {verified} named resources verified gone",
-            elapsed.as_secs_f32()
+        DestroyOutcome::NothingToDelete => println!(
+            "nothing to delete: there is no stack {stack} and nothing of its stage is left"
         ),
+        DestroyOutcome::Destroyed {
+            objects_deleted,
+            verified,
+            retained,
+            elapsed,
+        } => {
+            println!(
+                "destroyed stack {stack} in {:.1}s: {objects_deleted} objects deleted from its buckets, {verified} named resources verified gone",
+                elapsed.as_secs_f32()
+            );
+            if !retained.is_empty() {
+                println!("left in place with their data (the template retains them; delete them by hand if you mean to):");
+                for line in retained {
+                    println!("  {line}");
+                }
+            }
+        }
     }
 }

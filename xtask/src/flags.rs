@@ -24,12 +24,18 @@ commands:
                                            metered ones; exits non-zero when one is further off
   ci                                       everything CI checks: fmt, clippy, all tests
   diff     [--stage S] [--no-build]        what a deploy would change (change set), replacements flagged
-  deploy   [--stage S] [--yes] [--no-build]
+  deploy   [--stage S | --pr N] [--yes | --yes-i-mean S] [--no-build]
                                            build, upload changed zips, change set, execute, progress, outputs
-  destroy  [--stage S] [--yes]             teardown that empties buckets and verifies nothing is left
+  destroy  [--stage S | --pr N] [--yes | --yes-i-mean S]
+                                           teardown that empties buckets (not retained ones) and verifies
+                                           nothing else is left
+                                           --pr N: the pull request's preview, stage pr-N; a protected stage
+                                           (production, tally.toml [deploy] protected_stages) needs
+                                           --stage S --yes-i-mean S (or S typed on a terminal)
   previews list                            the project's stacks: stage, branch, age, status
-  previews prune [--older-than 7d] [--keep-branches] [--protect STAGE]... [--yes]
+  previews prune [--older-than 7d] [--keep-branches] [--protect STAGE]... [--only-prs] [--yes]
                                            destroy previews that are old or whose branch is gone
+                                           (--only-prs: only pr-N stages, by age)
   dev      [--stage S] [--demo] [--endpoints-file FILE] [--port P] [--release]
                                            the whole stack locally (Function URLs, AWS endpoint, mappings),
                                            state under target/tally-dev/<stage>; Ctrl-C stops, restart resumes
@@ -163,6 +169,17 @@ pub struct Deploy {
     pub yes: bool,
     /// Deploy the zips already in `target/lambda/` (CI builds them in an earlier step).
     pub no_build: bool,
+    /// `--yes-i-mean S`, `--pr N`: see [`StageFlags`].
+    pub guard: StageFlags,
+}
+
+/// The flags `deploy` and `destroy` add for protected stages and previews (checked by `crate::protect`).
+#[derive(Debug, Default)]
+pub struct StageFlags {
+    /// `--yes-i-mean S`: the confirmation that names the stage (required for a protected one).
+    pub yes_i_mean: Option<String>,
+    /// `--pr N`: the pull request's preview, stage `pr-N`.
+    pub pr: Option<String>,
 }
 
 /// `cargo xtask diff`.
@@ -177,6 +194,7 @@ pub struct Diff {
 pub struct Destroy {
     pub stage: Option<String>,
     pub yes: bool,
+    pub guard: StageFlags,
 }
 
 /// `cargo xtask previews`.
@@ -193,6 +211,8 @@ pub enum PreviewsAction {
         keep_branches: bool,
         yes: bool,
         protect: Vec<String>,
+        /// `--only-prs`: only pull request previews (`pr-N`), judged by age (their branches are not stages).
+        only_prs: bool,
     },
 }
 
@@ -200,12 +220,16 @@ fn parse_stack_flags(
     parser: &mut lexopt::Parser,
     command: &str,
     allow_build: bool,
-) -> anyhow::Result<(Option<String>, bool, bool)> {
+) -> anyhow::Result<(Option<String>, bool, bool, StageFlags)> {
     let (mut stage, mut yes, mut no_build) = (None, false, false);
+    let mut guard = StageFlags::default();
+    let guarded = command != "diff";
     while let Some(arg) = parser.next()? {
         match arg {
             Long("stage") => stage = Some(parser.value()?.string()?),
-            Long("yes") | Short('y') if command != "diff" => yes = true,
+            Long("yes") | Short('y') if guarded => yes = true,
+            Long("yes-i-mean") if guarded => guard.yes_i_mean = Some(parser.value()?.string()?),
+            Long("pr") if guarded => guard.pr = Some(parser.value()?.string()?),
             Long("no-build") if allow_build => no_build = true,
             other => {
                 return Err(other.unexpected())
@@ -213,7 +237,10 @@ fn parse_stack_flags(
             }
         }
     }
-    Ok((stage, yes, no_build))
+    if yes && guard.yes_i_mean.is_some() {
+        bail!("`{command}`: give --yes or --yes-i-mean STAGE, not both");
+    }
+    Ok((stage, yes, no_build, guard))
 }
 
 fn parse_previews(parser: &mut lexopt::Parser) -> anyhow::Result<Previews> {
@@ -225,6 +252,7 @@ fn parse_previews(parser: &mut lexopt::Parser) -> anyhow::Result<Previews> {
             keep_branches: false,
             yes: false,
             protect: Vec::new(),
+            only_prs: false,
         },
         Some(other) => {
             return Err(other.unexpected())
@@ -244,6 +272,7 @@ fn parse_previews(parser: &mut lexopt::Parser) -> anyhow::Result<Previews> {
             (PreviewsAction::Prune { protect, .. }, Long("protect")) => {
                 protect.push(parser.value()?.string()?)
             }
+            (PreviewsAction::Prune { only_prs, .. }, Long("only-prs")) => *only_prs = true,
             (_, other) => return Err(other.unexpected()).context("while reading `previews` flags"),
         }
     }
@@ -357,20 +386,21 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<Cmd> {
             Cmd::Ci(Ci)
         }
         "diff" => {
-            let (stage, _, no_build) = parse_stack_flags(&mut parser, "diff", true)?;
+            let (stage, _, no_build, _) = parse_stack_flags(&mut parser, "diff", true)?;
             Cmd::Diff(Diff { stage, no_build })
         }
         "deploy" => {
-            let (stage, yes, no_build) = parse_stack_flags(&mut parser, "deploy", true)?;
+            let (stage, yes, no_build, guard) = parse_stack_flags(&mut parser, "deploy", true)?;
             Cmd::Deploy(Deploy {
                 stage,
                 yes,
                 no_build,
+                guard,
             })
         }
         "destroy" => {
-            let (stage, yes, _) = parse_stack_flags(&mut parser, "destroy", false)?;
-            Cmd::Destroy(Destroy { stage, yes })
+            let (stage, yes, _, guard) = parse_stack_flags(&mut parser, "destroy", false)?;
+            Cmd::Destroy(Destroy { stage, yes, guard })
         }
         "previews" => Cmd::Previews(parse_previews(&mut parser)?),
         "dev" => {
@@ -473,11 +503,31 @@ mod stack_command_tests {
     fn deploy_diff_destroy_previews() {
         check(
             "deploy",
-            r#"Deploy(Deploy { stage: None, yes: false, no_build: false })"#,
+            r#"Deploy(Deploy { stage: None, yes: false, no_build: false, guard: StageFlags { yes_i_mean: None, pr: None } })"#,
         );
         check(
             "deploy --stage pr-7 --yes --no-build",
-            r#"Deploy(Deploy { stage: Some("pr-7"), yes: true, no_build: true })"#,
+            r#"Deploy(Deploy { stage: Some("pr-7"), yes: true, no_build: true, guard: StageFlags { yes_i_mean: None, pr: None } })"#,
+        );
+        check(
+            "deploy --pr 7 --yes --no-build",
+            r#"Deploy(Deploy { stage: None, yes: true, no_build: true, guard: StageFlags { yes_i_mean: None, pr: Some("7") } })"#,
+        );
+        check(
+            "destroy --stage production --yes-i-mean production",
+            r#"Destroy(Destroy { stage: Some("production"), yes: false, guard: StageFlags { yes_i_mean: Some("production"), pr: None } })"#,
+        );
+        check(
+            "deploy --stage production --yes --yes-i-mean production",
+            "give --yes or --yes-i-mean STAGE, not both",
+        );
+        check(
+            "diff --pr 7",
+            "while reading `diff` flags: invalid option '--pr'",
+        );
+        check(
+            "deploy --yes-i-mean",
+            "missing argument for option '--yes-i-mean'",
         );
         check("deploy -y", "yes: true");
         check(
@@ -486,17 +536,21 @@ mod stack_command_tests {
         );
         check(
             "destroy --stage x --yes",
-            r#"Destroy(Destroy { stage: Some("x"), yes: true })"#,
+            r#"Destroy(Destroy { stage: Some("x"), yes: true, guard: StageFlags { yes_i_mean: None, pr: None } })"#,
         );
         check("previews", "Previews(Previews { action: List })");
         check("previews list", "Previews(Previews { action: List })");
         check(
             "previews prune --older-than 36h --keep-branches --protect staging --protect demo --yes",
-            r#"Prune { older_than: "36h", keep_branches: true, yes: true, protect: ["staging", "demo"] }"#,
+            r#"Prune { older_than: "36h", keep_branches: true, yes: true, protect: ["staging", "demo"], only_prs: false }"#,
         );
         check(
             "previews prune",
-            r#"Prune { older_than: "7d", keep_branches: false, yes: false, protect: [] }"#,
+            r#"Prune { older_than: "7d", keep_branches: false, yes: false, protect: [], only_prs: false }"#,
+        );
+        check(
+            "previews prune --only-prs --yes",
+            r#"Prune { older_than: "7d", keep_branches: false, yes: true, protect: [], only_prs: true }"#,
         );
     }
 

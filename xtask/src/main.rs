@@ -14,6 +14,7 @@ mod loadtest;
 mod options;
 mod plan;
 mod previews;
+mod protect;
 mod stage;
 mod synth;
 

@@ -20,6 +20,9 @@
 //! min_shards = 4
 //! ```
 //!
+//! `[deploy] protected_stages = ["staging"]` lists the stages that, with `production`, are deployed and
+//! destroyed only when named twice (see [`crate::protect`]).
+//!
 //! Unknown keys and wrong types are errors that name the key and the file: a typo must not silently deploy
 //! the defaults.
 
@@ -67,8 +70,15 @@ pub fn parse(text: &str, stage: &str) -> anyhow::Result<PipelineOptions> {
                     apply(&mut options, table, &format!("[stage.{stage}]"))?;
                 }
             }
-            ("stack" | "stage", _) => bail!("`{key}` must be a table"),
-            _ => bail!("unknown section `{key}`: expected [stack] or [stage.<name>]"),
+            // Read by `protect`; checked here too, so a typo there fails every command.
+            (crate::protect::SECTION, toml::Value::Table(table)) => {
+                crate::protect::section(table)?;
+            }
+            ("stack" | "stage" | crate::protect::SECTION, _) => bail!("`{key}` must be a table"),
+            _ => bail!(
+                "unknown section `{key}`: expected [stack], [stage.<name>] or [{}]",
+                crate::protect::SECTION
+            ),
         }
     }
     Ok(options)
@@ -242,6 +252,17 @@ mod tests {
         );
         check("stack = 1", "m", Err("`stack` must be a table"));
         check("[stacks]", "m", Err("unknown section `stacks`"));
+        // The protected stages' section is read by `protect`, and checked by every command.
+        check(
+            "[deploy]\nprotected_stages = [\"staging\"]",
+            "m",
+            Ok("Provisioned { initial_shards: 2, min_shards: 1, max_shards: 16 } EnhancedFanOut retain=false alert=None"),
+        );
+        check(
+            "[deploy]\nprotected_stage = [\"staging\"]",
+            "m",
+            Err("[deploy]: unknown option `protected_stage`"),
+        );
         check("[stack", "m", Err("not valid TOML"));
         // Another stage's section is checked too.
         check(

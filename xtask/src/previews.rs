@@ -26,22 +26,29 @@ impl Previews {
             keep_branches,
             yes,
             protect,
+            only_prs,
         } = self.action
         else {
             print!("{}", previews::table(&list, now));
             return Ok(());
         };
         let older_than = tally_deploy::tags::parse_age(&older_than)?;
+        let protected = crate::protect::Protected::load(&crate::workspace_root())?;
         let policy = PrunePolicy {
             older_than,
-            branches: existing_branches(),
+            // A pull request's preview is named for its number, not a branch: only its age counts.
+            branches: if only_prs { None } else { existing_branches() },
             keep_branches,
             protected: protect
                 .into_iter()
-                .chain(["production".to_owned()])
+                .chain(protected.names().iter().cloned())
                 .collect(),
         };
-        if policy.branches.is_none() {
+        let list: Vec<_> = list
+            .into_iter()
+            .filter(|p| !only_prs || crate::protect::is_pull_request_stage(&p.stage))
+            .collect();
+        if policy.branches.is_none() && !only_prs {
             eprintln!("warning: cannot list git branches; pruning by age only");
         }
         let mut doomed = Vec::new();

@@ -43,9 +43,56 @@ pub struct DeployRequest {
     /// `created_at` is replaced by the existing stack's value on updates.
     pub tags: StackTags,
     pub confirm: Confirm,
+    /// A protected stage (production, or listed in `tally.toml`): failure hints never suggest `destroy`.
+    pub protected: bool,
     pub output: Output,
     /// How long to wait for CloudFormation before giving up (the operation goes on).
     pub timeout: Duration,
+}
+
+/// What to tell the user to do with a stack a deploy cannot go on from. `destroy` is offered only for a stage
+/// that is not protected: a protected stage's data must survive a failed deploy.
+#[derive(Debug, Clone)]
+struct Remedy {
+    stack: String,
+    /// `--stage <label>`, as `cargo xtask` takes it.
+    stage_flag: String,
+    protected: bool,
+}
+
+impl Remedy {
+    fn of(req: &DeployRequest) -> Remedy {
+        Remedy {
+            stack: req.stack_name.clone(),
+            stage_flag: format!("--stage {}", req.tags.stage),
+            protected: req.protected,
+        }
+    }
+
+    /// How to get rid of what a failed create or a broken stack left behind.
+    fn clean_up(&self) -> String {
+        if self.protected {
+            format!(
+                "this is a protected stage: do not destroy it. Read the stack's events (`aws cloudformation \
+                 describe-stack-events --stack-name {}`), repair or remove the failed resources by hand, and deploy \
+                 again",
+                self.stack
+            )
+        } else {
+            format!("remove it with `cargo xtask destroy {}`", self.stage_flag)
+        }
+    }
+
+    /// `UPDATE_ROLLBACK_FAILED`: the rollback must be continued; deleting would throw the stage's data away.
+    fn continue_rollback(&self) -> String {
+        format!(
+            "the rollback of a failed update failed too, so no update can start. Fix what the rollback failed on \
+             (the stack's events name it), then run `aws cloudformation continue-update-rollback --stack-name {}` \
+             (add `--resources-to-skip <LogicalId>` only for a resource you checked by hand) and deploy again once \
+             the stack is UPDATE_ROLLBACK_COMPLETE",
+            self.stack
+        )
+    }
 }
 
 /// How a deploy ended (failures are errors).
@@ -109,41 +156,77 @@ fn prepare(req: &DeployRequest, bucket: &str, keys: &[(Asset, String)]) -> Resul
 }
 
 /// The stack a deploy starts from: `None` for a new stack, or the existing one if a deploy can update it.
-fn usable(existing: Option<StackInfo>, stage_hint: &str) -> Result<Option<StackInfo>, Error> {
+fn usable(existing: Option<StackInfo>, remedy: &Remedy) -> Result<Option<StackInfo>, Error> {
     let Some(info) = existing else {
         return Ok(None);
+    };
+    let refuse = |hint: String| Error::StackState {
+        stack: info.name.clone(),
+        status: info.status.clone(),
+        hint,
     };
     match (status_kind(&info.status), info.status.as_str()) {
         (_, "REVIEW_IN_PROGRESS") => Ok(None),
         (StatusKind::Ok | StatusKind::RolledBack, _) => Ok(Some(info)),
         (StatusKind::Deleted, _) => Ok(None),
-        (StatusKind::InProgress, _) => Err(Error::StackState {
-            stack: info.name.clone(),
-            status: info.status.clone(),
-            hint: format!(
-                "another operation is running; wait for it to finish. If it never does (an endpoint that does not roll \
-                 back a failed create leaves it so), remove it with `cargo xtask destroy {stage_hint}`"
-            ),
-        }),
-        (StatusKind::Broken, _) => Err(Error::StackState {
-            stack: info.name.clone(),
-            status: info.status.clone(),
-            hint: format!(
-                "{}a stack in this state cannot be updated; remove it with `cargo xtask destroy {stage_hint}` and deploy again",
-                info.status_reason.as_deref().map(|r| format!("{r}; ")).unwrap_or_default()
-            ),
-        }),
+        (_, "UPDATE_ROLLBACK_FAILED") => Err(refuse(remedy.continue_rollback())),
+        (StatusKind::InProgress, _) if remedy.protected => Err(refuse(
+            "another operation is running; wait for it to finish".to_owned(),
+        )),
+        (StatusKind::InProgress, _) => Err(refuse(format!(
+            "another operation is running; wait for it to finish. If it never does (an endpoint that does not roll \
+             back a failed create leaves it so), {}",
+            remedy.clean_up()
+        ))),
+        (StatusKind::Broken, _) => Err(refuse(format!(
+            "{}a stack in this state cannot be updated; {}{}",
+            info.status_reason
+                .as_deref()
+                .map(|r| format!("{r}; "))
+                .unwrap_or_default(),
+            remedy.clean_up(),
+            if remedy.protected { "" } else { " and deploy again" }
+        ))),
     }
+}
+
+/// Refuses to touch a stack that is not this project's: one without the `tally:project` tag was not deployed
+/// by tally (a name clash, or a stack made by hand), one with another project's tag belongs to that project.
+fn owned(info: &StackInfo, project: &str) -> Result<(), Error> {
+    let hint = match &info.tags {
+        Some(tags) if tags.project == project => return Ok(()),
+        Some(tags) => format!(
+            "it is tagged tally:project={}, not {project}: another project's stack of the same name. Nothing was \
+             changed; deploy this stage under another --stage name, or remove that stack by its own tooling",
+            tags.project
+        ),
+        None => format!(
+            "it has no tally:project tag, so tally did not deploy it. Nothing was changed; deploy this stage under \
+             another --stage name, or (if it is a tally stack deployed before tagging) add the tag \
+             tally:project={project} to it by hand"
+        ),
+    };
+    Err(Error::StackState {
+        stack: info.name.clone(),
+        status: info.status.clone(),
+        hint,
+    })
 }
 
 /// [`usable`], after checking that a `REVIEW_IN_PROGRESS` stack (a change set created, never executed) holds no
 /// resources: one that does was left by a create that failed without rolling back.
 async fn starting_point(
     clients: &Clients,
-    name: &str,
-    stage_hint: &str,
+    req: &DeployRequest,
 ) -> Result<Option<StackInfo>, Error> {
+    let name = &req.stack_name;
+    let remedy = Remedy::of(req);
     let found = stack::describe(clients, name).await?;
+    if let Some(info) = &found {
+        if status_kind(&info.status) != StatusKind::Deleted {
+            owned(info, &req.tags.project)?;
+        }
+    }
     if let Some(info) = found.as_ref().filter(|i| i.status == "REVIEW_IN_PROGRESS") {
         let listed = clients
             .cfn
@@ -161,13 +244,13 @@ async fn starting_point(
                 stack: name.to_owned(),
                 status: info.status.clone(),
                 hint: format!(
-                    "an earlier create failed without rolling back and left resources behind; remove them with \
-                     `cargo xtask destroy {stage_hint}` and deploy again"
+                    "an earlier create failed without rolling back and left resources behind; {}",
+                    remedy.clean_up()
                 ),
             });
         }
     }
-    usable(found, stage_hint)
+    usable(found, &remedy)
 }
 
 fn sdk_parameters(parameters: &BTreeMap<String, String>) -> Vec<Parameter> {
@@ -364,7 +447,7 @@ pub(crate) fn ask(question: &str) -> bool {
 /// Builds nothing, synthesizes nothing: takes the template and zips and makes the stack match them.
 pub async fn deploy(clients: &Clients, req: &DeployRequest) -> Result<DeployOutcome, Error> {
     let started = Instant::now();
-    let stage_hint = format!("--stage {}", req.tags.stage);
+    let remedy = Remedy::of(req);
     // Check the template before anything touches AWS.
     template::parse(&req.template)?;
     let bucket = assets::bootstrap(clients).await?;
@@ -379,7 +462,7 @@ pub async fn deploy(clients: &Clients, req: &DeployRequest) -> Result<DeployOutc
     ));
     let prepared = prepare(req, &bucket.name, &keys)?;
 
-    let existing = starting_point(clients, &req.stack_name, &stage_hint).await?;
+    let existing = starting_point(clients, req).await?;
     let mut tags = req.tags.clone();
     let old = match &existing {
         Some(info) => {
@@ -423,13 +506,9 @@ pub async fn deploy(clients: &Clients, req: &DeployRequest) -> Result<DeployOutc
     );
     req.output.line(&plan.to_string());
 
-    let destructive = plan.destructive();
-    if !destructive.is_empty() {
-        let summary: Vec<String> = destructive
-            .iter()
-            .map(|c| format!("  {} {} ({})", c.action, c.logical_id, c.resource_type))
-            .collect();
-        let summary = summary.join("\n");
+    let losses = data_losses(&plan, old.as_ref().map(|(t, _)| t), &prepared.template);
+    if !losses.is_empty() {
+        let summary = losses.join("\n");
         let go = match req.confirm {
             Confirm::Yes => true,
             Confirm::Ask => ask(&format!(
@@ -449,14 +528,7 @@ pub async fn deploy(clients: &Clients, req: &DeployRequest) -> Result<DeployOutc
         }
     }
 
-    execute(
-        clients,
-        req,
-        &change_set.name,
-        existing.as_ref(),
-        &stage_hint,
-    )
-    .await?;
+    execute(clients, req, &change_set.name, existing.as_ref(), &remedy).await?;
     let info = stack::describe(clients, &req.stack_name).await?;
     let outputs = info.map(|i| i.outputs).unwrap_or_default();
     Ok(DeployOutcome::Deployed {
@@ -474,7 +546,7 @@ async fn execute(
     req: &DeployRequest,
     change_set: &str,
     before: Option<&StackInfo>,
-    stage_hint: &str,
+    remedy: &Remedy,
 ) -> Result<(), Error> {
     let stack = &req.stack_name;
     let history = recent_events(clients, stack, &|_| false)
@@ -503,7 +575,7 @@ async fn execute(
             &error.to_string(),
             &status,
             before.is_some(),
-            stage_hint,
+            remedy,
         ));
     }
     let before_status = before.map(|b| b.status.clone()).unwrap_or_default();
@@ -551,7 +623,7 @@ async fn execute(
                 &reason,
                 &status,
                 before.is_some(),
-                stage_hint,
+                remedy,
             ));
         }
         if Instant::now() > deadline {
@@ -579,26 +651,28 @@ fn failure(
     reason: &str,
     status: &str,
     was_update: bool,
-    stage_hint: &str,
+    remedy: &Remedy,
 ) -> Error {
+    let clean_up = remedy.clean_up();
     let hint = match status_kind(status) {
         StatusKind::RolledBack => format!("the stack was rolled back to its previous state ({status}); fix the cause and deploy again"),
         StatusKind::Ok => format!("the stack is {status}"),
         StatusKind::InProgress if status == "REVIEW_IN_PROGRESS" => format!(
             "the stack stays {status}: the change set did not run to completion and nothing rolled back what it may \
-             have created. Clean up with `cargo xtask destroy {stage_hint}`, fix the cause and deploy again"
+             have created. Clean up: {clean_up}; fix the cause and deploy again"
         ),
         StatusKind::InProgress if !was_update => format!(
-            "the stack stays {status}: this endpoint did not roll back the failed create. Clean up with \
-             `cargo xtask destroy {stage_hint}`, fix the cause and deploy again"
+            "the stack stays {status}: this endpoint did not roll back the failed create. Clean up: {clean_up}; \
+             fix the cause and deploy again"
         ),
         StatusKind::InProgress => format!("the stack is still {status}; watch it, and deploy again once it settled"),
         StatusKind::Deleted => "the stack was deleted".to_owned(),
+        _ if status == "UPDATE_ROLLBACK_FAILED" => remedy.continue_rollback(),
         StatusKind::Broken if status == "ROLLBACK_COMPLETE" => format!(
-            "the failed create was rolled back ({status}); such a stack cannot be updated: remove it with \
-             `cargo xtask destroy {stage_hint}`, fix the cause and deploy again"
+            "the failed create was rolled back ({status}); such a stack cannot be updated: {clean_up}, fix the cause \
+             and deploy again"
         ),
-        StatusKind::Broken => format!("the stack is {status}; remove it with `cargo xtask destroy {stage_hint}` and deploy again"),
+        StatusKind::Broken => format!("the stack is {status}; {clean_up}"),
     };
     Error::DeployFailed {
         stack: stack.to_owned(),
@@ -606,6 +680,25 @@ fn failure(
         reason: reason.to_owned(),
         hint,
     }
+}
+
+/// What a deploy would lose, one line each: stateful resources replaced or removed, and resources whose
+/// `DeletionPolicy` / `UpdateReplacePolicy` stops keeping them (`old` is the deployed template, `None` for a new
+/// stack).
+fn data_losses(plan: &Plan, old: Option<&Value>, new: &Value) -> Vec<String> {
+    let mut out: Vec<String> = plan
+        .destructive()
+        .iter()
+        .map(|c| format!("  {} {} ({})", c.action, c.logical_id, c.resource_type))
+        .collect();
+    if let Some(old) = old {
+        out.extend(
+            template::retention_lost(old, new)
+                .into_iter()
+                .map(|line| format!("  no longer kept: {line}")),
+        );
+    }
+    out
 }
 
 /// What a deploy would do, executing nothing. Computes the asset keys locally (no upload) and, for an existing
@@ -619,8 +712,7 @@ pub async fn diff(clients: &Clients, req: &DeployRequest) -> Result<Plan, Error>
         keys.push((hashed.asset, hashed.key));
     }
     let prepared = prepare(req, &bucket, &keys)?;
-    let stage_hint = format!("--stage {}", req.tags.stage);
-    let existing = starting_point(clients, &req.stack_name, &stage_hint).await?;
+    let existing = starting_point(clients, req).await?;
     let Some(info) = existing else {
         let mut plan = Plan::merge(
             &template::diff(None, (&prepared.template, &prepared.parameters)),
@@ -696,6 +788,7 @@ mod tests {
                 created_at: "2026-01-01T00:00:00Z".into(),
             },
             confirm: Confirm::Refuse,
+            protected: false,
             output: Output::Quiet,
             timeout: Duration::from_secs(1),
         };
@@ -784,10 +877,18 @@ mod tests {
         }
     }
 
+    fn remedy(protected: bool) -> Remedy {
+        Remedy {
+            stack: "tally-x".into(),
+            stage_flag: "--stage x".into(),
+            protected,
+        }
+    }
+
     #[test]
     fn which_stacks_a_deploy_can_start_from() {
-        let check = |status: &str, expect: Result<bool, &str>| {
-            let got = usable(Some(info(status)), "--stage x")
+        let check = |status: &str, protected: bool, expect: Result<bool, &str>| {
+            let got = usable(Some(info(status)), &remedy(protected))
                 .map(|s| s.is_some())
                 .map_err(|e| e.to_string());
             match expect {
@@ -797,49 +898,146 @@ mod tests {
                     "{status}: {got:?}"
                 ),
             }
+            if protected {
+                assert!(
+                    !format!("{got:?}").contains("xtask destroy"),
+                    "{status}: {got:?}"
+                );
+            }
         };
-        check("CREATE_COMPLETE", Ok(true));
-        check("UPDATE_ROLLBACK_COMPLETE", Ok(true));
-        check("REVIEW_IN_PROGRESS", Ok(false));
-        check("ROLLBACK_COMPLETE", Err("cargo xtask destroy --stage x"));
-        check("CREATE_IN_PROGRESS", Err("another operation is running"));
-        check("UPDATE_ROLLBACK_FAILED", Err("cannot be updated"));
-        assert!(matches!(usable(None, ""), Ok(None)));
+        check("CREATE_COMPLETE", false, Ok(true));
+        check("UPDATE_ROLLBACK_COMPLETE", false, Ok(true));
+        check("REVIEW_IN_PROGRESS", false, Ok(false));
+        check(
+            "ROLLBACK_COMPLETE",
+            false,
+            Err("cargo xtask destroy --stage x"),
+        );
+        check(
+            "ROLLBACK_COMPLETE",
+            true,
+            Err("protected stage: do not destroy it"),
+        );
+        check(
+            "CREATE_IN_PROGRESS",
+            false,
+            Err("another operation is running"),
+        );
+        check(
+            "CREATE_IN_PROGRESS",
+            true,
+            Err("another operation is running"),
+        );
+        for protected in [false, true] {
+            check(
+                "UPDATE_ROLLBACK_FAILED",
+                protected,
+                Err("aws cloudformation continue-update-rollback --stack-name tally-x"),
+            );
+        }
+        check(
+            "DELETE_FAILED",
+            true,
+            Err("describe-stack-events --stack-name tally-x"),
+        );
+        assert!(matches!(usable(None, &remedy(false)), Ok(None)));
+    }
+
+    #[test]
+    fn a_stack_of_another_project_or_none_is_refused() {
+        let tagged = |project: Option<&str>| StackInfo {
+            tags: project.map(|p| StackTags {
+                project: p.into(),
+                stage: "x".into(),
+                branch: "x".into(),
+                commit: "0".into(),
+                created_at: String::new(),
+            }),
+            ..info("CREATE_COMPLETE")
+        };
+        assert!(owned(&tagged(Some("tally")), "tally").is_ok());
+        let other = owned(&tagged(Some("billing")), "tally").expect_err("other project");
+        assert!(
+            other
+                .to_string()
+                .contains("tagged tally:project=billing, not tally"),
+            "{other}"
+        );
+        let untagged = owned(&tagged(None), "tally").expect_err("no tag");
+        assert!(
+            untagged.to_string().contains("has no tally:project tag")
+                && untagged.to_string().contains("Nothing was changed"),
+            "{untagged}"
+        );
     }
 
     #[test]
     fn failures_say_what_state_the_stack_is_in() {
-        let check = |status: &str, update: bool, expect: &str| {
+        let check = |status: &str, update: bool, protected: bool, expect: &str| {
             let e = failure(
                 "s",
                 "Table (AWS::DynamoDB::Table)",
                 "boom",
                 status,
                 update,
-                "--stage x",
+                &remedy(protected),
             )
             .to_string();
             assert!(
                 e.contains("failed at Table (AWS::DynamoDB::Table): boom") && e.contains(expect),
                 "{status}: {e}"
             );
+            if protected {
+                assert!(!e.contains("xtask destroy"), "{status}: {e}");
+            }
         };
         check(
             "UPDATE_ROLLBACK_COMPLETE",
             true,
+            false,
             "rolled back to its previous state",
         );
         check(
             "ROLLBACK_COMPLETE",
             false,
+            false,
             "cannot be updated: remove it with `cargo xtask destroy --stage x`",
         );
+        check("ROLLBACK_COMPLETE", false, true, "do not destroy it");
         check(
             "CREATE_IN_PROGRESS",
             false,
+            false,
             "did not roll back the failed create",
         );
-        check("DELETE_FAILED", false, "remove it");
+        check("CREATE_IN_PROGRESS", false, true, "do not destroy it");
+        check("DELETE_FAILED", false, false, "remove it");
+        for protected in [false, true] {
+            check(
+                "UPDATE_ROLLBACK_FAILED",
+                true,
+                protected,
+                "continue-update-rollback --stack-name tally-x",
+            );
+        }
+    }
+
+    #[test]
+    fn a_retain_policy_dropped_is_a_data_loss() {
+        let old = serde_json::json!({"Resources": {
+            "Archive": {"Type": "AWS::S3::Bucket", "DeletionPolicy": "Retain", "UpdateReplacePolicy": "Retain"}}});
+        let new = serde_json::json!({"Resources": {"Archive": {"Type": "AWS::S3::Bucket"}}});
+        let diff = template::diff(Some((&old, &BTreeMap::new())), (&new, &BTreeMap::new()));
+        let plan = Plan::merge(&diff, &[]);
+        assert!(plan.destructive().is_empty(), "a modify, not a replacement");
+        assert_eq!(
+            data_losses(&plan, Some(&old), &new),
+            [
+                "  no longer kept: Archive (AWS::S3::Bucket): DeletionPolicy Retain → Delete (removed)",
+                "  no longer kept: Archive (AWS::S3::Bucket): UpdateReplacePolicy Retain → Delete (removed)",
+            ]
+        );
+        assert!(data_losses(&plan, None, &new).is_empty());
     }
 
     #[test]

@@ -3,6 +3,11 @@
 //! Verification does not trust the delete: every stateful or named resource the stack held (from
 //! `ListStackResources`, taken before the delete) and every physical name the stage's template declares is
 //! looked up again through its own service, and whatever still answers is reported.
+//!
+//! Resources the template retains (`DeletionPolicy: Retain`, as `retain_data = true` sets on the stream, the
+//! table, the archive bucket and the secret) are left alone: their buckets are not emptied, CloudFormation
+//! keeps them, and the outcome names them. The deployed template decides (it is what CloudFormation acts on),
+//! together with the local one: a resource either marks retained is kept.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -15,7 +20,7 @@ use crate::aws::{code, err};
 use crate::deploy::Confirm;
 use crate::progress::{recent_events, Output, Progress};
 use crate::stack::{self, status_kind, StatusKind};
-use crate::{Clients, Error};
+use crate::{template, Clients, Error};
 
 /// A named resource whose absence `destroy` verifies.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -64,12 +69,13 @@ impl Named {
 
     /// The physical names a template declares (`BucketName`, `Name`, `TableName`, `QueueName`,
     /// `LogGroupName`): plain strings, and `Fn::Sub` strings whose only variables are the account and region.
+    /// Resources the template retains are left out: they outlive the stack.
     pub fn from_template(template: &Value, account: &str, region: &str) -> BTreeSet<Named> {
         let mut out = BTreeSet::new();
         let Some(resources) = template.get("Resources").and_then(Value::as_object) else {
             return out;
         };
-        for resource in resources.values() {
+        for resource in resources.values().filter(|r| !template::is_retained(r)) {
             let ty = resource.get("Type").and_then(Value::as_str).unwrap_or("");
             let prop = |key: &str| {
                 let value = resource.get("Properties").and_then(|p| p.get(key))?;
@@ -117,10 +123,12 @@ pub struct DestroyRequest {
 pub enum DestroyOutcome {
     /// No stack and nothing of the stage left.
     NothingToDelete,
-    /// Deleted and verified gone.
+    /// Deleted and verified gone, except what the template retains.
     Destroyed {
         objects_deleted: usize,
         verified: usize,
+        /// What was left because the template retains it, one line each (`bucket tally-x-archive-… (Archive)`).
+        retained: Vec<String>,
         elapsed: Duration,
     },
 }
@@ -181,14 +189,11 @@ pub async fn destroy(clients: &Clients, req: &DestroyRequest) -> Result<DestroyO
             Vec::new()
         }
     };
-    let mut buckets = Vec::new();
-    for (ty, physical) in &resources {
-        if let Some(named) = Named::from_physical(ty, physical) {
-            if let Named::Bucket(b) = &named {
-                buckets.push(b.clone());
-            }
-            expected.insert(named);
-        }
+    let keep = retained_ids(clients, req).await;
+    let (buckets, retained) = sort_resources(&resources, &keep, &mut expected);
+    for line in &retained {
+        req.output
+            .line(&format!("keeping {line}: the template retains it"));
     }
     let mut objects_deleted = 0;
     for bucket in &buckets {
@@ -234,8 +239,53 @@ pub async fn destroy(clients: &Clients, req: &DestroyRequest) -> Result<DestroyO
     Ok(DestroyOutcome::Destroyed {
         objects_deleted,
         verified: expected.len(),
+        retained,
         elapsed: started.elapsed(),
     })
+}
+
+/// Logical ids the deployed template or the local one retains. A deployed template that cannot be read counts
+/// for nothing; the local one still does.
+async fn retained_ids(clients: &Clients, req: &DestroyRequest) -> BTreeSet<String> {
+    let mut keep = template::retained(&req.template);
+    match stack::deployed_template(clients, &req.stack_name).await {
+        Ok(deployed) => keep.extend(template::retained(&deployed)),
+        Err(e) => req.output.line(&format!(
+            "cannot read the deployed template of {} ({e}); keeping what the local template retains",
+            req.stack_name
+        )),
+    }
+    keep
+}
+
+/// Splits the stack's resources into the buckets to empty and the lines naming what is kept; adds every named
+/// resource that goes to `expected` and takes every kept one out of it.
+fn sort_resources(
+    resources: &[(String, String, String)],
+    keep: &BTreeSet<String>,
+    expected: &mut BTreeSet<Named>,
+) -> (Vec<String>, Vec<String>) {
+    let (mut buckets, mut retained) = (Vec::new(), Vec::new());
+    for (logical, ty, physical) in resources {
+        let named = Named::from_physical(ty, physical);
+        if keep.contains(logical) {
+            retained.push(match &named {
+                Some(n) => format!("{n} ({logical})"),
+                None => format!("{ty} {physical} ({logical})"),
+            });
+            if let Some(n) = named {
+                expected.remove(&n);
+            }
+            continue;
+        }
+        if let Some(named) = named {
+            if let Named::Bucket(b) = &named {
+                buckets.push(b.clone());
+            }
+            expected.insert(named);
+        }
+    }
+    (buckets, retained)
 }
 
 /// Deletes one stack (by id) and follows it until it is gone; a failed delete names what failed.
@@ -297,8 +347,11 @@ fn leftovers(stack: &str, remaining: &[Named]) -> Error {
     }
 }
 
-/// `(type, physical id)` of every resource of the stack.
-async fn stack_resources(clients: &Clients, stack: &str) -> Result<Vec<(String, String)>, Error> {
+/// `(logical id, type, physical id)` of every resource of the stack.
+async fn stack_resources(
+    clients: &Clients,
+    stack: &str,
+) -> Result<Vec<(String, String, String)>, Error> {
     let mut out = Vec::new();
     let mut token = None;
     loop {
@@ -312,8 +365,9 @@ async fn stack_resources(clients: &Clients, stack: &str) -> Result<Vec<(String, 
             .map_err(err("ListStackResources"))?;
         for r in resp.stack_resource_summaries() {
             // Rows without a logical id are not resources (some endpoints list skipped types so).
-            if r.logical_resource_id().is_some_and(|id| !id.is_empty()) {
+            if let Some(logical) = r.logical_resource_id().filter(|id| !id.is_empty()) {
                 out.push((
+                    logical.to_owned(),
                     r.resource_type().unwrap_or_default().to_owned(),
                     r.physical_resource_id().unwrap_or_default().to_owned(),
                 ));
@@ -532,5 +586,50 @@ mod tests {
             ]
         );
         assert!(Named::from_template(&json!([]), "1", "r").is_empty());
+        let retained = json!({"Resources": {
+            "A": {"Type": "AWS::S3::Bucket", "DeletionPolicy": "Retain", "Properties": {"BucketName": "kept"}},
+            "C": {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": "gone"}}
+        }});
+        let got: Vec<String> = Named::from_template(&retained, "1", "r")
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            got,
+            ["queue gone"],
+            "a retained bucket is not expected gone"
+        );
+    }
+
+    #[test]
+    fn retained_resources_are_kept_and_named() {
+        let row = |l: &str, t: &str, p: &str| (l.to_owned(), t.to_owned(), p.to_owned());
+        let resources = [
+            row("Archive", "AWS::S3::Bucket", "tally-x-archive"),
+            row("Scratch", "AWS::S3::Bucket", "tally-x-scratch"),
+            row("Token", "AWS::SecretsManager::Secret", "arn:secret"),
+            row("Events", "AWS::Kinesis::Stream", "tally-x-events"),
+        ];
+        let keep: BTreeSet<String> = ["Archive", "Token", "Events"].map(str::to_owned).into();
+        // The local template declared the stream's name as going (it did not retain it); the deployed one does.
+        let mut expected: BTreeSet<Named> = [Named::Stream("tally-x-events".into())].into();
+        let (buckets, retained) = sort_resources(&resources, &keep, &mut expected);
+        assert_eq!(
+            buckets,
+            ["tally-x-scratch"],
+            "only the bucket that goes is emptied"
+        );
+        assert_eq!(
+            retained,
+            [
+                "bucket tally-x-archive (Archive)",
+                "AWS::SecretsManager::Secret arn:secret (Token)",
+                "stream tally-x-events (Events)",
+            ]
+        );
+        assert_eq!(
+            expected.into_iter().collect::<Vec<_>>(),
+            [Named::Bucket("tally-x-scratch".into())]
+        );
     }
 }

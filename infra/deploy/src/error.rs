@@ -40,7 +40,7 @@ pub enum Error {
         hint: String,
     },
 
-    #[error("the deploy would lose data:\n{summary}\nre-run with --yes to accept, or change the app to keep these resources")]
+    #[error("the deploy would lose data:\n{summary}\nre-run with --yes (`--yes-i-mean STAGE` for a protected stage) to accept, or change the app to keep these resources")]
     NeedsConfirmation { summary: String },
 
     #[error("the deploy was declined; nothing was executed")]

@@ -377,6 +377,64 @@ pub fn causes_replacement(ty: &str, property: &str) -> bool {
     replacing.contains(&top)
 }
 
+/// The `DeletionPolicy` / `UpdateReplacePolicy` values that keep a resource (and its data) when CloudFormation
+/// deletes or replaces it.
+const KEEPING_POLICIES: [&str; 3] = ["Retain", "RetainExceptOnCreate", "Snapshot"];
+
+/// Whether `resource` keeps its data when the stack deletes it (`DeletionPolicy: Retain`).
+pub fn is_retained(resource: &Value) -> bool {
+    matches!(
+        resource.get("DeletionPolicy").and_then(Value::as_str),
+        Some("Retain" | "RetainExceptOnCreate")
+    )
+}
+
+/// Logical ids of the resources `template` retains on stack deletion.
+pub fn retained(template: &Value) -> BTreeSet<String> {
+    template
+        .get("Resources")
+        .and_then(Value::as_object)
+        .map(|resources| {
+            resources
+                .iter()
+                .filter(|(_, r)| is_retained(r))
+                .map(|(id, _)| id.clone())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Resources of `old` whose `DeletionPolicy` or `UpdateReplacePolicy` kept them and no longer does in `new`
+/// (changed to `Delete`, or removed, which means `Delete`), one line each:
+/// `Events (AWS::Kinesis::Stream): DeletionPolicy Retain → Delete`. A resource removed from the template is not
+/// listed here: CloudFormation removes it under its *old* policy, which keeps it.
+pub fn retention_lost(old: &Value, new: &Value) -> Vec<String> {
+    let empty = serde_json::Map::new();
+    let resources = |t: &Value| t.get("Resources").and_then(Value::as_object).cloned();
+    let old_resources = resources(old).unwrap_or_else(|| empty.clone());
+    let new_resources = resources(new).unwrap_or(empty);
+    let mut out = Vec::new();
+    for (id, before) in &old_resources {
+        let Some(after) = new_resources.get(id) else {
+            continue;
+        };
+        for attribute in ["DeletionPolicy", "UpdateReplacePolicy"] {
+            let was = before.get(attribute).and_then(Value::as_str);
+            let now = after.get(attribute).and_then(Value::as_str);
+            let keeps = |p: Option<&str>| p.is_some_and(|p| KEEPING_POLICIES.contains(&p));
+            if keeps(was) && !keeps(now) {
+                out.push(format!(
+                    "{id} ({}): {attribute} {} → {}",
+                    type_of(after),
+                    was.unwrap_or_default(),
+                    now.unwrap_or("Delete (removed)")
+                ));
+            }
+        }
+    }
+    out
+}
+
 /// Resource types whose replacement or removal loses data: the stream, the metrics table, the archive bucket.
 pub fn is_stateful(ty: &str) -> bool {
     matches!(
@@ -586,6 +644,35 @@ mod tests {
             &[],
             &["Modified B [DeletionPolicy]"],
         );
+    }
+
+    #[test]
+    fn retention_lost_when_a_policy_stops_keeping() {
+        let old = t(json!({
+            "Events": {"Type": "AWS::Kinesis::Stream", "DeletionPolicy": "Retain", "UpdateReplacePolicy": "Retain"},
+            "Table": {"Type": "AWS::DynamoDB::Table", "DeletionPolicy": "Retain", "UpdateReplacePolicy": "Retain"},
+            "Gone": {"Type": "AWS::S3::Bucket", "DeletionPolicy": "Retain"},
+            "Kept": {"Type": "AWS::S3::Bucket", "DeletionPolicy": "Retain"},
+            "Plain": {"Type": "AWS::SQS::Queue"}
+        }));
+        let new = t(json!({
+            "Events": {"Type": "AWS::Kinesis::Stream"},
+            "Table": {"Type": "AWS::DynamoDB::Table", "DeletionPolicy": "Delete", "UpdateReplacePolicy": "Snapshot"},
+            "Kept": {"Type": "AWS::S3::Bucket", "DeletionPolicy": "RetainExceptOnCreate"},
+            "Plain": {"Type": "AWS::SQS::Queue", "DeletionPolicy": "Retain"}
+        }));
+        assert_eq!(
+            retention_lost(&old, &new),
+            [
+                "Events (AWS::Kinesis::Stream): DeletionPolicy Retain → Delete (removed)",
+                "Events (AWS::Kinesis::Stream): UpdateReplacePolicy Retain → Delete (removed)",
+                "Table (AWS::DynamoDB::Table): DeletionPolicy Retain → Delete",
+            ]
+        );
+        assert!(retention_lost(&new, &new).is_empty());
+        let ids: Vec<String> = retained(&old).into_iter().collect();
+        assert_eq!(ids, ["Events", "Gone", "Kept", "Table"]);
+        assert!(retained(&json!({})).is_empty());
     }
 
     #[test]

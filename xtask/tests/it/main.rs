@@ -2,4 +2,5 @@
 
 mod check;
 mod plan;
+mod protect;
 mod sweep;

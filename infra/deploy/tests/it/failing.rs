@@ -207,3 +207,55 @@ async fn renaming_the_stream_needs_yes() {
     let again = tally_deploy::diff(&env.clients, &req).await.expect("diff");
     assert!(again.is_empty(), "deployed: {again}");
 }
+
+/// A stack of the stage's name that tally did not deploy (no `tally:project` tag) is neither updated nor
+/// deleted: deploy and destroy refuse it before any change, and it keeps its resources.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stack_tally_did_not_deploy_is_left_alone() {
+    let env = Env::start("untagged").await;
+    let stage = Stage::new("pr-3");
+    let stack = stage.stack_name();
+    env.clients
+        .cfn
+        .create_stack()
+        .stack_name(&stack)
+        .template_body(r#"{"Resources": {"Q": {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": "someone-elses"}}}}"#)
+        .send()
+        .await
+        .expect("CreateStack");
+
+    let error = tally_deploy::deploy(&env.clients, &support::request(&stage, env.zips("v1", &[])))
+        .await
+        .expect_err("not tally's");
+    let text = error.to_string();
+    assert!(
+        text.contains(&format!(
+            "stack `{stack}` is CREATE_COMPLETE: it has no tally:project tag"
+        )) && text.contains("Nothing was changed"),
+        "{text}"
+    );
+    let change_sets = env
+        .clients
+        .cfn
+        .list_change_sets()
+        .stack_name(&stack)
+        .send()
+        .await
+        .expect("ListChangeSets");
+    assert!(change_sets.summaries().is_empty(), "{change_sets:?}");
+
+    let error = tally_deploy::destroy(&env.clients, &support::destroy_request(&stage))
+        .await
+        .expect_err("not tally's");
+    assert!(
+        error.to_string().contains("no tally:project tag"),
+        "{error}"
+    );
+    env.clients
+        .sqs
+        .get_queue_url()
+        .queue_name("someone-elses")
+        .send()
+        .await
+        .expect("its queue is still there");
+}

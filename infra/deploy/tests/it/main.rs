@@ -20,4 +20,5 @@ mod failing;
 mod lifecycle;
 mod prune;
 mod recorded;
+mod retain;
 mod workflows;

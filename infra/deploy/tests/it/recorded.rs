@@ -23,6 +23,10 @@ enum Scenario {
     RollbackAfterFailedUpdate,
     /// The change set replaces the events stream.
     ReplacesTheStream,
+    /// The function update fails, and so does the rollback of the table: `UPDATE_ROLLBACK_FAILED`.
+    RollbackFails,
+    /// A stack of the same name tagged by another project.
+    OtherProject,
 }
 
 struct Replay {
@@ -99,15 +103,17 @@ impl Replay {
                 let status = match (self.executed, self.scenario) {
                     (false, _) => "UPDATE_COMPLETE",
                     (true, Scenario::RollbackAfterFailedUpdate) => "UPDATE_ROLLBACK_COMPLETE",
-                    (true, Scenario::ReplacesTheStream) => "UPDATE_COMPLETE",
+                    (true, Scenario::ReplacesTheStream | Scenario::OtherProject) => "UPDATE_COMPLETE",
+                    (true, Scenario::RollbackFails) => "UPDATE_ROLLBACK_FAILED",
                 };
+                let project = if self.scenario == Scenario::OtherProject { "billing" } else { "tally" };
                 let stack = format!(
                     "<Stacks><member><StackName>{STACK}</StackName><StackId>{STACK_ID}</StackId>\
                      <CreationTime>2026-11-20T09:00:00.000Z</CreationTime><LastUpdatedTime>2026-11-25T09:00:00.000Z</LastUpdatedTime>\
                      <StackStatus>{status}</StackStatus>\
                      <Parameters><member><ParameterKey>AssetsBucket</ParameterKey><ParameterValue>tally-assets-{ACCOUNT}-us-east-1</ParameterValue></member>\
                      <member><ParameterKey>CollectCodeKey</ParameterKey><ParameterValue>{}</ParameterValue></member></Parameters>\
-                     <Tags><member><Key>tally:project</Key><Value>tally</Value></member><member><Key>tally:stage</Key><Value>pr-42</Value></member>\
+                     <Tags><member><Key>tally:project</Key><Value>{project}</Value></member><member><Key>tally:stage</Key><Value>pr-42</Value></member>\
                      <member><Key>tally:created-at</Key><Value>2026-11-20T09:00:00Z</Value></member></Tags>\
                      </member></Stacks>",
                     self.old_key
@@ -121,7 +127,7 @@ impl Replay {
             ),
             "DescribeChangeSet" => {
                 let change = match self.scenario {
-                    Scenario::RollbackAfterFailedUpdate => "<member><Type>Resource</Type><ResourceChange><Action>Modify</Action>\
+                    Scenario::RollbackAfterFailedUpdate | Scenario::RollbackFails | Scenario::OtherProject => "<member><Type>Resource</Type><ResourceChange><Action>Modify</Action>\
                         <LogicalResourceId>Collect</LogicalResourceId><PhysicalResourceId>tally-pr-42-collect</PhysicalResourceId>\
                         <ResourceType>AWS::Lambda::Function</ResourceType><Replacement>False</Replacement><Scope><member>Properties</member></Scope>\
                         <Details><member><Target><Attribute>Properties</Attribute><Name>Code</Name><RequiresRecreation>Never</RequiresRecreation></Target>\
@@ -158,6 +164,18 @@ impl Replay {
                         event(5, "Events", "AWS::Kinesis::Stream", "UPDATE_COMPLETE", ""),
                         event(4, "Events", "AWS::Kinesis::Stream", "UPDATE_IN_PROGRESS", replacing),
                         event(3, STACK, STACK_TYPE, "UPDATE_IN_PROGRESS", "User Initiated"),
+                    ]
+                    .into_iter()
+                    .chain(events)
+                    .collect();
+                } else if self.executed && self.scenario == Scenario::RollbackFails {
+                    events = vec![
+                        event(9, STACK, STACK_TYPE, "UPDATE_ROLLBACK_FAILED", "The following resource(s) failed to update: [Metrics]. "),
+                        event(8, "Metrics", "AWS::DynamoDB::Table", "UPDATE_FAILED", "Resource handler returned message: \"Subscriber limit exceeded: Provisioned throughput decreases are limited within a given UTC day.\""),
+                        event(7, STACK, STACK_TYPE, "UPDATE_ROLLBACK_IN_PROGRESS", "The following resource(s) failed to update: [Collect]. "),
+                        event(6, "Collect", "AWS::Lambda::Function", "UPDATE_FAILED", "Resource handler returned message: \"Error occurred while GetObject. S3 Error Code: NoSuchKey.\""),
+                        event(5, "Collect", "AWS::Lambda::Function", "UPDATE_IN_PROGRESS", ""),
+                        event(4, STACK, STACK_TYPE, "UPDATE_IN_PROGRESS", "User Initiated"),
                     ]
                     .into_iter()
                     .chain(events)
@@ -234,6 +252,14 @@ async fn run(
     scenario: Scenario,
     confirm: Confirm,
 ) -> (Result<tally_deploy::DeployOutcome, Error>, Vec<String>) {
+    run_as(scenario, confirm, false).await
+}
+
+async fn run_as(
+    scenario: Scenario,
+    confirm: Confirm,
+    protected: bool,
+) -> (Result<tally_deploy::DeployOutcome, Error>, Vec<String>) {
     let dir = std::env::temp_dir().join(format!(
         "tally-deploy-recorded-{}-{}",
         std::process::id(),
@@ -279,6 +305,7 @@ async fn run(
             created_at: "2026-11-26T12:00:00Z".into(),
         },
         confirm,
+        protected,
         output: Output::Quiet,
         timeout: Duration::from_secs(20),
     };
@@ -348,5 +375,49 @@ async fn a_replacement_the_change_set_reports_needs_yes() {
     assert!(
         actions.contains(&"ExecuteChangeSet".to_owned()),
         "{actions:?}"
+    );
+}
+
+/// A failed rollback (`UPDATE_ROLLBACK_FAILED`) of a protected stage: the hint is `continue-update-rollback`,
+/// never `destroy`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_rollback_of_a_protected_stage_says_continue_update_rollback() {
+    let (outcome, actions) = run_as(Scenario::RollbackFails, Confirm::Yes, true).await;
+    let error = outcome.expect_err("the update and its rollback failed");
+    let text = error.to_string();
+    let Error::DeployFailed { resource, hint, .. } = &error else {
+        panic!("{error:?}")
+    };
+    assert_eq!(resource, "Collect (AWS::Lambda::Function)", "{text}");
+    assert!(
+        hint.contains(&format!(
+            "aws cloudformation continue-update-rollback --stack-name {STACK}"
+        )),
+        "{text}"
+    );
+    assert!(
+        !text.contains("destroy"),
+        "no destroy for a protected stage: {text}"
+    );
+    assert!(
+        actions.contains(&"ExecuteChangeSet".to_owned()),
+        "{actions:?}"
+    );
+}
+
+/// A stack of the same name that another project tagged is not updated: refused before any change set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stack_of_another_project_is_not_updated() {
+    let (outcome, actions) = run(Scenario::OtherProject, Confirm::Yes).await;
+    let error = outcome.expect_err("not ours");
+    let text = error.to_string();
+    assert!(
+        text.contains("tagged tally:project=billing, not tally")
+            && text.contains("Nothing was changed"),
+        "{text}"
+    );
+    assert!(
+        !actions.iter().any(|a| a.contains("ChangeSet")),
+        "no change set created: {actions:?}"
     );
 }

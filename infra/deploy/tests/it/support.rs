@@ -132,7 +132,12 @@ pub fn options() -> PipelineOptions {
 /// grant) is deployed as synthesized. The cache itself is covered by the template tests, cfn-lint and
 /// checkov (`infra/pipeline/tests`) and by the local cloud, which runs it as a real Valkey.
 pub fn template(stage: &Stage) -> String {
-    let json = tally_pipeline::synth_json(stage, &options()).expect("the pipeline synthesizes");
+    template_with(stage, &options())
+}
+
+/// [`template`] with other pipeline options (as `retain_data = true` in `tally.toml`).
+pub fn template_with(stage: &Stage, options: &PipelineOptions) -> String {
+    let json = tally_pipeline::synth_json(stage, options).expect("the pipeline synthesizes");
     let mut template: serde_json::Value = serde_json::from_str(&json).expect("json");
     without_elasticache(&mut template);
     without_route_tables(&mut template);
@@ -256,6 +261,7 @@ pub fn request(stage: &Stage, assets: Vec<Asset>) -> DeployRequest {
         assets,
         tags: tags(stage, "2026-11-26T12:00:00Z"),
         confirm: Confirm::Refuse,
+        protected: false,
         output: Output::Quiet,
         timeout: Duration::from_secs(60),
     }
