@@ -19,7 +19,7 @@ use crate::e2e::{
 };
 use crate::support::TempDir;
 
-/// Events per throttled body: 900 events of about 600 bytes each, about 540 KB per record.
+/// Events per throttled body: 900 events of about 780 bytes each, about 700 KB per record.
 const BIG_BODY: u64 = 900;
 /// Throttled bodies posted at once (two shards take 1 MiB per second each).
 const BIG_BODIES: u64 = 10;
@@ -41,15 +41,22 @@ async fn post_raw(collect: &str, events: &[Value]) -> (u16, Value) {
     (status, serde_json::from_str(&answer).unwrap_or(Value::Null))
 }
 
-/// A valid impression of the first campaign with an incompressible 500-byte user agent (digits only: no
-/// crawler word can appear) and a user of its own (no rate rule applies).
+/// A valid impression of the first campaign, about 780 bytes on the stream that the record's string table
+/// cannot share: a 64-character id, a 128-character user of its own (no rate rule applies), a placement of its
+/// own and a 500-byte user agent of pseudo-random digits (no crawler word can appear).
 fn big_event(serial: u64) -> Value {
-    let agent: String = (0..480)
-        .map(|i| char::from(b'0' + ((serial * 7_919 + i * 104_729) % 10) as u8))
+    let mut state = serial.wrapping_mul(6_364_136_223_846_793_005) ^ 0x9E37_79B9_7F4A_7C15;
+    let agent: String = (0..470)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            char::from(b'0' + ((state >> 33) % 10) as u8)
+        })
         .collect();
-    json!({"id": format!("thr-{serial}"), "kind": "impression", "campaign_id": CAMPAIGNS[0], "ad_id": "ad1",
-           "user_id": format!("tu{serial}"), "client_ts_ms": now_ms(),
-           "user_agent": format!("Mozilla/5.0 (X11; Linux x86_64) {agent}")})
+    json!({"id": format!("thr-{serial:060}"), "kind": "impression", "campaign_id": CAMPAIGNS[0], "ad_id": "ad1",
+           "placement_id": format!("pl-{serial:061}"), "user_id": format!("tu-{serial:0125}"),
+           "client_ts_ms": now_ms(), "user_agent": format!("Mozilla/5.0 (X11; Linux x86_64) {agent}")})
 }
 
 /// Posts `events` until every one is written, resending only `unwritten_ids` after each `503` (after its
