@@ -34,7 +34,8 @@ pub const MINUTE_MS: i64 = 60_000;
 /// They only need to outlive compaction (the realtime grace of 2 minutes, the settled one of 10) plus an outage
 /// of the compactor; a longer TTL is paid for as cache storage (at the daily-curve profile two days of counters
 /// were ~49 GB, three hours ~3 GB; `docs/plan.md`). A compactor down for longer loses those minutes' realtime
-/// counts until the archive-based repair exists (`docs/counter-store.md`); its error alarm fires first.
+/// counts: expiry is not a loss the cache's epoch shows, so the archive-based repair (`crate::compact_repair`)
+/// does not run for it; the compactor's error alarm fires first.
 pub const COUNTER_TTL_SECS: u64 = 3 * 3_600;
 
 /// DynamoDB's item size limit is 400 KB; the encoder refuses items above this (room for keys and attributes).

@@ -348,6 +348,20 @@ impl CounterStore {
         Ok(())
     }
 
+    /// `SET <key> <value> NX GET`: the value already there, or `None` when the key was free and now holds
+    /// `value` (the compactor's cache epoch, `tally_domain::compact_repair::EPOCH_KEY`).
+    pub async fn set_if_missing(&self, key: &str, value: &str) -> Result<Option<String>, Error> {
+        let v: Value = redis::cmd("SET")
+            .arg(key)
+            .arg(value)
+            .arg("NX")
+            .arg("GET")
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(|e| store_error("set if missing", e))?;
+        opt_string("set if missing", v)
+    }
+
     /// `GET` of a string key.
     pub async fn get(&self, key: &str) -> Result<Option<String>, Error> {
         let v: Value = redis::cmd("GET")

@@ -7,12 +7,20 @@
 //! forward ([`CompactedTable::advance_watermark`]). A crash anywhere leaves the watermark where it was and the
 //! next run does the same minutes again. [`handler`] is the Lambda edge (an EventBridge schedule event; the
 //! clock, not the event's time, decides what is closed).
+//!
+//! With a [`Repair`] ([`Compactor::with_repair`], always in the deployed function) every run first checks the
+//! cache's epoch; after a loss, the minutes up to the repair bound are recomputed from the deferred lane's
+//! archive instead of Valkey ([`repair`]), and a run that read Valkey confirms the epoch before it writes.
 
 use aws_lambda_events::event::cloudwatch_events::CloudWatchEvent;
 use lambda_runtime::LambdaEvent;
 use tally_aws::cache_auth::StoreSource;
 use tally_aws::compacted::CompactedTable;
 use tally_domain::compact::{plan_run, CompactPolicy, LaneProgress, PolicyError, Watermark};
+use tally_domain::compact_repair::{plan_repair, RepairPlan};
+
+pub mod repair;
+pub use repair::Repair;
 
 /// Items written at once.
 const PUTS_IN_FLIGHT: usize = 16;
@@ -24,6 +32,27 @@ pub enum CompactorError {
     Aws(#[from] tally_aws::Error),
     #[error("invalid compaction policy: {0}")]
     Policy(#[from] PolicyError),
+    #[error("the cache lost its data during this run (its epoch is {found:?}, expected {expected:?}): nothing was written; the next run repairs the minutes from the archive")]
+    CacheLost {
+        expected: String,
+        found: Option<String>,
+    },
+    #[error("another compactor recorded the cache's epoch in table {table} at the same time: this run stops, the next one goes on from what it recorded")]
+    EpochRace { table: String },
+    #[error("the epoch row (pk compactor, sk epoch) of table {table} is corrupt: {rule}")]
+    CorruptEpochRow { table: String, rule: String },
+    #[error("{op} on table {table} failed: {message}")]
+    Table {
+        table: String,
+        op: &'static str,
+        message: String,
+    },
+    #[error("reading the archive s3://{bucket}/{key} failed: {message}")]
+    Archive {
+        bucket: String,
+        key: String,
+        message: String,
+    },
 }
 
 /// The function's state, built once per cold start.
@@ -33,6 +62,7 @@ pub struct Compactor {
     table: CompactedTable,
     index: tally_aws::metrics::MetricsTable,
     policy: CompactPolicy,
+    repair: Option<Repair>,
 }
 
 /// What one run did.
@@ -47,6 +77,8 @@ pub struct Outcome {
     pub settled_final: usize,
     /// Items written.
     pub items: usize,
+    /// Of `minutes`, those recomputed from the archive (a repair after the cache lost its data).
+    pub repaired: usize,
 }
 
 impl Compactor {
@@ -61,46 +93,143 @@ impl Compactor {
             index: table.metrics(),
             table,
             policy,
+            repair: None,
         })
+    }
+
+    /// Checks the cache's epoch on every run and repairs from the archive after a loss.
+    pub fn with_repair(mut self, repair: Repair) -> Compactor {
+        self.repair = Some(repair);
+        self
     }
 
     /// One run at `now_ms` (see the crate docs).
     pub async fn process(&self, now_ms: i64) -> Result<Outcome, CompactorError> {
-        use futures_util::stream::{self, StreamExt, TryStreamExt};
-
         let from = self.table.watermark().await?;
-        let plan = plan_run(now_ms, &self.policy, LaneProgress::default(), from)?;
-        let mut items = 0;
         let store = self.store.get().await?;
-        let mut seen: std::collections::BTreeMap<String, (i64, i64)> = Default::default();
-        for job in &plan.jobs {
-            let minute_items = store.compact_minute(*job).await?;
-            items += minute_items.len();
-            stream::iter(minute_items.iter().map(|item| self.table.put_item(item)))
-                .buffer_unordered(PUTS_IN_FLIGHT)
-                .try_collect::<Vec<()>>()
-                .await?;
-            for item in &minute_items {
-                let (first, last) = (item.minute * 60_000, item.minute * 60_000 + 59_999);
-                let span = seen
-                    .entry(item.campaign_id.clone())
-                    .or_insert((first, last));
-                span.0 = span.0.min(first);
-                span.1 = span.1.max(last);
+        let checked = match &self.repair {
+            Some(repair) => Some(repair.check(&store, now_ms).await?),
+            None => None,
+        };
+        if let (Some(repair), Some(checked)) = (&self.repair, &checked) {
+            let pending = plan_repair(
+                now_ms,
+                &self.policy,
+                LaneProgress::default(),
+                from,
+                checked.state.repair_to,
+            )?;
+            if let Some(plan) = pending {
+                return self.repair_run(repair, plan, from).await;
             }
         }
-        // The campaign index (the query API's list): every campaign of a compacted minute, before the
-        // watermark moves past it (readers list the open minutes' campaigns from the cache).
-        self.index.touch_campaigns(&seen).await?;
+        let plan = plan_run(now_ms, &self.policy, LaneProgress::default(), from)?;
+        let mut items = Vec::new();
+        for job in &plan.jobs {
+            items.extend(store.compact_minute(*job).await?);
+        }
+        // What was read is the cache's data only if the cache still holds the epoch of the check.
+        if let (Some(repair), Some(checked)) = (&self.repair, &checked) {
+            repair.confirm(&store, &checked.epoch).await?;
+        }
+        self.write(&items).await?;
         let to = self.table.advance_watermark(from, plan.watermark).await?;
         Ok(Outcome {
             from,
             to,
             minutes: plan.jobs.len(),
             settled_final: plan.jobs.iter().filter(|j| j.settled_final).count(),
-            items,
+            items: items.len(),
+            repaired: 0,
         })
     }
+
+    /// A run that recomputes minutes from the archive (or waits for the settled lane to close the next one).
+    async fn repair_run(
+        &self,
+        repair: &Repair,
+        plan: RepairPlan,
+        from: Watermark,
+    ) -> Result<Outcome, CompactorError> {
+        let Some(minutes) = plan.minutes else {
+            return Ok(Outcome {
+                from,
+                to: from,
+                minutes: 0,
+                settled_final: 0,
+                items: 0,
+                repaired: 0,
+            });
+        };
+        let items = repair.items(minutes.clone()).await?;
+        self.write(&items).await?;
+        let to = self.table.advance_watermark(from, plan.watermark).await?;
+        let n = usize::try_from(minutes.end() - minutes.start() + 1).unwrap_or(0);
+        Ok(Outcome {
+            from,
+            to,
+            minutes: n,
+            settled_final: n,
+            items: items.len(),
+            repaired: n,
+        })
+    }
+
+    /// Writes the items, then lists their campaigns in the campaign index (the query API's list) before the
+    /// watermark moves past them (readers list the open minutes' campaigns from the cache).
+    async fn write(
+        &self,
+        items: &[tally_domain::compact::CompactedItem],
+    ) -> Result<(), CompactorError> {
+        use futures_util::stream::{self, StreamExt, TryStreamExt};
+        stream::iter(items.iter().map(|item| self.table.put_item(item)))
+            .buffer_unordered(PUTS_IN_FLIGHT)
+            .try_collect::<Vec<()>>()
+            .await?;
+        self.index.touch_campaigns(&repair::spans(items)).await?;
+        Ok(())
+    }
+}
+
+/// Environment variables that shorten the grace periods (the local cloud's tests: a minute closes seconds
+/// after it ends instead of minutes). Unset: [`CompactPolicy::default`].
+pub mod env {
+    /// Seconds after its end a minute's realtime counts are final (default 120).
+    pub const REALTIME_GRACE_SECS: &str = "TALLY_COMPACT_REALTIME_GRACE_SECS";
+    /// Seconds after its end a minute's settled counts are final (default 600; at least the realtime grace).
+    pub const SETTLED_GRACE_SECS: &str = "TALLY_COMPACT_SETTLED_GRACE_SECS";
+}
+
+/// The compaction policy the environment (read through `get`) asks for: the default with the grace periods
+/// of [`env`] when set. An error names the variable, the value and the rule.
+pub fn policy_from(get: impl Fn(&str) -> Option<String>) -> Result<CompactPolicy, String> {
+    let mut policy = CompactPolicy::default();
+    for (name, slot) in [
+        (env::REALTIME_GRACE_SECS, &mut policy.realtime_grace_ms),
+        (env::SETTLED_GRACE_SECS, &mut policy.settled_grace_ms),
+    ] {
+        let Some(value) = get(name) else { continue };
+        let secs = value
+            .trim()
+            .parse::<i64>()
+            .ok()
+            .filter(|s| (0..=86_400).contains(s))
+            .ok_or_else(|| {
+                format!(
+                    "{name}={:?} is not a whole number of seconds from 0 to 86400; unset it for the default",
+                    value.chars().take(64).collect::<String>()
+                )
+            })?;
+        *slot = secs * 1_000;
+    }
+    policy.check().map_err(|e| {
+        format!(
+            "{} / {}: {e}",
+            env::REALTIME_GRACE_SECS,
+            env::SETTLED_GRACE_SECS
+        )
+    })?;
+    Ok(policy)
 }
 
 /// The Lambda edge: one run per schedule event. A failed run fails the invocation (the next scheduled run
@@ -120,6 +249,7 @@ pub async fn handler(
         minutes = outcome.minutes,
         settled_final = outcome.settled_final,
         items = outcome.items,
+        repaired = outcome.repaired,
         realtime_watermark = ?outcome.to.realtime,
         settled_watermark = ?outcome.to.settled,
     );
@@ -127,7 +257,57 @@ pub async fn handler(
         "minutes": outcome.minutes,
         "settled_final": outcome.settled_final,
         "items": outcome.items,
+        "repaired": outcome.repaired,
         "realtime_watermark": outcome.to.realtime,
         "settled_watermark": outcome.to.settled,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grace_periods_come_from_the_environment_or_are_refused() {
+        let of = |pairs: &[(&str, &str)]| {
+            let pairs: Vec<(String, String)> = pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect();
+            policy_from(move |name| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| v.clone())
+            })
+        };
+        assert_eq!(of(&[]), Ok(CompactPolicy::default()));
+        let p = of(&[
+            (env::REALTIME_GRACE_SECS, "2"),
+            (env::SETTLED_GRACE_SECS, " 5 "),
+        ])
+        .expect("valid");
+        assert_eq!((p.realtime_grace_ms, p.settled_grace_ms), (2_000, 5_000));
+        for (pairs, want) in [
+            (
+                vec![(env::REALTIME_GRACE_SECS, "-1")],
+                "TALLY_COMPACT_REALTIME_GRACE_SECS=\"-1\" is not a whole number",
+            ),
+            (
+                vec![(env::SETTLED_GRACE_SECS, "1e3")],
+                "TALLY_COMPACT_SETTLED_GRACE_SECS=\"1e3\"",
+            ),
+            (vec![(env::SETTLED_GRACE_SECS, "86401")], "from 0 to 86400"),
+            (
+                vec![
+                    (env::REALTIME_GRACE_SECS, "60"),
+                    (env::SETTLED_GRACE_SECS, "30"),
+                ],
+                "at least the realtime grace",
+            ),
+        ] {
+            let err = of(&pairs).expect_err("refused");
+            assert!(err.contains(want), "{err}");
+        }
+    }
 }

@@ -6,8 +6,7 @@ use lambda_runtime::{service_fn, LambdaEvent};
 use tally_aws::cache_auth::StoreSource;
 use tally_aws::compacted::CompactedTable;
 use tally_aws::store::CacheEnv;
-use tally_compactor::Compactor;
-use tally_domain::compact::CompactPolicy;
+use tally_compactor::{Compactor, Repair};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -15,7 +14,13 @@ async fn main() -> anyhow::Result<()> {
     let table =
         tally_aws::config::required_env("TALLY_METRICS_TABLE", "the name of the metrics table")
             .context("while reading the configuration")?;
+    let bucket =
+        tally_aws::config::required_env("TALLY_ARCHIVE_BUCKET", "the name of the archive bucket")
+            .context("while reading the configuration")?;
+    let policy = tally_compactor::policy_from(|name| std::env::var(name).ok())
+        .map_err(|e| anyhow::anyhow!("while reading the compaction policy: {e}"))?;
     let cache = CacheEnv::from_env().context("while reading the cache configuration")?;
+    let window_secs = cache.window.secs();
     let endpoint = cache.node_url();
     let config = tally_aws::config::sdk_config().await;
     let store = StoreSource::connect(
@@ -26,8 +31,16 @@ async fn main() -> anyhow::Result<()> {
     )
     .await
     .with_context(|| format!("while connecting to the counter store at {endpoint}"))?;
-    let table = CompactedTable::new(tally_aws::config::dynamodb(&config), table);
-    let state = Compactor::new(store, table, CompactPolicy::default())?;
+    let dynamodb = tally_aws::config::dynamodb(&config);
+    let repair = Repair::new(
+        dynamodb.clone(),
+        table.clone(),
+        tally_deferred::s3_client(&config),
+        bucket,
+        window_secs,
+    );
+    let table = CompactedTable::new(dynamodb, table);
+    let state = Compactor::new(store, table, policy)?.with_repair(repair);
     let state = &state;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| {
         tally_compactor::handler(state, event)

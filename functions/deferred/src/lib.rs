@@ -323,6 +323,29 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
     encoder.finish().unwrap_or_default()
 }
 
+/// The key prefix of the archive objects of the UTC hour that holds `ms`: `events/dt=YYYY-MM-DD/hour=HH/`
+/// (where [`archive_objects`] puts the events received in it).
+pub fn hour_prefix(ms: i64) -> String {
+    format!("events/{}/", hour_partition(ms))
+}
+
+/// The NDJSON text of an archive object as [`archive_objects`] wrote it under `key` (gzip for
+/// `.ndjson.gz`). The one place that reads the archive's object format: the compactor's repair reads every
+/// object through it, so a change of the format changes this function with the writer.
+pub fn decode_object(key: &str, body: &[u8]) -> Result<String, String> {
+    use std::io::Read;
+    if !key.ends_with(".ndjson.gz") {
+        return Err(format!(
+            "archive object {key}: not a name the deferred lane writes (…/<shard>-<first>-<last>.ndjson.gz)"
+        ));
+    }
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(body)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("archive object {key}: not gzip NDJSON in UTF-8: {e}"))?;
+    Ok(text)
+}
+
 /// An S3 client from the SDK configuration; path-style addressing when a custom endpoint is set (the local
 /// cloud and test servers do not resolve `bucket.host` names).
 pub fn s3_client(config: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
@@ -352,6 +375,23 @@ mod tests {
         check(4_107_542_400_000, "dt=2100-03-01/hour=00");
         check(-1, "dt=1969-12-31/hour=23");
         check(253_402_300_799_000, "dt=9999-12-31/hour=23");
+        assert_eq!(
+            hour_prefix(1_764_165_480_000),
+            "events/dt=2025-11-26/hour=13/"
+        );
+    }
+
+    #[test]
+    fn archive_objects_decode_back() {
+        let body = gzip(b"{\"id\":\"e1\"}\n");
+        assert_eq!(
+            decode_object("events/dt=2026-11-26/hour=05/s-1-2.ndjson.gz", &body).as_deref(),
+            Ok("{\"id\":\"e1\"}\n")
+        );
+        let err = decode_object("events/x.ndjson", &body).expect_err("refused");
+        assert!(err.contains("not a name the deferred lane writes"), "{err}");
+        let err = decode_object("events/x.ndjson.gz", b"plain").expect_err("refused");
+        assert!(err.contains("not gzip NDJSON"), "{err}");
     }
 
     #[test]

@@ -95,6 +95,26 @@ pub(crate) fn grant(
     role.add_statement(Statement::new(actions, resources));
 }
 
+/// [`grant`], allowed only under `condition` (an IAM `Condition` block).
+pub(crate) fn grant_with_condition(
+    grantee: &dyn Grantee,
+    owner: &Node,
+    actions: &[&'static str],
+    resources: &[Expr],
+    condition: serde_json::Value,
+) {
+    let role = grantee.grant_role().node();
+    if !role.stack().same_as(owner.stack()) {
+        role.violation(format!(
+            "is granted access to `{}`, a construct of another stack; grants only work within one stack",
+            owner.path()
+        ));
+        return;
+    }
+    let resources = resources.iter().map(Expr::to_json).collect();
+    role.add_statement(Statement::new(actions, resources).with_condition(condition));
+}
+
 /// Adds `actions` on every resource to `grantee`'s role. Only for actions AWS cannot scope to a
 /// resource (such as `cloudwatch:GetMetricStatistics`); everything else goes through [`grant`].
 pub(crate) fn grant_unscoped(grantee: &dyn Grantee, actions: &[&'static str]) {

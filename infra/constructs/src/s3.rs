@@ -5,7 +5,7 @@ use serde_json::{json, Map, Value};
 use crate::core::{Node, Scope};
 use crate::ec2::EndpointAllow;
 use crate::expr::Expr;
-use crate::iam::{grant, Grantee};
+use crate::iam::{grant, grant_with_condition, Grantee};
 use crate::naming::{Name, NameKind};
 
 /// Storage classes a lifecycle rule can move objects to.
@@ -231,6 +231,24 @@ impl Bucket {
             &[self.arn().with_suffix("/*")],
         );
         grant(grantee, &self.node, &["s3:ListBucket"], &[self.arn()]);
+    }
+
+    /// `GetObject` on the objects under `prefix` (such as `events/`) and `ListBucket` on the bucket only for
+    /// listings under it (`s3:prefix` condition): a reader of one part of the bucket.
+    pub fn grant_read_prefix(&self, grantee: &dyn Grantee, prefix: &str) {
+        grant(
+            grantee,
+            &self.node,
+            &["s3:GetObject"],
+            &[self.arn().with_suffix(&format!("/{prefix}*"))],
+        );
+        grant_with_condition(
+            grantee,
+            &self.node,
+            &["s3:ListBucket"],
+            &[self.arn()],
+            serde_json::json!({"StringLike": {"s3:prefix": format!("{prefix}*")}}),
+        );
     }
 
     /// `PutObject` and `AbortMultipartUpload` on its objects.

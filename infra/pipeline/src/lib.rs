@@ -75,7 +75,8 @@ pub mod env {
     pub const STREAM_NAME: &str = "TALLY_STREAM_NAME";
     /// deferred, query, compactor: the metrics table's name.
     pub const METRICS_TABLE: &str = "TALLY_METRICS_TABLE";
-    /// deferred: the archive bucket's name.
+    /// deferred, compactor: the archive bucket's name (the compactor reads it to repair a cache that lost
+    /// its data).
     pub const ARCHIVE_BUCKET: &str = "TALLY_ARCHIVE_BUCKET";
     /// query: ARN of the secret that holds the bearer token.
     pub const QUERY_TOKEN_SECRET_ARN: &str = "TALLY_QUERY_TOKEN_SECRET_ARN";
@@ -99,6 +100,10 @@ pub mod env {
     /// realtime, deferred, query: how long an event id's claim lasts, seconds (`dedup_window_secs`).
     pub const DEDUP_WINDOW_SECS: &str = "TALLY_DEDUP_WINDOW_SECS";
 }
+
+/// Where the deferred lane archives events in the archive bucket (`events/dt=…/hour=…/…`): the only part
+/// the compactor may read.
+pub const ARCHIVE_EVENTS_PREFIX: &str = "events/";
 
 /// Logical id of the counter cache (the functions' contract and the local cloud name it).
 pub const COUNTER_CACHE: &str = "CounterCache";
@@ -771,15 +776,20 @@ impl<'a> Pipeline<'a> {
         );
         query_url.node().skip_check("CKV_AWS_258", "the query function checks a bearer token kept in Secrets Manager; the dashboard needs a plain URL");
 
-        // compactor: every minute, folds closed minutes of the cache into one item per (campaign, minute).
+        // compactor: every minute, folds closed minutes of the cache into one item per (campaign, minute);
+        // after the cache lost its data, recomputes them from the archive (read only, its events only).
         let compactor = self.function(
             "Compactor",
             "compactor",
             None,
-            vec![(env::METRICS_TABLE, metrics.name())],
+            vec![
+                (env::METRICS_TABLE, metrics.name()),
+                (env::ARCHIVE_BUCKET, archive.name()),
+            ],
             Some(&store),
         );
         metrics.grant_read_write(&compactor);
+        archive.grant_read_prefix(&compactor, ARCHIVE_EVENTS_PREFIX);
         compactor.node().skip_check("CKV_AWS_116", "invoked by EventBridge, which retries; the next minute's run compacts whatever a failed run left");
         compactor.node().skip_check("CKV_AWS_115", SHARED_POOL);
         compactor.node().skip_check("CKV_AWS_173", ENV_PLAIN);

@@ -17,6 +17,8 @@ use tally_domain::rollup::minute_of;
 use tally_domain::store_keys::StoreLane;
 use tally_testkit::{Moto, Valkey};
 
+mod repair;
+
 /// A minute boundary (2026-11-26).
 const NOW: i64 = 1_795_698_000_000;
 

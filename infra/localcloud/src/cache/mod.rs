@@ -148,6 +148,51 @@ impl CacheServer {
         valkey::command(self.addr, args)
     }
 
+    /// Stops the server, deletes its data (the append-only files and any snapshot; `nodes.conf`, the port
+    /// and the log stay) and starts it again on the same port: a cache that lost its data, as its clients see
+    /// one after a failover to an empty node. For tests of the compactor's repair (`docs/counter-store.md`).
+    /// Blocking.
+    pub fn restart_empty(&self) -> Result<(), Error> {
+        let what = format!("cache {}", self.id);
+        let mut server = self
+            .server
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        server.stop();
+        let dir = server.dir().to_owned();
+        for data in ["appendonlydir", "appendonly.aof", "dump.rdb"] {
+            let path = dir.join(data);
+            let removed = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            match removed {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => {
+                    return Err(Error::Io {
+                        what: format!("the data of {what}"),
+                        path,
+                        source,
+                    })
+                }
+            }
+        }
+        let mut fresh = Server::spawn(&Launch {
+            binary: server.binary().to_owned(),
+            dir,
+            port: self.addr.port(),
+            persistent: true,
+        })
+        .map_err(|message| Error::start(what.clone(), message))?;
+        fresh
+            .wait_cluster_ok(READY_LIMIT)
+            .map_err(|message| Error::start(what.clone(), message))?;
+        *server = fresh;
+        Ok(())
+    }
+
     /// Stops the server (it finishes writing its append-only file) and reaps it. Idempotent.
     pub fn stop(&self) {
         self.server

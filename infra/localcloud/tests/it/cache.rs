@@ -237,6 +237,16 @@ async fn a_template_with_the_cache_and_its_network_deploys_and_a_restart_keeps_t
         panic!()
     };
     assert!(info.contains("cluster_state:ok"), "{info}");
+
+    // A restart that loses the data (the compactor's repair is tested against it): same port, empty, a
+    // one-node cluster again.
+    cloud.caches["CounterCache"].restart_empty().unwrap();
+    assert_eq!(ok(command(again, &["GET", "{k}9"])), Reply::Bulk(None));
+    assert_eq!(ok(command(again, &["DBSIZE"])), Reply::Integer(0));
+    let Reply::Bulk(Some(info)) = ok(command(again, &["CLUSTER", "INFO"])) else {
+        panic!()
+    };
+    assert!(info.contains("cluster_state:ok"), "{info}");
     cloud.shutdown();
 }
 

@@ -16,9 +16,9 @@ use tally_pipeline::{code_key_parameter, PipelineOptions, Stage, FUNCTIONS};
 use crate::cloud::http;
 use crate::support::TempDir;
 
-type Counts = BTreeMap<(String, String), u64>;
+pub(crate) type Counts = BTreeMap<(String, String), u64>;
 
-const CAMPAIGNS: [&str; 3] = ["e2e-big", "e2e-mid", "e2e-small"];
+pub(crate) const CAMPAIGNS: [&str; 3] = ["e2e-big", "e2e-mid", "e2e-small"];
 
 /// Builds the five function binaries (as `cargo xtask dev` does) and returns the directory that holds them:
 /// the profile directory of this test binary, so `--release` and `CARGO_TARGET_DIR` are followed.
@@ -98,7 +98,7 @@ impl Running {
     }
 }
 
-async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
+pub(crate) async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
         .endpoint_url(endpoint)
         .region(aws_config::Region::new("us-east-1"))
@@ -110,7 +110,7 @@ async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
 }
 
 /// POSTs `events` to collect: (status, the ids collect says it wrote).
-async fn post(collect: &str, events: &[Value]) -> (u16, Vec<String>) {
+pub(crate) async fn post(collect: &str, events: &[Value]) -> (u16, Vec<String>) {
     let (collect, body) = (collect.to_owned(), Value::from(events.to_vec()).to_string());
     let (status, _, answer) = tokio::task::spawn_blocking(move || {
         http(
@@ -133,12 +133,12 @@ async fn post(collect: &str, events: &[Value]) -> (u16, Vec<String>) {
     (status, ids)
 }
 
-fn event(serial: u64, campaign: &str, kind: &str) -> Value {
+pub(crate) fn event(serial: u64, campaign: &str, kind: &str) -> Value {
     json!({"id": format!("e2e-{serial}"), "kind": kind, "campaign_id": campaign, "ad_id": "ad1",
            "user_id": format!("u{}", serial % 97), "client_ts_ms": now_ms()})
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -146,7 +146,7 @@ fn now_ms() -> i64 {
 }
 
 /// Sends one batch of valid events and adds what collect wrote to `acked`.
-async fn send_valid(collect: &str, serial: &mut u64, n: u64, acked: &Mutex<Counts>) {
+pub(crate) async fn send_valid(collect: &str, serial: &mut u64, n: u64, acked: &Mutex<Counts>) {
     let events: Vec<Value> = (0..n)
         .map(|_| {
             *serial += 1;
@@ -207,7 +207,7 @@ fn valid_event(serial: &mut u64, acked: &Mutex<Counts>) -> tally_domain::event::
 
 /// Today's counts of the test's campaigns in `lane` (`realtime`, `settled`) through the query API, per
 /// (campaign, kind).
-async fn counted(query: &str, lane: &str) -> Option<Counts> {
+pub(crate) async fn counted(query: &str, lane: &str) -> Option<Counts> {
     let query = query.to_owned();
     let (status, _, body) =
         tokio::task::spawn_blocking(move || http(&query, "GET", "/v1/campaigns", &[], ""))
@@ -250,7 +250,7 @@ fn instance_pids(package: &str, endpoint: &str) -> Vec<u32> {
 }
 
 /// Polls `check` until it answers `Some`, at most `limit`.
-async fn poll<T, F: std::future::Future<Output = Option<T>>>(
+pub(crate) async fn poll<T, F: std::future::Future<Output = Option<T>>>(
     limit: Duration,
     mut check: impl FnMut() -> F,
 ) -> Option<T> {

@@ -1,5 +1,5 @@
 //! Integration tests of the local cloud's runtime, Function URLs, event source mappings and template loader, and
-//! the end-to-end test of the real pipeline (`e2e`).
+//! the end-to-end tests of the real pipeline (`e2e`, `repair`).
 
 // A failed unwrap is a failed test, with the value in the message: what a test wants.
 #![allow(clippy::unwrap_used)]
@@ -11,6 +11,7 @@ mod lambda;
 mod loadtest;
 mod mappings;
 mod meter;
+mod repair;
 mod schedule;
 mod support;
 mod template;

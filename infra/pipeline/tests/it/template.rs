@@ -98,7 +98,11 @@ fn environment_follows_the_contract() {
     };
     check_environment(&t, "Collect", &["TALLY_STREAM_NAME", "RUST_LOG"]);
     check_environment(&t, "Realtime", &with_cache(&[]));
-    check_environment(&t, "Compactor", &with_cache(&["TALLY_METRICS_TABLE"]));
+    check_environment(
+        &t,
+        "Compactor",
+        &with_cache(&["TALLY_METRICS_TABLE", "TALLY_ARCHIVE_BUCKET"]),
+    );
     check_environment(
         &t,
         "Deferred",
@@ -510,6 +514,25 @@ fn outputs() {
     );
 }
 
+/// The statements of the role of the function whose logical id starts with `function`, as written.
+fn statements_json(t: &Value, function: &str) -> Vec<Value> {
+    let (_, f) = find(t, "AWS::Lambda::Function", function);
+    let role = f["Properties"]["Role"]["Fn::GetAtt"][0]
+        .as_str()
+        .expect("role reference");
+    resources(t)[role]["Properties"]["Policies"]
+        .as_array()
+        .expect("inline policy")
+        .iter()
+        .flat_map(|p| {
+            p["PolicyDocument"]["Statement"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
 /// `(action, resource)` pairs of the role of the function whose logical id starts with `function`.
 fn statements(t: &Value, function: &str) -> Vec<(String, Value)> {
     let (_, f) = find(t, "AWS::Lambda::Function", function);
@@ -559,8 +582,13 @@ fn check_grants(t: &Value, function: &str, expect: &[(&str, &str)]) {
             .split(|c: char| !c.is_ascii_alphanumeric())
             .find(|t| t.len() > 8 && t.is_char_boundary(t.len() - 8) && is_hash(&t[t.len() - 8..]))
             .map_or("?", |t| &t[..t.len() - 8]);
-        if text.contains("/*") {
-            format!("{id}/*")
+        // `…/*` (every object) or `…/<prefix>/*` (the objects under a key prefix).
+        let under = text.split_once("*\"").and_then(|(head, _)| {
+            let slash = head.rfind(|c: char| !(c.is_ascii_lowercase() || c == '/'))?;
+            head[slash + 1..].strip_prefix('/')
+        });
+        if let Some(prefix) = under {
+            format!("{id}/{prefix}*")
         } else {
             id.to_owned()
         }
@@ -648,10 +676,24 @@ fn roles_have_exactly_the_grants_they_need() {
     deferred.extend(cache);
     check_grants(&t, "Deferred", &deferred);
 
+    // The compactor reads the archive's events (a repair after the cache lost its data), nothing else of it.
     let mut compactor: Vec<(&str, &str)> = table_rw.iter().map(|a| (*a, "Metrics")).collect();
+    compactor.extend([
+        ("s3:GetObject", "Archive/events/*"),
+        ("s3:ListBucket", "Archive"),
+    ]);
     compactor.extend(logs("CompactorLogGroup"));
     compactor.extend(cache);
     check_grants(&t, "Compactor", &compactor);
+    let listing = statements_json(&t, "Compactor")
+        .into_iter()
+        .find(|s| s["Action"] == "s3:ListBucket")
+        .expect("the compactor lists the archive");
+    assert_eq!(
+        listing["Condition"],
+        json!({"StringLike": {"s3:prefix": "events/*"}}),
+        "the compactor lists the archive's events only"
+    );
 
     let mut query: Vec<(&str, &str)> = [
         "dynamodb:BatchGetItem",
