@@ -264,6 +264,16 @@ impl Writer {
     }
 }
 
+/// Reads every complete entry of the log file at `path` (offset and payload) without opening it for writing;
+/// a torn tail ends the scan. Used to rewrite a log (see [`crate::aws::kinesis`]).
+pub fn scan(
+    path: &Path,
+    mut visit: impl FnMut(Offset, Vec<u8>) -> io::Result<()>,
+) -> io::Result<()> {
+    let mut reader = BufReader::with_capacity(256 * 1024, File::open(path)?);
+    read_entries(&mut reader, &mut visit).map(|_| ())
+}
+
 /// Locks a mutex, recovering from a poisoned lock: the guarded data is plain bookkeeping that stays consistent.
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
