@@ -2076,6 +2076,7 @@ mod tests {
         let stream = kinesis.stream("l").expect("stream");
         let resident = stream.resident_bytes();
         let count = batches * per_batch;
+        eprintln!("{count} records: log {log_bytes} bytes, index in memory {resident} bytes");
         assert!(log_bytes > count * size, "{log_bytes}");
         assert!(
             resident <= 2 * count * size_of::<RecordRef>() && resident * 20 < log_bytes,
