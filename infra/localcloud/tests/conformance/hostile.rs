@@ -199,8 +199,8 @@ async fn oversized_and_deep_bodies_get_errors_and_the_endpoint_lives_on() {
         "{deep:?}"
     );
 
-    // Through the SDK: items nested deeper than AWS's 32 levels, and a condition nested 2,000 parentheses deep
-    // (before the limits, the second one overflowed the stack and killed the process).
+    // Through the SDK: an item nested deeper than AWS's 32 levels, and a condition nested 100,000 parentheses
+    // deep (before the limits, that overflowed the parser's stack and killed the process).
     let dynamodb = target.dynamodb();
     let table = unique("hostile");
     dynamodb
