@@ -47,6 +47,8 @@ pub const ACCOUNT_ID: &str = "123456789012";
 
 /// Largest request body accepted by S3 (an object PUT; AWS takes 5 GB in one PUT, the local cloud less).
 const MAX_S3_BODY: usize = 64 * 1024 * 1024;
+/// Largest S3 request body other than a PUT: DeleteObjects' XML of at most 1,000 keys of at most 1,024 bytes.
+const MAX_S3_XML_BODY: usize = 2 * 1024 * 1024;
 /// Largest DynamoDB request: AWS documents 16 MB for the largest one, BatchWriteItem.
 const MAX_DYNAMODB_BODY: usize = 16 * 1024 * 1024;
 /// Largest Kinesis request: PutRecords takes 5 MiB of data, which is 6.7 MiB as base64, plus keys and JSON.
@@ -246,7 +248,7 @@ async fn handle_incoming(aws: &Arc<LocalAws>, request: Request<Incoming>) -> Res
         tracing::warn!(message = "local aws refused a request", %why);
         return refused(target.as_deref(), &parts.method, why);
     }
-    let (limit, service) = body_limit(target.as_deref());
+    let (limit, service) = body_limit(target.as_deref(), &parts.method);
     let too_large = |got: &str| {
         let message = format!(
             "request body of {got} bytes is larger than the {limit} bytes the local {service} endpoint accepts; send smaller requests"
@@ -290,10 +292,14 @@ async fn handle_incoming(aws: &Arc<LocalAws>, request: Request<Incoming>) -> Res
     }
 }
 
-/// The largest body accepted for a request with this `X-Amz-Target` (none: S3), and the service's name.
-fn body_limit(target: Option<&str>) -> (usize, &'static str) {
+/// The largest body accepted for a request with this `X-Amz-Target` (none: S3, where only a PUT carries an
+/// object), and the service's name.
+fn body_limit(target: Option<&str>, method: &hyper::Method) -> (usize, &'static str) {
     let Some(target) = target else {
-        return (MAX_S3_BODY, "S3");
+        return match *method {
+            hyper::Method::PUT => (MAX_S3_BODY, "S3"),
+            _ => (MAX_S3_XML_BODY, "S3"),
+        };
     };
     match target
         .split_once('.')
