@@ -68,6 +68,9 @@ struct Writer {
     /// Tests: the next write stops after this many bytes and fails, as a full disk would.
     #[cfg(test)]
     fail_after: Option<usize>,
+    /// Tests: the next sync fails, as an I/O error would.
+    #[cfg(test)]
+    fail_sync: bool,
 }
 
 /// Where an entry's frame starts in its log file (see [`Log::read_at`]).
@@ -128,6 +131,8 @@ impl Log {
                 broken: None,
                 #[cfg(test)]
                 fail_after: None,
+                #[cfg(test)]
+                fail_sync: false,
             }),
             synced: Mutex::new(count),
             sync_handle,
@@ -218,6 +223,12 @@ impl Log {
         lock(&self.writer).fail_after = Some(bytes);
     }
 
+    /// Tests: the next `fdatasync` fails.
+    #[cfg(test)]
+    fn fail_next_sync(&self) {
+        lock(&self.writer).fail_sync = true;
+    }
+
     /// Returns once the entry with `ticket`, and every entry written before it, is on disk.
     pub fn sync(&self, ticket: u64) -> io::Result<()> {
         let mut synced = lock(&self.synced);
@@ -225,14 +236,19 @@ impl Log {
             return Ok(());
         }
         // Everything written before this point is covered by the sync below.
-        let upto = {
+        #[cfg_attr(not(test), allow(unused_mut))]
+        let (upto, mut synced_now) = {
             let writer = lock(&self.writer);
             if let Some(why) = &writer.broken {
                 return Err(self.refused(why));
             }
-            writer.written
+            (writer.written, Ok(()))
         };
-        if let Err(error) = self.sync_handle.sync_data() {
+        #[cfg(test)]
+        if std::mem::take(&mut lock(&self.writer).fail_sync) {
+            synced_now = Err(io::Error::other("injected fdatasync failure"));
+        }
+        if let Err(error) = synced_now.and_then(|()| self.sync_handle.sync_data()) {
             // The kernel may have dropped the unsynced pages: what the file holds past the last sync is unknown.
             lock(&self.writer).broken = Some(format!("fdatasync failed: {error}"));
             return Err(error);
@@ -488,6 +504,32 @@ mod tests {
         .expect("reopen");
         assert_eq!(seen, vec![(0, b"one".to_vec()), (11, b"two".to_vec())]);
         assert_eq!(log.read_at(0).expect("read"), b"one");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// After a failed `fdatasync` the file's tail is unknown: every later write is refused with a message
+    /// naming the file and the way out, and a reopen keeps what was synced before.
+    #[test]
+    fn a_failed_sync_makes_the_log_refuse_writes_until_reopened() {
+        let dir = temp_dir("syncfail");
+        let path = dir.join("log");
+        let (log, _) = Log::open(&path).expect("open");
+        log.append(b"synced").expect("append");
+        log.fail_next_sync();
+        log.append(b"unsure").expect_err("injected sync failure");
+        let refused = log.append(b"later").expect_err("refused");
+        let message = refused.to_string();
+        assert!(
+            message.contains("refuses writes: fdatasync failed")
+                && message.contains("restart the local cloud")
+                && message.contains(&path.display().to_string()),
+            "{message}"
+        );
+        drop(log);
+        let (log, entries) = Log::open(&path).expect("reopen");
+        assert_eq!(entries[0], b"synced".to_vec());
+        log.append(b"after reopen")
+            .expect("writes again after a reopen");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
