@@ -6,6 +6,7 @@ pub mod calendar;
 pub mod cloud;
 pub mod demo;
 pub mod esm;
+pub mod guard;
 pub mod lambda;
 pub mod loadtest;
 pub mod meter;

@@ -216,7 +216,19 @@ fn conditional_failed(old: Option<&Item>, want_old: bool) -> AwsError {
 }
 
 /// Checks that a value is a well-formed AttributeValue.
+/// Deepest nesting of `M` and `L` values AWS accepts in an item.
+const MAX_NESTING: usize = 32;
+
 pub(crate) fn check_value(value: &Value, at: &str) -> Result<(), AwsError> {
+    check_nested(value, at, 0)
+}
+
+fn check_nested(value: &Value, at: &str, depth: usize) -> Result<(), AwsError> {
+    if depth > MAX_NESTING {
+        return Err(AwsError::validation(format!(
+            "Nesting Levels have exceeded supported limits: {at} nests maps and lists more than {MAX_NESTING} levels deep"
+        )));
+    }
     let bad = |why: &str| {
         AwsError::validation(format!(
             "One or more parameter values were invalid: {why} (at {at})"
@@ -271,10 +283,10 @@ pub(crate) fn check_value(value: &Value, at: &str) -> Result<(), AwsError> {
         ("SS", v) => set(v, &|_| true, "SS"),
         ("NS", v) => set(v, &|s| number::canonical(s).is_ok(), "NS"),
         ("BS", v) => set(v, &|s| decode_b64(s).is_ok(), "BS"),
-        ("L", Value::Array(list)) => list.iter().try_for_each(|e| check_value(e, at)),
+        ("L", Value::Array(list)) => list.iter().try_for_each(|e| check_nested(e, at, depth + 1)),
         ("M", Value::Object(map)) => map
             .iter()
-            .try_for_each(|(k, e)| check_value(e, &format!("{at}.{k}"))),
+            .try_for_each(|(k, e)| check_nested(e, &format!("{at}.{k}"), depth + 1)),
         (t, _) => Err(bad(&format!("unknown or ill-typed datatype {t}"))),
     }
 }

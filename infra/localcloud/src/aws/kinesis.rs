@@ -14,10 +14,24 @@
 //! `EndingSequenceNumber` set) and opens children covering the hash space uniformly, each naming the parents
 //! its range overlaps, at most ×2 / ÷2 per call and 10 calls per rolling 24 hours.
 //!
+//! Records are kept for the retention period, 24 hours (AWS's default; `RetentionPeriodHours` is not read):
+//! older ones are trimmed from the front of their shard. `TRIM_HORIZON` starts at the oldest record kept,
+//! and an `AT_SEQUENCE_NUMBER` / `AFTER_SEQUENCE_NUMBER` iterator whose record was trimmed starts there too
+//! (as in AWS, reading resumes at the trim horizon; the records in between are lost). Sequence numbers keep
+//! counting across the trim.
+//!
 //! Local simplifications (documented, deliberate): streams and consumers are `ACTIVE` at once (AWS passes
-//! through `CREATING` / `UPDATING`); records are kept for the life of the state directory (no 24 h
-//! retention trim); read limits (5 GetRecords/s, 2 MB/s per shard) are not enforced; shard iterators expire
-//! after 5 minutes as in AWS.
+//! through `CREATING` / `UPDATING`); read limits (5 GetRecords/s, 2 MB/s per shard) are not enforced; shard
+//! iterators expire after 5 minutes as in AWS; closed shards stay listed after their records expired.
+//!
+//! # Storage
+//! A persisted stream keeps its records' partition keys and data in its log only: memory holds an index of
+//! 24 bytes per record kept (arrival time, the log offset of the PutRecords entry that holds it, its slot in
+//! that entry), and GetRecords reads the entries it needs back by offset ([`crate::store::Log::read_at`]).
+//! Reopening streams the log entry by entry into that index, trimming as it goes; when at least a fifth of
+//! the records in the log are past retention, the log is rewritten without them (a `base` entry records
+//! where each shard's positions resume), so disk space is reclaimed at restart. A stream without a state
+//! directory (tests) keeps its PutRecords batches in memory until every record of a batch is trimmed.
 //!
 //! Metering ([`crate::meter`]): PutRecord(s) count the records written (bytes, PUT payload units, on-demand KB)
 //! and those refused by the write limit; GetRecords counts the call and the bytes returned.
@@ -40,8 +54,10 @@
 //! A record is readable (and its shard's watch bumped) only once it is durable, that is when the PutRecord(s)
 //! that wrote it is acknowledged: a mapping never processes a record that a crash could take back.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -55,7 +71,7 @@ use tokio::sync::watch;
 use super::input::{opt_array, opt_f64, opt_i64, opt_str, req_str};
 use super::{epoch_seconds, now_ms, AwsError, LocalAws, ACCOUNT_ID};
 use crate::meter::Meter;
-use crate::store::{lock, resource_dirs, Log};
+use crate::store::{lock, resource_dirs, sync_dir, Log};
 
 const MAX_PUT_RECORDS: usize = 500;
 const MAX_RECORD_BYTES: usize = 1024 * 1024;
@@ -66,6 +82,8 @@ const SHARD_BYTES_PER_SECOND: f64 = 1024.0 * 1024.0;
 const ITERATOR_LIFETIME_MS: i64 = 5 * 60 * 1000;
 const RESHARDS_PER_DAY: usize = 10;
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
+/// How long records are kept: AWS's default retention period.
+const RETENTION_MS: i64 = DAY_MS;
 
 /// Dispatches one Kinesis operation.
 pub(crate) fn call(aws: &LocalAws, operation: &str, input: Value) -> Result<Value, AwsError> {
@@ -95,6 +113,8 @@ pub struct Kinesis {
     region: String,
     dir: Option<PathBuf>,
     streams: RwLock<BTreeMap<String, Arc<Stream>>>,
+    /// Added to the wall clock (tests move time to see records expire).
+    clock_skew: Arc<AtomicI64>,
 }
 
 /// One stream: its shards, records and consumers.
@@ -105,6 +125,8 @@ pub struct Stream {
     created_ms: i64,
     on_demand: bool,
     log: Option<Log>,
+    retention_ms: i64,
+    clock_skew: Arc<AtomicI64>,
     state: Mutex<StreamState>,
 }
 
@@ -113,6 +135,21 @@ struct StreamState {
     shards: Vec<Shard>,
     consumers: Vec<Consumer>,
     reshards_ms: Vec<i64>,
+    /// A stream without a log: its PutRecords batches (partition key, data), by number.
+    batches: BTreeMap<u64, Arc<Batch>>,
+    next_batch: u64,
+}
+
+/// The records of one PutRecord(s) call: (partition key, data), in slot order.
+type Batch = Vec<(String, Bytes)>;
+
+/// Where one kept record is: its batch (the log offset of its Put entry, or the number of an in-memory batch)
+/// and its slot in it, with its arrival time (for the trim and `AT_TIMESTAMP`). 24 bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct RecordRef {
+    arrival_ms: i64,
+    batch: u64,
+    slot: u32,
 }
 
 #[derive(Debug)]
@@ -122,9 +159,12 @@ struct Shard {
     start: u128,
     end: u128,
     closed: bool,
-    records: Vec<Record>,
-    /// Records `[0, visible)` are durable and readable.
-    visible: usize,
+    /// The position of `records[0]`: the records before it were trimmed.
+    base: u64,
+    /// The records kept, in position order.
+    records: VecDeque<RecordRef>,
+    /// Positions below `visible` are durable and readable.
+    visible: u64,
     /// Write tokens (records, bytes) and when they were last refilled.
     tokens: (f64, f64, i64),
     signal: watch::Sender<u64>,
@@ -194,7 +234,8 @@ pub enum Position {
 pub struct ShardCursor {
     pub shard_id: String,
     index: u32,
-    next: usize,
+    /// The position of the next record to read.
+    next: u64,
 }
 
 /// What [`Stream::read`] found.
@@ -232,7 +273,7 @@ pub struct ShardInfo {
     /// Set when the shard is closed (resharded away).
     pub ending_sequence_number: Option<String>,
     pub closed: bool,
-    /// Durable records in the shard.
+    /// Durable records in the shard still kept (not trimmed by the retention period).
     pub records: usize,
 }
 
@@ -266,6 +307,11 @@ enum Entry {
     },
     Deregister {
         name: String,
+    },
+    /// The shard's positions resume at `position` (written when a rewrite dropped the records before it).
+    Base {
+        shard: u32,
+        position: u64,
     },
 }
 
@@ -337,6 +383,7 @@ impl Kinesis {
             region: region.to_owned(),
             dir,
             streams: RwLock::new(BTreeMap::new()),
+            clock_skew: Arc::default(),
         }
     }
 
@@ -344,65 +391,81 @@ impl Kinesis {
     pub(crate) fn open(region: &str, dir: &Path) -> Result<Kinesis, AwsError> {
         let kinesis = Kinesis::new(region, Some(dir.to_owned()));
         for stream_dir in resource_dirs(dir).map_err(|e| AwsError::storage(dir, e))? {
-            let path = stream_dir.join("log");
-            let (log, entries) = Log::open(&path).map_err(|e| AwsError::storage(&path, e))?;
             let Some(name) = stream_dir.file_name().and_then(|n| n.to_str()) else {
                 continue;
             };
-            let mut entries = entries
-                .iter()
-                .map(|bytes| serde_json::from_slice::<Entry>(bytes));
-            let Some(Ok(Entry::Create {
-                shards,
-                created_ms,
-                on_demand,
-            })) = entries.next()
-            else {
-                tracing::warn!(message = "skipping stream directory without a create entry", path = %path.display());
-                continue;
-            };
-            let stream = kinesis.make_stream(name, shards, created_ms, on_demand, Some(log));
-            {
-                let mut state = lock(&stream.state);
-                for entry in entries {
-                    let entry = entry.map_err(|e| {
-                        AwsError::internal(format!("corrupt entry in {}: {e}", path.display()))
-                    })?;
-                    state.replay(entry);
+            let path = stream_dir.join("log");
+            match kinesis.reopen(name, &path)? {
+                Some(stream) => {
+                    write_lock(&kinesis.streams).insert(name.to_owned(), Arc::new(stream));
                 }
-                for shard in &mut state.shards {
-                    shard.visible = shard.records.len();
+                None => {
+                    tracing::warn!(message = "skipping stream directory without a create entry", path = %path.display())
                 }
             }
-            write_lock(&kinesis.streams).insert(name.to_owned(), Arc::new(stream));
         }
         Ok(kinesis)
+    }
+
+    /// Tests: moves this endpoint's Kinesis clock (arrival times, the retention trim) by `by_ms`.
+    #[doc(hidden)]
+    pub fn shift_clock(&self, by_ms: i64) {
+        self.clock_skew.fetch_add(by_ms, Ordering::Relaxed);
+    }
+
+    fn now(&self) -> i64 {
+        now_ms() + self.clock_skew.load(Ordering::Relaxed)
+    }
+
+    /// Replays one stream's log into its index (trimming past the retention period as it goes), rewriting
+    /// the log when much of it has expired. `None` when the log does not start with the stream's creation.
+    fn reopen(&self, name: &str, path: &Path) -> Result<Option<Stream>, AwsError> {
+        let horizon = self.now() - RETENTION_MS;
+        let mut replay = Replay::default();
+        let log = Log::open_with(path, |offset, payload| {
+            replay.entry(offset, &payload, horizon)
+        })
+        .map_err(|e| AwsError::storage(path, e))?;
+        let Some((created_ms, on_demand, mut state)) = replay.stream else {
+            return Ok(None);
+        };
+        for shard in &mut state.shards {
+            shard.visible = shard.end();
+        }
+        let kept: usize = state.shards.iter().map(|s| s.records.len()).sum();
+        let log = if replay.trimmed > 0 && replay.trimmed * 4 >= kept {
+            drop(log);
+            tracing::info!(message = "rewriting a stream log without expired records", path = %path.display(), expired = replay.trimmed, kept);
+            compact(path, &mut state).map_err(|e| AwsError::storage(path, e))?
+        } else {
+            log
+        };
+        Ok(Some(self.make_stream(
+            name,
+            created_ms,
+            on_demand,
+            Some(log),
+            state,
+        )))
     }
 
     fn make_stream(
         &self,
         name: &str,
-        shards: u32,
         created_ms: i64,
         on_demand: bool,
         log: Option<Log>,
+        state: StreamState,
     ) -> Stream {
-        let shards = uniform_ranges(shards)
-            .into_iter()
-            .enumerate()
-            .map(|(i, (start, end))| Shard::new(i as u32, Vec::new(), start, end, created_ms))
-            .collect();
         Stream {
             name: name.to_owned(),
             arn: format!("arn:aws:kinesis:{}:{ACCOUNT_ID}:stream/{name}", self.region),
             created_ms,
             on_demand,
             log,
-            state: Mutex::new(StreamState {
-                shards,
-                consumers: Vec::new(),
-                reshards_ms: Vec::new(),
-            }),
+            retention_ms: RETENTION_MS,
+            clock_skew: self.clock_skew.clone(),
+            state: Mutex::new(state),
         }
     }
 
@@ -456,7 +519,7 @@ impl Kinesis {
                 format!("Stream {name} under account {ACCOUNT_ID} already exists."),
             ));
         }
-        let created_ms = now_ms();
+        let created_ms = self.now();
         let log = match &self.dir {
             Some(dir) => {
                 let path = dir.join(name).join("log");
@@ -473,7 +536,8 @@ impl Kinesis {
             }
             None => None,
         };
-        let stream = Arc::new(self.make_stream(name, shards, created_ms, on_demand, log));
+        let state = StreamState::new(shards, created_ms);
+        let stream = Arc::new(self.make_stream(name, created_ms, on_demand, log, state));
         streams.insert(name.to_owned(), stream.clone());
         Ok(stream)
     }
@@ -715,7 +779,7 @@ impl Kinesis {
             "StreamModeDetails": {"StreamMode": stream.mode()},
             "Shards": page,
             "HasMoreShards": more,
-            "RetentionPeriodHours": 24,
+            "RetentionPeriodHours": stream.retention_ms / 3_600_000,
             "StreamCreationTimestamp": epoch_seconds(stream.created_ms),
             "EnhancedMonitoring": [{"ShardLevelMetrics": []}],
             "EncryptionType": "NONE",
@@ -731,7 +795,7 @@ impl Kinesis {
             "StreamARN": stream.arn,
             "StreamStatus": "ACTIVE",
             "StreamModeDetails": {"StreamMode": stream.mode()},
-            "RetentionPeriodHours": 24,
+            "RetentionPeriodHours": stream.retention_ms / 3_600_000,
             "StreamCreationTimestamp": epoch_seconds(stream.created_ms),
             "EnhancedMonitoring": [{"ShardLevelMetrics": []}],
             "EncryptionType": "NONE",
@@ -1014,7 +1078,8 @@ impl Shard {
             start,
             end,
             closed: false,
-            records: Vec::new(),
+            base: 0,
+            records: VecDeque::new(),
             visible: 0,
             tokens: (SHARD_RECORDS_PER_SECOND, SHARD_BYTES_PER_SECOND, now),
             signal: watch::channel(0).0,
@@ -1035,13 +1100,40 @@ impl Shard {
             ending_sequence_number: self.closed.then(|| {
                 SequenceNumber {
                     shard: self.index,
-                    position: self.records.len().saturating_sub(1) as u64,
+                    position: self.end().saturating_sub(1),
                 }
                 .to_string()
             }),
             closed: self.closed,
-            records: self.visible,
+            records: self.visible.saturating_sub(self.base) as usize,
         }
+    }
+
+    /// The position the next record appended gets.
+    fn end(&self) -> u64 {
+        self.base + self.records.len() as u64
+    }
+
+    /// The kept record at `position`, if any.
+    fn at(&self, position: u64) -> Option<&RecordRef> {
+        let offset = usize::try_from(position.checked_sub(self.base)?).ok()?;
+        self.records.get(offset)
+    }
+
+    /// Drops the records that arrived before `horizon` from the front; returns how many.
+    fn trim(&mut self, horizon: i64) -> usize {
+        let mut trimmed = 0;
+        while self.records.front().is_some_and(|r| r.arrival_ms < horizon) {
+            self.records.pop_front();
+            self.base += 1;
+            trimmed += 1;
+        }
+        self.visible = self.visible.max(self.base);
+        if trimmed > 0 && self.records.len() < self.records.capacity() / 4 {
+            // Give back what a burst of records took, once they expired.
+            self.records.shrink_to(self.records.len() * 2);
+        }
+        trimmed
     }
 
     /// Takes write capacity for one record of `bytes`, refilling the bucket for the time passed.
@@ -1062,31 +1154,72 @@ impl Shard {
 }
 
 impl StreamState {
+    fn new(shards: u32, created_ms: i64) -> StreamState {
+        let shards = uniform_ranges(shards)
+            .into_iter()
+            .enumerate()
+            .map(|(i, (start, end))| Shard::new(i as u32, Vec::new(), start, end, created_ms))
+            .collect();
+        StreamState {
+            shards,
+            consumers: Vec::new(),
+            reshards_ms: Vec::new(),
+            batches: BTreeMap::new(),
+            next_batch: 0,
+        }
+    }
+
     fn open_shard_for(&self, hash: u128) -> Option<usize> {
         self.shards
             .iter()
             .position(|s| !s.closed && s.start <= hash && hash <= s.end)
     }
 
-    fn append(
-        &mut self,
-        shard: usize,
-        partition_key: String,
-        data: Bytes,
-        arrival_ms: i64,
-    ) -> SequenceNumber {
+    fn shard_mut(&mut self, index: u32) -> Option<&mut Shard> {
+        self.shards.iter_mut().find(|s| s.index == index)
+    }
+
+    /// Appends a record to the shard at `shard` (its place in `shards`); returns its sequence number.
+    fn append(&mut self, shard: usize, record: RecordRef) -> SequenceNumber {
         let shard = &mut self.shards[shard];
         let sequence_number = SequenceNumber {
             shard: shard.index,
-            position: shard.records.len() as u64,
+            position: shard.end(),
         };
-        shard.records.push(Record {
-            sequence_number,
-            partition_key,
-            data,
-            arrival_ms,
-        });
+        shard.records.push_back(record);
         sequence_number
+    }
+
+    /// Trims every shard to records that arrived at or after `horizon`, and forgets in-memory batches no
+    /// kept record points into; returns how many records were trimmed.
+    fn trim(&mut self, horizon: i64) -> usize {
+        let trimmed = self.shards.iter_mut().map(|s| s.trim(horizon)).sum();
+        if trimmed > 0 && !self.batches.is_empty() {
+            let oldest = self
+                .shards
+                .iter()
+                .filter_map(|s| s.records.front().map(|r| r.batch))
+                .min()
+                .unwrap_or(self.next_batch);
+            self.batches = self.batches.split_off(&oldest);
+        }
+        trimmed
+    }
+
+    /// Bytes of memory the kept records take: the index, and in-memory batches.
+    fn resident_bytes(&self) -> usize {
+        let index: usize = self
+            .shards
+            .iter()
+            .map(|s| s.records.capacity() * size_of::<RecordRef>())
+            .sum();
+        let batches: usize = self
+            .batches
+            .values()
+            .flat_map(|b| b.iter())
+            .map(|(key, data)| key.len() + data.len())
+            .sum();
+        index + batches
     }
 
     fn reshard(&mut self, target: u32, now: i64) {
@@ -1113,14 +1246,21 @@ impl StreamState {
         self.reshards_ms.push(now);
     }
 
-    fn replay(&mut self, entry: Entry) {
+    /// Applies one log entry (at `offset`) to the index.
+    fn replay(&mut self, offset: u64, entry: Entry) {
         match entry {
             Entry::Create { .. } => {}
             Entry::Put { records } => {
-                for (index, partition_key, data, arrival_ms) in records {
-                    let data = Bytes::from(STANDARD.decode(data).unwrap_or_default());
+                for (slot, (index, _, _, arrival_ms)) in records.into_iter().enumerate() {
                     if let Some(shard) = self.shards.iter().position(|s| s.index == index) {
-                        self.append(shard, partition_key, data, arrival_ms);
+                        self.append(
+                            shard,
+                            RecordRef {
+                                arrival_ms,
+                                batch: offset,
+                                slot: slot as u32,
+                            },
+                        );
                     }
                 }
             }
@@ -1133,8 +1273,137 @@ impl StreamState {
                 });
             }
             Entry::Deregister { name } => self.consumers.retain(|c| c.name != name),
+            Entry::Base { shard, position } => {
+                if let Some(shard) = self.shard_mut(shard).filter(|s| s.records.is_empty()) {
+                    shard.base = shard.base.max(position);
+                    shard.visible = shard.visible.max(shard.base);
+                }
+            }
         }
     }
+}
+
+/// The state of a stream being rebuilt from its log on open.
+#[derive(Default)]
+struct Replay {
+    /// Created at, on demand, the index so far; `None` until the create entry.
+    stream: Option<(i64, bool, StreamState)>,
+    /// Records dropped as past retention.
+    trimmed: usize,
+    /// The first entry was not a create: the rest is ignored.
+    headless: bool,
+}
+
+impl Replay {
+    fn entry(&mut self, offset: u64, payload: &[u8], horizon: i64) -> io::Result<()> {
+        if self.headless {
+            return Ok(());
+        }
+        let entry: Entry = serde_json::from_slice(payload).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("corrupt stream log entry at offset {offset}: {e}"),
+            )
+        })?;
+        match (&mut self.stream, entry) {
+            (
+                None,
+                Entry::Create {
+                    shards,
+                    created_ms,
+                    on_demand,
+                },
+            ) => {
+                self.stream = Some((created_ms, on_demand, StreamState::new(shards, created_ms)));
+            }
+            (None, _) => self.headless = true,
+            (Some((_, _, state)), entry) => {
+                let put = matches!(entry, Entry::Put { .. });
+                state.replay(offset, entry);
+                if put {
+                    self.trimmed += state.trim(horizon);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Rewrites the log at `path` keeping only the records `state` still holds (and every entry that is not a
+/// Put), points `state`'s index at the new offsets, and reopens the rewritten log.
+fn compact(path: &Path, state: &mut StreamState) -> io::Result<Log> {
+    let tmp = path.with_extension("rewrite");
+    match std::fs::remove_file(&tmp) {
+        Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error),
+        _ => {}
+    }
+    let (out, _) = Log::open(&tmp)?;
+    let bases: BTreeMap<u32, u64> = state.shards.iter().map(|s| (s.index, s.base)).collect();
+    let mut positions: BTreeMap<u32, u64> = BTreeMap::new();
+    let mut refilled: BTreeMap<u32, usize> = BTreeMap::new();
+    let mut based: BTreeSet<u32> = BTreeSet::new();
+    let mut ticket = 0;
+    let write_base = |out: &Log, based: &mut BTreeSet<u32>, shard: u32| -> io::Result<u64> {
+        based.insert(shard);
+        let position = bases.get(&shard).copied().unwrap_or(0);
+        out.write(&serde_json::to_vec(&Entry::Base { shard, position })?)
+    };
+    crate::store::scan(path, |_, payload| {
+        let entry: Entry = serde_json::from_slice(&payload)?;
+        match entry {
+            Entry::Base { shard, position } => {
+                let at = positions.entry(shard).or_default();
+                *at = (*at).max(position);
+            }
+            Entry::Put { records } => {
+                let mut kept = Vec::new();
+                for record in records {
+                    let at = positions.entry(record.0).or_default();
+                    if *at >= bases.get(&record.0).copied().unwrap_or(0) {
+                        kept.push(record);
+                    }
+                    *at += 1;
+                }
+                if kept.is_empty() {
+                    return Ok(());
+                }
+                for (shard, ..) in &kept {
+                    if !based.contains(shard) {
+                        ticket = write_base(&out, &mut based, *shard)?;
+                    }
+                }
+                let shards: Vec<u32> = kept.iter().map(|r| r.0).collect();
+                let (written, offset) =
+                    out.write_at(&serde_json::to_vec(&Entry::Put { records: kept })?)?;
+                ticket = written;
+                for (slot, index) in shards.into_iter().enumerate() {
+                    let next = refilled.entry(index).or_default();
+                    if let Some(record) = state
+                        .shard_mut(index)
+                        .and_then(|s| s.records.get_mut(*next))
+                    {
+                        record.batch = offset;
+                        record.slot = slot as u32;
+                    }
+                    *next += 1;
+                }
+            }
+            _ => ticket = out.write(&payload)?,
+        }
+        Ok(())
+    })?;
+    for (&shard, &base) in &bases {
+        if base > 0 && !based.contains(&shard) {
+            ticket = write_base(&out, &mut based, shard)?;
+        }
+    }
+    out.sync(ticket)?;
+    drop(out);
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        sync_dir(dir)?;
+    }
+    Log::open_with(path, |_, _| Ok(()))
 }
 
 impl Stream {
@@ -1162,15 +1431,26 @@ impl Stream {
         super::log_sync(self.log.as_ref(), ticket)
     }
 
+    fn now(&self) -> i64 {
+        now_ms() + self.clock_skew.load(Ordering::Relaxed)
+    }
+
+    /// Bytes of memory this stream's kept records take (the index; for a stream without a log, the data).
+    pub fn resident_bytes(&self) -> usize {
+        lock(&self.state).resident_bytes()
+    }
+
     /// Puts records (in order), each either written (shard id, sequence number) or refused by its shard's
     /// write limit. Returns once the written ones are durable and readable.
     fn put(&self, records: Vec<PutInput>) -> Result<Vec<PutOutcome>, AwsError> {
-        let now = now_ms();
+        let now = self.now();
         let mut results = Vec::with_capacity(records.len());
-        let mut logged = Vec::new();
-        let mut touched: Vec<(usize, usize)> = Vec::new();
+        let mut touched: Vec<(usize, u64)> = Vec::new();
         let ticket = {
             let mut state = lock(&self.state);
+            state.trim(now - self.retention_ms);
+            // Which shard takes each record (or why none does).
+            let mut accepted: Vec<(usize, usize, PutInput)> = Vec::new();
             for record in records {
                 let Some(shard) = state.open_shard_for(record.hash) else {
                     results.push(Err(AwsError::internal("no open shard covers the hash key")));
@@ -1188,34 +1468,110 @@ impl Stream {
                     )));
                     continue;
                 }
-                if self.log.is_some() {
-                    logged.push((
-                        state.shards[shard].index,
-                        record.partition_key.clone(),
-                        STANDARD.encode(&record.data),
-                        now,
-                    ));
-                }
-                let seq = state.append(shard, record.partition_key, record.data, now);
-                touched.push((shard, state.shards[shard].records.len()));
-                results.push(Ok((shard_id(seq.shard), seq)));
+                accepted.push((results.len(), shard, record));
+                results.push(Err(AwsError::internal("record not written")));
             }
-            if logged.is_empty() {
-                None
-            } else {
-                self.write_entry(&Entry::Put { records: logged })?
+            if accepted.is_empty() {
+                return Ok(results);
             }
+            let (ticket, batch) = self.store_batch(&mut state, &accepted, now)?;
+            for (slot, (result, shard, _)) in accepted.iter().enumerate() {
+                let record = RecordRef {
+                    arrival_ms: now,
+                    batch,
+                    slot: slot as u32,
+                };
+                let seq = state.append(*shard, record);
+                touched.push((*shard, state.shards[*shard].end()));
+                results[*result] = Ok((shard_id(seq.shard), seq));
+            }
+            ticket
         };
         self.sync(ticket)?;
         let mut state = lock(&self.state);
-        for (shard, len) in touched {
+        for (shard, end) in touched {
             let shard = &mut state.shards[shard];
-            if shard.visible < len {
-                shard.visible = len;
-                shard.signal.send_replace(len as u64);
+            if shard.visible < end {
+                shard.visible = end;
+                shard.signal.send_replace(end);
             }
         }
         Ok(results)
+    }
+
+    /// Stores the accepted records of one put: as a Put entry of the log (the batch is its offset; the
+    /// ticket is to sync on) or, without a log, as an in-memory batch.
+    fn store_batch(
+        &self,
+        state: &mut StreamState,
+        accepted: &[(usize, usize, PutInput)],
+        now: i64,
+    ) -> Result<(Option<u64>, u64), AwsError> {
+        let Some(log) = &self.log else {
+            let batch = state.next_batch;
+            state.next_batch += 1;
+            let records = accepted
+                .iter()
+                .map(|(_, _, r)| (r.partition_key.clone(), r.data.clone()))
+                .collect();
+            state.batches.insert(batch, Arc::new(records));
+            return Ok((None, batch));
+        };
+        let records = accepted
+            .iter()
+            .map(|(_, shard, r)| {
+                (
+                    state.shards[*shard].index,
+                    r.partition_key.clone(),
+                    STANDARD.encode(&r.data),
+                    now,
+                )
+            })
+            .collect();
+        let bytes = serde_json::to_vec(&Entry::Put { records })
+            .map_err(|e| AwsError::internal(e.to_string()))?;
+        let (ticket, offset) = log
+            .write_at(&bytes)
+            .map_err(|e| AwsError::storage(log.path(), e))?;
+        Ok((Some(ticket), offset))
+    }
+
+    /// The records of one batch: from memory, or read back from the log.
+    fn load_batch(
+        &self,
+        batch: u64,
+        memory: &BTreeMap<u64, Arc<Batch>>,
+    ) -> Result<Arc<Batch>, AwsError> {
+        let Some(log) = &self.log else {
+            return memory.get(&batch).cloned().ok_or_else(|| {
+                AwsError::internal(format!(
+                    "stream {} lost its in-memory batch {batch}",
+                    self.name
+                ))
+            });
+        };
+        let corrupt = |why: String| {
+            AwsError::internal(format!(
+                "stream log {} has no readable Put entry at offset {batch}: {why}",
+                log.path().display()
+            ))
+        };
+        let payload = log
+            .read_at(batch)
+            .map_err(|e| AwsError::storage(log.path(), e))?;
+        let Entry::Put { records } =
+            serde_json::from_slice(&payload).map_err(|e| corrupt(e.to_string()))?
+        else {
+            return Err(corrupt("another kind of entry".to_owned()));
+        };
+        records
+            .into_iter()
+            .map(|(_, key, data, _)| {
+                let data = STANDARD.decode(data).map_err(|e| corrupt(e.to_string()))?;
+                Ok((key, Bytes::from(data)))
+            })
+            .collect::<Result<Batch, AwsError>>()
+            .map(Arc::new)
     }
 
     /// Every shard, oldest first, with its lineage.
@@ -1273,12 +1629,13 @@ impl Stream {
             })
     }
 
-    /// A cursor at `position` in the shard.
+    /// A cursor at `position` in the shard. A sequence number whose record was trimmed starts at the trim
+    /// horizon, the oldest record kept (as AWS does).
     pub fn cursor(&self, shard: &str, position: &Position) -> Result<ShardCursor, AwsError> {
-        let state = lock(&self.state);
+        let mut state = lock(&self.state);
+        state.trim(self.now() - self.retention_ms);
         let at = self.shard_index(&state, shard)?;
         let shard = &state.shards[at];
-        let durable = &shard.records[..shard.visible];
         let sequence = |text: &str| {
             SequenceNumber::parse(text).filter(|seq| seq.shard == shard.index).ok_or_else(|| {
                 invalid(format!(
@@ -1289,54 +1646,98 @@ impl Stream {
             })
         };
         let next = match position {
-            Position::TrimHorizon => 0,
+            Position::TrimHorizon => shard.base,
             Position::Latest => shard.visible,
-            Position::AtSequence(text) => {
-                let seq = sequence(text)?;
-                durable.partition_point(|r| r.sequence_number < seq)
+            Position::AtSequence(text) => sequence(text)?.position,
+            Position::AfterSequence(text) => sequence(text)?.position.saturating_add(1),
+            Position::AtTimestamp(ms) => {
+                shard.base + shard.records.partition_point(|r| r.arrival_ms < *ms) as u64
             }
-            Position::AfterSequence(text) => {
-                let seq = sequence(text)?;
-                durable.partition_point(|r| r.sequence_number <= seq)
-            }
-            Position::AtTimestamp(ms) => durable.partition_point(|r| r.arrival_ms < *ms),
         };
         Ok(ShardCursor {
             shard_id: shard_id(shard.index),
             index: shard.index,
-            next,
+            next: next.clamp(shard.base, shard.visible),
         })
     }
 
-    /// Up to `max` durable records from the cursor on.
-    /// At most `max` records and at most 10 MiB of data (GetRecords' limit; one record always fits).
+    /// Up to `max` durable records from the cursor on (from the trim horizon if the cursor's records were
+    /// trimmed). At most `max` records and at most 10 MiB of data (GetRecords' limit; one record always fits).
     pub fn read(&self, cursor: &ShardCursor, max: usize) -> Result<ReadBatch, AwsError> {
-        let state = lock(&self.state);
-        let at = self.shard_index(&state, &cursor.shard_id)?;
-        let shard = &state.shards[at];
-        let start = cursor.next.min(shard.visible);
-        let mut end = start.saturating_add(max).min(shard.visible);
+        let now = self.now();
+        let (start, refs, after, visible, end, closed, memory) = {
+            let mut state = lock(&self.state);
+            state.trim(now - self.retention_ms);
+            let at = self.shard_index(&state, &cursor.shard_id)?;
+            let shard = &state.shards[at];
+            let start = cursor.next.clamp(shard.base, shard.visible);
+            let stop = start.saturating_add(max as u64).min(shard.visible);
+            let refs: Vec<RecordRef> = (start..stop).filter_map(|p| shard.at(p).copied()).collect();
+            let after = shard
+                .at(stop)
+                .filter(|_| stop < shard.visible)
+                .map(|r| r.arrival_ms);
+            let memory: BTreeMap<u64, Arc<Batch>> = refs
+                .iter()
+                .filter_map(|r| state.batches.get(&r.batch).map(|b| (r.batch, b.clone())))
+                .collect();
+            (
+                start,
+                refs,
+                after,
+                shard.visible,
+                shard.end(),
+                shard.closed,
+                memory,
+            )
+        };
+        // Read the data outside the lock: writers are not held up by a reader's disk reads.
+        let mut records = Vec::with_capacity(refs.len());
         let mut bytes = 0;
-        for (i, record) in shard.records[start..end].iter().enumerate() {
-            bytes += record.data.len() + record.partition_key.len();
+        let mut loaded: Option<(u64, Arc<Batch>)> = None;
+        for (i, r) in refs.iter().enumerate() {
+            let batch = match &loaded {
+                Some((number, batch)) if *number == r.batch => batch.clone(),
+                _ => {
+                    let batch = self.load_batch(r.batch, &memory)?;
+                    loaded = Some((r.batch, batch.clone()));
+                    batch
+                }
+            };
+            let (partition_key, data) = batch.get(r.slot as usize).cloned().ok_or_else(|| {
+                AwsError::internal(format!(
+                    "stream {} batch {} has no slot {}",
+                    self.name, r.batch, r.slot
+                ))
+            })?;
+            bytes += data.len() + partition_key.len();
             if bytes > MAX_GET_RECORDS_BYTES && i > 0 {
-                end = start + i;
                 break;
             }
+            records.push(Record {
+                sequence_number: SequenceNumber {
+                    shard: cursor.index,
+                    position: start + i as u64,
+                },
+                partition_key,
+                data,
+                arrival_ms: r.arrival_ms,
+            });
         }
-        let records = shard.records[start..end].to_vec();
-        let millis_behind_latest = match shard.records[..shard.visible].get(end) {
-            Some(next) => (now_ms() - next.arrival_ms).max(0),
-            None => 0,
+        let next = start + records.len() as u64;
+        let next_arrival = refs.get(records.len()).map(|r| r.arrival_ms).or(after);
+        let millis_behind_latest = match next_arrival {
+            Some(arrival) if next < visible => (now - arrival).max(0),
+            _ => 0,
         };
         Ok(ReadBatch {
             records,
             next: ShardCursor {
-                next: end,
+                next,
                 ..cursor.clone()
             },
             millis_behind_latest,
-            end_of_shard: shard.closed && end == shard.records.len(),
+            end_of_shard: closed && next == end,
         })
     }
 
@@ -1355,7 +1756,7 @@ impl Stream {
                 self.name
             )));
         }
-        let now = now_ms();
+        let now = self.now();
         let ticket = {
             let mut state = lock(&self.state);
             let open = state.shards.iter().filter(|s| !s.closed).count();
@@ -1547,5 +1948,147 @@ mod tests {
             !shard.take(1024 * 1024 + 1, 5000),
             "a record over 1 MiB never fits"
         );
+    }
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("tally-kinesis-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    fn records(prefix: &str, n: usize, size: usize) -> Vec<PutInput> {
+        (0..n)
+            .map(|i| {
+                let partition_key = format!("{prefix}-{i}");
+                PutInput {
+                    hash: hash_key(&partition_key),
+                    data: Bytes::from(format!("{partition_key}:{}", "x".repeat(size))),
+                    partition_key,
+                }
+            })
+            .collect()
+    }
+
+    /// Every durable record of the shard from `position` on, read in pages as a mapping would.
+    fn read_all(stream: &Stream, position: &Position) -> Vec<Record> {
+        let mut cursor = stream.cursor(&shard_id(0), position).expect("cursor");
+        let mut out = Vec::new();
+        loop {
+            let batch = stream.read(&cursor, 1000).expect("read");
+            if batch.records.is_empty() {
+                return out;
+            }
+            cursor = batch.next;
+            out.extend(batch.records);
+        }
+    }
+
+    fn positions(records: &[Record]) -> Vec<u64> {
+        records.iter().map(|r| r.sequence_number.position).collect()
+    }
+
+    const HOUR_MS: i64 = 3_600_000;
+
+    /// Records older than the retention period are gone for every reader, before and after a restart, and
+    /// sequence numbers keep counting across the trim and the rewrite of the log.
+    #[test]
+    fn records_past_retention_are_trimmed_and_iterators_start_after_them() {
+        let dir = temp_dir("retention");
+        let kinesis = Kinesis::open("us-east-1", &dir).expect("open");
+        let stream = kinesis.create("s", Some(1), false).expect("create");
+        kinesis.shift_clock(-25 * HOUR_MS);
+        let old = stream.put(records("old", 400, 100)).expect("put old");
+        let old_seq = old[3].as_ref().expect("written").1.to_string();
+        kinesis.shift_clock(25 * HOUR_MS);
+        stream.put(records("new", 5, 100)).expect("put new");
+        let kept = read_all(&stream, &Position::TrimHorizon);
+        assert_eq!(positions(&kept), (400..405).collect::<Vec<_>>());
+        assert_eq!(kept[0].partition_key, "new-0");
+        // A trimmed record's sequence number starts at the trim horizon.
+        let at_trimmed = read_all(&stream, &Position::AtSequence(old_seq.clone()));
+        assert_eq!(positions(&at_trimmed), (400..405).collect::<Vec<_>>());
+        assert_eq!(stream.shards()[0].records, 5);
+        let log = dir.join("s").join("log");
+        let before = std::fs::metadata(&log).expect("log").len();
+        drop((stream, kinesis));
+
+        // Reopen: the log is rewritten without the expired records; positions are unchanged.
+        let kinesis = Kinesis::open("us-east-1", &dir).expect("reopen");
+        let stream = kinesis.stream("s").expect("stream");
+        let after = std::fs::metadata(&log).expect("log").len();
+        assert!(after * 10 < before, "log {before} -> {after} bytes");
+        let kept = read_all(&stream, &Position::TrimHorizon);
+        assert_eq!(positions(&kept), (400..405).collect::<Vec<_>>());
+        assert_eq!(kept[4].partition_key, "new-4");
+        let more = stream
+            .put(records("more", 2, 10))
+            .expect("put after rewrite");
+        assert_eq!(more[0].as_ref().expect("written").1.position, 405);
+        drop((stream, kinesis));
+        let kinesis = Kinesis::open("us-east-1", &dir).expect("reopen again");
+        let stream = kinesis.stream("s").expect("stream");
+        let kept = read_all(&stream, &Position::AtSequence(old_seq));
+        assert_eq!(positions(&kept), (400..407).collect::<Vec<_>>());
+        assert_eq!(kept[6].partition_key, "more-1");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Without a log the data is in memory: trimmed batches are let go.
+    #[test]
+    fn in_memory_streams_let_expired_batches_go() {
+        let kinesis = Kinesis::new("us-east-1", None);
+        let stream = kinesis.create("m", Some(1), false).expect("create");
+        kinesis.shift_clock(-25 * HOUR_MS);
+        stream.put(records("old", 500, 1000)).expect("put old");
+        kinesis.shift_clock(25 * HOUR_MS);
+        assert!(stream.resident_bytes() > 500 * 1000);
+        stream.put(records("new", 1, 10)).expect("put new");
+        assert!(
+            stream.resident_bytes() < 10_000,
+            "{}",
+            stream.resident_bytes()
+        );
+        let kept = read_all(&stream, &Position::TrimHorizon);
+        assert_eq!(positions(&kept), vec![500]);
+    }
+
+    /// Opening a long log builds an index of 24 bytes per record instead of loading the records: before,
+    /// the whole file was read into memory and every record's data kept there.
+    #[test]
+    fn a_long_log_is_indexed_not_loaded() {
+        let dir = temp_dir("long");
+        let kinesis = Kinesis::open("us-east-1", &dir).expect("open");
+        let stream = kinesis.create("l", Some(1), false).expect("create");
+        let (batches, per_batch, size) = (40, 500, 600);
+        for b in 0..batches {
+            // One batch per simulated second keeps under the shard's 1 MiB/s write limit.
+            kinesis.shift_clock(1000);
+            let written = stream
+                .put(records(&format!("b{b}"), per_batch, size))
+                .expect("put");
+            assert!(written.iter().all(Result::is_ok));
+        }
+        drop((stream, kinesis));
+        let log_bytes = std::fs::metadata(dir.join("l").join("log"))
+            .expect("log")
+            .len() as usize;
+        let kinesis = Kinesis::open("us-east-1", &dir).expect("reopen");
+        let stream = kinesis.stream("l").expect("stream");
+        let resident = stream.resident_bytes();
+        let count = batches * per_batch;
+        eprintln!("{count} records: log {log_bytes} bytes, index in memory {resident} bytes");
+        assert!(log_bytes > count * size, "{log_bytes}");
+        assert!(
+            resident <= 2 * count * size_of::<RecordRef>() && resident * 20 < log_bytes,
+            "{resident} bytes in memory for a {log_bytes}-byte log"
+        );
+        let all = read_all(&stream, &Position::TrimHorizon);
+        assert_eq!(all.len(), count);
+        assert_eq!(
+            all[count - 1].partition_key,
+            format!("b{}-{}", batches - 1, per_batch - 1)
+        );
+        assert_eq!(all[777].data.len(), "b1-277:".len() + size);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -45,8 +45,19 @@ use serde_json::{json, Value};
 /// The account id of every ARN the local cloud makes.
 pub const ACCOUNT_ID: &str = "123456789012";
 
-/// Largest request body accepted (S3 objects included).
-const MAX_BODY: usize = 64 * 1024 * 1024;
+/// Largest request body accepted by S3 (an object PUT; AWS takes 5 GB in one PUT, the local cloud less).
+const MAX_S3_BODY: usize = 64 * 1024 * 1024;
+/// Largest S3 request body other than a PUT: DeleteObjects' XML of at most 1,000 keys of at most 1,024 bytes.
+const MAX_S3_XML_BODY: usize = 2 * 1024 * 1024;
+/// Largest DynamoDB request: AWS documents 16 MB for the largest one, BatchWriteItem.
+const MAX_DYNAMODB_BODY: usize = 16 * 1024 * 1024;
+/// Largest Kinesis request: PutRecords takes 5 MiB of data, which is 6.7 MiB as base64, plus keys and JSON.
+const MAX_KINESIS_BODY: usize = 8 * 1024 * 1024;
+/// Largest SQS request: a message or a batch is at most 256 KiB; JSON escaping can at most double it (and
+/// message attributes add some).
+const MAX_SQS_BODY: usize = 1024 * 1024;
+/// Any other request (an unknown `X-Amz-Target`, answered with an error anyway).
+const MAX_OTHER_BODY: usize = 64 * 1024;
 
 /// The four services of the local endpoint, with their state.
 #[derive(Debug)]
@@ -229,14 +240,93 @@ pub async fn serve(listener: tokio::net::TcpListener, aws: Arc<LocalAws>) -> std
 
 async fn handle_incoming(aws: &Arc<LocalAws>, request: Request<Incoming>) -> Response<Full<Bytes>> {
     let (parts, body) = request.into_parts();
-    match Limited::new(body, MAX_BODY).collect().await {
+    let target = parts
+        .headers
+        .get("x-amz-target")
+        .map(|t| t.to_str().unwrap_or_default().to_owned());
+    if let Some(why) = crate::guard::refusal(&parts.headers) {
+        tracing::warn!(message = "local aws refused a request", %why);
+        return refused(target.as_deref(), &parts.method, why);
+    }
+    let (limit, service) = body_limit(target.as_deref(), &parts.method);
+    let too_large = |got: &str| {
+        let message = format!(
+            "request body of {got} bytes is larger than the {limit} bytes the local {service} endpoint accepts; send smaller requests"
+        );
+        match target {
+            Some(_) => json_error(
+                "application/x-amz-json-1.1",
+                &AwsError {
+                    status: 413,
+                    ..AwsError::client("RequestEntityTooLarge", message)
+                },
+            ),
+            None => s3::error_response(
+                &AwsError {
+                    status: 400,
+                    ..AwsError::client("EntityTooLarge", message)
+                },
+                &parts.method,
+                parts.uri.path(),
+            ),
+        }
+    };
+    let declared = parts
+        .headers
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(declared) = declared.filter(|d| *d > limit as u64) {
+        return too_large(&declared.to_string());
+    }
+    match Limited::new(body, limit).collect().await {
         Ok(body) => handle(aws, Request::from_parts(parts, body.to_bytes())).await,
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => too_large("more than that"),
         Err(error) => json_error(
             "application/x-amz-json-1.1",
             &AwsError::client(
                 "SerializationException",
                 format!("cannot read the request body: {error}"),
             ),
+        ),
+    }
+}
+
+/// The largest body accepted for a request with this `X-Amz-Target` (none: S3, where only a PUT carries an
+/// object), and the service's name.
+fn body_limit(target: Option<&str>, method: &hyper::Method) -> (usize, &'static str) {
+    let Some(target) = target else {
+        return match *method {
+            hyper::Method::PUT => (MAX_S3_BODY, "S3"),
+            _ => (MAX_S3_XML_BODY, "S3"),
+        };
+    };
+    match target
+        .split_once('.')
+        .map_or(target, |(service, _)| service)
+    {
+        "DynamoDB_20120810" => (MAX_DYNAMODB_BODY, "DynamoDB"),
+        "Kinesis_20131202" => (MAX_KINESIS_BODY, "Kinesis"),
+        "AmazonSQS" => (MAX_SQS_BODY, "SQS"),
+        _ => (MAX_OTHER_BODY, "AWS"),
+    }
+}
+
+/// The 403 of the loopback guard, in the shape of the protocol the request used.
+fn refused(target: Option<&str>, method: &hyper::Method, why: String) -> Response<Full<Bytes>> {
+    let error = AwsError {
+        status: 403,
+        ..AwsError::client("AccessDeniedException", why)
+    };
+    match target {
+        Some(_) => json_error("application/x-amz-json-1.1", &error),
+        None => s3::error_response(
+            &AwsError {
+                code: "AccessDenied".to_owned(),
+                ..error
+            },
+            method,
+            "/",
         ),
     }
 }

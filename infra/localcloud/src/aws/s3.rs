@@ -616,7 +616,11 @@ fn empty(status: StatusCode) -> Response<Full<Bytes>> {
     response
 }
 
-fn error_response(error: &AwsError, method: &Method, resource: &str) -> Response<Full<Bytes>> {
+pub(crate) fn error_response(
+    error: &AwsError,
+    method: &Method,
+    resource: &str,
+) -> Response<Full<Bytes>> {
     let status = StatusCode::from_u16(error.status).unwrap_or(StatusCode::BAD_REQUEST);
     if method == Method::HEAD {
         // HEAD answers carry no body; the SDK maps the status (404 -> NotFound).

@@ -1,4 +1,5 @@
-//! A small HTTP/1.1 serving loop on hyper, shared by the Runtime API and the Function URL listeners.
+//! A small HTTP/1.1 serving loop on hyper, shared by the Runtime API and the Function URL listeners; every
+//! request passes the loopback guard ([`crate::guard`]) first.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -36,9 +37,15 @@ pub(crate) async fn serve<H, Fut>(
         let handler = handler.clone();
         let mut stop = shutdown.clone();
         tokio::spawn(async move {
-            let service = service_fn(move |request| {
+            let service = service_fn(move |request: Request<Incoming>| {
                 let handler = handler.clone();
-                async move { Ok::<_, Infallible>(handler(request).await) }
+                async move {
+                    if let Some(why) = crate::guard::refusal(request.headers()) {
+                        tracing::warn!(message = "local listener refused a request", %why);
+                        return Ok::<_, Infallible>(refused(&why));
+                    }
+                    Ok::<_, Infallible>(handler(request).await)
+                }
             });
             let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
             tokio::select! {
@@ -47,6 +54,17 @@ pub(crate) async fn serve<H, Fut>(
             }
         });
     }
+}
+
+/// The loopback guard's 403 (see [`crate::guard`]), shaped as a Function URL's `{"Message": ...}`.
+fn refused(why: &str) -> HttpResponse {
+    let body = serde_json::json!({ "Message": why }).to_string();
+    let mut response = respond(StatusCode::FORBIDDEN, body);
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    response
 }
 
 /// Resolves once `shutdown` is true (or its sender is gone).

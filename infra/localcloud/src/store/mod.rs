@@ -20,11 +20,23 @@
 //! was acknowledged. Concurrent appenders share syncs (group commit): an appender whose entry was already
 //! covered by another thread's `fdatasync` returns without a sync of its own.
 //!
-//! Logs are never compacted: the local cloud is for development sessions, and replay of a few million
-//! entries takes seconds. Delete the state directory to start afresh.
+//! **Torn-write rule:** a write that fails part-way (a full disk, an I/O error) is cut off again at once: the
+//! file is truncated back to the end of the last good frame before the error is returned, so an entry appended
+//! later never sits behind a torn frame (replay stops at the first bad frame, and would drop it). When that
+//! truncation fails too, or an `fdatasync` fails (the kernel may have dropped the unsynced pages, so the file's
+//! tail is unknown), the log refuses every later write with an error naming the file: restart the local cloud,
+//! whose reopen cuts the file back to its last good frame.
+//!
+//! Logs are read entry by entry ([`Log::open_with`] hands each payload and its offset to a visitor without
+//! holding the file in memory) and single entries are read back by offset ([`Log::read_at`]), so a service
+//! may keep only an index of a large log (Kinesis does). Only Kinesis rewrites its logs (dropping records past
+//! the retention period, see [`crate::aws::kinesis`]); other logs are never compacted: the local cloud is for
+//! development sessions, and replay of a few million entries takes seconds. Delete the state directory to
+//! start afresh.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -49,12 +61,39 @@ pub struct Log {
 struct Writer {
     file: File,
     written: u64,
+    /// The end of the last complete frame: where the next frame starts.
+    end: u64,
+    /// Why the log refuses writes (its tail is unknown), if it does.
+    broken: Option<String>,
+    /// Tests: the next write stops after this many bytes and fails, as a full disk would.
+    #[cfg(test)]
+    fail_after: Option<usize>,
+    /// Tests: the next sync fails, as an I/O error would.
+    #[cfg(test)]
+    fail_sync: bool,
 }
+
+/// Where an entry's frame starts in its log file (see [`Log::read_at`]).
+pub type Offset = u64;
 
 impl Log {
     /// Opens (creating it and its directory if needed) the log at `path` and returns it with the payloads of
     /// every complete entry, in order. A torn tail is cut off.
     pub fn open(path: &Path) -> io::Result<(Log, Vec<Vec<u8>>)> {
+        let mut entries = Vec::new();
+        let log = Log::open_with(path, |_, payload| {
+            entries.push(payload);
+            Ok(())
+        })?;
+        Ok((log, entries))
+    }
+
+    /// Opens the log at `path` like [`Log::open`], handing each complete entry (its offset and payload) to
+    /// `visit` in order instead of collecting them: memory stays at one entry whatever the file's size.
+    pub fn open_with(
+        path: &Path,
+        mut visit: impl FnMut(Offset, Vec<u8>) -> io::Result<()>,
+    ) -> io::Result<Log> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
@@ -63,35 +102,67 @@ impl Log {
             .append(true)
             .create(true)
             .open(path)?;
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes)?;
-        let (entries, good) = parse_entries(&bytes);
-        if good < bytes.len() {
+        let size = file.metadata()?.len();
+        let (count, good) = {
+            let mut reader = BufReader::with_capacity(256 * 1024, &mut file);
+            read_entries(&mut reader, &mut visit)?
+        };
+        if good < size {
             tracing::warn!(
                 message = "truncating torn log tail",
                 path = %path.display(),
                 kept = good,
-                dropped = bytes.len() - good
+                dropped = size - good
             );
-            file.set_len(good as u64)?;
-            file.seek(SeekFrom::End(0))?;
+            file.set_len(good)?;
             file.sync_data()?;
         }
+        file.seek(SeekFrom::End(0))?;
         if let Some(dir) = path.parent() {
             sync_dir(dir)?;
         }
         let sync_handle = file.try_clone()?;
-        let count = entries.len() as u64;
-        let log = Log {
+        Ok(Log {
             path: path.to_owned(),
             writer: Mutex::new(Writer {
                 file,
                 written: count,
+                end: good,
+                broken: None,
+                #[cfg(test)]
+                fail_after: None,
+                #[cfg(test)]
+                fail_sync: false,
             }),
             synced: Mutex::new(count),
             sync_handle,
+        })
+    }
+
+    /// The payload of the entry whose frame starts at `offset` (as [`Log::open_with`] or [`Log::write_at`]
+    /// reported it), checked against its checksum.
+    pub fn read_at(&self, offset: Offset) -> io::Result<Vec<u8>> {
+        let corrupt = |what: &str| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{}: no valid entry at offset {offset} ({what})",
+                    self.path.display()
+                ),
+            )
         };
-        Ok((log, entries))
+        let mut header = [0u8; 8];
+        self.sync_handle.read_exact_at(&mut header, offset)?;
+        let (len, sum) = frame_header(&header);
+        if len > MAX_ENTRY {
+            return Err(corrupt("length field out of range"));
+        }
+        let mut payload = vec![0; len as usize];
+        self.sync_handle.read_exact_at(&mut payload, offset + 8)?;
+        if check(&payload) != sum {
+            return Err(corrupt("checksum mismatch"));
+        }
+        Ok(payload)
     }
 
     /// The log's file.
@@ -110,6 +181,11 @@ impl Log {
     /// Entries land in the file in the order of `write` calls; callers that must keep an order (a stream's
     /// records) call `write` under their own lock and `sync` after releasing it, so syncs are shared.
     pub fn write(&self, payload: &[u8]) -> io::Result<u64> {
+        self.write_at(payload).map(|(ticket, _)| ticket)
+    }
+
+    /// [`Log::write`], also returning where the entry's frame starts (for [`Log::read_at`]).
+    pub fn write_at(&self, payload: &[u8]) -> io::Result<(u64, Offset)> {
         let len = u32::try_from(payload.len())
             .ok()
             .filter(|len| *len <= MAX_ENTRY)
@@ -121,9 +197,36 @@ impl Log {
         frame.extend_from_slice(&check(payload).to_le_bytes());
         frame.extend_from_slice(payload);
         let mut writer = lock(&self.writer);
-        writer.file.write_all(&frame)?;
+        if let Some(why) = &writer.broken {
+            return Err(self.refused(why));
+        }
+        let offset = writer.end;
+        if let Err(error) = writer.write_frame(&frame) {
+            writer.cut_back(&self.path);
+            return Err(error);
+        }
+        writer.end += frame.len() as u64;
         writer.written += 1;
-        Ok(writer.written)
+        Ok((writer.written, offset))
+    }
+
+    fn refused(&self, why: &str) -> io::Error {
+        io::Error::other(format!(
+            "log {} refuses writes: {why}; restart the local cloud (reopening cuts the log back to its last good entry)",
+            self.path.display()
+        ))
+    }
+
+    /// Tests: the next write writes `bytes` bytes of its frame, then fails.
+    #[cfg(test)]
+    fn fail_next_write_after(&self, bytes: usize) {
+        lock(&self.writer).fail_after = Some(bytes);
+    }
+
+    /// Tests: the next `fdatasync` fails.
+    #[cfg(test)]
+    fn fail_next_sync(&self) {
+        lock(&self.writer).fail_sync = true;
     }
 
     /// Returns once the entry with `ticket`, and every entry written before it, is on disk.
@@ -133,11 +236,58 @@ impl Log {
             return Ok(());
         }
         // Everything written before this point is covered by the sync below.
-        let upto = lock(&self.writer).written;
-        self.sync_handle.sync_data()?;
+        #[cfg_attr(not(test), allow(unused_mut))]
+        let (upto, mut synced_now) = {
+            let writer = lock(&self.writer);
+            if let Some(why) = &writer.broken {
+                return Err(self.refused(why));
+            }
+            (writer.written, Ok(()))
+        };
+        #[cfg(test)]
+        if std::mem::take(&mut lock(&self.writer).fail_sync) {
+            synced_now = Err(io::Error::other("injected fdatasync failure"));
+        }
+        if let Err(error) = synced_now.and_then(|()| self.sync_handle.sync_data()) {
+            // The kernel may have dropped the unsynced pages: what the file holds past the last sync is unknown.
+            lock(&self.writer).broken = Some(format!("fdatasync failed: {error}"));
+            return Err(error);
+        }
         *synced = upto;
         Ok(())
     }
+}
+
+impl Writer {
+    fn write_frame(&mut self, frame: &[u8]) -> io::Result<()> {
+        #[cfg(test)]
+        if let Some(bytes) = self.fail_after.take() {
+            self.file.write_all(&frame[..bytes.min(frame.len())])?;
+            return Err(io::Error::new(
+                io::ErrorKind::StorageFull,
+                "injected failure after a partial write",
+            ));
+        }
+        self.file.write_all(frame)
+    }
+
+    /// After a failed write: cuts the file back to the last good frame, or refuses later writes if it cannot.
+    fn cut_back(&mut self, path: &Path) {
+        if let Err(error) = self.file.set_len(self.end) {
+            tracing::error!(message = "cannot truncate a torn log write", path = %path.display(), %error);
+            self.broken = Some(format!("truncating a torn write failed: {error}"));
+        }
+    }
+}
+
+/// Reads every complete entry of the log file at `path` (offset and payload) without opening it for writing;
+/// a torn tail ends the scan. Used to rewrite a log (see [`crate::aws::kinesis`]).
+pub fn scan(
+    path: &Path,
+    mut visit: impl FnMut(Offset, Vec<u8>) -> io::Result<()>,
+) -> io::Result<()> {
+    let mut reader = BufReader::with_capacity(256 * 1024, File::open(path)?);
+    read_entries(&mut reader, &mut visit).map(|_| ())
 }
 
 /// Locks a mutex, recovering from a poisoned lock: the guarded data is plain bookkeeping that stays consistent.
@@ -152,26 +302,46 @@ fn check(payload: &[u8]) -> u32 {
     u32::from_le_bytes([digest[0], digest[1], digest[2], digest[3]])
 }
 
-/// The complete entries of `bytes` and the length of the prefix they occupy.
-fn parse_entries(bytes: &[u8]) -> (Vec<Vec<u8>>, usize) {
-    let mut entries = Vec::new();
-    let mut at = 0;
-    while let Some(header) = bytes.get(at..at + 8) {
-        let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
-        let sum = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+fn frame_header(header: &[u8; 8]) -> (u32, u32) {
+    let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
+    let sum = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+    (len, sum)
+}
+
+/// Reads complete entries from `reader`, handing each (offset, payload) to `visit`; returns how many there
+/// were and the length of the prefix they occupy. Stops at the first torn or corrupt frame.
+fn read_entries(
+    reader: &mut impl Read,
+    visit: &mut impl FnMut(Offset, Vec<u8>) -> io::Result<()>,
+) -> io::Result<(u64, u64)> {
+    let (mut count, mut at) = (0u64, 0u64);
+    loop {
+        let mut header = [0u8; 8];
+        if !read_full(reader, &mut header)? {
+            break;
+        }
+        let (len, sum) = frame_header(&header);
         if len > MAX_ENTRY {
             break;
         }
-        let Some(payload) = bytes.get(at + 8..at + 8 + len as usize) else {
-            break;
-        };
-        if check(payload) != sum {
+        let mut payload = vec![0; len as usize];
+        if !read_full(reader, &mut payload)? || check(&payload) != sum {
             break;
         }
-        entries.push(payload.to_vec());
-        at += 8 + len as usize;
+        visit(at, payload)?;
+        count += 1;
+        at += 8 + u64::from(len);
     }
-    (entries, at)
+    Ok((count, at))
+}
+
+/// Fills `buf`; false when the reader ends first.
+fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<bool> {
+    match reader.read_exact(buf) {
+        Ok(()) => Ok(true),
+        Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => Ok(false),
+        Err(error) => Err(error),
+    }
 }
 
 /// Writes a whole file durably: to a temporary name, synced, renamed, directory synced.
@@ -251,7 +421,13 @@ mod tests {
                 bytes.extend_from_slice(payload);
             }
             bytes.extend_from_slice(tail);
-            let (entries, good) = parse_entries(&bytes);
+            let mut entries = Vec::new();
+            let (count, good) = read_entries(&mut &bytes[..], &mut |_, payload| {
+                entries.push(payload);
+                Ok(())
+            })
+            .expect("read");
+            assert_eq!(count as usize, entries.len());
             assert_eq!(entries.len(), expect_kept, "tail {tail:?}");
             assert_eq!(good, 25, "tail {tail:?}");
         }
@@ -282,6 +458,78 @@ mod tests {
         drop(log);
         let (_, entries) = Log::open(&path).expect("reopen");
         assert_eq!(entries, vec![b"kept".to_vec(), b"after".to_vec()]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A write that fails part-way (a full disk) must not leave a torn frame in front of later entries: before,
+    /// the entry appended after it was acknowledged and then dropped by the next replay.
+    #[test]
+    fn a_failed_partial_write_does_not_hide_later_entries() {
+        let dir = temp_dir("partial");
+        let path = dir.join("log");
+        let (log, _) = Log::open(&path).expect("open");
+        log.append(b"first").expect("append");
+        for cut in [0, 3, 8, 10] {
+            log.fail_next_write_after(cut);
+            let error = log.append(b"lost-write").expect_err("injected failure");
+            assert_eq!(error.kind(), io::ErrorKind::StorageFull);
+        }
+        log.append(b"acknowledged")
+            .expect("append after the failure");
+        drop(log);
+        let (_, entries) = Log::open(&path).expect("reopen");
+        assert_eq!(entries, vec![b"first".to_vec(), b"acknowledged".to_vec()]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Offsets from `write_at` and `open_with` read the same entries back; a wrong offset is a clear error.
+    #[test]
+    fn entries_are_read_back_by_offset() {
+        let dir = temp_dir("offsets");
+        let path = dir.join("log");
+        let (log, _) = Log::open(&path).expect("open");
+        let (_, first) = log.write_at(b"one").expect("write");
+        let (ticket, second) = log.write_at(b"two").expect("write");
+        log.sync(ticket).expect("sync");
+        assert_eq!((first, second), (0, 11));
+        assert_eq!(log.read_at(second).expect("read"), b"two");
+        let error = log.read_at(3).expect_err("not a frame");
+        assert!(error.to_string().contains("offset 3"), "{error}");
+        drop(log);
+        let mut seen = Vec::new();
+        let log = Log::open_with(&path, |offset, payload| {
+            seen.push((offset, payload));
+            Ok(())
+        })
+        .expect("reopen");
+        assert_eq!(seen, vec![(0, b"one".to_vec()), (11, b"two".to_vec())]);
+        assert_eq!(log.read_at(0).expect("read"), b"one");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// After a failed `fdatasync` the file's tail is unknown: every later write is refused with a message
+    /// naming the file and the way out, and a reopen keeps what was synced before.
+    #[test]
+    fn a_failed_sync_makes_the_log_refuse_writes_until_reopened() {
+        let dir = temp_dir("syncfail");
+        let path = dir.join("log");
+        let (log, _) = Log::open(&path).expect("open");
+        log.append(b"synced").expect("append");
+        log.fail_next_sync();
+        log.append(b"unsure").expect_err("injected sync failure");
+        let refused = log.append(b"later").expect_err("refused");
+        let message = refused.to_string();
+        assert!(
+            message.contains("refuses writes: fdatasync failed")
+                && message.contains("restart the local cloud")
+                && message.contains(&path.display().to_string()),
+            "{message}"
+        );
+        drop(log);
+        let (log, entries) = Log::open(&path).expect("reopen");
+        assert_eq!(entries[0], b"synced".to_vec());
+        log.append(b"after reopen")
+            .expect("writes again after a reopen");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

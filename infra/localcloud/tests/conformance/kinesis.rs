@@ -802,3 +802,75 @@ async fn list_shards_pages_with_next_token() {
     })
     .await;
 }
+
+/// Records past the 24 h retention period are gone over the wire: GetRecords from TRIM_HORIZON starts after
+/// them, and an AT_SEQUENCE_NUMBER iterator of a trimmed record starts at the trim horizon (reading resumes at
+/// the oldest record kept, as in AWS). Local only: moto does not trim.
+#[tokio::test]
+async fn get_records_starts_after_records_past_retention() {
+    const HOUR_MS: i64 = 3_600_000;
+    let aws = tally_localcloud::aws::LocalAws::ephemeral();
+    let t = crate::harness::local_with(aws.clone()).await;
+    let client = t.kinesis();
+    let name = stream(&client, 1).await;
+    aws.kinesis.shift_clock(-25 * HOUR_MS);
+    put(&client, &name, &[("k", "old-1"), ("k", "old-2")]).await;
+    aws.kinesis.shift_clock(25 * HOUR_MS);
+    put(&client, &name, &[("k", "new-1"), ("k", "new-2")]).await;
+    let shard = aws.kinesis.stream(&name).expect("stream").shards()[0]
+        .id
+        .clone();
+    let read = |kind: ShardIteratorType, at: Option<String>| {
+        let (client, name, shard) = (client.clone(), name.clone(), shard.clone());
+        async move {
+            let iterator = client
+                .get_shard_iterator()
+                .stream_name(&name)
+                .shard_id(&shard)
+                .shard_iterator_type(kind)
+                .set_starting_sequence_number(at)
+                .send()
+                .await
+                .expect("iterator")
+                .shard_iterator
+                .expect("iterator");
+            let records = client
+                .get_records()
+                .shard_iterator(iterator)
+                .send()
+                .await
+                .expect("get records")
+                .records;
+            records
+                .iter()
+                .map(|r| {
+                    (
+                        String::from_utf8_lossy(r.data.as_ref()).into_owned(),
+                        r.sequence_number.clone(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    let kept = read(ShardIteratorType::TrimHorizon, None).await;
+    let data: Vec<&str> = kept.iter().map(|(d, _)| d.as_str()).collect();
+    assert_eq!(data, ["new-1", "new-2"]);
+    // The first record ever written (position 0) was trimmed.
+    let first_trimmed = kept[0].1.replace(&kept[0].1[21..], &format!("{:035}", 0));
+    assert!(first_trimmed < kept[0].1, "{first_trimmed}");
+    let from_trimmed = read(ShardIteratorType::AtSequenceNumber, Some(first_trimmed)).await;
+    assert_eq!(from_trimmed, kept);
+    let summary = client
+        .describe_stream_summary()
+        .stream_name(&name)
+        .send()
+        .await
+        .expect("summary");
+    assert_eq!(
+        summary
+            .stream_description_summary
+            .expect("summary")
+            .retention_period_hours,
+        24
+    );
+}

@@ -6,6 +6,7 @@
 mod capacity;
 mod dynamodb;
 mod harness;
+mod hostile;
 mod kinesis;
 mod persistence;
 mod s3;

@@ -124,7 +124,7 @@ async fn a_template_runs_locally_and_a_restart_resumes() {
             "POST",
             "/v1/e?x=1",
             &[
-                ("origin", "https://site.example"),
+                ("origin", "http://localhost:3000"),
                 ("content-type", "application/json"),
                 ("cookie", "a=b"),
             ],
@@ -149,7 +149,7 @@ async fn a_template_runs_locally_and_a_restart_resumes() {
             "OPTIONS",
             "/",
             &[
-                ("origin", "https://site.example"),
+                ("origin", "http://localhost:3000"),
                 ("access-control-request-method", "POST"),
             ],
             "",
@@ -162,6 +162,21 @@ async fn a_template_runs_locally_and_a_restart_resumes() {
         head.contains("access-control-allow-methods: get,post"),
         "{head}"
     );
+    // A page on another site is refused by the loopback guard, before the function runs.
+    let url4 = url.clone();
+    let (status, _, body) = tokio::task::spawn_blocking(move || {
+        http(
+            &url4,
+            "POST",
+            "/v1/e",
+            &[("origin", "https://site.example")],
+            r#"{"n":1}"#,
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("not a loopback origin"), "{body}");
 
     // The endpoint through the real SDK, and the mapping on the consumer.
     let client = kinesis(&cloud.endpoint).await;

@@ -5,6 +5,13 @@
 //! `attribute_exists`, `attribute_not_exists`, `attribute_type`, `begins_with`, `contains`, `size`; update
 //! clauses `SET` (with `+`, `-`, `if_not_exists`, `list_append`), `ADD` (numbers, sets), `REMOVE`, `DELETE` (sets).
 //! Values are AttributeValue JSON (`{"N": "1"}`), kept in their wire form.
+//!
+//! Limits, as AWS documents them (Constraints, "Expression parameters"): an expression is at most 4 KB
+//! ([`MAX_EXPRESSION_BYTES`]), holds at most 300 operators and functions ([`MAX_OPERATORS`]), an `IN` list at
+//! most 100 operands ([`MAX_IN_OPERANDS`]), a document path at most 32 levels ([`MAX_PATH_DEPTH`]). AWS
+//! documents no limit on parentheses; the parser recurses on them, so the local cloud refuses nesting deeper
+//! than [`MAX_PARENTHESES`] (which no 300-operator expression needs) rather than overflow its stack.
+//! Every limit answers `ValidationException` naming the expression and the count.
 
 use std::cmp::Ordering;
 use std::collections::BTreeSet;
@@ -14,6 +21,17 @@ use serde_json::{json, Map, Value};
 use crate::aws::AwsError;
 
 pub type Item = Map<String, Value>;
+
+/// Longest expression string AWS accepts, in bytes.
+pub const MAX_EXPRESSION_BYTES: usize = 4096;
+/// Most operators and functions in one expression.
+pub const MAX_OPERATORS: usize = 300;
+/// Most operands in the list of one `IN`.
+pub const MAX_IN_OPERANDS: usize = 100;
+/// Most levels of a document path (`a.b[1].c` has 4).
+pub const MAX_PATH_DEPTH: usize = 32;
+/// Deepest parenthesis nesting the local cloud parses (a local limit: AWS documents none).
+pub const MAX_PARENTHESES: usize = 64;
 
 /// One step of a document path.
 #[derive(Debug, Clone, PartialEq)]
@@ -237,6 +255,25 @@ fn tokenize(text: &str, what: &str) -> Result<Vec<Tok>, AwsError> {
     Ok(tokens)
 }
 
+/// Operators and functions, as AWS counts them against [`MAX_OPERATORS`]: comparators, `AND`, `OR`, `NOT`,
+/// `BETWEEN`, `IN`, `+`, `-` and every function call.
+fn count_operators(tokens: &[Tok]) -> usize {
+    tokens
+        .iter()
+        .zip(tokens.iter().skip(1).map(Some).chain([None]))
+        .filter(|(tok, next)| match tok {
+            Tok::Punct(p) => ["=", "<>", "<", "<=", ">", ">=", "+", "-"].contains(p),
+            Tok::Word(w) => {
+                ["AND", "OR", "NOT", "BETWEEN", "IN"]
+                    .iter()
+                    .any(|op| w.eq_ignore_ascii_case(op))
+                    || matches!(next, Some(Tok::Punct("(")))
+            }
+            _ => false,
+        })
+        .count()
+}
+
 fn near(text: &str, at: usize) -> String {
     let start = text[..at].char_indices().rev().nth(8).map_or(0, |(i, _)| i);
     text[start..].chars().take(20).collect()
@@ -306,6 +343,8 @@ const RESERVED: &[&str] = &[
 struct Parser<'r, 'a> {
     tokens: Vec<Tok>,
     at: usize,
+    /// Open parentheses around the current position.
+    depth: usize,
     refs: &'r mut Refs<'a>,
     what: &'static str,
     text: String,
@@ -322,9 +361,23 @@ impl<'r, 'a> Parser<'r, 'a> {
                 "Invalid {what}: The expression can not be empty;"
             )));
         }
+        if text.len() > MAX_EXPRESSION_BYTES {
+            return Err(AwsError::validation(format!(
+                "Invalid {what}: Expression size has exceeded the maximum allowed size; expression size: {} (at most {MAX_EXPRESSION_BYTES} bytes)",
+                text.len()
+            )));
+        }
+        let tokens = tokenize(text, what)?;
+        let operators = count_operators(&tokens);
+        if operators > MAX_OPERATORS {
+            return Err(AwsError::validation(format!(
+                "Invalid {what}: The expression contains too many operators; operator count: {operators} (at most {MAX_OPERATORS})"
+            )));
+        }
         Ok(Parser {
-            tokens: tokenize(text, what)?,
+            tokens,
             at: 0,
+            depth: 0,
             refs,
             what,
             text: text.to_owned(),
@@ -423,6 +476,13 @@ impl<'r, 'a> Parser<'r, 'a> {
             } else {
                 return Ok(path);
             }
+            if path.len() > MAX_PATH_DEPTH {
+                return Err(AwsError::validation(format!(
+                    "Invalid {}: The document path has too many nesting levels; nesting levels: {} (at most {MAX_PATH_DEPTH})",
+                    self.what,
+                    path.len()
+                )));
+            }
         }
     }
 
@@ -477,8 +537,16 @@ impl<'r, 'a> Parser<'r, 'a> {
     fn primary(&mut self) -> Result<Cond, AwsError> {
         if self.is_punct("(") {
             self.at += 1;
+            self.depth += 1;
+            if self.depth > MAX_PARENTHESES {
+                return Err(AwsError::validation(format!(
+                    "Invalid {}: The expression nests parentheses more than {MAX_PARENTHESES} deep; flatten it",
+                    self.what
+                )));
+            }
             let inner = self.condition()?;
             self.expect_punct(")")?;
+            self.depth -= 1;
             return Ok(inner);
         }
         if let Some(function) = self.function_name() {
@@ -528,6 +596,12 @@ impl<'r, 'a> Parser<'r, 'a> {
             while self.is_punct(",") {
                 self.at += 1;
                 list.push(self.operand()?);
+                if list.len() > MAX_IN_OPERANDS {
+                    return Err(AwsError::validation(format!(
+                        "Invalid {}: The IN operator is provided with too many operands; number of operands: more than {MAX_IN_OPERANDS}",
+                        self.what
+                    )));
+                }
             }
             self.expect_punct(")")?;
             return Ok(Cond::In(left, list));
@@ -1486,5 +1560,70 @@ mod tests {
             Value::Object(project(&it, &paths)),
             json!({"a": {"N": "1"}, "m": {"M": {"k": {"S": "v"}}}})
         );
+    }
+
+    /// Before the limits, `((((...a = :a...))))` recursed once per parenthesis: 2,047 of them overflowed a
+    /// 2 MiB stack (debug build), killing the whole local cloud.
+    #[test]
+    fn deep_long_and_wide_expressions_are_refused_not_crashed() {
+        let values = json!({":a": {"N": "1"}});
+        let it = json!({"a": {"N": "1"}});
+        let nested = |depth: usize| format!("{}a = :a{}", "(".repeat(depth), ")".repeat(depth));
+        check(
+            &nested(MAX_PARENTHESES),
+            it.clone(),
+            values.clone(),
+            Ok(true),
+        );
+        check(
+            &nested(2000),
+            it.clone(),
+            values.clone(),
+            Err("nests parentheses more than 64"),
+        );
+        check(
+            &nested(100_000),
+            it.clone(),
+            values.clone(),
+            Err("Expression size has exceeded the maximum allowed size; expression size: 200006"),
+        );
+        let nots = format!("{}a = :a", "NOT ".repeat(1000));
+        check(
+            &nots,
+            it.clone(),
+            values.clone(),
+            Err("too many operators; operator count: 1001"),
+        );
+        let ands = vec!["a = :a"; 150].join(" AND ");
+        check(&ands, it.clone(), values.clone(), Ok(true));
+        let ands = vec!["a = :a"; 151].join(" AND ");
+        check(
+            &ands,
+            it.clone(),
+            values.clone(),
+            Err("operator count: 301"),
+        );
+        let list = |n: usize| format!("a IN ({})", vec![":a"; n].join(", "));
+        check(&list(MAX_IN_OPERANDS), it.clone(), values.clone(), Ok(true));
+        check(
+            &list(MAX_IN_OPERANDS + 1),
+            it.clone(),
+            values.clone(),
+            Err("too many operands"),
+        );
+        let path = |n: usize| format!("attribute_exists(a{})", ".b".repeat(n - 1));
+        check(&path(MAX_PATH_DEPTH), it.clone(), values.clone(), Ok(false));
+        check(
+            &path(MAX_PATH_DEPTH + 1),
+            it.clone(),
+            values.clone(),
+            Err("nesting levels: 33"),
+        );
+        let update = format!(
+            "SET a = {}:a{}",
+            "if_not_exists(b, ".repeat(400),
+            ")".repeat(400)
+        );
+        check_update(&update, json!({}), values, Err("expression size: 7210"));
     }
 }
