@@ -12,6 +12,7 @@ mod loadtest;
 mod options;
 mod plan;
 mod previews;
+mod redrive;
 mod stage;
 mod synth;
 
@@ -71,6 +72,7 @@ fn main() -> ExitCode {
         flags::Cmd::Diff(cmd) => cmd.run(),
         flags::Cmd::Destroy(cmd) => cmd.run(),
         flags::Cmd::Previews(cmd) => cmd.run(),
+        flags::Cmd::Redrive(cmd) => cmd.run(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
