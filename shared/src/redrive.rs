@@ -4,18 +4,28 @@
 //!
 //! # What the lane did with a discarded range
 //!
-//! An event source mapping sends a document per discarded batch (`KinesisBatchInfo`: shard, first and last
-//! sequence number, arrival times, batch size; never the records). Two ways a range gets there:
+//! An event source mapping sends a document per discarded range (`KinesisBatchInfo`: shard, first and last
+//! sequence number, arrival times, batch size; never the records). Both lanes' mappings bisect a batch on a
+//! function error and take partial batch responses, so a range gets there in one of these ways:
 //!
-//! * **The function answered with a partial batch failure** (no `responseContext.functionError`): it applied
-//!   every record it could decode and reported the first one it could not; Lambda retried from that record
-//!   until the retries ran out. So the range's *first* record was not counted, and every later record of the
-//!   range that decoded was counted by the lane then ([`Attempt::Partial`]).
-//! * **The function failed** (`functionError`, e.g. `Unhandled`: the cache unreachable, a timeout, a crash):
-//!   the lanes' atomic step is their last fallible act, so a failed invocation counted none of its range
-//!   ([`Attempt::Failed`]).
+//! * **The function answered with a partial batch failure**: it applied every record it could decode and
+//!   reported the first one it could not; Lambda retried from that record until the retries ran out and
+//!   discarded the rest of the batch. The range's *first* record was not counted; every later record that
+//!   decoded was counted by the lane when it was delivered.
+//! * **The function failed** (the cache unreachable, a timeout, a crash): the batch was halved until the
+//!   failing part was one record, which was retried and discarded alone. Its range is that one record, not
+//!   counted: the lanes' atomic step is their last fallible act.
+//! * **The records grew too old** (`RecordAgeExceeded`) before a retry: the range is what was left of a batch,
+//!   its first record not counted; whether later ones were depends on how the earlier attempt ended.
 //!
-//! [`plan_range`] turns that and what the stream still holds into one [`Verdict`] per record.
+//! So [`plan_range`] replays the range's first record; later records are counted by the lane after
+//! `RetryAttemptsExhausted`, and *uncertain* otherwise (reported, the message stays for the operator). The
+//! `responseContext.functionError` field does not tell the cases apart (the local cloud, like Lambda, sets it
+//! for partial failures too); it is shown, not used.
+//!
+//! Decoding is deterministic per build: a later record that does not decode now did not decode then either,
+//! and is reported. A later record that did not decode when delivered but decodes after a fix cannot be told
+//! from a counted one: it is reported as counted by the lane (see `docs/redrive.md`).
 //!
 //! # The redrive fence
 //!
@@ -41,15 +51,6 @@ pub enum DocError {
     Reversed { start: String, end: String },
 }
 
-/// How the last attempt on the range ended (see the module docs).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Attempt {
-    /// The function answered, reporting the range's first record as failed.
-    Partial,
-    /// The function failed as a whole (`functionError`, e.g. `Unhandled`).
-    Failed(String),
-}
-
 /// An on-failure document of a Kinesis event source mapping.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FailureDoc {
@@ -64,7 +65,8 @@ pub struct FailureDoc {
     /// `requestContext.condition`: `RetryAttemptsExhausted`, `RecordAgeExceeded`, …
     pub condition: String,
     pub invoke_count: Option<u64>,
-    pub attempt: Attempt,
+    /// `responseContext.functionError` (e.g. `Unhandled`), for display.
+    pub function_error: Option<String>,
 }
 
 impl FailureDoc {
@@ -94,10 +96,6 @@ impl FailureDoc {
         if seq_lt(&end, &start) {
             return Err(DocError::Reversed { start, end });
         }
-        let attempt = match doc["responseContext"]["functionError"].as_str() {
-            Some(error) if !error.is_empty() => Attempt::Failed(preview(error)),
-            _ => Attempt::Partial,
-        };
         Ok(FailureDoc {
             shard_id,
             start,
@@ -109,7 +107,9 @@ impl FailureDoc {
             condition: text(&doc["requestContext"]["condition"])
                 .map_or_else(|| "unknown condition".to_owned(), |c| preview(&c)),
             invoke_count: doc["requestContext"]["approximateInvokeCount"].as_u64(),
-            attempt,
+            function_error: doc["responseContext"]["functionError"]
+                .as_str()
+                .map(preview),
         })
     }
 
@@ -149,9 +149,12 @@ pub enum Missing {
 pub enum Verdict {
     /// The lane did not count it and it decodes now: replay it (`events` events).
     Replay { events: usize },
-    /// After a partial failure the lane counted every record of the range it could decode, so this one (not
-    /// the first) was counted then; replaying it would count it twice.
+    /// Not the range's first record, and the retries ran out: the lane answered with a partial failure at the
+    /// first record and counted this one when it was delivered; replaying it would count it twice.
     CountedByLane,
+    /// Not the range's first record of a range discarded for another reason (`RecordAgeExceeded`): the lane
+    /// may or may not have counted it; reported, never replayed (the message stays).
+    Uncertain,
     /// It does not decode (the decoder's words): fix the cause, then redrive again.
     Undecodable(String),
 }
@@ -173,13 +176,14 @@ impl RangePlan {
     }
 
     /// Whether the message may be deleted once the replays succeeded: every record of the range found, and each
-    /// either replayed or counted by the lane. Undecodable or missing records keep it (and the alarm) there.
+    /// either replayed or counted by the lane. Undecodable, uncertain or missing records keep it (and the
+    /// alarm) there.
     pub fn settles_message(&self) -> bool {
         self.missing.is_none()
             && self
                 .records
                 .iter()
-                .all(|(_, v)| !matches!(v, Verdict::Undecodable(_)))
+                .all(|(_, v)| matches!(v, Verdict::Replay { .. } | Verdict::CountedByLane))
     }
 }
 
@@ -202,10 +206,12 @@ pub fn plan_range(doc: &FailureDoc, fetched: Result<&[Fetched], String>) -> Rang
     let records = in_range
         .iter()
         .map(|f| {
-            let verdict = match (&f.decoded, &doc.attempt) {
-                (Err(why), _) => Verdict::Undecodable(why.clone()),
-                (Ok(_), Attempt::Partial) if f.sequence != doc.start => Verdict::CountedByLane,
-                (Ok(events), _) => Verdict::Replay { events: *events },
+            let first = f.sequence == doc.start;
+            let verdict = match &f.decoded {
+                Err(why) => Verdict::Undecodable(why.clone()),
+                Ok(events) if first => Verdict::Replay { events: *events },
+                Ok(_) if doc.condition == "RetryAttemptsExhausted" => Verdict::CountedByLane,
+                Ok(_) => Verdict::Uncertain,
             };
             (f.sequence.clone(), verdict)
         })
@@ -238,8 +244,13 @@ mod tests {
     use crate::store_keys::{hash_slot, mark_key};
 
     fn doc(start: &str, end: &str, function_error: Option<&str>, batch: Option<u64>) -> String {
+        let condition = if function_error == Some("aged") {
+            "RecordAgeExceeded"
+        } else {
+            "RetryAttemptsExhausted"
+        };
         let mut doc = serde_json::json!({
-            "requestContext": {"condition": "RetryAttemptsExhausted", "approximateInvokeCount": 4},
+            "requestContext": {"condition": condition, "approximateInvokeCount": 4},
             "responseContext": {"statusCode": 200},
             "KinesisBatchInfo": {"shardId": "shardId-000000000000", "startSequenceNumber": start,
                                  "endSequenceNumber": end, "streamArn": "arn:aws:kinesis:us-east-1:1:stream/s"}
@@ -262,12 +273,12 @@ mod tests {
         let d = parse(&doc("100", "105", None, Some(3))).expect("partial");
         assert_eq!((d.start.as_str(), d.end.as_str()), ("100", "105"));
         assert_eq!(
-            (d.attempt, d.batch_size, d.invoke_count),
-            (Attempt::Partial, Some(3), Some(4))
+            (d.function_error, d.batch_size, d.invoke_count),
+            (None, Some(3), Some(4))
         );
         assert_eq!(d.condition, "RetryAttemptsExhausted");
         let d = parse(&doc("7", "7", Some("Unhandled"), None)).expect("failed");
-        assert_eq!(d.attempt, Attempt::Failed("Unhandled".into()));
+        assert_eq!(d.function_error.as_deref(), Some("Unhandled"));
         assert!(d.contains("7") && !d.contains("6") && !d.contains("70"));
         let check = |body: &str, want: &str| {
             let got = parse(body).expect_err(want);
@@ -318,6 +329,7 @@ mod tests {
                 let v = match v {
                     Verdict::Replay { .. } => "replay",
                     Verdict::CountedByLane => "lane",
+                    Verdict::Uncertain => "uncertain",
                     Verdict::Undecodable(_) => "bad",
                 };
                 format!("{s}:{v}")
@@ -329,49 +341,56 @@ mod tests {
         assert_eq!(got.join(" "), expect, "{records}");
         assert_eq!(
             plan.settles_message(),
-            !expect.contains("bad") && !expect.contains('|')
+            !expect.contains("bad") && !expect.contains('|') && !expect.contains("uncertain"),
+            "{records}"
         );
     }
 
     #[test]
     fn verdicts() {
-        let partial = doc("100", "104", None, None);
-        let failed = doc("100", "104", Some("Unhandled"), None);
-        // A partial failure: the first record was the lane's failure; the others it decoded were counted then.
+        let partial = doc("100", "104", Some("Unhandled"), None);
+        let failed = doc("100", "100", Some("Unhandled"), Some(1));
+        // Retries exhausted: the first record was the lane's failure; later ones it decoded were counted then.
         check(&partial, "100 102 104 105", "100:replay 102:lane 104:lane");
         check(
             &partial,
             "100=garbage 102 103=bad",
             "100:bad 102:lane 103:bad",
         );
-        // A failed invocation counted nothing of its range.
-        check(&failed, "100 102 104", "100:replay 102:replay 104:replay");
-        check(&failed, "100 101=bad", "100:replay 101:bad");
+        // A failed invocation, bisected down to its one record.
+        check(&failed, "100 101", "100:replay");
+        // Aged out: later records may or may not have been counted.
+        check(
+            &doc("100", "104", Some("aged"), None),
+            "100 102",
+            "100:replay 102:uncertain",
+        );
+        let failed = doc("100", "104", Some("Unhandled"), None);
         // Trimmed: the start is gone, or everything.
         check(&failed, "", "| Trimmed { before: None }");
         check(&failed, "105 106", "| Trimmed { before: None }");
         check(
             &failed,
             "102 104",
-            "102:replay 104:replay | Trimmed { before: Some(\"102\") }",
+            "102:lane 104:lane | Trimmed { before: Some(\"102\") }",
         );
         // Fewer records than batchSize.
         check(
             &doc("100", "104", Some("Unhandled"), Some(3)),
             "100 104",
-            "100:replay 104:replay | Short { found: 2, batch_size: 3 }",
+            "100:replay 104:lane | Short { found: 2, batch_size: 3 }",
         );
         check(
             &doc("100", "104", Some("Unhandled"), Some(2)),
             "100 104",
-            "100:replay 104:replay",
+            "100:replay 104:lane",
         );
         // Long sequence numbers compare as numbers.
         let long = "49590338271490256608559692538361571095921575989136588898";
         check(
             &doc("99", long, Some("Unhandled"), None),
             &format!("99 {long}"),
-            &format!("99:replay {long}:replay"),
+            &format!("99:replay {long}:lane"),
         );
         let d = FailureDoc::parse(&failed).expect("doc");
         let plan = plan_range(&d, Err("ResourceNotFoundException: shard gone".into()));

@@ -14,7 +14,7 @@ use anyhow::{bail, Context};
 use tally_aws::redrive::{fetch_range, Replayed};
 use tally_aws::store::{CacheEnv, CounterStore};
 use tally_domain::exactly_once::{DedupWindow, Position};
-use tally_domain::redrive::{plan_range, Attempt, FailureDoc, Fetched, Missing, Verdict};
+use tally_domain::redrive::{plan_range, FailureDoc, Fetched, Missing, Verdict};
 use tally_domain::store_keys::StoreLane;
 use tally_domain::wire;
 use tally_pipeline::{outputs, Stage};
@@ -417,7 +417,11 @@ impl Target {
                 },
                 Verdict::CountedByLane => {
                     summary.counted_by_lane += 1;
-                    "counted by the lane when it was delivered (it decoded then; the range's first record was the failure)".to_owned()
+                    "not replayed: counted by the lane when it was delivered (the range's first record was the one that failed)".to_owned()
+                }
+                Verdict::Uncertain => {
+                    summary.uncertain += 1;
+                    format!("not replayed: discarded for {}, the lane may have counted it; the message stays for you to decide", doc.condition)
                 }
                 Verdict::Undecodable(why) => {
                     summary.undecodable += 1;
@@ -513,6 +517,7 @@ struct Summary {
     already_replayed: usize,
     events_counted: usize,
     counted_by_lane: usize,
+    uncertain: usize,
     undecodable: usize,
     missing_ranges: usize,
 }
@@ -532,13 +537,14 @@ impl Summary {
             format!("{} to replay", self.to_replay)
         };
         format!(
-            "redrive {lane}: {} messages ({} deleted, {} kept, {} unreadable); {} records: {done}, {} counted by the lane, {} undecodable; {} ranges past retention",
+            "redrive {lane}: {} messages ({} deleted, {} kept, {} unreadable); {} records: {done}, {} counted by the lane, {} uncertain, {} undecodable; {} ranges past retention",
             self.messages,
             self.deleted,
             self.messages - self.deleted,
             self.unreadable,
             self.records,
             self.counted_by_lane,
+            self.uncertain,
             self.undecodable,
             self.missing_ranges
         )
