@@ -474,14 +474,12 @@ fn describe(doc: &FailureDoc) -> String {
     let invoked = doc
         .invoke_count
         .map_or_else(String::new, |n| format!(" after {n} invocations"));
-    let how = match &doc.attempt {
-        Attempt::Partial => "the function reported the first record as failed".to_owned(),
-        Attempt::Failed(error) => {
-            format!("the function failed ({error}): none of the range was counted")
-        }
-    };
+    let error = doc
+        .function_error
+        .as_ref()
+        .map_or_else(String::new, |e| format!(" (function error: {e})"));
     format!(
-        "{} {} … {}{size}{arrived}; {}{invoked}; {how}",
+        "{} {} … {}{size}{arrived}; {}{invoked}{error}",
         doc.shard_id, doc.start, doc.end, doc.condition
     )
 }
