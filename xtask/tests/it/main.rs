@@ -2,4 +2,5 @@
 
 mod check;
 mod plan;
+mod redrive;
 mod sweep;
