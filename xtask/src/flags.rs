@@ -627,19 +627,6 @@ mod stack_command_tests {
         check("previews nuke", "expected `list` or `prune`");
         check("previews prune --older-than", "missing argument");
     }
-}
-
-#[cfg(test)]
-mod redrive_flag_tests {
-    use super::*;
-
-    fn check(args: &str, expect: &str) {
-        let got = match parse(args.split_whitespace().map(OsString::from)) {
-            Ok(cmd) => format!("{cmd:?}"),
-            Err(error) => format!("error: {error:#}"),
-        };
-        assert!(got.contains(expect), "`{args}`: {got}");
-    }
 
     #[test]
     fn redrive_flags() {

@@ -216,12 +216,7 @@ impl Target {
             .function_name(&function)
             .send()
             .await
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "lambda GetFunctionConfiguration of {function}: {}",
-                    aws_sdk_lambda::error::DisplayErrorContext(&e)
-                )
-            })?;
+            .map_err(|e| aws_error(&format!("lambda GetFunctionConfiguration of {function}"), e))?;
         let vars = config
             .environment()
             .and_then(|e| e.variables())
@@ -272,11 +267,7 @@ impl Target {
                 .send()
                 .await
                 .map_err(|e| {
-                    anyhow::anyhow!(
-                        "sqs ReceiveMessage from {}: {}",
-                        self.queue_url,
-                        aws_sdk_sqs::error::DisplayErrorContext(&e)
-                    )
+                    aws_error(&format!("sqs ReceiveMessage from {}", self.queue_url), e)
                 })?;
             let messages = received.messages();
             if messages.is_empty() {
@@ -307,12 +298,7 @@ impl Target {
                         .receipt_handle(handle)
                         .send()
                         .await
-                        .map_err(|e| {
-                            anyhow::anyhow!(
-                                "sqs DeleteMessage: {}",
-                                aws_sdk_sqs::error::DisplayErrorContext(&e)
-                            )
-                        })?;
+                        .map_err(|e| aws_error("sqs DeleteMessage", e))?;
                     summary.deleted += 1;
                     println!("  → deleted: every record of the range is counted once");
                 } else {
@@ -332,12 +318,7 @@ impl Target {
                 .visibility_timeout(0)
                 .send()
                 .await
-                .map_err(|e| {
-                    anyhow::anyhow!(
-                        "sqs ChangeMessageVisibility: {}",
-                        aws_sdk_sqs::error::DisplayErrorContext(&e)
-                    )
-                })?;
+                .map_err(|e| aws_error("sqs ChangeMessageVisibility", e))?;
         }
         println!("{}", summary.line(lane, replay));
         Ok(summary)
@@ -574,9 +555,9 @@ async fn lane_function(
         .send()
         .await
         .map_err(|e| {
-            anyhow::anyhow!(
-                "cloudformation DescribeStackResources of {stack}: {}",
-                aws_sdk_lambda::error::DisplayErrorContext(&e)
+            aws_error(
+                &format!("cloudformation DescribeStackResources of {stack}"),
+                e,
             )
         })?;
     resources
@@ -589,4 +570,12 @@ async fn lane_function(
         })
         .and_then(|r| r.physical_resource_id().map(str::to_owned))
         .with_context(|| format!("stack {stack} has no {prefix} function"))
+}
+
+/// An AWS call's failure: what was called, then the SDK's full account of it.
+fn aws_error(call: &str, error: impl std::error::Error + 'static) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{call}: {}",
+        aws_sdk_sqs::error::DisplayErrorContext(&error)
+    )
 }

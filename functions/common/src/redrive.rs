@@ -72,11 +72,6 @@ pub async fn fetch_range(
     start: &str,
     end: &str,
 ) -> Result<Vec<(String, Vec<u8>)>, String> {
-    let words = |e: &dyn ProvideErrorMetadata, fallback: String| match (e.code(), e.message()) {
-        (Some(code), Some(message)) => format!("{code}: {message}"),
-        (Some(code), None) => code.to_owned(),
-        _ => fallback,
-    };
     let iterator = kinesis
         .get_shard_iterator()
         .stream_name(stream)
@@ -85,10 +80,7 @@ pub async fn fetch_range(
         .starting_sequence_number(start)
         .send()
         .await
-        .map_err(|e| {
-            let fallback = aws_sdk_kinesis::error::DisplayErrorContext(&e).to_string();
-            words(&e, fallback)
-        })?;
+        .map_err(service_words)?;
     let mut next = iterator.shard_iterator().map(str::to_owned);
     let mut out = Vec::new();
     while let Some(it) = next.take() {
@@ -98,10 +90,7 @@ pub async fn fetch_range(
             .limit(1_000)
             .send()
             .await
-            .map_err(|e| {
-                let fallback = aws_sdk_kinesis::error::DisplayErrorContext(&e).to_string();
-                words(&e, fallback)
-            })?;
+            .map_err(service_words)?;
         for record in page.records() {
             let sequence = record.sequence_number();
             if seq_lt(end, sequence) {
@@ -115,4 +104,13 @@ pub async fn fetch_range(
         }
     }
     Ok(out)
+}
+
+/// The service's code and message of a failed call, or the SDK's account of it when the answer had none.
+fn service_words<E: ProvideErrorMetadata + std::error::Error + 'static>(e: E) -> String {
+    match (e.code(), e.message()) {
+        (Some(code), Some(message)) => format!("{code}: {message}"),
+        (Some(code), None) => code.to_owned(),
+        _ => aws_sdk_kinesis::error::DisplayErrorContext(&e).to_string(),
+    }
 }
