@@ -11,8 +11,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use tally_aws::cache_auth::StoreSource;
+use tally_aws::metrics::MetricsTable;
 use tally_aws::redrive::{fetch_range, Replayed};
 use tally_aws::store::{CacheEnv, CounterStore};
+use tally_deferred::Deferred;
 use tally_domain::exactly_once::{DedupWindow, Position};
 use tally_domain::redrive::{plan_range, FailureDoc, Fetched, Missing, Verdict};
 use tally_domain::store_keys::StoreLane;
@@ -29,9 +32,6 @@ const VISIBILITY_SECS: i32 = 300;
 impl Redrive {
     pub fn run(self) -> anyhow::Result<()> {
         let stage = stage::resolve(self.stage.as_deref())?;
-        if self.lane == RedriveLane::Deferred && !self.dry_run {
-            bail!("redrive --lane deferred only looks (--dry-run): a replay into the deferred lane must also settle the metrics table's rows (fenced per row) and archive the records exactly once, which is not built; the messages stay on the queue");
-        }
         let mode = match (self.dry_run, self.yes) {
             (true, _) => Mode::Look,
             (false, true) => Mode::Replay,
@@ -93,6 +93,9 @@ struct Target {
     stream: String,
     cache: CacheEnv,
     sdk: aws_config::SdkConfig,
+    /// The deferred lane's metrics table and archive bucket.
+    metrics_table: String,
+    archive_bucket: String,
 }
 
 /// A local cloud's endpoints file (`tally-localcloud --endpoints-file`).
@@ -195,6 +198,8 @@ impl Target {
             kinesis: aws_sdk_kinesis::Client::new(&sdk),
             queue_url: output(&local.outputs, queue_output(lane))?,
             stream: output(&local.outputs, outputs::STREAM_NAME)?,
+            metrics_table: output(&local.outputs, outputs::METRICS_TABLE)?,
+            archive_bucket: output(&local.outputs, outputs::ARCHIVE_BUCKET)?,
             cache,
             sdk,
         })
@@ -229,14 +234,18 @@ impl Target {
             kinesis: clients.kinesis.clone(),
             queue_url: output(&outputs, queue_output(lane))?,
             stream: output(&outputs, outputs::STREAM_NAME)?,
+            metrics_table: output(&outputs, outputs::METRICS_TABLE)?,
+            archive_bucket: output(&outputs, outputs::ARCHIVE_BUCKET)?,
             cache,
             sdk,
         })
     }
 
-    async fn store(&self) -> anyhow::Result<CounterStore> {
+    /// The lane's replay path: the counter store for the realtime lane, the deferred lane's library (store,
+    /// settled rows, archive) for the deferred lane.
+    async fn replayer(&self, lane: RedriveLane) -> anyhow::Result<Replayer> {
         let endpoint = self.cache.node_url();
-        let source = tally_aws::cache_auth::StoreSource::connect(
+        let source = StoreSource::connect(
             self.cache.clone(),
             tally_aws::config::DEFAULT_COUNTER_TTL_SECS,
             Duration::from_secs(10),
@@ -244,13 +253,21 @@ impl Target {
         )
         .await
         .with_context(|| format!("while connecting to the counter store at {endpoint} (on AWS it answers only inside the stack's VPC: run redrive from there)"))?;
-        Ok(source.get().await?)
+        Ok(match lane {
+            RedriveLane::Realtime => Replayer::Realtime(source.get().await?),
+            RedriveLane::Deferred => Replayer::Deferred(Box::new(Deferred::new(
+                source,
+                MetricsTable::new(tally_aws::config::dynamodb(&self.sdk), &self.metrics_table),
+                tally_deferred::s3_client(&self.sdk),
+                &self.archive_bucket,
+            ))),
+        })
     }
 
     /// One pass over the queue: every message received once. `replay`: replay and delete; else only report.
     async fn pass(&self, lane: RedriveLane, replay: bool) -> anyhow::Result<Summary> {
-        let store = if replay {
-            Some(self.store().await?)
+        let replayer = if replay {
+            Some(self.replayer(lane).await?)
         } else {
             None
         };
@@ -285,9 +302,8 @@ impl Target {
                 println!("message {id}");
                 let settled = self
                     .handle(
-                        lane,
                         message.body().unwrap_or_default(),
-                        store.as_ref(),
+                        replayer.as_ref(),
                         &mut summary,
                     )
                     .await?;
@@ -327,9 +343,8 @@ impl Target {
     /// One message: its document, its records, their verdicts, the replays. Whether the message is settled.
     async fn handle(
         &self,
-        lane: RedriveLane,
         body: &str,
-        store: Option<&CounterStore>,
+        replayer: Option<&Replayer>,
         summary: &mut Summary,
     ) -> anyhow::Result<bool> {
         let doc = match FailureDoc::parse(body) {
@@ -378,22 +393,17 @@ impl Target {
         for (sequence, verdict) in &plan.records {
             summary.records += 1;
             let line = match verdict {
-                Verdict::Replay { events } => match store {
+                Verdict::Replay { events } => match replayer {
                     None => {
                         summary.to_replay += 1;
                         format!("not counted by the lane, {events} events: would replay")
                     }
-                    Some(store) => {
+                    Some(replayer) => {
                         let events = wire::unpack(&data[sequence]).map_err(|e| {
                             anyhow::anyhow!("record {sequence} decoded a moment ago: {e}")
                         })?;
                         let position = Position::new(&doc.shard_id, sequence)?;
-                        replay_line(
-                            store
-                                .replay(store_lane(lane), &position, events, |_| true)
-                                .await?,
-                            summary,
-                        )
+                        replayer.replay(&position, events, summary).await?
                     }
                 },
                 Verdict::CountedByLane => {
@@ -437,10 +447,40 @@ fn replay_line(replayed: Replayed, summary: &mut Summary) -> String {
     }
 }
 
-fn store_lane(lane: RedriveLane) -> StoreLane {
-    match lane {
-        RedriveLane::Realtime => StoreLane::Realtime,
-        RedriveLane::Deferred => StoreLane::Settled,
+/// How a lane replays a record: through its own library.
+enum Replayer {
+    /// The realtime lane writes the counter store only; it counts every event.
+    Realtime(CounterStore),
+    /// The deferred lane: settled counters, settled rows, archive (`Deferred::redrive_record`).
+    Deferred(Box<Deferred>),
+}
+
+impl Replayer {
+    /// Replays one record; the line to print.
+    async fn replay(
+        &self,
+        position: &Position,
+        events: Vec<tally_domain::event::Event>,
+        summary: &mut Summary,
+    ) -> anyhow::Result<String> {
+        match self {
+            Replayer::Realtime(store) => {
+                let replay = store
+                    .replay(StoreLane::Realtime, position, events, |_| true)
+                    .await?;
+                Ok(replay_line(replay.outcome, summary))
+            }
+            Replayer::Deferred(deferred) => {
+                let done = deferred.redrive_record(position, events).await?;
+                let line = replay_line(done.store, summary);
+                Ok(format!(
+                    "{line}; settled rows: {} applied, {} applied before; archived as {}",
+                    done.report.applied,
+                    done.report.skipped,
+                    done.archived.join(", ")
+                ))
+            }
+        }
     }
 }
 

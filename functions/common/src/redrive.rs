@@ -28,6 +28,15 @@ pub enum Replayed {
     AlreadyReplayed,
 }
 
+/// [`CounterStore::replay`]'s answer: what the step did, and the claims' replies (in `Batch::claims` order of
+/// the record alone) for `exactly_once::owned_occurrences`, which a lane with fencing of its own (the deferred
+/// lane's table rows) asks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Replay {
+    pub outcome: Replayed,
+    pub replies: Vec<Option<String>>,
+}
+
 impl CounterStore {
     /// Replays one record (its position and decoded events) into `lane` through the claims and the atomic
     /// step, fenced by the record's redrive key. `keep` is the lane's filter, as in [`CounterStore::process`].
@@ -37,7 +46,7 @@ impl CounterStore {
         position: &Position,
         events: Vec<Event>,
         keep: impl FnMut(&Event) -> bool,
-    ) -> Result<Replayed, Error> {
+    ) -> Result<Replay, Error> {
         let mut batch = Batch::new();
         batch
             .push_record(position.clone(), events)
@@ -51,13 +60,14 @@ impl CounterStore {
             .map_err(|e| reply_error("plan", format!("cannot plan the replay: {e}")))?;
         let mut keys = plan.script_keys();
         keys[0] = redrive_key(lane, position.shard(), position.sequence());
-        match self
+        let outcome = match self
             .apply_raw(&keys, &plan.script_args(self.counter_ttl_secs()))
             .await?
         {
-            ScriptReply::Applied => Ok(Replayed::Applied(plan.stats)),
-            ScriptReply::Conflict(_) => Ok(Replayed::AlreadyReplayed),
-        }
+            ScriptReply::Applied => Replayed::Applied(plan.stats),
+            ScriptReply::Conflict(_) => Replayed::AlreadyReplayed,
+        };
+        Ok(Replay { outcome, replies })
     }
 }
 

@@ -1,13 +1,13 @@
 //! `cargo xtask redrive` end to end in the local cloud: the real synthesized stack and function binaries, the
 //! xtask binary against the cloud's endpoints file.
 //!
-//! The failure: the realtime function cannot reach its cache (its `TALLY_CACHE_ENDPOINT` points at a closed
-//! port), so every invocation fails; the mapping halves each batch down to single records, retries each and
-//! sends one document per record to the realtime on-failure queue. That is a transient cause an operator can
-//! switch off: the fix is restarting the cloud with the lane's real settings. Then: `--dry-run` shows the
-//! records and changes nothing; `--yes` replays them and the realtime counts are the distinct event ids, once;
-//! the same documents again count nothing (the redrive fence); a document whose range the stream no longer
-//! holds is reported and stays on the queue.
+//! The failure: neither lane's function can reach its cache (`TALLY_CACHE_ENDPOINT` points at a closed port),
+//! so every invocation fails; each mapping halves a batch down to single records, retries each and sends one
+//! document per record to its lane's on-failure queue. That is a transient cause an operator can switch off: the
+//! fix is restarting the cloud with the lanes' real settings. Then, per lane: `--dry-run` shows the records and
+//! changes nothing; `--yes` replays them and the counts are the distinct event ids, once (realtime counters;
+//! settled counters and settled rows, archive objects); the same documents again count nothing (the redrive
+//! fences); a document whose range the stream no longer holds is reported and stays on the queue.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -44,7 +44,7 @@ fn build_functions() -> PathBuf {
     bin
 }
 
-/// The stack of `STAGE`; with `broken_cache`, the realtime function's cache endpoint is a closed port.
+/// The stack of `STAGE`; with `broken_cache`, both lanes' cache endpoint is a closed port.
 fn options(state: &Path, bin: &Path, broken_cache: bool) -> CloudOptions {
     let mut pipeline = PipelineOptions::default();
     pipeline.deferred.batching_window_secs = 1;
@@ -60,10 +60,12 @@ fn options(state: &Path, bin: &Path, broken_cache: bool) -> CloudOptions {
     parameters.insert("AssetsBucket".into(), "local-assets".into());
     let mut function_env = BTreeMap::new();
     if broken_cache {
-        function_env.insert(
-            code_key_parameter("realtime"),
-            BTreeMap::from([("TALLY_CACHE_ENDPOINT".to_owned(), "127.0.0.1:1".to_owned())]),
-        );
+        for lane in ["realtime", "deferred"] {
+            function_env.insert(
+                code_key_parameter(lane),
+                BTreeMap::from([("TALLY_CACHE_ENDPOINT".to_owned(), "127.0.0.1:1".to_owned())]),
+            );
+        }
     }
     CloudOptions {
         template,
@@ -150,6 +152,31 @@ async fn put(kinesis: &aws_sdk_kinesis::Client, stream: &str, ids: &[&str], at: 
 
 /// Realtime clicks of the test's campaign in the minutes around `at`, read from the cloud's cache.
 async fn realtime_clicks(cloud: &Running, at: i64) -> u64 {
+    cache_clicks(cloud, StoreLane::Realtime, at).await
+}
+
+/// Settled clicks of the test's campaign: (the cache's settled lane, the metrics table's settled day row).
+async fn settled_clicks(cloud: &Running, at: i64) -> (u64, u64) {
+    let table = tally_aws::metrics::MetricsTable::new(
+        tally_aws::config::dynamodb(&cloud.sdk().await),
+        cloud.output(outputs::METRICS_TABLE),
+    );
+    let row = table
+        .day_total(
+            "redrive-c",
+            tally_aws::metrics::Lane::Settled,
+            minute_of(at),
+        )
+        .await
+        .expect("settled day row");
+    (
+        cache_clicks(cloud, StoreLane::Settled, at).await,
+        row.map_or(0, |c| c.clicks),
+    )
+}
+
+/// Clicks of the test's campaign in `lane` in the minutes around `at`, summed over the lane's shards.
+async fn cache_clicks(cloud: &Running, lane: StoreLane, at: i64) -> u64 {
     let cache = cloud.0.caches.values().next().expect("one cache").addr();
     let store = CounterStore::connect(&StoreConfig {
         nodes: vec![format!("redis://{cache}")],
@@ -160,11 +187,11 @@ async fn realtime_clicks(cloud: &Running, at: i64) -> u64 {
     })
     .await
     .expect("connect to the cache");
-    let shards = store.shards(StoreLane::Realtime).await.expect("shards");
+    let shards = store.shards(lane).await.expect("shards");
     let mut clicks = 0;
     for minute in minute_of(at) - 1..=minute_of(at) + 1 {
         let counts = store
-            .read_minute(StoreLane::Realtime, &shards, minute)
+            .read_minute(lane, &shards, minute)
             .await
             .expect("read minute");
         clicks += counts
@@ -222,13 +249,13 @@ async fn until(limit: Duration, mut check: impl AsyncFnMut() -> bool) -> bool {
     false
 }
 
-/// Runs `xtask redrive --lane realtime --stage STAGE --endpoints-file FILE <extra>`; its stdout.
-fn redrive(endpoints: &Path, extra: &[&str]) -> String {
+/// Runs `xtask redrive --lane <lane> --stage STAGE --endpoints-file FILE <extra>`; its stdout.
+fn redrive(lane: &str, endpoints: &Path, extra: &[&str]) -> String {
     let file = endpoints.display().to_string();
     let mut args = vec![
         "redrive",
         "--lane",
-        "realtime",
+        lane,
         "--stage",
         STAGE,
         "--endpoints-file",
@@ -252,7 +279,7 @@ async fn redrive_replays_a_failed_range_once_and_reports_what_the_stream_lost() 
     let dir = scratch("redrive");
     let state = dir.join("state");
 
-    // The realtime lane cannot reach its cache: three records end up on its on-failure queue, one each.
+    // The lanes cannot reach their cache: three records end up on each on-failure queue, one document each.
     let cloud = Running(
         LocalCloud::start(options(&state, &bin, true))
             .await
@@ -263,9 +290,10 @@ async fn redrive_replays_a_failed_range_once_and_reports_what_the_stream_lost() 
         aws_sdk_kinesis::Client::new(&sdk),
         aws_sdk_sqs::Client::new(&sdk),
     );
-    let (stream, queue) = (
+    let (stream, queue, deferred_queue) = (
         cloud.output(outputs::STREAM_NAME),
         cloud.output(outputs::REALTIME_FAILURES_URL),
+        cloud.output(outputs::DEFERRED_FAILURES_URL),
     );
     let at = now_ms();
     // e1 twice: once in the first record, again in the second (a resend), which must not count it again.
@@ -280,12 +308,25 @@ async fn redrive_replays_a_failed_range_once_and_reports_what_the_stream_lost() 
         "the three records never reached the realtime on-failure queue ({} there)",
         queue_depth(&sqs, &queue).await
     );
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(
-        queue_depth(&sqs, &queue).await,
-        3,
-        "one document per record (bisected)"
+    assert!(
+        until(Duration::from_secs(90), async || queue_depth(
+            &sqs,
+            &deferred_queue
+        )
+        .await
+            >= 3)
+        .await,
+        "the three records never reached the deferred on-failure queue ({} there)",
+        queue_depth(&sqs, &deferred_queue).await
     );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for q in [&queue, &deferred_queue] {
+        assert_eq!(
+            queue_depth(&sqs, q).await,
+            3,
+            "one document per record (bisected)"
+        );
+    }
 
     // The fix: the lane's real cache settings. The lane goes on after the discarded records.
     drop(cloud);
@@ -310,20 +351,28 @@ async fn redrive_replays_a_failed_range_once_and_reports_what_the_stream_lost() 
         "the lane did not count the new record alone: {} clicks",
         realtime_clicks(&cloud, at).await
     );
+    assert!(
+        until(Duration::from_secs(30), async || settled_clicks(&cloud, at)
+            .await
+            == (1, 1))
+        .await,
+        "the deferred lane did not settle the new record alone: {:?}",
+        settled_clicks(&cloud, at).await
+    );
     let endpoints = dir.join("endpoints.json");
     std::fs::write(&endpoints, cloud.0.endpoints().to_string()).expect("endpoints file");
     let documents = bodies(&sqs, &queue).await;
     assert_eq!(documents.len(), 3, "{documents:?}");
 
     // Looking changes nothing.
-    let looked = redrive(&endpoints, &["--dry-run"]);
+    let looked = redrive("realtime", &endpoints, &["--dry-run"]);
     assert_eq!(looked.matches("would replay").count(), 3, "{looked}");
     assert!(looked.contains("3 messages (0 deleted, 3 kept"), "{looked}");
     assert_eq!(realtime_clicks(&cloud, at).await, 1);
     assert_eq!(queue_depth(&sqs, &queue).await, 3);
 
     // Replayed: e1..e4 counted once each (the second e1 is a duplicate); the messages are gone.
-    let replayed = redrive(&endpoints, &["--yes"]);
+    let replayed = redrive("realtime", &endpoints, &["--yes"]);
     assert!(
         replayed.contains("3 messages (3 deleted, 0 kept"),
         "{replayed}"
@@ -355,7 +404,7 @@ async fn redrive_replays_a_failed_range_once_and_reports_what_the_stream_lost() 
             .await
             .expect("send");
     }
-    let again = redrive(&endpoints, &["--yes"]);
+    let again = redrive("realtime", &endpoints, &["--yes"]);
     assert_eq!(
         again.matches("replayed by an earlier redrive").count(),
         3,
@@ -379,5 +428,48 @@ async fn redrive_replays_a_failed_range_once_and_reports_what_the_stream_lost() 
         1,
         "the lost range stays on the queue"
     );
+
+    // The deferred lane, the same way: settled counters in the cache, settled rows, archive objects.
+    let deferred_documents = bodies(&sqs, &deferred_queue).await;
+    assert_eq!(deferred_documents.len(), 3, "{deferred_documents:?}");
+    let looked = redrive("deferred", &endpoints, &["--dry-run"]);
+    assert_eq!(looked.matches("would replay").count(), 3, "{looked}");
+    assert_eq!(settled_clicks(&cloud, at).await, (1, 1));
+    let replayed = redrive("deferred", &endpoints, &["--yes"]);
+    assert!(
+        replayed.contains("3 messages (3 deleted, 0 kept"),
+        "{replayed}"
+    );
+    assert!(
+        replayed.contains("3 replayed (4 events counted)"),
+        "{replayed}"
+    );
+    assert_eq!(
+        replayed.matches("archived as events/dt=").count(),
+        3,
+        "{replayed}"
+    );
+    assert_eq!(settled_clicks(&cloud, at).await, (5, 5));
+    for body in deferred_documents {
+        sqs.send_message()
+            .queue_url(&deferred_queue)
+            .message_body(body)
+            .send()
+            .await
+            .expect("send");
+    }
+    let again = redrive("deferred", &endpoints, &["--yes"]);
+    assert_eq!(
+        again.matches("replayed by an earlier redrive").count(),
+        3,
+        "{again}"
+    );
+    assert_eq!(
+        again.matches("settled rows: 0 applied").count(),
+        3,
+        "{again}"
+    );
+    assert_eq!(settled_clicks(&cloud, at).await, (5, 5));
+    assert_eq!(queue_depth(&sqs, &deferred_queue).await, 0);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -94,8 +94,10 @@ fn redrive_replay_counts_a_skipped_record_once_per_lane() {
 
     // Replayed: d and e count (their claims name the record: the fenced attempt above made them, as a crashed attempt would), a is a
     // duplicate of record 100.
-    let replay =
-        |lane| rt.block_on(store.replay(lane, &record(102), clicks(&["d", "e", "a"]), |_| true));
+    let replay = |lane| {
+        rt.block_on(store.replay(lane, &record(102), clicks(&["d", "e", "a"]), |_| true))
+            .map(|r| r.outcome)
+    };
     let Replayed::Applied(stats) = replay(lane).expect("replay") else {
         panic!("the first replay applies");
     };
