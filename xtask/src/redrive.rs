@@ -290,7 +290,7 @@ impl Target {
             if messages.is_empty() {
                 break;
             }
-            for message in messages {
+            for (i, message) in messages.iter().enumerate() {
                 let (Some(id), Some(handle)) = (message.message_id(), message.receipt_handle())
                 else {
                     continue;
@@ -300,13 +300,29 @@ impl Target {
                 }
                 summary.messages += 1;
                 println!("message {id}");
-                let settled = self
+                let handled = self
                     .handle(
                         message.body().unwrap_or_default(),
                         replayer.as_ref(),
                         &mut summary,
                     )
-                    .await?;
+                    .await;
+                let settled = match handled {
+                    Ok(settled) => settled,
+                    Err(error) => {
+                        // This message and the rest of the page go back to the queue before the error is told.
+                        kept.extend(
+                            messages[i..]
+                                .iter()
+                                .filter_map(|m| m.receipt_handle().map(str::to_owned)),
+                        );
+                        let released = self.release(kept).await;
+                        return Err(error.context(format!(
+                            "while redriving message {id} (the messages not deleted are on the queue again{})",
+                            released.err().map_or_else(String::new, |e| format!(", except: {e:#}"))
+                        )));
+                    }
+                };
                 if settled && replay {
                     self.sqs
                         .delete_message()
@@ -325,8 +341,15 @@ impl Target {
                 }
             }
         }
-        // What stays is visible again at once: for the alarm, the next run and the operator's own tools.
-        for handle in kept {
+        self.release(kept).await?;
+        println!("{}", summary.line(lane, replay));
+        Ok(summary)
+    }
+
+    /// Makes the messages this run keeps visible again at once: for the alarm, the next run and the operator's
+    /// own tools.
+    async fn release(&self, handles: Vec<String>) -> anyhow::Result<()> {
+        for handle in handles {
             self.sqs
                 .change_message_visibility()
                 .queue_url(&self.queue_url)
@@ -336,8 +359,7 @@ impl Target {
                 .await
                 .map_err(|e| aws_error("sqs ChangeMessageVisibility", e))?;
         }
-        println!("{}", summary.line(lane, replay));
-        Ok(summary)
+        Ok(())
     }
 
     /// One message: its document, its records, their verdicts, the replays. Whether the message is settled.

@@ -473,3 +473,63 @@ async fn redrive_replays_a_failed_range_once_and_reports_what_the_stream_lost() 
     assert_eq!(queue_depth(&sqs, &deferred_queue).await, 0);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Bad setups are named with what to do, before anything is read or written.
+#[test]
+fn redrive_says_what_is_wrong() {
+    let dir = scratch("redrive-errors");
+    let fails = |file: &Path, extra: &[&str], want: &str| {
+        let file = file.display().to_string();
+        let mut args = vec![
+            "redrive",
+            "--lane",
+            "realtime",
+            "--stage",
+            STAGE,
+            "--endpoints-file",
+            &file,
+        ];
+        args.extend_from_slice(extra);
+        let out = xtask(&args);
+        let err = stderr(&out);
+        assert!(
+            !out.status.success(),
+            "{args:?} succeeded: {}",
+            stdout(&out)
+        );
+        assert!(err.contains(want), "{args:?}: `{err}` lacks `{want}`");
+    };
+    let missing = dir.join("missing.json");
+    fails(
+        &missing,
+        &[],
+        "redrive changes the lane's counters: pass --yes to replay, or --dry-run to only look",
+    );
+    fails(
+        &missing,
+        &["--yes"],
+        "is `cargo xtask dev` running for this stage?",
+    );
+    let write = |name: &str, doc: serde_json::Value| {
+        let path = dir.join(name);
+        std::fs::write(&path, doc.to_string()).expect("write");
+        path
+    };
+    let two = write(
+        "two.json",
+        serde_json::json!({"aws_endpoint": "http://127.0.0.1:1",
+                           "caches": {"A": "127.0.0.1:1", "B": "127.0.0.1:2"}, "outputs": {}}),
+    );
+    fails(&two, &["--dry-run"], "names 2 caches");
+    let bare = write(
+        "bare.json",
+        serde_json::json!({"aws_endpoint": "http://127.0.0.1:1",
+                           "caches": {"A": "127.0.0.1:1"}, "outputs": {}}),
+    );
+    fails(
+        &bare,
+        &["--dry-run"],
+        "the stack has no output RealtimeFailuresQueueUrl",
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
