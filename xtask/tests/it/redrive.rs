@@ -222,6 +222,22 @@ async fn queue_depth(sqs: &aws_sdk_sqs::Client, queue: &str) -> usize {
         + n(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
 }
 
+/// Puts `bodies` on the queue (documents a test saved, to redrive them again).
+async fn send_all(
+    sqs: &aws_sdk_sqs::Client,
+    queue: &str,
+    bodies: impl IntoIterator<Item = String>,
+) {
+    for body in bodies {
+        sqs.send_message()
+            .queue_url(queue)
+            .message_body(body)
+            .send()
+            .await
+            .expect("send");
+    }
+}
+
 /// The bodies on the queue, left visible.
 async fn bodies(sqs: &aws_sdk_sqs::Client, queue: &str) -> Vec<String> {
     let got = sqs
@@ -396,14 +412,12 @@ async fn redrive_replays_a_failed_range_once_and_reports_what_the_stream_lost() 
     let mut lost = first.clone();
     lost["KinesisBatchInfo"]["startSequenceNumber"] = gone_start.clone().into();
     lost["KinesisBatchInfo"]["endSequenceNumber"] = gone_end.clone().into();
-    for body in documents.iter().cloned().chain([lost.to_string()]) {
-        sqs.send_message()
-            .queue_url(&queue)
-            .message_body(body)
-            .send()
-            .await
-            .expect("send");
-    }
+    send_all(
+        &sqs,
+        &queue,
+        documents.iter().cloned().chain([lost.to_string()]),
+    )
+    .await;
     let again = redrive("realtime", &endpoints, &["--yes"]);
     assert_eq!(
         again.matches("replayed by an earlier redrive").count(),
@@ -450,14 +464,7 @@ async fn redrive_replays_a_failed_range_once_and_reports_what_the_stream_lost() 
         "{replayed}"
     );
     assert_eq!(settled_clicks(&cloud, at).await, (5, 5));
-    for body in deferred_documents {
-        sqs.send_message()
-            .queue_url(&deferred_queue)
-            .message_body(body)
-            .send()
-            .await
-            .expect("send");
-    }
+    send_all(&sqs, &deferred_queue, deferred_documents).await;
     let again = redrive("deferred", &endpoints, &["--yes"]);
     assert_eq!(
         again.matches("replayed by an earlier redrive").count(),
