@@ -11,6 +11,7 @@ pub mod exactly_once;
 pub mod hll;
 pub mod ingest;
 pub mod partition;
+pub mod redrive;
 pub mod rollup;
 pub mod scaling;
 pub mod store_keys;

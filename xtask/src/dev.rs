@@ -24,9 +24,12 @@ impl Dev {
                 &(port + 1).to_string(),
             ]);
         }
-        if let Some(file) = &self.endpoints_file {
-            run.arg("--endpoints-file").arg(file);
-        }
+        // Without a file of the user's, the state directory gets one: `cargo xtask redrive --local` reads it.
+        let endpoints = self
+            .endpoints_file
+            .clone()
+            .unwrap_or_else(|| crate::redrive::dev_endpoints_file(&stage));
+        run.arg("--endpoints-file").arg(endpoints);
         if self.demo {
             run.arg("--demo");
         }

@@ -46,6 +46,10 @@ commands:
                                            flat N events/s (default 2000) for D (default 30s): freshness,
                                            lost/duplicated per lane, metered units and cost per billion
                                            events (release build unless --debug)
+  redrive  --lane realtime|deferred [--stage S] [--local | --endpoints-file FILE] [--dry-run] [--yes]
+                                           the lane's on-failure queue: each discarded range read back from
+                                           the stream, decoded, its uncounted records replayed exactly once
+                                           (docs/redrive.md); --local: the stage's `cargo xtask dev` cloud
   help                                     this text
 
 The stage defaults to the current git branch.";
@@ -63,6 +67,35 @@ pub enum Cmd {
     Diff(Diff),
     Destroy(Destroy),
     Previews(Previews),
+    Redrive(Redrive),
+}
+
+/// `cargo xtask redrive` (see `crate::redrive`).
+#[derive(Debug)]
+pub struct Redrive {
+    pub lane: RedriveLane,
+    pub stage: Option<String>,
+    pub target: RedriveTarget,
+    pub dry_run: bool,
+    pub yes: bool,
+}
+
+/// Which lane's on-failure queue to redrive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedriveLane {
+    Realtime,
+    Deferred,
+}
+
+/// Where the stage runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedriveTarget {
+    /// The stage's stack on AWS (the standard AWS configuration).
+    Aws,
+    /// The local cloud of `cargo xtask dev --stage S` (its endpoints file in the stage's state directory).
+    Dev,
+    /// A local cloud's endpoints file (`tally-localcloud --endpoints-file`, `cargo xtask dev --endpoints-file`).
+    EndpointsFile(PathBuf),
 }
 
 /// `cargo xtask dev`.
@@ -279,6 +312,45 @@ fn parse_previews(parser: &mut lexopt::Parser) -> anyhow::Result<Previews> {
     Ok(Previews { action })
 }
 
+fn parse_redrive(parser: &mut lexopt::Parser) -> anyhow::Result<Redrive> {
+    let (mut lane, mut stage, mut dry_run, mut yes) = (None, None, false, false);
+    let mut target = RedriveTarget::Aws;
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("lane") => {
+                let value = parser.value()?.string()?;
+                lane = Some(match value.as_str() {
+                    "realtime" => RedriveLane::Realtime,
+                    "deferred" => RedriveLane::Deferred,
+                    _ => bail!("--lane `{value}`: expected realtime or deferred"),
+                });
+            }
+            Long("stage") => stage = Some(parser.value()?.string()?),
+            Long("local") | Long("endpoints-file") if target != RedriveTarget::Aws => {
+                bail!("redrive: give --local or --endpoints-file FILE, not both")
+            }
+            Long("local") => target = RedriveTarget::Dev,
+            Long("endpoints-file") => target = RedriveTarget::EndpointsFile(parser.value()?.into()),
+            Long("dry-run") => dry_run = true,
+            Long("yes") | Short('y') => yes = true,
+            other => return Err(other.unexpected()).context("while reading `redrive` flags"),
+        }
+    }
+    let lane = lane.context("redrive: --lane realtime or --lane deferred is required")?;
+    if dry_run && yes {
+        bail!(
+            "redrive: --dry-run changes nothing, so --yes has nothing to confirm; give one of them"
+        );
+    }
+    Ok(Redrive {
+        lane,
+        stage,
+        target,
+        dry_run,
+        yes,
+    })
+}
+
 pub fn parse(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<Cmd> {
     let mut parser = lexopt::Parser::from_args(args);
     let Some(arg) = parser.next()? else {
@@ -403,6 +475,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<Cmd> {
             Cmd::Destroy(Destroy { stage, yes, guard })
         }
         "previews" => Cmd::Previews(parse_previews(&mut parser)?),
+        "redrive" => Cmd::Redrive(parse_redrive(&mut parser)?),
         "dev" => {
             let mut cmd = Dev {
                 stage: None,
@@ -607,6 +680,39 @@ mod stack_command_tests {
         );
         check("previews nuke", "expected `list` or `prune`");
         check("previews prune --older-than", "missing argument");
+    }
+
+    #[test]
+    fn redrive_flags() {
+        check(
+            "redrive --lane realtime",
+            "Redrive { lane: Realtime, stage: None, target: Aws, dry_run: false, yes: false }",
+        );
+        check(
+            "redrive --lane deferred --stage pr-7 --local --dry-run",
+            r#"Redrive { lane: Deferred, stage: Some("pr-7"), target: Dev, dry_run: true, yes: false }"#,
+        );
+        check(
+            "redrive --lane realtime --endpoints-file e.json -y",
+            r#"target: EndpointsFile("e.json"), dry_run: false, yes: true"#,
+        );
+        check("redrive", "--lane realtime or --lane deferred is required");
+        check(
+            "redrive --lane fast",
+            "--lane `fast`: expected realtime or deferred",
+        );
+        check(
+            "redrive --lane realtime --local --endpoints-file e.json",
+            "give --local or --endpoints-file FILE, not both",
+        );
+        check(
+            "redrive --lane realtime --dry-run --yes",
+            "--yes has nothing to confirm",
+        );
+        check(
+            "redrive --lane realtime --bogus",
+            "while reading `redrive` flags",
+        );
     }
 }
 

@@ -15,6 +15,7 @@ mod options;
 mod plan;
 mod previews;
 mod protect;
+mod redrive;
 mod stage;
 mod synth;
 
@@ -74,6 +75,7 @@ fn main() -> ExitCode {
         flags::Cmd::Diff(cmd) => cmd.run(),
         flags::Cmd::Destroy(cmd) => cmd.run(),
         flags::Cmd::Previews(cmd) => cmd.run(),
+        flags::Cmd::Redrive(cmd) => cmd.run(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -9,6 +9,8 @@
 //! * [`cache_read`]: closed minutes read out of the counter store, summed over shards (the compactor's input).
 //! * [`compacted`]: compacted minute items and the compactor's watermark in the metrics table.
 //! * [`kinesis`]: `PutRecords` that resends individually failed records with bounded backoff.
+//! * [`redrive`]: a discarded range read back from the stream; one record replayed through a lane's claims and
+//!   atomic step under its own fence (`cargo xtask redrive`).
 //! * [`emf`]: CloudWatch embedded metric format lines.
 //! * [`problem`]: RFC 9457 problem documents for the HTTP functions.
 //!
@@ -25,6 +27,7 @@ mod error;
 pub mod kinesis;
 pub mod metrics;
 pub mod problem;
+pub mod redrive;
 pub mod store;
 
 pub use error::Error;

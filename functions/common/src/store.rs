@@ -331,6 +331,11 @@ impl CounterStore {
         .await
     }
 
+    /// The TTL of counter and index keys, seconds (0: none).
+    pub(crate) fn counter_ttl_secs(&self) -> u64 {
+        self.counter_ttl_secs
+    }
+
     /// The connection, for the readers in [`crate::cache_read`].
     pub(crate) fn connection(&self) -> ClusterConnection {
         self.conn.clone()

@@ -23,7 +23,7 @@
 //! events that an earlier attempt had archived under the full batch's name are then archived twice. Every line
 //! carries the event id, shard and sequence number, so queries deduplicate (see ARCHITECTURE.md).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 
 use aws_lambda_events::event::kinesis::KinesisEvent;
@@ -37,10 +37,11 @@ use serde_json::json;
 use tally_aws::batch;
 use tally_aws::cache_auth::StoreSource;
 use tally_aws::emf::BatchMetrics;
-use tally_aws::metrics::{ApplyReport, Fence, Lane, MetricsTable};
+use tally_aws::metrics::{ApplyReport, Fence, Lane, MetricsTable, ShardBatch};
+use tally_aws::redrive::Replayed;
 use tally_domain::enrich::{enrich_batch, Enriched, RateLimits};
 use tally_domain::event::Event;
-use tally_domain::exactly_once::{owned_occurrences, ApplyStats};
+use tally_domain::exactly_once::{owned_occurrences, ApplyStats, Position};
 use tally_domain::store_keys::StoreLane;
 
 /// What can fail in the deferred lane.
@@ -182,6 +183,65 @@ impl Deferred {
         })
     }
 
+    /// Replays one record the lane's mapping discarded (`cargo xtask redrive`, `docs/redrive.md`): the same
+    /// enrichment and the same three writes as [`Deferred::process`], each fenced for the record itself, since
+    /// the lane's own fences have moved past it:
+    ///
+    /// 1. the counter store's settled lane through [`tally_aws::store::CounterStore::replay`] (the lane's
+    ///    claims, plan and script under the record's redrive key);
+    /// 2. the metrics table's settled rows, for the occurrences the claims give this record and that are valid,
+    ///    under the row fence of a shard of its own, [`redrive_shard`] (a row's `hw_` attribute for it is
+    ///    absent until the record is applied to the row, then at the record: a second replay skips the row);
+    /// 3. the archive, written once (`If-None-Match: *`) under the record's own name.
+    ///
+    /// Every step is idempotent on its own, so a replay that failed half-way is completed by the next one.
+    pub async fn redrive_record(
+        &self,
+        position: &Position,
+        events: Vec<Event>,
+    ) -> Result<RedriveOutcome, DeferredError> {
+        let enriched = enrich_batch(&events, &self.limits);
+        // The store asks only about the first occurrence of an id in the record: its verdict is the id's.
+        let mut verdicts: HashMap<&str, bool> = HashMap::new();
+        for e in &enriched {
+            verdicts.entry(e.event.id.as_str()).or_insert(e.is_valid());
+        }
+        let replay = self
+            .store
+            .get()
+            .await?
+            .replay(StoreLane::Settled, position, events.clone(), |e| {
+                verdicts.get(e.id.as_str()).copied().unwrap_or(false)
+            })
+            .await?;
+        let mut record = tally_domain::exactly_once::Batch::new();
+        record
+            .push_record(position.clone(), events.clone())
+            .map_err(|e| tally_aws::Error::MalformedBatch {
+                index: 0,
+                rule: e.to_string(),
+            })?;
+        let owned = owned_occurrences(&record, &replay.replies)?;
+        let fence = Fence::new(&redrive_shard(position), position.sequence())?;
+        let mut rows = ShardBatch::new();
+        rows.push_record(fence, events.clone())?;
+        let mut settle = owned.iter().zip(&enriched).map(|(o, e)| *o && e.is_valid());
+        let settled = rows.filter(|_| settle.next().unwrap_or(false));
+        let report = self.table.apply_batch(Lane::Settled, &settled).await?;
+        let at = Fence::new(position.shard(), position.sequence())?;
+        let positions = vec![&at; enriched.len()];
+        let mut archived = Vec::new();
+        for (key, body) in archive_objects(&at, &at, &positions, &enriched) {
+            self.put_once(&key, body).await?;
+            archived.push(key);
+        }
+        Ok(RedriveOutcome {
+            store: replay.outcome,
+            report,
+            archived,
+        })
+    }
+
     /// Writes an archive object unless it exists (`If-None-Match: *`).
     async fn put_once(&self, key: &str, body: Vec<u8>) -> Result<(), DeferredError> {
         let result = self
@@ -219,6 +279,23 @@ impl Deferred {
             }),
         }
     }
+}
+
+/// What [`Deferred::redrive_record`] did.
+#[derive(Debug)]
+pub struct RedriveOutcome {
+    /// The counter store's settled lane: counted now, or replayed before.
+    pub store: Replayed,
+    /// Settled rows applied now and skipped (applied by an earlier replay).
+    pub report: ApplyReport,
+    /// Archive object keys of the record (written now or found already written).
+    pub archived: Vec<String>,
+}
+
+/// The shard id under which a replayed record's settled rows are fenced: `<shard>.redrive.<sequence>`, a
+/// shard of its own per record (within Kinesis' shard id rule: at most 20 + 9 + 56 characters for AWS's ids).
+pub fn redrive_shard(position: &Position) -> String {
+    format!("{}.redrive.{}", position.shard(), position.sequence())
 }
 
 /// The Lambda handler: [`Deferred::process`], the metric line on stdout, errors logged and returned so that

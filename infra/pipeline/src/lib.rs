@@ -866,6 +866,37 @@ impl<'a> Pipeline<'a> {
                 vec![alerts.clone()],
             );
         }
+        // A discarded range waits on a lane's on-failure queue: its events are not counted until it is
+        // redriven (`cargo xtask redrive`, README "Operations").
+        for (id, suffix, queue, lane) in [
+            (
+                "RealtimeFailuresWaiting",
+                "realtime-failures-waiting",
+                &realtime_failures,
+                "realtime",
+            ),
+            (
+                "DeferredFailuresWaiting",
+                "deferred-failures-waiting",
+                &deferred_failures,
+                "deferred",
+            ),
+        ] {
+            self.alarm(
+                id,
+                suffix,
+                &format!(
+                    "tally {lane} lane discarded records to its on-failure queue; they are not counted: run cargo xtask redrive --lane {lane}"
+                ),
+                (
+                    "AWS/SQS",
+                    "ApproximateNumberOfMessagesVisible",
+                    vec![("QueueName", queue.name())],
+                ),
+                (Statistic::Maximum, 300, 1, 0.0),
+                vec![alerts.clone()],
+            );
+        }
         self.alarm(
             "RealtimeIteratorAge",
             "realtime-iterator-age",

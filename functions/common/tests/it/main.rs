@@ -4,6 +4,7 @@ mod cache_auth;
 mod compacted;
 mod kinesis;
 mod metrics;
+mod redrive;
 mod store;
 
 use aws_config::SdkConfig;

@@ -814,3 +814,32 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn every_failure_queue_has_a_depth_alarm_to_the_alerts_topic() {
+    let t = template("main");
+    let (alerts, _) = find(&t, "AWS::SNS::Topic", "Alerts");
+    for (alarm, queue) in [
+        ("RealtimeFailuresWaiting", "RealtimeFailures"),
+        ("DeferredFailuresWaiting", "DeferredFailures"),
+    ] {
+        let (queue_id, _) = find(&t, "AWS::SQS::Queue", queue);
+        let (_, alarm) = find(&t, "AWS::CloudWatch::Alarm", alarm);
+        let p = &alarm["Properties"];
+        assert_eq!(p["Namespace"], "AWS/SQS", "{alarm}");
+        assert_eq!(p["MetricName"], "ApproximateNumberOfMessagesVisible");
+        assert_eq!(
+            p["Dimensions"],
+            json!([{"Name": "QueueName", "Value": {"Fn::GetAtt": [queue_id, "QueueName"]}}])
+        );
+        assert_eq!(p["ComparisonOperator"], "GreaterThanThreshold");
+        assert_eq!(p["Threshold"], 0.0);
+        assert_eq!(p["AlarmActions"], json!([{"Ref": alerts}]));
+        assert!(
+            p["AlarmDescription"]
+                .as_str()
+                .is_some_and(|d| d.contains("cargo xtask redrive --lane")),
+            "{alarm}"
+        );
+    }
+}
