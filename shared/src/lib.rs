@@ -4,6 +4,7 @@
 //! `functions/` are thin shells around these modules.
 
 pub mod compact;
+pub mod emf;
 pub mod enrich;
 pub mod event;
 pub mod exactly_once;

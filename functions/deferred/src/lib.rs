@@ -66,6 +66,7 @@ pub struct Deferred {
     s3: aws_sdk_s3::Client,
     bucket: String,
     limits: RateLimits,
+    window: batch::MetricsWindow,
 }
 
 /// What one invocation did.
@@ -81,8 +82,8 @@ pub struct Outcome {
     pub invalid: usize,
     /// Archive object keys of this batch (written now or found already written).
     pub archived: Vec<String>,
-    /// The embedded-metric-format line.
-    pub metrics: String,
+    /// This batch's embedded metrics (written with the instance's window, `tally_domain::emf`).
+    pub metrics: BatchMetrics,
 }
 
 impl Deferred {
@@ -98,6 +99,7 @@ impl Deferred {
             s3,
             bucket: bucket.into(),
             limits: RateLimits::default(),
+            window: batch::MetricsWindow::new("deferred"),
         }
     }
 
@@ -157,9 +159,8 @@ impl Deferred {
                 .iter()
                 .map(|e| now.saturating_sub(e.received_ms))
                 .collect(),
-        }
-        .to_line();
-        tracing::info!(
+        };
+        tracing::debug!(
             message = "batch settled and archived",
             records = decoded.records,
             events = events.len(),
@@ -228,7 +229,7 @@ pub async fn handler(
     event: LambdaEvent<KinesisEvent>,
 ) -> Result<KinesisEventResponse, lambda_runtime::Error> {
     let outcome = state.process(&event.payload, batch::unix_ms).await;
-    batch::respond(outcome.map(|o| (o.response, o.metrics)))
+    batch::respond(outcome.map(|o| (o.response, o.metrics)), &state.window)
 }
 
 /// The archive objects of a batch: per hour of receive time, the gzip NDJSON of its events in record order,
