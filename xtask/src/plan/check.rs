@@ -184,7 +184,7 @@ pub fn measured(v: &Value) -> anyhow::Result<Measured> {
 }
 
 /// The unit of the functions' CloudWatch Logs bytes.
-pub const LOG_UNIT: &str = "cloudwatch log bytes per event (collect, realtime, deferred)";
+pub const LOG_UNIT: &str = "cloudwatch log bytes per event";
 
 /// The log bytes collect, realtime and deferred sent per event (`metered.lambda.by_function.*.log_bytes_per_event`,
 /// the meter's `log_bytes` under each function's `LoggingConfig`); `None` for a file from before the meter

@@ -24,8 +24,6 @@ pub const QUERY_RRU: f64 = 20.0;
 /// scaler: ms per run and metrics requested from CloudWatch per run.
 pub const SCALER_MS: f64 = 150.0;
 pub const SCALER_METRICS: f64 = 4.0;
-/// Archived bytes per stream byte: enriched NDJSON is ~3× the stream encoding, gzip shrinks it ~8×.
-pub const ARCHIVE_BYTES_PER_STREAM_BYTE: f64 = 0.4;
 /// S3 Standard-IA and Glacier Instant Retrieval bill every object as at least 128 KB.
 pub const COLD_MIN_OBJECT_BYTES: f64 = 128.0 * 1024.0;
 /// Months an archive is kept when no lifecycle rule expires it (for a steady-state figure).
@@ -534,7 +532,7 @@ pub fn bill(
                 }
                 if kind.archives {
                     let puts = inv * 60.0 * e.s3_puts_per_invocation;
-                    let bytes = records * 60.0 * record_bytes * ARCHIVE_BYTES_PER_STREAM_BYTE;
+                    let bytes = eps * 60.0 * model.packing.archive_bytes_per_event;
                     u.s3_puts += puts;
                     u.archive_bytes += bytes;
                     object_bytes += puts * (bytes / puts).max(COLD_MIN_OBJECT_BYTES);
