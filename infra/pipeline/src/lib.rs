@@ -630,10 +630,11 @@ impl<'a> Pipeline<'a> {
                 lifecycle: vec![LifecycleRule {
                     id: "archive-tiering".into(),
                     prefix: None,
-                    transitions: vec![
-                        (30, StorageClass::InfrequentAccess),
-                        (90, StorageClass::GlacierInstantRetrieval),
-                    ],
+                    // Straight to Glacier Instant Retrieval after 30 days, without a Standard-IA stop: per
+                    // month on daily-curve (`cargo xtask plan`), IA's 60 days cost $16 of storage and $6.6 of
+                    // transitions against about $5 in Glacier IR; reads after 30 days (audits, not repair,
+                    // which reads recent hours) pay Glacier IR's retrieval either way (docs/plan.md, "S3").
+                    transitions: vec![(30, StorageClass::GlacierInstantRetrieval)],
                     expiration_days: o.archive_expiration_days,
                     noncurrent_expiration_days: Some(7),
                     abort_incomplete_multipart_days: Some(1),
