@@ -81,6 +81,10 @@ impl FunctionLog {
         if self.terminal {
             eprintln!("[{}] {line}", self.name);
         }
+        self.to_file(line);
+    }
+
+    fn to_file(&self, line: &str) {
         if let Ok(mut file) = self.file.lock() {
             if let Some(file) = file.as_mut() {
                 let _ = writeln!(file, "{line}");
@@ -95,6 +99,14 @@ impl FunctionLog {
             .lambda_log(&self.name, self.memory_mb, line.len() as u64);
     }
 
+    /// A system line: kept in the file and metered, not shown on the terminal (one per invocation would
+    /// drown the functions' own lines).
+    fn sent_to_file(&self, line: &str) {
+        self.to_file(line);
+        self.meter
+            .lambda_log(&self.name, self.memory_mb, line.len() as u64);
+    }
+
     /// A line the function wrote: sent unless the log level filters it out.
     fn application(&self, line: &str) {
         if self.config.sends_application_line(line) {
@@ -105,7 +117,7 @@ impl FunctionLog {
     /// Lambda's line at the start of invocation `request_id`, when the system level sends it.
     pub(crate) fn platform_start(&self, request_id: &str) {
         if self.config.sends_platform_lines() {
-            self.sent(&self.config.start_line(request_id, &now_iso()));
+            self.sent_to_file(&self.config.start_line(request_id, &now_iso()));
         }
     }
 
@@ -116,7 +128,7 @@ impl FunctionLog {
                 .config
                 .end_lines(request_id, &now_iso(), micros, self.memory_mb)
             {
-                self.sent(&line);
+                self.sent_to_file(&line);
             }
         }
     }
