@@ -59,7 +59,7 @@ pub enum PositionError {
     SequenceNumber { value: String, rule: &'static str },
     #[error("invalid fence mark {value:?}: {rule} (the mark key holds 3 digits of length, then the digits)")]
     Mark { value: String, rule: &'static str },
-    #[error("invalid claim value {value:?}: {rule} (a claim holds <shard id>:<sequence number>)")]
+    #[error("invalid claim value {value:?}: {rule} (a claim holds <shard number>!<base-62 sequence number>, or <shard id>:<sequence number>)")]
     ClaimValue { value: String, rule: &'static str },
 }
 
@@ -99,6 +99,105 @@ impl PartialOrd for Position {
     fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
         Some(self.cmp(other))
     }
+}
+
+/// The prefix of the shard ids Kinesis gives (`shardId-000000000003`: the prefix and 12 digits).
+const KINESIS_SHARD_PREFIX: &str = "shardId-";
+/// Digits of a Kinesis shard id's number.
+const KINESIS_SHARD_DIGITS: usize = 12;
+/// The digits of the compact claim's sequence number, in value order.
+const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+/// The most base-62 digits a sequence number of [`MAX_SEQUENCE_DIGITS`] decimal digits needs.
+const MAX_BASE62_DIGITS: usize = 558;
+
+/// The number of a shard id Kinesis gives (`shardId-` and 12 digits), `None` for any other id.
+fn kinesis_shard_number(shard: &str) -> Option<u64> {
+    let digits = shard.strip_prefix(KINESIS_SHARD_PREFIX)?;
+    if digits.len() != KINESIS_SHARD_DIGITS || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// A canonical decimal number (as [`check_sequence_number`] accepts) in base 62, most significant digit first.
+fn decimal_to_base62(decimal: &str) -> String {
+    let mut digits: Vec<u32> = decimal.bytes().map(|b| u32::from(b - b'0')).collect();
+    let mut out = Vec::new();
+    // Long division by 62, most significant digit first, until nothing is left.
+    while digits.iter().any(|&d| d != 0) {
+        let mut remainder = 0;
+        for d in &mut digits {
+            let current = remainder * 10 + *d;
+            *d = current / 62;
+            remainder = current % 62;
+        }
+        out.push(BASE62[remainder as usize]);
+        let leading = digits.iter().take_while(|&&d| d == 0).count();
+        digits.drain(..leading);
+    }
+    if out.is_empty() {
+        out.push(b'0');
+    }
+    out.reverse();
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// A base-62 number ([`decimal_to_base62`]'s digits) in decimal; `None` for a character outside them.
+fn base62_to_decimal(text: &str) -> Option<String> {
+    // Little-endian decimal digits, times 62 plus each digit in turn.
+    let mut digits: Vec<u32> = vec![0];
+    for b in text.bytes() {
+        let mut carry = BASE62.iter().position(|&c| c == b)? as u32;
+        for d in &mut digits {
+            let current = *d * 62 + carry;
+            *d = current % 10;
+            carry = current / 10;
+        }
+        while carry > 0 {
+            digits.push(carry % 10);
+            carry /= 10;
+        }
+    }
+    while digits.len() > 1 && digits.last() == Some(&0) {
+        digits.pop();
+    }
+    Some(
+        digits
+            .iter()
+            .rev()
+            .map(|&d| char::from(b'0' + d as u8))
+            .collect(),
+    )
+}
+
+/// `<shard number>!<sequence in base 62>` back to a position; refuses what [`Position::claim_value`] cannot
+/// produce (leading zeros, other characters, a number beyond 12 digits).
+fn from_compact_claim(
+    value: &str,
+    number: &str,
+    sequence: &str,
+) -> Result<Position, PositionError> {
+    let bad = |rule| PositionError::ClaimValue {
+        value: preview(value),
+        rule,
+    };
+    let canonical = |t: &str| !t.is_empty() && (t.len() == 1 || !t.starts_with('0'));
+    if !canonical(number)
+        || number.len() > KINESIS_SHARD_DIGITS
+        || !number.bytes().all(|b| b.is_ascii_digit())
+    {
+        return Err(bad("shard number not 1 to 12 digits without leading zeros"));
+    }
+    if !canonical(sequence) || sequence.len() > MAX_BASE62_DIGITS {
+        return Err(bad("empty, too long or zero-led base-62 sequence number"));
+    }
+    let decimal = base62_to_decimal(sequence)
+        .ok_or_else(|| bad("sequence number with characters other than base-62 digits"))?;
+    let shard = format!(
+        "{KINESIS_SHARD_PREFIX}{number:0>width$}",
+        width = KINESIS_SHARD_DIGITS
+    );
+    Position::new(&shard, &decimal).map_err(|_| bad("sequence number longer than 999 digits"))
 }
 
 /// Kinesis' shard id rule: 1..=128 characters of `[A-Za-z0-9_.-]`.
@@ -194,13 +293,23 @@ impl Position {
         })
     }
 
-    /// The value a claim holds: `<shard>:<sequence>` (`:` is not a shard id character, so it splits once).
+    /// The value a claim holds, short because the dedup window holds one per event (docs/counter-store.md,
+    /// "What the claims cost"): for Kinesis' own shard ids (`shardId-` and 12 digits) `<shard number>!<sequence
+    /// number in base 62>` (`3!1fVuy…`, 34 bytes for a 56-digit sequence number instead of 77, short enough for
+    /// the server to store it with its object header); for any other shard id `<shard>:<sequence>` (`:` is not
+    /// a shard id character, so it splits once). Both read back with [`Position::from_claim_value`].
     pub fn claim_value(&self) -> String {
-        format!("{}:{}", self.shard, self.sequence)
+        match kinesis_shard_number(&self.shard) {
+            Some(n) => format!("{n}!{}", decimal_to_base62(&self.sequence)),
+            None => format!("{}:{}", self.shard, self.sequence),
+        }
     }
 
     /// Reads a claim value back. Refuses anything [`Position::claim_value`] cannot produce.
     pub fn from_claim_value(value: &str) -> Result<Position, PositionError> {
+        if let Some((number, sequence)) = value.split_once('!') {
+            return from_compact_claim(value, number, sequence);
+        }
         let Some((shard, sequence)) = value.split_once(':') else {
             return Err(PositionError::ClaimValue {
                 value: preview(value),

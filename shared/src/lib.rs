@@ -3,8 +3,10 @@
 //! Everything here is pure: no AWS SDK, no Lambda runtime, no I/O. The functions under
 //! `functions/` are thin shells around these modules.
 
+pub mod archive;
 pub mod compact;
 pub mod compact_repair;
+pub mod emf;
 pub mod enrich;
 pub mod event;
 pub mod exactly_once;

@@ -11,7 +11,7 @@
 //! | `{rt:<shard>}:c#<campaign>#<minute>` | hash | the shard's | counters of one campaign and minute from this shard: field `<ad>#<counter>` per ad and [`Counter`] |
 //! | `{rt:<shard>}:i#<minute>` | set | the shard's | the campaigns with counters in that minute from this shard (what the compactor folds) |
 //! | `{rt}:shards` | set | its own | every shard that ever wrote to the lane (where the readers look) |
-//! | `dedup:{<md5(id) hex>}` | string | spread | the claim on an event id: [`Position::claim_value`] of the record that claimed it |
+//! | `dedup:<md5(id) base64url>` | string | spread | the claim on an event id: [`Position::claim_value`] of the record that claimed it |
 //!
 //! The settled lane uses the same shapes under `st` instead of `rt`; both lanes share the claims (one event id,
 //! one winning record, see `docs/counter-store.md`). Everything the atomic step of a batch touches (mark,
@@ -180,26 +180,33 @@ pub fn shards_key(lane: StoreLane) -> String {
     format!("{{{}}}:shards", lane.as_str())
 }
 
-/// The claim key of an event id: `dedup:{<md5 of the id, 32 hex digits>}`.
+/// The claim key of an event id: `dedup:` and the MD5 of the id in unpadded base64url (22 characters).
 ///
 /// Hashed so that every claim key has the same size whatever the id (memory is what the window costs), and so
-/// that client-chosen ids spread over the slots like random ones. 128 bits make an accidental collision — two
-/// ids sharing a claim, the second dropped as a duplicate — negligible (about 10⁻²³ for 72 million ids in a
-/// window); a deliberate one needs an MD5 second preimage of someone else's id.
+/// that client-chosen ids spread over the slots like random ones (no hash tag: the alphabet has no braces, so
+/// the slot is the whole key's). 128 bits make an accidental collision — two ids sharing a claim, the second
+/// dropped as a duplicate — negligible (about 10⁻²³ for 72 million ids in a window); a deliberate one needs an
+/// MD5 second preimage of someone else's id. Base64 rather than hex: 28 bytes instead of 40, which the server
+/// stores in a smaller allocation (docs/counter-store.md, "What the claims cost").
 pub fn claim_key(event_id: &str) -> String {
     let digest = Md5::digest(event_id.as_bytes());
-    let mut key = String::with_capacity(CLAIM_PREFIX.len() + 34);
+    let mut key = String::with_capacity(CLAIM_PREFIX.len() + 22);
     key.push_str(CLAIM_PREFIX);
-    key.push('{');
-    for b in digest {
-        key.push(char::from(HEX[usize::from(b >> 4)]));
-        key.push(char::from(HEX[usize::from(b & 0xf)]));
+    // Three bytes make four characters; the last byte alone makes two.
+    for chunk in digest.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
+        for i in 0..=chunk.len() {
+            key.push(char::from(BASE64URL[((n >> (18 - 6 * i)) & 63) as usize]));
+        }
     }
-    key.push('}');
     key
 }
 
-const HEX: &[u8; 16] = b"0123456789abcdef";
+/// The base64url alphabet (RFC 4648 §5).
+const BASE64URL: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 #[cfg(test)]
 mod tests {
@@ -280,10 +287,16 @@ mod tests {
     #[test]
     fn claim_keys() {
         // md5("") = d41d8cd98f00b204e9800998ecf8427e (RFC 1321's test suite).
-        assert_eq!(claim_key(""), "dedup:{d41d8cd98f00b204e9800998ecf8427e}");
-        assert_eq!(claim_key("abc"), "dedup:{900150983cd24fb0d6963f7d28e17f72}");
+        // MD5 in base64url without padding (`openssl dgst -md5 -binary | base64 | tr '+/' '-_'`).
+        assert_eq!(claim_key(""), "dedup:1B2M2Y8AsgTpgAmY7PhCfg");
+        assert_eq!(claim_key("abc"), "dedup:kAFQmDzST7DWlj99KOF_cg");
         let key = claim_key("evt-1");
-        assert_eq!(hash_tag(key.as_bytes()).len(), 32);
+        assert_eq!(key.len(), 28);
+        assert_eq!(
+            hash_tag(key.as_bytes()),
+            key.as_bytes(),
+            "no hash tag: the whole key"
+        );
         assert_ne!(claim_key("evt-1"), claim_key("evt-2"));
         // Claims spread: 4,096 ids land in many distinct slots.
         let slots: std::collections::BTreeSet<u16> = (0..4096)

@@ -233,6 +233,16 @@ pub fn price(metered: &Value, prices: &Prices, on_demand: bool) -> Value {
             f(&m["gb_seconds_per_event"]),
             prices.lambda.arm64_gb_second,
         ));
+        // What Lambda would send to CloudWatch Logs under the function's LoggingConfig (the meter's
+        // `log_bytes`; absent in older files).
+        if m.get("log_bytes_per_event").is_some() {
+            lines.push((
+                "cloudwatch",
+                format!("{role} logs ingested, GB"),
+                f(&m["log_bytes_per_event"]) / GB,
+                prices.cloudwatch.logs_ingestion_gb,
+            ));
+        }
     }
     let s = &metered["s3"];
     let class_b = per_event(f(&s["class_b_requests"]));
@@ -456,7 +466,10 @@ mod tests {
             "dynamodb": {"write_units_per_event": 2.0, "read_units_per_event": 1.0},
             "lambda": {"by_function": {
                 "collect": {"invocations_per_event": 0.04, "gb_seconds_per_event": 1e-5},
-                "query": {"invocations_per_event": 1.0, "gb_seconds_per_event": 1.0}}},
+                "realtime": {"invocations_per_event": 0.01, "gb_seconds_per_event": 1e-5,
+                             "log_bytes_per_event": 2.0},
+                "query": {"invocations_per_event": 1.0, "gb_seconds_per_event": 1.0,
+                          "log_bytes_per_event": 500.0}}},
             "lanes": {"realtime": {"kind": "enhanced-fan-out"}},
             "s3": {"class_a_per_event": 0.0, "class_b_requests": 0},
         });
@@ -472,7 +485,11 @@ mod tests {
         assert!((line("shard-hours") - shard_hours).abs() < 1e-9);
         assert!((line("enhanced fan-out consumer") - shard_hours).abs() < 1e-9);
         assert!(line("query").is_nan(), "query is left out");
-        let sum: f64 = ["kinesis", "dynamodb", "lambda", "s3"]
+        // 2 log bytes an event at $0.50 per GB: 2e9 / 2^30 GB × $0.50 per billion.
+        let logs = 2e9 / GB * 0.5;
+        assert!((line("realtime logs ingested") - logs).abs() < 1e-9);
+        assert!(line("collect logs").is_nan(), "no field, no line");
+        let sum: f64 = ["kinesis", "dynamodb", "lambda", "s3", "cloudwatch"]
             .iter()
             .map(|s| f(&cost["by_service"][*s]))
             .sum();

@@ -19,6 +19,7 @@ use aws_lambda_events::event::streams::{KinesisBatchItemFailure, KinesisEventRes
 use tally_domain::exactly_once::{self, Position};
 use tally_domain::wire;
 
+use crate::emf;
 use crate::metrics::{Fence, ShardBatch};
 use crate::Error;
 
@@ -50,18 +51,41 @@ impl DecodedBatch {
     }
 }
 
-/// The end of an invocation at the Lambda edge: on success the embedded-metric line goes to stdout and the
-/// response to Lambda; an error is logged and returned, so that Lambda retries the batch (bisecting it) —
-/// safe, because applying is idempotent per record.
+/// A lane's embedded-metric window, shared by the invocations of one instance (`tally_domain::emf::Window`):
+/// one line per [`emf::WINDOW_BATCHES`] batches or [`emf::WINDOW_MS`], not one per batch.
+#[derive(Debug)]
+pub struct MetricsWindow(std::sync::Mutex<emf::Window>);
+
+impl MetricsWindow {
+    /// An empty window of `function` (`realtime`, `deferred`).
+    pub fn new(function: &'static str) -> MetricsWindow {
+        MetricsWindow(std::sync::Mutex::new(emf::Window::new(function)))
+    }
+
+    /// Adds a batch; the line to write when the window is due.
+    pub fn push(&self, batch: &emf::BatchMetrics) -> Option<String> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(batch)
+    }
+}
+
+/// The end of an invocation at the Lambda edge: on success the batch's metrics join the instance's window
+/// (whose line goes to stdout when due) and the response goes to Lambda; an error is logged and returned, so
+/// that Lambda retries the batch (bisecting it) — safe, because applying is idempotent per record.
 pub fn respond<E>(
-    result: Result<(KinesisEventResponse, String), E>,
+    result: Result<(KinesisEventResponse, emf::BatchMetrics), E>,
+    window: &MetricsWindow,
 ) -> Result<KinesisEventResponse, Box<dyn std::error::Error + Send + Sync>>
 where
     E: std::error::Error + Send + Sync + 'static,
 {
     match result {
-        Ok((response, metrics_line)) => {
-            println!("{metrics_line}");
+        Ok((response, metrics)) => {
+            if let Some(line) = window.push(&metrics) {
+                println!("{line}");
+            }
             Ok(response)
         }
         Err(error) => {

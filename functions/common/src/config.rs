@@ -16,10 +16,14 @@ pub async fn sdk_config() -> aws_config::SdkConfig {
     aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
 }
 
-/// Structured JSON logs on stdout (CloudWatch Logs keeps them per invocation), filtered by `RUST_LOG`
-/// (default `info`). Call once, first thing in `main`.
+/// Structured JSON logs on stdout (each line has a `level`, so Lambda's log-level filtering applies), filtered
+/// by [`log_filter`]. Call once, first thing in `main`.
 pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+    let directives = log_filter(
+        std::env::var("AWS_LAMBDA_LOG_LEVEL").ok(),
+        std::env::var("RUST_LOG").ok(),
+    );
+    let filter = tracing_subscriber::EnvFilter::try_new(&directives)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .json()
@@ -27,6 +31,25 @@ pub fn init_tracing() {
         .with_ansi(false)
         .without_time()
         .init();
+}
+
+/// The tracing filter: Lambda's `AWS_LAMBDA_LOG_LEVEL` (set from the function's `ApplicationLogLevel` with
+/// JSON logs; Lambda drops more detailed lines anyway, so they are not even formatted), else `RUST_LOG`,
+/// else `info`.
+pub fn log_filter(lambda_level: Option<String>, rust_log: Option<String>) -> String {
+    let lambda = lambda_level.and_then(|level| match level.trim().to_ascii_uppercase().as_str() {
+        "TRACE" => Some("trace"),
+        "DEBUG" => Some("debug"),
+        "INFO" => Some("info"),
+        "WARN" => Some("warn"),
+        "ERROR" | "FATAL" => Some("error"),
+        _ => None,
+    });
+    match (lambda, rust_log) {
+        (Some(level), _) => level.to_owned(),
+        (None, Some(directives)) if !directives.trim().is_empty() => directives,
+        _ => "info".to_owned(),
+    }
 }
 
 /// A DynamoDB client from [`sdk_config`].
@@ -63,6 +86,18 @@ mod tests {
         let got =
             required_value("TALLY_X", "the x", value.map(str::to_owned)).map_err(|e| e.to_string());
         assert_eq!(got.as_deref().map_err(String::as_str), expect);
+    }
+
+    #[test]
+    fn log_filters() {
+        let f = |lambda: Option<&str>, rust: Option<&str>| {
+            log_filter(lambda.map(str::to_owned), rust.map(str::to_owned))
+        };
+        assert_eq!(f(Some("WARN"), Some("debug")), "warn");
+        assert_eq!(f(Some("fatal"), None), "error");
+        assert_eq!(f(Some("loud"), Some("tally=debug")), "tally=debug");
+        assert_eq!(f(None, Some("  ")), "info");
+        assert_eq!(f(None, None), "info");
     }
 
     #[test]

@@ -5,8 +5,8 @@
 //! * The epoch lives in the cache under [`EPOCH_KEY`] and in the metrics table in the row `pk = compactor`,
 //!   `sk = epoch` (attributes `epoch`, S, and `rp`, N: the repair bound, a minute), next to the watermark row.
 //!   The row is written with a condition on the values read, so two compactors cannot both move it.
-//! * The archive is read through `tally_deferred::decode_object` (the one reader of the writer's format), per
-//!   UTC hour prefix (`tally_deferred::hour_prefix`): `ListObjectsV2` and `GetObject` under `events/` only,
+//! * The archive is read through `tally_domain::archive::decode_text` (the module of the writer's format), per
+//!   UTC hour prefix (`tally_domain::archive::hour_prefix`): `ListObjectsV2` and `GetObject` under `events/` only,
 //!   the grant the template gives the compactor.
 
 use std::collections::BTreeMap;
@@ -210,7 +210,7 @@ impl Repair {
         let mut fold = RepairFold::new(minutes.clone());
         let mut objects = 0;
         for hour in hours_of(&archive_span(&minutes, self.window_secs)) {
-            let keys = self.list(&tally_deferred::hour_prefix(hour)).await?;
+            let keys = self.list(&tally_domain::archive::hour_prefix(hour)).await?;
             objects += keys.len();
             let mut bodies = stream::iter(keys.into_iter().map(|key| self.get(key)))
                 .buffer_unordered(GETS_IN_FLIGHT);
@@ -284,13 +284,20 @@ impl Repair {
                 message: format!("reading the body: {e}"),
             })?
             .into_bytes();
-        let text = tally_deferred::decode_object(&key, &body).map_err(|message| {
-            CompactorError::Archive {
+        if !tally_domain::archive::is_object_key(&key) {
+            return Err(CompactorError::Archive {
                 bucket: self.bucket.clone(),
                 key: key.clone(),
-                message,
-            }
-        })?;
+                message: "not a name the deferred lane writes (events/…/<shard>-<first>-<last>.ndjson.gz)"
+                    .to_owned(),
+            });
+        }
+        let text =
+            tally_domain::archive::decode_text(&body).map_err(|e| CompactorError::Archive {
+                bucket: self.bucket.clone(),
+                key: key.clone(),
+                message: format!("not gzip NDJSON in UTF-8: {e}"),
+            })?;
         Ok((key, text))
     }
 

@@ -23,22 +23,19 @@
 //! events that an earlier attempt had archived under the full batch's name are then archived twice. Every line
 //! carries the event id, shard and sequence number, so queries deduplicate (see ARCHITECTURE.md).
 
-use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
-
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use aws_lambda_events::event::streams::KinesisEventResponse;
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::primitives::ByteStream;
-use flate2::write::GzEncoder;
-use flate2::Compression;
 use lambda_runtime::LambdaEvent;
-use serde_json::json;
+use std::collections::HashMap;
+
 use tally_aws::batch;
 use tally_aws::cache_auth::StoreSource;
 use tally_aws::emf::BatchMetrics;
 use tally_aws::metrics::{ApplyReport, Fence, Lane, MetricsTable, ShardBatch};
 use tally_aws::redrive::Replayed;
+use tally_domain::archive;
 use tally_domain::enrich::{enrich_batch, Enriched, RateLimits};
 use tally_domain::event::Event;
 use tally_domain::exactly_once::{owned_occurrences, ApplyStats, Position};
@@ -67,6 +64,7 @@ pub struct Deferred {
     s3: aws_sdk_s3::Client,
     bucket: String,
     limits: RateLimits,
+    window: batch::MetricsWindow,
 }
 
 /// What one invocation did.
@@ -82,8 +80,8 @@ pub struct Outcome {
     pub invalid: usize,
     /// Archive object keys of this batch (written now or found already written).
     pub archived: Vec<String>,
-    /// The embedded-metric-format line.
-    pub metrics: String,
+    /// This batch's embedded metrics (written with the instance's window, `tally_domain::emf`).
+    pub metrics: BatchMetrics,
 }
 
 impl Deferred {
@@ -99,6 +97,7 @@ impl Deferred {
             s3,
             bucket: bucket.into(),
             limits: RateLimits::default(),
+            window: batch::MetricsWindow::new("deferred"),
         }
     }
 
@@ -158,9 +157,8 @@ impl Deferred {
                 .iter()
                 .map(|e| now.saturating_sub(e.received_ms))
                 .collect(),
-        }
-        .to_line();
-        tracing::info!(
+        };
+        tracing::debug!(
             message = "batch settled and archived",
             records = decoded.records,
             events = events.len(),
@@ -305,123 +303,33 @@ pub async fn handler(
     event: LambdaEvent<KinesisEvent>,
 ) -> Result<KinesisEventResponse, lambda_runtime::Error> {
     let outcome = state.process(&event.payload, batch::unix_ms).await;
-    batch::respond(outcome.map(|o| (o.response, o.metrics)))
+    batch::respond(outcome.map(|o| (o.response, o.metrics)), &state.window)
 }
 
-/// The archive objects of a batch: per hour of receive time, the gzip NDJSON of its events in record order,
-/// under `events/dt=YYYY-MM-DD/hour=HH/{shard}-{first}-{last}.ndjson.gz`. `positions[i]` is the record of
-/// `enriched[i]`. Deterministic: the same batch gives the same names and bytes.
+/// The archive objects of a batch (`tally_domain::archive::objects`: per hour of receive time, the gzip NDJSON
+/// of its events in record order, under `events/dt=YYYY-MM-DD/hour=HH/{shard}-{first}-{last}.ndjson.gz`).
+/// `positions[i]` is the record of `enriched[i]`. Deterministic: the same batch gives the same names and bytes.
 pub fn archive_objects(
     first: &Fence,
     last: &Fence,
     positions: &[&Fence],
     enriched: &[Enriched<'_>],
 ) -> Vec<(String, Vec<u8>)> {
-    let mut hours: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-    for (position, e) in positions.iter().zip(enriched) {
-        let lines = hours
-            .entry(hour_partition(e.event.received_ms))
-            .or_default();
-        lines.extend_from_slice(ndjson_line(e, position).as_bytes());
-        lines.push(b'\n');
-    }
-    let name = format!(
-        "{}-{}-{}",
+    archive::objects(
         first.shard_id(),
         first.sequence_number(),
-        last.sequence_number()
-    );
-    hours
-        .into_iter()
-        .map(|(partition, lines)| (format!("events/{partition}/{name}.ndjson.gz"), gzip(&lines)))
-        .collect()
-}
-
-/// One archive line: the event's fields, what enrichment found, and where the event was in the stream.
-pub fn ndjson_line(e: &Enriched<'_>, position: &Fence) -> String {
-    let ev = e.event;
-    json!({
-        "id": ev.id,
-        "kind": ev.kind.as_str(),
-        "campaign_id": ev.campaign_id,
-        "ad_id": ev.ad_id,
-        "placement_id": ev.placement_id,
-        "user_id": ev.user_id,
-        "client_ts_ms": ev.client_ts_ms,
-        "received_ms": ev.received_ms,
-        "cost_micros": ev.cost_micros,
-        "value_micros": ev.value_micros,
-        "country": ev.country,
-        "reported_device": ev.device.as_str(),
-        "user_agent": ev.user_agent,
-        "device": e.device.as_str(),
-        "browser": e.browser.as_str(),
-        "os": e.os.as_str(),
-        "valid": e.is_valid(),
-        "invalid_reason": e.invalid.map(|r| r.as_str()),
-        "shard_id": position.shard_id(),
-        "sequence_number": position.sequence_number(),
-    })
-    .to_string()
-}
-
-/// `dt=YYYY-MM-DD/hour=HH` of a unix-ms timestamp, UTC.
-pub fn hour_partition(ms: i64) -> String {
-    let days = ms.div_euclid(86_400_000);
-    let hour = ms.rem_euclid(86_400_000) / 3_600_000;
-    let (y, m, d) = civil_from_days(days);
-    format!("dt={y:04}-{m:02}-{d:02}/hour={hour:02}")
-}
-
-/// The proleptic Gregorian date of a day count since 1970-01-01 (the usual era arithmetic: 400-year eras
-/// of 146,097 days, years starting in March so that the leap day comes last).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (
-        y,
-        u32::try_from(m).unwrap_or(1),
-        u32::try_from(d).unwrap_or(1),
+        last.sequence_number(),
+        positions.iter().map(|p| p.sequence_number()).zip(enriched),
     )
 }
 
-fn gzip(bytes: &[u8]) -> Vec<u8> {
-    // The gzip header's time stays zero, so the same lines always give the same bytes.
-    let mut encoder = GzEncoder::new(Vec::new(), Compression::default());
-    // Writing to a Vec cannot fail.
-    let _ = encoder.write_all(bytes);
-    encoder.finish().unwrap_or_default()
+/// One archive line (`tally_domain::archive::ArchiveLine`): the event's fields, what enrichment found, and
+/// where the event was in the stream.
+pub fn ndjson_line(e: &Enriched<'_>, position: &Fence) -> String {
+    archive::ArchiveLine::new(e, position.shard_id(), position.sequence_number()).to_json()
 }
 
-/// The key prefix of the archive objects of the UTC hour that holds `ms`: `events/dt=YYYY-MM-DD/hour=HH/`
-/// (where [`archive_objects`] puts the events received in it).
-pub fn hour_prefix(ms: i64) -> String {
-    format!("events/{}/", hour_partition(ms))
-}
-
-/// The NDJSON text of an archive object as [`archive_objects`] wrote it under `key` (gzip for
-/// `.ndjson.gz`). The one place that reads the archive's object format: the compactor's repair reads every
-/// object through it, so a change of the format changes this function with the writer.
-pub fn decode_object(key: &str, body: &[u8]) -> Result<String, String> {
-    use std::io::Read;
-    if !key.ends_with(".ndjson.gz") {
-        return Err(format!(
-            "archive object {key}: not a name the deferred lane writes (…/<shard>-<first>-<last>.ndjson.gz)"
-        ));
-    }
-    let mut text = String::new();
-    flate2::read::GzDecoder::new(body)
-        .read_to_string(&mut text)
-        .map_err(|e| format!("archive object {key}: not gzip NDJSON in UTF-8: {e}"))?;
-    Ok(text)
-}
+pub use tally_domain::archive::{hour_partition, hour_prefix};
 
 /// An S3 client from the SDK configuration; path-style addressing when a custom endpoint is set (the local
 /// cloud and test servers do not resolve `bucket.host` names).
@@ -432,54 +340,4 @@ pub fn s3_client(config: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
             .force_path_style(path_style)
             .build(),
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn check(ms: i64, expect: &str) {
-        assert_eq!(hour_partition(ms), expect, "{ms}");
-    }
-
-    #[test]
-    fn hour_partitions() {
-        check(0, "dt=1970-01-01/hour=00");
-        check(1_764_165_480_000, "dt=2025-11-26/hour=13");
-        check(1_764_165_480_000 + 120_000, "dt=2025-11-26/hour=14");
-        check(951_782_400_000, "dt=2000-02-29/hour=00");
-        check(951_868_799_999, "dt=2000-02-29/hour=23");
-        check(4_107_542_400_000, "dt=2100-03-01/hour=00");
-        check(-1, "dt=1969-12-31/hour=23");
-        check(253_402_300_799_000, "dt=9999-12-31/hour=23");
-        assert_eq!(
-            hour_prefix(1_764_165_480_000),
-            "events/dt=2025-11-26/hour=13/"
-        );
-    }
-
-    #[test]
-    fn archive_objects_decode_back() {
-        let body = gzip(b"{\"id\":\"e1\"}\n");
-        assert_eq!(
-            decode_object("events/dt=2026-11-26/hour=05/s-1-2.ndjson.gz", &body).as_deref(),
-            Ok("{\"id\":\"e1\"}\n")
-        );
-        let err = decode_object("events/x.ndjson", &body).expect_err("refused");
-        assert!(err.contains("not a name the deferred lane writes"), "{err}");
-        let err = decode_object("events/x.ndjson.gz", b"plain").expect_err("refused");
-        assert!(err.contains("not gzip NDJSON"), "{err}");
-    }
-
-    #[test]
-    fn gzip_is_deterministic_and_round_trips() {
-        use std::io::Read;
-        let a = gzip(b"{\"id\":\"e1\"}\n");
-        assert_eq!(a, gzip(b"{\"id\":\"e1\"}\n"));
-        let mut out = String::new();
-        flate2::read::GzDecoder::new(&a[..])
-            .read_to_string(&mut out)
-            .expect("gunzip");
-        assert_eq!(out, "{\"id\":\"e1\"}\n");
-    }
 }

@@ -23,6 +23,7 @@ use tally_domain::store_keys::StoreLane;
 #[derive(Debug)]
 pub struct Realtime {
     store: StoreSource,
+    window: batch::MetricsWindow,
 }
 
 /// What one invocation did.
@@ -34,13 +35,16 @@ pub struct Outcome {
     pub stats: ApplyStats,
     /// Atomic-step calls (0 when the fence said the batch was applied already; more than 1 after conflicts).
     pub script_calls: u32,
-    /// The embedded-metric-format line for this batch.
-    pub metrics: String,
+    /// This batch's embedded metrics (written with the instance's window, `tally_domain::emf`).
+    pub metrics: BatchMetrics,
 }
 
 impl Realtime {
     pub fn new(store: StoreSource) -> Realtime {
-        Realtime { store }
+        Realtime {
+            store,
+            window: batch::MetricsWindow::new("realtime"),
+        }
     }
 
     /// Processes one batch (see the crate docs). `now_ms` is read once the counters are applied.
@@ -69,9 +73,8 @@ impl Realtime {
                 .events()
                 .map(|e| now.saturating_sub(e.received_ms))
                 .collect(),
-        }
-        .to_line();
-        tracing::info!(
+        };
+        tracing::debug!(
             message = "batch applied",
             records = decoded.records,
             events = stats.events,
@@ -100,5 +103,5 @@ pub async fn handler(
     event: LambdaEvent<KinesisEvent>,
 ) -> Result<KinesisEventResponse, lambda_runtime::Error> {
     let outcome = state.process(&event.payload, batch::unix_ms).await;
-    batch::respond(outcome.map(|o| (o.response, o.metrics)))
+    batch::respond(outcome.map(|o| (o.response, o.metrics)), &state.window)
 }

@@ -44,6 +44,117 @@ pub const LOG_RETENTION_DAYS: [u32; 22] = [
     3288, 3653,
 ];
 
+/// How Lambda sends the function's logs to CloudWatch Logs (`LoggingConfig`, "advanced logging controls").
+///
+/// With [`LogFormat::Json`] Lambda filters by level: application lines are JSON objects whose `level` key
+/// names their level (a line without one counts as `INFO`, so an embedded-metric line is `INFO`), and the
+/// system lines Lambda writes itself (`platform.start`, `platform.report`: one start and one report per
+/// invocation) are `INFO`, so [`SystemLogLevel::Warn`] drops them. Levels need the JSON format (CloudFormation
+/// rejects them with `Text`); a synth error says so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Logging {
+    /// `LogFormat`.
+    pub format: LogFormat,
+    /// `ApplicationLogLevel`: the most detailed application level sent; `None` = Lambda's default (`INFO`
+    /// with JSON).
+    pub application_level: Option<ApplicationLogLevel>,
+    /// `SystemLogLevel`: the most detailed system level sent; `None` = Lambda's default (`INFO` with JSON).
+    pub system_level: Option<SystemLogLevel>,
+}
+
+impl Logging {
+    /// Plain text, no filtering: every line, and Lambda's `START`/`END`/`REPORT` lines per invocation.
+    pub fn text() -> Logging {
+        Logging::default()
+    }
+
+    /// JSON with the application's `INFO` lines (embedded metrics included) and only Lambda's own warnings:
+    /// no per-invocation platform lines. For functions invoked so often that those lines are a cost.
+    pub fn json_without_platform_lines() -> Logging {
+        Logging {
+            format: LogFormat::Json,
+            application_level: Some(ApplicationLogLevel::Info),
+            system_level: Some(SystemLogLevel::Warn),
+        }
+    }
+
+    /// The `LoggingConfig` properties besides `LogGroup`; errors name the setting and what to do.
+    fn properties(&self) -> Result<Map<String, Value>, String> {
+        let mut config = Map::new();
+        let format = match self.format {
+            LogFormat::Text => "Text",
+            LogFormat::Json => "JSON",
+        };
+        config.insert("LogFormat".into(), json!(format));
+        if self.format == LogFormat::Text
+            && (self.application_level.is_some() || self.system_level.is_some())
+        {
+            return Err("logging: application_level and system_level filter JSON logs only; set format LogFormat::Json or leave the levels unset".into());
+        }
+        if let Some(level) = self.application_level {
+            config.insert("ApplicationLogLevel".into(), json!(level.as_str()));
+        }
+        if let Some(level) = self.system_level {
+            config.insert("SystemLogLevel".into(), json!(level.as_str()));
+        }
+        Ok(config)
+    }
+}
+
+/// `LoggingConfig.LogFormat`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Plain text (Lambda's default).
+    #[default]
+    Text,
+    /// Structured JSON; needed for level filtering.
+    Json,
+}
+
+/// `LoggingConfig.ApplicationLogLevel`, most detailed first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ApplicationLogLevel {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+    Fatal,
+}
+
+impl ApplicationLogLevel {
+    /// The CloudFormation value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApplicationLogLevel::Trace => "TRACE",
+            ApplicationLogLevel::Debug => "DEBUG",
+            ApplicationLogLevel::Info => "INFO",
+            ApplicationLogLevel::Warn => "WARN",
+            ApplicationLogLevel::Error => "ERROR",
+            ApplicationLogLevel::Fatal => "FATAL",
+        }
+    }
+}
+
+/// `LoggingConfig.SystemLogLevel`, most detailed first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SystemLogLevel {
+    Debug,
+    Info,
+    Warn,
+}
+
+impl SystemLogLevel {
+    /// The CloudFormation value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SystemLogLevel::Debug => "DEBUG",
+            SystemLogLevel::Info => "INFO",
+            SystemLogLevel::Warn => "WARN",
+        }
+    }
+}
+
 /// Properties of a [`Function`]. The runtime is always `provided.al2023` with handler `bootstrap`.
 #[derive(Debug, Clone)]
 pub struct FunctionProps {
@@ -65,6 +176,8 @@ pub struct FunctionProps {
     pub reserved_concurrency: Option<u32>,
     /// Retention of the function's log group (one of [`LOG_RETENTION_DAYS`]).
     pub log_retention_days: u32,
+    /// Log format and level filters (`LoggingConfig`); plain text unless set.
+    pub logging: Logging,
     /// Free text.
     pub description: Option<String>,
     /// Subnets and security groups when the function runs in a VPC (`VpcConfig`); the role then gets
@@ -98,6 +211,7 @@ impl Default for FunctionProps {
             environment: Vec::new(),
             reserved_concurrency: None,
             log_retention_days: 30,
+            logging: Logging::text(),
             description: None,
             vpc: None,
         }
@@ -243,10 +357,12 @@ impl Function {
             }
             properties.insert("Environment".into(), json!({ "Variables": variables }));
         }
-        properties.insert(
-            "LoggingConfig".into(),
-            json!({ "LogGroup": log_group.reference().to_json(), "LogFormat": "Text" }),
-        );
+        let mut logging = props.logging.properties().unwrap_or_else(|message| {
+            scope.violation(message);
+            Map::new()
+        });
+        logging.insert("LogGroup".into(), log_group.reference().to_json());
+        properties.insert("LoggingConfig".into(), Value::Object(logging));
         if let Some(vpc) = &props.vpc {
             if vpc.subnet_ids.is_empty() || vpc.subnet_ids.len() > 16 {
                 scope.violation(format!(

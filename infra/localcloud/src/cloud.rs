@@ -194,6 +194,7 @@ impl LocalCloud {
             spec.memory_mb = decl.memory_mb;
             spec.timeout = decl.timeout;
             spec.reserved_concurrency = decl.reserved_concurrency;
+            spec.logging = decl.logging;
             spec.region = aws.region.clone();
             spec.env = decl.env.clone();
             for (key, value) in [

@@ -1047,7 +1047,9 @@ pub fn metered(
             json!({"invocations": invocations as u64, "errors": num(&f["errors"]) as u64,
                    "billed_ms": num(&f["billed_ms"]) as u64, "memory_mb": num(&f["memory_mb"]) as u64,
                    "gb_seconds": gb_seconds, "invocations_per_event": per(invocations, ev),
-                   "gb_seconds_per_event": per(gb_seconds, ev)}),
+                   "gb_seconds_per_event": per(gb_seconds, ev),
+                   "log_bytes": num(&f["log_bytes"]) as u64,
+                   "log_bytes_per_event": per(num(&f["log_bytes"]), ev)}),
         );
     }
 
@@ -1397,7 +1399,7 @@ mod tests {
                 "callers": {"tally-lt-realtime": {"write_units": 60.0, "read_units": 10.0, "failed_conditional_writes": 2},
                             "tally-lt-deferred": {"write_units": 30.0, "read_units": 0.0},
                             "tally-lt-query": {"write_units": 0.0, "read_units": 20.0}}}}},
-            "lambda": {"functions": {"tally-lt-collect": {"invocations": 40, "gb_seconds": 2.0, "memory_mb": 256}}},
+            "lambda": {"functions": {"tally-lt-collect": {"invocations": 40, "gb_seconds": 2.0, "memory_mb": 256, "log_bytes": 250}}},
             "mappings": {"u": {"function": "tally-lt-realtime", "kind": "enhanced-fan-out", "invocations": 10, "records": 500,
                                "shards": {"a": {"invocations": 6, "cycle_ms": 100.0, "busy_ms": 300},
                                           "b": {"invocations": 4, "cycle_ms": 50.0, "busy_ms": 200}}}},
@@ -1416,6 +1418,10 @@ mod tests {
         assert_eq!(
             m["lambda"]["by_function"]["collect"]["invocations_per_event"],
             0.04
+        );
+        assert_eq!(
+            m["lambda"]["by_function"]["collect"]["log_bytes_per_event"],
+            0.25
         );
         let lane = &m["lanes"]["realtime"];
         assert_eq!(lane["records_per_invocation"], 50.0);

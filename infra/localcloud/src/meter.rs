@@ -343,6 +343,13 @@ pub struct LambdaFunction {
     pub memory_mb: u32,
     /// `billed_ms` × memory, in GB-seconds (1 GB = 1024 MB, as Lambda prices it).
     pub gb_seconds: f64,
+    /// Log events Lambda would send to CloudWatch Logs under the function's `LoggingConfig` (its own lines
+    /// that pass the level filter, and the per-invocation system lines when enabled), and their bytes
+    /// (UTF-8, the ingested size): `crate::lambda::logs`.
+    #[serde(default)]
+    pub log_events: u64,
+    #[serde(default)]
+    pub log_bytes: u64,
 }
 
 /// One event source mapping: its invocations and, per shard (or queue), its batch cycle.
@@ -549,6 +556,15 @@ impl Meter {
             m.billed_ms += tally_billing::lambda::billed_ms(micros);
             m.gb_seconds = tally_billing::lambda::gb_seconds(m.billed_ms, m.memory_mb);
             m.errors += u64::from(error);
+        });
+    }
+
+    /// One log event of `bytes` sent to CloudWatch Logs for `function`.
+    pub fn lambda_log(&self, function: &str, memory_mb: u32, bytes: u64) {
+        self.record(|s| {
+            let m = lambda_entry(s, function, memory_mb);
+            m.log_events += 1;
+            m.log_bytes += bytes;
         });
     }
 

@@ -28,7 +28,7 @@ use tally_constructs::kinesis::{
     Stream, StreamConsumer, StreamConsumerProps, StreamMode, StreamProps,
 };
 use tally_constructs::lambda::{
-    Code, Cors, Function, FunctionProps, FunctionUrl, FunctionUrlProps, UrlAuth,
+    Code, Cors, Function, FunctionProps, FunctionUrl, FunctionUrlProps, Logging, UrlAuth,
 };
 use tally_constructs::s3::{Bucket, BucketProps, LifecycleRule, StorageClass};
 use tally_constructs::secrets::{Secret, SecretProps};
@@ -59,6 +59,18 @@ pub const FUNCTIONS: [&str; 6] = [
 /// Template parameter: the bucket that holds the function zips.
 pub const ASSETS_BUCKET_PARAMETER: &str = "AssetsBucket";
 
+/// The functions invoked per request or per batch (billions of invocations a month at scale): their logs are
+/// JSON without Lambda's per-invocation `START`/`END`/`REPORT` lines, which would otherwise be most of their
+/// log bytes (docs/plan.md, "CloudWatch"). The others keep plain text with those lines for debugging.
+pub const PER_INVOCATION_QUIET: [&str; 3] = ["collect", "realtime", "deferred"];
+
+fn logging_for(package: &str) -> Logging {
+    if PER_INVOCATION_QUIET.contains(&package) {
+        Logging::json_without_platform_lines()
+    } else {
+        Logging::text()
+    }
+}
 /// Template parameter holding the S3 key of `function`'s zip: `collect` → `CollectCodeKey`.
 pub fn code_key_parameter(function: &str) -> String {
     let mut chars = function.chars();
@@ -374,6 +386,7 @@ impl<'a> Pipeline<'a> {
                 environment,
                 reserved_concurrency,
                 log_retention_days: self.options.log_retention_days,
+                logging: logging_for(package),
                 description: Some(format!("tally {package} ({})", self.stage.label())),
                 vpc: store.map(|s| s.vpc.placement(&[&s.functions])),
                 ..FunctionProps::default()
@@ -622,10 +635,11 @@ impl<'a> Pipeline<'a> {
                 lifecycle: vec![LifecycleRule {
                     id: "archive-tiering".into(),
                     prefix: None,
-                    transitions: vec![
-                        (30, StorageClass::InfrequentAccess),
-                        (90, StorageClass::GlacierInstantRetrieval),
-                    ],
+                    // Straight to Glacier Instant Retrieval after 30 days, without a Standard-IA stop: per
+                    // month on daily-curve (`cargo xtask plan`), IA's 60 days cost $16 of storage and $6.6 of
+                    // transitions against about $5 in Glacier IR; reads after 30 days (audits, not repair,
+                    // which reads recent hours) pay Glacier IR's retrieval either way (docs/plan.md, "S3").
+                    transitions: vec![(30, StorageClass::GlacierInstantRetrieval)],
                     expiration_days: o.archive_expiration_days,
                     noncurrent_expiration_days: Some(7),
                     abort_incomplete_multipart_days: Some(1),

@@ -203,7 +203,7 @@ fn claim_values_refuse_hostile_input() {
         assert_eq!(
             got,
             Err(format!(
-                "invalid claim value {value:?}: {rule} (a claim holds <shard id>:<sequence number>)"
+                "invalid claim value {value:?}: {rule} (a claim holds <shard number>!<base-62 sequence number>, or <shard id>:<sequence number>)"
             )),
             "{value}"
         );
@@ -216,6 +216,75 @@ fn claim_values_refuse_hostile_input() {
     assert!(Position::from_claim_value(&long_seq)
         .map_err(|e| e.to_string())
         .is_err_and(|e| e.contains("sequence number longer than 999 digits") && e.len() < 300));
+}
+
+/// Kinesis' own shard ids get the compact claim: the shard's number, `!`, the sequence number in base 62;
+/// other shard ids keep `<shard>:<sequence>`. Both read back to the same position.
+#[test]
+fn compact_claim_values() {
+    let seq = "49590338271490256608559692538361571095921575989136588898";
+    let p = pos("shardId-000000000003", seq);
+    let value = p.claim_value();
+    assert!(value.starts_with("3!"), "{value}");
+    assert_eq!(value.len(), 2 + 32, "{value}");
+    assert_eq!(Position::from_claim_value(&value), Ok(p.clone()));
+    // What an earlier release wrote reads back the same: a retry across a deploy is still `Ours`.
+    let legacy = format!("shardId-000000000003:{seq}");
+    assert_eq!(Position::from_claim_value(&legacy), Ok(p.clone()));
+    assert_eq!(decide_claim(Some(&legacy), &p), ClaimOutcome::Ours);
+    for (shard, sequence, expect) in [
+        ("shardId-000000000000", "0", "0!0"),
+        ("shardId-000000000000", "61", "0!z"),
+        ("shardId-000000000000", "62", "0!10"),
+        ("shardId-999999999999", "3843", "999999999999!zz"),
+        ("shardId-1", "62", "shardId-1:62"),
+        ("s", "7", "s:7"),
+    ] {
+        let p = pos(shard, sequence);
+        assert_eq!(p.claim_value(), expect);
+        assert_eq!(Position::from_claim_value(expect), Ok(p));
+    }
+    for (value, rule) in [
+        (
+            "!1",
+            "shard number not 1 to 12 digits without leading zeros",
+        ),
+        (
+            "03!1",
+            "shard number not 1 to 12 digits without leading zeros",
+        ),
+        (
+            "1234567890123!1",
+            "shard number not 1 to 12 digits without leading zeros",
+        ),
+        (
+            "x!1",
+            "shard number not 1 to 12 digits without leading zeros",
+        ),
+        ("3!", "empty, too long or zero-led base-62 sequence number"),
+        (
+            "3!01",
+            "empty, too long or zero-led base-62 sequence number",
+        ),
+        (
+            "3!1-",
+            "sequence number with characters other than base-62 digits",
+        ),
+        (
+            "3!1!2",
+            "sequence number with characters other than base-62 digits",
+        ),
+    ] {
+        let got = Position::from_claim_value(value).map_err(|e| e.to_string());
+        assert!(
+            got.as_ref().is_err_and(|e| e.contains(rule)),
+            "{value}: {got:?}"
+        );
+    }
+    let long = format!("3!{}", "z".repeat(558));
+    assert!(Position::from_claim_value(&long)
+        .map_err(|e| e.to_string())
+        .is_err_and(|e| e.contains("longer than 999 digits") && e.len() < 300));
 }
 
 #[test]

@@ -16,7 +16,7 @@ use tally_traffic::{Profile, KIND_NAMES};
 
 use super::counters::Rows;
 use super::lanes::{Model, Overrides};
-use super::stack::{self, StackModel};
+use super::stack::{self, FunctionModel, StackModel};
 use super::traffic;
 
 /// What the load test measured, as far as the check needs it.
@@ -156,6 +156,9 @@ pub fn measured(v: &Value) -> anyhow::Result<Measured> {
         "kinesis PUT payload units per event".to_owned(),
         num(v, "metered.kinesis.put_units_per_event")?,
     ));
+    if let Some(bytes) = log_bytes_per_event(v)? {
+        m.units.push((LOG_UNIT.to_owned(), bytes));
+    }
     for f in FUNCTIONS {
         let base = format!("metered.lambda.by_function.{f}");
         m.units.push((
@@ -178,6 +181,23 @@ pub fn measured(v: &Value) -> anyhow::Result<Measured> {
         ));
     }
     Ok(m)
+}
+
+/// The unit of the functions' CloudWatch Logs bytes.
+pub const LOG_UNIT: &str = "cloudwatch log bytes per event";
+
+/// The log bytes collect, realtime and deferred sent per event (`metered.lambda.by_function.*.log_bytes_per_event`,
+/// the meter's `log_bytes` under each function's `LoggingConfig`); `None` for a file from before the meter
+/// counted them (no function has the field).
+pub fn log_bytes_per_event(v: &Value) -> anyhow::Result<Option<f64>> {
+    let mut total = None;
+    for f in FUNCTIONS {
+        let path = format!("metered.lambda.by_function.{f}.log_bytes_per_event");
+        if v.pointer(&format!("/{}", path.replace('.', "/"))).is_some() {
+            *total.get_or_insert(0.0) += num(v, &path)?;
+        }
+    }
+    Ok(total)
 }
 
 /// The lanes' ECPU per event from `metered.elasticache`: its `lanes_commands_per_event` (the lanes' commands,
@@ -281,6 +301,14 @@ pub fn predicted(profile: &Profile, stack: &StackModel, m: &Measured) -> Vec<(St
     let shards = f64::from(m.shards);
     let mut lambda = Vec::new();
     let mut ecpu = 0.0;
+    // Lambda's system lines per invocation, when the function's LoggingConfig sends them.
+    let platform_bytes = |f: &FunctionModel, billed_ms: f64| {
+        f.platform_log.map_or(0.0, |format| {
+            tally_billing::lambda::platform_bytes(format, (billed_ms * 1000.0) as u64, f.memory_mb)
+                as f64
+        })
+    };
+    let mut log_bytes = 0.0;
     for lane in LANES {
         let found = stack.kinesis_mappings.iter().find_map(|mapping| {
             let f = stack.functions.get(&mapping.function)?;
@@ -298,6 +326,13 @@ pub fn predicted(profile: &Profile, stack: &StackModel, m: &Measured) -> Vec<(St
                 );
                 let inv = e.invocations_per_shard_sec * shards / m.rate;
                 ecpu += inv * e.cache.ecpu();
+                log_bytes += super::cost::lane_metric_log_bytes_per_sec(
+                    f,
+                    &e,
+                    e.invocations_per_shard_sec * shards,
+                    shards,
+                ) / m.rate
+                    + inv * platform_bytes(f, billed(lane));
                 (
                     inv * e.units.write_units,
                     inv * e.units.read_units,
@@ -355,10 +390,14 @@ pub fn predicted(profile: &Profile, stack: &StackModel, m: &Measured) -> Vec<(St
         "kinesis PUT payload units per event".to_owned(),
         packing.put_units_per_record / epr,
     ));
-    let collect_memory = stack
+    let collect = stack
         .functions_with_env("TALLY_STREAM_NAME")
-        .find(|f| f.has_url)
-        .map_or(0, |f| f.memory_mb);
+        .find(|f| f.has_url);
+    let collect_memory = collect.map_or(0, |f| f.memory_mb);
+    if let Some(f) = collect {
+        log_bytes += platform_bytes(f, billed("collect")) / profile.events_per_request.max(1.0);
+    }
+    out.push((LOG_UNIT.to_owned(), log_bytes));
     lambda.insert(
         0,
         (
@@ -504,6 +543,11 @@ mod tests {
                     continue
                 }
                 "elasticache ECPU per event" => (vec!["elasticache"], "ecpu_per_event"),
+                // The sum over the three functions: all of it on realtime's field.
+                LOG_UNIT => (
+                    vec!["lambda", "by_function", "realtime"],
+                    "log_bytes_per_event",
+                ),
                 "dynamodb write units per event (compactor)" => (
                     vec!["dynamodb", "by_lane", "compactor"],
                     "write_units_per_event",
@@ -572,7 +616,7 @@ mod tests {
     #[test]
     fn a_run_that_matches_the_model_passes() {
         let rows = run(&crafted(1.05)).expect("check");
-        assert_eq!(rows.len(), 4 + 2 + 6);
+        assert_eq!(rows.len(), 4 + 2 + 6 + 1);
         verdict(&rows, 0.15).expect("within 15 %");
         let t = table(&rows, 0.15);
         assert!(
@@ -592,7 +636,7 @@ mod tests {
         let template = stack::tests::cache_fixture();
         let rows =
             check_value(&crafted_on(&template, 1.05), Path::new("."), &template).expect("check");
-        assert_eq!(rows.len(), 4 + 2 + 6 + 2);
+        assert_eq!(rows.len(), 4 + 2 + 6 + 2 + 1);
         verdict(&rows, 0.15).expect("within 15 %");
         let unit = |name: &str| rows.iter().find(|r| r.unit == name).expect(name).clone();
         // Both lanes claim each event once (one ECPU each), plus the scripts: at 200 events/s per shard a
@@ -645,7 +689,22 @@ mod tests {
             check_value(&old, Path::new("."), &template)
                 .expect("check")
                 .len(),
-            12
+            13
+        );
+    }
+
+    #[test]
+    fn log_bytes_are_summed_over_the_functions_that_have_them() {
+        let v = json!({ "metered": { "lambda": { "by_function": {
+            "collect": { "log_bytes_per_event": 0.5 }, "realtime": { "log_bytes_per_event": 2.0 } } } } });
+        assert_eq!(log_bytes_per_event(&v).expect("sum"), Some(2.5));
+        let old = json!({ "metered": { "lambda": { "by_function": { "collect": { "invocations": 1 } } } } });
+        assert_eq!(log_bytes_per_event(&old).expect("none"), None);
+        let bad = json!({ "metered": { "lambda": { "by_function": { "deferred": { "log_bytes_per_event": -1 } } } } });
+        let err = format!("{:#}", log_bytes_per_event(&bad).expect_err("negative"));
+        assert!(
+            err.contains("metered.lambda.by_function.deferred.log_bytes_per_event"),
+            "{err}"
         );
     }
 
@@ -658,7 +717,7 @@ mod tests {
         v["metered"]["kinesis"]["records_per_event"] = json!(got * 1.3);
         let rows = run(&v).expect("check");
         let err = format!("{:#}", verdict(&rows, 0.15).expect_err("must fail"));
-        assert!(err.contains("1 of 12 units are more than 15% off"), "{err}");
+        assert!(err.contains("1 of 13 units are more than 15% off"), "{err}");
         assert!(
             err.contains("kinesis records per event: predicted"),
             "{err}"

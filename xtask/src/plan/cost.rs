@@ -24,14 +24,10 @@ pub const QUERY_RRU: f64 = 20.0;
 /// scaler: ms per run and metrics requested from CloudWatch per run.
 pub const SCALER_MS: f64 = 150.0;
 pub const SCALER_METRICS: f64 = 4.0;
-/// Archived bytes per stream byte: enriched NDJSON is ~3× the stream encoding, gzip shrinks it ~8×.
-pub const ARCHIVE_BYTES_PER_STREAM_BYTE: f64 = 0.4;
 /// S3 Standard-IA and Glacier Instant Retrieval bill every object as at least 128 KB.
 pub const COLD_MIN_OBJECT_BYTES: f64 = 128.0 * 1024.0;
 /// Months an archive is kept when no lifecycle rule expires it (for a steady-state figure).
 pub const ARCHIVE_MONTHS_WITHOUT_EXPIRY: f64 = 12.0;
-/// Log bytes per invocation: the platform's START/END/REPORT lines plus one info line.
-pub const LOG_BYTES_PER_INVOCATION: f64 = 600.0;
 /// EMF metrics each stream-consuming function publishes (latency, batch size).
 pub const EMF_METRICS_PER_LANE: f64 = 2.0;
 /// Long-polling SQS mappings: Lambda's 5 pollers, one 20 s receive each.
@@ -319,8 +315,36 @@ impl Usage {
         let billed_ms = tally_billing::lambda::billed_ms((ms * 1000.0).ceil().max(0.0) as u64);
         *self.gb_seconds.entry(f.name.clone()).or_default() +=
             n * tally_billing::lambda::gb_seconds(billed_ms, f.memory_mb);
-        self.log_bytes += n * LOG_BYTES_PER_INVOCATION;
+        if let Some(format) = f.platform_log {
+            self.log_bytes += n * tally_billing::lambda::platform_bytes(
+                format,
+                (ms * 1000.0).max(0.0) as u64,
+                f.memory_mb,
+            ) as f64;
+        }
     }
+}
+
+/// A stream lane's embedded-metric log bytes per second (`super::logs`): its window lines, one instance per
+/// shard.
+pub fn lane_metric_log_bytes_per_sec(
+    f: &FunctionModel,
+    e: &lanes::LaneEval,
+    invocations_per_sec: f64,
+    instances: f64,
+) -> f64 {
+    let function = if lane_kind(f).archives {
+        "deferred"
+    } else {
+        "realtime"
+    };
+    super::logs::window_lines_per_sec(invocations_per_sec, instances)
+        * super::logs::window_line_bytes(
+            function,
+            e.records_per_invocation,
+            e.events_per_invocation,
+            e.cycle_ms,
+        )
 }
 
 /// The scheduled function that compacts the cache into the table (`TALLY_CACHE_ENDPOINT` and
@@ -439,6 +463,8 @@ pub fn bill(
         scheduled_per_minute: 0.0,
         log_retention_days: None,
         dedup_window_secs: None,
+        // Lambda's default logging: text with START/END/REPORT per invocation.
+        platform_log: Some(tally_billing::lambda::LogFormat::Text),
     };
     let mut object_bytes = 0.0;
     for (minute, &eps) in profile.events_per_sec.iter().enumerate() {
@@ -487,6 +513,7 @@ pub fn bill(
                     continue;
                 }
                 u.invoke(f, inv, e.duration_ms);
+                u.log_bytes += 60.0 * lane_metric_log_bytes_per_sec(f, &e, inv, open);
                 u.wru += inv * 60.0 * e.units.write_units;
                 u.rru += inv * 60.0 * e.units.read_units;
                 u.wcu_per_sec[minute] += inv * e.units.write_units;
@@ -505,7 +532,7 @@ pub fn bill(
                 }
                 if kind.archives {
                     let puts = inv * 60.0 * e.s3_puts_per_invocation;
-                    let bytes = records * 60.0 * record_bytes * ARCHIVE_BYTES_PER_STREAM_BYTE;
+                    let bytes = eps * 60.0 * model.packing.archive_bytes_per_event;
                     u.s3_puts += puts;
                     u.archive_bytes += bytes;
                     object_bytes += puts * (bytes / puts).max(COLD_MIN_OBJECT_BYTES);

@@ -21,6 +21,7 @@ pub mod cost;
 pub mod counters;
 pub mod lanes;
 pub mod latency;
+pub mod logs;
 pub mod prices;
 pub mod render;
 pub mod simulate;

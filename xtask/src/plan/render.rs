@@ -53,11 +53,12 @@ pub fn table(r: &Report) -> String {
     );
     let _ = writeln!(
         s,
-        "packing (real wire::pack on {} sampled events): {:.3} events/record, {:.0} B/record, {:.2} PUT units/record",
+        "packing (real wire::pack on {} sampled events): {:.3} events/record, {:.0} B/record, {:.2} PUT units/record; archived (real tally_domain::archive, gzip NDJSON): {:.1} B/event",
         r.packing.events,
         r.packing.events_per_record,
         r.packing.bytes_per_record,
-        r.packing.put_units_per_record
+        r.packing.put_units_per_record,
+        r.packing.archive_bytes_per_event
     );
     for (lane, e) in &r.lanes_at_peak {
         let _ = writeln!(
@@ -253,7 +254,8 @@ pub fn json(r: &Report) -> Value {
         "prices": { "region": r.prices.region, "as_of": r.prices.as_of },
         "packing": { "events_per_record": r.events_per_record, "record_bytes": r.record_bytes,
             "sampled_events": r.packing.events, "put_units_per_record": r.packing.put_units_per_record,
-            "encoded_bytes_per_event": r.packing.encoded_bytes_per_event },
+            "encoded_bytes_per_event": r.packing.encoded_bytes_per_event,
+            "archive_bytes_per_event": r.packing.archive_bytes_per_event },
         "lanes_at_peak": r.lanes_at_peak.iter().map(|(lane, e)| json!({
             "lane": lane, "cycle_ms": e.cycle_ms, "events_per_invocation": e.events_per_invocation,
             "records_per_invocation": e.records_per_invocation, "duration_ms": e.duration_ms,

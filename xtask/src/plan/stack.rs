@@ -35,6 +35,9 @@ pub struct FunctionModel {
     pub log_retention_days: Option<u32>,
     /// `TALLY_DEDUP_WINDOW_SECS` when the template gives it literally (claims live this long).
     pub dedup_window_secs: Option<u32>,
+    /// The format of Lambda's per-invocation system lines (`LoggingConfig.LogFormat`), `None` when
+    /// `SystemLogLevel: WARN` drops them.
+    pub platform_log: Option<tally_billing::lambda::LogFormat>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -127,6 +130,18 @@ fn target(v: &Value) -> Option<&str> {
 }
 
 /// A number property that may be written as a JSON number or a string of digits.
+/// The format of the system lines Lambda writes per invocation under `LoggingConfig`, or `None` when
+/// `SystemLogLevel` is `WARN` with JSON (Lambda's default is text with the lines).
+fn platform_log(config: Option<&Value>) -> Option<tally_billing::lambda::LogFormat> {
+    use tally_billing::lambda::LogFormat;
+    let text = |key: &str| config.and_then(|c| c.get(key)).and_then(Value::as_str);
+    match (text("LogFormat"), text("SystemLogLevel")) {
+        (Some("JSON"), Some("WARN")) => None,
+        (Some("JSON"), _) => Some(LogFormat::Json),
+        _ => Some(LogFormat::Text),
+    }
+}
+
 fn number(props: &Value, key: &str, default: u32, path: &str) -> anyhow::Result<u32> {
     match props.get(key) {
         None => Ok(default),
@@ -300,6 +315,7 @@ pub fn read(template: &Value) -> anyhow::Result<StackModel> {
                         scheduled_per_minute: 0.0,
                         log_retention_days: None,
                         dedup_window_secs,
+                        platform_log: platform_log(props.get("LoggingConfig")),
                     },
                 );
             }

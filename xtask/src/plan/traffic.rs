@@ -110,7 +110,15 @@ pub struct Packing {
     pub encoded_bytes_per_event: f64,
     /// Bytes added per event to reach the profile's `event_bytes` (0 when the encoding is larger).
     pub padding_per_event: f64,
+    /// Archived bytes per event: the sampled events enriched (`tally_domain::enrich::enrich_batch`) and
+    /// written as the deferred lane writes them (`tally_domain::archive`, gzip NDJSON) in objects of
+    /// [`ARCHIVE_OBJECT_EVENTS`] events.
+    pub archive_bytes_per_event: f64,
 }
+
+/// Events per archive object when measuring the compression: a deferred batch holds thousands of events
+/// (daily-curve: about 50,000 at the peak); gzip's 32 KB window makes the ratio flat beyond a few hundred lines.
+pub const ARCHIVE_OBJECT_EVENTS: usize = 2_000;
 
 /// Packs about `events` sampled events request by request with the real `pack_request`.
 pub fn packing(profile: &Profile, events: usize) -> Packing {
@@ -138,6 +146,9 @@ pub fn packing(profile: &Profile, events: usize) -> Packing {
         kb += tally_billing::kinesis::on_demand_kb(padded.ceil() as u64) as f64;
     }
     let r = records.max(1) as f64;
+    let sampled: Vec<Event> = requests.iter().flatten().cloned().collect();
+    let enriched =
+        tally_domain::enrich::enrich_batch(&sampled, &tally_domain::enrich::RateLimits::default());
     Packing {
         events: n_events,
         requests: requests.len(),
@@ -148,6 +159,10 @@ pub fn packing(profile: &Profile, events: usize) -> Packing {
         on_demand_kb_per_record: kb / r,
         encoded_bytes_per_event: encoded,
         padding_per_event: padding,
+        archive_bytes_per_event: tally_domain::archive::bytes_per_event(
+            &enriched,
+            ARCHIVE_OBJECT_EVENTS,
+        ),
     }
 }
 
@@ -178,6 +193,12 @@ mod tests {
         let pixels = packing(&profile(40, 1.0), 2_000);
         assert_eq!(pixels.events_per_record, 1.0);
         assert_eq!(pixels.put_units_per_record, 1.0);
+        // Archived: enriched JSON lines, gzip; far less than the stream's 300 bytes an event.
+        assert!(
+            (10.0..150.0).contains(&p.archive_bytes_per_event),
+            "{}",
+            p.archive_bytes_per_event
+        );
         // Padded to the profile's 300 bytes per event.
         assert!(
             pixels.bytes_per_record >= 300.0,

@@ -381,7 +381,7 @@ async fn a_failed_archive_fails_the_batch_and_the_retry_completes_it() {
         archive(&env.s3).await.values().flatten().count(),
         events.len()
     );
-    let line: serde_json::Value = serde_json::from_str(&outcome.metrics).expect("emf");
+    let line: serde_json::Value = serde_json::from_str(&outcome.metrics.to_line()).expect("emf");
     assert_eq!(
         (line["Function"].as_str(), line["BatchEvents"].as_u64()),
         (Some("deferred"), Some(200))

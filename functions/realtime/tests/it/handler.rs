@@ -255,7 +255,8 @@ async fn metrics_line_reports_latency_and_batch_size() {
     corrupt(&mut batch, n - 1);
     let now = fixture::T0_MS + 300_000;
     let outcome = state.process(&batch, || now).await.expect("process");
-    let line: serde_json::Value = serde_json::from_str(&outcome.metrics).expect("emf json");
+    let line: serde_json::Value =
+        serde_json::from_str(&outcome.metrics.to_line()).expect("emf json");
     assert_eq!(line["BatchRecords"], n);
     assert_eq!(line["FailedRecords"], 1);
     let events = events_of(&batch, 0..n - 1);

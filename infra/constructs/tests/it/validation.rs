@@ -10,7 +10,8 @@ use tally_constructs::kinesis::{
     Stream, StreamConsumer, StreamConsumerProps, StreamMode, StreamProps,
 };
 use tally_constructs::lambda::{
-    Code, Cors, Function, FunctionProps, FunctionUrl, FunctionUrlProps, UrlAuth,
+    ApplicationLogLevel, Code, Cors, Function, FunctionProps, FunctionUrl, FunctionUrlProps,
+    LogFormat, Logging, SystemLogLevel, UrlAuth,
 };
 use tally_constructs::s3::{Bucket, BucketProps, LifecycleRule, StorageClass};
 use tally_constructs::secrets::{Secret, SecretProps};
@@ -334,6 +335,70 @@ fn function_rules() {
                 Some(Stage::new("feature/ÜBER_new--thing").name(NameKind::Function, "collect"))
         })
     });
+}
+
+#[test]
+fn logging_levels_need_json() {
+    let f = |s: &Stack, r: &Scope, logging: Logging| {
+        Function::new(
+            r,
+            "Collect",
+            FunctionProps {
+                code: code(s),
+                logging,
+                ..FunctionProps::default()
+            },
+        );
+    };
+    let text_with = |application_level, system_level| Logging {
+        format: LogFormat::Text,
+        application_level,
+        system_level,
+    };
+    check(
+        |s, r| f(s, r, text_with(None, Some(SystemLogLevel::Warn))),
+        "app/Collect: logging: application_level and system_level filter JSON logs only; set format LogFormat::Json",
+    );
+    check(
+        |s, r| f(s, r, text_with(Some(ApplicationLogLevel::Error), None)),
+        "app/Collect: logging: application_level and system_level filter JSON logs only",
+    );
+    check_ok(|s, r| f(s, r, Logging::json_without_platform_lines()));
+    check_ok(|s, r| f(s, r, Logging::text()));
+}
+
+/// The template's `LoggingConfig` for each option: the levels only with JSON, the log group always.
+#[test]
+fn logging_config_in_the_template() {
+    let config = |logging: Logging| {
+        let stack = Stack::new("app");
+        let r = stack.root();
+        Function::new(
+            &r,
+            "Collect",
+            FunctionProps {
+                code: code(&stack),
+                logging,
+                ..FunctionProps::default()
+            },
+        );
+        let template = synth(&stack);
+        let resources = template["Resources"].as_object().expect("resources");
+        let (_, function) = resources
+            .iter()
+            .find(|(_, r)| r["Type"] == "AWS::Lambda::Function")
+            .expect("a function");
+        function["Properties"]["LoggingConfig"].clone()
+    };
+    let quiet = config(Logging::json_without_platform_lines());
+    assert_eq!(quiet["LogFormat"], "JSON");
+    assert_eq!(quiet["ApplicationLogLevel"], "INFO");
+    assert_eq!(quiet["SystemLogLevel"], "WARN");
+    assert!(quiet["LogGroup"]["Ref"].is_string(), "{quiet}");
+    let text = config(Logging::text());
+    assert_eq!(text["LogFormat"], "Text");
+    assert!(text.get("SystemLogLevel").is_none(), "{text}");
+    assert!(text.get("ApplicationLogLevel").is_none(), "{text}");
 }
 
 #[test]

@@ -2,7 +2,8 @@
 //! `lambda_runtime`, so the tests exercise the Runtime API exactly as the project's functions use it.
 //!
 //! Direct invocations carry `{"action": ...}`: `echo` (payload, context and environment back), `sleep`
-//! (`ms`), `crash` (exit mid-invocation), `error` (a function error), `alloc` (`mb` of memory, touched).
+//! (`ms`), `crash` (exit mid-invocation), `error` (a function error), `alloc` (`mb` of memory, touched),
+//! `print` (each of `lines` on stdout, as the function's log lines).
 //! Kinesis and SQS events are answered per record: data `error` fails the whole invocation, `crash` exits,
 //! `sleep:<ms>` sleeps, `fail...` is reported in `batchItemFailures`, `malformed` answers a malformed
 //! response; every batch is appended as one JSON line to `$TESTFN_LOG`. Tumbling-window events count records
@@ -83,6 +84,13 @@ async fn handler(event: LambdaEvent<Value>) -> Result<Value, Error> {
             tokio::time::sleep(Duration::from_millis(ms)).await;
         }
         "crash" => std::process::exit(3),
+        "print" => {
+            let mut out = std::io::stdout().lock();
+            for line in payload["lines"].as_array().into_iter().flatten() {
+                writeln!(out, "{}", line.as_str().unwrap_or_default())?;
+            }
+            out.flush()?;
+        }
         "error" => return Err("asked to fail".into()),
         "alloc" => {
             let mb = payload.get("mb").and_then(Value::as_u64).unwrap_or(0) as usize;

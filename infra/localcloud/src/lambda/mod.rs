@@ -8,6 +8,7 @@
 //! passes, the process is killed and the invocation fails with [`InvokeFailure::Timeout`].
 
 pub(crate) mod http;
+pub mod logs;
 mod process;
 mod runtime_api;
 
@@ -44,6 +45,8 @@ pub struct FunctionSpec {
     /// `Environment.Variables` plus what the local cloud adds (endpoint, credentials).
     pub env: BTreeMap<String, String>,
     pub region: String,
+    /// `LoggingConfig`: which lines Lambda would send to CloudWatch Logs (and the meter counts).
+    pub logging: logs::LogConfig,
 }
 
 impl FunctionSpec {
@@ -57,6 +60,7 @@ impl FunctionSpec {
             reserved_concurrency: None,
             env: BTreeMap::new(),
             region: "us-east-1".to_owned(),
+            logging: logs::LogConfig::default(),
         }
     }
 
@@ -198,7 +202,7 @@ impl Function {
 
     /// Starts serving `spec`, metering every invocation (hand-out to outcome) into `meter`.
     pub fn start_metered(spec: FunctionSpec, logs: &LogSink, meter: Arc<Meter>) -> Function {
-        let log = logs.for_function(&spec.name);
+        let log = logs.for_function(&spec.name, spec.logging, spec.memory_mb, meter.clone());
         let (shutdown, _) = watch::channel(false);
         Function {
             inner: Arc::new(Inner {
@@ -425,7 +429,7 @@ impl Function {
             ("_HANDLER", "bootstrap".to_owned()),
             ("TZ", ":UTC".to_owned()),
         ];
-        for (key, value) in reserved {
+        for (key, value) in reserved.into_iter().chain(self.inner.log.runtime_env()) {
             env.insert(key.to_owned(), value);
         }
         env

@@ -10,6 +10,9 @@ use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 
+use super::logs::LogConfig;
+use crate::meter::Meter;
+
 /// Where the output of the function instances goes: the terminal (each line prefixed with the function name)
 /// and one append-only file per function under `dir`.
 #[derive(Debug, Clone)]
@@ -32,7 +35,15 @@ impl LogSink {
         }
     }
 
-    pub(crate) fn for_function(&self, name: &str) -> FunctionLog {
+    /// The log of function `name`: its lines filtered by `config` as Lambda filters them, and the lines sent
+    /// metered into `meter`.
+    pub(crate) fn for_function(
+        &self,
+        name: &str,
+        config: LogConfig,
+        memory_mb: u32,
+        meter: Arc<Meter>,
+    ) -> FunctionLog {
         let file = self.dir.as_ref().and_then(|dir| {
             std::fs::create_dir_all(dir).ok()?;
             std::fs::OpenOptions::new()
@@ -45,6 +56,9 @@ impl LogSink {
             name: name.to_owned(),
             terminal: self.terminal,
             file: Arc::new(Mutex::new(file)),
+            config,
+            memory_mb,
+            meter,
         }
     }
 }
@@ -55,13 +69,22 @@ pub(crate) struct FunctionLog {
     name: String,
     terminal: bool,
     file: Arc<Mutex<Option<std::fs::File>>>,
+    config: LogConfig,
+    memory_mb: u32,
+    meter: Arc<Meter>,
 }
 
 impl FunctionLog {
+    /// A line of the local cloud's own (an instance that could not start, a timeout): shown and kept in the
+    /// file, not metered (Lambda's equivalents are its system lines).
     pub(crate) fn line(&self, line: &str) {
         if self.terminal {
             eprintln!("[{}] {line}", self.name);
         }
+        self.to_file(line);
+    }
+
+    fn to_file(&self, line: &str) {
         if let Ok(mut file) = self.file.lock() {
             if let Some(file) = file.as_mut() {
                 let _ = writeln!(file, "{line}");
@@ -69,15 +92,65 @@ impl FunctionLog {
         }
     }
 
+    /// A line CloudWatch Logs would receive: shown, kept and metered.
+    fn sent(&self, line: &str) {
+        self.line(line);
+        self.meter
+            .lambda_log(&self.name, self.memory_mb, line.len() as u64);
+    }
+
+    /// A system line: kept in the file and metered, not shown on the terminal (one per invocation would
+    /// drown the functions' own lines).
+    fn sent_to_file(&self, line: &str) {
+        self.to_file(line);
+        self.meter
+            .lambda_log(&self.name, self.memory_mb, line.len() as u64);
+    }
+
+    /// A line the function wrote: sent unless the log level filters it out.
+    fn application(&self, line: &str) {
+        if self.config.sends_application_line(line) {
+            self.sent(line);
+        }
+    }
+
+    /// Lambda's line at the start of invocation `request_id`, when the system level sends it.
+    pub(crate) fn platform_start(&self, request_id: &str) {
+        if self.config.sends_platform_lines() {
+            self.sent_to_file(&self.config.start_line(request_id, &now_iso()));
+        }
+    }
+
+    /// Lambda's lines at the end of invocation `request_id` after `micros`, when the system level sends them.
+    pub(crate) fn platform_end(&self, request_id: &str, micros: u64) {
+        if self.config.sends_platform_lines() {
+            for line in self
+                .config
+                .end_lines(request_id, &now_iso(), micros, self.memory_mb)
+            {
+                self.sent_to_file(&line);
+            }
+        }
+    }
+
+    /// What Lambda tells the runtime about its log configuration.
+    pub(crate) fn runtime_env(&self) -> Vec<(&'static str, String)> {
+        self.config.runtime_env()
+    }
+
     fn forward(&self, stream: impl AsyncRead + Unpin + Send + 'static) {
         let log = self.clone();
         tokio::spawn(async move {
             let mut lines = BufReader::new(stream).lines();
             while let Ok(Some(line)) = lines.next_line().await {
-                log.line(&line);
+                log.application(&line);
             }
         });
     }
+}
+
+fn now_iso() -> String {
+    crate::esm::event::iso_ms(crate::aws::now_ms())
 }
 
 /// Starts `executable` with exactly `env` (nothing inherited but `PATH`), its data segment limited to

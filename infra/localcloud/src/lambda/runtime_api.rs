@@ -122,6 +122,10 @@ impl InstanceState {
         self.function
             .meter()
             .lambda_ended(&spec.name, spec.memory_mb, micros, error);
+        self.function
+            .inner
+            .log
+            .platform_end(&current.request_id, micros);
     }
 
     fn timed_out(&self, request_id: &str) {
@@ -268,6 +272,7 @@ async fn next(state: Arc<InstanceState>) -> HttpResponse {
         inner
             .meter
             .lambda_handed_out(&inner.spec.name, inner.spec.memory_mb);
+        inner.log.platform_start(&request_id);
     }
     let mut response = respond(StatusCode::OK, pending.payload);
     let headers = response.headers_mut();

@@ -94,6 +94,8 @@ pub struct FunctionDecl {
     pub timeout: Duration,
     pub reserved_concurrency: Option<u32>,
     pub env: BTreeMap<String, String>,
+    /// `LoggingConfig` (format and level filters).
+    pub logging: crate::lambda::logs::LogConfig,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -515,6 +517,8 @@ fn function(id: &str, raw: &Value, props: &Value, name: &str) -> Result<Function
             env.insert(key.clone(), scalar_text(value));
         }
     }
+    let logging = crate::lambda::logs::LogConfig::from_properties(props.get("LoggingConfig"))
+        .map_err(|message| Error::template(&at("LoggingConfig"), message))?;
     Ok(FunctionDecl {
         id: id.to_owned(),
         name: name.to_owned(),
@@ -524,6 +528,7 @@ fn function(id: &str, raw: &Value, props: &Value, name: &str) -> Result<Function
         timeout,
         reserved_concurrency,
         env,
+        logging,
     })
 }
 

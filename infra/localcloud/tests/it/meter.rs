@@ -223,6 +223,66 @@ async fn lambda_invocations_are_billed_from_hand_out_to_outcome() {
     function.shutdown();
 }
 
+/// Log bytes as CloudWatch Logs would ingest them under the function's `LoggingConfig`: plain text sends
+/// every line and Lambda's START/END/REPORT; JSON with `SystemLogLevel: WARN` drops those and the lines more
+/// detailed than `ApplicationLogLevel` (a line without a `level` counts as INFO).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_bytes_follow_the_logging_config() {
+    use tally_localcloud::lambda::logs::LogConfig;
+    let lines = [
+        r#"{"_aws":{"Timestamp":1},"Function":"x","BatchEvents":[3]}"#,
+        r#"{"level":"DEBUG","fields":{"message":"batch applied"}}"#,
+        r#"{"level":"WARN","fields":{"message":"slow"}}"#,
+    ];
+    let payload = json!({"action": "print", "lines": lines}).to_string();
+    let run = |name: &'static str, logging: LogConfig| {
+        let payload = payload.clone();
+        async move {
+            let meter = Arc::new(Meter::new());
+            let mut spec = FunctionSpec::new(name, TESTFN);
+            spec.logging = logging;
+            let function = Function::start_metered(spec, &LogSink::discard(), meter.clone());
+            for _ in 0..2 {
+                function.invoke(payload.clone()).await.unwrap();
+            }
+            // Lines are read from the process's pipe as they come: wait for them (bounded).
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let mut f = meter.snapshot().lambda.functions[name].clone();
+            while Instant::now() < deadline {
+                f = meter.snapshot().lambda.functions[name].clone();
+                let expected = if logging.json { 4 } else { 2 * (3 + 3) };
+                if f.log_events >= expected {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            function.shutdown();
+            f
+        }
+    };
+    let quiet = LogConfig::from_properties(Some(&json!({
+        "LogFormat": "JSON", "ApplicationLogLevel": "INFO", "SystemLogLevel": "WARN"
+    })))
+    .unwrap();
+    let f = run("quiet-fn", quiet).await;
+    assert_eq!(f.log_events, 4, "the metric and the warning, twice: {f:?}");
+    assert_eq!(f.log_bytes, 2 * (lines[0].len() + lines[2].len()) as u64);
+
+    let f = run("text-fn", LogConfig::default()).await;
+    assert_eq!(
+        f.log_events, 12,
+        "three lines and START, END, REPORT, twice: {f:?}"
+    );
+    let app: u64 = 2 * lines.iter().map(|l| l.len() as u64).sum::<u64>();
+    let platform = f.log_bytes - app;
+    // START (70 bytes with the 36-character id) and END (51) are fixed; REPORT (about 140) varies with the
+    // duration's digits.
+    assert!(
+        (2 * (70 + 51 + 130)..=2 * (70 + 51 + 150)).contains(&platform),
+        "{platform} bytes of platform lines"
+    );
+}
+
 struct MappingSetup {
     aws: Arc<LocalAws>,
     function: Function,

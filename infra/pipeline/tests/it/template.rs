@@ -308,6 +308,27 @@ fn functions_are_arm64_provided_al2023() {
     }
 }
 
+/// The functions invoked per request or batch log JSON without Lambda's platform lines (INFO keeps the
+/// embedded metrics); the rarely invoked ones keep plain text.
+#[test]
+fn hot_functions_drop_the_platform_lines() {
+    let t = template("main");
+    for (id, f) in of_type(&t, "AWS::Lambda::Function") {
+        let config = &f["Properties"]["LoggingConfig"];
+        let name = f["Properties"]["FunctionName"].to_string();
+        let hot = ["collect", "realtime", "deferred"]
+            .iter()
+            .any(|p| name.contains(&format!("-{p}")));
+        if hot {
+            assert_eq!(config["LogFormat"], "JSON", "{id}");
+            assert_eq!(config["SystemLogLevel"], "WARN", "{id}");
+            assert_eq!(config["ApplicationLogLevel"], "INFO", "{id}");
+        } else {
+            assert_eq!(config["LogFormat"], "Text", "{id}");
+        }
+    }
+}
+
 fn mapping<'t>(t: &'t Value, lane: &str) -> &'t Value {
     &find(t, "AWS::Lambda::EventSourceMapping", lane).1["Properties"]
 }
