@@ -12,10 +12,12 @@
 
 mod assets;
 mod aws;
+pub mod bootstrap;
 mod deploy;
 mod destroy;
 mod error;
 pub mod plan;
+pub mod policy_eval;
 pub mod previews;
 mod progress;
 mod stack;
