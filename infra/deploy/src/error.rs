@@ -56,6 +56,26 @@ pub enum Error {
         seconds: u64,
     },
 
+    /// No bootstrap stack in the account and region.
+    #[error("this account has no `{stack}` stack in {region}: run `cargo xtask bootstrap --github-repo OWNER/NAME` once per account and region (with administrator credentials), then deploy again")]
+    NotBootstrapped { stack: String, region: String },
+
+    /// The bootstrap stack is older than this deploy needs, or unusable.
+    #[error("the `{stack}` stack {problem}: run `cargo xtask bootstrap --github-repo OWNER/NAME` to upgrade it, then deploy again")]
+    Bootstrap { stack: String, problem: String },
+
+    /// An object in the assets bucket does not hold the bytes its key (their SHA-256) promises.
+    #[error("tampered asset `{name}`: s3://{bucket}/{key} (version {version}) has SHA-256 {found}, but the local zip {path} has {expected}; the object was not written by a deploy. Nothing was deployed. Investigate who can write to the bucket, then delete that object version (`aws s3api delete-object --bucket {bucket} --key {key} --version-id {version}`) and deploy again")]
+    TamperedAsset {
+        name: String,
+        path: String,
+        bucket: String,
+        key: String,
+        version: String,
+        expected: String,
+        found: String,
+    },
+
     #[error("invalid age `{input}`: {problem}")]
     Duration { input: String, problem: String },
 }

@@ -7,6 +7,7 @@ use tally_constructs::iam::{
     Condition, ManagedPolicy, ManagedPolicyProps, OidcProvider, PolicyStatement, Role, Trust,
     TrustedRoleProps,
 };
+use tally_constructs::naming::{self, FUNCTION_BOUNDARY_PREFIX};
 use tally_constructs::s3::{Bucket, BucketProps, LifecycleRule};
 use tally_constructs::{Expr, Stack};
 
@@ -31,12 +32,6 @@ pub const RELEASE_STACKS: &str = "tally-*";
 /// GitHub Actions' OIDC issuer and the audience its tokens carry for AWS.
 pub const GITHUB_OIDC_URL: &str = "https://token.actions.githubusercontent.com";
 const GITHUB_AUDIENCE: &str = "sts.amazonaws.com";
-
-/// The permissions boundary every function role of a tally stack must carry, by name (so that a stack can
-/// refer to it without a parameter): `tally-function-boundary-<region>`.
-pub fn function_boundary_name(region: &str) -> String {
-    format!("tally-function-boundary-{region}")
-}
 
 /// The services whose resources a tally stack holds; the execution role may manage them.
 const STACK_SERVICES: [&str; 14] = [
@@ -175,24 +170,13 @@ fn role_arn(pattern: &str) -> Expr {
     service_arn("iam", true, &format!("role/{pattern}"))
 }
 
-fn function_boundary_arn() -> Expr {
-    arn(&[
-        Expr::text("arn:"),
-        Expr::partition(),
-        Expr::text(":iam::"),
-        Expr::account_id(),
-        Expr::text(":policy/tally-function-boundary-"),
-        Expr::region(),
-    ])
-}
-
 fn function_boundary(stack: &Stack) -> ManagedPolicy {
     ManagedPolicy::new(
         &stack.root(),
         "FunctionBoundary",
         ManagedPolicyProps {
             name: Some(Expr::concat([
-                Expr::text("tally-function-boundary-"),
+                Expr::text(FUNCTION_BOUNDARY_PREFIX),
                 Expr::region(),
             ])),
             description: "Permissions boundary of every tally function role: no IAM, STS or account administration, whatever the role's own policy says".to_owned(),
@@ -211,7 +195,7 @@ fn function_boundary(stack: &Stack) -> ManagedPolicy {
 /// The execution role's boundary: the stack services, and IAM only for `tally-*` roles that carry the function
 /// boundary; never the bootstrap stack's own roles and policies.
 fn execution_boundary(stack: &Stack) -> ManagedPolicy {
-    let boundary = function_boundary_arn();
+    let boundary = naming::function_boundary_arn();
     ManagedPolicy::new(
         &stack.root(),
         "ExecutionBoundary",
@@ -277,7 +261,7 @@ fn execution_statements(function_boundary: &Expr, deny_bootstrap: bool) -> Vec<P
                 &["iam:*"],
                 vec![
                     role_arn("tally-bootstrap-*"),
-                    service_arn("iam", true, "policy/tally-function-boundary-*"),
+                    service_arn("iam", true, &format!("policy/{FUNCTION_BOUNDARY_PREFIX}*")),
                     service_arn("iam", true, "policy/tally-bootstrap-*"),
                 ],
             ),

@@ -493,7 +493,7 @@ async fn a_large_template_is_passed_by_url() {
         .clients
         .s3
         .list_objects_v2()
-        .bucket("tally-assets-123456789012-us-east-1")
+        .bucket(&env.bootstrapped.assets_bucket)
         .prefix("templates/")
         .send()
         .await
