@@ -6,7 +6,8 @@
 //! operators `StringEquals`, `StringNotEquals`, `StringLike`, `StringNotLike`, `ArnEquals`, `ArnNotEquals`,
 //! `ArnLike`, `ArnNotLike`, `Bool`, each also with `IfExists`. A request is allowed when no statement of
 //! the identity policies or the permissions boundary denies it, an identity statement allows it, and (with
-//! a boundary) a boundary statement allows it too. Unknown operators and malformed documents are errors,
+//! a boundary) a boundary statement allows it too. A statement without `Resource` (a trust policy's) applies
+//! to any resource; its `Principal` is not evaluated (check it directly). Unknown operators and malformed documents are errors,
 //! never silently "no match".
 
 use std::collections::BTreeMap;
@@ -170,11 +171,20 @@ fn matches(statement: &Value, request: &Request) -> Result<bool, Error> {
     if action_hit == not_action {
         return Ok(false);
     }
+    // A trust policy's statements have a Principal and no Resource: they apply to the role itself.
+    if statement.get("Resource").is_none() && statement.get("NotResource").is_none() {
+        return conditions(statement, request);
+    }
     let (resources, not_resource) = element(statement, "Resource")?;
     let resource_hit = resources.iter().any(|r| arn_like(r, &request.resource));
     if resource_hit == not_resource {
         return Ok(false);
     }
+    conditions(statement, request)
+}
+
+/// Every condition of the statement holds (operators and keys AND, values OR).
+fn conditions(statement: &Value, request: &Request) -> Result<bool, Error> {
     match statement.get("Condition") {
         None => Ok(true),
         Some(Value::Object(operators)) => {

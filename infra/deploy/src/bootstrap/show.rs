@@ -26,6 +26,20 @@ impl ShowContext {
     }
 }
 
+/// What `cargo xtask bootstrap --show` prints: the policies of the bootstrap stack for `options`, resolved for
+/// `ctx`, as pretty JSON.
+pub fn render(
+    options: &super::stack::BootstrapOptions,
+    ctx: &ShowContext,
+) -> Result<String, Error> {
+    let template = super::stack::synth(options)?;
+    let shown = policies(&template, ctx)?;
+    let mut text =
+        serde_json::to_string_pretty(&shown).map_err(|e| Error::Template(e.to_string()))?;
+    text.push('\n');
+    Ok(text)
+}
+
 /// The roles (trust, inline policy, boundary) and managed policies of a bootstrap template, resolved.
 pub fn policies(template: &Value, ctx: &ShowContext) -> Result<Value, Error> {
     let resources = template["Resources"]

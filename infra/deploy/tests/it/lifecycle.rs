@@ -146,7 +146,7 @@ async fn role_statements(env: &Env, function: &str) -> Vec<(Vec<String>, String)
 }
 
 /// IAM returns policy documents URL-encoded.
-fn percent_decode(s: &str) -> String {
+pub(crate) fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -493,7 +493,7 @@ async fn a_large_template_is_passed_by_url() {
         .clients
         .s3
         .list_objects_v2()
-        .bucket(&env.bootstrapped.assets_bucket)
+        .bucket(env.assets_bucket())
         .prefix("templates/")
         .send()
         .await
