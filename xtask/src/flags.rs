@@ -27,6 +27,13 @@ commands:
   deploy   [--stage S] [--yes] [--no-build]
                                            build, upload changed zips, change set, execute, progress, outputs
   destroy  [--stage S] [--yes]             teardown that empties buckets and verifies nothing is left
+  bootstrap --github-repo OWNER/NAME [--release-environment production]
+           [--oidc-provider-arn ARN] [--yes]
+                                           once per account and region: stack tally-bootstrap (assets
+                                           bucket, execution role, GitHub OIDC preview and release
+                                           roles); re-run to upgrade (docs/bootstrap.md)
+  bootstrap --github-repo OWNER/NAME --show [--account ID] [--region R]
+                                           the roles' policies for review (no AWS calls)
   previews list                            the project's stacks: stage, branch, age, status
   previews prune [--older-than 7d] [--keep-branches] [--protect STAGE]... [--yes]
                                            destroy previews that are old or whose branch is gone
@@ -57,6 +64,7 @@ pub enum Cmd {
     Diff(Diff),
     Destroy(Destroy),
     Previews(Previews),
+    Bootstrap(crate::bootstrap::Bootstrap),
 }
 
 /// `cargo xtask dev`.
@@ -451,6 +459,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<Cmd> {
             }
             Cmd::Loadtest(cmd)
         }
+        "bootstrap" => Cmd::Bootstrap(crate::bootstrap::parse(&mut parser)?),
         other => bail!("unknown command `{other}`"),
     };
     Ok(cmd)
