@@ -11,6 +11,7 @@ use aws_sdk_s3::types::{ChecksumMode, ServerSideEncryption};
 use sha2::{Digest, Sha256};
 
 use crate::aws::err;
+use crate::error::Tampered;
 use crate::{Clients, Error};
 
 /// One function package to upload; `parameter` is the template parameter that receives its key.
@@ -156,7 +157,7 @@ fn base64_decode(text: &str) -> Option<Vec<u8>> {
         } as u32)
     };
     let trimmed = text.trim_end_matches('=');
-    if text.len() % 4 != 0 || text.len() - trimmed.len() > 2 {
+    if !text.len().is_multiple_of(4) || text.len() - trimmed.len() > 2 {
         return None;
     }
     let mut out = Vec::new();
@@ -310,14 +311,16 @@ pub(crate) async fn put_verified(
         },
     };
     let (version, stored) = existing;
-    verify(&local, &stored).map_err(|found| Error::TamperedAsset {
-        name: describe.0.to_owned(),
-        path: describe.1.to_owned(),
-        bucket: bucket.name.clone(),
-        key: key.to_owned(),
-        version: version.clone(),
-        expected: hex::encode(local),
-        found,
+    verify(&local, &stored).map_err(|found| {
+        Error::TamperedAsset(Box::new(Tampered {
+            name: describe.0.to_owned(),
+            path: describe.1.to_owned(),
+            bucket: bucket.name.clone(),
+            key: key.to_owned(),
+            version: version.clone(),
+            expected: hex::encode(local),
+            found,
+        }))
     })?;
     Ok((version, false))
 }
@@ -339,14 +342,16 @@ pub(crate) async fn planned(
             None => PENDING_VERSION.to_owned(),
             Some((version, found)) => {
                 let local = sha256(&hashed.bytes);
-                verify(&local, &found).map_err(|found| Error::TamperedAsset {
-                    name: asset.name.clone(),
-                    path: asset.path.display().to_string(),
-                    bucket: bucket.name.clone(),
-                    key: hashed.key.clone(),
-                    version: version.clone(),
-                    expected: hex::encode(local),
-                    found,
+                verify(&local, &found).map_err(|found| {
+                    Error::TamperedAsset(Box::new(Tampered {
+                        name: asset.name.clone(),
+                        path: asset.path.display().to_string(),
+                        bucket: bucket.name.clone(),
+                        key: hashed.key.clone(),
+                        version: version.clone(),
+                        expected: hex::encode(local),
+                        found,
+                    }))
                 })?;
                 version
             }

@@ -906,6 +906,19 @@ mod tests {
     }
 
     #[test]
+    fn the_bootstrap_stack_name_is_reserved() {
+        let error = refuse_reserved("tally-bootstrap")
+            .expect_err("reserved")
+            .to_string();
+        assert!(
+            error.contains("is the bootstrap stack's name; choose another stage"),
+            "{error}"
+        );
+        assert!(refuse_reserved("tally-bootstrapper").is_ok());
+        assert!(refuse_reserved("tally-pr-7").is_ok());
+    }
+
+    #[test]
     fn changed_parameters_both_ways() {
         let m = |pairs: &[(&str, &str)]| {
             pairs

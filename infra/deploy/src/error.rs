@@ -65,17 +65,42 @@ pub enum Error {
     Bootstrap { stack: String, problem: String },
 
     /// An object in the assets bucket does not hold the bytes its key (their SHA-256) promises.
-    #[error("tampered asset `{name}`: s3://{bucket}/{key} (version {version}) has SHA-256 {found}, but the local zip {path} has {expected}; the object was not written by a deploy. Nothing was deployed. Investigate who can write to the bucket, then delete that object version (`aws s3api delete-object --bucket {bucket} --key {key} --version-id {version}`) and deploy again")]
-    TamperedAsset {
-        name: String,
-        path: String,
-        bucket: String,
-        key: String,
-        version: String,
-        expected: String,
-        found: String,
-    },
+    #[error("{0}")]
+    TamperedAsset(Box<Tampered>),
 
     #[error("invalid age `{input}`: {problem}")]
     Duration { input: String, problem: String },
+}
+
+/// What [`Error::TamperedAsset`] found: which object, and the two SHA-256s (hex).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tampered {
+    pub name: String,
+    pub path: String,
+    pub bucket: String,
+    pub key: String,
+    pub version: String,
+    pub expected: String,
+    pub found: String,
+}
+
+impl std::fmt::Display for Tampered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Tampered {
+            name,
+            path,
+            bucket,
+            key,
+            version,
+            expected,
+            found,
+        } = self;
+        write!(
+            f,
+            "tampered asset `{name}`: s3://{bucket}/{key} (version {version}) has SHA-256 {found}, but the local \
+             zip {path} has {expected}; the object was not written by a deploy. Nothing was deployed. Investigate \
+             who can write to the bucket, then delete that object version (`aws s3api delete-object --bucket \
+             {bucket} --key {key} --version-id {version}`) and deploy again"
+        )
+    }
 }

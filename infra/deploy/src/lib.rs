@@ -28,7 +28,7 @@ pub use assets::{upload, Asset, AssetsBucket, Uploaded, PENDING_VERSION};
 pub use aws::Clients;
 pub use deploy::{deploy, diff, Confirm, DeployOutcome, DeployRequest, ASSETS_BUCKET_PARAMETER};
 pub use destroy::{destroy, DestroyOutcome, DestroyRequest, Named};
-pub use error::Error;
+pub use error::{Error, Tampered};
 pub use plan::Plan;
 pub use progress::Output;
 pub use stack::{describe, StackInfo};

@@ -252,7 +252,7 @@ async fn a_tampered_asset_is_detected_before_a_change_set_is_created() {
         .await
         .expect_err("tampered");
     let text = error.to_string();
-    assert!(matches!(error, Error::TamperedAsset { .. }), "{error:?}");
+    assert!(matches!(error, Error::TamperedAsset(_)), "{error:?}");
     assert!(
         text.starts_with(&format!("tampered asset `collect`: s3://{bucket}/{key}")),
         "{text}"
@@ -269,7 +269,7 @@ async fn a_tampered_asset_is_detected_before_a_change_set_is_created() {
     let diff = tally_deploy::diff(&env.clients, &support::request(&stage, assets.clone()))
         .await
         .expect_err("tampered");
-    assert!(matches!(diff, Error::TamperedAsset { .. }), "{diff:?}");
+    assert!(matches!(diff, Error::TamperedAsset(_)), "{diff:?}");
 
     // Once that object version is gone, the deploy uploads the real zip and pins the version it wrote.
     let versions = env

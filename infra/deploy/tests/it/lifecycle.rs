@@ -351,17 +351,25 @@ async fn a_stage_from_first_deploy_to_destroy() {
     };
     assert_eq!(uploaded, 1, "only the changed zip is uploaded");
     // Deploy does what diff said; the pending version is now the one it uploaded.
-    assert_eq!(deployed_plan.changes, plan.changes, "deploy does what diff said");
+    assert_eq!(
+        deployed_plan.changes, plan.changes,
+        "deploy does what diff said"
+    );
     let uploaded_version = &deployed_plan.parameters["CollectCodeVersion"].1;
     assert!(
-        uploaded_version.as_deref().is_some_and(|v| v != tally_deploy::PENDING_VERSION),
+        uploaded_version
+            .as_deref()
+            .is_some_and(|v| v != tally_deploy::PENDING_VERSION),
         "{deployed_plan}"
     );
     let mut expected = plan.parameters.clone();
     if let Some(v) = expected.get_mut("CollectCodeVersion") {
         v.1 = uploaded_version.clone();
     }
-    assert_eq!(deployed_plan.parameters, expected, "deploy does what diff said");
+    assert_eq!(
+        deployed_plan.parameters, expected,
+        "deploy does what diff said"
+    );
     let shas_after = [
         code_sha(&env, &collect).await,
         code_sha(&env, &realtime).await,

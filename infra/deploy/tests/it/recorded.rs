@@ -40,7 +40,7 @@ struct Replay {
     /// `x-amz-checksum-sha256` of the local zip.
     checksum: String,
     /// S3 requests: method, path and (lowercased) headers.
-    s3: Vec<(String, String, Vec<(String, String)>)>,
+    s3: Vec<S3Request>,
 }
 
 const BOOTSTRAP_OUTPUTS: [(&str, &str); 5] = [
@@ -106,6 +106,9 @@ fn event(id: u32, logical: &str, ty: &str, status: &str, reason: &str) -> String
         xml_escape(reason)
     )
 }
+
+/// An S3 request the replay saw: method, path, (lowercased) headers.
+type S3Request = (String, String, Vec<(String, String)>);
 
 /// An HTTP answer: status, extra headers, body.
 type Answer = (u16, Vec<(String, String)>, String);
@@ -311,7 +314,7 @@ fn serve(replay: Arc<Mutex<Replay>>) -> String {
 /// What the replay saw: CloudFormation actions, and S3 requests with their headers.
 struct Seen {
     actions: Vec<String>,
-    s3: Vec<(String, String, Vec<(String, String)>)>,
+    s3: Vec<S3Request>,
 }
 
 async fn run(
@@ -458,7 +461,7 @@ async fn a_tampered_asset_is_refused_before_any_change_set() {
     let (outcome, seen) = run_seen(Scenario::TamperedAsset, Confirm::Yes).await;
     let error = outcome.expect_err("tampered");
     let text = error.to_string();
-    assert!(matches!(error, Error::TamperedAsset { .. }), "{error:?}");
+    assert!(matches!(error, Error::TamperedAsset(_)), "{error:?}");
     assert!(
         text.starts_with("tampered asset `collect`")
             && text.contains("(version v-existing) has SHA-256 e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
