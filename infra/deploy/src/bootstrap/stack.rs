@@ -549,27 +549,82 @@ pub fn synth(options: &BootstrapOptions) -> Result<Value, Error> {
 mod tests {
     use super::*;
 
-    pub(crate) fn options() -> BootstrapOptions {
+    fn options() -> BootstrapOptions {
         BootstrapOptions::new(GithubRepo::parse("acme/tally").expect("valid repo"))
     }
 
     #[test]
-    fn dump() {
+    fn the_template_has_every_output_and_a_guarded_bucket() {
         let t = synth(&options()).expect("synth");
-        std::fs::write(
-            "/tmp/h5-bootstrap.json",
-            serde_json::to_string_pretty(&t).expect("json"),
-        )
-        .expect("write");
-        let shown = crate::bootstrap::show::policies(
-            &t,
-            &crate::bootstrap::show::ShowContext::new("123456789012", "eu-west-1"),
-        )
-        .expect("show");
-        std::fs::write(
-            "/tmp/h5-show.json",
-            serde_json::to_string_pretty(&shown).expect("json"),
-        )
-        .expect("write");
+        let outputs: Vec<&String> = t["Outputs"].as_object().expect("outputs").keys().collect();
+        assert_eq!(
+            outputs,
+            [
+                "AssetsBucket",
+                "ExecutionRoleArn",
+                "PreviewRoleArn",
+                "ReleaseRoleArn",
+                "FunctionBoundaryArn",
+                "BootstrapVersion"
+            ]
+        );
+        assert_eq!(
+            t["Outputs"]["BootstrapVersion"]["Value"],
+            BOOTSTRAP_VERSION.to_string()
+        );
+        let resources = t["Resources"].as_object().expect("resources");
+        let (_, bucket) = resources
+            .iter()
+            .find(|(_, r)| r["Type"] == "AWS::S3::Bucket")
+            .expect("bucket");
+        let p = &bucket["Properties"];
+        assert!(
+            p.get("BucketName").is_none(),
+            "CloudFormation picks a random name"
+        );
+        assert_eq!(p["VersioningConfiguration"]["Status"], "Enabled");
+        assert_eq!(
+            p["OwnershipControls"]["Rules"][0]["ObjectOwnership"],
+            "BucketOwnerEnforced"
+        );
+        assert_eq!(
+            p["LifecycleConfiguration"]["Rules"][0]["NoncurrentVersionExpiration"]
+                ["NoncurrentDays"],
+            30
+        );
+        assert_eq!(bucket["DeletionPolicy"], "Retain");
+        let existing = BootstrapOptions {
+            oidc_provider_arn: Some(
+                "arn:aws:iam::1:oidc-provider/token.actions.githubusercontent.com".into(),
+            ),
+            ..options()
+        };
+        let t = synth(&existing).expect("synth");
+        let types: Vec<&Value> = t["Resources"]
+            .as_object()
+            .expect("r")
+            .values()
+            .map(|r| &r["Type"])
+            .collect();
+        assert!(
+            !types.contains(&&Value::from("AWS::IAM::OIDCProvider")),
+            "the existing provider is used"
+        );
+    }
+
+    #[test]
+    fn bad_repositories_and_environments_are_named() {
+        for (repo, expect) in [
+            ("acme", "has no `/`"),
+            ("acme/", "is not a GitHub repository name"),
+            ("ac me/tally", "is not a GitHub repository name"),
+        ] {
+            let e = GithubRepo::parse(repo).expect_err(repo).to_string();
+            assert!(e.contains("--github-repo") && e.contains(expect), "{e}");
+        }
+        let mut bad = options();
+        bad.release_environment = "prod*".into();
+        let e = synth(&bad).expect_err("wildcard").to_string();
+        assert!(e.contains("cannot be a GitHub Environment name"), "{e}");
     }
 }
