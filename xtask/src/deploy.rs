@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tally_deploy::{Asset, Clients, Confirm, DeployOutcome, DeployRequest, Output, StackTags};
-use tally_pipeline::{code_key_parameter, Stage, FUNCTIONS};
+use tally_pipeline::{code_key_parameter, code_version_parameter, Stage, FUNCTIONS};
 
 use crate::flags::{Arch, Build, Deploy};
 use crate::protect;
@@ -103,6 +103,7 @@ pub fn request(stage: &Stage, confirm: Confirm) -> anyhow::Result<DeployRequest>
                 .join(format!("tally-{name}"))
                 .join("bootstrap.zip"),
             parameter: code_key_parameter(name),
+            version_parameter: code_version_parameter(name),
         })
         .collect();
     Ok(DeployRequest {
@@ -128,7 +129,7 @@ pub fn request(stage: &Stage, confirm: Confirm) -> anyhow::Result<DeployRequest>
 }
 
 /// The commit being deployed: `GITHUB_SHA` in Actions, else `git rev-parse HEAD`, else `unknown`.
-fn commit() -> String {
+pub fn commit() -> String {
     if let Ok(sha) = std::env::var("GITHUB_SHA") {
         return sha;
     }

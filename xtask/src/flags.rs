@@ -32,6 +32,13 @@ commands:
                                            --pr N: the pull request's preview, stage pr-N; a protected stage
                                            (production, tally.toml [deploy] protected_stages) needs
                                            --stage S --yes-i-mean S (or S typed on a terminal)
+  bootstrap --github-repo OWNER/NAME [--release-environment production]
+           [--oidc-provider-arn ARN] [--yes]
+                                           once per account and region: stack tally-bootstrap (assets
+                                           bucket, execution role, GitHub OIDC preview and release
+                                           roles); re-run to upgrade (docs/bootstrap.md)
+  bootstrap --github-repo OWNER/NAME --show [--account ID] [--region R]
+                                           the roles' policies for review (no AWS calls)
   previews list                            the project's stacks: stage, branch, age, status
   previews prune [--older-than 7d] [--keep-branches] [--protect STAGE]... [--only-prs] [--yes]
                                            destroy previews that are old or whose branch is gone
@@ -68,6 +75,7 @@ pub enum Cmd {
     Destroy(Destroy),
     Previews(Previews),
     Redrive(Redrive),
+    Bootstrap(crate::bootstrap::Bootstrap),
 }
 
 /// `cargo xtask redrive` (see `crate::redrive`).
@@ -554,6 +562,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<Cmd> {
             }
             Cmd::Loadtest(cmd)
         }
+        "bootstrap" => Cmd::Bootstrap(crate::bootstrap::parse(&mut parser)?),
         other => bail!("unknown command `{other}`"),
     };
     Ok(cmd)

@@ -1,6 +1,7 @@
 //! `cargo xtask` — the commands of tally. This file only parses flags and dispatches;
 //! each command lives in its own module with one `run`.
 
+mod bootstrap;
 mod build;
 mod ci;
 mod deploy;
@@ -76,6 +77,7 @@ fn main() -> ExitCode {
         flags::Cmd::Destroy(cmd) => cmd.run(),
         flags::Cmd::Previews(cmd) => cmd.run(),
         flags::Cmd::Redrive(cmd) => cmd.run(),
+        flags::Cmd::Bootstrap(cmd) => cmd.run(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

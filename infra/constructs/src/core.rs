@@ -440,6 +440,22 @@ impl Node {
         });
     }
 
+    /// Sets property `key` to `value`, reporting a reference to a construct of another stack.
+    pub(crate) fn set_property(&self, key: &str, value: &Expr) {
+        for target in value.targets() {
+            if target.stack != self.stack_id {
+                self.violation(format!(
+                    "refers to `{}`, a construct of another stack; a stack can only refer to its own constructs",
+                    target.path
+                ));
+            }
+        }
+        let json = value.to_json();
+        self.stack.with_resource(self.index, |r| {
+            r.properties.insert(key.to_owned(), json);
+        });
+    }
+
     pub(crate) fn add_statement(&self, statement: Statement) {
         self.stack.with_resource(self.index, |r| {
             if !r.statements.contains(&statement) {

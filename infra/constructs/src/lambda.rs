@@ -18,13 +18,29 @@ pub enum Code {
         bucket: Expr,
         /// Object key.
         key: Expr,
+        /// Object version (`S3ObjectVersion`): pins the exact bytes in a versioned bucket, so that a later
+        /// write under the same key cannot change what the function runs.
+        version: Option<Expr>,
     },
 }
 
 impl Code {
-    /// A zip at `bucket`/`key`.
+    /// A zip at `bucket`/`key` (whatever version is current when CloudFormation reads it).
     pub fn s3(bucket: Expr, key: Expr) -> Code {
-        Code::S3 { bucket, key }
+        Code::S3 {
+            bucket,
+            key,
+            version: None,
+        }
+    }
+
+    /// A zip at `bucket`/`key`, pinned to object `version`.
+    pub fn s3_version(bucket: Expr, key: Expr, version: Expr) -> Code {
+        Code::S3 {
+            bucket,
+            key,
+            version: Some(version),
+        }
     }
 }
 
@@ -294,13 +310,23 @@ impl Function {
             properties.insert("FunctionName".into(), scope.resolve(name));
         }
         match &props.code {
-            Some(Code::S3 { bucket, key }) => {
-                for (what, value) in [("bucket", bucket), ("key", key)] {
-                    if value.as_text().is_some_and(|t| t.trim().is_empty()) {
+            Some(Code::S3 {
+                bucket,
+                key,
+                version,
+            }) => {
+                for (what, value) in [("bucket", Some(bucket)), ("key", Some(key)), ("version", version.as_ref())] {
+                    if value.and_then(Expr::as_text).is_some_and(|t| t.trim().is_empty()) {
                         scope.violation(format!("code {what} is empty; give the S3 {what} of the function's zip"));
                     }
                 }
-                properties.insert("Code".into(), json!({ "S3Bucket": scope.resolve(bucket), "S3Key": scope.resolve(key) }));
+                let mut code = Map::new();
+                code.insert("S3Bucket".into(), scope.resolve(bucket));
+                code.insert("S3Key".into(), scope.resolve(key));
+                if let Some(version) = version {
+                    code.insert("S3ObjectVersion".into(), scope.resolve(version));
+                }
+                properties.insert("Code".into(), Value::Object(code));
             }
             None => scope.violation(
                 "function has no code: set `code` (for example Code::s3 with the deploy step's bucket and key parameters)",

@@ -24,6 +24,22 @@ pub const APP: &str = "tally";
 
 /// Length reserved for `AWS::Region` in names that contain it (the longest region today has 14).
 pub const REGION_BUDGET: usize = 16;
+
+/// The name of the permissions boundary every function role carries, without its region:
+/// `tally-function-boundary-<region>` is created once per account and region by `cargo xtask bootstrap`.
+pub const FUNCTION_BOUNDARY_PREFIX: &str = "tally-function-boundary-";
+
+/// The ARN of the function roles' permissions boundary in the stack's account and region.
+pub fn function_boundary_arn() -> Expr {
+    Expr::concat([
+        Expr::text("arn:"),
+        Expr::partition(),
+        Expr::text(":iam::"),
+        Expr::account_id(),
+        Expr::text(format!(":policy/{FUNCTION_BOUNDARY_PREFIX}")),
+        Expr::region(),
+    ])
+}
 /// Length of `AWS::AccountId`.
 pub const ACCOUNT_LEN: usize = 12;
 

@@ -7,14 +7,11 @@
 use std::path::PathBuf;
 
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{
-    BucketLocationConstraint, CreateBucketConfiguration, PublicAccessBlockConfiguration,
-    ServerSideEncryption, ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration,
-    ServerSideEncryptionRule, Tag, Tagging,
-};
+use aws_sdk_s3::types::{ChecksumMode, ServerSideEncryption};
 use sha2::{Digest, Sha256};
 
-use crate::aws::{code, err};
+use crate::aws::err;
+use crate::error::Tampered;
 use crate::{Clients, Error};
 
 /// One function package to upload; `parameter` is the template parameter that receives its key.
@@ -22,7 +19,10 @@ use crate::{Clients, Error};
 pub struct Asset {
     pub name: String,
     pub path: PathBuf,
+    /// The template parameter that receives the object key (`CollectCodeKey`).
     pub parameter: String,
+    /// The template parameter that receives the verified object version (`CollectCodeVersion`).
+    pub version_parameter: String,
 }
 
 /// An asset after reading it: its bytes and content-hash key.
@@ -69,19 +69,6 @@ pub fn content_key(bytes: &[u8]) -> String {
     format!("{}.zip", hex::encode(Sha256::digest(bytes)))
 }
 
-/// The assets bucket of an account and region.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AssetsBucket {
-    pub name: String,
-    /// Whether this call created it.
-    pub created: bool,
-}
-
-/// `tally-assets-<account>-<region>`: unique per account and region, 3–63 lowercase characters.
-pub fn bucket_name(account: &str, region: &str) -> String {
-    format!("tally-assets-{account}-{region}")
-}
-
 pub(crate) async fn account_id(clients: &Clients) -> Result<String, Error> {
     let out = clients
         .sts
@@ -95,153 +82,318 @@ pub(crate) async fn account_id(clients: &Clients) -> Result<String, Error> {
     })
 }
 
-/// The bucket's name without creating anything (for `diff`).
-pub(crate) async fn bucket_for(clients: &Clients) -> Result<String, Error> {
-    Ok(bucket_name(&account_id(clients).await?, &clients.region))
+/// The bucket a deploy writes to, and the account that must own it (`ExpectedBucketOwner` on every call:
+/// a bucket of the same name in another account is refused by S3 instead of receiving the zips).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssetsBucket {
+    pub name: String,
+    pub owner: String,
 }
 
-/// Creates the assets bucket on first use: encrypted (SSE-S3), all public access blocked, tagged.
-pub async fn bootstrap(clients: &Clients) -> Result<AssetsBucket, Error> {
-    let name = bucket_for(clients).await?;
-    match clients.s3.head_bucket().bucket(&name).send().await {
-        Ok(_) => {
-            return Ok(AssetsBucket {
-                name,
-                created: false,
-            })
-        }
-        Err(error) => {
-            let status = error.raw_response().map(|r| r.status().as_u16());
-            if status == Some(403) {
-                return Err(Error::Aws {
-                    operation: "HeadBucket",
-                    message: format!("bucket `{name}` exists but this account may not use it; check the credentials' account"),
-                });
-            }
-            if status != Some(404) && code(&error) != Some("NotFound") {
-                return Err(err("HeadBucket")(error));
+/// An asset in the bucket: its key and the object version the template pins.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Uploaded {
+    pub asset: Asset,
+    pub key: String,
+    pub version: String,
+}
+
+/// What S3 holds under a key, as far as verifying it goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stored {
+    /// The object's full-object SHA-256 checksum (base64), as S3 reports it.
+    Checksum(String),
+    /// The SHA-256 of the object's bytes, read back (objects without a stored checksum).
+    Read([u8; 32]),
+}
+
+/// Whether the stored object holds the local bytes; `Err` carries the stored SHA-256 in hex.
+pub fn verify(local: &[u8; 32], stored: &Stored) -> Result<(), String> {
+    let found = match stored {
+        Stored::Checksum(b64) => match base64_decode(b64) {
+            Some(bytes) => bytes,
+            None => return Err(format!("an unreadable checksum `{b64}`")),
+        },
+        Stored::Read(digest) => digest.to_vec(),
+    };
+    if found.as_slice() == local.as_slice() {
+        Ok(())
+    } else {
+        Err(hex::encode(found))
+    }
+}
+
+/// The standard base64 alphabet with padding (S3's checksum headers).
+fn base64_encode(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
             }
         }
     }
-    let mut create = clients.s3.create_bucket().bucket(&name);
-    if clients.region != "us-east-1" {
-        create = create.create_bucket_configuration(
-            CreateBucketConfiguration::builder()
-                .location_constraint(BucketLocationConstraint::from(clients.region.as_str()))
-                .build(),
-        );
-    }
-    create.send().await.map_err(err("CreateBucket"))?;
-    let encryption = ServerSideEncryptionConfiguration::builder()
-        .rules(
-            ServerSideEncryptionRule::builder()
-                .apply_server_side_encryption_by_default(
-                    ServerSideEncryptionByDefault::builder()
-                        .sse_algorithm(ServerSideEncryption::Aes256)
-                        .build()
-                        .map_err(|e| Error::Aws {
-                            operation: "PutBucketEncryption",
-                            message: e.to_string(),
-                        })?,
-                )
-                .build(),
-        )
-        .build()
-        .map_err(|e| Error::Aws {
-            operation: "PutBucketEncryption",
-            message: e.to_string(),
-        })?;
-    clients
-        .s3
-        .put_bucket_encryption()
-        .bucket(&name)
-        .server_side_encryption_configuration(encryption)
-        .send()
-        .await
-        .map_err(err("PutBucketEncryption"))?;
-    clients
-        .s3
-        .put_public_access_block()
-        .bucket(&name)
-        .public_access_block_configuration(
-            PublicAccessBlockConfiguration::builder()
-                .block_public_acls(true)
-                .ignore_public_acls(true)
-                .block_public_policy(true)
-                .restrict_public_buckets(true)
-                .build(),
-        )
-        .send()
-        .await
-        .map_err(err("PutPublicAccessBlock"))?;
-    let tag = Tag::builder()
-        .key("tally:purpose")
-        .value("function packages, content-addressed")
-        .build()
-        .map_err(|e| Error::Aws {
-            operation: "PutBucketTagging",
-            message: e.to_string(),
-        })?;
-    let tagging = Tagging::builder()
-        .tag_set(tag)
-        .build()
-        .map_err(|e| Error::Aws {
-            operation: "PutBucketTagging",
-            message: e.to_string(),
-        })?;
-    clients
-        .s3
-        .put_bucket_tagging()
-        .bucket(&name)
-        .tagging(tagging)
-        .send()
-        .await
-        .map_err(err("PutBucketTagging"))?;
-    Ok(AssetsBucket {
-        name,
-        created: true,
-    })
+    out
 }
 
-/// Uploads each asset under its content key unless an object with that key exists. Returns the keys in the
-/// order given and how many were uploaded.
+fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    let value = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        } as u32)
+    };
+    let trimmed = text.trim_end_matches('=');
+    if !text.len().is_multiple_of(4) || text.len() - trimmed.len() > 2 {
+        return None;
+    }
+    let mut out = Vec::new();
+    for chunk in trimmed.as_bytes().chunks(4) {
+        let mut n = 0u32;
+        for (i, c) in chunk.iter().enumerate() {
+            n |= value(*c)? << (18 - 6 * i);
+        }
+        let bytes = n.to_be_bytes();
+        out.extend_from_slice(&bytes[1..chunk.len()]);
+    }
+    Some(out)
+}
+
+/// S3's `x-amz-checksum-sha256` of `bytes`: their SHA-256, base64.
+pub fn checksum_sha256(bytes: &[u8]) -> String {
+    base64_encode(&sha256(bytes))
+}
+
+/// The SHA-256 of `bytes`.
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+fn status(error: &impl ProvideStatus) -> Option<u16> {
+    error.status()
+}
+
+/// The HTTP status of an SDK error, when there was an answer.
+trait ProvideStatus {
+    fn status(&self) -> Option<u16>;
+}
+
+impl<E> ProvideStatus for aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse> {
+    fn status(&self) -> Option<u16> {
+        self.raw_response().map(|r| r.status().as_u16())
+    }
+}
+
+/// What the bucket holds under `key`: `None` when nothing, else the current version and what verifies it.
+async fn stored(
+    clients: &Clients,
+    bucket: &AssetsBucket,
+    key: &str,
+) -> Result<Option<(String, Stored)>, Error> {
+    let head = clients
+        .s3
+        .head_object()
+        .bucket(&bucket.name)
+        .key(key)
+        .expected_bucket_owner(&bucket.owner)
+        .checksum_mode(ChecksumMode::Enabled)
+        .send()
+        .await;
+    let head = match head {
+        Ok(head) => head,
+        Err(error) if status(&error) == Some(404) => return Ok(None),
+        Err(error) => return Err(err("HeadObject")(error)),
+    };
+    let version = object_version(bucket, key, head.version_id())?;
+    // A full-object checksum is the SHA-256 of the bytes; a multipart one (`…-N`) is not, so read those.
+    if let Some(checksum) = head.checksum_sha256().filter(|c| !c.contains('-')) {
+        return Ok(Some((version, Stored::Checksum(checksum.to_owned()))));
+    }
+    let object = clients
+        .s3
+        .get_object()
+        .bucket(&bucket.name)
+        .key(key)
+        .version_id(&version)
+        .expected_bucket_owner(&bucket.owner)
+        .send()
+        .await
+        .map_err(err("GetObject"))?;
+    let bytes = object.body.collect().await.map_err(|e| Error::Aws {
+        operation: "GetObject",
+        message: format!("reading s3://{}/{key}: {e}", bucket.name),
+    })?;
+    Ok(Some((version, Stored::Read(sha256(&bytes.into_bytes())))))
+}
+
+/// The object's version id; an unversioned bucket (no id, or `null`) cannot pin what the template runs.
+fn object_version(
+    bucket: &AssetsBucket,
+    key: &str,
+    version: Option<&str>,
+) -> Result<String, Error> {
+    match version {
+        Some(v) if !v.is_empty() && v != "null" => Ok(v.to_owned()),
+        _ => Err(Error::Bootstrap {
+            stack: crate::bootstrap::stack::BOOTSTRAP_STACK.to_owned(),
+            problem: format!(
+                "has an assets bucket `{}` without versioning (s3://{}/{key} has no version id), so deploys cannot pin the zips they verified",
+                bucket.name, bucket.name
+            ),
+        }),
+    }
+}
+
+/// Writes `bytes` under `key` only if nothing is there (`If-None-Match: *`), with its SHA-256 checksum for S3
+/// to check and keep. `Ok(None)`: something got there first (verify it instead).
+async fn put_new(
+    clients: &Clients,
+    bucket: &AssetsBucket,
+    key: &str,
+    bytes: Vec<u8>,
+) -> Result<Option<String>, Error> {
+    let put = clients
+        .s3
+        .put_object()
+        .bucket(&bucket.name)
+        .key(key)
+        .if_none_match("*")
+        .checksum_sha256(base64_encode(&sha256(&bytes)))
+        .expected_bucket_owner(&bucket.owner)
+        .server_side_encryption(ServerSideEncryption::Aes256)
+        .body(ByteStream::from(bytes))
+        .send()
+        .await;
+    match put {
+        Ok(out) => Ok(Some(object_version(bucket, key, out.version_id())?)),
+        // 412: written meanwhile; 409: a concurrent conditional write is in progress.
+        Err(error) if matches!(status(&error), Some(412 | 409)) => Ok(None),
+        Err(error) => Err(err("PutObject")(error)),
+    }
+}
+
+/// The version of `key` that holds exactly `bytes`: uploaded if the key is new, else the existing object after
+/// checking its SHA-256 (a mismatch is [`Error::TamperedAsset`]). `Ok((version, uploaded))`.
+pub(crate) async fn put_verified(
+    clients: &Clients,
+    bucket: &AssetsBucket,
+    key: &str,
+    bytes: Vec<u8>,
+    describe: (&str, &str),
+) -> Result<(String, bool), Error> {
+    let local = sha256(&bytes);
+    let existing = match stored(clients, bucket, key).await? {
+        Some(found) => found,
+        None => match put_new(clients, bucket, key, bytes).await? {
+            Some(version) => return Ok((version, true)),
+            None => stored(clients, bucket, key)
+                .await?
+                .ok_or_else(|| Error::Aws {
+                    operation: "PutObject",
+                    message: format!(
+                        "s3://{}/{key} was written meanwhile but cannot be found",
+                        bucket.name
+                    ),
+                })?,
+        },
+    };
+    let (version, stored) = existing;
+    verify(&local, &stored).map_err(|found| {
+        Error::TamperedAsset(Box::new(Tampered {
+            name: describe.0.to_owned(),
+            path: describe.1.to_owned(),
+            bucket: bucket.name.clone(),
+            key: key.to_owned(),
+            version: version.clone(),
+            expected: hex::encode(local),
+            found,
+        }))
+    })?;
+    Ok((version, false))
+}
+
+/// The version `diff` shows for an asset that a deploy would upload first.
+pub const PENDING_VERSION: &str = "pending-upload";
+
+/// What a deploy would pass for each asset, writing nothing: the verified version of an existing object, or
+/// [`PENDING_VERSION`] for one that would be uploaded.
+pub(crate) async fn planned(
+    clients: &Clients,
+    bucket: &AssetsBucket,
+    assets: &[Asset],
+) -> Result<Vec<Uploaded>, Error> {
+    let mut out = Vec::new();
+    for asset in assets {
+        let hashed = asset.read()?;
+        let version = match stored(clients, bucket, &hashed.key).await? {
+            None => PENDING_VERSION.to_owned(),
+            Some((version, found)) => {
+                let local = sha256(&hashed.bytes);
+                verify(&local, &found).map_err(|found| {
+                    Error::TamperedAsset(Box::new(Tampered {
+                        name: asset.name.clone(),
+                        path: asset.path.display().to_string(),
+                        bucket: bucket.name.clone(),
+                        key: hashed.key.clone(),
+                        version: version.clone(),
+                        expected: hex::encode(local),
+                        found,
+                    }))
+                })?;
+                version
+            }
+        };
+        out.push(Uploaded {
+            asset: hashed.asset,
+            key: hashed.key,
+            version,
+        });
+    }
+    Ok(out)
+}
+
+/// Uploads each asset under its content key unless an object with that key exists, whose content is then
+/// verified. Returns the keys and versions in the order given and how many were uploaded. Nothing here
+/// creates a change set: a tampered asset stops the deploy before CloudFormation is asked anything.
 pub async fn upload(
     clients: &Clients,
-    bucket: &str,
+    bucket: &AssetsBucket,
     assets: &[Asset],
-) -> Result<(Vec<(Asset, String)>, usize), Error> {
-    let mut keys = Vec::new();
+) -> Result<(Vec<Uploaded>, usize), Error> {
+    let mut out = Vec::new();
     let mut uploaded = 0;
     for asset in assets {
         let hashed = asset.read()?;
-        let exists = match clients
-            .s3
-            .head_object()
-            .bucket(bucket)
-            .key(&hashed.key)
-            .send()
-            .await
-        {
-            Ok(_) => true,
-            Err(error) if error.raw_response().map(|r| r.status().as_u16()) == Some(404) => false,
-            Err(error) => return Err(err("HeadObject")(error)),
-        };
-        if !exists {
-            clients
-                .s3
-                .put_object()
-                .bucket(bucket)
-                .key(&hashed.key)
-                .server_side_encryption(ServerSideEncryption::Aes256)
-                .body(ByteStream::from(hashed.bytes))
-                .send()
-                .await
-                .map_err(err("PutObject"))?;
-            uploaded += 1;
-        }
-        keys.push((hashed.asset, hashed.key));
+        let path = asset.path.display().to_string();
+        let (version, new) = put_verified(
+            clients,
+            bucket,
+            &hashed.key,
+            hashed.bytes,
+            (&asset.name, &path),
+        )
+        .await?;
+        uploaded += usize::from(new);
+        out.push(Uploaded {
+            asset: hashed.asset,
+            key: hashed.key,
+            version,
+        });
     }
-    Ok((keys, uploaded))
+    Ok((out, uploaded))
 }
 
 #[cfg(test)]
@@ -256,14 +408,62 @@ mod tests {
     }
 
     #[test]
-    fn bucket_names_are_valid() {
-        let name = bucket_name("123456789012", "ap-southeast-2");
-        assert!(
-            name.len() <= 63
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    fn base64_round_trips_and_matches_known_values() {
+        assert_eq!(base64_encode(b""), "");
+        assert_eq!(base64_encode(b"f"), "Zg==");
+        assert_eq!(base64_encode(b"fo"), "Zm8=");
+        assert_eq!(base64_encode(b"foo"), "Zm9v");
+        // S3's x-amz-checksum-sha256 of the empty object.
+        assert_eq!(
+            base64_encode(&sha256(b"")),
+            "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="
         );
+        for bytes in [&b"PK\x03\x04"[..], b"ab", b"abcd", &[255, 0, 128]] {
+            assert_eq!(base64_decode(&base64_encode(bytes)).as_deref(), Some(bytes));
+        }
+        assert_eq!(base64_decode("Zg="), None);
+        assert_eq!(base64_decode("Z!=="), None);
+    }
+
+    #[test]
+    fn stored_objects_are_verified_by_checksum_or_bytes() {
+        let local = sha256(b"PK zip");
+        assert_eq!(
+            verify(&local, &Stored::Checksum(base64_encode(&local))),
+            Ok(())
+        );
+        assert_eq!(verify(&local, &Stored::Read(local)), Ok(()));
+        let other = sha256(b"PK evil");
+        assert_eq!(
+            verify(&local, &Stored::Checksum(base64_encode(&other))),
+            Err(hex::encode(other))
+        );
+        assert_eq!(
+            verify(&local, &Stored::Read(other)),
+            Err(hex::encode(other))
+        );
+        assert!(verify(&local, &Stored::Checksum("not base64!".into())).is_err());
+    }
+
+    #[test]
+    fn unversioned_objects_cannot_be_pinned() {
+        let bucket = AssetsBucket {
+            name: "b".into(),
+            owner: "1".into(),
+        };
+        assert_eq!(
+            object_version(&bucket, "k", Some("v1")).expect("versioned"),
+            "v1"
+        );
+        for none in [None, Some("null"), Some("")] {
+            let e = object_version(&bucket, "k", none)
+                .expect_err("unversioned")
+                .to_string();
+            assert!(
+                e.contains("without versioning") && e.contains("cargo xtask bootstrap"),
+                "{e}"
+            );
+        }
     }
 
     #[test]
@@ -279,6 +479,7 @@ mod tests {
                 name: "collect".into(),
                 path,
                 parameter: "CollectCodeKey".into(),
+                version_parameter: "CollectCodeVersion".into(),
             };
             let error = asset.read().expect_err(file).to_string();
             assert!(

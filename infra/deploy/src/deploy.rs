@@ -7,8 +7,10 @@ use std::time::{Duration, Instant, SystemTime};
 use aws_sdk_cloudformation::types::{Capability, ChangeSetStatus, ChangeSetType, Parameter};
 use serde_json::Value;
 
-use crate::assets::{self, Asset};
+use crate::assets::{self, Asset, AssetsBucket, Uploaded};
 use crate::aws::err;
+use crate::bootstrap::read::Bootstrapped;
+use crate::bootstrap::stack::BOOTSTRAP_STACK;
 use crate::plan::{ChangeSetEntry, Plan};
 use crate::progress::{recent_events, Output, Progress};
 use crate::stack::{self, status_kind, StackInfo, StatusKind};
@@ -109,27 +111,35 @@ pub enum DeployOutcome {
 }
 
 /// A template and its parameter values, ready to compare and send.
-struct Prepared {
+pub(crate) struct Prepared {
     template: Value,
     parameters: BTreeMap<String, String>,
 }
 
-fn prepare(req: &DeployRequest, bucket: &str, keys: &[(Asset, String)]) -> Result<Prepared, Error> {
+pub(crate) fn prepare(
+    req: &DeployRequest,
+    bucket: Option<&str>,
+    uploaded: &[Uploaded],
+) -> Result<Prepared, Error> {
     let template = template::parse(&req.template)?;
     let mut parameters = req.parameters.clone();
-    parameters.insert(ASSETS_BUCKET_PARAMETER.to_owned(), bucket.to_owned());
-    for (asset, key) in keys {
-        if parameters
-            .insert(asset.parameter.clone(), key.clone())
-            .is_some()
-        {
-            return Err(Error::Parameter {
-                name: asset.parameter.clone(),
-                problem: format!(
-                    "set twice (by asset `{}` and by another asset or parameter)",
-                    asset.name
-                ),
-            });
+    if let Some(bucket) = bucket {
+        parameters.insert(ASSETS_BUCKET_PARAMETER.to_owned(), bucket.to_owned());
+    }
+    for u in uploaded {
+        for (name, value) in [
+            (&u.asset.parameter, &u.key),
+            (&u.asset.version_parameter, &u.version),
+        ] {
+            if parameters.insert(name.clone(), value.clone()).is_some() {
+                return Err(Error::Parameter {
+                    name: name.clone(),
+                    problem: format!(
+                        "set twice (by asset `{}` and by another asset or parameter)",
+                        u.asset.name
+                    ),
+                });
+            }
         }
     }
     let declared = template.get("Parameters").and_then(Value::as_object);
@@ -283,32 +293,40 @@ fn changed_parameters(
     out
 }
 
+/// Where a change set's template and resources come from: the assets bucket (for templates over the inline
+/// limit) and the role CloudFormation acts as. The bootstrap stack itself has neither.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Target<'a> {
+    pub bucket: Option<&'a AssetsBucket>,
+    pub execution_role: Option<&'a str>,
+}
+
 /// Template text for CloudFormation: inline when small, else uploaded to the assets bucket (as a content-hashed
-/// object) and passed by URL.
+/// object, verified like the zips) and passed by URL.
 async fn template_source(
     clients: &Clients,
-    bucket: &str,
+    target: Target<'_>,
     template: &Value,
 ) -> Result<(Option<String>, Option<String>), Error> {
     let body = serde_json::to_string(template).map_err(|e| Error::Template(e.to_string()))?;
     if body.len() <= TEMPLATE_BODY_LIMIT {
         return Ok((Some(body), None));
     }
+    let Some(bucket) = target.bucket else {
+        return Err(Error::Template(format!(
+            "the template has {} bytes, over CloudFormation's inline limit of {TEMPLATE_BODY_LIMIT}, and this stack has no assets bucket to pass it through",
+            body.len()
+        )));
+    };
     let key = format!(
         "templates/{}",
         assets::content_key(body.as_bytes()).replace(".zip", ".json")
     );
-    clients
-        .s3
-        .put_object()
-        .bucket(bucket)
-        .key(&key)
-        .server_side_encryption(aws_sdk_s3::types::ServerSideEncryption::Aes256)
-        .body(body.into_bytes().into())
-        .send()
-        .await
-        .map_err(err("PutObject (template)"))?;
-    let url = format!("https://{bucket}.s3.{}.amazonaws.com/{key}", clients.region);
+    assets::put_verified(clients, bucket, &key, body.into_bytes(), ("template", &key)).await?;
+    let url = format!(
+        "https://{}.s3.{}.amazonaws.com/{key}",
+        bucket.name, clients.region
+    );
     Ok((None, Some(url)))
 }
 
@@ -322,7 +340,7 @@ async fn create_change_set(
     clients: &Clients,
     req: &DeployRequest,
     prepared: &Prepared,
-    bucket: &str,
+    target: Target<'_>,
     kind: ChangeSetType,
     tags: &StackTags,
 ) -> Result<ChangeSet, Error> {
@@ -333,7 +351,7 @@ async fn create_change_set(
             .map(|d| d.as_millis())
             .unwrap_or_default()
     );
-    let (body, url) = template_source(clients, bucket, &prepared.template).await?;
+    let (body, url) = template_source(clients, target, &prepared.template).await?;
     clients
         .cfn
         .create_change_set()
@@ -346,6 +364,7 @@ async fn create_change_set(
         .capabilities(Capability::CapabilityIam)
         .capabilities(Capability::CapabilityNamedIam)
         .set_tags(Some(tags.to_sdk()))
+        .set_role_arn(target.execution_role.map(str::to_owned))
         .description("tally deploy")
         .send()
         .await
@@ -447,21 +466,56 @@ pub(crate) fn ask(question: &str) -> bool {
 /// Builds nothing, synthesizes nothing: takes the template and zips and makes the stack match them.
 pub async fn deploy(clients: &Clients, req: &DeployRequest) -> Result<DeployOutcome, Error> {
     let started = Instant::now();
-    let remedy = Remedy::of(req);
-    // Check the template before anything touches AWS.
+    // Check the template and the name before anything touches AWS.
     template::parse(&req.template)?;
-    let bucket = assets::bootstrap(clients).await?;
-    if bucket.created {
-        req.output
-            .line(&format!("bootstrapped assets bucket {}", bucket.name));
-    }
-    let (keys, uploaded) = assets::upload(clients, &bucket.name, &req.assets).await?;
+    refuse_reserved(&req.stack_name)?;
+    let (bootstrapped, bucket) = assets_bucket(clients).await?;
+    let (keys, uploaded) = assets::upload(clients, &bucket, &req.assets).await?;
     req.output.line(&format!(
-        "assets: {uploaded} uploaded, {} already there",
+        "assets: {uploaded} uploaded, {} already there (SHA-256 verified)",
         keys.len() - uploaded
     ));
-    let prepared = prepare(req, &bucket.name, &keys)?;
+    let prepared = prepare(req, Some(&bucket.name), &keys)?;
+    let target = Target {
+        bucket: Some(&bucket),
+        execution_role: Some(&bootstrapped.execution_role_arn),
+    };
+    apply(clients, req, prepared, target, started, uploaded).await
+}
 
+/// A stack name `deploy` never touches: the bootstrap stack is `cargo xtask bootstrap`'s.
+fn refuse_reserved(stack_name: &str) -> Result<(), Error> {
+    if stack_name == BOOTSTRAP_STACK {
+        return Err(Error::Parameter {
+            name: "stage".to_owned(),
+            problem: format!(
+                "`{stack_name}` is the bootstrap stack's name; choose another stage (the bootstrap stack is managed by `cargo xtask bootstrap`)"
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// The bootstrap stack's outputs and its assets bucket, owned by the caller's account.
+async fn assets_bucket(clients: &Clients) -> Result<(Bootstrapped, AssetsBucket), Error> {
+    let bootstrapped = crate::bootstrap::read::read(clients).await?;
+    let bucket = AssetsBucket {
+        name: bootstrapped.assets_bucket.clone(),
+        owner: assets::account_id(clients).await?,
+    };
+    Ok((bootstrapped, bucket))
+}
+
+/// From a prepared template and parameters to a deployed stack: compare, change set, guard, execute.
+pub(crate) async fn apply(
+    clients: &Clients,
+    req: &DeployRequest,
+    prepared: Prepared,
+    target: Target<'_>,
+    started: Instant,
+    uploaded: usize,
+) -> Result<DeployOutcome, Error> {
+    let remedy = Remedy::of(req);
     let existing = starting_point(clients, req).await?;
     let mut tags = req.tags.clone();
     let old = match &existing {
@@ -493,7 +547,7 @@ pub async fn deploy(clients: &Clients, req: &DeployRequest) -> Result<DeployOutc
     } else {
         ChangeSetType::Create
     };
-    let change_set = create_change_set(clients, req, &prepared, &bucket.name, kind, &tags).await?;
+    let change_set = create_change_set(clients, req, &prepared, target, kind, &tags).await?;
     let Some(entries) = change_set.entries else {
         delete_change_set(clients, &req.stack_name, &change_set.name).await?;
         let outputs = existing.map(|s| s.outputs).unwrap_or_default();
@@ -705,13 +759,14 @@ fn data_losses(plan: &Plan, old: Option<&Value>, new: &Value) -> Vec<String> {
 /// stack that differs, creates a change set, reads it and deletes it.
 pub async fn diff(clients: &Clients, req: &DeployRequest) -> Result<Plan, Error> {
     template::parse(&req.template)?;
-    let bucket = assets::bucket_for(clients).await?;
-    let mut keys = Vec::new();
-    for asset in &req.assets {
-        let hashed = asset.read()?;
-        keys.push((hashed.asset, hashed.key));
-    }
-    let prepared = prepare(req, &bucket, &keys)?;
+    refuse_reserved(&req.stack_name)?;
+    let (bootstrapped, bucket) = assets_bucket(clients).await?;
+    let keys = assets::planned(clients, &bucket, &req.assets).await?;
+    let prepared = prepare(req, Some(&bucket.name), &keys)?;
+    let target = Target {
+        bucket: Some(&bucket),
+        execution_role: Some(&bootstrapped.execution_role_arn),
+    };
     let existing = starting_point(clients, req).await?;
     let Some(info) = existing else {
         let mut plan = Plan::merge(
@@ -738,7 +793,7 @@ pub async fn diff(clients: &Clients, req: &DeployRequest) -> Result<Plan, Error>
         clients,
         req,
         &prepared,
-        &bucket,
+        target,
         ChangeSetType::Update,
         &tags,
     )
@@ -758,18 +813,18 @@ mod tests {
         template: &str,
         parameters: &[(&str, &str)],
         assets: &[(&str, &str)],
-    ) -> (DeployRequest, Vec<(Asset, String)>) {
+    ) -> (DeployRequest, Vec<Uploaded>) {
         let keys = assets
             .iter()
-            .map(|(name, param)| {
-                (
-                    Asset {
-                        name: (*name).to_owned(),
-                        path: format!("{name}.zip").into(),
-                        parameter: (*param).to_owned(),
-                    },
-                    format!("{name}-hash.zip"),
-                )
+            .map(|(name, param)| Uploaded {
+                asset: Asset {
+                    name: (*name).to_owned(),
+                    path: format!("{name}.zip").into(),
+                    parameter: (*param).to_owned(),
+                    version_parameter: param.replace("CodeKey", "CodeVersion"),
+                },
+                key: format!("{name}-hash.zip"),
+                version: format!("{name}-v1"),
             })
             .collect();
         let req = DeployRequest {
@@ -796,6 +851,7 @@ mod tests {
     }
 
     const TEMPLATE: &str = r#"{"Parameters": {"AssetsBucket": {"Type": "String"}, "CollectCodeKey": {"Type": "String"},
+        "CollectCodeVersion": {"Type": "String"},
         "LogLevel": {"Type": "String", "Default": "info"}}, "Resources": {}}"#;
 
     fn check(
@@ -804,7 +860,7 @@ mod tests {
         expect: Result<&[(&str, &str)], &str>,
     ) {
         let (r, keys) = req(TEMPLATE, parameters, assets);
-        let got = prepare(&r, "bucket", &keys)
+        let got = prepare(&r, Some("bucket"), &keys)
             .map(|p| p.parameters)
             .map_err(|e| e.to_string());
         match expect {
@@ -830,6 +886,7 @@ mod tests {
             Ok(&[
                 ("AssetsBucket", "bucket"),
                 ("CollectCodeKey", "collect-hash.zip"),
+                ("CollectCodeVersion", "collect-v1"),
             ]),
         );
         check(
@@ -838,6 +895,7 @@ mod tests {
             Ok(&[
                 ("AssetsBucket", "bucket"),
                 ("CollectCodeKey", "collect-hash.zip"),
+                ("CollectCodeVersion", "collect-v1"),
                 ("LogLevel", "debug"),
             ]),
         );
@@ -855,6 +913,11 @@ mod tests {
             &[("CollectCodeKey", "x")],
             &[("collect", "CollectCodeKey")],
             Err("set twice"),
+        );
+        check(
+            &[("CollectCodeVersion", "x")],
+            &[("collect", "CollectCodeKey")],
+            Err("parameter `CollectCodeVersion`: set twice"),
         );
         check(
             &[("Nope", "x")],
@@ -1038,6 +1101,19 @@ mod tests {
             ]
         );
         assert!(data_losses(&plan, None, &new).is_empty());
+    }
+
+    #[test]
+    fn the_bootstrap_stack_name_is_reserved() {
+        let error = refuse_reserved("tally-bootstrap")
+            .expect_err("reserved")
+            .to_string();
+        assert!(
+            error.contains("is the bootstrap stack's name; choose another stage"),
+            "{error}"
+        );
+        assert!(refuse_reserved("tally-bootstrapper").is_ok());
+        assert!(refuse_reserved("tally-pr-7").is_ok());
     }
 
     #[test]

@@ -56,6 +56,51 @@ pub enum Error {
         seconds: u64,
     },
 
+    /// No bootstrap stack in the account and region.
+    #[error("this account has no `{stack}` stack in {region}: run `cargo xtask bootstrap --github-repo OWNER/NAME` once per account and region (with administrator credentials), then deploy again")]
+    NotBootstrapped { stack: String, region: String },
+
+    /// The bootstrap stack is older than this deploy needs, or unusable.
+    #[error("the `{stack}` stack {problem}: run `cargo xtask bootstrap --github-repo OWNER/NAME` to upgrade it, then deploy again")]
+    Bootstrap { stack: String, problem: String },
+
+    /// An object in the assets bucket does not hold the bytes its key (their SHA-256) promises.
+    #[error("{0}")]
+    TamperedAsset(Box<Tampered>),
+
     #[error("invalid age `{input}`: {problem}")]
     Duration { input: String, problem: String },
+}
+
+/// What [`Error::TamperedAsset`] found: which object, and the two SHA-256s (hex).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tampered {
+    pub name: String,
+    pub path: String,
+    pub bucket: String,
+    pub key: String,
+    pub version: String,
+    pub expected: String,
+    pub found: String,
+}
+
+impl std::fmt::Display for Tampered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Tampered {
+            name,
+            path,
+            bucket,
+            key,
+            version,
+            expected,
+            found,
+        } = self;
+        write!(
+            f,
+            "tampered asset `{name}`: s3://{bucket}/{key} (version {version}) has SHA-256 {found}, but the local \
+             zip {path} has {expected}; the object was not written by a deploy. Nothing was deployed. Investigate \
+             who can write to the bucket, then delete that object version (`aws s3api delete-object --bucket \
+             {bucket} --key {key} --version-id {version}`) and deploy again"
+        )
+    }
 }

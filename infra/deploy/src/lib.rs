@@ -10,23 +10,25 @@
 //! ([`Clients::from_env`]), so `AWS_ENDPOINT_URL` points it at any AWS-compatible endpoint. Nothing here knows
 //! about a particular endpoint: tests run it against `moto_server` unchanged.
 
-mod assets;
+pub mod assets;
 mod aws;
+pub mod bootstrap;
 mod deploy;
 mod destroy;
 mod error;
 pub mod plan;
+pub mod policy_eval;
 pub mod previews;
 mod progress;
 mod stack;
 pub mod tags;
 pub mod template;
 
-pub use assets::{bootstrap, upload, Asset, AssetsBucket};
+pub use assets::{upload, Asset, AssetsBucket, Uploaded, PENDING_VERSION};
 pub use aws::Clients;
 pub use deploy::{deploy, diff, Confirm, DeployOutcome, DeployRequest, ASSETS_BUCKET_PARAMETER};
 pub use destroy::{destroy, DestroyOutcome, DestroyRequest, Named};
-pub use error::Error;
+pub use error::{Error, Tampered};
 pub use plan::Plan;
 pub use progress::Output;
 pub use stack::{describe, StackInfo};

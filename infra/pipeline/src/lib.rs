@@ -81,6 +81,12 @@ pub fn code_key_parameter(function: &str) -> String {
     format!("{first}{}CodeKey", chars.as_str())
 }
 
+/// Template parameter holding the S3 object version of `function`'s zip (the deploy step pins the version it
+/// verified): `collect` → `CollectCodeVersion`.
+pub fn code_version_parameter(function: &str) -> String {
+    code_key_parameter(function).replace("CodeKey", "CodeVersion")
+}
+
 /// Environment variables the functions read (the cross-team contract).
 pub mod env {
     /// collect, scaler: the events stream's name.
@@ -361,6 +367,12 @@ impl<'a> Pipeline<'a> {
             &code_key_parameter(package),
             &format!("S3 key of the tally-{package} zip (content hash, filled by deploy)"),
         );
+        let version = self.stack.string_parameter(
+            &code_version_parameter(package),
+            &format!(
+                "S3 object version of the tally-{package} zip (verified and pinned by deploy)"
+            ),
+        );
         let mut environment: Vec<(String, Expr)> =
             env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
         if let Some(store) = store {
@@ -378,7 +390,11 @@ impl<'a> Pipeline<'a> {
             &self.root,
             id,
             FunctionProps {
-                code: Some(Code::s3(self.assets.value(), key.value())),
+                code: Some(Code::s3_version(
+                    self.assets.value(),
+                    key.value(),
+                    version.value(),
+                )),
                 function_name: Some(self.name(NameKind::Function, package)),
                 role_name: Some(self.name(NameKind::Role, package)),
                 memory_mb,
@@ -392,6 +408,10 @@ impl<'a> Pipeline<'a> {
                 ..FunctionProps::default()
             },
         );
+        // The boundary `cargo xtask bootstrap` creates: the execution role may only create roles that carry it.
+        function
+            .role()
+            .set_permissions_boundary(&tally_constructs::naming::function_boundary_arn());
         match store {
             Some(store) => store.cache.grant_connect(&function, &store.user),
             None => function.node().skip_check("CKV_AWS_117", NO_VPC),

@@ -1,6 +1,7 @@
 //! Integration tests of the constructs: validation rules, grants, references, synthesis.
 
 mod grants;
+mod iam;
 mod network;
 mod references;
 mod validation;

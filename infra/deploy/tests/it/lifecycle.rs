@@ -146,7 +146,7 @@ async fn role_statements(env: &Env, function: &str) -> Vec<(Vec<String>, String)
 }
 
 /// IAM returns policy documents URL-encoded.
-fn percent_decode(s: &str) -> String {
+pub(crate) fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -295,7 +295,8 @@ async fn a_stage_from_first_deploy_to_destroy() {
     // Figures for the README (`cargo test -p tally-deploy --test it lifecycle -- --nocapture`).
     println!("timing: synth (with placeholder zips) {synth:?}, first deploy {first:?}, no-op deploy {no_op:?}");
 
-    // 3. One function changes: diff shows exactly its code key, deploy changes exactly its code.
+    // 3. One function changes: diff shows exactly its code key and version (the zip is not uploaded yet, so
+    //    the version is `pending-upload`), deploy changes exactly its code.
     let changed = support::request(&stage, env.zips("v2", &["collect"]));
     let plan = tally_deploy::diff(&env.clients, &changed)
         .await
@@ -313,12 +314,19 @@ async fn a_stage_from_first_deploy_to_destroy() {
     assert_eq!(lines.len(), 1, "{plan}");
     assert!(
         lines[0].starts_with("modify Collect")
-            && lines[0].ends_with("[\"Code.S3Key\"] [\"CollectCodeKey\"]"),
+            && lines[0].ends_with(
+                "[\"Code.S3Key\", \"Code.S3ObjectVersion\"] [\"CollectCodeKey\", \"CollectCodeVersion\"]"
+            ),
         "{plan}"
     );
     assert_eq!(
         plan.parameters.keys().collect::<Vec<_>>(),
-        ["CollectCodeKey"],
+        ["CollectCodeKey", "CollectCodeVersion"],
+        "{plan}"
+    );
+    assert_eq!(
+        plan.parameters["CollectCodeVersion"].1.as_deref(),
+        Some(tally_deploy::PENDING_VERSION),
         "{plan}"
     );
     assert!(
@@ -342,7 +350,26 @@ async fn a_stage_from_first_deploy_to_destroy() {
         panic!("{outcome:?}")
     };
     assert_eq!(uploaded, 1, "only the changed zip is uploaded");
-    assert_eq!(deployed_plan, plan, "deploy does what diff said");
+    // Deploy does what diff said; the pending version is now the one it uploaded.
+    assert_eq!(
+        deployed_plan.changes, plan.changes,
+        "deploy does what diff said"
+    );
+    let uploaded_version = &deployed_plan.parameters["CollectCodeVersion"].1;
+    assert!(
+        uploaded_version
+            .as_deref()
+            .is_some_and(|v| v != tally_deploy::PENDING_VERSION),
+        "{deployed_plan}"
+    );
+    let mut expected = plan.parameters.clone();
+    if let Some(v) = expected.get_mut("CollectCodeVersion") {
+        v.1 = uploaded_version.clone();
+    }
+    assert_eq!(
+        deployed_plan.parameters, expected,
+        "deploy does what diff said"
+    );
     let shas_after = [
         code_sha(&env, &collect).await,
         code_sha(&env, &realtime).await,
@@ -493,7 +520,7 @@ async fn a_large_template_is_passed_by_url() {
         .clients
         .s3
         .list_objects_v2()
-        .bucket("tally-assets-123456789012-us-east-1")
+        .bucket(env.assets_bucket())
         .prefix("templates/")
         .send()
         .await

@@ -16,6 +16,9 @@
 
 mod support;
 
+mod bootstrap;
+mod bootstrap_lint;
+mod bootstrap_policy;
 mod failing;
 mod lifecycle;
 mod prune;

@@ -2,6 +2,11 @@
 //! through the real SDK clients against a loopback server that answers with CloudFormation responses as AWS
 //! records them (XML shapes and values from AWS's API reference and real sessions). The server is a replay of
 //! recorded answers, scripted per scenario; it checks nothing, so every assertion is on what `deploy` did.
+//!
+//! S3 is replayed too where moto falls short: moto 5.2 neither stores nor returns `x-amz-checksum-sha256` and
+//! ignores `x-amz-expected-bucket-owner`, so the stored-checksum comparison (a tampered asset caught by its
+//! checksum alone, before any change set) and the owner header on every S3 call are shown here, with the
+//! headers S3 answers `HeadObject` with (`x-amz-version-id`, `x-amz-checksum-sha256`).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
@@ -27,6 +32,8 @@ enum Scenario {
     RollbackFails,
     /// A stack of the same name tagged by another project.
     OtherProject,
+    /// The zip's key exists in the assets bucket, but S3's checksum of it is not the local zip's.
+    TamperedAsset,
 }
 
 struct Replay {
@@ -34,14 +41,40 @@ struct Replay {
     executed: bool,
     actions: Vec<String>,
     old_key: String,
+    /// `x-amz-checksum-sha256` of the local zip.
+    checksum: String,
+    /// S3 requests: method, path and (lowercased) headers.
+    s3: Vec<S3Request>,
 }
+
+const BOOTSTRAP_OUTPUTS: [(&str, &str); 5] = [
+    (
+        "AssetsBucket",
+        "tally-bootstrap-assetsad0c8a0d-1x2y3z4w5v6u",
+    ),
+    (
+        "ExecutionRoleArn",
+        "arn:aws:iam::111122223333:role/tally-bootstrap-ExecutionRole75BC075A-AB12CD34EF56",
+    ),
+    (
+        "PreviewRoleArn",
+        "arn:aws:iam::111122223333:role/tally-bootstrap-PreviewRoleC9F065EB-AB12CD34EF56",
+    ),
+    (
+        "ReleaseRoleArn",
+        "arn:aws:iam::111122223333:role/tally-bootstrap-ReleaseRole51D6FFA2-AB12CD34EF56",
+    ),
+    ("BootstrapVersion", "1"),
+];
 
 fn template(stream_mode: &str) -> String {
     serde_json::json!({
-        "Parameters": {"AssetsBucket": {"Type": "String"}, "CollectCodeKey": {"Type": "String"}},
+        "Parameters": {"AssetsBucket": {"Type": "String"}, "CollectCodeKey": {"Type": "String"},
+            "CollectCodeVersion": {"Type": "String"}},
         "Resources": {
             "Collect": {"Type": "AWS::Lambda::Function", "Properties": {
-                "Code": {"S3Bucket": {"Ref": "AssetsBucket"}, "S3Key": {"Ref": "CollectCodeKey"}}}},
+                "Code": {"S3Bucket": {"Ref": "AssetsBucket"}, "S3Key": {"Ref": "CollectCodeKey"},
+                    "S3ObjectVersion": {"Ref": "CollectCodeVersion"}}}},
             "Events": {"Type": "AWS::Kinesis::Stream", "Properties": {
                 "Name": "tally-pr-42-events", "StreamModeDetails": {"StreamMode": stream_mode}}}
         }
@@ -78,11 +111,41 @@ fn event(id: u32, logical: &str, ty: &str, status: &str, reason: &str) -> String
     )
 }
 
+/// An S3 request the replay saw: method, path, (lowercased) headers.
+type S3Request = (String, String, Vec<(String, String)>);
+
+/// An HTTP answer: status, extra headers, body.
+type Answer = (u16, Vec<(String, String)>, String);
+
 impl Replay {
-    fn answer(&mut self, method: &str, path: &str, body: &str) -> (u16, String) {
+    fn answer(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(String, String)],
+        body: &str,
+    ) -> Answer {
         if method == "HEAD" {
-            return (200, String::new()); // S3: the assets bucket and the zip exist
+            // S3 HeadObject: the zip exists, in version `v-existing`, with the checksum S3 keeps.
+            self.s3
+                .push((method.to_owned(), path.to_owned(), headers.to_vec()));
+            let checksum = if self.scenario == Scenario::TamperedAsset {
+                "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=".to_owned() // the empty object's SHA-256
+            } else {
+                self.checksum.clone()
+            };
+            let headers = vec![
+                ("x-amz-version-id".to_owned(), "v-existing".to_owned()),
+                ("x-amz-checksum-sha256".to_owned(), checksum),
+                ("x-amz-checksum-type".to_owned(), "FULL_OBJECT".to_owned()),
+            ];
+            return (200, headers, String::new());
         }
+        let (status, text) = self.cloudformation(path, body);
+        (status, Vec::new(), text)
+    }
+
+    fn cloudformation(&mut self, path: &str, body: &str) -> (u16, String) {
         let action = body
             .split('&')
             .find_map(|kv| kv.strip_prefix("Action="))
@@ -99,11 +162,24 @@ impl Replay {
                      </GetCallerIdentityResult><ResponseMetadata><RequestId>1</RequestId></ResponseMetadata></GetCallerIdentityResponse>"
                 ),
             ),
+            "DescribeStacks" if body.contains("StackName=tally-bootstrap") => {
+                let outputs: String = BOOTSTRAP_OUTPUTS
+                    .iter()
+                    .map(|(k, v)| format!("<member><OutputKey>{k}</OutputKey><OutputValue>{v}</OutputValue></member>"))
+                    .collect();
+                let stack = format!(
+                    "<Stacks><member><StackName>tally-bootstrap</StackName>\
+                     <StackId>arn:aws:cloudformation:us-east-1:{ACCOUNT}:stack/tally-bootstrap/0a1b2c3d-aaaa-bbbb-cccc-0123456789ab</StackId>\
+                     <CreationTime>2026-11-01T09:00:00.000Z</CreationTime><StackStatus>CREATE_COMPLETE</StackStatus>\
+                     <Outputs>{outputs}</Outputs></member></Stacks>"
+                );
+                (200, wrap("DescribeStacks", &stack))
+            }
             "DescribeStacks" => {
                 let status = match (self.executed, self.scenario) {
                     (false, _) => "UPDATE_COMPLETE",
                     (true, Scenario::RollbackAfterFailedUpdate) => "UPDATE_ROLLBACK_COMPLETE",
-                    (true, Scenario::ReplacesTheStream | Scenario::OtherProject) => "UPDATE_COMPLETE",
+                    (true, Scenario::ReplacesTheStream | Scenario::OtherProject | Scenario::TamperedAsset) => "UPDATE_COMPLETE",
                     (true, Scenario::RollbackFails) => "UPDATE_ROLLBACK_FAILED",
                 };
                 let project = if self.scenario == Scenario::OtherProject { "billing" } else { "tally" };
@@ -112,7 +188,8 @@ impl Replay {
                      <CreationTime>2026-11-20T09:00:00.000Z</CreationTime><LastUpdatedTime>2026-11-25T09:00:00.000Z</LastUpdatedTime>\
                      <StackStatus>{status}</StackStatus>\
                      <Parameters><member><ParameterKey>AssetsBucket</ParameterKey><ParameterValue>tally-assets-{ACCOUNT}-us-east-1</ParameterValue></member>\
-                     <member><ParameterKey>CollectCodeKey</ParameterKey><ParameterValue>{}</ParameterValue></member></Parameters>\
+                     <member><ParameterKey>CollectCodeKey</ParameterKey><ParameterValue>{}</ParameterValue></member>\
+                     <member><ParameterKey>CollectCodeVersion</ParameterKey><ParameterValue>v-old</ParameterValue></member></Parameters>\
                      <Tags><member><Key>tally:project</Key><Value>{project}</Value></member><member><Key>tally:stage</Key><Value>pr-42</Value></member>\
                      <member><Key>tally:created-at</Key><Value>2026-11-20T09:00:00Z</Value></member></Tags>\
                      </member></Stacks>",
@@ -127,7 +204,7 @@ impl Replay {
             ),
             "DescribeChangeSet" => {
                 let change = match self.scenario {
-                    Scenario::RollbackAfterFailedUpdate | Scenario::RollbackFails | Scenario::OtherProject => "<member><Type>Resource</Type><ResourceChange><Action>Modify</Action>\
+                    Scenario::RollbackAfterFailedUpdate | Scenario::RollbackFails | Scenario::OtherProject | Scenario::TamperedAsset => "<member><Type>Resource</Type><ResourceChange><Action>Modify</Action>\
                         <LogicalResourceId>Collect</LogicalResourceId><PhysicalResourceId>tally-pr-42-collect</PhysicalResourceId>\
                         <ResourceType>AWS::Lambda::Function</ResourceType><Replacement>False</Replacement><Scope><member>Properties</member></Scope>\
                         <Details><member><Target><Attribute>Properties</Attribute><Name>Code</Name><RequiresRecreation>Never</RequiresRecreation></Target>\
@@ -220,6 +297,7 @@ fn serve(replay: Arc<Mutex<Replay>>) -> String {
                 parts.next().unwrap_or("").to_owned(),
             );
             let mut length = 0;
+            let mut headers = Vec::new();
             loop {
                 let mut header = String::new();
                 if reader.read_line(&mut header).is_err() || header.trim().is_empty() {
@@ -229,18 +307,21 @@ fn serve(replay: Arc<Mutex<Replay>>) -> String {
                     if name.eq_ignore_ascii_case("content-length") {
                         length = value.trim().parse().unwrap_or(0);
                     }
+                    headers.push((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
                 }
             }
             let mut body = vec![0; length];
             let _ = reader.read_exact(&mut body);
-            let (status, text) = replay.lock().expect("lock").answer(
+            let (status, extra, text) = replay.lock().expect("lock").answer(
                 &method,
                 &path,
+                &headers,
                 &String::from_utf8_lossy(&body),
             );
+            let extra: String = extra.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
+            let length = if method == "HEAD" { 0 } else { text.len() };
             let response = format!(
-                "HTTP/1.1 {status} X\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nx-amzn-requestid: 1\r\nConnection: close\r\n\r\n{text}",
-                text.len()
+                "HTTP/1.1 {status} X\r\nContent-Type: text/xml\r\nContent-Length: {length}\r\n{extra}x-amzn-requestid: 1\r\nConnection: close\r\n\r\n{text}"
             );
             let _ = stream.write_all(response.as_bytes());
         }
@@ -248,11 +329,18 @@ fn serve(replay: Arc<Mutex<Replay>>) -> String {
     format!("http://{addr}")
 }
 
+/// What the replay saw: CloudFormation actions, and S3 requests with their headers.
+struct Seen {
+    actions: Vec<String>,
+    s3: Vec<S3Request>,
+}
+
 async fn run(
     scenario: Scenario,
     confirm: Confirm,
 ) -> (Result<tally_deploy::DeployOutcome, Error>, Vec<String>) {
-    run_as(scenario, confirm, false).await
+    let (outcome, seen) = run_seen(scenario, confirm, false).await;
+    (outcome, seen.actions)
 }
 
 async fn run_as(
@@ -260,6 +348,15 @@ async fn run_as(
     confirm: Confirm,
     protected: bool,
 ) -> (Result<tally_deploy::DeployOutcome, Error>, Vec<String>) {
+    let (outcome, seen) = run_seen(scenario, confirm, protected).await;
+    (outcome, seen.actions)
+}
+
+async fn run_seen(
+    scenario: Scenario,
+    confirm: Confirm,
+    protected: bool,
+) -> (Result<tally_deploy::DeployOutcome, Error>, Seen) {
     let dir = std::env::temp_dir().join(format!(
         "tally-deploy-recorded-{}-{}",
         std::process::id(),
@@ -267,12 +364,15 @@ async fn run_as(
     ));
     std::fs::create_dir_all(&dir).expect("dir");
     let zip = dir.join("collect.zip");
-    std::fs::write(&zip, crate::support::empty_zip_with_comment("collect v2")).expect("zip");
+    let bytes = crate::support::empty_zip_with_comment("collect v2");
+    std::fs::write(&zip, &bytes).expect("zip");
     let replay = Arc::new(Mutex::new(Replay {
         scenario,
         executed: false,
         actions: Vec::new(),
         old_key: "0ld.zip".into(),
+        checksum: tally_deploy::assets::checksum_sha256(&bytes),
+        s3: Vec::new(),
     }));
     let endpoint = serve(replay.clone());
     let config = aws_config::defaults(BehaviorVersion::latest())
@@ -296,6 +396,7 @@ async fn run_as(
             name: "collect".into(),
             path: zip,
             parameter: "CollectCodeKey".into(),
+            version_parameter: "CollectCodeVersion".into(),
         }],
         tags: StackTags {
             project: "tally".into(),
@@ -311,8 +412,12 @@ async fn run_as(
     };
     let outcome = tally_deploy::deploy(&clients, &req).await;
     let _ = std::fs::remove_dir_all(&dir);
-    let actions = replay.lock().expect("lock").actions.clone();
-    (outcome, actions)
+    let replay = replay.lock().expect("lock");
+    let seen = Seen {
+        actions: replay.actions.clone(),
+        s3: replay.s3.clone(),
+    };
+    (outcome, seen)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -419,5 +524,69 @@ async fn a_stack_of_another_project_is_not_updated() {
     assert!(
         !actions.iter().any(|a| a.contains("ChangeSet")),
         "no change set created: {actions:?}"
+    );
+}
+
+/// A key whose stored checksum is not the local zip's stops the deploy before CloudFormation is asked to
+/// create a change set; every S3 call names the account that must own the bucket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tampered_asset_is_refused_before_any_change_set() {
+    let (outcome, seen) = run_seen(Scenario::TamperedAsset, Confirm::Yes, false).await;
+    let error = outcome.expect_err("tampered");
+    let text = error.to_string();
+    assert!(matches!(error, Error::TamperedAsset(_)), "{error:?}");
+    assert!(
+        text.starts_with("tampered asset `collect`")
+            && text.contains("(version v-existing) has SHA-256 e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+            && text.contains("Nothing was deployed"),
+        "{text}"
+    );
+    assert!(
+        !seen.actions.iter().any(|a| a.contains("ChangeSet")),
+        "no change set: {:?}",
+        seen.actions
+    );
+    assert!(!seen.s3.is_empty(), "the asset was looked up");
+    for (method, path, headers) in &seen.s3 {
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(
+            header("x-amz-expected-bucket-owner"),
+            Some(ACCOUNT),
+            "{method} {path}"
+        );
+        assert_eq!(
+            header("x-amz-checksum-mode"),
+            Some("ENABLED"),
+            "{method} {path}"
+        );
+        assert!(
+            path.contains(BOOTSTRAP_OUTPUTS[0].1),
+            "the bootstrap stack's bucket: {path}"
+        );
+    }
+}
+
+/// The same flow with a matching checksum reuses the object without reading it, and pins its version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_existing_asset_with_its_checksum_is_reused_and_pinned() {
+    let (outcome, seen) = run_seen(Scenario::ReplacesTheStream, Confirm::Yes, false).await;
+    let tally_deploy::DeployOutcome::Deployed { plan, uploaded, .. } = outcome.expect("deployed")
+    else {
+        panic!("expected a deploy")
+    };
+    assert_eq!(uploaded, 0);
+    assert_eq!(
+        plan.parameters.get("CollectCodeVersion"),
+        Some(&(Some("v-old".to_owned()), Some("v-existing".to_owned()))),
+        "{plan}"
+    );
+    assert!(
+        seen.s3.iter().all(|(method, _, _)| method == "HEAD"),
+        "no GetObject, no PutObject"
     );
 }

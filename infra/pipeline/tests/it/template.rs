@@ -2,7 +2,9 @@
 //! cross-team contract (parameters, environment, outputs), and least-privilege roles.
 
 use serde_json::{json, Value};
-use tally_pipeline::{code_key_parameter, CriticalLane, PipelineOptions, FUNCTIONS};
+use tally_pipeline::{
+    code_key_parameter, code_version_parameter, CriticalLane, PipelineOptions, FUNCTIONS,
+};
 
 use super::{find, of_type, resources, template, template_with};
 
@@ -49,7 +51,11 @@ fn resource_inventory() {
 fn parameters_name_every_function_zip() {
     let t = template("main");
     let mut expect = vec!["AssetsBucket".to_owned()];
-    expect.extend(FUNCTIONS.iter().map(|f| code_key_parameter(f)));
+    expect.extend(
+        FUNCTIONS
+            .iter()
+            .flat_map(|f| [code_key_parameter(f), code_version_parameter(f)]),
+    );
     let names: Vec<String> = t["Parameters"]
         .as_object()
         .expect("parameters")
@@ -58,6 +64,7 @@ fn parameters_name_every_function_zip() {
         .collect();
     assert_eq!(names, expect);
     assert_eq!(code_key_parameter("realtime"), "RealtimeCodeKey");
+    assert_eq!(code_version_parameter("realtime"), "RealtimeCodeVersion");
     for (id, function) in of_type(&t, "AWS::Lambda::Function") {
         let code = &function["Properties"]["Code"];
         assert_eq!(code["S3Bucket"], json!({"Ref": "AssetsBucket"}), "{id}");
@@ -65,6 +72,27 @@ fn parameters_name_every_function_zip() {
         assert!(
             id.starts_with(key.trim_end_matches("CodeKey")),
             "{id} uses {key}"
+        );
+        // The deploy step pins the object version it verified.
+        assert_eq!(
+            code["S3ObjectVersion"],
+            json!({"Ref": key.replace("CodeKey", "CodeVersion")}),
+            "{id}"
+        );
+    }
+}
+
+/// Every role carries the boundary `cargo xtask bootstrap` creates: the execution role may create no other.
+#[test]
+fn every_role_carries_the_function_boundary() {
+    let t = template("main");
+    let roles = of_type(&t, "AWS::IAM::Role");
+    assert_eq!(roles.len(), FUNCTIONS.len());
+    for (id, role) in roles {
+        assert_eq!(
+            role["Properties"]["PermissionsBoundary"],
+            json!({"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:policy/tally-function-boundary-${AWS::Region}"}),
+            "{id}"
         );
     }
 }
