@@ -90,8 +90,10 @@ pub type SettledCell = (Tally, Hll);
 
 /// A campaign's settled series at resolution `res`, buckets `first..=last` (bucket starts), per (ad, bucket):
 /// closed hours and days from their roll-up items, the rest from minute items up to the settled watermark and
-/// from Valkey after it (`tally_domain::compact::settled_reads`), sketches merged. Cells without counts are
+/// from Valkey after it (`tally_domain::compact::settled_reads`), sketches merged; live minutes before
+/// `live_from` are not read (the cache holds a minute for the counters' TTL only). Cells without counts are
 /// absent.
+#[allow(clippy::too_many_arguments)]
 pub async fn read_settled(
     table: &CompactedTable,
     store: &CounterStore,
@@ -100,6 +102,7 @@ pub async fn read_settled(
     res: Span,
     first: i64,
     last: i64,
+    live_from: i64,
 ) -> Result<BTreeMap<(String, i64), SettledCell>, Error> {
     let mut out: BTreeMap<(String, i64), SettledCell> = BTreeMap::new();
     let mut add = |ad: &str, minute: i64, t: &Tally, users: Option<&Hll>| {
@@ -130,7 +133,7 @@ pub async fn read_settled(
                 add(ad, item.minute, &c.settled, item.users.get(ad));
             }
         }
-        if let Some(minutes) = live {
+        if let Some(minutes) = live.map(|m| (*m.start()).max(live_from)..=*m.end()) {
             use futures_util::stream::{self, StreamExt, TryStreamExt};
             let shards = store.shards(StoreLane::Settled).await?;
             let shards = &shards;
