@@ -73,7 +73,7 @@ pub fn code_key_parameter(function: &str) -> String {
 pub mod env {
     /// collect, scaler: the events stream's name.
     pub const STREAM_NAME: &str = "TALLY_STREAM_NAME";
-    /// deferred, query, compactor: the metrics table's name.
+    /// query, compactor: the metrics table's name (the deferred lane writes only the cache).
     pub const METRICS_TABLE: &str = "TALLY_METRICS_TABLE";
     /// deferred: the archive bucket's name.
     pub const ARCHIVE_BUCKET: &str = "TALLY_ARCHIVE_BUCKET";
@@ -723,13 +723,9 @@ impl<'a> Pipeline<'a> {
             "Deferred",
             "deferred",
             Some(&o.deferred),
-            vec![
-                (env::METRICS_TABLE, metrics.name()),
-                (env::ARCHIVE_BUCKET, archive.name()),
-            ],
+            vec![(env::ARCHIVE_BUCKET, archive.name())],
             Some(&store),
         );
-        metrics.grant_read_write(&deferred);
         archive.grant_read_write(&deferred);
         let deferred_failures = self.failure_queue("DeferredFailures", "deferred-failures");
         let deferred_scope = root.child("DeferredLane");
