@@ -654,19 +654,24 @@ mod tests {
 
     #[test]
     fn compactor_minute_by_hand() {
-        // One campaign of one ad, 10 events/s: active every minute, one 1-unit PutItem and one hour item.
+        // One campaign of one ad, 10 events/s: active every minute, one PutItem of the minute item (its
+        // sketch holds the minute's distinct users), an hour item an hour and a day item a day, and their
+        // reads of the finer items.
         let mut p = Profile::flat(10.0, 300).expect("profile");
         (p.campaigns, p.ads_per_campaign, p.campaign_skew) = (1, 1, 0.0);
         let zipf = Zipf::new(1, 0.0);
         let mut cache = HashMap::new();
         let c = compactor_minute(&p, &zipf, 10.0, 2.0, 2.0, 4.0, 2.0, &mut cache);
         assert!((c.campaigns - 1.0).abs() < 1e-9);
-        assert!((c.minute_wru - 1.0).abs() < 1e-9, "{c:?}");
-        // An hour item an hour and a day item a day, each one unit; their reads of the finer items.
-        assert!(
-            (c.hour_wru - (1.0 / 60.0 + 1.0 / 1440.0)).abs() < 1e-6,
-            "{c:?}"
-        );
+        let users = f64::from(traffic::users(&p));
+        let distinct = |n: f64| users * (1.0 - (-n / users).exp());
+        let wu = |n: f64, cache: &mut HashMap<u64, usize>| {
+            tally_billing::dynamodb::write_units(item_bytes(1, distinct(n), cache))
+        };
+        assert!((c.minute_wru - wu(600.0, &mut cache)).abs() < 1e-9, "{c:?}");
+        let rollups = wu(36_000.0, &mut cache) / 60.0 + wu(864_000.0, &mut cache) / 1440.0;
+        assert!((c.hour_wru - rollups).abs() < 1e-9, "{c:?}");
+        assert!(c.minute_wru >= 1.0 && c.hour_wru < c.minute_wru, "{c:?}");
         assert!(c.rollup_rru > 1.0 / 60.0, "{c:?}");
         // 2 lanes × (2 SMEMBERS + 2 HGETALL), each under 1 KB.
         assert_eq!(c.ecpu, 8.0);
