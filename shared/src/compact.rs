@@ -438,7 +438,7 @@ pub fn fold_users<'a>(
         let rank: u8 = value
             .parse()
             .ok()
-            .filter(|_| !value.starts_with('+') && !(value.len() > 1 && value.starts_with('0')))
+            .filter(|_| canonical_decimal(value))
             .ok_or_else(rank_error)?;
         let sketch = match into.get_mut(ad) {
             Some(h) => h,
@@ -447,6 +447,13 @@ pub fn fold_users<'a>(
         sketch.raise(register, rank).map_err(|_| rank_error())?;
     }
     Ok(())
+}
+
+/// Digits only, no sign, no leading zero (what the script writes).
+fn canonical_decimal(value: &str) -> bool {
+    !value.is_empty()
+        && value.bytes().all(|b| b.is_ascii_digit())
+        && (value.len() == 1 || !value.starts_with('0'))
 }
 
 /// What a compacted item covers: a minute (`cm#`), an hour (`ch#`) or a day (`cd#`, UTC).
@@ -1226,7 +1233,7 @@ mod tests {
             let res = Span::ALL[(x >> 60) as usize % 3];
             let first = res.bucket(day + (x >> 20) as i64 % 5_000);
             let last = first + res.minutes() * ((x >> 40) as i64 % 4);
-            let st = ((x >> 8) % 3 != 0).then(|| day + (x >> 30) as i64 % 9_000);
+            let st = (!(x >> 8).is_multiple_of(3)).then(|| day + (x >> 30) as i64 % 9_000);
             let mut next = first;
             for read in settled_reads(res, first, last, st) {
                 assert_eq!(read.from, next, "{res:?} {first} {last} {st:?}");
