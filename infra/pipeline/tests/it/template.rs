@@ -99,11 +99,7 @@ fn environment_follows_the_contract() {
     check_environment(&t, "Collect", &["TALLY_STREAM_NAME", "RUST_LOG"]);
     check_environment(&t, "Realtime", &with_cache(&[]));
     check_environment(&t, "Compactor", &with_cache(&["TALLY_METRICS_TABLE"]));
-    check_environment(
-        &t,
-        "Deferred",
-        &with_cache(&["TALLY_ARCHIVE_BUCKET"]),
-    );
+    check_environment(&t, "Deferred", &with_cache(&["TALLY_ARCHIVE_BUCKET"]));
     check_environment(
         &t,
         "Query",
