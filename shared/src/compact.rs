@@ -24,7 +24,8 @@ use std::ops::RangeInclusive;
 
 use crate::event::check_id;
 use crate::exactly_once::{preview, Tally};
-use crate::store_keys::{parse_counter_field, Counter, StoreLane};
+use crate::hll::{Hll, HIGHEST_RANK};
+use crate::store_keys::{parse_counter_field, parse_user_field, Counter, StoreLane};
 use crate::wire::{put_varint, unzigzag, zigzag, Reader, WireError};
 
 /// Milliseconds in a minute.
@@ -298,15 +299,20 @@ impl AdCounts {
     }
 }
 
-/// One compacted (campaign, minute): every ad, both lanes summed over their shards.
+/// One compacted (campaign, minute) — or (campaign, hour), (campaign, day) for the roll-ups ([`Span`],
+/// [`roll_up`]): every ad, both lanes summed over their shards, and the settled lane's unique-user sketch per ad.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CompactedItem {
     pub campaign_id: String,
+    /// The first minute of the item's span (the minute itself for a minute item).
     pub minute: i64,
     /// Whether the settled counts are final (the settled lane had closed the minute when it was compacted).
     pub settled_final: bool,
     /// Per ad; ads with all-zero counts in both lanes are left out.
     pub ads: BTreeMap<String, AdCounts>,
+    /// Per ad, the settled lane's unique users (merged over its shards' registers); ads without users are
+    /// left out. The campaign's users are the union of its ads' (an event has one ad).
+    pub users: BTreeMap<String, Hll>,
 }
 
 impl CompactedItem {
@@ -330,7 +336,23 @@ impl CompactedItem {
             minute,
             settled_final,
             ads,
+            users: BTreeMap::new(),
         }
+    }
+
+    /// The item with the settled lane's per-ad sketches (empty ones left out).
+    pub fn with_users(mut self, users: BTreeMap<String, Hll>) -> CompactedItem {
+        self.users = users.into_iter().filter(|(_, h)| !h.is_empty()).collect();
+        self
+    }
+
+    /// The campaign's unique users: the union of its ads' sketches.
+    pub fn campaign_users(&self) -> Hll {
+        let mut all = Hll::new();
+        for h in self.users.values() {
+            all.merge(h);
+        }
+        all
     }
 
     /// The lane's per-ad counts.
@@ -346,8 +368,10 @@ impl CompactedItem {
 /// Why a Valkey counter hash or an encoded item could not be read.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum CompactError {
-    #[error("counter field {field:?} is not <ad>#<counter>")]
+    #[error("counter field {field:?} is not <ad>#<counter> or <ad>#u<register>")]
     Field { field: String },
+    #[error("register field {field:?} holds {value:?}, not a rank from 1 to {HIGHEST_RANK}")]
+    Rank { field: String, value: String },
     #[error("counter field {field:?} holds {value:?}, not a non-negative integer")]
     Value { field: String, value: String },
     #[error("encoded ads: {0}")]
@@ -363,11 +387,16 @@ pub enum CompactError {
 /// Folds one counter hash (`HGETALL {<lane>:<shard>}:c#<campaign>#<minute>`) into `into`, per ad. Refuses a
 /// field the layout never writes or a value that is not a non-negative integer: the counters are ours, and
 /// compacting a guess would make it permanent.
+///
+/// Register fields (`<ad>#u<register>`, the settled lane's sketches) are left to [`fold_users`].
 pub fn fold_hash<'a>(
     into: &mut BTreeMap<String, Tally>,
     fields: impl IntoIterator<Item = (&'a str, &'a str)>,
 ) -> Result<(), CompactError> {
     for (field, value) in fields {
+        if parse_user_field(field).is_some_and(|(ad, _)| check_id("ad_id", ad).is_ok()) {
+            continue;
+        }
         let (ad, counter) = parse_counter_field(field)
             .filter(|(ad, _)| check_id("ad_id", ad).is_ok())
             .ok_or_else(|| CompactError::Field {
@@ -390,6 +419,187 @@ pub fn fold_hash<'a>(
     Ok(())
 }
 
+/// Folds the register fields of one counter hash into per-ad sketches (register-wise maximum, so the order
+/// of shards and hashes does not matter). Counter fields are [`fold_hash`]'s and skipped here; a register
+/// field whose value is not a rank the sketch can hold is refused.
+pub fn fold_users<'a>(
+    into: &mut BTreeMap<String, Hll>,
+    fields: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<(), CompactError> {
+    for (field, value) in fields {
+        let Some((ad, register)) =
+            parse_user_field(field).filter(|(ad, _)| check_id("ad_id", ad).is_ok())
+        else {
+            continue;
+        };
+        let rank_error = || CompactError::Rank {
+            field: preview(field),
+            value: preview(value),
+        };
+        let rank: u8 = value
+            .parse()
+            .ok()
+            .filter(|_| canonical_decimal(value))
+            .ok_or_else(rank_error)?;
+        let sketch = match into.get_mut(ad) {
+            Some(h) => h,
+            None => into.entry(ad.to_owned()).or_default(),
+        };
+        sketch.raise(register, rank).map_err(|_| rank_error())?;
+    }
+    Ok(())
+}
+
+/// Digits only, no sign, no leading zero (what the script writes).
+fn canonical_decimal(value: &str) -> bool {
+    !value.is_empty()
+        && value.bytes().all(|b| b.is_ascii_digit())
+        && (value.len() == 1 || !value.starts_with('0'))
+}
+
+/// What a compacted item covers: a minute (`cm#`), an hour (`ch#`) or a day (`cd#`, UTC).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Span {
+    Minute,
+    Hour,
+    Day,
+}
+
+impl Span {
+    pub const ALL: [Span; 3] = [Span::Minute, Span::Hour, Span::Day];
+
+    /// Minutes in the span.
+    pub fn minutes(self) -> i64 {
+        match self {
+            Span::Minute => 1,
+            Span::Hour => 60,
+            Span::Day => 1440,
+        }
+    }
+
+    /// The first minute of the span holding `minute`.
+    pub fn bucket(self, minute: i64) -> i64 {
+        minute - minute.rem_euclid(self.minutes())
+    }
+
+    /// The partition key prefix of the span's items (`cm#<campaign>`, `ch#…`, `cd#…`).
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Span::Minute => "cm#",
+            Span::Hour => "ch#",
+            Span::Day => "cd#",
+        }
+    }
+
+    /// The last bucket of this span that ends at or before `minute` (closed when `minute` is the settled
+    /// watermark).
+    pub fn last_closed_bucket(self, minute: i64) -> i64 {
+        self.bucket(minute + 1) - self.minutes()
+    }
+}
+
+/// The hour and day items a compactor run writes: the buckets whose last minute became settled-final in the
+/// run, i.e. lies in `(done, now]` (`done`: the settled watermark before the run, or the minute before its
+/// first settled job on a first run; `now`: the settled watermark after it). Hours before days, each in order.
+/// Written before the watermark moves, so every hour or day ending at or before the settled watermark has its
+/// item (or had no counts) — the roll-ups' version of C3.
+pub fn closing_buckets(done: i64, now: i64) -> Vec<(Span, i64)> {
+    let mut out = Vec::new();
+    for span in [Span::Hour, Span::Day] {
+        let mut b = span.last_closed_bucket(done) + span.minutes();
+        while b + span.minutes() - 1 <= now {
+            out.push((span, b));
+            b += span.minutes();
+        }
+    }
+    out
+}
+
+/// The item of `span` starting at `bucket`, summed from the campaign's finer items (minute items for an
+/// hour, hour items for a day — any items inside the bucket): both lanes' counts added, sketches merged.
+/// Items outside the bucket are ignored. Settled counts are final when every summed item's are. `None`
+/// when no item falls inside.
+pub fn roll_up(
+    span: Span,
+    campaign_id: &str,
+    bucket: i64,
+    items: &[CompactedItem],
+) -> Option<CompactedItem> {
+    let inside: Vec<&CompactedItem> = items
+        .iter()
+        .filter(|i| span.bucket(i.minute) == bucket && i.campaign_id == campaign_id)
+        .collect();
+    if inside.is_empty() {
+        return None;
+    }
+    let mut ads: BTreeMap<String, AdCounts> = BTreeMap::new();
+    let mut users: BTreeMap<String, Hll> = BTreeMap::new();
+    for item in &inside {
+        for (ad, c) in &item.ads {
+            let sum = ads.entry(ad.clone()).or_default();
+            sum.realtime.merge(&c.realtime);
+            sum.settled.merge(&c.settled);
+        }
+        for (ad, h) in &item.users {
+            users.entry(ad.clone()).or_default().merge(h);
+        }
+    }
+    Some(CompactedItem {
+        campaign_id: campaign_id.to_owned(),
+        minute: bucket,
+        settled_final: inside.iter().all(|i| i.settled_final),
+        ads,
+        users,
+    })
+}
+
+/// One read of a settled series: items of `span` for buckets `from..=to` (bucket starts), or for
+/// [`Span::Minute`] the minutes `from..=to` through the seam ([`split_at_seam`]: items, then Valkey).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SpanRead {
+    pub span: Span,
+    pub from: i64,
+    pub to: i64,
+}
+
+/// How a reader covers the settled buckets `first..=last` of `res` (bucket starts): closed buckets (ending
+/// at or before the settled watermark) from their own items; of an open day, its closed hours from hour
+/// items; everything after from minutes. Every minute of the range is covered exactly once.
+pub fn settled_reads(res: Span, first: i64, last: i64, settled: Option<i64>) -> Vec<SpanRead> {
+    let end = last + res.minutes() - 1;
+    let mut reads = Vec::new();
+    if first > last {
+        return reads;
+    }
+    let mut next = first;
+    if let Some(st) = settled {
+        let spans: &[Span] = match res {
+            Span::Minute => &[],
+            Span::Hour => &[Span::Hour],
+            Span::Day => &[Span::Day, Span::Hour],
+        };
+        for &span in spans {
+            let closed = span.last_closed_bucket(st).min(span.bucket(end));
+            if next <= closed {
+                reads.push(SpanRead {
+                    span,
+                    from: next,
+                    to: closed,
+                });
+                next = closed + span.minutes();
+            }
+        }
+    }
+    if next <= end {
+        reads.push(SpanRead {
+            span: Span::Minute,
+            from: next,
+            to: end,
+        });
+    }
+    reads
+}
+
 // The encoding of an item's ads: one binary attribute, per ad in ad order
 //
 //   varint(len(ad)) ad-bytes  6 × varint(realtime counter)  6 × varint(zigzag(realtime − settled, mod 2⁶⁴))
@@ -397,9 +607,14 @@ pub fn fold_hash<'a>(
 // counters in `Counter::ALL` order, LEB128 varints (7 bits a byte). The settled counts are the valid subset of
 // the realtime ones, so their difference is small (zero for clean traffic: one byte per counter); the
 // wrapping difference makes any pair of values encodable. Measured against the alternatives in the tests.
+// Version 2 adds, after each ad's counters, `varint(len) sketch` — the ad's settled unique users as
+// `Hll::to_bytes` (sparse below 1,025 set registers: about 3 bytes a register; dense 3,074 bytes), length 0
+// for none. Version 1 blobs (no sketches) are still read.
 
 /// Version byte of the encoding (first byte of the blob).
-pub const ADS_ENCODING: u8 = 1;
+pub const ADS_ENCODING: u8 = 2;
+/// The version without sketches, still read.
+pub const ADS_ENCODING_V1: u8 = 1;
 
 /// Encodes the item's ads (the `ads` attribute).
 pub fn encode_ads(item: &CompactedItem) -> Result<Vec<u8>, CompactError> {
@@ -414,6 +629,14 @@ pub fn encode_ads(item: &CompactedItem) -> Result<Vec<u8>, CompactError> {
             let diff = c.realtime.get(counter).wrapping_sub(c.settled.get(counter)) as i64;
             put_varint(&mut out, zigzag(diff));
         }
+        match item.users.get(ad).filter(|h| !h.is_empty()) {
+            Some(h) => {
+                let sketch = h.to_bytes();
+                put_varint(&mut out, sketch.len() as u64);
+                out.extend_from_slice(&sketch);
+            }
+            None => put_varint(&mut out, 0),
+        }
     }
     if out.len() > MAX_ADS_BYTES {
         return Err(CompactError::TooLarge {
@@ -425,23 +648,29 @@ pub fn encode_ads(item: &CompactedItem) -> Result<Vec<u8>, CompactError> {
     Ok(out)
 }
 
-/// Decodes the `ads` attribute back into per-ad counts. Refuses an unknown version, truncated or overlong
-/// numbers, ad ids that are not ids, ads out of order or repeated, and trailing bytes.
-pub fn decode_ads(bytes: &[u8]) -> Result<BTreeMap<String, AdCounts>, CompactError> {
+/// Per-ad counts and per-ad sketches, as decoded.
+pub type DecodedAds = (BTreeMap<String, AdCounts>, BTreeMap<String, Hll>);
+
+/// Decodes the `ads` attribute back into per-ad counts (and sketches, version 2). Refuses an unknown version,
+/// truncated or overlong numbers, ad ids that are not ids, ads out of order or repeated, sketches that are not
+/// sketches, an ad whose sketch is present but has no settled counts, and trailing bytes.
+pub fn decode_ads(bytes: &[u8]) -> Result<DecodedAds, CompactError> {
     let bad = |m: String| CompactError::Decode(m);
     let wire = |e: WireError| CompactError::Decode(e.to_string());
-    match bytes.first() {
-        Some(&ADS_ENCODING) => {}
+    let sketches = match bytes.first() {
+        Some(&ADS_ENCODING) => true,
+        Some(&ADS_ENCODING_V1) => false,
         Some(v) => {
             return Err(bad(format!(
-                "unknown encoding version {v}, expected {ADS_ENCODING}"
+                "unknown encoding version {v}, expected {ADS_ENCODING_V1} or {ADS_ENCODING}"
             )))
         }
         None => return Err(bad("empty, expected at least the version byte".to_owned())),
-    }
+    };
     let mut r = Reader::new(bytes);
     r.byte().map_err(wire)?;
     let mut ads: BTreeMap<String, AdCounts> = BTreeMap::new();
+    let mut users: BTreeMap<String, Hll> = BTreeMap::new();
     while !r.is_empty() {
         let start = r.position();
         let len = usize::try_from(r.varint().map_err(wire)?).unwrap_or(usize::MAX);
@@ -466,9 +695,25 @@ pub fn decode_ads(bytes: &[u8]) -> Result<BTreeMap<String, AdCounts>, CompactErr
             c.settled
                 .set(counter, c.realtime.get(counter).wrapping_sub(diff));
         }
+        if sketches {
+            let at = r.position();
+            let len = usize::try_from(r.varint().map_err(wire)?).unwrap_or(usize::MAX);
+            if len > 0 {
+                let sketch = r.bytes(len).map_err(wire)?;
+                let h = Hll::from_bytes(sketch)
+                    .map_err(|e| bad(format!("sketch of ad {} at byte {at}: {e}", preview(ad))))?;
+                if c.settled.is_zero() {
+                    return Err(bad(format!(
+                        "ad {} at byte {start} has unique users but no settled counts",
+                        preview(ad)
+                    )));
+                }
+                users.insert(ad.to_owned(), h);
+            }
+        }
         ads.insert(ad.to_owned(), c);
     }
-    Ok(ads)
+    Ok((ads, users))
 }
 
 #[cfg(test)]
@@ -702,15 +947,15 @@ mod tests {
         );
         check_fold(
             &[("a1#nope", "1")],
-            Err("counter field \"a1#nope\" is not <ad>#<counter>"),
+            Err("counter field \"a1#nope\" is not <ad>#<counter> or <ad>#u<register>"),
         );
         check_fold(
             &[("a{1}#imp", "1")],
-            Err("counter field \"a{1}#imp\" is not <ad>#<counter>"),
+            Err("counter field \"a{1}#imp\" is not <ad>#<counter> or <ad>#u<register>"),
         );
         check_fold(
             &[("#imp", "1")],
-            Err("counter field \"#imp\" is not <ad>#<counter>"),
+            Err("counter field \"#imp\" is not <ad>#<counter> or <ad>#u<register>"),
         );
         check_fold(
             &[("a1#imp", "-1")],
@@ -762,7 +1007,7 @@ mod tests {
         for n in [0, 1, 10, 100] {
             let it = item(n);
             let bytes = encode_ads(&it).expect("fits");
-            assert_eq!(decode_ads(&bytes).expect("decodes"), it.ads, "{n} ads");
+            assert_eq!(decode_ads(&bytes).expect("decodes").0, it.ads, "{n} ads");
         }
         // Extremes: settled above realtime, u64::MAX, zeros in one lane.
         let mut rt = BTreeMap::new();
@@ -786,8 +1031,220 @@ mod tests {
         let it = CompactedItem::from_lanes("c", M, &rt, &st, false);
         assert_eq!(
             decode_ads(&encode_ads(&it).expect("fits")).expect("decodes"),
-            it.ads
+            (it.ads, BTreeMap::new())
         );
+    }
+
+    fn sketch(users: std::ops::Range<u32>) -> Hll {
+        let mut h = Hll::new();
+        for u in users {
+            h.insert(format!("user-{u}").as_bytes());
+        }
+        h
+    }
+
+    #[test]
+    fn sketches_round_trip_and_version_1_is_still_read() {
+        let mut users = BTreeMap::new();
+        users.insert("ad-0000".to_owned(), sketch(0..3));
+        users.insert("ad-0002".to_owned(), sketch(0..5_000)); // dense
+        let it = item(3).with_users(users.clone());
+        let bytes = encode_ads(&it).expect("fits");
+        assert_eq!(bytes[0], ADS_ENCODING);
+        let (ads, back) = decode_ads(&bytes).expect("decodes");
+        assert_eq!((ads, back), (it.ads.clone(), users));
+        assert_eq!(it.campaign_users().estimate(), sketch(0..5_000).estimate());
+        // A version 1 blob: the same counters without the sketch lengths.
+        let v1 = {
+            let plain = encode_ads(&item(3)).expect("fits");
+            let mut r = Reader::new(&plain);
+            let mut out = vec![ADS_ENCODING_V1];
+            r.byte().expect("version");
+            while !r.is_empty() {
+                let len = r.varint().expect("len") as usize;
+                let ad = r.str(len).expect("ad");
+                put_varint(&mut out, len as u64);
+                out.extend_from_slice(ad.as_bytes());
+                for _ in 0..12 {
+                    put_varint(&mut out, r.varint().expect("n"));
+                }
+                assert_eq!(r.varint().expect("no sketch"), 0);
+            }
+            out
+        };
+        assert_eq!(decode_ads(&v1).expect("v1"), (item(3).ads, BTreeMap::new()));
+        // A corrupt sketch names the ad.
+        let mut broken = encode_ads(
+            &item(1).with_users([("ad-0000".to_owned(), sketch(0..3))].into_iter().collect()),
+        )
+        .expect("fits");
+        let at = broken.len() - sketch(0..3).to_bytes().len(); // the sketch's format byte
+        broken[at] = 9;
+        check_decode(
+            &broken,
+            "sketch of ad ad-0000 at byte 29: unknown sketch format 9",
+        );
+        // Users without settled counts cannot be written by the fold.
+        let mut rt = BTreeMap::new();
+        rt.insert("x".to_owned(), tally(1));
+        let orphan = CompactedItem::from_lanes("c", M, &rt, &BTreeMap::new(), true)
+            .with_users([("x".to_owned(), sketch(0..1))].into_iter().collect());
+        check_decode(
+            &encode_ads(&orphan).expect("fits"),
+            "has unique users but no settled counts",
+        );
+    }
+
+    #[test]
+    fn register_fields_fold_into_sketches() {
+        let mut want = Hll::new();
+        let mut fields: Vec<(String, String)> = vec![("banner#imp".into(), "3".into())];
+        for u in 0..50u32 {
+            let (reg, rank) =
+                crate::hll::register_of(crate::hll::hash64(format!("u{u}").as_bytes()));
+            want.raise(reg, rank).expect("valid");
+            fields.push((
+                crate::store_keys::user_field("banner", reg),
+                rank.to_string(),
+            ));
+        }
+        want.insert(b"u0");
+        let mut users = BTreeMap::new();
+        let view = || fields.iter().map(|(f, v)| (f.as_str(), v.as_str()));
+        fold_users(&mut users, view()).expect("folds");
+        // Twice (another shard with the same registers): a maximum, unchanged.
+        fold_users(&mut users, view()).expect("folds");
+        assert_eq!(users.get("banner"), Some(&want));
+        let mut tallies = BTreeMap::new();
+        fold_hash(&mut tallies, view()).expect("counters fold past registers");
+        assert_eq!(tallies.get("banner").map(|t| t.impressions), Some(3));
+        for (field, value, rule) in [
+            ("a#u1", "0", "not a rank from 1 to 53"),
+            ("a#u1", "54", "not a rank"),
+            ("a#u1", "x", "not a rank"),
+            ("a#u1", "+5", "not a rank"),
+            ("a#u1", "05", "not a rank"),
+        ] {
+            let err = fold_users(&mut BTreeMap::new(), [(field, value)])
+                .expect_err(rule)
+                .to_string();
+            assert!(err.contains(rule), "{field}={value}: {err}");
+        }
+        let err = fold_hash(&mut BTreeMap::new(), [("a#u4096", "1")]).expect_err("bad register");
+        assert!(err.to_string().contains("<ad>#u<register>"), "{err}");
+    }
+
+    #[test]
+    fn spans_and_closing_buckets() {
+        let day = 29_928_960; // 2026-11-26T00:00Z in minutes
+        assert_eq!(day % 1440, 0);
+        assert_eq!(Span::Hour.bucket(day + 61), day + 60);
+        assert_eq!(Span::Day.bucket(day + 1439), day);
+        assert_eq!(Span::Hour.last_closed_bucket(day + 59), day);
+        assert_eq!(Span::Hour.last_closed_bucket(day + 58), day - 60);
+        // Nothing closes inside an hour; the hour closes with its last minute; a day with its last hour.
+        assert_eq!(closing_buckets(day + 10, day + 58), vec![]);
+        assert_eq!(closing_buckets(day + 10, day + 59), vec![(Span::Hour, day)]);
+        assert_eq!(closing_buckets(day + 59, day + 59), vec![]);
+        assert_eq!(
+            closing_buckets(day + 1380, day + 1500),
+            vec![
+                (Span::Hour, day + 1380),
+                (Span::Hour, day + 1440),
+                (Span::Day, day)
+            ]
+        );
+        assert_eq!(closing_buckets(day - 1, day + 119).len(), 2);
+    }
+
+    #[test]
+    fn hours_and_days_roll_up_their_items() {
+        let hour = 29_928_960 + 60;
+        let mk = |minute: i64, n: u64, users: std::ops::Range<u32>| {
+            let mut t = BTreeMap::new();
+            t.insert("banner".to_owned(), tally(n));
+            CompactedItem::from_lanes("c", minute, &t, &t, true)
+                .with_users([("banner".to_owned(), sketch(users))].into_iter().collect())
+        };
+        let items = vec![
+            mk(hour, 1, 0..10),
+            mk(hour + 59, 2, 5..20),
+            mk(hour + 60, 100, 0..1_000), // the next hour: ignored
+        ];
+        let h = roll_up(Span::Hour, "c", hour, &items).expect("an hour item");
+        assert_eq!(h.minute, hour);
+        assert_eq!(h.ads["banner"].realtime, tally(3));
+        assert_eq!(h.users["banner"], sketch(0..20));
+        assert!(h.settled_final);
+        // Any order gives the same item.
+        let mut rev = items.clone();
+        rev.reverse();
+        assert_eq!(roll_up(Span::Hour, "c", hour, &rev), Some(h.clone()));
+        assert_eq!(roll_up(Span::Hour, "other", hour, &items), None);
+        let d = roll_up(
+            Span::Day,
+            "c",
+            Span::Day.bucket(hour),
+            &[h, mk(hour + 60, 100, 0..1_000)],
+        )
+        .expect("a day item");
+        assert_eq!(d.users["banner"], sketch(0..1_000));
+        assert_eq!(d.ads["banner"].settled.impressions, 103);
+    }
+
+    #[test]
+    fn settled_reads_cover_every_minute_once() {
+        let day = 29_928_960;
+        let st = Some(day + 1440 + 130); // the next day, 02:10
+        let r = |span, from, to| SpanRead { span, from, to };
+        // Two days: the first from its day item, the second's hours 00 and 01 from hour items, then minutes.
+        assert_eq!(
+            settled_reads(Span::Day, day, day + 1440, st),
+            vec![
+                r(Span::Day, day, day),
+                r(Span::Hour, day + 1440, day + 1500),
+                r(Span::Minute, day + 1560, day + 2879)
+            ]
+        );
+        assert_eq!(
+            settled_reads(Span::Hour, day + 1380, day + 1560, st),
+            vec![
+                r(Span::Hour, day + 1380, day + 1500),
+                r(Span::Minute, day + 1560, day + 1619)
+            ]
+        );
+        assert_eq!(
+            settled_reads(Span::Minute, day, day + 5, st),
+            vec![r(Span::Minute, day, day + 5)]
+        );
+        assert_eq!(
+            settled_reads(Span::Hour, day, day + 60, None),
+            vec![r(Span::Minute, day, day + 119)]
+        );
+        assert_eq!(
+            settled_reads(Span::Hour, day, day, Some(day + 59)),
+            vec![r(Span::Hour, day, day)]
+        );
+        // Property: every minute exactly once, in order, for random ranges and watermarks.
+        let mut x: u64 = 7;
+        for _ in 0..2_000 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let res = Span::ALL[(x >> 60) as usize % 3];
+            let first = res.bucket(day + (x >> 20) as i64 % 5_000);
+            let last = first + res.minutes() * ((x >> 40) as i64 % 4);
+            let st = (!(x >> 8).is_multiple_of(3)).then(|| day + (x >> 30) as i64 % 9_000);
+            let mut next = first;
+            for read in settled_reads(res, first, last, st) {
+                assert_eq!(read.from, next, "{res:?} {first} {last} {st:?}");
+                if read.span != Span::Minute {
+                    assert!(read.to + read.span.minutes() - 1 <= st.expect("closed"));
+                }
+                next = read.to + read.span.minutes();
+            }
+            assert_eq!(next, last + res.minutes());
+        }
     }
 
     fn check_decode(bytes: &[u8], want: &str) {
@@ -798,7 +1255,7 @@ mod tests {
     #[test]
     fn hostile_blobs_are_refused() {
         check_decode(&[], "empty");
-        check_decode(&[2], "unknown encoding version 2");
+        check_decode(&[3], "unknown encoding version 3");
         check_decode(&[1, 5, b'a'], "truncated");
         check_decode(&[1, 1, b'a', 1, 1], "truncated");
         check_decode(&[1, 1, b'{'], "ad id at byte 1");

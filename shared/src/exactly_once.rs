@@ -27,9 +27,11 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 
 use crate::event::{Event, EventKind};
+use crate::hll::{hash64, register_of};
 use crate::rollup::minute_of;
 use crate::store_keys::{
-    claim_key, counter_field, counter_key, hash_slot, index_key, mark_key, Counter, StoreLane,
+    claim_key, counter_field, counter_key, hash_slot, index_key, mark_key, user_field, Counter,
+    StoreLane,
 };
 
 /// Longest Kinesis shard id (AWS: 1–128 characters).
@@ -712,7 +714,21 @@ pub struct ApplyPlan {
     pub new_mark: Option<Position>,
     /// Increments per (campaign, minute), then per ad. Only non-zero tallies.
     pub increments: BTreeMap<(String, i64), BTreeMap<String, Tally>>,
+    /// The settled lane's unique-user registers per (campaign, minute), then per ad: the highest rank the
+    /// batch's counted events with a user id offer each register ([`register_of`] of the user id's
+    /// [`hash64`], the sketch's own hashing), pre-merged so the script gets one (register, rank) per distinct
+    /// register. Empty for the realtime lane. Every key is also a key of `increments`.
+    pub users: BTreeMap<(String, i64), BTreeMap<String, Registers>>,
     pub stats: ApplyStats,
+}
+
+/// One ad's sketch registers as the script max-merges them: register index → rank.
+pub type Registers = BTreeMap<u16, u8>;
+
+/// Whether a lane keeps unique-user registers: the settled lane (the realtime lane's users are the settled
+/// lane's estimate for the same bucket).
+pub fn keeps_users(lane: StoreLane) -> bool {
+    lane == StoreLane::Settled
 }
 
 /// The reply of the atomic step, as [`ApplyPlan::read_reply`] makes of it.
@@ -761,13 +777,15 @@ impl ApplyPlan {
     /// ```text
     /// [1] expected mark ("" = no mark yet)     [2] new mark      [3] TTL of counter and index keys, seconds
     /// [4] C = counter hashes (KEYS[2..=C+1])   [5] I = index sets (KEYS[C+2..=C+I+1])
-    /// per counter hash, in KEYS order: n, then n pairs (field, increment)
+    /// per counter hash, in KEYS order: n, then n pairs (field, increment), then m, then m pairs
+    ///   (register field, rank)
     /// per index set, in KEYS order: n, then n campaign ids
     /// ```
     ///
     /// The script: if `GET KEYS[1]` (nil as "") differs from `ARGV[1]`, return `{0, current}` and change nothing;
-    /// else `HINCRBY` every pair, `SADD` every member, `EXPIRE key ttl NX` every counter and index key when
-    /// ttl > 0, `SET KEYS[1] ARGV[2]`, return `{1}`. [`crate::store_model::MemoryStore::apply_atomic`] is
+    /// else `HINCRBY` every pair, raise every register field to its rank if it is lower (`HGET`, then `HSET`
+    /// when the rank is higher: a maximum, so applying it again changes nothing), `SADD` every member,
+    /// `EXPIRE key ttl NX` every counter and index key when ttl > 0, `SET KEYS[1] ARGV[2]`, return `{1}`. [`crate::store_model::MemoryStore::apply_atomic`] is
     /// the reference. Increments fit `HINCRBY`'s signed 64 bits: per event at most 10¹² value micros.
     pub fn script_args(&self, ttl_secs: u64) -> Vec<String> {
         let mut args = vec![
@@ -783,7 +801,8 @@ impl ApplyPlan {
             self.increments.len().to_string(),
             self.minutes().len().to_string(),
         ];
-        for ads in self.increments.values() {
+        let none = BTreeMap::new();
+        for (key, ads) in &self.increments {
             let fields: Vec<(String, u64)> = ads
                 .iter()
                 .flat_map(|(ad, tally)| {
@@ -797,6 +816,14 @@ impl ApplyPlan {
             for (field, by) in fields {
                 args.push(field);
                 args.push(by.to_string());
+            }
+            let users = self.users.get(key).unwrap_or(&none);
+            args.push(users.values().map(BTreeMap::len).sum::<usize>().to_string());
+            for (ad, registers) in users {
+                for (register, rank) in registers {
+                    args.push(user_field(ad, *register));
+                    args.push(rank.to_string());
+                }
             }
         }
         for minute in self.minutes() {
@@ -904,6 +931,7 @@ pub fn plan_apply(
             expected_mark: mark.cloned(),
             new_mark: None,
             increments: BTreeMap::new(),
+            users: BTreeMap::new(),
             stats: ApplyStats::default(),
         });
     };
@@ -913,6 +941,7 @@ pub fn plan_apply(
         ..ApplyStats::default()
     };
     let mut increments: BTreeMap<(String, i64), BTreeMap<String, Tally>> = BTreeMap::new();
+    let mut users: BTreeMap<(String, i64), BTreeMap<String, Registers>> = BTreeMap::new();
     for entry in &batch.entries {
         let position = &batch.records[entry.record];
         if !fence.applies(position) {
@@ -952,6 +981,9 @@ pub fn plan_apply(
             Some(t) => t.add(e),
             None => ads.entry(e.ad_id.clone()).or_default().add(e),
         }
+        if let (true, Some(user)) = (keeps_users(lane), e.user_id.as_deref()) {
+            raise_register(&mut users, e, minute, user);
+        }
     }
     let new_mark = match fence {
         FenceDecision::Skip => None,
@@ -964,8 +996,26 @@ pub fn plan_apply(
         expected_mark: mark.cloned(),
         new_mark,
         increments,
+        users,
         stats,
     })
+}
+
+/// Offers a counted event's user to its (campaign, minute, ad) registers: the register keeps the higher rank.
+fn raise_register(
+    users: &mut BTreeMap<(String, i64), BTreeMap<String, Registers>>,
+    e: &Event,
+    minute: i64,
+    user: &str,
+) {
+    let (register, rank) = register_of(hash64(user.as_bytes()));
+    let ads = users.entry((e.campaign_id.clone(), minute)).or_default();
+    let registers = match ads.get_mut(&e.ad_id) {
+        Some(r) => r,
+        None => ads.entry(e.ad_id.clone()).or_default(),
+    };
+    let slot = registers.entry(register).or_insert(rank);
+    *slot = (*slot).max(rank);
 }
 
 /// How long a claim lives: the dedup window.

@@ -121,6 +121,24 @@ fn fmix64(mut k: u64) -> u64 {
     k
 }
 
+/// The register a [`hash64`] lands in and the rank it offers: the first [`PRECISION`] bits pick the register,
+/// the position of the first 1 bit after them (counted from 1, at most 64 - PRECISION + 1) is the rank. The
+/// sketch keeps per register the highest rank offered, so a sketch is its set of (register, rank) maxima and
+/// can be kept anywhere that can take a maximum (the counter cache's script does).
+pub fn register_of(h: u64) -> (u16, u8) {
+    let index = (h >> (64 - PRECISION)) as u16;
+    let rest = h << PRECISION;
+    let rank = if rest == 0 {
+        MAX_RANK
+    } else {
+        (rest.leading_zeros() + 1).min(u32::from(MAX_RANK)) as u8
+    };
+    (index, rank)
+}
+
+/// Highest rank a register can hold.
+pub const HIGHEST_RANK: u8 = MAX_RANK;
+
 impl Hll {
     pub fn new() -> Self {
         Hll {
@@ -136,14 +154,38 @@ impl Hll {
     /// Adds an item by its [`hash64`], for callers that add the same item to several sketches.
     /// Any other hash would make the sketch unmergeable with others.
     pub fn insert_hash(&mut self, h: u64) {
-        let index = (h >> (64 - PRECISION)) as usize;
-        let rest = h << PRECISION;
-        let rank = if rest == 0 {
-            MAX_RANK
-        } else {
-            (rest.leading_zeros() + 1).min(u32::from(MAX_RANK)) as u8
-        };
-        self.set_max(index, rank);
+        let (index, rank) = register_of(h);
+        self.set_max(usize::from(index), rank);
+    }
+
+    /// Raises register `index` to `rank` if it is lower (the register-wise maximum that [`Hll::merge`] takes):
+    /// how a sketch is rebuilt from registers kept elsewhere (the counter cache). Refuses an index or rank the
+    /// sketch cannot hold.
+    pub fn raise(&mut self, index: u16, rank: u8) -> Result<(), HllError> {
+        if usize::from(index) >= REGISTERS {
+            return Err(HllError::Corrupt("register index out of range"));
+        }
+        if rank == 0 || rank > MAX_RANK {
+            return Err(HllError::Corrupt("register rank out of range"));
+        }
+        self.set_max(usize::from(index), rank);
+        Ok(())
+    }
+
+    /// The registers that are set, as (index, rank), in index order.
+    pub fn set_registers(&self) -> Vec<(u16, u8)> {
+        match &self.repr {
+            Repr::Sparse(v) => v
+                .iter()
+                .map(|e| ((e >> 8) as u16, (e & 0xff) as u8))
+                .collect(),
+            Repr::Dense(d) => d
+                .iter()
+                .enumerate()
+                .filter(|(_, &r)| r != 0)
+                .map(|(i, &r)| (i as u16, r))
+                .collect(),
+        }
     }
 
     fn set_max(&mut self, index: usize, rank: u8) {

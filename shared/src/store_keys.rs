@@ -8,7 +8,7 @@
 //! | key | type | slot | what |
 //! |---|---|---|---|
 //! | `{rt:<shard>}:mark` | string | the shard's | the fence mark: the last applied record of the shard, as [`Position::mark`] |
-//! | `{rt:<shard>}:c#<campaign>#<minute>` | hash | the shard's | counters of one campaign and minute from this shard: field `<ad>#<counter>` per ad and [`Counter`] |
+//! | `{rt:<shard>}:c#<campaign>#<minute>` | hash | the shard's | counters of one campaign and minute from this shard: field `<ad>#<counter>` per ad and [`Counter`]; in the settled lane also the unique-user sketch's registers, field `<ad>#u<register>` ([`user_field`]) holding the register's highest rank |
 //! | `{rt:<shard>}:i#<minute>` | set | the shard's | the campaigns with counters in that minute from this shard (what the compactor folds) |
 //! | `{rt}:shards` | set | its own | every shard that ever wrote to the lane (where the readers look) |
 //! | `dedup:<md5(id) base64url>` | string | spread | the claim on an event id: [`Position::claim_value`] of the record that claimed it |
@@ -155,6 +155,30 @@ pub fn parse_counter_field(field: &str) -> Option<(&str, Counter)> {
         return None;
     }
     Some((ad, Counter::parse(counter)?))
+}
+
+/// A register of an ad's unique-user sketch in a counter hash (settled lane): `<ad>#u<register>`, the register
+/// index in decimal (`0..4096`, [`crate::hll::REGISTERS`]), holding the highest rank seen (`1..=53`).
+pub fn user_field(ad_id: &str, register: u16) -> String {
+    format!("{ad_id}#u{register}")
+}
+
+/// Splits a register field back into the ad and the register index; `None` for anything else (a counter
+/// field, an index out of range, a non-canonical number).
+pub fn parse_user_field(field: &str) -> Option<(&str, u16)> {
+    let (ad, register) = field.rsplit_once('#')?;
+    if ad.is_empty() || ad.contains('#') {
+        return None;
+    }
+    let digits = register.strip_prefix('u')?;
+    if digits.is_empty()
+        || !digits.bytes().all(|b| b.is_ascii_digit())
+        || (digits.len() > 1 && digits.starts_with('0'))
+    {
+        return None;
+    }
+    let index: u16 = digits.parse().ok()?;
+    (usize::from(index) < crate::hll::REGISTERS).then_some((ad, index))
 }
 
 /// Reads a counter key back: (lane, shard, campaign, minute); `None` for any other key.
@@ -326,6 +350,24 @@ mod tests {
             "rt:s:c#c#1",
         ] {
             assert_eq!(parse_counter_key(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn user_fields_round_trip() {
+        for r in [0u16, 7, 4095] {
+            let f = user_field("ad:1.x", r);
+            assert_eq!(parse_user_field(&f), Some(("ad:1.x", r)));
+            assert_eq!(parse_counter_field(&f), None, "{f}");
+        }
+        for bad in [
+            "ad#u4096", "ad#u", "ad#u01", "ad#u-1", "ad#u+1", "#u1", "a#b#u1", "ad#imp", "ad#x1",
+            "ad#u1 ",
+        ] {
+            assert_eq!(parse_user_field(bad), None, "{bad}");
+        }
+        for c in Counter::ALL {
+            assert_eq!(parse_user_field(&counter_field("ad", c)), None);
         }
     }
 

@@ -20,7 +20,10 @@ use crate::exactly_once::{
     plan_apply, ApplyPlan, Batch, ClaimRequest, DedupWindow, PlanError, Position, PositionError,
     StepReply, Tally,
 };
-use crate::store_keys::{hash_slot, mark_key, parse_counter_field, parse_counter_key, StoreLane};
+use crate::hll::Hll;
+use crate::store_keys::{
+    hash_slot, mark_key, parse_counter_field, parse_counter_key, parse_user_field, StoreLane,
+};
 
 /// An error the store answers with (the model's version of Valkey's error replies).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -250,6 +253,7 @@ impl MemoryStore {
             return Err(bad("empty new mark".to_owned()));
         }
         let mut incr: Vec<(usize, String, i64)> = Vec::new();
+        let mut raise: Vec<(usize, String, i64)> = Vec::new();
         for h in 0..hashes {
             let n = num(next("field count")?, "field count")?;
             for _ in 0..n {
@@ -259,6 +263,13 @@ impl MemoryStore {
                     .parse::<i64>()
                     .map_err(|_| bad(format!("increment {by:?} is not a 64-bit integer")))?;
                 incr.push((1 + h, field, by));
+            }
+            let m = num(next("register count")?, "register count")?;
+            for _ in 0..m {
+                let field = next("register field")?.clone();
+                let rank = num(next("rank")?, "rank")?;
+                let rank = i64::try_from(rank).map_err(|_| bad("rank too large".to_owned()))?;
+                raise.push((1 + h, field, rank));
             }
         }
         let mut members: Vec<(usize, String)> = Vec::new();
@@ -313,6 +324,17 @@ impl MemoryStore {
                 .or_insert_with(|| Value::Hash(BTreeMap::new()))
             {
                 h.insert(field.to_owned(), v);
+            }
+        }
+        // Registers keep the higher rank (HGET, then HSET when higher): a maximum, idempotent.
+        for (k, field, rank) in raise {
+            if let Value::Hash(h) = self
+                .values
+                .entry(keys[k].clone())
+                .or_insert_with(|| Value::Hash(BTreeMap::new()))
+            {
+                let slot = h.entry(field).or_insert(0);
+                *slot = (*slot).max(rank);
             }
         }
         for (k, m) in members {
@@ -391,6 +413,9 @@ impl MemoryStore {
                 continue;
             };
             for (field, v) in h {
+                if parse_user_field(field).is_some() {
+                    continue;
+                }
                 let (Some((ad, counter)), Ok(v)) = (parse_counter_field(field), u64::try_from(*v))
                 else {
                     unknown += 1;
@@ -403,6 +428,31 @@ impl MemoryStore {
             }
         }
         (out, unknown)
+    }
+
+    /// The unique-user sketches of a lane per (campaign, ad, minute), merged over every shard's registers:
+    /// what a reader gets. Register fields with a rank the sketch cannot hold are ignored.
+    pub fn users(&self, lane: StoreLane) -> BTreeMap<(String, String, i64), Hll> {
+        let mut out: BTreeMap<(String, String, i64), Hll> = BTreeMap::new();
+        for (key, value) in &self.values {
+            let Some((l, _shard, campaign, minute)) = parse_counter_key(key) else {
+                continue;
+            };
+            let (true, Value::Hash(h)) = (l == lane, value) else {
+                continue;
+            };
+            for (field, v) in h {
+                let (Some((ad, register)), Ok(rank)) = (parse_user_field(field), u8::try_from(*v))
+                else {
+                    continue;
+                };
+                let sketch = out
+                    .entry((campaign.to_owned(), ad.to_owned(), minute))
+                    .or_default();
+                let _ = sketch.raise(register, rank);
+            }
+        }
+        out
     }
 
     /// Members of a set key (empty when absent).

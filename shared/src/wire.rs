@@ -131,7 +131,7 @@ impl<'a> Reader<'a> {
         Ok(b)
     }
 
-    fn bytes(&mut self, n: usize) -> Result<&'a [u8], WireError> {
+    pub(crate) fn bytes(&mut self, n: usize) -> Result<&'a [u8], WireError> {
         let end = self
             .pos
             .checked_add(n)

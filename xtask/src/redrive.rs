@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use tally_aws::cache_auth::StoreSource;
-use tally_aws::metrics::MetricsTable;
 use tally_aws::redrive::{fetch_range, Replayed};
 use tally_aws::store::{CacheEnv, CounterStore};
 use tally_deferred::Deferred;
@@ -93,8 +92,6 @@ struct Target {
     stream: String,
     cache: CacheEnv,
     sdk: aws_config::SdkConfig,
-    /// The deferred lane's metrics table and archive bucket.
-    metrics_table: String,
     archive_bucket: String,
 }
 
@@ -198,7 +195,6 @@ impl Target {
             kinesis: aws_sdk_kinesis::Client::new(&sdk),
             queue_url: output(&local.outputs, queue_output(lane))?,
             stream: output(&local.outputs, outputs::STREAM_NAME)?,
-            metrics_table: output(&local.outputs, outputs::METRICS_TABLE)?,
             archive_bucket: output(&local.outputs, outputs::ARCHIVE_BUCKET)?,
             cache,
             sdk,
@@ -234,7 +230,6 @@ impl Target {
             kinesis: clients.kinesis.clone(),
             queue_url: output(&outputs, queue_output(lane))?,
             stream: output(&outputs, outputs::STREAM_NAME)?,
-            metrics_table: output(&outputs, outputs::METRICS_TABLE)?,
             archive_bucket: output(&outputs, outputs::ARCHIVE_BUCKET)?,
             cache,
             sdk,
@@ -257,7 +252,6 @@ impl Target {
             RedriveLane::Realtime => Replayer::Realtime(source.get().await?),
             RedriveLane::Deferred => Replayer::Deferred(Box::new(Deferred::new(
                 source,
-                MetricsTable::new(tally_aws::config::dynamodb(&self.sdk), &self.metrics_table),
                 tally_deferred::s3_client(&self.sdk),
                 &self.archive_bucket,
             ))),
@@ -495,12 +489,7 @@ impl Replayer {
             Replayer::Deferred(deferred) => {
                 let done = deferred.redrive_record(position, events).await?;
                 let line = replay_line(done.store, summary);
-                Ok(format!(
-                    "{line}; settled rows: {} applied, {} applied before; archived as {}",
-                    done.report.applied,
-                    done.report.skipped,
-                    done.archived.join(", ")
-                ))
+                Ok(format!("{line}; archived as {}", done.archived.join(", ")))
             }
         }
     }

@@ -6,7 +6,10 @@
 -- KEYS[2..C+1]     one counter hash per (campaign, minute)
 -- KEYS[C+2..C+I+1] one index set per minute
 -- ARGV  expected mark ('' = none), new mark, TTL seconds of counters and indexes (0 = none), C, I,
---       then per hash: n, n pairs (field, increment); then per set: n, n members.
+--       then per hash: n, n pairs (field, increment), m, m pairs (register field, rank);
+--       then per set: n, n members.
+-- A register field keeps the highest rank it was given (the unique-user sketch's maximum): applying the same
+-- pair again changes nothing.
 -- Every key is named in KEYS and carries the tag {<lane>:<shard>}: one hash slot (ElastiCache Serverless
 -- refuses scripts that build key names).
 -- Reply: {1} applied; {0, current mark or ''} when the stored mark is not the expected one (nothing changed).
@@ -31,6 +34,16 @@ for h = 1, nh do
   a = a + 1
   for _ = 1, n do
     redis.call('HINCRBY', k, ARGV[a], ARGV[a + 1])
+    a = a + 2
+  end
+  local m = tonumber(ARGV[a])
+  a = a + 1
+  for _ = 1, m do
+    local rank = tonumber(ARGV[a + 1])
+    local cur = tonumber(redis.call('HGET', k, ARGV[a]) or '0')
+    if rank > cur then
+      redis.call('HSET', k, ARGV[a], ARGV[a + 1])
+    end
     a = a + 2
   end
   if ttl > 0 then

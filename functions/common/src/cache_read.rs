@@ -10,9 +10,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use futures_util::stream::{self, StreamExt, TryStreamExt};
-use tally_domain::compact::{fold_hash, CompactedItem, MinuteJob};
+use tally_domain::compact::{fold_hash, fold_users, CompactedItem, MinuteJob};
 use tally_domain::event::check_id;
 use tally_domain::exactly_once::{check_shard_id, Tally};
+use tally_domain::hll::Hll;
 use tally_domain::store_keys::{counter_key, index_key, shards_key, StoreLane};
 
 use crate::store::{store_error, CounterStore};
@@ -20,6 +21,12 @@ use crate::Error;
 
 /// Per campaign, per ad: one lane's counts of one minute, summed over shards.
 pub type MinuteCounts = BTreeMap<String, BTreeMap<String, Tally>>;
+
+/// Per campaign, per ad: one lane's unique-user sketches of one minute, merged over shards (settled lane).
+pub type MinuteUsers = BTreeMap<String, BTreeMap<String, Hll>>;
+
+/// Per ad: counts and unique-user sketches.
+pub type AdSums = (BTreeMap<String, Tally>, BTreeMap<String, Hll>);
 
 /// A hash's fields and values as read.
 type Fields = Vec<(String, String)>;
@@ -49,13 +56,13 @@ impl CounterStore {
         Ok(members.into_iter().collect())
     }
 
-    /// One minute of a lane summed over `shards`: per campaign, per ad.
+    /// One minute of a lane summed over `shards`: per campaign, per ad, the counts and the sketches.
     pub async fn read_minute(
         &self,
         lane: StoreLane,
         shards: &[String],
         minute: i64,
-    ) -> Result<MinuteCounts, Error> {
+    ) -> Result<(MinuteCounts, MinuteUsers), Error> {
         // The campaigns of every shard, then every (shard, campaign) hash.
         let indexes = self.indexes(lane, shards, minute..=minute).await?;
         let hashes = indexes.iter().flat_map(|(shard, _, campaigns)| {
@@ -78,20 +85,22 @@ impl CounterStore {
         .try_collect()
         .await?;
         let mut out = MinuteCounts::new();
+        let mut users = MinuteUsers::new();
         for (campaign, key, fields) in read {
-            let ads = out.entry(campaign).or_default();
-            fold_hash(ads, fields.iter().map(|(f, v)| (f.as_str(), v.as_str()))).map_err(|e| {
-                Error::CorruptStore {
-                    key,
-                    rule: e.to_string(),
-                }
-            })?;
+            let view = || fields.iter().map(|(f, v)| (f.as_str(), v.as_str()));
+            let corrupt = |e: tally_domain::compact::CompactError| Error::CorruptStore {
+                key: key.clone(),
+                rule: e.to_string(),
+            };
+            fold_hash(out.entry(campaign.clone()).or_default(), view()).map_err(corrupt)?;
+            fold_users(users.entry(campaign).or_default(), view()).map_err(corrupt)?;
         }
         out.retain(|_, ads| {
             ads.retain(|_, t| !t.is_zero());
             !ads.is_empty()
         });
-        Ok(out)
+        users.retain(|_, ads| !ads.is_empty());
+        Ok((out, users))
     }
 
     /// The index sets (`SMEMBERS {<lane>:<shard>}:i#<minute>`) of every shard and minute: (shard, minute,
@@ -219,6 +228,20 @@ impl CounterStore {
         campaign_id: &str,
         minute: i64,
     ) -> Result<BTreeMap<String, Tally>, Error> {
+        Ok(self
+            .read_campaign_minute_users(lane, shards, campaign_id, minute)
+            .await?
+            .0)
+    }
+
+    /// [`CounterStore::read_campaign_minute`] with the ads' unique-user sketches (settled lane).
+    pub async fn read_campaign_minute_users(
+        &self,
+        lane: StoreLane,
+        shards: &[String],
+        campaign_id: &str,
+        minute: i64,
+    ) -> Result<AdSums, Error> {
         let reads: Vec<_> = shards
             .iter()
             .map(|shard| {
@@ -239,18 +262,18 @@ impl CounterStore {
             .try_collect()
             .await?;
         let mut ads = BTreeMap::new();
+        let mut users = BTreeMap::new();
         for (key, fields) in read {
-            fold_hash(
-                &mut ads,
-                fields.iter().map(|(f, v)| (f.as_str(), v.as_str())),
-            )
-            .map_err(|e| Error::CorruptStore {
-                key,
+            let view = || fields.iter().map(|(f, v)| (f.as_str(), v.as_str()));
+            let corrupt = |e: tally_domain::compact::CompactError| Error::CorruptStore {
+                key: key.clone(),
                 rule: e.to_string(),
-            })?;
+            };
+            fold_hash(&mut ads, view()).map_err(corrupt)?;
+            fold_users(&mut users, view()).map_err(corrupt)?;
         }
         ads.retain(|_, t: &mut Tally| !t.is_zero());
-        Ok(ads)
+        Ok((ads, users))
     }
 
     /// The compacted items of one minute: both lanes read over their shards, one item per campaign with
@@ -260,11 +283,12 @@ impl CounterStore {
             self.shards(StoreLane::Realtime),
             self.shards(StoreLane::Settled)
         )?;
-        let (rt, st) = tokio::try_join!(
+        let ((rt, _), (st, st_users)) = tokio::try_join!(
             self.read_minute(StoreLane::Realtime, &rt_shards, job.minute),
             self.read_minute(StoreLane::Settled, &st_shards, job.minute)
         )?;
         let empty = BTreeMap::new();
+        let no_users = BTreeMap::new();
         let campaigns: BTreeSet<&String> = rt.keys().chain(st.keys()).collect();
         Ok(campaigns
             .into_iter()
@@ -276,6 +300,7 @@ impl CounterStore {
                     st.get(c).unwrap_or(&empty),
                     job.settled_final,
                 )
+                .with_users(st_users.get(c).unwrap_or(&no_users).clone())
             })
             .collect())
     }

@@ -23,8 +23,11 @@ use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
 use std::collections::BTreeMap;
 
-use tally_domain::compact::{decode_ads, encode_ads, split_at_seam, CompactedItem, Watermark};
+use tally_domain::compact::{
+    decode_ads, encode_ads, settled_reads, split_at_seam, CompactedItem, Span, Watermark,
+};
 use tally_domain::exactly_once::Tally;
+use tally_domain::hll::Hll;
 use tally_domain::store_keys::StoreLane;
 
 use crate::store::CounterStore;
@@ -82,6 +85,80 @@ pub async fn read_series(
     Ok(out)
 }
 
+/// A settled cell: the counts and the unique users of one ad in one bucket.
+pub type SettledCell = (Tally, Hll);
+
+/// A campaign's settled series at resolution `res`, buckets `first..=last` (bucket starts), per (ad, bucket):
+/// closed hours and days from their roll-up items, the rest from minute items up to the settled watermark and
+/// from Valkey after it (`tally_domain::compact::settled_reads`), sketches merged; live minutes before
+/// `live_from` are not read (the cache holds a minute for the counters' TTL only). Cells without counts are
+/// absent.
+#[allow(clippy::too_many_arguments)]
+pub async fn read_settled(
+    table: &CompactedTable,
+    store: &CounterStore,
+    watermark: &Watermark,
+    campaign_id: &str,
+    res: Span,
+    first: i64,
+    last: i64,
+    live_from: i64,
+) -> Result<BTreeMap<(String, i64), SettledCell>, Error> {
+    let mut out: BTreeMap<(String, i64), SettledCell> = BTreeMap::new();
+    let mut add = |ad: &str, minute: i64, t: &Tally, users: Option<&Hll>| {
+        if t.is_zero() {
+            return;
+        }
+        let cell = out.entry((ad.to_owned(), res.bucket(minute))).or_default();
+        cell.0.merge(t);
+        if let Some(h) = users {
+            cell.1.merge(h);
+        }
+    };
+    for read in settled_reads(res, first, last, watermark.settled) {
+        let (items_from, items_to, live) = match read.span {
+            Span::Minute => {
+                match split_at_seam(watermark, StoreLane::Settled, read.from, read.to) {
+                    (Some(c), live) => (*c.start(), *c.end(), live),
+                    (None, live) => (1, 0, live),
+                }
+            }
+            _ => (read.from, read.to, None),
+        };
+        for item in table
+            .span_items(read.span, campaign_id, items_from, items_to)
+            .await?
+        {
+            for (ad, c) in &item.ads {
+                add(ad, item.minute, &c.settled, item.users.get(ad));
+            }
+        }
+        if let Some(minutes) = live.map(|m| (*m.start()).max(live_from)..=*m.end()) {
+            use futures_util::stream::{self, StreamExt, TryStreamExt};
+            let shards = store.shards(StoreLane::Settled).await?;
+            let shards = &shards;
+            let reads: Vec<_> = minutes
+                .map(|minute| async move {
+                    let sums = store
+                        .read_campaign_minute_users(StoreLane::Settled, shards, campaign_id, minute)
+                        .await?;
+                    Ok::<_, Error>((minute, sums))
+                })
+                .collect();
+            let read: Vec<(i64, crate::cache_read::AdSums)> = stream::iter(reads)
+                .buffer_unordered(16)
+                .try_collect()
+                .await?;
+            for (minute, (ads, users)) in read {
+                for (ad, t) in &ads {
+                    add(ad, minute, t, users.get(ad));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Partition key prefix of the minute items.
 pub const ITEM_PK_PREFIX: &str = "cm#";
 /// Partition and sort key of the watermark row.
@@ -94,7 +171,12 @@ const MAX_MINUTE: i64 = 9_999_999_999;
 
 /// The partition key of a campaign's minute items.
 pub fn item_pk(campaign_id: &str) -> String {
-    format!("{ITEM_PK_PREFIX}{campaign_id}")
+    span_pk(Span::Minute, campaign_id)
+}
+
+/// The partition key of a campaign's items of a span: `cm#`, `ch#` or `cd#`, then the campaign id.
+pub fn span_pk(span: Span, campaign_id: &str) -> String {
+    format!("{}{campaign_id}", span.prefix())
 }
 
 /// The sort key of a minute; `None` outside `0..=9_999_999_999`.
@@ -128,14 +210,19 @@ impl CompactedTable {
         &self.table
     }
 
-    /// Writes an item (the full state, unconditionally: the same item whatever the number of writes).
+    /// Writes a minute item (the full state, unconditionally: the same item whatever the number of writes).
     pub async fn put_item(&self, item: &CompactedItem) -> Result<(), Error> {
+        self.put_span_item(Span::Minute, item).await
+    }
+
+    /// Writes an item of a span (`item.minute` is the span's first minute), as [`CompactedTable::put_item`].
+    pub async fn put_span_item(&self, span: Span, item: &CompactedItem) -> Result<(), Error> {
         let sk = self.sk(item.minute)?;
         let ads = encode_ads(item).map_err(|e| Error::InvalidQuery(e.to_string()))?;
         self.client
             .put_item()
             .table_name(&self.table)
-            .item("pk", AttributeValue::S(item_pk(&item.campaign_id)))
+            .item("pk", AttributeValue::S(span_pk(span, &item.campaign_id)))
             .item("sk", AttributeValue::S(sk))
             .item("ads", AttributeValue::B(Blob::new(ads)))
             .item("sf", AttributeValue::Bool(item.settled_final))
@@ -153,11 +240,22 @@ impl CompactedTable {
         from: i64,
         to: i64,
     ) -> Result<Vec<CompactedItem>, Error> {
+        self.span_items(Span::Minute, campaign_id, from, to).await
+    }
+
+    /// A campaign's items of a span whose first minute is in `from..=to`, in order. Strongly consistent.
+    pub async fn span_items(
+        &self,
+        span: Span,
+        campaign_id: &str,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<CompactedItem>, Error> {
         let mut out = Vec::new();
         if from > to || to < 0 || from > MAX_MINUTE {
             return Ok(out);
         }
-        let pk = item_pk(campaign_id);
+        let pk = span_pk(span, campaign_id);
         let (lo, hi) = (self.sk(from.max(0))?, self.sk(to.min(MAX_MINUTE))?);
         let mut start: Option<HashMap<String, AttributeValue>> = None;
         loop {
@@ -175,7 +273,7 @@ impl CompactedTable {
                 .await
                 .map_err(|e| self.dynamo_error("Query", e))?;
             for item in page.items() {
-                out.push(self.parse_item(campaign_id, item)?);
+                out.push(self.parse_item(span, campaign_id, item)?);
             }
             match page.last_evaluated_key() {
                 Some(key) if !key.is_empty() => start = Some(key.clone()),
@@ -186,10 +284,11 @@ impl CompactedTable {
 
     fn parse_item(
         &self,
+        span: Span,
         campaign_id: &str,
         item: &HashMap<String, AttributeValue>,
     ) -> Result<CompactedItem, Error> {
-        let pk = item_pk(campaign_id);
+        let pk = span_pk(span, campaign_id);
         let sk = match item.get("sk") {
             Some(AttributeValue::S(s)) => s.clone(),
             _ => return Err(self.corrupt(&pk, "?", "no string sort key".to_owned())),
@@ -201,7 +300,14 @@ impl CompactedTable {
             .ok_or_else(|| {
                 self.corrupt(&pk, &sk, "sort key is not a 10-digit minute".to_owned())
             })?;
-        let ads = match item.get("ads") {
+        if span.bucket(minute) != minute {
+            return Err(self.corrupt(
+                &pk,
+                &sk,
+                format!("sort key is not the first minute of a {span:?} span"),
+            ));
+        }
+        let (ads, users) = match item.get("ads") {
             Some(AttributeValue::B(b)) => {
                 decode_ads(b.as_ref()).map_err(|e| self.corrupt(&pk, &sk, e.to_string()))?
             }
@@ -216,6 +322,7 @@ impl CompactedTable {
             minute,
             settled_final,
             ads,
+            users,
         })
     }
 

@@ -4,7 +4,9 @@
 //! (per lane, after the grace periods), reads each of them from Valkey — both lanes, summed over every shard
 //! ([`CounterStore::compact_minute`]) — writes one item per (campaign, minute) ([`CompactedTable::put_item`]:
 //! the full state, so a retry or a second compactor writes the same item), and only then moves the watermark
-//! forward ([`CompactedTable::advance_watermark`]). A crash anywhere leaves the watermark where it was and the
+//! forward ([`CompactedTable::advance_watermark`]). Before it moves, the hours and days whose last minute the
+//! run made settled-final get their roll-up items (`ch#`/`cd#`, [`tally_domain::compact::roll_up`] of the
+//! finer items, unique-user sketches merged). A crash anywhere leaves the watermark where it was and the
 //! next run does the same minutes again. [`handler`] is the Lambda edge (an EventBridge schedule event; the
 //! clock, not the event's time, decides what is closed).
 //!
@@ -16,7 +18,9 @@ use aws_lambda_events::event::cloudwatch_events::CloudWatchEvent;
 use lambda_runtime::LambdaEvent;
 use tally_aws::cache_auth::StoreSource;
 use tally_aws::compacted::CompactedTable;
-use tally_domain::compact::{plan_run, CompactPolicy, LaneProgress, PolicyError, Watermark};
+use tally_domain::compact::{
+    closing_buckets, plan_run, roll_up, CompactPolicy, LaneProgress, PolicyError, Span, Watermark,
+};
 use tally_domain::compact_repair::{plan_repair, RepairPlan};
 
 pub mod repair;
@@ -75,10 +79,12 @@ pub struct Outcome {
     /// Minutes compacted (with final settled counts).
     pub minutes: usize,
     pub settled_final: usize,
-    /// Items written.
+    /// Minute items written.
     pub items: usize,
     /// Of `minutes`, those recomputed from the archive (a repair after the cache lost its data).
     pub repaired: usize,
+    /// Hour and day items written (the roll-ups of the hours and days the settled lane closed in this run).
+    pub rollups: usize,
 }
 
 impl Compactor {
@@ -133,6 +139,8 @@ impl Compactor {
             repair.confirm(&store, &checked.epoch).await?;
         }
         self.write(&items).await?;
+        let first_final = plan.jobs.iter().find(|j| j.settled_final).map(|j| j.minute);
+        let rollups = self.roll_up_closed(from, plan.watermark, first_final).await?;
         let to = self.table.advance_watermark(from, plan.watermark).await?;
         Ok(Outcome {
             from,
@@ -141,6 +149,7 @@ impl Compactor {
             settled_final: plan.jobs.iter().filter(|j| j.settled_final).count(),
             items: items.len(),
             repaired: 0,
+            rollups,
         })
     }
 
@@ -159,10 +168,14 @@ impl Compactor {
                 settled_final: 0,
                 items: 0,
                 repaired: 0,
+                rollups: 0,
             });
         };
         let items = repair.items(minutes.clone()).await?;
         self.write(&items).await?;
+        let rollups = self
+            .roll_up_closed(from, plan.watermark, Some(*minutes.start()))
+            .await?;
         let to = self.table.advance_watermark(from, plan.watermark).await?;
         let n = usize::try_from(minutes.end() - minutes.start() + 1).unwrap_or(0);
         Ok(Outcome {
@@ -172,7 +185,66 @@ impl Compactor {
             settled_final: n,
             items: items.len(),
             repaired: n,
+            rollups,
         })
+    }
+
+    /// Writes the hour and day items of the buckets whose last minute the run makes settled-final
+    /// (`tally_domain::compact::closing_buckets`), each summed from the finer items already written (minute
+    /// items for an hour, hour items for a day) of every campaign the index has seen in the bucket. Before the
+    /// watermark moves: a crash leaves the watermark where it was and the next run writes them again (the same
+    /// items). Returns the items written.
+    async fn roll_up_closed(
+        &self,
+        from: Watermark,
+        to: Watermark,
+        first_final: Option<i64>,
+    ) -> Result<usize, CompactorError> {
+        use futures_util::stream::{self, StreamExt, TryStreamExt};
+
+        let (Some(now), Some(done)) = (
+            to.settled,
+            from.settled.or_else(|| first_final.map(|m| m - 1)),
+        ) else {
+            return Ok(0);
+        };
+        let buckets = closing_buckets(done, now);
+        if buckets.is_empty() {
+            return Ok(0);
+        }
+        let campaigns = self.index.campaigns().await?;
+        let mut written = 0;
+        for (span, bucket) in buckets {
+            let finer = if span == Span::Day {
+                Span::Hour
+            } else {
+                Span::Minute
+            };
+            let (start_ms, end_ms) = (bucket * 60_000, (bucket + span.minutes()) * 60_000 - 1);
+            let active: Vec<&str> = campaigns
+                .iter()
+                .filter(|c| c.first_seen_ms <= end_ms && c.last_seen_ms >= start_ms)
+                .map(|c| c.campaign_id.as_str())
+                .collect();
+            let rolled: Vec<usize> = stream::iter(active.into_iter().map(|campaign| async move {
+                let items = self
+                    .table
+                    .span_items(finer, campaign, bucket, bucket + span.minutes() - 1)
+                    .await?;
+                match roll_up(span, campaign, bucket, &items) {
+                    Some(item) => {
+                        self.table.put_span_item(span, &item).await?;
+                        Ok::<_, tally_aws::Error>(1)
+                    }
+                    None => Ok(0),
+                }
+            }))
+            .buffer_unordered(PUTS_IN_FLIGHT)
+            .try_collect()
+            .await?;
+            written += rolled.iter().sum::<usize>();
+        }
+        Ok(written)
     }
 
     /// Writes the items, then lists their campaigns in the campaign index (the query API's list) before the
@@ -250,6 +322,7 @@ pub async fn handler(
         settled_final = outcome.settled_final,
         items = outcome.items,
         repaired = outcome.repaired,
+        rollups = outcome.rollups,
         realtime_watermark = ?outcome.to.realtime,
         settled_watermark = ?outcome.to.settled,
     );
@@ -258,6 +331,7 @@ pub async fn handler(
         "settled_final": outcome.settled_final,
         "items": outcome.items,
         "repaired": outcome.repaired,
+        "rollups": outcome.rollups,
         "realtime_watermark": outcome.to.realtime,
         "settled_watermark": outcome.to.settled,
     }))

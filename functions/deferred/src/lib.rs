@@ -2,16 +2,12 @@
 //!
 //! [`Deferred::process`] decodes every record it can ([`tally_aws::batch`]; undecodable ones are reported),
 //! enriches the events ([`tally_domain::enrich`]: device, browser, OS, invalid-traffic verdict), and settles the
-//! *valid* events exactly once by event id:
-//!
-//! 1. the counter store's settled lane ([`tally_aws::store::CounterStore::process`] on `st`): the same claims
-//!    as the realtime lane (so both lanes count the same occurrence of every id, reading `Ours` for the record
-//!    the realtime lane claimed), the shard's fence and one atomic step; the compactor folds these counts into
-//!    the compacted items;
-//! 2. the metrics table's settled rows, which also carry the unique-user sketches the query API serves
-//!    ([`MetricsTable::apply_batch`], fenced per row): only the occurrences the claims give this record
-//!    ([`tally_domain::exactly_once::owned_occurrences`]) and that are valid, so a resent id is not settled
-//!    twice.
+//! *valid* events exactly once by event id in the counter store's settled lane
+//! ([`tally_aws::store::CounterStore::process`] on `st`): the same claims as the realtime lane (so both lanes
+//! count the same occurrence of every id, reading `Ours` for the record the realtime lane claimed), the shard's
+//! fence and one atomic step that adds the counters and max-merges the unique-user sketch registers. The
+//! compactor folds both into the compacted minute, hour and day items; the function writes nothing to
+//! DynamoDB.
 //!
 //! Then it archives every enriched event to S3 as gzip NDJSON, one object per hour of receive time:
 //! `events/dt=YYYY-MM-DD/hour=HH/{shard}-{first seq}-{last seq}.ndjson.gz` (every occurrence, duplicates
@@ -33,12 +29,12 @@ use std::collections::HashMap;
 use tally_aws::batch;
 use tally_aws::cache_auth::StoreSource;
 use tally_aws::emf::BatchMetrics;
-use tally_aws::metrics::{ApplyReport, Fence, Lane, MetricsTable, ShardBatch};
+use tally_aws::metrics::Fence;
 use tally_aws::redrive::Replayed;
 use tally_domain::archive;
 use tally_domain::enrich::{enrich_batch, Enriched, RateLimits};
 use tally_domain::event::Event;
-use tally_domain::exactly_once::{owned_occurrences, ApplyStats, Position};
+use tally_domain::exactly_once::{ApplyStats, Position};
 use tally_domain::store_keys::StoreLane;
 
 /// What can fail in the deferred lane.
@@ -46,8 +42,6 @@ use tally_domain::store_keys::StoreLane;
 pub enum DeferredError {
     #[error(transparent)]
     Aws(#[from] tally_aws::Error),
-    #[error("cannot settle the batch: {0}")]
-    Plan(#[from] tally_domain::exactly_once::PlanError),
     #[error("archiving s3://{bucket}/{key} failed: {message}")]
     Archive {
         bucket: String,
@@ -60,7 +54,6 @@ pub enum DeferredError {
 #[derive(Debug)]
 pub struct Deferred {
     store: StoreSource,
-    table: MetricsTable,
     s3: aws_sdk_s3::Client,
     bucket: String,
     limits: RateLimits,
@@ -72,8 +65,6 @@ pub struct Deferred {
 pub struct Outcome {
     /// The partial-batch response for Lambda.
     pub response: KinesisEventResponse,
-    /// Settled rows applied and skipped.
-    pub report: ApplyReport,
     /// What the counter store's settled lane did with every event (counted, duplicates, filtered, …).
     pub stats: ApplyStats,
     /// Events found to be invalid traffic.
@@ -85,15 +76,9 @@ pub struct Outcome {
 }
 
 impl Deferred {
-    pub fn new(
-        store: StoreSource,
-        table: MetricsTable,
-        s3: aws_sdk_s3::Client,
-        bucket: impl Into<String>,
-    ) -> Deferred {
+    pub fn new(store: StoreSource, s3: aws_sdk_s3::Client, bucket: impl Into<String>) -> Deferred {
         Deferred {
             store,
-            table,
             s3,
             bucket: bucket.into(),
             limits: RateLimits::default(),
@@ -133,10 +118,6 @@ impl Deferred {
                 valid_events.contains(&(e as *const Event))
             })
             .await?;
-        let owned = owned_occurrences(&decoded.store, &processed.replies)?;
-        let mut settle = owned.iter().zip(&valid).map(|(o, v)| *o && *v);
-        let settled = decoded.batch.filter(|_| settle.next().unwrap_or(false));
-        let report = self.table.apply_batch(Lane::Settled, &settled).await?;
         let mut archived = Vec::new();
         if let Some(range) = decoded.batch.range() {
             let positions: Vec<&Fence> = decoded.batch.positioned().map(|(f, _)| f).collect();
@@ -163,8 +144,6 @@ impl Deferred {
             records = decoded.records,
             events = events.len(),
             invalid,
-            rows_applied = report.applied,
-            rows_skipped = report.skipped,
             counted = processed.plan.stats.counted,
             duplicates = processed.plan.stats.duplicates,
             repeats = processed.plan.stats.repeats,
@@ -173,7 +152,6 @@ impl Deferred {
         );
         Ok(Outcome {
             response: decoded.response(),
-            report,
             stats: processed.plan.stats,
             invalid,
             archived,
@@ -182,15 +160,13 @@ impl Deferred {
     }
 
     /// Replays one record the lane's mapping discarded (`cargo xtask redrive`, `docs/redrive.md`): the same
-    /// enrichment and the same three writes as [`Deferred::process`], each fenced for the record itself, since
+    /// enrichment and the same two writes as [`Deferred::process`], each fenced for the record itself, since
     /// the lane's own fences have moved past it:
     ///
-    /// 1. the counter store's settled lane through [`tally_aws::store::CounterStore::replay`] (the lane's
-    ///    claims, plan and script under the record's redrive key);
-    /// 2. the metrics table's settled rows, for the occurrences the claims give this record and that are valid,
-    ///    under the row fence of a shard of its own, [`redrive_shard`] (a row's `hw_` attribute for it is
-    ///    absent until the record is applied to the row, then at the record: a second replay skips the row);
-    /// 3. the archive, written once (`If-None-Match: *`) under the record's own name.
+    /// 1. the counter store's settled lane (counters and unique-user registers) through
+    ///    [`tally_aws::store::CounterStore::replay`] (the lane's claims, plan and script under the record's
+    ///    redrive key);
+    /// 2. the archive, written once (`If-None-Match: *`) under the record's own name.
     ///
     /// Every step is idempotent on its own, so a replay that failed half-way is completed by the next one.
     pub async fn redrive_record(
@@ -212,20 +188,6 @@ impl Deferred {
                 verdicts.get(e.id.as_str()).copied().unwrap_or(false)
             })
             .await?;
-        let mut record = tally_domain::exactly_once::Batch::new();
-        record
-            .push_record(position.clone(), events.clone())
-            .map_err(|e| tally_aws::Error::MalformedBatch {
-                index: 0,
-                rule: e.to_string(),
-            })?;
-        let owned = owned_occurrences(&record, &replay.replies)?;
-        let fence = Fence::new(&redrive_shard(position), position.sequence())?;
-        let mut rows = ShardBatch::new();
-        rows.push_record(fence, events.clone())?;
-        let mut settle = owned.iter().zip(&enriched).map(|(o, e)| *o && e.is_valid());
-        let settled = rows.filter(|_| settle.next().unwrap_or(false));
-        let report = self.table.apply_batch(Lane::Settled, &settled).await?;
         let at = Fence::new(position.shard(), position.sequence())?;
         let positions = vec![&at; enriched.len()];
         let mut archived = Vec::new();
@@ -235,7 +197,6 @@ impl Deferred {
         }
         Ok(RedriveOutcome {
             store: replay.outcome,
-            report,
             archived,
         })
     }
@@ -284,8 +245,6 @@ impl Deferred {
 pub struct RedriveOutcome {
     /// The counter store's settled lane: counted now, or replayed before.
     pub store: Replayed,
-    /// Settled rows applied now and skipped (applied by an earlier replay).
-    pub report: ApplyReport,
     /// Archive object keys of the record (written now or found already written).
     pub archived: Vec<String>,
 }

@@ -3,16 +3,12 @@
 use anyhow::Context;
 use lambda_runtime::{service_fn, LambdaEvent};
 use tally_aws::cache_auth::StoreSource;
-use tally_aws::metrics::MetricsTable;
 use tally_aws::store::CacheEnv;
 use tally_deferred::Deferred;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tally_aws::config::init_tracing();
-    let table =
-        tally_aws::config::required_env("TALLY_METRICS_TABLE", "the name of the metrics table")
-            .context("while reading the configuration")?;
     let bucket =
         tally_aws::config::required_env("TALLY_ARCHIVE_BUCKET", "the name of the archive bucket")
             .context("while reading the configuration")?;
@@ -27,12 +23,7 @@ async fn main() -> anyhow::Result<()> {
     )
     .await
     .with_context(|| format!("while connecting to the counter store at {endpoint}"))?;
-    let state = Deferred::new(
-        store,
-        MetricsTable::new(tally_aws::config::dynamodb(&config), table),
-        tally_deferred::s3_client(&config),
-        bucket,
-    );
+    let state = Deferred::new(store, tally_deferred::s3_client(&config), bucket);
     let state = &state;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| {
         tally_deferred::handler(state, event)

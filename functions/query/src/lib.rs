@@ -12,10 +12,12 @@
 //! compacted items in the metrics table, minutes after the compactor's watermark from the counter store
 //! (Valkey), summed over the lane's shards ([`tally_aws::compacted::read_series`]); the realtime lane has no
 //! unique-user sketches, so its `unique_users` is the settled lane's estimate for the same bucket. Realtime
-//! minutes older than [`REALTIME_HISTORY_MINUTES`] are served as the settled counts of their bucket (hour and
-//! day roll-ups of the realtime lane are not built yet). Settled counts (valid traffic, with unique users):
-//! the settled rows of the metrics table. Campaigns: the table's index (the compactor adds each campaign of
-//! a closed minute) and the campaigns of the counter store's open minutes.
+//! minutes older than [`REALTIME_HISTORY_MINUTES`] are served as the settled counts of their bucket. Settled
+//! counts (valid traffic) and unique users ([`tally_aws::compacted::read_settled`]): closed hours and days
+//! from the compactor's hour and day items, closed minutes from its minute items, the open ones from the
+//! settled lane's counters and sketch registers in the cache (merged over its shards). Campaigns: the table's
+//! index (the compactor adds each campaign of a closed minute) and the campaigns of the counter store's open
+//! minutes.
 //!
 //! Parameters are parsed strictly ([`params`]): unknown or repeated parameters, malformed times, ranges over
 //! the limits and ids outside `[A-Za-z0-9._:-]{1,64}` are `400` problem documents naming the parameter and the
@@ -38,9 +40,11 @@ use lambda_http::http::{header, HeaderValue, Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 use serde_json::{json, Value};
 use tally_aws::cache_auth::StoreSource;
-use tally_aws::compacted::{read_series, CompactedTable};
-use tally_aws::metrics::{CampaignEntry, CounterRow, Lane, MetricsTable, Resolution, CAMPAIGNS_PK};
+use tally_aws::compacted::{read_series, read_settled, CompactedTable, SettledCell};
+use tally_aws::metrics::{CampaignEntry, MetricsTable, Resolution, CAMPAIGNS_PK};
+use tally_domain::compact::Span;
 use tally_domain::exactly_once::Tally;
+use tally_domain::hll::Hll;
 use tally_domain::rollup::Counters;
 use tally_domain::store_keys::StoreLane;
 
@@ -196,6 +200,37 @@ impl Query {
             id,
             from,
             to,
+        )
+        .await
+        .map_err(Failure::from_aws)
+    }
+
+    /// A campaign's settled counts and unique users per (ad, bucket) at resolution `res`, buckets
+    /// `first..=last`: closed hours and days from their roll-up items, minutes from the minute items up to the
+    /// settled watermark and from the cache after it ([`read_settled`]).
+    async fn settled(
+        &self,
+        id: &str,
+        res: Resolution,
+        first: i64,
+        last: i64,
+        now_minute: i64,
+    ) -> Result<BTreeMap<(String, i64), SettledCell>, Failure> {
+        let store = self.store.get().await.map_err(Failure::from_aws)?;
+        let watermark = self
+            .compacted
+            .watermark()
+            .await
+            .map_err(Failure::from_aws)?;
+        read_settled(
+            &self.compacted,
+            &store,
+            &watermark,
+            id,
+            span_of(res),
+            first,
+            last,
+            now_minute - LIVE_MINUTES,
         )
         .await
         .map_err(Failure::from_aws)
@@ -388,10 +423,9 @@ impl Query {
                 let compacted_minutes = compacted_minutes.clone();
                 async move {
                     let st = this
-                        .table
-                        .day_total(&id, Lane::Settled, now_minute)
+                        .settled(&id, Resolution::Day, day, day, now_minute)
                         .await
-                        .map_err(Failure::from_aws);
+                        .map(|cells| sum_cells(cells.values()));
                     let mut total = Tally::default();
                     for t in live.get(&id).into_iter().flat_map(BTreeMap::values) {
                         total.merge(t);
@@ -422,7 +456,7 @@ impl Query {
             .await;
         let mut totals = vec![(Counters::default(), Counters::default()); entries.len()];
         for (i, rt, st) in read {
-            let st = st?.unwrap_or_default();
+            let st = st?;
             totals[i] = (realtime_counters(&rt?, &st), st);
         }
         let day_start = day * 60_000;
@@ -457,12 +491,15 @@ impl Query {
         let range = series_range(res, from, to, now_ms).map_err(Failure::Bad)?;
         let now_minute = now_ms.div_euclid(60_000);
         self.known(id, now_minute).await?;
-        let st = self
-            .table
-            .series(id, Lane::Settled, res, range.first, range.last)
-            .await
-            .map_err(Failure::from_aws)?;
-        let st = by_bucket(st);
+        let mut st: BTreeMap<i64, Counters> = BTreeMap::new();
+        for ((_, bucket), (t, users)) in self
+            .settled(id, res, range.first, range.last, now_minute)
+            .await?
+        {
+            st.entry(bucket)
+                .or_default()
+                .merge(&counters_of(&t, &users));
+        }
         let minutes = self
             .realtime(id, range.first, range.last + res.minutes() - 1, now_minute)
             .await?;
@@ -534,22 +571,15 @@ impl Query {
         let history = now_minute - REALTIME_HISTORY_MINUTES;
         // Settled buckets older than the realtime history stand in for the realtime ones.
         let mut settled_old: BTreeMap<String, Counters> = BTreeMap::new();
-        for row in self
-            .table
-            .ads(id, Lane::Settled, res, range.first, range.last)
-            .await
-            .map_err(Failure::from_aws)?
+        for ((ad, bucket), (t, users)) in self
+            .settled(id, res, range.first, range.last, now_minute)
+            .await?
         {
-            let Some(ad) = row.key.ad_id.clone() else {
-                continue;
-            };
-            if row.key.bucket + res.minutes() <= history {
-                settled_old
-                    .entry(ad.clone())
-                    .or_default()
-                    .merge(&row.counters);
+            let counters = counters_of(&t, &users);
+            if bucket + res.minutes() <= history {
+                settled_old.entry(ad.clone()).or_default().merge(&counters);
             }
-            settled.entry(ad).or_default().merge(&row.counters);
+            settled.entry(ad).or_default().merge(&counters);
         }
         let mut realtime: BTreeMap<String, Tally> = BTreeMap::new();
         for ((ad, _), t) in self
@@ -636,10 +666,35 @@ fn from_to(params: &BTreeMap<String, String>) -> Result<(Option<i64>, Option<i64
     Ok((time("from")?, time("to")?))
 }
 
-fn by_bucket(rows: Vec<CounterRow>) -> BTreeMap<i64, Counters> {
-    rows.into_iter()
-        .map(|row| (row.key.bucket, row.counters))
-        .collect()
+/// The compacted span of a resolution.
+fn span_of(res: Resolution) -> Span {
+    match res {
+        Resolution::Minute => Span::Minute,
+        Resolution::Hour => Span::Hour,
+        Resolution::Day => Span::Day,
+    }
+}
+
+/// Settled counts and users as the API's counters.
+fn counters_of(t: &Tally, users: &Hll) -> Counters {
+    Counters {
+        impressions: t.impressions,
+        viewable: t.viewable,
+        clicks: t.clicks,
+        conversions: t.conversions,
+        spend_micros: t.spend_micros,
+        value_micros: t.value_micros,
+        users: users.clone(),
+    }
+}
+
+/// The sum of settled cells (counts added, sketches merged).
+fn sum_cells<'a>(cells: impl IntoIterator<Item = &'a SettledCell>) -> Counters {
+    let mut total = Counters::default();
+    for (t, users) in cells {
+        total.merge(&counters_of(t, users));
+    }
+    total
 }
 
 /// The JSON of one set of counters: the sums, CTR (clicks / impressions, `null` without impressions) and the

@@ -91,7 +91,7 @@ pub fn code_version_parameter(function: &str) -> String {
 pub mod env {
     /// collect, scaler: the events stream's name.
     pub const STREAM_NAME: &str = "TALLY_STREAM_NAME";
-    /// deferred, query, compactor: the metrics table's name.
+    /// query, compactor: the metrics table's name (the deferred lane writes only the cache).
     pub const METRICS_TABLE: &str = "TALLY_METRICS_TABLE";
     /// deferred, compactor: the archive bucket's name (the compactor reads it to repair a cache that lost
     /// its data).
@@ -762,13 +762,9 @@ impl<'a> Pipeline<'a> {
             "Deferred",
             "deferred",
             Some(&o.deferred),
-            vec![
-                (env::METRICS_TABLE, metrics.name()),
-                (env::ARCHIVE_BUCKET, archive.name()),
-            ],
+            vec![(env::ARCHIVE_BUCKET, archive.name())],
             Some(&store),
         );
-        metrics.grant_read_write(&deferred);
         archive.grant_read_write(&deferred);
         let deferred_failures = self.failure_queue("DeferredFailures", "deferred-failures");
         let deferred_scope = root.child("DeferredLane");

@@ -673,12 +673,14 @@ fn plan_sums_every_kind_and_money_field_per_campaign_ad_minute() {
         "ad-2#imp",
         "1",
         "ad-2#spend",
-        "1", //
+        "1",
+        "0", // no registers in the realtime lane
         "2",
         "ad-1#imp",
         "1",
         "ad-1#spend",
-        "1", //
+        "1",
+        "0", //
         "1",
         "cmp-1", //
         "1",

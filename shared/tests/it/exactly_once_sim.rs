@@ -20,6 +20,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use proptest::prelude::*;
 use tally_domain::event::{Event, EventKind};
 use tally_domain::exactly_once::{plan_apply, Batch, DedupWindow, Position, StepReply, Tally};
+use tally_domain::hll::Hll;
 use tally_domain::rollup::minute_of;
 use tally_domain::store_keys::{claim_key, StoreLane};
 use tally_domain::store_model::MemoryStore;
@@ -68,6 +69,7 @@ fn content(id: u8, shard: usize, record: usize, conflicting: bool) -> Event {
         } else {
             0
         },
+        user_id: (n % 5 != 0).then(|| format!("u{}", n % 7)),
         ..event(&format!("e{id}"))
     }
 }
@@ -310,6 +312,7 @@ fn run(stream: &Stream, actions: &[Action], conflicting: bool) -> Result<(), Tes
     // The winners: for each id, the record its claim names, and that record's first occurrence of the id.
     let ids: BTreeSet<u8> = stream.iter().flatten().flatten().copied().collect();
     let (mut want_rt, mut want_st) = (Counts::new(), Counts::new());
+    let mut want_users: BTreeMap<(String, String, i64), Hll> = BTreeMap::new();
     for &id in &ids {
         let claim = sim
             .store
@@ -326,8 +329,29 @@ fn run(stream: &Stream, actions: &[Action], conflicting: bool) -> Result<(), Tes
         add(&mut want_rt, &e);
         if valid(&e) {
             add(&mut want_st, &e);
+            if let Some(u) = &e.user_id {
+                want_users
+                    .entry((
+                        e.campaign_id.clone(),
+                        e.ad_id.clone(),
+                        minute_of(e.received_ms),
+                    ))
+                    .or_default()
+                    .insert(u.as_bytes());
+            }
         }
     }
+    // Unique users: the settled lane's registers, max-merged by every delivery, equal the sketch of the
+    // counted valid occurrences' users whatever the order, replays and crashes (and so does the estimate).
+    let users = sim.store.users(StoreLane::Settled);
+    prop_assert_eq!(&users, &want_users, "settled registers");
+    for (key, h) in &users {
+        prop_assert_eq!(h.estimate(), want_users[key].estimate());
+    }
+    prop_assert!(
+        sim.store.users(StoreLane::Realtime).is_empty(),
+        "realtime keeps no registers"
+    );
     let (rt, unknown_rt) = sim.store.counters(StoreLane::Realtime);
     let (st, unknown_st) = sim.store.counters(StoreLane::Settled);
     prop_assert_eq!((unknown_rt, unknown_st), (0, 0));

@@ -58,6 +58,9 @@ pub const COMPACTOR_PUTS_IN_FLIGHT: f64 = 16.0;
 /// six counters (small varints, 2 bytes each).
 pub const ASSUMED_COMPACT_NAME_BYTES: usize = 30;
 pub const ASSUMED_COMPACT_BYTES_PER_NUMBER: usize = 2;
+/// Commands the script runs per unique-user register pair: `HGET`, and `HSET` when the rank is higher
+/// (counted always: an upper bound).
+pub const REGISTER_COMMANDS: f64 = 2.0;
 /// A realistic sequence number: 56 digits, as Kinesis writes them.
 const SEQUENCE: &str = "49650000000000000000000000000000000000000000000000000000";
 const _: () = assert!(SEQUENCE.len() == 56);
@@ -88,7 +91,11 @@ pub struct CacheBatch {
     pub hashes: f64,
     pub fields: f64,
     pub members: f64,
-    /// Commands the script runs, itself included (EVALSHA, GET, SET, HINCRBY, SADD, EXPIRE).
+    /// Unique-user register pairs the script max-merges (settled lane: one per distinct (campaign, minute,
+    /// ad, register) of the batch's counted events with a user, as `plan_apply` pre-merges them).
+    pub registers: f64,
+    /// Commands the script runs, itself included (EVALSHA, GET, SET, HINCRBY, SADD, EXPIRE, and per register
+    /// HGET plus at most one HSET).
     pub script_commands: f64,
     /// The `EVALSHA` request and its reply.
     pub script_bytes: f64,
@@ -198,9 +205,18 @@ pub fn batch_cost(
         })
         .sum();
     out.members = out.hashes;
+    out.registers = plan
+        .users
+        .values()
+        .flat_map(|ads| ads.values())
+        .map(|r| r.len() as f64)
+        .sum();
     let sets = keys.len() as f64 - 1.0 - out.hashes;
     let expires = if ttl_secs > 0 { out.hashes + sets } else { 0.0 };
-    out.script_commands = 1.0 + 2.0 + out.fields + out.members + expires;
+    // Each register: HGET, then HSET when the rank is higher — counted as both (an upper bound: a register
+    // already at or above the rank takes only the HGET).
+    out.script_commands =
+        1.0 + 2.0 + out.fields + out.members + expires + REGISTER_COMMANDS * out.registers;
     let sha = "0".repeat(40);
     let numkeys = keys.len().to_string();
     let mut command: Vec<&str> = vec!["EVALSHA", &sha, &numkeys];
@@ -259,7 +275,11 @@ pub fn sample(
             hashes: small.hashes * per_cell,
             fields: small.fields * per_cell,
             members: small.members * per_cell,
-            script_commands: small.script_commands * per_cell,
+            // Registers grow with the events (distinct users) until a (campaign, minute, ad) saturates its
+            // 4,096 registers: scaling by the events is an upper bound.
+            registers: small.registers * per_event,
+            script_commands: small.script_commands * per_cell
+                + REGISTER_COMMANDS * small.registers * (per_event - per_cell),
             script_bytes: small.script_bytes * per_cell,
             script_ecpu: small.script_ecpu * per_cell,
             ..small
@@ -305,6 +325,7 @@ pub fn sample(
         sum.hashes += c.hashes;
         sum.fields += c.fields;
         sum.members += c.members;
+        sum.registers += c.registers;
         sum.script_commands += c.script_commands;
         sum.script_bytes += c.script_bytes;
         sum.claim_ecpu += c.claim_ecpu;
@@ -320,6 +341,7 @@ pub fn sample(
         hashes: sum.hashes / k,
         fields: sum.fields / k,
         members: sum.members / k,
+        registers: sum.registers / k,
         script_commands: sum.script_commands / k,
         script_bytes: sum.script_bytes / k,
         claim_ecpu: sum.claim_ecpu / k,
@@ -357,13 +379,17 @@ pub fn assumed_compacted_item_bytes(ads: usize) -> u64 {
     tally_billing::dynamodb::item_size(&item)
 }
 
-/// Bytes of an hour item's unique-users sketch for `users` distinct users (the real `tally_domain::hll`
-/// encoder), with its key.
-pub fn hour_item_bytes(users: f64, cache: &mut HashMap<u64, usize>) -> u64 {
-    let mut item = Map::new();
-    item.insert("pk".into(), json!({ "S": "cm#cmp-000123" }));
-    item.insert("sk".into(), json!({ "S": "h#490144" }));
-    tally_billing::dynamodb::item_size(&item) + 6 + sketch_bytes(users, cache) as u64
+/// Bytes of a compacted item (minute, hour or day: `tally_domain::compact`'s encoding 2) with `ads` ads that
+/// each saw `users_per_ad` distinct users in the item's span: the counters as [`assumed_compacted_item_bytes`],
+/// then per ad the sketch's length and the real `tally_domain::hll` sketch (sparse for a few users, 3 KB dense
+/// for many).
+pub fn item_bytes(ads: usize, users_per_ad: f64, cache: &mut HashMap<u64, usize>) -> u64 {
+    let sketch = if users_per_ad >= 0.5 {
+        1 + sketch_bytes(users_per_ad, cache) as u64
+    } else {
+        1
+    };
+    assumed_compacted_item_bytes(ads) + ads as u64 * sketch
 }
 
 /// What the compactor does in one minute at `events_per_sec`, with `hashes` (lane, shard, campaign) hashes and
@@ -373,8 +399,12 @@ pub struct CompactorMinute {
     /// Campaigns with events in the minute: one PutItem each.
     pub campaigns: f64,
     pub minute_wru: f64,
-    /// The hour items: one update per active campaign per minute.
+    /// The hour and day items, per minute: each active campaign's hour item once an hour, its day item once a
+    /// day (written when the settled lane closes them).
     pub hour_wru: f64,
+    /// Read units of the roll-ups, per minute: an hour item reads the hour's minute items, a day item the
+    /// day's hour items (strongly consistent `Query`s).
+    pub rollup_rru: f64,
     /// ECPU of the reads: SMEMBERS per (lane, shard), HGETALL per (lane, shard, campaign).
     pub ecpu: f64,
     /// The function's duration, ms.
@@ -382,7 +412,7 @@ pub struct CompactorMinute {
 }
 
 /// The compactor's minute (see [`CompactorMinute`]). `fields_per_hash`: fields of a hash (its HGETALL's
-/// reply); hour sketches hold the users of the campaign's hour so far (half an hour on average).
+/// reply, the settled lane's register fields included).
 #[allow(clippy::too_many_arguments)]
 pub fn compactor_minute(
     profile: &Profile,
@@ -398,6 +428,7 @@ pub fn compactor_minute(
         return CompactorMinute::default();
     }
     let users = f64::from(traffic::users(profile));
+    let distinct = |events: f64| users * (1.0 - (-events / users).exp());
     let ads = profile.ads_per_campaign.max(1) as usize;
     let mut out = CompactorMinute::default();
     for k in 0..zipf.len() {
@@ -406,14 +437,24 @@ pub fn compactor_minute(
         if active < 1e-12 {
             continue;
         }
-        let ads_seen = (ads as f64 * (1.0 - (-per_min / ads as f64).exp())).ceil() as usize;
+        let seen =
+            |events: f64| (ads as f64 * (1.0 - (-events / ads as f64).exp())).ceil() as usize;
+        let per_ad = |events: f64| distinct(events / ads as f64);
         out.campaigns += active;
-        out.minute_wru += active
-            * tally_billing::dynamodb::write_units(assumed_compacted_item_bytes(ads_seen.max(1)));
-        let hour_events = per_min * 30.0;
-        let distinct = users * (1.0 - (-hour_events / users).exp());
-        out.hour_wru +=
-            active * tally_billing::dynamodb::write_units(hour_item_bytes(distinct, sketches));
+        let minute_bytes = item_bytes(seen(per_min).max(1), per_ad(per_min), sketches);
+        out.minute_wru += active * tally_billing::dynamodb::write_units(minute_bytes);
+        let (hour, day) = (per_min * 60.0, per_min * 1440.0);
+        let hour_bytes = item_bytes(seen(hour).max(1), per_ad(hour), sketches);
+        let day_bytes = item_bytes(seen(day).max(1), per_ad(day), sketches);
+        let active_hour = 1.0 - (-hour).exp();
+        let active_day = 1.0 - (-day).exp();
+        out.hour_wru += active_hour * tally_billing::dynamodb::write_units(hour_bytes) / 60.0
+            + active_day * tally_billing::dynamodb::write_units(day_bytes) / 1440.0;
+        let minute_items = (60.0 * active * minute_bytes as f64).ceil() as u64;
+        let hour_items = (24.0 * active_hour * hour_bytes as f64).ceil() as u64;
+        out.rollup_rru += active_hour * tally_billing::dynamodb::read_units(minute_items, true)
+            / 60.0
+            + active_day * tally_billing::dynamodb::read_units(hour_items, true) / 1440.0;
     }
     // Reads: the index set of each (lane, shard), then each hash; every reply priced by its KB.
     let key = "{rt:shardId-000000000000}:c#cmp-000123#29408640";
@@ -592,10 +633,15 @@ mod tests {
         // ~30 bytes of name, then per ad `ad-N` + 24 bytes.
         assert_eq!(assumed_compacted_item_bytes(1), 30 + 4 + 24);
         assert_eq!(assumed_compacted_item_bytes(10), 30 + 10 * 4 + 10 * 24);
-        // Hour items carry the real sketch: sparse for a few users, dense (3 KB) for many.
+        // Items carry the real sketch per ad: one length byte without users, sparse for a few users, dense
+        // (3 KB) for many.
         let mut cache = HashMap::new();
-        assert!(hour_item_bytes(10.0, &mut cache) < 200);
-        assert!(hour_item_bytes(50_000.0, &mut cache) > 3000);
+        assert_eq!(
+            item_bytes(2, 0.0, &mut cache),
+            assumed_compacted_item_bytes(2) + 2
+        );
+        assert!(item_bytes(1, 10.0, &mut cache) < 120);
+        assert!(item_bytes(1, 50_000.0, &mut cache) > 3000);
     }
 
     #[test]
@@ -610,15 +656,25 @@ mod tests {
 
     #[test]
     fn compactor_minute_by_hand() {
-        // One campaign of one ad, 10 events/s: active every minute, one 1-unit PutItem and one hour item.
+        // One campaign of one ad, 10 events/s: active every minute, one PutItem of the minute item (its
+        // sketch holds the minute's distinct users), an hour item an hour and a day item a day, and their
+        // reads of the finer items.
         let mut p = Profile::flat(10.0, 300).expect("profile");
         (p.campaigns, p.ads_per_campaign, p.campaign_skew) = (1, 1, 0.0);
         let zipf = Zipf::new(1, 0.0);
         let mut cache = HashMap::new();
         let c = compactor_minute(&p, &zipf, 10.0, 2.0, 2.0, 4.0, 2.0, &mut cache);
         assert!((c.campaigns - 1.0).abs() < 1e-9);
-        assert!((c.minute_wru - 1.0).abs() < 1e-9, "{c:?}");
-        assert!(c.hour_wru >= 1.0);
+        let users = f64::from(traffic::users(&p));
+        let distinct = |n: f64| users * (1.0 - (-n / users).exp());
+        let wu = |n: f64, cache: &mut HashMap<u64, usize>| {
+            tally_billing::dynamodb::write_units(item_bytes(1, distinct(n), cache))
+        };
+        assert!((c.minute_wru - wu(600.0, &mut cache)).abs() < 1e-9, "{c:?}");
+        let rollups = wu(36_000.0, &mut cache) / 60.0 + wu(864_000.0, &mut cache) / 1440.0;
+        assert!((c.hour_wru - rollups).abs() < 1e-9, "{c:?}");
+        assert!(c.minute_wru >= 1.0 && c.hour_wru < c.minute_wru, "{c:?}");
+        assert!(c.rollup_rru > 1.0 / 60.0, "{c:?}");
         // 2 lanes × (2 SMEMBERS + 2 HGETALL), each under 1 KB.
         assert_eq!(c.ecpu, 8.0);
         assert_eq!(

@@ -527,8 +527,12 @@ pub fn bill(
                     let (hashes, pairs) = model.minute_keys(open_shards, eps);
                     let per_pair = if pairs > 0.0 { eps * 60.0 / pairs } else { 0.0 };
                     u.cache_hashes[minute] += hashes + open;
-                    u.cache_fields[minute] +=
-                        pairs * super::cache::expected_fields(&profile.kinds, per_pair) + hashes;
+                    // The settled lane's register fields: every pair a batch sends, as if none were
+                    // already in the hash (an upper bound on the fields created).
+                    u.cache_fields[minute] += pairs
+                        * super::cache::expected_fields(&profile.kinds, per_pair)
+                        + hashes
+                        + inv * 60.0 * e.cache.registers;
                 }
                 if kind.archives {
                     let puts = inv * 60.0 * e.s3_puts_per_invocation;
@@ -591,6 +595,8 @@ pub fn bill(
             u.invoke(f, f.scheduled_per_minute / 60.0, c.duration_ms);
             u.compactor_wru += c.minute_wru + c.hour_wru;
             u.wcu_per_sec[minute] += (c.minute_wru + c.hour_wru) / 60.0;
+            u.rru += c.rollup_rru;
+            u.rcu_per_sec[minute] += c.rollup_rru / 60.0;
             u.ecpu += c.ecpu;
             u.ecpu_per_sec[minute] += c.ecpu / 60.0;
         }

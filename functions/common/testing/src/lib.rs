@@ -442,12 +442,46 @@ pub fn valkey_counters(
         }
         let flat = valkey_strings(valkey(server, &["HGETALL", &key]));
         for pair in flat.chunks(2) {
+            if tally_domain::store_keys::parse_user_field(&pair[0]).is_some() {
+                continue;
+            }
             let (ad, counter) = parse_counter_field(&pair[0]).expect("a field of the layout");
             let v: u64 = pair[1].parse().expect("a counter");
             let t = out
                 .entry((campaign.to_owned(), ad.to_owned(), minute))
                 .or_default();
             t.set(counter, t.get(counter) + v);
+        }
+    }
+    out
+}
+
+/// The unique-user sketches a lane's counter hashes hold in a real server, per (campaign, ad, minute), merged
+/// over shards (the register fields `<ad>#u<register>`).
+pub fn valkey_users(
+    server: &tally_testkit::Valkey,
+    lane: tally_domain::store_keys::StoreLane,
+) -> std::collections::BTreeMap<(String, String, i64), tally_domain::hll::Hll> {
+    use tally_domain::store_keys::{parse_counter_key, parse_user_field};
+    let mut out: std::collections::BTreeMap<(String, String, i64), tally_domain::hll::Hll> =
+        std::collections::BTreeMap::new();
+    for key in valkey_strings(valkey(server, &["KEYS", "*"])) {
+        let Some((l, _shard, campaign, minute)) = parse_counter_key(&key) else {
+            continue;
+        };
+        if l != lane {
+            continue;
+        }
+        let flat = valkey_strings(valkey(server, &["HGETALL", &key]));
+        for pair in flat.chunks(2) {
+            let Some((ad, register)) = parse_user_field(&pair[0]) else {
+                continue;
+            };
+            let rank: u8 = pair[1].parse().expect("a rank");
+            out.entry((campaign.to_owned(), ad.to_owned(), minute))
+                .or_default()
+                .raise(register, rank)
+                .expect("a valid register");
         }
     }
     out

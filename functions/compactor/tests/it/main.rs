@@ -7,12 +7,13 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use lambda_runtime::{Context, LambdaEvent};
-use tally_aws::compacted::{read_series, CompactedTable};
+use tally_aws::compacted::{read_series, read_settled, CompactedTable};
 use tally_aws::store::{CounterStore, StoreConfig};
 use tally_compactor::Compactor;
-use tally_domain::compact::{CompactPolicy, Watermark, MINUTE_MS};
+use tally_domain::compact::{CompactPolicy, Span, Watermark, MINUTE_MS};
 use tally_domain::event::{DeviceClass, Event, EventKind};
 use tally_domain::exactly_once::{Batch, DedupWindow, Position, Tally};
+use tally_domain::hll::Hll;
 use tally_domain::rollup::minute_of;
 use tally_domain::store_keys::StoreLane;
 use tally_testkit::{Moto, Valkey};
@@ -30,7 +31,7 @@ fn event(i: usize) -> Event {
         campaign_id: format!("c{}", (i / 2) % 2),
         ad_id: format!("a{}", i % 3),
         placement_id: None,
-        user_id: None,
+        user_id: Some(format!("user-{}", i % 17)),
         client_ts_ms: None,
         received_ms: NOW + ((i % 2) as i64) * MINUTE_MS + 7,
         cost_micros: 10 * i as u64 + 1,
@@ -212,6 +213,93 @@ async fn compactor_closes_minutes_and_the_seam_holds() {
     // The cache loses everything: the compacted minutes still read right.
     s.server.command(&["FLUSHALL"]).expect("flush");
     assert_eq!(series(&s, from, to).await, truth);
+}
+
+/// Once the settled lane has closed an hour and a day, the compactor writes their roll-up items: both lanes'
+/// counts summed from the minute items and each ad's unique users merged from every shard's registers; the
+/// settled series at hour and day resolution read from them equal the truth, also after the cache lost
+/// everything.
+#[tokio::test]
+async fn closed_hours_and_days_get_rollups_with_unique_users() {
+    let s = setup().await;
+    let truth = fill(&s.store, 120).await;
+    let mut users: BTreeMap<(String, String), Hll> = BTreeMap::new();
+    for e in (0..120).map(event).filter(valid) {
+        users
+            .entry((e.campaign_id.clone(), e.ad_id.clone()))
+            .or_default()
+            .insert(e.user_id.as_deref().unwrap_or("").as_bytes());
+    }
+    let m0 = minute_of(NOW);
+    let (hour, day) = (Span::Hour.bucket(m0), Span::Day.bucket(m0));
+    let policy = CompactPolicy {
+        first_run_minutes: 1500,
+        max_minutes_per_run: 1500,
+        ..CompactPolicy::default()
+    };
+    let source = tally_aws::cache_auth::StoreSource::connect(
+        tally_aws::store::CacheEnv::plain(s.server.addr()),
+        0,
+        Duration::from_secs(5),
+        None,
+    )
+    .await
+    .expect("connect");
+    let compactor = Compactor::new(source, s.table.clone(), policy).expect("policy");
+    // The end of the day, past the settled grace: every minute of it is settled-final in one run.
+    let at = (day + 1440) * MINUTE_MS + 10 * MINUTE_MS + 1;
+    let o = compactor.process(at).await.expect("run");
+    assert!(o.to.settled >= Some(day + 1439), "{o:?}");
+    assert_eq!(
+        o.rollups, 4,
+        "an hour and a day item for each of c0 and c1: {o:?}"
+    );
+    let wm = s.table.watermark().await.expect("watermark");
+    let settled = |span: Span, bucket: i64| {
+        let (s, wm) = (&s, &wm);
+        async move {
+            let mut out: BTreeMap<(String, String), (Tally, Hll)> = BTreeMap::new();
+            for c in ["c0", "c1"] {
+                let cells = read_settled(&s.table, &s.store, wm, c, span, bucket, bucket, 0)
+                    .await
+                    .expect("settled");
+                for ((ad, b), cell) in cells {
+                    assert_eq!(b, bucket);
+                    out.insert((c.to_owned(), ad), cell);
+                }
+            }
+            out
+        }
+    };
+    let mut want: BTreeMap<(String, String), (Tally, Hll)> = BTreeMap::new();
+    for ((c, ad, _), t) in &truth[1] {
+        let cell = want.entry((c.clone(), ad.clone())).or_default();
+        cell.0.merge(t);
+        cell.1 = users[&(c.clone(), ad.clone())].clone();
+    }
+    assert!(want.values().all(|(_, h)| h.estimate() > 0));
+    let items = s
+        .table
+        .span_items(Span::Hour, "c0", hour, hour)
+        .await
+        .expect("hour items");
+    assert_eq!(items.len(), 1);
+    assert!(
+        items[0].settled_final && !items[0].users.is_empty(),
+        "{items:?}"
+    );
+    assert_eq!(settled(Span::Hour, hour).await, want);
+    assert_eq!(settled(Span::Day, day).await, want);
+    // A second run at the same time writes nothing new; the cache losing everything changes no answer.
+    assert_eq!(compactor.process(at).await.expect("run").rollups, 0);
+    s.server.command(&["FLUSHALL"]).expect("flush");
+    assert_eq!(settled(Span::Hour, hour).await, want);
+    assert_eq!(settled(Span::Day, day).await, want);
+    // Minute m0 from its minute items: the (campaign, ad) cells the truth has then.
+    assert_eq!(
+        settled(Span::Minute, m0).await.len(),
+        truth[1].keys().filter(|(_, _, m)| *m == m0).count()
+    );
 }
 
 #[tokio::test]

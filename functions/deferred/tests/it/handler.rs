@@ -4,12 +4,13 @@ use std::io::Read;
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use lambda_runtime::{Context, LambdaEvent};
 use tally_aws::cache_auth::StoreSource;
-use tally_aws::metrics::{rows, Lane, MetricsTable, Resolution};
 use tally_aws::store::CacheEnv;
 use tally_deferred::{handler, Deferred};
 use tally_domain::enrich::{enrich_batch, RateLimits};
 use tally_domain::event::Event;
-use tally_domain::rollup::{Counters, Rollup};
+use tally_domain::exactly_once::Tally;
+use tally_domain::hll::Hll;
+use tally_domain::rollup::minute_of;
 use tally_domain::store_keys::StoreLane;
 use tally_domain::wire;
 use tally_testkit::{Moto, Valkey};
@@ -22,15 +23,12 @@ struct Env {
     _moto: Moto,
     cache: Valkey,
     state: Deferred,
-    table: MetricsTable,
     s3: aws_sdk_s3::Client,
 }
 
 async fn env(create_bucket: bool) -> Env {
     let moto = Moto::start();
     let config = tally_aws_testing::sdk_config(&moto.endpoint()).await;
-    let dynamodb = aws_sdk_dynamodb::Client::new(&config);
-    tally_aws_testing::create_metrics_table(&dynamodb, "metrics").await;
     let s3 = tally_deferred::s3_client(&config);
     if create_bucket {
         s3.create_bucket()
@@ -39,14 +37,12 @@ async fn env(create_bucket: bool) -> Env {
             .await
             .expect("create bucket");
     }
-    let table = MetricsTable::new(dynamodb, "metrics");
     let cache = Valkey::start();
-    let state = Deferred::new(store(&cache).await, table.clone(), s3.clone(), BUCKET);
+    let state = Deferred::new(store(&cache).await, s3.clone(), BUCKET);
     Env {
         _moto: moto,
         cache,
         state,
-        table,
         s3,
     }
 }
@@ -80,54 +76,52 @@ fn events_of(batch: &KinesisEvent, range: impl IntoIterator<Item = usize>) -> Ve
         .collect()
 }
 
-/// The settled rows the valid ones of `events` must produce.
-fn expected_settled(events: &[Event]) -> BTreeMap<String, Counters> {
-    let mut rollup = Rollup::new();
-    for e in enrich_batch(events, &RateLimits::default())
+/// What the settled lane holds: counters and unique-user sketches per (campaign, ad, minute).
+type Settled = (
+    BTreeMap<(String, String, i64), Tally>,
+    BTreeMap<(String, String, i64), Hll>,
+);
+
+/// What the valid ones of `events` must settle: each distinct id once, its users in the sketch of its
+/// (campaign, ad, minute).
+fn expected_settled(events: &[Event]) -> Settled {
+    let valid: Vec<Event> = enrich_batch(events, &RateLimits::default())
         .iter()
         .filter(|e| e.is_valid())
-    {
-        rollup.add(e.event);
-    }
-    rows(Lane::Settled, &rollup)
-        .into_iter()
-        .map(|r| (format!("{}/{}", r.key.pk(), r.key.sk()), r.counters))
-        .collect()
-}
-
-async fn snapshot(table: &MetricsTable, lane: Lane) -> BTreeMap<String, Counters> {
-    let mut out = BTreeMap::new();
-    let minute = fixture::T0_MS / 60_000;
-    for campaign in ["autumn-0", "autumn-1"] {
-        for res in Resolution::ALL {
-            let series = table
-                .series(campaign, lane, res, minute - 1440, minute + 1440)
-                .await
-                .expect("series");
-            let ads = table
-                .ads(campaign, lane, res, minute - 1440, minute + 1440)
-                .await
-                .expect("ads");
-            for row in series.into_iter().chain(ads) {
-                out.insert(format!("{}/{}", row.key.pk(), row.key.sk()), row.counters);
-            }
+        .map(|e| e.event.clone())
+        .collect();
+    let mut users: BTreeMap<(String, String, i64), Hll> = BTreeMap::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for e in &valid {
+        if let (true, Some(u)) = (seen.insert(e.id.clone()), &e.user_id) {
+            users
+                .entry((
+                    e.campaign_id.clone(),
+                    e.ad_id.clone(),
+                    minute_of(e.received_ms),
+                ))
+                .or_default()
+                .insert(u.as_bytes());
         }
     }
-    out
+    (tally_aws_testing::distinct_tallies(&valid), users)
 }
 
-fn assert_rows(got: &BTreeMap<String, Counters>, want: &BTreeMap<String, Counters>) {
-    for (key, counters) in want {
-        assert_eq!(got.get(key), Some(counters), "row {key}");
-    }
-    assert_eq!(
-        got.len(),
-        want.len(),
-        "extra rows: {:?}",
-        got.keys()
-            .filter(|k| !want.contains_key(*k))
-            .collect::<Vec<_>>()
+/// The settled lane in the cache.
+fn snapshot(cache: &Valkey) -> Settled {
+    (
+        tally_aws_testing::valkey_counters(cache, StoreLane::Settled),
+        tally_aws_testing::valkey_users(cache, StoreLane::Settled),
+    )
+}
+
+fn assert_settled(got: &Settled, want: &Settled) {
+    assert!(
+        !want.0.is_empty() && !want.1.is_empty(),
+        "a meaningful expectation"
     );
+    assert_eq!(got.0, want.0, "settled counters");
+    assert_eq!(got.1, want.1, "unique-user registers");
 }
 
 /// Every archive object: key → its NDJSON lines, parsed.
@@ -181,12 +175,9 @@ async fn settles_valid_traffic_and_archives_per_hour_once() {
     let n = batch.records.len();
     assert_eq!(invoke(&env.state, &batch).await, no_failures());
     let events = fixture::events();
-    assert_rows(
-        &snapshot(&env.table, Lane::Settled).await,
-        &expected_settled(&events),
-    );
+    assert_settled(&snapshot(&env.cache), &expected_settled(&events));
     assert!(
-        snapshot(&env.table, Lane::Realtime).await.is_empty(),
+        tally_aws_testing::valkey_counters(&env.cache, StoreLane::Realtime).is_empty(),
         "deferred writes the settled lane only"
     );
 
@@ -241,10 +232,7 @@ async fn settles_valid_traffic_and_archives_per_hour_once() {
     // A duplicate delivery settles nothing more and leaves the archive as it was.
     let before = archive(&env.s3).await;
     assert_eq!(invoke(&env.state, &batch).await, no_failures());
-    assert_rows(
-        &snapshot(&env.table, Lane::Settled).await,
-        &expected_settled(&events),
-    );
+    assert_settled(&snapshot(&env.cache), &expected_settled(&events));
     assert!(
         archive(&env.s3).await == before,
         "archive changed on redelivery"
@@ -267,24 +255,14 @@ fn append(batch: &KinesisEvent, extra: Vec<Vec<u8>>) -> KinesisEvent {
 }
 
 #[tokio::test]
-async fn resent_ids_settle_once_in_the_table_and_in_the_store() {
+async fn resent_ids_settle_once_in_the_store() {
     let env = env(true).await;
     let batch = fixture::load();
     let n = batch.records.len();
     let events = fixture::events();
     assert_eq!(invoke(&env.state, &batch).await, no_failures());
-    let want_rows = expected_settled(&events);
-    let valid: Vec<Event> = enrich_batch(&events, &RateLimits::default())
-        .iter()
-        .filter(|e| e.is_valid())
-        .map(|e| e.event.clone())
-        .collect();
-    let want_store = tally_aws_testing::distinct_tallies(&valid);
-    assert_rows(&snapshot(&env.table, Lane::Settled).await, &want_rows);
-    assert_eq!(
-        tally_aws_testing::valkey_counters(&env.cache, StoreLane::Settled),
-        want_store
-    );
+    let want = expected_settled(&events);
+    assert_settled(&snapshot(&env.cache), &want);
     // A client resends 30 events after a timeout (a new record), another body holds one event twice: a later
     // batch of those records settles nothing more, in either place.
     let resends = append(
@@ -304,11 +282,7 @@ async fn resent_ids_settle_once_in_the_table_and_in_the_store() {
     assert_eq!(outcome.stats.counted, 0, "{:?}", outcome.stats);
     assert_eq!(outcome.stats.duplicates, 31, "{:?}", outcome.stats);
     assert_eq!(outcome.stats.repeats, 1, "{:?}", outcome.stats);
-    assert_rows(&snapshot(&env.table, Lane::Settled).await, &want_rows);
-    assert_eq!(
-        tally_aws_testing::valkey_counters(&env.cache, StoreLane::Settled),
-        want_store
-    );
+    assert_settled(&snapshot(&env.cache), &want);
 }
 
 #[tokio::test]
@@ -323,10 +297,7 @@ async fn a_poison_record_is_reported_and_every_other_record_settles_and_archives
         Ok(serde_json::json!({"batchItemFailures": [{"itemIdentifier": seq3}]}))
     );
     let others = events_of(&batch, (0..n).filter(|&i| i != 3));
-    assert_rows(
-        &snapshot(&env.table, Lane::Settled).await,
-        &expected_settled(&others),
-    );
+    assert_settled(&snapshot(&env.cache), &expected_settled(&others));
     let objects = archive(&env.s3).await;
     assert_eq!(objects.values().flatten().count(), others.len());
     // Lambda redelivers from the poison record: nothing settles twice.
@@ -336,10 +307,7 @@ async fn a_poison_record_is_reported_and_every_other_record_settles_and_archives
         invoke(&env.state, &rest).await,
         Ok(serde_json::json!({"batchItemFailures": [{"itemIdentifier": seq3}]}))
     );
-    assert_rows(
-        &snapshot(&env.table, Lane::Settled).await,
-        &expected_settled(&others),
-    );
+    assert_settled(&snapshot(&env.cache), &expected_settled(&others));
 }
 
 #[tokio::test]
@@ -356,10 +324,7 @@ async fn a_failed_archive_fails_the_batch_and_the_retry_completes_it() {
     assert!(err.contains("NoSuchBucket"), "{err}");
     // Settling came first and is not repeated by the retry.
     let events = fixture::events();
-    assert_rows(
-        &snapshot(&env.table, Lane::Settled).await,
-        &expected_settled(&events),
-    );
+    assert_settled(&snapshot(&env.cache), &expected_settled(&events));
     env.s3
         .create_bucket()
         .bucket(BUCKET)
@@ -371,12 +336,9 @@ async fn a_failed_archive_fails_the_batch_and_the_retry_completes_it() {
         .process(&batch, || fixture::T0_MS + 600_000)
         .await
         .expect("retry");
-    assert_eq!(outcome.report.applied, 0);
+    assert_eq!(outcome.stats.counted, 0, "{:?}", outcome.stats);
     assert_eq!(outcome.archived.len(), 2);
-    assert_rows(
-        &snapshot(&env.table, Lane::Settled).await,
-        &expected_settled(&events),
-    );
+    assert_settled(&snapshot(&env.cache), &expected_settled(&events));
     assert_eq!(
         archive(&env.s3).await.values().flatten().count(),
         events.len()
@@ -389,38 +351,23 @@ async fn a_failed_archive_fails_the_batch_and_the_retry_completes_it() {
 }
 
 #[tokio::test]
-async fn throttled_settling_fails_the_batch_before_anything_is_archived() {
-    let moto = Moto::start();
-    let proxy = tally_aws_testing::Proxy::start(&moto.endpoint());
-    // DynamoDB through the fault-injecting proxy, S3 straight to moto.
-    let dynamodb =
-        aws_sdk_dynamodb::Client::new(&tally_aws_testing::sdk_config(&proxy.endpoint()).await);
-    tally_aws_testing::create_metrics_table(&dynamodb, "metrics").await;
-    let s3 = tally_deferred::s3_client(&tally_aws_testing::sdk_config(&moto.endpoint()).await);
-    s3.create_bucket()
-        .bucket(BUCKET)
-        .send()
-        .await
-        .expect("create bucket");
-    let table = MetricsTable::new(dynamodb, "metrics");
-    let cache = Valkey::start();
-    let state = Deferred::new(store(&cache).await, table.clone(), s3.clone(), BUCKET);
+async fn a_failing_cache_fails_the_batch_before_anything_is_archived() {
+    let env = env(true).await;
     let batch = fixture::load();
-    proxy.fail(tally_aws_testing::Faults {
-        operation: "UpdateItem".into(),
-        after: 0,
-        answer: tally_aws_testing::Answer::dynamodb_throttled(),
-    });
-    let err = invoke(&state, &batch).await.expect_err("throttled");
+    // The settled lane's mark of the shard holds a hash: every read of it is a WRONGTYPE error, as a cache
+    // that answers with errors would.
+    let mark = tally_domain::store_keys::mark_key(StoreLane::Settled, fixture::SHARD);
+    tally_aws_testing::valkey(&env.cache, &["HSET", &mark, "x", "1"]);
+    let err = invoke(&env.state, &batch)
+        .await
+        .expect_err("the cache fails");
+    assert!(err.contains("WRONGTYPE"), "{err}");
     assert!(
-        err.contains("ProvisionedThroughputExceededException"),
-        "{err}"
-    );
-    assert!(
-        archive(&s3).await.is_empty(),
+        archive(&env.s3).await.is_empty(),
         "nothing archived before the counters are settled"
     );
-    proxy.heal();
+    assert!(tally_aws_testing::valkey_counters(&env.cache, StoreLane::Settled).is_empty());
+    tally_aws_testing::valkey(&env.cache, &["DEL", &mark]);
     // Lambda bisects: both halves, then (at-least-once) the whole batch again.
     let half = batch.records.len() / 2;
     let mut first = batch.clone();
@@ -428,15 +375,18 @@ async fn throttled_settling_fails_the_batch_before_anything_is_archived() {
     let mut second = batch.clone();
     second.records.drain(..half);
     for part in [&first, &second, &batch] {
-        assert_eq!(invoke(&state, part).await, no_failures());
+        assert_eq!(invoke(&env.state, part).await, no_failures());
     }
     // The rate verdict is scoped to the invocation: each half was judged on its own (the clicker's burst is
     // split across the halves and falls under the limit in one), and the redelivered whole batch changed
-    // nothing. (The throttling starts with the first write, so no row holds the whole batch's verdict; the
-    // realtime and tally-aws tests cover rows written before a failure.)
-    let mut want = expected_settled(&events_of(&batch, 0..half));
-    for (key, counters) in expected_settled(&events_of(&batch, half..batch.records.len())) {
-        want.entry(key).or_default().merge(&counters);
+    // nothing (the fence).
+    let (mut counts, mut users) = expected_settled(&events_of(&batch, 0..half));
+    let (more, more_users) = expected_settled(&events_of(&batch, half..batch.records.len()));
+    for (key, t) in more {
+        counts.entry(key).or_default().merge(&t);
     }
-    assert_rows(&snapshot(&table, Lane::Settled).await, &want);
+    for (key, h) in more_users {
+        users.entry(key).or_default().merge(&h);
+    }
+    assert_settled(&snapshot(&env.cache), &(counts, users));
 }

@@ -11,8 +11,8 @@ use tally_domain::store_keys::{index_key, shards_key, StoreLane};
 use tally_query::{Auth, Query, REALTIME_HISTORY_MINUTES};
 
 use crate::support::{
-    body_json, event, filled_world, header, shard, text, truth, url_request, ShardRecords, World,
-    COMPACTED_TO, NOW_MINUTE, NOW_MS, TABLE,
+    body_json, event, filled_world, filled_world_with, header, shard, text, truth, url_request,
+    ShardRecords, World, COMPACTED_TO, NOW_MINUTE, NOW_MS, TABLE,
 };
 
 async fn get(query: &Query, path: &str) -> (u16, Value) {
@@ -619,7 +619,6 @@ async fn a_campaign_known_only_from_the_cache_is_listed_and_served() {
 
 #[tokio::test]
 async fn realtime_history_older_than_two_days_shows_the_settled_counts() {
-    let world = filled_world().await;
     let three_days = 3 * 1440;
     assert!(three_days > REALTIME_HISTORY_MINUTES);
     // Three days ago winter had 4 events in the realtime lane, the 2 with users valid (settled).
@@ -632,8 +631,8 @@ async fn realtime_history_older_than_two_days_shows_the_settled_counts() {
     .into_iter()
     .map(|(id, user)| event(id, "impression", "winter", "tower", user, three_days, 10))
     .collect();
-    world.realtime(1, 900, vec![old.clone()]).await;
-    world.settled(&old[..2]).await;
+    // Applied by both lanes and compacted (minutes, hours, days) on the compactor's first run.
+    let world = filled_world_with(vec![(1, vec![old])], &["o1", "o2"], 4 * 1440).await;
     let query = world.query(Auth::Off).await;
 
     // Days: 11-23 is older than the history (settled: 2, users p and q); 11-24 starts before it too (no

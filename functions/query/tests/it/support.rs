@@ -1,7 +1,7 @@
 //! Requests, and a world with known contents put where the pipeline puts them: realtime events applied to a
 //! real `valkey-server` through `CounterStore::process` (records with positions, claims, the fence), closed
-//! minutes folded into the metrics table by the real compactor, settled rows written to the metrics table
-//! (in `moto_server`) by `tally_aws::metrics`' writer.
+//! minutes folded into the metrics table (in `moto_server`) by the real compactor; the settled lane applied
+//! the same way (the same records, the valid events kept), its closed minutes, hours and days compacted too.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -10,13 +10,13 @@ use lambda_http::{Body, Request, Response};
 use serde_json::{json, Value};
 use tally_aws::cache_auth::StoreSource;
 use tally_aws::compacted::CompactedTable;
-use tally_aws::metrics::{Fence, Lane, MetricsTable};
+use tally_aws::metrics::MetricsTable;
 use tally_aws::store::{CacheEnv, CounterStore};
 use tally_compactor::Compactor;
 use tally_domain::compact::{CompactPolicy, Watermark};
 use tally_domain::event::{Event, RawEvent};
 use tally_domain::exactly_once::{Batch, Position, Tally};
-use tally_domain::rollup::{minute_of, Rollup};
+use tally_domain::rollup::minute_of;
 use tally_domain::store_keys::StoreLane;
 use tally_query::{Auth, Query};
 use tally_testkit::{Moto, Valkey};
@@ -121,8 +121,6 @@ pub struct World {
     pub config: aws_config::SdkConfig,
     /// A connection for seeding and inspecting the counter store.
     pub store: CounterStore,
-    /// Settled applies so far (each gets the next fence).
-    settled_applies: std::sync::atomic::AtomicU64,
 }
 
 impl World {
@@ -138,7 +136,6 @@ impl World {
             valkey,
             config,
             store,
-            settled_applies: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -179,20 +176,31 @@ impl World {
         }
     }
 
-    /// Writes `events` to the settled rows of the metrics table, as the deferred function does.
-    pub async fn settled(&self, events: &[Event]) {
-        let mut rollup = Rollup::new();
-        for e in events {
-            rollup.add(e);
+    /// Applies the same `records` of shard `n` to the settled lane, as the deferred function does: the same
+    /// claims (so the occurrence the realtime lane counted is the one settled), the events `valid` accepts
+    /// kept; delivered twice.
+    pub async fn settled(
+        &self,
+        n: u32,
+        first_seq: u64,
+        records: Vec<Vec<Event>>,
+        valid: impl Fn(&Event) -> bool,
+    ) {
+        let id = shard(n);
+        let mut batch = Batch::new();
+        for (i, events) in records.into_iter().enumerate() {
+            let position =
+                Position::new(&id, &(first_seq + i as u64).to_string()).expect("position");
+            batch
+                .push_record(position, events)
+                .expect("records in order");
         }
-        let n = 1 + self
-            .settled_applies
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let fence = Fence::new(&shard(0), &(1000 + n).to_string()).expect("fence");
-        self.metrics()
-            .apply(Lane::Settled, &fence, &rollup)
-            .await
-            .expect("settled rows");
+        for _ in 0..2 {
+            self.store
+                .process(StoreLane::Settled, &batch, &valid)
+                .await
+                .expect("the settled lane applies");
+        }
     }
 
     /// One run of the real compactor at `now_ms`, looking back `first_run_minutes` on its first run.
@@ -256,7 +264,7 @@ pub const LOOKBACK_MINUTES: i64 = 26 * 60;
 ///   shard 0 resends `s4` in a later record: neither counts again.
 /// * `winter` on shard 1: 1 impression yesterday (25 hours ago).
 ///
-/// Settled lane: `s1` and `s3` (user a) at now-5 min.
+/// Settled lane: `s1` and `s3` (user a) at now-5 min (the ids [`SETTLED`] names: the others are invalid).
 pub fn traffic() -> (Vec<ShardRecords>, Vec<Event>) {
     let realtime = vec![
         (
@@ -291,17 +299,32 @@ pub fn traffic() -> (Vec<ShardRecords>, Vec<Event>) {
     (realtime, settled)
 }
 
-/// A world holding [`traffic`]: the realtime lane applied to valkey, then the compactor run at [`NOW_MS`]
-/// (minutes up to [`COMPACTED_TO`] — summer's now-5 min, winter's yesterday — are compacted items; summer's
-/// now-2 min stays live in valkey), the settled rows in the table.
+/// The ids the settled lane finds valid in [`traffic`].
+pub const SETTLED: [&str; 2] = ["s1", "s3"];
+
+/// A world holding [`traffic`]: both lanes applied to valkey (the settled lane keeping [`SETTLED`]), then the
+/// compactor run at [`NOW_MS`] (realtime minutes up to [`COMPACTED_TO`] — summer's now-5 min, winter's
+/// yesterday — are compacted items; summer's now-2 min stays live in valkey, and so do the settled lane's
+/// last ten minutes).
 pub async fn filled_world() -> World {
+    filled_world_with(Vec::new(), &[], LOOKBACK_MINUTES).await
+}
+
+/// [`filled_world`] with more records (sequence numbers from 900 on their shard), whose events with the
+/// ids in `valid` settle, compacted looking back `lookback` minutes.
+pub async fn filled_world_with(extra: Vec<ShardRecords>, valid: &[&str], lookback: i64) -> World {
     let world = World::start().await;
-    let (realtime, settled) = traffic();
-    for (n, records) in realtime {
-        world.realtime(n, 100, records).await;
+    let (realtime, _) = traffic();
+    let keep = |e: &Event| SETTLED.contains(&e.id.as_str()) || valid.contains(&e.id.as_str());
+    for (first_seq, (n, records)) in realtime
+        .into_iter()
+        .map(|r| (100, r))
+        .chain(extra.into_iter().map(|r| (900, r)))
+    {
+        world.realtime(n, first_seq, records.clone()).await;
+        world.settled(n, first_seq, records, keep).await;
     }
-    world.settled(&settled).await;
-    let watermark = world.compact(NOW_MS, LOOKBACK_MINUTES).await;
+    let watermark = world.compact(NOW_MS, lookback).await;
     assert_eq!(watermark.realtime, Some(COMPACTED_TO), "{watermark:?}");
     world
 }
