@@ -140,7 +140,9 @@ impl Compactor {
         }
         self.write(&items).await?;
         let first_final = plan.jobs.iter().find(|j| j.settled_final).map(|j| j.minute);
-        let rollups = self.roll_up_closed(from, plan.watermark, first_final).await?;
+        let rollups = self
+            .roll_up_closed(from, plan.watermark, first_final)
+            .await?;
         let to = self.table.advance_watermark(from, plan.watermark).await?;
         Ok(Outcome {
             from,
