@@ -237,7 +237,7 @@ impl Target {
     }
 
     /// The lane's replay path: the counter store for the realtime lane, the deferred lane's library (store,
-    /// settled rows, archive) for the deferred lane.
+    /// archive) for the deferred lane.
     async fn replayer(&self, lane: RedriveLane) -> anyhow::Result<Replayer> {
         let endpoint = self.cache.node_url();
         let source = StoreSource::connect(
@@ -467,7 +467,7 @@ fn replay_line(replayed: Replayed, summary: &mut Summary) -> String {
 enum Replayer {
     /// The realtime lane writes the counter store only; it counts every event.
     Realtime(CounterStore),
-    /// The deferred lane: settled counters, settled rows, archive (`Deferred::redrive_record`).
+    /// The deferred lane: settled counters and registers, archive (`Deferred::redrive_record`).
     Deferred(Box<Deferred>),
 }
 
