@@ -421,11 +421,25 @@ impl Query {
             .map(|(i, entry)| {
                 let (this, id) = (self.clone(), entry.campaign_id.clone());
                 let compacted_minutes = compacted_minutes.clone();
+                let (store, watermark) = (store.clone(), watermark);
+                // The cache holds nothing of a campaign before its first minute: its open settled minutes are
+                // read from there (per minute and shard), not from a TTL back.
+                let live_from =
+                    (now_minute - LIVE_MINUTES).max(entry.first_seen_ms.div_euclid(60_000));
                 async move {
-                    let st = this
-                        .settled(&id, Resolution::Day, day, day, now_minute)
-                        .await
-                        .map(|cells| sum_cells(cells.values()));
+                    let st = read_settled(
+                        &this.compacted,
+                        &store,
+                        &watermark,
+                        &id,
+                        span_of(Resolution::Day),
+                        day,
+                        day,
+                        live_from,
+                    )
+                    .await
+                    .map_err(Failure::from_aws)
+                    .map(|cells| sum_cells(cells.values()));
                     let mut total = Tally::default();
                     for t in live.get(&id).into_iter().flat_map(BTreeMap::values) {
                         total.merge(t);
