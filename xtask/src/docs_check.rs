@@ -167,6 +167,14 @@ fn has_known_extension(path: &str) -> bool {
     EXTENSIONS.iter().any(|e| last.ends_with(e)) || last == "run"
 }
 
+/// `/work/…`, `/home/…`, `/root/…`, `/Users/…`: where one developer's files were, not the repository's.
+fn is_machine_path(span: &str) -> bool {
+    !is_placeholder(span)
+        && ["/work/", "/home/", "/root/", "/Users/"]
+            .iter()
+            .any(|p| span.starts_with(p))
+}
+
 /// A path is about the repository when it starts at one of its top-level entries, climbs out of the document's
 /// folder, is crate-relative (`src/…`, `tests/…`), or is a bare Markdown file name; other relative paths
 /// (`state/template.json`, `logs/`) name places at run time.
@@ -383,6 +391,13 @@ pub fn check(root: &Path, parse: impl Fn(Vec<OsString>) -> Result<(), String>) -
             };
             for code in &codes {
                 if !fenced {
+                    if is_machine_path(code) {
+                        push(
+                            code.clone(),
+                            "a path on one machine: name the file in the repository, or say what it holds"
+                                .to_owned(),
+                        );
+                    }
                     if let Some(path) = as_repo_path(code).filter(|p| names_the_repo(p, &top)) {
                         if !resolves(&path, &doc.rel, &files, &dirs) {
                             push(path, "no such file or folder in the repository".to_owned());
@@ -460,7 +475,7 @@ mod tests {
              Run `cargo xtask plan --stage main --events-per-sec 100` or `cargo xtask plan --no-such-flag`.\n\
              Usage: `cargo xtask plan [--stage S]` and `cargo xtask deploy --stage <name>`.\n\
              ```sh\ncargo xtask frobnicate --now # a comment\n```\n\
-             Design notes in DESIGN.md. The rule is `krate::present`, not `krate::absent`; the API is `/v1/campaigns`, \
+             Design notes in DESIGN.md, see `/work/notes/x.md`. The rule is `krate::present`, not `krate::absent`; the API is `/v1/campaigns`, \
              output goes to `target/lambda/x.zip`.\n",
         )
         .expect("write");
@@ -477,6 +492,7 @@ mod tests {
                 ("cargo xtask plan --no-such-flag", 2),
                 ("cargo xtask frobnicate --now", 5),
                 ("DESIGN.md", 7),
+                ("/work/notes/x.md", 7),
                 ("krate::absent", 7),
             ],
             "{findings:#?}"

@@ -45,7 +45,7 @@ pub fn bootstrap_request() -> BootstrapRequest {
 ///   on moto does too), and deploys read the bucket and the execution role from those outputs. So the
 ///   synthesized bootstrap template is created with `CreateStack`; `bootstrap::deploy`'s own change-set path
 ///   is tested in `bootstrap.rs` on a moto of its own.
-/// * moto drops the bucket's `VersioningConfiguration` (see `/work/shared/MOTO.md`); AWS applies it. This
+/// * moto drops the bucket's `VersioningConfiguration` (observed with moto 5.x); AWS applies it. This
 ///   turns versioning on through the S3 API, as the template asks, so uploads get version ids to pin.
 ///
 /// Everything else is deployed as synthesized (moto skips the bucket policy and the OIDC provider; the
