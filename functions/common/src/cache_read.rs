@@ -138,14 +138,15 @@ impl CounterStore {
         .await
     }
 
-    /// Every campaign's counts in a lane's minutes `from..=to`, per (ad, minute), summed over shards: the index
-    /// sets say which hashes exist, and only those are read (one `SMEMBERS` per shard and minute, one
-    /// `HGETALL` per existing (shard, campaign, minute)).
+    /// The counts of every campaign in `only` (of every campaign when `None`) in a lane's minutes `from..=to`,
+    /// per (ad, minute), summed over shards: the index sets say which hashes exist, and only those are read
+    /// (one `SMEMBERS` per shard and minute, one `HGETALL` per existing (shard, campaign, minute) asked for).
     pub async fn read_range(
         &self,
         lane: StoreLane,
         from: i64,
         to: i64,
+        only: Option<&BTreeSet<String>>,
     ) -> Result<BTreeMap<String, BTreeMap<(String, i64), Tally>>, Error> {
         let mut out: BTreeMap<String, BTreeMap<(String, i64), Tally>> = BTreeMap::new();
         if from > to {
@@ -155,6 +156,9 @@ impl CounterStore {
         let mut cells: Vec<(String, i64, String)> = Vec::new();
         for (shard, minute, campaigns) in self.indexes(lane, &shards, from..=to).await? {
             for campaign in campaigns {
+                if only.is_some_and(|only| !only.contains(&campaign)) {
+                    continue;
+                }
                 let key = counter_key(lane, &shard, &campaign, minute);
                 cells.push((campaign, minute, key));
             }

@@ -1,8 +1,8 @@
 //! The dashboard page: one self-contained HTML document (inline CSS and JS, charts drawn as inline SVG, no
 //! external request except to this function's own API), so it works offline and under a strict CSP.
 //!
-//! Every 5 seconds it reads `GET /v1/campaigns` and, for the 24 most recently seen campaigns,
-//! `GET /v1/campaigns/{id}/series?step=1m` (the last hour), and redraws one card per campaign: today's totals
+//! Every 5 seconds it reads the 24 most recently seen campaigns (`GET /v1/campaigns?order=recent&limit=24`,
+//! one page: the list is paginated) and, for each, `GET /v1/campaigns/{id}/series?step=1m` (the last hour), and redraws one card per campaign: today's totals
 //! and a chart of impressions and clicks per minute (realtime solid, settled dashed). Each chart's `<svg>`
 //! carries `data-points` (points drawn) and `data-max` (the y-axis top), which the browser test reads.
 
@@ -133,8 +133,8 @@ async function getJson(url) {
 async function refresh() {
   const status = document.getElementById("status");
   try {
-    const list = await getJson("/v1/campaigns");
-    const shown = list.campaigns.slice().sort((a, b) => b.last_seen.localeCompare(a.last_seen)).slice(0, MAX_CARDS);
+    const list = await getJson("/v1/campaigns?order=recent&limit=" + MAX_CARDS);
+    const shown = list.campaigns;
     document.getElementById("empty").hidden = shown.length > 0;
     await Promise.all(shown.map(async campaign => {
       const c = card(campaign.campaign_id);

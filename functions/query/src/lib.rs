@@ -2,7 +2,7 @@
 //!
 //! | route | answer |
 //! |---|---|
-//! | `GET /v1/campaigns` | every campaign with today's (UTC) totals, realtime and settled |
+//! | `GET /v1/campaigns?limit=&cursor=&order=id\|recent` | a page of campaigns with today's (UTC) totals, realtime and settled, and `next_cursor` |
 //! | `GET /v1/campaigns/{id}/series?from=&to=&step=1m\|1h\|1d` | one point per bucket, zero-filled, realtime and settled |
 //! | `GET /v1/campaigns/{id}/ads?from=&to=` | per-ad totals over the buckets overlapping the range |
 //! | `GET /` | the dashboard page ([`dashboard`]), or the login form |
@@ -49,7 +49,8 @@ use tally_domain::rollup::Counters;
 use tally_domain::store_keys::StoreLane;
 
 use crate::params::{
-    check_id, parse_query, parse_step, parse_time, series_range, step_name, BadParam, Range,
+    check_id, parse_limit, parse_order, parse_query, parse_step, parse_time, series_range,
+    step_name, BadParam, Cursor, Order, Range, DEFAULT_PAGE,
 };
 
 /// The session cookie's name.
@@ -371,7 +372,24 @@ impl Query {
     }
 
     async fn campaigns(&self, query: &str, now_ms: i64) -> Result<Value, Failure> {
-        parse_query(query, &[]).map_err(Failure::Bad)?;
+        let params = parse_query(query, &["limit", "cursor", "order"]).map_err(Failure::Bad)?;
+        let order = params
+            .get("order")
+            .map(|o| parse_order(o))
+            .transpose()
+            .map_err(Failure::Bad)?
+            .unwrap_or(Order::Id);
+        let limit = params
+            .get("limit")
+            .map(|l| parse_limit(l))
+            .transpose()
+            .map_err(Failure::Bad)?
+            .unwrap_or(DEFAULT_PAGE);
+        let cursor = params
+            .get("cursor")
+            .map(|c| Cursor::parse(c, order))
+            .transpose()
+            .map_err(Failure::Bad)?;
         let now_minute = now_ms.div_euclid(60_000);
         let mut entries: BTreeMap<String, CampaignEntry> = self
             .table
@@ -381,26 +399,6 @@ impl Query {
             .into_iter()
             .map(|e| (e.campaign_id.clone(), e))
             .collect();
-        let day = Resolution::Day.bucket(now_minute);
-        use futures_util::stream::{self, StreamExt};
-        // Today's live minutes of every campaign at once (the cache's index says which hashes exist), then per
-        // campaign its compacted minutes and settled day row.
-        let store = self.store.get().await.map_err(Failure::from_aws)?;
-        let watermark = self
-            .compacted
-            .watermark()
-            .await
-            .map_err(Failure::from_aws)?;
-        let (compacted_minutes, live_minutes) =
-            tally_domain::compact::split_at_seam(&watermark, StoreLane::Realtime, day, now_minute);
-        let live = match live_minutes {
-            Some(m) => store
-                .read_range(StoreLane::Realtime, *m.start(), *m.end())
-                .await
-                .map_err(Failure::from_aws)?,
-            None => BTreeMap::new(),
-        };
-        let live = &live;
         // The open minutes' campaigns over the whole realtime history (a campaign seen only yesterday is listed
         // with its first and last minute), not only today's.
         for (id, (first, last)) in self.live_campaigns(now_minute).await? {
@@ -412,7 +410,60 @@ impl Query {
             entry.first_seen_ms = entry.first_seen_ms.min(first * 60_000);
             entry.last_seen_ms = entry.last_seen_ms.max(last * 60_000);
         }
-        let entries: Vec<CampaignEntry> = entries.into_values().collect();
+        // The page: the listing is cheap (the index and the cache's minute sets), the totals are not (each
+        // campaign's day), so only the page's campaigns have theirs read.
+        let mut listed: Vec<CampaignEntry> = entries.into_values().collect();
+        if order == Order::Recent {
+            listed.sort_by(|a, b| {
+                (std::cmp::Reverse(a.last_seen_ms), &a.campaign_id)
+                    .cmp(&(std::cmp::Reverse(b.last_seen_ms), &b.campaign_id))
+            });
+        }
+        let mut rest = listed
+            .into_iter()
+            .filter(|e| {
+                cursor
+                    .as_ref()
+                    .is_none_or(|c| c.is_before(e.last_seen_ms, &e.campaign_id))
+            })
+            .peekable();
+        let entries: Vec<CampaignEntry> = rest.by_ref().take(limit).collect();
+        let next_cursor = match (rest.peek(), entries.last()) {
+            (Some(_), Some(last)) => Some(
+                Cursor {
+                    order,
+                    last_seen_ms: if order == Order::Recent {
+                        last.last_seen_ms
+                    } else {
+                        0
+                    },
+                    campaign_id: last.campaign_id.clone(),
+                }
+                .encode(),
+            ),
+            _ => None,
+        };
+        let page: BTreeSet<String> = entries.iter().map(|e| e.campaign_id.clone()).collect();
+        let day = Resolution::Day.bucket(now_minute);
+        use futures_util::stream::{self, StreamExt};
+        // Today's live minutes of the page's campaigns at once (the cache's index says which hashes exist),
+        // then per campaign its compacted minutes and settled day.
+        let store = self.store.get().await.map_err(Failure::from_aws)?;
+        let watermark = self
+            .compacted
+            .watermark()
+            .await
+            .map_err(Failure::from_aws)?;
+        let (compacted_minutes, live_minutes) =
+            tally_domain::compact::split_at_seam(&watermark, StoreLane::Realtime, day, now_minute);
+        let live = match live_minutes {
+            Some(m) if !page.is_empty() => store
+                .read_range(StoreLane::Realtime, *m.start(), *m.end(), Some(&page))
+                .await
+                .map_err(Failure::from_aws)?,
+            _ => BTreeMap::new(),
+        };
+        let live = &live;
         // The futures first, then the stream over them: a stream holding the closure trips the compiler's
         // Send check of the runtime (a higher-ranked lifetime on the closure's borrow of `self`).
         let reads: Vec<_> = entries
@@ -489,7 +540,9 @@ impl Query {
                 })
             })
             .collect();
-        Ok(json!({"day": params::format_time(day_start), "campaigns": campaigns}))
+        Ok(
+            json!({"day": params::format_time(day_start), "campaigns": campaigns, "next_cursor": next_cursor}),
+        )
     }
 
     async fn series(&self, id: &str, query: &str, now_ms: i64) -> Result<Value, Failure> {

@@ -318,9 +318,219 @@ pub fn series_range(
     Ok(range)
 }
 
+/// Campaigns per `GET /v1/campaigns` page when `limit` is not given.
+pub const DEFAULT_PAGE: usize = 100;
+/// Most campaigns one `GET /v1/campaigns` page holds: each costs the day's reads of one campaign, and a page
+/// must answer well inside the function's timeout.
+pub const MAX_PAGE: usize = 500;
+
+/// The order of `GET /v1/campaigns`: by id (stable, the default) or most recently seen first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    Id,
+    Recent,
+}
+
+/// `id` or `recent`.
+pub fn parse_order(value: &str) -> Result<Order, BadParam> {
+    match value {
+        "id" => Ok(Order::Id),
+        "recent" => Ok(Order::Recent),
+        _ => Err(BadParam::new("order", "must be id or recent")),
+    }
+}
+
+/// `1..=MAX_PAGE`.
+pub fn parse_limit(value: &str) -> Result<usize, BadParam> {
+    let bad = || {
+        BadParam::new(
+            "limit",
+            format!("must be a whole number from 1 to {MAX_PAGE}"),
+        )
+    };
+    match value.parse::<usize>() {
+        Ok(n) if (1..=MAX_PAGE).contains(&n) && !value.starts_with('+') => Ok(n),
+        _ => Err(bad()),
+    }
+}
+
+/// Where a `GET /v1/campaigns` page ended: the last campaign it held, in the order it was listed in. Clients
+/// pass `next_cursor` back unchanged; its text is hex so that it needs no escaping in a URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    pub order: Order,
+    /// The last campaign's `last_seen` (milliseconds); 0 in id order.
+    pub last_seen_ms: i64,
+    pub campaign_id: String,
+}
+
+impl Cursor {
+    pub fn encode(&self) -> String {
+        let plain = match self.order {
+            Order::Id => format!("id\n{}", self.campaign_id),
+            Order::Recent => format!("recent\n{}\n{}", self.last_seen_ms, self.campaign_id),
+        };
+        plain.bytes().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// A cursor this API handed out for `order`.
+    pub fn parse(value: &str, order: Order) -> Result<Cursor, BadParam> {
+        let bad = |rule: &str| BadParam::new("cursor", rule.to_owned());
+        let not_ours =
+            "not a cursor this API handed out; pass next_cursor from the previous page unchanged, \
+                        or leave cursor out for the first page";
+        if value.is_empty() || value.len() > 256 || value.len() % 2 != 0 {
+            return Err(bad(not_ours));
+        }
+        let bytes: Option<Vec<u8>> = (0..value.len())
+            .step_by(2)
+            .map(|i| {
+                value
+                    .get(i..i + 2)
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+            })
+            .collect();
+        let plain = bytes
+            .and_then(|b| String::from_utf8(b).ok())
+            .ok_or_else(|| bad(not_ours))?;
+        let parts: Vec<&str> = plain.split('\n').collect();
+        let cursor = match (parts.as_slice(), order) {
+            (["id", id], Order::Id) => Cursor {
+                order,
+                last_seen_ms: 0,
+                campaign_id: (*id).to_owned(),
+            },
+            (["recent", ms, id], Order::Recent) => Cursor {
+                order,
+                last_seen_ms: ms.parse().map_err(|_| bad(not_ours))?,
+                campaign_id: (*id).to_owned(),
+            },
+            (["id", _] | ["recent", _, _], _) => return Err(bad(
+                "was handed out for another order; keep the order of the first page while paging",
+            )),
+            _ => return Err(bad(not_ours)),
+        };
+        check_id("cursor", &cursor.campaign_id).map_err(|_| bad(not_ours))?;
+        Ok(cursor)
+    }
+
+    /// Whether a campaign `(last_seen_ms, id)` comes after this cursor in its order.
+    pub fn is_before(&self, last_seen_ms: i64, campaign_id: &str) -> bool {
+        match self.order {
+            Order::Id => campaign_id > self.campaign_id.as_str(),
+            Order::Recent => {
+                (std::cmp::Reverse(last_seen_ms), campaign_id)
+                    > (
+                        std::cmp::Reverse(self.last_seen_ms),
+                        self.campaign_id.as_str(),
+                    )
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_refuse_what_they_did_not_hand_out() {
+        let id = Cursor {
+            order: Order::Id,
+            last_seen_ms: 0,
+            campaign_id: "cmp:0.1_a-b".to_owned(),
+        };
+        assert_eq!(Cursor::parse(&id.encode(), Order::Id), Ok(id.clone()));
+        let recent = Cursor {
+            order: Order::Recent,
+            last_seen_ms: 1_764_000_000_000,
+            campaign_id: "summer".to_owned(),
+        };
+        assert_eq!(
+            Cursor::parse(&recent.encode(), Order::Recent),
+            Ok(recent.clone())
+        );
+        let rule = |value: &str, order| Cursor::parse(value, order).unwrap_err().rule;
+        assert!(rule(&id.encode(), Order::Recent).contains("another order"));
+        assert!(rule(&recent.encode(), Order::Id).contains("another order"));
+        let forged = |plain: &str| {
+            plain
+                .bytes()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        };
+        for hostile in [
+            String::new(),
+            "abc".to_owned(),
+            "zz".to_owned(),
+            "é".repeat(2),
+            "00".repeat(200),
+            forged("id"),
+            forged("id\n"),
+            forged("id\n../etc"),
+            forged("id\n<script>"),
+            forged("recent\nnot-a-number\nx"),
+            forged("recent\n1"),
+            forged("id\na\nb"),
+            forged(&format!("id\n{}", "a".repeat(65))),
+            "ffff".to_owned(),
+        ] {
+            for order in [Order::Id, Order::Recent] {
+                let e = Cursor::parse(&hostile, order).unwrap_err();
+                assert_eq!(e.param, "cursor", "{hostile:?}");
+                assert!(
+                    e.rule.contains("next_cursor") || e.rule.contains("another order"),
+                    "{hostile:?}: {}",
+                    e.rule
+                );
+            }
+            // In its own order, a forged cursor is not ours.
+            let own = if hostile.starts_with("726563656e74") {
+                Order::Recent
+            } else {
+                Order::Id
+            };
+            let e = Cursor::parse(&hostile, own).unwrap_err();
+            assert!(e.rule.contains("next_cursor"), "{hostile:?}: {}", e.rule);
+        }
+    }
+
+    #[test]
+    fn page_limits_are_bounded_whole_numbers() {
+        assert_eq!(parse_limit("1"), Ok(1));
+        assert_eq!(parse_limit(&MAX_PAGE.to_string()), Ok(MAX_PAGE));
+        for bad in [
+            "0",
+            "",
+            "-1",
+            "+5",
+            "1.5",
+            "501",
+            "1e3",
+            "99999999999999999999999",
+            " 5",
+        ] {
+            assert_eq!(parse_limit(bad).unwrap_err().param, "limit", "{bad:?}");
+        }
+        assert_eq!(parse_order("recent"), Ok(Order::Recent));
+        assert!(parse_order("RECENT").is_err());
+    }
+
+    #[test]
+    fn recent_order_pages_after_the_cursor() {
+        let c = Cursor {
+            order: Order::Recent,
+            last_seen_ms: 100,
+            campaign_id: "m".to_owned(),
+        };
+        assert!(c.is_before(99, "a"), "seen earlier: later in the list");
+        assert!(c.is_before(100, "n"), "same time: by id");
+        assert!(
+            !c.is_before(100, "m"),
+            "the cursor's own campaign is not repeated"
+        );
+        assert!(!c.is_before(101, "z"), "seen later: earlier in the list");
+    }
 
     fn check_time(input: &str, expect: Result<&str, &str>) {
         let got = parse_time("from", input)

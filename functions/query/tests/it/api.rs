@@ -154,6 +154,89 @@ async fn reads_back_what_the_pipeline_wrote() {
     );
 }
 
+/// The campaign ids of every page of `/v1/campaigns?{params}&limit={limit}`, page by page.
+async fn pages(query: &Query, params: &str, limit: usize) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let path = format!("/v1/campaigns?limit={limit}{params}{cursor}");
+        let (status, doc) = get(query, &path).await;
+        assert_eq!(status, 200, "{path}: {doc}");
+        out.push(
+            doc["campaigns"]
+                .as_array()
+                .expect("campaigns")
+                .iter()
+                .map(|c| c["campaign_id"].as_str().unwrap_or("").to_owned())
+                .collect(),
+        );
+        match doc["next_cursor"].as_str() {
+            Some(next) => cursor = format!("&cursor={next}"),
+            None => return out,
+        }
+        assert!(out.len() < 10, "pages do not end: {out:?}");
+    }
+}
+
+#[tokio::test]
+async fn the_campaign_list_is_paged_in_id_or_recent_order() {
+    let world = filled_world().await;
+    // zebra: last seen a minute ago, after summer (13:28) and winter (yesterday).
+    world
+        .realtime(
+            0,
+            5_000,
+            vec![vec![event(
+                "z1",
+                "impression",
+                "zebra",
+                "hero",
+                Some("q"),
+                1,
+                0,
+            )]],
+        )
+        .await;
+    let query = world.query(Auth::Off).await;
+    // Id order (the default); the last page has no next_cursor.
+    assert_eq!(
+        pages(&query, "", 1).await,
+        [["summer"], ["winter"], ["zebra"]]
+    );
+    assert_eq!(
+        pages(&query, "", 2).await,
+        [vec!["summer", "winter"], vec!["zebra"]]
+    );
+    assert_eq!(pages(&query, "", 3).await, [["summer", "winter", "zebra"]]);
+    // Most recently seen first.
+    assert_eq!(
+        pages(&query, "&order=recent", 1).await,
+        [["zebra"], ["summer"], ["winter"]]
+    );
+    assert_eq!(
+        pages(&query, "&order=recent", 2).await,
+        [vec!["zebra", "summer"], vec!["winter"]]
+    );
+    // A page carries today's totals, as the whole list did.
+    let (_, doc) = get(&query, "/v1/campaigns?limit=1&order=id").await;
+    assert_eq!(doc["campaigns"][0]["today"]["realtime"]["impressions"], 5);
+    assert_eq!(doc["campaigns"][0]["today"]["settled"]["impressions"], 2);
+    // A cursor is for the order it was handed out in.
+    let next = doc["next_cursor"].as_str().expect("a second page");
+    let (status, problem) = get(&query, &format!("/v1/campaigns?order=recent&cursor={next}")).await;
+    assert_eq!(status, 400, "{problem}");
+    assert!(
+        problem["detail"].as_str().unwrap_or("").contains("order"),
+        "{problem}"
+    );
+    // A cursor after the last campaign is an empty last page, not an error.
+    let after_all: String = "id\nzzz".bytes().map(|b| format!("{b:02x}")).collect();
+    let (status, doc) = get(&query, &format!("/v1/campaigns?cursor={after_all}")).await;
+    assert_eq!(status, 200, "{doc}");
+    assert_eq!(doc["campaigns"], json!([]));
+    assert_eq!(doc["next_cursor"], Value::Null);
+}
+
 /// One request against the filled table: status, and the problem's `param` (or the body's `type`).
 async fn check(query: &Query, method: &str, path: &str, status: u16, expect: &str) {
     let response = query
@@ -257,6 +340,26 @@ async fn bad_requests_are_precise() {
     )
     .await;
     check(q, "GET", "/v1/campaigns?from=1", 400, "from").await;
+    for bad in [
+        "limit=0",
+        "limit=501",
+        "limit=-1",
+        "limit=ten",
+        "limit=1&limit=2",
+    ] {
+        check(q, "GET", &format!("/v1/campaigns?{bad}"), 400, "limit").await;
+    }
+    check(q, "GET", "/v1/campaigns?order=newest", 400, "order").await;
+    for bad in ["", "zz", "6964", "69640a3c7363726970743e", "%00%00"] {
+        check(
+            q,
+            "GET",
+            &format!("/v1/campaigns?cursor={bad}"),
+            400,
+            "cursor",
+        )
+        .await;
+    }
     check(
         q,
         "GET",
