@@ -379,7 +379,7 @@ impl Cursor {
         let not_ours =
             "not a cursor this API handed out; pass next_cursor from the previous page unchanged, \
                         or leave cursor out for the first page";
-        if value.is_empty() || value.len() > 256 || value.len() % 2 != 0 {
+        if value.is_empty() || value.len() > 256 || !value.len().is_multiple_of(2) {
             return Err(bad(not_ours));
         }
         let bytes: Option<Vec<u8>> = (0..value.len())
