@@ -450,7 +450,7 @@ mod tests {
             Cursor::parse(&recent.encode(), Order::Recent),
             Ok(recent.clone())
         );
-        let rule = |value: &str, order| Cursor::parse(value, order).unwrap_err().rule;
+        let rule = |value: &str, order| Cursor::parse(value, order).expect_err("refused").rule;
         assert!(rule(&id.encode(), Order::Recent).contains("another order"));
         assert!(rule(&recent.encode(), Order::Id).contains("another order"));
         let forged = |plain: &str| {
@@ -476,7 +476,7 @@ mod tests {
             "ffff".to_owned(),
         ] {
             for order in [Order::Id, Order::Recent] {
-                let e = Cursor::parse(&hostile, order).unwrap_err();
+                let e = Cursor::parse(&hostile, order).expect_err("refused");
                 assert_eq!(e.param, "cursor", "{hostile:?}");
                 assert!(
                     e.rule.contains("next_cursor") || e.rule.contains("another order"),
@@ -490,7 +490,7 @@ mod tests {
             } else {
                 Order::Id
             };
-            let e = Cursor::parse(&hostile, own).unwrap_err();
+            let e = Cursor::parse(&hostile, own).expect_err("refused");
             assert!(e.rule.contains("next_cursor"), "{hostile:?}: {}", e.rule);
         }
     }
@@ -510,7 +510,11 @@ mod tests {
             "99999999999999999999999",
             " 5",
         ] {
-            assert_eq!(parse_limit(bad).unwrap_err().param, "limit", "{bad:?}");
+            assert_eq!(
+                parse_limit(bad).expect_err("refused").param,
+                "limit",
+                "{bad:?}"
+            );
         }
         assert_eq!(parse_order("recent"), Ok(Order::Recent));
         assert!(parse_order("RECENT").is_err());
