@@ -668,7 +668,9 @@ async fn poll_probes(
         let asks: Vec<_> = probes
             .iter()
             .map(|probe| {
-                let path = format!("/v1/campaigns/{probe}/series?step=1d&from={from_ms}");
+                // Per minute from the run's first minute: the run's events only, and the fewest reads (a day
+                // step would read every minute of the day so far).
+                let path = format!("/v1/campaigns/{probe}/series?step=1m&from={from_ms}");
                 let query = query.clone();
                 tokio::spawn(async move { request(&query, "GET", &path, "", &[]).await })
             })
