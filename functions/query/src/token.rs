@@ -111,7 +111,7 @@ impl SecretTokens {
                 Ok(cached.tokens.clone())
             }
             Err(error) if now_ms - cached.read_ms < MAX_STALE_MS => {
-                tracing::warn!(message = "could not re-read the API token secret; using the cached token", error = %format!("{error:#}"));
+                tracing::warn!(message = "could not re-read the API token secret; using the cached token", stale_ms = now_ms - cached.read_ms, error = %format!("{error:#}"));
                 cached.next_ms = now_ms + RETRY_MS;
                 Ok(cached.tokens.clone())
             }

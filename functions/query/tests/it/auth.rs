@@ -487,3 +487,168 @@ async fn an_unreadable_secret_keeps_the_cached_token_for_an_hour_then_fails_clos
         }
     }
 }
+
+/// Everything logged through `tracing` (all levels, all crates), kept in memory.
+#[derive(Clone, Default)]
+struct Logs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .map_err(|_| std::io::Error::other("poisoned"))?
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Logs {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().expect("logs")).into_owned()
+    }
+}
+
+/// Sign-ins (form and `?token=`, right and wrong), API calls with tokens and sessions (valid, forged, expired),
+/// a rotation and a secret that cannot be read: at every level down to TRACE, no token and no session value
+/// reaches the log.
+#[tokio::test(flavor = "current_thread")]
+async fn neither_tokens_nor_sessions_are_logged() {
+    let logs = Logs::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let world = World::start().await;
+    let secrets = aws_sdk_secretsmanager::Client::new(&world.config);
+    let (a, b, wrong) = (
+        "token-a-0123456789abcdef",
+        "token-b-0123456789abcdef",
+        "wrong-token-0123456789ab",
+    );
+    let arn = secrets
+        .create_secret()
+        .name("tally-query-token")
+        .secret_string(a)
+        .send()
+        .await
+        .expect("create secret")
+        .arn()
+        .expect("arn")
+        .to_owned();
+    let q = secret_query(&world, &arn).await;
+    let session = sign_in(&q, a, NOW_MS).await;
+    secrets
+        .put_secret_value()
+        .secret_id(&arn)
+        .secret_string(b)
+        .send()
+        .await
+        .expect("rotate");
+    let later = NOW_MS + TOKEN_TTL_MS;
+    let forged = format!("{session}x");
+    let requests: Vec<(&str, String, Vec<(&str, String)>, Option<String>, i64)> = vec![
+        ("GET", format!("/?token={a}"), vec![], None, NOW_MS),
+        ("GET", format!("/?token={wrong}"), vec![], None, NOW_MS),
+        (
+            "POST",
+            "/login".to_owned(),
+            vec![],
+            Some(format!("token={wrong}")),
+            NOW_MS,
+        ),
+        (
+            "GET",
+            "/v1/campaigns".to_owned(),
+            vec![("authorization", format!("Bearer {wrong}"))],
+            None,
+            NOW_MS,
+        ),
+        (
+            "GET",
+            "/v1/campaigns".to_owned(),
+            vec![("authorization", format!("Bearer {b}"))],
+            None,
+            later,
+        ),
+        (
+            "GET",
+            "/v1/campaigns".to_owned(),
+            vec![("cookie", session.clone())],
+            None,
+            later,
+        ),
+        (
+            "GET",
+            "/".to_owned(),
+            vec![("cookie", forged.clone())],
+            None,
+            later,
+        ),
+        (
+            "GET",
+            "/".to_owned(),
+            vec![("cookie", session.clone())],
+            None,
+            later + SESSION_SECS * 1000,
+        ),
+        (
+            "POST",
+            "/login".to_owned(),
+            vec![],
+            Some(format!("token={b}")),
+            later,
+        ),
+    ];
+    for (method, path, headers, body, now) in &requests {
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        q.handle_at(url_request(method, path, &headers, body.as_deref()), *now)
+            .await;
+    }
+    secrets
+        .delete_secret()
+        .secret_id(&arn)
+        .force_delete_without_recovery(true)
+        .send()
+        .await
+        .expect("delete secret");
+    let bearer = format!("Bearer {b}");
+    for now in [
+        later + TOKEN_TTL_MS,
+        later + tally_query::token::MAX_STALE_MS,
+    ] {
+        q.handle_at(
+            url_request("GET", "/v1/campaigns", &[("authorization", &bearer)], None),
+            now,
+        )
+        .await;
+    }
+
+    let text = logs.text();
+    for (what, secret) in [
+        ("token a", a),
+        ("token b", b),
+        ("the wrong token", wrong),
+        (
+            "the session",
+            session.split_once('=').expect("name=value").1,
+        ),
+    ] {
+        assert!(!text.contains(secret), "{what} is in the log:\n{text}");
+    }
+    // The log did capture the handler's lines.
+    for line in [
+        "session refused",
+        "the API token secret changed",
+        "could not re-read the API token secret",
+        "the API token secret could not be read",
+    ] {
+        assert!(text.contains(line), "{line:?} is logged:\n{text}");
+    }
+}
