@@ -7,6 +7,7 @@
 //! | `GET /v1/campaigns/{id}/ads?from=&to=` | per-ad totals over the buckets overlapping the range |
 //! | `GET /` | the dashboard page ([`dashboard`]), or the login form |
 //! | `POST /login` | form `token=…`: sets the session cookie |
+//! | `POST /logout` | clears the session cookie |
 //!
 //! **Where the numbers come from.** Realtime counts (every deduplicated event): closed minutes from the
 //! compacted items in the metrics table, minutes after the compactor's watermark from the counter store
@@ -23,11 +24,14 @@
 //! the limits and ids outside `[A-Za-z0-9._:-]{1,64}` are `400` problem documents naming the parameter and the
 //! rule; a campaign that was never seen is `404`.
 //!
-//! **Auth.** One bearer token, held in a Secrets Manager secret and read once at cold start ([`load_auth`]).
-//! The API takes it as `Authorization: Bearer <token>`; the dashboard takes it once, from `/?token=<token>`
-//! (answered with a redirect to `/` so the token leaves the address bar) or from the login form, and keeps it
-//! in a `tally_session` cookie (`HttpOnly; Secure; SameSite=Strict`) that the page's own API calls send.
-//! Tokens are compared in constant time. `TALLY_QUERY_AUTH=off` ([`Auth::Off`]) is for the local cloud only.
+//! **Auth.** One bearer token, held in a Secrets Manager secret, read at cold start and again after
+//! [`TOKEN_TTL_MS`], its `AWSCURRENT` and `AWSPREVIOUS` versions both accepted ([`token`], [`load_auth`]). The API
+//! takes it as `Authorization: Bearer <token>`; the dashboard takes it once, from the login form or from
+//! `/?token=<token>` (answered with a redirect to `/` so the token leaves the address bar), and gives back a
+//! signed session in the `__Host-tally_session` cookie (`HttpOnly; Secure; SameSite=Strict; Path=/`), never the
+//! token ([`session`]): the server checks its MAC and its 12-hour expiry. Tokens and MACs are compared in
+//! constant time. Pages carry a CSP built from the hashes of their own inline script and style
+//! ([`dashboard::content_security_policy`]). `TALLY_QUERY_AUTH=off` ([`Auth::Off`]) is for the local cloud only.
 
 pub mod dashboard;
 pub mod params;

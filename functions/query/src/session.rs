@@ -207,8 +207,11 @@ mod tests {
         let k = key("token-a-0123456789");
         let value = issue(&k, NOW_MS, ID);
         let end = NOW_MS + SESSION_SECS * 1000;
-        assert!(check(&[k.clone()], &value, end - 1000).is_ok());
-        assert_eq!(check(&[k.clone()], &value, end), Err(Refused::Expired));
+        assert!(check(std::slice::from_ref(&k), &value, end - 1000).is_ok());
+        assert_eq!(
+            check(std::slice::from_ref(&k), &value, end),
+            Err(Refused::Expired)
+        );
         assert_eq!(
             check(&[k], &value, NOW_MS - (CLOCK_SKEW_SECS + 1) * 1000),
             Err(Refused::FromTheFuture)
@@ -220,7 +223,7 @@ mod tests {
         let (a, b) = (key("token-a-0123456789"), key("token-b-0123456789"));
         let value = issue(&a, NOW_MS, ID);
         assert_eq!(
-            check(&[b.clone()], &value, NOW_MS),
+            check(std::slice::from_ref(&b), &value, NOW_MS),
             Err(Refused::BadSignature)
         );
         // The previous token's key still admits it.
@@ -234,7 +237,11 @@ mod tests {
         );
         assert_ne!(stretched, payload);
         assert_eq!(
-            check(&[a.clone()], &format!("{stretched}.{tag}"), NOW_MS),
+            check(
+                std::slice::from_ref(&a),
+                &format!("{stretched}.{tag}"),
+                NOW_MS
+            ),
             Err(Refused::BadSignature)
         );
         for bad in [
@@ -247,7 +254,10 @@ mod tests {
             &format!("{payload}.{}", &tag[..tag.len() - 2]),
             &"v1.".repeat(100),
         ] {
-            assert!(check(&[a.clone()], bad, NOW_MS).is_err(), "{bad:?}");
+            assert!(
+                check(std::slice::from_ref(&a), bad, NOW_MS).is_err(),
+                "{bad:?}"
+            );
         }
         assert_eq!(check(&[], &value, NOW_MS), Err(Refused::BadSignature));
     }

@@ -488,6 +488,15 @@ async fn an_unreadable_secret_keeps_the_cached_token_for_an_hour_then_fails_clos
     }
 }
 
+/// A request: method, path and query, headers, body, clock (unix ms).
+type Call = (
+    &'static str,
+    String,
+    Vec<(&'static str, String)>,
+    Option<String>,
+    i64,
+);
+
 /// Everything logged through `tracing` (all levels, all crates), kept in memory.
 #[derive(Clone, Default)]
 struct Logs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
@@ -553,7 +562,7 @@ async fn neither_tokens_nor_sessions_are_logged() {
         .expect("rotate");
     let later = NOW_MS + TOKEN_TTL_MS;
     let forged = format!("{session}x");
-    let requests: Vec<(&str, String, Vec<(&str, String)>, Option<String>, i64)> = vec![
+    let requests: Vec<Call> = vec![
         ("GET", format!("/?token={a}"), vec![], None, NOW_MS),
         ("GET", format!("/?token={wrong}"), vec![], None, NOW_MS),
         (
