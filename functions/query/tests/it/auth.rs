@@ -514,6 +514,25 @@ impl std::io::Write for Logs {
     }
 }
 
+/// The process-wide subscriber at TRACE into one buffer (a thread's scoped subscriber misses events when other
+/// tests' threads register call sites at the same time): every test of the binary logs there once it is set,
+/// which only widens the check.
+fn global_logs() -> Logs {
+    static LOGS: std::sync::OnceLock<Logs> = std::sync::OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs = Logs::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("no other global subscriber");
+        logs
+    })
+    .clone()
+}
+
 impl Logs {
     fn text(&self) -> String {
         String::from_utf8_lossy(&self.0.lock().expect("logs")).into_owned()
@@ -523,17 +542,9 @@ impl Logs {
 /// Sign-ins (form and `?token=`, right and wrong), API calls with tokens and sessions (valid, forged, expired),
 /// a rotation and a secret that cannot be read: at every level down to TRACE, no token and no session value
 /// reaches the log.
-#[tokio::test(flavor = "current_thread")]
+#[tokio::test]
 async fn neither_tokens_nor_sessions_are_logged() {
-    let logs = Logs::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
-
+    let logs = global_logs();
     let world = World::start().await;
     let secrets = aws_sdk_secretsmanager::Client::new(&world.config);
     let (a, b, wrong) = (
