@@ -288,6 +288,9 @@ impl Query {
         };
         match segments.as_slice() {
             [""] => get_only(self.root(&request, &query, now_ms).await),
+            ["login" | "logout"] if method == Method::POST && cross_site(&request) => {
+                cross_site_refused()
+            }
             ["login"] if method == Method::POST => self.login(&request, now_ms).await,
             ["login"] => method_not_allowed("POST"),
             ["logout"] if method == Method::POST => signed_out(),
@@ -1062,6 +1065,25 @@ fn unauthorized() -> Response<Body> {
         HeaderValue::from_static("Bearer realm=\"tally\""),
     );
     response
+}
+
+/// Whether the browser says the request comes from another site (`Sec-Fetch-Site: cross-site`): a form on
+/// someone else's page posting to `/login` or `/logout`.
+fn cross_site(request: &Request) -> bool {
+    request
+        .headers()
+        .get("sec-fetch-site")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cross-site"))
+}
+
+fn cross_site_refused() -> Response<Body> {
+    problem(
+        StatusCode::FORBIDDEN,
+        "cross-site",
+        "cross-site form posts are refused",
+        "sign in and out from the dashboard's own pages".to_owned(),
+        json!({}),
+    )
 }
 
 fn method_not_allowed(allow: &'static str) -> Response<Body> {

@@ -270,6 +270,25 @@ async fn the_dashboard_takes_the_token_once() {
         cleared.contains("Max-Age=0") && cleared.contains("Secure") && cleared.contains("Path=/")
     );
     assert_eq!(status(&q, "GET", "/logout", &[], None).await, 405);
+    // Another site's form cannot sign the browser in or out.
+    for (path, body) in [
+        ("/login", Some(format!("token={TOKEN}"))),
+        ("/logout", None),
+    ] {
+        let response = q
+            .handle_at(
+                url_request(
+                    "POST",
+                    path,
+                    &[("sec-fetch-site", "cross-site")],
+                    body.as_deref(),
+                ),
+                NOW_MS,
+            )
+            .await;
+        assert_eq!(response.status().as_u16(), 403, "{path}");
+        assert!(header(&response, "set-cookie").is_empty(), "{path}");
+    }
 }
 
 #[tokio::test]
@@ -670,5 +689,38 @@ async fn neither_tokens_nor_sessions_are_logged() {
         "the API token secret could not be read",
     ] {
         assert!(text.contains(line), "{line:?} is logged:\n{text}");
+    }
+}
+
+/// AWS errors stay in the log: a table that does not exist (moto answers `ResourceNotFoundException` naming
+/// it) is a `503` whose body names neither the table, nor the error code, nor the account.
+#[tokio::test]
+async fn aws_error_text_never_reaches_a_client() {
+    let world = World::start().await;
+    let q = Query::new(
+        world.dynamodb(),
+        "no-such-table-3f9a",
+        source(&world.valkey).await,
+        Auth::Off,
+    );
+    for path in [
+        "/v1/campaigns",
+        "/v1/campaigns/summer/series",
+        "/v1/campaigns/summer/ads",
+    ] {
+        let response = q
+            .handle_at(url_request("GET", path, &[], None), NOW_MS)
+            .await;
+        assert_eq!(response.status().as_u16(), 503, "{path}");
+        let body = text(&response);
+        for leak in [
+            "no-such-table-3f9a",
+            "ResourceNotFound",
+            "arn:",
+            "123456789012",
+            "dynamodb",
+        ] {
+            assert!(!body.contains(leak), "{path}: {leak} in {body}");
+        }
     }
 }
