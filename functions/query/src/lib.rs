@@ -951,9 +951,8 @@ fn session_redirect(tokens: &Tokens, now_ms: i64) -> Response<Body> {
 
 /// `POST /logout`: a redirect to `/` clearing the session cookie.
 fn signed_out() -> Response<Body> {
-    redirect_home(Some(HeaderValue::from_static(
-        "__Host-tally_session=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0",
-    )))
+    let cleared = format!("{COOKIE}=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0");
+    redirect_home(HeaderValue::from_str(&cleared).ok())
 }
 
 fn redirect_home(cookie: Option<HeaderValue>) -> Response<Body> {
@@ -995,9 +994,11 @@ fn html(status: StatusCode, page: &str) -> Response<Body> {
     } else {
         dashboard::content_security_policy(page)
     };
-    if let Ok(csp) = HeaderValue::from_str(&csp) {
-        headers.insert(header::CONTENT_SECURITY_POLICY, csp);
-    }
+    // Hashes are base64: the header is always valid; were it not, the page would run nothing rather than
+    // anything.
+    let csp = HeaderValue::from_str(&csp)
+        .unwrap_or_else(|_| HeaderValue::from_static("default-src 'none'"));
+    headers.insert(header::CONTENT_SECURITY_POLICY, csp);
     // Older browsers without frame-ancestors; no referrer so no URL leaves with a request.
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     headers.insert(
