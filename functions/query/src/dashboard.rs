@@ -1,6 +1,10 @@
 //! The dashboard page: one self-contained HTML document (inline CSS and JS, charts drawn as inline SVG, no
 //! external request except to this function's own API), so it works offline and under a strict CSP.
 //!
+//! The page is served under a strict content security policy ([`content_security_policy`]): its one inline
+//! script and one inline style are allowed by their SHA-256 hashes, computed from the page text, and nothing
+//! else runs (no `'unsafe-inline'`, no style attributes, no frames, no plugins, no `<base>`).
+//!
 //! Every 5 seconds it reads the 24 most recently seen campaigns (`GET /v1/campaigns?order=recent&limit=24`,
 //! one page: the list is paginated) and, for each, `GET /v1/campaigns/{id}/series?step=1m` (the last hour), and redraws one card per campaign: today's totals
 //! and a chart of impressions and clicks per minute (realtime solid, settled dashed). Each chart's `<svg>`
@@ -13,6 +17,7 @@ pub const PAGE: &str = r##"<!doctype html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>tally — live campaigns</title>
+<link rel="icon" href="data:,">
 <style>
   :root { --bg:#0f1419; --card:#182029; --fg:#e6edf3; --muted:#8b98a5; --imp:#4fa3ff; --clk:#ffb347; --grid:#2a3540; }
   * { box-sizing: border-box; }
@@ -29,11 +34,15 @@ pub const PAGE: &str = r##"<!doctype html>
   svg { width:100%; height:auto; display:block; }
   .legend { color:var(--muted); font-size:12px; }
   .legend i { display:inline-block; width:18px; height:3px; vertical-align:middle; margin:0 4px 0 10px; }
+  .legend i.imp { background:var(--imp); } .legend i.clk { background:var(--clk); }
+  .legend i.settled { border-top:2px dashed var(--muted); }
+  header form { margin-left:auto; } header button { font:inherit; }
   #empty { color:var(--muted); padding:24px; }
 </style>
 </head>
 <body>
-<header><h1>tally</h1><span>live campaigns, last hour per minute (UTC)</span><span id="status">loading…</span></header>
+<header><h1>tally</h1><span>live campaigns, last hour per minute (UTC)</span><span id="status">loading…</span>
+<form method="post" action="/logout"><button type="submit">Sign out</button></form></header>
 <div id="empty" hidden>No campaign has sent events yet.</div>
 <main id="cards"></main>
 <script>
@@ -66,7 +75,7 @@ function card(id) {
   svg.dataset.campaign = id;
   const legend = document.createElement("div");
   legend.className = "legend";
-  legend.innerHTML = '<i style="background:var(--imp)"></i>impressions<i style="background:var(--clk)"></i>clicks<i style="border-top:2px dashed var(--muted)"></i>settled';
+  legend.innerHTML = '<i class="imp"></i>impressions<i class="clk"></i>clicks<i class="settled"></i>settled';
   root.append(title, totals, svg, legend);
   document.getElementById("cards").appendChild(root);
   c = { root, totals, svg };
@@ -125,7 +134,11 @@ function drawChart(c, series) {
 
 async function getJson(url) {
   const response = await fetch(url, { credentials: "same-origin", cache: "no-store" });
-  if (response.status === 401) throw new Error("not signed in: reload / and enter the token");
+  if (response.status === 401) {
+    // The session ended (expired, signed out, or the token rotated twice): back to the login form.
+    location.replace("/");
+    throw new Error("the session ended: sign in again");
+  }
   if (!response.ok) throw new Error(url + " answered " + response.status);
   return response.json();
 }
@@ -182,4 +195,131 @@ fn escape(s: &str) -> String {
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
+}
+
+/// The content security policy of an HTML page of this crate: `default-src 'none'`, the page's own inline
+/// `<script>` and `<style>` elements allowed by their SHA-256 hashes (computed here from `page`, so an edit to
+/// the page cannot leave a stale hash), API calls to this origin only, forms posting to this origin only, no
+/// framing, no plugins, no `<base>`.
+pub fn content_security_policy(page: &str) -> String {
+    let sources = |tag: &str| {
+        let hashes: Vec<String> = inline_elements(page, tag)
+            .into_iter()
+            .map(|text| format!("'sha256-{}'", sha256_base64(text)))
+            .collect();
+        if hashes.is_empty() {
+            "'none'".to_owned()
+        } else {
+            hashes.join(" ")
+        }
+    };
+    format!(
+        "default-src 'none'; script-src {}; style-src {}; connect-src 'self'; img-src data:; form-action 'self'; \
+         frame-ancestors 'none'; base-uri 'none'; object-src 'none'",
+        sources("script"),
+        sources("style"),
+    )
+}
+
+/// The text of every `<tag>…</tag>` element in `page` (an opening tag without attributes, as this crate
+/// writes them), as the browser hashes it: everything between the tags.
+pub fn inline_elements<'a>(page: &'a str, tag: &str) -> Vec<&'a str> {
+    let (open, close) = (format!("<{tag}>"), format!("</{tag}>"));
+    let mut found = Vec::new();
+    let mut rest = page;
+    while let Some(start) = rest.find(&open) {
+        let after = &rest[start + open.len()..];
+        let Some(end) = after.find(&close) else {
+            break;
+        };
+        found.push(&after[..end]);
+        rest = &after[end + close.len()..];
+    }
+    found
+}
+
+/// Base64 (standard, padded) of the SHA-256 of `text`: a CSP hash source.
+fn sha256_base64(text: &str) -> String {
+    use base64::Engine;
+    use sha2::Digest;
+    base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(text.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn directive<'a>(csp: &'a str, name: &str) -> &'a str {
+        csp.split(';')
+            .map(str::trim)
+            .find_map(|d| d.strip_prefix(name).map(str::trim))
+            .unwrap_or_else(|| panic!("{name} in {csp}"))
+    }
+
+    #[test]
+    fn the_header_hashes_the_script_in_the_page() {
+        let csp = content_security_policy(PAGE);
+        let scripts = inline_elements(PAGE, "script");
+        assert_eq!(scripts.len(), 1, "one inline script");
+        assert!(
+            scripts[0].contains("function refresh()"),
+            "the dashboard's script"
+        );
+        assert_eq!(
+            directive(&csp, "script-src"),
+            format!("'sha256-{}'", sha256_base64(scripts[0]))
+        );
+        let styles = inline_elements(PAGE, "style");
+        assert_eq!(styles.len(), 1);
+        assert_eq!(
+            directive(&csp, "style-src"),
+            format!("'sha256-{}'", sha256_base64(styles[0]))
+        );
+        for (name, value) in [
+            ("default-src", "'none'"),
+            ("base-uri", "'none'"),
+            ("frame-ancestors", "'none'"),
+            ("object-src", "'none'"),
+            ("connect-src", "'self'"),
+            ("form-action", "'self'"),
+        ] {
+            assert_eq!(directive(&csp, name), value, "{csp}");
+        }
+        assert!(!csp.contains("unsafe"), "{csp}");
+        // No inline style attributes: the policy would block them.
+        assert!(!PAGE.contains("style="), "no style attributes");
+    }
+
+    #[test]
+    fn the_hash_is_the_browsers_sha256_of_the_element_text() {
+        // `printf 'alert(1)' | openssl dgst -sha256 -binary | base64`
+        assert_eq!(
+            sha256_base64("alert(1)"),
+            "bhHHL3z2vDgxUt0W3dWQOrprscmda2Y5pLsLg4GF+pI="
+        );
+        let page = "<p>x</p><script>alert(1)</script><script>b()</script>";
+        assert_eq!(inline_elements(page, "script"), vec!["alert(1)", "b()"]);
+        let csp = content_security_policy(page);
+        assert!(
+            directive(&csp, "script-src")
+                .starts_with("'sha256-bhHHL3z2vDgxUt0W3dWQOrprscmda2Y5pLsLg4GF+pI=' 'sha256-"),
+            "{csp}"
+        );
+        assert_eq!(directive(&csp, "style-src"), "'none'");
+    }
+
+    #[test]
+    fn the_login_page_is_covered_by_its_own_hashes() {
+        let page = login_page(Some("<b>bad</b>"));
+        assert!(page.contains("&lt;b&gt;bad&lt;/b&gt;"));
+        let csp = content_security_policy(&page);
+        assert_eq!(directive(&csp, "script-src"), "'none'");
+        assert_eq!(
+            directive(&csp, "style-src"),
+            format!(
+                "'sha256-{}'",
+                sha256_base64(inline_elements(&page, "style")[0])
+            )
+        );
+    }
 }

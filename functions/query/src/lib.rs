@@ -7,6 +7,7 @@
 //! | `GET /v1/campaigns/{id}/ads?from=&to=` | per-ad totals over the buckets overlapping the range |
 //! | `GET /` | the dashboard page ([`dashboard`]), or the login form |
 //! | `POST /login` | form `token=…`: sets the session cookie |
+//! | `POST /logout` | clears the session cookie |
 //!
 //! **Where the numbers come from.** Realtime counts (every deduplicated event): closed minutes from the
 //! compacted items in the metrics table, minutes after the compactor's watermark from the counter store
@@ -23,14 +24,19 @@
 //! the limits and ids outside `[A-Za-z0-9._:-]{1,64}` are `400` problem documents naming the parameter and the
 //! rule; a campaign that was never seen is `404`.
 //!
-//! **Auth.** One bearer token, held in a Secrets Manager secret and read once at cold start ([`load_auth`]).
-//! The API takes it as `Authorization: Bearer <token>`; the dashboard takes it once, from `/?token=<token>`
-//! (answered with a redirect to `/` so the token leaves the address bar) or from the login form, and keeps it
-//! in a `tally_session` cookie (`HttpOnly; Secure; SameSite=Strict`) that the page's own API calls send.
-//! Tokens are compared in constant time. `TALLY_QUERY_AUTH=off` ([`Auth::Off`]) is for the local cloud only.
+//! **Auth.** One bearer token, held in a Secrets Manager secret, read at cold start and again after
+//! [`TOKEN_TTL_MS`], its `AWSCURRENT` and `AWSPREVIOUS` versions both accepted ([`token`], [`load_auth`]). The API
+//! takes it as `Authorization: Bearer <token>`; the dashboard takes it once, from the login form or from
+//! `/?token=<token>` (answered with a redirect to `/` so the token leaves the address bar), and gives back a
+//! signed session in the `__Host-tally_session` cookie (`HttpOnly; Secure; SameSite=Strict; Path=/`), never the
+//! token ([`session`]): the server checks its MAC and its 12-hour expiry. Tokens and MACs are compared in
+//! constant time. Pages carry a CSP built from the hashes of their own inline script and style
+//! ([`dashboard::content_security_policy`]). `TALLY_QUERY_AUTH=off` ([`Auth::Off`]) is for the local cloud only.
 
 pub mod dashboard;
 pub mod params;
+pub mod session;
+pub mod token;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -52,11 +58,13 @@ use crate::params::{
     check_id, parse_limit, parse_order, parse_query, parse_step, parse_time, series_range,
     step_name, BadParam, Cursor, Order, Range, DEFAULT_PAGE,
 };
+use crate::session::{Refused, SessionKey};
+pub use crate::token::{SecretTokens, Tokens, MIN_TOKEN_CHARS, TOKEN_TTL_MS};
 
-/// The session cookie's name.
-pub const COOKIE: &str = "tally_session";
-/// How long a dashboard session lasts, seconds.
-pub const SESSION_SECS: u32 = 12 * 3600;
+/// The session cookie's name: the `__Host-` prefix makes the browser refuse it unless it is `Secure`, has
+/// `Path=/` and no `Domain` (so no sibling domain can set or shadow it).
+pub const COOKIE: &str = "__Host-tally_session";
+pub use crate::session::SESSION_SECS;
 /// Campaigns whose totals are read at once by `GET /v1/campaigns`.
 const TOTALS_IN_FLIGHT: usize = 16;
 /// How far back the cache holds a minute's counters (their TTL), in minutes: the live part of a read never
@@ -64,16 +72,16 @@ const TOTALS_IN_FLIGHT: usize = 16;
 const LIVE_MINUTES: i64 = (tally_domain::compact::COUNTER_TTL_SECS / 60) as i64;
 /// How far back realtime minutes are read (two days); older realtime buckets show the settled counts.
 pub const REALTIME_HISTORY_MINUTES: i64 = 2 * 1440;
-/// Shortest token accepted from the secret.
-pub const MIN_TOKEN_CHARS: usize = 16;
 
 /// Who may read.
 #[derive(Clone)]
 pub enum Auth {
     /// Anyone (local development only: `TALLY_QUERY_AUTH=off`).
     Off,
-    /// Holders of this bearer token.
+    /// Holders of this fixed bearer token (tests and tools; the deployed function reads a secret).
     Token(String),
+    /// Holders of the token in a Secrets Manager secret, current or previous version, re-read after a TTL.
+    Secret(Arc<SecretTokens>),
 }
 
 impl std::fmt::Debug for Auth {
@@ -81,16 +89,44 @@ impl std::fmt::Debug for Auth {
         match self {
             Auth::Off => f.write_str("Auth::Off"),
             Auth::Token(_) => f.write_str("Auth::Token(<redacted>)"),
+            Auth::Secret(_) => f.write_str("Auth::Secret(<redacted>)"),
+        }
+    }
+}
+
+impl Auth {
+    /// The tokens accepted at `now_ms` (`None`: auth is off), or why they could not be read.
+    async fn tokens(&self, now_ms: i64) -> Result<Option<Tokens>, String> {
+        match self {
+            Auth::Off => Ok(None),
+            Auth::Token(token) => Ok(Some(Tokens {
+                current: token.clone(),
+                previous: None,
+            })),
+            Auth::Secret(secret) => secret.get(now_ms).await.map(Some),
         }
     }
 }
 
 /// Reads the auth configuration: `TALLY_QUERY_AUTH=off` → [`Auth::Off`]; otherwise the secret named by
 /// `secret_arn` holds the token, either as the whole secret string or as the `token` member of a JSON object.
+/// The secret is read now (so a broken one fails the cold start with its reason) and again every
+/// [`TOKEN_TTL_MS`].
 pub async fn load_auth(
     auth_env: Option<&str>,
     secret_arn: Option<&str>,
     secrets: &aws_sdk_secretsmanager::Client,
+) -> anyhow::Result<Auth> {
+    load_auth_at(auth_env, secret_arn, secrets, TOKEN_TTL_MS, now_ms()).await
+}
+
+/// [`load_auth`] with the cache's TTL and the clock given.
+pub async fn load_auth_at(
+    auth_env: Option<&str>,
+    secret_arn: Option<&str>,
+    secrets: &aws_sdk_secretsmanager::Client,
+    ttl_ms: i64,
+    now_ms: i64,
 ) -> anyhow::Result<Auth> {
     use anyhow::Context;
     if let Some(value) = auth_env {
@@ -106,35 +142,8 @@ pub async fn load_auth(
         .context(
             "TALLY_QUERY_TOKEN_SECRET_ARN is not set: it names the secret holding the API token",
         )?;
-    let output = secrets
-        .get_secret_value()
-        .secret_id(arn)
-        .send()
-        .await
-        .map_err(aws_sdk_secretsmanager::Error::from)
-        .with_context(|| format!("while reading the token secret {arn}"))?;
-    let secret = output
-        .secret_string()
-        .context("the token secret has no SecretString")?;
-    let token = match serde_json::from_str::<Value>(secret) {
-        Ok(Value::Object(map)) => map
-            .get("token")
-            .and_then(Value::as_str)
-            .context("the token secret is a JSON object without a string member `token`")?
-            .to_owned(),
-        _ => secret.to_owned(),
-    };
-    let token = token.trim().to_owned();
-    if token.chars().count() < MIN_TOKEN_CHARS
-        || token
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || c == ';')
-    {
-        anyhow::bail!(
-            "the token in {arn} must be at least {MIN_TOKEN_CHARS} characters without whitespace, control characters or ';'"
-        );
-    }
-    Ok(Auth::Token(token))
+    let secret = SecretTokens::load(secrets.clone(), arn, ttl_ms, now_ms).await?;
+    Ok(Auth::Secret(Arc::new(secret)))
 }
 
 /// The query function: the metrics table, the counter store, and who may read them.
@@ -278,15 +287,22 @@ impl Query {
             }
         };
         match segments.as_slice() {
-            [""] => get_only(self.root(&request, &query)),
-            ["login"] if method == Method::POST => self.login(&request),
+            [""] => get_only(self.root(&request, &query, now_ms).await),
+            ["login" | "logout"] if method == Method::POST && cross_site(&request) => {
+                cross_site_refused()
+            }
+            ["login"] if method == Method::POST => self.login(&request, now_ms).await,
             ["login"] => method_not_allowed("POST"),
+            ["logout"] if method == Method::POST => signed_out(),
+            ["logout"] => method_not_allowed("POST"),
             ["v1", "campaigns"] | ["v1", "campaigns", _, "series" | "ads"] => {
                 if method != Method::GET && method != Method::HEAD {
                     return method_not_allowed("GET, HEAD");
                 }
-                if !self.authorized(&request) {
-                    return unauthorized();
+                match self.authorized(&request, now_ms).await {
+                    Ok(true) => {}
+                    Ok(false) => return unauthorized(),
+                    Err(failure) => return failure.into_response(),
                 }
                 let result = match segments.as_slice() {
                     ["v1", "campaigns", id, "series"] => self.series(id, &query, now_ms).await,
@@ -308,35 +324,40 @@ impl Query {
         }
     }
 
-    fn authorized(&self, request: &Request) -> bool {
-        let Auth::Token(token) = &self.auth else {
-            return true;
+    /// Whether the request may read the API: a bearer token (current or previous) or a valid session cookie.
+    /// An error when the token secret cannot be read (answered 503).
+    async fn authorized(&self, request: &Request, now_ms: i64) -> Result<bool, Failure> {
+        let Some(tokens) = self.tokens(now_ms).await? else {
+            return Ok(true);
         };
-        let bearer = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            });
-        if bearer.is_some_and(|b| constant_time_eq(b.trim().as_bytes(), token.as_bytes())) {
-            return true;
+        if bearer(request).is_some_and(|given| accepts(&tokens, given)) {
+            return Ok(true);
         }
-        cookie(request, COOKIE).is_some_and(|c| constant_time_eq(c.as_bytes(), token.as_bytes()))
+        Ok(cookie(request, COOKIE).is_some_and(|value| session_valid(&tokens, value, now_ms)))
     }
 
-    fn root(&self, request: &Request, query: &str) -> Response<Body> {
-        let Auth::Token(token) = &self.auth else {
-            return html(StatusCode::OK, dashboard::PAGE);
+    /// The accepted tokens (`None`: auth is off).
+    async fn tokens(&self, now_ms: i64) -> Result<Option<Tokens>, Failure> {
+        self.auth.tokens(now_ms).await.map_err(|error| {
+            Failure::Internal(format!("the API token secret could not be read: {error}"))
+        })
+    }
+
+    /// `GET /`: the dashboard for a valid session; `?token=` exchanged for a session (a redirect to `/` that
+    /// sets the cookie, so the token leaves the address bar); otherwise the login form.
+    async fn root(&self, request: &Request, query: &str, now_ms: i64) -> Response<Body> {
+        let tokens = match self.tokens(now_ms).await {
+            Ok(Some(tokens)) => tokens,
+            Ok(None) => return html(StatusCode::OK, dashboard::PAGE),
+            Err(failure) => return failure.into_response(),
         };
         let params = match parse_query(query, &["token"]) {
             Ok(params) => params,
             Err(bad) => return bad_request(&bad),
         };
         if let Some(given) = params.get("token") {
-            return if constant_time_eq(given.as_bytes(), token.as_bytes()) {
-                session_redirect(token)
+            return if accepts(&tokens, given) {
+                session_redirect(&tokens, now_ms)
             } else {
                 html(
                     StatusCode::UNAUTHORIZED,
@@ -344,25 +365,28 @@ impl Query {
                 )
             };
         }
-        if self.authorized(request) {
+        if cookie(request, COOKIE).is_some_and(|value| session_valid(&tokens, value, now_ms)) {
             html(StatusCode::OK, dashboard::PAGE)
         } else {
             html(StatusCode::UNAUTHORIZED, &dashboard::login_page(None))
         }
     }
 
-    fn login(&self, request: &Request) -> Response<Body> {
-        let Auth::Token(token) = &self.auth else {
-            return redirect_home(None);
+    /// `POST /login` with the form field `token`: a session for a valid token, the form again otherwise.
+    async fn login(&self, request: &Request, now_ms: i64) -> Response<Body> {
+        let tokens = match self.tokens(now_ms).await {
+            Ok(Some(tokens)) => tokens,
+            Ok(None) => return redirect_home(None),
+            Err(failure) => return failure.into_response(),
         };
         let body = std::str::from_utf8(request.body().as_ref()).unwrap_or("");
         match parse_query(body, &["token"]) {
             Ok(form)
                 if form
                     .get("token")
-                    .is_some_and(|t| constant_time_eq(t.trim().as_bytes(), token.as_bytes())) =>
+                    .is_some_and(|t| accepts(&tokens, t.trim())) =>
             {
-                session_redirect(token)
+                session_redirect(&tokens, now_ms)
             }
             _ => html(
                 StatusCode::UNAUTHORIZED,
@@ -874,11 +898,61 @@ fn cookie<'a>(request: &'a Request, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
-fn session_redirect(token: &str) -> Response<Body> {
+/// The bearer token of an `Authorization` header, if any.
+fn bearer(request: &Request) -> Option<&str> {
+    request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+}
+
+/// Whether `given` is one of the accepted tokens (compared in constant time).
+fn accepts(tokens: &Tokens, given: &str) -> bool {
+    tokens.all().fold(false, |ok, t| {
+        constant_time_eq(given.as_bytes(), t.as_bytes()) | ok
+    })
+}
+
+/// Whether a session cookie value is signed by the current or the previous token's key and not expired.
+fn session_valid(tokens: &Tokens, value: &str, now_ms: i64) -> bool {
+    let keys: Vec<SessionKey> = tokens.all().map(SessionKey::of_token).collect();
+    match session::check(&keys, value, now_ms) {
+        Ok(_) => true,
+        Err(refused) => {
+            let reason = match refused {
+                Refused::Malformed => "malformed",
+                Refused::BadSignature => "bad signature",
+                Refused::Expired => "expired",
+                Refused::FromTheFuture => "issued in the future",
+            };
+            tracing::debug!(message = "session refused", reason);
+            false
+        }
+    }
+}
+
+/// A redirect to `/` setting a new session signed with the current token's key.
+fn session_redirect(tokens: &Tokens, now_ms: i64) -> Response<Body> {
+    let id = match session::random_id() {
+        Ok(id) => id,
+        Err(error) => return Failure::Internal(error).into_response(),
+    };
+    let value = session::issue(&SessionKey::of_token(&tokens.current), now_ms, id);
     let cookie = format!(
-        "{COOKIE}={token}; HttpOnly; Secure; SameSite=Strict; Path=/; Max-Age={SESSION_SECS}"
+        "{COOKIE}={value}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age={SESSION_SECS}"
     );
     redirect_home(HeaderValue::from_str(&cookie).ok())
+}
+
+/// `POST /logout`: a redirect to `/` clearing the session cookie.
+fn signed_out() -> Response<Body> {
+    let cleared = format!("{COOKIE}=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0");
+    redirect_home(HeaderValue::from_str(&cleared).ok())
 }
 
 fn redirect_home(cookie: Option<HeaderValue>) -> Response<Body> {
@@ -890,12 +964,22 @@ fn redirect_home(cookie: Option<HeaderValue>) -> Response<Body> {
     response
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response.headers_mut().insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     if let Some(cookie) = cookie {
         response.headers_mut().insert(header::SET_COOKIE, cookie);
     }
     response
 }
 
+/// The dashboard's content security policy, computed once from its text.
+static DASHBOARD_CSP: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| dashboard::content_security_policy(dashboard::PAGE));
+
+/// An HTML page with its content security policy (hashes of its own inline script and style), no framing,
+/// no referrer, no caching.
 fn html(status: StatusCode, page: &str) -> Response<Body> {
     let mut response = Response::new(Body::Text(page.to_owned()));
     *response.status_mut() = status;
@@ -905,11 +989,21 @@ fn html(status: StatusCode, page: &str) -> Response<Body> {
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    let csp = if page == dashboard::PAGE {
+        DASHBOARD_CSP.clone()
+    } else {
+        dashboard::content_security_policy(page)
+    };
+    // Hashes are base64: the header is always valid; were it not, the page would run nothing rather than
+    // anything.
+    let csp = HeaderValue::from_str(&csp)
+        .unwrap_or_else(|_| HeaderValue::from_static("default-src 'none'"));
+    headers.insert(header::CONTENT_SECURITY_POLICY, csp);
+    // Older browsers without frame-ancestors; no referrer so no URL leaves with a request.
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src data:; form-action 'self'; frame-ancestors 'none'",
-        ),
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
     );
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
@@ -972,6 +1066,25 @@ fn unauthorized() -> Response<Body> {
         HeaderValue::from_static("Bearer realm=\"tally\""),
     );
     response
+}
+
+/// Whether the browser says the request comes from another site (`Sec-Fetch-Site: cross-site`): a form on
+/// someone else's page posting to `/login` or `/logout`.
+fn cross_site(request: &Request) -> bool {
+    request
+        .headers()
+        .get("sec-fetch-site")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cross-site"))
+}
+
+fn cross_site_refused() -> Response<Body> {
+    problem(
+        StatusCode::FORBIDDEN,
+        "cross-site",
+        "cross-site form posts are refused",
+        "sign in and out from the dashboard's own pages".to_owned(),
+        json!({}),
+    )
 }
 
 fn method_not_allowed(allow: &'static str) -> Response<Body> {

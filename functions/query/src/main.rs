@@ -1,4 +1,4 @@
-//! The `query` Lambda function: reads its token once at cold start, then serves
+//! The `query` Lambda function: reads its token secret at cold start (and again every few minutes), then serves
 //! [`tally_query::Query::handle`] through `lambda_http`.
 
 use std::convert::Infallible;

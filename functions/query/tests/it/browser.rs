@@ -2,10 +2,16 @@
 //! and the counter store in valkey (filled as the pipeline fills them), signed in through `/?token=`, draws
 //! one chart per campaign from the API.
 //!
+//! The sessions and the content security policy are driven through the DevTools protocol ([`crate::cdp`]):
+//! sign-in through the form, the cookie's attributes, the page's script running under the policy while an
+//! injected one is refused, sign-out, `?token=` leaving the address bar, no framing, and an expired session
+//! sending the page back to the login form.
+//!
 //! Needs `chromium` (Debian package); the screenshot lands in `<target dir>/tmp/dashboard.png` (wherever
 //! `CARGO_TARGET_DIR` puts it) for people to look at.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,18 +20,29 @@ use tally_query::{Auth, Query};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
+use crate::cdp::Browser;
 use crate::support::{filled_world, url_request, NOW_MS};
 
 const TOKEN: &str = "dashboard-test-token-0123456789";
 
 /// Serves `query` over HTTP/1.1 on a loopback port (one request per connection), the clock fixed at NOW_MS.
 async fn serve(query: Query) -> String {
+    serve_with_clock(query, Arc::new(AtomicI64::new(NOW_MS))).await
+}
+
+/// A page of the test (not of the function) that frames the dashboard, served at `/__frame`.
+const FRAMING_PAGE: &str =
+    "<!doctype html><html><body><iframe id=\"f\" src=\"/\"></iframe></body></html>";
+
+/// Serves `query` as [`serve`] does, the clock read from `clock` (unix ms) at each request; `/__frame` answers
+/// [`FRAMING_PAGE`] instead.
+async fn serve_with_clock(query: Query, clock: Arc<AtomicI64>) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let query = Arc::new(query);
     tokio::spawn(async move {
         while let Ok((socket, _)) = listener.accept().await {
-            let query = query.clone();
+            let (query, clock) = (query.clone(), clock.clone());
             tokio::spawn(async move {
                 let (read, mut write) = socket.into_split();
                 let mut reader = BufReader::new(read);
@@ -65,12 +82,21 @@ async fn serve(query: Query) -> String {
                     .iter()
                     .map(|(k, v)| (k.as_str(), v.as_str()))
                     .collect();
-                let response = query
-                    .handle_at(
-                        url_request(&method, &target, &header_refs, body.as_deref()),
-                        NOW_MS,
-                    )
-                    .await;
+                let response = if target == "/__frame" {
+                    let mut page = lambda_http::Response::new(Body::Text(FRAMING_PAGE.to_owned()));
+                    page.headers_mut().insert(
+                        "content-type",
+                        lambda_http::http::HeaderValue::from_static("text/html"),
+                    );
+                    page
+                } else {
+                    query
+                        .handle_at(
+                            url_request(&method, &target, &header_refs, body.as_deref()),
+                            clock.load(Ordering::SeqCst),
+                        )
+                        .await
+                };
                 let mut head = format!("HTTP/1.1 {}\r\nconnection: close\r\n", response.status());
                 for (name, value) in response.headers() {
                     head.push_str(&format!("{}: {}\r\n", name, value.to_str().unwrap_or("")));
@@ -189,4 +215,135 @@ async fn the_dashboard_draws_a_live_chart_per_campaign() {
     );
     let _ = std::fs::remove_dir_all(&profile);
     let _ = std::fs::remove_dir_all(&fresh);
+}
+
+/// Records the page's CSP violations in `window.__violations` (installed by DevTools before any page script,
+/// so it is not itself subject to the policy).
+const RECORD_VIOLATIONS: &str =
+    "window.__violations = []; document.addEventListener('securitypolicyviolation', \
+     e => window.__violations.push(e.effectiveDirective + ' ' + e.blockedURI));";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_and_the_content_security_policy_hold_in_chromium() {
+    let world = filled_world().await;
+    let query = world.query(Auth::Token(TOKEN.to_owned())).await;
+    let clock = Arc::new(AtomicI64::new(NOW_MS));
+    let base = serve_with_clock(query, clock.clone()).await;
+    let profile = std::env::temp_dir().join(format!("tally-cdp-{}", std::process::id()));
+    let mut b = Browser::start(&profile).await;
+    b.call(
+        "Page.addScriptToEvaluateOnNewDocument",
+        serde_json::json!({"source": RECORD_VIOLATIONS}),
+    )
+    .await;
+
+    // Signed out: the login form.
+    b.navigate(&format!("{base}/")).await;
+    assert!(
+        b.wait_for("!!document.querySelector('form[action=\"/login\"] #token')")
+            .await,
+        "the login form"
+    );
+    // Sign in through the form.
+    b.eval(&format!(
+        "document.getElementById('token').value = '{TOKEN}'; document.querySelector('form').submit(); true"
+    ))
+    .await;
+    assert!(
+        b.wait_for("document.body && document.body.dataset.ready === '1'")
+            .await,
+        "the dashboard ran its script and drew: {}",
+        b.eval("document.documentElement.outerHTML").await
+    );
+    assert_eq!(b.eval("location.href").await, format!("{base}/"));
+    assert_eq!(
+        b.eval("document.querySelectorAll('svg[data-points=\"60\"]').length")
+            .await,
+        2,
+        "a chart per campaign"
+    );
+    assert_eq!(
+        b.eval("window.__violations").await,
+        serde_json::json!([]),
+        "the page's own script and style run under the policy"
+    );
+
+    // The cookie: __Host- prefixed, HttpOnly (invisible to scripts), Secure, SameSite=Strict, host-only, Path=/,
+    // carrying a signed session and never the token.
+    let cookies = b.cookies(&format!("{base}/")).await;
+    assert_eq!(cookies.len(), 1, "{cookies:?}");
+    let c = &cookies[0];
+    assert_eq!(c["name"], "__Host-tally_session", "{c}");
+    assert_eq!(c["httpOnly"], true, "{c}");
+    assert_eq!(c["secure"], true, "{c}");
+    assert_eq!(c["sameSite"], "Strict", "{c}");
+    assert_eq!(c["path"], "/", "{c}");
+    assert_eq!(c["domain"], "127.0.0.1", "host-only: {c}");
+    let value = c["value"].as_str().unwrap_or("");
+    assert!(value.starts_with("v1.") && !value.contains(TOKEN), "{c}");
+    assert_eq!(b.eval("document.cookie").await, "");
+
+    // An injected inline script (as an XSS would add) is refused, and reported.
+    let ran = b
+        .eval(
+            "(() => { const s = document.createElement('script'); s.textContent = 'window.__injected = 1'; \
+             document.body.appendChild(s); return window.__injected === 1; })()",
+        )
+        .await;
+    assert_eq!(ran, false, "the injected script did not run");
+    assert!(
+        b.wait_for("window.__violations.some(v => v.startsWith('script-src'))")
+            .await,
+        "a script-src violation: {}",
+        b.eval("window.__violations").await
+    );
+
+    // The page refuses to be framed, even by its own origin.
+    b.navigate(&format!("{base}/__frame")).await;
+    assert!(b.wait_for("document.readyState === 'complete'").await);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        b.eval(
+            "(() => { try { const d = document.getElementById('f').contentDocument; \
+                return !!(d && d.getElementById('cards')); } catch (e) { return false; } })()"
+        )
+        .await,
+        false,
+        "the dashboard did not render in a frame"
+    );
+
+    // Sign out: the cookie is gone and the login form is back.
+    b.navigate(&format!("{base}/")).await;
+    assert!(
+        b.wait_for("document.body && document.body.dataset.ready === '1'")
+            .await
+    );
+    b.eval("document.querySelector('form[action=\"/logout\"]').submit(); true")
+        .await;
+    assert!(
+        b.wait_for("!!document.querySelector('form[action=\"/login\"]')")
+            .await
+    );
+    assert_eq!(b.cookies(&format!("{base}/")).await.len(), 0);
+
+    // `?token=` is exchanged once: the page ends at `/`, the token nowhere in the address.
+    b.navigate(&format!("{base}/?token={TOKEN}")).await;
+    assert!(
+        b.wait_for("document.body && document.body.dataset.ready === '1'")
+            .await
+    );
+    let href = b.eval("location.href").await;
+    assert_eq!(href, format!("{base}/"));
+    assert_eq!(b.cookies(&format!("{base}/")).await.len(), 1);
+
+    // Thirteen hours later the server refuses the session: the open page's next refresh gets a 401 and goes
+    // back to the login form by itself.
+    clock.fetch_add(13 * 3600 * 1000, Ordering::SeqCst);
+    assert!(
+        b.wait_for("!!document.querySelector('form[action=\"/login\"]')")
+            .await,
+        "the login form after expiry: {}",
+        b.eval("document.documentElement.outerHTML").await
+    );
+    assert_eq!(b.eval("document.querySelectorAll('svg').length").await, 0);
 }

@@ -7,4 +7,5 @@
 mod api;
 mod auth;
 mod browser;
+mod cdp;
 mod support;
