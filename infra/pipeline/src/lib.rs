@@ -13,6 +13,7 @@
 use serde_json::Value;
 use tally_constructs::cloudwatch::{Alarm, AlarmProps, Comparison, Statistic};
 use tally_constructs::dynamodb::{AttributeType, Table, TableProps};
+use tally_constructs::dynamodb_items::ItemAction;
 use tally_constructs::ec2::{
     GatewayEndpoint, GatewayEndpointProps, GatewayService, Ingress, InterfaceEndpoint,
     InterfaceEndpointProps, SecurityGroup, SecurityGroupProps, Vpc, VpcProps,
@@ -120,8 +121,8 @@ pub mod env {
 }
 
 /// Where the deferred lane archives events in the archive bucket (`events/dt=…/hour=…/…`): the only part
-/// the compactor may read.
-pub const ARCHIVE_EVENTS_PREFIX: &str = "events/";
+/// the deferred lane may write and the compactor may read.
+pub const ARCHIVE_EVENTS_PREFIX: &str = tally_domain::archive::EVENTS_PREFIX;
 
 /// Logical id of the counter cache (the functions' contract and the local cloud name it).
 pub const COUNTER_CACHE: &str = "CounterCache";
@@ -765,7 +766,8 @@ impl<'a> Pipeline<'a> {
             vec![(env::ARCHIVE_BUCKET, archive.name())],
             Some(&store),
         );
-        archive.grant_read_write(&deferred);
+        // It only ever writes new archive objects (`PutObject` with `If-None-Match`), under `events/`.
+        archive.grant_put_prefix(&deferred, ARCHIVE_EVENTS_PREFIX);
         let deferred_failures = self.failure_queue("DeferredFailures", "deferred-failures");
         let deferred_scope = root.child("DeferredLane");
         require_one_batch_per_shard(&deferred_scope, "deferred", &o.deferred);
@@ -788,7 +790,8 @@ impl<'a> Pipeline<'a> {
             ],
             Some(&store),
         );
-        metrics.grant_read(&query);
+        // Exactly what the code calls (infra/pipeline/tests/it/least_privilege.rs derives it).
+        metrics.grant_items(&query, &[ItemAction::GetItem, ItemAction::Query]);
         token.grant_read(&query);
         let query_url = FunctionUrl::new(
             root,
@@ -818,7 +821,15 @@ impl<'a> Pipeline<'a> {
             ],
             Some(&store),
         );
-        metrics.grant_read_write(&compactor);
+        metrics.grant_items(
+            &compactor,
+            &[
+                ItemAction::GetItem,
+                ItemAction::Query,
+                ItemAction::PutItem,
+                ItemAction::UpdateItem,
+            ],
+        );
         archive.grant_read_prefix(&compactor, ARCHIVE_EVENTS_PREFIX);
         compactor.node().skip_check("CKV_AWS_116", "invoked by EventBridge, which retries; the next minute's run compacts whatever a failed run left");
         compactor.node().skip_check("CKV_AWS_115", SHARED_POOL);
