@@ -469,6 +469,75 @@ fn every_role_grants_exactly_what_its_code_and_platform_use() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
+/// The actions of an endpoint's policy (`AWS::EC2::VPCEndpoint`) and the IAM prefix of its service.
+fn endpoint_actions(endpoint: &Value) -> (String, BTreeSet<String>) {
+    let service = endpoint["Properties"]["ServiceName"].to_string();
+    let prefix = service
+        .rsplit('.')
+        .next()
+        .expect("service")
+        .trim_matches(|c: char| !c.is_ascii_alphanumeric())
+        .to_owned();
+    let mut actions = BTreeSet::new();
+    for statement in endpoint["Properties"]["PolicyDocument"]["Statement"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        match &statement["Action"] {
+            Value::Array(list) => {
+                actions.extend(list.iter().filter_map(Value::as_str).map(str::to_owned))
+            }
+            Value::String(action) => {
+                actions.insert(action.clone());
+            }
+            other => panic!("endpoint: unexpected Action {other}"),
+        }
+    }
+    (prefix, actions)
+}
+
+/// A VPC endpoint lets through exactly what the roles of the functions in the VPC hold on its service: an
+/// action no role has would only serve a stolen credential, one a role needs but the endpoint refuses fails
+/// in production.
+#[test]
+fn every_endpoint_allows_exactly_what_the_functions_in_the_vpc_are_granted() {
+    let t = template("main");
+    let resources = t["Resources"].as_object().expect("resources");
+    let in_vpc: Vec<String> = FUNCTIONS
+        .iter()
+        .map(|f| logical_id(&t, f))
+        .filter(|id| resources[id]["Properties"].get("VpcConfig").is_some())
+        .collect();
+    let endpoints: Vec<(&String, &Value)> = resources
+        .iter()
+        .filter(|(_, r)| r["Type"] == "AWS::EC2::VPCEndpoint")
+        .collect();
+    assert!(!endpoints.is_empty(), "the stack has VPC endpoints");
+    let mut problems = Vec::new();
+    for (id, endpoint) in endpoints {
+        let (prefix, allowed) = endpoint_actions(endpoint);
+        let granted: BTreeSet<String> = in_vpc
+            .iter()
+            .flat_map(|f| granted_actions(&t, f))
+            .filter(|a| a.starts_with(&format!("{prefix}:")))
+            .collect();
+        for action in allowed.difference(&granted) {
+            problems.push(format!(
+                "{id}: allows {action}, which no role of a function in the VPC holds: remove it from the \
+                 endpoint's `allow` in infra/pipeline/src/lib.rs"
+            ));
+        }
+        for action in granted.difference(&allowed) {
+            problems.push(format!(
+                "{id}: refuses {action}, which a function in the VPC is granted: add it to the endpoint's \
+                 `allow` in infra/pipeline/src/lib.rs"
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
 /// The test can fail: an extra grant and a missing one are each reported with the function, the action and
 /// what to do.
 #[test]

@@ -298,7 +298,7 @@ fn endpoints_only_for_what_the_vpc_functions_call() {
         (
             "S3Endpoint",
             vec![
-                json!({"Fn::Sub": format!("${{{archive}.Arn}}/*")}),
+                json!({"Fn::Sub": format!("${{{archive}.Arn}}/events/*")}),
                 json!({"Fn::GetAtt": [archive, "Arn"]}),
             ],
         ),
