@@ -4,8 +4,8 @@
 //! * [`config`]: SDK configuration from the standard AWS sources (`AWS_ENDPOINT_URL` included) and the
 //!   functions' environment variables.
 //! * [`metrics`]: the metrics table's campaign index (read) and the query API's resolutions.
-//! * [`metrics_write`]: every write to the metrics table (compacted items, watermark, campaign index): the
-//!   compactor's alone.
+//! * [`metrics_write`]: the compactor's writes to the metrics table (compacted items, watermark, campaign
+//!   index); no other function names it.
 //! * [`fence`]: record positions ([`fence::Fence`]) and a decoded batch's events with them.
 //! * [`store`]: the counter store (Valkey): a batch applied exactly once by event id (claims, fence, script).
 //! * [`cache_auth`]: ElastiCache IAM tokens and a store connection that keeps its token fresh.

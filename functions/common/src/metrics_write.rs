@@ -1,6 +1,6 @@
-//! Every write to the metrics table, and the compactor is its only writer: compacted minute, hour and day items
-//! and the watermark (layout in [`crate::compacted`]), and the campaign index rows (layout in
-//! [`crate::metrics`]). Kept apart from the readers so that a function that only reads (query) does not reach a
+//! The compactor's writes to the metrics table (it is the table's only writer; its repair's epoch row is
+//! `tally_compactor::repair`'s): compacted minute, hour and day items and the watermark (layout in
+//! [`crate::compacted`]), and the campaign index rows (layout in [`crate::metrics`]). Kept apart from the readers so that a function that only reads (query) does not reach a
 //! write: the least-privilege test (`infra/pipeline/tests/it/least_privilege.rs`) derives each role's grants
 //! from the modules its crate names.
 
