@@ -170,13 +170,7 @@ fn modules_named(source: &str, prefix: &str) -> BTreeSet<String> {
     while let Some(at) = rest.find(prefix) {
         let after = &rest[at + prefix.len()..];
         if let Some(group) = after.strip_prefix('{') {
-            let end = group.find('}').unwrap_or(group.len());
-            for item in group[..end].split(',') {
-                let first = item.trim().split("::").next().unwrap_or("").trim();
-                if !first.is_empty() {
-                    out.insert(first.to_owned());
-                }
-            }
+            out.extend(group_heads(group));
         } else {
             let ident: String = after
                 .chars()
@@ -189,6 +183,33 @@ fn modules_named(source: &str, prefix: &str) -> BTreeSet<String> {
         rest = after;
     }
     out
+}
+
+/// The first segment of each item of a `{…}` import group (`store::{A, B}, kinesis}` → `store`, `kinesis`).
+fn group_heads(group: &str) -> Vec<String> {
+    let (mut depth, mut item, mut heads) = (0usize, String::new(), Vec::new());
+    let mut push = |item: &str| {
+        let head = item.trim().split("::").next().unwrap_or("").trim();
+        if !head.is_empty() {
+            heads.push(head.to_owned());
+        }
+    };
+    for c in group.chars() {
+        match c {
+            '{' => depth += 1,
+            '}' if depth == 0 => break,
+            '}' => depth -= 1,
+            ',' if depth == 0 => {
+                push(&item);
+                item.clear();
+                continue;
+            }
+            _ => {}
+        }
+        item.push(c);
+    }
+    push(&item);
+    heads
 }
 
 /// The sources a function's code runs: its crate, the crates of the other functions it names, and the
@@ -596,7 +617,8 @@ fn the_derivation_reads_chains_imports_and_transactions() {
     let file = dir.join("x.rs");
     std::fs::write(
         &file,
-        "use tally_aws::{store::X, kinesis};\nfn f() { let x = self.db.get_item().key(k).send().await; \
+        "use tally_aws::{store::{X, Y}, kinesis};\n/// See [`tally_aws::metrics_write`].\n\
+         fn f() { let x = self.db.get_item().key(format!(\"{a};\")).send().await; \
          c.transact_write_items().transact_items(Update::builder().build()).send().await; }\n",
     )
     .expect("write");
@@ -605,6 +627,7 @@ fn the_derivation_reads_chains_imports_and_transactions() {
         actions.into_iter().collect::<Vec<_>>(),
         vec!["dynamodb:GetItem", "dynamodb:UpdateItem"]
     );
+    // A nested group names its head; a doc comment names nothing.
     assert_eq!(
         modules_named(&non_test_source(&file), "tally_aws::"),
         ["kinesis".to_owned(), "store".to_owned()].into()
