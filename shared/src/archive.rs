@@ -128,6 +128,10 @@ pub fn decode_object(body: &[u8]) -> Result<Vec<ArchiveLine>, ArchiveError> {
         .collect()
 }
 
+/// The key prefix every archive object is under: the deferred lane may write only there, the compactor's repair
+/// read only there (the roles' S3 grants are scoped to it, `infra/pipeline`).
+pub const EVENTS_PREFIX: &str = "events/";
+
 /// The archive objects of one batch of `shard` from record `first` to `last`: per hour of receive time, the
 /// lines of its events in record order, under `events/dt=YYYY-MM-DD/hour=HH/{shard}-{first}-{last}.ndjson.gz`.
 /// `events` are (sequence number, enriched event) in record order. Deterministic: the same batch gives the same
@@ -149,7 +153,7 @@ pub fn objects<'a>(
         .into_iter()
         .map(|(partition, lines)| {
             (
-                format!("events/{partition}/{shard}-{first}-{last}.ndjson.gz"),
+                format!("{EVENTS_PREFIX}{partition}/{shard}-{first}-{last}.ndjson.gz"),
                 encode_object(&lines),
             )
         })
@@ -186,12 +190,12 @@ pub fn hour_partition(ms: i64) -> String {
 
 /// The key prefix of the archive objects of the UTC hour that holds `ms`: `events/dt=YYYY-MM-DD/hour=HH/`.
 pub fn hour_prefix(ms: i64) -> String {
-    format!("events/{}/", hour_partition(ms))
+    format!("{EVENTS_PREFIX}{}/", hour_partition(ms))
 }
 
 /// Whether `key` is a name [`objects`] gives (`…/<shard>-<first>-<last>.ndjson.gz`).
 pub fn is_object_key(key: &str) -> bool {
-    key.starts_with("events/") && key.ends_with(".ndjson.gz")
+    key.starts_with(EVENTS_PREFIX) && key.ends_with(".ndjson.gz")
 }
 
 /// The proleptic Gregorian date of a day count since 1970-01-01 (the usual era arithmetic: 400-year eras

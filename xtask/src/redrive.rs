@@ -12,8 +12,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use tally_aws::cache_auth::StoreSource;
-use tally_aws::redrive::{fetch_range, Replayed};
+use tally_aws::redrive::Replayed;
 use tally_aws::store::{CacheEnv, CounterStore};
+use tally_aws::stream_read::fetch_range;
 use tally_deferred::Deferred;
 use tally_domain::exactly_once::{DedupWindow, Position};
 use tally_domain::redrive::{plan_range, FailureDoc, Fetched, Missing, Verdict};
@@ -252,7 +253,7 @@ impl Target {
             RedriveLane::Realtime => Replayer::Realtime(source.get().await?),
             RedriveLane::Deferred => Replayer::Deferred(Box::new(Deferred::new(
                 source,
-                tally_deferred::s3_client(&self.sdk),
+                tally_aws::config::s3(&self.sdk),
                 &self.archive_bucket,
             ))),
         })

@@ -10,7 +10,7 @@
 //! every valid record after a poison record in the same batch. Applying them is exactly-once safe: decoding is
 //! deterministic, so *k* never contributes events, and the fencing invariant becomes *a row's mark for a shard
 //! covers exactly the decodable records of that shard up to the mark*; the redelivery of *k* and what follows is
-//! at or below every row mark the first delivery set, so it adds nothing (see `crate::metrics`). What the
+//! at or below every row mark the first delivery set, so it adds nothing (see `crate::fence`). What the
 //! redelivery can still do is archive the records after *k* a second time under another object name (the
 //! deferred lane); every archived line carries its event id, shard and sequence number for de-duplication.
 
@@ -20,7 +20,7 @@ use tally_domain::exactly_once::{self, Position};
 use tally_domain::wire;
 
 use crate::emf;
-use crate::metrics::{Fence, ShardBatch};
+use crate::fence::{Fence, ShardBatch};
 use crate::Error;
 
 /// A decoded invocation.

@@ -10,7 +10,7 @@
 //!   them.
 //! * The watermark: `pk = "compactor"`, `sk = "watermark"`, attributes `rt` and `st` (N, the last minute
 //!   compacted with final realtime / settled counts; absent: none yet). Written with a condition on the
-//!   values read, so it only moves forward ([`CompactedTable::advance_watermark`]).
+//!   values read, so it only moves forward ([`crate::metrics_write::MetricsWriter::advance_watermark`]).
 //!
 //! Items are written with a plain `PutItem` of the full state: writing one twice (a retry, two compactors)
 //! leaves the same item.
@@ -19,12 +19,11 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
 use std::collections::BTreeMap;
 
 use tally_domain::compact::{
-    decode_ads, encode_ads, settled_reads, split_at_seam, CompactedItem, Span, Watermark,
+    decode_ads, settled_reads, split_at_seam, CompactedItem, Span, Watermark,
 };
 use tally_domain::exactly_once::Tally;
 use tally_domain::hll::Hll;
@@ -164,8 +163,6 @@ pub const ITEM_PK_PREFIX: &str = "cm#";
 /// Partition and sort key of the watermark row.
 pub const WATERMARK_PK: &str = "compactor";
 pub const WATERMARK_SK: &str = "watermark";
-/// Attempts at moving the watermark against concurrent compactors.
-const MAX_ATTEMPTS: u32 = 8;
 /// Largest minute the sort key holds (10 digits).
 const MAX_MINUTE: i64 = 9_999_999_999;
 
@@ -186,7 +183,17 @@ pub fn item_sk(minute: i64) -> Option<String> {
         .then(|| format!("{minute:010}"))
 }
 
-/// The compacted items and the watermark in the metrics table.
+/// [`item_sk`], or the error naming the minute out of range.
+pub(crate) fn checked_sk(minute: i64) -> Result<String, Error> {
+    item_sk(minute).ok_or_else(|| {
+        Error::InvalidQuery(format!(
+            "minute {minute} is outside 0..={MAX_MINUTE} (unix minutes)"
+        ))
+    })
+}
+
+/// The compacted items and the watermark in the metrics table, read (the writes are
+/// [`crate::metrics_write`]'s, the compactor's alone).
 #[derive(Clone, Debug)]
 pub struct CompactedTable {
     client: aws_sdk_dynamodb::Client,
@@ -210,26 +217,9 @@ impl CompactedTable {
         &self.table
     }
 
-    /// Writes a minute item (the full state, unconditionally: the same item whatever the number of writes).
-    pub async fn put_item(&self, item: &CompactedItem) -> Result<(), Error> {
-        self.put_span_item(Span::Minute, item).await
-    }
-
-    /// Writes an item of a span (`item.minute` is the span's first minute), as [`CompactedTable::put_item`].
-    pub async fn put_span_item(&self, span: Span, item: &CompactedItem) -> Result<(), Error> {
-        let sk = self.sk(item.minute)?;
-        let ads = encode_ads(item).map_err(|e| Error::InvalidQuery(e.to_string()))?;
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .item("pk", AttributeValue::S(span_pk(span, &item.campaign_id)))
-            .item("sk", AttributeValue::S(sk))
-            .item("ads", AttributeValue::B(Blob::new(ads)))
-            .item("sf", AttributeValue::Bool(item.settled_final))
-            .send()
-            .await
-            .map_err(|e| self.dynamo_error("PutItem", e))?;
-        Ok(())
+    /// The client (for [`crate::metrics_write`]'s writer of the same table).
+    pub(crate) fn client(&self) -> &aws_sdk_dynamodb::Client {
+        &self.client
     }
 
     /// A campaign's items for minutes `from..=to`, in minute order (minutes without an item are absent: no
@@ -365,91 +355,18 @@ impl CompactedTable {
         Ok(w)
     }
 
-    /// Moves the watermark from `read` (what this compactor read before its run) to `to`, never back: the
-    /// write is conditioned on the stored row still being `read`. If another compactor moved it meanwhile,
-    /// the stored row is read again and the lane-wise later of the two is written (or nothing, when the
-    /// stored one is already at or past `to`). Returns the watermark stored in the end.
-    pub async fn advance_watermark(
-        &self,
-        read: Watermark,
-        to: Watermark,
-    ) -> Result<Watermark, Error> {
-        let invalid = |e: tally_domain::compact::WatermarkError| Error::InvalidQuery(e.to_string());
-        let mut current = read;
-        let mut target = read.advance(to).map_err(invalid)?;
-        for _ in 0..MAX_ATTEMPTS {
-            if target == current {
-                return Ok(current);
-            }
-            let mut put = self
-                .client
-                .put_item()
-                .table_name(&self.table)
-                .item("pk", AttributeValue::S(WATERMARK_PK.to_owned()))
-                .item("sk", AttributeValue::S(WATERMARK_SK.to_owned()));
-            for (name, v) in [("rt", target.realtime), ("st", target.settled)] {
-                if let Some(v) = v {
-                    put = put.item(name, AttributeValue::N(v.to_string()));
-                }
-            }
-            let mut conditions = Vec::new();
-            for (name, v) in [("rt", current.realtime), ("st", current.settled)] {
-                match v {
-                    Some(v) => {
-                        conditions.push(format!("#{name} = :{name}"));
-                        put = put.expression_attribute_values(
-                            format!(":{name}"),
-                            AttributeValue::N(v.to_string()),
-                        );
-                    }
-                    None => conditions.push(format!("attribute_not_exists(#{name})")),
-                }
-                put = put.expression_attribute_names(format!("#{name}"), name);
-            }
-            match put
-                .condition_expression(conditions.join(" AND "))
-                .send()
-                .await
-            {
-                Ok(_) => return Ok(target),
-                Err(err)
-                    if err
-                        .as_service_error()
-                        .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-                {
-                    current = self.watermark().await?;
-                    target = Watermark {
-                        realtime: current.realtime.max(target.realtime),
-                        settled: current.settled.max(target.settled),
-                    };
-                }
-                Err(err) => return Err(self.dynamo_error("PutItem", err)),
-            }
-        }
-        Err(Error::Contention {
-            table: self.table.clone(),
-            pk: WATERMARK_PK.to_owned(),
-            sk: WATERMARK_SK.to_owned(),
-            attempts: MAX_ATTEMPTS,
-        })
-    }
-
     fn sk(&self, minute: i64) -> Result<String, Error> {
-        item_sk(minute).ok_or_else(|| {
-            Error::InvalidQuery(format!(
-                "minute {minute} is outside 0..={MAX_MINUTE} (unix minutes)"
-            ))
-        })
+        checked_sk(minute)
     }
 
     fn dynamo_error<E>(&self, op: &'static str, err: SdkError<E, HttpResponse>) -> Error
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {
-        crate::metrics::dynamo_error(&self.table, op, err)
+        crate::error::dynamo_error(&self.table, op, err)
     }
 
     fn corrupt(&self, pk: &str, sk: &str, rule: String) -> Error {
-        crate::metrics::corrupt_row(&self.table, pk, sk, rule)
+        crate::error::corrupt_row(&self.table, pk, sk, rule)
     }
 }

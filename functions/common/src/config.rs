@@ -62,6 +62,17 @@ pub fn kinesis(config: &aws_config::SdkConfig) -> aws_sdk_kinesis::Client {
     aws_sdk_kinesis::Client::new(config)
 }
 
+/// An S3 client from [`sdk_config`]; path-style addressing when a custom endpoint is set (the local cloud and
+/// test servers do not resolve `bucket.host` names).
+pub fn s3(config: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
+    let path_style = config.endpoint_url().is_some();
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(config)
+            .force_path_style(path_style)
+            .build(),
+    )
+}
+
 /// The value of a required environment variable; `hint` says what it should hold, for the error.
 pub fn required_env(name: &'static str, hint: &'static str) -> Result<String, Error> {
     required_value(name, hint, std::env::var(name).ok())

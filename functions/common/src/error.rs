@@ -1,4 +1,7 @@
-//! The crate's one error type.
+//! The crate's one error type, and the SDK errors turned into it.
+
+use aws_sdk_dynamodb::config::http::HttpResponse;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 
 /// Everything that can go wrong on the AWS side of a function.
 #[derive(Debug, thiserror::Error)]
@@ -99,5 +102,71 @@ impl Error {
             | Error::CorruptRow { .. }
             | Error::CorruptStore { .. } => false,
         }
+    }
+}
+
+/// A failed DynamoDB call on `table` as [`Error::Dynamo`] (retryable when throttled, timed out or a 5xx).
+pub(crate) fn dynamo_error<E>(
+    table: &str,
+    op: &'static str,
+    err: SdkError<E, HttpResponse>,
+) -> Error
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    Error::Dynamo {
+        op,
+        table: table.to_owned(),
+        retryable: is_retryable(&err),
+        message: sdk_message(&err),
+    }
+}
+
+/// An item of `table` that does not follow the layout.
+pub(crate) fn corrupt_row(table: &str, pk: &str, sk: &str, rule: String) -> Error {
+    Error::CorruptRow {
+        table: table.to_owned(),
+        pk: pk.to_owned(),
+        sk: sk.to_owned(),
+        rule,
+    }
+}
+
+/// A readable one-line description of an SDK error: the service's code and message when there is one.
+pub(crate) fn sdk_message<E, R>(err: &SdkError<E, R>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    match err.as_service_error() {
+        Some(service) => format!(
+            "{}: {}",
+            service.code().unwrap_or("unknown error"),
+            service.message().unwrap_or("no message")
+        ),
+        None => format!("{}", DisplayErrorContext(err)),
+    }
+}
+
+/// Throttling, server errors, timeouts and connection failures are worth retrying; the rest is not.
+pub(crate) fn is_retryable<E>(err: &SdkError<E, HttpResponse>) -> bool
+where
+    E: ProvideErrorMetadata,
+{
+    match err {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            true
+        }
+        SdkError::ServiceError(service) => {
+            let code = service.err().code().unwrap_or_default();
+            code.contains("Throttl")
+                || code.contains("ThroughputExceeded")
+                || code.contains("LimitExceeded")
+                || code.contains("InternalServer")
+                || code.contains("InternalFailure")
+                || code.contains("ServiceUnavailable")
+                || service.raw().status().is_server_error()
+        }
+        _ => false,
     }
 }

@@ -12,7 +12,7 @@ use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use tally_domain::wire::StreamRecord;
 
-use crate::metrics::{is_retryable, sdk_message};
+use crate::error::{is_retryable, sdk_message};
 use crate::Error;
 
 /// Records per `PutRecords` request (AWS limit).

@@ -3,14 +3,17 @@
 //! * [`batch`]: a Kinesis invocation decoded up to its first bad record, its fence and partial-batch response.
 //! * [`config`]: SDK configuration from the standard AWS sources (`AWS_ENDPOINT_URL` included) and the
 //!   functions' environment variables.
-//! * [`metrics`]: the metrics table — its layout, the exactly-once writer and the readers `query` uses.
+//! * [`metrics`]: the metrics table's campaign index (read) and the query API's resolutions.
+//! * [`metrics_write`]: the compactor's writes to the metrics table (compacted items, watermark, campaign
+//!   index); no other function names it.
+//! * [`fence`]: record positions ([`fence::Fence`]) and a decoded batch's events with them.
 //! * [`store`]: the counter store (Valkey): a batch applied exactly once by event id (claims, fence, script).
 //! * [`cache_auth`]: ElastiCache IAM tokens and a store connection that keeps its token fresh.
 //! * [`cache_read`]: closed minutes read out of the counter store, summed over shards (the compactor's input).
-//! * [`compacted`]: compacted minute items and the compactor's watermark in the metrics table.
+//! * [`compacted`]: compacted minute items and the compactor's watermark in the metrics table, read.
 //! * [`kinesis`]: `PutRecords` that resends individually failed records with bounded backoff.
-//! * [`redrive`]: a discarded range read back from the stream; one record replayed through a lane's claims and
-//!   atomic step under its own fence (`cargo xtask redrive`).
+//! * [`redrive`]: one record replayed through a lane's claims and atomic step under its own fence.
+//! * [`stream_read`]: a discarded range read back from the stream (`cargo xtask redrive`).
 //! * [`emf`]: CloudWatch embedded metric format lines.
 //! * [`problem`]: RFC 9457 problem documents for the HTTP functions.
 //!
@@ -24,10 +27,13 @@ pub mod compacted;
 pub mod config;
 pub mod emf;
 mod error;
+pub mod fence;
 pub mod kinesis;
 pub mod metrics;
+pub mod metrics_write;
 pub mod problem;
 pub mod redrive;
 pub mod store;
+pub mod stream_read;
 
 pub use error::Error;

@@ -1,5 +1,6 @@
-//! Redrive's I/O: the records of a discarded range read back from the stream, and one record replayed through a
-//! lane's exactly-once path. The decisions are `tally_domain::redrive`'s (which records, when a message may go)
+//! Redrive's I/O in a lane: one record replayed through the lane's exactly-once path (the records of a
+//! discarded range are read back from the stream by [`crate::stream_read`], which only `cargo xtask redrive`
+//! uses). The decisions are `tally_domain::redrive`'s (which records, when a message may go)
 //! and `tally_domain::exactly_once`'s (which occurrences count).
 //!
 //! [`CounterStore::replay`] is [`CounterStore::process`] for one record with the redrive fence in place of the
@@ -8,11 +9,9 @@
 //! is [`redrive_key`] instead of the shard's mark, expected empty. The script sets it to the record's mark
 //! together with the increments, so a second replay conflicts and changes nothing.
 
-use aws_sdk_kinesis::error::ProvideErrorMetadata;
-use aws_sdk_kinesis::types::ShardIteratorType;
 use tally_domain::event::Event;
 use tally_domain::exactly_once::{plan_apply, ApplyStats, Batch, Position};
-use tally_domain::redrive::{redrive_key, seq_lt};
+use tally_domain::redrive::redrive_key;
 use tally_domain::store_keys::StoreLane;
 use tally_domain::store_model::ScriptReply;
 
@@ -68,59 +67,5 @@ impl CounterStore {
             ScriptReply::Conflict(_) => Replayed::AlreadyReplayed,
         };
         Ok(Replay { outcome, replies })
-    }
-}
-
-/// The records of `shard` of the stream named `stream` from `start` up to `end` (sequence numbers), in order, as `(sequence, data)`: one
-/// `GetShardIterator` at `start`, then `GetRecords` until a record past `end`, the end of the shard, or an
-/// empty page at the tip. `Err` carries the service's words when there is no iterator (the shard or the
-/// sequence number is gone); a trimmed start shows as a first record after `start`.
-pub async fn fetch_range(
-    kinesis: &aws_sdk_kinesis::Client,
-    stream: &str,
-    shard: &str,
-    start: &str,
-    end: &str,
-) -> Result<Vec<(String, Vec<u8>)>, String> {
-    let iterator = kinesis
-        .get_shard_iterator()
-        .stream_name(stream)
-        .shard_id(shard)
-        .shard_iterator_type(ShardIteratorType::AtSequenceNumber)
-        .starting_sequence_number(start)
-        .send()
-        .await
-        .map_err(service_words)?;
-    let mut next = iterator.shard_iterator().map(str::to_owned);
-    let mut out = Vec::new();
-    while let Some(it) = next.take() {
-        let page = kinesis
-            .get_records()
-            .shard_iterator(it)
-            .limit(1_000)
-            .send()
-            .await
-            .map_err(service_words)?;
-        for record in page.records() {
-            let sequence = record.sequence_number();
-            if seq_lt(end, sequence) {
-                return Ok(out);
-            }
-            out.push((sequence.to_owned(), record.data().as_ref().to_vec()));
-        }
-        let at_tip = page.records().is_empty() && page.millis_behind_latest().unwrap_or(0) == 0;
-        if !at_tip {
-            next = page.next_shard_iterator().map(str::to_owned);
-        }
-    }
-    Ok(out)
-}
-
-/// The service's code and message of a failed call, or the SDK's account of it when the answer had none.
-fn service_words<E: ProvideErrorMetadata + std::error::Error + 'static>(e: E) -> String {
-    match (e.code(), e.message()) {
-        (Some(code), Some(message)) => format!("{code}: {message}"),
-        (Some(code), None) => code.to_owned(),
-        _ => aws_sdk_kinesis::error::DisplayErrorContext(&e).to_string(),
     }
 }

@@ -2,9 +2,9 @@
 //!
 //! [`Compactor::process`] reads the watermark, asks `tally_domain::compact::plan_run` which minutes are closed
 //! (per lane, after the grace periods), reads each of them from Valkey — both lanes, summed over every shard
-//! ([`CounterStore::compact_minute`]) — writes one item per (campaign, minute) ([`CompactedTable::put_item`]:
+//! ([`CounterStore::compact_minute`]) — writes one item per (campaign, minute) ([`MetricsWriter::put_item`]:
 //! the full state, so a retry or a second compactor writes the same item), and only then moves the watermark
-//! forward ([`CompactedTable::advance_watermark`]). Before it moves, the hours and days whose last minute the
+//! forward ([`MetricsWriter::advance_watermark`]). Before it moves, the hours and days whose last minute the
 //! run made settled-final get their roll-up items (`ch#`/`cd#`, [`tally_domain::compact::roll_up`] of the
 //! finer items, unique-user sketches merged). A crash anywhere leaves the watermark where it was and the
 //! next run does the same minutes again. [`handler`] is the Lambda edge (an EventBridge schedule event; the
@@ -18,6 +18,7 @@ use aws_lambda_events::event::cloudwatch_events::CloudWatchEvent;
 use lambda_runtime::LambdaEvent;
 use tally_aws::cache_auth::StoreSource;
 use tally_aws::compacted::CompactedTable;
+use tally_aws::metrics_write::MetricsWriter;
 use tally_domain::compact::{
     closing_buckets, plan_run, roll_up, CompactPolicy, LaneProgress, PolicyError, Span, Watermark,
 };
@@ -65,6 +66,7 @@ pub struct Compactor {
     store: StoreSource,
     table: CompactedTable,
     index: tally_aws::metrics::MetricsTable,
+    writer: MetricsWriter,
     policy: CompactPolicy,
     repair: Option<Repair>,
 }
@@ -97,6 +99,7 @@ impl Compactor {
         Ok(Compactor {
             store,
             index: table.metrics(),
+            writer: MetricsWriter::of(&table),
             table,
             policy,
             repair: None,
@@ -143,7 +146,7 @@ impl Compactor {
         let rollups = self
             .roll_up_closed(from, plan.watermark, first_final)
             .await?;
-        let to = self.table.advance_watermark(from, plan.watermark).await?;
+        let to = self.writer.advance_watermark(from, plan.watermark).await?;
         Ok(Outcome {
             from,
             to,
@@ -178,7 +181,7 @@ impl Compactor {
         let rollups = self
             .roll_up_closed(from, plan.watermark, Some(*minutes.start()))
             .await?;
-        let to = self.table.advance_watermark(from, plan.watermark).await?;
+        let to = self.writer.advance_watermark(from, plan.watermark).await?;
         let n = usize::try_from(minutes.end() - minutes.start() + 1).unwrap_or(0);
         Ok(Outcome {
             from,
@@ -235,7 +238,7 @@ impl Compactor {
                     .await?;
                 match roll_up(span, campaign, bucket, &items) {
                     Some(item) => {
-                        self.table.put_span_item(span, &item).await?;
+                        self.writer.put_span_item(span, &item).await?;
                         Ok::<_, tally_aws::Error>(1)
                     }
                     None => Ok(0),
@@ -256,11 +259,11 @@ impl Compactor {
         items: &[tally_domain::compact::CompactedItem],
     ) -> Result<(), CompactorError> {
         use futures_util::stream::{self, StreamExt, TryStreamExt};
-        stream::iter(items.iter().map(|item| self.table.put_item(item)))
+        stream::iter(items.iter().map(|item| self.writer.put_item(item)))
             .buffer_unordered(PUTS_IN_FLIGHT)
             .try_collect::<Vec<()>>()
             .await?;
-        self.index.touch_campaigns(&repair::spans(items)).await?;
+        self.writer.touch_campaigns(&repair::spans(items)).await?;
         Ok(())
     }
 }

@@ -35,7 +35,7 @@ async fn main() -> anyhow::Result<()> {
     let repair = Repair::new(
         dynamodb.clone(),
         table.clone(),
-        tally_deferred::s3_client(&config),
+        tally_aws::config::s3(&config),
         bucket,
         window_secs,
     );

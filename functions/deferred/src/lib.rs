@@ -29,7 +29,7 @@ use std::collections::HashMap;
 use tally_aws::batch;
 use tally_aws::cache_auth::StoreSource;
 use tally_aws::emf::BatchMetrics;
-use tally_aws::metrics::Fence;
+use tally_aws::fence::Fence;
 use tally_aws::redrive::Replayed;
 use tally_domain::archive;
 use tally_domain::enrich::{enrich_batch, Enriched, RateLimits};
@@ -289,14 +289,3 @@ pub fn ndjson_line(e: &Enriched<'_>, position: &Fence) -> String {
 }
 
 pub use tally_domain::archive::{hour_partition, hour_prefix};
-
-/// An S3 client from the SDK configuration; path-style addressing when a custom endpoint is set (the local
-/// cloud and test servers do not resolve `bucket.host` names).
-pub fn s3_client(config: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
-    let path_style = config.endpoint_url().is_some();
-    aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(config)
-            .force_path_style(path_style)
-            .build(),
-    )
-}

@@ -23,7 +23,7 @@ async fn main() -> anyhow::Result<()> {
     )
     .await
     .with_context(|| format!("while connecting to the counter store at {endpoint}"))?;
-    let state = Deferred::new(store, tally_deferred::s3_client(&config), bucket);
+    let state = Deferred::new(store, tally_aws::config::s3(&config), bucket);
     let state = &state;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| {
         tally_deferred::handler(state, event)

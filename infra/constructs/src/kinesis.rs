@@ -119,14 +119,9 @@ impl Stream {
         self.node.attribute("Arn")
     }
 
-    /// `PutRecord` and `PutRecords` on this stream.
+    /// `PutRecords` on this stream (writers batch; `PutRecord` is not granted).
     pub fn grant_write(&self, grantee: &dyn Grantee) {
-        grant(
-            grantee,
-            &self.node,
-            &["kinesis:PutRecord", "kinesis:PutRecords"],
-            &[self.arn()],
-        );
+        grant(grantee, &self.node, &["kinesis:PutRecords"], &[self.arn()]);
     }
 
     /// What a shared-iterator reader (a Lambda event source mapping) needs.

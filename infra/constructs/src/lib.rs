@@ -30,6 +30,7 @@ pub mod naming;
 
 pub mod cloudwatch;
 pub mod dynamodb;
+pub mod dynamodb_items;
 pub mod ec2;
 pub mod elasticache;
 pub mod event_source;

@@ -261,6 +261,17 @@ impl Bucket {
         );
     }
 
+    /// `PutObject` on the objects under `prefix` only (such as `events/`): a writer of one part of the bucket
+    /// that writes each object whole (no multipart upload to abort).
+    pub fn grant_put_prefix(&self, grantee: &dyn Grantee, prefix: &str) {
+        grant(
+            grantee,
+            &self.node,
+            &["s3:PutObject"],
+            &[self.arn().with_suffix(&format!("/{prefix}*"))],
+        );
+    }
+
     /// [`Bucket::grant_read`] and [`Bucket::grant_write`].
     pub fn grant_read_write(&self, grantee: &dyn Grantee) {
         self.grant_read(grantee);

@@ -71,7 +71,5 @@ impl Secret {
     }
 }
 
-const READ: [&str; 2] = [
-    "secretsmanager:DescribeSecret",
-    "secretsmanager:GetSecretValue",
-];
+/// What reading the value takes (the SDK's `GetSecretValue`; no `DescribeSecret`, which no function calls).
+const READ: [&str; 1] = ["secretsmanager:GetSecretValue"];

@@ -13,9 +13,10 @@
 use serde_json::Value;
 use tally_constructs::cloudwatch::{Alarm, AlarmProps, Comparison, Statistic};
 use tally_constructs::dynamodb::{AttributeType, Table, TableProps};
+use tally_constructs::dynamodb_items::ItemAction;
 use tally_constructs::ec2::{
-    GatewayEndpoint, GatewayEndpointProps, GatewayService, Ingress, InterfaceEndpoint,
-    InterfaceEndpointProps, SecurityGroup, SecurityGroupProps, Vpc, VpcProps,
+    EndpointAllow, GatewayEndpoint, GatewayEndpointProps, GatewayService, Ingress,
+    InterfaceEndpoint, InterfaceEndpointProps, SecurityGroup, SecurityGroupProps, Vpc, VpcProps,
 };
 use tally_constructs::elasticache::{
     ServerlessCache, ServerlessCacheProps, User, UserGroup, UserGroupProps, UserProps,
@@ -120,8 +121,21 @@ pub mod env {
 }
 
 /// Where the deferred lane archives events in the archive bucket (`events/dt=…/hour=…/…`): the only part
-/// the compactor may read.
-pub const ARCHIVE_EVENTS_PREFIX: &str = "events/";
+/// the deferred lane may write and the compactor may read.
+pub const ARCHIVE_EVENTS_PREFIX: &str = tally_domain::archive::EVENTS_PREFIX;
+
+/// What query calls on the metrics table (`tally_aws::metrics`, `tally_aws::compacted` and its own index
+/// lookup): reads only. `tests/it/least_privilege.rs` derives the same list from the code.
+const QUERY_TABLE_ACTIONS: [ItemAction; 2] = [ItemAction::GetItem, ItemAction::Query];
+
+/// What the compactor calls on the metrics table: the readers' actions and `tally_aws::metrics_write`'s puts
+/// (items, watermark, repair epoch) and updates (campaign index).
+const COMPACTOR_TABLE_ACTIONS: [ItemAction; 4] = [
+    ItemAction::GetItem,
+    ItemAction::Query,
+    ItemAction::PutItem,
+    ItemAction::UpdateItem,
+];
 
 /// Logical id of the counter cache (the functions' contract and the local cloud name it).
 pub const COUNTER_CACHE: &str = "CounterCache";
@@ -470,7 +484,11 @@ impl<'a> Pipeline<'a> {
             &vpc,
             GatewayEndpointProps {
                 service: GatewayService::DynamoDb,
-                allow: vec![metrics.endpoint_allow()],
+                // What the roles of the functions in the VPC hold on the table, nothing more.
+                allow: vec![EndpointAllow {
+                    actions: table_actions(&[&QUERY_TABLE_ACTIONS, &COMPACTOR_TABLE_ACTIONS]),
+                    resources: vec![metrics.arn()],
+                }],
             },
         );
         GatewayEndpoint::new(
@@ -479,7 +497,19 @@ impl<'a> Pipeline<'a> {
             &vpc,
             GatewayEndpointProps {
                 service: GatewayService::S3,
-                allow: archive.endpoint_allow(),
+                // The deferred lane's puts and the compactor's reads, under `events/` only.
+                allow: vec![
+                    EndpointAllow {
+                        actions: vec!["s3:GetObject", "s3:PutObject"],
+                        resources: vec![archive
+                            .arn()
+                            .with_suffix(&format!("/{ARCHIVE_EVENTS_PREFIX}*"))],
+                    },
+                    EndpointAllow {
+                        actions: vec!["s3:ListBucket"],
+                        resources: vec![archive.arn()],
+                    },
+                ],
             },
         );
         // Interface endpoints are billed per zone-hour (about $0.01 in us-east-1, so ~$14.60 a month
@@ -765,7 +795,8 @@ impl<'a> Pipeline<'a> {
             vec![(env::ARCHIVE_BUCKET, archive.name())],
             Some(&store),
         );
-        archive.grant_read_write(&deferred);
+        // It only ever writes new archive objects (`PutObject` with `If-None-Match`), under `events/`.
+        archive.grant_put_prefix(&deferred, ARCHIVE_EVENTS_PREFIX);
         let deferred_failures = self.failure_queue("DeferredFailures", "deferred-failures");
         let deferred_scope = root.child("DeferredLane");
         require_one_batch_per_shard(&deferred_scope, "deferred", &o.deferred);
@@ -788,7 +819,8 @@ impl<'a> Pipeline<'a> {
             ],
             Some(&store),
         );
-        metrics.grant_read(&query);
+        // Exactly what the code calls (infra/pipeline/tests/it/least_privilege.rs derives it).
+        metrics.grant_items(&query, &QUERY_TABLE_ACTIONS);
         token.grant_read(&query);
         let query_url = FunctionUrl::new(
             root,
@@ -818,7 +850,7 @@ impl<'a> Pipeline<'a> {
             ],
             Some(&store),
         );
-        metrics.grant_read_write(&compactor);
+        metrics.grant_items(&compactor, &COMPACTOR_TABLE_ACTIONS);
         archive.grant_read_prefix(&compactor, ARCHIVE_EVENTS_PREFIX);
         compactor.node().skip_check("CKV_AWS_116", "invoked by EventBridge, which retries; the next minute's run compacts whatever a failed run left");
         compactor.node().skip_check("CKV_AWS_115", SHARED_POOL);
@@ -1149,4 +1181,15 @@ fn lane_mapping(lane: &LaneOptions, failures: &Queue) -> KinesisProps {
         tumbling_window_secs: 0,
         enabled: true,
     }
+}
+
+/// The IAM actions of `sets` together, each once, sorted.
+fn table_actions(sets: &[&[ItemAction]]) -> Vec<&'static str> {
+    let mut actions: Vec<&'static str> = sets
+        .iter()
+        .flat_map(|set| set.iter().map(|a| a.iam()))
+        .collect();
+    actions.sort_unstable();
+    actions.dedup();
+    actions
 }

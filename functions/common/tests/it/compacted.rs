@@ -8,6 +8,7 @@ use std::time::Duration;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
 use tally_aws::compacted::{item_pk, CompactedTable};
+use tally_aws::metrics_write::MetricsWriter;
 use tally_aws::store::{CounterStore, StoreConfig};
 use tally_aws::Error;
 use tally_domain::compact::{CompactedItem, MinuteJob, Watermark};
@@ -126,6 +127,7 @@ async fn compacted_minutes_round_trip() {
         .await
         .expect("connect");
     let table = table(&moto).await;
+    let writer = MetricsWriter::of(&table);
     let truth = fill(&store, 200).await;
     assert_eq!(
         store.shards(StoreLane::Settled).await.expect("shards"),
@@ -144,8 +146,8 @@ async fn compacted_minutes_round_trip() {
         };
         let got = store.compact_minute(job).await.expect("reads");
         for item in &got {
-            table.put_item(item).await.expect("put");
-            table
+            writer.put_item(item).await.expect("put");
+            writer
                 .put_item(item)
                 .await
                 .expect("a second put is the same");
@@ -177,6 +179,7 @@ async fn compacted_minutes_round_trip() {
 async fn the_watermark_only_moves_forward() {
     let moto = Moto::start();
     let table = table(&moto).await;
+    let writer = MetricsWriter::of(&table);
     let w = |r: i64, s: i64| Watermark {
         realtime: Some(r),
         settled: Some(s),
@@ -187,14 +190,14 @@ async fn the_watermark_only_moves_forward() {
         settled: None,
     };
     assert_eq!(
-        table
+        writer
             .advance_watermark(Watermark::default(), first)
             .await
             .expect("first"),
         first
     );
     assert_eq!(
-        table
+        writer
             .advance_watermark(first, w(12, 9))
             .await
             .expect("advance"),
@@ -202,7 +205,7 @@ async fn the_watermark_only_moves_forward() {
     );
     // A compactor that read the old watermark and compacted less: the stored one stays.
     assert_eq!(
-        table
+        writer
             .advance_watermark(first, w(11, 8))
             .await
             .expect("stale"),
@@ -210,19 +213,19 @@ async fn the_watermark_only_moves_forward() {
     );
     // One that read the old watermark and got further in one lane: the lane-wise later of both.
     assert_eq!(
-        table
+        writer
             .advance_watermark(first, w(11, 11))
             .await
             .expect("merge"),
         w(12, 11)
     );
     assert_eq!(table.watermark().await.expect("read"), w(12, 11));
-    let err = table
+    let err = writer
         .advance_watermark(w(12, 11), w(12, 10))
         .await
         .expect_err("backwards");
     assert!(err.to_string().contains("only moves forward"), "{err}");
-    let err = table
+    let err = writer
         .advance_watermark(w(12, 11), w(12, 13))
         .await
         .expect_err("settled ahead");

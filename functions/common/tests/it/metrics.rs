@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use tally_aws::metrics::{MetricsTable, CAMPAIGNS_PK};
+use tally_aws::metrics_write::MetricsWriter;
 use tally_aws::Error;
 use tally_testkit::Moto;
 
@@ -20,21 +21,25 @@ async fn table(moto: &Moto) -> MetricsTable {
 async fn the_campaign_index() {
     let moto = Moto::start();
     let table = table(&moto).await;
+    let writer = MetricsWriter::new(
+        aws_sdk_dynamodb::Client::new(&sdk_at(&moto.endpoint()).await),
+        table.table(),
+    );
     let seen = |pairs: &[(&str, i64, i64)]| -> BTreeMap<String, (i64, i64)> {
         pairs
             .iter()
             .map(|(c, f, l)| (c.to_string(), (*f, *l)))
             .collect()
     };
-    table
+    writer
         .touch_campaigns(&seen(&[("camp-1", 100, 200), ("camp-0", 50, 60)]))
         .await
         .expect("touch");
-    table
+    writer
         .touch_campaigns(&seen(&[("camp-1", 150, 300)]))
         .await
         .expect("later");
-    table
+    writer
         .touch_campaigns(&seen(&[("camp-1", 10, 250)]))
         .await
         .expect("older batch redelivered");

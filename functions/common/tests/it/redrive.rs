@@ -4,8 +4,9 @@
 use std::time::Duration;
 
 use aws_sdk_kinesis::primitives::Blob;
-use tally_aws::redrive::{fetch_range, Replayed};
+use tally_aws::redrive::Replayed;
 use tally_aws::store::{CounterStore, StoreConfig};
+use tally_aws::stream_read::fetch_range;
 use tally_aws_testing::valkey_counters;
 use tally_domain::event::{DeviceClass, Event, EventKind};
 use tally_domain::exactly_once::{Batch, DedupWindow, Position};

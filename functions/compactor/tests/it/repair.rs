@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tally_aws::cache_auth::StoreSource;
 use tally_aws::compacted::{read_series, CompactedTable};
-use tally_aws::metrics::Fence;
+use tally_aws::fence::Fence;
 use tally_aws::store::{CacheEnv, CounterStore, StoreConfig};
 use tally_compactor::{Compactor, CompactorError, Repair};
 use tally_domain::compact::{CompactPolicy, Watermark, MINUTE_MS};
@@ -82,7 +82,7 @@ async fn setup() -> Setup {
     let config = tally_aws_testing::sdk_config(&moto.endpoint()).await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&config);
     tally_aws_testing::create_metrics_table(&dynamodb, "metrics").await;
-    let s3 = tally_deferred::s3_client(&config);
+    let s3 = tally_aws::config::s3(&config);
     s3.create_bucket()
         .bucket(BUCKET)
         .send()

@@ -29,7 +29,7 @@ struct Env {
 async fn env(create_bucket: bool) -> Env {
     let moto = Moto::start();
     let config = tally_aws_testing::sdk_config(&moto.endpoint()).await;
-    let s3 = tally_deferred::s3_client(&config);
+    let s3 = tally_aws::config::s3(&config);
     if create_bucket {
         s3.create_bucket()
             .bucket(BUCKET)

@@ -1,6 +1,7 @@
 //! Grants derive exactly the actions on exactly the resources.
 
 use serde_json::{json, Value};
+use tally_constructs::dynamodb_items::ItemAction;
 use tally_constructs::kinesis::{Stream, StreamProps};
 use tally_constructs::s3::{Bucket, BucketProps};
 use tally_constructs::secrets::{Secret, SecretProps};
@@ -48,7 +49,7 @@ fn stream_grants() {
             events.grant_write(f);
             events.node().logical_id().to_owned()
         },
-        |id| json!([{"Effect": "Allow", "Action": ["kinesis:PutRecord", "kinesis:PutRecords"], "Resource": {"Fn::GetAtt": [id, "Arn"]}}]),
+        |id| json!([{"Effect": "Allow", "Action": "kinesis:PutRecords", "Resource": {"Fn::GetAtt": [id, "Arn"]}}]),
     );
 }
 
@@ -81,6 +82,36 @@ fn table_grants_merge_into_one_statement() {
                 "dynamodb:Query", "dynamodb:Scan"
             ], "Resource": {"Fn::GetAtt": [id, "Arn"]}}])
         },
+    );
+}
+
+#[test]
+fn table_item_grants_are_exactly_the_actions_named() {
+    check(
+        |s, f| {
+            let t = table(s);
+            t.grant_items(
+                f,
+                &[ItemAction::Query, ItemAction::GetItem, ItemAction::Query],
+            );
+            t.node().logical_id().to_owned()
+        },
+        |id| {
+            json!([{"Effect": "Allow", "Action": ["dynamodb:GetItem", "dynamodb:Query"],
+                "Resource": {"Fn::GetAtt": [id, "Arn"]}}])
+        },
+    );
+}
+
+#[test]
+fn bucket_put_prefix_grants_put_under_the_prefix_only() {
+    check(
+        |s, f| {
+            let b = Bucket::new(&s.root(), "B", BucketProps::default());
+            b.grant_put_prefix(f, "events/");
+            b.node().logical_id().to_owned()
+        },
+        |id| json!([{"Effect": "Allow", "Action": "s3:PutObject", "Resource": {"Fn::Sub": format!("${{{id}.Arn}}/events/*")}}]),
     );
 }
 
@@ -133,7 +164,7 @@ fn queue_and_secret_grants() {
             secret.grant_read(f);
             secret.node().logical_id().to_owned()
         },
-        |id| json!([{"Effect": "Allow", "Action": ["secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue"], "Resource": {"Ref": id}}]),
+        |id| json!([{"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": {"Ref": id}}]),
     );
 }
 

@@ -287,10 +287,7 @@ fn endpoints_are_restricted_to_the_granted_resources() {
     assert_eq!(p["SubnetIds"].as_array().map(Vec::len), Some(2));
     assert_eq!(
         p["PolicyDocument"]["Statement"][0]["Action"],
-        json!([
-            "secretsmanager:DescribeSecret",
-            "secretsmanager:GetSecretValue"
-        ])
+        json!(["secretsmanager:GetSecretValue"])
     );
 }
 

@@ -298,7 +298,7 @@ fn endpoints_only_for_what_the_vpc_functions_call() {
         (
             "S3Endpoint",
             vec![
-                json!({"Fn::Sub": format!("${{{archive}.Arn}}/*")}),
+                json!({"Fn::Sub": format!("${{{archive}.Arn}}/events/*")}),
                 json!({"Fn::GetAtt": [archive, "Arn"]}),
             ],
         ),
@@ -671,10 +671,8 @@ fn roles_have_exactly_the_grants_they_need() {
         ("elasticache:Connect", "?"),
         ("elasticache:Connect", "CacheUser"),
     ];
-    let mut collect = vec![
-        ("kinesis:PutRecord", "Events"),
-        ("kinesis:PutRecords", "Events"),
-    ];
+    // Which actions each role holds is derived from the code by least_privilege.rs; here, on what.
+    let mut collect = vec![("kinesis:PutRecords", "Events")];
     collect.extend(logs("CollectLogGroup"));
     check_grants(&t, "Collect", &collect);
 
@@ -686,15 +684,9 @@ fn roles_have_exactly_the_grants_they_need() {
         "kinesis:ListShards",
     ];
     let table_rw = [
-        "dynamodb:BatchGetItem",
-        "dynamodb:BatchWriteItem",
-        "dynamodb:ConditionCheckItem",
-        "dynamodb:DeleteItem",
-        "dynamodb:DescribeTable",
         "dynamodb:GetItem",
         "dynamodb:PutItem",
         "dynamodb:Query",
-        "dynamodb:Scan",
         "dynamodb:UpdateItem",
     ];
     let mut realtime: Vec<(&str, &str)> = stream_read.iter().map(|a| (*a, "Events")).collect();
@@ -709,11 +701,9 @@ fn roles_have_exactly_the_grants_they_need() {
     check_grants(&t, "Realtime", &realtime);
 
     let mut deferred: Vec<(&str, &str)> = stream_read.iter().map(|a| (*a, "Events")).collect();
+    // The deferred lane only writes new archive objects, under `events/`: it cannot read the archive.
     deferred.extend([
-        ("s3:GetObject", "Archive/*"),
-        ("s3:PutObject", "Archive/*"),
-        ("s3:AbortMultipartUpload", "Archive/*"),
-        ("s3:ListBucket", "Archive"),
+        ("s3:PutObject", "Archive/events/*"),
         ("sqs:SendMessage", "DeferredFailures"),
     ]);
     // No table: the deferred lane settles into the cache only (the compactor writes the items).
@@ -740,21 +730,11 @@ fn roles_have_exactly_the_grants_they_need() {
         "the compactor lists the archive's events only"
     );
 
-    let mut query: Vec<(&str, &str)> = [
-        "dynamodb:BatchGetItem",
-        "dynamodb:ConditionCheckItem",
-        "dynamodb:DescribeTable",
-        "dynamodb:GetItem",
-        "dynamodb:Query",
-        "dynamodb:Scan",
-    ]
-    .iter()
-    .map(|a| (*a, "Metrics"))
-    .collect();
-    query.extend([
-        ("secretsmanager:DescribeSecret", "QueryToken"),
-        ("secretsmanager:GetSecretValue", "QueryToken"),
-    ]);
+    let mut query: Vec<(&str, &str)> = ["dynamodb:GetItem", "dynamodb:Query"]
+        .iter()
+        .map(|a| (*a, "Metrics"))
+        .collect();
+    query.push(("secretsmanager:GetSecretValue", "QueryToken"));
     query.extend(logs("QueryLogGroup"));
     query.extend(cache);
     check_grants(&t, "Query", &query);

@@ -1,0 +1,48 @@
+//! Item grants on a [`Table`] by action, for roles that must hold exactly what their code calls (the
+//! pipeline's least-privilege test compares them with the calls): [`Table::grant_items`]. The broad
+//! [`Table::grant_read`] / [`Table::grant_write`] grant every read or write action, used or not.
+
+use crate::dynamodb::Table;
+use crate::iam::{grant, Grantee};
+
+/// An item-level DynamoDB action (the SDK operation of the same name).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ItemAction {
+    GetItem,
+    Query,
+    PutItem,
+    UpdateItem,
+    DeleteItem,
+    BatchGetItem,
+    BatchWriteItem,
+    ConditionCheckItem,
+    Scan,
+}
+
+impl ItemAction {
+    /// The IAM action, `dynamodb:<Operation>`.
+    pub fn iam(self) -> &'static str {
+        match self {
+            ItemAction::GetItem => "dynamodb:GetItem",
+            ItemAction::Query => "dynamodb:Query",
+            ItemAction::PutItem => "dynamodb:PutItem",
+            ItemAction::UpdateItem => "dynamodb:UpdateItem",
+            ItemAction::DeleteItem => "dynamodb:DeleteItem",
+            ItemAction::BatchGetItem => "dynamodb:BatchGetItem",
+            ItemAction::BatchWriteItem => "dynamodb:BatchWriteItem",
+            ItemAction::ConditionCheckItem => "dynamodb:ConditionCheckItem",
+            ItemAction::Scan => "dynamodb:Scan",
+        }
+    }
+}
+
+impl Table {
+    /// `actions` (each once, in a stable order) on this table's items and nothing else.
+    pub fn grant_items(&self, grantee: &dyn Grantee, actions: &[ItemAction]) {
+        let mut actions = actions.to_vec();
+        actions.sort_unstable();
+        actions.dedup();
+        let iam: Vec<&'static str> = actions.into_iter().map(ItemAction::iam).collect();
+        grant(grantee, self.node(), &iam, &[self.arn()]);
+    }
+}
