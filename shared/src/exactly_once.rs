@@ -121,21 +121,57 @@ fn kinesis_shard_number(shard: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
+/// Decimal digits per limb of [`decimal_to_base62`]'s big number.
+const DECIMAL_LIMB_DIGITS: usize = 9;
+/// 10^9, a decimal limb's base.
+const DECIMAL_LIMB: u64 = 1_000_000_000;
+/// Base-62 digits per division step of [`decimal_to_base62`].
+const BASE62_CHUNK_DIGITS: usize = 5;
+/// 62^5 (< 10^9, so a step's partial remainder times a limb's base stays far below `u64::MAX`).
+const BASE62_CHUNK: u64 = 916_132_832;
+
 /// A canonical decimal number (as [`check_sequence_number`] accepts) in base 62, most significant digit first.
+/// Every claim is one call (a 56-digit Kinesis sequence number): the number is held in limbs of nine decimal
+/// digits and divided by 62^5 per step, five base-62 digits at a time.
 fn decimal_to_base62(decimal: &str) -> String {
-    let mut digits: Vec<u32> = decimal.bytes().map(|b| u32::from(b - b'0')).collect();
-    let mut out = Vec::new();
-    // Long division by 62, most significant digit first, until nothing is left.
-    while digits.iter().any(|&d| d != 0) {
-        let mut remainder = 0;
-        for d in &mut digits {
-            let current = remainder * 10 + *d;
-            *d = current / 62;
-            remainder = current % 62;
+    let bytes = decimal.as_bytes();
+    let mut limbs: Vec<u64> = Vec::with_capacity(bytes.len() / DECIMAL_LIMB_DIGITS + 1);
+    let head = bytes.len() % DECIMAL_LIMB_DIGITS;
+    let mut at = 0;
+    for len in std::iter::once(head)
+        .filter(|&h| h > 0)
+        .chain(std::iter::repeat_n(
+            DECIMAL_LIMB_DIGITS,
+            bytes.len() / DECIMAL_LIMB_DIGITS,
+        ))
+    {
+        limbs.push(
+            bytes[at..at + len]
+                .iter()
+                .fold(0, |n, b| n * 10 + u64::from(b.wrapping_sub(b'0'))),
+        );
+        at += len;
+    }
+    let mut out: Vec<u8> = Vec::with_capacity(bytes.len());
+    while limbs.first().is_some_and(|&l| l == 0) {
+        limbs.remove(0);
+    }
+    while !limbs.is_empty() {
+        let mut remainder = 0u64;
+        for limb in &mut limbs {
+            let current = remainder * DECIMAL_LIMB + *limb;
+            *limb = current / BASE62_CHUNK;
+            remainder = current % BASE62_CHUNK;
         }
-        out.push(BASE62[remainder as usize]);
-        let leading = digits.iter().take_while(|&&d| d == 0).count();
-        digits.drain(..leading);
+        for _ in 0..BASE62_CHUNK_DIGITS {
+            out.push(BASE62[(remainder % 62) as usize]);
+            remainder /= 62;
+        }
+        let leading = limbs.iter().take_while(|&&l| l == 0).count();
+        limbs.drain(..leading);
+    }
+    while out.len() > 1 && out.last() == Some(&b'0') {
+        out.pop();
     }
     if out.is_empty() {
         out.push(b'0');
@@ -144,32 +180,40 @@ fn decimal_to_base62(decimal: &str) -> String {
     String::from_utf8(out).unwrap_or_default()
 }
 
-/// A base-62 number ([`decimal_to_base62`]'s digits) in decimal; `None` for a character outside them.
+/// A base-62 number ([`decimal_to_base62`]'s digits) in decimal; `None` for a character outside them. The
+/// decimal number is held in limbs of nine digits, least significant first.
 fn base62_to_decimal(text: &str) -> Option<String> {
-    // Little-endian decimal digits, times 62 plus each digit in turn.
-    let mut digits: Vec<u32> = vec![0];
+    let mut limbs: Vec<u64> = vec![0];
     for b in text.bytes() {
-        let mut carry = BASE62.iter().position(|&c| c == b)? as u32;
-        for d in &mut digits {
-            let current = *d * 62 + carry;
-            *d = current % 10;
-            carry = current / 10;
+        let mut carry = base62_digit(b)?;
+        for limb in &mut limbs {
+            let current = *limb * 62 + carry;
+            *limb = current % DECIMAL_LIMB;
+            carry = current / DECIMAL_LIMB;
         }
-        while carry > 0 {
-            digits.push(carry % 10);
-            carry /= 10;
+        if carry > 0 {
+            limbs.push(carry);
         }
     }
-    while digits.len() > 1 && digits.last() == Some(&0) {
-        digits.pop();
+    let mut out = String::with_capacity(limbs.len() * DECIMAL_LIMB_DIGITS);
+    let mut rest = limbs.iter().rev();
+    if let Some(top) = rest.next() {
+        out.push_str(&top.to_string());
     }
-    Some(
-        digits
-            .iter()
-            .rev()
-            .map(|&d| char::from(b'0' + d as u8))
-            .collect(),
-    )
+    for limb in rest {
+        out.push_str(&format!("{limb:09}"));
+    }
+    Some(out)
+}
+
+/// A base-62 digit's value ([`BASE62`]), `None` for any other byte.
+fn base62_digit(b: u8) -> Option<u64> {
+    match b {
+        b'0'..=b'9' => Some(u64::from(b - b'0')),
+        b'A'..=b'Z' => Some(u64::from(b - b'A') + 10),
+        b'a'..=b'z' => Some(u64::from(b - b'a') + 36),
+        _ => None,
+    }
 }
 
 /// `<shard number>!<sequence in base 62>` back to a position; refuses what [`Position::claim_value`] cannot
@@ -1067,6 +1111,69 @@ impl Default for DedupWindow {
     fn default() -> Self {
         DedupWindow {
             secs: DEFAULT_WINDOW_SECS,
+        }
+    }
+}
+
+#[cfg(test)]
+mod base62_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Digit-by-digit long division: slow, obviously right; what the limbs must agree with.
+    fn oracle_to_base62(decimal: &str) -> String {
+        let mut digits: Vec<u32> = decimal.bytes().map(|b| u32::from(b - b'0')).collect();
+        let mut out = Vec::new();
+        while digits.iter().any(|&d| d != 0) {
+            let mut remainder = 0;
+            for d in &mut digits {
+                let current = remainder * 10 + *d;
+                *d = current / 62;
+                remainder = current % 62;
+            }
+            out.push(BASE62[remainder as usize]);
+        }
+        if out.is_empty() {
+            out.push(b'0');
+        }
+        out.reverse();
+        String::from_utf8(out).expect("ascii")
+    }
+
+    #[test]
+    fn by_hand() {
+        for (decimal, base62) in [
+            ("0", "0"),
+            ("61", "z"),
+            ("62", "10"),
+            ("916132831", "zzzzz"),
+            ("916132832", "100000"),
+            ("1000000000", "15ftgG"),
+        ] {
+            assert_eq!(decimal_to_base62(decimal), base62, "{decimal}");
+            assert_eq!(
+                base62_to_decimal(base62).as_deref(),
+                Some(decimal),
+                "{base62}"
+            );
+        }
+        assert_eq!(base62_to_decimal("a-b"), None);
+        assert_eq!(base62_to_decimal("é"), None);
+    }
+
+    proptest! {
+        #[test]
+        fn limbs_agree_with_long_division_and_round_trip(
+            first in 1u8..=9,
+            rest in proptest::collection::vec(0u8..=9, 0..120),
+        ) {
+            let decimal: String = std::iter::once(first)
+                .chain(rest)
+                .map(|d| char::from(b'0' + d))
+                .collect();
+            let base62 = decimal_to_base62(&decimal);
+            prop_assert_eq!(&base62, &oracle_to_base62(&decimal));
+            prop_assert_eq!(base62_to_decimal(&base62), Some(decimal));
         }
     }
 }

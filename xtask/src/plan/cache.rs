@@ -364,6 +364,20 @@ pub fn expected_fields(kinds: &[f64; 4], events: f64) -> f64 {
 /// encoder `tally_domain::compact` when it lands: key and name ≈ 30 bytes, then per ad its id and the six
 /// counters of both lanes (realtime and settled) as small numbers.
 pub fn assumed_compacted_item_bytes(ads: usize) -> u64 {
+    // Asked for every campaign of every simulated minute, with a handful of distinct `ads`: remembered.
+    thread_local! {
+        static KNOWN: std::cell::RefCell<HashMap<usize, u64>> = std::cell::RefCell::default();
+    }
+    if let Some(bytes) = KNOWN.with(|known| known.borrow().get(&ads).copied()) {
+        return bytes;
+    }
+    let bytes = compacted_item_bytes_of(ads);
+    KNOWN.with(|known| known.borrow_mut().insert(ads, bytes));
+    bytes
+}
+
+/// [`assumed_compacted_item_bytes`], computed.
+fn compacted_item_bytes_of(ads: usize) -> u64 {
     let mut item = Map::new();
     item.insert("pk".into(), json!({ "S": "cm#cmp-000123" }));
     item.insert("sk".into(), json!({ "N": "29408640" }));
