@@ -244,13 +244,14 @@ pub struct PipelineOptions {
     pub table_billing: TableBilling,
 }
 
-/// The metrics table's default capacity: provisioned, auto scaled between 5 and 4,000 units each way at
-/// 70 % target utilisation. The compactor writes once a minute and query reads on demand: for the shipped
-/// traffic profiles the capacity-hours auto scaling holds cost less than on-demand's request units
-/// (docs/plan.md, "DynamoDB capacity"), and 5 units is a small floor (≈ $3 a month for both).
+/// The metrics table's default capacity: provisioned, auto scaled between 3 and 4,000 units each way at
+/// 70 % target utilisation. The compactor writes once a minute and query reads on request: for each shipped
+/// traffic profile the capacity-hours auto scaling holds cost less than on-demand's request units
+/// (docs/plan.md, "DynamoDB capacity", with the figures). The floor is what the smallest profile needs: at
+/// 5 units each way the steady small publisher's table would cost more than on-demand.
 pub const DEFAULT_TABLE_SCALING: AutoScaling = AutoScaling {
-    write: CapacityRange { min: 5, max: 4_000 },
-    read: CapacityRange { min: 5, max: 4_000 },
+    write: CapacityRange { min: 3, max: 4_000 },
+    read: CapacityRange { min: 3, max: 4_000 },
     target_utilization_percent: 70,
 };
 

@@ -290,16 +290,16 @@ fn table_billing_recommendation(b: &Bill) -> String {
     let (od, prov) = (b.dynamodb_on_demand_usd, b.dynamodb_provisioned_usd);
     let mut line = match (b.dynamodb_provisioned, prov <= od) {
         (true, true) => format!(
-            "keep the metrics table on provisioned capacity with auto scaling: ${prov:.0}/month against ${od:.0} on-demand"
+            "keep the metrics table on provisioned capacity with auto scaling: ${prov:.2}/month against ${od:.2} on-demand"
         ),
         (true, false) => format!(
-            "put the metrics table on-demand (table_billing = \"on-demand\" in tally.toml): ${od:.0}/month against ${prov:.0} provisioned with auto scaling"
+            "put the metrics table on-demand (table_billing = \"on-demand\" in tally.toml): ${od:.2}/month against ${prov:.2} provisioned with auto scaling"
         ),
         (false, true) => format!(
-            "put the metrics table on provisioned capacity with auto scaling (table_billing = \"provisioned\" in tally.toml): ${prov:.0}/month against ${od:.0} on-demand"
+            "put the metrics table on provisioned capacity with auto scaling (table_billing = \"provisioned\" in tally.toml): ${prov:.2}/month against ${od:.2} on-demand"
         ),
         (false, false) => format!(
-            "keep the metrics table on-demand: ${od:.0}/month against ${prov:.0} provisioned with auto scaling"
+            "keep the metrics table on-demand: ${od:.2}/month against ${prov:.2} provisioned with auto scaling"
         ),
     };
     if b.dynamodb_short_minutes > 0 {
