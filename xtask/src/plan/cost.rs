@@ -1234,6 +1234,66 @@ mod tests {
     }
 
     #[test]
+    fn a_provisioned_table_is_billed_in_capacity_hours() {
+        use super::super::stack::{Capacity, TableBilling};
+        let p = Profile::flat(1000.0, 200).expect("profile");
+        let mut m = model(&p);
+        let mut stack =
+            super::super::stack::read(&super::super::stack::tests::fixture()).expect("stack");
+        assert_eq!(stack.table_billing, TableBilling::OnDemand);
+        let shards = vec![2; p.events_per_sec.len()];
+        let on_demand = bill(Design::Tally, &p, &stack, &shards, false, &prices(), &mut m);
+        assert!(!on_demand.dynamodb_provisioned);
+        close(
+            on_demand.dynamodb_on_demand_usd,
+            on_demand.service("DynamoDB"),
+        );
+        // Fixed bounds so the hours are known by hand: 50 WCU and 2 RCU all month.
+        let fixed = |units: f64| Capacity {
+            min: units,
+            max: units,
+            target_utilization: 0.7,
+        };
+        stack.table_billing = TableBilling::Provisioned {
+            write: fixed(50.0),
+            read: fixed(2.0),
+        };
+        let b = bill(Design::Tally, &p, &stack, &shards, false, &prices(), &mut m);
+        assert!(b.dynamodb_provisioned);
+        let dynamodb: Vec<_> = b.lines.iter().filter(|l| l.service == "DynamoDB").collect();
+        assert_eq!(dynamodb.len(), 2, "{dynamodb:?}");
+        assert_eq!(
+            dynamodb[0].item,
+            "write capacity (auto scaled 50..50 at 70 %)"
+        );
+        close(dynamodb[0].quantity, 50.0 * 730.0);
+        close(dynamodb[0].usd, 50.0 * 730.0 * 0.00065);
+        close(dynamodb[1].quantity, 2.0 * 730.0);
+        close(dynamodb[1].usd, 2.0 * 730.0 * 0.00013);
+        close(b.service("DynamoDB"), 23.725 + 0.1898);
+        close(b.dynamodb_provisioned_usd, 23.725 + 0.1898);
+        // The other mode is still priced, on the same units.
+        close(b.dynamodb_on_demand_usd, on_demand.dynamodb_on_demand_usd);
+        close(b.dynamodb_write_units, on_demand.dynamodb_write_units);
+        // The row model writes more than 50 units a second: every minute is short of capacity.
+        let demand = b.dynamodb_write_units / (730.0 * 3600.0);
+        assert!(demand > 50.0, "{demand}");
+        assert_eq!(b.dynamodb_short_minutes, p.events_per_sec.len());
+        // Everything else is the same bill.
+        close(
+            b.total() - b.service("DynamoDB"),
+            on_demand.total() - on_demand.service("DynamoDB"),
+        );
+        // The naive design keeps its request units whatever the template says.
+        let naive = bill(Design::Naive, &p, &stack, &shards, false, &prices(), &mut m);
+        assert!(!naive.dynamodb_provisioned);
+        assert!(naive
+            .lines
+            .iter()
+            .any(|l| l.service == "DynamoDB" && l.unit == "WRU"));
+    }
+
+    #[test]
     fn table_writes_grow_with_key_cardinality() {
         // The realtime and deferred lanes write each (campaign, ad) of a batch once: few keys, few writes.
         let stack =

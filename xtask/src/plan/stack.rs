@@ -1024,4 +1024,138 @@ pub(crate) mod tests {
             (128, 3, false, "Collect")
         );
     }
+
+    #[test]
+    fn table_billing_from_the_table_and_its_auto_scaling() {
+        let mut t = fixture();
+        assert_eq!(
+            read(&t).expect("reads").table_billing,
+            TableBilling::OnDemand
+        );
+        let r = &mut t["Resources"];
+        r["Metrics"]["Properties"] = json!({ "BillingMode": "PROVISIONED",
+            "ProvisionedThroughput": { "ReadCapacityUnits": 3, "WriteCapacityUnits": 4 } });
+        // Without scaling: fixed at the throughput.
+        let fixed = |units| Capacity {
+            min: units,
+            max: units,
+            target_utilization: 1.0,
+        };
+        assert_eq!(
+            read(&t).expect("reads").table_billing,
+            TableBilling::Provisioned {
+                write: fixed(4.0),
+                read: fixed(3.0)
+            }
+        );
+        let r = &mut t["Resources"];
+        r["WriteTarget"] = json!({ "Type": "AWS::ApplicationAutoScaling::ScalableTarget", "Properties": {
+            "ServiceNamespace": "dynamodb", "ScalableDimension": "dynamodb:table:WriteCapacityUnits",
+            "ResourceId": { "Fn::Sub": "table/${Metrics}" }, "MinCapacity": 4, "MaxCapacity": 900 } });
+        r["WritePolicy"] = json!({ "Type": "AWS::ApplicationAutoScaling::ScalingPolicy", "Properties": {
+            "PolicyType": "TargetTrackingScaling", "ScalingTargetId": { "Ref": "WriteTarget" },
+            "TargetTrackingScalingPolicyConfiguration": { "TargetValue": 70.0 } } });
+        r["ReadTarget"] = json!({ "Type": "AWS::ApplicationAutoScaling::ScalableTarget", "Properties": {
+            "ServiceNamespace": "dynamodb", "ScalableDimension": "dynamodb:table:ReadCapacityUnits",
+            "ResourceId": { "Fn::Join": ["", ["table/", { "Ref": "Metrics" }]] }, "MinCapacity": 3, "MaxCapacity": 50 } });
+        r["ReadPolicy"] = json!({ "Type": "AWS::ApplicationAutoScaling::ScalingPolicy", "Properties": {
+            "PolicyType": "TargetTrackingScaling", "ScalingTargetId": { "Ref": "ReadTarget" },
+            "TargetTrackingScalingPolicyConfiguration": { "TargetValue": "50" } } });
+        // An index's dimension and another namespace are not the table's.
+        r["IndexTarget"] = json!({ "Type": "AWS::ApplicationAutoScaling::ScalableTarget", "Properties": {
+            "ServiceNamespace": "dynamodb", "ScalableDimension": "dynamodb:index:WriteCapacityUnits",
+            "ResourceId": { "Fn::Sub": "table/${Metrics}/index/i" }, "MinCapacity": 1, "MaxCapacity": 2 } });
+        let got = read(&t).expect("reads").table_billing;
+        assert_eq!(
+            got,
+            TableBilling::Provisioned {
+                write: Capacity {
+                    min: 4.0,
+                    max: 900.0,
+                    target_utilization: 0.7
+                },
+                read: Capacity {
+                    min: 3.0,
+                    max: 50.0,
+                    target_utilization: 0.5
+                },
+            }
+        );
+        // The synthesized pipeline's default: 3..4,000 at 70 % each way.
+        let pipeline = tally_pipeline::synth_value(
+            &tally_pipeline::Stage::new("main"),
+            &tally_pipeline::PipelineOptions::default(),
+        )
+        .expect("synth");
+        let wide = Capacity {
+            min: 3.0,
+            max: 4000.0,
+            target_utilization: 0.7,
+        };
+        assert_eq!(
+            read(&pipeline).expect("reads").table_billing,
+            TableBilling::Provisioned {
+                write: wide,
+                read: wide
+            }
+        );
+    }
+
+    #[test]
+    fn table_billing_mistakes_name_the_property() {
+        let err = |change: &dyn Fn(&mut Value)| {
+            let mut t = fixture();
+            t["Resources"]["Metrics"]["Properties"] = json!({ "BillingMode": "PROVISIONED",
+                "ProvisionedThroughput": { "ReadCapacityUnits": 3, "WriteCapacityUnits": 4 } });
+            change(&mut t);
+            format!("{:#}", read(&t).expect_err("refused"))
+        };
+        let e = err(&|t| {
+            t["Resources"]["Metrics"]["Properties"] = json!({ "BillingMode": "PROVISIONED" })
+        });
+        assert!(
+            e.contains(
+                "Resources.Metrics.Properties: a PROVISIONED table needs ProvisionedThroughput"
+            ),
+            "{e}"
+        );
+        let e = err(&|t| {
+            t["Resources"]["Metrics"]["Properties"]["ProvisionedThroughput"]["WriteCapacityUnits"] =
+                json!({ "Ref": "Units" })
+        });
+        assert!(
+            e.contains("ProvisionedThroughput.WriteCapacityUnits") && e.contains("literal"),
+            "{e}"
+        );
+        let e = err(&|t| {
+            t["Resources"]["Other"] = json!({ "Type": "AWS::DynamoDB::Table", "Properties": {} })
+        });
+        assert!(e.contains("2 DynamoDB tables"), "{e}");
+        let e = err(&|t| {
+            t["Resources"]["W"] = json!({ "Type": "AWS::ApplicationAutoScaling::ScalableTarget", "Properties": {
+                "ServiceNamespace": "dynamodb", "ScalableDimension": "dynamodb:table:WriteCapacityUnits",
+                "ResourceId": { "Fn::Sub": "table/${Metrics}" }, "MinCapacity": 10, "MaxCapacity": 5 } });
+            t["Resources"]["P"] = json!({ "Type": "AWS::ApplicationAutoScaling::ScalingPolicy", "Properties": {
+                "PolicyType": "TargetTrackingScaling", "ScalingTargetId": { "Ref": "W" },
+                "TargetTrackingScalingPolicyConfiguration": { "TargetValue": 70 } } });
+        });
+        assert!(
+            e.contains("Resources.W.Properties: MinCapacity 10 and MaxCapacity 5"),
+            "{e}"
+        );
+        let e = err(&|t| {
+            t["Resources"]["W"] = json!({ "Type": "AWS::ApplicationAutoScaling::ScalableTarget", "Properties": {
+                "ServiceNamespace": "dynamodb", "ScalableDimension": "dynamodb:table:WriteCapacityUnits",
+                "ResourceId": { "Fn::Sub": "table/${Metrics}" }, "MinCapacity": 1, "MaxCapacity": 5 } });
+            t["Resources"]["P"] = json!({ "Type": "AWS::ApplicationAutoScaling::ScalingPolicy", "Properties": {
+                "PolicyType": "TargetTrackingScaling", "ScalingTargetId": { "Ref": "W" },
+                "TargetTrackingScalingPolicyConfiguration": { "TargetValue": { "Ref": "Target" } } } });
+        });
+        assert!(
+            e.contains(
+                "Resources.P.Properties.TargetTrackingScalingPolicyConfiguration.TargetValue"
+            ),
+            "{e}"
+        );
+    }
 }

@@ -431,7 +431,7 @@ fn provisioned_throughput(
         ));
     }
     let units = |name: &str| {
-        match super::input::opt_i64(throughput, name)? {
+        match opt_i64(throughput, name)? {
         Some(n) if n >= 1 => Ok(n as u64),
         _ => Err(AwsError::validation(format!(
             "One or more parameter values were invalid: {name} must be at least 1 in ProvisionedThroughput"
