@@ -475,13 +475,13 @@ fn on_demand_is_one_option_away() {
 #[test]
 fn metrics_table_capacity_follows_the_table_billing_option() {
     use tally_pipeline::{TableBilling, DEFAULT_TABLE_SCALING};
-    // The default: provisioned, 5..=4,000 units each way at 70 %, one scalable target and one
+    // The default: provisioned, 3..=4,000 units each way at 70 %, one scalable target and one
     // target-tracking policy per dimension on `table/<the table>`.
     let t = template("main");
     let (table_id, table) = find(&t, "AWS::DynamoDB::Table", "Metrics");
     assert_eq!(
         table["Properties"]["ProvisionedThroughput"],
-        json!({ "ReadCapacityUnits": 5, "WriteCapacityUnits": 5 })
+        json!({ "ReadCapacityUnits": 3, "WriteCapacityUnits": 3 })
     );
     let targets = of_type(&t, "AWS::ApplicationAutoScaling::ScalableTarget");
     let mut dimensions: Vec<_> = targets
@@ -510,12 +510,12 @@ fn metrics_table_capacity_follows_the_table_billing_option() {
         vec![
             (
                 "dynamodb:table:ReadCapacityUnits".to_owned(),
-                json!(5),
+                json!(3),
                 json!(4000)
             ),
             (
                 "dynamodb:table:WriteCapacityUnits".to_owned(),
-                json!(5),
+                json!(3),
                 json!(4000)
             ),
         ]
