@@ -14,6 +14,12 @@
 //! max_shards = 16
 //! alert_email = "oncall@example.com"
 //! retain_data = false
+//! table_billing = "provisioned"     # metrics table: or "on-demand" (per request unit)
+//! table_min_write_capacity = 5      # provisioned: auto scaling's floor and ceiling, units per second
+//! table_max_write_capacity = 4000
+//! table_min_read_capacity = 5
+//! table_max_read_capacity = 4000
+//! table_target_utilization = 70     # percent, 20..=90
 //!
 //! [stage.production]
 //! retain_data = true                 # keep stream, table, bucket and secret when the stack goes
@@ -29,7 +35,10 @@
 use std::path::Path;
 
 use anyhow::{bail, Context};
-use tally_pipeline::{CriticalLane, PipelineOptions, Stage, StreamCapacity};
+use tally_pipeline::{
+    AutoScaling, CriticalLane, PipelineOptions, Stage, StreamCapacity, TableBilling,
+    DEFAULT_TABLE_SCALING,
+};
 
 /// The file's name, at the workspace root.
 pub const FILE: &str = "tally.toml";
@@ -105,6 +114,12 @@ fn apply(options: &mut PipelineOptions, table: &toml::Table, section: &str) -> a
         }
     };
     let mut on_demand = matches!(options.stream, StreamCapacity::OnDemand);
+    // Likewise the table's capacity bounds and `table_billing`.
+    let mut scaling = match options.table_billing {
+        TableBilling::Provisioned(scaling) => scaling,
+        TableBilling::OnDemand => DEFAULT_TABLE_SCALING,
+    };
+    let mut table_on_demand = matches!(options.table_billing, TableBilling::OnDemand);
     for (key, value) in table {
         let at = || format!("{section} {key}");
         match key.as_str() {
@@ -129,13 +144,27 @@ fn apply(options: &mut PipelineOptions, table: &toml::Table, section: &str) -> a
             "min_shards" => min = count(value).with_context(at)?,
             "max_shards" => max = count(value).with_context(at)?,
             "alert_email" => options.alert_email = Some(text(value).with_context(at)?.to_owned()),
+            "table_billing" => {
+                table_on_demand = match text(value).with_context(at)? {
+                    "provisioned" => false,
+                    "on-demand" => true,
+                    other => bail!("{}: `{other}` is not `provisioned` or `on-demand`", at()),
+                }
+            }
+            "table_min_write_capacity"
+            | "table_max_write_capacity"
+            | "table_min_read_capacity"
+            | "table_max_read_capacity"
+            | "table_target_utilization" => {
+                set_scaling(&mut scaling, key, number(value).with_context(at)?)
+            }
             "retain_data" => {
                 options.retain_data = value
                     .as_bool()
                     .with_context(|| format!("{}: expected true or false", at()))?
             }
             other => bail!(
-                "{section}: unknown option `{other}` (known: stream, critical_lane, initial_shards, min_shards, max_shards, alert_email, retain_data)"
+                "{section}: unknown option `{other}` (known: stream, critical_lane, initial_shards, min_shards, max_shards, alert_email, retain_data, table_billing, table_min_write_capacity, table_max_write_capacity, table_min_read_capacity, table_max_read_capacity, table_target_utilization)"
             ),
         }
     }
@@ -148,7 +177,23 @@ fn apply(options: &mut PipelineOptions, table: &toml::Table, section: &str) -> a
             max_shards: max,
         }
     };
+    options.table_billing = if table_on_demand {
+        TableBilling::OnDemand
+    } else {
+        TableBilling::Provisioned(scaling)
+    };
     Ok(())
+}
+
+/// One of the table's `table_*_capacity` / `table_target_utilization` keys (ranges are checked at synth).
+fn set_scaling(scaling: &mut AutoScaling, key: &str, n: u32) {
+    match key {
+        "table_min_write_capacity" => scaling.write.min = n,
+        "table_max_write_capacity" => scaling.write.max = n,
+        "table_min_read_capacity" => scaling.read.min = n,
+        "table_max_read_capacity" => scaling.read.max = n,
+        _ => scaling.target_utilization_percent = n,
+    }
 }
 
 fn text(value: &toml::Value) -> anyhow::Result<&str> {
@@ -159,6 +204,12 @@ fn text(value: &toml::Value) -> anyhow::Result<&str> {
 fn count(value: &toml::Value) -> anyhow::Result<u32> {
     let n = value.as_integer().context("expected a whole number")?;
     u32::try_from(n).map_err(|_| anyhow::anyhow!("{n} is not a shard count"))
+}
+
+/// A capacity or percentage: the table construct validates the range at synth.
+fn number(value: &toml::Value) -> anyhow::Result<u32> {
+    let n = value.as_integer().context("expected a whole number")?;
+    u32::try_from(n).map_err(|_| anyhow::anyhow!("{n} is not a non-negative whole number"))
 }
 
 #[cfg(test)]
@@ -269,6 +320,60 @@ mod tests {
             "[stage.production]\nretian_data = true",
             "main",
             Err("[stage.production]: unknown option `retian_data`"),
+        );
+    }
+
+    #[test]
+    fn table_billing_and_its_bounds() {
+        let billing = |text: &str, stage: &str| {
+            parse(text, stage)
+                .map(|o| o.table_billing)
+                .map_err(|e| format!("{e:#}"))
+        };
+        assert_eq!(
+            billing("", "main"),
+            Ok(TableBilling::Provisioned(DEFAULT_TABLE_SCALING))
+        );
+        let file = r#"
+            [stack]
+            table_min_write_capacity = 10
+            table_max_read_capacity = 200
+            table_target_utilization = 50
+            [stage.preview]
+            table_billing = "on-demand"
+            [stage.big]
+            table_max_write_capacity = 9000
+        "#;
+        let mut want = DEFAULT_TABLE_SCALING;
+        want.write.min = 10;
+        want.read.max = 200;
+        want.target_utilization_percent = 50;
+        assert_eq!(billing(file, "main"), Ok(TableBilling::Provisioned(want)));
+        assert_eq!(billing(file, "preview"), Ok(TableBilling::OnDemand));
+        want.write.max = 9000;
+        assert_eq!(billing(file, "big"), Ok(TableBilling::Provisioned(want)));
+        // Back to provisioned in a stage after an on-demand [stack]: the default bounds, as for shards.
+        assert_eq!(
+            billing(
+                "[stack]\ntable_billing = \"on-demand\"\ntable_min_read_capacity = 7\n[stage.p]\ntable_billing = \"provisioned\"",
+                "p"
+            ),
+            Ok(TableBilling::Provisioned(DEFAULT_TABLE_SCALING))
+        );
+        check(
+            "[stack]\ntable_billing = \"pay-per-request\"",
+            "m",
+            Err("[stack] table_billing: `pay-per-request` is not `provisioned` or `on-demand`"),
+        );
+        check(
+            "[stack]\ntable_min_read_capacity = -5",
+            "m",
+            Err("[stack] table_min_read_capacity: -5 is not a non-negative whole number"),
+        );
+        check(
+            "[stack]\ntable_target_utilization = 0.7",
+            "m",
+            Err("[stack] table_target_utilization: expected a whole number"),
         );
     }
 

@@ -13,6 +13,7 @@
 use serde_json::Value;
 use tally_constructs::cloudwatch::{Alarm, AlarmProps, Comparison, Statistic};
 use tally_constructs::dynamodb::{AttributeType, Table, TableProps};
+pub use tally_constructs::dynamodb::{AutoScaling, Billing as TableBilling, CapacityRange};
 use tally_constructs::dynamodb_items::ItemAction;
 use tally_constructs::ec2::{
     EndpointAllow, GatewayEndpoint, GatewayEndpointProps, GatewayService, Ingress,
@@ -252,7 +253,21 @@ pub struct PipelineOptions {
     /// The counter cache's ECPU/s ceiling (1,000..=15,000,000): bounds the request part of its bill;
     /// requests above it are throttled.
     pub cache_max_ecpu_per_second: u32,
+    /// How the metrics table pays for throughput: provisioned with auto scaling (the default, see
+    /// [`DEFAULT_TABLE_SCALING`]) or on-demand.
+    pub table_billing: TableBilling,
 }
+
+/// The metrics table's default capacity: provisioned, auto scaled between 3 and 4,000 units each way at
+/// 70 % target utilisation. The compactor writes once a minute and query reads on request: for each shipped
+/// traffic profile the capacity-hours auto scaling holds cost less than on-demand's request units
+/// (docs/plan.md, "DynamoDB capacity", with the figures). The floor is what the smallest profile needs: at
+/// 5 units each way the steady small publisher's table would cost more than on-demand.
+pub const DEFAULT_TABLE_SCALING: AutoScaling = AutoScaling {
+    write: CapacityRange { min: 3, max: 4_000 },
+    read: CapacityRange { min: 3, max: 4_000 },
+    target_utilization_percent: 70,
+};
 
 impl Default for PipelineOptions {
     fn default() -> PipelineOptions {
@@ -292,6 +307,7 @@ impl Default for PipelineOptions {
             dedup_window_secs: 3600,
             cache_max_storage_gb: 1,
             cache_max_ecpu_per_second: 100_000,
+            table_billing: TableBilling::Provisioned(DEFAULT_TABLE_SCALING),
         }
     }
 }
@@ -673,6 +689,7 @@ impl<'a> Pipeline<'a> {
                 sort_key: Some(("sk".into(), AttributeType::String)),
                 ttl_attribute: Some("expires_at".into()),
                 point_in_time_recovery: true,
+                billing: o.table_billing,
             },
         );
         metrics.node().skip_check("CKV_AWS_119", "encrypted with the AWS-managed key; a customer key adds cost and key administration for counters");

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use super::counters::Rows;
 use super::lanes::{self, LaneKind, Model};
 use super::prices::Prices;
-use super::stack::{FunctionModel, StackModel};
+use super::stack::{Capacity, FunctionModel, StackModel, TableBilling};
 use tally_traffic::Profile;
 
 /// Hours in the billing month AWS uses.
@@ -37,10 +37,10 @@ pub const QUERY_INVOCATIONS_PER_COLD_START: f64 = 100.0;
 /// Naive design: one event per record, one 1-WRU write per event, the default mapping (batch 100, polled).
 pub const NAIVE_BATCH_SIZE: u32 = 100;
 pub const NAIVE_MS_PER_WRITE: f64 = 0.5;
-/// DynamoDB auto scaling: target utilisation, and how long capacity stays up after demand falls (scale-in
-/// waits for 15 minutes of low utilisation; scale-out follows within a couple of minutes, burst capacity
-/// covering the gap).
-pub const DYNAMODB_TARGET_UTILISATION: f64 = 0.7;
+/// DynamoDB auto scaling: how long capacity stays up after demand falls (scale-in waits for 15 minutes of
+/// low utilisation; scale-out follows within a couple of minutes, burst capacity covering the gap). The
+/// target utilisation and the bounds come from the template (or, for an on-demand template's alternative,
+/// the pipeline's default, [`alternative_capacity`]).
 pub const DYNAMODB_SCALE_IN_MINUTES: usize = 15;
 /// Bytes through an interface endpoint per API call made through it (request, response, TLS records).
 /// Assumption; the only interface endpoint tally has carries query's Secrets Manager calls.
@@ -64,9 +64,20 @@ pub struct Bill {
     pub lines: Vec<Line>,
     /// Events per month the bill carries.
     pub events: f64,
-    /// The table on provisioned capacity with auto scaling instead of on-demand (USD a month, not in the
-    /// lines): the recommendation compares the two.
+    /// Whether the bill's DynamoDB lines are provisioned capacity (the template's table is `PROVISIONED`)
+    /// rather than request units. The naive design's are always request units.
+    pub dynamodb_provisioned: bool,
+    /// The table's throughput priced both ways (USD a month): on-demand request units, and provisioned
+    /// capacity-unit-hours held by auto scaling (the template's bounds and target, or the pipeline's
+    /// default ones for an on-demand template). One of them is the bill's DynamoDB lines.
+    pub dynamodb_on_demand_usd: f64,
     pub dynamodb_provisioned_usd: f64,
+    /// Write and read units the table consumes in a month (whichever way it pays).
+    pub dynamodb_write_units: f64,
+    pub dynamodb_read_units: f64,
+    /// Minutes of the profile's period in which the demand exceeds the capacity auto scaling may hold
+    /// (its maximum): those requests are throttled (0 on-demand).
+    pub dynamodb_short_minutes: usize,
     /// Peak write units per second the table takes (the minute of the period with most).
     pub dynamodb_peak_wcu_per_sec: f64,
     /// The counter cache at its busiest minute: ECPU per second and bytes stored (0 without a cache).
@@ -384,15 +395,58 @@ fn cache_stored_bytes(u: &Usage, window_secs: f64) -> Vec<f64> {
 }
 
 /// Capacity units an auto-scaled table holds each minute for `demand` units per second: demand over the
-/// target utilisation, held for the scale-in delay after demand falls.
-pub fn auto_scaled(demand: &[f64]) -> Vec<f64> {
+/// target utilisation, held for the scale-in delay after demand falls, within the bounds.
+pub fn auto_scaled(demand: &[f64], cap: &Capacity) -> Vec<f64> {
     (0..demand.len())
         .map(|t| {
             let from = t.saturating_sub(DYNAMODB_SCALE_IN_MINUTES);
             let peak = demand[from..=t].iter().copied().fold(0.0, f64::max);
-            (peak / DYNAMODB_TARGET_UTILISATION).ceil().max(1.0)
+            (peak / cap.target_utilization)
+                .ceil()
+                .clamp(cap.min.max(1.0), cap.max.max(cap.min).max(1.0))
         })
         .collect()
+}
+
+/// The capacity an on-demand template's table would get on provisioned capacity: the pipeline's default
+/// auto scaling (`tally_pipeline::DEFAULT_TABLE_SCALING`).
+pub fn alternative_capacity() -> (Capacity, Capacity) {
+    let d = tally_pipeline::DEFAULT_TABLE_SCALING;
+    let cap = |r: tally_pipeline::CapacityRange| Capacity {
+        min: f64::from(r.min),
+        max: f64::from(r.max),
+        target_utilization: f64::from(d.target_utilization_percent) / 100.0,
+    };
+    (cap(d.write), cap(d.read))
+}
+
+/// The on-demand table's lines: request units, the compactor's writes on a line of their own.
+fn dynamodb_request_lines(b: &mut Bill, prices: &Prices, u: &Usage, month_factor: f64) {
+    let [w, r] = dynamodb(prices, u.wru * month_factor, u.rru * month_factor);
+    b.add(
+        "DynamoDB",
+        "write request units",
+        u.wru * month_factor,
+        "WRU",
+        w,
+    );
+    b.add(
+        "DynamoDB",
+        "read request units",
+        u.rru * month_factor,
+        "RRU",
+        r,
+    );
+    if u.compactor_wru > 0.0 {
+        let wru = u.compactor_wru * month_factor;
+        let [w, _] = dynamodb(prices, wru, 0.0);
+        b.add("DynamoDB", "write request units (compactor)", wru, "WRU", w);
+    }
+}
+
+/// Minutes in which `demand` exceeds the `capacity` held.
+pub fn short_minutes(demand: &[f64], capacity: &[f64]) -> usize {
+    demand.iter().zip(capacity).filter(|(d, c)| *d > *c).count()
 }
 
 /// The monthly bill of `design` for `profile` on `stack`, with `shards[m]` open shards in minute `m` of the
@@ -603,13 +657,32 @@ pub fn bill(
         u.sqs_requests += f64::from(stack.sqs_mappings) * SQS_POLLS_PER_MINUTE;
     }
 
-    let wcu_cap = auto_scaled(&u.wcu_per_sec);
-    let rcu_cap = auto_scaled(&u.rcu_per_sec);
+    let provisioned = match stack.table_billing {
+        TableBilling::Provisioned { write, read } if tally => Some((write, read)),
+        _ => None,
+    };
+    let (write_cap, read_cap) = provisioned.unwrap_or_else(alternative_capacity);
+    let wcu_cap = auto_scaled(&u.wcu_per_sec, &write_cap);
+    let rcu_cap = auto_scaled(&u.rcu_per_sec, &read_cap);
     let hours = |cap: &[f64]| cap.iter().sum::<f64>() / 60.0 * month_factor;
+    let (wcu_hours, rcu_hours) = (hours(&wcu_cap), hours(&rcu_cap));
+    let (wru, rru) = (
+        (u.wru + u.compactor_wru) * month_factor,
+        u.rru * month_factor,
+    );
     let mut b = Bill {
         lines: Vec::new(),
         events: events_total * month_factor,
-        dynamodb_provisioned_usd: dynamodb_provisioned(prices, hours(&wcu_cap), hours(&rcu_cap)),
+        dynamodb_provisioned: provisioned.is_some(),
+        dynamodb_on_demand_usd: dynamodb(prices, wru, rru).iter().sum(),
+        dynamodb_provisioned_usd: dynamodb_provisioned(prices, wcu_hours, rcu_hours),
+        dynamodb_write_units: wru,
+        dynamodb_read_units: rru,
+        dynamodb_short_minutes: if provisioned.is_some() {
+            short_minutes(&u.wcu_per_sec, &wcu_cap).max(short_minutes(&u.rcu_per_sec, &rcu_cap))
+        } else {
+            0
+        },
         dynamodb_peak_wcu_per_sec: u.wcu_per_sec.iter().copied().fold(0.0, f64::max),
         cache_peak_ecpu_per_sec: u.ecpu_per_sec.iter().copied().fold(0.0, f64::max),
         cache_peak_stored_bytes: 0.0,
@@ -730,25 +803,31 @@ pub fn bill(
         );
         b.add("Lambda", format!("{name}: compute"), gbs, "GB-s", gbs_usd);
     }
-    let [w, r] = dynamodb(prices, u.wru * month_factor, u.rru * month_factor);
-    b.add(
-        "DynamoDB",
-        "write request units",
-        u.wru * month_factor,
-        "WRU",
-        w,
-    );
-    b.add(
-        "DynamoDB",
-        "read request units",
-        u.rru * month_factor,
-        "RRU",
-        r,
-    );
-    if u.compactor_wru > 0.0 {
-        let wru = u.compactor_wru * month_factor;
-        let [w, _] = dynamodb(prices, wru, 0.0);
-        b.add("DynamoDB", "write request units (compactor)", wru, "WRU", w);
+    if provisioned.is_some() {
+        let bounds = |c: &Capacity| {
+            format!(
+                "auto scaled {:.0}..{:.0} at {:.0} %",
+                c.min,
+                c.max,
+                c.target_utilization * 100.0
+            )
+        };
+        b.add(
+            "DynamoDB",
+            format!("write capacity ({})", bounds(&write_cap)),
+            wcu_hours,
+            "WCU-h",
+            wcu_hours * prices.dynamodb.provisioned_wcu_hour,
+        );
+        b.add(
+            "DynamoDB",
+            format!("read capacity ({})", bounds(&read_cap)),
+            rcu_hours,
+            "RCU-h",
+            rcu_hours * prices.dynamodb.provisioned_rcu_hour,
+        );
+    } else {
+        dynamodb_request_lines(&mut b, prices, &u, month_factor);
     }
     if tally && stack.cache.is_some() && u.ecpu > 0.0 {
         let ecpu = u.ecpu * month_factor;
@@ -1030,13 +1109,47 @@ mod tests {
 
     #[test]
     fn provisioned_capacity_follows_demand_with_the_scale_in_delay() {
-        // 70 units/s → 100 provisioned; a drop keeps the capacity for 15 minutes.
+        // 70 units/s at 70 % → 100 provisioned; a drop keeps the capacity for 15 minutes.
         let mut demand = vec![70.0; 5];
         demand.extend(vec![7.0; 20]);
-        let cap = auto_scaled(&demand);
+        let wide = Capacity {
+            min: 1.0,
+            max: 40_000.0,
+            target_utilization: 0.7,
+        };
+        let cap = auto_scaled(&demand, &wide);
         assert_eq!(cap[0], 100.0);
         assert_eq!(cap[5 + 14], 100.0);
         assert_eq!(cap[5 + 15], 10.0);
+        assert_eq!(short_minutes(&demand, &cap), 0);
+        // The bounds: a floor of 20 holds 20 after the drop, a ceiling of 80 holds 80 at the top, and the
+        // five minutes of 70 units/s fit under 80 (no throttling); at 50 % they would want 140.
+        let narrow = Capacity {
+            min: 20.0,
+            max: 80.0,
+            target_utilization: 0.7,
+        };
+        let cap = auto_scaled(&demand, &narrow);
+        assert_eq!((cap[0], cap[24]), (80.0, 20.0));
+        assert_eq!(short_minutes(&demand, &cap), 0);
+        let half = Capacity {
+            target_utilization: 0.5,
+            ..narrow
+        };
+        assert_eq!(auto_scaled(&demand, &half)[0], 80.0);
+        // Demand above the ceiling: throttled minutes.
+        let tight = Capacity {
+            max: 50.0,
+            ..narrow
+        };
+        assert_eq!(short_minutes(&demand, &auto_scaled(&demand, &tight)), 5);
+        // Fixed capacity (no scaling policy): min = max.
+        let fixed = Capacity {
+            min: 25.0,
+            max: 25.0,
+            target_utilization: 1.0,
+        };
+        assert!(auto_scaled(&demand, &fixed).iter().all(|&c| c == 25.0));
         // 730 h of 100 WCU and 10 RCU: 73,000 × $0.00065 + 7,300 × $0.00013 = $47.45 + $0.949.
         close(dynamodb_provisioned(&prices(), 73_000.0, 7_300.0), 48.399);
     }
@@ -1118,6 +1231,66 @@ mod tests {
         };
         close(quantity(&naive, "write request units"), b.events);
         close(quantity(&naive, "PUT payload units (25 KB)"), b.events);
+    }
+
+    #[test]
+    fn a_provisioned_table_is_billed_in_capacity_hours() {
+        use super::super::stack::{Capacity, TableBilling};
+        let p = Profile::flat(1000.0, 200).expect("profile");
+        let mut m = model(&p);
+        let mut stack =
+            super::super::stack::read(&super::super::stack::tests::fixture()).expect("stack");
+        assert_eq!(stack.table_billing, TableBilling::OnDemand);
+        let shards = vec![2; p.events_per_sec.len()];
+        let on_demand = bill(Design::Tally, &p, &stack, &shards, false, &prices(), &mut m);
+        assert!(!on_demand.dynamodb_provisioned);
+        close(
+            on_demand.dynamodb_on_demand_usd,
+            on_demand.service("DynamoDB"),
+        );
+        // Fixed bounds so the hours are known by hand: 50 WCU and 2 RCU all month.
+        let fixed = |units: f64| Capacity {
+            min: units,
+            max: units,
+            target_utilization: 0.7,
+        };
+        stack.table_billing = TableBilling::Provisioned {
+            write: fixed(50.0),
+            read: fixed(2.0),
+        };
+        let b = bill(Design::Tally, &p, &stack, &shards, false, &prices(), &mut m);
+        assert!(b.dynamodb_provisioned);
+        let dynamodb: Vec<_> = b.lines.iter().filter(|l| l.service == "DynamoDB").collect();
+        assert_eq!(dynamodb.len(), 2, "{dynamodb:?}");
+        assert_eq!(
+            dynamodb[0].item,
+            "write capacity (auto scaled 50..50 at 70 %)"
+        );
+        close(dynamodb[0].quantity, 50.0 * 730.0);
+        close(dynamodb[0].usd, 50.0 * 730.0 * 0.00065);
+        close(dynamodb[1].quantity, 2.0 * 730.0);
+        close(dynamodb[1].usd, 2.0 * 730.0 * 0.00013);
+        close(b.service("DynamoDB"), 23.725 + 0.1898);
+        close(b.dynamodb_provisioned_usd, 23.725 + 0.1898);
+        // The other mode is still priced, on the same units.
+        close(b.dynamodb_on_demand_usd, on_demand.dynamodb_on_demand_usd);
+        close(b.dynamodb_write_units, on_demand.dynamodb_write_units);
+        // The row model writes more than 50 units a second: every minute is short of capacity.
+        let demand = b.dynamodb_write_units / (730.0 * 3600.0);
+        assert!(demand > 50.0, "{demand}");
+        assert_eq!(b.dynamodb_short_minutes, p.events_per_sec.len());
+        // Everything else is the same bill.
+        close(
+            b.total() - b.service("DynamoDB"),
+            on_demand.total() - on_demand.service("DynamoDB"),
+        );
+        // The naive design keeps its request units whatever the template says.
+        let naive = bill(Design::Naive, &p, &stack, &shards, false, &prices(), &mut m);
+        assert!(!naive.dynamodb_provisioned);
+        assert!(naive
+            .lines
+            .iter()
+            .any(|l| l.service == "DynamoDB" && l.unit == "WRU"));
     }
 
     #[test]

@@ -284,6 +284,33 @@ pub fn plan(
     Ok(report)
 }
 
+/// Which way the metrics table should pay, against the way the template has it (`table_billing` in
+/// `tally.toml`), and whether auto scaling's maximum is too low for the peak.
+fn table_billing_recommendation(b: &Bill) -> String {
+    let (od, prov) = (b.dynamodb_on_demand_usd, b.dynamodb_provisioned_usd);
+    let mut line = match (b.dynamodb_provisioned, prov <= od) {
+        (true, true) => format!(
+            "keep the metrics table on provisioned capacity with auto scaling: ${prov:.2}/month against ${od:.2} on-demand"
+        ),
+        (true, false) => format!(
+            "put the metrics table on-demand (table_billing = \"on-demand\" in tally.toml): ${od:.2}/month against ${prov:.2} provisioned with auto scaling"
+        ),
+        (false, true) => format!(
+            "put the metrics table on provisioned capacity with auto scaling (table_billing = \"provisioned\" in tally.toml): ${prov:.2}/month against ${od:.2} on-demand"
+        ),
+        (false, false) => format!(
+            "keep the metrics table on-demand: ${od:.2}/month against ${prov:.2} provisioned with auto scaling"
+        ),
+    };
+    if b.dynamodb_short_minutes > 0 {
+        line.push_str(&format!(
+            "; {} minutes of the period need more capacity than auto scaling's maximum allows (throttled): raise table_max_write_capacity / table_max_read_capacity in tally.toml",
+            b.dynamodb_short_minutes
+        ));
+    }
+    line
+}
+
 fn recommend(r: &Report) -> Vec<String> {
     let mut out = Vec::new();
     let (provisioned, on_demand) = if r.on_demand {
@@ -320,34 +347,14 @@ fn recommend(r: &Report) -> Vec<String> {
             "use on-demand mode (StreamCapacity::OnDemand): Kinesis ${ok:.2}/month against ${pk:.2} provisioned with the scaler{caveat}"
         ));
     }
-    let wru = |b: &Bill| {
-        b.lines
-            .iter()
-            .filter(|l| l.unit == "WRU")
-            .map(|l| l.quantity)
-            .sum::<f64>()
-            / b.events.max(1.0)
-    };
+    let wru = |b: &Bill| b.dynamodb_write_units / b.events.max(1.0);
     let (t, n) = (wru(&r.tally), wru(&r.naive));
     if t > n {
         out.push(format!(
             "the metrics table takes {t:.2} write units per event against the naive design's {n:.2}: every batch read-modify-writes the minute, hour and day rows (with their sketches and one fence mark per writing shard) of every campaign and (campaign, ad) it holds"
         ));
     }
-    let (od, prov) = (
-        r.tally.service("DynamoDB"),
-        r.tally.dynamodb_provisioned_usd,
-    );
-    if prov < od {
-        out.push(format!(
-            "put the metrics table on provisioned capacity with auto scaling (target {:.0} %): ${prov:.0}/month against ${od:.0} on-demand",
-            cost::DYNAMODB_TARGET_UTILISATION * 100.0
-        ));
-    } else {
-        out.push(format!(
-            "keep the metrics table on-demand: ${od:.0}/month against ${prov:.0} provisioned with auto scaling"
-        ));
-    }
+    out.push(table_billing_recommendation(&r.tally));
     for (lane, e) in &r.lanes_at_peak {
         if e.behind {
             out.push(format!(

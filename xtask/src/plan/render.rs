@@ -76,8 +76,9 @@ pub fn table(r: &Report) -> String {
     }
     let _ = writeln!(
         s,
-        "metrics table: on-demand {} a month, provisioned with auto scaling {} (peak {:.0} write units/s)",
-        usd(r.tally.service("DynamoDB")),
+        "metrics table ({} in the template): on-demand {} a month, provisioned with auto scaling {} (peak {:.0} write units/s)",
+        if r.tally.dynamodb_provisioned { "provisioned" } else { "on-demand" },
+        usd(r.tally.dynamodb_on_demand_usd),
         usd(r.tally.dynamodb_provisioned_usd),
         r.tally.dynamodb_peak_wcu_per_sec
     );
@@ -263,7 +264,11 @@ pub fn json(r: &Report) -> Value {
             "read_units": e.units.read_units, "failed_conditional_writes": e.units.failed_conditional_writes,
             "mean_item_bytes": e.units.mean_item_bytes, "behind": e.behind,
         })).collect::<Vec<_>>(),
-        "dynamodb": { "on_demand_usd": r.tally.service("DynamoDB"), "provisioned_auto_scaling_usd": r.tally.dynamodb_provisioned_usd,
+        "dynamodb": { "billing": if r.tally.dynamodb_provisioned { "provisioned" } else { "on-demand" },
+            "on_demand_usd": r.tally.dynamodb_on_demand_usd,
+            "provisioned_auto_scaling_usd": r.tally.dynamodb_provisioned_usd,
+            "write_units": r.tally.dynamodb_write_units, "read_units": r.tally.dynamodb_read_units,
+            "throttled_minutes": r.tally.dynamodb_short_minutes,
             "peak_write_units_per_sec": r.tally.dynamodb_peak_wcu_per_sec },
         "naive_notes": { "freshness_p50_ms": r.naive_notes.freshness_p50_ms, "exactly_once": false,
             "hottest_item_write_units_per_sec": r.naive_notes.hottest_item_wcu_per_sec,

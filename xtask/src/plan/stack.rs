@@ -52,6 +52,23 @@ pub struct KinesisMapping {
     pub starting_position: String,
 }
 
+/// One capacity dimension of a provisioned table: auto scaling's bounds (units per second) and target
+/// utilisation (a fraction). A dimension without a target-tracking policy is fixed at its
+/// `ProvisionedThroughput`: `min = max` = that, target 1.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Capacity {
+    pub min: f64,
+    pub max: f64,
+    pub target_utilization: f64,
+}
+
+/// How the metrics table pays for throughput (`BillingMode`, and its auto scaling).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum TableBilling {
+    OnDemand,
+    Provisioned { write: Capacity, read: Capacity },
+}
+
 /// A bucket's lifecycle rule: storage-class transitions (days, class) and expiration.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Lifecycle {
@@ -71,6 +88,8 @@ pub struct StackModel {
     pub alarms: u32,
     pub secrets: u32,
     pub tables: u32,
+    /// The table's billing (on-demand when the template has no table).
+    pub table_billing: TableBilling,
     /// Expiration of archived objects, days (the shortest enabled rule of any bucket), if any.
     pub archive_expiration_days: Option<u32>,
     /// The archive's lifecycle: transitions and expiration of the enabled rule with the most transitions.
@@ -238,6 +257,7 @@ pub fn read(template: &Value) -> anyhow::Result<StackModel> {
         alarms: 0,
         secrets: 0,
         tables: 0,
+        table_billing: TableBilling::OnDemand,
         archive_expiration_days: None,
         archive_lifecycle: Lifecycle::default(),
         scaler_bounds: None,
@@ -533,6 +553,7 @@ pub fn read(template: &Value) -> anyhow::Result<StackModel> {
             _ => {}
         }
     }
+    model.table_billing = table_billing(resources)?;
     for (id, function) in model.functions.iter_mut() {
         function.log_retention_days = log_retention
             .iter()
@@ -540,6 +561,146 @@ pub fn read(template: &Value) -> anyhow::Result<StackModel> {
             .map(|(_, d)| *d);
     }
     Ok(model)
+}
+
+/// The billing of the template's DynamoDB table: `BillingMode` (CloudFormation's default is
+/// `PROVISIONED`), `ProvisionedThroughput`, and per dimension the `AWS::ApplicationAutoScaling::ScalableTarget`
+/// (namespace `dynamodb`, `ResourceId` naming the table) with its `TargetTrackingScaling` policy.
+fn table_billing(resources: &serde_json::Map<String, Value>) -> anyhow::Result<TableBilling> {
+    let of_type = |t: &'static str| {
+        resources
+            .iter()
+            .filter(move |(_, r)| r.get("Type").and_then(Value::as_str) == Some(t))
+    };
+    let tables: Vec<_> = of_type("AWS::DynamoDB::Table").collect();
+    let (id, table) = match tables.as_slice() {
+        [] => return Ok(TableBilling::OnDemand),
+        [one] => *one,
+        _ if tables.iter().all(|(_, t)| {
+            t.pointer("/Properties/BillingMode").and_then(Value::as_str) == Some("PAY_PER_REQUEST")
+        }) =>
+        {
+            return Ok(TableBilling::OnDemand)
+        }
+        _ => bail!(
+            "the template has {} DynamoDB tables, not all on-demand; plan prices the capacity of one table",
+            tables.len()
+        ),
+    };
+    let empty = Value::Object(Default::default());
+    let props = table.get("Properties").unwrap_or(&empty);
+    let path = format!("Resources.{id}.Properties");
+    match props.get("BillingMode").and_then(Value::as_str) {
+        Some("PAY_PER_REQUEST") => return Ok(TableBilling::OnDemand),
+        None | Some("PROVISIONED") => {}
+        Some(other) => {
+            bail!("{path}.BillingMode: {other:?}, expected PAY_PER_REQUEST or PROVISIONED")
+        }
+    }
+    let throughput = props.get("ProvisionedThroughput").with_context(|| {
+        format!("{path}: a PROVISIONED table needs ProvisionedThroughput (or BillingMode PAY_PER_REQUEST)")
+    })?;
+    let fixed = |key: &str| -> anyhow::Result<Capacity> {
+        let units = f64::from(number(
+            throughput,
+            key,
+            0,
+            &format!("{path}.ProvisionedThroughput"),
+        )?);
+        if units < 1.0 {
+            bail!("{path}.ProvisionedThroughput.{key}: give at least 1 unit");
+        }
+        Ok(Capacity {
+            min: units,
+            max: units,
+            target_utilization: 1.0,
+        })
+    };
+    let (mut write, mut read) = (fixed("WriteCapacityUnits")?, fixed("ReadCapacityUnits")?);
+    let table_name = props.get("TableName").and_then(Value::as_str);
+    for (target_id, target) in of_type("AWS::ApplicationAutoScaling::ScalableTarget") {
+        let tp = target.get("Properties").unwrap_or(&empty);
+        let tpath = format!("Resources.{target_id}.Properties");
+        if tp.get("ServiceNamespace").and_then(Value::as_str) != Some("dynamodb")
+            || !names_table(tp.get("ResourceId"), id, table_name)
+        {
+            continue;
+        }
+        let dimension = match tp.get("ScalableDimension").and_then(Value::as_str) {
+            Some("dynamodb:table:WriteCapacityUnits") => &mut write,
+            Some("dynamodb:table:ReadCapacityUnits") => &mut read,
+            _ => continue, // an index's dimension: not the table's capacity
+        };
+        let Some(target_value) = tracking_target(resources, target_id)? else {
+            continue; // no policy: the capacity stays where the table has it
+        };
+        let min = f64::from(number(tp, "MinCapacity", 1, &tpath)?);
+        let max = f64::from(number(tp, "MaxCapacity", 0, &tpath)?);
+        if min < 1.0 || max < min {
+            bail!("{tpath}: MinCapacity {min} and MaxCapacity {max} must satisfy 1 <= min <= max");
+        }
+        *dimension = Capacity {
+            min,
+            max,
+            target_utilization: target_value / 100.0,
+        };
+    }
+    Ok(TableBilling::Provisioned { write, read })
+}
+
+/// Whether a scalable target's `ResourceId` is `table/<the table>`: `Fn::Sub "table/${Id}"`,
+/// `Fn::Join ["", ["table/", {"Ref": Id}]]`, or the literal `table/<TableName>`.
+fn names_table(resource_id: Option<&Value>, id: &str, table_name: Option<&str>) -> bool {
+    let Some(v) = resource_id else { return false };
+    if let Some(text) = v.as_str() {
+        return table_name.is_some_and(|name| text == format!("table/{name}"));
+    }
+    if let Some(sub) = v.get("Fn::Sub").and_then(Value::as_str) {
+        return sub == format!("table/${{{id}}}");
+    }
+    if let Some(Value::Array(parts)) = v.get("Fn::Join") {
+        if let Some(Value::Array(items)) = parts.get(1) {
+            return items.first().and_then(Value::as_str) == Some("table/")
+                && items.get(1).and_then(target) == Some(id)
+                && items.len() == 2;
+        }
+    }
+    false
+}
+
+/// The `TargetValue` (percent) of the target-tracking policy on scalable target `target_id`, if any.
+fn tracking_target(
+    resources: &serde_json::Map<String, Value>,
+    target_id: &str,
+) -> anyhow::Result<Option<f64>> {
+    for (id, r) in resources {
+        if r.get("Type").and_then(Value::as_str)
+            != Some("AWS::ApplicationAutoScaling::ScalingPolicy")
+        {
+            continue;
+        }
+        let Some(p) = r.get("Properties") else {
+            continue;
+        };
+        if p.get("ScalingTargetId").and_then(target) != Some(target_id)
+            || p.get("PolicyType").and_then(Value::as_str) != Some("TargetTrackingScaling")
+        {
+            continue;
+        }
+        let value = p
+            .pointer("/TargetTrackingScalingPolicyConfiguration/TargetValue")
+            .and_then(|v| {
+                v.as_f64()
+                    .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+            });
+        return match value {
+            Some(v) if (1.0..=100.0).contains(&v) => Ok(Some(v)),
+            _ => bail!(
+                "Resources.{id}.Properties.TargetTrackingScalingPolicyConfiguration.TargetValue: expected a literal percentage 1..=100"
+            ),
+        };
+    }
+    Ok(None)
 }
 
 #[cfg(test)]
@@ -861,6 +1022,140 @@ pub(crate) mod tests {
         assert_eq!(
             (c.memory_mb, c.timeout_secs, c.arm64, c.name.as_str()),
             (128, 3, false, "Collect")
+        );
+    }
+
+    #[test]
+    fn table_billing_from_the_table_and_its_auto_scaling() {
+        let mut t = fixture();
+        assert_eq!(
+            read(&t).expect("reads").table_billing,
+            TableBilling::OnDemand
+        );
+        let r = &mut t["Resources"];
+        r["Metrics"]["Properties"] = json!({ "BillingMode": "PROVISIONED",
+            "ProvisionedThroughput": { "ReadCapacityUnits": 3, "WriteCapacityUnits": 4 } });
+        // Without scaling: fixed at the throughput.
+        let fixed = |units| Capacity {
+            min: units,
+            max: units,
+            target_utilization: 1.0,
+        };
+        assert_eq!(
+            read(&t).expect("reads").table_billing,
+            TableBilling::Provisioned {
+                write: fixed(4.0),
+                read: fixed(3.0)
+            }
+        );
+        let r = &mut t["Resources"];
+        r["WriteTarget"] = json!({ "Type": "AWS::ApplicationAutoScaling::ScalableTarget", "Properties": {
+            "ServiceNamespace": "dynamodb", "ScalableDimension": "dynamodb:table:WriteCapacityUnits",
+            "ResourceId": { "Fn::Sub": "table/${Metrics}" }, "MinCapacity": 4, "MaxCapacity": 900 } });
+        r["WritePolicy"] = json!({ "Type": "AWS::ApplicationAutoScaling::ScalingPolicy", "Properties": {
+            "PolicyType": "TargetTrackingScaling", "ScalingTargetId": { "Ref": "WriteTarget" },
+            "TargetTrackingScalingPolicyConfiguration": { "TargetValue": 70.0 } } });
+        r["ReadTarget"] = json!({ "Type": "AWS::ApplicationAutoScaling::ScalableTarget", "Properties": {
+            "ServiceNamespace": "dynamodb", "ScalableDimension": "dynamodb:table:ReadCapacityUnits",
+            "ResourceId": { "Fn::Join": ["", ["table/", { "Ref": "Metrics" }]] }, "MinCapacity": 3, "MaxCapacity": 50 } });
+        r["ReadPolicy"] = json!({ "Type": "AWS::ApplicationAutoScaling::ScalingPolicy", "Properties": {
+            "PolicyType": "TargetTrackingScaling", "ScalingTargetId": { "Ref": "ReadTarget" },
+            "TargetTrackingScalingPolicyConfiguration": { "TargetValue": "50" } } });
+        // An index's dimension and another namespace are not the table's.
+        r["IndexTarget"] = json!({ "Type": "AWS::ApplicationAutoScaling::ScalableTarget", "Properties": {
+            "ServiceNamespace": "dynamodb", "ScalableDimension": "dynamodb:index:WriteCapacityUnits",
+            "ResourceId": { "Fn::Sub": "table/${Metrics}/index/i" }, "MinCapacity": 1, "MaxCapacity": 2 } });
+        let got = read(&t).expect("reads").table_billing;
+        assert_eq!(
+            got,
+            TableBilling::Provisioned {
+                write: Capacity {
+                    min: 4.0,
+                    max: 900.0,
+                    target_utilization: 0.7
+                },
+                read: Capacity {
+                    min: 3.0,
+                    max: 50.0,
+                    target_utilization: 0.5
+                },
+            }
+        );
+        // The synthesized pipeline's default: 3..4,000 at 70 % each way.
+        let pipeline = tally_pipeline::synth_value(
+            &tally_pipeline::Stage::new("main"),
+            &tally_pipeline::PipelineOptions::default(),
+        )
+        .expect("synth");
+        let wide = Capacity {
+            min: 3.0,
+            max: 4000.0,
+            target_utilization: 0.7,
+        };
+        assert_eq!(
+            read(&pipeline).expect("reads").table_billing,
+            TableBilling::Provisioned {
+                write: wide,
+                read: wide
+            }
+        );
+    }
+
+    #[test]
+    fn table_billing_mistakes_name_the_property() {
+        let err = |change: &dyn Fn(&mut Value)| {
+            let mut t = fixture();
+            t["Resources"]["Metrics"]["Properties"] = json!({ "BillingMode": "PROVISIONED",
+                "ProvisionedThroughput": { "ReadCapacityUnits": 3, "WriteCapacityUnits": 4 } });
+            change(&mut t);
+            format!("{:#}", read(&t).expect_err("refused"))
+        };
+        let e = err(&|t| {
+            t["Resources"]["Metrics"]["Properties"] = json!({ "BillingMode": "PROVISIONED" })
+        });
+        assert!(
+            e.contains(
+                "Resources.Metrics.Properties: a PROVISIONED table needs ProvisionedThroughput"
+            ),
+            "{e}"
+        );
+        let e = err(&|t| {
+            t["Resources"]["Metrics"]["Properties"]["ProvisionedThroughput"]["WriteCapacityUnits"] =
+                json!({ "Ref": "Units" })
+        });
+        assert!(
+            e.contains("ProvisionedThroughput.WriteCapacityUnits") && e.contains("literal"),
+            "{e}"
+        );
+        let e = err(&|t| {
+            t["Resources"]["Other"] = json!({ "Type": "AWS::DynamoDB::Table", "Properties": {} })
+        });
+        assert!(e.contains("2 DynamoDB tables"), "{e}");
+        let e = err(&|t| {
+            t["Resources"]["W"] = json!({ "Type": "AWS::ApplicationAutoScaling::ScalableTarget", "Properties": {
+                "ServiceNamespace": "dynamodb", "ScalableDimension": "dynamodb:table:WriteCapacityUnits",
+                "ResourceId": { "Fn::Sub": "table/${Metrics}" }, "MinCapacity": 10, "MaxCapacity": 5 } });
+            t["Resources"]["P"] = json!({ "Type": "AWS::ApplicationAutoScaling::ScalingPolicy", "Properties": {
+                "PolicyType": "TargetTrackingScaling", "ScalingTargetId": { "Ref": "W" },
+                "TargetTrackingScalingPolicyConfiguration": { "TargetValue": 70 } } });
+        });
+        assert!(
+            e.contains("Resources.W.Properties: MinCapacity 10 and MaxCapacity 5"),
+            "{e}"
+        );
+        let e = err(&|t| {
+            t["Resources"]["W"] = json!({ "Type": "AWS::ApplicationAutoScaling::ScalableTarget", "Properties": {
+                "ServiceNamespace": "dynamodb", "ScalableDimension": "dynamodb:table:WriteCapacityUnits",
+                "ResourceId": { "Fn::Sub": "table/${Metrics}" }, "MinCapacity": 1, "MaxCapacity": 5 } });
+            t["Resources"]["P"] = json!({ "Type": "AWS::ApplicationAutoScaling::ScalingPolicy", "Properties": {
+                "PolicyType": "TargetTrackingScaling", "ScalingTargetId": { "Ref": "W" },
+                "TargetTrackingScalingPolicyConfiguration": { "TargetValue": { "Ref": "Target" } } } });
+        });
+        assert!(
+            e.contains(
+                "Resources.P.Properties.TargetTrackingScalingPolicyConfiguration.TargetValue"
+            ),
+            "{e}"
         );
     }
 }

@@ -225,6 +225,9 @@ fn reserved(template: &Value, logical_id: &str) -> Option<f64> {
 }
 
 /// Sum of a bill's lines in `unit` per second (period mean).
+/// Seconds in the billing month.
+const MONTH_SECS: f64 = super::cost::HOURS_PER_MONTH * 3600.0;
+
 fn per_sec(r: &Report, service: &str, pred: impl Fn(&super::cost::Line) -> bool) -> f64 {
     let seconds = super::cost::HOURS_PER_MONTH * 3600.0;
     r.tally
@@ -405,22 +408,22 @@ impl Row {
             "RCU/s",
             HOT_ROW,
         );
-        add(
-            Part::DynamoDB,
-            "table WCU",
-            per_sec(r, "DynamoDB", |l| l.unit == "WRU") * peak_factor,
-            DDB_TABLE_UNITS,
-            "WCU/s",
-            "table-level write throughput (40,000/s): Service Quotas request",
-        );
-        add(
-            Part::DynamoDB,
-            "table RCU",
-            per_sec(r, "DynamoDB", |l| l.unit == "RRU") * peak_factor,
-            DDB_TABLE_UNITS,
-            "RCU/s",
-            "table-level read throughput (40,000/s): Service Quotas request",
-        );
+        // On provisioned capacity the ceiling is auto scaling's maximum (a stack option) when it is lower.
+        let (wcu_max, rcu_max) = match r.stack.table_billing {
+            super::stack::TableBilling::Provisioned { write, read } => (write.max, read.max),
+            super::stack::TableBilling::OnDemand => (f64::INFINITY, f64::INFINITY),
+        };
+        for (name, units, max, unit, quota, raise_max) in [
+            ("table WCU", r.tally.dynamodb_write_units, wcu_max, "WCU/s", "table-level write throughput (40,000/s): Service Quotas request", "auto scaling's maximum, a stack option: raise table_max_write_capacity (tally.toml)"),
+            ("table RCU", r.tally.dynamodb_read_units, rcu_max, "RCU/s", "table-level read throughput (40,000/s): Service Quotas request", "auto scaling's maximum, a stack option: raise table_max_read_capacity (tally.toml)"),
+        ] {
+            let demand = units / MONTH_SECS * peak_factor;
+            if max < DDB_TABLE_UNITS {
+                add(Part::DynamoDB, name, demand, max, unit, raise_max);
+            } else {
+                add(Part::DynamoDB, name, demand, DDB_TABLE_UNITS, unit, quota);
+            }
+        }
 
         // The counter cache: its configured usage limits (stack options) and ElastiCache Serverless's maximums.
         if let Some(cache) = &r.stack.cache {

@@ -123,6 +123,34 @@ fn profiles_give_json() {
                 "{name} {design}"
             );
         }
+        // The metrics table: provisioned by default, its lines are the capacity auto scaling holds (priced as
+        // `provisioned_auto_scaling_usd`), on-demand priced beside it; the naive design pays request units.
+        let table = &v["dynamodb"];
+        assert_eq!(table["billing"], "provisioned", "{name}");
+        let service = |d: &str, unit: &str| -> f64 {
+            v[d]["lines"]
+                .as_array()
+                .expect("lines")
+                .iter()
+                .filter(|l| l["service"] == "DynamoDB" && (unit.is_empty() || l["unit"] == unit))
+                .map(|l| l["usd"].as_f64().expect("usd"))
+                .sum()
+        };
+        let provisioned = table["provisioned_auto_scaling_usd"].as_f64().expect("usd");
+        assert!(
+            (service("tally", "") - provisioned).abs() < 1e-6 * provisioned.max(1.0),
+            "{name}: {} vs {provisioned}",
+            service("tally", "")
+        );
+        assert!(
+            service("tally", "WCU-h") > 0.0 && service("tally", "WRU") == 0.0,
+            "{name}"
+        );
+        assert!(
+            table["on_demand_usd"].as_f64().expect("usd") > 0.0,
+            "{name}"
+        );
+        assert!(service("naive", "WRU") > 0.0, "{name}");
         // Packing: `pack_request` writes one record per request, so tally writes at most one record per event.
         let units = |d: &str| {
             let lines = v[d]["lines"].as_array().expect("lines");

@@ -335,3 +335,81 @@ async fn hostile_values_are_refused() {
     let err = table.watermark().await.expect_err("settled ahead");
     assert!(err.to_string().contains("compactor/watermark"), "{err}");
 }
+
+/// On provisioned capacity a burst beyond what the table holds (the compactor writes a minute's items at
+/// once) is answered with `ProvisionedThroughputExceededException`. The SDK retries it (both attempts of the
+/// test configuration are throttled here), then the compactor's writes and the reads query makes through
+/// this table report it as retryable: the run fails before the watermark moves and the next run writes
+/// the same items again; nothing is half-done.
+#[tokio::test]
+async fn a_throttled_table_is_a_retryable_error_and_heals() {
+    use tally_aws_testing::{Answer, Faults, Proxy};
+    let moto = Moto::start();
+    let proxy = Proxy::start(&moto.endpoint());
+    let client = aws_sdk_dynamodb::Client::new(&crate::sdk_at(&proxy.endpoint()).await);
+    tally_aws_testing::create_metrics_table(&client, "metrics").await;
+    let table = CompactedTable::new(client, "metrics");
+    let minute = minute_of(NOW);
+    let mut tally = Tally::default();
+    tally.add(&event(1));
+    let lane: BTreeMap<String, Tally> = [("a1".to_owned(), tally)].into_iter().collect();
+    let item = CompactedItem::from_lanes("c1", minute, &lane, &lane, true);
+    let throttle = |operation: &str| {
+        proxy.fail(Faults {
+            operation: operation.to_owned(),
+            after: 0,
+            answer: Answer::dynamodb_throttled(),
+        })
+    };
+    let check = |what: &str, err: Error| {
+        assert!(err.is_retryable(), "{what}: {err}");
+        assert!(
+            err.to_string()
+                .contains("ProvisionedThroughputExceededException"),
+            "{what} names the cause: {err}"
+        );
+    };
+
+    throttle("PutItem");
+    check(
+        "put_item",
+        table.put_item(&item).await.expect_err("throttled"),
+    );
+    let throttled =
+        |log: Vec<String>, op: &str| log.iter().filter(|l| **l == format!("!{op}")).count();
+    assert_eq!(throttled(proxy.log(), "PutItem"), 2, "the SDK retried once");
+    let to = Watermark {
+        realtime: Some(minute),
+        settled: Some(minute),
+    };
+    check(
+        "advance_watermark",
+        table
+            .advance_watermark(Watermark::default(), to)
+            .await
+            .expect_err("throttled"),
+    );
+    throttle("Query");
+    check(
+        "items",
+        table
+            .items("c1", minute, minute)
+            .await
+            .expect_err("throttled"),
+    );
+
+    proxy.heal();
+    table
+        .put_item(&item)
+        .await
+        .expect("healed: the write goes through");
+    table
+        .advance_watermark(Watermark::default(), to)
+        .await
+        .expect("healed: the watermark moves");
+    let read = table
+        .items("c1", minute, minute)
+        .await
+        .expect("healed: reads");
+    assert_eq!(read, vec![item]);
+}

@@ -53,7 +53,7 @@ fn check(build: impl FnOnce(&Stack, &Scope), expect: &str) {
 
 /// A table `T` with partition key `pk` and nothing else.
 fn table(stack: &Stack) -> tally_constructs::dynamodb::Table {
-    use tally_constructs::dynamodb::{AttributeType, Table, TableProps};
+    use tally_constructs::dynamodb::{AttributeType, Billing, Table, TableProps};
     Table::new(
         &stack.root(),
         "T",
@@ -63,6 +63,7 @@ fn table(stack: &Stack) -> tally_constructs::dynamodb::Table {
             sort_key: None,
             ttl_attribute: None,
             point_in_time_recovery: false,
+            billing: Billing::OnDemand,
         },
     )
 }

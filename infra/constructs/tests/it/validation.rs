@@ -1,7 +1,9 @@
 //! Mistakes are synth errors naming the construct path and the rule (data-driven: one line per rule).
 
 use tally_constructs::cloudwatch::{Alarm, AlarmProps, Comparison, Statistic};
-use tally_constructs::dynamodb::{AttributeType, Table, TableProps};
+use tally_constructs::dynamodb::{
+    AttributeType, AutoScaling, Billing, CapacityRange, Table, TableProps,
+};
 use tally_constructs::event_source::{
     EventSourceMapping, KinesisProps, KinesisSource, SqsProps, StartingPosition,
 };
@@ -575,6 +577,7 @@ fn table_rules() {
                 sort_key: sk.map(|s| (s.into(), AttributeType::Number)),
                 ttl_attribute: ttl.map(Into::into),
                 point_in_time_recovery: true,
+                billing: Billing::OnDemand,
             },
         );
     };
@@ -601,12 +604,58 @@ fn table_rules() {
                     sort_key: None,
                     ttl_attribute: None,
                     point_in_time_recovery: false,
+                    billing: Billing::OnDemand,
                 },
             );
         },
         "app/T: name `ab` is not a valid Table name",
     );
     check_ok(|_, r| table(r, "pk", Some("sk"), Some("expires_at")));
+}
+
+#[test]
+fn table_auto_scaling_rules() {
+    let table = |r: &Scope, write: (u32, u32), read: (u32, u32), target: u32| {
+        let range = |(min, max)| CapacityRange { min, max };
+        Table::new(
+            r,
+            "T",
+            TableProps {
+                name: None,
+                partition_key: ("pk".into(), AttributeType::String),
+                sort_key: None,
+                ttl_attribute: None,
+                point_in_time_recovery: true,
+                billing: Billing::Provisioned(AutoScaling {
+                    write: range(write),
+                    read: range(read),
+                    target_utilization_percent: target,
+                }),
+            },
+        );
+    };
+    check(
+        |_, r| table(r, (0, 10), (5, 10), 70),
+        "app/T: write capacity minimum is 0: a provisioned table needs at least 1 unit; give min >= 1",
+    );
+    check(
+        |_, r| table(r, (5, 10), (11, 10), 70),
+        "app/T: read capacity minimum 11 is above its maximum 10; give min <= max",
+    );
+    check(
+        |_, r| table(r, (5, 40_001), (5, 10), 70),
+        "app/T: write capacity maximum 40001 is above DynamoDB's default per-table quota of 40000 units",
+    );
+    check(
+        |_, r| table(r, (5, 10), (5, 10), 19),
+        "app/T: target utilization 19 % is outside 20..=90 %",
+    );
+    check(
+        |_, r| table(r, (5, 10), (5, 10), 91),
+        "app/T: target utilization 91 % is outside 20..=90 %",
+    );
+    check_ok(|_, r| table(r, (1, 1), (1, 40_000), 20));
+    check_ok(|_, r| table(r, (5, 4_000), (5, 4_000), 90));
 }
 
 #[test]

@@ -212,6 +212,27 @@ async fn a_stage_from_first_deploy_to_destroy() {
     let realtime_failures = physical(&res, "RealtimeFailures", "AWS::SQS::Queue");
     let deferred_failures = physical(&res, "DeferredFailures", "AWS::SQS::Queue");
     let name_of = |url: &str| url.rsplit('/').next().unwrap_or(url).to_owned();
+    // The metrics table on provisioned capacity at auto scaling's floor (its scalable targets and
+    // policies are skipped by moto: see the crate comment).
+    let table = physical(&res, "Metrics", "AWS::DynamoDB::Table");
+    let described = env
+        .clients
+        .dynamodb
+        .describe_table()
+        .table_name(&table)
+        .send()
+        .await
+        .expect("DescribeTable")
+        .table
+        .expect("a table");
+    let throughput = described.provisioned_throughput.expect("provisioned");
+    assert_eq!(
+        (
+            throughput.read_capacity_units,
+            throughput.write_capacity_units
+        ),
+        (Some(3), Some(3))
+    );
     assert_eq!(
         mapping(&env, &realtime).await,
         format!(

@@ -159,6 +159,10 @@ struct TableDef {
     range: Option<(String, String)>,
     attribute_definitions: Value,
     billing_mode: String,
+    /// `ProvisionedThroughput` (read, write) as created: reported by DescribeTable, never enforced (the
+    /// local table does not throttle).
+    #[serde(default)]
+    provisioned: Option<(u64, u64)>,
     created_ms: i64,
     ttl_attribute: Option<String>,
 }
@@ -397,10 +401,47 @@ impl TableDef {
             "ItemCount": count,
             "TableSizeBytes": 0,
             "BillingModeSummary": {"BillingMode": self.billing_mode},
-            "ProvisionedThroughput": {"NumberOfDecreasesToday": 0, "ReadCapacityUnits": 0, "WriteCapacityUnits": 0},
+            "ProvisionedThroughput": {
+                "NumberOfDecreasesToday": 0,
+                "ReadCapacityUnits": self.provisioned.map_or(0, |(read, _)| read),
+                "WriteCapacityUnits": self.provisioned.map_or(0, |(_, write)| write),
+            },
             "DeletionProtectionEnabled": false,
         })
     }
+}
+
+/// CreateTable's `ProvisionedThroughput` as (read, write): each at least 1, and none with
+/// `PAY_PER_REQUEST` (DynamoDB's rules). A `PROVISIONED` table without it is accepted and reports 0.
+fn provisioned_throughput(
+    input: &Value,
+    billing_mode: &str,
+) -> Result<Option<(u64, u64)>, AwsError> {
+    if !matches!(billing_mode, "PROVISIONED" | "PAY_PER_REQUEST") {
+        return Err(AwsError::validation(format!(
+            "1 validation error detected: Value '{billing_mode}' at 'billingMode' failed to satisfy constraint: Member must satisfy enum value set: [PROVISIONED, PAY_PER_REQUEST]"
+        )));
+    }
+    let Some(throughput) = input.get("ProvisionedThroughput").filter(|v| !v.is_null()) else {
+        return Ok(None);
+    };
+    if billing_mode == "PAY_PER_REQUEST" {
+        return Err(AwsError::validation(
+            "One or more parameter values were invalid: Neither ReadCapacityUnits nor WriteCapacityUnits can be specified when BillingMode is PAY_PER_REQUEST",
+        ));
+    }
+    let units = |name: &str| {
+        match opt_i64(throughput, name)? {
+        Some(n) if n >= 1 => Ok(n as u64),
+        _ => Err(AwsError::validation(format!(
+            "One or more parameter values were invalid: {name} must be at least 1 in ProvisionedThroughput"
+        ))),
+    }
+    };
+    Ok(Some((
+        units("ReadCapacityUnits")?,
+        units("WriteCapacityUnits")?,
+    )))
 }
 
 fn expr_hash(name: &str) -> u128 {
@@ -613,6 +654,7 @@ impl DynamoDb {
             }
         }
         let hash = hash.ok_or_else(|| AwsError::validation("KeySchema needs a HASH key"))?;
+        let billing_mode = opt_str(input, "BillingMode")?.unwrap_or("PROVISIONED");
         if types.len() != 1 + usize::from(range.is_some()) {
             return Err(AwsError::validation(
                 "One or more parameter values were invalid: Number of attributes in KeySchema does not exactly match number of attributes defined in AttributeDefinitions",
@@ -623,9 +665,8 @@ impl DynamoDb {
             hash,
             range,
             attribute_definitions: Value::Array(definitions.clone()),
-            billing_mode: opt_str(input, "BillingMode")?
-                .unwrap_or("PROVISIONED")
-                .to_owned(),
+            billing_mode: billing_mode.to_owned(),
+            provisioned: provisioned_throughput(input, billing_mode)?,
             created_ms: now_ms(),
             ttl_attribute: None,
         };

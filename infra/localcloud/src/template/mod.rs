@@ -221,6 +221,18 @@ const NO_LOCAL_EFFECT: &[(&str, &str)] = &[
     ),
 ];
 
+/// Resource types the local cloud accepts as inert (nothing runs), and what that means.
+const INERT: &[(&str, &str)] = &[
+    (
+        "AWS::ApplicationAutoScaling::ScalableTarget",
+        "no auto scaling locally: the local table never throttles, so it keeps the template's ProvisionedThroughput (DescribeTable reports it)",
+    ),
+    (
+        "AWS::ApplicationAutoScaling::ScalingPolicy",
+        "no auto scaling locally: the local table never throttles, so there is nothing to track",
+    ),
+];
+
 /// Resource types the local cloud cannot run, and what that means.
 const NOT_RUN: &[(&str, &str)] = &[
     (
@@ -374,6 +386,7 @@ pub fn load(template: &Value, ctx: &LocalContext) -> Result<Plan, Error> {
             other => {
                 let known = NO_LOCAL_EFFECT
                     .iter()
+                    .chain(INERT)
                     .chain(NOT_RUN)
                     .find(|(kind, _)| *kind == other);
                 let reason = match known {

@@ -681,3 +681,89 @@ async fn an_sqs_mapping_meters_its_invocations_per_queue() {
         m.invocations
     );
 }
+
+/// A provisioned table (the metrics table's default) reports the throughput it was created with; the
+/// local table never throttles, so the numbers are reported, not enforced. DynamoDB's rules on the
+/// combination are kept: no throughput with PAY_PER_REQUEST, at least 1 unit each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provisioned_tables_report_their_throughput() {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ProvisionedThroughput,
+        ScalarAttributeType,
+    };
+    let served = serve(LocalAws::ephemeral()).await;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk(&served.endpoint).await);
+    let create = |name: &str, mode: BillingMode, throughput: Option<(i64, i64)>| {
+        dynamodb
+            .create_table()
+            .table_name(name)
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name("pk")
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()
+                    .unwrap(),
+            )
+            .key_schema(
+                KeySchemaElement::builder()
+                    .attribute_name("pk")
+                    .key_type(KeyType::Hash)
+                    .build()
+                    .unwrap(),
+            )
+            .billing_mode(mode)
+            .set_provisioned_throughput(throughput.map(|(read, write)| {
+                ProvisionedThroughput::builder()
+                    .read_capacity_units(read)
+                    .write_capacity_units(write)
+                    .build()
+                    .unwrap()
+            }))
+            .send()
+    };
+    create("capacity", BillingMode::Provisioned, Some((3, 5)))
+        .await
+        .unwrap();
+    let table = dynamodb
+        .describe_table()
+        .table_name("capacity")
+        .send()
+        .await
+        .unwrap()
+        .table
+        .unwrap();
+    let throughput = table.provisioned_throughput.unwrap();
+    assert_eq!(
+        (
+            throughput.read_capacity_units,
+            throughput.write_capacity_units
+        ),
+        (Some(3), Some(5))
+    );
+    assert_eq!(
+        table.billing_mode_summary.unwrap().billing_mode,
+        Some(BillingMode::Provisioned)
+    );
+    for (name, mode, throughput, says) in [
+        (
+            "both",
+            BillingMode::PayPerRequest,
+            Some((3, 5)),
+            "can be specified when BillingMode is PAY_PER_REQUEST",
+        ),
+        (
+            "zero",
+            BillingMode::Provisioned,
+            Some((0, 5)),
+            "ReadCapacityUnits must be at least 1",
+        ),
+    ] {
+        let error = create(name, mode, throughput).await.unwrap_err();
+        let text = format!("{}", aws_sdk_dynamodb::error::DisplayErrorContext(&error));
+        assert!(
+            text.contains("ValidationException") && text.contains(says),
+            "{name}: {text}"
+        );
+    }
+    served.server.abort();
+}

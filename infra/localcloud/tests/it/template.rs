@@ -84,6 +84,26 @@ fn the_synthesized_pipeline_loads_and_every_resource_is_accounted_for() {
     assert!(plan
         .skipped_report()
         .contains("no CloudWatch metrics locally"));
+    // The metrics table on provisioned capacity: created with its throughput, auto scaling inert.
+    assert_eq!(plan.tables.len(), 1);
+    assert_eq!(plan.tables[0].create["BillingMode"], "PROVISIONED");
+    assert_eq!(
+        plan.tables[0].create["ProvisionedThroughput"],
+        json!({ "ReadCapacityUnits": 3, "WriteCapacityUnits": 3 })
+    );
+    for kind in [
+        "AWS::ApplicationAutoScaling::ScalableTarget",
+        "AWS::ApplicationAutoScaling::ScalingPolicy",
+    ] {
+        let inert: Vec<_> = plan.skipped.iter().filter(|s| s.kind == kind).collect();
+        assert_eq!(inert.len(), 2, "{kind}: one per dimension");
+        assert!(
+            inert
+                .iter()
+                .all(|s| s.reason.starts_with("no auto scaling locally")),
+            "{inert:?}"
+        );
+    }
     // The scaler's schedule fires locally.
     let scaler_rule = plan
         .rules

@@ -8,12 +8,14 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
-use tally_pipeline::{synth_json, CriticalLane, PipelineOptions, Stage};
+use tally_pipeline::{synth_json, CriticalLane, PipelineOptions, Stage, TableBilling};
 
-/// The templates the linters see: two stages with the defaults, and the other options.
+/// The templates the linters see: two stages with the defaults, and the other options (an on-demand
+/// stream and table, a shared-iterator lane, alerts, retained data).
 fn variants() -> Vec<(&'static str, String)> {
     let shared = PipelineOptions {
         critical_lane: CriticalLane::SharedIterator,
+        table_billing: TableBilling::OnDemand,
         ..PipelineOptions::on_demand()
     };
     let with_email = PipelineOptions {

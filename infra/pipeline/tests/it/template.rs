@@ -473,11 +473,112 @@ fn on_demand_is_one_option_away() {
 }
 
 #[test]
+fn metrics_table_capacity_follows_the_table_billing_option() {
+    use tally_pipeline::{TableBilling, DEFAULT_TABLE_SCALING};
+    // The default: provisioned, 3..=4,000 units each way at 70 %, one scalable target and one
+    // target-tracking policy per dimension on `table/<the table>`.
+    let t = template("main");
+    let (table_id, table) = find(&t, "AWS::DynamoDB::Table", "Metrics");
+    assert_eq!(
+        table["Properties"]["ProvisionedThroughput"],
+        json!({ "ReadCapacityUnits": 3, "WriteCapacityUnits": 3 })
+    );
+    let targets = of_type(&t, "AWS::ApplicationAutoScaling::ScalableTarget");
+    let mut dimensions: Vec<_> = targets
+        .iter()
+        .map(|(_, r)| {
+            let p = &r["Properties"];
+            assert_eq!(p["ServiceNamespace"], "dynamodb");
+            assert_eq!(
+                p["ResourceId"],
+                json!({ "Fn::Sub": format!("table/${{{table_id}}}") })
+            );
+            assert!(p.get("RoleARN").is_none(), "the service-linked role");
+            (
+                p["ScalableDimension"]
+                    .as_str()
+                    .expect("dimension")
+                    .to_owned(),
+                p["MinCapacity"].clone(),
+                p["MaxCapacity"].clone(),
+            )
+        })
+        .collect();
+    dimensions.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        dimensions,
+        vec![
+            (
+                "dynamodb:table:ReadCapacityUnits".to_owned(),
+                json!(3),
+                json!(4000)
+            ),
+            (
+                "dynamodb:table:WriteCapacityUnits".to_owned(),
+                json!(3),
+                json!(4000)
+            ),
+        ]
+    );
+    let policies = of_type(&t, "AWS::ApplicationAutoScaling::ScalingPolicy");
+    assert_eq!(policies.len(), 2);
+    for (_, policy) in &policies {
+        let p = &policy["Properties"];
+        assert_eq!(p["PolicyType"], "TargetTrackingScaling");
+        assert_eq!(
+            p["TargetTrackingScalingPolicyConfiguration"]["TargetValue"],
+            70.0
+        );
+        let target = p["ScalingTargetId"]["Ref"].as_str().expect("a Ref");
+        assert!(targets.iter().any(|(id, _)| *id == target), "{target}");
+    }
+
+    // Bounds from the options; on-demand drops the throughput and the scaling resources.
+    let mut scaling = DEFAULT_TABLE_SCALING;
+    scaling.write.max = 900;
+    scaling.target_utilization_percent = 50;
+    let t = template_with(
+        "main",
+        &PipelineOptions {
+            table_billing: TableBilling::Provisioned(scaling),
+            ..PipelineOptions::default()
+        },
+    );
+    let (_, write) = find(
+        &t,
+        "AWS::ApplicationAutoScaling::ScalableTarget",
+        "MetricsWriteScaling",
+    );
+    assert_eq!(write["Properties"]["MaxCapacity"], 900);
+    let (_, policy) = find(
+        &t,
+        "AWS::ApplicationAutoScaling::ScalingPolicy",
+        "MetricsReadScalingPolicy",
+    );
+    assert_eq!(
+        policy["Properties"]["TargetTrackingScalingPolicyConfiguration"]["TargetValue"],
+        50.0
+    );
+    let t = template_with(
+        "main",
+        &PipelineOptions {
+            table_billing: TableBilling::OnDemand,
+            ..PipelineOptions::default()
+        },
+    );
+    let (_, table) = find(&t, "AWS::DynamoDB::Table", "Metrics");
+    assert_eq!(table["Properties"]["BillingMode"], "PAY_PER_REQUEST");
+    assert!(table["Properties"].get("ProvisionedThroughput").is_none());
+    assert!(of_type(&t, "AWS::ApplicationAutoScaling::ScalableTarget").is_empty());
+    assert!(of_type(&t, "AWS::ApplicationAutoScaling::ScalingPolicy").is_empty());
+}
+
+#[test]
 fn storage_settings() {
     let t = template("main");
     let (_, table) = find(&t, "AWS::DynamoDB::Table", "Metrics");
     let p = &table["Properties"];
-    assert_eq!(p["BillingMode"], "PAY_PER_REQUEST");
+    assert_eq!(p["BillingMode"], "PROVISIONED");
     assert_eq!(
         p["KeySchema"],
         json!([{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}])

@@ -191,3 +191,27 @@ fn cache_and_dedup_settings_outside_their_ranges() {
         }
     }
 }
+
+#[test]
+fn table_capacity_outside_its_ranges() {
+    use tally_pipeline::{TableBilling, DEFAULT_TABLE_SCALING};
+    let with = |change: fn(&mut tally_pipeline::AutoScaling)| {
+        move |o: &mut PipelineOptions| {
+            let mut scaling = DEFAULT_TABLE_SCALING;
+            change(&mut scaling);
+            o.table_billing = TableBilling::Provisioned(scaling);
+        }
+    };
+    check(
+        with(|s| s.write.min = 0),
+        "tally-main/Metrics: write capacity minimum is 0: a provisioned table needs at least 1 unit; give min >= 1",
+    );
+    check(
+        with(|s| s.read.min = 5_000),
+        "tally-main/Metrics: read capacity minimum 5000 is above its maximum 4000; give min <= max",
+    );
+    check(
+        with(|s| s.target_utilization_percent = 95),
+        "tally-main/Metrics: target utilization 95 % is outside 20..=90 %",
+    );
+}
