@@ -605,6 +605,7 @@ mod tests {
             value_micros: 0,
             country: None,
             device: DeviceClass::Desktop,
+            trust: crate::event::Trust::Authenticated,
             user_agent: ua.map(str::to_owned),
         }
     }
