@@ -43,11 +43,21 @@ fn hmac_matches_rfc_4231() {
     );
 }
 
+/// (key id, secret, parameters, exp, canonical form, sig).
+type Vector<'a> = (
+    &'a str,
+    &'a str,
+    Vec<(&'a str, &'a str)>,
+    u64,
+    &'a str,
+    &'a str,
+);
+
 /// The vectors of `docs/events.md` ("Test vectors"): (key id, secret, parameters, exp) → canonical, sig.
 #[test]
 fn documented_test_vectors() {
     let long = "L".repeat(100);
-    let vectors: [(&str, &str, Vec<(&str, &str)>, u64, &str, &str); 3] = [
+    let vectors: [Vector<'_>; 3] = [
         (
             "pub-1",
             SECRET,

@@ -18,7 +18,7 @@ fn minimal(id: &str) -> Event {
         cost_micros: 0,
         country: None,
         device: DeviceClass::Unknown,
-        trust: tally_domain::event::Trust::Authenticated,
+        trust: Trust::Authenticated,
         user_agent: None,
         ..event(id)
     }
@@ -188,7 +188,7 @@ fn hostile(i: usize, skew: i64) -> Event {
         cost_micros: 100_000_000,
         value_micros: 1_000_000_000_000,
         country: Some("DE".to_owned()),
-        trust: tally_domain::event::Trust::Authenticated,
+        trust: Trust::Authenticated,
         user_agent: Some(pad("Mozilla ", 512)),
         ..event(&pad("i", 64))
     }
@@ -242,7 +242,7 @@ fn trust_bits_are_checked() {
         device: DeviceClass::Desktop,
         ..minimal("e1")
     };
-    let good = encode_record(&[unsigned.clone()]);
+    let good = encode_record(std::slice::from_ref(&unsigned));
     let kd = 4 + 2 + 6 + 1; // magic+version, count, base_ms (6 bytes for NOW), flags
     assert_eq!(good[kd], 0b1000_1000, "{good:02x?}");
     assert_eq!(unpack(&good), Ok(vec![unsigned]));
