@@ -98,6 +98,8 @@ pub mod env {
     pub const ARCHIVE_BUCKET: &str = "TALLY_ARCHIVE_BUCKET";
     /// query: ARN of the secret that holds the bearer token.
     pub const QUERY_TOKEN_SECRET_ARN: &str = "TALLY_QUERY_TOKEN_SECRET_ARN";
+    /// collect: ARN of the collect keys secret (key id → secret: post keys and pixel signing keys).
+    pub const COLLECT_KEYS_SECRET_ARN: &str = "TALLY_COLLECT_KEYS_SECRET_ARN";
     /// scaler: the shard floor.
     pub const MIN_SHARDS: &str = "TALLY_MIN_SHARDS";
     /// scaler: the shard ceiling.
@@ -123,6 +125,11 @@ pub mod env {
 /// the compactor may read.
 pub const ARCHIVE_EVENTS_PREFIX: &str = "events/";
 
+/// The collect keys secret's name ends with this (the local cloud's load test finds its key by it).
+pub const COLLECT_KEYS_SECRET_SUFFIX: &str = "collect-keys";
+/// The key id the stack generates in the collect keys secret; add your own with `PutSecretValue`.
+pub const COLLECT_DEFAULT_KEY_ID: &str = "default";
+
 /// Logical id of the counter cache (the functions' contract and the local cloud name it).
 pub const COUNTER_CACHE: &str = "CounterCache";
 
@@ -146,6 +153,8 @@ pub mod outputs {
     pub const ARCHIVE_BUCKET: &str = "ArchiveBucketName";
     /// ARN of the query token secret.
     pub const QUERY_TOKEN_SECRET_ARN: &str = "QueryTokenSecretArn";
+    /// ARN of the collect keys secret.
+    pub const COLLECT_KEYS_SECRET_ARN: &str = "CollectKeysSecretArn";
     /// URL of the realtime lane's on-failure queue.
     pub const REALTIME_FAILURES_URL: &str = "RealtimeFailuresQueueUrl";
     /// URL of the deferred lane's on-failure queue.
@@ -227,7 +236,7 @@ pub struct PipelineOptions {
     pub alert_email: Option<String>,
     /// `RUST_LOG` of every function.
     pub rust_log: String,
-    /// Keep the stream, the metrics table, the archive bucket and the token secret when the stack is
+    /// Keep the stream, the metrics table, the archive bucket, the token secret and the collect keys when the stack is
     /// deleted or they are replaced (for production; previews leave nothing behind).
     pub retain_data: bool,
     /// How long an event id's claim lasts in the counter cache (60..=86400 s): a resend within it is
@@ -681,8 +690,29 @@ impl<'a> Pipeline<'a> {
             "encrypted with the AWS-managed key; only the query role may read it",
         );
 
+        let collect_keys = Secret::new_json(
+            root,
+            "CollectKeys",
+            SecretProps {
+                name: Some(self.name(NameKind::Secret, COLLECT_KEYS_SECRET_SUFFIX)),
+                description: "collect keys: key id to secret, for server-to-server posts and signed pixels (docs/events.md)".into(),
+                length: 40,
+            },
+            COLLECT_DEFAULT_KEY_ID,
+        );
+        collect_keys.node().skip_check(
+            "CKV_AWS_149",
+            "encrypted with the AWS-managed key; only the collect role may read it",
+        );
+
         if o.retain_data {
-            for node in [events.node(), metrics.node(), archive.node(), token.node()] {
+            for node in [
+                events.node(),
+                metrics.node(),
+                archive.node(),
+                token.node(),
+                collect_keys.node(),
+            ] {
                 node.retain();
             }
         }
@@ -695,10 +725,14 @@ impl<'a> Pipeline<'a> {
             "Collect",
             "collect",
             None,
-            vec![(env::STREAM_NAME, events.name())],
+            vec![
+                (env::STREAM_NAME, events.name()),
+                (env::COLLECT_KEYS_SECRET_ARN, collect_keys.arn()),
+            ],
             None,
         );
         events.grant_write(&collect);
+        collect_keys.grant_read(&collect);
         let collect_url = FunctionUrl::new(
             root,
             "CollectFunctionUrl",
@@ -1067,6 +1101,11 @@ impl<'a> Pipeline<'a> {
             outputs::QUERY_TOKEN_SECRET_ARN,
             "secret holding the query bearer token",
             &token.arn(),
+        );
+        self.stack.output(
+            outputs::COLLECT_KEYS_SECRET_ARN,
+            "secret holding the collect keys (key id to secret)",
+            &collect_keys.arn(),
         );
         self.stack.output(
             outputs::REALTIME_FAILURES_URL,

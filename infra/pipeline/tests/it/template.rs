@@ -27,7 +27,7 @@ fn resource_inventory() {
         ("AWS::DynamoDB::Table", 1),
         ("AWS::S3::Bucket", 1),
         ("AWS::S3::BucketPolicy", 1),
-        ("AWS::SecretsManager::Secret", 1),
+        ("AWS::SecretsManager::Secret", 2),
         ("AWS::SNS::Topic", 2),
         ("AWS::SNS::Subscription", 1),
         ("AWS::Events::Rule", 2),
@@ -124,7 +124,11 @@ fn environment_follows_the_contract() {
         all.push("RUST_LOG");
         all
     };
-    check_environment(&t, "Collect", &["TALLY_STREAM_NAME", "RUST_LOG"]);
+    check_environment(
+        &t,
+        "Collect",
+        &["TALLY_STREAM_NAME", "TALLY_COLLECT_KEYS_SECRET_ARN", "RUST_LOG"],
+    );
     check_environment(&t, "Realtime", &with_cache(&[]));
     check_environment(
         &t,
@@ -513,6 +517,14 @@ fn storage_settings() {
         secret["Properties"].get("SecretString").is_none(),
         "the token is generated, never in the template"
     );
+    // The collect keys: a JSON map of key id to a generated secret, never in the template.
+    let (_, keys) = find(&t, "AWS::SecretsManager::Secret", "CollectKeys");
+    assert_eq!(
+        keys["Properties"]["GenerateSecretString"],
+        json!({"PasswordLength": 40, "ExcludePunctuation": true, "IncludeSpace": false,
+               "SecretStringTemplate": "{}", "GenerateStringKey": "default"})
+    );
+    assert!(keys["Properties"].get("SecretString").is_none());
 }
 
 #[test]
@@ -550,6 +562,7 @@ fn outputs() {
             "MetricsTableName",
             "ArchiveBucketName",
             "QueryTokenSecretArn",
+            "CollectKeysSecretArn",
             "RealtimeFailuresQueueUrl",
             "DeferredFailuresQueueUrl",
             "CacheEndpointAddress",
@@ -674,6 +687,8 @@ fn roles_have_exactly_the_grants_they_need() {
     let mut collect = vec![
         ("kinesis:PutRecord", "Events"),
         ("kinesis:PutRecords", "Events"),
+        ("secretsmanager:DescribeSecret", "CollectKeys"),
+        ("secretsmanager:GetSecretValue", "CollectKeys"),
     ];
     collect.extend(logs("CollectLogGroup"));
     check_grants(&t, "Collect", &collect);
@@ -837,6 +852,7 @@ fn data_is_retained_only_when_asked() {
             "AWS::Kinesis::Stream",
             "AWS::DynamoDB::Table",
             "AWS::S3::Bucket",
+            "AWS::SecretsManager::Secret",
             "AWS::SecretsManager::Secret"
         ]
     );
