@@ -127,7 +127,11 @@ fn environment_follows_the_contract() {
     check_environment(
         &t,
         "Collect",
-        &["TALLY_STREAM_NAME", "TALLY_COLLECT_KEYS_SECRET_ARN", "RUST_LOG"],
+        &[
+            "TALLY_STREAM_NAME",
+            "TALLY_COLLECT_KEYS_SECRET_ARN",
+            "RUST_LOG",
+        ],
     );
     check_environment(&t, "Realtime", &with_cache(&[]));
     check_environment(
