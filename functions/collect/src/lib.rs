@@ -17,8 +17,9 @@
 //!   whole (`401`); a post without one is accepted *unsigned*. A pixel whose `kid`/`exp`/`sig` verify is
 //!   *signed*, any other pixel *unsigned* (still counted, the failure logged). Money (`cost_micros`,
 //!   `value_micros`) is only taken from authenticated and signed events: an unsigned event's is dropped to 0,
-//!   and the 202 says how many events lost it (`money_dropped`). Posts take the request's `User-Agent` for
-//!   events that do not carry one (the invalid-traffic check reads it).
+//!   and the 202 says how many events lost it (`money_dropped`). Unsigned posts take the request's
+//!   `User-Agent` for events that do not carry one (the invalid-traffic check reads it); authenticated posts
+//!   come from ad servers and keep what their events say.
 //!
 //! [`Collector::handle`] is a plain async function from request to response; `main` only wires it to
 //! `lambda_http`. Events are stamped with the receive time, keep the client's id (the idempotency key) or get
@@ -267,9 +268,13 @@ impl Collector {
             Ok(items) => items,
             Err(error) => return body_problem(&error),
         };
-        // Every post (JSON, NDJSON, sendBeacon): the invalid-traffic check judges the agent that sent it when
-        // the event does not name one.
-        let user_agent = header_user_agent(request);
+        // An unsigned post (JSON, NDJSON or sendBeacon) is judged by the invalid-traffic check as the agent
+        // that sent it when its event names none. An authenticated post comes from an ad server, whose own
+        // agent says nothing about the browser: its events carry the browser's `user_agent` or none.
+        let user_agent = match trust {
+            Trust::Unsigned => header_user_agent(request),
+            Trust::Authenticated | Trust::Signed => None,
+        };
         let mut events = Vec::with_capacity(items.len());
         let mut errors = Vec::new();
         let mut money_dropped = 0usize;

@@ -18,6 +18,10 @@ use serde_json::{json, Value};
 
 use super::{epoch_seconds, now_ms, AwsError, ACCOUNT_ID};
 
+/// The collect keys secret's name ends with this (`tally_pipeline::COLLECT_KEYS_SECRET_SUFFIX`; the
+/// local cloud does not depend on the pipeline crate, a test checks they agree).
+pub const COLLECT_KEYS_SUFFIX: &str = "collect-keys";
+
 /// Largest secret string (AWS: 65,536 bytes).
 const MAX_SECRET_BYTES: usize = 65_536;
 /// Most secrets the local endpoint keeps (the template has a few; tests a few more).
@@ -131,14 +135,22 @@ impl SecretsManager {
         self.create(name, &string).map(|_| ())
     }
 
-    /// The current value of the first secret whose name ends with `suffix` (the load test finds the collect
-    /// keys this way).
+    /// The current value of the first secret whose name ends with `suffix`.
     pub fn current_by_suffix(&self, suffix: &str) -> Option<String> {
         self.lock()
             .iter()
             .find(|(name, _)| name.ends_with(suffix))
             .and_then(|(_, s)| s.versions.iter().find(|v| has_stage(v, CURRENT)))
             .map(|v| v.string.clone())
+    }
+
+    /// A collect key, `(key id, secret)`, from the current version of the collect keys secret (the first key
+    /// id in sorted order): what the load test and `cargo xtask dev` use. `None` when there is no such
+    /// secret or it is not a map of key id to secret.
+    pub fn collect_key(&self) -> Option<(String, String)> {
+        let text = self.current_by_suffix(COLLECT_KEYS_SUFFIX)?;
+        let map: BTreeMap<String, String> = serde_json::from_str(&text).ok()?;
+        map.into_iter().next()
     }
 
     fn create(&self, name: &str, string: &str) -> Result<Value, AwsError> {
