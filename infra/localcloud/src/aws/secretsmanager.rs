@@ -355,3 +355,81 @@ pub fn call(aws: &super::LocalAws, operation: &str, input: Value) -> Result<Valu
         other => Err(AwsError::unsupported("secretsmanager", other)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn generate() -> Generate {
+        Generate {
+            length: 40,
+            template_key: Some(("{}".to_owned(), "default".to_owned())),
+        }
+    }
+
+    #[test]
+    fn generated_secrets_are_kept_across_restarts_and_rotations_persist() {
+        let dir = std::env::temp_dir().join(format!("tally-sm-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let file = dir.join("secretsmanager.json");
+        let name = "tally-dev-collect-keys";
+        let first = {
+            let sm = SecretsManager::open("us-east-1", Some(&file)).expect("open");
+            sm.ensure_generated(name, &generate()).expect("generate");
+            let (id, secret) = sm.collect_key().expect("a key");
+            assert_eq!(id, "default");
+            assert_eq!(secret.len(), 40);
+            assert!(
+                secret.bytes().all(|b| b.is_ascii_alphanumeric()),
+                "{secret}"
+            );
+            secret
+        };
+        let sm = SecretsManager::open("us-east-1", Some(&file)).expect("reopen");
+        sm.ensure_generated(name, &generate())
+            .expect("kept, not regenerated");
+        assert_eq!(sm.collect_key().map(|k| k.1), Some(first.clone()));
+        sm.put(&sm.arn(name), r#"{"default":"rotated-0123456789abcdef"}"#)
+            .expect("put");
+        let sm = SecretsManager::open("us-east-1", Some(&file)).expect("reopen again");
+        let previous = sm.get(name, Some(PREVIOUS), None).expect("previous");
+        assert_eq!(
+            previous["SecretString"],
+            format!(r#"{{"default":"{first}"}}"#)
+        );
+        assert_eq!(
+            sm.collect_key().map(|k| k.1).as_deref(),
+            Some("rotated-0123456789abcdef")
+        );
+        std::fs::write(&file, "not json").expect("write");
+        let error = SecretsManager::open("us-east-1", Some(&file)).expect_err("refused");
+        assert!(error.message.contains("delete it to start over"), "{error}");
+        std::fs::remove_dir_all(&dir).expect("clean up");
+    }
+
+    #[test]
+    fn bad_input_is_refused_with_aws_codes() {
+        let sm = SecretsManager::new("us-east-1");
+        let code = |r: Result<Value, AwsError>| r.map_or_else(|e| e.code, |_| "ok".to_owned());
+        assert_eq!(code(sm.create("a b", "x")), "ValidationException");
+        assert_eq!(
+            code(sm.create("ok", &"x".repeat(MAX_SECRET_BYTES + 1))),
+            "ValidationException"
+        );
+        assert_eq!(code(sm.create("ok", "x")), "ok");
+        assert_eq!(
+            code(sm.get("ok", Some("AWSPENDING"), None)),
+            "ResourceNotFoundException"
+        );
+        assert_eq!(code(sm.put("missing", "x")), "ResourceNotFoundException");
+        let bad_template = Generate {
+            length: 16,
+            template_key: Some(("[]".to_owned(), "k".to_owned())),
+        };
+        assert_eq!(
+            sm.ensure_generated("t", &bad_template)
+                .map_err(|e| e.message),
+            Err("SecretStringTemplate must be a JSON object".to_owned())
+        );
+    }
+}
