@@ -14,6 +14,7 @@
 //! max_shards = 16
 //! alert_email = "oncall@example.com"
 //! retain_data = false
+//! exclude_unsigned = false          # true: settled counts leave out events without a key or signature
 //!
 //! [stage.production]
 //! retain_data = true                 # keep stream, table, bucket and secret when the stack goes
@@ -134,8 +135,13 @@ fn apply(options: &mut PipelineOptions, table: &toml::Table, section: &str) -> a
                     .as_bool()
                     .with_context(|| format!("{}: expected true or false", at()))?
             }
+            "exclude_unsigned" => {
+                options.exclude_unsigned = value
+                    .as_bool()
+                    .with_context(|| format!("{}: expected true or false", at()))?
+            }
             other => bail!(
-                "{section}: unknown option `{other}` (known: stream, critical_lane, initial_shards, min_shards, max_shards, alert_email, retain_data)"
+                "{section}: unknown option `{other}` (known: stream, critical_lane, initial_shards, min_shards, max_shards, alert_email, retain_data, exclude_unsigned)"
             ),
         }
     }
@@ -210,6 +216,23 @@ mod tests {
             "[stack]\nstream = \"on-demand\"\n[stage.p]\nstream = \"provisioned\"",
             "p",
             Ok(defaults),
+        );
+    }
+
+    #[test]
+    fn exclude_unsigned_is_a_stage_option() {
+        let file = "[stage.production]\nexclude_unsigned = true";
+        let of = |stage: &str| {
+            parse(file, stage)
+                .map(|o| o.exclude_unsigned)
+                .map_err(|e| format!("{e:#}"))
+        };
+        assert_eq!(of("production"), Ok(true));
+        assert_eq!(of("main"), Ok(false));
+        check(
+            "[stack]\nexclude_unsigned = 1",
+            "m",
+            Err("[stack] exclude_unsigned: expected true or false"),
         );
     }
 

@@ -98,6 +98,9 @@ pub mod env {
     pub const ARCHIVE_BUCKET: &str = "TALLY_ARCHIVE_BUCKET";
     /// query: ARN of the secret that holds the bearer token.
     pub const QUERY_TOKEN_SECRET_ARN: &str = "TALLY_QUERY_TOKEN_SECRET_ARN";
+    /// deferred: `exclude` when the stack option `exclude_unsigned` leaves unsigned events out of the settled
+    /// counts (absent: they are counted, without money).
+    pub const SETTLED_UNSIGNED: &str = "TALLY_SETTLED_UNSIGNED";
     /// collect: ARN of the collect keys secret (key id → secret: post keys and pixel signing keys).
     pub const COLLECT_KEYS_SECRET_ARN: &str = "TALLY_COLLECT_KEYS_SECRET_ARN";
     /// scaler: the shard floor.
@@ -242,6 +245,10 @@ pub struct PipelineOptions {
     /// How long an event id's claim lasts in the counter cache (60..=86400 s): a resend within it is
     /// counted once.
     pub dedup_window_secs: u32,
+    /// Leave unsigned events (no valid post key or pixel signature: `docs/events.md`, "Trust and money") out
+    /// of the settled counts; they still count in the realtime lane and are archived. Default: counted (they
+    /// never carry money either way).
+    pub exclude_unsigned: bool,
     /// The counter cache's storage ceiling, GB (1..=5000): bounds the storage part of its bill.
     pub cache_max_storage_gb: u32,
     /// The counter cache's ECPU/s ceiling (1,000..=15,000,000): bounds the request part of its bill;
@@ -285,6 +292,7 @@ impl Default for PipelineOptions {
             rust_log: "info".to_owned(),
             retain_data: false,
             dedup_window_secs: 3600,
+            exclude_unsigned: false,
             cache_max_storage_gb: 1,
             cache_max_ecpu_per_second: 100_000,
         }
@@ -796,7 +804,13 @@ impl<'a> Pipeline<'a> {
             "Deferred",
             "deferred",
             Some(&o.deferred),
-            vec![(env::ARCHIVE_BUCKET, archive.name())],
+            [(env::ARCHIVE_BUCKET, archive.name())]
+                .into_iter()
+                .chain(
+                    o.exclude_unsigned
+                        .then(|| (env::SETTLED_UNSIGNED, Expr::text("exclude"))),
+                )
+                .collect(),
             Some(&store),
         );
         archive.grant_read_write(&deferred);

@@ -832,6 +832,25 @@ fn weird_branches_synthesize() {
 }
 
 #[test]
+fn unsigned_events_leave_the_settled_counts_only_when_asked() {
+    let t = template("main");
+    let (_, deferred) = find(&t, "AWS::Lambda::Function", "Deferred");
+    assert!(deferred["Properties"]["Environment"]["Variables"]
+        .get("TALLY_SETTLED_UNSIGNED")
+        .is_none());
+    let options = PipelineOptions {
+        exclude_unsigned: true,
+        ..PipelineOptions::default()
+    };
+    let t = template_with("main", &options);
+    let (_, deferred) = find(&t, "AWS::Lambda::Function", "Deferred");
+    assert_eq!(
+        deferred["Properties"]["Environment"]["Variables"]["TALLY_SETTLED_UNSIGNED"],
+        "exclude"
+    );
+}
+
+#[test]
 fn data_is_retained_only_when_asked() {
     let retained = |t: &Value| -> Vec<String> {
         resources(t)
