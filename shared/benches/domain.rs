@@ -100,6 +100,7 @@ fn events(n: usize) -> Vec<Event> {
                     DeviceClass::Mobile,
                     DeviceClass::Ctv,
                 ][i % 4],
+                trust: tally_domain::event::Trust::Authenticated,
                 user_agent: Some(AGENTS[i % 4].to_owned()),
             }
         })

@@ -36,6 +36,10 @@ pub struct ArchiveLine {
     /// The device class the client reported.
     pub reported_device: String,
     pub user_agent: Option<String>,
+    /// Who vouched for the event (`authenticated`, `signed`, `unsigned`: [`crate::event::Trust`]); lines
+    /// written before trust was recorded read as `authenticated`, as collect then took every event's money.
+    #[serde(default = "authenticated")]
+    pub trust: String,
     /// The device class enrichment settled on.
     pub device: String,
     pub browser: String,
@@ -65,6 +69,7 @@ impl ArchiveLine {
             country: ev.country.clone(),
             reported_device: ev.device.as_str().to_owned(),
             user_agent: ev.user_agent.clone(),
+            trust: ev.trust.as_str().to_owned(),
             device: e.device.as_str().to_owned(),
             browser: e.browser.as_str().to_owned(),
             os: e.os.as_str().to_owned(),
@@ -79,6 +84,10 @@ impl ArchiveLine {
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).unwrap_or_default()
     }
+}
+
+fn authenticated() -> String {
+    crate::event::Trust::Authenticated.as_str().to_owned()
 }
 
 /// Why an archive object could not be read.
@@ -253,6 +262,7 @@ mod tests {
             value_micros: 0,
             country: Some("DE".to_owned()),
             device: DeviceClass::Unknown,
+            trust: crate::event::Trust::Authenticated,
             user_agent: Some("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X)".to_owned()),
         }
     }

@@ -265,6 +265,7 @@ pub fn parse_archive_line(text: &str, line: usize) -> Result<ArchivedEvent, Repa
             value_micros: l.value_micros,
             country: None,
             device: crate::event::DeviceClass::Unknown,
+            trust: crate::event::Trust::Authenticated,
             user_agent: None,
         },
         valid: l.valid,

@@ -97,6 +97,9 @@ pub enum InvalidReason {
     Automation,
     DataCentre,
     ImpossibleRate,
+    /// Not a bot verdict: the stack excludes unsigned events from settled counts (stack option
+    /// `exclude_unsigned`, [`exclude_unsigned`]); they still count in the realtime lane.
+    Unsigned,
 }
 
 impl InvalidReason {
@@ -106,6 +109,7 @@ impl InvalidReason {
             InvalidReason::Automation => "automation",
             InvalidReason::DataCentre => "data_centre",
             InvalidReason::ImpossibleRate => "impossible_rate",
+            InvalidReason::Unsigned => "unsigned",
         }
     }
 }
@@ -399,6 +403,17 @@ impl Enriched<'_> {
     }
 }
 
+/// Marks the valid unsigned events of an enriched batch invalid ([`InvalidReason::Unsigned`]), for a stack
+/// whose settled counts leave out traffic nobody vouched for (`docs/events.md`, "Trust and money"). A bot
+/// verdict already given is kept.
+pub fn exclude_unsigned(enriched: &mut [Enriched<'_>]) {
+    for e in enriched {
+        if e.invalid.is_none() && e.event.trust == crate::event::Trust::Unsigned {
+            e.invalid = Some(InvalidReason::Unsigned);
+        }
+    }
+}
+
 /// Enriches a batch of events, in order (see the module docs for the verdict).
 pub fn enrich_batch<'a>(events: &'a [Event], limits: &RateLimits) -> Vec<Enriched<'a>> {
     // Per (user, minute): events, clicks, conversions.
@@ -605,8 +620,26 @@ mod tests {
             value_micros: 0,
             country: None,
             device: DeviceClass::Desktop,
+            trust: crate::event::Trust::Authenticated,
             user_agent: ua.map(str::to_owned),
         }
+    }
+
+    #[test]
+    fn exclude_unsigned_marks_only_valid_unsigned_events() {
+        let mut events: Vec<Event> = (0..3)
+            .map(|i| event(i, EventKind::Impression, None, 0, None))
+            .collect();
+        events[1].trust = crate::event::Trust::Unsigned;
+        events[2].trust = crate::event::Trust::Unsigned;
+        events[2].user_agent = Some("curl/8.5.0".to_owned());
+        let mut enriched = enrich_batch(&events, &RateLimits::default());
+        exclude_unsigned(&mut enriched);
+        let reasons: Vec<Option<&str>> = enriched
+            .iter()
+            .map(|e| e.invalid.map(InvalidReason::as_str))
+            .collect();
+        assert_eq!(reasons, [None, Some("unsigned"), Some("automation")]);
     }
 
     /// Expect one verdict letter per event: `v` valid, `c` crawler, `a` automation, `d` data centre, `r` rate.
@@ -619,6 +652,7 @@ mod tests {
                 Some(InvalidReason::Automation) => 'a',
                 Some(InvalidReason::DataCentre) => 'd',
                 Some(InvalidReason::ImpossibleRate) => 'r',
+                Some(InvalidReason::Unsigned) => 'u',
             })
             .collect();
         assert_eq!(got, expect);

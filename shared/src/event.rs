@@ -101,6 +101,48 @@ impl fmt::Display for DeviceClass {
     }
 }
 
+/// How far an event's sender is trusted, decided by collect from the request (`docs/events.md`, "Trust"). Money
+/// (`cost_micros`, `value_micros`) is only taken from trusted events: an [`Trust::Unsigned`] event always carries
+/// zero ([`check_event`] refuses anything else), whatever its sender wrote.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Trust {
+    /// Posted with a valid server-to-server key (`Authorization: Bearer <key id>:<secret>`).
+    Authenticated,
+    /// A pixel whose signature (`kid`, `exp`, `sig`) verified and had not expired.
+    Signed,
+    /// Anything else: a post without a key, a pixel without a valid signature. Counts impressions and clicks,
+    /// never money.
+    Unsigned,
+}
+
+impl Trust {
+    pub const ALL: [Trust; 3] = [Trust::Authenticated, Trust::Signed, Trust::Unsigned];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trust::Authenticated => "authenticated",
+            Trust::Signed => "signed",
+            Trust::Unsigned => "unsigned",
+        }
+    }
+
+    /// Accepts the names of [`Trust::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        Trust::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+
+    /// Whether money fields are taken from events of this trust.
+    pub fn takes_money(self) -> bool {
+        self != Trust::Unsigned
+    }
+}
+
+impl fmt::Display for Trust {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Longest event, campaign, ad and placement id, in characters (all ASCII).
 pub const MAX_ID_LEN: usize = 64;
 /// Longest user id, in characters (all ASCII).
@@ -143,6 +185,8 @@ pub struct Event {
     pub device: DeviceClass,
     /// Raw, 1..=512 bytes, no control characters.
     pub user_agent: Option<String>,
+    /// Who vouches for the event; `cost_micros` and `value_micros` are 0 unless it [`Trust::takes_money`].
+    pub trust: Trust,
 }
 
 /// A field that broke a rule. Displays as `campaign_id: longer than 64 characters`.
@@ -199,13 +243,27 @@ pub struct RawEvent {
 }
 
 impl RawEvent {
+    /// [`RawEvent::validate_as`] for a sender whose word is taken ([`Trust::Authenticated`]): tests, tools and
+    /// generators that build events themselves. The collector decides trust per request and calls
+    /// `validate_as`.
+    pub fn validate(
+        self,
+        received_ms: i64,
+        new_id: &mut dyn FnMut() -> String,
+    ) -> Result<Event, FieldError> {
+        self.validate_as(Trust::Authenticated, received_ms, new_id)
+    }
+
     /// Validates every field (the first failing field, in declaration order, is reported), stamps
     /// `received_ms`, keeps the client's event id or calls `new_id` to assign one. Client timestamps more than
     /// 5 minutes in the future or 7 days in the past relative to `received_ms` are rejected.
     ///
-    /// `country` is upper-cased (`us` becomes `US`); nothing else is rewritten.
-    pub fn validate(
+    /// `country` is upper-cased (`us` becomes `US`). Money fields are checked against their rules whatever
+    /// `trust` is (a client's mistake is reported either way), then dropped (set to 0) when `trust` does not
+    /// [`Trust::takes_money`]; nothing else is rewritten.
+    pub fn validate_as(
         self,
+        trust: Trust,
         received_ms: i64,
         new_id: &mut dyn FnMut() -> String,
     ) -> Result<Event, FieldError> {
@@ -267,6 +325,11 @@ impl RawEvent {
             })?,
         };
         let user_agent = optional(self.user_agent, check_user_agent)?;
+        let (cost_micros, value_micros) = if trust.takes_money() {
+            (cost_micros, value_micros)
+        } else {
+            (0, 0)
+        };
         Ok(Event {
             id,
             kind,
@@ -281,6 +344,7 @@ impl RawEvent {
             country,
             device,
             user_agent,
+            trust,
         })
     }
 }
@@ -455,6 +519,25 @@ pub fn check_value(kind: EventKind, v: u64) -> Result<(), FieldError> {
     Ok(())
 }
 
+/// Money only on trusted events: an unsigned event carries 0 in `cost_micros` and `value_micros`.
+pub fn check_trusted_money(e: &Event) -> Result<(), FieldError> {
+    if e.trust.takes_money() {
+        return Ok(());
+    }
+    let field = match (e.cost_micros, e.value_micros) {
+        (0, 0) => return Ok(()),
+        (0, _) => "value_micros",
+        _ => "cost_micros",
+    };
+    Err(FieldError::new(
+        field,
+        format!(
+            "money on an {} event; money is only taken from authenticated posts and signed pixels",
+            e.trust
+        ),
+    ))
+}
+
 /// Countries: two uppercase ASCII letters (ISO 3166-1 alpha-2).
 pub fn check_country(v: &str) -> Result<(), FieldError> {
     if v.len() != 2 || !v.bytes().all(|b| b.is_ascii_uppercase()) {
@@ -526,6 +609,7 @@ pub fn check_event(e: &Event) -> Result<(), FieldError> {
     }
     check_cost(e.cost_micros)?;
     check_value(e.kind, e.value_micros)?;
+    check_trusted_money(e)?;
     if let Some(c) = &e.country {
         check_country(c)?;
     }

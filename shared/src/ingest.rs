@@ -57,7 +57,8 @@ pub const PIXEL_KEYS: [(&str, &str); 11] = [
 
 /// Decodes a pixel query string (with or without the leading `?`) into a raw event.
 ///
-/// Keys are the short keys of [`PIXEL_KEYS`]; `cb` and keys starting with `_` (cache busters) are ignored;
+/// Keys are the short keys of [`PIXEL_KEYS`]; `cb` and keys starting with `_` (cache busters) are ignored, and
+/// so are the signature's `kid`, `exp` and `sig` (checked by [`crate::signing::verify_pixel`]);
 /// any other key, a key given twice, bad percent-encoding or a non-numeric number is an error. The user agent
 /// is not part of the query: `collect` takes it from the request header.
 pub fn decode_pixel(query: &str) -> Result<RawEvent, FieldError> {
@@ -79,7 +80,10 @@ pub fn decode_pixel(query: &str) -> Result<RawEvent, FieldError> {
         }
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         let key = percent_decode(key).map_err(|rule| FieldError::new(Q, rule))?;
-        if key == "cb" || key.starts_with('_') {
+        if key == "cb"
+            || key.starts_with('_')
+            || crate::signing::SIGNATURE_KEYS.contains(&key.as_str())
+        {
             continue;
         }
         let Some(field) = Field::from_pixel_key(&key) else {
@@ -100,7 +104,7 @@ pub fn decode_pixel(query: &str) -> Result<RawEvent, FieldError> {
 
 /// `application/x-www-form-urlencoded` decoding of one key or value: `+` is a space, `%XX` a byte; the result
 /// must be UTF-8.
-fn percent_decode(s: &str) -> Result<String, String> {
+pub(crate) fn percent_decode(s: &str) -> Result<String, String> {
     if !s.bytes().any(|b| b == b'%' || b == b'+') {
         return Ok(s.to_owned());
     }

@@ -16,6 +16,7 @@ pub mod partition;
 pub mod redrive;
 pub mod rollup;
 pub mod scaling;
+pub mod signing;
 pub mod store_keys;
 pub mod store_model;
 pub mod wire;

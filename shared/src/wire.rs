@@ -10,14 +10,20 @@
 
 use std::collections::HashMap;
 
-use crate::event::{check_event, DeviceClass, Event, EventKind, FieldError};
+use crate::event::{check_event, DeviceClass, Event, EventKind, FieldError, Trust};
 
 /// Kinesis' limit on one record: its data plus its partition key, 1 MiB. [`pack_request`] fills records up to it.
 pub const MAX_RECORD_BYTES: usize = 1024 * 1024;
 /// Magic bytes at the start of every record.
 pub const MAGIC: [u8; 3] = *b"TLY";
-/// The format version written by [`pack_request`]; [`unpack`] reads this version only.
-pub const VERSION: u8 = 1;
+/// The format version written by [`pack_request`]; [`unpack`] reads it and [`OLDEST_VERSION`].
+///
+/// Version 2 is version 1 plus the event's [`Trust`] in bits 6–7 of the kind/device byte (always 0 in
+/// version 1, which is the code of [`Trust::Authenticated`]: version 1 records, written when collect took every
+/// event's money, read as before).
+pub const VERSION: u8 = 2;
+/// The oldest format version [`unpack`] still reads.
+pub const OLDEST_VERSION: u8 = 1;
 const HEADER_BYTES: usize = 4 + 2; // magic + version, u16 count
 const TRAILER_BYTES: usize = 4; // crc32c
 /// Bytes of a record's frame around its events (header and checksum): what packing adds per record.
@@ -37,7 +43,7 @@ pub enum WireError {
     TooShort(usize),
     #[error("record does not start with the tally magic bytes (is it from another producer?)")]
     BadMagic,
-    #[error("record format version {0} is not supported (this build reads version {VERSION})")]
+    #[error("record format version {0} is not supported (this build reads versions {OLDEST_VERSION} to {VERSION})")]
     UnsupportedVersion(u8),
     #[error("record checksum mismatch (stored {stored:08x}, computed {computed:08x}): the record is corrupt")]
     Checksum { stored: u32, computed: u32 },
@@ -62,6 +68,15 @@ fn kind_code(k: EventKind) -> u8 {
         EventKind::ViewableImpression => 1,
         EventKind::Click => 2,
         EventKind::Conversion => 3,
+    }
+}
+
+/// Bits 6–7 of the kind/device byte (version 2).
+fn trust_code(t: Trust) -> u8 {
+    match t {
+        Trust::Authenticated => 0,
+        Trust::Signed => 1,
+        Trust::Unsigned => 2,
     }
 }
 
@@ -246,7 +261,7 @@ impl<'e> RecordWriter<'e> {
         set(e.user_agent.is_some(), F_USER_AGENT);
         self.out.push(flags);
         self.out
-            .push(kind_code(e.kind) | device_code(e.device) << 3);
+            .push(kind_code(e.kind) | device_code(e.device) << 3 | trust_code(e.trust) << 6);
         put_varint(&mut self.out, e.id.len() as u64);
         self.out.extend_from_slice(e.id.as_bytes());
         put_varint(
@@ -409,7 +424,7 @@ fn open(data: &[u8]) -> Result<(usize, Reader<'_>), WireError> {
     if data[..3] != MAGIC {
         return Err(WireError::BadMagic);
     }
-    if data[3] != VERSION {
+    if !(OLDEST_VERSION..=VERSION).contains(&data[3]) {
         return Err(WireError::UnsupportedVersion(data[3]));
     }
     let (body, trailer) = data.split_at(data.len() - TRAILER_BYTES);
@@ -424,7 +439,8 @@ fn open(data: &[u8]) -> Result<(usize, Reader<'_>), WireError> {
     Ok((count, r))
 }
 
-/// Reads a record written by [`pack_request`] (or by any earlier `collect`: the format is unchanged since version 1). Corrupt data, another version, another producer's data or an event that
+/// Reads a record written by [`pack_request`] (or by any earlier `collect`: version 1 records read as
+/// authenticated, see [`VERSION`]). Corrupt data, another version, another producer's data or an event that
 /// breaks a field rule is an error naming what is wrong; never a panic.
 pub fn unpack(data: &[u8]) -> Result<Vec<Event>, WireError> {
     let (count, mut r) = open(data)?;
@@ -436,7 +452,7 @@ pub fn unpack(data: &[u8]) -> Result<Vec<Event>, WireError> {
     let mut table: Vec<&str> = Vec::new();
     let mut events = Vec::with_capacity(count);
     for index in 0..count {
-        let e = read_event(&mut r, base_ms, &mut table)?;
+        let e = read_event(&mut r, data[3], base_ms, &mut table)?;
         check_event(&e).map_err(|error| WireError::InvalidEvent { index, error })?;
         events.push(e);
     }
@@ -468,6 +484,7 @@ fn shared_str<'a>(r: &mut Reader<'a>, table: &mut Vec<&'a str>) -> Result<&'a st
 
 fn read_event<'a>(
     r: &mut Reader<'a>,
+    version: u8,
     base_ms: i64,
     table: &mut Vec<&'a str>,
 ) -> Result<Event, WireError> {
@@ -483,13 +500,23 @@ fn read_event<'a>(
         3 => EventKind::Conversion,
         _ => return Err(r.corrupt("unknown event kind code")),
     };
-    let device = match kd >> 3 {
+    let device = match (kd >> 3) & 0b111 {
         0 => DeviceClass::Unknown,
         1 => DeviceClass::Desktop,
         2 => DeviceClass::Mobile,
         3 => DeviceClass::Tablet,
         4 => DeviceClass::Ctv,
         _ => return Err(r.corrupt("unknown device class code")),
+    };
+    // Version 1 records have zeros here (their device code had 5 bits): authenticated.
+    if version < 2 && kd >> 6 != 0 {
+        return Err(r.corrupt("unknown device class code"));
+    }
+    let trust = match kd >> 6 {
+        0 => Trust::Authenticated,
+        1 => Trust::Signed,
+        2 => Trust::Unsigned,
+        _ => return Err(r.corrupt("unknown trust code")),
     };
     let id_len = usize::try_from(r.varint()?).map_err(|_| r.corrupt("id length out of range"))?;
     let id = r.str(id_len)?.to_owned();
@@ -538,6 +565,7 @@ fn read_event<'a>(
         country,
         device,
         user_agent,
+        trust,
     })
 }
 

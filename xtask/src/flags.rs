@@ -57,6 +57,10 @@ commands:
                                            the lane's on-failure queue: each discarded range read back from
                                            the stream, decoded, its uncounted records replayed exactly once
                                            (docs/redrive.md); --local: the stage's `cargo xtask dev` cloud
+  sign-pixel --key-id ID (--secret S | --secret-file FILE) [--expires-in 1h] [--url URL] KEY=VALUE...
+                                           a signed pixel query (or URL/p.gif?query): the parameters plus
+                                           kid, exp and sig (docs/events.md, \"Signed pixels\"); FILE holds the
+                                           secret or the collect keys JSON (key id to secret)
   help                                     this text
 
 The stage defaults to the current git branch.";
@@ -75,7 +79,36 @@ pub enum Cmd {
     Destroy(Destroy),
     Previews(Previews),
     Redrive(Redrive),
+    SignPixel(SignPixel),
     Bootstrap(crate::bootstrap::Bootstrap),
+}
+
+/// `cargo xtask sign-pixel` (see `crate::sign_pixel`).
+#[derive(Debug)]
+pub struct SignPixel {
+    pub key_id: String,
+    pub secret: SecretSource,
+    /// As given (`3600`, `90s`, `15m`, `1h`, `7d`).
+    pub expires_in: String,
+    /// Collect's URL: print `URL/p.gif?query` instead of the query.
+    pub url: Option<String>,
+    /// The pixel's parameters, `KEY=VALUE`, in order.
+    pub params: Vec<(String, String)>,
+}
+
+/// Where the signing secret comes from.
+pub enum SecretSource {
+    Given(String),
+    File(PathBuf),
+}
+
+impl std::fmt::Debug for SecretSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SecretSource::Given(_) => f.write_str("Given(<redacted>)"),
+            SecretSource::File(path) => write!(f, "File({path:?})"),
+        }
+    }
 }
 
 /// `cargo xtask redrive` (see `crate::redrive`).
@@ -359,6 +392,45 @@ fn parse_redrive(parser: &mut lexopt::Parser) -> anyhow::Result<Redrive> {
     })
 }
 
+fn parse_sign_pixel(parser: &mut lexopt::Parser) -> anyhow::Result<SignPixel> {
+    let (mut key_id, mut secret, mut url) = (None, None, None);
+    let mut expires_in = "1h".to_owned();
+    let mut params = Vec::new();
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("key-id") => key_id = Some(parser.value()?.string()?),
+            Long("secret") | Long("secret-file") if secret.is_some() => {
+                bail!("sign-pixel: give --secret or --secret-file, not both")
+            }
+            Long("secret") => secret = Some(SecretSource::Given(parser.value()?.string()?)),
+            Long("secret-file") => secret = Some(SecretSource::File(parser.value()?.into())),
+            Long("expires-in") => expires_in = parser.value()?.string()?,
+            Long("url") => url = Some(parser.value()?.string()?),
+            Value(value) => {
+                let value = value.string()?;
+                let Some((name, v)) = value.split_once('=') else {
+                    bail!("sign-pixel: parameter `{value}` is not KEY=VALUE (for example c=cmp-1)");
+                };
+                params.push((name.to_owned(), v.to_owned()));
+            }
+            other => return Err(other.unexpected()).context("while reading `sign-pixel` flags"),
+        }
+    }
+    let key_id =
+        key_id.context("sign-pixel: --key-id is required (a key id of the collect keys secret)")?;
+    let secret = secret.context("sign-pixel: --secret S or --secret-file FILE is required")?;
+    if params.is_empty() {
+        bail!("sign-pixel: give the pixel's parameters as KEY=VALUE (for example c=cmp-1 a=ad-9 e=impression)");
+    }
+    Ok(SignPixel {
+        key_id,
+        secret,
+        expires_in,
+        url,
+        params,
+    })
+}
+
 pub fn parse(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<Cmd> {
     let mut parser = lexopt::Parser::from_args(args);
     let Some(arg) = parser.next()? else {
@@ -484,6 +556,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<Cmd> {
         }
         "previews" => Cmd::Previews(parse_previews(&mut parser)?),
         "redrive" => Cmd::Redrive(parse_redrive(&mut parser)?),
+        "sign-pixel" => Cmd::SignPixel(parse_sign_pixel(&mut parser)?),
         "dev" => {
             let mut cmd = Dev {
                 stage: None,
@@ -689,6 +762,35 @@ mod stack_command_tests {
         );
         check("previews nuke", "expected `list` or `prune`");
         check("previews prune --older-than", "missing argument");
+    }
+
+    #[test]
+    fn sign_pixel_flags() {
+        check(
+            "sign-pixel --key-id pub-1 --secret s3cret-s3cret-s3cret c=cmp-1 e=impression",
+            r#"SignPixel { key_id: "pub-1", secret: Given(<redacted>), expires_in: "1h", url: None, params: [("c", "cmp-1"), ("e", "impression")] }"#,
+        );
+        check(
+            "sign-pixel --key-id k --secret-file keys.json --expires-in 15m --url http://x c=1",
+            r#"secret: File("keys.json"), expires_in: "15m", url: Some("http://x")"#,
+        );
+        check("sign-pixel --secret s c=1", "--key-id is required");
+        check(
+            "sign-pixel --key-id k c=1",
+            "--secret S or --secret-file FILE is required",
+        );
+        check(
+            "sign-pixel --key-id k --secret s",
+            "give the pixel's parameters as KEY=VALUE",
+        );
+        check(
+            "sign-pixel --key-id k --secret s cmp-1",
+            "parameter `cmp-1` is not KEY=VALUE",
+        );
+        check(
+            "sign-pixel --key-id k --secret s --secret-file f c=1",
+            "give --secret or --secret-file, not both",
+        );
     }
 
     #[test]

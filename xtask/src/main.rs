@@ -17,6 +17,7 @@ mod plan;
 mod previews;
 mod protect;
 mod redrive;
+mod sign_pixel;
 mod stage;
 mod synth;
 
@@ -77,6 +78,7 @@ fn main() -> ExitCode {
         flags::Cmd::Destroy(cmd) => cmd.run(),
         flags::Cmd::Previews(cmd) => cmd.run(),
         flags::Cmd::Redrive(cmd) => cmd.run(),
+        flags::Cmd::SignPixel(cmd) => cmd.run(),
         flags::Cmd::Bootstrap(cmd) => cmd.run(),
     };
     match result {

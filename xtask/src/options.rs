@@ -20,6 +20,7 @@
 //! table_min_read_capacity = 5
 //! table_max_read_capacity = 4000
 //! table_target_utilization = 70     # percent, 20..=90
+//! exclude_unsigned = false          # true: settled counts leave out events without a key or signature
 //!
 //! [stage.production]
 //! retain_data = true                 # keep stream, table, bucket and secret when the stack goes
@@ -163,8 +164,13 @@ fn apply(options: &mut PipelineOptions, table: &toml::Table, section: &str) -> a
                     .as_bool()
                     .with_context(|| format!("{}: expected true or false", at()))?
             }
+            "exclude_unsigned" => {
+                options.exclude_unsigned = value
+                    .as_bool()
+                    .with_context(|| format!("{}: expected true or false", at()))?
+            }
             other => bail!(
-                "{section}: unknown option `{other}` (known: stream, critical_lane, initial_shards, min_shards, max_shards, alert_email, retain_data, table_billing, table_min_write_capacity, table_max_write_capacity, table_min_read_capacity, table_max_read_capacity, table_target_utilization)"
+                "{section}: unknown option `{other}` (known: stream, critical_lane, initial_shards, min_shards, max_shards, alert_email, retain_data, table_billing, table_min_write_capacity, table_max_write_capacity, table_min_read_capacity, table_max_read_capacity, table_target_utilization, exclude_unsigned)"
             ),
         }
     }
@@ -261,6 +267,23 @@ mod tests {
             "[stack]\nstream = \"on-demand\"\n[stage.p]\nstream = \"provisioned\"",
             "p",
             Ok(defaults),
+        );
+    }
+
+    #[test]
+    fn exclude_unsigned_is_a_stage_option() {
+        let file = "[stage.production]\nexclude_unsigned = true";
+        let of = |stage: &str| {
+            parse(file, stage)
+                .map(|o| o.exclude_unsigned)
+                .map_err(|e| format!("{e:#}"))
+        };
+        assert_eq!(of("production"), Ok(true));
+        assert_eq!(of("main"), Ok(false));
+        check(
+            "[stack]\nexclude_unsigned = 1",
+            "m",
+            Err("[stack] exclude_unsigned: expected true or false"),
         );
     }
 

@@ -11,7 +11,15 @@
 //!   events that were written and `unwritten_ids` the others. An event is never reported accepted unless its
 //!   record was written.
 //! * CORS: every answer allows any origin (no credentials), and `OPTIONS` answers preflights, so a publisher's
-//!   page can post from anywhere.
+//!   page can post from anywhere. Preflights allow only `content-type`: a browser page cannot send a key.
+//! * Trust (`docs/events.md`, "Trust and money"): a post with `Authorization: Bearer <key id>:<secret>` whose
+//!   key is in the collect keys ([`keys::Keys`]) is *authenticated*; a post with a bad or unknown key is refused
+//!   whole (`401`); a post without one is accepted *unsigned*. A pixel whose `kid`/`exp`/`sig` verify is
+//!   *signed*, any other pixel *unsigned* (still counted, the failure logged). Money (`cost_micros`,
+//!   `value_micros`) is only taken from authenticated and signed events: an unsigned event's is dropped to 0,
+//!   and the 202 says how many events lost it (`money_dropped`). Unsigned posts take the request's
+//!   `User-Agent` for events that do not carry one (the invalid-traffic check reads it); authenticated posts
+//!   come from ad servers and keep what their events say.
 //!
 //! [`Collector::handle`] is a plain async function from request to response; `main` only wires it to
 //! `lambda_http`. Events are stamped with the receive time, keep the client's id (the idempotency key) or get
@@ -21,6 +29,8 @@
 //! written with [`tally_aws::kinesis::put_records_with_retry`]. When some records of a request fail, the answer
 //! names exactly the events of those records: each record holds a consecutive run of the request's events.
 
+pub mod keys;
+
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,9 +39,10 @@ use lambda_http::http::{header, HeaderValue, Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 use serde_json::{json, Value};
 use tally_aws::kinesis::{put_records_with_retry, RetryPolicy};
-use tally_domain::event::{Event, FieldError};
+use tally_domain::event::{Event, FieldError, RawEvent, Trust};
 use tally_domain::ingest::{decode_body, decode_pixel, BodyError, MAX_BODY_BYTES};
 use tally_domain::partition::RequestKeys;
+use tally_domain::signing::{check_bearer, verify_pixel, SignatureError};
 use tally_domain::wire::{event_count, pack_request_within, MAX_RECORD_BYTES};
 
 /// The pixel: a 1×1 GIF89a whose only pixel is transparent (43 bytes).
@@ -44,6 +55,9 @@ pub const PIXEL_GIF: [u8; 43] = [
     2, 2, 0x44, 1, 0,    // LZW data: one pixel of colour 0
     0x3b, // trailer
 ];
+
+/// The environment variable naming the collect keys secret (its ARN); unset, collect has no keys.
+pub const KEYS_SECRET_ENV: &str = "TALLY_COLLECT_KEYS_SECRET_ARN";
 
 /// Seconds a client should wait before resending after a `503`.
 pub const RETRY_AFTER_SECS: u32 = 1;
@@ -59,6 +73,8 @@ pub struct Collector {
     nonce: u32,
     next_id: AtomicU64,
     rejected_pixels: AtomicU64,
+    unsigned_pixels: AtomicU64,
+    collect_keys: keys::Keys,
 }
 
 impl Collector {
@@ -74,7 +90,16 @@ impl Collector {
             nonce,
             next_id: AtomicU64::new(0),
             rejected_pixels: AtomicU64::new(0),
+            unsigned_pixels: AtomicU64::new(0),
+            collect_keys: keys::Keys::none(),
         }
+    }
+
+    /// Checks post keys and pixel signatures against `keys` (without, every post with a key is refused and
+    /// every pixel is unsigned).
+    pub fn with_keys(mut self, keys: keys::Keys) -> Collector {
+        self.collect_keys = keys;
+        self
     }
 
     /// Replaces the retry policy of the Kinesis writes.
@@ -93,6 +118,11 @@ impl Collector {
     /// Invalid pixels seen by this process.
     pub fn rejected_pixels(&self) -> u64 {
         self.rejected_pixels.load(Ordering::Relaxed)
+    }
+
+    /// Pixels that carried a signature that did not verify (counted unsigned), seen by this process.
+    pub fn unsigned_pixels(&self) -> u64 {
+        self.unsigned_pixels.load(Ordering::Relaxed)
     }
 
     /// Answers one request, stamping events with the current time.
@@ -123,12 +153,16 @@ impl Collector {
 
     async fn pixel(&self, request: &Request, received_ms: i64) -> Response<Body> {
         let query = request.uri().query().unwrap_or("");
-        let event = decode_pixel(query).and_then(|mut raw| {
-            if raw.user_agent.is_none() {
-                raw.user_agent = header_user_agent(request);
+        let event = match decode_pixel(query) {
+            Ok(mut raw) => {
+                if raw.user_agent.is_none() {
+                    raw.user_agent = header_user_agent(request);
+                }
+                let trust = self.pixel_trust(query, received_ms).await;
+                raw.validate_as(trust, received_ms, &mut || self.new_id(received_ms))
             }
-            raw.validate(received_ms, &mut || self.new_id(received_ms))
-        });
+            Err(error) => Err(error),
+        };
         match event {
             Ok(event) => {
                 // The pixel answers the same whatever happens: a failed write is logged, never shown.
@@ -145,7 +179,71 @@ impl Collector {
         gif()
     }
 
+    /// Signed when the pixel's signature verifies, else unsigned; a signature that was there and failed is
+    /// logged and counted ([`Collector::unsigned_pixels`], `PixelUnsigned` metric) with its reason.
+    async fn pixel_trust(&self, query: &str, received_ms: i64) -> Trust {
+        if !query.split('&').any(|p| p.starts_with("sig=")) {
+            return Trust::Unsigned;
+        }
+        let now_secs = u64::try_from(received_ms / 1000).unwrap_or(0);
+        let outcome = match self.collect_keys.ring().await {
+            Ok(ring) => verify_pixel(query, now_secs, &ring),
+            Err(_) => Err(SignatureError::Malformed(
+                "the collect keys could not be read".to_owned(),
+            )),
+        };
+        match outcome {
+            Ok(_) => Trust::Signed,
+            Err(error) => {
+                self.unsigned_pixels.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(message = "pixel signature not accepted, counted unsigned", reason = error.reason(), %error);
+                println!("{}", pixel_unsigned_emf(received_ms, &error));
+                Trust::Unsigned
+            }
+        }
+    }
+
+    /// The trust of a post: authenticated with a good key, unsigned without one; a bad key is an answer
+    /// (`401`, or `503` when the keys cannot be read).
+    async fn post_trust(&self, request: &Request) -> Result<Trust, Response<Body>> {
+        let Some(header) = request.headers().get(header::AUTHORIZATION) else {
+            return Ok(Trust::Unsigned);
+        };
+        let Ok(header) = header.to_str() else {
+            return Err(unauthorized(
+                "the Authorization header is not ascii".to_owned(),
+            ));
+        };
+        let ring = match self.collect_keys.ring().await {
+            Ok(ring) => ring,
+            Err(_) => {
+                let mut response = problem(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "keys-unavailable",
+                    "the key cannot be checked now",
+                    format!("nothing was accepted; resend after {RETRY_AFTER_SECS} s"),
+                    json!({"accepted": 0}),
+                );
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+                return Err(response);
+            }
+        };
+        match check_bearer(header, &ring) {
+            Ok(_) => Ok(Trust::Authenticated),
+            Err(error) => {
+                tracing::warn!(message = "post key refused", %error);
+                Err(unauthorized(error.to_string()))
+            }
+        }
+    }
+
     async fn events(&self, request: &Request, received_ms: i64) -> Response<Body> {
+        let trust = match self.post_trust(request).await {
+            Ok(trust) => trust,
+            Err(response) => return response,
+        };
         let body: &[u8] = request.body().as_ref();
         if body.len() > MAX_BODY_BYTES {
             return body_problem(&BodyError::TooLarge {
@@ -166,28 +264,32 @@ impl Collector {
                 ))
             }
         };
-        let is_beacon = content_type.is_some_and(|t| {
-            t.trim_start()
-                .to_ascii_lowercase()
-                .starts_with("text/plain")
-        });
         let items = match decode_body(body, content_type) {
             Ok(items) => items,
             Err(error) => return body_problem(&error),
         };
-        let user_agent = if is_beacon {
-            header_user_agent(request)
-        } else {
-            None
+        // An unsigned post (JSON, NDJSON or sendBeacon) is judged by the invalid-traffic check as the agent
+        // that sent it when its event names none. An authenticated post comes from an ad server, whose own
+        // agent says nothing about the browser: its events carry the browser's `user_agent` or none.
+        let user_agent = match trust {
+            Trust::Unsigned => header_user_agent(request),
+            Trust::Authenticated | Trust::Signed => None,
         };
         let mut events = Vec::with_capacity(items.len());
         let mut errors = Vec::new();
+        let mut money_dropped = 0usize;
         for (index, item) in items.into_iter().enumerate() {
             let event = item.and_then(|mut raw| {
                 if raw.user_agent.is_none() {
                     raw.user_agent.clone_from(&user_agent);
                 }
-                raw.validate(received_ms, &mut || self.new_id(received_ms))
+                let had_money = carries_money(&raw);
+                let event =
+                    raw.validate_as(trust, received_ms, &mut || self.new_id(received_ms))?;
+                if had_money && !trust.takes_money() {
+                    money_dropped += 1;
+                }
+                Ok(event)
             });
             match event {
                 Ok(event) => events.push(event),
@@ -203,7 +305,7 @@ impl Collector {
         match self.write(&events).await {
             Ok(()) if errors.is_empty() => json_response(
                 StatusCode::ACCEPTED,
-                &json!({"accepted": ids.len(), "ids": ids}),
+                &json!({"accepted": ids.len(), "ids": ids, "trust": trust.as_str(), "money_dropped": money_dropped}),
             ),
             Ok(()) => rejected(errors, &ids),
             Err(unwritten) => {
@@ -365,6 +467,28 @@ fn header_user_agent(request: &Request) -> Option<String> {
     )
 }
 
+/// Whether a raw event names money (before trust decides whether it is kept).
+fn carries_money(raw: &RawEvent) -> bool {
+    raw.cost_micros.is_some_and(|m| m > 0) || raw.value_micros.is_some_and(|v| v > 0)
+}
+
+fn pixel_unsigned_emf(now_ms: i64, error: &SignatureError) -> String {
+    json!({
+        "_aws": {
+            "Timestamp": now_ms,
+            "CloudWatchMetrics": [{
+                "Namespace": "tally",
+                "Dimensions": [["function"]],
+                "Metrics": [{"Name": "PixelUnsigned", "Unit": "Count"}],
+            }],
+        },
+        "function": "collect",
+        "PixelUnsigned": 1,
+        "reason": error.reason(),
+    })
+    .to_string()
+}
+
 fn pixel_rejected_emf(now_ms: i64, error: &FieldError) -> String {
     json!({
         "_aws": {
@@ -477,6 +601,26 @@ fn method_not_allowed(allow: &'static str) -> Response<Body> {
     response
         .headers_mut()
         .insert(header::ALLOW, HeaderValue::from_static(allow));
+    response
+}
+
+/// `401` for a post whose key is refused: nothing of it is accepted, and the document says what to send.
+fn unauthorized(reason: String) -> Response<Body> {
+    let mut response = problem(
+        StatusCode::UNAUTHORIZED,
+        "bad-key",
+        "the key is not accepted",
+        format!(
+            "{reason}. Send Authorization: Bearer <key id>:<secret> with a key of the collect keys secret \
+             (docs/events.md, \"Server-to-server keys\"), or no Authorization header to send unsigned events \
+             (counted without money); nothing was accepted"
+        ),
+        json!({"accepted": 0}),
+    );
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"tally-collect\""),
+    );
     response
 }
 

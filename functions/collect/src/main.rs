@@ -4,6 +4,7 @@ use std::convert::Infallible;
 
 use anyhow::Context;
 use lambda_http::{service_fn, Request};
+use tally_collect::keys::Keys;
 use tally_collect::Collector;
 
 #[tokio::main]
@@ -13,7 +14,19 @@ async fn main() -> anyhow::Result<()> {
         tally_aws::config::required_env("TALLY_STREAM_NAME", "the name of the events stream")
             .context("while reading the configuration")?;
     let config = tally_aws::config::sdk_config().await;
-    let collector = Collector::new(tally_aws::config::kinesis(&config), stream);
+    let keys = match std::env::var(tally_collect::KEYS_SECRET_ENV) {
+        Ok(arn) if !arn.is_empty() => {
+            Keys::from_secret(aws_sdk_secretsmanager::Client::new(&config), arn)
+        }
+        _ => {
+            tracing::warn!(
+                message = "no collect keys secret configured: posts with a key are refused, pixels are unsigned",
+                variable = tally_collect::KEYS_SECRET_ENV
+            );
+            Keys::none()
+        }
+    };
+    let collector = Collector::new(tally_aws::config::kinesis(&config), stream).with_keys(keys);
     let collector = &collector;
     lambda_http::run(service_fn(move |request: Request| async move {
         Ok::<_, Infallible>(collector.handle(request).await)

@@ -198,6 +198,7 @@ mod tests {
             value_micros: 0,
             country: None,
             device: DeviceClass::Unknown,
+            trust: tally_domain::event::Trust::Authenticated,
             user_agent: None,
         }
     }

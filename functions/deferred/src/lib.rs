@@ -32,7 +32,7 @@ use tally_aws::emf::BatchMetrics;
 use tally_aws::fence::Fence;
 use tally_aws::redrive::Replayed;
 use tally_domain::archive;
-use tally_domain::enrich::{enrich_batch, Enriched, RateLimits};
+use tally_domain::enrich::{enrich_batch, exclude_unsigned, Enriched, RateLimits};
 use tally_domain::event::Event;
 use tally_domain::exactly_once::{ApplyStats, Position};
 use tally_domain::store_keys::StoreLane;
@@ -57,6 +57,7 @@ pub struct Deferred {
     s3: aws_sdk_s3::Client,
     bucket: String,
     limits: RateLimits,
+    exclude_unsigned: bool,
     window: batch::MetricsWindow,
 }
 
@@ -82,11 +83,28 @@ impl Deferred {
             s3,
             bucket: bucket.into(),
             limits: RateLimits::default(),
+            exclude_unsigned: false,
             window: batch::MetricsWindow::new("deferred"),
         }
     }
 
     /// Replaces the per-user rate limits of the invalid-traffic verdict.
+    /// Leaves unsigned events out of the settled counts (they are still archived, with
+    /// `invalid_reason: "unsigned"`): the stack option `exclude_unsigned`, `TALLY_SETTLED_UNSIGNED=exclude`.
+    pub fn excluding_unsigned(mut self, exclude: bool) -> Deferred {
+        self.exclude_unsigned = exclude;
+        self
+    }
+
+    /// The batch enriched, and unsigned events marked when the stack excludes them.
+    fn enrich<'a>(&self, events: &'a [Event]) -> Vec<Enriched<'a>> {
+        let mut enriched = enrich_batch(events, &self.limits);
+        if self.exclude_unsigned {
+            exclude_unsigned(&mut enriched);
+        }
+        enriched
+    }
+
     pub fn with_limits(mut self, limits: RateLimits) -> Deferred {
         self.limits = limits;
         self
@@ -100,7 +118,7 @@ impl Deferred {
     ) -> Result<Outcome, DeferredError> {
         let decoded = batch::decode(event)?;
         let events: Vec<Event> = decoded.batch.events().cloned().collect();
-        let enriched = enrich_batch(&events, &self.limits);
+        let enriched = self.enrich(&events);
         let valid: Vec<bool> = enriched.iter().map(Enriched::is_valid).collect();
         // The store's batch holds the same events in the same order: its filter asks by address.
         let valid_events: std::collections::HashSet<*const Event> = decoded
@@ -174,7 +192,7 @@ impl Deferred {
         position: &Position,
         events: Vec<Event>,
     ) -> Result<RedriveOutcome, DeferredError> {
-        let enriched = enrich_batch(&events, &self.limits);
+        let enriched = self.enrich(&events);
         // The store asks only about the first occurrence of an id in the record: its verdict is the id's.
         let mut verdicts: HashMap<&str, bool> = HashMap::new();
         for e in &enriched {
@@ -289,3 +307,19 @@ pub fn ndjson_line(e: &Enriched<'_>, position: &Fence) -> String {
 }
 
 pub use tally_domain::archive::{hour_partition, hour_prefix};
+
+/// The environment variable of the stack option `exclude_unsigned`: `exclude` leaves unsigned events out of
+/// the settled counts, `count` (or unset) counts them (without money, which they never carry).
+pub const SETTLED_UNSIGNED_ENV: &str = "TALLY_SETTLED_UNSIGNED";
+
+/// Whether [`SETTLED_UNSIGNED_ENV`]'s value excludes unsigned events; anything but `count`, `exclude` or unset
+/// is an error naming the variable.
+pub fn settled_unsigned_from_env(value: Option<&str>) -> Result<bool, String> {
+    match value {
+        None | Some("") | Some("count") => Ok(false),
+        Some("exclude") => Ok(true),
+        Some(other) => Err(format!(
+            "{SETTLED_UNSIGNED_ENV}={other:?}: expected count or exclude (the stack option exclude_unsigned)"
+        )),
+    }
+}

@@ -23,7 +23,15 @@ async fn main() -> anyhow::Result<()> {
     )
     .await
     .with_context(|| format!("while connecting to the counter store at {endpoint}"))?;
-    let state = Deferred::new(store, tally_aws::config::s3(&config), bucket);
+    let exclude_unsigned = tally_deferred::settled_unsigned_from_env(
+        std::env::var(tally_deferred::SETTLED_UNSIGNED_ENV)
+            .ok()
+            .as_deref(),
+    )
+    .map_err(anyhow::Error::msg)
+    .context("while reading the configuration")?;
+    let state = Deferred::new(store, tally_aws::config::s3(&config), bucket)
+        .excluding_unsigned(exclude_unsigned);
     let state = &state;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| {
         tally_deferred::handler(state, event)

@@ -26,8 +26,18 @@ pub struct Secret {
 }
 
 impl Secret {
-    /// Creates the secret at `scope/id`.
+    /// Creates the secret at `scope/id`: the generated string is the whole value.
     pub fn new(scope: &Scope, id: &str, props: SecretProps) -> Secret {
+        Secret::create(scope, id, props, None)
+    }
+
+    /// Creates the secret at `scope/id` as a JSON object `{"<json_key>": "<generated>"}`
+    /// (`SecretStringTemplate` `{}` with `GenerateStringKey`), for values that are maps of names to secrets.
+    pub fn new_json(scope: &Scope, id: &str, props: SecretProps, json_key: &str) -> Secret {
+        Secret::create(scope, id, props, Some(json_key))
+    }
+
+    fn create(scope: &Scope, id: &str, props: SecretProps, json_key: Option<&str>) -> Secret {
         let scope = scope.child(id);
         let mut properties = Map::new();
         if let Some(name) = &props.name {
@@ -38,10 +48,21 @@ impl Secret {
         if !(16..=4096).contains(&props.length) {
             scope.violation(format!("length {} is outside 16..=4096", props.length));
         }
-        properties.insert(
-            "GenerateSecretString".into(),
-            json!({ "PasswordLength": props.length, "ExcludePunctuation": true, "IncludeSpace": false }),
-        );
+        let mut generate = json!({ "PasswordLength": props.length, "ExcludePunctuation": true, "IncludeSpace": false });
+        if let Some(key) = json_key {
+            if key.is_empty()
+                || !key
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+            {
+                scope.violation(format!(
+                    "JSON key {key:?} must be letters, digits, '.', '_' or '-'"
+                ));
+            }
+            generate["SecretStringTemplate"] = json!("{}");
+            generate["GenerateStringKey"] = json!(key);
+        }
+        properties.insert("GenerateSecretString".into(), generate);
         Secret {
             node: scope.add_resource("Resource", "AWS::SecretsManager::Secret", properties),
         }

@@ -432,7 +432,7 @@ async fn start_caches(
     Ok(caches)
 }
 
-/// Creates the plan's streams, consumers, tables, queues and buckets; existing ones are kept. Mappings on a
+/// Creates the plan's streams, consumers, tables, queues, buckets and secrets; existing ones are kept. Mappings on a
 /// consumer get the consumer's real ARN.
 async fn create_resources(aws: &Arc<LocalAws>, plan: &mut Plan) -> Result<(), Error> {
     for stream in &plan.streams {
@@ -500,6 +500,11 @@ async fn create_resources(aws: &Arc<LocalAws>, plan: &mut Plan) -> Result<(), Er
         aws.s3
             .create_bucket(&bucket.name)
             .map_err(|error| Error::start(format!("bucket {}", bucket.id), error.to_string()))?;
+    }
+    for secret in &plan.secrets {
+        aws.secretsmanager
+            .ensure_generated(&secret.name, &secret.generate)
+            .map_err(|error| Error::start(format!("secret {}", secret.id), error.to_string()))?;
     }
     Ok(())
 }

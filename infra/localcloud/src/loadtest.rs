@@ -144,6 +144,9 @@ struct Tally {
     rejected_events: AtomicU64,
     failed_events: AtomicU64,
     errors: Mutex<Vec<String>>,
+    /// The collect key `(key id, secret)` the clients post and sign pixels with (from the local cloud's
+    /// collect keys secret); without one, collect would drop the money of every event.
+    key: Option<(String, String)>,
 }
 
 /// One request to make: its events and how many times they were tried already.
@@ -161,7 +164,13 @@ pub async fn run(options: LoadOptions) -> Result<Value, String> {
     let mut generator = Generator::new(&options.profile, options.seed)
         .with_id_prefix(&format!("lt{}", start_ms / 1000));
     let probes = probe_campaigns(&generator);
-    let tally = Arc::new(Tally::default());
+    let tally = Arc::new(Tally {
+        key: options
+            .aws
+            .as_deref()
+            .and_then(|aws| aws.secretsmanager.collect_key()),
+        ..Tally::default()
+    });
     let (jobs, pending) = start_clients(&options, &tally, &probes);
 
     // Warm-up: a few requests, then wait until the realtime lane counts them (every function has served).
@@ -429,6 +438,21 @@ async fn wait_idle(pending: &Pending, limit: Duration) {
     }
 }
 
+/// The pixel query of `event`, signed with `key` for an hour when there is one (`docs/events.md`, "Signed
+/// pixels"), as is otherwise.
+fn signed_pixel_query(event: &Event, key: Option<&(String, String)>) -> String {
+    let query = tally_traffic::generate::pixel_query(event);
+    let Some((id, secret)) = key else {
+        return query;
+    };
+    let params: Vec<(&str, &str)> = query
+        .split('&')
+        .map(|p| p.split_once('=').unwrap_or((p, "")))
+        .collect();
+    let exp = u64::try_from(now_ms() / 1000).unwrap_or(0) + 3600;
+    tally_domain::signing::sign_pixel(&params, id, secret, exp).unwrap_or(query)
+}
+
 /// Starts the client connections; they run until the returned sender is dropped.
 fn start_clients(
     options: &LoadOptions,
@@ -487,7 +511,7 @@ async fn send(
         RequestKind::Pixel => {
             tally.pixels.fetch_add(1, Ordering::Relaxed);
             let path = match events.as_slice() {
-                [event] => format!("/p.gif?{}", tally_traffic::generate::pixel_query(event)),
+                [event] => format!("/p.gif?{}", signed_pixel_query(event, tally.key.as_ref())),
                 _ => String::new(),
             };
             request(
@@ -502,14 +526,13 @@ async fn send(
         RequestKind::Post => {
             tally.posts.fetch_add(1, Ordering::Relaxed);
             let body = tally_traffic::generate::json_body(&events);
-            request(
-                collect,
-                "POST",
-                "/v1/events",
-                &body,
-                &[("Content-Type", "application/json")],
-            )
-            .await
+            let authorization = tally
+                .key
+                .as_ref()
+                .map(|(id, secret)| format!("Bearer {id}:{secret}"));
+            let mut headers = vec![("Content-Type", "application/json")];
+            headers.extend(authorization.as_deref().map(|a| ("Authorization", a)));
+            request(collect, "POST", "/v1/events", &body, &headers).await
         }
     };
     let retry = |events: Vec<Event>, delay: Duration| {
@@ -1363,7 +1386,13 @@ mod tests {
             fake_collect(2, |_, ids| ("202 Accepted", "", json!({"ids": ids}))).await;
         let mut options = options(url);
         options.resend = Resend::new(1.0, 0.0).expect("fractions");
-        let tally = Arc::new(Tally::default());
+        let tally = Arc::new(Tally {
+            key: options
+                .aws
+                .as_deref()
+                .and_then(|aws| aws.secretsmanager.collect_key()),
+            ..Tally::default()
+        });
         let (jobs, pending) = start_clients(&options, &tally, &[]);
         let request = Generator::new(&options.profile, 9).next_request(now_ms());
         let all: Vec<String> = request.events.iter().map(|e| e.id.clone()).collect();
@@ -1412,7 +1441,13 @@ mod tests {
         })
         .await;
         let options = options(url);
-        let tally = Arc::new(Tally::default());
+        let tally = Arc::new(Tally {
+            key: options
+                .aws
+                .as_deref()
+                .and_then(|aws| aws.secretsmanager.collect_key()),
+            ..Tally::default()
+        });
         let (jobs, pending) = start_clients(&options, &tally, &[]);
         let request = Generator::new(&options.profile, 9).next_request(now_ms());
         let all: Vec<String> = request.events.iter().map(|e| e.id.clone()).collect();

@@ -100,6 +100,11 @@ pub mod env {
     pub const ARCHIVE_BUCKET: &str = "TALLY_ARCHIVE_BUCKET";
     /// query: ARN of the secret that holds the bearer token.
     pub const QUERY_TOKEN_SECRET_ARN: &str = "TALLY_QUERY_TOKEN_SECRET_ARN";
+    /// deferred: `exclude` when the stack option `exclude_unsigned` leaves unsigned events out of the settled
+    /// counts (absent: they are counted, without money).
+    pub const SETTLED_UNSIGNED: &str = "TALLY_SETTLED_UNSIGNED";
+    /// collect: ARN of the collect keys secret (key id → secret: post keys and pixel signing keys).
+    pub const COLLECT_KEYS_SECRET_ARN: &str = "TALLY_COLLECT_KEYS_SECRET_ARN";
     /// scaler: the shard floor.
     pub const MIN_SHARDS: &str = "TALLY_MIN_SHARDS";
     /// scaler: the shard ceiling.
@@ -138,6 +143,11 @@ const COMPACTOR_TABLE_ACTIONS: [ItemAction; 4] = [
     ItemAction::UpdateItem,
 ];
 
+/// The collect keys secret's name ends with this (the local cloud's load test finds its key by it).
+pub const COLLECT_KEYS_SECRET_SUFFIX: &str = "collect-keys";
+/// The key id the stack generates in the collect keys secret; add your own with `PutSecretValue`.
+pub const COLLECT_DEFAULT_KEY_ID: &str = "default";
+
 /// Logical id of the counter cache (the functions' contract and the local cloud name it).
 pub const COUNTER_CACHE: &str = "CounterCache";
 
@@ -161,6 +171,8 @@ pub mod outputs {
     pub const ARCHIVE_BUCKET: &str = "ArchiveBucketName";
     /// ARN of the query token secret.
     pub const QUERY_TOKEN_SECRET_ARN: &str = "QueryTokenSecretArn";
+    /// ARN of the collect keys secret.
+    pub const COLLECT_KEYS_SECRET_ARN: &str = "CollectKeysSecretArn";
     /// URL of the realtime lane's on-failure queue.
     pub const REALTIME_FAILURES_URL: &str = "RealtimeFailuresQueueUrl";
     /// URL of the deferred lane's on-failure queue.
@@ -242,12 +254,16 @@ pub struct PipelineOptions {
     pub alert_email: Option<String>,
     /// `RUST_LOG` of every function.
     pub rust_log: String,
-    /// Keep the stream, the metrics table, the archive bucket and the token secret when the stack is
+    /// Keep the stream, the metrics table, the archive bucket, the token secret and the collect keys when the stack is
     /// deleted or they are replaced (for production; previews leave nothing behind).
     pub retain_data: bool,
     /// How long an event id's claim lasts in the counter cache (60..=86400 s): a resend within it is
     /// counted once.
     pub dedup_window_secs: u32,
+    /// Leave unsigned events (no valid post key or pixel signature: `docs/events.md`, "Trust and money") out
+    /// of the settled counts; they still count in the realtime lane and are archived. Default: counted (they
+    /// never carry money either way).
+    pub exclude_unsigned: bool,
     /// The counter cache's storage ceiling, GB (1..=5000): bounds the storage part of its bill.
     pub cache_max_storage_gb: u32,
     /// The counter cache's ECPU/s ceiling (1,000..=15,000,000): bounds the request part of its bill;
@@ -305,6 +321,7 @@ impl Default for PipelineOptions {
             rust_log: "info".to_owned(),
             retain_data: false,
             dedup_window_secs: 3600,
+            exclude_unsigned: false,
             cache_max_storage_gb: 1,
             cache_max_ecpu_per_second: 100_000,
             table_billing: TableBilling::Provisioned(DEFAULT_TABLE_SCALING),
@@ -728,8 +745,29 @@ impl<'a> Pipeline<'a> {
             "encrypted with the AWS-managed key; only the query role may read it",
         );
 
+        let collect_keys = Secret::new_json(
+            root,
+            "CollectKeys",
+            SecretProps {
+                name: Some(self.name(NameKind::Secret, COLLECT_KEYS_SECRET_SUFFIX)),
+                description: "collect keys: key id to secret, for server-to-server posts and signed pixels (docs/events.md)".into(),
+                length: 40,
+            },
+            COLLECT_DEFAULT_KEY_ID,
+        );
+        collect_keys.node().skip_check(
+            "CKV_AWS_149",
+            "encrypted with the AWS-managed key; only the collect role may read it",
+        );
+
         if o.retain_data {
-            for node in [events.node(), metrics.node(), archive.node(), token.node()] {
+            for node in [
+                events.node(),
+                metrics.node(),
+                archive.node(),
+                token.node(),
+                collect_keys.node(),
+            ] {
                 node.retain();
             }
         }
@@ -742,10 +780,14 @@ impl<'a> Pipeline<'a> {
             "Collect",
             "collect",
             None,
-            vec![(env::STREAM_NAME, events.name())],
+            vec![
+                (env::STREAM_NAME, events.name()),
+                (env::COLLECT_KEYS_SECRET_ARN, collect_keys.arn()),
+            ],
             None,
         );
         events.grant_write(&collect);
+        collect_keys.grant_read(&collect);
         let collect_url = FunctionUrl::new(
             root,
             "CollectFunctionUrl",
@@ -809,7 +851,13 @@ impl<'a> Pipeline<'a> {
             "Deferred",
             "deferred",
             Some(&o.deferred),
-            vec![(env::ARCHIVE_BUCKET, archive.name())],
+            [(env::ARCHIVE_BUCKET, archive.name())]
+                .into_iter()
+                .chain(
+                    o.exclude_unsigned
+                        .then(|| (env::SETTLED_UNSIGNED, Expr::text("exclude"))),
+                )
+                .collect(),
             Some(&store),
         );
         // It only ever writes new archive objects (`PutObject` with `If-None-Match`), under `events/`.
@@ -1116,6 +1164,11 @@ impl<'a> Pipeline<'a> {
             outputs::QUERY_TOKEN_SECRET_ARN,
             "secret holding the query bearer token",
             &token.arn(),
+        );
+        self.stack.output(
+            outputs::COLLECT_KEYS_SECRET_ARN,
+            "secret holding the collect keys (key id to secret)",
+            &collect_keys.arn(),
         );
         self.stack.output(
             outputs::REALTIME_FAILURES_URL,

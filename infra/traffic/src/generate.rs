@@ -315,6 +315,7 @@ impl Generator {
             value_micros,
             country: Some(country.to_owned()),
             device,
+            trust: tally_domain::event::Trust::Authenticated,
             user_agent: match request {
                 RequestKind::Pixel => Some(PIXEL_USER_AGENT.to_owned()),
                 RequestKind::Post => None,

@@ -21,6 +21,7 @@ pub fn event(id: &str) -> Event {
         value_micros: 0,
         country: Some("DE".to_owned()),
         device: DeviceClass::Mobile,
+        trust: tally_domain::event::Trust::Authenticated,
         user_agent: Some("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X)".to_owned()),
     }
 }
@@ -78,6 +79,7 @@ pub fn any_event() -> impl Strategy<Value = Event> {
                     },
                     country,
                     device,
+                    trust: tally_domain::event::Trust::Authenticated,
                     user_agent: ua,
                 }
             },

@@ -42,22 +42,32 @@ fn wire_record_is_pinned() {
         ..e1.clone()
     };
     let golden = concat!(
-        "544c5901",         // "TLY", version 1
+        "544c5902",         // "TLY", version 2
         "0200",             // 2 events
         "80828 8ffc268",    // zigzag varint of the base time (NOW)
-        // event 1: flags (placement, user, client ts, cost, country, user agent), impression + mobile
+        // event 1: flags (placement, user, client ts, cost, country, user agent), impression + mobile +
+        // authenticated (trust code 0 in bits 6-7)
         "6f10", "026531", "00",
         "0a636d702d31", "0861642d31", "1e7075622e6578616d706c653a746f70", "08752d3432",
         "b717", "c413", "044445",
         "6c4d6f7a696c6c612f352e3020286950686f6e653b20435055206950686f6e65204f532031375f30206c696b65204d6163204f53205829",
         // event 2: the same strings, now references 0..5 into the record's string table
         "6f10", "026532", "00", "01", "03", "05", "07", "b717", "c413", "09", "0b",
-        "49357090", // CRC-32C, little-endian
+        "c992fc23", // CRC-32C, little-endian
     )
     .replace(' ', "");
     let data = encode_record(&[e1.clone(), e2.clone()]);
     let hex: String = data.iter().map(|b| format!("{b:02x}")).collect();
     assert_eq!(hex, golden);
-    assert_eq!(unpack(&data), Ok(vec![e1, e2]));
+    assert_eq!(unpack(&data), Ok(vec![e1.clone(), e2.clone()]));
+    // The version 1 record of the same events (pinned before trust existed) still reads, as authenticated.
+    let v1 = golden
+        .replacen("544c5902", "544c5901", 1)
+        .replace("c992fc23", "49357090");
+    let v1: Vec<u8> = (0..v1.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&v1[i..i + 2], 16).expect("hex"))
+        .collect();
+    assert_eq!(unpack(&v1), Ok(vec![e1, e2]));
     assert_eq!(NOW, 1_795_698_000_000);
 }

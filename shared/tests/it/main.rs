@@ -11,4 +11,5 @@ mod ingest;
 mod laws;
 mod partition;
 mod rollup;
+mod signing;
 mod wire;

@@ -1,6 +1,6 @@
 //! The stream encoding: round trips, packing, and corrupt input.
 
-use tally_domain::event::{DeviceClass, Event, EventKind};
+use tally_domain::event::{DeviceClass, Event, EventKind, Trust};
 use tally_domain::ingest::MAX_EVENTS_PER_BODY;
 use tally_domain::partition::partition_key_of;
 use tally_domain::wire::{
@@ -18,6 +18,7 @@ fn minimal(id: &str) -> Event {
         cost_micros: 0,
         country: None,
         device: DeviceClass::Unknown,
+        trust: Trust::Authenticated,
         user_agent: None,
         ..event(id)
     }
@@ -35,6 +36,28 @@ fn round_trips() {
         vec![event("e1")],
         vec![minimal("m1")],
         vec![conversion.clone(), minimal("m2"), event("e3")],
+        // Every trust, with and without money, on every device code.
+        vec![
+            Event {
+                trust: Trust::Signed,
+                ..conversion.clone()
+            },
+            Event {
+                trust: Trust::Unsigned,
+                cost_micros: 0,
+                device: DeviceClass::Ctv,
+                ..event("u1")
+            },
+            Event {
+                trust: Trust::Unsigned,
+                ..minimal("u2")
+            },
+            Event {
+                trust: Trust::Signed,
+                device: DeviceClass::Ctv,
+                ..event("s1")
+            },
+        ],
         vec![
             Event {
                 received_ms: 0,
@@ -165,6 +188,7 @@ fn hostile(i: usize, skew: i64) -> Event {
         cost_micros: 100_000_000,
         value_micros: 1_000_000_000_000,
         country: Some("DE".to_owned()),
+        trust: Trust::Authenticated,
         user_agent: Some(pad("Mozilla ", 512)),
         ..event(&pad("i", 64))
     }
@@ -210,6 +234,45 @@ fn huge_requests_split_into_the_fewest_records_under_the_limit() {
 }
 
 #[test]
+fn trust_bits_are_checked() {
+    // kind/device byte of an impression on desktop: trust in bits 6-7.
+    let unsigned = Event {
+        trust: Trust::Unsigned,
+        cost_micros: 0,
+        device: DeviceClass::Desktop,
+        ..minimal("e1")
+    };
+    let good = encode_record(std::slice::from_ref(&unsigned));
+    let kd = 4 + 2 + 6 + 1; // magic+version, count, base_ms (6 bytes for NOW), flags
+    assert_eq!(good[kd], 0b1000_1000, "{good:02x?}");
+    assert_eq!(unpack(&good), Ok(vec![unsigned]));
+    // Trust code 3 does not exist.
+    let mut bad = good.clone();
+    bad[kd] |= 0b1100_0000;
+    check(
+        &reseal(bad),
+        "corrupt record at byte 14: unknown trust code",
+    );
+    // A version 1 record has no trust bits: set, they are a corrupt device code.
+    let mut v1 = good.clone();
+    v1[3] = 1;
+    check(
+        &reseal(v1),
+        "corrupt record at byte 14: unknown device class code",
+    );
+    // Money on an unsigned event is refused on the way out: a forged record cannot carry it.
+    let mut forged = encode_record(&[Event {
+        trust: Trust::Authenticated,
+        ..event("f1")
+    }]);
+    forged[kd] |= 0b1000_0000;
+    check(
+        &reseal(forged),
+        "invalid event 0 in record: cost_micros: money on an unsigned event; money is only taken from authenticated posts and signed pixels",
+    );
+}
+
+#[test]
 fn old_records_still_decode() {
     // What `collect` wrote before one record per request (the former `pack`: per-event keys, one campaign and
     // bucket per record): the same format, version 1, read by the same decoder.
@@ -234,7 +297,7 @@ fn old_records_still_decode() {
     let mut sorted = events.clone();
     sorted.sort_by(|a, b| a.id.cmp(&b.id));
     assert_eq!(back, sorted);
-    assert_eq!(VERSION, 1);
+    assert_eq!(VERSION, 2);
     assert_eq!(
         pack_request(&events, KEY)[0].data,
         encode_record(&events),
@@ -278,7 +341,7 @@ fn corrupt_records() {
     v2[3] = VERSION + 1;
     check(
         &v2,
-        "record format version 2 is not supported (this build reads version 1)",
+        "record format version 3 is not supported (this build reads versions 1 to 2)",
     );
     // Every single-bit flip is detected.
     for byte in 0..good.len() {

@@ -74,6 +74,7 @@ pub fn event(
         value_micros,
         country: Some(["US", "GB", "DE", "FR", "JP", "BR", "IN", "CA"][rng.usize(0..8)].to_owned()),
         device: [DeviceClass::Mobile, DeviceClass::Desktop, DeviceClass::Tablet][rng.usize(0..3)],
+        trust: tally_domain::event::Trust::Authenticated,
         user_agent: pixel.then(|| {
             "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36".to_owned()
         }),

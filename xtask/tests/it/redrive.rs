@@ -122,6 +122,7 @@ fn click(id: &str, received_ms: i64) -> Event {
         value_micros: 0,
         country: None,
         device: DeviceClass::Unknown,
+        trust: tally_domain::event::Trust::Authenticated,
         user_agent: None,
     }
 }

@@ -6,3 +6,4 @@ mod handler;
 mod stream;
 mod support;
 mod throttle;
+mod trust;

@@ -41,6 +41,7 @@ fn event(i: usize) -> Event {
         },
         country: None,
         device: DeviceClass::Unknown,
+        trust: tally_domain::event::Trust::Authenticated,
         user_agent: None,
     }
 }
@@ -373,7 +374,10 @@ async fn a_throttled_table_is_a_retryable_error_and_heals() {
     throttle("PutItem");
     check(
         "put_item",
-        table.put_item(&item).await.expect_err("throttled"),
+        MetricsWriter::of(&table)
+            .put_item(&item)
+            .await
+            .expect_err("throttled"),
     );
     let throttled =
         |log: Vec<String>, op: &str| log.iter().filter(|l| **l == format!("!{op}")).count();
@@ -384,7 +388,7 @@ async fn a_throttled_table_is_a_retryable_error_and_heals() {
     };
     check(
         "advance_watermark",
-        table
+        MetricsWriter::of(&table)
             .advance_watermark(Watermark::default(), to)
             .await
             .expect_err("throttled"),
@@ -399,11 +403,11 @@ async fn a_throttled_table_is_a_retryable_error_and_heals() {
     );
 
     proxy.heal();
-    table
+    MetricsWriter::of(&table)
         .put_item(&item)
         .await
         .expect("healed: the write goes through");
-    table
+    MetricsWriter::of(&table)
         .advance_watermark(Watermark::default(), to)
         .await
         .expect("healed: the watermark moves");

@@ -30,6 +30,7 @@ fn click(id: &str) -> Event {
         value_micros: 0,
         country: None,
         device: DeviceClass::Unknown,
+        trust: tally_domain::event::Trust::Authenticated,
         user_agent: None,
     }
 }

@@ -37,6 +37,7 @@ fn event(id: &str, n: usize) -> Event {
         },
         country: None,
         device: DeviceClass::Unknown,
+        trust: tally_domain::event::Trust::Authenticated,
         user_agent: None,
     }
 }

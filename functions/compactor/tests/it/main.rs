@@ -42,6 +42,7 @@ fn event(i: usize) -> Event {
         },
         country: None,
         device: DeviceClass::Unknown,
+        trust: tally_domain::event::Trust::Authenticated,
         user_agent: None,
     }
 }

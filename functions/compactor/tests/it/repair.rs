@@ -45,6 +45,7 @@ fn event(i: usize) -> Event {
         country: None,
         device: DeviceClass::Unknown,
         // One in five is a crawler: invalid, realtime only.
+        trust: tally_domain::event::Trust::Authenticated,
         user_agent: i
             .is_multiple_of(5)
             .then(|| "Googlebot/2.1 (+http://www.google.com/bot.html)".to_owned()),

@@ -75,6 +75,7 @@ fn event(i: u64, kind: EventKind, user: &str, received_ms: i64, ua: &str) -> Eve
         value_micros: 0,
         country: Some("NL".to_owned()),
         device: DeviceClass::Unknown,
+        trust: tally_domain::event::Trust::Authenticated,
         user_agent: Some(ua.to_owned()),
     }
 }

@@ -390,3 +390,81 @@ async fn a_failing_cache_fails_the_batch_before_anything_is_archived() {
     }
     assert_settled(&snapshot(&env.cache), &(counts, users));
 }
+
+/// The fixture's batch plus a record of 12 unsigned events (copies with new ids, no money).
+fn with_unsigned() -> (KinesisEvent, Vec<Event>, Vec<Event>) {
+    let signed = fixture::events();
+    let unsigned: Vec<Event> = signed[..12]
+        .iter()
+        .map(|e| Event {
+            id: format!("unsigned-{}", e.id),
+            cost_micros: 0,
+            value_micros: 0,
+            trust: tally_domain::event::Trust::Unsigned,
+            ..e.clone()
+        })
+        .collect();
+    let batch = append(&fixture::load(), vec![wire::encode_record(&unsigned)]);
+    (batch, signed, unsigned)
+}
+
+#[tokio::test]
+async fn unsigned_events_settle_unless_the_stack_excludes_them_and_are_archived_with_their_trust() {
+    let (batch, signed, unsigned) = with_unsigned();
+    let all: Vec<Event> = signed.iter().chain(&unsigned).cloned().collect();
+    // Default (`count`): unsigned events settle like the others (they carry no money).
+    let counting = env(true).await;
+    assert_eq!(invoke(&counting.state, &batch).await, no_failures());
+    assert_settled(&snapshot(&counting.cache), &expected_settled(&all));
+
+    // `exclude_unsigned`: they are archived, invalid with reason `unsigned`, and settle nothing.
+    let mut excluding = env(true).await;
+    excluding.state = excluding.state.excluding_unsigned(true);
+    assert_eq!(invoke(&excluding.state, &batch).await, no_failures());
+    assert_settled(&snapshot(&excluding.cache), &expected_settled(&signed));
+    let lines: Vec<serde_json::Value> = archive(&excluding.s3)
+        .await
+        .into_values()
+        .flatten()
+        .collect();
+    assert_eq!(lines.len(), all.len());
+    let marked: Vec<&serde_json::Value> =
+        lines.iter().filter(|l| l["trust"] == "unsigned").collect();
+    assert_eq!(marked.len(), unsigned.len());
+    // Invalid, with reason `unsigned` unless a bot verdict came first (the fixture has a crawler and a script).
+    let reasons: Vec<&str> = marked
+        .iter()
+        .map(|l| {
+            assert_eq!(l["valid"], false, "{l}");
+            l["invalid_reason"].as_str().unwrap_or("none")
+        })
+        .collect();
+    assert_eq!(
+        reasons.iter().filter(|r| **r == "unsigned").count(),
+        10,
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.contains(&"known_crawler") && reasons.contains(&"automation"),
+        "{reasons:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .filter(|l| l["trust"] == "authenticated")
+            .count()
+            == signed.len()
+    );
+}
+
+#[test]
+fn the_settled_unsigned_variable_is_checked() {
+    use tally_deferred::settled_unsigned_from_env as parse;
+    assert_eq!(parse(None), Ok(false));
+    assert_eq!(parse(Some("count")), Ok(false));
+    assert_eq!(parse(Some("exclude")), Ok(true));
+    assert_eq!(
+        parse(Some("yes")),
+        Err("TALLY_SETTLED_UNSIGNED=\"yes\": expected count or exclude (the stack option exclude_unsigned)".to_owned())
+    );
+}

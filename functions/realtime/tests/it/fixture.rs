@@ -41,6 +41,7 @@ pub fn events() -> Vec<Event> {
                 },
                 country: Some("FR".to_owned()),
                 device: DeviceClass::Mobile,
+                trust: tally_domain::event::Trust::Authenticated,
                 user_agent: None,
             }
         })

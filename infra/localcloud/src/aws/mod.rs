@@ -6,6 +6,7 @@
 //! * `X-Amz-Target: Kinesis_20131202.<Op>` — Kinesis, awsJson1.1 ([`kinesis`]);
 //! * `X-Amz-Target: DynamoDB_20120810.<Op>` — DynamoDB, awsJson1.0 ([`dynamodb`]);
 //! * `X-Amz-Target: AmazonSQS.<Op>` — SQS, awsJson1.0 ([`sqs`]);
+//! * `X-Amz-Target: secretsmanager.<Op>` — Secrets Manager, awsJson1.1 ([`secretsmanager`]);
 //! * anything else — S3 REST, path-style (`/bucket/key`) or virtual-hosted (`bucket.localhost`) ([`s3`]).
 //!
 //! Signatures (SigV4) are accepted without being checked: the endpoint listens on 127.0.0.1 only and has one
@@ -28,6 +29,7 @@
 pub mod dynamodb;
 pub mod kinesis;
 pub mod s3;
+pub mod secretsmanager;
 pub mod sqs;
 
 use std::convert::Infallible;
@@ -56,6 +58,8 @@ const MAX_KINESIS_BODY: usize = 8 * 1024 * 1024;
 /// Largest SQS request: a message or a batch is at most 256 KiB; JSON escaping can at most double it (and
 /// message attributes add some).
 const MAX_SQS_BODY: usize = 1024 * 1024;
+/// Largest Secrets Manager request: a 64 KiB secret string, JSON-escaped.
+const MAX_SECRETSMANAGER_BODY: usize = 256 * 1024;
 /// Any other request (an unknown `X-Amz-Target`, answered with an error anyway).
 const MAX_OTHER_BODY: usize = 64 * 1024;
 
@@ -67,6 +71,7 @@ pub struct LocalAws {
     pub dynamodb: dynamodb::DynamoDb,
     pub sqs: sqs::Sqs,
     pub s3: s3::S3,
+    pub secretsmanager: secretsmanager::SecretsManager,
     /// What AWS would bill for the requests served (see [`crate::meter`]).
     pub meter: Arc<crate::meter::Meter>,
     state_dir: Option<PathBuf>,
@@ -81,6 +86,7 @@ impl LocalAws {
             dynamodb: dynamodb::DynamoDb::new(&region, None),
             sqs: sqs::Sqs::new(&region, None),
             s3: s3::S3::new(None),
+            secretsmanager: secretsmanager::SecretsManager::new(&region),
             meter: Arc::default(),
             region,
             state_dir: None,
@@ -96,6 +102,10 @@ impl LocalAws {
             dynamodb: dynamodb::DynamoDb::open(&region, &dir.join("dynamodb"))?,
             sqs: sqs::Sqs::open(&region, &dir.join("sqs"))?,
             s3: s3::S3::open(&dir.join("s3"))?,
+            secretsmanager: secretsmanager::SecretsManager::open(
+                &region,
+                Some(&dir.join("secretsmanager.json")),
+            )?,
             meter: Arc::default(),
             region,
             state_dir: Some(dir.to_owned()),
@@ -308,6 +318,7 @@ fn body_limit(target: Option<&str>, method: &hyper::Method) -> (usize, &'static 
         "DynamoDB_20120810" => (MAX_DYNAMODB_BODY, "DynamoDB"),
         "Kinesis_20131202" => (MAX_KINESIS_BODY, "Kinesis"),
         "AmazonSQS" => (MAX_SQS_BODY, "SQS"),
+        "secretsmanager" => (MAX_SECRETSMANAGER_BODY, "Secrets Manager"),
         _ => (MAX_OTHER_BODY, "AWS"),
     }
 }
@@ -355,6 +366,10 @@ pub async fn handle(aws: &Arc<LocalAws>, request: Request<Bytes>) -> Response<Fu
             let call = move |aws: &LocalAws, operation: &str, input| dynamodb::call(aws, operation, input, &caller);
             ("application/x-amz-json-1.0", json_call(aws, request.body(), operation, call).await)
         }
+        "secretsmanager" => (
+            "application/x-amz-json-1.1",
+            json_call(aws, request.body(), operation, secretsmanager::call).await,
+        ),
         "AmazonSQS" => {
             let host = request.headers().get(hyper::header::HOST).and_then(|h| h.to_str().ok());
             ("application/x-amz-json-1.0", sqs::call(aws, request.body(), operation, host).await)

@@ -322,6 +322,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     for (id, url) in &cloud.urls {
         eprintln!("  url {id:<10} {url}");
     }
+    print_collect_keys(&cloud.aws, &args.state)?;
     for (id, cache) in &cloud.caches {
         eprintln!(
             "  cache {id:<8} {} (valkey-server, data in {}/cache/{id})",
@@ -445,6 +446,39 @@ async fn run(args: Args) -> anyhow::Result<()> {
     eprintln!(
         "stopped; the next start continues from {}",
         args.state.display()
+    );
+    Ok(())
+}
+
+/// Writes the collect keys (the current version of the stack's keys secret, key id → secret) to
+/// `<state>/collect-keys.json`, readable by the owner only, and says how to use them.
+fn print_collect_keys(
+    aws: &tally_localcloud::aws::LocalAws,
+    state: &std::path::Path,
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    use tally_localcloud::aws::secretsmanager::COLLECT_KEYS_SUFFIX;
+    let (Some(keys), Some((key_id, _))) = (
+        aws.secretsmanager.current_by_suffix(COLLECT_KEYS_SUFFIX),
+        aws.secretsmanager.collect_key(),
+    ) else {
+        return Ok(());
+    };
+    let path = state.join("collect-keys.json");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .and_then(|mut f| f.write_all(keys.as_bytes()))
+        .with_context(|| format!("while writing {}", path.display()))?;
+    eprintln!(
+        "  collect keys   {} (key id {key_id}: posts send Authorization: Bearer {key_id}:<secret>; \
+         signed pixels: cargo xtask sign-pixel --key-id {key_id} --secret-file {} c=… a=… e=…)",
+        path.display(),
+        path.display()
     );
     Ok(())
 }

@@ -51,6 +51,10 @@ impl Target {
         aws_sdk_sqs::Client::new(&self.config)
     }
 
+    pub fn secretsmanager(&self) -> aws_sdk_secretsmanager::Client {
+        aws_sdk_secretsmanager::Client::new(&self.config)
+    }
+
     /// The S3 client as the functions build it: from the shared config, no addressing override.
     pub fn s3(&self) -> aws_sdk_s3::Client {
         aws_sdk_s3::Client::new(&self.config)

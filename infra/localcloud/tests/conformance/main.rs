@@ -10,4 +10,5 @@ mod hostile;
 mod kinesis;
 mod persistence;
 mod s3;
+mod secretsmanager;
 mod sqs;

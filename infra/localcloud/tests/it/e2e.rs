@@ -201,6 +201,7 @@ fn valid_event(serial: &mut u64, acked: &Mutex<Counts>) -> tally_domain::event::
         value_micros: 0,
         country: None,
         device: DeviceClass::Unknown,
+        trust: tally_domain::event::Trust::Authenticated,
         user_agent: None,
     }
 }

@@ -15,3 +15,4 @@ mod repair;
 mod schedule;
 mod support;
 mod template;
+mod trust;

@@ -35,6 +35,7 @@ fn the_synthesized_pipeline_loads_and_every_resource_is_accounted_for() {
         + plan.mappings.len()
         + plan.rules.len()
         + plan.caches.len()
+        + plan.secrets.len()
         + plan.skipped.len();
     assert_eq!(placed, total, "a resource was silently dropped");
     assert_eq!(
@@ -70,10 +71,31 @@ fn the_synthesized_pipeline_loads_and_every_resource_is_accounted_for() {
         realtime.config.starting_position,
         StartingPosition::TrimHorizon
     );
+    // The secrets are created locally, with generated values: the collect keys as a JSON map.
+    assert!(!plan
+        .skipped
+        .iter()
+        .any(|s| s.kind == "AWS::SecretsManager::Secret"));
+    let keys = plan
+        .secrets
+        .iter()
+        .find(|s| s.name.ends_with(tally_pipeline::COLLECT_KEYS_SECRET_SUFFIX))
+        .expect("the collect keys secret");
+    assert_eq!(
+        keys.generate.template_key,
+        Some((
+            "{}".to_owned(),
+            tally_pipeline::COLLECT_DEFAULT_KEY_ID.to_owned()
+        ))
+    );
+    assert_eq!(
+        tally_pipeline::COLLECT_KEYS_SECRET_SUFFIX,
+        tally_localcloud::aws::secretsmanager::COLLECT_KEYS_SUFFIX,
+        "the load test finds the key by this suffix"
+    );
     for kind in [
         "AWS::CloudWatch::Alarm",
         "AWS::SNS::Topic",
-        "AWS::SecretsManager::Secret",
         "AWS::IAM::Role",
     ] {
         assert!(

@@ -27,7 +27,7 @@ fn resource_inventory() {
         ("AWS::DynamoDB::Table", 1),
         ("AWS::S3::Bucket", 1),
         ("AWS::S3::BucketPolicy", 1),
-        ("AWS::SecretsManager::Secret", 1),
+        ("AWS::SecretsManager::Secret", 2),
         ("AWS::SNS::Topic", 2),
         ("AWS::SNS::Subscription", 1),
         ("AWS::Events::Rule", 2),
@@ -124,7 +124,15 @@ fn environment_follows_the_contract() {
         all.push("RUST_LOG");
         all
     };
-    check_environment(&t, "Collect", &["TALLY_STREAM_NAME", "RUST_LOG"]);
+    check_environment(
+        &t,
+        "Collect",
+        &[
+            "TALLY_STREAM_NAME",
+            "TALLY_COLLECT_KEYS_SECRET_ARN",
+            "RUST_LOG",
+        ],
+    );
     check_environment(&t, "Realtime", &with_cache(&[]));
     check_environment(
         &t,
@@ -614,6 +622,14 @@ fn storage_settings() {
         secret["Properties"].get("SecretString").is_none(),
         "the token is generated, never in the template"
     );
+    // The collect keys: a JSON map of key id to a generated secret, never in the template.
+    let (_, keys) = find(&t, "AWS::SecretsManager::Secret", "CollectKeys");
+    assert_eq!(
+        keys["Properties"]["GenerateSecretString"],
+        json!({"PasswordLength": 40, "ExcludePunctuation": true, "IncludeSpace": false,
+               "SecretStringTemplate": "{}", "GenerateStringKey": "default"})
+    );
+    assert!(keys["Properties"].get("SecretString").is_none());
 }
 
 #[test]
@@ -651,6 +667,7 @@ fn outputs() {
             "MetricsTableName",
             "ArchiveBucketName",
             "QueryTokenSecretArn",
+            "CollectKeysSecretArn",
             "RealtimeFailuresQueueUrl",
             "DeferredFailuresQueueUrl",
             "CacheEndpointAddress",
@@ -773,7 +790,10 @@ fn roles_have_exactly_the_grants_they_need() {
         ("elasticache:Connect", "CacheUser"),
     ];
     // Which actions each role holds is derived from the code by least_privilege.rs; here, on what.
-    let mut collect = vec![("kinesis:PutRecords", "Events")];
+    let mut collect = vec![
+        ("kinesis:PutRecords", "Events"),
+        ("secretsmanager:GetSecretValue", "CollectKeys"),
+    ];
     collect.extend(logs("CollectLogGroup"));
     check_grants(&t, "Collect", &collect);
 
@@ -894,6 +914,25 @@ fn weird_branches_synthesize() {
 }
 
 #[test]
+fn unsigned_events_leave_the_settled_counts_only_when_asked() {
+    let t = template("main");
+    let (_, deferred) = find(&t, "AWS::Lambda::Function", "Deferred");
+    assert!(deferred["Properties"]["Environment"]["Variables"]
+        .get("TALLY_SETTLED_UNSIGNED")
+        .is_none());
+    let options = PipelineOptions {
+        exclude_unsigned: true,
+        ..PipelineOptions::default()
+    };
+    let t = template_with("main", &options);
+    let (_, deferred) = find(&t, "AWS::Lambda::Function", "Deferred");
+    assert_eq!(
+        deferred["Properties"]["Environment"]["Variables"]["TALLY_SETTLED_UNSIGNED"],
+        "exclude"
+    );
+}
+
+#[test]
 fn data_is_retained_only_when_asked() {
     let retained = |t: &Value| -> Vec<String> {
         resources(t)
@@ -918,6 +957,7 @@ fn data_is_retained_only_when_asked() {
             "AWS::Kinesis::Stream",
             "AWS::DynamoDB::Table",
             "AWS::S3::Bucket",
+            "AWS::SecretsManager::Secret",
             "AWS::SecretsManager::Secret"
         ]
     );

@@ -1,0 +1,435 @@
+//! Secrets Manager (awsJson1.1, `X-Amz-Target: secretsmanager.<Op>`): `CreateSecret`, `GetSecretValue` and
+//! `PutSecretValue` with the `AWSCURRENT` / `AWSPREVIOUS` version stages, as a rotation moves them: a put
+//! makes the new version current, the old current previous, and the old previous loses its stage (versions
+//! without a stage are not kept). Secrets are found by name or by the ARN the template gives them.
+//!
+//! The template's `AWS::SecretsManager::Secret` resources are created with a generated value
+//! (`GenerateSecretString`: letters and digits of `PasswordLength`, inside `SecretStringTemplate` under
+//! `GenerateStringKey` when given) the first time; a restart keeps the value. State is one JSON file in the
+//! state directory, rewritten on each change (secrets are few and small).
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::{epoch_seconds, now_ms, AwsError, ACCOUNT_ID};
+
+/// The collect keys secret's name ends with this (`tally_pipeline::COLLECT_KEYS_SECRET_SUFFIX`; the
+/// local cloud does not depend on the pipeline crate, a test checks they agree).
+pub const COLLECT_KEYS_SUFFIX: &str = "collect-keys";
+
+/// Largest secret string (AWS: 65,536 bytes).
+const MAX_SECRET_BYTES: usize = 65_536;
+/// Most secrets the local endpoint keeps (the template has a few; tests a few more).
+const MAX_SECRETS: usize = 1_000;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+struct Version {
+    id: String,
+    string: String,
+    stages: Vec<String>,
+    created_ms: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+struct Secret {
+    arn: String,
+    versions: Vec<Version>,
+}
+
+/// The secrets of the local endpoint.
+#[derive(Debug)]
+pub struct SecretsManager {
+    region: String,
+    secrets: Mutex<BTreeMap<String, Secret>>,
+    file: Option<PathBuf>,
+}
+
+/// What the template asks for: `GenerateSecretString`'s settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Generate {
+    pub length: usize,
+    /// `SecretStringTemplate` (a JSON object) and `GenerateStringKey`, when both are given.
+    pub template_key: Option<(String, String)>,
+}
+
+impl SecretsManager {
+    /// Secrets kept in memory only.
+    pub fn new(region: &str) -> SecretsManager {
+        SecretsManager {
+            region: region.to_owned(),
+            secrets: Mutex::new(BTreeMap::new()),
+            file: None,
+        }
+    }
+
+    /// Secrets kept in memory (`file` `None`) or in `file`, reloading what an earlier run left there.
+    pub fn open(region: &str, file: Option<&Path>) -> Result<SecretsManager, AwsError> {
+        let secrets = match file {
+            Some(path) if path.exists() => {
+                let text = std::fs::read_to_string(path).map_err(|e| AwsError::storage(path, e))?;
+                serde_json::from_str(&text).map_err(|e| {
+                    AwsError::internal(format!(
+                        "{} is not the local Secrets Manager's state ({e}); delete it to start over",
+                        path.display()
+                    ))
+                })?
+            }
+            _ => BTreeMap::new(),
+        };
+        Ok(SecretsManager {
+            region: region.to_owned(),
+            secrets: Mutex::new(secrets),
+            file: file.map(Path::to_owned),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Secret>> {
+        self.secrets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn arn(&self, name: &str) -> String {
+        format!(
+            "arn:aws:secretsmanager:{}:{ACCOUNT_ID}:secret:{name}",
+            self.region
+        )
+    }
+
+    fn save(&self, secrets: &BTreeMap<String, Secret>) -> Result<(), AwsError> {
+        let Some(path) = &self.file else {
+            return Ok(());
+        };
+        let text = serde_json::to_string(secrets).map_err(|e| AwsError::internal(e.to_string()))?;
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, text).map_err(|e| AwsError::storage(&tmp, e))?;
+        std::fs::rename(&tmp, path).map_err(|e| AwsError::storage(path, e))
+    }
+
+    /// Creates the template's secret `name` with a generated value unless it exists (a restart keeps it).
+    pub fn ensure_generated(&self, name: &str, generate: &Generate) -> Result<(), AwsError> {
+        if self.lock().contains_key(name) {
+            return Ok(());
+        }
+        let random = random_alphanumeric(generate.length)?;
+        let string = match &generate.template_key {
+            None => random,
+            Some((template, key)) => {
+                let mut value: Value = serde_json::from_str(template).map_err(|e| {
+                    AwsError::validation(format!("SecretStringTemplate is not JSON: {e}"))
+                })?;
+                let Some(object) = value.as_object_mut() else {
+                    return Err(AwsError::validation(
+                        "SecretStringTemplate must be a JSON object",
+                    ));
+                };
+                object.insert(key.clone(), json!(random));
+                value.to_string()
+            }
+        };
+        self.create(name, &string).map(|_| ())
+    }
+
+    /// The current value of the first secret whose name ends with `suffix`.
+    pub fn current_by_suffix(&self, suffix: &str) -> Option<String> {
+        self.lock()
+            .iter()
+            .find(|(name, _)| name.ends_with(suffix))
+            .and_then(|(_, s)| s.versions.iter().find(|v| has_stage(v, CURRENT)))
+            .map(|v| v.string.clone())
+    }
+
+    /// A collect key, `(key id, secret)`, from the current version of the collect keys secret (the first key
+    /// id in sorted order): what the load test and `cargo xtask dev` use. `None` when there is no such
+    /// secret or it is not a map of key id to secret.
+    pub fn collect_key(&self) -> Option<(String, String)> {
+        let text = self.current_by_suffix(COLLECT_KEYS_SUFFIX)?;
+        let map: BTreeMap<String, String> = serde_json::from_str(&text).ok()?;
+        map.into_iter().next()
+    }
+
+    fn create(&self, name: &str, string: &str) -> Result<Value, AwsError> {
+        check_name(name)?;
+        check_string(string)?;
+        let mut secrets = self.lock();
+        if secrets.contains_key(name) {
+            return Err(AwsError::client(
+                "ResourceExistsException",
+                format!("the secret {name} already exists"),
+            ));
+        }
+        if secrets.len() >= MAX_SECRETS {
+            return Err(AwsError::client(
+                "LimitExceededException",
+                format!("the local endpoint keeps at most {MAX_SECRETS} secrets"),
+            ));
+        }
+        let arn = self.arn(name);
+        let version = new_version(string, vec![CURRENT.to_owned()])?;
+        let id = version.id.clone();
+        secrets.insert(
+            name.to_owned(),
+            Secret {
+                arn: arn.clone(),
+                versions: vec![version],
+            },
+        );
+        self.save(&secrets)?;
+        Ok(json!({"ARN": arn, "Name": name, "VersionId": id}))
+    }
+
+    fn get(
+        &self,
+        secret_id: &str,
+        stage: Option<&str>,
+        version_id: Option<&str>,
+    ) -> Result<Value, AwsError> {
+        let secrets = self.lock();
+        let (name, secret) = find(&secrets, secret_id)?;
+        let version = secret
+            .versions
+            .iter()
+            .find(|v| match (version_id, stage) {
+                (Some(id), _) => v.id == id && stage.is_none_or(|s| has_stage(v, s)),
+                (None, stage) => has_stage(v, stage.unwrap_or(CURRENT)),
+            })
+            .ok_or_else(|| {
+                AwsError::client(
+                    "ResourceNotFoundException",
+                    format!(
+                        "Secrets Manager can't find the specified secret value for VersionId: {} VersionStage: {}",
+                        version_id.unwrap_or("(none)"),
+                        stage.unwrap_or(CURRENT)
+                    ),
+                )
+            })?;
+        Ok(json!({
+            "ARN": secret.arn,
+            "Name": name,
+            "VersionId": version.id,
+            "SecretString": version.string,
+            "VersionStages": version.stages,
+            "CreatedDate": epoch_seconds(version.created_ms),
+        }))
+    }
+
+    fn put(&self, secret_id: &str, string: &str) -> Result<Value, AwsError> {
+        check_string(string)?;
+        let mut secrets = self.lock();
+        let name = find(&secrets, secret_id)?.0.to_owned();
+        let secret = secrets.get_mut(&name).ok_or_else(|| not_found(secret_id))?;
+        for v in &mut secret.versions {
+            if has_stage(v, CURRENT) {
+                v.stages = vec![PREVIOUS.to_owned()];
+            } else {
+                v.stages.retain(|s| s != PREVIOUS);
+            }
+        }
+        secret.versions.retain(|v| !v.stages.is_empty());
+        let version = new_version(string, vec![CURRENT.to_owned()])?;
+        let out = json!({"ARN": secret.arn, "Name": name, "VersionId": version.id, "VersionStages": [CURRENT]});
+        secret.versions.push(version);
+        self.save(&secrets)?;
+        Ok(out)
+    }
+}
+
+const CURRENT: &str = "AWSCURRENT";
+const PREVIOUS: &str = "AWSPREVIOUS";
+
+fn has_stage(v: &Version, stage: &str) -> bool {
+    v.stages.iter().any(|s| s == stage)
+}
+
+fn not_found(secret_id: &str) -> AwsError {
+    AwsError::client(
+        "ResourceNotFoundException",
+        format!("Secrets Manager can't find the specified secret ({secret_id})"),
+    )
+}
+
+fn find<'a>(
+    secrets: &'a BTreeMap<String, Secret>,
+    secret_id: &str,
+) -> Result<(&'a str, &'a Secret), AwsError> {
+    secrets
+        .iter()
+        .find(|(name, s)| *name == secret_id || s.arn == secret_id)
+        .map(|(name, s)| (name.as_str(), s))
+        .ok_or_else(|| not_found(secret_id))
+}
+
+fn check_name(name: &str) -> Result<(), AwsError> {
+    if name.is_empty()
+        || name.len() > 512
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/_+=.@-".contains(&b))
+    {
+        return Err(AwsError::validation(
+            "Name must be 1 to 512 characters of letters, digits and /_+=.@-",
+        ));
+    }
+    Ok(())
+}
+
+fn check_string(string: &str) -> Result<(), AwsError> {
+    if string.len() > MAX_SECRET_BYTES {
+        return Err(AwsError::validation(format!(
+            "SecretString is {} bytes, more than {MAX_SECRET_BYTES}",
+            string.len()
+        )));
+    }
+    Ok(())
+}
+
+fn new_version(string: &str, stages: Vec<String>) -> Result<Version, AwsError> {
+    let id = random_bytes(16)?
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Ok(Version {
+        id,
+        string: string.to_owned(),
+        stages,
+        created_ms: now_ms(),
+    })
+}
+
+fn random_bytes(n: usize) -> Result<Vec<u8>, AwsError> {
+    let mut out = vec![0u8; n];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut out))
+        .map_err(|e| AwsError::storage(Path::new("/dev/urandom"), e))?;
+    Ok(out)
+}
+
+/// `length` letters and digits, uniformly (bytes of 248 and above are drawn again: 248 = 4 × 62).
+fn random_alphanumeric(length: usize) -> Result<String, AwsError> {
+    const ALPHABET: &[u8; 62] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut out = String::with_capacity(length);
+    while out.len() < length {
+        for b in random_bytes(length)? {
+            if b < 248 && out.len() < length {
+                out.push(char::from(ALPHABET[usize::from(b % 62)]));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn str_field<'a>(input: &'a Value, name: &str) -> Result<Option<&'a str>, AwsError> {
+    match input.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(AwsError::validation(format!("{name} must be a string"))),
+    }
+}
+
+fn required<'a>(input: &'a Value, name: &str) -> Result<&'a str, AwsError> {
+    str_field(input, name)?.ok_or_else(|| AwsError::validation(format!("{name} is required")))
+}
+
+/// One operation.
+pub fn call(aws: &super::LocalAws, operation: &str, input: Value) -> Result<Value, AwsError> {
+    let sm = &aws.secretsmanager;
+    match operation {
+        "CreateSecret" => {
+            let string = str_field(&input, "SecretString")?.unwrap_or_default();
+            sm.create(required(&input, "Name")?, string)
+        }
+        "GetSecretValue" => sm.get(
+            required(&input, "SecretId")?,
+            str_field(&input, "VersionStage")?,
+            str_field(&input, "VersionId")?,
+        ),
+        "PutSecretValue" => sm.put(
+            required(&input, "SecretId")?,
+            required(&input, "SecretString")?,
+        ),
+        other => Err(AwsError::unsupported("secretsmanager", other)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn generate() -> Generate {
+        Generate {
+            length: 40,
+            template_key: Some(("{}".to_owned(), "default".to_owned())),
+        }
+    }
+
+    #[test]
+    fn generated_secrets_are_kept_across_restarts_and_rotations_persist() {
+        let dir = std::env::temp_dir().join(format!("tally-sm-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let file = dir.join("secretsmanager.json");
+        let name = "tally-dev-collect-keys";
+        let first = {
+            let sm = SecretsManager::open("us-east-1", Some(&file)).expect("open");
+            sm.ensure_generated(name, &generate()).expect("generate");
+            let (id, secret) = sm.collect_key().expect("a key");
+            assert_eq!(id, "default");
+            assert_eq!(secret.len(), 40);
+            assert!(
+                secret.bytes().all(|b| b.is_ascii_alphanumeric()),
+                "{secret}"
+            );
+            secret
+        };
+        let sm = SecretsManager::open("us-east-1", Some(&file)).expect("reopen");
+        sm.ensure_generated(name, &generate())
+            .expect("kept, not regenerated");
+        assert_eq!(sm.collect_key().map(|k| k.1), Some(first.clone()));
+        sm.put(&sm.arn(name), r#"{"default":"rotated-0123456789abcdef"}"#)
+            .expect("put");
+        let sm = SecretsManager::open("us-east-1", Some(&file)).expect("reopen again");
+        let previous = sm.get(name, Some(PREVIOUS), None).expect("previous");
+        assert_eq!(
+            previous["SecretString"],
+            format!(r#"{{"default":"{first}"}}"#)
+        );
+        assert_eq!(
+            sm.collect_key().map(|k| k.1).as_deref(),
+            Some("rotated-0123456789abcdef")
+        );
+        std::fs::write(&file, "not json").expect("write");
+        let error = SecretsManager::open("us-east-1", Some(&file)).expect_err("refused");
+        assert!(error.message.contains("delete it to start over"), "{error}");
+        std::fs::remove_dir_all(&dir).expect("clean up");
+    }
+
+    #[test]
+    fn bad_input_is_refused_with_aws_codes() {
+        let sm = SecretsManager::new("us-east-1");
+        let code = |r: Result<Value, AwsError>| r.map_or_else(|e| e.code, |_| "ok".to_owned());
+        assert_eq!(code(sm.create("a b", "x")), "ValidationException");
+        assert_eq!(
+            code(sm.create("ok", &"x".repeat(MAX_SECRET_BYTES + 1))),
+            "ValidationException"
+        );
+        assert_eq!(code(sm.create("ok", "x")), "ok");
+        assert_eq!(
+            code(sm.get("ok", Some("AWSPENDING"), None)),
+            "ResourceNotFoundException"
+        );
+        assert_eq!(code(sm.put("missing", "x")), "ResourceNotFoundException");
+        let bad_template = Generate {
+            length: 16,
+            template_key: Some(("[]".to_owned(), "k".to_owned())),
+        };
+        assert_eq!(
+            sm.ensure_generated("t", &bad_template)
+                .map_err(|e| e.message),
+            Err("SecretStringTemplate must be a JSON object".to_owned())
+        );
+    }
+}
