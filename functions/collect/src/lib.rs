@@ -473,38 +473,35 @@ fn carries_money(raw: &RawEvent) -> bool {
 }
 
 fn pixel_unsigned_emf(now_ms: i64, error: &SignatureError) -> String {
-    json!({
-        "_aws": {
-            "Timestamp": now_ms,
-            "CloudWatchMetrics": [{
-                "Namespace": "tally",
-                "Dimensions": [["function"]],
-                "Metrics": [{"Name": "PixelUnsigned", "Unit": "Count"}],
-            }],
-        },
-        "function": "collect",
-        "PixelUnsigned": 1,
-        "reason": error.reason(),
-    })
-    .to_string()
+    count_emf(now_ms, "PixelUnsigned", [("reason", json!(error.reason()))])
 }
 
 fn pixel_rejected_emf(now_ms: i64, error: &FieldError) -> String {
-    json!({
+    count_emf(
+        now_ms,
+        "PixelRejected",
+        [("field", json!(error.field)), ("rule", json!(error.rule))],
+    )
+}
+
+/// One embedded-metric line counting one `metric` of collect, with `fields` (what happened) beside it.
+fn count_emf<const N: usize>(now_ms: i64, metric: &str, fields: [(&str, Value); N]) -> String {
+    let mut line = json!({
         "_aws": {
             "Timestamp": now_ms,
             "CloudWatchMetrics": [{
                 "Namespace": "tally",
                 "Dimensions": [["function"]],
-                "Metrics": [{"Name": "PixelRejected", "Unit": "Count"}],
+                "Metrics": [{"Name": metric, "Unit": "Count"}],
             }],
         },
         "function": "collect",
-        "PixelRejected": 1,
-        "field": error.field,
-        "rule": error.rule,
-    })
-    .to_string()
+        metric: 1,
+    });
+    for (name, value) in fields {
+        line[name] = value;
+    }
+    line.to_string()
 }
 
 fn with_cors(mut response: Response<Body>) -> Response<Body> {
@@ -660,4 +657,35 @@ fn rejected(errors: Vec<Value>, written: &[&str]) -> Response<Body> {
         detail,
         json!({"accepted": written.len(), "ids": written, "errors": errors}),
     )
+}
+
+#[cfg(test)]
+mod emf_tests {
+    use super::*;
+
+    #[test]
+    fn a_rejected_pixel_is_one_counted_metric_with_its_field_and_rule() {
+        let error = FieldError {
+            field: "campaign_id",
+            rule: "missing".to_owned(),
+        };
+        let line: Value =
+            serde_json::from_str(&pixel_rejected_emf(1_000, &error)).expect("one JSON line");
+        let meta = &line["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(line["_aws"]["Timestamp"], 1_000);
+        assert_eq!(meta["Namespace"], "tally");
+        assert_eq!(meta["Dimensions"], json!([["function"]]));
+        assert_eq!(
+            meta["Metrics"],
+            json!([{"Name": "PixelRejected", "Unit": "Count"}])
+        );
+        assert_eq!(
+            (&line["function"], &line["PixelRejected"]),
+            (&json!("collect"), &json!(1))
+        );
+        assert_eq!(
+            (&line["field"], &line["rule"]),
+            (&json!("campaign_id"), &json!("missing"))
+        );
+    }
 }
