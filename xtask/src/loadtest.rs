@@ -283,7 +283,9 @@ pub fn price(metered: &Value, prices: &Prices, on_demand: bool) -> Value {
         "note": format!(
             "metered units of the measured window priced per event; shard-hours and consumer-shard-hours are \
              time-based, priced at the measured {shards} shards and {rate:.0} events/s; the query function \
-             (the load test's own polling) is left out; not included: S3 storage, SQS, CloudWatch, \
+             (the load test's own polling) is left out; DynamoDB is priced per request unit (on-demand) \
+             even when the stack's table is provisioned with auto scaling, whose capacity-hours depend on the \
+             day's shape (`cargo xtask plan` prices those); not included: S3 storage, SQS, CloudWatch, \
              Secrets Manager, DynamoDB storage"
         ),
     })
