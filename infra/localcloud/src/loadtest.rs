@@ -149,6 +149,19 @@ struct Tally {
     key: Option<(String, String)>,
 }
 
+impl Tally {
+    /// An empty tally whose clients post with the local cloud's collect key (none without a local cloud).
+    fn for_options(options: &LoadOptions) -> Tally {
+        Tally {
+            key: options
+                .aws
+                .as_deref()
+                .and_then(|aws| aws.secretsmanager.collect_key()),
+            ..Tally::default()
+        }
+    }
+}
+
 /// One request to make: its events and how many times they were tried already.
 #[derive(Debug)]
 struct Job {
@@ -164,13 +177,7 @@ pub async fn run(options: LoadOptions) -> Result<Value, String> {
     let mut generator = Generator::new(&options.profile, options.seed)
         .with_id_prefix(&format!("lt{}", start_ms / 1000));
     let probes = probe_campaigns(&generator);
-    let tally = Arc::new(Tally {
-        key: options
-            .aws
-            .as_deref()
-            .and_then(|aws| aws.secretsmanager.collect_key()),
-        ..Tally::default()
-    });
+    let tally = Arc::new(Tally::for_options(&options));
     let (jobs, pending) = start_clients(&options, &tally, &probes);
 
     // Warm-up: a few requests, then wait until the realtime lane counts them (every function has served).
@@ -1386,13 +1393,7 @@ mod tests {
             fake_collect(2, |_, ids| ("202 Accepted", "", json!({"ids": ids}))).await;
         let mut options = options(url);
         options.resend = Resend::new(1.0, 0.0).expect("fractions");
-        let tally = Arc::new(Tally {
-            key: options
-                .aws
-                .as_deref()
-                .and_then(|aws| aws.secretsmanager.collect_key()),
-            ..Tally::default()
-        });
+        let tally = Arc::new(Tally::for_options(&options));
         let (jobs, pending) = start_clients(&options, &tally, &[]);
         let request = Generator::new(&options.profile, 9).next_request(now_ms());
         let all: Vec<String> = request.events.iter().map(|e| e.id.clone()).collect();
@@ -1441,13 +1442,7 @@ mod tests {
         })
         .await;
         let options = options(url);
-        let tally = Arc::new(Tally {
-            key: options
-                .aws
-                .as_deref()
-                .and_then(|aws| aws.secretsmanager.collect_key()),
-            ..Tally::default()
-        });
+        let tally = Arc::new(Tally::for_options(&options));
         let (jobs, pending) = start_clients(&options, &tally, &[]);
         let request = Generator::new(&options.profile, 9).next_request(now_ms());
         let all: Vec<String> = request.events.iter().map(|e| e.id.clone()).collect();
