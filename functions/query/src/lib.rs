@@ -258,14 +258,7 @@ impl Query {
             .watermark()
             .await
             .map_err(Failure::from_aws)?;
-        let from = watermark
-            .realtime
-            .map_or(now_minute - LIVE_MINUTES, |m| m + 1)
-            .max(now_minute - LIVE_MINUTES);
-        store
-            .campaigns_in(StoreLane::Realtime, from, now_minute)
-            .await
-            .map_err(Failure::from_aws)
+        campaigns_after(&store, &watermark, now_minute).await
     }
 
     /// Answers one request as of now.
@@ -425,7 +418,13 @@ impl Query {
             .collect();
         // The open minutes' campaigns over the whole realtime history (a campaign seen only yesterday is listed
         // with its first and last minute), not only today's.
-        for (id, (first, last)) in self.live_campaigns(now_minute).await? {
+        let store = self.store.get().await.map_err(Failure::from_aws)?;
+        let watermark = self
+            .compacted
+            .watermark()
+            .await
+            .map_err(Failure::from_aws)?;
+        for (id, (first, last)) in campaigns_after(&store, &watermark, now_minute).await? {
             let entry = entries.entry(id.clone()).or_insert(CampaignEntry {
                 campaign_id: id,
                 first_seen_ms: first * 60_000,
@@ -472,12 +471,6 @@ impl Query {
         use futures_util::stream::{self, StreamExt};
         // Today's live minutes of the page's campaigns at once (the cache's index says which hashes exist),
         // then per campaign its compacted minutes and settled day.
-        let store = self.store.get().await.map_err(Failure::from_aws)?;
-        let watermark = self
-            .compacted
-            .watermark()
-            .await
-            .map_err(Failure::from_aws)?;
         let (compacted_minutes, live_minutes) =
             tally_domain::compact::split_at_seam(&watermark, StoreLane::Realtime, day, now_minute);
         let live = match live_minutes {
@@ -739,6 +732,23 @@ impl Query {
 
 /// Realtime counts as counters: the lane's six sums, and the settled lane's users for the same bucket (the
 /// realtime lane keeps no sketches).
+/// The campaigns of `store`'s open minutes after `watermark`'s realtime minute, at most [`LIVE_MINUTES`] back
+/// from `now_minute`: id → (first, last) minute seen.
+async fn campaigns_after(
+    store: &tally_aws::store::CounterStore,
+    watermark: &tally_domain::compact::Watermark,
+    now_minute: i64,
+) -> Result<BTreeMap<String, (i64, i64)>, Failure> {
+    let from = watermark
+        .realtime
+        .map_or(now_minute - LIVE_MINUTES, |m| m + 1)
+        .max(now_minute - LIVE_MINUTES);
+    store
+        .campaigns_in(StoreLane::Realtime, from, now_minute)
+        .await
+        .map_err(Failure::from_aws)
+}
+
 fn realtime_counters(t: &Tally, settled: &Counters) -> Counters {
     Counters {
         impressions: t.impressions,
