@@ -23,7 +23,7 @@
 //! property tests run every interleaving against. The argument why the counts are exact, and what the dedup
 //! window promises, is in `docs/counter-store.md`.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 
 use crate::event::{Event, EventKind};
@@ -646,6 +646,149 @@ impl Batch {
     pub fn claims(&self) -> &[ClaimRequest] {
         &self.claims
     }
+
+    /// The batch cut into consecutive runs of whole records, each small enough that its atomic step fits one
+    /// request of at most `max_args` arguments ([`MAX_REQUEST_ARGS`] on ElastiCache Serverless) however the
+    /// claims answer and wherever the mark is. Each run is applied as a batch of its own (claims, fence,
+    /// script), exactly as if the mapping had delivered the smaller batches: the fence moves run by run, so a
+    /// crash between two runs is a retry of the rest. Most batches are one run (the batch itself).
+    ///
+    /// The bound counts every first occurrence of the run's records (the keys, fields and registers
+    /// [`plan_apply`] would make if every claim were fresh and no mark stood, as sets, so records that share a
+    /// campaign or a register fill the run no further): real replies, a mark and the lane's filter only leave
+    /// events out.
+    /// A record that alone needs more than `max_args` is a run of its own (collect packs at most
+    /// [`crate::wire::MAX_EVENTS_PER_RECORD`] events in a record, which always fit: tested).
+    pub fn split_for_requests(&self, lane: StoreLane, max_args: usize) -> Vec<Batch> {
+        if self.records.len() <= 1 || worst_case_request_args(lane, self) <= max_args {
+            return vec![self.clone()];
+        }
+        let mut per_record: Vec<Vec<&Entry>> = vec![Vec::new(); self.records.len()];
+        for entry in &self.entries {
+            per_record[entry.record].push(entry);
+        }
+        let mut runs = Vec::new();
+        let mut run = Batch::new();
+        let mut size = RunArgs::default();
+        for (position, entries) in self.records.iter().zip(per_record) {
+            let added = size.add(lane, &entries);
+            if !run.is_empty_of_records() && size.args() > max_args {
+                size.remove(added);
+                runs.push(std::mem::take(&mut run));
+                size = RunArgs::default();
+                size.add(lane, &entries);
+            }
+            let events = entries.iter().map(|e| e.event.clone()).collect();
+            // Positions come from a valid batch: increasing, one shard.
+            let pushed = run.push_record(position.clone(), events);
+            debug_assert!(pushed.is_ok());
+        }
+        if !run.is_empty_of_records() {
+            runs.push(run);
+        }
+        runs
+    }
+
+    fn is_empty_of_records(&self) -> bool {
+        self.records.is_empty()
+    }
+}
+
+/// The most arguments ElastiCache Serverless takes in one request (the command's name included): "clients
+/// cannot issue a request with more than 3,999 arguments" (ElastiCache, "Valkey and Redis OSS configuration
+/// and limits", serverless caches). The apply script's `EVALSHA` is split to fit ([`Batch::split_for_requests`]).
+pub const MAX_REQUEST_ARGS: usize = 3_999;
+
+/// Arguments of every apply request whatever it holds: `EVALSHA`, the digest, the key count, the mark's key and
+/// the five fixed `ARGV` entries.
+const FIXED_REQUEST_ARGS: usize = 3 + 1 + 5;
+
+/// What a run's request would hold if every first occurrence in its records counted, kept as the records are
+/// added (the keys, fields and registers `plan_apply` would make, as sets: records that share them cost nothing
+/// more). An upper bound of the real plan's [`ApplyPlan::request_args`]: duplicates across records, the mark and
+/// the lane's filter only leave events out.
+#[derive(Default)]
+struct RunArgs {
+    hashes: HashSet<(String, i64)>,
+    minutes: HashSet<i64>,
+    fields: HashSet<(String, i64, String, Counter)>,
+    registers: HashSet<(String, i64, String, u16)>,
+}
+
+/// What one [`RunArgs::add`] inserted, to take it back.
+#[derive(Default)]
+struct Added {
+    hashes: Vec<(String, i64)>,
+    minutes: Vec<i64>,
+    fields: Vec<(String, i64, String, Counter)>,
+    registers: Vec<(String, i64, String, u16)>,
+}
+
+impl RunArgs {
+    fn args(&self) -> usize {
+        FIXED_REQUEST_ARGS
+            + 4 * self.hashes.len()
+            + 2 * self.minutes.len()
+            + 2 * self.fields.len()
+            + 2 * self.registers.len()
+    }
+
+    fn add(&mut self, lane: StoreLane, entries: &[&Entry]) -> Added {
+        let mut added = Added::default();
+        for entry in entries.iter().filter(|e| e.first_in_record) {
+            let e = &entry.event;
+            let minute = minute_of(e.received_ms);
+            let hash = (e.campaign_id.clone(), minute);
+            if self.hashes.insert(hash.clone()) {
+                added.hashes.push(hash);
+            }
+            if self.minutes.insert(minute) {
+                added.minutes.push(minute);
+            }
+            let mut tally = Tally::default();
+            tally.add(e);
+            for counter in Counter::ALL.into_iter().filter(|c| tally.get(*c) > 0) {
+                let field = (e.campaign_id.clone(), minute, e.ad_id.clone(), counter);
+                if self.fields.insert(field.clone()) {
+                    added.fields.push(field);
+                }
+            }
+            if let (true, Some(user)) = (keeps_users(lane), e.user_id.as_deref()) {
+                let (register, _) = register_of(hash64(user.as_bytes()));
+                let key = (e.campaign_id.clone(), minute, e.ad_id.clone(), register);
+                if self.registers.insert(key.clone()) {
+                    added.registers.push(key);
+                }
+            }
+        }
+        added
+    }
+
+    fn remove(&mut self, added: Added) {
+        for k in added.hashes {
+            self.hashes.remove(&k);
+        }
+        for k in added.minutes {
+            self.minutes.remove(&k);
+        }
+        for k in added.fields {
+            self.fields.remove(&k);
+        }
+        for k in added.registers {
+            self.registers.remove(&k);
+        }
+    }
+}
+
+/// Arguments of the request that would apply `batch` if every claim were fresh and no mark stood (the bound of
+/// [`Batch::split_for_requests`]).
+fn worst_case_request_args(lane: StoreLane, batch: &Batch) -> usize {
+    let fresh = vec![None; batch.claims.len()];
+    match plan_apply(lane, batch, &fresh, None, |_| true) {
+        Ok(plan) => plan.request_args(),
+        // Only a reply count mismatch fails, and `fresh` has one per claim.
+        Err(_) => usize::MAX,
+    }
 }
 
 /// The six additive counters of a (campaign, ad, minute) (unique users are the deferred lane's sketches).
@@ -746,6 +889,20 @@ pub struct ApplyStats {
     pub retried: usize,
 }
 
+impl ApplyStats {
+    /// Adds another plan's figures (the runs of one batch: [`Batch::split_for_requests`]).
+    pub fn add(&mut self, other: &ApplyStats) {
+        self.events += other.events;
+        self.counted += other.counted;
+        self.already_applied += other.already_applied;
+        self.duplicates += other.duplicates;
+        self.repeats += other.repeats;
+        self.unreadable_claims += other.unreadable_claims;
+        self.filtered += other.filtered;
+        self.retried += other.retried;
+    }
+}
+
 /// The atomic step for one batch of one shard: check the mark, add the increments, move the mark.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ApplyPlan {
@@ -814,6 +971,37 @@ impl ApplyPlan {
 
     fn minutes(&self) -> BTreeSet<i64> {
         self.increments.keys().map(|(_, m)| *m).collect()
+    }
+
+    /// Arguments of the `EVALSHA` request that runs this plan (`EVALSHA`, digest, key count, [`Self::script_keys`],
+    /// [`Self::script_args`]), counted without building them; at most [`MAX_REQUEST_ARGS`] on ElastiCache
+    /// Serverless.
+    pub fn request_args(&self) -> usize {
+        let hashes = self.increments.len();
+        let minutes = self.minutes().len();
+        let fields: usize = self
+            .increments
+            .values()
+            .flat_map(BTreeMap::values)
+            .map(|t| Counter::ALL.iter().filter(|c| t.get(**c) > 0).count())
+            .sum();
+        let registers: usize = self
+            .increments
+            .keys()
+            .filter_map(|key| self.users.get(key))
+            .flat_map(BTreeMap::values)
+            .map(BTreeMap::len)
+            .sum();
+        // Keys: mark, hashes, index sets. ARGV: 5 fixed; per hash n, m and their pairs; per index set its
+        // count and one member per hash of that minute.
+        FIXED_REQUEST_ARGS
+            + hashes
+            + minutes
+            + 2 * hashes
+            + 2 * fields
+            + 2 * registers
+            + minutes
+            + hashes
     }
 
     /// The script's `ARGV`, all strings:

@@ -334,6 +334,12 @@ pub fn encode_record(events: &[Event]) -> Vec<u8> {
     w.finish()
 }
 
+/// Most events in one record [`pack_request`] writes: at most 12 arguments an event in the counter store's apply
+/// request (a counter hash, its two counts and index member, three counter fields, a sketch register), so a
+/// record of this many always fits ElastiCache Serverless' 3,999 (`exactly_once::MAX_REQUEST_ARGS`; tested by
+/// `a_full_record_of_the_costliest_events_fits_one_request`). Requests of the traffic profiles hold 25.
+pub const MAX_EVENTS_PER_RECORD: usize = 256;
+
 /// Packs one request's events into as few records as fit Kinesis' limit, all under `partition_key` (one key
 /// per request: [`crate::partition::RequestKeys`]).
 ///
@@ -341,10 +347,12 @@ pub fn encode_record(events: &[Event]) -> Vec<u8> {
 ///   record the first run, so record `i` holds the [`event_count`] events after those of records `0..i`.
 ///   Nothing is dropped, merged or reordered: an id given twice is packed twice (deduplication by id is the
 ///   counter store's job, `docs/counter-store.md`).
-/// * Each record's data plus the key stays within [`MAX_RECORD_BYTES`] and holds at most 65,535 events.
+/// * Each record's data plus the key stays within [`MAX_RECORD_BYTES`] and holds at most
+///   [`MAX_EVENTS_PER_RECORD`] events, so the counter store applies any record in one request (a record's
+///   fence is whole: `exactly_once::Batch::split_for_requests` cuts batches between records, never inside one).
 ///   Each record is filled as far as the next event fits (measured on its real encoding, not an estimate), which
-///   gives the fewest records when the events share a receive time, as a request's do. Typical requests (a
-///   body is at most 1 MiB of JSON, which encodes smaller) are one record.
+///   gives the fewest records when the events share a receive time, as a request's do. Typical requests (up to
+///   [`MAX_EVENTS_PER_RECORD`] events) are one record.
 /// * No events, no records.
 pub fn pack_request(events: &[Event], partition_key: &str) -> Vec<StreamRecord> {
     pack_request_within(events, partition_key, MAX_RECORD_BYTES)
@@ -370,7 +378,7 @@ pub fn pack_request_within(
     let mut writer: Option<RecordWriter<'_>> = None;
     for e in events {
         if let Some(w) = &mut writer {
-            if w.count < u16::MAX && w.try_push(e, budget) {
+            if usize::from(w.count) < MAX_EVENTS_PER_RECORD && w.try_push(e, budget) {
                 continue;
             }
         }

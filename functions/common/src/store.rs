@@ -13,7 +13,13 @@
 //! 3. the atomic step: `EVALSHA` of [`APPLY_SCRIPT`] (`EVAL` when the node does not have it cached yet) with
 //!    `ApplyPlan::script_keys` / `script_args`; on a conflict (another invocation moved the mark) plan again
 //!    against the mark the script returned, at most [`MAX_ATTEMPTS`] times.
+//!
+//! A batch whose script would exceed ElastiCache Serverless' 3,999 arguments a request is applied in runs of
+//! whole records (`Batch::split_for_requests`), each its own claims, plan and step: as if the mapping had
+//! delivered smaller batches. That also keeps any one script short (the deferred lane's 2,000-record batch was
+//! one script holding the node for most of a second, and every realtime batch waited behind it).
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,7 +29,8 @@ use redis::cluster_async::ClusterConnection;
 use redis::{RedisError, Value};
 use tally_domain::event::Event;
 use tally_domain::exactly_once::{
-    plan_apply, ApplyPlan, Batch, ClaimRequest, DedupWindow, Position, StepReply,
+    plan_apply, ApplyPlan, ApplyStats, Batch, ClaimRequest, DedupWindow, Position, StepReply,
+    MAX_REQUEST_ARGS,
 };
 use tally_domain::store_keys::{mark_key, shards_key, StoreLane};
 use tally_domain::store_model::ScriptReply;
@@ -232,12 +239,13 @@ impl std::fmt::Debug for CounterStore {
 /// What [`CounterStore::process`] did for a batch.
 #[derive(Clone, Debug)]
 pub struct Processed {
-    /// The plan that was applied (or found to be a no-op).
-    pub plan: ApplyPlan,
-    /// Script calls made (0 for a no-op, more than 1 after conflicts).
+    /// The plans that were applied (or found to be no-ops), one per run of the batch
+    /// (`Batch::split_for_requests`; most batches are one run).
+    pub plans: Vec<ApplyPlan>,
+    /// The runs' figures added up.
+    pub stats: ApplyStats,
+    /// Script calls made (0 for a no-op, one per run that changed something, more after conflicts).
     pub script_calls: u32,
-    /// The claims' replies, in `Batch::claims` order (for `exactly_once::owned_occurrences`).
-    pub replies: Vec<Option<String>>,
 }
 
 pub(crate) fn store_error(op: &'static str, e: RedisError) -> Error {
@@ -447,24 +455,57 @@ impl CounterStore {
         })
     }
 
-    /// The whole sequence for one batch of one shard: claims and mark read together, plan, atomic step,
-    /// re-plan on conflicts (at most [`MAX_ATTEMPTS`] script calls). `keep` is the lane's filter.
+    /// The whole sequence for one batch of one shard, run by run (`Batch::split_for_requests`: each run's
+    /// script fits ElastiCache Serverless' 3,999 arguments, and no script holds the node for long): per run
+    /// the claims and mark read together, plan, atomic step, re-plan on conflicts (at most [`MAX_ATTEMPTS`]
+    /// script calls). `keep` is the lane's filter; it is asked once about every event of `batch` (the runs
+    /// hold copies of the events, so a filter that recognises events by address still works).
     pub async fn process(
         &self,
         lane: StoreLane,
         batch: &Batch,
         mut keep: impl FnMut(&Event) -> bool,
     ) -> Result<Processed, Error> {
+        let runs = batch.split_for_requests(lane, MAX_REQUEST_ARGS);
+        let verdicts: Vec<bool> = batch.events().map(|(_, e)| keep(e)).collect();
+        let mut done = Processed {
+            plans: Vec::with_capacity(runs.len()),
+            stats: ApplyStats::default(),
+            script_calls: 0,
+        };
+        let mut offset = 0;
+        for run in &runs {
+            let kept: HashSet<*const Event> = run
+                .events()
+                .zip(&verdicts[offset..])
+                .filter(|(_, keep)| **keep)
+                .map(|((_, e), _)| e as *const Event)
+                .collect();
+            offset += run.len();
+            let (plan, calls) = self
+                .process_run(lane, run, |e| kept.contains(&(e as *const Event)))
+                .await?;
+            done.stats.add(&plan.stats);
+            done.script_calls += calls;
+            done.plans.push(plan);
+        }
+        Ok(done)
+    }
+
+    /// One run: claims and mark read together, plan, atomic step, re-plan on conflicts. Returns the plan and
+    /// the script calls it took.
+    async fn process_run(
+        &self,
+        lane: StoreLane,
+        batch: &Batch,
+        mut keep: impl FnMut(&Event) -> bool,
+    ) -> Result<(ApplyPlan, u32), Error> {
         let plan_error = |e: tally_domain::exactly_once::PlanError| {
             reply_error("plan", format!("cannot plan the batch: {e}"))
         };
         let Some(shard) = batch.shard() else {
             let plan = plan_apply(lane, batch, &[], None, &mut keep).map_err(plan_error)?;
-            return Ok(Processed {
-                plan,
-                script_calls: 0,
-                replies: Vec::new(),
-            });
+            return Ok((plan, 0));
         };
         let (replies, mut mark) = tokio::try_join!(
             self.claim(batch.claims()),
@@ -478,20 +519,10 @@ impl CounterStore {
             let plan =
                 plan_apply(lane, batch, &replies, mark.as_ref(), &mut keep).map_err(plan_error)?;
             if plan.is_noop() {
-                return Ok(Processed {
-                    plan,
-                    script_calls: attempt,
-                    replies,
-                });
+                return Ok((plan, attempt));
             }
             match self.step(&plan).await? {
-                StepReply::Applied => {
-                    return Ok(Processed {
-                        plan,
-                        script_calls: attempt + 1,
-                        replies,
-                    })
-                }
+                StepReply::Applied => return Ok((plan, attempt + 1)),
                 StepReply::Conflict { current } => mark = current,
             }
         }

@@ -61,7 +61,7 @@ impl Realtime {
             .process(StoreLane::Realtime, &decoded.store, |_| true)
             .await?;
         let now = now_ms();
-        let stats = processed.plan.stats;
+        let stats = processed.stats;
         let metrics = BatchMetrics {
             function: "realtime",
             now_ms: now,

@@ -10,6 +10,7 @@ mod hll;
 mod ingest;
 mod laws;
 mod partition;
+mod requests;
 mod rollup;
 mod signing;
 mod wire;

@@ -5,7 +5,7 @@ use tally_domain::ingest::MAX_EVENTS_PER_BODY;
 use tally_domain::partition::partition_key_of;
 use tally_domain::wire::{
     crc32c, encode_record, event_count, pack, pack_request, pack_request_within, unpack,
-    StreamRecord, WireError, MAX_RECORD_BYTES, VERSION,
+    StreamRecord, WireError, MAX_EVENTS_PER_RECORD, MAX_RECORD_BYTES, VERSION,
 };
 
 use crate::fixtures::{event, NOW};
@@ -158,14 +158,15 @@ fn a_request_is_one_record_whatever_its_campaigns() {
     assert_eq!(records[0].partition_key, KEY);
     assert_eq!(unpack(&records[0].data), Ok(events.clone()));
 
-    // The largest body collect takes (1,000 events) of the largest events the rules allow: still one record.
+    // The largest body collect takes (1,000 events) of the largest events the rules allow: four records of at
+    // most MAX_EVENTS_PER_RECORD events (the counter store's request limit, not the bytes, decides).
     let big: Vec<Event> = (0..MAX_EVENTS_PER_BODY).map(|i| hostile(i, 0)).collect();
     let records = pack_request(&big, &"k".repeat(256));
-    assert_eq!(records.len(), 1, "{} bytes", records[0].data.len());
+    assert_eq!(records.len(), 4);
+    let bytes: usize = records.iter().map(|r| r.data.len()).sum();
     assert!(
-        (900_000..1_000_000).contains(&records[0].data.len()),
-        "about 0.95 MB (docs/stream-encoding.md): {}",
-        records[0].data.len()
+        (900_000..1_000_000).contains(&bytes),
+        "about 0.95 MB in all (docs/stream-encoding.md): {bytes}"
     );
     assert_eq!(unpacked(&records), big);
 
@@ -196,19 +197,27 @@ fn hostile(i: usize, skew: i64) -> Event {
 
 #[test]
 fn huge_requests_split_into_the_fewest_records_under_the_limit() {
-    // 3,000 of the largest events: about 2.8 MB, more than Kinesis takes in one record.
+    // 3,000 of the largest events: about 2.8 MB, more than Kinesis takes in one record. Bytes alone would
+    // need 3 records; the events per record (MAX_EVENTS_PER_RECORD: a valid event encodes to at most about
+    // 1 KB, so 256 of them never reach the byte limit) need 12.
     let events: Vec<Event> = (0..3_000).map(|i| hostile(i, 0)).collect();
     let key = "k".repeat(256);
     let records = pack_request(&events, &key);
     let total: usize = records.iter().map(|r| r.data.len()).sum();
-    assert_eq!(records.len(), total.div_ceil(MAX_RECORD_BYTES - 256));
+    assert_eq!(
+        records.len(),
+        total
+            .div_ceil(MAX_RECORD_BYTES - 256)
+            .max(events.len().div_ceil(MAX_EVENTS_PER_RECORD))
+    );
     for r in &records {
         assert!(r.data.len() + r.partition_key.len() <= MAX_RECORD_BYTES);
+        assert!(event_count(&r.data).is_ok_and(|n| n <= MAX_EVENTS_PER_RECORD));
         assert_eq!(r.partition_key, key);
     }
     assert_eq!(unpacked(&records), events, "every event once, in order");
 
-    // 70,000 of the smallest events fit in bytes but not in the 16-bit count: split at 65,535.
+    // 70,000 of the smallest events: records of MAX_EVENTS_PER_RECORD (the 16-bit count is far off).
     let tiny: Vec<Event> = (0..70_000)
         .map(|i| Event {
             campaign_id: "c".to_owned(),
@@ -222,7 +231,7 @@ fn huge_requests_split_into_the_fewest_records_under_the_limit() {
             .iter()
             .map(|r| event_count(&r.data))
             .collect::<Vec<_>>(),
-        [Ok(65_535), Ok(4_465)]
+        [vec![Ok(MAX_EVENTS_PER_RECORD); 273], vec![Ok(112)]].concat()
     );
     assert_eq!(unpacked(&records), tiny);
 

@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use serde_json::{json, Map};
 use tally_billing::elasticache::request_ecpu;
 use tally_domain::event::Event;
-use tally_domain::exactly_once::{plan_apply, Batch, Position};
+use tally_domain::exactly_once::{plan_apply, Batch, Position, MAX_REQUEST_ARGS};
 use tally_domain::store_keys::{mark_key, StoreLane};
 use tally_traffic::Profile;
 
@@ -103,6 +103,9 @@ pub struct CacheBatch {
     pub claim_ecpu: f64,
     pub mark_ecpu: f64,
     pub script_ecpu: f64,
+    /// Runs the batch is applied in (`Batch::split_for_requests`: one script request of at most 3,999
+    /// arguments each), each with its claims, mark read and script.
+    pub runs: f64,
     pub batches: usize,
 }
 
@@ -113,7 +116,7 @@ impl CacheBatch {
 
     /// Commands the server executes for the batch (claims, mark, script and its inner commands).
     pub fn commands(&self) -> f64 {
-        self.claims + 1.0 + self.script_commands
+        self.claims + self.runs.max(1.0) + self.script_commands
     }
 
     /// Time on the cache, ms at (p50, p99) round trips: the claims with the mark, then the script, plus the
@@ -122,7 +125,8 @@ impl CacheBatch {
         if self.events <= 0.0 {
             return 0.0;
         }
-        let trips = (self.claims / CLAIMS_IN_FLIGHT).ceil().max(1.0) + 1.0;
+        let runs = self.runs.max(1.0);
+        let trips = (self.claims / CLAIMS_IN_FLIGHT).ceil().max(runs) + runs;
         trips * rtt_ms + self.commands() * SERVER_MS_PER_COMMAND
     }
 }
@@ -159,14 +163,30 @@ pub fn batch_cost(
             break;
         }
     }
-    let window = window_secs.to_string();
     let mut out = CacheBatch {
         events: batch.len() as f64,
         batches: 1,
         ..CacheBatch::default()
     };
-    let mut replies = Vec::with_capacity(batch.claims().len());
-    for claim in batch.claims() {
+    for run in batch.split_for_requests(lane, MAX_REQUEST_ARGS) {
+        add_run_cost(&mut out, &run, lane, window_secs, ttl_secs);
+    }
+    out
+}
+
+/// Adds one run's claims, mark read and script (as `tally_aws::store` sends them) to `out`.
+fn add_run_cost(
+    out: &mut CacheBatch,
+    run: &Batch,
+    lane: StoreLane,
+    window_secs: u64,
+    ttl_secs: u64,
+) {
+    let shard = "shardId-000000000000";
+    let window = window_secs.to_string();
+    out.runs += 1.0;
+    let mut replies = Vec::with_capacity(run.claims().len());
+    for claim in run.claims() {
         let request = resp_bytes(&["SET", &claim.key, &claim.value, "NX", "GET", "EX", &window]);
         let reply = match lane {
             StoreLane::Realtime => None,
@@ -181,19 +201,19 @@ pub fn batch_cost(
     // The mark: a GET of the shard's mark key, answered with the previous batch's mark.
     let previous = Position::new(shard, SEQUENCE).ok();
     let mark = previous.as_ref().map(Position::mark);
-    out.mark_ecpu = request_ecpu(
+    out.mark_ecpu += request_ecpu(
         (resp_bytes(&["GET", &mark_key(lane, shard)]) + bulk_reply_bytes(mark.as_deref())) as u64,
     );
-    let Ok(plan) = plan_apply(lane, &batch, &replies, previous.as_ref(), |_| true) else {
-        return out;
+    let Ok(plan) = plan_apply(lane, run, &replies, previous.as_ref(), |_| true) else {
+        return;
     };
     if plan.is_noop() {
-        return out;
+        return;
     }
     let keys = plan.script_keys();
     let args = plan.script_args(ttl_secs);
-    out.hashes = plan.increments.len() as f64;
-    out.fields = plan
+    let hashes = plan.increments.len() as f64;
+    let fields: f64 = plan
         .increments
         .values()
         .flat_map(|ads| ads.values())
@@ -204,28 +224,31 @@ pub fn batch_cost(
                 .count() as f64
         })
         .sum();
-    out.members = out.hashes;
-    out.registers = plan
+    let registers: f64 = plan
         .users
         .values()
         .flat_map(|ads| ads.values())
         .map(|r| r.len() as f64)
         .sum();
-    let sets = keys.len() as f64 - 1.0 - out.hashes;
-    let expires = if ttl_secs > 0 { out.hashes + sets } else { 0.0 };
+    let sets = keys.len() as f64 - 1.0 - hashes;
+    let expires = if ttl_secs > 0 { hashes + sets } else { 0.0 };
     // Each register: HGET, then HSET when the rank is higher — counted as both (an upper bound: a register
     // already at or above the rank takes only the HGET).
-    out.script_commands =
-        1.0 + 2.0 + out.fields + out.members + expires + REGISTER_COMMANDS * out.registers;
+    let commands = 1.0 + 2.0 + fields + hashes + expires + REGISTER_COMMANDS * registers;
     let sha = "0".repeat(40);
     let numkeys = keys.len().to_string();
     let mut command: Vec<&str> = vec!["EVALSHA", &sha, &numkeys];
     command.extend(keys.iter().map(String::as_str));
     command.extend(args.iter().map(String::as_str));
     // Reply `{1}`: `*1\r\n:1\r\n`.
-    out.script_bytes = (resp_bytes(&command) + 8) as f64;
-    out.script_ecpu = script_ecpu(out.script_commands, out.script_bytes);
-    out
+    let bytes = (resp_bytes(&command) + 8) as f64;
+    out.hashes += hashes;
+    out.fields += fields;
+    out.members += hashes;
+    out.registers += registers;
+    out.script_commands += commands;
+    out.script_bytes += bytes;
+    out.script_ecpu += script_ecpu(commands, bytes);
 }
 
 /// Largest batch [`sample`] runs through the real planner (larger ones are scaled from one this size).
@@ -250,6 +273,38 @@ pub fn sample(
     // real planner on a quarter of a million events per sampled batch made `--sweep` take tens of minutes.
     let n = events.round().max(1.0) as usize;
     if n > SAMPLE_CAP {
+        // At the batch's density (SAMPLE_CAP events over the same share of its span): when that is already
+        // applied in several runs (one request of at most 3,999 arguments each), the whole batch is runs of
+        // the same kind, and everything scales with the events.
+        let per_event = events / SAMPLE_CAP as f64;
+        let dense = sample(
+            profile,
+            routing,
+            SAMPLE_CAP as f64,
+            span_secs / per_event,
+            events_per_record,
+            lane,
+            window_secs,
+            seed,
+        );
+        if dense.runs >= 2.0 {
+            return CacheBatch {
+                events: dense.events * per_event,
+                claims: dense.claims * per_event,
+                claim_bytes: dense.claim_bytes * per_event,
+                hashes: dense.hashes * per_event,
+                fields: dense.fields * per_event,
+                members: dense.members * per_event,
+                registers: dense.registers * per_event,
+                script_commands: dense.script_commands * per_event,
+                script_bytes: dense.script_bytes * per_event,
+                claim_ecpu: dense.claim_ecpu * per_event,
+                mark_ecpu: dense.mark_ecpu * per_event,
+                script_ecpu: dense.script_ecpu * per_event,
+                runs: dense.runs * per_event,
+                ..dense
+            };
+        }
         let small = sample(
             profile,
             routing,
@@ -260,7 +315,6 @@ pub fn sample(
             window_secs,
             seed,
         );
-        let per_event = events / SAMPLE_CAP as f64;
         let pairs = |k: f64| {
             (0..routing.shards.min(4))
                 .map(|s| routing.expected_keys(s, k, profile.ads_per_campaign).1)
@@ -331,6 +385,7 @@ pub fn sample(
         sum.claim_ecpu += c.claim_ecpu;
         sum.mark_ecpu += c.mark_ecpu;
         sum.script_ecpu += c.script_ecpu;
+        sum.runs += c.runs;
         sum.batches += 1;
     }
     let k = sum.batches.max(1) as f64;
@@ -347,6 +402,7 @@ pub fn sample(
         claim_ecpu: sum.claim_ecpu / k,
         mark_ecpu: sum.mark_ecpu / k,
         script_ecpu: sum.script_ecpu / k,
+        runs: sum.runs / k,
         batches: sum.batches,
     }
 }
@@ -577,6 +633,28 @@ mod tests {
         e.campaign_id = campaign.to_owned();
         e.ad_id = ad.to_owned();
         e
+    }
+
+    /// A batch whose script would exceed ElastiCache Serverless' 3,999 arguments is costed as the runs
+    /// `tally_aws::store` sends (`Batch::split_for_requests`): each run its claims, mark read and script.
+    #[test]
+    fn a_batch_too_large_for_one_request_is_costed_run_by_run() {
+        let events: Vec<Event> = (0..4_000)
+            .map(|i| {
+                let mut e = event(&format!("e{i}"), &format!("c{}", i % 1_500), "x", 100);
+                e.user_id = Some(format!("u{i}"));
+                e
+            })
+            .collect();
+        let whole = batch_cost(events.clone(), 25, StoreLane::Settled, 3600, 60);
+        assert!(whole.runs >= 3.0, "{whole:?}");
+        assert_eq!(whole.claims, 4_000.0, "every id claimed once");
+        assert_eq!(whole.mark_ecpu, whole.runs, "one mark read per run");
+        // Runs lose the aggregation across them: more hashes than the 1,500 campaigns, each counted again.
+        assert!(whole.hashes > 1_500.0, "{whole:?}");
+        // A batch that fits one request is one run.
+        let small = batch_cost(events[..100].to_vec(), 25, StoreLane::Settled, 3600, 60);
+        assert_eq!(small.runs, 1.0);
     }
 
     #[test]

@@ -91,8 +91,8 @@ fn redrive_replay_counts_a_skipped_record_once_per_lane() {
     let through_mark = rt
         .block_on(store.process(lane, &skipped, |_| true))
         .expect("fenced");
-    assert_eq!(through_mark.plan.stats.counted, 0);
-    assert_eq!(through_mark.plan.stats.already_applied, 3);
+    assert_eq!(through_mark.stats.counted, 0);
+    assert_eq!(through_mark.stats.already_applied, 3);
 
     // Replayed: d and e count (their claims name the record: the fenced attempt above made them, as a crashed attempt would), a is a
     // duplicate of record 100.
