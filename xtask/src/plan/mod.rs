@@ -19,6 +19,7 @@ pub mod cache;
 pub mod check;
 pub mod cost;
 pub mod counters;
+pub mod defences;
 pub mod lanes;
 pub mod latency;
 pub mod logs;
@@ -72,6 +73,8 @@ pub struct Report {
     pub lanes_at_peak: Vec<(String, LaneEval)>,
     /// What the naive design does not do.
     pub naive_notes: NaiveNotes,
+    /// What bounds the bill against hostile traffic and what each defence costs.
+    pub defences: Vec<defences::Defence>,
 }
 
 /// The naive design's limits, stated next to its price.
@@ -178,8 +181,11 @@ pub fn plan(
     let mut bill = |design, stack: &StackModel, shards: &[u32], od| {
         cost::bill(design, &profile, stack, shards, od, &prices, &mut model)
     };
-    let tally = bill(Design::Tally, &stack, &sim.shards, on_demand);
-    let alternative = bill(Design::Tally, &stack, &sim.shards, !on_demand);
+    let mut tally = bill(Design::Tally, &stack, &sim.shards, on_demand);
+    let mut alternative = bill(Design::Tally, &stack, &sim.shards, !on_demand);
+    for b in [&mut tally, &mut alternative] {
+        defences::add_edge_lines(b, &profile, &stack, &prices);
+    }
     let naive = bill(Design::Naive, &stack, &naive_sim.shards, on_demand);
     let what_if_minute_rows = bill(Design::TallyMinuteRows, &stack, &sim.shards, on_demand);
     let mut windowed = stack.clone();
@@ -279,7 +285,14 @@ pub fn plan(
         packing,
         lanes_at_peak,
         naive_notes,
+        defences: Vec::new(),
     };
+    report.defences = defences::defences(
+        &report.profile,
+        &report.stack,
+        &report.prices,
+        &report.tally,
+    );
     report.recommendations = recommend(&report);
     Ok(report)
 }
@@ -309,6 +322,37 @@ fn table_billing_recommendation(b: &Bill) -> String {
         ));
     }
     line
+}
+
+/// collect's reservation against the profile's peak, and a budget when there is none.
+fn defence_recommendations(r: &Report) -> Vec<String> {
+    let mut out = Vec::new();
+    let need = defences::collect_peak_concurrency(&r.profile);
+    let sized = defences::collect_reserved_for(&r.profile);
+    let collect = r
+        .stack
+        .functions
+        .iter()
+        .find(|(_, f)| f.has_url && f.env.iter().any(|e| e == "TALLY_STREAM_NAME"));
+    if let Some((id, _)) = collect {
+        match r.stack.defences.reserved.get(id) {
+            Some(&n) if f64::from(n) < need => out.push(format!(
+                "collect's reserved concurrency {n} is below this profile's peak need of {need:.0}: set profile = \"<this profile>\" (sized {sized}) or collect_reserved_concurrency = {sized} in tally.toml"
+            )),
+            Some(_) => {}
+            None => out.push(format!(
+                "collect has no reserved concurrency: a flood can take the account's pool; give it {sized} (collect_reserved_concurrency in tally.toml)"
+            )),
+        }
+    }
+    if r.stack.defences.budgets.is_empty() {
+        let limit = (r.tally.total() * 1.25 / 10.0).ceil() * 10.0;
+        out.push(format!(
+            "no budget: set budget_monthly_usd = {limit:.0} in tally.toml (this plan's bill +25 %, rounded up); free for an account's first {} budgets",
+            defences::FREE_BUDGETS
+        ));
+    }
+    out
 }
 
 fn recommend(r: &Report) -> Vec<String> {
@@ -390,6 +434,7 @@ fn recommend(r: &Report) -> Vec<String> {
             ));
         }
     }
+    out.extend(defence_recommendations(r));
     out
 }
 
