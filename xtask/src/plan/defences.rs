@@ -127,7 +127,7 @@ pub fn defences(
     bill: &Bill,
 ) -> Vec<Defence> {
     let mut out = concurrency(profile, stack);
-    out.extend(ceilings(stack, prices));
+    out.extend(ceilings(stack, prices, bill));
     out.push(budget(stack, prices));
     out.push(edge(profile, stack, prices, bill));
     out
@@ -164,7 +164,16 @@ fn concurrency(profile: &Profile, stack: &StackModel) -> Vec<Defence> {
 }
 
 /// The cache's usage limits and the table's auto scaling maximum: free, and each a ceiling on its bill.
-fn ceilings(stack: &StackModel, prices: &Prices) -> Vec<Defence> {
+fn ceilings(stack: &StackModel, prices: &Prices, bill: &Bill) -> Vec<Defence> {
+    // The profile's own bill for the service, against the ceiling: above it, the limits throttle the profile.
+    let against = |service: &str, ceiling: f64, raise: &str| {
+        let own = bill.service(service);
+        if own > ceiling {
+            format!("; this profile's {service} bill (${own:.0}) is ABOVE it: its traffic would be throttled, raise {raise} (tally.toml)")
+        } else {
+            String::new()
+        }
+    };
     let mut out = Vec::new();
     if let Some(cache) = &stack.cache {
         if let (Some(ecpu), Some(gb)) = (cache.max_ecpu_per_sec, cache.max_storage_gb) {
@@ -178,7 +187,12 @@ fn ceilings(stack: &StackModel, prices: &Prices) -> Vec<Defence> {
                         .to_owned(),
                 monthly_usd: 0.0,
                 detail: format!(
-                    "{ecpu:.0} ECPU/s, {gb:.0} GB: the cache's bill cannot pass ${ceiling:.0}/month"
+                    "{ecpu:.0} ECPU/s, {gb:.0} GB: the cache's bill cannot pass ${ceiling:.0}/month{}",
+                    against(
+                        "ElastiCache",
+                        ceiling,
+                        "cache_max_storage_gb / cache_max_ecpu_per_second"
+                    )
                 ),
             });
         }
@@ -192,8 +206,14 @@ fn ceilings(stack: &StackModel, prices: &Prices) -> Vec<Defence> {
             bounds: "writes and reads above auto scaling's maximum are throttled".to_owned(),
             monthly_usd: 0.0,
             detail: format!(
-                "{:.0} write / {:.0} read units: the table's throughput cannot pass ${ceiling:.0}/month",
-                write.max, read.max
+                "{:.0} write / {:.0} read units: the table's throughput cannot pass ${ceiling:.0}/month{}",
+                write.max,
+                read.max,
+                against(
+                    "DynamoDB",
+                    ceiling,
+                    "table_max_write_capacity / table_max_read_capacity"
+                )
             ),
         });
     }

@@ -541,6 +541,85 @@ mod tests {
     }
 
     #[test]
+    fn defences_are_priced_from_the_template() {
+        let profile = Profile::flat(2_000.0, 300).expect("flat");
+        assert_eq!(
+            profile.events_per_request, 10.0,
+            "the flat profile's batches"
+        );
+        let synth = |options: &tally_pipeline::PipelineOptions| {
+            tally_pipeline::synth_value(&tally_pipeline::Stage::new("main"), options)
+                .expect("synth")
+        };
+        let plain = plan(
+            "main",
+            profile.clone(),
+            Prices::shipped().expect("prices"),
+            &synth(&tally_pipeline::PipelineOptions::default()),
+        )
+        .expect("plan");
+        let guarded = plan(
+            "main",
+            profile,
+            Prices::shipped().expect("prices"),
+            &synth(&tally_pipeline::PipelineOptions {
+                edge: Some(tally_pipeline::EdgeOptions::default()),
+                budget_monthly_usd: Some(900),
+                ..tally_pipeline::PipelineOptions::default()
+            }),
+        )
+        .expect("plan");
+        let row = |r: &Report, name: &str| {
+            r.defences
+                .iter()
+                .find(|d| d.name == name)
+                .unwrap_or_else(|| panic!("no {name} in {:?}", r.defences))
+                .clone()
+        };
+        // 2,000 events/s in requests of 10 for 730 h: 525.6 M requests; CloudFront $1 and WAF $0.60 per
+        // million, 400 B out at $0.085/GB, 10 × 300 B + 600 B to the origin at $0.02/GB, the ACL $5, its rule $1.
+        let requests = 200.0 * 3600.0 * 730.0;
+        let expect = requests / 1e6 * 1.60
+            + requests * 400.0 / 1e9 * 0.085
+            + requests * 3600.0 / 1e9 * 0.02
+            + 6.0;
+        let edge = row(&guarded, "edge (CloudFront + WAF)");
+        assert!(
+            (edge.monthly_usd - expect).abs() < 0.01,
+            "{edge:?} vs {expect}"
+        );
+        assert!(edge.bounds.contains("30000 requests per address per 300 s"));
+        assert!(
+            (guarded.tally.total() - plain.tally.total() - expect).abs() < 0.01,
+            "the edge's lines are in the bill"
+        );
+        // Off: what it would cost, not billed.
+        let off = row(&plain, "edge (CloudFront + WAF)");
+        assert_eq!(off.monthly_usd, 0.0);
+        assert!(
+            off.detail
+                .contains(&format!("would cost ${expect:.2}/month")),
+            "{off:?}"
+        );
+        assert!(row(&guarded, "budget").detail.starts_with("$900 a month"));
+        assert!(plain
+            .recommendations
+            .iter()
+            .any(|r| r.starts_with("no budget: set budget_monthly_usd")));
+        assert!(!guarded
+            .recommendations
+            .iter()
+            .any(|r| r.starts_with("no budget")));
+        let collect = row(&plain, "collect reserved concurrency");
+        // 200 requests/s × (20 + 30 + 10 × 0.005) ms = 10.01 concurrent; ×2 → 21.
+        assert_eq!(
+            collect.detail,
+            "100 reserved; the profile's peak needs 10.0 concurrent (×2 headroom = 21)"
+        );
+        assert!(row(&plain, "query reserved concurrency").detail == "10 reserved");
+    }
+
+    #[test]
     fn ceiling_recommendation() {
         // 50,000 events/s of 300 bytes, 10 per record: ~15 MB/s, which a 1-shard ceiling cannot carry.
         let mut t = stack::tests::fixture();
