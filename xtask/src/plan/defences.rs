@@ -169,7 +169,7 @@ fn ceilings(stack: &StackModel, prices: &Prices, bill: &Bill) -> Vec<Defence> {
     let against = |service: &str, ceiling: f64, raise: &str| {
         let own = bill.service(service);
         if own > ceiling {
-            format!("; this profile's {service} bill (${own:.0}) is ABOVE it: its traffic would be throttled, raise {raise} (tally.toml)")
+            format!("; this profile's {service} bill (${own:.0}) is ABOVE it: its traffic would be throttled, raise {raise}")
         } else {
             String::new()
         }
@@ -191,7 +191,7 @@ fn ceilings(stack: &StackModel, prices: &Prices, bill: &Bill) -> Vec<Defence> {
                     against(
                         "ElastiCache",
                         ceiling,
-                        "cache_max_storage_gb / cache_max_ecpu_per_second"
+                        "the pipeline's cache_max_storage_gb / cache_max_ecpu_per_second"
                     )
                 ),
             });
@@ -212,7 +212,7 @@ fn ceilings(stack: &StackModel, prices: &Prices, bill: &Bill) -> Vec<Defence> {
                 against(
                     "DynamoDB",
                     ceiling,
-                    "table_max_write_capacity / table_max_read_capacity"
+                    "table_max_write_capacity / table_max_read_capacity (tally.toml)"
                 )
             ),
         });
