@@ -29,7 +29,7 @@ pub fn collect_peak_concurrency(profile: &Profile) -> f64 {
     let epr = profile.events_per_request.max(1.0);
     let requests = profile.peak_events_per_sec() / epr;
     let ms = COLLECT_MS.1 + PUT_RECORDS_MS.1 + COLLECT_MS_PER_EVENT * epr;
-    requests * ms / 1000.0
+    super::sweep::concurrency(requests, ms)
 }
 
 /// collect's reserved concurrency for `profile`: the peak need × [`COLLECT_HEADROOM`], rounded up, at least
