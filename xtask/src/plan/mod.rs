@@ -14,6 +14,8 @@
 //! * [`check`]: `--check LOADTEST.json`, the model against a load test's metered units.
 //! * [`render`]: terminal table, JSON, HTML.
 //! * [`sweep`]: `--sweep`, the profile's shape from 1,000 to 1,000,000 events/s and the AWS limits met.
+//! * [`defences`]: what bounds the bill against hostile traffic and what each defence costs (reserved
+//!   concurrency, the cache's and table's ceilings, budgets, the edge); sizes collect's reserved concurrency.
 
 pub mod cache;
 pub mod check;
