@@ -21,6 +21,14 @@
 //! table_max_read_capacity = 4000
 //! table_target_utilization = 70     # percent, 20..=90
 //! exclude_unsigned = false          # true: settled counts leave out events without a key or signature
+//! profile = "xtask/profiles/daily-curve-network.toml" # sizes collect's reserved concurrency (peak × 2)
+//! collect_reserved_concurrency = 100 # or give it outright (default without a profile: 100)
+//! query_reserved_concurrency = 10
+//! account_concurrency = 1000        # the account's Lambda quota: reservations must leave 100 unreserved
+//! budget_monthly_usd = 500          # a monthly cost budget mailing the alerts topic (none by default)
+//! budget_email = "finance@example.com"
+//! edge = false                      # true: CloudFront + a WAF rate-based rule in front of collect (us-east-1)
+//! edge_requests_per_five_minutes = 30000 # WAF's per-address limit
 //!
 //! [stage.production]
 //! retain_data = true                 # keep stream, table, bucket and secret when the stack goes
@@ -37,7 +45,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context};
 use tally_pipeline::{
-    AutoScaling, CriticalLane, PipelineOptions, Stage, StreamCapacity, TableBilling,
+    AutoScaling, CriticalLane, EdgeOptions, PipelineOptions, Stage, StreamCapacity, TableBilling,
     DEFAULT_TABLE_SCALING,
 };
 
@@ -48,7 +56,7 @@ pub const FILE: &str = "tally.toml";
 pub fn load(root: &Path, stage: &Stage) -> anyhow::Result<PipelineOptions> {
     let path = root.join(FILE);
     match std::fs::read_to_string(&path) {
-        Ok(text) => parse(&text, stage.raw())
+        Ok(text) => parse_at(&text, stage.raw(), root)
             .with_context(|| format!("while reading {} (stack options)", path.display())),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
             Ok(PipelineOptions::default())
@@ -57,13 +65,29 @@ pub fn load(root: &Path, stage: &Stage) -> anyhow::Result<PipelineOptions> {
     }
 }
 
-/// The options `text` gives stage `stage`.
+/// The options `text` gives stage `stage` (a `profile` path is relative to the workspace root).
+#[cfg(test)]
 pub fn parse(text: &str, stage: &str) -> anyhow::Result<PipelineOptions> {
+    parse_at(text, stage, &crate::workspace_root())
+}
+
+/// What sizes collect's reserved concurrency: the stage's traffic profile, unless it is given outright.
+#[derive(Debug, Default)]
+struct Sizing {
+    profile: Option<String>,
+    collect_given: bool,
+}
+
+/// The options `text` gives stage `stage`; a `profile` path is relative to `root`.
+pub fn parse_at(text: &str, stage: &str, root: &Path) -> anyhow::Result<PipelineOptions> {
     let doc: toml::Table = text.parse().context("not valid TOML")?;
     let mut options = PipelineOptions::default();
+    let mut sizing = Sizing::default();
     for (key, value) in &doc {
         match (key.as_str(), value) {
-            ("stack", toml::Value::Table(table)) => apply(&mut options, table, "[stack]")?,
+            ("stack", toml::Value::Table(table)) => {
+                apply(&mut options, &mut sizing, table, "[stack]")?
+            }
             ("stage", toml::Value::Table(stages)) => {
                 for (name, value) in stages {
                     let toml::Value::Table(table) = value else {
@@ -72,12 +96,18 @@ pub fn parse(text: &str, stage: &str) -> anyhow::Result<PipelineOptions> {
                     // Every stage's section is checked: a typo must not wait for that stage's deploy.
                     apply(
                         &mut PipelineOptions::default(),
+                        &mut Sizing::default(),
                         table,
                         &format!("[stage.{name}]"),
                     )?;
                 }
                 if let Some(toml::Value::Table(table)) = stages.get(stage) {
-                    apply(&mut options, table, &format!("[stage.{stage}]"))?;
+                    apply(
+                        &mut options,
+                        &mut sizing,
+                        table,
+                        &format!("[stage.{stage}]"),
+                    )?;
                 }
             }
             // Read by `protect`; checked here too, so a typo there fails every command.
@@ -91,10 +121,30 @@ pub fn parse(text: &str, stage: &str) -> anyhow::Result<PipelineOptions> {
             ),
         }
     }
+    if let (Some(profile), false) = (&sizing.profile, sizing.collect_given) {
+        options.collect_reserved_concurrency = collect_sized_from(&root.join(profile))
+            .with_context(|| {
+                format!("profile = {profile:?} (sizes collect_reserved_concurrency)")
+            })?;
+    }
     Ok(options)
 }
 
-fn apply(options: &mut PipelineOptions, table: &toml::Table, section: &str) -> anyhow::Result<()> {
+/// collect's reserved concurrency for the profile at `path` (`plan`'s peak need × 2, at least 10).
+fn collect_sized_from(path: &Path) -> anyhow::Result<u32> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the traffic profile {}", path.display()))?;
+    let profile = tally_traffic::Profile::parse(&text)
+        .with_context(|| format!("in traffic profile {}", path.display()))?;
+    Ok(crate::plan::defences::collect_reserved_for(&profile))
+}
+
+fn apply(
+    options: &mut PipelineOptions,
+    sizing: &mut Sizing,
+    table: &toml::Table,
+    section: &str,
+) -> anyhow::Result<()> {
     // Shard settings may come before or after `stream`; collect them, then build the capacity once.
     let (mut initial, mut min, mut max) = match options.stream {
         StreamCapacity::Provisioned {
@@ -121,6 +171,10 @@ fn apply(options: &mut PipelineOptions, table: &toml::Table, section: &str) -> a
         TableBilling::OnDemand => DEFAULT_TABLE_SCALING,
     };
     let mut table_on_demand = matches!(options.table_billing, TableBilling::OnDemand);
+    // And the edge: `edge` turns it on or off, its limit may come in either order.
+    let mut edge_on = options.edge.is_some();
+    let mut edge_limit = options.edge.map(|e| e.requests_per_five_minutes);
+    let mut limit_given = false;
     for (key, value) in table {
         let at = || format!("{section} {key}");
         match key.as_str() {
@@ -169,8 +223,32 @@ fn apply(options: &mut PipelineOptions, table: &toml::Table, section: &str) -> a
                     .as_bool()
                     .with_context(|| format!("{}: expected true or false", at()))?
             }
+            "profile" => sizing.profile = Some(text(value).with_context(at)?.to_owned()),
+            "collect_reserved_concurrency" => {
+                options.collect_reserved_concurrency = number(value).with_context(at)?;
+                sizing.collect_given = true;
+            }
+            "query_reserved_concurrency" => {
+                options.query_reserved_concurrency = number(value).with_context(at)?
+            }
+            "account_concurrency" => options.account_concurrency = number(value).with_context(at)?,
+            "budget_monthly_usd" => {
+                options.budget_monthly_usd = Some(number(value).with_context(at)?)
+            }
+            "budget_email" => {
+                options.budget_email = Some(text(value).with_context(at)?.to_owned())
+            }
+            "edge" => {
+                edge_on = value
+                    .as_bool()
+                    .with_context(|| format!("{}: expected true or false", at()))?
+            }
+            "edge_requests_per_five_minutes" => {
+                edge_limit = Some(number(value).with_context(at)?);
+                limit_given = true;
+            }
             other => bail!(
-                "{section}: unknown option `{other}` (known: stream, critical_lane, initial_shards, min_shards, max_shards, alert_email, retain_data, table_billing, table_min_write_capacity, table_max_write_capacity, table_min_read_capacity, table_max_read_capacity, table_target_utilization, exclude_unsigned)"
+                "{section}: unknown option `{other}` (known: stream, critical_lane, initial_shards, min_shards, max_shards, alert_email, retain_data, table_billing, table_min_write_capacity, table_max_write_capacity, table_min_read_capacity, table_max_read_capacity, table_target_utilization, exclude_unsigned, profile, collect_reserved_concurrency, query_reserved_concurrency, account_concurrency, budget_monthly_usd, budget_email, edge, edge_requests_per_five_minutes)"
             ),
         }
     }
@@ -188,6 +266,13 @@ fn apply(options: &mut PipelineOptions, table: &toml::Table, section: &str) -> a
     } else {
         TableBilling::Provisioned(scaling)
     };
+    if limit_given && !edge_on {
+        bail!("{section} edge_requests_per_five_minutes: the edge is off; add edge = true");
+    }
+    options.edge = edge_on.then(|| EdgeOptions {
+        requests_per_five_minutes: edge_limit
+            .unwrap_or(EdgeOptions::default().requests_per_five_minutes),
+    });
     Ok(())
 }
 
@@ -397,6 +482,95 @@ mod tests {
             "[stack]\ntable_target_utilization = 0.7",
             "m",
             Err("[stack] table_target_utilization: expected a whole number"),
+        );
+    }
+
+    #[test]
+    fn bounded_cost_options() {
+        let of = |text: &str, stage: &str| parse(text, stage).map_err(|e| format!("{e:#}"));
+        let d = of("", "main").expect("defaults");
+        assert_eq!(
+            (d.collect_reserved_concurrency, d.query_reserved_concurrency),
+            (100, 10)
+        );
+        assert_eq!((d.budget_monthly_usd, d.edge), (None, None));
+        let file = r#"
+            [stack]
+            query_reserved_concurrency = 4
+            budget_monthly_usd = 300
+            [stage.production]
+            edge = true
+            budget_email = "finance@example.com"
+            account_concurrency = 3000
+            collect_reserved_concurrency = 2500
+            [stage.limited]
+            edge = true
+            edge_requests_per_five_minutes = 500
+        "#;
+        let main = of(file, "main").expect("main");
+        assert_eq!(main.query_reserved_concurrency, 4);
+        assert_eq!(main.budget_monthly_usd, Some(300));
+        assert_eq!(main.edge, None);
+        let prod = of(file, "production").expect("production");
+        assert_eq!(prod.edge, Some(EdgeOptions::default()));
+        assert_eq!(prod.budget_email.as_deref(), Some("finance@example.com"));
+        assert_eq!(
+            (prod.collect_reserved_concurrency, prod.account_concurrency),
+            (2500, 3000)
+        );
+        assert_eq!(
+            of(file, "limited").expect("limited").edge,
+            Some(EdgeOptions {
+                requests_per_five_minutes: 500
+            })
+        );
+        // Off again in a stage after [stack] turned it on.
+        assert_eq!(
+            of("[stack]\nedge = true\n[stage.p]\nedge = false", "p")
+                .expect("p")
+                .edge,
+            None
+        );
+        check(
+            "[stack]\nedge_requests_per_five_minutes = 100",
+            "m",
+            Err("[stack] edge_requests_per_five_minutes: the edge is off; add edge = true"),
+        );
+        check(
+            "[stack]\nedge = \"yes\"",
+            "m",
+            Err("[stack] edge: expected true or false"),
+        );
+        check(
+            "[stack]\nbudget_monthly_usd = -5",
+            "m",
+            Err("[stack] budget_monthly_usd: -5 is not a non-negative whole number"),
+        );
+    }
+
+    #[test]
+    fn a_profile_sizes_collect_unless_it_is_given() {
+        let of = |text: &str| {
+            parse(text, "main")
+                .map(|o| o.collect_reserved_concurrency)
+                .map_err(|e| format!("{e:#}"))
+        };
+        // launch-spike: 40,000 events/s in requests of 5 = 8,000 requests/s × 50.025 ms = 400.2 concurrent,
+        // ×2 → 801.
+        assert_eq!(
+            of("[stack]\nprofile = \"xtask/profiles/launch-spike.toml\""),
+            Ok(801)
+        );
+        assert_eq!(
+            of("[stack]\nprofile = \"xtask/profiles/launch-spike.toml\"\n[stage.main]\ncollect_reserved_concurrency = 50"),
+            Ok(50)
+        );
+        let err = of("[stack]\nprofile = \"xtask/profiles/nope.toml\"").expect_err("missing");
+        assert!(
+            err.contains(
+                "profile = \"xtask/profiles/nope.toml\" (sizes collect_reserved_concurrency)"
+            ) && err.contains("cannot read the traffic profile"),
+            "{err}"
         );
     }
 

@@ -11,9 +11,7 @@
 use serde_json::{json, Map};
 
 use crate::core::{Node, Scope};
-use crate::ec2::EndpointAllow;
 use crate::expr::Expr;
-use crate::iam::{grant, Grantee};
 use crate::naming::{Name, NameKind};
 
 /// Type of a key attribute.
@@ -193,34 +191,6 @@ impl Table {
     pub fn arn(&self) -> Expr {
         self.node.attribute("Arn")
     }
-
-    /// Item reads: get, batch get, query, scan, condition checks.
-    pub fn grant_read(&self, grantee: &dyn Grantee) {
-        grant(grantee, &self.node, &READ, &[self.arn()]);
-    }
-
-    /// Item writes: put, update, delete, batch write (transactions use the same actions).
-    pub fn grant_write(&self, grantee: &dyn Grantee) {
-        grant(grantee, &self.node, &WRITE, &[self.arn()]);
-    }
-
-    /// [`Table::grant_read`] and [`Table::grant_write`].
-    pub fn grant_read_write(&self, grantee: &dyn Grantee) {
-        self.grant_read(grantee);
-        self.grant_write(grantee);
-    }
-
-    /// What a VPC endpoint lets through for this table: the actions of [`Table::grant_read_write`]
-    /// on this table only.
-    pub fn endpoint_allow(&self) -> EndpointAllow {
-        let mut actions: Vec<&'static str> = READ.iter().chain(WRITE.iter()).copied().collect();
-        actions.sort_unstable();
-        actions.dedup();
-        EndpointAllow {
-            actions,
-            resources: vec![self.arn()],
-        }
-    }
 }
 
 /// The rules AWS would reject at deploy time (or that defeat the point of scaling), checked at synth.
@@ -325,22 +295,6 @@ impl Dimension {
         );
     }
 }
-
-const READ: [&str; 6] = [
-    "dynamodb:BatchGetItem",
-    "dynamodb:ConditionCheckItem",
-    "dynamodb:DescribeTable",
-    "dynamodb:GetItem",
-    "dynamodb:Query",
-    "dynamodb:Scan",
-];
-const WRITE: [&str; 5] = [
-    "dynamodb:BatchWriteItem",
-    "dynamodb:DeleteItem",
-    "dynamodb:DescribeTable",
-    "dynamodb:PutItem",
-    "dynamodb:UpdateItem",
-];
 
 #[cfg(test)]
 mod tests {

@@ -1,6 +1,7 @@
 //! Item grants on a [`Table`] by action, for roles that must hold exactly what their code calls (the
-//! pipeline's least-privilege test compares them with the calls): [`Table::grant_items`]. The broad
-//! [`Table::grant_read`] / [`Table::grant_write`] grant every read or write action, used or not.
+//! pipeline's least-privilege test compares them with the calls): [`Table::grant_items`], the only way to
+//! grant on a table. [`ItemAction`] lists only the actions tally's functions call: no `Scan`, `DeleteItem`
+//! or batch actions exist to be granted (add one here with the code that calls it).
 
 use crate::dynamodb::Table;
 use crate::iam::{grant, Grantee};
@@ -12,14 +13,17 @@ pub enum ItemAction {
     Query,
     PutItem,
     UpdateItem,
-    DeleteItem,
-    BatchGetItem,
-    BatchWriteItem,
-    ConditionCheckItem,
-    Scan,
 }
 
 impl ItemAction {
+    /// Every action that can be granted.
+    pub const ALL: [ItemAction; 4] = [
+        ItemAction::GetItem,
+        ItemAction::Query,
+        ItemAction::PutItem,
+        ItemAction::UpdateItem,
+    ];
+
     /// The IAM action, `dynamodb:<Operation>`.
     pub fn iam(self) -> &'static str {
         match self {
@@ -27,11 +31,6 @@ impl ItemAction {
             ItemAction::Query => "dynamodb:Query",
             ItemAction::PutItem => "dynamodb:PutItem",
             ItemAction::UpdateItem => "dynamodb:UpdateItem",
-            ItemAction::DeleteItem => "dynamodb:DeleteItem",
-            ItemAction::BatchGetItem => "dynamodb:BatchGetItem",
-            ItemAction::BatchWriteItem => "dynamodb:BatchWriteItem",
-            ItemAction::ConditionCheckItem => "dynamodb:ConditionCheckItem",
-            ItemAction::Scan => "dynamodb:Scan",
         }
     }
 }

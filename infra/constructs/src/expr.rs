@@ -25,6 +25,8 @@ enum Part {
     Join(String, Vec<Expr>),
     /// `Fn::Select [index, Fn::GetAZs ""]`: the region's zone number `index`.
     Zone(u32),
+    /// `Fn::Select [2, Fn::Split ["/", url]]`: the host of an `https://host/` URL.
+    UrlHost(Box<Expr>),
 }
 
 /// A property value: a literal string, a reference, or a string assembled from both.
@@ -102,6 +104,15 @@ impl Expr {
         }
     }
 
+    /// The host of this URL value (`https://host/…` → `host`), rendered as
+    /// `Fn::Select [2, Fn::Split ["/", url]]`: what a CloudFront origin's `DomainName` takes from a
+    /// Function URL.
+    pub fn url_host(&self) -> Expr {
+        Expr {
+            parts: vec![Part::UrlHost(Box::new(self.clone()))],
+        }
+    }
+
     /// The concatenation of `parts`, rendered as `Fn::Sub` when any part is not literal (and as
     /// `Fn::Join` with an empty separator when a part is itself a function that `Fn::Sub` cannot hold).
     pub fn concat(parts: impl IntoIterator<Item = Expr>) -> Expr {
@@ -140,6 +151,7 @@ impl Expr {
             match part {
                 Part::Ref(t) | Part::GetAtt(t, _) => out.push(t),
                 Part::Join(_, items) => out.extend(items.iter().flat_map(Expr::targets)),
+                Part::UrlHost(url) => out.extend(url.targets()),
                 Part::Text(_) | Part::Pseudo(_) | Part::Zone(_) => {}
             }
         }
@@ -157,6 +169,9 @@ impl Expr {
                 json!({ "Fn::Join": [separator, items] })
             }
             Part::Zone(index) => json!({ "Fn::Select": [index, { "Fn::GetAZs": "" }] }),
+            Part::UrlHost(url) => {
+                json!({ "Fn::Select": [2, { "Fn::Split": ["/", url.to_json()] }] })
+            }
         }
     }
 
@@ -185,7 +200,7 @@ impl Expr {
                 Part::Ref(t) => template.push_str(&format!("${{{}}}", t.logical_id)),
                 Part::GetAtt(t, a) => template.push_str(&format!("${{{}.{a}}}", t.logical_id)),
                 Part::Pseudo(p) => template.push_str(&format!("${{{p}}}")),
-                Part::Join(..) | Part::Zone(_) => return None,
+                Part::Join(..) | Part::Zone(_) | Part::UrlHost(_) => return None,
             }
         }
         Some(template)
@@ -284,6 +299,12 @@ mod tests {
             Expr::concat([Expr::text("az-"), Expr::availability_zone(0)]),
             json!({"Fn::Join": ["", ["az-", {"Fn::Select": [0, {"Fn::GetAZs": ""}]}]]}),
         );
+        let host = Expr::get_att(target("U"), "FunctionUrl").url_host();
+        check(
+            host.clone(),
+            json!({"Fn::Select": [2, {"Fn::Split": ["/", {"Fn::GetAtt": ["U", "FunctionUrl"]}]}]}),
+        );
+        assert_eq!(host.targets(), [&target("U")]);
         let joined = Expr::join(",", [Expr::reference(target("A")), Expr::text("x")]);
         assert_eq!(joined.targets(), [&target("A")]);
         assert_eq!(joined.as_text(), None);

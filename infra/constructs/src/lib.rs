@@ -28,10 +28,12 @@ mod expr;
 mod iam_policy;
 pub mod naming;
 
+pub mod budgets;
 pub mod cloudwatch;
 pub mod dynamodb;
 pub mod dynamodb_items;
 pub mod ec2;
+pub mod edge;
 pub mod elasticache;
 pub mod event_source;
 pub mod events;

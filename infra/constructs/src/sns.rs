@@ -63,6 +63,32 @@ impl Topic {
         scope.add_resource("Resource", "AWS::SNS::Subscription", properties)
     }
 
+    /// Lets AWS service `service` (`budgets.amazonaws.com`) publish to this topic on behalf of this account
+    /// only (`aws:SourceAccount`): an `AWS::SNS::TopicPolicy`.
+    pub fn allow_publish_from(&self, scope: &Scope, id: &str, service: &str) -> Node {
+        let scope = scope.child(id);
+        let mut properties = Map::new();
+        properties.insert("Topics".into(), json!([scope.resolve(&self.arn())]));
+        properties.insert(
+            "PolicyDocument".into(),
+            json!({
+                "Version": "2012-10-17",
+                "Statement": [{
+                    "Effect": "Allow",
+                    "Principal": { "Service": service },
+                    "Action": "sns:Publish",
+                    "Resource": scope.resolve(&self.arn()),
+                    "Condition": {
+                        "StringEquals": {
+                            "aws:SourceAccount": scope.resolve(&Expr::account_id())
+                        }
+                    },
+                }],
+            }),
+        );
+        scope.add_resource("Resource", "AWS::SNS::TopicPolicy", properties)
+    }
+
     /// Subscribes an e-mail address (the owner confirms by mail).
     pub fn subscribe_email(&self, scope: &Scope, id: &str, address: &str) -> Node {
         let scope = scope.child(id);

@@ -11,6 +11,7 @@
 //! template parameters the deploy step fills), and the same inputs give the same bytes.
 
 use serde_json::Value;
+use tally_constructs::budgets::{Budget, BudgetProps};
 use tally_constructs::cloudwatch::{Alarm, AlarmProps, Comparison, Statistic};
 use tally_constructs::dynamodb::{AttributeType, Table, TableProps};
 pub use tally_constructs::dynamodb::{AutoScaling, Billing as TableBilling, CapacityRange};
@@ -19,6 +20,7 @@ use tally_constructs::ec2::{
     EndpointAllow, GatewayEndpoint, GatewayEndpointProps, GatewayService, Ingress,
     InterfaceEndpoint, InterfaceEndpointProps, SecurityGroup, SecurityGroupProps, Vpc, VpcProps,
 };
+use tally_constructs::edge::{Edge, EdgeProps};
 use tally_constructs::elasticache::{
     ServerlessCache, ServerlessCacheProps, User, UserGroup, UserGroupProps, UserProps,
 };
@@ -183,6 +185,8 @@ pub mod outputs {
     pub const CACHE_PORT: &str = "CacheEndpointPort";
     /// The counter cache's name.
     pub const CACHE_NAME: &str = "CacheName";
+    /// With the edge: the CloudFront URL in front of collect (rate limited per client address).
+    pub const EDGE_URL: &str = "EdgeUrl";
 }
 
 /// How the events stream gets its capacity.
@@ -272,7 +276,53 @@ pub struct PipelineOptions {
     /// How the metrics table pays for throughput: provisioned with auto scaling (the default, see
     /// [`DEFAULT_TABLE_SCALING`]) or on-demand.
     pub table_billing: TableBilling,
+    /// collect's reserved concurrency: its ceiling (a flood is throttled at it instead of taking the
+    /// account's whole pool) and its guarantee (the stream lanes and query cannot starve it). `cargo xtask`
+    /// sizes it from the stage's traffic profile (tally.toml `profile`) with headroom; see
+    /// [`DEFAULT_COLLECT_RESERVED_CONCURRENCY`].
+    pub collect_reserved_concurrency: u32,
+    /// query's reserved concurrency: a flood of requests (401s included) stops at it.
+    pub query_reserved_concurrency: u32,
+    /// The account's Lambda concurrency quota in the region (1,000 unless raised): the functions' reserved
+    /// concurrency together must leave the 100 AWS keeps unreserved.
+    pub account_concurrency: u32,
+    /// A monthly cost budget (whole USD) notifying the alerts topic (and [`Self::budget_email`]) at 80 % of
+    /// actual cost and at a forecast above the limit. `None`: no budget.
+    pub budget_monthly_usd: Option<u32>,
+    /// Also e-mailed by the budget (the alerts topic mails `alert_email` anyway).
+    pub budget_email: Option<String>,
+    /// The optional edge in front of collect: CloudFront with a WAF rate-based rule. `None`: collect's
+    /// Function URL only.
+    pub edge: Option<EdgeOptions>,
 }
+
+/// The edge in front of collect (`edge = true` in tally.toml).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EdgeOptions {
+    /// Requests one client address may send in five minutes before WAF blocks it (10..=2,000,000,000).
+    pub requests_per_five_minutes: u32,
+}
+
+impl Default for EdgeOptions {
+    /// 30,000 per five minutes: 100 requests/s per address, far above a browser's pixels and room for an
+    /// ad server posting batches; raise it for a few large senders behind one address.
+    fn default() -> EdgeOptions {
+        EdgeOptions {
+            requests_per_five_minutes: 30_000,
+        }
+    }
+}
+
+/// collect's reserved concurrency without a traffic profile: 100, above the daily-curve profile's peak
+/// need (about 40 concurrent executions, ×2 headroom = 81: `cargo xtask plan --profile
+/// xtask/profiles/daily-curve-network.toml` prints it under "defences").
+pub const DEFAULT_COLLECT_RESERVED_CONCURRENCY: u32 = 100;
+/// query's reserved concurrency: dashboards and API clients need a few.
+pub const DEFAULT_QUERY_RESERVED_CONCURRENCY: u32 = 10;
+/// Lambda's default concurrency quota per account and region.
+pub const DEFAULT_ACCOUNT_CONCURRENCY: u32 = 1000;
+/// Concurrency AWS keeps unreserved in every account (reservations may not take it).
+pub const UNRESERVED_MINIMUM: u32 = 100;
 
 /// The metrics table's default capacity: provisioned, auto scaled between 3 and 4,000 units each way at
 /// 70 % target utilisation. The compactor writes once a minute and query reads on request: for each shipped
@@ -325,6 +375,12 @@ impl Default for PipelineOptions {
             cache_max_storage_gb: 1,
             cache_max_ecpu_per_second: 100_000,
             table_billing: TableBilling::Provisioned(DEFAULT_TABLE_SCALING),
+            collect_reserved_concurrency: DEFAULT_COLLECT_RESERVED_CONCURRENCY,
+            query_reserved_concurrency: DEFAULT_QUERY_RESERVED_CONCURRENCY,
+            account_concurrency: DEFAULT_ACCOUNT_CONCURRENCY,
+            budget_monthly_usd: None,
+            budget_email: None,
+            edge: None,
         }
     }
 }
@@ -431,7 +487,7 @@ impl<'a> Pipeline<'a> {
         ));
         let (memory_mb, timeout_secs, reserved_concurrency) = match lane {
             Some(lane) => (lane.memory_mb, lane.timeout_secs, lane.reserved_concurrency),
-            None => (256, 10, None),
+            None => (256, 10, url_reserved_concurrency(package, self.options)),
         };
         let function = Function::new(
             &self.root,
@@ -1132,16 +1188,13 @@ impl<'a> Pipeline<'a> {
             function.node().skip_check("CKV_AWS_173", ENV_PLAIN);
             function.log_group().skip_check("CKV_AWS_158", LOGS_KEY);
         }
-        for (function, lane) in [
-            (&collect, None),
-            (&realtime, Some(&o.realtime)),
-            (&deferred, Some(&o.deferred)),
-            (&query, None),
-        ] {
-            if lane.and_then(|l| l.reserved_concurrency).is_none() {
+        for (function, lane) in [(&realtime, &o.realtime), (&deferred, &o.deferred)] {
+            if lane.reserved_concurrency.is_none() {
                 function.node().skip_check("CKV_AWS_115", SHARED_POOL);
             }
         }
+        check_reserved_total(&root.child("Concurrency"), o);
+        self.bounded_cost(&collect_url, &alerts);
 
         // Outputs.
         self.stack.output(
@@ -1195,6 +1248,99 @@ impl<'a> Pipeline<'a> {
             "counter cache name",
             &store.cache.name(),
         );
+    }
+}
+
+impl Pipeline<'_> {
+    /// The optional defences that cost money: the budget and the edge (stack options).
+    fn bounded_cost(&self, collect_url: &FunctionUrl, alerts: &Topic) {
+        let o = self.options;
+        if let Some(monthly_usd) = o.budget_monthly_usd {
+            Budget::new(
+                &self.root,
+                "CostBudget",
+                BudgetProps {
+                    monthly_usd,
+                    actual_percent: 80,
+                    topic: Some(alerts.clone()),
+                    emails: o.budget_email.iter().cloned().collect(),
+                },
+            );
+        }
+        if let Some(edge) = o.edge {
+            let edge = Edge::new(
+                &self.root,
+                "CollectEdge",
+                collect_url,
+                EdgeProps {
+                    requests_per_five_minutes: edge.requests_per_five_minutes,
+                    comment: format!("tally collect ({})", self.stage.label())
+                        .chars()
+                        .take(128)
+                        .collect(),
+                },
+            );
+            edge.web_acl().skip_check("CKV_AWS_192", "collect is Rust, no Log4j: the Known Bad Inputs rule group would add a rule fee and per-request inspection for nothing");
+            let distribution = edge.distribution();
+            distribution.skip_check("CKV_AWS_174", "the default *.cloudfront.net certificate; a custom domain with its ACM certificate (TLS 1.2 minimum) is the operator's choice");
+            distribution.skip_check("CKV_AWS_86", "no access logs: collect logs its own requests and the web ACL samples blocked ones");
+            distribution.skip_check(
+                "CKV_AWS_310",
+                "one origin by design: the collect Function URL is the only place the events go",
+            );
+            distribution.skip_check(
+                "CKV_AWS_305",
+                "no default root object: an API, not a web site",
+            );
+            self.stack.output(
+                outputs::EDGE_URL,
+                "collect behind CloudFront and a per-address WAF rate limit (send tracking here)",
+                &edge.url(),
+            );
+        }
+    }
+}
+
+/// The reserved concurrency of a function behind a URL (collect, query), from the options.
+fn url_reserved_concurrency(package: &str, options: &PipelineOptions) -> Option<u32> {
+    match package {
+        "collect" => Some(options.collect_reserved_concurrency),
+        "query" => Some(options.query_reserved_concurrency),
+        _ => None,
+    }
+}
+
+/// Every function's reserved concurrency, and that together they leave AWS's unreserved minimum.
+fn check_reserved_total(scope: &Scope, o: &PipelineOptions) {
+    for (name, n) in [
+        (
+            "collect_reserved_concurrency",
+            o.collect_reserved_concurrency,
+        ),
+        ("query_reserved_concurrency", o.query_reserved_concurrency),
+    ] {
+        if n == 0 {
+            scope.violation(format!(
+                "{name} is 0: the function would be throttled on every request (give at least 1)"
+            ));
+        }
+    }
+    let reserved: u64 = [
+        Some(o.collect_reserved_concurrency),
+        Some(o.query_reserved_concurrency),
+        o.realtime.reserved_concurrency,
+        o.deferred.reserved_concurrency,
+    ]
+    .into_iter()
+    .flatten()
+    .map(u64::from)
+    .sum();
+    let allowed = u64::from(o.account_concurrency).saturating_sub(u64::from(UNRESERVED_MINIMUM));
+    if reserved > allowed {
+        scope.violation(format!(
+            "the functions reserve {reserved} concurrent executions, above the {allowed} an account_concurrency of {} allows (AWS keeps {UNRESERVED_MINIMUM} unreserved): lower collect_reserved_concurrency or raise the quota and account_concurrency",
+            o.account_concurrency
+        ));
     }
 }
 

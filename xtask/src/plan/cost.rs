@@ -86,7 +86,7 @@ pub struct Bill {
 }
 
 impl Bill {
-    fn add(
+    pub(super) fn add(
         &mut self,
         service: &'static str,
         item: impl Into<String>,

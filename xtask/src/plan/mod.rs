@@ -14,11 +14,14 @@
 //! * [`check`]: `--check LOADTEST.json`, the model against a load test's metered units.
 //! * [`render`]: terminal table, JSON, HTML.
 //! * [`sweep`]: `--sweep`, the profile's shape from 1,000 to 1,000,000 events/s and the AWS limits met.
+//! * [`defences`]: what bounds the bill against hostile traffic and what each defence costs (reserved
+//!   concurrency, the cache's and table's ceilings, budgets, the edge); sizes collect's reserved concurrency.
 
 pub mod cache;
 pub mod check;
 pub mod cost;
 pub mod counters;
+pub mod defences;
 pub mod lanes;
 pub mod latency;
 pub mod logs;
@@ -72,6 +75,8 @@ pub struct Report {
     pub lanes_at_peak: Vec<(String, LaneEval)>,
     /// What the naive design does not do.
     pub naive_notes: NaiveNotes,
+    /// What bounds the bill against hostile traffic and what each defence costs.
+    pub defences: Vec<defences::Defence>,
 }
 
 /// The naive design's limits, stated next to its price.
@@ -178,8 +183,11 @@ pub fn plan(
     let mut bill = |design, stack: &StackModel, shards: &[u32], od| {
         cost::bill(design, &profile, stack, shards, od, &prices, &mut model)
     };
-    let tally = bill(Design::Tally, &stack, &sim.shards, on_demand);
-    let alternative = bill(Design::Tally, &stack, &sim.shards, !on_demand);
+    let mut tally = bill(Design::Tally, &stack, &sim.shards, on_demand);
+    let mut alternative = bill(Design::Tally, &stack, &sim.shards, !on_demand);
+    for b in [&mut tally, &mut alternative] {
+        defences::add_edge_lines(b, &profile, &stack, &prices);
+    }
     let naive = bill(Design::Naive, &stack, &naive_sim.shards, on_demand);
     let what_if_minute_rows = bill(Design::TallyMinuteRows, &stack, &sim.shards, on_demand);
     let mut windowed = stack.clone();
@@ -279,7 +287,14 @@ pub fn plan(
         packing,
         lanes_at_peak,
         naive_notes,
+        defences: Vec::new(),
     };
+    report.defences = defences::defences(
+        &report.profile,
+        &report.stack,
+        &report.prices,
+        &report.tally,
+    );
     report.recommendations = recommend(&report);
     Ok(report)
 }
@@ -309,6 +324,37 @@ fn table_billing_recommendation(b: &Bill) -> String {
         ));
     }
     line
+}
+
+/// collect's reservation against the profile's peak, and a budget when there is none.
+fn defence_recommendations(r: &Report) -> Vec<String> {
+    let mut out = Vec::new();
+    let need = defences::collect_peak_concurrency(&r.profile);
+    let sized = defences::collect_reserved_for(&r.profile);
+    let collect = r
+        .stack
+        .functions
+        .iter()
+        .find(|(_, f)| f.has_url && f.env.iter().any(|e| e == "TALLY_STREAM_NAME"));
+    if let Some((id, _)) = collect {
+        match r.stack.defences.reserved.get(id) {
+            Some(&n) if f64::from(n) < need => out.push(format!(
+                "collect's reserved concurrency {n} is below this profile's peak need of {need:.0}: set profile = \"<this profile>\" (sized {sized}) or collect_reserved_concurrency = {sized} in tally.toml"
+            )),
+            Some(_) => {}
+            None => out.push(format!(
+                "collect has no reserved concurrency: a flood can take the account's pool; give it {sized} (collect_reserved_concurrency in tally.toml)"
+            )),
+        }
+    }
+    if r.stack.defences.budgets.is_empty() {
+        let limit = (r.tally.total() * 1.25 / 10.0).ceil() * 10.0;
+        out.push(format!(
+            "no budget: set budget_monthly_usd = {limit:.0} in tally.toml (this plan's bill +25 %, rounded up); free for an account's first {} budgets",
+            defences::FREE_BUDGETS
+        ));
+    }
+    out
 }
 
 fn recommend(r: &Report) -> Vec<String> {
@@ -390,6 +436,7 @@ fn recommend(r: &Report) -> Vec<String> {
             ));
         }
     }
+    out.extend(defence_recommendations(r));
     out
 }
 
@@ -493,6 +540,85 @@ mod tests {
             .find(|c| c.name.starts_with("counter cache"))
             .expect("cache component");
         assert!(cache.p50_ms < 10.0, "{cache:?}");
+    }
+
+    #[test]
+    fn defences_are_priced_from_the_template() {
+        let profile = Profile::flat(2_000.0, 300).expect("flat");
+        assert_eq!(
+            profile.events_per_request, 10.0,
+            "the flat profile's batches"
+        );
+        let synth = |options: &tally_pipeline::PipelineOptions| {
+            tally_pipeline::synth_value(&tally_pipeline::Stage::new("main"), options)
+                .expect("synth")
+        };
+        let plain = plan(
+            "main",
+            profile.clone(),
+            Prices::shipped().expect("prices"),
+            &synth(&tally_pipeline::PipelineOptions::default()),
+        )
+        .expect("plan");
+        let guarded = plan(
+            "main",
+            profile,
+            Prices::shipped().expect("prices"),
+            &synth(&tally_pipeline::PipelineOptions {
+                edge: Some(tally_pipeline::EdgeOptions::default()),
+                budget_monthly_usd: Some(900),
+                ..tally_pipeline::PipelineOptions::default()
+            }),
+        )
+        .expect("plan");
+        let row = |r: &Report, name: &str| {
+            r.defences
+                .iter()
+                .find(|d| d.name == name)
+                .unwrap_or_else(|| panic!("no {name} in {:?}", r.defences))
+                .clone()
+        };
+        // 2,000 events/s in requests of 10 for 730 h: 525.6 M requests; CloudFront $1 and WAF $0.60 per
+        // million, 400 B out at $0.085/GB, 10 × 300 B + 600 B to the origin at $0.02/GB, the ACL $5, its rule $1.
+        let requests = 200.0 * 3600.0 * 730.0;
+        let expect = requests / 1e6 * 1.60
+            + requests * 400.0 / 1e9 * 0.085
+            + requests * 3600.0 / 1e9 * 0.02
+            + 6.0;
+        let edge = row(&guarded, "edge (CloudFront + WAF)");
+        assert!(
+            (edge.monthly_usd - expect).abs() < 0.01,
+            "{edge:?} vs {expect}"
+        );
+        assert!(edge.bounds.contains("30000 requests per address per 300 s"));
+        assert!(
+            (guarded.tally.total() - plain.tally.total() - expect).abs() < 0.01,
+            "the edge's lines are in the bill"
+        );
+        // Off: what it would cost, not billed.
+        let off = row(&plain, "edge (CloudFront + WAF)");
+        assert_eq!(off.monthly_usd, 0.0);
+        assert!(
+            off.detail
+                .contains(&format!("would cost ${expect:.2}/month")),
+            "{off:?}"
+        );
+        assert!(row(&guarded, "budget").detail.starts_with("$900 a month"));
+        assert!(plain
+            .recommendations
+            .iter()
+            .any(|r| r.starts_with("no budget: set budget_monthly_usd")));
+        assert!(!guarded
+            .recommendations
+            .iter()
+            .any(|r| r.starts_with("no budget")));
+        let collect = row(&plain, "collect reserved concurrency");
+        // 200 requests/s × (20 + 30 + 10 × 0.005) ms = 10.01 concurrent; ×2 → 21.
+        assert_eq!(
+            collect.detail,
+            "100 reserved; the profile's peak needs 10.0 concurrent (×2 headroom = 21)"
+        );
+        assert!(row(&plain, "query reserved concurrency").detail == "10 reserved");
     }
 
     #[test]

@@ -20,6 +20,34 @@ pub struct Prices {
     pub secrets_manager: SecretsManager,
     pub elasticache: ElastiCache,
     pub vpc: Vpc,
+    pub cloudfront: CloudFront,
+    pub waf: Waf,
+    pub budgets: Budgets,
+}
+
+/// CloudFront (the optional edge in front of collect).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CloudFront {
+    pub https_requests_per_ten_thousand: f64,
+    pub data_out_gb: f64,
+    pub origin_gb: f64,
+}
+
+/// AWS WAF (the edge's web ACL).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Waf {
+    pub web_acl_month: f64,
+    pub rule_month: f64,
+    pub requests_per_million: f64,
+}
+
+/// AWS Budgets (the first two of an account are free).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Budgets {
+    pub budget_day: f64,
 }
 
 /// ElastiCache Serverless for Valkey.
@@ -142,7 +170,7 @@ impl Prices {
 
 impl Prices {
     /// Every price with its key, for checks and for the report.
-    pub fn entries(&self) -> [(&'static str, f64); 37] {
+    pub fn entries(&self) -> [(&'static str, f64); 44] {
         let p = self;
         let k = &p.kinesis;
         [
@@ -231,6 +259,16 @@ impl Prices {
                 p.vpc.interface_endpoint_az_hour,
             ),
             ("vpc.interface_endpoint_gb", p.vpc.interface_endpoint_gb),
+            (
+                "cloudfront.https_requests_per_ten_thousand",
+                p.cloudfront.https_requests_per_ten_thousand,
+            ),
+            ("cloudfront.data_out_gb", p.cloudfront.data_out_gb),
+            ("cloudfront.origin_gb", p.cloudfront.origin_gb),
+            ("waf.web_acl_month", p.waf.web_acl_month),
+            ("waf.rule_month", p.waf.rule_month),
+            ("waf.requests_per_million", p.waf.requests_per_million),
+            ("budgets.budget_day", p.budgets.budget_day),
         ]
     }
 }
@@ -249,6 +287,9 @@ mod tests {
         assert_eq!(p.elasticache.valkey_ecpu_per_million, 0.0023);
         assert_eq!(p.elasticache.valkey_gb_hour, 0.084);
         assert_eq!(p.vpc.interface_endpoint_az_hour, 0.01);
+        assert_eq!(p.cloudfront.https_requests_per_ten_thousand, 0.01);
+        assert_eq!(p.waf.web_acl_month, 5.0);
+        assert_eq!(p.budgets.budget_day, 0.02);
     }
 
     #[track_caller]
@@ -297,6 +338,16 @@ mod tests {
             "valkey_gb_hour = 0.084",
             "valkey_gb_hour = -1",
             "elasticache.valkey_gb_hour: -1 is not a price",
+        );
+        check_err(
+            "requests_per_million = 0.60",
+            "requests_per_million = -0.6",
+            "waf.requests_per_million: -0.6 is not a price",
+        );
+        check_err(
+            "[budgets]\nbudget_day = 0.02",
+            "[budgets]",
+            "missing field `budget_day`",
         );
         check_err(
             "[vpc]\ninterface_endpoint_az_hour = 0.01",

@@ -215,6 +215,20 @@ pub fn table(r: &Report) -> String {
             );
         }
     }
+    let _ = writeln!(
+        s,
+        "\ndefences (what bounds the bill against hostile traffic, USD a month)"
+    );
+    for d in &r.defences {
+        let _ = writeln!(
+            s,
+            "  {:<32} {:>9}  {}: {}",
+            d.name,
+            usd(d.monthly_usd),
+            d.bounds,
+            d.detail
+        );
+    }
     let _ = writeln!(s, "\nrecommendation");
     for line in &r.recommendations {
         let _ = writeln!(s, "  * {line}");
@@ -313,6 +327,9 @@ pub fn json(r: &Report) -> Value {
             "bill": bill_json(b), "realtime_p50_ms": p50,
         })),
         "what_if_realtime_minute_rows_only": bill_json(&r.what_if_minute_rows),
+        "defences": r.defences.iter().map(|d| json!({
+            "name": d.name, "bounds": d.bounds, "monthly_usd": d.monthly_usd, "detail": d.detail,
+        })).collect::<Vec<_>>(),
         "recommendations": r.recommendations,
     })
 }
@@ -523,6 +540,19 @@ pub fn html(r: &Report) -> String {
         }
         lat.push_str("</table>");
     }
+    let defences: String = r
+        .defences
+        .iter()
+        .map(|d| {
+            format!(
+                "<tr><td>{}</td><td class=n>{}</td><td>{}</td><td>{}</td></tr>",
+                escape(&d.name),
+                usd(d.monthly_usd),
+                escape(&d.bounds),
+                escape(&d.detail)
+            )
+        })
+        .collect();
     let recs: String = r
         .recommendations
         .iter()
@@ -546,6 +576,7 @@ td.n {{ text-align: right; font-variant-numeric: tabular-nums; }}
 <h2>Monthly cost per service</h2>
 <p class="big">tally {tally_total} per month, {tally_pb} per billion events · naive {naive_total}, {naive_pb} per billion events</p>
 {costs}
+<h2>Defences</h2><table><tr><th>defence</th><th>USD/month</th><th>bounds</th><th>detail</th></tr>{defences}</table>
 <h2>Recommendation</h2><ul>{recs}</ul>
 <h2>Scaler simulation</h2>
 <p>shards {smin}..{smax} (bounds {b0}..{b1}), {calls} UpdateShardCount calls per period, {throttled} throttled minutes; the peak needs {needs} shards.</p>

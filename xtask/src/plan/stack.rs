@@ -102,6 +102,24 @@ pub struct StackModel {
     pub interface_endpoints: Vec<InterfaceEndpoint>,
     /// Gateway endpoints (free; counted for the report).
     pub gateway_endpoints: u32,
+    /// What bounds the bill: reserved concurrency, budgets, the edge.
+    pub defences: DefenceModel,
+}
+
+/// The template's cost defences, read from standard properties.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct DefenceModel {
+    /// `ReservedConcurrentExecutions` by function logical id (functions that set it).
+    pub reserved: BTreeMap<String, u32>,
+    /// Monthly limits (USD) of the `AWS::Budgets::Budget`s.
+    pub budgets: Vec<f64>,
+    /// `AWS::CloudFront::Distribution`s.
+    pub distributions: u32,
+    /// `AWS::WAFv2::WebACL`s and their rules.
+    pub web_acls: u32,
+    pub waf_rules: u32,
+    /// The smallest rate-based limit of any web ACL rule (requests per address per evaluation window).
+    pub rate_limit: Option<(u32, u32)>,
 }
 
 /// A serverless cache's usage limits (`CacheUsageLimits`): `None` where the template sets none.
@@ -159,6 +177,28 @@ fn platform_log(config: Option<&Value>) -> Option<tally_billing::lambda::LogForm
         (Some("JSON"), _) => Some(LogFormat::Json),
         _ => Some(LogFormat::Text),
     }
+}
+
+/// A web ACL: one more ACL, its rules, and the smallest rate-based limit among them.
+fn read_web_acl(d: &mut DefenceModel, props: &Value, path: &str) -> anyhow::Result<()> {
+    d.web_acls += 1;
+    let rules = props
+        .get("Rules")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    d.waf_rules += rules.len() as u32;
+    for (i, rule) in rules.iter().enumerate() {
+        if let Some(rate) = rule.pointer("/Statement/RateBasedStatement") {
+            let at = format!("{path}.Rules[{i}].Statement.RateBasedStatement");
+            let limit = number(rate, "Limit", 0, &at)?;
+            let window = number(rate, "EvaluationWindowSec", 300, &at)?;
+            if d.rate_limit.is_none_or(|(l, _)| limit < l) {
+                d.rate_limit = Some((limit, window));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn number(props: &Value, key: &str, default: u32, path: &str) -> anyhow::Result<u32> {
@@ -264,6 +304,7 @@ pub fn read(template: &Value) -> anyhow::Result<StackModel> {
         cache: None,
         interface_endpoints: Vec::new(),
         gateway_endpoints: 0,
+        defences: DefenceModel::default(),
     };
     let mut log_retention: BTreeMap<String, u32> = BTreeMap::new();
     // First pass: resources that stand alone.
@@ -319,6 +360,10 @@ pub fn read(template: &Value) -> anyhow::Result<StackModel> {
                     .and_then(|p| p.strip_suffix("CodeKey"))
                     .map(str::to_lowercase)
                     .unwrap_or_else(|| id.clone());
+                if props.get("ReservedConcurrentExecutions").is_some() {
+                    let n = number(&props, "ReservedConcurrentExecutions", 0, &path)?;
+                    model.defences.reserved.insert(id.clone(), n);
+                }
                 let arm64 = props
                     .get("Architectures")
                     .and_then(Value::as_array)
@@ -339,6 +384,17 @@ pub fn read(template: &Value) -> anyhow::Result<StackModel> {
                     },
                 );
             }
+            "AWS::Budgets::Budget" => {
+                let amount = props
+                    .pointer("/Budget/BudgetLimit/Amount")
+                    .and_then(|v| v.as_f64().or_else(|| v.as_str()?.parse().ok()))
+                    .with_context(|| {
+                        format!("{path}.Budget.BudgetLimit.Amount: plan reads a literal number")
+                    })?;
+                model.defences.budgets.push(amount);
+            }
+            "AWS::CloudFront::Distribution" => model.defences.distributions += 1,
+            "AWS::WAFv2::WebACL" => read_web_acl(&mut model.defences, &props, &path)?,
             "AWS::ElastiCache::ServerlessCache" => {
                 if let Some(other) = &model.cache {
                     bail!(

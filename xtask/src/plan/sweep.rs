@@ -361,12 +361,28 @@ impl Row {
                 None => unreserved += need,
             }
         }
-        let requests = peak / p.events_per_request.max(1.0);
-        unreserved += concurrency(
-            requests,
-            // collect's p99 time per request (the freshness budget's figure): concurrency is sized for the slow tail.
-            super::lanes::COLLECT_MS.1 + 0.005 * p.events_per_request,
-        );
+        // collect's requests in flight at the peak (the same figure tally.toml's `profile` sizes it from): within
+        // its reserved concurrency when it has one, else out of the shared pool; query's reservation is taken too.
+        let collect_need = super::defences::collect_peak_concurrency(p);
+        for (id, f) in r.stack.functions.iter().filter(|(_, f)| f.has_url) {
+            let collect = f.env.iter().any(|e| e == "TALLY_STREAM_NAME");
+            match (reserved(template, id), collect) {
+                (Some(cap), true) => {
+                    reserved_total += cap;
+                    add(
+                        Part::Lambda,
+                        "collect reserved",
+                        collect_need,
+                        cap,
+                        "concurrent",
+                        "collect's reserved concurrency, a stack option: collect_reserved_concurrency or profile (tally.toml), within account_concurrency",
+                    );
+                }
+                (Some(cap), false) => reserved_total += cap,
+                (None, true) => unreserved += collect_need,
+                (None, false) => {}
+            }
+        }
         add(
             Part::Lambda,
             "account concurrency",
@@ -1005,6 +1021,35 @@ mod tests {
 
     /// The sweep through the real `plan` on the test template: the inputs it reads from the report are
     /// there (if the cost model renames its bill lines, this fails instead of the sweep reading zeros).
+    #[test]
+    fn collect_concurrency_counts_against_its_reservation() {
+        let template = tally_pipeline::synth_value(
+            &tally_pipeline::Stage::new("main"),
+            &tally_pipeline::PipelineOptions::default(),
+        )
+        .expect("synth");
+        // 20,000 events/s in requests of 10: 2,000 requests/s × 50.05 ms = 100.1 concurrent, over the 100.
+        let profile = Profile::flat(20_000.0, 300).expect("profile");
+        let report =
+            super::super::plan("t", profile, Prices::shipped().expect("prices"), &template)
+                .expect("plan");
+        let row = Row::from_report(&report, &template);
+        let limit = row
+            .limits
+            .iter()
+            .find(|l| l.name == "collect reserved")
+            .expect("collect's reservation is a limit");
+        close(limit.demand, 100.1, 1e-9);
+        assert_eq!(limit.limit, 100.0);
+        // Reservations come out of the account's pool whatever the traffic: collect 100, query 10, realtime 16.
+        let account = row
+            .limits
+            .iter()
+            .find(|l| l.name == "account concurrency")
+            .expect("account");
+        assert!(account.demand >= 126.0, "{account:?}");
+    }
+
     #[test]
     fn sweep_on_the_fixture() {
         let template = super::super::stack::tests::fixture();

@@ -58,31 +58,38 @@ fn table_grants_merge_into_one_statement() {
     check(
         |s, f| {
             let t = table(s);
-            t.grant_read_write(f);
-            t.grant_read(f);
+            t.grant_items(f, &[ItemAction::GetItem, ItemAction::Query]);
+            t.grant_items(f, &[ItemAction::PutItem, ItemAction::GetItem]);
             t.node().logical_id().to_owned()
         },
         |id| {
             json!([{"Effect": "Allow", "Action": [
-                "dynamodb:BatchGetItem", "dynamodb:BatchWriteItem", "dynamodb:ConditionCheckItem", "dynamodb:DeleteItem",
-                "dynamodb:DescribeTable", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:Scan",
-                "dynamodb:UpdateItem"
+                "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"
             ], "Resource": {"Fn::GetAtt": [id, "Arn"]}}])
         },
     );
-    check(
-        |s, f| {
-            let t = table(s);
-            t.grant_read(f);
-            t.node().logical_id().to_owned()
-        },
-        |id| {
-            json!([{"Effect": "Allow", "Action": [
-                "dynamodb:BatchGetItem", "dynamodb:ConditionCheckItem", "dynamodb:DescribeTable", "dynamodb:GetItem",
-                "dynamodb:Query", "dynamodb:Scan"
-            ], "Resource": {"Fn::GetAtt": [id, "Arn"]}}])
-        },
+}
+
+/// A table grants only the item actions tally's functions call: reading a whole table (`Scan`), deleting
+/// items or batching cannot be granted at all.
+#[test]
+fn table_actions_are_only_what_the_pipeline_calls() {
+    let iam: Vec<&str> = ItemAction::ALL.iter().map(|a| a.iam()).collect();
+    assert_eq!(
+        iam,
+        [
+            "dynamodb:GetItem",
+            "dynamodb:Query",
+            "dynamodb:PutItem",
+            "dynamodb:UpdateItem"
+        ]
     );
+    for forbidden in ["Scan", "DeleteItem", "Batch", "Transact", "DescribeTable"] {
+        assert!(
+            iam.iter().all(|a| !a.contains(forbidden)),
+            "{forbidden} must not be grantable: {iam:?}"
+        );
+    }
 }
 
 #[test]

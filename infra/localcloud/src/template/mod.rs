@@ -241,6 +241,18 @@ const INERT: &[(&str, &str)] = &[
         "AWS::ApplicationAutoScaling::ScalingPolicy",
         "no auto scaling locally: the local table never throttles, so there is nothing to track",
     ),
+    (
+        "AWS::CloudFront::Distribution",
+        "no edge locally: clients call the collect Function URL on the local listener (its Outputs URL is a placeholder host)",
+    ),
+    (
+        "AWS::WAFv2::WebACL",
+        "no edge locally: nothing is rate limited per address (the local cloud's own guards still apply)",
+    ),
+    (
+        "AWS::Budgets::Budget",
+        "no billing locally: the meter (GET /_local/meter) says what AWS would bill",
+    ),
 ];
 
 /// Resource types the local cloud cannot run, and what that means.
@@ -250,6 +262,10 @@ const NOT_RUN: &[(&str, &str)] = &[
         "no CloudWatch metrics locally: the alarm never fires",
     ),
     ("AWS::SNS::Topic", "no SNS locally: nothing is published"),
+    (
+        "AWS::SNS::TopicPolicy",
+        "no SNS locally: nothing is published",
+    ),
     (
         "AWS::SNS::Subscription",
         "no SNS locally: nothing is delivered",

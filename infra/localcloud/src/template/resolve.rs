@@ -281,6 +281,23 @@ impl<'a> Resolver<'a> {
                 attr("CreationTimestamp", "1970-01-01T00:00:00Z".to_owned());
                 endpoint
             }
+            // Inert locally (no edge): a host under `.invalid` (RFC 2606), which never resolves, so an
+            // output naming it cannot send anything anywhere.
+            "AWS::CloudFront::Distribution" => {
+                let distribution = physical_id("edge", &self.ctx.stack_name, id);
+                attr("DomainName", format!("{distribution}.edge.invalid"));
+                attr("Id", distribution.clone());
+                distribution
+            }
+            "AWS::WAFv2::WebACL" => {
+                let name = format!("{}-{id}", self.ctx.stack_name);
+                attr(
+                    "Arn",
+                    format!("arn:aws:wafv2:{region}:{account}:global/webacl/{name}/local"),
+                );
+                attr("Id", "local".to_owned());
+                format!("{name}|local|CLOUDFRONT")
+            }
             _ => format!("{}-{id}", self.ctx.stack_name),
         };
         exposed.reference = reference;
@@ -334,10 +351,11 @@ impl<'a> Resolver<'a> {
                     "Fn::Sub" => self.sub(at, arg).map(Value::String),
                     "Fn::Join" => self.join(at, arg).map(Value::String),
                     "Fn::Select" => self.select(at, arg),
+                    "Fn::Split" => self.split(at, arg),
                     "Fn::GetAZs" => self.get_azs(at, arg),
                     other if other.starts_with("Fn::") || other == "Condition" => Err(Error::template(
                         at,
-                        format!("intrinsic {other} is not supported by the local cloud (it resolves Ref, Fn::GetAtt, Fn::Sub, Fn::Join, Fn::Select and Fn::GetAZs)"),
+                        format!("intrinsic {other} is not supported by the local cloud (it resolves Ref, Fn::GetAtt, Fn::Sub, Fn::Join, Fn::Select, Fn::Split and Fn::GetAZs)"),
                     )),
                     _ => Ok(Value::Object(Map::from_iter([(key.clone(), self.resolve(at, arg)?)]))),
                 }
@@ -510,6 +528,28 @@ impl<'a> Resolver<'a> {
     }
 
     /// `Fn::Select [index, list]`: the index a number or a numeric string, the list any list value.
+    /// `Fn::Split [separator, string]`: the list of pieces (a CloudFront origin takes the host of a Function
+    /// URL with `Fn::Select [2, Fn::Split ["/", url]]`).
+    fn split(&self, at: &str, arg: &Value) -> Result<Value, Error> {
+        let usage = || {
+            Error::template(
+                at,
+                format!("Fn::Split takes [separator, string], found {arg}"),
+            )
+        };
+        let parts = arg.as_array().filter(|p| p.len() == 2).ok_or_else(usage)?;
+        let separator = parts[0]
+            .as_str()
+            .filter(|s| !s.is_empty())
+            .ok_or_else(usage)?;
+        let text = self.string(at, &parts[1])?;
+        Ok(Value::Array(
+            text.split(separator)
+                .map(|piece| Value::String(piece.to_owned()))
+                .collect(),
+        ))
+    }
+
     fn select(&self, at: &str, arg: &Value) -> Result<Value, Error> {
         let usage = || {
             Error::template(

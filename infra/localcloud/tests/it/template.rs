@@ -149,6 +149,46 @@ fn the_synthesized_pipeline_loads_and_every_resource_is_accounted_for() {
     );
 }
 
+#[test]
+fn the_edge_and_the_budget_load_as_inert() {
+    let options = tally_pipeline::PipelineOptions {
+        budget_monthly_usd: Some(100),
+        edge: Some(tally_pipeline::EdgeOptions::default()),
+        ..tally_pipeline::PipelineOptions::default()
+    };
+    let template =
+        tally_pipeline::synth_value(&tally_pipeline::Stage::from_branch("dev"), &options)
+            .expect("synth with the edge and a budget");
+    // As the running cloud does: every Function URL has its local listener's URL before the load.
+    let mut ctx = ctx();
+    for (id, resource) in template["Resources"].as_object().expect("resources") {
+        if resource["Type"] == "AWS::Lambda::Url" {
+            ctx.function_urls.insert(
+                id.clone(),
+                format!("http://127.0.0.1:9{}/", ctx.function_urls.len()),
+            );
+        }
+    }
+    let plan = load(&template, &ctx).expect("the local cloud loads the edge template");
+    for (kind, reason) in [
+        ("AWS::CloudFront::Distribution", "no edge locally"),
+        ("AWS::WAFv2::WebACL", "no edge locally"),
+        ("AWS::Budgets::Budget", "no billing locally"),
+        ("AWS::SNS::TopicPolicy", "no SNS locally"),
+    ] {
+        let skipped: Vec<_> = plan.skipped.iter().filter(|s| s.kind == kind).collect();
+        assert_eq!(skipped.len(), 1, "{kind}: {skipped:?}");
+        assert!(skipped[0].reason.starts_with(reason), "{skipped:?}");
+    }
+    // The edge's URL is a host that never resolves; collect keeps its local URL.
+    let edge = &plan.outputs["EdgeUrl"];
+    assert!(
+        edge.starts_with("https://edge-") && edge.ends_with(".edge.invalid/"),
+        "{edge}"
+    );
+    assert_eq!(plan.urls.len(), 2);
+}
+
 /// Resolves `value` as a property of a one-queue template and compares with `expect` (`Err` text: a part
 /// of the error message).
 fn check(value: Value, expect: Result<&str, &str>) {
@@ -185,6 +225,18 @@ fn intrinsics() {
         Ok("http://127.0.0.1:4566/123456789012/q1"),
     );
     check(json!({"Ref": "S"}), Ok("events-dev"));
+    check(
+        json!({"Fn::Select": [2, {"Fn::Split": ["/", "https://abc.lambda-url.us-east-1.on.aws/"]}]}),
+        Ok("abc.lambda-url.us-east-1.on.aws"),
+    );
+    check(
+        json!({"Fn::Select": [1, {"Fn::Split": [":", {"Fn::GetAtt": ["Q", "Arn"]}]}]}),
+        Ok("aws"),
+    );
+    check(
+        json!({"Fn::Split": ["", "a"]}),
+        Err("Fn::Split takes [separator, string]"),
+    );
     check(
         json!({"Fn::GetAtt": ["Q", "Arn"]}),
         Ok("arn:aws:sqs:us-east-1:123456789012:q1"),

@@ -14,33 +14,43 @@ use crate::support::TempDir;
 const BROWSER: &str =
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
 
-/// One HTTP/1.1 request over a plain socket: (status, body as lossy text).
-async fn call(
+/// One HTTP/1.1 request over a plain socket: (status, body as lossy text). `url` is `http://host:port/`; the
+/// `Host` header is that `host:port` unless `headers` give another.
+pub(crate) async fn call(
     url: &str,
     method: &str,
     path: &str,
     headers: &[(&str, &str)],
-    body: &str,
+    body: impl Into<String>,
 ) -> (u16, String) {
+    let body: String = body.into();
     use std::io::{Read, Write};
     let addr = url
         .trim_start_matches("http://")
         .trim_end_matches('/')
         .to_owned();
-    let mut request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+    let mut request = format!("{method} {path} HTTP/1.1\r\n");
+    if !headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("host"))
+    {
+        request.push_str(&format!("Host: {addr}\r\n"));
+    }
+    request.push_str(&format!(
+        "Connection: close\r\nContent-Length: {}\r\n",
         body.len()
-    );
+    ));
     for (name, value) in headers {
         request.push_str(&format!("{name}: {value}\r\n"));
     }
     request.push_str("\r\n");
-    request.push_str(body);
+    request.push_str(&body);
     tokio::task::spawn_blocking(move || {
         let mut stream = std::net::TcpStream::connect(&addr).unwrap();
-        stream.write_all(request.as_bytes()).unwrap();
+        // A server may answer (and close) before reading all of an oversized body: read what it said.
+        let _ = stream.write_all(request.as_bytes());
         let mut response = Vec::new();
-        stream.read_to_end(&mut response).unwrap();
+        let _ = stream.read_to_end(&mut response);
         let response = String::from_utf8_lossy(&response).into_owned();
         let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
         let status = head
@@ -55,7 +65,7 @@ async fn call(
 }
 
 /// `GET /p.gif?query` with a browser's agent; the status (the body is the GIF).
-async fn get_pixel(collect: &str, query: &str) -> u16 {
+pub(crate) async fn get_pixel(collect: &str, query: &str) -> u16 {
     call(
         collect,
         "GET",

@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
-use tally_pipeline::{synth_json, CriticalLane, PipelineOptions, Stage, TableBilling};
+use tally_pipeline::{synth_json, CriticalLane, EdgeOptions, PipelineOptions, Stage, TableBilling};
 
 /// The templates the linters see: two stages with the defaults, and the other options (an on-demand
-/// stream and table, a shared-iterator lane, alerts, retained data).
+/// stream and table, a shared-iterator lane, alerts, retained data, a budget and the edge).
 fn variants() -> Vec<(&'static str, String)> {
     let shared = PipelineOptions {
         critical_lane: CriticalLane::SharedIterator,
@@ -21,6 +21,9 @@ fn variants() -> Vec<(&'static str, String)> {
     let with_email = PipelineOptions {
         alert_email: Some("ops@example.com".into()),
         retain_data: true,
+        budget_monthly_usd: Some(500),
+        budget_email: Some("finance@example.com".into()),
+        edge: Some(EdgeOptions::default()),
         ..PipelineOptions::default()
     };
     [

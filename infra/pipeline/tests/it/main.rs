@@ -1,5 +1,6 @@
 //! Integration tests of the pipeline stack: snapshot, structure, validation, linters.
 
+mod defences;
 mod least_privilege;
 mod lint;
 mod snapshot;

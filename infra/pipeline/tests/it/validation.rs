@@ -215,3 +215,50 @@ fn table_capacity_outside_its_ranges() {
         "tally-main/Metrics: target utilization 95 % is outside 20..=90 %",
     );
 }
+
+#[test]
+fn reserved_concurrency_must_fit_the_account() {
+    check(
+        |o| o.collect_reserved_concurrency = 0,
+        "collect_reserved_concurrency is 0: the function would be throttled on every request",
+    );
+    check(
+        |o| o.query_reserved_concurrency = 0,
+        "query_reserved_concurrency is 0",
+    );
+    // 16 (realtime) + 10 (query) + 875 > 1000 - 100.
+    check(
+        |o| o.collect_reserved_concurrency = 875,
+        "tally-main/Concurrency: the functions reserve 901 concurrent executions, above the 900 an account_concurrency of 1000 allows",
+    );
+    check(
+        |o| {
+            o.collect_reserved_concurrency = 2000;
+            o.account_concurrency = 2000;
+        },
+        "above the 1900 an account_concurrency of 2000 allows",
+    );
+}
+
+#[test]
+fn budget_and_edge_settings_outside_their_ranges() {
+    check(
+        |o| o.budget_monthly_usd = Some(0),
+        "tally-main/CostBudget: monthly_usd is 0",
+    );
+    check(
+        |o| {
+            o.budget_monthly_usd = Some(10);
+            o.budget_email = Some("finance".into());
+        },
+        "`finance` is not an e-mail address",
+    );
+    check(
+        |o| {
+            o.edge = Some(tally_pipeline::EdgeOptions {
+                requests_per_five_minutes: 5,
+            })
+        },
+        "tally-main/CollectEdge: requests_per_five_minutes 5 is outside WAF's rate-based limit of 10..=2000000000",
+    );
+}
