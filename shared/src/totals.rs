@@ -123,27 +123,56 @@ impl RankBy {
     }
 }
 
-/// Campaign ids ordered by `by` of their `totals` (largest first, then by id); campaigns of `known` without
-/// a row rank as zero.
-pub fn rank<'a>(
-    totals: &'a BTreeMap<String, Tally>,
-    known: impl IntoIterator<Item = &'a String>,
-    by: RankBy,
-) -> Vec<(u64, &'a String)> {
-    let mut ranked: BTreeMap<&String, u64> = totals.iter().map(|(id, t)| (id, by.key(t))).collect();
-    for id in known {
-        ranked.entry(id).or_insert(0);
-    }
-    let mut out: Vec<(u64, &String)> = ranked.into_iter().map(|(id, v)| (v, id)).collect();
-    out.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(b.1)));
-    out
-}
-
 /// Whether a campaign id matches a search: the text as a case-insensitive substring (a prefix is one).
 pub fn matches_search(campaign_id: &str, search: &str) -> bool {
     campaign_id
         .to_ascii_lowercase()
         .contains(&search.to_ascii_lowercase())
+}
+
+/// Where the overview reads the all-campaigns counts of minutes `first..=now` (today, or the last hour with
+/// it: `first` is the earlier of the day's start and an hour back), given the watermark.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OverviewReads {
+    /// Hour items of the hours starting in `from..=to` (hours the settled lane has closed: rolled up).
+    pub hours: Option<(i64, i64)>,
+    /// The first minute today's total takes from minutes (minute items or the cache): earlier ones are in
+    /// the hour items.
+    pub today_minutes_from: i64,
+    /// Minute items of `from..=to` (up to the realtime watermark).
+    pub minutes: Option<(i64, i64)>,
+    /// The counter store's open minutes `from..=to` (after the realtime watermark), every campaign.
+    pub live: Option<(i64, i64)>,
+}
+
+/// The reads of the overview for minutes `first..=now`: the hours the settled lane has closed that start
+/// at or after `day` from their hour items; from the first open hour (or `first`, if earlier) the minute
+/// items up to the realtime watermark; then the open minutes from the cache, at most `live_minutes` back.
+pub fn overview_reads(
+    day: i64,
+    first: i64,
+    now: i64,
+    watermark: &crate::compact::Watermark,
+    live_minutes: i64,
+) -> OverviewReads {
+    let span = |from: i64, to: i64| (from <= to).then_some((from, to));
+    // The first minute of the first hour not rolled up: the hour of the minute after the settled watermark.
+    let open_hour = watermark
+        .settled
+        .map_or(day, |s| crate::compact::Span::Hour.bucket(s + 1))
+        .clamp(day, now + 1);
+    let hours = span(day, open_hour - 60);
+    let minutes_from = open_hour.min(first);
+    let (minutes, live_from) = match watermark.realtime {
+        Some(rt) => (span(minutes_from, rt.min(now)), (rt + 1).max(minutes_from)),
+        None => (None, minutes_from),
+    };
+    OverviewReads {
+        today_minutes_from: open_hour,
+        hours,
+        minutes,
+        live: span(live_from.max(now - live_minutes), now),
+    }
 }
 
 #[cfg(test)]
@@ -236,22 +265,45 @@ mod tests {
     }
 
     #[test]
-    fn ranking_is_largest_first_then_by_id_and_known_campaigns_rank_as_zero() {
-        let mut totals = BTreeMap::new();
-        totals.insert("b".to_owned(), tally(10, 500));
-        totals.insert("a".to_owned(), tally(20, 500));
-        totals.insert("c".to_owned(), tally(30, 100));
-        let known = ["z".to_owned(), "a".to_owned()];
-        let by_spend: Vec<&str> = rank(&totals, &known, RankBy::Spend)
-            .into_iter()
-            .map(|(_, id)| id.as_str())
-            .collect();
-        assert_eq!(by_spend, ["a", "b", "c", "z"]);
-        let by_imp: Vec<(u64, &str)> = rank(&totals, &known, RankBy::Impressions)
-            .into_iter()
-            .map(|(v, id)| (v, id.as_str()))
-            .collect();
-        assert_eq!(by_imp, [(30, "c"), (20, "a"), (10, "b"), (0, "z")]);
+    fn ranking_keys_are_the_days_spend_or_impressions() {
+        assert_eq!(RankBy::Spend.key(&tally(3, 700)), 700);
+        assert_eq!(RankBy::Impressions.key(&tally(3, 700)), 3);
+    }
+
+    #[test]
+    fn the_overview_reads_closed_hours_then_minutes_then_the_cache() {
+        use crate::compact::Watermark;
+        let day = 20_000 * DAY_MINUTES;
+        let now = day + 13 * 60 + 30; // 13:30
+        let wm = Watermark {
+            realtime: Some(now - 3),
+            settled: Some(now - 11), // 13:19: hours up to 12:00 closed
+        };
+        let r = overview_reads(day, now - 59, now, &wm, 180);
+        assert_eq!(r.hours, Some((day, day + 12 * 60)), "00:00..=12:00 hours");
+        assert_eq!(r.today_minutes_from, day + 13 * 60);
+        assert_eq!(
+            r.minutes,
+            Some((now - 59, now - 3)),
+            "12:31 on: the last hour's minutes"
+        );
+        assert_eq!(r.live, Some((now - 2, now)));
+        // Early in the day nothing is rolled up yet; no watermark: everything from the cache.
+        let early = day + 5;
+        let wm = Watermark {
+            realtime: Some(early - 3),
+            settled: Some(early - 11),
+        };
+        let r = overview_reads(day, early - 59, early, &wm, 180);
+        assert_eq!(r.hours, None);
+        assert_eq!(r.minutes, Some((early - 59, early - 3)));
+        let none = overview_reads(day, now - 59, now, &Watermark::default(), 180);
+        assert_eq!((none.hours, none.minutes), (None, None));
+        assert_eq!(
+            none.live,
+            Some((now - 180, now)),
+            "at most the counters' TTL back"
+        );
     }
 
     #[test]

@@ -171,6 +171,11 @@ setInterval(refresh, REFRESH_MS);
 </html>
 "##;
 
+/// The campaign page (`/campaigns/{id}`).
+pub const CAMPAIGN_PAGE: &str = r##"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>tally — campaign</title></head><body></body></html>
+"##;
+
 /// The login form (`POST /login`, field `token`), with an optional error line.
 pub fn login_page(error: Option<&str>) -> String {
     let error = error

@@ -8,4 +8,5 @@ mod api;
 mod auth;
 mod browser;
 mod cdp;
+mod overview;
 mod support;
