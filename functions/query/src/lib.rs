@@ -2,10 +2,12 @@
 //!
 //! | route | answer |
 //! |---|---|
-//! | `GET /v1/campaigns?limit=&cursor=&order=id\|recent` | a page of campaigns with today's (UTC) totals, realtime and settled, and `next_cursor` |
+//! | `GET /v1/campaigns?limit=&cursor=&order=id\|recent\|spend\|impressions&q=` | a page of campaigns with today's (UTC) totals, realtime and settled, an hourly sparkline, `matched` and `next_cursor` |
+//! | `GET /v1/overview` | every campaign's totals of today and the last hour, events per second, the realtime and settled lags |
 //! | `GET /v1/campaigns/{id}/series?from=&to=&step=1m\|1h\|1d` | one point per bucket, zero-filled, realtime and settled |
 //! | `GET /v1/campaigns/{id}/ads?from=&to=` | per-ad totals over the buckets overlapping the range |
-//! | `GET /` | the dashboard page ([`dashboard`]), or the login form |
+//! | `GET /` | the overview page ([`dashboard::PAGE`]), or the login form |
+//! | `GET /campaigns/{id}` | the campaign page ([`dashboard::CAMPAIGN_PAGE`]), or the login form |
 //! | `POST /login` | form `token=…`: sets the session cookie |
 //! | `POST /logout` | clears the session cookie |
 //!
@@ -713,7 +715,7 @@ impl Query {
             .transpose()
             .map_err(Failure::Bad)?
             .unwrap_or(Resolution::Minute);
-        let (from, to) = from_to(&params).map_err(Failure::Bad)?;
+        let (from, to) = from_to(&params, now_ms).map_err(Failure::Bad)?;
         let range = series_range(res, from, to, now_ms).map_err(Failure::Bad)?;
         let now_minute = now_ms.div_euclid(60_000);
         self.known(id, now_minute).await?;
@@ -764,7 +766,7 @@ impl Query {
     async fn ads(&self, id: &str, query: &str, now_ms: i64) -> Result<Value, Failure> {
         check_id("campaign_id", id).map_err(Failure::Bad)?;
         let params = parse_query(query, &["from", "to"]).map_err(Failure::Bad)?;
-        let (from, to) = from_to(&params).map_err(Failure::Bad)?;
+        let (from, to) = from_to(&params, now_ms).map_err(Failure::Bad)?;
         let to_ms = to.unwrap_or(now_ms);
         let from_ms = from.unwrap_or(Resolution::Day.bucket(to_ms.div_euclid(60_000)) * 60_000);
         if from_ms > to_ms {
@@ -1033,9 +1035,15 @@ fn realtime_counters(t: &Tally, settled: &Counters) -> Counters {
     }
 }
 
-/// The optional `from` and `to` times of a request.
-fn from_to(params: &BTreeMap<String, String>) -> Result<(Option<i64>, Option<i64>), BadParam> {
-    let time = |name: &str| params.get(name).map(|v| parse_time(name, v)).transpose();
+/// The optional `from` and `to` times of a request; `from=today` is the start of the UTC day of `now_ms`.
+fn from_to(
+    params: &BTreeMap<String, String>,
+    now_ms: i64,
+) -> Result<(Option<i64>, Option<i64>), BadParam> {
+    let time = |name: &str| match params.get(name).map(String::as_str) {
+        Some("today") if name == "from" => Ok(Some(now_ms - now_ms.rem_euclid(86_400_000))),
+        other => other.map(|v| parse_time(name, v)).transpose(),
+    };
     Ok((time("from")?, time("to")?))
 }
 

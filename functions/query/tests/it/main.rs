@@ -9,4 +9,5 @@ mod auth;
 mod browser;
 mod cdp;
 mod overview;
+mod pages;
 mod support;

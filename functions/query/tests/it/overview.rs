@@ -26,7 +26,7 @@ fn n(v: &Value) -> u64 {
 }
 
 /// Four more campaigns on shard 2 at now-5 min (compacted), spends 9000, 3000, 10000, 1 micros.
-fn four_campaigns() -> Vec<ShardRecords> {
+pub fn four_campaigns() -> Vec<ShardRecords> {
     vec![(
         2,
         vec![vec![
