@@ -360,7 +360,7 @@ pub const CAMPAIGN_PAGE: &str = concat!(
 </div>
 <div class="scroll"><table id="compare">
 <caption>Realtime (every deduplicated event) next to settled (valid traffic, final once the settled lane closes a minute) over the range</caption>
-<thead><tr><th scope="col">Metric</th><th scope="col">Realtime</th><th scope="col">Settled</th><th scope="col">Difference</th><th scope="col">Difference %</th></tr></thead>
+<thead><tr><th scope="col">Metric</th><th scope="col">Realtime</th><th scope="col">Settled</th><th scope="col">Realtime − settled</th><th scope="col">as % of realtime</th></tr></thead>
 <tbody id="compare-rows"></tbody></table></div>
 </section>
 <section class="card" aria-labelledby="chart-h">
@@ -529,7 +529,7 @@ async function refresh() {
     drawChart(series.points, spec.step);
     drawAds(ads.ads);
     document.body.dataset.range = range;
-    setStatus(true, "updated " + new Date().toISOString().slice(11, 19) + " UTC");
+    setStatus(true, "updated, through " + series.to.slice(0, 16).replace("T", " ") + " UTC");
     markReady();
   } catch (error) {
     setStatus(false, String(error.message || error));

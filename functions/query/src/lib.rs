@@ -351,7 +351,8 @@ impl Query {
             Ok(None) => return html(StatusCode::OK, dashboard::PAGE),
             Err(failure) => return failure.into_response(),
         };
-        let params = match parse_query(query, &["token"]) {
+        // `order` and `q` are the page's own state (its script reads them from the address).
+        let params = match parse_query(query, &["token", "order", "q"]) {
             Ok(params) => params,
             Err(bad) => return bad_request(&bad),
         };
