@@ -155,6 +155,7 @@ pub struct Query {
     table: MetricsTable,
     compacted: CompactedTable,
     store: Arc<StoreSource>,
+    kept: Arc<Kept>,
     dynamodb: aws_sdk_dynamodb::Client,
     auth: Auth,
 }
@@ -171,6 +172,7 @@ impl Query {
             table: MetricsTable::new(dynamodb.clone(), table.clone()),
             compacted: CompactedTable::new(dynamodb.clone(), table),
             store: Arc::new(store),
+            kept: Arc::default(),
             dynamodb,
             auth,
         }
@@ -285,7 +287,7 @@ impl Query {
         match segments.as_slice() {
             [""] => get_only(self.root(&request, &query, now_ms).await),
             ["campaigns", id] if !id.is_empty() => {
-                get_only(self.campaign_page(&request, id, now_ms).await)
+                get_only(self.campaign_page(&request, id, &query, now_ms).await)
             }
             ["login" | "logout"] if method == Method::POST && cross_site(&request) => {
                 cross_site_refused()
@@ -423,22 +425,20 @@ impl Query {
             .transpose()
             .map_err(Failure::Bad)?;
         let now_minute = now_ms.div_euclid(60_000);
-        let mut entries: BTreeMap<String, CampaignEntry> = self
-            .table
-            .campaigns()
-            .await
-            .map_err(Failure::from_aws)?
-            .into_iter()
-            .map(|e| (e.campaign_id.clone(), e))
-            .collect();
-        // The open minutes' campaigns over the whole realtime history (a campaign seen only yesterday is listed
-        // with its first and last minute), not only today's.
         let store = self.store.get().await.map_err(Failure::from_aws)?;
         let watermark = self
             .compacted
             .watermark()
             .await
             .map_err(Failure::from_aws)?;
+        let mut entries: BTreeMap<String, CampaignEntry> = self
+            .index(watermark)
+            .await?
+            .iter()
+            .map(|e| (e.campaign_id.clone(), e.clone()))
+            .collect();
+        // The open minutes' campaigns over the whole realtime history (a campaign seen only yesterday is listed
+        // with its first and last minute), not only today's.
         for (id, (first, last)) in campaigns_after(&store, &watermark, now_minute).await? {
             let entry = entries.entry(id.clone()).or_insert(CampaignEntry {
                 campaign_id: id,
@@ -461,7 +461,7 @@ impl Query {
             .collect();
         let matched = listed.len();
         let day = Resolution::Day.bucket(now_minute);
-        let keys = self.sort_keys(order, day, &listed).await?;
+        let keys = self.sort_keys(order, day, watermark, &listed).await?;
         let key_of = |e: &CampaignEntry| keys.get(&e.campaign_id).copied().unwrap_or(0);
         if order != Order::Id {
             listed.sort_by(|a, b| {
@@ -604,6 +604,7 @@ impl Query {
         &self,
         order: Order,
         day: i64,
+        watermark: tally_domain::compact::Watermark,
         listed: &[CampaignEntry],
     ) -> Result<BTreeMap<String, i64>, Failure> {
         let by = match order {
@@ -617,15 +618,43 @@ impl Query {
             Order::Spend => RankBy::Spend,
             Order::Impressions => RankBy::Impressions,
         };
-        let rows = self
-            .compacted
-            .day_totals(day)
-            .await
-            .map_err(Failure::from_aws)?;
+        let rows = self.day_rows(day, watermark).await?;
         Ok(rows
             .iter()
             .map(|(id, t)| (id.clone(), i64::try_from(by.key(t)).unwrap_or(i64::MAX)))
             .collect())
+    }
+
+    /// The campaign index as of `watermark` (see [`Kept`]).
+    async fn index(
+        &self,
+        watermark: tally_domain::compact::Watermark,
+    ) -> Result<Arc<Vec<CampaignEntry>>, Failure> {
+        if let Some(index) = self.kept.index(watermark) {
+            return Ok(index);
+        }
+        let index = Arc::new(self.table.campaigns().await.map_err(Failure::from_aws)?);
+        self.kept.keep_index(watermark, index.clone());
+        Ok(index)
+    }
+
+    /// The day rows of `day` as of `watermark` (see [`Kept`]).
+    async fn day_rows(
+        &self,
+        day: i64,
+        watermark: tally_domain::compact::Watermark,
+    ) -> Result<Arc<BTreeMap<String, Tally>>, Failure> {
+        if let Some(rows) = self.kept.day_rows(day, watermark) {
+            return Ok(rows);
+        }
+        let rows = Arc::new(
+            self.compacted
+                .day_totals(day)
+                .await
+                .map_err(Failure::from_aws)?,
+        );
+        self.kept.keep_day_rows(day, watermark, rows.clone());
+        Ok(rows)
     }
 
     /// `GET /v1/overview`: every campaign's totals of today and of the last hour, events per second in the
@@ -689,9 +718,23 @@ impl Query {
         Ok(sums.json(now_ms, day, hour_from, &wm))
     }
 
-    /// `GET /campaigns/{id}`: the campaign page for a valid session, otherwise the login form.
-    async fn campaign_page(&self, request: &Request, id: &str, now_ms: i64) -> Response<Body> {
-        if let Err(bad) = check_id("campaign_id", id) {
+    /// `GET /campaigns/{id}?range=hour|today|30d`: the campaign page for a valid session, otherwise the login
+    /// form. `range` is the page's own state (its script reads it from the address).
+    async fn campaign_page(
+        &self,
+        request: &Request,
+        id: &str,
+        query: &str,
+        now_ms: i64,
+    ) -> Response<Body> {
+        let checked = check_id("campaign_id", id).and_then(|()| {
+            let params = parse_query(query, &["range"])?;
+            match params.get("range").map(String::as_str) {
+                None | Some("hour" | "today" | "30d") => Ok(()),
+                Some(_) => Err(BadParam::new("range", "must be hour, today or 30d")),
+            }
+        });
+        if let Err(bad) = checked {
             return bad_request(&bad);
         }
         match self.tokens(now_ms).await {
@@ -872,6 +915,62 @@ impl Query {
                 ))
             })?;
         Ok(output.item.is_some())
+    }
+}
+
+/// What the campaign list reads whole and only the compactor changes — the campaign index and a day's rows —
+/// kept by this instance until the watermark moves. The compactor writes both before it moves the watermark,
+/// so a copy read at watermark `w` holds everything up to `w` (and perhaps more); once the watermark moves the
+/// next request reads them again. At 10,000 campaigns this turns two whole-partition reads per request into two
+/// per compactor run (a minute) per warm instance. Campaigns not yet in the index are listed from the cache's
+/// open minutes on every request, as before.
+#[derive(Debug, Default)]
+struct Kept {
+    index: std::sync::Mutex<Option<(tally_domain::compact::Watermark, Arc<Vec<CampaignEntry>>)>>,
+    day_rows: std::sync::Mutex<Option<KeptRows>>,
+}
+
+/// A day's rows as read at a watermark: (day, watermark, rows).
+type KeptRows = (
+    i64,
+    tally_domain::compact::Watermark,
+    Arc<BTreeMap<String, Tally>>,
+);
+
+impl Kept {
+    fn index(&self, at: tally_domain::compact::Watermark) -> Option<Arc<Vec<CampaignEntry>>> {
+        let kept = self.index.lock().ok()?;
+        kept.as_ref()
+            .filter(|(w, _)| *w == at)
+            .map(|(_, index)| index.clone())
+    }
+
+    fn keep_index(&self, at: tally_domain::compact::Watermark, index: Arc<Vec<CampaignEntry>>) {
+        if let Ok(mut kept) = self.index.lock() {
+            *kept = Some((at, index));
+        }
+    }
+
+    fn day_rows(
+        &self,
+        day: i64,
+        at: tally_domain::compact::Watermark,
+    ) -> Option<Arc<BTreeMap<String, Tally>>> {
+        let kept = self.day_rows.lock().ok()?;
+        kept.as_ref()
+            .filter(|(d, w, _)| *d == day && *w == at)
+            .map(|(_, _, rows)| rows.clone())
+    }
+
+    fn keep_day_rows(
+        &self,
+        day: i64,
+        at: tally_domain::compact::Watermark,
+        rows: Arc<BTreeMap<String, Tally>>,
+    ) {
+        if let Ok(mut kept) = self.day_rows.lock() {
+            *kept = Some((day, at, rows));
+        }
     }
 }
 

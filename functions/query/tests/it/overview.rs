@@ -222,3 +222,42 @@ async fn the_campaign_table_sorts_by_spend_or_impressions_and_searches() {
         "{problem}"
     );
 }
+
+#[tokio::test]
+async fn the_campaign_page_takes_only_its_range() {
+    let world = filled_world().await;
+    let query = world.query(Auth::Off).await;
+    for (path, status) in [
+        ("/campaigns/summer", 200),
+        ("/campaigns/summer?range=today", 200),
+        ("/campaigns/summer?range=30d", 200),
+        ("/campaigns/summer?range=week", 400),
+        ("/campaigns/summer?debug=1", 400),
+        ("/campaigns/a%20b", 400),
+    ] {
+        let response = query
+            .handle_at(url_request("GET", path, &[], None), NOW_MS)
+            .await;
+        assert_eq!(
+            response.status().as_u16(),
+            status,
+            "{path}: {}",
+            text(&response)
+        );
+        if status == 200 {
+            assert!(
+                text(&response).contains("data-range=\"today\""),
+                "the campaign page"
+            );
+            let csp = response
+                .headers()
+                .get("content-security-policy")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            assert!(
+                csp.contains("script-src 'sha256-") && !csp.contains("unsafe"),
+                "{csp}"
+            );
+        }
+    }
+}

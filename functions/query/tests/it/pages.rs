@@ -411,23 +411,34 @@ fn ten_thousand() -> Vec<ShardRecords> {
 async fn ten_thousand_campaigns_cost_two_api_calls_per_refresh() {
     let started = Instant::now();
     let world = filled_world_with(ten_thousand(), &[], 30).await;
-    eprintln!("seeded 10,002 campaigns in {:?}", started.elapsed());
+    eprintln!("seeded 10,001 campaigns in {:?}", started.elapsed());
     let query = world.query(Auth::Token(TOKEN.to_owned())).await;
+    // The first sorted page reads the index and the day's rows whole; the next ones (the same watermark) reuse
+    // them and read only the page's 20 campaigns.
+    let mut took = Vec::new();
+    for _ in 0..2 {
+        let timed = Instant::now();
+        api(&query, "/v1/campaigns?order=spend&limit=20").await;
+        took.push(timed.elapsed());
+    }
     let timed = Instant::now();
-    let page = api(&query, "/v1/campaigns?order=spend&limit=20").await;
+    let overview = api(&query, "/v1/overview").await;
     eprintln!(
-        "GET /v1/campaigns?order=spend&limit=20 over 10,002 campaigns: {:?}",
+        "over 10,001 campaigns in moto: GET /v1/campaigns?order=spend&limit=20 {:?} cold, {:?} warm; GET /v1/overview {:?}",
+        took[0],
+        took[1],
         timed.elapsed()
     );
-    assert_eq!(page["matched"], 10_002);
+    assert_eq!(overview["today"]["realtime"]["impressions"], 10_005);
+    let page = api(&query, "/v1/campaigns?order=spend&limit=20").await;
+    assert_eq!(
+        page["matched"], 10_001,
+        "10,000 and summer (winter, yesterday, is older than the lookback)"
+    );
     assert_eq!(page["campaigns"][0]["campaign_id"], "c09999");
     let log = RequestLog::default();
-    let base = serve_logged(
-        world.query(Auth::Token(TOKEN.to_owned())).await,
-        Arc::new(AtomicI64::new(NOW_MS)),
-        log.clone(),
-    )
-    .await;
+    // The server shares the instance (and what it keeps) with the calls above, as one warm Lambda would.
+    let base = serve_logged(query.clone(), Arc::new(AtomicI64::new(NOW_MS)), log.clone()).await;
     let profile = std::env::temp_dir().join(format!("tally-10k-{}", std::process::id()));
     let mut b = Browser::start(&profile).await;
     b.navigate(&format!("{base}/?token={TOKEN}")).await;
@@ -461,7 +472,7 @@ async fn ten_thousand_campaigns_cost_two_api_calls_per_refresh() {
     b.eval("document.getElementById('next').click(); true")
         .await;
     assert!(
-        b.wait_for("document.getElementById('page').textContent === 'campaigns 21–40 of 10002'")
+        b.wait_for("document.getElementById('page').textContent === 'campaigns 21–40 of 10001'")
             .await,
         "{}",
         b.eval("document.getElementById('page').textContent").await
@@ -470,7 +481,7 @@ async fn ten_thousand_campaigns_cost_two_api_calls_per_refresh() {
     b.eval("document.getElementById('prev').click(); true")
         .await;
     assert!(
-        b.wait_for("document.getElementById('page').textContent === 'campaigns 1–20 of 10002'")
+        b.wait_for("document.getElementById('page').textContent === 'campaigns 1–20 of 10001'")
             .await
     );
     // Search among 10,000: c0999x.
