@@ -21,7 +21,8 @@
 //!   the realtime and settled series side by side, their totals over the range with the difference (the
 //!   invalid traffic the settled lane removed, and what is not settled yet) in numbers, and the per-ad table.
 //!
-//! Live updates change text and path data in place (elements are created once and kept), so nothing
+//! The timer skips a refresh while the previous one is still in flight, so a slow API never has requests
+//! piling up. Live updates change text and path data in place (elements are created once and kept), so nothing
 //! flickers. Elements the browser tests read carry `data-*` attributes with the raw numbers: figures
 //! `data-figure`, table rows `data-campaign` / `data-ad` with cells `data-col` and `data-value`, charts
 //! `data-points` and `data-max`; `body[data-ready]` counts finished refreshes.
@@ -280,9 +281,10 @@ function drawRows(list) {
   for (const b of document.querySelectorAll("button[data-order]")) b.setAttribute("aria-pressed", String(b.dataset.order === state.order));
 }
 
-let generation = 0;
+let generation = 0, inFlight = 0;
 async function refresh() {
   const mine = ++generation;
+  inFlight += 1;
   try {
     const params = new URLSearchParams({ order: state.order, limit: String(PAGE_SIZE) });
     if (state.q) params.set("q", state.q);
@@ -300,6 +302,8 @@ async function refresh() {
     markReady();
   } catch (error) {
     setStatus(false, String(error.message || error));
+  } finally {
+    inFlight -= 1;
   }
 }
 
@@ -325,7 +329,8 @@ document.getElementById("prev").addEventListener("click", () => {
 });
 readAddress();
 refresh();
-setInterval(refresh, REFRESH_MS);
+// The timer never stacks refreshes on a slow API: it skips while one is in flight (a click does not wait).
+setInterval(() => { if (inFlight === 0) refresh(); }, REFRESH_MS);
 </script>
 </body>
 </html>
@@ -516,9 +521,10 @@ function drawAds(ads) {
   for (const [adId, r] of adRows) if (!seen.has(adId)) { r.tr.remove(); adRows.delete(adId); }
 }
 
-let generation = 0;
+let generation = 0, inFlight = 0;
 async function refresh() {
   const mine = ++generation;
+  inFlight += 1;
   try {
     const spec = RANGES[range];
     const base = "/v1/campaigns/" + encodeURIComponent(id);
@@ -533,6 +539,8 @@ async function refresh() {
     markReady();
   } catch (error) {
     setStatus(false, String(error.message || error));
+  } finally {
+    inFlight -= 1;
   }
 }
 for (const b of document.querySelectorAll("button[data-range]")) {
@@ -541,7 +549,8 @@ for (const b of document.querySelectorAll("button[data-range]")) {
 readAddress();
 writeAddress();
 refresh();
-setInterval(refresh, REFRESH_MS);
+// The timer never stacks refreshes on a slow API: it skips while one is in flight (a click does not wait).
+setInterval(() => { if (inFlight === 0) refresh(); }, REFRESH_MS);
 </script>
 </body>
 </html>
