@@ -219,7 +219,7 @@ async fn the_dashboard_draws_a_live_chart_per_campaign() {
 
 /// Records the page's CSP violations in `window.__violations` (installed by DevTools before any page script,
 /// so it is not itself subject to the policy).
-const RECORD_VIOLATIONS: &str =
+pub const RECORD_VIOLATIONS: &str =
     "window.__violations = []; document.addEventListener('securitypolicyviolation', \
      e => window.__violations.push(e.effectiveDirective + ' ' + e.blockedURI));";
 

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use tally_query::{Auth, Query};
 
-use crate::browser::{serve_logged, RequestLog, TOKEN};
+use crate::browser::{serve_logged, RequestLog, RECORD_VIOLATIONS, TOKEN};
 use crate::cdp::Browser;
 use crate::overview::four_campaigns;
 use crate::support::{event, filled_world_with, text, url_request, ShardRecords, NOW_MS};
@@ -150,6 +150,11 @@ async fn the_overview_and_the_campaign_view_show_the_apis_numbers() {
     .await;
     let profile = std::env::temp_dir().join(format!("tally-pages-{}", std::process::id()));
     let mut b = Browser::start(&profile).await;
+    b.call(
+        "Page.addScriptToEvaluateOnNewDocument",
+        json!({"source": RECORD_VIOLATIONS}),
+    )
+    .await;
     b.navigate(&format!("{base}/?token={TOKEN}")).await;
     assert!(
         b.wait_for(&format!("{READY} >= 1")).await,
@@ -334,6 +339,25 @@ async fn the_overview_and_the_campaign_view_show_the_apis_numbers() {
         );
     }
     screenshot(&mut b, "campaign", 1280, 1000, false).await;
+    assert_eq!(
+        b.eval("window.__violations").await,
+        json!([]),
+        "the campaign view's own script and style run under its policy"
+    );
+    // The range buttons work from the keyboard: Tab focus, then Enter.
+    b.eval("document.querySelector('button[data-range=\"today\"]').focus(); true")
+        .await;
+    for kind in ["keyDown", "keyUp"] {
+        b.call(
+            "Input.dispatchKeyEvent",
+            json!({"type": kind, "key": "Enter", "code": "Enter", "windowsVirtualKeyCode": 13, "text": "\r"}),
+        )
+        .await;
+    }
+    assert!(
+        b.wait_for("document.body.dataset.range === 'today'").await,
+        "Enter on the focused button switched the range"
+    );
 
     // The range switch: today per hour (00:00 to 13:00), then 30 days per day; the address keeps it.
     for (button, range, points) in [("today", "today", 14), ("30d", "30d", 30)] {
