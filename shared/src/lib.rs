@@ -19,4 +19,5 @@ pub mod scaling;
 pub mod signing;
 pub mod store_keys;
 pub mod store_model;
+pub mod totals;
 pub mod wire;

@@ -12,8 +12,13 @@ use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
 use futures_util::stream::{self, StreamExt};
 use tally_domain::compact::{encode_ads, CompactedItem, Span, Watermark};
+use tally_domain::store_keys::Counter;
+use tally_domain::totals::Increment;
 
-use crate::compacted::{checked_sk, span_pk, CompactedTable, WATERMARK_PK, WATERMARK_SK};
+use crate::compacted::{
+    checked_sk, day_totals_pk, span_pk, CompactedTable, DAY_TOTALS_MINUTE, WATERMARK_PK,
+    WATERMARK_SK,
+};
 use crate::metrics::CAMPAIGNS_PK;
 use crate::Error;
 
@@ -66,6 +71,65 @@ impl MetricsWriter {
             .await
             .map_err(|e| self.dynamo_error("PutItem", e))?;
         Ok(())
+    }
+
+    /// Adds each increment to its campaign's row of the day ([`crate::compacted`]'s layout): an `ADD` of the
+    /// realtime counts and a `SET` of the minute, conditioned on the row's minute being earlier, so an
+    /// increment already added (a retried run) adds nothing. A campaign's increments are applied in order,
+    /// one at a time; campaigns at once.
+    pub async fn add_day_totals(&self, increments: &[Increment]) -> Result<(), Error> {
+        let mut per_campaign: BTreeMap<&str, Vec<&Increment>> = BTreeMap::new();
+        for inc in increments {
+            per_campaign.entry(&inc.campaign_id).or_default().push(inc);
+        }
+        let results: Vec<Result<(), Error>> = stream::iter(per_campaign.into_values())
+            .map(|incs| async move {
+                for inc in incs {
+                    self.add_day_total(inc).await?;
+                }
+                Ok(())
+            })
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await;
+        results.into_iter().collect()
+    }
+
+    async fn add_day_total(&self, inc: &Increment) -> Result<(), Error> {
+        let adds: Vec<String> = Counter::ALL
+            .iter()
+            .map(|c| format!("#{0} :{0}", c.as_str()))
+            .collect();
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(day_totals_pk(inc.day)?))
+            .key("sk", AttributeValue::S(inc.campaign_id.clone()))
+            .update_expression(format!("SET #m = :m ADD {}", adds.join(", ")))
+            .condition_expression("attribute_not_exists(#m) OR #m < :m")
+            .expression_attribute_names("#m", DAY_TOTALS_MINUTE)
+            .expression_attribute_values(":m", AttributeValue::N(inc.minute.to_string()));
+        for c in Counter::ALL {
+            // Names through placeholders: `view` and `value` are reserved words.
+            update = update.expression_attribute_names(format!("#{}", c.as_str()), c.as_str());
+            update = update.expression_attribute_values(
+                format!(":{}", c.as_str()),
+                AttributeValue::N(inc.realtime.get(c).to_string()),
+            );
+        }
+        match update.send().await {
+            Ok(_) => Ok(()),
+            // The row holds this minute already (a retried run): nothing to add.
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(err) => Err(self.dynamo_error("UpdateItem", err)),
+        }
     }
 
     /// Records that campaigns were seen: `seen` maps a campaign id to the (first, last) receive time of its

@@ -10,6 +10,10 @@
 //! next run does the same minutes again. [`handler`] is the Lambda edge (an EventBridge schedule event; the
 //! clock, not the event's time, decides what is closed).
 //!
+//! Next to the items, each run keeps what the query API's overview and sorted campaign table read instead of
+//! every campaign ([`tally_domain::totals`]): an all-campaigns item per minute (rolled up into hours and days
+//! like a campaign's) and a row per (day, campaign) of the day's realtime counts.
+//!
 //! With a [`Repair`] ([`Compactor::with_repair`], always in the deployed function) every run first checks the
 //! cache's epoch; after a loss, the minutes up to the repair bound are recomputed from the deferred lane's
 //! archive instead of Valkey ([`repair`]), and a run that read Valkey confirms the epoch before it writes.
@@ -23,6 +27,7 @@ use tally_domain::compact::{
     closing_buckets, plan_run, roll_up, CompactPolicy, LaneProgress, PolicyError, Span, Watermark,
 };
 use tally_domain::compact_repair::{plan_repair, RepairPlan};
+use tally_domain::totals::{aggregate_minutes, day_increments, ALL_CAMPAIGNS};
 
 pub mod repair;
 pub use repair::Repair;
@@ -142,6 +147,7 @@ impl Compactor {
             repair.confirm(&store, &checked.epoch).await?;
         }
         self.write(&items).await?;
+        self.write_totals(&items, from.realtime).await?;
         let first_final = plan.jobs.iter().find(|j| j.settled_final).map(|j| j.minute);
         let rollups = self
             .roll_up_closed(from, plan.watermark, first_final)
@@ -178,6 +184,7 @@ impl Compactor {
         };
         let items = repair.items(minutes.clone()).await?;
         self.write(&items).await?;
+        self.write_totals(&items, from.realtime).await?;
         let rollups = self
             .roll_up_closed(from, plan.watermark, Some(*minutes.start()))
             .await?;
@@ -226,10 +233,12 @@ impl Compactor {
                 Span::Minute
             };
             let (start_ms, end_ms) = (bucket * 60_000, (bucket + span.minutes()) * 60_000 - 1);
+            // Every campaign seen in the bucket, and the all-campaigns pseudo-campaign.
             let active: Vec<&str> = campaigns
                 .iter()
                 .filter(|c| c.first_seen_ms <= end_ms && c.last_seen_ms >= start_ms)
                 .map(|c| c.campaign_id.as_str())
+                .chain([ALL_CAMPAIGNS])
                 .collect();
             let rolled: Vec<usize> = stream::iter(active.into_iter().map(|campaign| async move {
                 let items = self
@@ -250,6 +259,27 @@ impl Compactor {
             written += rolled.iter().sum::<usize>();
         }
         Ok(written)
+    }
+
+    /// Writes what the overview and the sorted campaign table read instead of every campaign
+    /// ([`tally_domain::totals`]): the all-campaigns item of each minute of `items` (a put of the full state)
+    /// and the campaigns' day rows (the realtime-new minutes, after `realtime_before`). Before the watermark
+    /// moves, like the items: a crash repeats them, and neither counts twice.
+    async fn write_totals(
+        &self,
+        items: &[tally_domain::compact::CompactedItem],
+        realtime_before: Option<i64>,
+    ) -> Result<(), CompactorError> {
+        use futures_util::stream::{self, StreamExt, TryStreamExt};
+        let all = aggregate_minutes(items);
+        stream::iter(all.iter().map(|item| self.writer.put_item(item)))
+            .buffer_unordered(PUTS_IN_FLIGHT)
+            .try_collect::<Vec<()>>()
+            .await?;
+        self.writer
+            .add_day_totals(&day_increments(items, realtime_before))
+            .await?;
+        Ok(())
     }
 
     /// Writes the items, then lists their campaigns in the campaign index (the query API's list) before the

@@ -2,10 +2,12 @@
 //!
 //! | route | answer |
 //! |---|---|
-//! | `GET /v1/campaigns?limit=&cursor=&order=id\|recent` | a page of campaigns with today's (UTC) totals, realtime and settled, and `next_cursor` |
+//! | `GET /v1/campaigns?limit=&cursor=&order=id\|recent\|spend\|impressions&q=` | a page of campaigns with today's (UTC) totals, realtime and settled, an hourly sparkline, `matched` and `next_cursor` |
+//! | `GET /v1/overview` | every campaign's totals of today and the last hour, events per second, the realtime and settled lags |
 //! | `GET /v1/campaigns/{id}/series?from=&to=&step=1m\|1h\|1d` | one point per bucket, zero-filled, realtime and settled |
 //! | `GET /v1/campaigns/{id}/ads?from=&to=` | per-ad totals over the buckets overlapping the range |
-//! | `GET /` | the dashboard page ([`dashboard`]), or the login form |
+//! | `GET /` | the overview page ([`dashboard::PAGE`]), or the login form |
+//! | `GET /campaigns/{id}` | the campaign page ([`dashboard::CAMPAIGN_PAGE`]), or the login form |
 //! | `POST /login` | form `token=…`: sets the session cookie |
 //! | `POST /logout` | clears the session cookie |
 //!
@@ -55,11 +57,12 @@ use tally_domain::rollup::Counters;
 use tally_domain::store_keys::StoreLane;
 
 use crate::params::{
-    check_id, parse_limit, parse_order, parse_query, parse_step, parse_time, series_range,
-    step_name, BadParam, Cursor, Order, Range, DEFAULT_PAGE,
+    check_id, parse_limit, parse_order, parse_query, parse_search, parse_step, parse_time,
+    series_range, step_name, BadParam, Cursor, Order, Range, DEFAULT_PAGE,
 };
 use crate::session::{Refused, SessionKey};
 pub use crate::token::{SecretTokens, Tokens, MIN_TOKEN_CHARS, TOKEN_TTL_MS};
+use tally_domain::totals::{matches_search, overview_reads, RankBy, ALL_CAMPAIGNS};
 
 /// The session cookie's name: the `__Host-` prefix makes the browser refuse it unless it is `Secure`, has
 /// `Path=/` and no `Domain` (so no sibling domain can set or shadow it).
@@ -152,6 +155,7 @@ pub struct Query {
     table: MetricsTable,
     compacted: CompactedTable,
     store: Arc<StoreSource>,
+    kept: Arc<Kept>,
     dynamodb: aws_sdk_dynamodb::Client,
     auth: Auth,
 }
@@ -168,6 +172,7 @@ impl Query {
             table: MetricsTable::new(dynamodb.clone(), table.clone()),
             compacted: CompactedTable::new(dynamodb.clone(), table),
             store: Arc::new(store),
+            kept: Arc::default(),
             dynamodb,
             auth,
         }
@@ -281,6 +286,9 @@ impl Query {
         };
         match segments.as_slice() {
             [""] => get_only(self.root(&request, &query, now_ms).await),
+            ["campaigns", id] if !id.is_empty() => {
+                get_only(self.campaign_page(&request, id, &query, now_ms).await)
+            }
             ["login" | "logout"] if method == Method::POST && cross_site(&request) => {
                 cross_site_refused()
             }
@@ -288,7 +296,7 @@ impl Query {
             ["login"] => method_not_allowed("POST"),
             ["logout"] if method == Method::POST => signed_out(),
             ["logout"] => method_not_allowed("POST"),
-            ["v1", "campaigns"] | ["v1", "campaigns", _, "series" | "ads"] => {
+            ["v1", "campaigns"] | ["v1", "overview"] | ["v1", "campaigns", _, "series" | "ads"] => {
                 if method != Method::GET && method != Method::HEAD {
                     return method_not_allowed("GET, HEAD");
                 }
@@ -300,6 +308,7 @@ impl Query {
                 let result = match segments.as_slice() {
                     ["v1", "campaigns", id, "series"] => self.series(id, &query, now_ms).await,
                     ["v1", "campaigns", id, "ads"] => self.ads(id, &query, now_ms).await,
+                    ["v1", "overview"] => self.overview(&query, now_ms).await,
                     _ => self.campaigns(&query, now_ms).await,
                 };
                 match result {
@@ -344,7 +353,8 @@ impl Query {
             Ok(None) => return html(StatusCode::OK, dashboard::PAGE),
             Err(failure) => return failure.into_response(),
         };
-        let params = match parse_query(query, &["token"]) {
+        // `order` and `q` are the page's own state (its script reads them from the address).
+        let params = match parse_query(query, &["token", "order", "q"]) {
             Ok(params) => params,
             Err(bad) => return bad_request(&bad),
         };
@@ -389,7 +399,14 @@ impl Query {
     }
 
     async fn campaigns(&self, query: &str, now_ms: i64) -> Result<Value, Failure> {
-        let params = parse_query(query, &["limit", "cursor", "order"]).map_err(Failure::Bad)?;
+        let params =
+            parse_query(query, &["limit", "cursor", "order", "q"]).map_err(Failure::Bad)?;
+        let search = params
+            .get("q")
+            .map(|q| parse_search(q))
+            .transpose()
+            .map_err(Failure::Bad)?
+            .flatten();
         let order = params
             .get("order")
             .map(|o| parse_order(o))
@@ -408,22 +425,20 @@ impl Query {
             .transpose()
             .map_err(Failure::Bad)?;
         let now_minute = now_ms.div_euclid(60_000);
-        let mut entries: BTreeMap<String, CampaignEntry> = self
-            .table
-            .campaigns()
-            .await
-            .map_err(Failure::from_aws)?
-            .into_iter()
-            .map(|e| (e.campaign_id.clone(), e))
-            .collect();
-        // The open minutes' campaigns over the whole realtime history (a campaign seen only yesterday is listed
-        // with its first and last minute), not only today's.
         let store = self.store.get().await.map_err(Failure::from_aws)?;
         let watermark = self
             .compacted
             .watermark()
             .await
             .map_err(Failure::from_aws)?;
+        let mut entries: BTreeMap<String, CampaignEntry> = self
+            .index(watermark)
+            .await?
+            .iter()
+            .map(|e| (e.campaign_id.clone(), e.clone()))
+            .collect();
+        // The open minutes' campaigns over the whole realtime history (a campaign seen only yesterday is listed
+        // with its first and last minute), not only today's.
         for (id, (first, last)) in campaigns_after(&store, &watermark, now_minute).await? {
             let entry = entries.entry(id.clone()).or_insert(CampaignEntry {
                 campaign_id: id,
@@ -433,13 +448,25 @@ impl Query {
             entry.first_seen_ms = entry.first_seen_ms.min(first * 60_000);
             entry.last_seen_ms = entry.last_seen_ms.max(last * 60_000);
         }
-        // The page: the listing is cheap (the index and the cache's minute sets), the totals are not (each
-        // campaign's day), so only the page's campaigns have theirs read.
-        let mut listed: Vec<CampaignEntry> = entries.into_values().collect();
-        if order == Order::Recent {
+        // The page: the listing is cheap (the index, the cache's minute sets and, sorted by a total, the day
+        // rows: one read of a partition), the totals are not (each campaign's day), so only the page's
+        // campaigns have theirs read.
+        let mut listed: Vec<CampaignEntry> = entries
+            .into_values()
+            .filter(|e| {
+                search
+                    .as_ref()
+                    .is_none_or(|q| matches_search(&e.campaign_id, q))
+            })
+            .collect();
+        let matched = listed.len();
+        let day = Resolution::Day.bucket(now_minute);
+        let keys = self.sort_keys(order, day, watermark, &listed).await?;
+        let key_of = |e: &CampaignEntry| keys.get(&e.campaign_id).copied().unwrap_or(0);
+        if order != Order::Id {
             listed.sort_by(|a, b| {
-                (std::cmp::Reverse(a.last_seen_ms), &a.campaign_id)
-                    .cmp(&(std::cmp::Reverse(b.last_seen_ms), &b.campaign_id))
+                (std::cmp::Reverse(key_of(a)), &a.campaign_id)
+                    .cmp(&(std::cmp::Reverse(key_of(b)), &b.campaign_id))
             });
         }
         let mut rest = listed
@@ -447,7 +474,7 @@ impl Query {
             .filter(|e| {
                 cursor
                     .as_ref()
-                    .is_none_or(|c| c.is_before(e.last_seen_ms, &e.campaign_id))
+                    .is_none_or(|c| c.is_before(key_of(e), &e.campaign_id))
             })
             .peekable();
         let entries: Vec<CampaignEntry> = rest.by_ref().take(limit).collect();
@@ -455,11 +482,7 @@ impl Query {
             (Some(_), Some(last)) => Some(
                 Cursor {
                     order,
-                    last_seen_ms: if order == Order::Recent {
-                        last.last_seen_ms
-                    } else {
-                        0
-                    },
+                    key: key_of(last),
                     campaign_id: last.campaign_id.clone(),
                 }
                 .encode(),
@@ -467,7 +490,6 @@ impl Query {
             _ => None,
         };
         let page: BTreeSet<String> = entries.iter().map(|e| e.campaign_id.clone()).collect();
-        let day = Resolution::Day.bucket(now_minute);
         use futures_util::stream::{self, StreamExt};
         // Today's live minutes of the page's campaigns at once (the cache's index says which hashes exist),
         // then per campaign its compacted minutes and settled day.
@@ -508,9 +530,9 @@ impl Query {
                     .await
                     .map_err(Failure::from_aws)
                     .map(|cells| sum_cells(cells.values()));
-                    let mut total = Tally::default();
-                    for t in live.get(&id).into_iter().flat_map(BTreeMap::values) {
-                        total.merge(t);
+                    let mut hourly = Hourly::new(day, now_minute);
+                    for ((_, minute), t) in live.get(&id).into_iter().flatten() {
+                        hourly.add(*minute, t);
                     }
                     let rt = match compacted_minutes {
                         Some(m) => this
@@ -520,33 +542,34 @@ impl Query {
                             .map(|items| {
                                 for item in &items {
                                     for (_, t) in item.lane(StoreLane::Realtime) {
-                                        total.merge(&t);
+                                        hourly.add(item.minute, &t);
                                     }
                                 }
-                                total
+                                hourly
                             })
                             .map_err(Failure::from_aws),
-                        None => Ok(total),
+                        None => Ok(hourly),
                     };
                     (i, rt, st)
                 }
             })
             .collect();
-        let read: Vec<(usize, Result<Tally, Failure>, Result<_, Failure>)> = stream::iter(reads)
+        let read: Vec<(usize, Result<Hourly, Failure>, Result<_, Failure>)> = stream::iter(reads)
             .buffer_unordered(TOTALS_IN_FLIGHT)
             .collect()
             .await;
-        let mut totals = vec![(Counters::default(), Counters::default()); entries.len()];
+        let mut totals =
+            vec![(Counters::default(), Counters::default(), Value::Null); entries.len()];
         for (i, rt, st) in read {
-            let st = st?;
-            totals[i] = (realtime_counters(&rt?, &st), st);
+            let (st, rt) = (st?, rt?);
+            totals[i] = (realtime_counters(&rt.total(), &st), st, rt.json());
         }
         let day_start = day * 60_000;
         let campaigns: Vec<Value> = entries
             .iter()
             .zip(totals)
-            .map(|(entry, (rt, st))| {
-                json!({
+            .map(|(entry, (rt, st, hourly))| {
+                let mut row = json!({
                     "campaign_id": entry.campaign_id,
                     "first_seen": params::format_time(entry.first_seen_ms),
                     "last_seen": params::format_time(entry.last_seen_ms),
@@ -554,12 +577,177 @@ impl Query {
                         "realtime": counters_json(&rt),
                         "settled": counters_json(&st),
                     },
-                })
+                    "today_hourly": hourly,
+                });
+                if matches!(order, Order::Spend | Order::Impressions) {
+                    row["sort_key"] = json!(key_of(entry));
+                }
+                row
             })
             .collect();
-        Ok(
-            json!({"day": params::format_time(day_start), "campaigns": campaigns, "next_cursor": next_cursor}),
-        )
+        Ok(json!({
+            "day": params::format_time(day_start),
+            "order": order.name(),
+            "matched": matched,
+            "sorted_through": matches!(order, Order::Spend | Order::Impressions)
+                .then(|| watermark.realtime.map(|m| params::format_time((m + 1) * 60_000)))
+                .flatten(),
+            "campaigns": campaigns,
+            "next_cursor": next_cursor,
+        }))
+    }
+
+    /// The sort key of each listed campaign in `order` (absent: 0): its last minute seen in recent order,
+    /// today's realtime spend or impressions from the compactor's day rows (one read of the day's partition,
+    /// not one per campaign) in those orders; none in id order.
+    async fn sort_keys(
+        &self,
+        order: Order,
+        day: i64,
+        watermark: tally_domain::compact::Watermark,
+        listed: &[CampaignEntry],
+    ) -> Result<BTreeMap<String, i64>, Failure> {
+        let by = match order {
+            Order::Id => return Ok(BTreeMap::new()),
+            Order::Recent => {
+                return Ok(listed
+                    .iter()
+                    .map(|e| (e.campaign_id.clone(), e.last_seen_ms))
+                    .collect())
+            }
+            Order::Spend => RankBy::Spend,
+            Order::Impressions => RankBy::Impressions,
+        };
+        let rows = self.day_rows(day, watermark).await?;
+        Ok(rows
+            .iter()
+            .map(|(id, t)| (id.clone(), i64::try_from(by.key(t)).unwrap_or(i64::MAX)))
+            .collect())
+    }
+
+    /// The campaign index as of `watermark` (see [`Kept`]).
+    async fn index(
+        &self,
+        watermark: tally_domain::compact::Watermark,
+    ) -> Result<Arc<Vec<CampaignEntry>>, Failure> {
+        if let Some(index) = self.kept.index(watermark) {
+            return Ok(index);
+        }
+        let index = Arc::new(self.table.campaigns().await.map_err(Failure::from_aws)?);
+        self.kept.keep_index(watermark, index.clone());
+        Ok(index)
+    }
+
+    /// The day rows of `day` as of `watermark` (see [`Kept`]).
+    async fn day_rows(
+        &self,
+        day: i64,
+        watermark: tally_domain::compact::Watermark,
+    ) -> Result<Arc<BTreeMap<String, Tally>>, Failure> {
+        if let Some(rows) = self.kept.day_rows(day, watermark) {
+            return Ok(rows);
+        }
+        let rows = Arc::new(
+            self.compacted
+                .day_totals(day)
+                .await
+                .map_err(Failure::from_aws)?,
+        );
+        self.kept.keep_day_rows(day, watermark, rows.clone());
+        Ok(rows)
+    }
+
+    /// `GET /v1/overview`: every campaign's totals of today and of the last hour, events per second in the
+    /// last whole minute, and how far behind now the final realtime and settled counts are — from the
+    /// all-campaigns items and the cache's open minutes ([`tally_domain::totals::overview_reads`]), never
+    /// campaign by campaign.
+    async fn overview(&self, query: &str, now_ms: i64) -> Result<Value, Failure> {
+        parse_query(query, &[]).map_err(Failure::Bad)?;
+        let now_minute = now_ms.div_euclid(60_000);
+        let day = Resolution::Day.bucket(now_minute);
+        let hour_from = now_minute - 59;
+        let store = self.store.get().await.map_err(Failure::from_aws)?;
+        let wm = self
+            .compacted
+            .watermark()
+            .await
+            .map_err(Failure::from_aws)?;
+        let reads = overview_reads(day, hour_from, now_minute, &wm, LIVE_MINUTES);
+        let mut sums = OverviewSums::default();
+        if let Some((a, b)) = reads.hours {
+            for item in self
+                .compacted
+                .span_items(Span::Hour, ALL_CAMPAIGNS, a, b)
+                .await
+                .map_err(Failure::from_aws)?
+            {
+                sums.today.add_item(&item, true);
+            }
+        }
+        if let Some((a, b)) = reads.minutes {
+            for item in self
+                .compacted
+                .items(ALL_CAMPAIGNS, a, b)
+                .await
+                .map_err(Failure::from_aws)?
+            {
+                let settled = wm.settled.is_some_and(|s| item.minute <= s);
+                if item.minute >= reads.today_minutes_from.max(day) {
+                    sums.today.add_item(&item, settled);
+                }
+                if item.minute >= hour_from {
+                    sums.last_hour.add_item(&item, settled);
+                    for c in item.ads.values() {
+                        sums.per_minute
+                            .entry(item.minute)
+                            .or_default()
+                            .merge(&c.realtime);
+                    }
+                }
+            }
+        }
+        if let Some((a, b)) = reads.live {
+            let live = store
+                .read_range(StoreLane::Realtime, a, b, None)
+                .await
+                .map_err(Failure::from_aws)?;
+            for ((_, minute), t) in live.values().flatten() {
+                sums.add_live(*minute, t, day.max(reads.today_minutes_from), hour_from);
+            }
+        }
+        Ok(sums.json(now_ms, day, hour_from, &wm))
+    }
+
+    /// `GET /campaigns/{id}?range=hour|today|30d`: the campaign page for a valid session, otherwise the login
+    /// form. `range` is the page's own state (its script reads it from the address).
+    async fn campaign_page(
+        &self,
+        request: &Request,
+        id: &str,
+        query: &str,
+        now_ms: i64,
+    ) -> Response<Body> {
+        let checked = check_id("campaign_id", id).and_then(|()| {
+            let params = parse_query(query, &["range"])?;
+            match params.get("range").map(String::as_str) {
+                None | Some("hour" | "today" | "30d") => Ok(()),
+                Some(_) => Err(BadParam::new("range", "must be hour, today or 30d")),
+            }
+        });
+        if let Err(bad) = checked {
+            return bad_request(&bad);
+        }
+        match self.tokens(now_ms).await {
+            Ok(None) => html(StatusCode::OK, dashboard::CAMPAIGN_PAGE),
+            Ok(Some(tokens))
+                if cookie(request, COOKIE)
+                    .is_some_and(|value| session_valid(&tokens, value, now_ms)) =>
+            {
+                html(StatusCode::OK, dashboard::CAMPAIGN_PAGE)
+            }
+            Ok(Some(_)) => html(StatusCode::UNAUTHORIZED, &dashboard::login_page(None)),
+            Err(failure) => failure.into_response(),
+        }
     }
 
     async fn series(&self, id: &str, query: &str, now_ms: i64) -> Result<Value, Failure> {
@@ -571,7 +759,7 @@ impl Query {
             .transpose()
             .map_err(Failure::Bad)?
             .unwrap_or(Resolution::Minute);
-        let (from, to) = from_to(&params).map_err(Failure::Bad)?;
+        let (from, to) = from_to(&params, now_ms).map_err(Failure::Bad)?;
         let range = series_range(res, from, to, now_ms).map_err(Failure::Bad)?;
         let now_minute = now_ms.div_euclid(60_000);
         self.known(id, now_minute).await?;
@@ -622,7 +810,7 @@ impl Query {
     async fn ads(&self, id: &str, query: &str, now_ms: i64) -> Result<Value, Failure> {
         check_id("campaign_id", id).map_err(Failure::Bad)?;
         let params = parse_query(query, &["from", "to"]).map_err(Failure::Bad)?;
-        let (from, to) = from_to(&params).map_err(Failure::Bad)?;
+        let (from, to) = from_to(&params, now_ms).map_err(Failure::Bad)?;
         let to_ms = to.unwrap_or(now_ms);
         let from_ms = from.unwrap_or(Resolution::Day.bucket(to_ms.div_euclid(60_000)) * 60_000);
         if from_ms > to_ms {
@@ -730,6 +918,192 @@ impl Query {
     }
 }
 
+/// What the campaign list reads whole and only the compactor changes — the campaign index and a day's rows —
+/// kept by this instance until the watermark moves. The compactor writes both before it moves the watermark,
+/// so a copy read at watermark `w` holds everything up to `w` (and perhaps more); once the watermark moves the
+/// next request reads them again. At 10,000 campaigns this turns two whole-partition reads per request into two
+/// per compactor run (a minute) per warm instance. Campaigns not yet in the index are listed from the cache's
+/// open minutes on every request, as before.
+#[derive(Debug, Default)]
+struct Kept {
+    index: std::sync::Mutex<Option<(tally_domain::compact::Watermark, Arc<Vec<CampaignEntry>>)>>,
+    day_rows: std::sync::Mutex<Option<KeptRows>>,
+}
+
+/// A day's rows as read at a watermark: (day, watermark, rows).
+type KeptRows = (
+    i64,
+    tally_domain::compact::Watermark,
+    Arc<BTreeMap<String, Tally>>,
+);
+
+impl Kept {
+    fn index(&self, at: tally_domain::compact::Watermark) -> Option<Arc<Vec<CampaignEntry>>> {
+        let kept = self.index.lock().ok()?;
+        kept.as_ref()
+            .filter(|(w, _)| *w == at)
+            .map(|(_, index)| index.clone())
+    }
+
+    fn keep_index(&self, at: tally_domain::compact::Watermark, index: Arc<Vec<CampaignEntry>>) {
+        if let Ok(mut kept) = self.index.lock() {
+            *kept = Some((at, index));
+        }
+    }
+
+    fn day_rows(
+        &self,
+        day: i64,
+        at: tally_domain::compact::Watermark,
+    ) -> Option<Arc<BTreeMap<String, Tally>>> {
+        let kept = self.day_rows.lock().ok()?;
+        kept.as_ref()
+            .filter(|(d, w, _)| *d == day && *w == at)
+            .map(|(_, _, rows)| rows.clone())
+    }
+
+    fn keep_day_rows(
+        &self,
+        day: i64,
+        at: tally_domain::compact::Watermark,
+        rows: Arc<BTreeMap<String, Tally>>,
+    ) {
+        if let Ok(mut kept) = self.day_rows.lock() {
+            *kept = Some((day, at, rows));
+        }
+    }
+}
+
+/// A campaign's realtime counts of today per hour (the campaign table's sparkline) and in total.
+struct Hourly {
+    day: i64,
+    hours: Vec<Tally>,
+}
+
+impl Hourly {
+    /// The hours of `day` up to the one holding `now_minute`.
+    fn new(day: i64, now_minute: i64) -> Hourly {
+        let n = usize::try_from((now_minute - day).div_euclid(60) + 1).unwrap_or(0);
+        Hourly {
+            day,
+            hours: vec![Tally::default(); n],
+        }
+    }
+
+    /// Adds a minute's counts (minutes outside the day's hours so far are left out).
+    fn add(&mut self, minute: i64, t: &Tally) {
+        if minute < self.day {
+            return;
+        }
+        let hour = usize::try_from((minute - self.day) / 60).unwrap_or(usize::MAX);
+        if let Some(h) = self.hours.get_mut(hour) {
+            h.merge(t);
+        }
+    }
+
+    fn total(&self) -> Tally {
+        let mut total = Tally::default();
+        for h in &self.hours {
+            total.merge(h);
+        }
+        total
+    }
+
+    /// `{"step": "1h", "from": <day>, "impressions": [...], "spend_micros": [...]}`, one value per hour.
+    fn json(&self) -> Value {
+        json!({
+            "step": "1h",
+            "from": params::format_time(self.day * 60_000),
+            "impressions": self.hours.iter().map(|h| h.impressions).collect::<Vec<_>>(),
+            "spend_micros": self.hours.iter().map(|h| h.spend_micros).collect::<Vec<_>>(),
+        })
+    }
+}
+
+/// Both lanes' counts of a stretch of the overview: realtime sums, and the settled counts and users of the
+/// minutes the settled lane has made final.
+#[derive(Default)]
+struct LaneSums {
+    realtime: Tally,
+    settled: Counters,
+}
+
+impl LaneSums {
+    /// Adds an all-campaigns item; its settled counts only when `settled` (final).
+    fn add_item(&mut self, item: &tally_domain::compact::CompactedItem, settled: bool) {
+        for c in item.ads.values() {
+            self.realtime.merge(&c.realtime);
+            if settled {
+                self.settled.merge(&counters_of(&c.settled, &Hll::new()));
+            }
+        }
+        if settled {
+            self.settled.users.merge(&item.campaign_users());
+        }
+    }
+
+    fn json(&self) -> Value {
+        json!({
+            "realtime": counters_json(&realtime_counters(&self.realtime, &self.settled)),
+            "settled": counters_json(&self.settled),
+        })
+    }
+}
+
+/// What the overview adds up.
+#[derive(Default)]
+struct OverviewSums {
+    today: LaneSums,
+    last_hour: LaneSums,
+    /// The last hour's realtime counts per minute.
+    per_minute: BTreeMap<i64, Tally>,
+}
+
+impl OverviewSums {
+    /// Adds a cache minute's realtime counts: to today from `today_from`, to the last hour from `hour_from`.
+    fn add_live(&mut self, minute: i64, t: &Tally, today_from: i64, hour_from: i64) {
+        if minute >= today_from {
+            self.today.realtime.merge(t);
+        }
+        if minute >= hour_from {
+            self.last_hour.realtime.merge(t);
+            self.per_minute.entry(minute).or_default().merge(t);
+        }
+    }
+
+    fn json(
+        &self,
+        now_ms: i64,
+        day: i64,
+        hour_from: i64,
+        wm: &tally_domain::compact::Watermark,
+    ) -> Value {
+        let now_minute = now_ms.div_euclid(60_000);
+        let events = |t: &Tally| realtime_counters(t, &Counters::default()).events();
+        let last_whole = self.per_minute.get(&(now_minute - 1)).map_or(0, events);
+        let minutes: Vec<Value> = (hour_from..=now_minute)
+            .map(|m| {
+                json!({
+                    "t": params::format_time(m * 60_000),
+                    "events": self.per_minute.get(&m).map_or(0, events),
+                })
+            })
+            .collect();
+        let time = |m: Option<i64>| m.map(|m| params::format_time(m * 60_000));
+        let lag = |m: Option<i64>| m.map(|m| (now_ms - (m + 1) * 60_000).max(0));
+        json!({
+            "as_of": params::format_time(now_ms),
+            "day": params::format_time(day * 60_000),
+            "today": self.today.json(),
+            "last_hour": {"from": params::format_time(hour_from * 60_000), "counts": self.last_hour.json()},
+            "events_per_second": last_whole as f64 / 60.0,
+            "events_per_minute": minutes,
+            "watermark": {"realtime": time(wm.realtime), "settled": time(wm.settled)},
+            "lag_ms": {"realtime": lag(wm.realtime), "settled": lag(wm.settled)},
+        })
+    }
+}
+
 /// Realtime counts as counters: the lane's six sums, and the settled lane's users for the same bucket (the
 /// realtime lane keeps no sketches).
 /// The campaigns of `store`'s open minutes after `watermark`'s realtime minute, at most [`LIVE_MINUTES`] back
@@ -761,9 +1135,15 @@ fn realtime_counters(t: &Tally, settled: &Counters) -> Counters {
     }
 }
 
-/// The optional `from` and `to` times of a request.
-fn from_to(params: &BTreeMap<String, String>) -> Result<(Option<i64>, Option<i64>), BadParam> {
-    let time = |name: &str| params.get(name).map(|v| parse_time(name, v)).transpose();
+/// The optional `from` and `to` times of a request; `from=today` is the start of the UTC day of `now_ms`.
+fn from_to(
+    params: &BTreeMap<String, String>,
+    now_ms: i64,
+) -> Result<(Option<i64>, Option<i64>), BadParam> {
+    let time = |name: &str| match params.get(name).map(String::as_str) {
+        Some("today") if name == "from" => Ok(Some(now_ms - now_ms.rem_euclid(86_400_000))),
+        other => other.map(|v| parse_time(name, v)).transpose(),
+    };
     Ok((time("from")?, time("to")?))
 }
 
@@ -987,6 +1367,9 @@ fn redirect_home(cookie: Option<HeaderValue>) -> Response<Body> {
 /// The dashboard's content security policy, computed once from its text.
 static DASHBOARD_CSP: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| dashboard::content_security_policy(dashboard::PAGE));
+/// The campaign page's, likewise.
+static CAMPAIGN_CSP: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| dashboard::content_security_policy(dashboard::CAMPAIGN_PAGE));
 
 /// An HTML page with its content security policy (hashes of its own inline script and style), no framing,
 /// no referrer, no caching.
@@ -1001,6 +1384,8 @@ fn html(status: StatusCode, page: &str) -> Response<Body> {
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     let csp = if page == dashboard::PAGE {
         DASHBOARD_CSP.clone()
+    } else if page == dashboard::CAMPAIGN_PAGE {
+        CAMPAIGN_CSP.clone()
     } else {
         dashboard::content_security_policy(page)
     };

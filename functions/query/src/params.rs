@@ -324,20 +324,56 @@ pub const DEFAULT_PAGE: usize = 100;
 /// must answer well inside the function's timeout.
 pub const MAX_PAGE: usize = 500;
 
-/// The order of `GET /v1/campaigns`: by id (stable, the default) or most recently seen first.
+/// The order of `GET /v1/campaigns`: by id (stable, the default), most recently seen first, or by today's
+/// realtime spend or impressions (largest first, from the compactor's day rows: through the realtime
+/// watermark, see `docs/counter-store.md`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Order {
     Id,
     Recent,
+    Spend,
+    Impressions,
 }
 
-/// `id` or `recent`.
-pub fn parse_order(value: &str) -> Result<Order, BadParam> {
-    match value {
-        "id" => Ok(Order::Id),
-        "recent" => Ok(Order::Recent),
-        _ => Err(BadParam::new("order", "must be id or recent")),
+impl Order {
+    pub const ALL: [Order; 4] = [Order::Id, Order::Recent, Order::Spend, Order::Impressions];
+
+    /// The parameter's value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Order::Id => "id",
+            Order::Recent => "recent",
+            Order::Spend => "spend",
+            Order::Impressions => "impressions",
+        }
     }
+
+    /// Whether the order sorts by a key before the id (largest first).
+    fn keyed(self) -> bool {
+        self != Order::Id
+    }
+}
+
+/// `id`, `recent`, `spend` or `impressions`.
+pub fn parse_order(value: &str) -> Result<Order, BadParam> {
+    Order::ALL
+        .into_iter()
+        .find(|o| o.name() == value)
+        .ok_or_else(|| BadParam::new("order", "must be id, recent, spend or impressions"))
+}
+
+/// Longest `q` (a search in campaign ids: ids are at most 64 characters).
+pub const MAX_SEARCH: usize = 64;
+
+/// `q`: 1..=64 characters of the campaign id alphabet (`[A-Za-z0-9._:-]`), matched as a case-insensitive
+/// substring of the id. Empty means no search.
+pub fn parse_search(value: &str) -> Result<Option<String>, BadParam> {
+    if value.is_empty() {
+        return Ok(None);
+    }
+    check_id("q", value)
+        .map_err(|bad| BadParam::new("q", format!("a search in campaign ids {}", bad.rule)))?;
+    Ok(Some(value.to_owned()))
 }
 
 /// `1..=MAX_PAGE`.
@@ -359,16 +395,18 @@ pub fn parse_limit(value: &str) -> Result<usize, BadParam> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cursor {
     pub order: Order,
-    /// The last campaign's `last_seen` (milliseconds); 0 in id order.
-    pub last_seen_ms: i64,
+    /// The last campaign's sort key: `last_seen` (milliseconds) in recent order, today's spend (micros) or
+    /// impressions in those orders; 0 in id order.
+    pub key: i64,
     pub campaign_id: String,
 }
 
 impl Cursor {
     pub fn encode(&self) -> String {
-        let plain = match self.order {
-            Order::Id => format!("id\n{}", self.campaign_id),
-            Order::Recent => format!("recent\n{}\n{}", self.last_seen_ms, self.campaign_id),
+        let plain = if self.order.keyed() {
+            format!("{}\n{}\n{}", self.order.name(), self.key, self.campaign_id)
+        } else {
+            format!("id\n{}", self.campaign_id)
         };
         plain.bytes().map(|b| format!("{b:02x}")).collect()
     }
@@ -394,37 +432,43 @@ impl Cursor {
             .and_then(|b| String::from_utf8(b).ok())
             .ok_or_else(|| bad(not_ours))?;
         let parts: Vec<&str> = plain.split('\n').collect();
-        let cursor = match (parts.as_slice(), order) {
-            (["id", id], Order::Id) => Cursor {
-                order,
-                last_seen_ms: 0,
+        let tag = parts.first().copied().unwrap_or("");
+        let Some(given) = Order::ALL.into_iter().find(|o| o.name() == tag) else {
+            return Err(bad(not_ours));
+        };
+        let cursor = match (parts.as_slice(), given.keyed()) {
+            ([_, id], false) => Cursor {
+                order: given,
+                key: 0,
                 campaign_id: (*id).to_owned(),
             },
-            (["recent", ms, id], Order::Recent) => Cursor {
-                order,
-                last_seen_ms: ms.parse().map_err(|_| bad(not_ours))?,
+            ([_, key, id], true) => Cursor {
+                order: given,
+                key: key
+                    .parse()
+                    .ok()
+                    .filter(|k: &i64| *k >= 0)
+                    .ok_or_else(|| bad(not_ours))?,
                 campaign_id: (*id).to_owned(),
             },
-            (["id", _] | ["recent", _, _], _) => return Err(bad(
-                "was handed out for another order; keep the order of the first page while paging",
-            )),
             _ => return Err(bad(not_ours)),
         };
         check_id("cursor", &cursor.campaign_id).map_err(|_| bad(not_ours))?;
+        if given != order {
+            return Err(bad(
+                "was handed out for another order; keep the order of the first page while paging",
+            ));
+        }
         Ok(cursor)
     }
 
-    /// Whether a campaign `(last_seen_ms, id)` comes after this cursor in its order.
-    pub fn is_before(&self, last_seen_ms: i64, campaign_id: &str) -> bool {
-        match self.order {
-            Order::Id => campaign_id > self.campaign_id.as_str(),
-            Order::Recent => {
-                (std::cmp::Reverse(last_seen_ms), campaign_id)
-                    > (
-                        std::cmp::Reverse(self.last_seen_ms),
-                        self.campaign_id.as_str(),
-                    )
-            }
+    /// Whether a campaign `(key, id)` comes after this cursor in its order.
+    pub fn is_before(&self, key: i64, campaign_id: &str) -> bool {
+        if self.order.keyed() {
+            (std::cmp::Reverse(key), campaign_id)
+                > (std::cmp::Reverse(self.key), self.campaign_id.as_str())
+        } else {
+            campaign_id > self.campaign_id.as_str()
         }
     }
 }
@@ -437,13 +481,13 @@ mod tests {
     fn cursors_round_trip_and_refuse_what_they_did_not_hand_out() {
         let id = Cursor {
             order: Order::Id,
-            last_seen_ms: 0,
+            key: 0,
             campaign_id: "cmp:0.1_a-b".to_owned(),
         };
         assert_eq!(Cursor::parse(&id.encode(), Order::Id), Ok(id.clone()));
         let recent = Cursor {
             order: Order::Recent,
-            last_seen_ms: 1_764_000_000_000,
+            key: 1_764_000_000_000,
             campaign_id: "summer".to_owned(),
         };
         assert_eq!(
@@ -517,14 +561,50 @@ mod tests {
             );
         }
         assert_eq!(parse_order("recent"), Ok(Order::Recent));
+        assert_eq!(parse_order("spend"), Ok(Order::Spend));
+        assert_eq!(parse_order("impressions"), Ok(Order::Impressions));
         assert!(parse_order("RECENT").is_err());
+        assert_eq!(
+            parse_order("ctr").expect_err("refused").rule,
+            "must be id, recent, spend or impressions"
+        );
+    }
+
+    #[test]
+    fn searches_are_id_characters_and_keyed_cursors_round_trip() {
+        assert_eq!(parse_search(""), Ok(None));
+        assert_eq!(parse_search("c10"), Ok(Some("c10".to_owned())));
+        for bad in ["a b", "<x>", &"a".repeat(65)] {
+            let e = parse_search(bad).expect_err("refused");
+            assert_eq!(e.param, "q");
+            assert!(
+                e.rule.starts_with("a search in campaign ids "),
+                "{}",
+                e.rule
+            );
+        }
+        for order in [Order::Spend, Order::Impressions] {
+            let c = Cursor {
+                order,
+                key: 12_345,
+                campaign_id: "c7".to_owned(),
+            };
+            assert_eq!(Cursor::parse(&c.encode(), order), Ok(c.clone()));
+            assert!(Cursor::parse(&c.encode(), Order::Recent)
+                .expect_err("another order")
+                .rule
+                .contains("another order"));
+            assert!(
+                c.is_before(12_344, "a") && c.is_before(12_345, "c8") && !c.is_before(12_346, "a")
+            );
+        }
     }
 
     #[test]
     fn recent_order_pages_after_the_cursor() {
         let c = Cursor {
             order: Order::Recent,
-            last_seen_ms: 100,
+            key: 100,
             campaign_id: "m".to_owned(),
         };
         assert!(c.is_before(99, "a"), "seen earlier: later in the list");

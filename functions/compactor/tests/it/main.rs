@@ -16,6 +16,7 @@ use tally_domain::exactly_once::{Batch, DedupWindow, Position, Tally};
 use tally_domain::hll::Hll;
 use tally_domain::rollup::minute_of;
 use tally_domain::store_keys::StoreLane;
+use tally_domain::totals::{ALL_ADS, ALL_CAMPAIGNS};
 use tally_testkit::{Moto, Valkey};
 
 mod repair;
@@ -252,8 +253,8 @@ async fn closed_hours_and_days_get_rollups_with_unique_users() {
     let o = compactor.process(at).await.expect("run");
     assert!(o.to.settled >= Some(day + 1439), "{o:?}");
     assert_eq!(
-        o.rollups, 4,
-        "an hour and a day item for each of c0 and c1: {o:?}"
+        o.rollups, 6,
+        "an hour and a day item for each of c0, c1 and all campaigns (`*`): {o:?}"
     );
     let wm = s.table.watermark().await.expect("watermark");
     let settled = |span: Span, bucket: i64| {
@@ -291,6 +292,27 @@ async fn closed_hours_and_days_get_rollups_with_unique_users() {
     );
     assert_eq!(settled(Span::Hour, hour).await, want);
     assert_eq!(settled(Span::Day, day).await, want);
+    // The all-campaigns day item: every campaign's settled counts summed, their users' union.
+    let all = s
+        .table
+        .span_items(Span::Day, ALL_CAMPAIGNS, day, day)
+        .await
+        .expect("all-campaigns day item");
+    assert_eq!(all.len(), 1);
+    let mut want_all = Tally::default();
+    for t in truth[1].values() {
+        want_all.merge(t);
+    }
+    let mut want_users = Hll::new();
+    for e in (0..120).map(event).filter(valid) {
+        want_users.insert(e.user_id.as_deref().unwrap_or("").as_bytes());
+    }
+    assert_eq!(all[0].ads[ALL_ADS].settled, want_all);
+    assert_eq!(
+        all[0].campaign_users().estimate(),
+        want_users.estimate(),
+        "17 users over both campaigns"
+    );
     // A second run at the same time writes nothing new; the cache losing everything changes no answer.
     assert_eq!(compactor.process(at).await.expect("run").rollups, 0);
     s.server.command(&["FLUSHALL"]).expect("flush");
@@ -301,6 +323,73 @@ async fn closed_hours_and_days_get_rollups_with_unique_users() {
         settled(Span::Minute, m0).await.len(),
         truth[1].keys().filter(|(_, _, m)| *m == m0).count()
     );
+}
+
+/// The realtime lane's counts per campaign of a day, summed from the truth.
+fn day_truth(truth: &Truth) -> BTreeMap<String, Tally> {
+    let mut out: BTreeMap<String, Tally> = BTreeMap::new();
+    for ((c, _, _), t) in &truth[0] {
+        out.entry(c.clone()).or_default().merge(t);
+    }
+    out
+}
+
+/// The day rows (the campaign table's ranking) hold each campaign's realtime counts once, however often the
+/// runs repeat (two at once, a later one re-writing the minutes with settled counts); the all-campaigns
+/// minute items hold every campaign's counts summed.
+#[tokio::test]
+async fn day_rows_and_all_campaigns_items_count_every_minute_once() {
+    let s = setup().await;
+    let truth = fill(&s.store, 120).await;
+    let m0 = minute_of(NOW);
+    let day = Span::Day.bucket(m0);
+    let end = (m0 + 2) * MINUTE_MS;
+    assert!(s.table.day_totals(day).await.expect("rows").is_empty());
+    for at in [end + 2 * MINUTE_MS + 1, end + 10 * MINUTE_MS + 1] {
+        let (a, b) = tokio::join!(s.compactor.process(at), s.compactor.process(at));
+        a.expect("run a");
+        b.expect("run b");
+        assert_eq!(
+            s.table.day_totals(day).await.expect("rows"),
+            day_truth(&truth),
+            "after the runs at {at}"
+        );
+    }
+    // A retried run's increments (a crash after the writes, before the watermark moved) add nothing.
+    tally_aws::metrics_write::MetricsWriter::of(&s.table)
+        .add_day_totals(&tally_domain::totals::day_increments(
+            &s.table.items("c0", m0, m0 + 1).await.expect("items"),
+            None,
+        ))
+        .await
+        .expect("a repeated increment is refused, not added");
+    assert_eq!(
+        s.table.day_totals(day).await.expect("rows"),
+        day_truth(&truth)
+    );
+    let all = s
+        .table
+        .items(ALL_CAMPAIGNS, m0 - 5, m0 + 5)
+        .await
+        .expect("all-campaigns items");
+    assert_eq!(all.len(), 2, "{all:?}");
+    for item in &all {
+        let mut want = [Tally::default(), Tally::default()];
+        for (l, lane_truth) in truth.iter().enumerate() {
+            for ((_, _, m), t) in lane_truth {
+                if *m == item.minute {
+                    want[l].merge(t);
+                }
+            }
+        }
+        assert_eq!(
+            item.ads[ALL_ADS].realtime, want[0],
+            "minute {}",
+            item.minute
+        );
+        assert_eq!(item.ads[ALL_ADS].settled, want[1], "minute {}", item.minute);
+        assert!(item.settled_final);
+    }
 }
 
 #[tokio::test]

@@ -239,7 +239,26 @@ async fn the_dashboard_takes_the_token_once() {
         .handle_at(url_request("GET", "/", &[("cookie", &first)], None), NOW_MS)
         .await;
     assert_eq!(page.status().as_u16(), 200);
-    assert!(text(&page).contains("live campaigns"));
+    assert!(text(&page).contains("all campaigns, today"));
+    // The campaign view takes the same session, and without it is the sign-in form.
+    let view = q
+        .handle_at(
+            url_request(
+                "GET",
+                "/campaigns/summer?range=today",
+                &[("cookie", &first)],
+                None,
+            ),
+            NOW_MS,
+        )
+        .await;
+    assert_eq!(view.status().as_u16(), 200);
+    assert!(text(&view).contains("data-range=\"30d\""));
+    let anonymous = q
+        .handle_at(url_request("GET", "/campaigns/summer", &[], None), NOW_MS)
+        .await;
+    assert_eq!(anonymous.status().as_u16(), 401);
+    assert!(text(&anonymous).contains("action=\"/login\""));
     let csp = header(&page, "content-security-policy");
     for directive in [
         "default-src 'none'",

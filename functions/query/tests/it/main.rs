@@ -8,4 +8,6 @@ mod api;
 mod auth;
 mod browser;
 mod cdp;
+mod overview;
+mod pages;
 mod support;
