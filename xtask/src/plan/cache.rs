@@ -475,6 +475,10 @@ pub struct CompactorMinute {
     /// Read units of the roll-ups, per minute: an hour item reads the hour's minute items, a day item the
     /// day's hour items (strongly consistent `Query`s).
     pub rollup_rru: f64,
+    /// Of `minute_wru`: the day rows (one `ADD` per active campaign); of `minute_wru` and `hour_wru`: the
+    /// all-campaigns items (minute, hour, day).
+    pub day_row_wru: f64,
+    pub all_campaigns_wru: f64,
     /// ECPU of the reads: SMEMBERS per (lane, shard), HGETALL per (lane, shard, campaign).
     pub ecpu: f64,
     /// The function's duration, ms.
@@ -526,6 +530,21 @@ pub fn compactor_minute(
             / 60.0
             + active_day * tally_billing::dynamodb::read_units(hour_items, true) / 1440.0;
     }
+    // What the overview and the sorted campaign table read (`tally_domain::totals`): per active campaign and
+    // minute the day row's `ADD` (an `UpdateItem` of well under 1 KB: one write unit); per minute one
+    // all-campaigns item (ad `all`, every user of the minute in its sketch), rolled up like a campaign's.
+    out.day_row_wru = out.campaigns;
+    let per_min = events_per_sec * 60.0;
+    let mut all = |events: f64| {
+        tally_billing::dynamodb::write_units(item_bytes(1, distinct(events), sketches))
+    };
+    let (all_minute, all_rollups) = (
+        all(per_min),
+        all(per_min * 60.0) / 60.0 + all(per_min * 1440.0) / 1440.0,
+    );
+    out.all_campaigns_wru = all_minute + all_rollups;
+    out.minute_wru += out.day_row_wru + all_minute;
+    out.hour_wru += all_rollups;
     // Reads: the index set of each (lane, shard), then each hash; every reply priced by its KB.
     let key = "{rt:shardId-000000000000}:c#cmp-000123#29408640";
     let members = hashes_per_lane / shards.max(1.0);
@@ -536,7 +555,7 @@ pub fn compactor_minute(
     out.ecpu = lanes
         * (shards * request_ecpu(smembers as u64) + hashes_per_lane * request_ecpu(hgetall as u64));
     let reads = lanes * (shards + hashes_per_lane);
-    let puts = out.campaigns * 2.0;
+    let puts = out.campaigns * 3.0 + 1.0;
     out.duration_ms = super::lanes::FUNCTION_BASE_MS.0
         + (reads / CLAIMS_IN_FLIGHT).ceil() * CACHE_RTT_MS.0
         + reads * SERVER_MS_PER_COMMAND
@@ -762,9 +781,19 @@ mod tests {
         let wu = |n: f64, cache: &mut HashMap<u64, usize>| {
             tally_billing::dynamodb::write_units(item_bytes(1, distinct(n), cache))
         };
-        assert!((c.minute_wru - wu(600.0, &mut cache)).abs() < 1e-9, "{c:?}");
+        // The campaign's minute item, its day row's ADD (1 unit), and the all-campaigns item (one campaign:
+        // the same sketch as the campaign's).
+        assert!((c.day_row_wru - 1.0).abs() < 1e-9, "{c:?}");
+        assert!(
+            (c.minute_wru - 2.0 * wu(600.0, &mut cache) - 1.0).abs() < 1e-9,
+            "{c:?}"
+        );
         let rollups = wu(36_000.0, &mut cache) / 60.0 + wu(864_000.0, &mut cache) / 1440.0;
-        assert!((c.hour_wru - rollups).abs() < 1e-9, "{c:?}");
+        assert!((c.hour_wru - 2.0 * rollups).abs() < 1e-9, "{c:?}");
+        assert!(
+            (c.all_campaigns_wru - wu(600.0, &mut cache) - rollups).abs() < 1e-9,
+            "{c:?}"
+        );
         assert!(c.minute_wru >= 1.0 && c.hour_wru < c.minute_wru, "{c:?}");
         assert!(c.rollup_rru > 1.0 / 60.0, "{c:?}");
         // 2 lanes × (2 SMEMBERS + 2 HGETALL), each under 1 KB.
