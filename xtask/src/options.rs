@@ -25,6 +25,8 @@
 //! collect_reserved_concurrency = 100 # or give it outright (default without a profile: 100)
 //! query_reserved_concurrency = 10
 //! account_concurrency = 1000        # the account's Lambda quota: reservations must leave 100 unreserved
+//! cache_max_storage_gb = 16          # the cache's usage limits (default 1 GB and 100,000 ECPU/s): `plan` says what
+//! cache_max_ecpu_per_second = 200000 # the profile needs ("defences"); a cache at its limit refuses writes
 //! budget_monthly_usd = 500          # a monthly cost budget mailing the alerts topic (none by default)
 //! budget_email = "finance@example.com"
 //! edge = false                      # true: CloudFront + a WAF rate-based rule in front of collect (us-east-1)
@@ -232,6 +234,12 @@ fn apply(
                 options.query_reserved_concurrency = number(value).with_context(at)?
             }
             "account_concurrency" => options.account_concurrency = number(value).with_context(at)?,
+            "cache_max_storage_gb" => {
+                options.cache_max_storage_gb = number(value).with_context(at)?
+            }
+            "cache_max_ecpu_per_second" => {
+                options.cache_max_ecpu_per_second = number(value).with_context(at)?
+            }
             "budget_monthly_usd" => {
                 options.budget_monthly_usd = Some(number(value).with_context(at)?)
             }
@@ -248,7 +256,7 @@ fn apply(
                 limit_given = true;
             }
             other => bail!(
-                "{section}: unknown option `{other}` (known: stream, critical_lane, initial_shards, min_shards, max_shards, alert_email, retain_data, table_billing, table_min_write_capacity, table_max_write_capacity, table_min_read_capacity, table_max_read_capacity, table_target_utilization, exclude_unsigned, profile, collect_reserved_concurrency, query_reserved_concurrency, account_concurrency, budget_monthly_usd, budget_email, edge, edge_requests_per_five_minutes)"
+                "{section}: unknown option `{other}` (known: stream, critical_lane, initial_shards, min_shards, max_shards, alert_email, retain_data, table_billing, table_min_write_capacity, table_max_write_capacity, table_min_read_capacity, table_max_read_capacity, table_target_utilization, exclude_unsigned, profile, collect_reserved_concurrency, query_reserved_concurrency, account_concurrency, cache_max_storage_gb, cache_max_ecpu_per_second, budget_monthly_usd, budget_email, edge, edge_requests_per_five_minutes)"
             ),
         }
     }
@@ -482,6 +490,36 @@ mod tests {
             "[stack]\ntable_target_utilization = 0.7",
             "m",
             Err("[stack] table_target_utilization: expected a whole number"),
+        );
+    }
+
+    #[test]
+    fn cache_limits_are_options() {
+        let of = |text: &str| parse(text, "main").map_err(|e| format!("{e:#}"));
+        let d = of("").expect("defaults");
+        assert_eq!(
+            (d.cache_max_storage_gb, d.cache_max_ecpu_per_second),
+            (1, 100_000)
+        );
+        let o = of("[stack]\ncache_max_storage_gb = 16\ncache_max_ecpu_per_second = 200000")
+            .expect("set");
+        assert_eq!(
+            (o.cache_max_storage_gb, o.cache_max_ecpu_per_second),
+            (16, 200_000)
+        );
+        assert_eq!(
+            of("[stack]\ncache_max_storage_gb = -1"),
+            Err("[stack] cache_max_storage_gb: -1 is not a non-negative whole number".to_owned())
+        );
+        // Out of ElastiCache's range: refused by synth, naming the limit.
+        let big = of("[stack]\ncache_max_storage_gb = 999999").expect("parsed");
+        let err = tally_pipeline::synth_value(&Stage::new("main"), &big)
+            .map(|_| ())
+            .map_err(|e| e.to_string());
+        assert!(
+            err.as_ref()
+                .is_err_and(|e| e.contains("max_storage_gb 999999 is outside")),
+            "{err:?}"
         );
     }
 

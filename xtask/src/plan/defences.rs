@@ -191,7 +191,7 @@ fn ceilings(stack: &StackModel, prices: &Prices, bill: &Bill) -> Vec<Defence> {
                     against(
                         "ElastiCache",
                         ceiling,
-                        "the pipeline's cache_max_storage_gb / cache_max_ecpu_per_second"
+                        "tally.toml's cache_max_storage_gb / cache_max_ecpu_per_second"
                     )
                 ),
             });
