@@ -5,7 +5,7 @@
 //! (idempotently: a restart finds its streams, tables, queues and buckets as they were), starts the
 //! functions, the Function URLs and the event source mappings (which resume from their checkpoints).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -168,6 +168,7 @@ impl LocalCloud {
         let logs = LogSink::new(Some(options.state_dir.join("logs")), options.terminal_logs);
         let mut functions = BTreeMap::new();
         let mut unbuilt = Vec::new();
+        let background = background_functions(&plan);
         for decl in &plan.functions {
             let executable = PathBuf::from(&decl.code);
             if !executable.is_file() {
@@ -195,6 +196,7 @@ impl LocalCloud {
             spec.timeout = decl.timeout;
             spec.reserved_concurrency = decl.reserved_concurrency;
             spec.logging = decl.logging;
+            spec.background = background.contains(&decl.name);
             spec.region = aws.region.clone();
             spec.env = decl.env.clone();
             for (key, value) in [
@@ -396,6 +398,35 @@ async fn write_meter(aws: Arc<LocalAws>, path: PathBuf, mut stop: watch::Receive
 }
 
 /// The logical ids of the template's resources of type `kind`, in template order.
+/// The functions whose processes run at a lower CPU priority ([`FunctionSpec::background`]): targets of
+/// mappings with a batching window or of schedules, unless something waits on them too (a Function URL, a
+/// mapping without a batching window).
+pub fn background_functions(plan: &Plan) -> BTreeSet<String> {
+    let waited_on: BTreeSet<&str> = plan
+        .urls
+        .iter()
+        .map(|u| u.function.as_str())
+        .chain(
+            plan.mappings
+                .iter()
+                .filter(|m| m.config.batching_window.is_zero())
+                .map(|m| m.function.as_str()),
+        )
+        .collect();
+    plan.mappings
+        .iter()
+        .filter(|m| !m.config.batching_window.is_zero())
+        .map(|m| m.function.as_str())
+        .chain(
+            plan.rules
+                .iter()
+                .flat_map(|r| r.targets.iter().map(|t| t.function.as_str())),
+        )
+        .filter(|f| !waited_on.contains(f))
+        .map(str::to_owned)
+        .collect()
+}
+
 fn resource_ids(template: &Value, kind: &str) -> Vec<String> {
     template
         .get("Resources")

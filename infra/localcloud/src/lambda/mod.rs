@@ -47,7 +47,14 @@ pub struct FunctionSpec {
     pub region: String,
     /// `LoggingConfig`: which lines Lambda would send to CloudWatch Logs (and the meter counts).
     pub logging: logs::LogConfig,
+    /// Batch work nobody waits on (a mapping with a batching window, a schedule): its processes run at
+    /// [`BACKGROUND_NICE`]. On AWS every instance has its own CPU share; on one machine the deferred lane's
+    /// large batches would otherwise take the realtime lane's CPU and show as its latency.
+    pub background: bool,
 }
+
+/// The nice value of a background function's processes.
+pub const BACKGROUND_NICE: u8 = 10;
 
 impl FunctionSpec {
     /// A spec with Lambda's defaults (128 MB, 3 s, no reserved concurrency, us-east-1).
@@ -61,6 +68,7 @@ impl FunctionSpec {
             env: BTreeMap::new(),
             region: "us-east-1".to_owned(),
             logging: logs::LogConfig::default(),
+            background: false,
         }
     }
 
@@ -352,6 +360,11 @@ impl Function {
         let mut child = match process::spawn(
             &inner.spec.executable,
             inner.spec.memory_mb,
+            if inner.spec.background {
+                BACKGROUND_NICE
+            } else {
+                0
+            },
             &env,
             &inner.log,
         ) {

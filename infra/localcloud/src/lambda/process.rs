@@ -154,7 +154,7 @@ fn now_iso() -> String {
 }
 
 /// Starts `executable` with exactly `env` (nothing inherited but `PATH`), its data segment limited to
-/// `memory_mb`.
+/// `memory_mb`, at nice value `nice` (coreutils' `nice`; 0 leaves the priority as it is).
 ///
 /// The limit is `RLIMIT_DATA`, set by `ulimit -d` in a `/bin/sh` that then `exec`s the binary, so it holds
 /// from the first instruction and needs no `unsafe` pre-exec hook (the workspace forbids `unsafe`).
@@ -164,6 +164,7 @@ fn now_iso() -> String {
 pub(crate) fn spawn(
     executable: &Path,
     memory_mb: u32,
+    nice: u8,
     env: &BTreeMap<String, String>,
     log: &FunctionLog,
 ) -> std::io::Result<Child> {
@@ -178,9 +179,10 @@ pub(crate) fn spawn(
     let mut command = Command::new("/bin/sh");
     command
         .arg("-c")
-        .arg(r#"ulimit -d "$1" && exec "$0""#)
+        .arg(r#"ulimit -d "$1" && exec nice -n "$2" "$0""#)
         .arg(executable)
         .arg(limit_kb.to_string())
+        .arg(nice.to_string())
         .env_clear()
         .env(
             "PATH",

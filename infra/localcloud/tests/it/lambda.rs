@@ -228,6 +228,23 @@ async fn memory_size_is_a_limit() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_background_function_runs_at_a_lower_priority() {
+    let normal = Function::start(spec("normal-fn"), &LogSink::discard());
+    let mut batch = spec("batch-fn");
+    batch.background = true;
+    let batch = Function::start(batch, &LogSink::discard());
+    let nice = |out: serde_json::Value| out["nice"].as_i64().expect("nice");
+    let base = nice(call(&normal, json!({"action": "nice"})).await.unwrap());
+    assert_eq!(
+        nice(call(&batch, json!({"action": "nice"})).await.unwrap()),
+        (base + i64::from(tally_localcloud::lambda::BACKGROUND_NICE)).min(19),
+        "19 is the lowest priority"
+    );
+    normal.shutdown();
+    batch.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_payload_is_refused() {
     let function = Function::start(spec("big-fn"), &LogSink::discard());
     let payload = vec![b' '; 6 * 1024 * 1024 + 1];

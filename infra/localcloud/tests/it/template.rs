@@ -149,6 +149,26 @@ fn the_synthesized_pipeline_loads_and_every_resource_is_accounted_for() {
     );
 }
 
+/// The batch work runs at a lower CPU priority locally: the deferred lane (30 s batching window), the
+/// compactor and the scaler (schedules); collect and query (URLs) and the realtime lane (no window) do not.
+#[test]
+fn batch_functions_run_in_the_background() {
+    let stage = tally_pipeline::Stage::from_branch("dev");
+    let template =
+        tally_pipeline::synth_value(&stage, &tally_pipeline::PipelineOptions::default()).unwrap();
+    let plan = load(&template, &ctx()).unwrap();
+    let background = tally_localcloud::cloud::background_functions(&plan);
+    let names: Vec<&str> = background.iter().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        [
+            "tally-dev-compactor",
+            "tally-dev-deferred",
+            "tally-dev-scaler"
+        ]
+    );
+}
+
 #[test]
 fn the_edge_and_the_budget_load_as_inert() {
     let options = tally_pipeline::PipelineOptions {
