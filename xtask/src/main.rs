@@ -1,4 +1,4 @@
-//! `cargo xtask` — the commands of tally. This file only parses flags and dispatches;
+//! `cargo xtask` — the commands of tally. This file only parses flags (`flags`, on clap) and dispatches;
 //! each command lives in its own module with one `run`.
 
 mod bootstrap;
@@ -57,16 +57,10 @@ pub fn stack_options(
 fn main() -> ExitCode {
     let cmd = match flags::parse(std::env::args_os().skip(1)) {
         Ok(cmd) => cmd,
-        Err(error) => {
-            eprintln!("error: {error:#}\n\n{}", flags::USAGE);
-            return ExitCode::from(2);
-        }
+        Err(refused) => return refused.report(),
     };
     let result = match cmd {
-        flags::Cmd::Help => {
-            println!("{}", flags::USAGE);
-            Ok(())
-        }
+        flags::Cmd::Help => flags::command().print_help().map_err(anyhow::Error::from),
         flags::Cmd::Synth(cmd) => cmd.run(),
         flags::Cmd::Dev(cmd) => cmd.run(),
         flags::Cmd::Loadtest(cmd) => cmd.run(),
@@ -79,7 +73,10 @@ fn main() -> ExitCode {
         flags::Cmd::Previews(cmd) => cmd.run(),
         flags::Cmd::Redrive(cmd) => cmd.run(),
         flags::Cmd::SignPixel(cmd) => cmd.run(),
-        flags::Cmd::Bootstrap(cmd) => cmd.run(),
+        flags::Cmd::Bootstrap(flags) => {
+            bootstrap::Bootstrap::from_flags(flags).and_then(bootstrap::Bootstrap::run)
+        }
+        flags::Cmd::Completions(cmd) => cmd.run(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
