@@ -33,8 +33,8 @@ const STEPS: [&[&str]; 3] = [
     &["test", "--workspace"],
 ];
 
-impl Ci {
-    pub fn run(self) -> anyhow::Result<()> {
+impl crate::Run for Ci {
+    fn run(self) -> anyhow::Result<()> {
         let mut missing: Vec<String> = TOOLS
             .iter()
             .filter(|(tool, _)| find_on_path(tool).is_none())

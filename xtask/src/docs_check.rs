@@ -240,7 +240,15 @@ fn xtask_commands(code: &str) -> Vec<Vec<String>> {
     let mut out = Vec::new();
     let mut rest = code;
     while let Some(at) = rest.find("cargo xtask") {
-        let after = &rest[at + "cargo xtask".len()..];
+        let mut after = &rest[at + "cargo xtask".len()..];
+        // `cargo xtask-aws …` takes the same command line; `cargo xtaskfoo` is another word.
+        if let Some(aws) = after.strip_prefix("-aws") {
+            after = aws;
+        }
+        if after.starts_with(|c: char| !c.is_whitespace() && !"|;>#&)`".contains(c)) {
+            rest = after;
+            continue;
+        }
         let end = after
             .find(['|', ';', '>', '#', '&', ')', '`'])
             .unwrap_or(after.len());
@@ -496,7 +504,7 @@ mod tests {
         assert_eq!(spans("a `x` b ``y `z` w`` c"), vec!["x", "y `z` w"]);
         assert_eq!(
             xtask_commands(
-                "cargo xtask loadtest --json > lt.json && cargo xtask plan --check lt.json"
+                "cargo xtask loadtest --json > lt.json && cargo xtask-aws plan --check lt.json; cargo xtasks"
             ),
             vec![
                 vec!["loadtest".to_owned(), "--json".to_owned()],

@@ -31,6 +31,29 @@ pub enum Cmd {
     Completions(Completions),
 }
 
+impl Cmd {
+    /// The command's name on the command line.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Cmd::Help => "help",
+            Cmd::Dev(_) => "dev",
+            Cmd::Loadtest(_) => "loadtest",
+            Cmd::Synth(_) => "synth",
+            Cmd::Ci(_) => "ci",
+            Cmd::Build(_) => "build",
+            Cmd::Plan(_) => "plan",
+            Cmd::Deploy(_) => "deploy",
+            Cmd::Diff(_) => "diff",
+            Cmd::Destroy(_) => "destroy",
+            Cmd::Previews(_) => "previews",
+            Cmd::Redrive(_) => "redrive",
+            Cmd::SignPixel(_) => "sign-pixel",
+            Cmd::Bootstrap(_) => "bootstrap",
+            Cmd::Completions(_) => "completions",
+        }
+    }
+}
+
 /// The commands of tally (`cargo xtask <command> --help` for one command's flags).
 #[derive(Debug, Parser)]
 #[command(
@@ -337,7 +360,7 @@ impl RedriveFlags {
     }
 }
 
-/// `cargo xtask redrive` (see `crate::redrive`).
+/// `cargo xtask redrive` (run by xtask-aws, `redrive.rs`).
 #[derive(Debug)]
 pub struct Redrive {
     pub lane: RedriveLane,
@@ -599,7 +622,7 @@ pub struct Deploy {
     pub guard: StageFlags,
 }
 
-/// The flags `deploy` and `destroy` add for protected stages and previews (checked by `crate::protect`).
+/// The flags `deploy` and `destroy` add for protected stages and previews (checked by xtask-aws, `protect.rs`).
 #[derive(Debug, Default, Args)]
 pub struct StageFlags {
     /// The confirmation that names the stage (required for a protected one).
