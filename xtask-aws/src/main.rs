@@ -37,8 +37,8 @@ fn main() -> ExitCode {
         }
         flags::Cmd::Help => flags::command().print_help().map_err(anyhow::Error::from),
         local => Err(anyhow::anyhow!(
-            "{} runs no AWS command: run it as `cargo xtask {}`",
-            "xtask-aws",
+            "`{0}` calls no AWS API, so it is not in xtask-aws (deploy, diff, destroy, previews, redrive, \
+             bootstrap): run `cargo xtask {0}`",
             local.name()
         )),
     };

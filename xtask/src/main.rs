@@ -90,3 +90,59 @@ fn run_aws(args: impl Iterator<Item = std::ffi::OsString>) -> anyhow::Result<Exi
         None => ExitCode::FAILURE,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    /// The point of the `xtask-aws` split: building `cargo xtask` compiles no AWS SDK crate (nor the crates
+    /// that bring them: `tally-deploy`, `tally-aws`). Asked of cargo itself, so a new dependency that pulls one
+    /// in fails here.
+    #[test]
+    fn xtask_builds_no_aws_sdk() {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let out = std::process::Command::new(cargo)
+            .args([
+                "tree",
+                "--offline",
+                "-p",
+                "xtask",
+                "-e",
+                "normal",
+                "--prefix",
+                "none",
+            ])
+            .current_dir(crate::workspace_root())
+            .output()
+            .expect("cargo tree runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let tree = String::from_utf8(out.stdout).expect("utf-8");
+        let aws: Vec<&str> = tree
+            .lines()
+            .filter(|l| {
+                l.starts_with("aws-") || l.starts_with("tally-deploy") || l.starts_with("tally-aws")
+            })
+            .collect();
+        assert!(tree.contains("tally-pipeline"), "{tree}");
+        assert!(aws.is_empty(), "xtask depends on {aws:?}");
+        // And the other binary has them.
+        let out =
+            std::process::Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+                .args([
+                    "tree",
+                    "--offline",
+                    "-p",
+                    "xtask-aws",
+                    "-e",
+                    "normal",
+                    "--prefix",
+                    "none",
+                ])
+                .current_dir(crate::workspace_root())
+                .output()
+                .expect("cargo tree runs");
+        assert!(String::from_utf8_lossy(&out.stdout).contains("aws-sdk-cloudformation"));
+    }
+}
