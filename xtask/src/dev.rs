@@ -11,8 +11,8 @@ use tally_pipeline::{code_key_parameter, FUNCTIONS};
 use crate::flags::Dev;
 use crate::stage;
 
-impl Dev {
-    pub fn run(self) -> anyhow::Result<()> {
+impl crate::Run for Dev {
+    fn run(self) -> anyhow::Result<()> {
         let stage = stage::resolve(self.stage.as_deref())?;
         let state = crate::target_dir().join("tally-dev").join(stage.label());
         let mut run = local_cloud(&stage, &state, self.release)?;
@@ -28,7 +28,7 @@ impl Dev {
         let endpoints = self
             .endpoints_file
             .clone()
-            .unwrap_or_else(|| crate::redrive::dev_endpoints_file(&stage));
+            .unwrap_or_else(|| xtask::dev_endpoints_file(&stage));
         run.arg("--endpoints-file").arg(endpoints);
         if self.demo {
             run.arg("--demo");

@@ -29,8 +29,8 @@ pub fn load_profile(path: &Path) -> anyhow::Result<Profile> {
     Profile::parse(&text).with_context(|| format!("--profile {}", path.display()))
 }
 
-impl Loadtest {
-    pub fn run(self) -> anyhow::Result<()> {
+impl crate::Run for Loadtest {
+    fn run(self) -> anyhow::Result<()> {
         // Check what can be checked before building anything.
         if let Some(path) = &self.profile {
             load_profile(path)?;

@@ -1,85 +1,46 @@
-//! `cargo xtask` — the commands of tally. This file only parses flags and dispatches;
-//! each command lives in its own module with one `run`.
+//! `cargo xtask` — the commands of tally. This file only parses flags (`xtask::flags`, on clap) and
+//! dispatches: the local commands run here, each in its own module with one `run`; the commands that call AWS
+//! run in the `xtask-aws` binary, built on first use (see [`forward_to_aws`]).
 
-mod bootstrap;
-mod build;
 mod ci;
-mod deploy;
-mod destroy;
 mod dev;
-mod diff;
 #[cfg(test)]
 mod docs_check;
-mod flags;
 mod loadtest;
-mod options;
 mod plan;
-mod previews;
-mod protect;
-mod redrive;
-mod sign_pixel;
-mod stage;
-mod synth;
 
-use std::path::{Path, PathBuf};
-use std::process::ExitCode;
+use std::process::{Command, ExitCode};
 
-/// The workspace root: the directory above this crate.
-pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
-}
+use anyhow::Context;
+// The shared modules, under the names the command modules use (`crate::flags`, `crate::stage`, …).
+use xtask::{flags, stack_options, stage, target_dir, workspace_root};
 
-/// Cargo's target directory: `CARGO_TARGET_DIR` when set (cargo sets it for `cargo xtask` too when the user
-/// did), else `target/` in the workspace. Built binaries are looked up here; state kept for later runs too.
-pub fn target_dir() -> PathBuf {
-    match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) if !dir.is_empty() => {
-            let dir = PathBuf::from(dir);
-            if dir.is_absolute() {
-                dir
-            } else {
-                workspace_root().join(dir)
-            }
-        }
-        _ => workspace_root().join("target"),
-    }
-}
-
-/// The stack options of `stage` (`tally.toml`, see [`options`]).
-pub fn stack_options(
-    stage: &tally_pipeline::Stage,
-) -> anyhow::Result<tally_pipeline::PipelineOptions> {
-    options::load(&workspace_root(), stage)
+/// A local command: what it runs.
+trait Run {
+    fn run(self) -> anyhow::Result<()>;
 }
 
 fn main() -> ExitCode {
     let cmd = match flags::parse(std::env::args_os().skip(1)) {
         Ok(cmd) => cmd,
-        Err(error) => {
-            eprintln!("error: {error:#}\n\n{}", flags::USAGE);
-            return ExitCode::from(2);
-        }
+        Err(refused) => return refused.report(),
     };
     let result = match cmd {
-        flags::Cmd::Help => {
-            println!("{}", flags::USAGE);
-            Ok(())
-        }
+        flags::Cmd::Help => flags::command().print_help().map_err(anyhow::Error::from),
         flags::Cmd::Synth(cmd) => cmd.run(),
         flags::Cmd::Dev(cmd) => cmd.run(),
         flags::Cmd::Loadtest(cmd) => cmd.run(),
         flags::Cmd::Ci(cmd) => cmd.run(),
         flags::Cmd::Build(cmd) => cmd.run(),
         flags::Cmd::Plan(cmd) => cmd.run(),
-        flags::Cmd::Deploy(cmd) => cmd.run(),
-        flags::Cmd::Diff(cmd) => cmd.run(),
-        flags::Cmd::Destroy(cmd) => cmd.run(),
-        flags::Cmd::Previews(cmd) => cmd.run(),
-        flags::Cmd::Redrive(cmd) => cmd.run(),
         flags::Cmd::SignPixel(cmd) => cmd.run(),
-        flags::Cmd::Bootstrap(cmd) => cmd.run(),
+        flags::Cmd::Completions(cmd) => cmd.run(),
+        flags::Cmd::Deploy(_)
+        | flags::Cmd::Diff(_)
+        | flags::Cmd::Destroy(_)
+        | flags::Cmd::Previews(_)
+        | flags::Cmd::Redrive(_)
+        | flags::Cmd::Bootstrap(_) => return forward_to_aws(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -87,5 +48,101 @@ fn main() -> ExitCode {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The commands that call AWS live in the `xtask-aws` binary (the AWS SDK clients take minutes to compile on
+/// a small machine, and `dev`, `synth`, `plan`, `ci` need none of them): `cargo run` builds it when it is
+/// missing or stale and runs it with the same arguments; its exit code is this one.
+fn forward_to_aws() -> ExitCode {
+    match run_aws(std::env::args_os().skip(1)) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_aws(args: impl Iterator<Item = std::ffi::OsString>) -> anyhow::Result<ExitCode> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let first_build = !target_dir().join("debug").join("xtask-aws").exists();
+    if first_build {
+        eprintln!(
+            "xtask: building the AWS commands (crate xtask-aws, the AWS SDK clients) on their first use; \
+             `cargo xtask-aws --help` lists them"
+        );
+    }
+    let mut cargo_run = Command::new(&cargo);
+    cargo_run.arg("run");
+    if !first_build {
+        cargo_run.arg("--quiet");
+    }
+    let status = cargo_run
+        .arg("--manifest-path")
+        .arg(workspace_root().join("Cargo.toml"))
+        .args(["--package", "xtask-aws", "--"])
+        .args(args)
+        .status()
+        .context("while starting `cargo run --package xtask-aws` (is cargo on PATH?)")?;
+    Ok(match status.code() {
+        Some(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        None => ExitCode::FAILURE,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    /// The point of the `xtask-aws` split: building `cargo xtask` compiles no AWS SDK crate (nor the crates
+    /// that bring them: `tally-deploy`, `tally-aws`). Asked of cargo itself, so a new dependency that pulls one
+    /// in fails here.
+    #[test]
+    fn xtask_builds_no_aws_sdk() {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let out = std::process::Command::new(cargo)
+            .args([
+                "tree",
+                "--offline",
+                "-p",
+                "xtask",
+                "-e",
+                "normal",
+                "--prefix",
+                "none",
+            ])
+            .current_dir(crate::workspace_root())
+            .output()
+            .expect("cargo tree runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let tree = String::from_utf8(out.stdout).expect("utf-8");
+        let aws: Vec<&str> = tree
+            .lines()
+            .filter(|l| {
+                l.starts_with("aws-") || l.starts_with("tally-deploy") || l.starts_with("tally-aws")
+            })
+            .collect();
+        assert!(tree.contains("tally-pipeline"), "{tree}");
+        assert!(aws.is_empty(), "xtask depends on {aws:?}");
+        // And the other binary has them.
+        let out =
+            std::process::Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+                .args([
+                    "tree",
+                    "--offline",
+                    "-p",
+                    "xtask-aws",
+                    "-e",
+                    "normal",
+                    "--prefix",
+                    "none",
+                ])
+                .current_dir(crate::workspace_root())
+                .output()
+                .expect("cargo tree runs");
+        assert!(String::from_utf8_lossy(&out.stdout).contains("aws-sdk-cloudformation"));
     }
 }

@@ -38,7 +38,7 @@
 //! ```
 //!
 //! `[deploy] protected_stages = ["staging"]` lists the stages that, with `production`, are deployed and
-//! destroyed only when named twice (see [`crate::protect`]).
+//! destroyed only when named twice (xtask-aws's `protect`).
 //!
 //! Unknown keys and wrong types are errors that name the key and the file: a typo must not silently deploy
 //! the defaults.
@@ -67,8 +67,39 @@ pub fn load(root: &Path, stage: &Stage) -> anyhow::Result<PipelineOptions> {
     }
 }
 
+/// `[deploy]`: the stages deployed and destroyed only when named twice (`protected_stages`), read by
+/// xtask-aws's `protect`.
+pub const DEPLOY_SECTION: &str = "deploy";
+pub const DEPLOY_KEY: &str = "protected_stages";
+
+/// The names of a `[deploy]` table (checked by [`parse`], so a typo there is an error for every command; the
+/// deploy commands read the protected stages from it). Each must be a clean stage label: anything else could never name a stack exactly.
+pub fn deploy_section(table: &toml::Table) -> anyhow::Result<Vec<String>> {
+    let mut names = Vec::new();
+    for (key, value) in table {
+        if key != DEPLOY_KEY {
+            bail!("[{DEPLOY_SECTION}]: unknown option `{key}` (known: {DEPLOY_KEY})");
+        }
+        let list = value.as_array().with_context(|| {
+            format!("[{DEPLOY_SECTION}] {DEPLOY_KEY}: expected a list of stage names, e.g. [\"staging\"]")
+        })?;
+        for item in list {
+            let name = item.as_str().with_context(|| {
+                format!("[{DEPLOY_SECTION}] {DEPLOY_KEY}: `{item}` is not a string")
+            })?;
+            if Stage::new(name).label() != name {
+                bail!(
+                    "[{DEPLOY_SECTION}] {DEPLOY_KEY}: `{name}` is not a stage name a stack can have exactly: use lowercase \
+                     letters, digits and single hyphens (e.g. `staging`)"
+                );
+            }
+            names.push(name.to_owned());
+        }
+    }
+    Ok(names)
+}
+
 /// The options `text` gives stage `stage` (a `profile` path is relative to the workspace root).
-#[cfg(test)]
 pub fn parse(text: &str, stage: &str) -> anyhow::Result<PipelineOptions> {
     parse_at(text, stage, &crate::workspace_root())
 }
@@ -113,13 +144,13 @@ pub fn parse_at(text: &str, stage: &str, root: &Path) -> anyhow::Result<Pipeline
                 }
             }
             // Read by `protect`; checked here too, so a typo there fails every command.
-            (crate::protect::SECTION, toml::Value::Table(table)) => {
-                crate::protect::section(table)?;
+            (DEPLOY_SECTION, toml::Value::Table(table)) => {
+                deploy_section(table)?;
             }
-            ("stack" | "stage" | crate::protect::SECTION, _) => bail!("`{key}` must be a table"),
+            ("stack" | "stage" | DEPLOY_SECTION, _) => bail!("`{key}` must be a table"),
             _ => bail!(
                 "unknown section `{key}`: expected [stack], [stage.<name>] or [{}]",
-                crate::protect::SECTION
+                DEPLOY_SECTION
             ),
         }
     }

@@ -90,8 +90,8 @@ pub struct NaiveNotes {
     pub item_limit_wcu_per_sec: f64,
 }
 
-impl Plan {
-    pub fn run(self) -> anyhow::Result<()> {
+impl crate::Run for Plan {
+    fn run(self) -> anyhow::Result<()> {
         if let Some(path) = &self.check {
             return run_check(path, self.tolerance.unwrap_or(15.0) / 100.0);
         }

@@ -26,9 +26,8 @@ use tally_pipeline::Stage;
 /// Always protected, whatever `tally.toml` says.
 pub const ALWAYS: &str = "production";
 
-/// The `tally.toml` section and key.
-pub const SECTION: &str = "deploy";
-pub const KEY: &str = "protected_stages";
+/// The `tally.toml` section and key (read and checked by `xtask::options`).
+pub use xtask::options::{deploy_section as section, DEPLOY_SECTION as SECTION};
 
 /// The protected stage names of this checkout.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,33 +79,6 @@ impl Protected {
             .find(|name| name.as_str() != raw && skeleton(name) == shape)
             .map(String::as_str)
     }
-}
-
-/// The names of a `[deploy]` table (also called by `options::parse`, so a typo there is an error for every
-/// command). Each must be a clean stage label: anything else could never name a stack exactly.
-pub fn section(table: &toml::Table) -> anyhow::Result<Vec<String>> {
-    let mut names = Vec::new();
-    for (key, value) in table {
-        if key != KEY {
-            bail!("[{SECTION}]: unknown option `{key}` (known: {KEY})");
-        }
-        let list = value.as_array().with_context(|| {
-            format!("[{SECTION}] {KEY}: expected a list of stage names, e.g. [\"staging\"]")
-        })?;
-        for item in list {
-            let name = item
-                .as_str()
-                .with_context(|| format!("[{SECTION}] {KEY}: `{item}` is not a string"))?;
-            if Stage::new(name).label() != name {
-                bail!(
-                    "[{SECTION}] {KEY}: `{name}` is not a stage name a stack can have exactly: use lowercase \
-                     letters, digits and single hyphens (e.g. `staging`)"
-                );
-            }
-            names.push(name.to_owned());
-        }
-    }
-    Ok(names)
 }
 
 /// What a stage name looks like to a person: lowercase, look-alike letters and digits folded to one ASCII

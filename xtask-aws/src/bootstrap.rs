@@ -2,17 +2,16 @@
 //! with the assets bucket, the CloudFormation execution role and the GitHub OIDC deploy roles
 //! (`docs/bootstrap.md`). `--show` prints the roles' policies for review and calls no AWS API.
 
-use std::ffi::OsString;
 use std::time::Duration;
 
 use anyhow::Context;
-use lexopt::prelude::*;
 use tally_deploy::bootstrap::show::{render, ShowContext};
 use tally_deploy::bootstrap::stack::{BootstrapOptions, GithubRepo};
 use tally_deploy::bootstrap::BootstrapRequest;
 use tally_deploy::{Clients, DeployOutcome, Output};
 
 use crate::deploy::{block_on, confirm};
+use crate::flags::BootstrapFlags;
 
 /// How long to follow CloudFormation before giving up (the operation continues on AWS).
 const TIMEOUT: Duration = Duration::from_secs(30 * 60);
@@ -28,61 +27,22 @@ pub struct Bootstrap {
     pub yes: bool,
 }
 
-/// The flags after `bootstrap`.
-pub fn parse(parser: &mut lexopt::Parser) -> anyhow::Result<Bootstrap> {
-    let (mut repo, mut environment, mut provider) = (None, None, None);
-    let mut cmd = Bootstrap {
-        options: BootstrapOptions::new(GithubRepo {
-            owner: String::new(),
-            name: String::new(),
-        }),
-        show: false,
-        account: None,
-        region: None,
-        yes: false,
-    };
-    while let Some(arg) = parser.next()? {
-        match arg {
-            Long("github-repo") => repo = Some(parser.value()?.string()?),
-            Long("release-environment") => environment = Some(parser.value()?.string()?),
-            Long("oidc-provider-arn") => provider = Some(arn(parser.value()?)?),
-            Long("show") => cmd.show = true,
-            Long("account") => cmd.account = Some(account(parser.value()?)?),
-            Long("region") => cmd.region = Some(parser.value()?.string()?),
-            Long("yes") | Short('y') => cmd.yes = true,
-            other => return Err(other.unexpected()).context("while reading `bootstrap` flags"),
+impl Bootstrap {
+    /// The bootstrap the flags ask for: the repository and the OIDC provider checked as names.
+    pub fn from_flags(flags: BootstrapFlags) -> anyhow::Result<Bootstrap> {
+        let mut options = BootstrapOptions::new(GithubRepo::parse(&flags.github_repo)?);
+        if let Some(environment) = flags.release_environment {
+            options.release_environment = environment;
         }
+        options.oidc_provider_arn = flags.oidc_provider_arn;
+        Ok(Bootstrap {
+            options,
+            show: flags.show,
+            account: flags.account,
+            region: flags.region,
+            yes: flags.yes,
+        })
     }
-    let repo = repo.context(
-        "bootstrap needs --github-repo OWNER/NAME: the repository whose workflows may assume the deploy roles",
-    )?;
-    cmd.options = BootstrapOptions::new(GithubRepo::parse(&repo)?);
-    if let Some(environment) = environment {
-        cmd.options.release_environment = environment;
-    }
-    cmd.options.oidc_provider_arn = provider;
-    if !cmd.show && (cmd.account.is_some() || cmd.region.is_some()) {
-        anyhow::bail!("--account and --region only label `bootstrap --show`; the bootstrap itself uses the AWS configuration (AWS_REGION, AWS_PROFILE)");
-    }
-    Ok(cmd)
-}
-
-fn account(value: OsString) -> anyhow::Result<String> {
-    let text = value.string()?;
-    anyhow::ensure!(
-        text.len() == 12 && text.chars().all(|c| c.is_ascii_digit()),
-        "--account `{text}`: an AWS account id is 12 digits"
-    );
-    Ok(text)
-}
-
-fn arn(value: OsString) -> anyhow::Result<String> {
-    let text = value.string()?;
-    anyhow::ensure!(
-        text.starts_with("arn:") && text.contains(":oidc-provider/token.actions.githubusercontent.com"),
-        "--oidc-provider-arn `{text}`: expected the ARN of the account's GitHub OIDC provider, arn:aws:iam::ACCOUNT:oidc-provider/token.actions.githubusercontent.com"
-    );
-    Ok(text)
 }
 
 impl Bootstrap {
@@ -143,8 +103,13 @@ mod tests {
     use super::*;
 
     fn parsed(args: &str) -> anyhow::Result<Bootstrap> {
-        let mut parser = lexopt::Parser::from_args(args.split_whitespace().map(OsString::from));
-        parse(&mut parser)
+        let argv = std::iter::once("bootstrap")
+            .chain(args.split_whitespace())
+            .map(std::ffi::OsString::from);
+        match crate::flags::parse(argv).map_err(|e| anyhow::anyhow!("{e}"))? {
+            crate::flags::Cmd::Bootstrap(flags) => Bootstrap::from_flags(flags),
+            other => anyhow::bail!("parsed as {other:?}"),
+        }
     }
 
     fn fails(args: &str, expect: &str) {
@@ -162,7 +127,7 @@ mod tests {
             .expect("valid");
         assert!(cmd.show);
         assert_eq!(cmd.options.release_environment, "prod");
-        fails("", "bootstrap needs --github-repo OWNER/NAME");
+        fails("", "--github-repo <OWNER/NAME>");
         fails("--github-repo acme", "has no `/`; give it as owner/name");
         fails(
             "--github-repo acme/ta*lly",

@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::{BufRead, IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -29,8 +29,8 @@ use crate::stage;
 /// the queue are made visible again at the end of the run.
 const VISIBILITY_SECS: i32 = 300;
 
-impl Redrive {
-    pub fn run(self) -> anyhow::Result<()> {
+impl crate::Run for Redrive {
+    fn run(self) -> anyhow::Result<()> {
         let stage = stage::resolve(self.stage.as_deref())?;
         let mode = match (self.dry_run, self.yes) {
             (true, _) => Mode::Look,
@@ -171,7 +171,7 @@ impl Target {
     ) -> anyhow::Result<Target> {
         let endpoints_file = match target {
             RedriveTarget::Aws => return Target::on_aws(stage, lane).await,
-            RedriveTarget::Dev => dev_endpoints_file(stage),
+            RedriveTarget::Dev => xtask::dev_endpoints_file(stage),
             RedriveTarget::EndpointsFile(path) => path.clone(),
         };
         let local = read_endpoints(&endpoints_file)?;
@@ -580,14 +580,6 @@ impl Summary {
             self.missing_ranges
         )
     }
-}
-
-/// Where `cargo xtask dev --stage S` writes its endpoints file.
-pub fn dev_endpoints_file(stage: &Stage) -> PathBuf {
-    crate::target_dir()
-        .join("tally-dev")
-        .join(stage.label())
-        .join("endpoints.json")
 }
 
 /// The physical name of the lane's function in `stack`.

@@ -17,8 +17,8 @@ pub const PROJECT: &str = "tally";
 /// How long to follow CloudFormation before giving up (the operation continues on AWS).
 const TIMEOUT: Duration = Duration::from_secs(60 * 60);
 
-impl Deploy {
-    pub fn run(self) -> anyhow::Result<()> {
+impl crate::Run for Deploy {
+    fn run(self) -> anyhow::Result<()> {
         // Before anything is built or touches AWS: a protected stage must be named twice.
         let target = protect::target(
             "deploy",

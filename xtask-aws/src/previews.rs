@@ -13,8 +13,8 @@ use crate::deploy::{block_on, PROJECT};
 use crate::destroy;
 use crate::flags::{Previews, PreviewsAction};
 
-impl Previews {
-    pub fn run(self) -> anyhow::Result<()> {
+impl crate::Run for Previews {
+    fn run(self) -> anyhow::Result<()> {
         let now = SystemTime::now();
         let list = block_on(async {
             let clients = Clients::from_env().await?;

@@ -10,8 +10,8 @@ use crate::deploy::{block_on, PROJECT};
 use crate::flags::Destroy;
 use crate::protect;
 
-impl Destroy {
-    pub fn run(self) -> anyhow::Result<()> {
+impl crate::Run for Destroy {
+    fn run(self) -> anyhow::Result<()> {
         // Before any AWS call: a protected stage must be named twice.
         let target = protect::target(
             "destroy",

@@ -7,8 +7,8 @@ use crate::deploy::{block_on, request};
 use crate::flags::{Arch, Build, Diff};
 use crate::stage;
 
-impl Diff {
-    pub fn run(self) -> anyhow::Result<()> {
+impl crate::Run for Diff {
+    fn run(self) -> anyhow::Result<()> {
         let stage = stage::resolve(self.stage.as_deref())?;
         if !self.no_build {
             Build {
