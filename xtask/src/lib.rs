@@ -7,6 +7,7 @@
 pub mod build;
 pub mod flags;
 pub mod options;
+pub mod plan;
 pub mod sign_pixel;
 pub mod stage;
 pub mod synth;

@@ -14,7 +14,7 @@ use tally_traffic::Profile;
 
 use crate::dev::local_cloud;
 use crate::flags::Loadtest;
-use crate::plan::prices::Prices;
+use xtask::plan::prices::Prices;
 
 const GB: f64 = 1024.0 * 1024.0 * 1024.0;
 

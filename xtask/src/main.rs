@@ -7,7 +7,6 @@ mod dev;
 #[cfg(test)]
 mod docs_check;
 mod loadtest;
-mod plan;
 
 use std::process::{Command, ExitCode};
 

@@ -90,8 +90,9 @@ pub struct NaiveNotes {
     pub item_limit_wcu_per_sec: f64,
 }
 
-impl crate::Run for Plan {
-    fn run(self) -> anyhow::Result<()> {
+impl Plan {
+    /// `cargo xtask plan`: the table, JSON, HTML, sweep or check the flags ask for.
+    pub fn run(self) -> anyhow::Result<()> {
         if let Some(path) = &self.check {
             return run_check(path, self.tolerance.unwrap_or(15.0) / 100.0);
         }
@@ -483,7 +484,7 @@ mod tests {
     }
 
     /// The daily-curve profile on the cache fixture: every service priced, freshness set by enhanced
-    /// fan-out. `cargo test -p xtask --bin xtask daily_curve_on_the_cache -- --nocapture` prints the figures.
+    /// fan-out. `cargo test -p xtask --lib daily_curve_on_the_cache -- --nocapture` prints the figures.
     #[test]
     fn daily_curve_on_the_cache_fixture() {
         let text = std::fs::read_to_string(
