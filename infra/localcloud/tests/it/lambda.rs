@@ -233,7 +233,7 @@ async fn a_background_function_runs_at_a_lower_priority() {
     let mut batch = spec("batch-fn");
     batch.background = true;
     let batch = Function::start(batch, &LogSink::discard());
-    let nice = |out: serde_json::Value| out["nice"].as_i64().expect("nice");
+    let nice = |out: Value| out["nice"].as_i64().expect("nice");
     let base = nice(call(&normal, json!({"action": "nice"})).await.unwrap());
     assert_eq!(
         nice(call(&batch, json!({"action": "nice"})).await.unwrap()),
