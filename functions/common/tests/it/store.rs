@@ -77,6 +77,16 @@ fn config(server: &Valkey) -> StoreConfig {
     }
 }
 
+/// A fresh valkey-server, a runtime, and the store connected to it.
+fn started() -> (Valkey, tokio::runtime::Runtime, CounterStore) {
+    let server = Valkey::start();
+    let rt = runtime();
+    let store = rt
+        .block_on(CounterStore::connect(&config(&server)))
+        .expect("connect");
+    (server, rt, store)
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -106,11 +116,7 @@ fn ttl(server: &Valkey, key: &str) -> i64 {
 /// (applied, conflict on a stale mark, conflict with no mark), same counters, index sets, marks and expiries.
 #[test]
 fn store_script_agrees_with_the_model() {
-    let server = Valkey::start();
-    let rt = runtime();
-    let store = rt
-        .block_on(CounterStore::connect(&config(&server)))
-        .expect("connect");
+    let (server, rt, store) = started();
     let mut model = MemoryStore::new();
     let window = DedupWindow::default();
     let records: Vec<Vec<u8>> = vec![vec![1, 2, 2, 3], vec![4, 1], vec![5, 6, 7], vec![8, 9, 4]];
@@ -217,11 +223,7 @@ fn store_script_agrees_with_the_model() {
 #[test]
 fn store_registers_keep_the_highest_rank() {
     const ST: StoreLane = StoreLane::Settled;
-    let server = Valkey::start();
-    let rt = runtime();
-    let store = rt
-        .block_on(CounterStore::connect(&config(&server)))
-        .expect("connect");
+    let (server, rt, store) = started();
     // Ranks raised, never lowered, directly through the script.
     let keys = vec![mark_key(ST, "s"), counter_key(ST, "s", "c", 1)];
     let raise = |mark: &str, next: &str, rank: &str| -> Vec<String> {
@@ -325,11 +327,7 @@ fn store_registers_keep_the_highest_rank() {
 /// (b) A script over keys of two slots fails with CROSSSLOT on the one-node cluster, as on AWS.
 #[test]
 fn store_cross_slot_script_is_refused() {
-    let server = Valkey::start();
-    let rt = runtime();
-    let store = rt
-        .block_on(CounterStore::connect(&config(&server)))
-        .expect("connect");
+    let (server, rt, store) = started();
     let keys = vec![
         mark_key(LANE, "shard-a"),
         counter_key(LANE, "shard-b", "c", 1),
@@ -360,11 +358,7 @@ fn store_cross_slot_script_is_refused() {
 /// changed (its expiry included) when taken; gone after the expiry; WRONGTYPE on a key of another type.
 #[test]
 fn store_claims_behave_as_the_model_assumes() {
-    let server = Valkey::start();
-    let rt = runtime();
-    let store = rt
-        .block_on(CounterStore::connect(&config(&server)))
-        .expect("connect");
+    let (server, rt, store) = started();
     let mut b = Batch::new();
     b.push_record(position(0, 0), vec![event("x", 1), event("y", 2)])
         .expect("record");
@@ -475,11 +469,7 @@ fn streams() -> impl Strategy<Value = Vec<Vec<Vec<u8>>>> {
 /// (d) Random deliveries through the real server end with every distinct id counted exactly once.
 #[test]
 fn store_random_deliveries_count_each_id_once() {
-    let server = Valkey::start();
-    let rt = runtime();
-    let store = rt
-        .block_on(CounterStore::connect(&config(&server)))
-        .expect("connect");
+    let (server, rt, store) = started();
     let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
         cases: 24,
         failure_persistence: None,
@@ -607,11 +597,7 @@ fn store_works_across_a_three_node_cluster() {
 /// `cargo test -p tally-aws --test it store_cost -- --nocapture | grep measured`
 #[test]
 fn store_cost_of_a_typical_batch() {
-    let server = Valkey::start();
-    let rt = runtime();
-    let store = rt
-        .block_on(CounterStore::connect(&config(&server)))
-        .expect("connect");
+    let (server, rt, store) = started();
     let make = |first: usize| {
         let mut b = Batch::new();
         for r in 0..100 {
@@ -708,11 +694,7 @@ fn store_cost_of_a_typical_batch() {
 /// and a redelivery of the whole batch counts nothing more.
 #[test]
 fn store_a_batch_too_large_for_one_request_is_applied_in_runs() {
-    let server = Valkey::start();
-    let rt = runtime();
-    let store = rt
-        .block_on(CounterStore::connect(&config(&server)))
-        .expect("connect");
+    let (server, rt, store) = started();
     let mut b = Batch::new();
     for r in 0..2_000 {
         let events = (0..25)
