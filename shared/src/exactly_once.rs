@@ -660,7 +660,7 @@ impl Batch {
     /// A record that alone needs more than `max_args` is a run of its own (collect packs at most
     /// [`crate::wire::MAX_EVENTS_PER_RECORD`] events in a record, which always fit: tested).
     pub fn split_for_requests(&self, lane: StoreLane, max_args: usize) -> Vec<Batch> {
-        if self.records.len() <= 1 || worst_case_request_args(lane, self) <= max_args {
+        if self.fits_one_request(lane, max_args) {
             return vec![self.clone()];
         }
         let mut per_record: Vec<Vec<&Entry>> = vec![Vec::new(); self.records.len()];
@@ -687,6 +687,12 @@ impl Batch {
             runs.push(run);
         }
         runs
+    }
+
+    /// Whether the batch is applied whole: one record, or its request fits `max_args` however the claims
+    /// answer ([`Batch::split_for_requests`] returns it as its only run).
+    pub fn fits_one_request(&self, lane: StoreLane, max_args: usize) -> bool {
+        self.records.len() <= 1 || worst_case_request_args(lane, self) <= max_args
     }
 
     fn is_empty_of_records(&self) -> bool {

@@ -466,6 +466,15 @@ impl CounterStore {
         batch: &Batch,
         mut keep: impl FnMut(&Event) -> bool,
     ) -> Result<Processed, Error> {
+        if batch.fits_one_request(lane, MAX_REQUEST_ARGS) {
+            // Most batches (every realtime one at the profiles' rates): no copy, the filter on the events.
+            let (plan, script_calls) = self.process_run(lane, batch, keep).await?;
+            return Ok(Processed {
+                stats: plan.stats,
+                plans: vec![plan],
+                script_calls,
+            });
+        }
         let runs = batch.split_for_requests(lane, MAX_REQUEST_ARGS);
         let verdicts: Vec<bool> = batch.events().map(|(_, e)| keep(e)).collect();
         let mut done = Processed {
