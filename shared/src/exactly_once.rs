@@ -958,9 +958,8 @@ impl ApplyPlan {
     pub fn script_keys(&self) -> Vec<String> {
         let mut keys = vec![mark_key(self.lane, &self.shard)];
         keys.extend(
-            self.increments
-                .keys()
-                .map(|(campaign, minute)| counter_key(self.lane, &self.shard, campaign, *minute)),
+            self.hashes()
+                .map(|((campaign, minute), _)| counter_key(self.lane, &self.shard, campaign, *minute)),
         );
         keys.extend(
             self.minutes()
@@ -977,6 +976,14 @@ impl ApplyPlan {
 
     fn minutes(&self) -> BTreeSet<i64> {
         self.increments.keys().map(|(_, m)| *m).collect()
+    }
+
+    /// The counter hashes in the script's order: by minute, then campaign — so the hashes of one minute are
+    /// consecutive and in the order its index set lists their campaigns (the script pairs them by position).
+    fn hashes(&self) -> impl Iterator<Item = (&(String, i64), &BTreeMap<String, Tally>)> {
+        let mut hashes: Vec<_> = self.increments.iter().collect();
+        hashes.sort_by(|((c1, m1), _), ((c2, m2), _)| m1.cmp(m2).then_with(|| c1.cmp(c2)));
+        hashes.into_iter()
     }
 
     /// Arguments of the `EVALSHA` request that runs this plan (`EVALSHA`, digest, key count, [`Self::script_keys`],
@@ -1014,17 +1021,21 @@ impl ApplyPlan {
     ///
     /// ```text
     /// [1] expected mark ("" = no mark yet)     [2] new mark      [3] TTL of counter and index keys, seconds
-    /// [4] C = counter hashes (KEYS[2..=C+1])   [5] I = index sets (KEYS[C+2..=C+I+1])
+    /// [4] C = counter hashes (KEYS[2..=C+1], by minute, then campaign)
+    /// [5] I = index sets (KEYS[C+2..=C+I+1], one per minute, in order)
     /// per counter hash, in KEYS order: n, then n pairs (field, increment), then m, then m pairs
     ///   (register field, rank)
-    /// per index set, in KEYS order: n, then n campaign ids
+    /// per index set, in KEYS order: n, then n campaign ids — those of the set's n hashes, in KEYS order
     /// ```
     ///
-    /// The script: if `GET KEYS[1]` (nil as "") differs from `ARGV[1]`, return `{0, current}` and change nothing;
-    /// else `HINCRBY` every pair, raise every register field to its rank if it is lower (`HGET`, then `HSET`
-    /// when the rank is higher: a maximum, so applying it again changes nothing), `SADD` every member,
-    /// `EXPIRE key ttl NX` every counter and index key when ttl > 0, `SET KEYS[1] ARGV[2]`, return `{1}`. [`crate::store_model::MemoryStore::apply_atomic`] is
-    /// the reference. Increments fit `HINCRBY`'s signed 64 bits: per event at most 10¹² value micros.
+    /// The script checks every argument, then: if `GET KEYS[1]` (nil as "") differs from `ARGV[1]`, return
+    /// `{0, current}` and change nothing; else `HINCRBY` every pair, raise every register field to its rank if
+    /// it is lower (`HGET`, then `HSET` when the rank is higher: a maximum, so applying it again changes
+    /// nothing); for a *new* hash — its first `HINCRBY` returned exactly the increment, or it has no field —
+    /// `EXPIRE hash ttl NX` (when ttl > 0) and `SADD` its campaign to its minute's set, then `EXPIRE set ttl`
+    /// once per set that listed a new hash; `SET KEYS[1] ARGV[2]`, return `{1}`. A hash whose first field
+    /// existed was created, expired and listed by an earlier step. [`crate::store_model::MemoryStore::apply_atomic`]
+    /// is the reference. Increments fit `HINCRBY`'s signed 64 bits: per event at most 10¹² value micros.
     pub fn script_args(&self, ttl_secs: u64) -> Vec<String> {
         let mut args = vec![
             self.expected_mark
@@ -1040,7 +1051,7 @@ impl ApplyPlan {
             self.minutes().len().to_string(),
         ];
         let none = BTreeMap::new();
-        for (key, ads) in &self.increments {
+        for (key, ads) in self.hashes() {
             let fields: Vec<(String, u64)> = ads
                 .iter()
                 .flat_map(|(ad, tally)| {

@@ -272,15 +272,26 @@ impl MemoryStore {
                 raise.push((1 + h, field, rank));
             }
         }
-        let mut members: Vec<(usize, String)> = Vec::new();
+        // Per hash, in KEYS order: its index set and the member it adds there when it is new (the sets list
+        // the campaigns of their hashes in KEYS order, so the pairing is by position, as in the script).
+        let mut listed: Vec<(usize, String)> = Vec::with_capacity(hashes);
         for s in 0..sets {
             let n = num(next("member count")?, "member count")?;
+            if n == 0 {
+                return Err(bad(format!("member count of set {} is 0", s + 1)));
+            }
             for _ in 0..n {
-                members.push((1 + hashes + s, next("member")?.clone()));
+                listed.push((1 + hashes + s, next("member")?.clone()));
             }
         }
         if at != args.len() {
             return Err(bad(format!("{} arguments left over", args.len() - at)));
+        }
+        if listed.len() != hashes {
+            return Err(bad(format!(
+                "the sets list {} hashes of {hashes}",
+                listed.len()
+            )));
         }
         // Check types, then the mark.
         for (i, k) in keys.iter().enumerate() {
@@ -300,8 +311,11 @@ impl MemoryStore {
             self.commands.conflicts += 1;
             return Ok(ScriptReply::Conflict(current));
         }
-        // Overflow check before the first write (HINCRBY refuses an overflowing increment).
+        // Overflow check before the first write (HINCRBY refuses an overflowing increment). A hash is new when
+        // its first field was 0 (absent) before its HINCRBY, or it has no field.
         let mut sums: HashMap<(usize, &str), i64> = HashMap::new();
+        let mut new = vec![true; 1 + hashes];
+        let mut first_seen = vec![false; 1 + hashes];
         for (k, field, by) in &incr {
             let base = match sums.get(&(*k, field.as_str())) {
                 Some(v) => *v,
@@ -310,6 +324,10 @@ impl MemoryStore {
                     _ => 0,
                 },
             };
+            if !first_seen[*k] {
+                first_seen[*k] = true;
+                new[*k] = base == 0;
+            }
             let sum = base.checked_add(*by).ok_or_else(|| StoreError::Overflow {
                 key: keys[*k].clone(),
                 field: field.clone(),
@@ -337,21 +355,26 @@ impl MemoryStore {
                 *slot = (*slot).max(rank);
             }
         }
-        for (k, m) in members {
+        // New hashes: their TTL (EXPIRE NX), their campaign in the minute's set, the set's TTL moved to now +
+        // TTL (a plain EXPIRE).
+        let at = self.now_ms.saturating_add(ttl.saturating_mul(1000));
+        for (h, (set, member)) in listed.into_iter().enumerate() {
+            let k = 1 + h;
+            if !new[k] {
+                continue;
+            }
+            if ttl > 0 && self.values.contains_key(&keys[k]) {
+                self.expiry.entry(keys[k].clone()).or_insert(at);
+            }
             if let Value::Set(s) = self
                 .values
-                .entry(keys[k].clone())
+                .entry(keys[set].clone())
                 .or_insert_with(|| Value::Set(BTreeSet::new()))
             {
-                s.insert(m);
+                s.insert(member);
             }
-        }
-        if ttl > 0 {
-            let at = self.now_ms.saturating_add(ttl.saturating_mul(1000));
-            for k in &keys[1..] {
-                if self.values.contains_key(k) {
-                    self.expiry.entry(k.clone()).or_insert(at);
-                }
+            if ttl > 0 {
+                self.expiry.insert(keys[set].clone(), at);
             }
         }
         self.values.insert(mark_key.clone(), Value::Str(new_mark));

@@ -5,7 +5,10 @@
 //! A batch of a cache lane, as `tally_aws::store` runs it (docs/counter-store.md): one `SET <claim> <record> NX
 //! GET EX <window>` per distinct event id and the shard's mark `GET`, all in flight at once (one round trip);
 //! then one `EVALSHA` of the apply script, which runs `GET` + `SET` of the mark, one `HINCRBY` per (campaign,
-//! minute, ad, non-zero counter), one `SADD` per (minute, campaign) and one `EXPIRE … NX` per key it touches.
+//! minute, ad, non-zero counter), and for a *new* hash only (its first field absent before the step) one
+//! `SADD` to its minute's set and one `EXPIRE … NX`, plus one `EXPIRE` per set that listed a new hash. Whether
+//! a hash is new is priced by [`NewHashes`]: the chance that no event reached its first field since its minute
+//! began, from the profile's campaign, ad and kind mix on the batch's shard.
 //! The claims, the mark and the script's keys and arguments are built by the real code
 //! (`tally_domain::exactly_once::{Batch, plan_apply, ApplyPlan::script_keys, ApplyPlan::script_args}`), so their
 //! sizes are exact; their ECPU follow `tally_billing::elasticache`: a simple request 1 per KB transferred (at
@@ -18,7 +21,8 @@ use serde_json::{json, Map};
 use tally_billing::elasticache::request_ecpu;
 use tally_domain::event::Event;
 use tally_domain::exactly_once::{plan_apply, Batch, Position, MAX_REQUEST_ARGS};
-use tally_domain::store_keys::{mark_key, StoreLane};
+use tally_domain::rollup::minute_of;
+use tally_domain::store_keys::{mark_key, Counter, StoreLane};
 use tally_traffic::Profile;
 
 use super::counters::{sketch_bytes, Routing};
@@ -136,15 +140,63 @@ pub fn script_ecpu(commands: f64, bytes: f64) -> f64 {
     commands.max(bytes / tally_billing::elasticache::BYTES_PER_ECPU as f64)
 }
 
+/// What decides whether the script finds a hash new (and so lists it and gives it its TTL): the chance that no
+/// event of the hash's minute reached its first field before the step, from the rate of events into that field
+/// on the batch's shard — the lane's events per second there × the campaign's share of the shard
+/// ([`Routing::share_on`]) × 1 / ads per campaign (ads are drawn uniformly) × the share of the kinds that make
+/// the counter (spend: impressions and clicks; value: conversions) — over the time since the minute began, or
+/// since the traffic began when that is later (`plan --check`: the load test's store starts empty).
+#[derive(Debug, Clone, Copy)]
+pub struct NewHashes<'a> {
+    pub profile: &'a Profile,
+    pub routing: &'a Routing,
+    pub shard: u32,
+    /// Events per second of the lane on the shard.
+    pub events_per_sec: f64,
+    /// When the traffic began (ms); `None`: long before (a steady day).
+    pub traffic_from_ms: Option<i64>,
+}
+
+impl NewHashes<'_> {
+    /// The chance that field `counter` of some ad of campaign `campaign` got no event between the start of
+    /// `minute` (or of the traffic) and `at_ms`. A campaign id the sampler did not make counts as new.
+    pub fn absent(&self, campaign: &str, counter: Counter, minute: i64, at_ms: i64) -> f64 {
+        let Some(rank) = campaign
+            .strip_prefix("cmp-")
+            .and_then(|r| r.parse::<usize>().ok())
+        else {
+            return 1.0;
+        };
+        let k = &self.profile.kinds;
+        let kinds = match counter {
+            Counter::Impressions => k[0],
+            Counter::Viewable => k[1],
+            Counter::Clicks => k[2],
+            Counter::Conversions => k[3],
+            Counter::SpendMicros => k[0] + k[2],
+            Counter::ValueMicros => k[3],
+        };
+        let per_ms = self.events_per_sec / 1000.0
+            * self.routing.share_on(rank, self.shard)
+            * kinds
+            / f64::from(self.profile.ads_per_campaign.max(1));
+        let from = (minute * 60_000).max(self.traffic_from_ms.unwrap_or(i64::MIN));
+        let elapsed = (at_ms - from).max(0) as f64;
+        (-per_ms * elapsed).exp()
+    }
+}
+
 /// The commands of one batch as the real code builds them: `events` of one shard in records of
 /// `events_per_record`; `lane` Realtime makes fresh claims (nil replies), Settled reads the claims the realtime
-/// lane made for the same records (`Ours`: the claim value comes back).
+/// lane made for the same records (`Ours`: the claim value comes back). `new_hashes`: how likely each hash is new
+/// (`None`: every hash is, an upper bound).
 pub fn batch_cost(
     events: Vec<Event>,
     events_per_record: usize,
     lane: StoreLane,
     window_secs: u64,
     ttl_secs: u64,
+    new_hashes: Option<&NewHashes>,
 ) -> CacheBatch {
     let shard = "shardId-000000000000";
     let mut batch = Batch::new();
@@ -169,9 +221,45 @@ pub fn batch_cost(
         ..CacheBatch::default()
     };
     for run in batch.split_for_requests(lane, MAX_REQUEST_ARGS) {
-        add_run_cost(&mut out, &run, lane, window_secs, ttl_secs);
+        add_run_cost(&mut out, &run, lane, window_secs, ttl_secs, new_hashes);
     }
     out
+}
+
+/// Per hash of `plan` (by its (campaign, minute)), the chance the script finds it new: 1 without `new_hashes`
+/// or when it has no field, else [`NewHashes::absent`] of its first field (the script's order: ads by id, then
+/// [`Counter::ALL`]) at the run's first event of that minute.
+fn new_chances(
+    plan: &tally_domain::exactly_once::ApplyPlan,
+    run: &Batch,
+    new_hashes: Option<&NewHashes>,
+) -> Vec<(i64, f64)> {
+    let mut first_ms: HashMap<(&str, i64), i64> = HashMap::new();
+    for (_, e) in run.events() {
+        let at = first_ms
+            .entry((e.campaign_id.as_str(), minute_of(e.received_ms)))
+            .or_insert(e.received_ms);
+        *at = (*at).min(e.received_ms);
+    }
+    plan.increments
+        .iter()
+        .map(|((campaign, minute), ads)| {
+            let first = ads.values().find_map(|t| {
+                Counter::ALL.into_iter().find(|c| t.get(*c) > 0)
+            });
+            let p = match (first, new_hashes) {
+                (Some(counter), Some(n)) => {
+                    let at = first_ms
+                        .get(&(campaign.as_str(), *minute))
+                        .copied()
+                        .unwrap_or(minute * 60_000);
+                    n.absent(campaign, counter, *minute, at)
+                }
+                _ => 1.0,
+            };
+            (*minute, p)
+        })
+        .collect()
 }
 
 /// Adds one run's claims, mark read and script (as `tally_aws::store` sends them) to `out`.
@@ -181,6 +269,7 @@ fn add_run_cost(
     lane: StoreLane,
     window_secs: u64,
     ttl_secs: u64,
+    new_hashes: Option<&NewHashes>,
 ) {
     let shard = "shardId-000000000000";
     let window = window_secs.to_string();
@@ -218,7 +307,7 @@ fn add_run_cost(
         .values()
         .flat_map(|ads| ads.values())
         .map(|t| {
-            tally_domain::store_keys::Counter::ALL
+            Counter::ALL
                 .iter()
                 .filter(|c| t.get(**c) > 0)
                 .count() as f64
@@ -230,11 +319,18 @@ fn add_run_cost(
         .flat_map(|ads| ads.values())
         .map(|r| r.len() as f64)
         .sum();
-    let sets = keys.len() as f64 - 1.0 - hashes;
-    let expires = if ttl_secs > 0 { hashes + sets } else { 0.0 };
+    // New hashes: a SADD and an EXPIRE NX each; a set that listed one: its EXPIRE.
+    let chances = new_chances(&plan, run, new_hashes);
+    let new: f64 = chances.iter().map(|(_, p)| p).sum();
+    let mut none_new: HashMap<i64, f64> = HashMap::new();
+    for (minute, p) in &chances {
+        *none_new.entry(*minute).or_insert(1.0) *= 1.0 - p;
+    }
+    let sets_expired: f64 = none_new.values().map(|q| 1.0 - q).sum();
+    let expires = if ttl_secs > 0 { new + sets_expired } else { 0.0 };
     // Each register: HGET, then HSET when the rank is higher — counted as both (an upper bound: a register
     // already at or above the rank takes only the HGET).
-    let commands = 1.0 + 2.0 + fields + hashes + expires + REGISTER_COMMANDS * registers;
+    let commands = 1.0 + 2.0 + fields + new + expires + REGISTER_COMMANDS * registers;
     let sha = "0".repeat(40);
     let numkeys = keys.len().to_string();
     let mut command: Vec<&str> = vec!["EVALSHA", &sha, &numkeys];
@@ -244,7 +340,7 @@ fn add_run_cost(
     let bytes = (resp_bytes(&command) + 8) as f64;
     out.hashes += hashes;
     out.fields += fields;
-    out.members += hashes;
+    out.members += new;
     out.registers += registers;
     out.script_commands += commands;
     out.script_bytes += bytes;
@@ -256,6 +352,8 @@ pub const SAMPLE_CAP: usize = 5_000;
 
 /// Samples batches of `events` events of one shard spanning `span_secs` (as `counters::sample` does for the
 /// table lanes) and prices them with [`batch_cost`].
+/// `history_secs`: seconds of traffic before the sampled batches (`plan --check`: the load test's; each batch
+/// at a uniform time in it); `None`: a steady day.
 #[allow(clippy::too_many_arguments)]
 pub fn sample(
     profile: &Profile,
@@ -266,6 +364,43 @@ pub fn sample(
     lane: StoreLane,
     window_secs: u64,
     seed: u64,
+    history_secs: Option<f64>,
+) -> CacheBatch {
+    let rate = Rate {
+        events_per_sec: events / span_secs.max(1e-9),
+        history_secs,
+    };
+    sample_at(
+        profile,
+        routing,
+        events,
+        span_secs,
+        events_per_record,
+        lane,
+        window_secs,
+        seed,
+        rate,
+    )
+}
+
+/// The shard's event rate of the whole batch (the scaled samples below keep it) and the traffic's history.
+#[derive(Debug, Clone, Copy)]
+struct Rate {
+    events_per_sec: f64,
+    history_secs: Option<f64>,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn sample_at(
+    profile: &Profile,
+    routing: &Routing,
+    events: f64,
+    span_secs: f64,
+    events_per_record: f64,
+    lane: StoreLane,
+    window_secs: u64,
+    seed: u64,
+    rate: Rate,
 ) -> CacheBatch {
     // A batch beyond SAMPLE_CAP events (the deferred lane at high rates: up to 250,000) is sampled at the cap
     // over the same span and scaled: per-event parts (claims) by the events, per-cell parts (the script's
@@ -277,7 +412,7 @@ pub fn sample(
         // applied in several runs (one request of at most 3,999 arguments each), the whole batch is runs of
         // the same kind, and everything scales with the events.
         let per_event = events / SAMPLE_CAP as f64;
-        let dense = sample(
+        let dense = sample_at(
             profile,
             routing,
             SAMPLE_CAP as f64,
@@ -286,6 +421,7 @@ pub fn sample(
             lane,
             window_secs,
             seed,
+            rate,
         );
         if dense.runs >= 2.0 {
             return CacheBatch {
@@ -305,7 +441,7 @@ pub fn sample(
                 ..dense
             };
         }
-        let small = sample(
+        let small = sample_at(
             profile,
             routing,
             SAMPLE_CAP as f64,
@@ -314,6 +450,7 @@ pub fn sample(
             lane,
             window_secs,
             seed,
+            rate,
         );
         let pairs = |k: f64| {
             (0..routing.shards.min(4))
@@ -366,12 +503,22 @@ pub fn sample(
                 )
             })
             .collect();
+        let new_hashes = NewHashes {
+            profile,
+            routing,
+            shard: s,
+            events_per_sec: rate.events_per_sec,
+            traffic_from_ms: rate
+                .history_secs
+                .map(|h| start_ms - (rng.f64() * h * 1000.0) as i64),
+        };
         let c = batch_cost(
             batch,
             events_per_record.round().max(1.0) as usize,
             lane,
             window_secs,
             COUNTER_TTL_SECS,
+            Some(&new_hashes),
         );
         sum.events += c.events;
         sum.claims += c.claims;
@@ -665,15 +812,80 @@ mod tests {
                 e
             })
             .collect();
-        let whole = batch_cost(events.clone(), 25, StoreLane::Settled, 3600, 60);
+        let whole = batch_cost(events.clone(), 25, StoreLane::Settled, 3600, 60, None);
         assert!(whole.runs >= 3.0, "{whole:?}");
         assert_eq!(whole.claims, 4_000.0, "every id claimed once");
         assert_eq!(whole.mark_ecpu, whole.runs, "one mark read per run");
         // Runs lose the aggregation across them: more hashes than the 1,500 campaigns, each counted again.
         assert!(whole.hashes > 1_500.0, "{whole:?}");
         // A batch that fits one request is one run.
-        let small = batch_cost(events[..100].to_vec(), 25, StoreLane::Settled, 3600, 60);
+        let small = batch_cost(events[..100].to_vec(), 25, StoreLane::Settled, 3600, 60, None);
         assert_eq!(small.runs, 1.0);
+    }
+
+    /// The chance that a hash is new: 1 at its minute's start, falling with the rate into its first field and
+    /// the time since; a campaign's share of its shard, its ads and the kinds that make the counter set the
+    /// rate; traffic that began after the minute did caps the time.
+    #[test]
+    fn a_hash_is_new_by_its_first_fields_rate() {
+        let mut p = Profile::flat(1000.0, 300).expect("profile");
+        p.campaigns = 1;
+        p.ads_per_campaign = 4;
+        p.kinds = [0.5, 0.0, 0.5, 0.0];
+        let routing = Routing::new(&p, 1);
+        let n = NewHashes {
+            profile: &p,
+            routing: &routing,
+            shard: 0,
+            events_per_sec: 800.0,
+            traffic_from_ms: None,
+        };
+        let c = traffic::campaign_id(0);
+        let m = 1_000;
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-9;
+        assert!(close(n.absent(&c, Counter::Impressions, m, m * 60_000), 1.0));
+        // 800/s × 1/4 ads × 1/2 impressions = 100 a second into the field: after 10 ms, e^-1.
+        let got = n.absent(&c, Counter::Impressions, m, m * 60_000 + 10);
+        assert!(close(got, (-1.0f64).exp()), "{got}");
+        // Spend comes with impressions and clicks: twice the rate.
+        let got = n.absent(&c, Counter::SpendMicros, m, m * 60_000 + 10);
+        assert!(close(got, (-2.0f64).exp()), "{got}");
+        // No conversions in the mix: a conversion field is always new.
+        assert!(close(n.absent(&c, Counter::Conversions, m, m * 60_000 + 30_000), 1.0));
+        // Traffic from 5 ms into the minute: 5 ms of history, not 10.
+        let late = NewHashes {
+            traffic_from_ms: Some(m * 60_000 + 5),
+            ..n
+        };
+        let got = late.absent(&c, Counter::Impressions, m, m * 60_000 + 10);
+        assert!(close(got, (-0.5f64).exp()), "{got}");
+        // An id the sampler did not make: new.
+        assert!(close(n.absent("other", Counter::Impressions, m, m * 60_000 + 10), 1.0));
+    }
+
+    /// Priced with the rates, a steady lane lists and expires far fewer hashes than every hash (the bound
+    /// `None` gives): the script's commands fall, the increments do not.
+    #[test]
+    fn new_hashes_cut_the_script_not_the_increments() {
+        let mut p = Profile::flat(10_000.0, 300).expect("profile");
+        p.campaigns = 50;
+        let routing = Routing::new(&p, 2);
+        let with = sample(&p, &routing, 250.0, 0.05, 25.0, StoreLane::Realtime, 3600, 7, None);
+        let mut rng = fastrand::Rng::with_seed(7);
+        let events: Vec<Event> = (0..250)
+            .map(|i| {
+                let rank = routing.draw(&mut rng, 0);
+                traffic::event(&mut rng, &p, rank, format!("e{i}"), 1_000 * 60_000 + 30_000, false)
+            })
+            .collect();
+        let bound = batch_cost(events, 25, StoreLane::Realtime, 3600, COUNTER_TTL_SECS, None);
+        assert!(
+            with.members < 0.5 * with.hashes,
+            "mostly old hashes mid-minute at 5,000 events/s a shard: {with:?}"
+        );
+        assert_eq!(bound.members, bound.hashes, "the bound lists every hash");
+        let per_event = |b: &CacheBatch| b.script_commands / b.events;
+        assert!(per_event(&with) < per_event(&bound), "{with:?} vs {bound:?}");
     }
 
     #[test]
@@ -685,7 +897,7 @@ mod tests {
             event("c", "c2", "x", 100),
             event("d", "c1", "x", 100),
         ];
-        let b = batch_cost(events, 2, StoreLane::Realtime, 3600, 60);
+        let b = batch_cost(events, 2, StoreLane::Realtime, 3600, 60, None);
         assert_eq!((b.events, b.claims), (4.0, 4.0));
         // A claim: *7 (4), SET (9), dedup:<22 base64url> (35), 0!<32 base-62 digits> (41), NX (8), GET (9),
         // EX (8), 3600 (10) = 124 bytes, the nil reply 5: 129 bytes, 1 ECPU.
@@ -700,11 +912,11 @@ mod tests {
         assert_eq!(b.ecpu(), 4.0 + 1.0 + 14.0);
         // No TTL: no EXPIRE.
         let events = vec![event("a", "c1", "x", 100)];
-        let b = batch_cost(events, 1, StoreLane::Realtime, 3600, 0);
+        let b = batch_cost(events, 1, StoreLane::Realtime, 3600, 0, None);
         assert_eq!(b.script_commands, 3.0 + 2.0 + 1.0);
         // The settled lane reads the realtime lane's claims: bigger replies, same count.
         let events = vec![event("a", "c1", "x", 100)];
-        let s = batch_cost(events, 1, StoreLane::Settled, 3600, 0);
+        let s = batch_cost(events, 1, StoreLane::Settled, 3600, 0, None);
         // `Ours` returns the 34-byte claim value ($34\r\n…\r\n, 41 bytes) instead of the nil reply (5).
         assert_eq!(s.claim_bytes, b.claim_bytes + 36.0, "{s:?} vs {b:?}");
         assert_eq!(s.claim_ecpu, 1.0);

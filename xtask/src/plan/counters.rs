@@ -118,6 +118,17 @@ impl Routing {
         self.cdf[s as usize].last().copied().unwrap_or(0.0) + self.tail[s as usize]
     }
 
+    /// The share of shard `s`'s events that are campaign `rank`'s (its Zipf share times the part of its 16
+    /// buckets routed to `s`, over the shard's share).
+    pub fn share_on(&self, rank: usize, s: u32) -> f64 {
+        let on = self
+            .campaign_routes(rank)
+            .iter()
+            .filter(|&&shard| shard == s)
+            .count() as f64;
+        self.zipf.share(rank) * on / BUCKETS as f64 / self.shard_share(s).max(1e-300)
+    }
+
     /// The shards of campaign `rank`'s buckets.
     pub fn campaign_routes(&self, rank: usize) -> [u32; 16] {
         match self.exact.get(rank) {

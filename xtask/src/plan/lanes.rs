@@ -333,6 +333,7 @@ impl Model {
                 },
                 u64::from(window),
                 super::traffic::SEED,
+                self.overrides.history_secs,
             ),
             None => CacheBatch::default(),
         };

@@ -121,8 +121,16 @@ fn store_script_agrees_with_the_model() {
     let window = DedupWindow::default();
     let records: Vec<Vec<u8>> = vec![vec![1, 2, 2, 3], vec![4, 1], vec![5, 6, 7], vec![8, 9, 4]];
     // (shard, from, to, counter ttl): a fresh batch, a redelivery of a prefix plus more (apply after the
-    // mark), another shard, a batch with counter expiry.
-    let steps = [(0, 0, 2, 0), (0, 0, 3, 0), (1, 0, 4, 0), (0, 3, 4, 7_200)];
+    // mark), another shard, then a shard whose counters expire, twice (the second step finds some of its
+    // hashes already there: they keep the TTL they were given). A deployment's TTL does not change, so no
+    // step expires keys an earlier step left without one.
+    let steps = [
+        (0, 0, 2, 0),
+        (0, 0, 3, 0),
+        (1, 0, 4, 0),
+        (2, 0, 2, 7_200),
+        (2, 0, 4, 7_200),
+    ];
     for (i, &(shard, from, to, ttl_secs)) in steps.iter().enumerate() {
         let b = batch(shard, &records, from, to);
         let replies = rt.block_on(store.claim(b.claims())).expect("claims");
@@ -198,7 +206,7 @@ fn store_script_agrees_with_the_model() {
         }
     }
     // A no-op plan (everything applied) makes no script call at all; `process` says so.
-    let b = batch(0, &records, 0, 4);
+    let b = batch(2, &records, 0, 4);
     let done = rt
         .block_on(store.process(LANE, &b, |_| true))
         .expect("process");
@@ -215,6 +223,23 @@ fn store_script_agrees_with_the_model() {
     let message = real.expect_err("key count mismatch").to_string();
     assert!(message.contains("keys do not match"), "{message}");
     assert_eq!(server_get(&server, &keys[0]), None);
+    // Sets that list more hashes than there are: refused before the hash's increment, not after it.
+    let set = tally_domain::store_keys::index_key(LANE, "s", 1);
+    let keys = vec![mark_key(LANE, "s"), counter_key(LANE, "s", "c", 1), set];
+    let args: Vec<String> = [
+        "", "003100", "0", "1", "1", "1", "a#imp", "1", "0", "2", "c", "d",
+    ]
+    .map(String::from)
+    .to_vec();
+    let real = rt.block_on(store.apply_raw(&keys, &args));
+    assert!(matches!(
+        model.apply_atomic(&keys, &args),
+        Err(StoreError::BadArgs(_))
+    ));
+    let message = real.expect_err("sets list 2 hashes of 1").to_string();
+    assert!(message.contains("the sets list 2 hashes of 1"), "{message}");
+    assert_eq!(cmd(&server, &["EXISTS", &keys[1]]), Reply::Integer(0));
+    assert_eq!(server_get(&server, &keys[0]), None);
 }
 
 /// (a') The settled lane's unique-user registers: the real script keeps the highest rank per register field
@@ -225,10 +250,14 @@ fn store_registers_keep_the_highest_rank() {
     const ST: StoreLane = StoreLane::Settled;
     let (server, rt, store) = started();
     // Ranks raised, never lowered, directly through the script.
-    let keys = vec![mark_key(ST, "s"), counter_key(ST, "s", "c", 1)];
+    let keys = vec![
+        mark_key(ST, "s"),
+        counter_key(ST, "s", "c", 1),
+        tally_domain::store_keys::index_key(ST, "s", 1),
+    ];
     let raise = |mark: &str, next: &str, rank: &str| -> Vec<String> {
         [
-            mark, next, "0", "1", "0", "1", "a#imp", "1", "2", "a#u7", rank, "a#u9", "1",
+            mark, next, "0", "1", "1", "1", "a#imp", "1", "2", "a#u7", rank, "a#u9", "1", "1", "c",
         ]
         .map(String::from)
         .to_vec()
@@ -588,6 +617,97 @@ fn store_works_across_a_three_node_cluster() {
     );
     assert_eq!(counters, model.counters(LANE).0);
     assert_eq!(counters, oracle(&streams));
+}
+
+/// Server-side calls of `name` since the last `CONFIG RESETSTAT` (`INFO commandstats`; a script's inner
+/// commands count one each).
+fn calls(server: &Valkey, name: &str) -> u64 {
+    server
+        .info("commandstats")
+        .into_iter()
+        .find(|(k, _)| k == &format!("cmdstat_{name}"))
+        .and_then(|(_, v)| {
+            v.split(',')
+                .find_map(|kv| kv.strip_prefix("calls="))
+                .map(str::to_owned)
+        })
+        .map_or(0, |v| v.parse().expect("calls"))
+}
+
+/// Only a new hash — its first field absent before the step — is given its TTL and listed in its minute's
+/// set; a hash whose first field is there already costs its `HINCRBY`s and nothing more. Checked against the
+/// model (same replies, counters, sets and TTLs) and by the server's own command counts; then the safety
+/// argument: a hash created again after its key vanished (as on expiry) is listed again, and its set's TTL
+/// moves up to it, so a set never expires before a hash it lists.
+#[test]
+fn store_only_new_hashes_are_expired_and_listed() {
+    let (server, rt, store) = started();
+    let mut model = MemoryStore::new();
+    let window = DedupWindow::default();
+    const TTL: u64 = 7_200;
+    // Event n goes to campaign n % 3, ad n % 2, minute n % 2, kind n % 4: record 0 makes six hashes in two
+    // minutes; record 1 repeats record 0's fields exactly (n + 12); record 2 touches the same six hashes with
+    // other kinds first (their first fields are new: listed again, harmlessly); record 3 starts (c0, minute 0)
+    // again after its key vanished.
+    let records: Vec<Vec<u8>> = vec![
+        (0..6).collect(),
+        (12..18).collect(),
+        (6..12).collect(),
+        vec![18],
+    ];
+    let plan_of = |model: &mut MemoryStore, r: usize| {
+        let b = batch(0, &records, r, r + 1);
+        let replies = rt.block_on(store.claim(b.claims())).expect("claims");
+        assert_eq!(
+            replies,
+            model.claim_many(b.claims(), window).expect("model claims")
+        );
+        let mark = model.read_mark(LANE, &shard_id(0)).expect("mark");
+        plan_apply(LANE, &b, &replies, mark.as_ref(), |_| true).expect("plan")
+    };
+    let apply = |plan: &ApplyPlan| -> (u64, u64) {
+        cmd(&server, &["CONFIG", "RESETSTAT"]);
+        let real = rt
+            .block_on(store.apply_raw(&plan.script_keys(), &plan.script_args(TTL)))
+            .expect("apply");
+        assert_eq!(real, ScriptReply::Applied);
+        (calls(&server, "sadd"), calls(&server, "expire"))
+    };
+    let mut step = |r: usize| -> (u64, u64) {
+        let plan = plan_of(&mut model, r);
+        let counts = apply(&plan);
+        let (keys, args) = (plan.script_keys(), plan.script_args(TTL));
+        assert_eq!(
+            model.apply_atomic(&keys, &args).expect("model"),
+            ScriptReply::Applied
+        );
+        for key in &keys[1..] {
+            let t = ttl(&server, key);
+            assert!((TTL as i64 - 5..=TTL as i64).contains(&t), "{key}: TTL {t}");
+        }
+        assert_eq!(server_counters(&server, LANE), model.counters(LANE).0);
+        counts
+    };
+    assert_eq!(step(0), (6, 6 + 2), "fresh: every hash listed, every key expired");
+    assert_eq!(step(1), (0, 0), "every first field there: only the increments");
+    assert_eq!(step(2), (6, 6 + 2), "first fields new: listed and expired again");
+    let index = |m: i64| tally_domain::store_keys::index_key(LANE, &shard_id(0), m);
+    let minutes = [minute_of(NOW), minute_of(NOW + 60_000)];
+    for m in minutes {
+        let mut members = strings(cmd(&server, &["SMEMBERS", &index(m)]));
+        members.sort();
+        assert_eq!(members, ["c0", "c1", "c2"], "minute {m}");
+        assert_eq!(members, model.members(&index(m)).into_iter().collect::<Vec<_>>());
+    }
+    // The hash of (c0, minute 0) vanishes, and its set is near its end (as an hour before expiry): the hash
+    // made again is new, listed, and its set's TTL moves up to the hash's.
+    let hash = counter_key(LANE, &shard_id(0), "c0", minutes[0]);
+    cmd(&server, &["DEL", &hash]);
+    cmd(&server, &["EXPIRE", &index(minutes[0]), "100"]);
+    let plan = plan_of(&mut model, 3);
+    assert_eq!(apply(&plan), (1, 2));
+    let (hash_ttl, set_ttl) = (ttl(&server, &hash), ttl(&server, &index(minutes[0])));
+    assert!(set_ttl >= hash_ttl && hash_ttl > TTL as i64 - 5, "hash {hash_ttl}, set {set_ttl}");
 }
 
 /// What a typical batch costs: 100 records of 25 events (one collect request each), 10 campaigns × 3 ads,
