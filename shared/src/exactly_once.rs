@@ -958,8 +958,9 @@ impl ApplyPlan {
     pub fn script_keys(&self) -> Vec<String> {
         let mut keys = vec![mark_key(self.lane, &self.shard)];
         keys.extend(
-            self.hashes()
-                .map(|((campaign, minute), _)| counter_key(self.lane, &self.shard, campaign, *minute)),
+            self.hashes().map(|((campaign, minute), _)| {
+                counter_key(self.lane, &self.shard, campaign, *minute)
+            }),
         );
         keys.extend(
             self.minutes()

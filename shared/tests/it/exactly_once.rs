@@ -899,7 +899,11 @@ fn an_unreadable_claim_is_reported_not_counted() {
     let set_key = index_key(RT, "s", 1);
     store
         .apply_atomic(
-            &[mark_key(RT, "s"), counter_key(RT, "s", "c", 1), set_key.clone()],
+            &[
+                mark_key(RT, "s"),
+                counter_key(RT, "s", "c", 1),
+                set_key.clone(),
+            ],
             &["", "0011", "0", "1", "1", "1", "a#imp", "1", "0", "1", "c"].map(str::to_owned),
         )
         .unwrap_or_else(|e| panic!("{e}"));

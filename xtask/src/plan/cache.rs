@@ -176,9 +176,7 @@ impl NewHashes<'_> {
             Counter::SpendMicros => k[0] + k[2],
             Counter::ValueMicros => k[3],
         };
-        let per_ms = self.events_per_sec / 1000.0
-            * self.routing.share_on(rank, self.shard)
-            * kinds
+        let per_ms = self.events_per_sec / 1000.0 * self.routing.share_on(rank, self.shard) * kinds
             / f64::from(self.profile.ads_per_campaign.max(1));
         let from = (minute * 60_000).max(self.traffic_from_ms.unwrap_or(i64::MIN));
         let elapsed = (at_ms - from).max(0) as f64;
@@ -244,9 +242,9 @@ fn new_chances(
     plan.increments
         .iter()
         .map(|((campaign, minute), ads)| {
-            let first = ads.values().find_map(|t| {
-                Counter::ALL.into_iter().find(|c| t.get(*c) > 0)
-            });
+            let first = ads
+                .values()
+                .find_map(|t| Counter::ALL.into_iter().find(|c| t.get(*c) > 0));
             let p = match (first, new_hashes) {
                 (Some(counter), Some(n)) => {
                     let at = first_ms
@@ -306,12 +304,7 @@ fn add_run_cost(
         .increments
         .values()
         .flat_map(|ads| ads.values())
-        .map(|t| {
-            Counter::ALL
-                .iter()
-                .filter(|c| t.get(**c) > 0)
-                .count() as f64
-        })
+        .map(|t| Counter::ALL.iter().filter(|c| t.get(**c) > 0).count() as f64)
         .sum();
     let registers: f64 = plan
         .users
@@ -327,7 +320,11 @@ fn add_run_cost(
         *none_new.entry(*minute).or_insert(1.0) *= 1.0 - p;
     }
     let sets_expired: f64 = none_new.values().map(|q| 1.0 - q).sum();
-    let expires = if ttl_secs > 0 { new + sets_expired } else { 0.0 };
+    let expires = if ttl_secs > 0 {
+        new + sets_expired
+    } else {
+        0.0
+    };
     // Each register: HGET, then HSET when the rank is higher — counted as both (an upper bound: a register
     // already at or above the rank takes only the HGET).
     let commands = 1.0 + 2.0 + fields + new + expires + REGISTER_COMMANDS * registers;
@@ -819,7 +816,14 @@ mod tests {
         // Runs lose the aggregation across them: more hashes than the 1,500 campaigns, each counted again.
         assert!(whole.hashes > 1_500.0, "{whole:?}");
         // A batch that fits one request is one run.
-        let small = batch_cost(events[..100].to_vec(), 25, StoreLane::Settled, 3600, 60, None);
+        let small = batch_cost(
+            events[..100].to_vec(),
+            25,
+            StoreLane::Settled,
+            3600,
+            60,
+            None,
+        );
         assert_eq!(small.runs, 1.0);
     }
 
@@ -843,7 +847,10 @@ mod tests {
         let c = traffic::campaign_id(0);
         let m = 1_000;
         let close = |a: f64, b: f64| (a - b).abs() < 1e-9;
-        assert!(close(n.absent(&c, Counter::Impressions, m, m * 60_000), 1.0));
+        assert!(close(
+            n.absent(&c, Counter::Impressions, m, m * 60_000),
+            1.0
+        ));
         // 800/s × 1/4 ads × 1/2 impressions = 100 a second into the field: after 10 ms, e^-1.
         let got = n.absent(&c, Counter::Impressions, m, m * 60_000 + 10);
         assert!(close(got, (-1.0f64).exp()), "{got}");
@@ -851,7 +858,10 @@ mod tests {
         let got = n.absent(&c, Counter::SpendMicros, m, m * 60_000 + 10);
         assert!(close(got, (-2.0f64).exp()), "{got}");
         // No conversions in the mix: a conversion field is always new.
-        assert!(close(n.absent(&c, Counter::Conversions, m, m * 60_000 + 30_000), 1.0));
+        assert!(close(
+            n.absent(&c, Counter::Conversions, m, m * 60_000 + 30_000),
+            1.0
+        ));
         // Traffic from 5 ms into the minute: 5 ms of history, not 10.
         let late = NewHashes {
             traffic_from_ms: Some(m * 60_000 + 5),
@@ -860,7 +870,10 @@ mod tests {
         let got = late.absent(&c, Counter::Impressions, m, m * 60_000 + 10);
         assert!(close(got, (-0.5f64).exp()), "{got}");
         // An id the sampler did not make: new.
-        assert!(close(n.absent("other", Counter::Impressions, m, m * 60_000 + 10), 1.0));
+        assert!(close(
+            n.absent("other", Counter::Impressions, m, m * 60_000 + 10),
+            1.0
+        ));
     }
 
     /// Priced with the rates, a steady lane lists and expires far fewer hashes than every hash (the bound
@@ -870,22 +883,49 @@ mod tests {
         let mut p = Profile::flat(10_000.0, 300).expect("profile");
         p.campaigns = 50;
         let routing = Routing::new(&p, 2);
-        let with = sample(&p, &routing, 250.0, 0.05, 25.0, StoreLane::Realtime, 3600, 7, None);
+        let with = sample(
+            &p,
+            &routing,
+            250.0,
+            0.05,
+            25.0,
+            StoreLane::Realtime,
+            3600,
+            7,
+            None,
+        );
         let mut rng = fastrand::Rng::with_seed(7);
         let events: Vec<Event> = (0..250)
             .map(|i| {
                 let rank = routing.draw(&mut rng, 0);
-                traffic::event(&mut rng, &p, rank, format!("e{i}"), 1_000 * 60_000 + 30_000, false)
+                traffic::event(
+                    &mut rng,
+                    &p,
+                    rank,
+                    format!("e{i}"),
+                    1_000 * 60_000 + 30_000,
+                    false,
+                )
             })
             .collect();
-        let bound = batch_cost(events, 25, StoreLane::Realtime, 3600, COUNTER_TTL_SECS, None);
+        let bound = batch_cost(
+            events,
+            25,
+            StoreLane::Realtime,
+            3600,
+            COUNTER_TTL_SECS,
+            None,
+        );
         assert!(
             with.members < 0.5 * with.hashes,
             "mostly old hashes mid-minute at 5,000 events/s a shard: {with:?}"
         );
         assert_eq!(bound.members, bound.hashes, "the bound lists every hash");
         let per_event = |b: &CacheBatch| b.script_commands / b.events;
-        assert!(per_event(&with) < per_event(&bound), "{with:?} vs {bound:?}");
+        assert!(
+            per_event(&with) < per_event(&bound),
+            "{with:?} vs {bound:?}"
+        );
     }
 
     #[test]

@@ -688,16 +688,31 @@ fn store_only_new_hashes_are_expired_and_listed() {
         assert_eq!(server_counters(&server, LANE), model.counters(LANE).0);
         counts
     };
-    assert_eq!(step(0), (6, 6 + 2), "fresh: every hash listed, every key expired");
-    assert_eq!(step(1), (0, 0), "every first field there: only the increments");
-    assert_eq!(step(2), (6, 6 + 2), "first fields new: listed and expired again");
+    assert_eq!(
+        step(0),
+        (6, 6 + 2),
+        "fresh: every hash listed, every key expired"
+    );
+    assert_eq!(
+        step(1),
+        (0, 0),
+        "every first field there: only the increments"
+    );
+    assert_eq!(
+        step(2),
+        (6, 6 + 2),
+        "first fields new: listed and expired again"
+    );
     let index = |m: i64| tally_domain::store_keys::index_key(LANE, &shard_id(0), m);
     let minutes = [minute_of(NOW), minute_of(NOW + 60_000)];
     for m in minutes {
         let mut members = strings(cmd(&server, &["SMEMBERS", &index(m)]));
         members.sort();
         assert_eq!(members, ["c0", "c1", "c2"], "minute {m}");
-        assert_eq!(members, model.members(&index(m)).into_iter().collect::<Vec<_>>());
+        assert_eq!(
+            members,
+            model.members(&index(m)).into_iter().collect::<Vec<_>>()
+        );
     }
     // The hash of (c0, minute 0) vanishes, and its set is near its end (as an hour before expiry): the hash
     // made again is new, listed, and its set's TTL moves up to the hash's.
@@ -707,7 +722,10 @@ fn store_only_new_hashes_are_expired_and_listed() {
     let plan = plan_of(&mut model, 3);
     assert_eq!(apply(&plan), (1, 2));
     let (hash_ttl, set_ttl) = (ttl(&server, &hash), ttl(&server, &index(minutes[0])));
-    assert!(set_ttl >= hash_ttl && hash_ttl > TTL as i64 - 5, "hash {hash_ttl}, set {set_ttl}");
+    assert!(
+        set_ttl >= hash_ttl && hash_ttl > TTL as i64 - 5,
+        "hash {hash_ttl}, set {set_ttl}"
+    );
 }
 
 /// What a typical batch costs: 100 records of 25 events (one collect request each), 10 campaigns × 3 ads,
