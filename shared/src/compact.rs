@@ -39,6 +39,14 @@ pub const MINUTE_MS: i64 = 60_000;
 /// does not run for it; the compactor's error alarm fires first.
 pub const COUNTER_TTL_SECS: u64 = 3 * 3_600;
 
+/// How long a minute's counter hashes and index sets stay once the compactor has written the minute's
+/// settled-final item (`EXPIRE … LT`: never lengthened): half an hour. Nothing reads them after that (readers take
+/// the minute from DynamoDB, the repair reads the archive); they are kept for a compactor run that read the
+/// minute before this one let it go and is still writing — no Lambda invocation lives longer than 15 minutes —
+/// and for an operator's re-compaction soon after. Instead of the whole [`COUNTER_TTL_SECS`], so the cache holds
+/// about the settled grace plus this, not three hours, of counters (`docs/counter-store.md`, "Letting go").
+pub const FOLDED_TTL_SECS: u64 = 30 * 60;
+
 /// DynamoDB's item size limit is 400 KB; the encoder refuses items above this (room for keys and attributes).
 pub const MAX_ADS_BYTES: usize = 390 * 1024;
 

@@ -103,6 +103,42 @@ impl CounterStore {
         Ok((out, users))
     }
 
+    /// Lets a compacted minute go: every shard's index set of `minute` in both lanes and every hash it lists
+    /// get `EXPIRE key ttl_secs LT` (a shorter expiry, never a longer one; a key without one gets it). Called by
+    /// the compactor once the minute's settled-final item is written. Returns the keys given the expiry.
+    pub async fn let_go(&self, minute: i64, ttl_secs: u64) -> Result<usize, Error> {
+        let mut keys = Vec::new();
+        for lane in StoreLane::ALL {
+            let shards = self.shards(lane).await?;
+            for (shard, _, campaigns) in self.indexes(lane, &shards, minute..=minute).await? {
+                keys.extend(
+                    campaigns
+                        .iter()
+                        .map(|c| counter_key(lane, &shard, c, minute)),
+                );
+                keys.push(index_key(lane, &shard, minute));
+            }
+        }
+        let n = keys.len();
+        stream::iter(keys.into_iter().map(|key| {
+            let mut conn = self.connection();
+            async move {
+                let _: i64 = redis::cmd("EXPIRE")
+                    .arg(&key)
+                    .arg(ttl_secs)
+                    .arg("LT")
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(|e| store_error("let a compacted minute go", e))?;
+                Ok::<_, Error>(())
+            }
+        }))
+        .buffer_unordered(READS_IN_FLIGHT)
+        .try_collect::<Vec<()>>()
+        .await?;
+        Ok(n)
+    }
+
     /// The index sets (`SMEMBERS {<lane>:<shard>}:i#<minute>`) of every shard and minute: (shard, minute,
     /// campaigns), every member checked to be a campaign id.
     async fn indexes(

@@ -25,6 +25,7 @@ use tally_aws::compacted::CompactedTable;
 use tally_aws::metrics_write::MetricsWriter;
 use tally_domain::compact::{
     closing_buckets, plan_run, roll_up, CompactPolicy, LaneProgress, PolicyError, Span, Watermark,
+    FOLDED_TTL_SECS,
 };
 use tally_domain::compact_repair::{plan_repair, RepairPlan};
 use tally_domain::totals::{aggregate_minutes, day_increments, ALL_CAMPAIGNS};
@@ -148,6 +149,10 @@ impl Compactor {
         }
         self.write(&items).await?;
         self.write_totals(&items, from.realtime).await?;
+        // The settled-final minutes are in DynamoDB for good: their keys need not wait for the TTL.
+        for job in plan.jobs.iter().filter(|j| j.settled_final) {
+            store.let_go(job.minute, FOLDED_TTL_SECS).await?;
+        }
         let first_final = plan.jobs.iter().find(|j| j.settled_final).map(|j| j.minute);
         let rollups = self
             .roll_up_closed(from, plan.watermark, first_final)

@@ -46,13 +46,20 @@ pub const DEFAULT_DEDUP_WINDOW_SECS: f64 = 3600.0;
 /// `dedup:{<32 hex>}` key and `shardId-…:<56 digits>` value).
 pub const CLAIM_BYTES: f64 = 115.0;
 /// Bytes of one counter hash or index set in the cache besides its fields (key name `{rt:shardId-…}:c#<campaign>#
-/// <minute>`, dictionary entry, expiry, listpack header). Assumption, of the order of a claim's overhead.
+/// <minute>`, dictionary entry, expiry, listpack header): measured on valkey-server by
+/// `hash_fields_hold_about_this_many_bytes` (109–110; pinned within 20 %).
 pub const HASH_KEY_BYTES: f64 = 110.0;
-/// Bytes of one hash field (`<ad>#<counter>` and its value in a listpack) or set member. Assumption.
-pub const HASH_FIELD_BYTES: f64 = 24.0;
-/// How long counter hashes and index sets stay in the cache: the TTL the lanes give them
-/// (`tally_domain::compact::COUNTER_TTL_SECS`); the compactor folds closed minutes but does not delete them.
-pub const COUNTER_HELD_SECS: f64 = tally_domain::compact::COUNTER_TTL_SECS as f64;
+/// Bytes of one hash field (`<ad>#<counter>` or `<ad>#u<register>` and its value) or set member: measured by the
+/// same test (17.2 a field, listpack and hash-table hashes together; pinned within 20 %; 24 was assumed before).
+pub const HASH_FIELD_BYTES: f64 = 18.0;
+/// How long counter hashes and index sets stay in the cache: until the compactor writes their minute's
+/// settled-final item (the minute, the settled grace of `CompactPolicy::default`, and the next run a minute
+/// later), then [`tally_domain::compact::FOLDED_TTL_SECS`] (the compactor lets the minute go: `EXPIRE … LT`),
+/// not the lanes' whole TTL (`COUNTER_TTL_SECS`, three hours).
+pub fn counter_held_secs() -> f64 {
+    let grace_ms = tally_domain::compact::CompactPolicy::default().settled_grace_ms;
+    (60_000 + grace_ms + 60_000) as f64 / 1000.0 + tally_domain::compact::FOLDED_TTL_SECS as f64
+}
 /// The counter TTL the lanes pass to the script (`EXPIRE … NX` per key when non-zero).
 pub const COUNTER_TTL_SECS: u64 = tally_domain::compact::COUNTER_TTL_SECS;
 /// DynamoDB round trip and writes in flight of the compactor (as the lanes' table writes).
@@ -696,8 +703,13 @@ pub fn compactor_minute(
         + 16.0
         + members * 14.0;
     let hgetall = resp_bytes(&["HGETALL", key]) as f64 + 16.0 + fields_per_hash * 2.0 * 16.0;
+    // Letting the minute go once settled-final: per lane the shards set again, each index set again, then an
+    // `EXPIRE … LT` per index set and per hash (simple commands under 1 KB: 1 ECPU each).
+    let let_go = 1.0 + 2.0 * shards + hashes_per_lane;
     out.ecpu = lanes
-        * (shards * request_ecpu(smembers as u64) + hashes_per_lane * request_ecpu(hgetall as u64));
+        * (shards * request_ecpu(smembers as u64)
+            + hashes_per_lane * request_ecpu(hgetall as u64)
+            + let_go);
     let reads = lanes * (shards + hashes_per_lane);
     let puts = out.campaigns * 3.0 + 1.0;
     out.duration_ms = super::lanes::FUNCTION_BASE_MS.0
@@ -774,6 +786,99 @@ mod tests {
         assert!(
             (per_claim / CLAIM_BYTES - 1.0).abs() <= 0.2,
             "{per_claim:.1} bytes per claim against CLAIM_BYTES = {CLAIM_BYTES}"
+        );
+    }
+
+    /// Counter hashes written as the script writes them into a real valkey-server: `used_memory` per field,
+    /// for hashes of a few counter fields (a listpack) and for settled hashes of many register fields (past
+    /// `hash-max-listpack-entries`, 128: a hash table). The model's [`HASH_FIELD_BYTES`] is pinned within 20 %
+    /// of the larger, and [`HASH_KEY_BYTES`] must cover a hash's own overhead.
+    ///
+    /// `cargo test -p xtask --lib hash_fields_hold -- --nocapture | grep measured`
+    #[test]
+    fn hash_fields_hold_about_this_many_bytes() {
+        use std::io::{Read, Write};
+        let server = tally_testkit::Valkey::start();
+        let used = |s: &tally_testkit::Valkey| -> f64 {
+            s.info("memory")
+                .into_iter()
+                .find(|(k, _)| k == "used_memory")
+                .and_then(|(_, v)| v.parse().ok())
+                .expect("used_memory")
+        };
+        // `hashes` hashes of `fields` fields each, `HSET` one field a command (as HINCRBY/HSET do), every key
+        // with its TTL (as EXPIRE … NX gives it).
+        let write = |tag: &str, hashes: usize, fields: usize, register: bool| {
+            let mut out = Vec::new();
+            let mut commands = 0;
+            let mut push = |args: &[&str]| {
+                out.extend(format!("*{}\r\n", args.len()).bytes());
+                for a in args {
+                    out.extend(format!("${}\r\n{a}\r\n", a.len()).bytes());
+                }
+                commands += 1;
+            };
+            for h in 0..hashes {
+                let key = format!("{{st:shardId-000000000003}}:c#cmp-{h:06}#29408640{tag}");
+                for f in 0..fields {
+                    let (field, value) = if register {
+                        (
+                            format!("ad-{h}-{}#u{}", f % 5, (f * 37) % 4096),
+                            format!("{}", 1 + f % 9),
+                        )
+                    } else {
+                        (
+                            format!("ad-{h}-{}#{}", f / 6, ["i", "v", "c", "k", "s", "w"][f % 6]),
+                            format!("{}", 1_000 + 7 * f),
+                        )
+                    };
+                    push(&["HSET", &key, &field, &value]);
+                }
+                push(&["EXPIRE", &key, "10800"]);
+            }
+            let mut conn = std::net::TcpStream::connect(server.addr()).expect("connect");
+            conn.write_all(&out).expect("write");
+            let mut replies = Vec::new();
+            let mut buf = [0u8; 65536];
+            let mut lines = 0;
+            while lines < commands {
+                let n = conn.read(&mut buf).expect("replies");
+                assert!(n > 0, "server closed");
+                lines += buf[..n].iter().filter(|b| **b == b'\n').count();
+                replies.extend_from_slice(&buf[..n]);
+            }
+            assert!(
+                replies.starts_with(b":1\r\n"),
+                "{:?}",
+                String::from_utf8_lossy(&replies[..20])
+            );
+        };
+        // Warm the slots' dictionaries first (see `a_claim_holds_about_this_many_bytes`).
+        write("w", 20_000, 1, false);
+        // Two shapes, Δ = hashes × key + hashes × fields × field each: solved for key and field.
+        let mut shapes = Vec::new();
+        for (tag, hashes, fields, register) in [("a", 2_000, 12, false), ("b", 200, 400, true)] {
+            let before = used(&server);
+            write(tag, hashes, fields, register);
+            let delta = used(&server) - before;
+            shapes.push((hashes as f64, (hashes * fields) as f64, delta));
+        }
+        let [(h1, f1, d1), (h2, f2, d2)] = [shapes[0], shapes[1]];
+        let field = (d2 - d1 * h2 / h1) / (f2 - f1 * h2 / h1);
+        let key = (d1 - f1 * field) / h1;
+        eprintln!(
+            "measured: {key:.1} bytes of used_memory per hash (key, entry, expiry) and {field:.1} per field \
+             (2,000 hashes of 12 counter fields: {:.1} a field all in; 200 of 400 register fields: {:.1})",
+            d1 / f1,
+            d2 / f2
+        );
+        assert!(
+            (field / HASH_FIELD_BYTES - 1.0).abs() <= 0.2,
+            "{field:.1} bytes per field against HASH_FIELD_BYTES = {HASH_FIELD_BYTES}"
+        );
+        assert!(
+            (key / HASH_KEY_BYTES - 1.0).abs() <= 0.2,
+            "{key:.1} bytes per hash against HASH_KEY_BYTES = {HASH_KEY_BYTES}"
         );
     }
 
@@ -1048,8 +1153,9 @@ mod tests {
         );
         assert!(c.minute_wru >= 1.0 && c.hour_wru < c.minute_wru, "{c:?}");
         assert!(c.rollup_rru > 1.0 / 60.0, "{c:?}");
-        // 2 lanes × (2 SMEMBERS + 2 HGETALL), each under 1 KB.
-        assert_eq!(c.ecpu, 8.0);
+        // 2 lanes × (2 SMEMBERS + 2 HGETALL), each under 1 KB, then letting the minute go: per lane the shards
+        // set, 2 SMEMBERS again and an EXPIRE per set and hash (1 + 2 × 2 + 2).
+        assert_eq!(c.ecpu, 8.0 + 2.0 * 7.0);
         assert_eq!(
             compactor_minute(&p, &zipf, 0.0, 2.0, 2.0, 4.0, 2.0, &mut cache),
             CompactorMinute::default()

@@ -374,13 +374,13 @@ pub fn compactor_function(stack: &StackModel) -> Option<FunctionModel> {
 
 /// Bytes the cache holds in each minute of the period: the claims made in the last `window_secs` (the
 /// period wraps around) and the counter hashes and index sets created in the last
-/// [`super::cache::COUNTER_HELD_SECS`] (at steady state, the period's mean creations × the minutes held).
+/// [`super::cache::counter_held_secs`] (at steady state, the period's mean creations × the minutes held).
 fn cache_stored_bytes(u: &Usage, window_secs: f64) -> Vec<f64> {
     let n = u.claims_per_sec.len();
     if n == 0 || window_secs <= 0.0 {
         return vec![0.0; n];
     }
-    let held = super::cache::COUNTER_HELD_SECS / 60.0;
+    let held = super::cache::counter_held_secs() / 60.0;
     let mean = |v: &[f64]| v.iter().sum::<f64>() / n as f64;
     let (hashes, fields) = (mean(&u.cache_hashes) * held, mean(&u.cache_fields) * held);
     let w = ((window_secs / 60.0).round() as usize).max(1);

@@ -154,6 +154,38 @@ async fn series(s: &Setup, from: i64, to: i64) -> Truth {
     out
 }
 
+/// The TTL (`TTL` in seconds, -1 for none) of every index set of `minute` in both lanes and of every hash it
+/// lists.
+fn minute_ttls(s: &Setup, minute: i64) -> Vec<(String, i64)> {
+    let ttl = |key: &str| match s.server.command(&["TTL", key]).expect("TTL") {
+        tally_testkit::Reply::Integer(t) => t,
+        other => panic!("TTL {key}: {other:?}"),
+    };
+    let mut out = Vec::new();
+    for lane in StoreLane::ALL {
+        for shard in 0..3 {
+            let shard = format!("shardId-{shard:012}");
+            let index = tally_domain::store_keys::index_key(lane, &shard, minute);
+            let members = match s.server.command(&["SMEMBERS", &index]).expect("SMEMBERS") {
+                tally_testkit::Reply::Array(m) => m,
+                other => panic!("SMEMBERS {index}: {other:?}"),
+            };
+            for m in members {
+                let tally_testkit::Reply::Bulk(Some(c)) = m else {
+                    panic!("member {m:?}")
+                };
+                let key = tally_domain::store_keys::counter_key(lane, &shard, &c, minute);
+                out.push((key.clone(), ttl(&key)));
+            }
+            match ttl(&index) {
+                -2 => {} // no such set: the shard had nothing of this lane in the minute
+                t => out.push((index.clone(), t)),
+            }
+        }
+    }
+    out
+}
+
 #[tokio::test]
 async fn compactor_closes_minutes_and_the_seam_holds() {
     let s = setup().await;
@@ -188,6 +220,10 @@ async fn compactor_closes_minutes_and_the_seam_holds() {
     assert_eq!(items.len(), 2);
     assert!(items.iter().all(|i| !i.settled_final));
     assert_eq!(series(&s, from, to).await, truth);
+    // Not settled-final: the minutes' keys keep the lanes' expiry (none in this set-up).
+    let before = minute_ttls(&s, m0);
+    assert!(before.len() > 6, "{before:?}");
+    assert!(before.iter().all(|(_, t)| *t == -1), "{before:?}");
 
     // Two compactors at once, after the settled lane closed them too: the same items, one watermark.
     let at = end + 10 * MINUTE_MS + 1;
@@ -207,6 +243,18 @@ async fn compactor_closes_minutes_and_the_seam_holds() {
         "{items:?}"
     );
     assert_eq!(series(&s, from, to).await, truth);
+    // Settled-final: the compactor let both minutes go — every key expires within FOLDED_TTL_SECS.
+    let folded = tally_domain::compact::FOLDED_TTL_SECS as i64;
+    for minute in [m0, m0 + 1] {
+        let after = minute_ttls(&s, minute);
+        assert!(after.len() > 6, "{after:?}");
+        assert!(
+            after
+                .iter()
+                .all(|(_, t)| (folded - 10..=folded).contains(t)),
+            "minute {minute}: {after:?}"
+        );
+    }
 
     // A run with nothing new changes nothing.
     let o = s.compactor.process(at).await.expect("run");
