@@ -737,6 +737,15 @@ pub fn stored_bytes(
 mod tests {
     use super::*;
 
+    /// `used_memory` of a server, bytes (`INFO memory`).
+    fn used_memory(s: &tally_testkit::Valkey) -> f64 {
+        s.info("memory")
+            .into_iter()
+            .find(|(k, _)| k == "used_memory")
+            .and_then(|(_, v)| v.parse().ok())
+            .expect("used_memory")
+    }
+
     /// 10,000 claims written exactly as `tally_aws::store` makes them (`SET dedup:<22 base64url>
     /// 0!<32 base-62 digits> NX GET EX 3600`) into a real valkey-server: `used_memory` grows by
     /// about [`CLAIM_BYTES`] per claim (pinned within 20 %). 50,000 claims go first: a cluster-mode server keeps
@@ -749,13 +758,6 @@ mod tests {
         const WARM: usize = 50_000;
         const CLAIMS: usize = 10_000;
         let server = tally_testkit::Valkey::start();
-        let used = |s: &tally_testkit::Valkey| -> f64 {
-            s.info("memory")
-                .into_iter()
-                .find(|(k, _)| k == "used_memory")
-                .and_then(|(_, v)| v.parse().ok())
-                .expect("used_memory")
-        };
         let claims = |from: usize, n: usize| {
             let mut out = Vec::new();
             for i in from..from + n {
@@ -779,9 +781,9 @@ mod tests {
             assert!(replies.chunks(5).all(|r| r == b"$-1\r\n"));
         };
         claims(0, WARM);
-        let before = used(&server);
+        let before = used_memory(&server);
         claims(WARM, CLAIMS);
-        let per_claim = (used(&server) - before) / CLAIMS as f64;
+        let per_claim = (used_memory(&server) - before) / CLAIMS as f64;
         eprintln!("measured: {per_claim:.1} bytes of used_memory per claim");
         assert!(
             (per_claim / CLAIM_BYTES - 1.0).abs() <= 0.2,
@@ -799,13 +801,6 @@ mod tests {
     fn hash_fields_hold_about_this_many_bytes() {
         use std::io::{Read, Write};
         let server = tally_testkit::Valkey::start();
-        let used = |s: &tally_testkit::Valkey| -> f64 {
-            s.info("memory")
-                .into_iter()
-                .find(|(k, _)| k == "used_memory")
-                .and_then(|(_, v)| v.parse().ok())
-                .expect("used_memory")
-        };
         // `hashes` hashes of `fields` fields each, `HSET` one field a command (as HINCRBY/HSET do), every key
         // with its TTL (as EXPIRE … NX gives it).
         let write = |tag: &str, hashes: usize, fields: usize, register: bool| {
@@ -858,9 +853,9 @@ mod tests {
         // Two shapes, Δ = hashes × key + hashes × fields × field each: solved for key and field.
         let mut shapes = Vec::new();
         for (tag, hashes, fields, register) in [("a", 2_000, 12, false), ("b", 200, 400, true)] {
-            let before = used(&server);
+            let before = used_memory(&server);
             write(tag, hashes, fields, register);
-            let delta = used(&server) - before;
+            let delta = used_memory(&server) - before;
             shapes.push((hashes as f64, (hashes * fields) as f64, delta));
         }
         let [(h1, f1, d1), (h2, f2, d2)] = [shapes[0], shapes[1]];
