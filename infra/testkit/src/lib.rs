@@ -3,13 +3,15 @@
 //! [`Moto`] starts `moto_server` (PyPI `moto[server]`) on 127.0.0.1 on a free port and stops it when dropped,
 //! so every test owns its server and nothing outlives the test. [`Valkey`] does the same for a real
 //! `valkey-server` run as a one-node cluster (see [`find_valkey_server`] for where the binary comes from).
-//! Nothing here talks to a real AWS endpoint.
+//! [`cdp::Browser`] drives a headless Chromium through the DevTools protocol. Nothing here talks to a real AWS
+//! endpoint.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod cdp;
 mod valkey;
 pub use tally_localcloud::cache::valkey::{
     command as valkey_command, find_valkey_server, Reply, SERVER_ENV,
