@@ -19,6 +19,10 @@ pub struct DemoOptions {
     /// Small campaigns after the six named ones (`tail-01`, `tail-02`, …), sharing [`TAIL_SHARE`] of the
     /// impressions: enough of them that the dashboard's campaign table has more than one page.
     pub long_tail: usize,
+    /// The collect key the posts are signed with (`Authorization: Bearer <id>:<secret>`): only an
+    /// authenticated post's costs and conversion values are counted (unsigned events carry no money), so
+    /// without one every spend is 0. The local cloud's is `LocalAws::secretsmanager.collect_key()`.
+    pub key: Option<(String, String)>,
 }
 
 /// The long tail's share of the impressions.
@@ -31,6 +35,7 @@ impl Default for DemoOptions {
             day: Duration::from_secs(600),
             seed: 0x7a11,
             long_tail: 30,
+            key: None,
         }
     }
 }
@@ -250,6 +255,10 @@ pub async fn drive(
     );
     let started = Instant::now();
     let tick = Duration::from_millis(200);
+    let authorization = options
+        .key
+        .as_ref()
+        .map(|(id, secret)| format!("Bearer {id}:{secret}"));
     let (mut sent, mut refused, mut serial) = (0u64, 0u64, 0u64);
     let mut owed = 0.0;
     loop {
@@ -279,7 +288,7 @@ pub async fn drive(
         }
         for chunk in batch.chunks(400) {
             let body = Value::Array(chunk.to_vec()).to_string();
-            match post(collect_url, "/v1/events", &body).await {
+            match post(collect_url, "/v1/events", &body, authorization.as_deref()).await {
                 Ok(status) if status < 300 => {}
                 Ok(_) => refused += 1,
                 Err(error) => {
@@ -292,12 +301,20 @@ pub async fn drive(
     }
 }
 
-/// One POST over a fresh connection; the status code.
-pub async fn post(base_url: &str, path: &str, body: &str) -> std::io::Result<u16> {
+/// One POST over a fresh connection, with an `Authorization` header when given; the status code.
+pub async fn post(
+    base_url: &str,
+    path: &str,
+    body: &str,
+    authorization: Option<&str>,
+) -> std::io::Result<u16> {
     let addr = base_url.trim_start_matches("http://").trim_end_matches('/');
     let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    let authorization = authorization
+        .map(|a| format!("Authorization: {a}\r\n"))
+        .unwrap_or_default();
     let request = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n{authorization}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     stream.write_all(request.as_bytes()).await?;
