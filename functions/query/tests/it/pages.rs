@@ -6,7 +6,6 @@
 //! through sorting, paging, search and live updates, and the README's screenshots, are the local cloud's
 //! dashboard test (`infra/localcloud/tests/it/dashboard.rs`, over demo traffic).
 
-use std::path::PathBuf;
 use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -45,17 +44,6 @@ async fn api(query: &Query, path: &str) -> Value {
 
 /// The page's finished refreshes.
 const READY: &str = "Number(document.body && document.body.dataset.ready || 0)";
-
-/// Waits for a refresh after the current one.
-async fn next_refresh(b: &mut Browser) {
-    let now = b.eval(READY).await.as_u64().unwrap_or(0);
-    assert!(
-        b.wait_for(&format!("{READY} > {now}")).await,
-        "a refresh after #{now}: {}",
-        b.eval("document.getElementById('status').textContent")
-            .await
-    );
-}
 
 /// The campaign ids of the table's visible rows, in order.
 async fn table_ids(b: &mut Browser) -> Vec<String> {
