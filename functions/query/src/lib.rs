@@ -550,11 +550,12 @@ impl Query {
     }
 
     /// Today's figures of the campaigns of a page, per campaign: the realtime counts per hour (the sparkline;
-    /// their sum is the day's) and the final settled counts and users — read as the overview reads the
+    /// their sum is the day's) and the settled counts and users so far — read as the overview reads the
     /// all-campaigns item ([`overview_reads`]), for the page's campaigns at once: the hour items of the hours
     /// the settled lane has closed and the minute items after them up to the realtime watermark in a few
-    /// `BatchGetItem`s ([`CompactedTable::items_at`]), the cache's open minutes in one read of the page's
-    /// campaigns. Nothing is read campaign by campaign.
+    /// `BatchGetItem`s ([`CompactedTable::items_at`]; their settled counts through the settled watermark), the
+    /// cache's open minutes of both lanes in one read each for the page's campaigns. Nothing is read campaign
+    /// by campaign.
     async fn today_rows(
         &self,
         store: &tally_aws::store::CounterStore,
@@ -605,6 +606,24 @@ impl Query {
                     for ((_, minute), t) in cells {
                         hourly.add(minute, &t);
                     }
+                }
+            }
+        }
+        // The settled lane's open minutes (after its watermark, today, at most the counters' TTL back), as the
+        // series and the per-ad table count them: the row's settled figures are what is settled so far.
+        let open_from = wm.settled.map_or(day, |s| s + 1).max(day);
+        let open_from = open_from.max(now_minute - LIVE_MINUTES);
+        if open_from <= now_minute {
+            let open = store
+                .read_range_users(StoreLane::Settled, open_from, now_minute, Some(page))
+                .await
+                .map_err(Failure::from_aws)?;
+            for (id, (cells, users)) in open {
+                if let Some((_, sums)) = rows.get_mut(&id) {
+                    for t in cells.values() {
+                        sums.settled.merge(&counters_of(t, &Hll::new()));
+                    }
+                    sums.settled.users.merge(&users);
                 }
             }
         }
