@@ -11,8 +11,8 @@
 //! traffic paused only the compactor's runs move the numbers (a settled watermark, the users estimate), so
 //! this converges in a try or two.
 //!
-//! Needs `chromium`, `valkey-server` and builds the function binaries as `cargo xtask dev` does. About four
-//! minutes on a loaded 2-core machine once built (see the README's dashboard section for the command).
+//! Needs `chromium`, `valkey-server` and builds the function binaries as `cargo xtask dev` does. About three
+//! minutes on a loaded 2-core machine once they are built (179 s: the README's dashboard section).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
