@@ -96,7 +96,7 @@ impl Drop for Moto {
 
 /// The local cloud's AWS endpoint (`tally_localcloud::aws`: DynamoDB, Kinesis, SQS, S3, Secrets Manager) with
 /// its state in memory, served on 127.0.0.1 from a thread and runtime of its own, stopped when dropped. For
-/// tests whose tables are too big for moto's pace (the query function's 10,000-campaign test seeds in 14 s
+/// tests whose tables are too big for moto's pace (the query function's 10,000-campaign test seeds in 14–20 s
 /// here, 199 s in moto); the same SDK clients talk to it.
 #[derive(Debug)]
 pub struct LocalAwsEndpoint {
