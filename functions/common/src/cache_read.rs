@@ -28,6 +28,9 @@ pub type MinuteUsers = BTreeMap<String, BTreeMap<String, Hll>>;
 /// Per ad: counts and unique-user sketches.
 pub type AdSums = (BTreeMap<String, Tally>, BTreeMap<String, Hll>);
 
+/// A campaign's counts per (ad, minute) over a range, and its unique-user sketch over it.
+pub type CampaignRange = (BTreeMap<(String, i64), Tally>, Hll);
+
 /// A hash's fields and values as read.
 type Fields = Vec<(String, String)>;
 
@@ -184,7 +187,25 @@ impl CounterStore {
         to: i64,
         only: Option<&BTreeSet<String>>,
     ) -> Result<BTreeMap<String, BTreeMap<(String, i64), Tally>>, Error> {
-        let mut out: BTreeMap<String, BTreeMap<(String, i64), Tally>> = BTreeMap::new();
+        Ok(self
+            .read_range_users(lane, from, to, only)
+            .await?
+            .into_iter()
+            .map(|(campaign, (series, _))| (campaign, series))
+            .collect())
+    }
+
+    /// [`CounterStore::read_range`] with each campaign's unique-user sketch over the range (its ads' and
+    /// minutes' registers merged; empty in the realtime lane, which keeps none). Campaigns without counts are
+    /// absent.
+    pub async fn read_range_users(
+        &self,
+        lane: StoreLane,
+        from: i64,
+        to: i64,
+        only: Option<&BTreeSet<String>>,
+    ) -> Result<BTreeMap<String, CampaignRange>, Error> {
+        let mut out: BTreeMap<String, CampaignRange> = BTreeMap::new();
         if from > to {
             return Ok(out);
         }
@@ -218,23 +239,26 @@ impl CounterStore {
             .try_collect()
             .await?;
         for (campaign, minute, key, fields) in read {
-            let mut ads = BTreeMap::new();
-            fold_hash(
-                &mut ads,
-                fields.iter().map(|(f, v)| (f.as_str(), v.as_str())),
-            )
-            .map_err(|e| Error::CorruptStore {
-                key,
+            let view = || fields.iter().map(|(f, v)| (f.as_str(), v.as_str()));
+            let corrupt = |e: tally_domain::compact::CompactError| Error::CorruptStore {
+                key: key.clone(),
                 rule: e.to_string(),
-            })?;
-            let series = out.entry(campaign).or_default();
+            };
+            let mut ads = BTreeMap::new();
+            fold_hash(&mut ads, view()).map_err(corrupt)?;
+            let mut users = BTreeMap::new();
+            fold_users(&mut users, view()).map_err(corrupt)?;
+            let (series, sketch) = out.entry(campaign).or_default();
             for (ad, t) in ads {
                 if !t.is_zero() {
                     series.entry((ad, minute)).or_default().merge(&t);
                 }
             }
+            for h in users.values() {
+                sketch.merge(h);
+            }
         }
-        out.retain(|_, series| !series.is_empty());
+        out.retain(|_, (series, _)| !series.is_empty());
         Ok(out)
     }
 

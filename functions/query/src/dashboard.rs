@@ -11,10 +11,11 @@
 //! * [`PAGE`] (`/`), the overview. Every 5 seconds two API calls, whatever the number of campaigns:
 //!   `GET /v1/overview` (today's and the last hour's totals across campaigns, events per second, the
 //!   realtime and settled lags, events per minute) and one page of `GET /v1/campaigns?order=spend|impressions
-//!   &limit=20[&q=][&cursor=]` (the table: today's figures and a sparkline of today's impressions per hour
-//!   per row; a click on a row's name opens its campaign view). Sort order, search and page size live in the
-//!   address (`/?order=impressions&q=c1`), so a link shows the same table; paging keeps the cursors of the
-//!   pages seen (Back goes to the previous one).
+//!   &limit=20[&q=][&offset=]` (the table: today's figures and a sparkline of today's impressions per hour
+//!   per row; a click on a row's name opens its campaign view). Sort order, search and the page number live in
+//!   the address (`/?order=impressions&q=c1&page=2`), so a link shows the same table; a page turn or a new
+//!   sort order is a history entry (the browser's Back and Forward step through them), typing in the search
+//!   box replaces the current one.
 //! * [`CAMPAIGN_PAGE`] (`/campaigns/{id}`), one campaign. The range (`?range=hour|today|30d`: the last hour
 //!   per minute, today per hour, 30 days per day) is in the address; every 5 seconds it reads
 //!   `GET /v1/campaigns/{id}/series` and `GET /v1/campaigns/{id}/ads` over that range (two calls) and shows
@@ -177,20 +178,28 @@ const FIGURES = [
   ["value", "Conversion value", c => money(c.conversion_value_micros), c => c.conversion_value_micros],
   ["users", "Unique users", c => fmt(c.unique_users), c => c.unique_users],
 ];
-const state = { order: "spend", q: "", cursors: [""], page: 0 };
+const MAX_PAGE = 50000; // offset 1,000,000: the API's limit
+// page: 0-based here, 1-based in the address (?page=2 is campaigns 21-40).
+const state = { order: "spend", q: "", page: 0 };
 
 function readAddress() {
   const p = new URLSearchParams(location.search);
   state.order = p.get("order") === "impressions" ? "impressions" : "spend";
   state.q = (p.get("q") || "").slice(0, 64);
+  const page = Number(p.get("page") || "1");
+  state.page = Number.isInteger(page) && page >= 1 && page <= MAX_PAGE ? page - 1 : 0;
   document.getElementById("search").value = state.q;
 }
-function writeAddress() {
+/// Puts the state in the address: a new history entry when `push` (a page, a sort order: Back undoes it),
+/// the current one replaced otherwise (typing in the search box).
+function writeAddress(push) {
   const p = new URLSearchParams();
   if (state.order !== "spend") p.set("order", state.order);
   if (state.q) p.set("q", state.q);
+  if (state.page > 0) p.set("page", String(state.page + 1));
   const url = location.pathname + (p.toString() ? "?" + p : "");
-  if (url !== location.pathname + location.search) history.replaceState(null, "", url);
+  if (url === location.pathname + location.search) return;
+  if (push) history.pushState(null, "", url); else history.replaceState(null, "", url);
 }
 
 /// The dt/dd pairs of a figure list, made once.
@@ -274,10 +283,9 @@ function drawRows(list) {
   document.getElementById("empty").hidden = shown.length > 0;
   put(document.getElementById("matched"), list.matched + (list.matched === 1 ? " campaign" : " campaigns"), list.matched);
   const first = state.page * PAGE_SIZE;
-  put(document.getElementById("page"), shown.length ? "campaigns " + (first + 1) + "–" + (first + shown.length) + " of " + list.matched : "page " + (state.page + 1));
+  put(document.getElementById("page"), shown.length ? "campaigns " + (first + 1) + "–" + (first + shown.length) + " of " + list.matched : "page " + (state.page + 1), state.page + 1);
   document.getElementById("prev").disabled = state.page === 0;
-  document.getElementById("next").disabled = !list.next_cursor;
-  state.next = list.next_cursor;
+  document.getElementById("next").disabled = !list.next_cursor || state.page + 1 >= MAX_PAGE;
   for (const b of document.querySelectorAll("button[data-order]")) b.setAttribute("aria-pressed", String(b.dataset.order === state.order));
 }
 
@@ -288,7 +296,7 @@ async function refresh() {
   try {
     const params = new URLSearchParams({ order: state.order, limit: String(PAGE_SIZE) });
     if (state.q) params.set("q", state.q);
-    if (state.cursors[state.page]) params.set("cursor", state.cursors[state.page]);
+    if (state.page > 0) params.set("offset", String(state.page * PAGE_SIZE));
     const [overview, list] = await Promise.all([getJson("/v1/overview"), getJson("/v1/campaigns?" + params)]);
     if (mine !== generation) return; // a newer refresh (a click) owns the page
     drawFigures(today, overview.today.realtime);
@@ -307,27 +315,22 @@ async function refresh() {
   }
 }
 
-function reset() { state.cursors = [""]; state.page = 0; writeAddress(); refresh(); }
+function reset(push) { state.page = 0; writeAddress(push); refresh(); }
 for (const b of document.querySelectorAll("button[data-order]")) {
-  b.addEventListener("click", () => { state.order = b.dataset.order; reset(); });
+  b.addEventListener("click", () => { if (state.order !== b.dataset.order) { state.order = b.dataset.order; reset(true); } });
 }
 let typing;
 document.getElementById("search").addEventListener("input", e => {
   clearTimeout(typing);
-  typing = setTimeout(() => { state.q = e.target.value.trim(); reset(); }, 250);
+  typing = setTimeout(() => { state.q = e.target.value.trim(); reset(false); }, 250);
 });
-document.getElementById("next").addEventListener("click", () => {
-  if (!state.next) return;
-  state.cursors[state.page + 1] = state.next;
-  state.page += 1;
-  refresh();
-});
-document.getElementById("prev").addEventListener("click", () => {
-  if (state.page === 0) return;
-  state.page -= 1;
-  refresh();
-});
+function turn(by) { state.page += by; writeAddress(true); refresh(); }
+document.getElementById("next").addEventListener("click", () => { if (!document.getElementById("next").disabled) turn(1); });
+document.getElementById("prev").addEventListener("click", () => { if (state.page > 0) turn(-1); });
+// Back and Forward: the address is the state.
+window.addEventListener("popstate", () => { readAddress(); refresh(); });
 readAddress();
+writeAddress(false);
 refresh();
 // The timer never stacks refreshes on a slow API: it skips while one is in flight (a click does not wait).
 setInterval(() => { if (inFlight === 0) refresh(); }, REFRESH_MS);

@@ -2,7 +2,7 @@
 //!
 //! | route | answer |
 //! |---|---|
-//! | `GET /v1/campaigns?limit=&cursor=&order=id\|recent\|spend\|impressions&q=` | a page of campaigns with today's (UTC) totals, realtime and settled, an hourly sparkline, `matched` and `next_cursor` |
+//! | `GET /v1/campaigns?limit=&cursor=&offset=&order=id\|recent\|spend\|impressions&q=` | a page of campaigns with today's (UTC) totals, realtime and settled, an hourly sparkline, `matched` and `next_cursor` |
 //! | `GET /v1/overview` | every campaign's totals of today and the last hour, events per second, the realtime and settled lags |
 //! | `GET /v1/campaigns/{id}/series?from=&to=&step=1m\|1h\|1d` | one point per bucket, zero-filled, realtime and settled |
 //! | `GET /v1/campaigns/{id}/ads?from=&to=` | per-ad totals over the buckets overlapping the range |
@@ -57,8 +57,8 @@ use tally_domain::rollup::Counters;
 use tally_domain::store_keys::StoreLane;
 
 use crate::params::{
-    check_id, parse_limit, parse_order, parse_query, parse_search, parse_step, parse_time,
-    series_range, step_name, BadParam, Cursor, Order, Range, DEFAULT_PAGE,
+    check_id, parse_limit, parse_offset, parse_order, parse_query, parse_search, parse_step,
+    parse_time, series_range, step_name, BadParam, Cursor, Order, Range, DEFAULT_PAGE,
 };
 use crate::session::{Refused, SessionKey};
 pub use crate::token::{SecretTokens, Tokens, MIN_TOKEN_CHARS, TOKEN_TTL_MS};
@@ -68,8 +68,6 @@ use tally_domain::totals::{matches_search, overview_reads, RankBy, ALL_CAMPAIGNS
 /// `Path=/` and no `Domain` (so no sibling domain can set or shadow it).
 pub const COOKIE: &str = "__Host-tally_session";
 pub use crate::session::SESSION_SECS;
-/// Campaigns whose totals are read at once by `GET /v1/campaigns`.
-const TOTALS_IN_FLIGHT: usize = 16;
 /// How far back the cache holds a minute's counters (their TTL), in minutes: the live part of a read never
 /// starts earlier.
 const LIVE_MINUTES: i64 = (tally_domain::compact::COUNTER_TTL_SECS / 60) as i64;
@@ -353,8 +351,8 @@ impl Query {
             Ok(None) => return html(StatusCode::OK, dashboard::PAGE),
             Err(failure) => return failure.into_response(),
         };
-        // `order` and `q` are the page's own state (its script reads them from the address).
-        let params = match parse_query(query, &["token", "order", "q"]) {
+        // `order`, `q` and `page` are the page's own state (its script reads them from the address).
+        let params = match parse_query(query, &["token", "order", "q", "page"]) {
             Ok(params) => params,
             Err(bad) => return bad_request(&bad),
         };
@@ -399,8 +397,8 @@ impl Query {
     }
 
     async fn campaigns(&self, query: &str, now_ms: i64) -> Result<Value, Failure> {
-        let params =
-            parse_query(query, &["limit", "cursor", "order", "q"]).map_err(Failure::Bad)?;
+        let params = parse_query(query, &["limit", "cursor", "offset", "order", "q"])
+            .map_err(Failure::Bad)?;
         let search = params
             .get("q")
             .map(|q| parse_search(q))
@@ -424,6 +422,17 @@ impl Query {
             .map(|c| Cursor::parse(c, order))
             .transpose()
             .map_err(Failure::Bad)?;
+        let offset = params
+            .get("offset")
+            .map(|o| parse_offset(o))
+            .transpose()
+            .map_err(Failure::Bad)?;
+        if cursor.is_some() && offset.is_some() {
+            return Err(Failure::Bad(BadParam::new(
+                "offset",
+                "give cursor or offset, not both (cursor continues after a campaign, offset skips ranks)",
+            )));
+        }
         let now_minute = now_ms.div_euclid(60_000);
         let store = self.store.get().await.map_err(Failure::from_aws)?;
         let watermark = self
@@ -476,6 +485,7 @@ impl Query {
                     .as_ref()
                     .is_none_or(|c| c.is_before(key_of(e), &e.campaign_id))
             })
+            .skip(offset.unwrap_or(0))
             .peekable();
         let entries: Vec<CampaignEntry> = rest.by_ref().take(limit).collect();
         let next_cursor = match (rest.peek(), entries.last()) {
@@ -490,80 +500,22 @@ impl Query {
             _ => None,
         };
         let page: BTreeSet<String> = entries.iter().map(|e| e.campaign_id.clone()).collect();
-        use futures_util::stream::{self, StreamExt};
-        // Today's live minutes of the page's campaigns at once (the cache's index says which hashes exist),
-        // then per campaign its compacted minutes and settled day.
-        let (compacted_minutes, live_minutes) =
-            tally_domain::compact::split_at_seam(&watermark, StoreLane::Realtime, day, now_minute);
-        let live = match live_minutes {
-            Some(m) if !page.is_empty() => store
-                .read_range(StoreLane::Realtime, *m.start(), *m.end(), Some(&page))
-                .await
-                .map_err(Failure::from_aws)?,
-            _ => BTreeMap::new(),
-        };
-        let live = &live;
-        // The futures first, then the stream over them: a stream holding the closure trips the compiler's
-        // Send check of the runtime (a higher-ranked lifetime on the closure's borrow of `self`).
-        let reads: Vec<_> = entries
+        let mut rows = self
+            .today_rows(&store, &watermark, day, now_minute, &page)
+            .await?;
+        let totals: Vec<(Counters, Counters, Value)> = entries
             .iter()
-            .enumerate()
-            .map(|(i, entry)| {
-                let (this, id) = (self.clone(), entry.campaign_id.clone());
-                let compacted_minutes = compacted_minutes.clone();
-                let (store, watermark) = (store.clone(), watermark);
-                // The cache holds nothing of a campaign before its first minute: its open settled minutes are
-                // read from there (per minute and shard), not from a TTL back.
-                let live_from =
-                    (now_minute - LIVE_MINUTES).max(entry.first_seen_ms.div_euclid(60_000));
-                async move {
-                    let st = read_settled(
-                        &this.compacted,
-                        &store,
-                        &watermark,
-                        &id,
-                        span_of(Resolution::Day),
-                        day,
-                        day,
-                        live_from,
-                    )
-                    .await
-                    .map_err(Failure::from_aws)
-                    .map(|cells| sum_cells(cells.values()));
-                    let mut hourly = Hourly::new(day, now_minute);
-                    for ((_, minute), t) in live.get(&id).into_iter().flatten() {
-                        hourly.add(*minute, t);
-                    }
-                    let rt = match compacted_minutes {
-                        Some(m) => this
-                            .compacted
-                            .items(&id, *m.start(), *m.end())
-                            .await
-                            .map(|items| {
-                                for item in &items {
-                                    for (_, t) in item.lane(StoreLane::Realtime) {
-                                        hourly.add(item.minute, &t);
-                                    }
-                                }
-                                hourly
-                            })
-                            .map_err(Failure::from_aws),
-                        None => Ok(hourly),
-                    };
-                    (i, rt, st)
-                }
+            .map(|e| {
+                let (hourly, sums) = rows
+                    .remove(&e.campaign_id)
+                    .unwrap_or_else(|| (Hourly::new(day, now_minute), LaneSums::default()));
+                (
+                    realtime_counters(&hourly.total(), &sums.settled),
+                    sums.settled,
+                    hourly.json(),
+                )
             })
             .collect();
-        let read: Vec<(usize, Result<Hourly, Failure>, Result<_, Failure>)> = stream::iter(reads)
-            .buffer_unordered(TOTALS_IN_FLIGHT)
-            .collect()
-            .await;
-        let mut totals =
-            vec![(Counters::default(), Counters::default(), Value::Null); entries.len()];
-        for (i, rt, st) in read {
-            let (st, rt) = (st?, rt?);
-            totals[i] = (realtime_counters(&rt.total(), &st), st, rt.json());
-        }
         let day_start = day * 60_000;
         let campaigns: Vec<Value> = entries
             .iter()
@@ -595,6 +547,87 @@ impl Query {
             "campaigns": campaigns,
             "next_cursor": next_cursor,
         }))
+    }
+
+    /// Today's figures of the campaigns of a page, per campaign: the realtime counts per hour (the sparkline;
+    /// their sum is the day's) and the settled counts and users so far — read as the overview reads the
+    /// all-campaigns item ([`overview_reads`]), for the page's campaigns at once: the hour items of the hours
+    /// the settled lane has closed and the minute items after them up to the realtime watermark in a few
+    /// `BatchGetItem`s ([`CompactedTable::items_at`]; their settled counts through the settled watermark), the
+    /// cache's open minutes of both lanes in one read each for the page's campaigns. Nothing is read campaign
+    /// by campaign.
+    async fn today_rows(
+        &self,
+        store: &tally_aws::store::CounterStore,
+        wm: &tally_domain::compact::Watermark,
+        day: i64,
+        now_minute: i64,
+        page: &BTreeSet<String>,
+    ) -> Result<BTreeMap<String, (Hourly, LaneSums)>, Failure> {
+        let mut rows: BTreeMap<String, (Hourly, LaneSums)> = page
+            .iter()
+            .map(|id| {
+                (
+                    id.clone(),
+                    (Hourly::new(day, now_minute), LaneSums::default()),
+                )
+            })
+            .collect();
+        if page.is_empty() {
+            return Ok(rows);
+        }
+        // `first = now`: no minute before the first open hour is wanted (today's closed hours are hour items).
+        let reads = overview_reads(day, now_minute, now_minute, wm, LIVE_MINUTES);
+        let cells = page_cells(page, &reads);
+        for item in self
+            .compacted
+            .items_at(&cells)
+            .await
+            .map_err(Failure::from_aws)?
+        {
+            // Hour items (closed hours, before the first open one) are final; minute items through the
+            // settled watermark are.
+            let is_hour = item.minute < reads.today_minutes_from;
+            let settled = is_hour || wm.settled.is_some_and(|s| item.minute <= s);
+            if let Some((hourly, sums)) = rows.get_mut(&item.campaign_id) {
+                for (_, t) in item.lane(StoreLane::Realtime) {
+                    hourly.add(item.minute, &t);
+                }
+                sums.add_item(&item, settled);
+            }
+        }
+        if let Some((a, b)) = reads.live {
+            let live = store
+                .read_range(StoreLane::Realtime, a, b, Some(page))
+                .await
+                .map_err(Failure::from_aws)?;
+            for (id, cells) in live {
+                if let Some((hourly, _)) = rows.get_mut(&id) {
+                    for ((_, minute), t) in cells {
+                        hourly.add(minute, &t);
+                    }
+                }
+            }
+        }
+        // The settled lane's open minutes (after its watermark, today, at most the counters' TTL back), as the
+        // series and the per-ad table count them: the row's settled figures are what is settled so far.
+        let open_from = wm.settled.map_or(day, |s| s + 1).max(day);
+        let open_from = open_from.max(now_minute - LIVE_MINUTES);
+        if open_from <= now_minute {
+            let open = store
+                .read_range_users(StoreLane::Settled, open_from, now_minute, Some(page))
+                .await
+                .map_err(Failure::from_aws)?;
+            for (id, (cells, users)) in open {
+                if let Some((_, sums)) = rows.get_mut(&id) {
+                    for t in cells.values() {
+                        sums.settled.merge(&counters_of(t, &Hll::new()));
+                    }
+                    sums.settled.users.merge(&users);
+                }
+            }
+        }
+        Ok(rows)
     }
 
     /// The sort key of each listed campaign in `order` (absent: 0): its last minute seen in recent order,
@@ -1104,6 +1137,25 @@ impl OverviewSums {
     }
 }
 
+/// The items a page of campaigns' today is read from: per campaign, the hour items of `reads.hours` and the
+/// minute items of `reads.minutes` from the first open hour on (today's closed hours are in the hour items).
+fn page_cells(
+    page: &BTreeSet<String>,
+    reads: &tally_domain::totals::OverviewReads,
+) -> Vec<(Span, String, i64)> {
+    let mut cells = Vec::new();
+    for id in page {
+        if let Some((a, b)) = reads.hours {
+            cells.extend((a..=b).step_by(60).map(|h| (Span::Hour, id.clone(), h)));
+        }
+        if let Some((a, b)) = reads.minutes {
+            let from = a.max(reads.today_minutes_from);
+            cells.extend((from..=b).map(|m| (Span::Minute, id.clone(), m)));
+        }
+    }
+    cells
+}
+
 /// Realtime counts as counters: the lane's six sums, and the settled lane's users for the same bucket (the
 /// realtime lane keeps no sketches).
 /// The campaigns of `store`'s open minutes after `watermark`'s realtime minute, at most [`LIVE_MINUTES`] back
@@ -1167,15 +1219,6 @@ fn counters_of(t: &Tally, users: &Hll) -> Counters {
         value_micros: t.value_micros,
         users: users.clone(),
     }
-}
-
-/// The sum of settled cells (counts added, sketches merged).
-fn sum_cells<'a>(cells: impl IntoIterator<Item = &'a SettledCell>) -> Counters {
-    let mut total = Counters::default();
-    for (t, users) in cells {
-        total.merge(&counters_of(t, users));
-    }
-    total
 }
 
 /// The JSON of one set of counters: the sums, CTR (clicks / impressions, `null` without impressions) and the

@@ -390,6 +390,21 @@ pub fn parse_limit(value: &str) -> Result<usize, BadParam> {
     }
 }
 
+/// The largest `offset` of `GET /v1/campaigns`.
+pub const MAX_OFFSET: usize = 1_000_000;
+
+/// `0..=MAX_OFFSET`: how many campaigns of the order to skip (the dashboard's page number, so a page is the
+/// same ranks at every refresh while the totals move).
+pub fn parse_offset(value: &str) -> Result<usize, BadParam> {
+    match value.parse::<usize>() {
+        Ok(n) if n <= MAX_OFFSET && !value.starts_with('+') => Ok(n),
+        _ => Err(BadParam::new(
+            "offset",
+            format!("must be a whole number from 0 to {MAX_OFFSET}"),
+        )),
+    }
+}
+
 /// Where a `GET /v1/campaigns` page ended: the last campaign it held, in the order it was listed in. Clients
 /// pass `next_cursor` back unchanged; its text is hex so that it needs no escaping in a URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -543,6 +558,13 @@ mod tests {
     fn page_limits_are_bounded_whole_numbers() {
         assert_eq!(parse_limit("1"), Ok(1));
         assert_eq!(parse_limit(&MAX_PAGE.to_string()), Ok(MAX_PAGE));
+        assert_eq!(parse_offset("0"), Ok(0));
+        assert_eq!(parse_offset(&MAX_OFFSET.to_string()), Ok(MAX_OFFSET));
+        for bad in ["-1", "+3", "1.5", "", "1000001", "x"] {
+            let err = parse_offset(bad).expect_err(bad);
+            assert_eq!(err.param, "offset");
+            assert!(err.rule.contains("0 to 1000000"), "{}", err.rule);
+        }
         for bad in [
             "0",
             "",

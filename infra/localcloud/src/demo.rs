@@ -16,7 +16,17 @@ pub struct DemoOptions {
     /// One simulated day lasts this long.
     pub day: Duration,
     pub seed: u64,
+    /// Small campaigns after the six named ones (`tail-01`, `tail-02`, …), sharing [`TAIL_SHARE`] of the
+    /// impressions: enough of them that the dashboard's campaign table has more than one page.
+    pub long_tail: usize,
+    /// The collect key the posts are signed with (`Authorization: Bearer <id>:<secret>`): only an
+    /// authenticated post's costs and conversion values are counted (unsigned events carry no money), so
+    /// without one every spend is 0. The local cloud's is `LocalAws::secretsmanager.collect_key()`.
+    pub key: Option<(String, String)>,
 }
+
+/// The long tail's share of the impressions.
+pub const TAIL_SHARE: f64 = 0.04;
 
 impl Default for DemoOptions {
     fn default() -> DemoOptions {
@@ -24,6 +34,8 @@ impl Default for DemoOptions {
             peak_rate: 300.0,
             day: Duration::from_secs(600),
             seed: 0x7a11,
+            long_tail: 30,
+            key: None,
         }
     }
 }
@@ -136,8 +148,22 @@ pub fn daily_factor(elapsed: Duration, day: Duration) -> f64 {
     0.15 + 0.85 * (0.5 - 0.5 * (std::f64::consts::TAU * phase).cos())
 }
 
-/// The events of one impression: the impression, maybe viewable, maybe a click, maybe a conversion.
-pub fn impression_events(rng: &mut Rng, now_ms: i64, serial: u64) -> Vec<Value> {
+/// The campaign of one impression: one of the long tail's `long_tail` campaigns with probability
+/// [`TAIL_SHARE`] (each as likely; a cost per mille that grows with the number, so that ranking by spend and by
+/// impressions differ), else a named one by its weight.
+fn pick_campaign(rng: &mut Rng, long_tail: usize) -> (String, Campaign) {
+    if long_tail > 0 && rng.unit() < TAIL_SHARE {
+        let n = rng.below(long_tail) + 1;
+        let tail = Campaign {
+            id: "tail",
+            weight: TAIL_SHARE / long_tail as f64,
+            ads: 1 + n % 2,
+            ctr: 0.01,
+            cvr: 0.04,
+            cpm_micros: 500_000 + 150_000 * n as u64,
+        };
+        return (format!("tail-{n:02}"), tail);
+    }
     let mut pick = rng.unit();
     let campaign = CAMPAIGNS
         .iter()
@@ -146,7 +172,14 @@ pub fn impression_events(rng: &mut Rng, now_ms: i64, serial: u64) -> Vec<Value> 
             pick < 0.0
         })
         .unwrap_or(&CAMPAIGNS[0]);
-    let ad = format!("{}-ad{}", campaign.id, rng.below(campaign.ads) + 1);
+    (campaign.id.to_owned(), campaign.clone())
+}
+
+/// The events of one impression: the impression, maybe viewable, maybe a click, maybe a conversion; the
+/// campaign one of the six named ones or of `long_tail` small ones.
+pub fn impression_events(rng: &mut Rng, now_ms: i64, serial: u64, long_tail: usize) -> Vec<Value> {
+    let (campaign_id, campaign) = pick_campaign(rng, long_tail);
+    let ad = format!("{campaign_id}-ad{}", rng.below(campaign.ads) + 1);
     let bot = rng.unit() < 0.03;
     let user = if bot {
         format!("bot{}", rng.below(20))
@@ -162,7 +195,7 @@ pub fn impression_events(rng: &mut Rng, now_ms: i64, serial: u64) -> Vec<Value> 
         json!({
             "id": format!("demo-{now_ms}-{serial}-{n}"),
             "kind": kind,
-            "campaign_id": campaign.id,
+            "campaign_id": campaign_id,
             "ad_id": ad,
             "placement_id": format!("site{}", serial % 40),
             "user_id": user,
@@ -222,6 +255,10 @@ pub async fn drive(
     );
     let started = Instant::now();
     let tick = Duration::from_millis(200);
+    let authorization = options
+        .key
+        .as_ref()
+        .map(|(id, secret)| format!("Bearer {id}:{secret}"));
     let (mut sent, mut refused, mut serial) = (0u64, 0u64, 0u64);
     let mut owed = 0.0;
     loop {
@@ -239,14 +276,19 @@ pub async fn drive(
         while owed >= 1.0 {
             owed -= 1.0;
             serial += 1;
-            batch.extend(impression_events(&mut rng, now_ms, serial));
+            batch.extend(impression_events(
+                &mut rng,
+                now_ms,
+                serial,
+                options.long_tail,
+            ));
         }
         if rng.unit() < 0.05 {
             batch.push(malformed_event(&mut rng));
         }
         for chunk in batch.chunks(400) {
             let body = Value::Array(chunk.to_vec()).to_string();
-            match post(collect_url, "/v1/events", &body).await {
+            match post(collect_url, "/v1/events", &body, authorization.as_deref()).await {
                 Ok(status) if status < 300 => {}
                 Ok(_) => refused += 1,
                 Err(error) => {
@@ -259,12 +301,20 @@ pub async fn drive(
     }
 }
 
-/// One POST over a fresh connection; the status code.
-pub async fn post(base_url: &str, path: &str, body: &str) -> std::io::Result<u16> {
+/// One POST over a fresh connection, with an `Authorization` header when given; the status code.
+pub async fn post(
+    base_url: &str,
+    path: &str,
+    body: &str,
+    authorization: Option<&str>,
+) -> std::io::Result<u16> {
     let addr = base_url.trim_start_matches("http://").trim_end_matches('/');
     let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    let authorization = authorization
+        .map(|a| format!("Authorization: {a}\r\n"))
+        .unwrap_or_default();
     let request = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n{authorization}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     stream.write_all(request.as_bytes()).await?;
@@ -293,7 +343,7 @@ mod tests {
         let (mut impressions, mut clicks, mut conversions, mut viewable) = (0.0, 0.0, 0.0, 0.0);
         let mut per_campaign = std::collections::BTreeMap::new();
         for serial in 0..200_000 {
-            for event in impression_events(&mut rng, 1_700_000_000_000, serial) {
+            for event in impression_events(&mut rng, 1_700_000_000_000, serial, 0) {
                 match event["kind"].as_str().unwrap() {
                     "impression" => {
                         impressions += 1.0;
@@ -320,6 +370,27 @@ mod tests {
         assert!(
             biggest / smallest > 20.0,
             "campaign sizes too even: {per_campaign:?}"
+        );
+    }
+
+    #[test]
+    fn the_long_tail_is_every_tail_campaign_at_its_share() {
+        let mut rng = Rng::new(7);
+        let mut tail = std::collections::BTreeMap::new();
+        let n = 100_000;
+        for serial in 0..n {
+            let events = impression_events(&mut rng, 1_700_000_000_000, serial, 30);
+            let id = events[0]["campaign_id"].as_str().unwrap().to_owned();
+            if id.starts_with("tail-") {
+                *tail.entry(id).or_insert(0u64) += 1;
+            }
+        }
+        assert_eq!(tail.len(), 30, "{tail:?}");
+        assert!(tail.contains_key("tail-01") && tail.contains_key("tail-30"));
+        let share = tail.values().sum::<u64>() as f64 / n as f64;
+        assert!(
+            (TAIL_SHARE * 0.9..TAIL_SHARE * 1.1).contains(&share),
+            "{share}"
         );
     }
 

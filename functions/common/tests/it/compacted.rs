@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
-use tally_aws::compacted::{item_pk, CompactedTable};
+use tally_aws::compacted::{item_pk, CompactedTable, BATCH_GET_KEYS};
 use tally_aws::metrics_write::MetricsWriter;
 use tally_aws::store::{CounterStore, StoreConfig};
 use tally_aws::Error;
-use tally_domain::compact::{CompactedItem, MinuteJob, Watermark};
+use tally_domain::compact::{CompactedItem, MinuteJob, Span, Watermark};
 use tally_domain::event::{DeviceClass, Event, EventKind};
 use tally_domain::exactly_once::{Batch, DedupWindow, Position, Tally};
 use tally_domain::rollup::minute_of;
@@ -169,6 +169,32 @@ async fn compacted_minutes_round_trip() {
     }
     items.sort_by(|a, b| (&a.campaign_id, a.minute).cmp(&(&b.campaign_id, b.minute)));
     assert_eq!(back, items, "read back from the table");
+    // The same items by key, in batches: more keys than one BatchGetItem takes, most of them without an item
+    // (a campaign that never was, minutes without counts), asked twice.
+    let mut cells: Vec<(Span, String, i64)> = Vec::new();
+    for c in ["c0", "c1", "c2", "c9"] {
+        for minute in m0 - 60..=m0 + 10 {
+            cells.push((Span::Minute, c.to_owned(), minute));
+        }
+    }
+    cells.push((Span::Minute, "c0".to_owned(), m0));
+    assert!(cells.len() > 2 * BATCH_GET_KEYS);
+    let mut got = table.items_at(&cells).await.expect("batch get");
+    got.sort_by(|a, b| (&a.campaign_id, a.minute).cmp(&(&b.campaign_id, b.minute)));
+    assert_eq!(got, items, "read back by key");
+    assert_eq!(table.items_at(&[]).await.expect("no keys"), []);
+    // A minute that does not start its span names no item: refused, saying why.
+    let hour = m0 - m0.rem_euclid(60);
+    let refused = table
+        .items_at(&[(Span::Hour, "c0".to_owned(), hour + 1)])
+        .await
+        .expect_err("not an hour's first minute");
+    assert!(
+        refused
+            .to_string()
+            .contains("not the first minute of a Hour span"),
+        "{refused}"
+    );
     assert_eq!(
         table.items("c0", m0 + 1, m0).await.expect("empty range"),
         []

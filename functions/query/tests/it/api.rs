@@ -235,6 +235,36 @@ async fn the_campaign_list_is_paged_in_id_or_recent_order() {
     assert_eq!(status, 200, "{doc}");
     assert_eq!(doc["campaigns"], json!([]));
     assert_eq!(doc["next_cursor"], Value::Null);
+    // An offset skips ranks (the dashboard's page number): the same pages as the cursors give.
+    let ids = |doc: &Value| -> Vec<String> {
+        doc["campaigns"]
+            .as_array()
+            .expect("campaigns")
+            .iter()
+            .map(|c| c["campaign_id"].as_str().unwrap_or("").to_owned())
+            .collect()
+    };
+    let (status, doc) = get(&query, "/v1/campaigns?order=recent&limit=2&offset=1").await;
+    assert_eq!(status, 200, "{doc}");
+    assert_eq!(ids(&doc), ["summer", "winter"]);
+    assert_eq!(doc["next_cursor"], Value::Null, "the last page");
+    assert_eq!(doc["matched"], 3);
+    let (_, doc) = get(&query, "/v1/campaigns?limit=1&offset=1").await;
+    assert_eq!(ids(&doc), ["winter"]);
+    assert!(doc["next_cursor"].is_string(), "zebra follows: {doc}");
+    let (status, doc) = get(&query, "/v1/campaigns?offset=3").await;
+    assert_eq!((status, doc["campaigns"].clone()), (200, json!([])));
+    // Not both: a cursor continues after a campaign, an offset counts ranks.
+    let (status, problem) = get(&query, &format!("/v1/campaigns?cursor={next}&offset=1")).await;
+    assert_eq!(status, 400, "{problem}");
+    assert_eq!(problem["param"], "offset", "{problem}");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("not both"),
+        "{problem}"
+    );
 }
 
 /// One request against the filled table: status, and the problem's `param` (or the body's `type`).

@@ -2,7 +2,7 @@
 //! and the counter store in valkey (filled as the pipeline fills them), signed in through `/?token=`, draws
 //! one chart per campaign from the API.
 //!
-//! The sessions and the content security policy are driven through the DevTools protocol ([`crate::cdp`]):
+//! The sessions and the content security policy are driven through the DevTools protocol ([`tally_testkit::cdp`]):
 //! sign-in through the form, the cookie's attributes, the page's script running under the policy while an
 //! injected one is refused, sign-out, `?token=` leaving the address bar, no framing, and an expired session
 //! sending the page back to the login form.
@@ -20,8 +20,8 @@ use tally_query::{Auth, Query};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
-use crate::cdp::Browser;
 use crate::support::{filled_world, url_request, NOW_MS};
+use tally_testkit::cdp::Browser;
 
 pub const TOKEN: &str = "dashboard-test-token-0123456789";
 

@@ -7,7 +7,6 @@
 mod api;
 mod auth;
 mod browser;
-mod cdp;
 mod overview;
 mod pages;
 mod support;

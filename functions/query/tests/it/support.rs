@@ -19,7 +19,7 @@ use tally_domain::exactly_once::{Batch, Position, Tally};
 use tally_domain::rollup::minute_of;
 use tally_domain::store_keys::StoreLane;
 use tally_query::{Auth, Query};
-use tally_testkit::{Moto, Valkey};
+use tally_testkit::{LocalAwsEndpoint, Moto, Valkey};
 
 pub const TABLE: &str = "metrics";
 
@@ -114,9 +114,16 @@ pub fn shard(n: u32) -> String {
     format!("shardId-{n:012}")
 }
 
-/// A moto with the metrics table and a valkey-server, both empty.
+/// The AWS endpoint of a world: moto, or the local cloud's (big tables).
+#[allow(dead_code)] // held for its drop
+enum Endpoint {
+    Moto(Moto),
+    Local(LocalAwsEndpoint),
+}
+
+/// A moto (or the local cloud's AWS endpoint) with the metrics table and a valkey-server, both empty.
 pub struct World {
-    _moto: Moto,
+    _aws: Endpoint,
     pub valkey: Valkey,
     pub config: aws_config::SdkConfig,
     /// A connection for seeding and inspecting the counter store.
@@ -126,13 +133,26 @@ pub struct World {
 impl World {
     pub async fn start() -> World {
         let moto = Moto::start();
+        let endpoint = moto.endpoint();
+        World::on(Endpoint::Moto(moto), &endpoint).await
+    }
+
+    /// A world on the local cloud's AWS endpoint instead of moto: its DynamoDB answers in memory, so a table
+    /// of 10,000 campaigns is seeded and read in seconds.
+    pub async fn start_local() -> World {
+        let aws = LocalAwsEndpoint::start();
+        let endpoint = aws.endpoint();
+        World::on(Endpoint::Local(aws), &endpoint).await
+    }
+
+    async fn on(aws: Endpoint, endpoint: &str) -> World {
         let valkey = Valkey::start();
-        let config = sdk_config(&moto.endpoint()).await;
+        let config = sdk_config(endpoint).await;
         tally_aws_testing::create_metrics_table(&aws_sdk_dynamodb::Client::new(&config), TABLE)
             .await;
         let store = source(&valkey).await.get().await.expect("a store");
         World {
-            _moto: moto,
+            _aws: aws,
             valkey,
             config,
             store,
@@ -313,7 +333,19 @@ pub async fn filled_world() -> World {
 /// [`filled_world`] with more records (sequence numbers from 900 on their shard), whose events with the
 /// ids in `valid` settle, compacted looking back `lookback` minutes.
 pub async fn filled_world_with(extra: Vec<ShardRecords>, valid: &[&str], lookback: i64) -> World {
-    let world = World::start().await;
+    fill(World::start().await, extra, valid, lookback).await
+}
+
+/// [`filled_world_with`] on the local cloud's AWS endpoint ([`World::start_local`]).
+pub async fn filled_local_world_with(
+    extra: Vec<ShardRecords>,
+    valid: &[&str],
+    lookback: i64,
+) -> World {
+    fill(World::start_local().await, extra, valid, lookback).await
+}
+
+async fn fill(world: World, extra: Vec<ShardRecords>, valid: &[&str], lookback: i64) -> World {
     let (realtime, _) = traffic();
     let keep = |e: &Event| SETTLED.contains(&e.id.as_str()) || valid.contains(&e.id.as_str());
     for (first_seq, (n, records)) in realtime

@@ -420,9 +420,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let demo = match (args.demo, endpoints["collect_url"].as_str()) {
         (true, Some(url)) => {
             let url = url.to_owned();
-            eprintln!("demo traffic: posting synthetic ad events to {url}");
+            eprintln!(
+                "demo traffic: posting synthetic ad events to {url}, signed with the collect key"
+            );
+            let options = DemoOptions {
+                key: cloud.aws.secretsmanager.collect_key(),
+                ..DemoOptions::default()
+            };
             Some(tokio::spawn(async move {
-                demo::drive(&url, DemoOptions::default(), stop_rx).await
+                demo::drive(&url, options, stop_rx).await
             }))
         }
         (true, None) => bail!("--demo needs the template's CollectUrl output"),

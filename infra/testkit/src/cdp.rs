@@ -1,6 +1,7 @@
 //! Just enough of the Chrome DevTools Protocol to drive headless Chromium from a test: the browser started
 //! with `--remote-debugging-port=0`, a WebSocket client (RFC 6455, text frames only) to its endpoint, one page
-//! target attached in flat mode, commands answered by id and events kept for inspection.
+//! target attached in flat mode, commands answered by id and events kept for inspection. Used by the query
+//! function's page tests and by the local cloud's dashboard test; needs `chromium` (Debian package).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -21,6 +22,15 @@ pub struct Browser {
     session: String,
     /// Events received so far (`method`, `params`).
     pub events: Vec<Value>,
+}
+
+impl std::fmt::Debug for Browser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Browser")
+            .field("profile", &self.profile)
+            .field("session", &self.session)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Browser {
