@@ -2,7 +2,6 @@
 
 pub mod aws;
 pub mod cache;
-pub mod calendar;
 pub mod cloud;
 pub mod demo;
 pub mod esm;
