@@ -6,6 +6,7 @@ pub mod cloud;
 pub mod demo;
 pub mod esm;
 pub mod guard;
+pub mod http_client;
 pub mod lambda;
 pub mod loadtest;
 pub mod meter;
