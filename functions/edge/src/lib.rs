@@ -67,11 +67,7 @@ impl Answers {
     ) -> Response<Body> {
         let mut response = Response::new(body);
         *response.status_mut() = status;
-        for (name, value) in headers {
-            response
-                .headers_mut()
-                .insert(name.clone(), HeaderValue::from_static(value));
-        }
+        insert_static(&mut response, headers);
         self.finish(response)
     }
 
@@ -137,17 +133,23 @@ impl Answers {
     /// Adds this policy's headers to an answer built elsewhere.
     pub fn finish(self, mut response: Response<Body>) -> Response<Body> {
         if self.cors {
-            let headers = response.headers_mut();
-            headers.insert(
-                header::ACCESS_CONTROL_ALLOW_ORIGIN,
-                HeaderValue::from_static("*"),
-            );
-            headers.insert(
-                header::ACCESS_CONTROL_EXPOSE_HEADERS,
-                HeaderValue::from_static("retry-after"),
-            );
+            insert_static(&mut response, &CORS_HEADERS);
         }
         response
+    }
+}
+
+/// What a public answer carries: any origin may read it (no credentials), and see when to come back.
+const CORS_HEADERS: [(HeaderName, &str); 2] = [
+    (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+    (header::ACCESS_CONTROL_EXPOSE_HEADERS, "retry-after"),
+];
+
+fn insert_static(response: &mut Response<Body>, headers: &[(HeaderName, &'static str)]) {
+    for (name, value) in headers {
+        response
+            .headers_mut()
+            .insert(name.clone(), HeaderValue::from_static(value));
     }
 }
 
