@@ -287,22 +287,21 @@ mod tests {
         );
         assert!(!line.contains('\n'));
         let value: Value = serde_json::from_str(&line).expect("json");
-        let meta = &value["_aws"]["CloudWatchMetrics"][0];
-        assert_eq!(value["_aws"]["Timestamp"], 1_000);
-        assert_eq!(meta["Namespace"], NAMESPACE);
-        assert_eq!(meta["Dimensions"], json!([["Function"]]));
-        assert_eq!(
-            meta["Metrics"],
-            json!([{"Name": "PixelRejected", "Unit": "Count"}])
-        );
-        assert_eq!(
-            (&value["Function"], &value["PixelRejected"]),
-            (&json!("collect"), &json!(1))
-        );
-        assert_eq!(
-            (&value["field"], &value["rule"]),
-            (&json!("campaign_id"), &json!("missing"))
-        );
+        let expected = json!({
+            "_aws": {
+                "Timestamp": 1_000,
+                "CloudWatchMetrics": [{
+                    "Namespace": "tally",
+                    "Dimensions": [["Function"]],
+                    "Metrics": [{"Name": "PixelRejected", "Unit": "Count"}],
+                }],
+            },
+            "Function": "collect",
+            "PixelRejected": 1,
+            "field": "campaign_id",
+            "rule": "missing",
+        });
+        assert_eq!(value, expected);
     }
 
     #[test]

@@ -134,10 +134,7 @@ mod tests {
     #[test]
     fn paths_keep_their_pluses() {
         assert_eq!(decode_path("a+b%2Fc%20d").as_deref(), Ok("a+b/c d"));
-        assert_eq!(
-            decode_path("a+%zz"),
-            Err(Malformed::BadEscape { at: 2 })
-        );
+        assert_eq!(decode_path("a+%zz"), Err(Malformed::BadEscape { at: 2 }));
         assert_eq!(decode_path("%ff"), Err(Malformed::NotUtf8));
     }
 

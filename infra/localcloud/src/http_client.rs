@@ -88,7 +88,7 @@ fn broken(authority: &str, error: hyper::Error) -> std::io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
     use tokio::net::TcpListener;
 
     /// A one-request server on loopback: answers `answer` and hands back the request it read (head and body).
@@ -96,33 +96,29 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
         let handle = tokio::spawn(async move {
-            let (mut stream, _) = listener.accept().await.expect("accept");
-            let mut seen = Vec::new();
-            let mut buffer = [0u8; 4096];
+            let (stream, _) = listener.accept().await.expect("accept");
+            let mut stream = BufReader::new(stream);
+            let (mut seen, mut length) = (String::new(), 0);
+            // The head, line by line, to the empty line; then exactly the body its Content-Length announces.
             loop {
-                let n = stream.read(&mut buffer).await.expect("read");
-                seen.extend_from_slice(&buffer[..n]);
-                let text = String::from_utf8_lossy(&seen).into_owned();
-                if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                    let length = head
-                        .lines()
-                        .find_map(|l| {
-                            l.to_ascii_lowercase()
-                                .strip_prefix("content-length:")
-                                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
-                        })
-                        .unwrap_or(0);
-                    if body.len() >= length {
-                        break;
-                    }
-                }
-                if n == 0 {
+                let mut line = String::new();
+                if stream.read_line(&mut line).await.expect("read") == 0 || line == "\r\n" {
+                    seen.push_str(&line);
                     break;
                 }
+                if let Some((name, value)) = line.split_once(':') {
+                    if name.eq_ignore_ascii_case("content-length") {
+                        length = value.trim().parse().expect("a length");
+                    }
+                }
+                seen.push_str(&line);
             }
+            let mut body = vec![0; length];
+            stream.read_exact(&mut body).await.expect("the body");
+            seen.push_str(&String::from_utf8_lossy(&body));
             stream.write_all(answer.as_bytes()).await.expect("write");
             stream.shutdown().await.expect("shutdown");
-            String::from_utf8_lossy(&seen).into_owned()
+            seen
         });
         (base, handle)
     }
