@@ -17,6 +17,7 @@ use flate2::write::GzEncoder;
 use flate2::Compression;
 use serde::{Deserialize, Serialize};
 
+use crate::calendar::{civil_from_days, DAY_MS};
 use crate::enrich::Enriched;
 
 /// One archived event: its fields, what enrichment found, and where it was in the stream.
@@ -191,8 +192,8 @@ pub fn bytes_per_event(enriched: &[Enriched<'_>], per_object: usize) -> f64 {
 
 /// `dt=YYYY-MM-DD/hour=HH` of a unix-ms timestamp, UTC.
 pub fn hour_partition(ms: i64) -> String {
-    let days = ms.div_euclid(86_400_000);
-    let hour = ms.rem_euclid(86_400_000) / 3_600_000;
+    let days = ms.div_euclid(DAY_MS);
+    let hour = ms.rem_euclid(DAY_MS) / 3_600_000;
     let (y, m, d) = civil_from_days(days);
     format!("dt={y:04}-{m:02}-{d:02}/hour={hour:02}")
 }
@@ -205,25 +206,6 @@ pub fn hour_prefix(ms: i64) -> String {
 /// Whether `key` is a name [`objects`] gives (`…/<shard>-<first>-<last>.ndjson.gz`).
 pub fn is_object_key(key: &str) -> bool {
     key.starts_with(EVENTS_PREFIX) && key.ends_with(".ndjson.gz")
-}
-
-/// The proleptic Gregorian date of a day count since 1970-01-01 (the usual era arithmetic: 400-year eras
-/// of 146,097 days, years starting in March so that the leap day comes last).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (
-        y,
-        u32::try_from(m).unwrap_or(1),
-        u32::try_from(d).unwrap_or(1),
-    )
 }
 
 #[cfg(test)]

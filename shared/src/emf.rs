@@ -10,11 +10,17 @@
 //! and maximum included), so CloudWatch's percentiles stay close. What a window holds when its instance is
 //! shut down is not written (Lambda gives a function no signal at shutdown): at most
 //! [`WINDOW_MS`] of metrics per instance.
+//!
+//! Every embedded-metric line of every function is built here: the lanes' windows ([`Window::line`]) and the
+//! single counts of the HTTP functions ([`count_line`]: collect's `PixelRejected`, `PixelUnsigned`). All of them
+//! are in [`NAMESPACE`] under the one dimension [`DIMENSION`], the function's name.
 
 use serde_json::{json, Map, Value};
 
 /// The metric namespace of every tally function.
 pub const NAMESPACE: &str = "tally";
+/// The one dimension of every tally metric: the function's name (`collect`, `realtime`, `deferred`).
+pub const DIMENSION: &str = "Function";
 /// EMF accepts at most 100 values per metric in one line.
 pub const MAX_VALUES: usize = 100;
 /// A window holds at most this many batches (one value each per batch metric).
@@ -101,33 +107,64 @@ impl Window {
 
     /// The line for the batches gathered, stamped `now_ms`.
     pub fn line(&self, now_ms: i64) -> String {
-        let mut root = Map::new();
-        root.insert(
-            "_aws".to_owned(),
-            json!({
-                "Timestamp": now_ms,
-                "CloudWatchMetrics": [{
-                    "Namespace": NAMESPACE,
-                    "Dimensions": [["Function"]],
-                    "Metrics": [
-                        {"Name": "ReceiveToAppliedMs", "Unit": "Milliseconds"},
-                        {"Name": "BatchRecords", "Unit": "Count"},
-                        {"Name": "BatchEvents", "Unit": "Count"},
-                        {"Name": "FailedRecords", "Unit": "Count"},
-                    ],
-                }],
-            }),
-        );
-        root.insert("Function".to_owned(), json!(self.function));
-        root.insert(
-            "ReceiveToAppliedMs".to_owned(),
-            json!(weighted_sample(&self.latencies)),
-        );
-        root.insert("BatchRecords".to_owned(), values(&self.records));
-        root.insert("BatchEvents".to_owned(), values(&self.events));
-        root.insert("FailedRecords".to_owned(), values(&self.failed));
-        Value::Object(root).to_string()
+        line(
+            now_ms,
+            self.function,
+            &[
+                ("ReceiveToAppliedMs", "Milliseconds"),
+                ("BatchRecords", "Count"),
+                ("BatchEvents", "Count"),
+                ("FailedRecords", "Count"),
+            ],
+            [
+                (
+                    "ReceiveToAppliedMs",
+                    json!(weighted_sample(&self.latencies)),
+                ),
+                ("BatchRecords", values(&self.records)),
+                ("BatchEvents", values(&self.events)),
+                ("FailedRecords", values(&self.failed)),
+            ],
+        )
     }
+}
+
+/// One line counting one occurrence of `metric` (unit `Count`) in `function`, with `fields` (what happened:
+/// a rule, a reason) beside it as plain members, searchable in the log and not dimensions.
+pub fn count_line(function: &str, now_ms: i64, metric: &str, fields: &[(&str, Value)]) -> String {
+    let members = std::iter::once((metric, json!(1))).chain(fields.iter().cloned());
+    line(now_ms, function, &[(metric, "Count")], members)
+}
+
+/// An EMF line: the `_aws` metadata declaring `metrics` (name, unit) in [`NAMESPACE`] under [`DIMENSION`],
+/// the dimension's value `function`, then `members` (each declared metric's value among them).
+fn line<'a>(
+    now_ms: i64,
+    function: &str,
+    metrics: &[(&str, &str)],
+    members: impl IntoIterator<Item = (&'a str, Value)>,
+) -> String {
+    let declared: Vec<Value> = metrics
+        .iter()
+        .map(|(name, unit)| json!({"Name": name, "Unit": unit}))
+        .collect();
+    let mut root = Map::new();
+    root.insert(
+        "_aws".to_owned(),
+        json!({
+            "Timestamp": now_ms,
+            "CloudWatchMetrics": [{
+                "Namespace": NAMESPACE,
+                "Dimensions": [[DIMENSION]],
+                "Metrics": declared,
+            }],
+        }),
+    );
+    root.insert(DIMENSION.to_owned(), json!(function));
+    for (name, value) in members {
+        root.insert(name.to_owned(), value);
+    }
+    Value::Object(root).to_string()
 }
 
 /// One value as a number, several as an array (both are EMF).
@@ -237,6 +274,45 @@ mod tests {
         {
             let name = metric["Name"].as_str().expect("name");
             assert!(value.get(name).is_some(), "{name} missing");
+        }
+    }
+
+    #[test]
+    fn a_count_line_declares_its_metric_under_the_function_dimension() {
+        let line = count_line(
+            "collect",
+            1_000,
+            "PixelRejected",
+            &[("field", json!("campaign_id")), ("rule", json!("missing"))],
+        );
+        assert!(!line.contains('\n'));
+        let value: Value = serde_json::from_str(&line).expect("json");
+        let expected = json!({
+            "_aws": {
+                "Timestamp": 1_000,
+                "CloudWatchMetrics": [{
+                    "Namespace": "tally",
+                    "Dimensions": [["Function"]],
+                    "Metrics": [{"Name": "PixelRejected", "Unit": "Count"}],
+                }],
+            },
+            "Function": "collect",
+            "PixelRejected": 1,
+            "field": "campaign_id",
+            "rule": "missing",
+        });
+        assert_eq!(value, expected);
+    }
+
+    #[test]
+    fn window_and_count_lines_share_the_dimension() {
+        let window: Value = serde_json::from_str(&batch(5, 1, vec![1]).to_line()).expect("json");
+        let count: Value =
+            serde_json::from_str(&count_line("collect", 5, "PixelUnsigned", &[])).expect("json");
+        for line in [&window, &count] {
+            let meta = &line["_aws"]["CloudWatchMetrics"][0];
+            assert_eq!(meta["Dimensions"], json!([[DIMENSION]]));
+            assert!(line.get(DIMENSION).is_some(), "{line}");
         }
     }
 

@@ -425,28 +425,49 @@ fn quoted_char_at(v: &str, at: usize) -> String {
     quote(c.encode_utf8(&mut [0; 4]))
 }
 
-/// Event, campaign, ad and placement ids: 1..=64 characters of `[A-Za-z0-9._:-]`.
-pub fn check_id(field: &'static str, v: &str) -> Result<(), FieldError> {
+/// Why a string is not an id ([`id_violation`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IdViolation {
+    /// No characters.
+    Empty,
+    /// The first character outside `[A-Za-z0-9._:-]`.
+    Char(char),
+    /// Longer than [`MAX_ID_LEN`] (the length given).
+    TooLong(usize),
+}
+
+/// The id rule, the one every side applies (events, campaign and ad ids in query's parameters and cursors,
+/// key ids of signed pixels, ids read back from the stores): 1..=[`MAX_ID_LEN`] characters of
+/// `[A-Za-z0-9._:-]`. `None` for an id; otherwise the first thing wrong, characters before length. Callers word
+/// the answer for their audience ([`check_id`] for events).
+pub fn id_violation(v: &str) -> Option<IdViolation> {
     if v.is_empty() {
-        return Err(FieldError::new(field, "empty, give 1 to 64 characters"));
+        return Some(IdViolation::Empty);
     }
     // Every byte before the first bad one is ASCII, so the bad byte starts a character.
     if let Some(at) = v.bytes().position(|b| !ID_BYTES[usize::from(b)]) {
-        return Err(FieldError::new(
+        return Some(IdViolation::Char(v[at..].chars().next().unwrap_or('?')));
+    }
+    (v.len() > MAX_ID_LEN).then_some(IdViolation::TooLong(v.len()))
+}
+
+/// Event, campaign, ad and placement ids ([`id_violation`]), as a field error of an event.
+pub fn check_id(field: &'static str, v: &str) -> Result<(), FieldError> {
+    match id_violation(v) {
+        None => Ok(()),
+        Some(IdViolation::Empty) => Err(FieldError::new(field, "empty, give 1 to 64 characters")),
+        Some(IdViolation::Char(c)) => Err(FieldError::new(
             field,
             format!(
                 "character {} not allowed, use only A-Z a-z 0-9 . _ : -",
-                quoted_char_at(v, at)
+                quote(c.encode_utf8(&mut [0; 4]))
             ),
-        ));
-    }
-    if v.len() > MAX_ID_LEN {
-        return Err(FieldError::new(
+        )),
+        Some(IdViolation::TooLong(len)) => Err(FieldError::new(
             field,
-            format!("longer than {MAX_ID_LEN} characters ({})", v.len()),
-        ));
+            format!("longer than {MAX_ID_LEN} characters ({len})"),
+        )),
     }
-    Ok(())
 }
 
 /// User ids: 1..=128 printable ASCII characters, no whitespace.

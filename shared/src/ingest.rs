@@ -11,6 +11,7 @@ use std::fmt;
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use crate::event::{quote, FieldError, RawEvent};
+use crate::urlencoded::decode as percent_decode;
 
 /// Largest accepted body. Bigger bodies are [`BodyError::TooLarge`] (HTTP 413).
 pub const MAX_BODY_BYTES: usize = 1 << 20;
@@ -79,10 +80,10 @@ pub fn decode_pixel(query: &str) -> Result<RawEvent, FieldError> {
             continue;
         }
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let key = percent_decode(key).map_err(|rule| FieldError::new(Q, rule))?;
+        let key = percent_decode(key).map_err(|bad| FieldError::new(Q, bad.to_string()))?;
         if key == "cb"
             || key.starts_with('_')
-            || crate::signing::SIGNATURE_KEYS.contains(&key.as_str())
+            || crate::signing::SIGNATURE_KEYS.contains(&key.as_ref())
         {
             continue;
         }
@@ -96,44 +97,10 @@ pub fn decode_pixel(query: &str) -> Result<RawEvent, FieldError> {
             ));
         };
         let name = field.name();
-        let value = percent_decode(value).map_err(|rule| FieldError::new(name, rule))?;
-        field.set(&mut raw, Scalar::Str(value))?;
+        let value = percent_decode(value).map_err(|bad| FieldError::new(name, bad.to_string()))?;
+        field.set(&mut raw, Scalar::Str(value.into_owned()))?;
     }
     Ok(raw)
-}
-
-/// `application/x-www-form-urlencoded` decoding of one key or value: `+` is a space, `%XX` a byte; the result
-/// must be UTF-8.
-pub(crate) fn percent_decode(s: &str) -> Result<String, String> {
-    if !s.bytes().any(|b| b == b'%' || b == b'+') {
-        return Ok(s.to_owned());
-    }
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = |b: u8| (b as char).to_digit(16);
-                match (
-                    bytes.get(i + 1).copied().and_then(hex),
-                    bytes.get(i + 2).copied().and_then(hex),
-                ) {
-                    (Some(h), Some(l)) => out.push((h * 16 + l) as u8),
-                    _ => {
-                        return Err(format!(
-                        "bad percent-encoding at byte {i}, '%' must be followed by two hex digits"
-                    ))
-                    }
-                }
-                i += 2;
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8(out).map_err(|_| "percent-encoding decodes to invalid UTF-8".to_owned())
 }
 
 // ---------------------------------------------------------------------------------------------------------

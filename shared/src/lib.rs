@@ -4,6 +4,7 @@
 //! `functions/` are thin shells around these modules.
 
 pub mod archive;
+pub mod calendar;
 pub mod compact;
 pub mod compact_repair;
 pub mod emf;
@@ -20,4 +21,5 @@ pub mod signing;
 pub mod store_keys;
 pub mod store_model;
 pub mod totals;
+pub mod urlencoded;
 pub mod wire;

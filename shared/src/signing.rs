@@ -10,7 +10,8 @@ use std::collections::BTreeMap;
 use sha2::{Digest, Sha256};
 
 use crate::event::{check_id, quote};
-use crate::ingest::{percent_decode, MAX_QUERY_BYTES};
+use crate::ingest::MAX_QUERY_BYTES;
+use crate::urlencoded::decode as percent_decode;
 
 /// Pixel parameters that carry the signature: the key id, the expiry (unix seconds) and the HMAC.
 pub const SIGNATURE_KEYS: [&str; 3] = ["kid", "exp", "sig"];
@@ -247,9 +248,11 @@ pub fn query_params(query: &str) -> Result<Vec<(String, String)>, SignatureError
         .filter(|piece| !piece.is_empty())
         .map(|piece| {
             let (name, value) = piece.split_once('=').unwrap_or((piece, ""));
-            let name = percent_decode(name).map_err(SignatureError::Malformed)?;
-            let value = percent_decode(value).map_err(SignatureError::Malformed)?;
-            Ok((name, value))
+            let name =
+                percent_decode(name).map_err(|bad| SignatureError::Malformed(bad.to_string()))?;
+            let value =
+                percent_decode(value).map_err(|bad| SignatureError::Malformed(bad.to_string()))?;
+            Ok((name.into_owned(), value.into_owned()))
         })
         .collect()
 }

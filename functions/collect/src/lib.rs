@@ -39,11 +39,16 @@ use lambda_http::http::{header, HeaderValue, Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 use serde_json::{json, Value};
 use tally_aws::kinesis::{put_records_with_retry, RetryPolicy};
+use tally_domain::emf::count_line;
 use tally_domain::event::{Event, FieldError, RawEvent, Trust};
 use tally_domain::ingest::{decode_body, decode_pixel, BodyError, MAX_BODY_BYTES};
 use tally_domain::partition::RequestKeys;
 use tally_domain::signing::{check_bearer, verify_pixel, SignatureError};
 use tally_domain::wire::{event_count, pack_request_within, MAX_RECORD_BYTES};
+use tally_edge::Answers;
+
+/// collect is public: every answer carries CORS headers (`tally_edge::Answers::PUBLIC`).
+const EDGE: Answers = Answers::PUBLIC;
 
 /// The pixel: a 1×1 GIF89a whose only pixel is transparent (43 bytes).
 pub const PIXEL_GIF: [u8; 43] = [
@@ -127,7 +132,7 @@ impl Collector {
 
     /// Answers one request, stamping events with the current time.
     pub async fn handle(&self, request: Request) -> Response<Body> {
-        self.handle_at(request, now_ms()).await
+        self.handle_at(request, tally_edge::now_ms()).await
     }
 
     /// Answers one request, stamping events with `received_ms`.
@@ -138,10 +143,12 @@ impl Collector {
             // Link checkers and crawlers probe with HEAD: they get the GIF's headers, and nothing is counted.
             ("/p.gif", &Method::HEAD) => gif(),
             ("/v1/events", &Method::POST) => self.events(&request, received_ms).await,
-            ("/v1/events", &Method::OPTIONS) | ("/p.gif", &Method::OPTIONS) => preflight(),
-            ("/p.gif", _) => method_not_allowed("GET, HEAD, OPTIONS"),
-            ("/v1/events", _) => method_not_allowed("POST, OPTIONS"),
-            _ => problem(
+            ("/v1/events", &Method::OPTIONS) | ("/p.gif", &Method::OPTIONS) => {
+                EDGE.preflight("GET, HEAD, POST, OPTIONS", "content-type")
+            }
+            ("/p.gif", _) => EDGE.method_not_allowed("GET, HEAD, OPTIONS"),
+            ("/v1/events", _) => EDGE.method_not_allowed("POST, OPTIONS"),
+            _ => EDGE.problem(
                 StatusCode::NOT_FOUND,
                 "not-found",
                 "no such endpoint",
@@ -217,7 +224,7 @@ impl Collector {
         let ring = match self.collect_keys.ring().await {
             Ok(ring) => ring,
             Err(_) => {
-                let mut response = problem(
+                let mut response = EDGE.problem(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "keys-unavailable",
                     "the key cannot be checked now",
@@ -303,7 +310,7 @@ impl Collector {
         }
         let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
         match self.write(&events).await {
-            Ok(()) if errors.is_empty() => json_response(
+            Ok(()) if errors.is_empty() => EDGE.json(
                 StatusCode::ACCEPTED,
                 &json!({"accepted": ids.len(), "ids": ids, "trust": trust.as_str(), "money_dropped": money_dropped}),
             ),
@@ -336,7 +343,7 @@ impl Collector {
                         written.push(id);
                     }
                 }
-                let mut response = problem(
+                let mut response = EDGE.problem(
                     status,
                     kind,
                     title,
@@ -453,13 +460,6 @@ struct Unwritten {
     retryable: bool,
 }
 
-fn now_ms() -> i64 {
-    let since = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
-}
-
 /// The request's `User-Agent`, made to fit the event rule ([`tally_domain::event::header_user_agent`]).
 fn header_user_agent(request: &Request) -> Option<String> {
     tally_domain::event::header_user_agent(
@@ -472,68 +472,28 @@ fn carries_money(raw: &RawEvent) -> bool {
     raw.cost_micros.is_some_and(|m| m > 0) || raw.value_micros.is_some_and(|v| v > 0)
 }
 
+/// The `PixelUnsigned` line ([`tally_domain::emf::count_line`]): a signature that was there and failed.
 fn pixel_unsigned_emf(now_ms: i64, error: &SignatureError) -> String {
-    count_emf(now_ms, "PixelUnsigned", [("reason", json!(error.reason()))])
-}
-
-fn pixel_rejected_emf(now_ms: i64, error: &FieldError) -> String {
-    count_emf(
+    count_line(
+        "collect",
         now_ms,
-        "PixelRejected",
-        [("field", json!(error.field)), ("rule", json!(error.rule))],
+        "PixelUnsigned",
+        &[("reason", json!(error.reason()))],
     )
 }
 
-/// One embedded-metric line counting one `metric` of collect, with `fields` (what happened) beside it.
-fn count_emf<const N: usize>(now_ms: i64, metric: &str, fields: [(&str, Value); N]) -> String {
-    let mut line = json!({
-        "_aws": {
-            "Timestamp": now_ms,
-            "CloudWatchMetrics": [{
-                "Namespace": "tally",
-                "Dimensions": [["function"]],
-                "Metrics": [{"Name": metric, "Unit": "Count"}],
-            }],
-        },
-        "function": "collect",
-        metric: 1,
-    });
-    for (name, value) in fields {
-        line[name] = value;
-    }
-    line.to_string()
-}
-
-fn with_cors(mut response: Response<Body>) -> Response<Body> {
-    let headers = response.headers_mut();
-    headers.insert(
-        header::ACCESS_CONTROL_ALLOW_ORIGIN,
-        HeaderValue::from_static("*"),
-    );
-    headers.insert(
-        header::ACCESS_CONTROL_EXPOSE_HEADERS,
-        HeaderValue::from_static("retry-after"),
-    );
-    response
-}
-
-fn build(
-    status: StatusCode,
-    headers: &[(header::HeaderName, &'static str)],
-    body: Body,
-) -> Response<Body> {
-    let mut response = Response::new(body);
-    *response.status_mut() = status;
-    for (name, value) in headers {
-        response
-            .headers_mut()
-            .insert(name.clone(), HeaderValue::from_static(value));
-    }
-    with_cors(response)
+/// The `PixelRejected` line: an invalid pixel, with the field and the rule it broke.
+fn pixel_rejected_emf(now_ms: i64, error: &FieldError) -> String {
+    count_line(
+        "collect",
+        now_ms,
+        "PixelRejected",
+        &[("field", json!(error.field)), ("rule", json!(error.rule))],
+    )
 }
 
 fn gif() -> Response<Body> {
-    build(
+    EDGE.respond(
         StatusCode::OK,
         &[
             (header::CONTENT_TYPE, "image/gif"),
@@ -548,62 +508,9 @@ fn gif() -> Response<Body> {
     )
 }
 
-fn preflight() -> Response<Body> {
-    build(
-        StatusCode::NO_CONTENT,
-        &[
-            (
-                header::ACCESS_CONTROL_ALLOW_METHODS,
-                "GET, HEAD, POST, OPTIONS",
-            ),
-            (header::ACCESS_CONTROL_ALLOW_HEADERS, "content-type"),
-            (header::ACCESS_CONTROL_MAX_AGE, "86400"),
-        ],
-        Body::Empty,
-    )
-}
-
-fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
-    build(
-        status,
-        &[(header::CONTENT_TYPE, "application/json")],
-        Body::Text(value.to_string()),
-    )
-}
-
-/// An RFC 9457 problem document: `type`, `title`, `status`, `detail`, plus the members of `extra`.
-fn problem(
-    status: StatusCode,
-    kind: &str,
-    title: &str,
-    detail: String,
-    extra: Value,
-) -> Response<Body> {
-    let doc = tally_aws::problem::document(status.as_u16(), kind, title, detail, extra);
-    build(
-        status,
-        &[(header::CONTENT_TYPE, "application/problem+json")],
-        Body::Text(doc.to_string()),
-    )
-}
-
-fn method_not_allowed(allow: &'static str) -> Response<Body> {
-    let mut response = problem(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method-not-allowed",
-        "method not allowed",
-        format!("this endpoint accepts {allow}"),
-        json!({}),
-    );
-    response
-        .headers_mut()
-        .insert(header::ALLOW, HeaderValue::from_static(allow));
-    response
-}
-
 /// `401` for a post whose key is refused: nothing of it is accepted, and the document says what to send.
 fn unauthorized(reason: String) -> Response<Body> {
-    let mut response = problem(
+    let mut response = EDGE.problem(
         StatusCode::UNAUTHORIZED,
         "bad-key",
         "the key is not accepted",
@@ -628,7 +535,7 @@ fn body_problem(error: &BodyError) -> Response<Body> {
         BodyError::Malformed(_) => (StatusCode::BAD_REQUEST, "malformed-body"),
         BodyError::Empty => (StatusCode::BAD_REQUEST, "empty-body"),
     };
-    problem(
+    EDGE.problem(
         status,
         kind,
         "the body cannot be read",
@@ -650,7 +557,7 @@ fn rejected(errors: Vec<Value>, written: &[&str]) -> Response<Body> {
             written.len()
         )
     };
-    problem(
+    EDGE.problem(
         StatusCode::BAD_REQUEST,
         "invalid-events",
         "some events are invalid",
@@ -674,13 +581,13 @@ mod emf_tests {
         let meta = &line["_aws"]["CloudWatchMetrics"][0];
         assert_eq!(line["_aws"]["Timestamp"], 1_000);
         assert_eq!(meta["Namespace"], "tally");
-        assert_eq!(meta["Dimensions"], json!([["function"]]));
+        assert_eq!(meta["Dimensions"], json!([["Function"]]));
         assert_eq!(
             meta["Metrics"],
             json!([{"Name": "PixelRejected", "Unit": "Count"}])
         );
         assert_eq!(
-            (&line["function"], &line["PixelRejected"]),
+            (&line["Function"], &line["PixelRejected"]),
             (&json!("collect"), &json!(1))
         );
         assert_eq!(

@@ -15,7 +15,6 @@
 //! * [`redrive`]: one record replayed through a lane's claims and atomic step under its own fence.
 //! * [`stream_read`]: a discarded range read back from the stream (`cargo xtask redrive`).
 //! * [`emf`]: CloudWatch embedded metric format lines.
-//! * [`problem`]: RFC 9457 problem documents for the HTTP functions.
 //!
 //! Everything that can fail returns [`Error`]; [`Error::is_retryable`] tells a function edge whether the
 //! invocation should be retried by Lambda or the input is at fault.
@@ -31,7 +30,6 @@ pub mod fence;
 pub mod kinesis;
 pub mod metrics;
 pub mod metrics_write;
-pub mod problem;
 pub mod redrive;
 pub mod store;
 pub mod stream_read;

@@ -63,6 +63,10 @@ use crate::params::{
 use crate::session::{Refused, SessionKey};
 pub use crate::token::{SecretTokens, Tokens, MIN_TOKEN_CHARS, TOKEN_TTL_MS};
 use tally_domain::totals::{matches_search, overview_reads, RankBy, ALL_CAMPAIGNS};
+use tally_edge::Answers;
+
+/// query is private: no CORS, no answer cached (`tally_edge::Answers::PRIVATE`).
+const EDGE: Answers = Answers::PRIVATE;
 
 /// The session cookie's name: the `__Host-` prefix makes the browser refuse it unless it is `Secure`, has
 /// `Path=/` and no `Domain` (so no sibling domain can set or shadow it).
@@ -118,7 +122,14 @@ pub async fn load_auth(
     secret_arn: Option<&str>,
     secrets: &aws_sdk_secretsmanager::Client,
 ) -> anyhow::Result<Auth> {
-    load_auth_at(auth_env, secret_arn, secrets, TOKEN_TTL_MS, now_ms()).await
+    load_auth_at(
+        auth_env,
+        secret_arn,
+        secrets,
+        TOKEN_TTL_MS,
+        tally_edge::now_ms(),
+    )
+    .await
 }
 
 /// [`load_auth`] with the cache's TTL and the clock given.
@@ -266,7 +277,7 @@ impl Query {
 
     /// Answers one request as of now.
     pub async fn handle(&self, request: Request) -> Response<Body> {
-        self.handle_at(request, now_ms()).await
+        self.handle_at(request, tally_edge::now_ms()).await
     }
 
     /// Answers one request as of `now_ms` (unix milliseconds; "today" and default ranges derive from it).
@@ -276,10 +287,10 @@ impl Query {
         let segments: Vec<&str> = path.split('/').skip(1).collect();
         let method = request.method().clone();
         let get_only = |response: Response<Body>| {
-            if method == Method::GET || method == Method::HEAD {
+            if tally_edge::is_read(&method) {
                 response
             } else {
-                method_not_allowed("GET, HEAD")
+                EDGE.method_not_allowed("GET, HEAD")
             }
         };
         match segments.as_slice() {
@@ -291,12 +302,12 @@ impl Query {
                 cross_site_refused()
             }
             ["login"] if method == Method::POST => self.login(&request, now_ms).await,
-            ["login"] => method_not_allowed("POST"),
+            ["login"] => EDGE.method_not_allowed("POST"),
             ["logout"] if method == Method::POST => signed_out(),
-            ["logout"] => method_not_allowed("POST"),
+            ["logout"] => EDGE.method_not_allowed("POST"),
             ["v1", "campaigns"] | ["v1", "overview"] | ["v1", "campaigns", _, "series" | "ads"] => {
-                if method != Method::GET && method != Method::HEAD {
-                    return method_not_allowed("GET, HEAD");
+                if !tally_edge::is_read(&method) {
+                    return EDGE.method_not_allowed("GET, HEAD");
                 }
                 match self.authorized(&request, now_ms).await {
                     Ok(true) => {}
@@ -310,11 +321,11 @@ impl Query {
                     _ => self.campaigns(&query, now_ms).await,
                 };
                 match result {
-                    Ok(value) => json_response(StatusCode::OK, &value),
+                    Ok(value) => EDGE.json(StatusCode::OK, &value),
                     Err(failure) => failure.into_response(),
                 }
             }
-            _ => problem(
+            _ => EDGE.problem(
                 StatusCode::NOT_FOUND,
                 "not-found",
                 "no such endpoint",
@@ -1265,7 +1276,7 @@ impl Failure {
     fn into_response(self) -> Response<Body> {
         match self {
             Failure::Bad(bad) => bad_request(&bad),
-            Failure::NotFound(id) => problem(
+            Failure::NotFound(id) => EDGE.problem(
                 StatusCode::NOT_FOUND,
                 "unknown-campaign",
                 "unknown campaign",
@@ -1276,7 +1287,7 @@ impl Failure {
             ),
             Failure::Internal(message) => {
                 tracing::error!(message = "query failed", error = %message);
-                let mut response = problem(
+                let mut response = EDGE.problem(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "unavailable",
                     "the metrics could not be read",
@@ -1292,7 +1303,7 @@ impl Failure {
             Failure::Corrupt(message) => {
                 // The key and the value stay in the log: the answer does not echo stored data.
                 tracing::error!(message = "stored metrics do not follow the layout", error = %message);
-                problem(
+                EDGE.problem(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "corrupt-metrics",
                     "stored metrics could not be read",
@@ -1302,13 +1313,6 @@ impl Failure {
             }
         }
     }
-}
-
-fn now_ms() -> i64 {
-    let since = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -1450,38 +1454,8 @@ fn html(status: StatusCode, page: &str) -> Response<Body> {
     response
 }
 
-fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
-    let mut response = Response::new(Body::Text(value.to_string()));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
-}
-
-/// An RFC 9457 problem document.
-fn problem(
-    status: StatusCode,
-    kind: &str,
-    title: &str,
-    detail: String,
-    extra: Value,
-) -> Response<Body> {
-    let doc = tally_aws::problem::document(status.as_u16(), kind, title, detail, extra);
-    let mut response = json_response(status, &doc);
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/problem+json"),
-    );
-    response
-}
-
 fn bad_request(bad: &BadParam) -> Response<Body> {
-    problem(
+    EDGE.problem(
         StatusCode::BAD_REQUEST,
         "bad-parameter",
         "a parameter is invalid",
@@ -1491,7 +1465,7 @@ fn bad_request(bad: &BadParam) -> Response<Body> {
 }
 
 fn unauthorized() -> Response<Body> {
-    let mut response = problem(
+    let mut response = EDGE.problem(
         StatusCode::UNAUTHORIZED,
         "unauthorized",
         "a token is required",
@@ -1516,25 +1490,11 @@ fn cross_site(request: &Request) -> bool {
 }
 
 fn cross_site_refused() -> Response<Body> {
-    problem(
+    EDGE.problem(
         StatusCode::FORBIDDEN,
         "cross-site",
         "cross-site form posts are refused",
         "sign in and out from the dashboard's own pages".to_owned(),
         json!({}),
     )
-}
-
-fn method_not_allowed(allow: &'static str) -> Response<Body> {
-    let mut response = problem(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method-not-allowed",
-        "method not allowed",
-        format!("this endpoint accepts {allow}"),
-        json!({}),
-    );
-    response
-        .headers_mut()
-        .insert(header::ALLOW, HeaderValue::from_static(allow));
-    response
 }

@@ -7,6 +7,11 @@
 use std::collections::BTreeMap;
 
 use tally_aws::metrics::Resolution;
+#[cfg(test)]
+use tally_domain::calendar::civil_from_days;
+use tally_domain::calendar::{days_from_civil, days_in_month, iso_seconds};
+use tally_domain::event::{id_violation, IdViolation};
+use tally_domain::urlencoded::{self, Malformed};
 
 /// Most points one series request returns per step (24 h of minutes, 31 days of hours, 366 days).
 pub fn max_points(res: Resolution) -> i64 {
@@ -74,52 +79,28 @@ pub fn parse_query(query: &str, allowed: &[&str]) -> Result<BTreeMap<String, Str
     Ok(out)
 }
 
-/// `%XX` and `+` decoding; the result must be UTF-8.
-pub fn percent_decode(s: &str) -> Result<String, String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                let hex = bytes
-                    .get(i + 1..i + 3)
-                    .and_then(|h| std::str::from_utf8(h).ok());
-                let byte = hex.and_then(|h| u8::from_str_radix(h, 16).ok());
-                match byte {
-                    Some(b) => out.push(b),
-                    None => return Err("bad percent-encoding".to_owned()),
-                }
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
+/// `%XX` and `+` decoding, strict ([`tally_domain::urlencoded::decode`]), in query's words.
+fn percent_decode(s: &str) -> Result<String, String> {
+    match urlencoded::decode(s) {
+        Ok(decoded) => Ok(decoded.into_owned()),
+        Err(Malformed::BadEscape { .. }) => Err("bad percent-encoding".to_owned()),
+        Err(Malformed::NotUtf8) => Err("not utf-8 after percent-decoding".to_owned()),
     }
-    String::from_utf8(out).map_err(|_| "not utf-8 after percent-decoding".to_owned())
 }
 
-/// An id as the pipeline accepts them: 1..=64 characters of `[A-Za-z0-9._:-]`.
+/// An id as the pipeline accepts them ([`tally_domain::event::id_violation`]: 1..=64 characters of
+/// `[A-Za-z0-9._:-]`), in query's words.
 pub fn check_id(param: &str, id: &str) -> Result<(), BadParam> {
-    if id.is_empty() || id.len() > 64 {
-        return Err(BadParam::new(param, "must be 1 to 64 characters"));
-    }
-    if let Some(c) = id
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-')))
-    {
-        return Err(BadParam::new(
+    match id_violation(id) {
+        None => Ok(()),
+        Some(IdViolation::Empty | IdViolation::TooLong(_)) => {
+            Err(BadParam::new(param, "must be 1 to 64 characters"))
+        }
+        Some(IdViolation::Char(c)) => Err(BadParam::new(
             param,
             format!("character {c:?} not allowed, use only A-Z a-z 0-9 . _ : -"),
-        ));
+        )),
     }
-    Ok(())
 }
 
 /// `1m`, `1h` or `1d`.
@@ -174,7 +155,10 @@ pub fn parse_time(param: &str, value: &str) -> Result<i64, BadParam> {
             Err(bad())
         }
     };
-    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    // Two digits each: always in range of u32.
+    let month = u32::try_from(num(5..7)?).map_err(|_| bad())?;
+    let day = u32::try_from(num(8..10)?).map_err(|_| bad())?;
+    let year = num(0..4)?;
     let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
     let mut rest = &value[19..];
     let mut millis = 0;
@@ -211,60 +195,7 @@ const MAX_MS: i64 = 253_402_300_799_999; // 9999-12-31T23:59:59.999Z
 
 /// `2026-11-26T13:00:00Z` for unix milliseconds (whole seconds).
 pub fn format_time(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-fn is_leap(y: i64) -> bool {
-    (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
-}
-
-fn days_in_month(y: i64, m: i64) -> i64 {
-    match m {
-        2 if is_leap(y) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date.
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// The inverse of [`days_from_civil`].
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (
-        if m <= 2 {
-            yoe + era * 400 + 1
-        } else {
-            yoe + era * 400
-        },
-        m,
-        d,
-    )
+    iso_seconds(ms.div_euclid(1000))
 }
 
 /// A validated range of buckets: first and last bucket start, unix minutes, aligned to `res`.

@@ -5,8 +5,9 @@
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
+
+use crate::http_client::request;
 
 /// Demo settings.
 #[derive(Debug, Clone)]
@@ -288,8 +289,12 @@ pub async fn drive(
         }
         for chunk in batch.chunks(400) {
             let body = Value::Array(chunk.to_vec()).to_string();
-            match post(collect_url, "/v1/events", &body, authorization.as_deref()).await {
-                Ok(status) if status < 300 => {}
+            let mut headers = vec![("Content-Type", "application/json")];
+            if let Some(authorization) = authorization.as_deref() {
+                headers.push(("Authorization", authorization));
+            }
+            match request(collect_url, "POST", "/v1/events", &body, &headers).await {
+                Ok(answer) if answer.status < 300 => {}
                 Ok(_) => refused += 1,
                 Err(error) => {
                     refused += 1;
@@ -299,37 +304,6 @@ pub async fn drive(
             sent += chunk.len() as u64;
         }
     }
-}
-
-/// One POST over a fresh connection, with an `Authorization` header when given; the status code.
-pub async fn post(
-    base_url: &str,
-    path: &str,
-    body: &str,
-    authorization: Option<&str>,
-) -> std::io::Result<u16> {
-    let addr = base_url.trim_start_matches("http://").trim_end_matches('/');
-    let mut stream = tokio::net::TcpStream::connect(addr).await?;
-    let authorization = authorization
-        .map(|a| format!("Authorization: {a}\r\n"))
-        .unwrap_or_default();
-    let request = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n{authorization}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).await?;
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).await?;
-    let head = String::from_utf8_lossy(&response[..response.len().min(64)]).into_owned();
-    head.split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .ok_or_else(|| {
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("not an HTTP response: {head:?}"),
-            )
-        })
 }
 
 #[cfg(test)]

@@ -2,11 +2,11 @@
 
 pub mod aws;
 pub mod cache;
-pub mod calendar;
 pub mod cloud;
 pub mod demo;
 pub mod esm;
 pub mod guard;
+pub mod http_client;
 pub mod lambda;
 pub mod loadtest;
 pub mod meter;

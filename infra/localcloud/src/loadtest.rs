@@ -26,10 +26,10 @@ use serde_json::{json, Value};
 use tally_domain::event::Event;
 use tally_traffic::generate::PIXEL_USER_AGENT;
 use tally_traffic::{Generator, Profile, RequestKind};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use crate::aws::LocalAws;
+pub use crate::http_client::{request, Response};
 use crate::lambda::lock;
 
 #[derive(Debug, Clone)]
@@ -1225,60 +1225,10 @@ fn freshness_ms(acks: &[Ack], visible: &[(Instant, u64)]) -> Vec<f64> {
         .collect()
 }
 
-/// An HTTP answer: status, `Retry-After` seconds, body.
-#[derive(Debug)]
-pub struct Response {
-    pub status: u16,
-    pub retry_after: Option<u64>,
-    pub body: String,
-}
-
-/// One HTTP/1.1 request over a fresh loopback connection.
-pub async fn request(
-    base_url: &str,
-    method: &str,
-    path: &str,
-    body: &str,
-    headers: &[(&str, &str)],
-) -> std::io::Result<Response> {
-    let addr = base_url.trim_start_matches("http://").trim_end_matches('/');
-    let mut stream = tokio::net::TcpStream::connect(addr).await?;
-    stream.set_nodelay(true)?;
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\n");
-    for (name, value) in headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    head.push_str(&format!(
-        "Content-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    ));
-    stream.write_all(head.as_bytes()).await?;
-    stream.write_all(body.as_bytes()).await?;
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).await?;
-    let text = String::from_utf8_lossy(&response);
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let retry_after = head.lines().find_map(|line| {
-        let (name, value) = line.split_once(':')?;
-        name.trim()
-            .eq_ignore_ascii_case("retry-after")
-            .then(|| value.trim().parse().ok())?
-    });
-    Ok(Response {
-        status,
-        retry_after,
-        body: body.to_owned(),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     #[test]
     fn every_command_the_apply_script_runs_is_a_lane_command() {
@@ -1299,6 +1249,7 @@ mod tests {
         }
         assert!(!lane_command("hgetall") && !lane_command("smembers"));
     }
+
     use tokio::net::TcpListener;
 
     /// When the server received a POST, and its event ids.

@@ -70,7 +70,7 @@ async fn trust_subject(env: &Env, name: &str) -> String {
                 .to_owned()
         })
         .unwrap_or_default();
-    let decoded = crate::lifecycle::percent_decode(&document);
+    let decoded = tally_domain::urlencoded::decode_lossy(&document);
     let trust: serde_json::Value = serde_json::from_str(&decoded).expect("trust policy JSON");
     trust["Statement"][0]["Condition"]["StringEquals"]["token.actions.githubusercontent.com:sub"]
         .as_str()

@@ -123,7 +123,8 @@ async fn role_statements(env: &Env, function: &str) -> Vec<(Vec<String>, String)
             .await
             .expect("GetRolePolicy");
         let doc = p.policy_document();
-        let decoded = percent_decode(doc);
+        // IAM returns policy documents URL-encoded.
+        let decoded = tally_domain::urlencoded::decode_lossy(doc);
         // AWS sends the JSON URL-encoded; moto sends a policy created through CloudFormation as a Python dict
         // literal. The documents hold no quotes of their own, so the dict literal reads as JSON once its quotes
         // are swapped.
@@ -143,25 +144,6 @@ async fn role_statements(env: &Env, function: &str) -> Vec<(Vec<String>, String)
         }
     }
     out
-}
-
-/// IAM returns policy documents URL-encoded.
-pub(crate) fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(if bytes[i] == b'+' { b' ' } else { bytes[i] });
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -28,6 +28,7 @@ use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, ETAG, HOST, LAST_
 use hyper::{Method, Request, Response, StatusCode};
 use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize};
+use tally_domain::urlencoded::{self, Malformed};
 
 use super::{now_ms, AwsError, LocalAws};
 use crate::store::{lock, write_file_durable, Log};
@@ -450,44 +451,28 @@ struct ListPage {
     next: Option<String>,
 }
 
-/// Percent-decoding of a path segment or query value (`+` is a space only in queries).
+/// Percent-decoding of a path segment or query value (`+` is a space only in queries), strict
+/// ([`tally_domain::urlencoded`]), in S3's words.
 fn decode(text: &str, plus_is_space: bool) -> Result<String, AwsError> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                let hex = text
-                    .get(i + 1..i + 3)
-                    .and_then(|h| u8::from_str_radix(h, 16).ok());
-                let byte = hex.ok_or_else(|| {
-                    s3_error(
-                        400,
-                        "InvalidURI",
-                        format!("Couldn't parse the specified URI: bad percent-encoding in {text}"),
-                    )
-                })?;
-                out.push(byte);
-                i += 3;
-            }
-            b'+' if plus_is_space => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).map_err(|_| {
-        s3_error(
-            400,
-            "InvalidURI",
-            "Couldn't parse the specified URI: not UTF-8",
-        )
-    })
+    let decoded = if plus_is_space {
+        urlencoded::decode(text)
+    } else {
+        urlencoded::decode_path(text)
+    };
+    decoded
+        .map(std::borrow::Cow::into_owned)
+        .map_err(|bad| match bad {
+            Malformed::BadEscape { .. } => s3_error(
+                400,
+                "InvalidURI",
+                format!("Couldn't parse the specified URI: bad percent-encoding in {text}"),
+            ),
+            Malformed::NotUtf8 => s3_error(
+                400,
+                "InvalidURI",
+                "Couldn't parse the specified URI: not UTF-8",
+            ),
+        })
 }
 
 fn encode_key(key: &str) -> String {
@@ -534,7 +519,7 @@ fn xml_all<'x>(xml: &'x str, tag: &str) -> Vec<&'x str> {
 
 fn split_ms(ms: i64) -> (i64, u32, u32, i64, i64, i64, i64) {
     let (days, rest) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
-    let (y, m, d) = crate::calendar::civil_from_days(days);
+    let (y, m, d) = tally_domain::calendar::civil_from_days(days);
     (
         y,
         m,

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use crate::aws::kinesis::Record;
 
-pub use crate::calendar::iso_ms;
+pub use tally_domain::calendar::iso_ms;
 
 /// Where a Kinesis batch comes from.
 #[derive(Debug, Clone)]

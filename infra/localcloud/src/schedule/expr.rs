@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use crate::calendar::{civil_from_days, days_from_civil, days_in_month, weekday};
+use tally_domain::calendar::{civil_from_days, days_from_civil, days_in_month, weekday};
 
 /// A parsed `ScheduleExpression`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -118,7 +118,7 @@ pub fn scheduled_event(source: &EventSource, rule_arn: &str, time_ms: i64) -> Va
         "detail-type": "Scheduled Event",
         "source": "aws.events",
         "account": source.account,
-        "time": crate::calendar::iso_seconds(time_ms.div_euclid(1000)),
+        "time": tally_domain::calendar::iso_seconds(time_ms.div_euclid(1000)),
         "region": source.region,
         "resources": [rule_arn],
         "detail": {},

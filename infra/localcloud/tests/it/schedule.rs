@@ -60,7 +60,7 @@ fn scheduled(log: &std::path::Path) -> Vec<Value> {
 
 fn unix_ms(iso: &str) -> i64 {
     let field = |range: std::ops::Range<usize>| -> i64 { iso[range].parse().unwrap() };
-    let days = tally_localcloud::calendar::days_from_civil(
+    let days = tally_domain::calendar::days_from_civil(
         field(0..4),
         field(5..7) as u32,
         field(8..10) as u32,

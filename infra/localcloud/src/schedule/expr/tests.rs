@@ -1,7 +1,7 @@
 //! The grammar (valid and hostile expressions) and next fire times against hand-checked dates.
 
 use super::*;
-use crate::calendar::iso_seconds;
+use tally_domain::calendar::iso_seconds;
 
 /// `2026-11-26T10:15:30Z` as milliseconds (test input only).
 fn ms(iso: &str) -> i64 {
