@@ -16,6 +16,8 @@
 //! * [`stream_read`]: a discarded range read back from the stream (`cargo xtask redrive`).
 //! * [`emf`]: CloudWatch embedded metric format lines.
 //! * [`problem`]: RFC 9457 problem documents for the HTTP functions.
+//! * [`secret_tokens`]: a token in a Secrets Manager secret, cached with a TTL, current and previous versions
+//!   accepted (query's API token, collect's origin secret).
 //!
 //! Everything that can fail returns [`Error`]; [`Error::is_retryable`] tells a function edge whether the
 //! invocation should be retried by Lambda or the input is at fault.
@@ -33,6 +35,7 @@ pub mod metrics;
 pub mod metrics_write;
 pub mod problem;
 pub mod redrive;
+pub mod secret_tokens;
 pub mod store;
 pub mod stream_read;
 
