@@ -733,7 +733,7 @@ fn statements(t: &Value, function: &str) -> Vec<(String, Value)> {
     pairs
 }
 
-fn check_grants(t: &Value, function: &str, expect: &[(&str, &str)]) {
+pub(super) fn check_grants(t: &Value, function: &str, expect: &[(&str, &str)]) {
     // Resources are named by the logical id they point at (`Events…`, `Metrics…`, `Archive…/*`).
     let name = |resource: &Value| -> String {
         let text = resource.to_string();
