@@ -111,6 +111,8 @@ pub mod env {
     /// collect, with the edge only: ARN of the origin secret CloudFront sends in
     /// [`tally_domain::ingest::ORIGIN_HEADER`]; set, collect refuses requests without it.
     pub const COLLECT_ORIGIN_SECRET_ARN: &str = "TALLY_COLLECT_ORIGIN_SECRET_ARN";
+    /// compactor: days a campaign index row lives after the campaign's last event (`campaign_index_days`).
+    pub const CAMPAIGN_INDEX_DAYS: &str = "TALLY_CAMPAIGN_INDEX_DAYS";
     /// scaler: the shard floor.
     pub const MIN_SHARDS: &str = "TALLY_MIN_SHARDS";
     /// scaler: the shard ceiling.
@@ -276,6 +278,10 @@ pub struct PipelineOptions {
     /// of the settled counts; they still count in the realtime lane and are archived. Default: counted (they
     /// never carry money either way).
     pub exclude_unsigned: bool,
+    /// Days a campaign stays in the campaign index (what `GET /v1/campaigns` lists) after its last event
+    /// (1..=3650; default [`tally_domain::compact::DEFAULT_CAMPAIGN_INDEX_DAYS`], 35: longer than the
+    /// dashboard's `30d` range). Its data stays readable by id after it leaves the list.
+    pub campaign_index_days: u32,
     /// The counter cache's storage ceiling, GB (1..=5000): bounds the storage part of its bill.
     pub cache_max_storage_gb: u32,
     /// The counter cache's ECPU/s ceiling (1,000..=15,000,000): bounds the request part of its bill;
@@ -380,6 +386,7 @@ impl Default for PipelineOptions {
             retain_data: false,
             dedup_window_secs: 3600,
             exclude_unsigned: false,
+            campaign_index_days: tally_domain::compact::DEFAULT_CAMPAIGN_INDEX_DAYS,
             cache_max_storage_gb: 1,
             cache_max_ecpu_per_second: 100_000,
             table_billing: TableBilling::Provisioned(DEFAULT_TABLE_SCALING),
@@ -1006,9 +1013,21 @@ impl<'a> Pipeline<'a> {
             vec![
                 (env::METRICS_TABLE, metrics.name()),
                 (env::ARCHIVE_BUCKET, archive.name()),
+                (
+                    env::CAMPAIGN_INDEX_DAYS,
+                    Expr::text(o.campaign_index_days.to_string()),
+                ),
             ],
             Some(&store),
         );
+        if !tally_domain::compact::CAMPAIGN_INDEX_DAYS.contains(&o.campaign_index_days) {
+            root.child("Compactor").violation(format!(
+                "campaign_index_days {} is outside {}..={}",
+                o.campaign_index_days,
+                tally_domain::compact::CAMPAIGN_INDEX_DAYS.start(),
+                tally_domain::compact::CAMPAIGN_INDEX_DAYS.end()
+            ));
+        }
         metrics.grant_items(&compactor, &COMPACTOR_TABLE_ACTIONS);
         archive.grant_read_prefix(&compactor, ARCHIVE_EVENTS_PREFIX);
         compactor.node().skip_check("CKV_AWS_116", "invoked by EventBridge, which retries; the next minute's run compacts whatever a failed run left");
