@@ -635,7 +635,9 @@ impl Query {
         }
         // As of the watermark (the index rows expired by then are left out); before the first compaction
         // there is no index to filter.
-        let as_of_ms = watermark.realtime.map_or(i64::MIN, |minute| (minute + 1) * 60_000);
+        let as_of_ms = watermark
+            .realtime
+            .map_or(i64::MIN, |minute| (minute + 1) * 60_000);
         let index = Arc::new(
             self.table
                 .campaigns_at(as_of_ms)

@@ -1310,7 +1310,12 @@ impl<'a> Pipeline<'a> {
 
 impl Pipeline<'_> {
     /// The optional defences that cost money: the budget and the edge (stack options).
-    fn bounded_cost(&self, collect_url: &FunctionUrl, origin_secret: Option<&Secret>, alerts: &Topic) {
+    fn bounded_cost(
+        &self,
+        collect_url: &FunctionUrl,
+        origin_secret: Option<&Secret>,
+        alerts: &Topic,
+    ) {
         let o = self.options;
         if let Some(monthly_usd) = o.budget_monthly_usd {
             Budget::new(

@@ -136,7 +136,10 @@ fn assert_refused(status: StatusCode, doc: &Value, sent: Option<&str>, says: &st
     assert!(text.contains(says), "{says:?} in {text}");
     assert!(text.contains("EdgeUrl"), "{text}");
     for secret in [SECRET_A, SECRET_B, SECRET_C].into_iter().chain(sent) {
-        assert!(!text.contains(secret), "the answer carries a secret: {text}");
+        assert!(
+            !text.contains(secret),
+            "the answer carries a secret: {text}"
+        );
     }
 }
 

@@ -21,6 +21,9 @@ use super::{epoch_seconds, now_ms, AwsError, ACCOUNT_ID};
 /// The collect keys secret's name ends with this (`tally_pipeline::COLLECT_KEYS_SECRET_SUFFIX`; the
 /// local cloud does not depend on the pipeline crate, a test checks they agree).
 pub const COLLECT_KEYS_SUFFIX: &str = "collect-keys";
+/// The name suffix of the collect origin secret (the stack has it with `edge = true`: collect then requires
+/// its value in the `x-tally-origin` header, which CloudFront adds in AWS and local clients add themselves).
+pub const COLLECT_ORIGIN_SUFFIX: &str = "collect-origin";
 
 /// Largest secret string (AWS: 65,536 bytes).
 const MAX_SECRET_BYTES: usize = 65_536;
@@ -151,6 +154,12 @@ impl SecretsManager {
         let text = self.current_by_suffix(COLLECT_KEYS_SUFFIX)?;
         let map: BTreeMap<String, String> = serde_json::from_str(&text).ok()?;
         map.into_iter().next()
+    }
+
+    /// The current value of the collect origin secret (`None`: the stack has no edge, collect requires no
+    /// header).
+    pub fn collect_origin_secret(&self) -> Option<String> {
+        self.current_by_suffix(COLLECT_ORIGIN_SUFFIX)
     }
 
     fn create(&self, name: &str, string: &str) -> Result<Value, AwsError> {

@@ -212,7 +212,10 @@ fn the_edge_and_the_budget_load_as_inert() {
     let origin = plan
         .secrets
         .iter()
-        .find(|s| s.name.ends_with(tally_pipeline::COLLECT_ORIGIN_SECRET_SUFFIX))
+        .find(|s| {
+            s.name
+                .ends_with(tally_pipeline::COLLECT_ORIGIN_SECRET_SUFFIX)
+        })
         .expect("the origin secret is created locally");
     let collect = plan
         .functions
