@@ -417,6 +417,30 @@ mod tests {
     }
 
     #[test]
+    fn the_origin_secret_is_found_only_when_the_stack_has_the_edge() {
+        let sm = SecretsManager::open("us-east-1", None).expect("open");
+        sm.ensure_generated("tally-dev-collect-keys", &generate())
+            .expect("keys");
+        assert_eq!(
+            sm.collect_origin_secret(),
+            None,
+            "no edge, no origin secret"
+        );
+        let plain = Generate {
+            length: 48,
+            template_key: None,
+        };
+        sm.ensure_generated("tally-dev-collect-origin", &plain)
+            .expect("origin");
+        let secret = sm.collect_origin_secret().expect("the origin secret");
+        assert_eq!(secret.len(), 48);
+        assert!(
+            secret.bytes().all(|b| b.is_ascii_alphanumeric()),
+            "{secret}"
+        );
+    }
+
+    #[test]
     fn bad_input_is_refused_with_aws_codes() {
         let sm = SecretsManager::new("us-east-1");
         let code = |r: Result<Value, AwsError>| r.map_or_else(|e| e.code, |_| "ok".to_owned());
