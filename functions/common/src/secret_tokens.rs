@@ -56,7 +56,7 @@ impl Tokens {
     }
 }
 
-/// What [`SecretTokens`] calls its secret in logs and errors unless [`SecretTokens::named`] says otherwise.
+/// What [`SecretTokens`] calls its secret in its log lines unless [`SecretTokens::named`] says otherwise.
 pub const DEFAULT_NAME: &str = "the API token secret";
 
 /// The token secret and its cached value.
@@ -100,7 +100,7 @@ impl SecretTokens {
         })
     }
 
-    /// Calls the secret `name` (e.g. "the collect origin secret") in logs and errors instead of
+    /// Calls the secret `name` (e.g. "the collect origin secret") in its log lines instead of
     /// [`DEFAULT_NAME`].
     pub fn named(mut self, name: &'static str) -> SecretTokens {
         self.name = name;
