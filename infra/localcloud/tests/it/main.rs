@@ -7,6 +7,7 @@
 mod cache;
 mod cloud;
 mod e2e;
+mod edge;
 mod hostile;
 mod lambda;
 mod loadtest;
