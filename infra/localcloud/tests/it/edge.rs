@@ -53,8 +53,10 @@ async fn with_the_edge_collect_takes_only_requests_carrying_the_origin_secret() 
     let bin = build_collect();
     let dir = TempDir::new("edge");
     let mut cloud_options = options(&dir.0.join("state"), &bin);
-    let mut pipeline = PipelineOptions::default();
-    pipeline.edge = Some(tally_pipeline::EdgeOptions::default());
+    let pipeline = PipelineOptions {
+        edge: Some(tally_pipeline::EdgeOptions::default()),
+        ..PipelineOptions::default()
+    };
     cloud_options.template =
         tally_pipeline::synth_value(&Stage::from_branch("e2e"), &pipeline).expect("synth");
     cloud_options.skip_unbuilt = true;
