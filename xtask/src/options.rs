@@ -416,6 +416,22 @@ mod tests {
     }
 
     #[test]
+    fn campaign_index_days_is_a_stage_option() {
+        let file = "[stack]\ncampaign_index_days = 90";
+        let days = parse(file, "main").map(|o| o.campaign_index_days);
+        assert_eq!(days.map_err(|e| format!("{e:#}")), Ok(90));
+        assert_eq!(
+            parse("", "main").map(|o| o.campaign_index_days).ok(),
+            Some(35)
+        );
+        check(
+            "[stack]\ncampaign_index_days = -1",
+            "m",
+            Err("[stack] campaign_index_days: -1 is not a non-negative whole number"),
+        );
+    }
+
+    #[test]
     fn mistakes_name_the_key() {
         check(
             "[stack]\ncritical_lane = \"efo\"",
