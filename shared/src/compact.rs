@@ -50,6 +50,26 @@ pub const FOLDED_TTL_SECS: u64 = 30 * 60;
 /// DynamoDB's item size limit is 400 KB; the encoder refuses items above this (room for keys and attributes).
 pub const MAX_ADS_BYTES: usize = 390 * 1024;
 
+/// Days a campaign stays in the campaign index after its last event, by default: 35, longer than the
+/// dashboard's widest range (`30d`), so every campaign with data in that range is listed, with five days for a
+/// late compaction or a clock that differs.
+pub const DEFAULT_CAMPAIGN_INDEX_DAYS: u32 = 35;
+/// The campaign index window's bounds, days (a day at least: a shorter one would drop campaigns seen today).
+pub const CAMPAIGN_INDEX_DAYS: RangeInclusive<u32> = 1..=3650;
+
+/// The campaign index row's `expires_at` (unix seconds, the table's TTL attribute) for a campaign last seen at
+/// `last_seen_ms`: `days` after it.
+pub fn campaign_index_expires_at(last_seen_ms: i64, days: u32) -> i64 {
+    last_seen_ms.div_euclid(1000) + i64::from(days) * 86_400
+}
+
+/// Whether an index row is listed at `now_ms`: not when its `expires_at` (unix seconds) has passed, even while
+/// DynamoDB has not deleted it yet (it deletes expired items lazily, up to days later). A row without one
+/// (written before the index expired) is listed.
+pub fn campaign_index_row_live(expires_at: Option<i64>, now_ms: i64) -> bool {
+    expires_at.is_none_or(|at| at.saturating_mul(1000) > now_ms)
+}
+
 /// When minutes close and how much one run may do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CompactPolicy {
@@ -749,6 +769,21 @@ mod tests {
                 "now {now} grace {grace} progress {progress:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_campaign_index_row_lives_its_window_after_the_last_event() {
+        let last = 1_795_698_000_123;
+        let at = campaign_index_expires_at(last, 35);
+        assert_eq!(at, 1_795_698_000 + 35 * 86_400);
+        assert!(campaign_index_row_live(Some(at), at * 1000 - 1));
+        assert!(!campaign_index_row_live(Some(at), at * 1000));
+        assert!(!campaign_index_row_live(Some(at), at * 1000 + 86_400_000));
+        assert!(campaign_index_row_live(None, i64::MAX));
+        assert!(campaign_index_row_live(Some(i64::MAX), i64::MAX - 1));
+        // The default outlasts the dashboard's 30-day range.
+        assert!(CAMPAIGN_INDEX_DAYS.contains(&DEFAULT_CAMPAIGN_INDEX_DAYS));
+        const { assert!(DEFAULT_CAMPAIGN_INDEX_DAYS > 30) };
     }
 
     fn policy(rt_min: i64, st_min: i64) -> CompactPolicy {

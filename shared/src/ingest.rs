@@ -17,6 +17,9 @@ use crate::urlencoded::decode as percent_decode;
 pub const MAX_BODY_BYTES: usize = 1 << 20;
 /// Most events in one body.
 pub const MAX_EVENTS_PER_BODY: usize = 1000;
+/// The header CloudFront adds to every request it forwards to collect when the stack has the edge, holding the
+/// stack's origin secret; collect refuses requests without it then (`docs/events.md`, "Behind the edge").
+pub const ORIGIN_HEADER: &str = "x-tally-origin";
 /// Longest accepted pixel query string (browsers and CDNs cut URLs around 8 KB anyway).
 pub const MAX_QUERY_BYTES: usize = 8 * 1024;
 

@@ -21,6 +21,7 @@
 //! table_max_read_capacity = 4000
 //! table_target_utilization = 70     # percent, 20..=90
 //! exclude_unsigned = false          # true: settled counts leave out events without a key or signature
+//! campaign_index_days = 35          # days a campaign stays listed after its last event (1..=3650)
 //! profile = "xtask/profiles/daily-curve-network.toml" # sizes collect's reserved concurrency (peak × 2)
 //! collect_reserved_concurrency = 100 # or give it outright (default without a profile: 100)
 //! query_reserved_concurrency = 10
@@ -251,6 +252,9 @@ fn apply(
                     .as_bool()
                     .with_context(|| format!("{}: expected true or false", at()))?
             }
+            "campaign_index_days" => {
+                options.campaign_index_days = number(value).with_context(at)?;
+            }
             "exclude_unsigned" => {
                 options.exclude_unsigned = value
                     .as_bool()
@@ -287,7 +291,7 @@ fn apply(
                 limit_given = true;
             }
             other => bail!(
-                "{section}: unknown option `{other}` (known: stream, critical_lane, initial_shards, min_shards, max_shards, alert_email, retain_data, table_billing, table_min_write_capacity, table_max_write_capacity, table_min_read_capacity, table_max_read_capacity, table_target_utilization, exclude_unsigned, profile, collect_reserved_concurrency, query_reserved_concurrency, account_concurrency, cache_max_storage_gb, cache_max_ecpu_per_second, budget_monthly_usd, budget_email, edge, edge_requests_per_five_minutes)"
+                "{section}: unknown option `{other}` (known: stream, critical_lane, initial_shards, min_shards, max_shards, alert_email, retain_data, table_billing, table_min_write_capacity, table_max_write_capacity, table_min_read_capacity, table_max_read_capacity, table_target_utilization, exclude_unsigned, campaign_index_days, profile, collect_reserved_concurrency, query_reserved_concurrency, account_concurrency, cache_max_storage_gb, cache_max_ecpu_per_second, budget_monthly_usd, budget_email, edge, edge_requests_per_five_minutes)"
             ),
         }
     }
@@ -408,6 +412,22 @@ mod tests {
             "[stack]\nexclude_unsigned = 1",
             "m",
             Err("[stack] exclude_unsigned: expected true or false"),
+        );
+    }
+
+    #[test]
+    fn campaign_index_days_is_a_stage_option() {
+        let file = "[stack]\ncampaign_index_days = 90";
+        let days = parse(file, "main").map(|o| o.campaign_index_days);
+        assert_eq!(days.map_err(|e| format!("{e:#}")), Ok(90));
+        assert_eq!(
+            parse("", "main").map(|o| o.campaign_index_days).ok(),
+            Some(35)
+        );
+        check(
+            "[stack]\ncampaign_index_days = -1",
+            "m",
+            Err("[stack] campaign_index_days: -1 is not a non-negative whole number"),
         );
     }
 

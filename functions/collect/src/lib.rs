@@ -20,6 +20,9 @@
 //!   and the 202 says how many events lost it (`money_dropped`). Unsigned posts take the request's
 //!   `User-Agent` for events that do not carry one (the invalid-traffic check reads it); authenticated posts
 //!   come from ad servers and keep what their events say.
+//! * Behind the edge (`edge = true`): every request must carry the origin secret CloudFront adds
+//!   ([`origin::ORIGIN_HEADER`]); one without it, or with a wrong value, is refused whole (`403`) before
+//!   anything is read ([`origin`]).
 //!
 //! [`Collector::handle`] is a plain async function from request to response; `main` only wires it to
 //! `lambda_http`. Events are stamped with the receive time, keep the client's id (the idempotency key) or get
@@ -30,6 +33,7 @@
 //! names exactly the events of those records: each record holds a consecutive run of the request's events.
 
 pub mod keys;
+pub mod origin;
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
@@ -80,6 +84,7 @@ pub struct Collector {
     rejected_pixels: AtomicU64,
     unsigned_pixels: AtomicU64,
     collect_keys: keys::Keys,
+    origin: origin::Origin,
 }
 
 impl Collector {
@@ -97,6 +102,7 @@ impl Collector {
             rejected_pixels: AtomicU64::new(0),
             unsigned_pixels: AtomicU64::new(0),
             collect_keys: keys::Keys::none(),
+            origin: origin::Origin::Open,
         }
     }
 
@@ -104,6 +110,13 @@ impl Collector {
     /// every pixel is unsigned).
     pub fn with_keys(mut self, keys: keys::Keys) -> Collector {
         self.collect_keys = keys;
+        self
+    }
+
+    /// Refuses requests that did not come through the edge ([`origin::Origin::Edge`]); the default,
+    /// [`origin::Origin::Open`], takes every request.
+    pub fn with_origin(mut self, origin: origin::Origin) -> Collector {
+        self.origin = origin;
         self
     }
 
@@ -137,6 +150,9 @@ impl Collector {
 
     /// Answers one request, stamping events with `received_ms`.
     pub async fn handle_at(&self, request: Request, received_ms: i64) -> Response<Body> {
+        if let Err(refusal) = self.check_origin(&request, received_ms).await {
+            return origin_refused(refusal);
+        }
         let path = request.uri().path();
         match (path, request.method()) {
             ("/p.gif", &Method::GET) => self.pixel(&request, received_ms).await,
@@ -156,6 +172,15 @@ impl Collector {
                 json!({}),
             ),
         }
+    }
+
+    /// Behind the edge, whether the request carries the origin secret CloudFront adds.
+    async fn check_origin(&self, request: &Request, now_ms: i64) -> Result<(), origin::Refusal> {
+        let header = request
+            .headers()
+            .get(origin::ORIGIN_HEADER)
+            .map(HeaderValue::as_bytes);
+        self.origin.check(header, now_ms).await
     }
 
     async fn pixel(&self, request: &Request, received_ms: i64) -> Response<Body> {
@@ -506,6 +531,25 @@ fn gif() -> Response<Body> {
         ],
         Body::Binary(PIXEL_GIF.to_vec()),
     )
+}
+
+/// A request refused by the origin check: a problem document saying why (`503` ones with `Retry-After`).
+fn origin_refused(refusal: origin::Refusal) -> Response<Body> {
+    let status =
+        StatusCode::from_u16(refusal.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = EDGE.problem(
+        status,
+        refusal.kind(),
+        refusal.title(),
+        refusal.detail(),
+        json!({"accepted": 0}),
+    );
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+    }
+    response
 }
 
 /// `401` for a post whose key is refused: nothing of it is accepted, and the document says what to send.

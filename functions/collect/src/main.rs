@@ -5,6 +5,7 @@ use std::convert::Infallible;
 use anyhow::Context;
 use lambda_http::{service_fn, Request};
 use tally_collect::keys::Keys;
+use tally_collect::origin::{Origin, ORIGIN_SECRET_ENV};
 use tally_collect::Collector;
 
 #[tokio::main]
@@ -26,7 +27,16 @@ async fn main() -> anyhow::Result<()> {
             Keys::none()
         }
     };
-    let collector = Collector::new(tally_aws::config::kinesis(&config), stream).with_keys(keys);
+    let origin = Origin::load(
+        std::env::var(ORIGIN_SECRET_ENV).ok().as_deref(),
+        &aws_sdk_secretsmanager::Client::new(&config),
+        tally_edge::now_ms(),
+    )
+    .await
+    .context("while reading the collect origin secret at cold start")?;
+    let collector = Collector::new(tally_aws::config::kinesis(&config), stream)
+        .with_keys(keys)
+        .with_origin(origin);
     let collector = &collector;
     lambda_http::run(service_fn(move |request: Request| async move {
         Ok::<_, Infallible>(collector.handle(request).await)

@@ -15,6 +15,8 @@
 //! * [`redrive`]: one record replayed through a lane's claims and atomic step under its own fence.
 //! * [`stream_read`]: a discarded range read back from the stream (`cargo xtask redrive`).
 //! * [`emf`]: CloudWatch embedded metric format lines.
+//! * [`secret_tokens`]: a token in a Secrets Manager secret, cached with a TTL, current and previous versions
+//!   accepted (query's API token, collect's origin secret).
 //!
 //! Everything that can fail returns [`Error`]; [`Error::is_retryable`] tells a function edge whether the
 //! invocation should be retried by Lambda or the input is at fault.
@@ -31,6 +33,7 @@ pub mod kinesis;
 pub mod metrics;
 pub mod metrics_write;
 pub mod redrive;
+pub mod secret_tokens;
 pub mod store;
 pub mod stream_read;
 

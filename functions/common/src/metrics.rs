@@ -1,8 +1,10 @@
 //! The metrics table's campaign index, read.
 //!
-//! * Campaign index rows: `pk = "campaigns"`, `sk = "{campaign_id}"`, `first_seen_ms`, `last_seen_ms` (N),
+//! * Campaign index rows: `pk = "campaigns"`, `sk = "{campaign_id}"`, `first_seen_ms`, `last_seen_ms`,
+//!   `expires_at` (N; unix seconds, the table's TTL attribute: the index window after the last event),
 //!   written by the compactor ([`crate::metrics_write::MetricsWriter::touch_campaigns`]) and listed by the
-//!   query API and the compactor ([`MetricsTable::campaigns`]).
+//!   query API and the compactor ([`MetricsTable::campaigns_at`], which skips rows already expired: DynamoDB
+//!   deletes them lazily, up to days later).
 //! * [`Resolution`]: the query API's steps.
 //!
 //! The record positions the lanes decode batches into are [`crate::fence`]'s.
@@ -16,6 +18,8 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::AttributeValue;
+
+use tally_domain::compact::campaign_index_row_live;
 
 use crate::error::{corrupt_row, dynamo_error};
 use crate::Error;
@@ -97,11 +101,18 @@ impl MetricsTable {
         &self.table
     }
 
-    /// Every campaign ever seen, ordered by id.
+    /// Every index row still stored, ordered by id: expired ones too, until DynamoDB deletes them.
     pub async fn campaigns(&self) -> Result<Vec<CampaignEntry>, Error> {
+        self.campaigns_at(i64::MIN).await
+    }
+
+    /// The campaigns whose index row has not expired at `now_ms` (seen within the index window), ordered by
+    /// id. What the query API lists and the compactor rolls up.
+    pub async fn campaigns_at(&self, now_ms: i64) -> Result<Vec<CampaignEntry>, Error> {
         let items = self.query_all(CAMPAIGNS_PK, None).await?;
         items
             .iter()
+            .filter(|item| campaign_index_row_live(expires_at(item), now_ms))
             .map(|item| {
                 let sk = string_attr(item, "sk").unwrap_or_default();
                 let field = |name: &str| {
@@ -173,6 +184,14 @@ fn parse_number(value: &AttributeValue) -> Result<u64, String> {
             .parse()
             .map_err(|_| format!("{n:?} is not a whole number")),
         _ => Err("not a number".to_owned()),
+    }
+}
+
+/// The row's `expires_at` (unix seconds), when it has a numeric one.
+fn expires_at(item: &HashMap<String, AttributeValue>) -> Option<i64> {
+    match item.get("expires_at") {
+        Some(AttributeValue::N(n)) => n.parse().ok(),
+        _ => None,
     }
 }
 

@@ -11,7 +11,10 @@ use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
 use futures_util::stream::{self, StreamExt};
-use tally_domain::compact::{encode_ads, CompactedItem, Span, Watermark};
+use tally_domain::compact::{
+    campaign_index_expires_at, encode_ads, CompactedItem, Span, Watermark,
+    DEFAULT_CAMPAIGN_INDEX_DAYS,
+};
 use tally_domain::store_keys::Counter;
 use tally_domain::totals::Increment;
 
@@ -32,6 +35,8 @@ const CONCURRENCY: usize = 16;
 pub struct MetricsWriter {
     client: aws_sdk_dynamodb::Client,
     table: String,
+    /// Days an index row lives after its campaign's last event ([`MetricsWriter::touch_campaigns`]).
+    campaign_index_days: u32,
     /// Reads the watermark again when another compactor moved it.
     reader: CompactedTable,
 }
@@ -43,7 +48,15 @@ impl MetricsWriter {
             reader: CompactedTable::new(client.clone(), table.clone()),
             client,
             table,
+            campaign_index_days: DEFAULT_CAMPAIGN_INDEX_DAYS,
         }
+    }
+
+    /// Index rows expire `days` after their campaign's last event instead of
+    /// [`DEFAULT_CAMPAIGN_INDEX_DAYS`] (the stack option `campaign_index_days`).
+    pub fn with_campaign_index_days(mut self, days: u32) -> MetricsWriter {
+        self.campaign_index_days = days;
+        self
     }
 
     /// The writer of the table `reader` reads.
@@ -133,8 +146,11 @@ impl MetricsWriter {
     }
 
     /// Records that campaigns were seen: `seen` maps a campaign id to the (first, last) receive time of its
-    /// events in this batch. `first_seen_ms` is set once; `last_seen_ms` only moves forward.
+    /// events in this batch. `first_seen_ms` is set once; `last_seen_ms` only moves forward, and with it
+    /// `expires_at` (the table's TTL attribute): the campaign index window after the last event, so a campaign
+    /// that stops leaves the index and one seen again comes back.
     pub async fn touch_campaigns(&self, seen: &BTreeMap<String, (i64, i64)>) -> Result<(), Error> {
+        let days = self.campaign_index_days;
         let results: Vec<Result<(), Error>> = stream::iter(seen)
             .map(|(campaign_id, &(first, last))| async move {
                 let result = self
@@ -143,10 +159,14 @@ impl MetricsWriter {
                     .table_name(&self.table)
                     .key("pk", AttributeValue::S(CAMPAIGNS_PK.to_owned()))
                     .key("sk", AttributeValue::S(campaign_id.clone()))
-                    .update_expression("SET first_seen_ms = if_not_exists(first_seen_ms, :first), last_seen_ms = :last")
+                    .update_expression("SET first_seen_ms = if_not_exists(first_seen_ms, :first), last_seen_ms = :last, expires_at = :expires")
                     .condition_expression("attribute_not_exists(last_seen_ms) OR last_seen_ms < :last")
                     .expression_attribute_values(":first", AttributeValue::N(first.to_string()))
                     .expression_attribute_values(":last", AttributeValue::N(last.to_string()))
+                    .expression_attribute_values(
+                        ":expires",
+                        AttributeValue::N(campaign_index_expires_at(last, days).to_string()),
+                    )
                     .send()
                     .await;
                 match result {

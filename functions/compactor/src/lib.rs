@@ -112,6 +112,13 @@ impl Compactor {
         })
     }
 
+    /// Campaign index rows expire `days` after their campaign's last event (the stack option
+    /// `campaign_index_days`; the default is [`tally_domain::compact::DEFAULT_CAMPAIGN_INDEX_DAYS`]).
+    pub fn with_campaign_index_days(mut self, days: u32) -> Compactor {
+        self.writer = self.writer.with_campaign_index_days(days);
+        self
+    }
+
     /// Checks the cache's epoch on every run and repairs from the archive after a loss.
     pub fn with_repair(mut self, repair: Repair) -> Compactor {
         self.repair = Some(repair);
@@ -229,7 +236,8 @@ impl Compactor {
         if buckets.is_empty() {
             return Ok(0);
         }
-        let campaigns = self.index.campaigns().await?;
+        // The campaigns whose index row is live as the bucket closes (an expired one has no event in it).
+        let campaigns = self.index.campaigns_at((now + 1) * 60_000).await?;
         let mut written = 0;
         for (span, bucket) in buckets {
             let finer = if span == Span::Day {
@@ -310,6 +318,32 @@ pub mod env {
     pub const REALTIME_GRACE_SECS: &str = "TALLY_COMPACT_REALTIME_GRACE_SECS";
     /// Seconds after its end a minute's settled counts are final (default 600; at least the realtime grace).
     pub const SETTLED_GRACE_SECS: &str = "TALLY_COMPACT_SETTLED_GRACE_SECS";
+    /// Days a campaign stays in the campaign index after its last event (default 35; 1..=3650).
+    pub const CAMPAIGN_INDEX_DAYS: &str = "TALLY_CAMPAIGN_INDEX_DAYS";
+}
+
+/// The campaign index window the environment (read through `get`) asks for: [`env::CAMPAIGN_INDEX_DAYS`], or
+/// [`tally_domain::compact::DEFAULT_CAMPAIGN_INDEX_DAYS`] when unset. An error names the variable, the value
+/// and the rule.
+pub fn campaign_index_days_from(get: impl Fn(&str) -> Option<String>) -> Result<u32, String> {
+    use tally_domain::compact::{CAMPAIGN_INDEX_DAYS, DEFAULT_CAMPAIGN_INDEX_DAYS};
+    let Some(value) = get(env::CAMPAIGN_INDEX_DAYS) else {
+        return Ok(DEFAULT_CAMPAIGN_INDEX_DAYS);
+    };
+    value
+        .trim()
+        .parse::<u32>()
+        .ok()
+        .filter(|d| CAMPAIGN_INDEX_DAYS.contains(d))
+        .ok_or_else(|| {
+            format!(
+                "{}={:?} is not a whole number of days from {} to {}; unset it for the default ({DEFAULT_CAMPAIGN_INDEX_DAYS})",
+                env::CAMPAIGN_INDEX_DAYS,
+                value.chars().take(64).collect::<String>(),
+                CAMPAIGN_INDEX_DAYS.start(),
+                CAMPAIGN_INDEX_DAYS.end()
+            )
+        })
 }
 
 /// The compaction policy the environment (read through `get`) asks for: the default with the grace periods
@@ -380,6 +414,25 @@ pub async fn handler(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_campaign_index_window_comes_from_the_environment() {
+        let with = |value: Option<&str>| {
+            campaign_index_days_from(move |name| {
+                assert_eq!(name, env::CAMPAIGN_INDEX_DAYS);
+                value.map(str::to_owned)
+            })
+        };
+        assert_eq!(with(None), Ok(35));
+        assert_eq!(with(Some(" 90 ")), Ok(90));
+        for bad in ["0", "3651", "-1", "a week"] {
+            let error = with(Some(bad)).expect_err(bad);
+            assert!(
+                error.starts_with(&format!("TALLY_CAMPAIGN_INDEX_DAYS=\"{bad}\" is not a whole number of days from 1 to 3650")),
+                "{error}"
+            );
+        }
+    }
 
     #[test]
     fn grace_periods_come_from_the_environment_or_are_refused() {

@@ -19,6 +19,8 @@ async fn main() -> anyhow::Result<()> {
             .context("while reading the configuration")?;
     let policy = tally_compactor::policy_from(|name| std::env::var(name).ok())
         .map_err(|e| anyhow::anyhow!("while reading the compaction policy: {e}"))?;
+    let index_days = tally_compactor::campaign_index_days_from(|name| std::env::var(name).ok())
+        .map_err(|e| anyhow::anyhow!("while reading the campaign index window: {e}"))?;
     let cache = CacheEnv::from_env().context("while reading the cache configuration")?;
     let window_secs = cache.window.secs();
     let endpoint = cache.node_url();
@@ -40,7 +42,9 @@ async fn main() -> anyhow::Result<()> {
         window_secs,
     );
     let table = CompactedTable::new(dynamodb, table);
-    let state = Compactor::new(store, table, policy)?.with_repair(repair);
+    let state = Compactor::new(store, table, policy)?
+        .with_campaign_index_days(index_days)
+        .with_repair(repair);
     let state = &state;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| {
         tally_compactor::handler(state, event)

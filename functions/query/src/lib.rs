@@ -677,7 +677,17 @@ impl Query {
         if let Some(index) = self.kept.index(watermark) {
             return Ok(index);
         }
-        let index = Arc::new(self.table.campaigns().await.map_err(Failure::from_aws)?);
+        // As of the watermark (the index rows expired by then are left out); before the first compaction
+        // there is no index to filter.
+        let as_of_ms = watermark
+            .realtime
+            .map_or(i64::MIN, |minute| (minute + 1) * 60_000);
+        let index = Arc::new(
+            self.table
+                .campaigns_at(as_of_ms)
+                .await
+                .map_err(Failure::from_aws)?,
+        );
         self.kept.keep_index(watermark, index.clone());
         Ok(index)
     }

@@ -29,7 +29,23 @@ pub struct EdgeProps {
     pub requests_per_five_minutes: u32,
     /// What the distribution is for (its `Comment`, ≤ 128 characters).
     pub comment: String,
+    /// The header CloudFront adds to every origin request with a secret's value (`None`: no header, and the
+    /// origin must not rely on one).
+    pub origin_secret: Option<OriginSecret>,
 }
+
+/// A header CloudFront adds to origin requests, holding the whole `SecretString` of a Secrets Manager secret.
+#[derive(Debug, Clone)]
+pub struct OriginSecret {
+    /// The header's name (lower case letters, digits and `-`; not one CloudFront reserves).
+    pub header: String,
+    /// The secret's ARN (or name).
+    pub secret_id: Expr,
+}
+
+/// Header name prefixes CloudFront does not let a distribution add (`x-amz-`, `x-edge-`, `x-amzn-` and its
+/// own `cloudfront-`).
+const RESERVED_HEADER_PREFIXES: [&str; 4] = ["x-amz-", "x-amzn-", "x-edge-", "cloudfront-"];
 
 /// A CloudFront distribution with a rate-limiting web ACL in front of a Function URL.
 #[derive(Debug, Clone)]
@@ -53,6 +69,9 @@ impl Edge {
         if props.comment.chars().count() > 128 {
             scope.violation("comment is longer than 128 characters (CloudFront Comment)");
         }
+        if let Some(secret) = &props.origin_secret {
+            check_origin_header(&scope, &secret.header);
+        }
         let web_acl = scope.add_resource("WebAcl", "AWS::WAFv2::WebACL", web_acl(&props));
         let mut config = Map::new();
         config.insert("Enabled".into(), json!(true));
@@ -62,17 +81,21 @@ impl Edge {
         // North America and Europe edge locations only: the cheapest class.
         config.insert("PriceClass".into(), json!("PriceClass_100"));
         config.insert("WebACLId".into(), scope.resolve(&web_acl.attribute("Arn")));
-        config.insert(
-            "Origins".into(),
-            json!([{
-                "Id": "function-url",
-                "DomainName": scope.resolve(&url.url().url_host()),
-                "CustomOriginConfig": {
-                    "OriginProtocolPolicy": "https-only",
-                    "OriginSSLProtocols": ["TLSv1.2"],
-                },
-            }]),
-        );
+        let mut origin = json!({
+            "Id": "function-url",
+            "DomainName": scope.resolve(&url.url().url_host()),
+            "CustomOriginConfig": {
+                "OriginProtocolPolicy": "https-only",
+                "OriginSSLProtocols": ["TLSv1.2"],
+            },
+        });
+        if let Some(secret) = &props.origin_secret {
+            origin["OriginCustomHeaders"] = json!([{
+                "HeaderName": secret.header,
+                "HeaderValue": scope.resolve(&secret.value()),
+            }]);
+        }
+        config.insert("Origins".into(), json!([origin]));
         config.insert(
             "DefaultCacheBehavior".into(),
             json!({
@@ -113,6 +136,40 @@ impl Edge {
             self.distribution.attribute("DomainName"),
             Expr::text("/"),
         ])
+    }
+}
+
+impl OriginSecret {
+    /// `{{resolve:secretsmanager:<secret id>:SecretString}}`: CloudFormation puts the current value in the
+    /// distribution when it creates or updates it (a rotation reaches CloudFront at the next update that
+    /// changes the distribution).
+    pub fn value(&self) -> Expr {
+        Expr::concat([
+            Expr::text("{{resolve:secretsmanager:"),
+            self.secret_id.clone(),
+            Expr::text(":SecretString}}"),
+        ])
+    }
+}
+
+/// A violation when `header` is not a lower-case token CloudFront lets a distribution add.
+fn check_origin_header(scope: &Scope, header: &str) {
+    let token = !header.is_empty()
+        && header
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if !token {
+        scope.violation(format!(
+            "origin header {header:?} must be lower-case letters, digits and '-'"
+        ));
+    }
+    if let Some(prefix) = RESERVED_HEADER_PREFIXES
+        .iter()
+        .find(|p| header.starts_with(*p))
+    {
+        scope.violation(format!(
+            "origin header {header:?} starts with {prefix:?}, which CloudFront reserves; choose another name"
+        ));
     }
 }
 

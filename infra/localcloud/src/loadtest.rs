@@ -147,6 +147,9 @@ struct Tally {
     /// The collect key `(key id, secret)` the clients post and sign pixels with (from the local cloud's
     /// collect keys secret); without one, collect would drop the money of every event.
     key: Option<(String, String)>,
+    /// With the edge (`edge = true`), the collect origin secret: sent in every request as CloudFront would,
+    /// since collect refuses requests without it (the local cloud has no CloudFront).
+    origin: Option<String>,
 }
 
 impl Tally {
@@ -157,9 +160,24 @@ impl Tally {
                 .aws
                 .as_deref()
                 .and_then(|aws| aws.secretsmanager.collect_key()),
+            origin: options
+                .aws
+                .as_deref()
+                .and_then(|aws| aws.secretsmanager.collect_origin_secret()),
             ..Tally::default()
         }
     }
+}
+
+/// `headers` and, with the edge, the origin header CloudFront would add.
+fn with_origin<'a>(
+    tally: &'a Tally,
+    mut headers: Vec<(&'a str, &'a str)>,
+) -> Vec<(&'a str, &'a str)> {
+    if let Some(secret) = &tally.origin {
+        headers.push((tally_domain::ingest::ORIGIN_HEADER, secret.as_str()));
+    }
+    headers
 }
 
 /// One request to make: its events and how many times they were tried already.
@@ -526,7 +544,7 @@ async fn send(
                 "GET",
                 &path,
                 "",
-                &[("User-Agent", PIXEL_USER_AGENT)],
+                &with_origin(tally, vec![("User-Agent", PIXEL_USER_AGENT)]),
             )
             .await
         }
@@ -539,7 +557,14 @@ async fn send(
                 .map(|(id, secret)| format!("Bearer {id}:{secret}"));
             let mut headers = vec![("Content-Type", "application/json")];
             headers.extend(authorization.as_deref().map(|a| ("Authorization", a)));
-            request(collect, "POST", "/v1/events", &body, &headers).await
+            request(
+                collect,
+                "POST",
+                "/v1/events",
+                &body,
+                &with_origin(tally, headers),
+            )
+            .await
         }
     };
     let retry = |events: Vec<Event>, delay: Duration| {

@@ -20,7 +20,7 @@ use tally_constructs::ec2::{
     EndpointAllow, GatewayEndpoint, GatewayEndpointProps, GatewayService, Ingress,
     InterfaceEndpoint, InterfaceEndpointProps, SecurityGroup, SecurityGroupProps, Vpc, VpcProps,
 };
-use tally_constructs::edge::{Edge, EdgeProps};
+use tally_constructs::edge::{Edge, EdgeProps, OriginSecret};
 use tally_constructs::elasticache::{
     ServerlessCache, ServerlessCacheProps, User, UserGroup, UserGroupProps, UserProps,
 };
@@ -39,6 +39,7 @@ use tally_constructs::secrets::{Secret, SecretProps};
 use tally_constructs::sns::{Topic, TopicProps};
 use tally_constructs::sqs::{Queue, QueueProps};
 use tally_constructs::{Expr, Parameter, Scope};
+use tally_domain::ingest::ORIGIN_HEADER;
 
 pub use tally_constructs::{NameKind, Stack, Stage};
 
@@ -107,6 +108,11 @@ pub mod env {
     pub const SETTLED_UNSIGNED: &str = "TALLY_SETTLED_UNSIGNED";
     /// collect: ARN of the collect keys secret (key id → secret: post keys and pixel signing keys).
     pub const COLLECT_KEYS_SECRET_ARN: &str = "TALLY_COLLECT_KEYS_SECRET_ARN";
+    /// collect, with the edge only: ARN of the origin secret CloudFront sends in
+    /// [`tally_domain::ingest::ORIGIN_HEADER`]; set, collect refuses requests without it.
+    pub const COLLECT_ORIGIN_SECRET_ARN: &str = "TALLY_COLLECT_ORIGIN_SECRET_ARN";
+    /// compactor: days a campaign index row lives after the campaign's last event (`campaign_index_days`).
+    pub const CAMPAIGN_INDEX_DAYS: &str = "TALLY_CAMPAIGN_INDEX_DAYS";
     /// scaler: the shard floor.
     pub const MIN_SHARDS: &str = "TALLY_MIN_SHARDS";
     /// scaler: the shard ceiling.
@@ -147,6 +153,8 @@ const COMPACTOR_TABLE_ACTIONS: [ItemAction; 4] = [
 
 /// The collect keys secret's name ends with this (the local cloud's load test finds its key by it).
 pub const COLLECT_KEYS_SECRET_SUFFIX: &str = "collect-keys";
+/// The collect origin secret's name ends with this (with the edge only; the local cloud's clients find it by it).
+pub const COLLECT_ORIGIN_SECRET_SUFFIX: &str = "collect-origin";
 /// The key id the stack generates in the collect keys secret; add your own with `PutSecretValue`.
 pub const COLLECT_DEFAULT_KEY_ID: &str = "default";
 
@@ -175,6 +183,8 @@ pub mod outputs {
     pub const QUERY_TOKEN_SECRET_ARN: &str = "QueryTokenSecretArn";
     /// ARN of the collect keys secret.
     pub const COLLECT_KEYS_SECRET_ARN: &str = "CollectKeysSecretArn";
+    /// With the edge: ARN of the origin secret (what CloudFront adds to every request it forwards to collect).
+    pub const COLLECT_ORIGIN_SECRET_ARN: &str = "CollectOriginSecretArn";
     /// URL of the realtime lane's on-failure queue.
     pub const REALTIME_FAILURES_URL: &str = "RealtimeFailuresQueueUrl";
     /// URL of the deferred lane's on-failure queue.
@@ -268,6 +278,10 @@ pub struct PipelineOptions {
     /// of the settled counts; they still count in the realtime lane and are archived. Default: counted (they
     /// never carry money either way).
     pub exclude_unsigned: bool,
+    /// Days a campaign stays in the campaign index (what `GET /v1/campaigns` lists) after its last event
+    /// (1..=3650; default [`tally_domain::compact::DEFAULT_CAMPAIGN_INDEX_DAYS`], 35: longer than the
+    /// dashboard's `30d` range). Its data stays readable by id after it leaves the list.
+    pub campaign_index_days: u32,
     /// The counter cache's storage ceiling, GB (1..=5000): bounds the storage part of its bill.
     pub cache_max_storage_gb: u32,
     /// The counter cache's ECPU/s ceiling (1,000..=15,000,000): bounds the request part of its bill;
@@ -372,6 +386,7 @@ impl Default for PipelineOptions {
             retain_data: false,
             dedup_window_secs: 3600,
             exclude_unsigned: false,
+            campaign_index_days: tally_domain::compact::DEFAULT_CAMPAIGN_INDEX_DAYS,
             cache_max_storage_gb: 1,
             cache_max_ecpu_per_second: 100_000,
             table_billing: TableBilling::Provisioned(DEFAULT_TABLE_SCALING),
@@ -816,6 +831,26 @@ impl<'a> Pipeline<'a> {
             "encrypted with the AWS-managed key; only the collect role may read it",
         );
 
+        // With the edge, what CloudFront adds to every request it forwards and collect checks.
+        let origin_secret = o.edge.map(|_| {
+            let secret = Secret::new(
+                root,
+                "CollectOrigin",
+                SecretProps {
+                    name: Some(self.name(NameKind::Secret, COLLECT_ORIGIN_SECRET_SUFFIX)),
+                    description: format!(
+                        "collect origin secret: CloudFront sends it in {ORIGIN_HEADER}, collect refuses requests without it"
+                    ),
+                    length: 48,
+                },
+            );
+            secret.node().skip_check(
+                "CKV_AWS_149",
+                "encrypted with the AWS-managed key; only the collect role may read it (CloudFormation reads it for the distribution)",
+            );
+            secret
+        });
+
         if o.retain_data {
             for node in [
                 events.node(),
@@ -836,14 +871,24 @@ impl<'a> Pipeline<'a> {
             "Collect",
             "collect",
             None,
-            vec![
+            [
                 (env::STREAM_NAME, events.name()),
                 (env::COLLECT_KEYS_SECRET_ARN, collect_keys.arn()),
-            ],
+            ]
+            .into_iter()
+            .chain(
+                origin_secret
+                    .as_ref()
+                    .map(|secret| (env::COLLECT_ORIGIN_SECRET_ARN, secret.arn())),
+            )
+            .collect(),
             None,
         );
         events.grant_write(&collect);
         collect_keys.grant_read(&collect);
+        if let Some(secret) = &origin_secret {
+            secret.grant_read(&collect);
+        }
         let collect_url = FunctionUrl::new(
             root,
             "CollectFunctionUrl",
@@ -968,9 +1013,21 @@ impl<'a> Pipeline<'a> {
             vec![
                 (env::METRICS_TABLE, metrics.name()),
                 (env::ARCHIVE_BUCKET, archive.name()),
+                (
+                    env::CAMPAIGN_INDEX_DAYS,
+                    Expr::text(o.campaign_index_days.to_string()),
+                ),
             ],
             Some(&store),
         );
+        if !tally_domain::compact::CAMPAIGN_INDEX_DAYS.contains(&o.campaign_index_days) {
+            root.child("Compactor").violation(format!(
+                "campaign_index_days {} is outside {}..={}",
+                o.campaign_index_days,
+                tally_domain::compact::CAMPAIGN_INDEX_DAYS.start(),
+                tally_domain::compact::CAMPAIGN_INDEX_DAYS.end()
+            ));
+        }
         metrics.grant_items(&compactor, &COMPACTOR_TABLE_ACTIONS);
         archive.grant_read_prefix(&compactor, ARCHIVE_EVENTS_PREFIX);
         compactor.node().skip_check("CKV_AWS_116", "invoked by EventBridge, which retries; the next minute's run compacts whatever a failed run left");
@@ -1194,7 +1251,7 @@ impl<'a> Pipeline<'a> {
             }
         }
         check_reserved_total(&root.child("Concurrency"), o);
-        self.bounded_cost(&collect_url, &alerts);
+        self.bounded_cost(&collect_url, origin_secret.as_ref(), &alerts);
 
         // Outputs.
         self.stack.output(
@@ -1253,7 +1310,12 @@ impl<'a> Pipeline<'a> {
 
 impl Pipeline<'_> {
     /// The optional defences that cost money: the budget and the edge (stack options).
-    fn bounded_cost(&self, collect_url: &FunctionUrl, alerts: &Topic) {
+    fn bounded_cost(
+        &self,
+        collect_url: &FunctionUrl,
+        origin_secret: Option<&Secret>,
+        alerts: &Topic,
+    ) {
         let o = self.options;
         if let Some(monthly_usd) = o.budget_monthly_usd {
             Budget::new(
@@ -1278,6 +1340,10 @@ impl Pipeline<'_> {
                         .chars()
                         .take(128)
                         .collect(),
+                    origin_secret: origin_secret.map(|secret| OriginSecret {
+                        header: ORIGIN_HEADER.to_owned(),
+                        secret_id: secret.arn(),
+                    }),
                 },
             );
             edge.web_acl().skip_check("CKV_AWS_192", "collect is Rust, no Log4j: the Known Bad Inputs rule group would add a rule fee and per-request inspection for nothing");
@@ -1292,6 +1358,13 @@ impl Pipeline<'_> {
                 "CKV_AWS_305",
                 "no default root object: an API, not a web site",
             );
+            if let Some(secret) = origin_secret {
+                self.stack.output(
+                    outputs::COLLECT_ORIGIN_SECRET_ARN,
+                    "secret CloudFront adds to collect's requests (collect refuses requests without it)",
+                    &secret.arn(),
+                );
+            }
             self.stack.output(
                 outputs::EDGE_URL,
                 "collect behind CloudFront and a per-address WAF rate limit (send tracking here)",

@@ -264,6 +264,15 @@ fn edge(profile: &Profile, stack: &StackModel, prices: &Prices, bill: &Bill) -> 
         with_edge.defences.waf_rules = 1;
     }
     add_edge_lines(&mut lines, profile, &with_edge, prices);
+    // The origin secret CloudFront sends and collect checks (the template's third secret with the edge; its
+    // reads, two per collect instance every 5 minutes, are not modelled).
+    lines.add(
+        "Secrets Manager",
+        "edge: origin secret",
+        1.0,
+        "secrets",
+        prices.secrets_manager.secret_month,
+    );
     let per_million =
         prices.cloudfront.https_requests_per_ten_thousand * 100.0 + prices.waf.requests_per_million;
     let rate = match d.rate_limit {
@@ -286,9 +295,10 @@ fn edge(profile: &Profile, stack: &StackModel, prices: &Prices, bill: &Bill) -> 
             bounds: format!("WAF blocks an address above {rate}"),
             monthly_usd: lines.total(),
             detail: format!(
-                "CloudFront ${:.2} + WAF ${:.2}; a flood through it costs ${per_million:.2} per million requests, blocked ones included (collect's Function URL stays reachable directly)",
+                "CloudFront ${:.2} + WAF ${:.2} + origin secret ${:.2}; a flood through it costs ${per_million:.2} per million requests, blocked ones included (collect refuses requests that bypass it: no origin header, 403)",
                 lines.service("CloudFront"),
-                lines.service("WAF")
+                lines.service("WAF"),
+                lines.service("Secrets Manager")
             ),
         }
     }

@@ -580,12 +580,14 @@ mod tests {
                 .clone()
         };
         // 2,000 events/s in requests of 10 for 730 h: 525.6 M requests; CloudFront $1 and WAF $0.60 per
-        // million, 400 B out at $0.085/GB, 10 × 300 B + 600 B to the origin at $0.02/GB, the ACL $5, its rule $1.
+        // million, 400 B out at $0.085/GB, 10 × 300 B + 600 B to the origin at $0.02/GB, the ACL $5, its rule $1,
+        // and the origin secret collect checks, $0.40 (the bill's third secret).
         let requests = 200.0 * 3600.0 * 730.0;
         let expect = requests / 1e6 * 1.60
             + requests * 400.0 / 1e9 * 0.085
             + requests * 3600.0 / 1e9 * 0.02
-            + 6.0;
+            + 6.0
+            + 0.40;
         let edge = row(&guarded, "edge (CloudFront + WAF)");
         assert!(
             (edge.monthly_usd - expect).abs() < 0.01,

@@ -3,6 +3,7 @@
 //! throttles like Kinesis does.
 
 mod handler;
+mod origin;
 mod stream;
 mod support;
 mod throttle;

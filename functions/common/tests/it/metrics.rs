@@ -1,5 +1,6 @@
-//! The metrics table's campaign index against `moto_server`: first/last seen moving the right way, corrupt
-//! index rows and a missing table as clear errors; and the SDK configuration honouring `AWS_ENDPOINT_URL`.
+//! The metrics table's campaign index against `moto_server`: first/last seen moving the right way, rows
+//! expiring a window after the last event, corrupt index rows and a missing table as clear errors; and the
+//! SDK configuration honouring `AWS_ENDPOINT_URL`.
 
 use std::collections::BTreeMap;
 
@@ -57,6 +58,86 @@ async fn the_campaign_index() {
             ("camp-1".to_owned(), 100, 300)
         ]
     );
+}
+
+/// Index rows expire a window after the campaign's last event: `expires_at` (the table's TTL attribute) moves
+/// with every later touch, a row past it is not listed (moto, like DynamoDB for up to days, keeps it stored),
+/// and a campaign seen again comes back.
+#[tokio::test]
+async fn the_campaign_index_keeps_campaigns_active_in_its_window() {
+    const DAY_MS: i64 = 86_400_000;
+    let moto = Moto::start();
+    let table = table(&moto).await;
+    let client = aws_sdk_dynamodb::Client::new(&sdk_at(&moto.endpoint()).await);
+    let writer = MetricsWriter::new(client.clone(), table.table()).with_campaign_index_days(35);
+    let t0: i64 = 1_795_698_000_000;
+    let touch = |campaign: &str, at: i64| {
+        let mut seen = BTreeMap::new();
+        seen.insert(campaign.to_owned(), (at, at));
+        seen
+    };
+    writer
+        .touch_campaigns(&touch("old", t0))
+        .await
+        .expect("touch old");
+    writer
+        .touch_campaigns(&touch("busy", t0 + 20 * DAY_MS))
+        .await
+        .expect("touch busy");
+    let stored = client
+        .get_item()
+        .table_name("metrics")
+        .key("pk", AttributeValue::S(CAMPAIGNS_PK.into()))
+        .key("sk", AttributeValue::S("old".into()))
+        .send()
+        .await
+        .expect("get")
+        .item
+        .expect("the row");
+    assert_eq!(
+        stored["expires_at"],
+        AttributeValue::N((t0 / 1000 + 35 * 86_400).to_string()),
+        "expires_at is unix seconds, 35 days after the last event"
+    );
+    let listed = |at: i64| {
+        let table = table.clone();
+        async move {
+            table
+                .campaigns_at(at)
+                .await
+                .expect("campaigns")
+                .into_iter()
+                .map(|c| c.campaign_id)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(listed(t0 + 34 * DAY_MS).await, ["busy", "old"]);
+    // 35 days after its last event `old` is not listed, though the row is still stored.
+    assert_eq!(listed(t0 + 35 * DAY_MS).await, ["busy"]);
+    assert_eq!(table.campaigns().await.expect("stored").len(), 2);
+    // Seen again: it comes back, its window counted from the new event; its first sighting is kept.
+    let again = t0 + 40 * DAY_MS;
+    writer
+        .touch_campaigns(&touch("old", again))
+        .await
+        .expect("seen again");
+    assert_eq!(listed(again).await, ["busy", "old"]);
+    assert_eq!(listed(t0 + 55 * DAY_MS).await, ["old"]);
+    let old = table
+        .campaigns_at(again)
+        .await
+        .expect("campaigns")
+        .into_iter()
+        .find(|c| c.campaign_id == "old")
+        .expect("old");
+    assert_eq!((old.first_seen_ms, old.last_seen_ms), (t0, again));
+    // A redelivered older batch moves neither the last sighting nor the expiry.
+    writer
+        .touch_campaigns(&touch("old", t0 + DAY_MS))
+        .await
+        .expect("older batch");
+    assert_eq!(listed(t0 + 74 * DAY_MS).await, ["old"]);
+    assert_eq!(listed(t0 + 75 * DAY_MS).await, Vec::<String>::new());
 }
 
 #[tokio::test]

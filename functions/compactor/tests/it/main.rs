@@ -486,3 +486,53 @@ async fn the_handler_runs_on_a_schedule_event() {
     let wm = s.table.watermark().await.expect("watermark");
     assert_eq!(reply["realtime_watermark"].as_i64(), wm.realtime);
 }
+
+/// The index rows the compactor writes expire the stack's window (`campaign_index_days`, here 1 day) after
+/// the campaign's last event: listed until then, not after (the row itself is still stored until DynamoDB's
+/// TTL deletes it), and the compactor's own roll-ups read only the live rows.
+#[tokio::test]
+async fn the_index_lists_campaigns_active_within_its_window() {
+    const DAY_MS: i64 = 86_400_000;
+    let s = setup().await;
+    fill(&s.store, 120).await;
+    let source = tally_aws::cache_auth::StoreSource::connect(
+        tally_aws::store::CacheEnv::plain(s.server.addr()),
+        0,
+        Duration::from_secs(5),
+        None,
+    )
+    .await
+    .expect("connect");
+    let compactor = Compactor::new(source, s.table.clone(), CompactPolicy::default())
+        .expect("policy")
+        .with_campaign_index_days(1);
+    let m0 = minute_of(NOW);
+    let o = compactor
+        .process((m0 + 4) * MINUTE_MS + 1)
+        .await
+        .expect("run");
+    assert!(o.items > 0, "{o:?}");
+    let index = s.table.metrics();
+    let listed = |at: i64| {
+        let index = index.clone();
+        async move {
+            index
+                .campaigns_at(at)
+                .await
+                .expect("index")
+                .into_iter()
+                .map(|c| c.campaign_id)
+                .collect::<Vec<_>>()
+        }
+    };
+    // Both campaigns were last seen in minute m0 + 1 (the index records the compacted minute's span); the
+    // rows expire a day after, to the second.
+    let stored = index.campaigns().await.expect("stored");
+    let last = stored.iter().map(|c| c.last_seen_ms).max().expect("rows");
+    assert_eq!(minute_of(last), m0 + 1, "{stored:?}");
+    let expires_ms = (last / 1000) * 1000 + DAY_MS;
+    assert_eq!(listed(NOW).await, ["c0", "c1"]);
+    assert_eq!(listed(expires_ms - 1).await, ["c0", "c1"]);
+    assert_eq!(listed(expires_ms).await, Vec::<String>::new());
+    assert_eq!(index.campaigns().await.expect("stored").len(), 2);
+}

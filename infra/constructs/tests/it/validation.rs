@@ -899,3 +899,71 @@ fn construct_tree_rules() {
     let error = synth_error(&Stack::new("9-lives"));
     assert!(error.contains("stack name `9-lives` is invalid"), "{error}");
 }
+
+#[test]
+fn edge_origin_secret_rules() {
+    use tally_constructs::edge::{Edge, EdgeProps, OriginSecret};
+    let edge = |s: &Stack, r: &Scope, header: &str| {
+        let f = function(s, r, "F");
+        let url = FunctionUrl::new(
+            r,
+            "Url",
+            &f,
+            FunctionUrlProps {
+                auth: UrlAuth::None,
+                cors: None,
+            },
+        );
+        let secret = Secret::new(
+            r,
+            "Origin",
+            SecretProps {
+                name: None,
+                description: "origin".into(),
+                length: 48,
+            },
+        );
+        Edge::new(
+            r,
+            "Edge",
+            &url,
+            EdgeProps {
+                requests_per_five_minutes: 100,
+                comment: "c".into(),
+                origin_secret: Some(OriginSecret {
+                    header: header.into(),
+                    secret_id: secret.arn(),
+                }),
+            },
+        );
+    };
+    check(
+        |s, r| edge(s, r, "X-Tally"),
+        "app/Edge: origin header \"X-Tally\" must be lower-case letters, digits and '-'",
+    );
+    check(
+        |s, r| edge(s, r, "x-amz-origin"),
+        "app/Edge: origin header \"x-amz-origin\" starts with \"x-amz-\", which CloudFront reserves",
+    );
+    check_ok(|s, r| edge(s, r, "x-tally-origin"));
+    // The header's value is a dynamic reference to the secret, never its value.
+    let stack = Stack::new("app");
+    edge(&stack, &stack.root(), "x-tally-origin");
+    let template = synth(&stack);
+    let resources = template["Resources"].as_object().expect("resources");
+    let (secret_id, _) = resources
+        .iter()
+        .find(|(_, r)| r["Type"] == "AWS::SecretsManager::Secret")
+        .expect("the secret");
+    let (_, distribution) = resources
+        .iter()
+        .find(|(_, r)| r["Type"] == "AWS::CloudFront::Distribution")
+        .expect("the distribution");
+    assert_eq!(
+        distribution["Properties"]["DistributionConfig"]["Origins"][0]["OriginCustomHeaders"],
+        serde_json::json!([{
+            "HeaderName": "x-tally-origin",
+            "HeaderValue": {"Fn::Sub": format!("{{{{resolve:secretsmanager:${{{secret_id}}}:SecretString}}}}")},
+        }])
+    );
+}

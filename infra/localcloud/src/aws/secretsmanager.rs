@@ -21,6 +21,9 @@ use super::{epoch_seconds, now_ms, AwsError, ACCOUNT_ID};
 /// The collect keys secret's name ends with this (`tally_pipeline::COLLECT_KEYS_SECRET_SUFFIX`; the
 /// local cloud does not depend on the pipeline crate, a test checks they agree).
 pub const COLLECT_KEYS_SUFFIX: &str = "collect-keys";
+/// The name suffix of the collect origin secret (the stack has it with `edge = true`: collect then requires
+/// its value in the `x-tally-origin` header, which CloudFront adds in AWS and local clients add themselves).
+pub const COLLECT_ORIGIN_SUFFIX: &str = "collect-origin";
 
 /// Largest secret string (AWS: 65,536 bytes).
 const MAX_SECRET_BYTES: usize = 65_536;
@@ -151,6 +154,12 @@ impl SecretsManager {
         let text = self.current_by_suffix(COLLECT_KEYS_SUFFIX)?;
         let map: BTreeMap<String, String> = serde_json::from_str(&text).ok()?;
         map.into_iter().next()
+    }
+
+    /// The current value of the collect origin secret (`None`: the stack has no edge, collect requires no
+    /// header).
+    pub fn collect_origin_secret(&self) -> Option<String> {
+        self.current_by_suffix(COLLECT_ORIGIN_SUFFIX)
     }
 
     fn create(&self, name: &str, string: &str) -> Result<Value, AwsError> {
@@ -405,6 +414,30 @@ mod tests {
         let error = SecretsManager::open("us-east-1", Some(&file)).expect_err("refused");
         assert!(error.message.contains("delete it to start over"), "{error}");
         std::fs::remove_dir_all(&dir).expect("clean up");
+    }
+
+    #[test]
+    fn the_origin_secret_is_found_only_when_the_stack_has_the_edge() {
+        let sm = SecretsManager::open("us-east-1", None).expect("open");
+        sm.ensure_generated("tally-dev-collect-keys", &generate())
+            .expect("keys");
+        assert_eq!(
+            sm.collect_origin_secret(),
+            None,
+            "no edge, no origin secret"
+        );
+        let plain = Generate {
+            length: 48,
+            template_key: None,
+        };
+        sm.ensure_generated("tally-dev-collect-origin", &plain)
+            .expect("origin");
+        let secret = sm.collect_origin_secret().expect("the origin secret");
+        assert_eq!(secret.len(), 48);
+        assert!(
+            secret.bytes().all(|b| b.is_ascii_alphanumeric()),
+            "{secret}"
+        );
     }
 
     #[test]

@@ -243,7 +243,7 @@ const INERT: &[(&str, &str)] = &[
     ),
     (
         "AWS::CloudFront::Distribution",
-        "no edge locally: clients call the collect Function URL on the local listener (its Outputs URL is a placeholder host)",
+        "no edge locally: clients call the collect Function URL on the local listener (its Outputs URL is a placeholder host); collect still requires the origin header, so a local client sends the collect origin secret (in the local Secrets Manager) itself: the {{resolve:secretsmanager:...}} in the distribution is not resolved",
     ),
     (
         "AWS::WAFv2::WebACL",

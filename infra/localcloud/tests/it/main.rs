@@ -9,6 +9,7 @@ mod cache;
 mod cloud;
 mod dashboard;
 mod e2e;
+mod edge;
 mod hostile;
 mod lambda;
 mod loadtest;

@@ -207,6 +207,28 @@ fn the_edge_and_the_budget_load_as_inert() {
         "{edge}"
     );
     assert_eq!(plan.urls.len(), 2);
+    // collect still checks the origin header: it is given the local origin secret, which the local cloud
+    // generates like any other (a local client reads it and sends it, as CloudFront would).
+    let origin = plan
+        .secrets
+        .iter()
+        .find(|s| {
+            s.name
+                .ends_with(tally_pipeline::COLLECT_ORIGIN_SECRET_SUFFIX)
+        })
+        .expect("the origin secret is created locally");
+    let collect = plan
+        .functions
+        .iter()
+        .find(|f| f.name.ends_with("-collect"))
+        .expect("collect");
+    let arn = &collect.env["TALLY_COLLECT_ORIGIN_SECRET_ARN"];
+    assert!(
+        arn.starts_with("arn:aws:secretsmanager:") && arn.contains(&origin.name),
+        "{arn} names {}",
+        origin.name
+    );
+    assert_eq!(plan.outputs["CollectOriginSecretArn"], *arn);
 }
 
 /// Resolves `value` as a property of a one-queue template and compares with `expect` (`Err` text: a part

@@ -3,6 +3,7 @@
 use serde_json::{json, Value};
 use tally_pipeline::{EdgeOptions, PipelineOptions, DEFAULT_COLLECT_RESERVED_CONCURRENCY};
 
+use super::template::check_grants;
 use super::{find, of_type, template, template_with};
 
 fn reserved(t: &Value, prefix: &str) -> Value {
@@ -41,6 +42,20 @@ fn no_budget_and_no_edge_by_default() {
         assert!(of_type(&t, ty).is_empty(), "{ty} without the option");
     }
     assert!(t["Outputs"].get("EdgeUrl").is_none());
+    // Without the edge there is no origin secret, and collect requires no header.
+    assert!(t["Outputs"].get("CollectOriginSecretArn").is_none());
+    let (_, collect) = find(&t, "AWS::Lambda::Function", "Collect");
+    assert!(collect["Properties"]["Environment"]["Variables"]
+        .get("TALLY_COLLECT_ORIGIN_SECRET_ARN")
+        .is_none());
+    let secrets: Vec<_> = of_type(&t, "AWS::SecretsManager::Secret")
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert!(
+        !secrets.iter().any(|id| id.starts_with("CollectOrigin")),
+        "{secrets:?}"
+    );
 }
 
 #[test]
@@ -149,5 +164,63 @@ fn edge_fronts_the_collect_url_with_a_rate_based_rule() {
     assert_eq!(
         t["Outputs"]["EdgeUrl"]["Value"],
         json!({"Fn::Sub": format!("https://${{{dist_id}.DomainName}}/")})
+    );
+}
+
+/// The edge cannot be bypassed: CloudFront adds the origin secret (a dynamic reference, never the value) in
+/// the header collect checks; collect gets the secret's ARN and may read that secret only.
+#[test]
+fn edge_sends_the_origin_secret_collect_checks() {
+    let t = template_with(
+        "main",
+        &PipelineOptions {
+            edge: Some(EdgeOptions::default()),
+            ..PipelineOptions::default()
+        },
+    );
+    let (secret_id, secret) = find(&t, "AWS::SecretsManager::Secret", "CollectOrigin");
+    assert_eq!(
+        secret["Properties"]["GenerateSecretString"],
+        json!({"PasswordLength": 48, "ExcludePunctuation": true, "IncludeSpace": false})
+    );
+    let (_, dist) = find(&t, "AWS::CloudFront::Distribution", "CollectEdge");
+    assert_eq!(
+        dist["Properties"]["DistributionConfig"]["Origins"][0]["OriginCustomHeaders"],
+        json!([{
+            "HeaderName": tally_domain::ingest::ORIGIN_HEADER,
+            "HeaderValue": {"Fn::Sub": format!("{{{{resolve:secretsmanager:${{{secret_id}}}:SecretString}}}}")},
+        }])
+    );
+    let (_, collect) = find(&t, "AWS::Lambda::Function", "Collect");
+    assert_eq!(
+        collect["Properties"]["Environment"]["Variables"]["TALLY_COLLECT_ORIGIN_SECRET_ARN"],
+        json!({"Ref": secret_id})
+    );
+    let mut grants = vec![
+        ("kinesis:PutRecords", "Events"),
+        ("secretsmanager:GetSecretValue", "CollectKeys"),
+        ("secretsmanager:GetSecretValue", "CollectOrigin"),
+    ];
+    grants.extend([
+        ("logs:CreateLogStream", "CollectLogGroup"),
+        ("logs:PutLogEvents", "CollectLogGroup"),
+    ]);
+    check_grants(&t, "Collect", &grants);
+    // No other function may read it.
+    for (id, f) in of_type(&t, "AWS::Lambda::Function") {
+        if !id.starts_with("Collect") {
+            let role = f["Properties"]["Role"]["Fn::GetAtt"][0]
+                .as_str()
+                .expect("role");
+            let policy = &t["Resources"][role];
+            assert!(
+                !policy.to_string().contains(secret_id.as_str()),
+                "{id} may read the origin secret"
+            );
+        }
+    }
+    assert_eq!(
+        t["Outputs"]["CollectOriginSecretArn"]["Value"],
+        json!({"Ref": secret_id})
     );
 }

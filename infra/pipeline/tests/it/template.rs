@@ -137,7 +137,16 @@ fn environment_follows_the_contract() {
     check_environment(
         &t,
         "Compactor",
-        &with_cache(&["TALLY_METRICS_TABLE", "TALLY_ARCHIVE_BUCKET"]),
+        &with_cache(&[
+            "TALLY_METRICS_TABLE",
+            "TALLY_ARCHIVE_BUCKET",
+            "TALLY_CAMPAIGN_INDEX_DAYS",
+        ]),
+    );
+    let (_, compactor) = find(&t, "AWS::Lambda::Function", "Compactor");
+    assert_eq!(
+        compactor["Properties"]["Environment"]["Variables"]["TALLY_CAMPAIGN_INDEX_DAYS"], "35",
+        "the campaign index window's default"
     );
     check_environment(&t, "Deferred", &with_cache(&["TALLY_ARCHIVE_BUCKET"]));
     check_environment(
@@ -733,7 +742,7 @@ fn statements(t: &Value, function: &str) -> Vec<(String, Value)> {
     pairs
 }
 
-fn check_grants(t: &Value, function: &str, expect: &[(&str, &str)]) {
+pub(super) fn check_grants(t: &Value, function: &str, expect: &[(&str, &str)]) {
     // Resources are named by the logical id they point at (`Events…`, `Metrics…`, `Archive…/*`).
     let name = |resource: &Value| -> String {
         let text = resource.to_string();

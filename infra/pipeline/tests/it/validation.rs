@@ -262,3 +262,13 @@ fn budget_and_edge_settings_outside_their_ranges() {
         "tally-main/CollectEdge: requests_per_five_minutes 5 is outside WAF's rate-based limit of 10..=2000000000",
     );
 }
+
+#[test]
+fn campaign_index_window_outside_its_range() {
+    for days in [0, 3651] {
+        check(
+            |o| o.campaign_index_days = days,
+            &format!("tally-main/Compactor: campaign_index_days {days} is outside 1..=3650"),
+        );
+    }
+}
