@@ -175,13 +175,6 @@ pub const WATERMARK_SK: &str = "watermark";
 /// Largest minute the sort key holds (10 digits).
 const MAX_MINUTE: i64 = 9_999_999_999;
 
-/// Keys per `BatchGetItem` (DynamoDB's limit).
-pub const BATCH_GET_KEYS: usize = 100;
-/// `BatchGetItem`s in flight at once in [`CompactedTable::items_at`].
-const BATCH_GETS_IN_FLIGHT: usize = 4;
-/// Rounds of a `BatchGetItem` (the first and the re-asks of unprocessed keys).
-const BATCH_GET_ROUNDS: u32 = 6;
-
 /// Partition key prefix of the day rows.
 pub const DAY_TOTALS_PK_PREFIX: &str = "dt#";
 /// The day rows' attribute holding the last minute added.
@@ -222,8 +215,8 @@ pub(crate) fn checked_sk(minute: i64) -> Result<String, Error> {
 /// [`crate::metrics_write`]'s, the compactor's alone).
 #[derive(Clone, Debug)]
 pub struct CompactedTable {
-    client: aws_sdk_dynamodb::Client,
-    table: String,
+    pub(crate) client: aws_sdk_dynamodb::Client,
+    pub(crate) table: String,
 }
 
 impl CompactedTable {
@@ -298,128 +291,7 @@ impl CompactedTable {
         }
     }
 
-    /// The items of `cells` ((span, campaign, first minute of the span)) that exist, in no particular order:
-    /// `BatchGetItem`s of at most [`BATCH_GET_KEYS`] keys, strongly consistent, a few at once, keys the table
-    /// left unprocessed asked again. A bucket without an item (no counts in either lane) is absent. This is how
-    /// a page of campaigns has its items read in a handful of calls instead of one `Query` per campaign.
-    pub async fn items_at(
-        &self,
-        cells: &[(Span, String, i64)],
-    ) -> Result<Vec<CompactedItem>, Error> {
-        use futures_util::stream::{self, StreamExt, TryStreamExt};
-        let mut keys = Vec::with_capacity(cells.len());
-        for (span, campaign, minute) in cells {
-            if span.bucket(*minute) != *minute {
-                return Err(Error::InvalidQuery(format!(
-                    "minute {minute} is not the first minute of a {span:?} span"
-                )));
-            }
-            keys.push((span_pk(*span, campaign), self.sk(*minute)?));
-        }
-        keys.sort();
-        keys.dedup();
-        // pk → (span, campaign), to parse what comes back.
-        let owners: HashMap<String, (Span, String)> = cells
-            .iter()
-            .map(|(span, campaign, _)| (span_pk(*span, campaign), (*span, campaign.clone())))
-            .collect();
-        let owners = &owners;
-        let chunks: Vec<Vec<(String, String)>> =
-            keys.chunks(BATCH_GET_KEYS).map(<[_]>::to_vec).collect();
-        let reads: Vec<_> = chunks
-            .into_iter()
-            .map(|chunk| async move {
-                let mut out = Vec::new();
-                for item in self.batch_get(chunk).await? {
-                    let pk = match item.get("pk") {
-                        Some(AttributeValue::S(s)) => s.clone(),
-                        _ => {
-                            return Err(self.corrupt(
-                                "?",
-                                "?",
-                                "no string partition key".to_owned(),
-                            ))
-                        }
-                    };
-                    let Some((span, campaign)) = owners.get(&pk) else {
-                        return Err(self.corrupt(
-                            &pk,
-                            "?",
-                            "a key that was not asked for".to_owned(),
-                        ));
-                    };
-                    out.push(self.parse_item(*span, campaign, &item)?);
-                }
-                Ok::<_, Error>(out)
-            })
-            .collect();
-        let read: Vec<Vec<CompactedItem>> = stream::iter(reads)
-            .buffer_unordered(BATCH_GETS_IN_FLIGHT)
-            .try_collect()
-            .await?;
-        Ok(read.into_iter().flatten().collect())
-    }
-
-    /// One `BatchGetItem` of `keys` ((pk, sk), at most [`BATCH_GET_KEYS`]), asking again for the keys the table
-    /// leaves unprocessed (throttling, the 16 MB answer limit) after a short pause, at most
-    /// [`BATCH_GET_ROUNDS`] times.
-    async fn batch_get(
-        &self,
-        keys: Vec<(String, String)>,
-    ) -> Result<Vec<HashMap<String, AttributeValue>>, Error> {
-        use aws_sdk_dynamodb::types::KeysAndAttributes;
-        let mut pending: Vec<HashMap<String, AttributeValue>> = keys
-            .into_iter()
-            .map(|(pk, sk)| {
-                HashMap::from([
-                    ("pk".to_owned(), AttributeValue::S(pk)),
-                    ("sk".to_owned(), AttributeValue::S(sk)),
-                ])
-            })
-            .collect();
-        let mut out = Vec::new();
-        for round in 0..BATCH_GET_ROUNDS {
-            if pending.is_empty() {
-                return Ok(out);
-            }
-            if round > 0 {
-                tokio::time::sleep(std::time::Duration::from_millis(50 << round.min(5))).await;
-            }
-            let request = KeysAndAttributes::builder()
-                .set_keys(Some(std::mem::take(&mut pending)))
-                .consistent_read(true)
-                .build()
-                .map_err(|e| Error::InvalidQuery(format!("BatchGetItem keys: {e}")))?;
-            let answer = self
-                .client
-                .batch_get_item()
-                .request_items(&self.table, request)
-                .send()
-                .await
-                .map_err(|e| self.dynamo_error("BatchGetItem", e))?;
-            if let Some(items) = answer.responses().and_then(|r| r.get(&self.table)) {
-                out.extend(items.iter().cloned());
-            }
-            if let Some(left) = answer.unprocessed_keys().and_then(|u| u.get(&self.table)) {
-                pending = left.keys().to_vec();
-            }
-        }
-        if pending.is_empty() {
-            Ok(out)
-        } else {
-            Err(Error::Dynamo {
-                op: "BatchGetItem",
-                table: self.table.clone(),
-                message: format!(
-                    "{} keys left unprocessed after {BATCH_GET_ROUNDS} rounds (throttled); retry shortly",
-                    pending.len()
-                ),
-                retryable: true,
-            })
-        }
-    }
-
-    fn parse_item(
+    pub(crate) fn parse_item(
         &self,
         span: Span,
         campaign_id: &str,
@@ -551,18 +423,18 @@ impl CompactedTable {
         Ok(w)
     }
 
-    fn sk(&self, minute: i64) -> Result<String, Error> {
+    pub(crate) fn sk(&self, minute: i64) -> Result<String, Error> {
         checked_sk(minute)
     }
 
-    fn dynamo_error<E>(&self, op: &'static str, err: SdkError<E, HttpResponse>) -> Error
+    pub(crate) fn dynamo_error<E>(&self, op: &'static str, err: SdkError<E, HttpResponse>) -> Error
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {
         crate::error::dynamo_error(&self.table, op, err)
     }
 
-    fn corrupt(&self, pk: &str, sk: &str, rule: String) -> Error {
+    pub(crate) fn corrupt(&self, pk: &str, sk: &str, rule: String) -> Error {
         crate::error::corrupt_row(&self.table, pk, sk, rule)
     }
 }

@@ -25,6 +25,7 @@ pub mod batch;
 pub mod cache_auth;
 pub mod cache_read;
 pub mod compacted;
+pub mod compacted_batch;
 pub mod config;
 pub mod emf;
 mod error;

@@ -564,7 +564,7 @@ impl Query {
     /// their sum is the day's) and the settled counts and users so far — read as the overview reads the
     /// all-campaigns item ([`overview_reads`]), for the page's campaigns at once: the hour items of the hours
     /// the settled lane has closed and the minute items after them up to the realtime watermark in a few
-    /// `BatchGetItem`s ([`CompactedTable::items_at`]; their settled counts through the settled watermark), the
+    /// `BatchGetItem`s ([`tally_aws::compacted_batch::items_at`]; their settled counts through the settled watermark), the
     /// cache's open minutes of both lanes in one read each for the page's campaigns. Nothing is read campaign
     /// by campaign.
     async fn today_rows(
@@ -590,9 +590,7 @@ impl Query {
         // `first = now`: no minute before the first open hour is wanted (today's closed hours are hour items).
         let reads = overview_reads(day, now_minute, now_minute, wm, LIVE_MINUTES);
         let cells = page_cells(page, &reads);
-        for item in self
-            .compacted
-            .items_at(&cells)
+        for item in tally_aws::compacted_batch::items_at(&self.compacted, &cells)
             .await
             .map_err(Failure::from_aws)?
         {

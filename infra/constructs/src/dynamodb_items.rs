@@ -11,15 +11,18 @@ use crate::iam::{grant, Grantee};
 pub enum ItemAction {
     GetItem,
     Query,
+    /// Reads of up to 100 items by key in one request (the dashboard's page of campaigns).
+    BatchGetItem,
     PutItem,
     UpdateItem,
 }
 
 impl ItemAction {
     /// Every action that can be granted.
-    pub const ALL: [ItemAction; 4] = [
+    pub const ALL: [ItemAction; 5] = [
         ItemAction::GetItem,
         ItemAction::Query,
+        ItemAction::BatchGetItem,
         ItemAction::PutItem,
         ItemAction::UpdateItem,
     ];
@@ -29,6 +32,7 @@ impl ItemAction {
         match self {
             ItemAction::GetItem => "dynamodb:GetItem",
             ItemAction::Query => "dynamodb:Query",
+            ItemAction::BatchGetItem => "dynamodb:BatchGetItem",
             ItemAction::PutItem => "dynamodb:PutItem",
             ItemAction::UpdateItem => "dynamodb:UpdateItem",
         }

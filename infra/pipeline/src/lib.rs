@@ -138,9 +138,14 @@ pub mod env {
 /// the deferred lane may write and the compactor may read.
 pub const ARCHIVE_EVENTS_PREFIX: &str = tally_domain::archive::EVENTS_PREFIX;
 
-/// What query calls on the metrics table (`tally_aws::metrics`, `tally_aws::compacted` and its own index
-/// lookup): reads only. `tests/it/least_privilege.rs` derives the same list from the code.
-const QUERY_TABLE_ACTIONS: [ItemAction; 2] = [ItemAction::GetItem, ItemAction::Query];
+/// What query calls on the metrics table (`tally_aws::metrics`, `tally_aws::compacted`,
+/// `tally_aws::compacted_batch` — the page of campaigns' items by key — and its own index lookup): reads only.
+/// `tests/it/least_privilege.rs` derives the same list from the code.
+const QUERY_TABLE_ACTIONS: [ItemAction; 3] = [
+    ItemAction::GetItem,
+    ItemAction::Query,
+    ItemAction::BatchGetItem,
+];
 
 /// What the compactor calls on the metrics table: the readers' actions and `tally_aws::metrics_write`'s puts
 /// (items, watermark, repair epoch) and updates (campaign index).

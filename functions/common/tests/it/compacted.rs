@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
-use tally_aws::compacted::{item_pk, CompactedTable, BATCH_GET_KEYS};
+use tally_aws::compacted::{item_pk, CompactedTable};
+use tally_aws::compacted_batch::{items_at, BATCH_GET_KEYS};
 use tally_aws::metrics_write::MetricsWriter;
 use tally_aws::store::{CounterStore, StoreConfig};
 use tally_aws::Error;
@@ -179,14 +180,13 @@ async fn compacted_minutes_round_trip() {
     }
     cells.push((Span::Minute, "c0".to_owned(), m0));
     assert!(cells.len() > 2 * BATCH_GET_KEYS);
-    let mut got = table.items_at(&cells).await.expect("batch get");
+    let mut got = items_at(&table, &cells).await.expect("batch get");
     got.sort_by(|a, b| (&a.campaign_id, a.minute).cmp(&(&b.campaign_id, b.minute)));
     assert_eq!(got, items, "read back by key");
-    assert_eq!(table.items_at(&[]).await.expect("no keys"), []);
+    assert_eq!(items_at(&table, &[]).await.expect("no keys"), []);
     // A minute that does not start its span names no item: refused, saying why.
     let hour = m0 - m0.rem_euclid(60);
-    let refused = table
-        .items_at(&[(Span::Hour, "c0".to_owned(), hour + 1)])
+    let refused = items_at(&table, &[(Span::Hour, "c0".to_owned(), hour + 1)])
         .await
         .expect_err("not an hour's first minute");
     assert!(

@@ -860,10 +860,14 @@ fn roles_have_exactly_the_grants_they_need() {
         "the compactor lists the archive's events only"
     );
 
-    let mut query: Vec<(&str, &str)> = ["dynamodb:GetItem", "dynamodb:Query"]
-        .iter()
-        .map(|a| (*a, "Metrics"))
-        .collect();
+    let mut query: Vec<(&str, &str)> = [
+        "dynamodb:GetItem",
+        "dynamodb:Query",
+        "dynamodb:BatchGetItem",
+    ]
+    .iter()
+    .map(|a| (*a, "Metrics"))
+    .collect();
     query.push(("secretsmanager:GetSecretValue", "QueryToken"));
     query.extend(logs("QueryLogGroup"));
     query.extend(cache);
