@@ -299,8 +299,10 @@ fn html_renders_in_headless_chromium() {
             "{name}: traffic area has {traffic} pixels"
         );
         assert!(shards > 1_500, "{name}: shard line has {shards} pixels");
+        // tally's bars are drawn to naive's scale: at the daily curve they are an eleventh of naive's height
+        // (975 pixels against 12,805), so they are asked to be there, not big.
         assert!(
-            tally > 1_000 && naive > 1_000,
+            tally > 300 && naive > 1_000,
             "{name}: cost bars have {tally} / {naive} pixels"
         );
     }
