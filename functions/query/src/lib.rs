@@ -341,7 +341,7 @@ impl Query {
         let Some(tokens) = self.tokens(now_ms).await? else {
             return Ok(true);
         };
-        if bearer(request).is_some_and(|given| accepts(&tokens, given)) {
+        if bearer(request).is_some_and(|given| tokens.accepts(given.as_bytes())) {
             return Ok(true);
         }
         Ok(cookie(request, COOKIE).is_some_and(|value| session_valid(&tokens, value, now_ms)))
@@ -368,7 +368,7 @@ impl Query {
             Err(bad) => return bad_request(&bad),
         };
         if let Some(given) = params.get("token") {
-            return if accepts(&tokens, given) {
+            return if tokens.accepts(given.as_bytes()) {
                 session_redirect(&tokens, now_ms)
             } else {
                 html(
@@ -396,7 +396,7 @@ impl Query {
             Ok(form)
                 if form
                     .get("token")
-                    .is_some_and(|t| accepts(&tokens, t.trim())) =>
+                    .is_some_and(|t| tokens.accepts(t.trim().as_bytes())) =>
             {
                 session_redirect(&tokens, now_ms)
             }
@@ -1323,13 +1323,6 @@ impl Failure {
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 /// The value of cookie `name` in the request's `Cookie` headers.
 fn cookie<'a>(request: &'a Request, name: &str) -> Option<&'a str> {
     request
@@ -1354,13 +1347,6 @@ fn bearer(request: &Request) -> Option<&str> {
                 .or_else(|| v.strip_prefix("bearer "))
         })
         .map(str::trim)
-}
-
-/// Whether `given` is one of the accepted tokens (compared in constant time).
-fn accepts(tokens: &Tokens, given: &str) -> bool {
-    tokens.all().fold(false, |ok, t| {
-        constant_time_eq(given.as_bytes(), t.as_bytes()) | ok
-    })
 }
 
 /// Whether a session cookie value is signed by the current or the previous token's key and not expired.
