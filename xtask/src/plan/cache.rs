@@ -60,7 +60,7 @@ pub fn counter_held_secs() -> f64 {
     let grace_ms = tally_domain::compact::CompactPolicy::default().settled_grace_ms;
     (60_000 + grace_ms + 60_000) as f64 / 1000.0 + tally_domain::compact::FOLDED_TTL_SECS as f64
 }
-/// The counter TTL the lanes pass to the script (`EXPIRE … NX` per key when non-zero).
+/// The counter TTL the lanes pass to the script (`EXPIRE … NX` on each new hash when non-zero).
 pub const COUNTER_TTL_SECS: u64 = tally_domain::compact::COUNTER_TTL_SECS;
 /// DynamoDB round trip and writes in flight of the compactor (as the lanes' table writes).
 pub const COMPACTOR_PUTS_IN_FLIGHT: f64 = 16.0;
