@@ -66,8 +66,23 @@ impl CounterStore {
         shards: &[String],
         minute: i64,
     ) -> Result<(MinuteCounts, MinuteUsers), Error> {
+        let (counts, users, _) = self.read_minute_keys(lane, shards, minute).await?;
+        Ok((counts, users))
+    }
+
+    /// [`CounterStore::read_minute`], and the keys it read: every shard's index set, every hash listed.
+    async fn read_minute_keys(
+        &self,
+        lane: StoreLane,
+        shards: &[String],
+        minute: i64,
+    ) -> Result<(MinuteCounts, MinuteUsers, Vec<String>), Error> {
         // The campaigns of every shard, then every (shard, campaign) hash.
         let indexes = self.indexes(lane, shards, minute..=minute).await?;
+        let mut keys: Vec<String> = indexes
+            .iter()
+            .map(|(shard, _, _)| index_key(lane, shard, minute))
+            .collect();
         let hashes = indexes.iter().flat_map(|(shard, _, campaigns)| {
             campaigns
                 .iter()
@@ -97,31 +112,21 @@ impl CounterStore {
             };
             fold_hash(out.entry(campaign.clone()).or_default(), view()).map_err(corrupt)?;
             fold_users(users.entry(campaign).or_default(), view()).map_err(corrupt)?;
+            keys.push(key);
         }
         out.retain(|_, ads| {
             ads.retain(|_, t| !t.is_zero());
             !ads.is_empty()
         });
         users.retain(|_, ads| !ads.is_empty());
-        Ok((out, users))
+        Ok((out, users, keys))
     }
 
-    /// Lets a compacted minute go: every shard's index set of `minute` in both lanes and every hash it lists
-    /// get `EXPIRE key ttl_secs LT` (a shorter expiry, never a longer one; a key without one gets it). Called by
-    /// the compactor once the minute's settled-final item is written. Returns the keys given the expiry.
-    pub async fn let_go(&self, minute: i64, ttl_secs: u64) -> Result<usize, Error> {
-        let mut keys = Vec::new();
-        for lane in StoreLane::ALL {
-            let shards = self.shards(lane).await?;
-            for (shard, _, campaigns) in self.indexes(lane, &shards, minute..=minute).await? {
-                keys.extend(
-                    campaigns
-                        .iter()
-                        .map(|c| counter_key(lane, &shard, c, minute)),
-                );
-                keys.push(index_key(lane, &shard, minute));
-            }
-        }
+    /// Lets a compacted minute go: `keys` (what [`CounterStore::compact_minute`] read: every shard's index set of
+    /// the minute in both lanes and every hash it lists) get `EXPIRE key ttl_secs LT` (a shorter expiry, never a
+    /// longer one; a key without one gets it). Called by the compactor once the minute's settled-final item is
+    /// written. Returns the keys given the expiry.
+    pub async fn let_go(&self, keys: Vec<String>, ttl_secs: u64) -> Result<usize, Error> {
         let n = keys.len();
         stream::iter(keys.into_iter().map(|key| {
             let mut conn = self.connection();
@@ -341,20 +346,21 @@ impl CounterStore {
     }
 
     /// The compacted items of one minute: both lanes read over their shards, one item per campaign with
-    /// counts in either lane.
-    pub async fn compact_minute(&self, job: MinuteJob) -> Result<Vec<CompactedItem>, Error> {
+    /// counts in either lane; with the keys read (for [`CounterStore::let_go`]).
+    pub async fn compact_minute(&self, job: MinuteJob) -> Result<CompactedMinute, Error> {
         let (rt_shards, st_shards) = tokio::try_join!(
             self.shards(StoreLane::Realtime),
             self.shards(StoreLane::Settled)
         )?;
-        let ((rt, _), (st, st_users)) = tokio::try_join!(
-            self.read_minute(StoreLane::Realtime, &rt_shards, job.minute),
-            self.read_minute(StoreLane::Settled, &st_shards, job.minute)
+        let ((rt, _, mut keys), (st, st_users, st_keys)) = tokio::try_join!(
+            self.read_minute_keys(StoreLane::Realtime, &rt_shards, job.minute),
+            self.read_minute_keys(StoreLane::Settled, &st_shards, job.minute)
         )?;
+        keys.extend(st_keys);
         let empty = BTreeMap::new();
         let no_users = BTreeMap::new();
         let campaigns: BTreeSet<&String> = rt.keys().chain(st.keys()).collect();
-        Ok(campaigns
+        let items = campaigns
             .into_iter()
             .map(|c| {
                 CompactedItem::from_lanes(
@@ -366,6 +372,14 @@ impl CounterStore {
                 )
                 .with_users(st_users.get(c).unwrap_or(&no_users).clone())
             })
-            .collect())
+            .collect();
+        Ok(CompactedMinute { items, keys })
     }
+}
+
+/// What [`CounterStore::compact_minute`] made of a minute, and the cache keys it read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompactedMinute {
+    pub items: Vec<CompactedItem>,
+    pub keys: Vec<String>,
 }

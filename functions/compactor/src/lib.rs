@@ -146,9 +146,13 @@ impl Compactor {
             }
         }
         let plan = plan_run(now_ms, &self.policy, LaneProgress::default(), from)?;
-        let mut items = Vec::new();
+        let (mut items, mut folded) = (Vec::new(), Vec::new());
         for job in &plan.jobs {
-            items.extend(store.compact_minute(*job).await?);
+            let minute = store.compact_minute(*job).await?;
+            items.extend(minute.items);
+            if job.settled_final {
+                folded.extend(minute.keys);
+            }
         }
         // What was read is the cache's data only if the cache still holds the epoch of the check.
         if let (Some(repair), Some(checked)) = (&self.repair, &checked) {
@@ -157,9 +161,7 @@ impl Compactor {
         self.write(&items).await?;
         self.write_totals(&items, from.realtime).await?;
         // The settled-final minutes are in DynamoDB for good: their keys need not wait for the TTL.
-        for job in plan.jobs.iter().filter(|j| j.settled_final) {
-            store.let_go(job.minute, FOLDED_TTL_SECS).await?;
-        }
+        store.let_go(folded, FOLDED_TTL_SECS).await?;
         let first_final = plan.jobs.iter().find(|j| j.settled_final).map(|j| j.minute);
         let rollups = self
             .roll_up_closed(from, plan.watermark, first_final)

@@ -146,7 +146,7 @@ async fn compacted_minutes_round_trip() {
             minute,
             settled_final: true,
         };
-        let got = store.compact_minute(job).await.expect("reads");
+        let got = store.compact_minute(job).await.expect("reads").items;
         for item in &got {
             writer.put_item(item).await.expect("put");
             writer
@@ -302,7 +302,7 @@ async fn hostile_values_are_refused() {
     let err = bad(store.compact_minute(job).await.expect_err("wrong type"));
     assert!(err.contains("WRONGTYPE"), "{err}");
     cmd(&["DEL", "{st}:shards"]);
-    let items = store.compact_minute(job).await.expect("clean again");
+    let items = store.compact_minute(job).await.expect("clean again").items;
     assert_eq!(items.len(), 1);
     assert_eq!(items[0].ads["a1"].realtime.impressions, 3);
 

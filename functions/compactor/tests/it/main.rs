@@ -112,6 +112,18 @@ impl Aws {
     }
 }
 
+/// A connection source to `server`: plain, no counter TTL, 5 s timeouts.
+async fn source(server: &Valkey) -> tally_aws::cache_auth::StoreSource {
+    tally_aws::cache_auth::StoreSource::connect(
+        tally_aws::store::CacheEnv::plain(server.addr()),
+        0,
+        Duration::from_secs(5),
+        None,
+    )
+    .await
+    .expect("connect")
+}
+
 struct Setup {
     server: Valkey,
     _aws: Aws,
@@ -139,14 +151,7 @@ async fn setup_on(aws: Aws) -> Setup {
         aws_sdk_dynamodb::Client::new(&tally_aws_testing::sdk_config(&aws.endpoint()).await);
     tally_aws_testing::create_metrics_table(&client, "metrics").await;
     let table = CompactedTable::new(client, "metrics");
-    let source = tally_aws::cache_auth::StoreSource::connect(
-        tally_aws::store::CacheEnv::plain(server.addr()),
-        0,
-        Duration::from_secs(5),
-        None,
-    )
-    .await
-    .expect("connect");
+    let source = source(&server).await;
     let compactor =
         Compactor::new(source, table.clone(), CompactPolicy::default()).expect("policy");
     Setup {
@@ -308,14 +313,7 @@ async fn closed_hours_and_days_get_rollups_with_unique_users() {
         max_minutes_per_run: 1500,
         ..CompactPolicy::default()
     };
-    let source = tally_aws::cache_auth::StoreSource::connect(
-        tally_aws::store::CacheEnv::plain(s.server.addr()),
-        0,
-        Duration::from_secs(5),
-        None,
-    )
-    .await
-    .expect("connect");
+    let source = source(&s.server).await;
     let compactor = Compactor::new(source, s.table.clone(), policy).expect("policy");
     // The end of the day, past the settled grace: every minute of it is settled-final in one run.
     let at = (day + 1440) * MINUTE_MS + 10 * MINUTE_MS + 1;
@@ -495,14 +493,7 @@ async fn the_index_lists_campaigns_active_within_its_window() {
     const DAY_MS: i64 = 86_400_000;
     let s = setup().await;
     fill(&s.store, 120).await;
-    let source = tally_aws::cache_auth::StoreSource::connect(
-        tally_aws::store::CacheEnv::plain(s.server.addr()),
-        0,
-        Duration::from_secs(5),
-        None,
-    )
-    .await
-    .expect("connect");
+    let source = source(&s.server).await;
     let compactor = Compactor::new(source, s.table.clone(), CompactPolicy::default())
         .expect("policy")
         .with_campaign_index_days(1);
