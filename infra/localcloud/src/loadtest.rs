@@ -1259,7 +1259,7 @@ mod tests {
     fn every_command_the_apply_script_runs_is_a_lane_command() {
         // The script is the lanes' main cost: a command it runs that the meter files under readers would make
         // `plan --check` compare the model with too small a measurement.
-        let script = include_str!("../../../functions/common/src/apply.lua");
+        let script = include_str!("../../../functions/aws/src/apply.lua");
         let called: Vec<&str> = script
             .split("redis.call('")
             .skip(1)
