@@ -1,7 +1,7 @@
 //! The docs test: what the documentation names must exist. Run by `cargo test -p xtask --bin xtask docs`
 //! (and so by `cargo xtask ci`). It fails on
 //!
-//! * a **file or folder** named in a code span (`` `functions/common/src/store.rs` ``) of any Markdown file or
+//! * a **file or folder** named in a code span (`` `functions/aws/src/store.rs` ``) of any Markdown file or
 //!   Rust comment, or a Markdown document named in prose (`see DESIGN.md`), that is not in the repository
 //!   (resolved against the repository root, the document's own folder, or as the tail of a path in the
 //!   repository, so `src/meter.rs` in `docs/local-cloud.md` is found);

@@ -169,6 +169,12 @@ pub struct Query {
     auth: Auth,
 }
 
+/// The counter store and the compaction watermark as one request reads them ([`Query::seen`]).
+struct Seen {
+    store: tally_aws::store::CounterStore,
+    watermark: tally_domain::compact::Watermark,
+}
+
 impl Query {
     pub fn new(
         dynamodb: aws_sdk_dynamodb::Client,
@@ -187,10 +193,21 @@ impl Query {
         }
     }
 
+    /// The counter store and the compaction watermark, read at once: what one request's reads go through
+    /// (one watermark for the whole answer, so its realtime and settled parts meet at the same seam).
+    async fn seen(&self) -> Result<Seen, Failure> {
+        let (store, watermark) = tokio::try_join!(
+            async { self.store.get().await.map_err(Failure::from_aws) },
+            async { self.compacted.watermark().await.map_err(Failure::from_aws) },
+        )?;
+        Ok(Seen { store, watermark })
+    }
+
     /// A campaign's realtime counts per (ad, minute) for minutes `from..=to`, the part older than
     /// [`REALTIME_HISTORY_MINUTES`] before `now_minute` left out.
     async fn realtime(
         &self,
+        seen: &Seen,
         id: &str,
         from: i64,
         to: i64,
@@ -200,12 +217,7 @@ impl Query {
         if from > to {
             return Ok(BTreeMap::new());
         }
-        let store = self.store.get().await.map_err(Failure::from_aws)?;
-        let watermark = self
-            .compacted
-            .watermark()
-            .await
-            .map_err(Failure::from_aws)?;
+        let watermark = &seen.watermark;
         // Minutes after the watermark live only in the cache, and only for the counters' TTL: older ones are
         // not read (a range wholly after the watermark starts at most a TTL back).
         let from = if watermark.realtime.is_none_or(|w| w < from) {
@@ -218,8 +230,8 @@ impl Query {
         }
         read_series(
             &self.compacted,
-            &store,
-            &watermark,
+            &seen.store,
+            watermark,
             StoreLane::Realtime,
             id,
             from,
@@ -234,22 +246,17 @@ impl Query {
     /// settled watermark and from the cache after it ([`read_settled`]).
     async fn settled(
         &self,
+        seen: &Seen,
         id: &str,
         res: Resolution,
         first: i64,
         last: i64,
         now_minute: i64,
     ) -> Result<BTreeMap<(String, i64), SettledCell>, Failure> {
-        let store = self.store.get().await.map_err(Failure::from_aws)?;
-        let watermark = self
-            .compacted
-            .watermark()
-            .await
-            .map_err(Failure::from_aws)?;
         read_settled(
             &self.compacted,
-            &store,
-            &watermark,
+            &seen.store,
+            &seen.watermark,
             id,
             span_of(res),
             first,
@@ -260,19 +267,44 @@ impl Query {
         .map_err(Failure::from_aws)
     }
 
+    /// A campaign's settled and realtime cells over the same buckets, read at once (the series and the ads
+    /// tables need both; read one after the other they doubled the answer's latency).
+    async fn both_lanes(
+        &self,
+        id: &str,
+        range: &Range,
+        now_minute: i64,
+    ) -> Result<
+        (
+            BTreeMap<(String, i64), SettledCell>,
+            BTreeMap<(String, i64), Tally>,
+        ),
+        Failure,
+    > {
+        let res = range.res;
+        // Whether the campaign is known and what the reads go through, at once: a known campaign (the
+        // usual case) waits for one round trip, not two.
+        let ((), seen) = tokio::try_join!(self.known(id, now_minute), self.seen())?;
+        tokio::try_join!(
+            self.settled(&seen, id, res, range.first, range.last, now_minute),
+            self.realtime(
+                &seen,
+                id,
+                range.first,
+                range.last + res.minutes() - 1,
+                now_minute
+            ),
+        )
+    }
+
     /// The campaigns of the counter store's open minutes (after the realtime watermark, at most
     /// [`REALTIME_HISTORY_MINUTES`] back): id → (first, last) minute seen.
     async fn live_campaigns(
         &self,
         now_minute: i64,
     ) -> Result<BTreeMap<String, (i64, i64)>, Failure> {
-        let store = self.store.get().await.map_err(Failure::from_aws)?;
-        let watermark = self
-            .compacted
-            .watermark()
-            .await
-            .map_err(Failure::from_aws)?;
-        campaigns_after(&store, &watermark, now_minute).await
+        let seen = self.seen().await?;
+        campaigns_after(&seen.store, &seen.watermark, now_minute).await
     }
 
     /// Answers one request as of now.
@@ -814,19 +846,13 @@ impl Query {
         let (from, to) = from_to(&params, now_ms).map_err(Failure::Bad)?;
         let range = series_range(res, from, to, now_ms).map_err(Failure::Bad)?;
         let now_minute = now_ms.div_euclid(60_000);
-        self.known(id, now_minute).await?;
+        let (settled, minutes) = self.both_lanes(id, &range, now_minute).await?;
         let mut st: BTreeMap<i64, Counters> = BTreeMap::new();
-        for ((_, bucket), (t, users)) in self
-            .settled(id, res, range.first, range.last, now_minute)
-            .await?
-        {
+        for ((_, bucket), (t, users)) in settled {
             st.entry(bucket)
                 .or_default()
                 .merge(&counters_of(&t, &users));
         }
-        let minutes = self
-            .realtime(id, range.first, range.last + res.minutes() - 1, now_minute)
-            .await?;
         let mut rt: BTreeMap<i64, Tally> = BTreeMap::new();
         for ((_, minute), t) in &minutes {
             rt.entry(res.bucket(*minute)).or_default().merge(t);
@@ -890,15 +916,12 @@ impl Query {
             last: res.bucket(to_ms.div_euclid(60_000)),
         };
         let now_minute = now_ms.div_euclid(60_000);
-        self.known(id, now_minute).await?;
+        let (settled_cells, realtime_cells) = self.both_lanes(id, &range, now_minute).await?;
         let mut settled: BTreeMap<String, Counters> = BTreeMap::new();
         let history = now_minute - REALTIME_HISTORY_MINUTES;
         // Settled buckets older than the realtime history stand in for the realtime ones.
         let mut settled_old: BTreeMap<String, Counters> = BTreeMap::new();
-        for ((ad, bucket), (t, users)) in self
-            .settled(id, res, range.first, range.last, now_minute)
-            .await?
-        {
+        for ((ad, bucket), (t, users)) in settled_cells {
             let counters = counters_of(&t, &users);
             if bucket + res.minutes() <= history {
                 settled_old.entry(ad.clone()).or_default().merge(&counters);
@@ -906,10 +929,7 @@ impl Query {
             settled.entry(ad).or_default().merge(&counters);
         }
         let mut realtime: BTreeMap<String, Tally> = BTreeMap::new();
-        for ((ad, _), t) in self
-            .realtime(id, range.first, range.last + res.minutes() - 1, now_minute)
-            .await?
-        {
+        for ((ad, _), t) in realtime_cells {
             realtime.entry(ad).or_default().merge(&t);
         }
         let ids: BTreeSet<&String> = settled.keys().chain(realtime.keys()).collect();

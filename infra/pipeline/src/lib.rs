@@ -166,7 +166,7 @@ pub const COLLECT_DEFAULT_KEY_ID: &str = "default";
 /// Logical id of the counter cache (the functions' contract and the local cloud name it).
 pub const COUNTER_CACHE: &str = "CounterCache";
 
-/// What the functions' cache user may do: the counter store's keys (`shared/src/store_keys.rs`: the
+/// What the functions' cache user may do: the counter store's keys (`domain/src/store_keys.rs`: the
 /// lanes' `{rt…`/`{st…` keys and the `dedup:` claims) and the command categories of its reads, writes
 /// and scripts; nothing `@dangerous` (no `FLUSHALL`, `KEYS`, `CONFIG`…), no pub/sub channels.
 pub const CACHE_ACCESS_STRING: &str =

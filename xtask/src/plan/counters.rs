@@ -1,5 +1,5 @@
 //! The counter rows a batch writes and what DynamoDB charges for them, following
-//! `functions/common/src/metrics.rs` and `functions/realtime` / `functions/deferred`:
+//! `functions/aws/src/metrics.rs` and `functions/realtime` / `functions/deferred`:
 //!
 //! * a batch of one shard is aggregated into a real `tally_domain::rollup::Rollup`, expanded like
 //!   `metrics::rows` into one row per (campaign, ad or total, minute / hour / day bucket) of the lane;

@@ -141,23 +141,36 @@ impl Shared {
         (now_ms(), Instant::now())
     }
 
-    /// Meters one invocation of `records` on `shard` that started at `started`.
-    fn end_invocation(&self, started: (i64, Instant), shard: &str, records: u64) {
+    /// The meter's name for this mapping.
+    fn meter_id(&self) -> MappingId<'_> {
         let kind = if self.push {
             "enhanced-fan-out"
         } else {
             "shared-iterator"
         };
-        let id = MappingId {
+        MappingId {
             id: &self.config.id,
             function: &self.function.spec().name,
             source: self.stream.name(),
             kind,
-        };
+        }
+    }
+
+    /// Meters one invocation of `records` on `shard` that started at `started`.
+    fn end_invocation(&self, started: (i64, Instant), shard: &str, records: u64) {
         let busy_ms = started.1.elapsed().as_millis() as u64;
         self.aws
             .meter
-            .mapping_invocation(&id, shard, records, started.0, busy_ms);
+            .mapping_invocation(&self.meter_id(), shard, records, started.0, busy_ms);
+    }
+
+    /// Meters records whose invocation succeeded: their age now (stream arrival → success).
+    fn records_done(&self, records: &[Record]) {
+        let now = now_ms();
+        self.aws.meter.mapping_records_done(
+            &self.meter_id(),
+            records.iter().map(|r| (now - r.arrival_ms).max(0) as u64),
+        );
     }
 }
 
@@ -600,12 +613,14 @@ impl Handler<'_> {
             }
             match self.attempt(&batch).await {
                 Attempt::Success(new_state) => {
+                    self.shared.records_done(&batch);
                     lock(&self.shared.stats).records_ok += batch.len() as u64;
                     state = new_state;
                     self.advance(&mut progress, &batch).await?;
                 }
                 Attempt::FailedFrom(index) => {
                     let failed = batch.split_off(index);
+                    self.shared.records_done(&batch);
                     lock(&self.shared.stats).records_ok += batch.len() as u64;
                     self.advance(&mut progress, &batch).await?;
                     if config.max_retries.is_some_and(|max| tries >= max) {

@@ -372,6 +372,19 @@ async fn a_shared_iterator_mapping_meters_invocations_and_the_cycle_per_shard() 
         shard.busy_ms as i64 >= shard.last_start_ms - shard.first_start_ms,
         "busy covers the gaps between starts: {shard:?}"
     );
+    // Every record's age at its batch's success: all 7 were put at once, so the first batch's records waited
+    // at least one record's sleep, and the last batch's ended after all 7 sleeps.
+    assert_eq!(m.record_age_ms.count(), 7, "{:?}", m.record_age_ms);
+    assert!(
+        m.record_age_ms.quantile(0.0).unwrap() >= 40,
+        "{:?}",
+        m.record_age_ms
+    );
+    assert!(
+        m.record_age_ms.quantile(1.0).unwrap() >= 7 * 40,
+        "{:?}",
+        m.record_age_ms
+    );
     let f = &snapshot.lambda.functions["fn-meter-shared"];
     assert_eq!(f.invocations, 3);
     assert!(f.billed_ms >= 7 * 40, "{f:?}");

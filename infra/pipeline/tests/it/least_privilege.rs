@@ -5,7 +5,7 @@
 //! # How the actions are derived
 //!
 //! * **Sources.** A function's code is every file of its crate (`functions/<name>/src`), every `tally-aws`
-//!   module (`functions/common/src/<module>.rs`) a source names as `tally_aws::<module>` or, inside
+//!   module (`functions/aws/src/<module>.rs`) a source names as `tally_aws::<module>` or, inside
 //!   `tally-aws`, as `crate::<module>` — transitively — and the crate of any other function it names as
 //!   `tally_<function>::`. Comments and `#[cfg(test)] mod tests` are not read. The unit is the module: a
 //!   function that names a module "uses" every call in it, so `tally-aws` keeps readers and writers in
@@ -233,7 +233,7 @@ fn function_sources(function: &str) -> Vec<PathBuf> {
         .iter()
         .flat_map(|name| rust_files(&root.join("functions").join(name).join("src")))
         .collect();
-    let common = root.join("functions/common/src");
+    let common = root.join("functions/aws/src");
     let mut wanted: BTreeSet<String> = BTreeSet::new();
     for f in &files {
         wanted.extend(modules_named(&non_test_source(f), "tally_aws::"));

@@ -7,7 +7,7 @@
 //!
 //! * **Records spread uniformly over the shards.** Every key is distinct and looks random, so MD5 of it is
 //!   uniform over the hash-key space and each of `n` shards gets 1/n of the records whatever the traffic mix
-//!   (tested: chi-square over 2 and 16 shards in `shared/tests/it/partition.rs`).
+//!   (tested: chi-square over 2 and 16 shards in `domain/tests/it/partition.rs`).
 //! * **A client cannot steer its records onto one shard.** The key depends on nothing the client sends (not its
 //!   ids, campaigns, body or timing): it is a keyed hash of a counter under a secret the client never sees, and
 //!   clients never see keys either (neither in answers nor anywhere else they can read). To pin its records to
@@ -20,7 +20,7 @@
 //!
 //! What this gives up: a campaign now lands on every shard, and a resent event may land on another shard than
 //! its first copy. Neither matters to the counter store, which deduplicates by event id across shards
-//! (`docs/counter-store.md`). The counter rows of today's DynamoDB layout (`functions/common/src/metrics.rs`)
+//! (`docs/counter-store.md`). The counter rows of today's DynamoDB layout (`functions/aws/src/metrics.rs`)
 //! are written per (campaign, shard) and get more writers per campaign.
 //!
 //! [`BUCKETS`], [`bucket`] and [`partition_key_of`] are the per-event keys `collect` wrote before
