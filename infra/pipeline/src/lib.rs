@@ -87,61 +87,22 @@ pub fn code_version_parameter(function: &str) -> String {
     code_key_parameter(function).replace("CodeKey", "CodeVersion")
 }
 
-/// Environment variables the functions read (the cross-team contract).
-pub mod env {
-    /// collect, scaler: the events stream's name.
-    pub const STREAM_NAME: &str = "TALLY_STREAM_NAME";
-    /// query, compactor: the metrics table's name (the deferred lane writes only the cache).
-    pub const METRICS_TABLE: &str = "TALLY_METRICS_TABLE";
-    /// deferred, compactor: the archive bucket's name (the compactor reads it to repair a cache that lost
-    /// its data).
-    pub const ARCHIVE_BUCKET: &str = "TALLY_ARCHIVE_BUCKET";
-    /// query: ARN of the secret that holds the bearer token.
-    pub const QUERY_TOKEN_SECRET_ARN: &str = "TALLY_QUERY_TOKEN_SECRET_ARN";
-    /// deferred: `exclude` when the stack option `exclude_unsigned` leaves unsigned events out of the settled
-    /// counts (absent: they are counted, without money).
-    pub const SETTLED_UNSIGNED: &str = "TALLY_SETTLED_UNSIGNED";
-    /// collect: ARN of the collect keys secret (key id → secret: post keys and pixel signing keys).
-    pub const COLLECT_KEYS_SECRET_ARN: &str = "TALLY_COLLECT_KEYS_SECRET_ARN";
-    /// collect, with the edge only: ARN of the origin secret CloudFront sends in
-    /// [`tally_domain::ingest::ORIGIN_HEADER`]; set, collect refuses requests without it.
-    pub const COLLECT_ORIGIN_SECRET_ARN: &str = "TALLY_COLLECT_ORIGIN_SECRET_ARN";
-    /// compactor: days a campaign index row lives after the campaign's last event (`campaign_index_days`).
-    pub const CAMPAIGN_INDEX_DAYS: &str = "TALLY_CAMPAIGN_INDEX_DAYS";
-    /// scaler: the shard floor.
-    pub const MIN_SHARDS: &str = "TALLY_MIN_SHARDS";
-    /// scaler: the shard ceiling.
-    pub const MAX_SHARDS: &str = "TALLY_MAX_SHARDS";
-    /// every function: the tracing filter.
-    pub const RUST_LOG: &str = "RUST_LOG";
-    /// realtime, deferred, query: the counter cache's `host:port`
-    /// (`Fn::Join [":", [CounterCache.Endpoint.Address, CounterCache.Endpoint.Port]]`).
-    pub const CACHE_ENDPOINT: &str = "TALLY_CACHE_ENDPOINT";
-    /// realtime, deferred, query: `true` (ElastiCache Serverless is TLS-only).
-    pub const CACHE_TLS: &str = "TALLY_CACHE_TLS";
-    /// realtime, deferred, query: `iam` (a signed token for the cache name and user).
-    pub const CACHE_AUTH: &str = "TALLY_CACHE_AUTH";
-    /// realtime, deferred, query: the ElastiCache user id the functions log in as.
-    pub const CACHE_USER: &str = "TALLY_CACHE_USER";
-    /// realtime, deferred, query: the cache's name (the IAM token is signed for it).
-    pub const CACHE_NAME: &str = "TALLY_CACHE_NAME";
-    /// realtime, deferred, query: how long an event id's claim lasts, seconds (`dedup_window_secs`).
-    pub const DEDUP_WINDOW_SECS: &str = "TALLY_DEDUP_WINDOW_SECS";
-}
+/// Environment variables the functions read: the contract's (`tally-contract`), re-exported.
+pub use tally_contract::env;
 
 /// Where the deferred lane archives events in the archive bucket (`events/dt=…/hour=…/…`): the only part
 /// the deferred lane may write and the compactor may read.
 pub const ARCHIVE_EVENTS_PREFIX: &str = tally_domain::archive::EVENTS_PREFIX;
 
 /// The collect keys secret's name ends with this (the local cloud's load test finds its key by it).
-pub const COLLECT_KEYS_SECRET_SUFFIX: &str = "collect-keys";
+pub const COLLECT_KEYS_SECRET_SUFFIX: &str = tally_contract::secrets::COLLECT_KEYS_SUFFIX;
 /// The collect origin secret's name ends with this (with the edge only; the local cloud's clients find it by it).
-pub const COLLECT_ORIGIN_SECRET_SUFFIX: &str = "collect-origin";
+pub const COLLECT_ORIGIN_SECRET_SUFFIX: &str = tally_contract::secrets::COLLECT_ORIGIN_SUFFIX;
 /// The key id the stack generates in the collect keys secret; add your own with `PutSecretValue`.
-pub const COLLECT_DEFAULT_KEY_ID: &str = "default";
+pub const COLLECT_DEFAULT_KEY_ID: &str = tally_contract::secrets::COLLECT_DEFAULT_KEY_ID;
 
 /// Logical id of the counter cache (the functions' contract and the local cloud name it).
-pub const COUNTER_CACHE: &str = "CounterCache";
+pub const COUNTER_CACHE: &str = tally_contract::COUNTER_CACHE;
 
 /// What the functions' cache user may do: the counter store's keys (`domain/src/store_keys.rs`: the
 /// lanes' `{rt…`/`{st…` keys and the `dedup:` claims) and the command categories of its reads, writes
@@ -149,37 +110,8 @@ pub const COUNTER_CACHE: &str = "CounterCache";
 pub const CACHE_ACCESS_STRING: &str =
     "on ~{rt:* ~{rt}:* ~{st:* ~{st}:* ~dedup:* -@all +@read +@write +@keyspace +@scripting +@connection -@dangerous";
 
-/// Names of the template's outputs.
-pub mod outputs {
-    /// The collect Function URL.
-    pub const COLLECT_URL: &str = "CollectUrl";
-    /// The query Function URL (API and dashboard).
-    pub const QUERY_URL: &str = "QueryUrl";
-    /// The events stream's name.
-    pub const STREAM_NAME: &str = "StreamName";
-    /// The metrics table's name.
-    pub const METRICS_TABLE: &str = "MetricsTableName";
-    /// The archive bucket's name.
-    pub const ARCHIVE_BUCKET: &str = "ArchiveBucketName";
-    /// ARN of the query token secret.
-    pub const QUERY_TOKEN_SECRET_ARN: &str = "QueryTokenSecretArn";
-    /// ARN of the collect keys secret.
-    pub const COLLECT_KEYS_SECRET_ARN: &str = "CollectKeysSecretArn";
-    /// With the edge: ARN of the origin secret (what CloudFront adds to every request it forwards to collect).
-    pub const COLLECT_ORIGIN_SECRET_ARN: &str = "CollectOriginSecretArn";
-    /// URL of the realtime lane's on-failure queue.
-    pub const REALTIME_FAILURES_URL: &str = "RealtimeFailuresQueueUrl";
-    /// URL of the deferred lane's on-failure queue.
-    pub const DEFERRED_FAILURES_URL: &str = "DeferredFailuresQueueUrl";
-    /// Host name of the counter cache's endpoint.
-    pub const CACHE_ADDRESS: &str = "CacheEndpointAddress";
-    /// Port of the counter cache's endpoint.
-    pub const CACHE_PORT: &str = "CacheEndpointPort";
-    /// The counter cache's name.
-    pub const CACHE_NAME: &str = "CacheName";
-    /// With the edge: the CloudFront URL in front of collect (rate limited per client address).
-    pub const EDGE_URL: &str = "EdgeUrl";
-}
+/// Names of the template's outputs: the contract's (`tally-contract`), re-exported.
+pub use tally_contract::outputs;
 
 /// The pipeline's CloudFormation template as pretty JSON with a trailing newline.
 pub fn synth_json(stage: &Stage, options: &PipelineOptions) -> Result<String, SynthError> {

@@ -4,6 +4,7 @@
 use tally_constructs::dynamodb::{AttributeType, Table, TableProps};
 use tally_constructs::s3::{Bucket, BucketProps, LifecycleRule, StorageClass};
 use tally_constructs::secrets::{Secret, SecretProps};
+use tally_contract::metrics_table;
 use tally_domain::ingest::ORIGIN_HEADER;
 
 use crate::context::Context;
@@ -46,9 +47,9 @@ impl Storage {
             "Metrics",
             TableProps {
                 name: Some(cx.name(NameKind::Table, "metrics")),
-                partition_key: ("pk".into(), AttributeType::String),
-                sort_key: Some(("sk".into(), AttributeType::String)),
-                ttl_attribute: Some("expires_at".into()),
+                partition_key: (metrics_table::PARTITION_KEY.into(), AttributeType::String),
+                sort_key: Some((metrics_table::SORT_KEY.into(), AttributeType::String)),
+                ttl_attribute: Some(metrics_table::TTL_ATTRIBUTE.into()),
                 point_in_time_recovery: true,
                 billing: props.table_billing,
             },
