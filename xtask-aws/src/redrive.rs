@@ -15,12 +15,13 @@ use tally_aws::cache_auth::StoreSource;
 use tally_aws::redrive::Replayed;
 use tally_aws::store::{CacheEnv, CounterStore};
 use tally_aws::stream_read::fetch_range;
+use tally_contract::outputs;
 use tally_deferred::Deferred;
 use tally_domain::exactly_once::{DedupWindow, Position};
 use tally_domain::redrive::{plan_range, FailureDoc, Fetched, Missing, Verdict};
 use tally_domain::store_keys::StoreLane;
 use tally_domain::wire;
-use tally_pipeline::{outputs, Stage};
+use tally_pipeline::Stage;
 
 use crate::flags::{Redrive, RedriveLane, RedriveTarget};
 use crate::stage;

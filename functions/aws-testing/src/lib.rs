@@ -18,6 +18,7 @@
 //! `Content-Length`. Nothing here leaves 127.0.0.1.
 
 use std::time::Duration;
+use tally_contract::metrics_table::{PARTITION_KEY, SORT_KEY};
 
 use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
@@ -299,10 +300,10 @@ pub async fn create_metrics_table(client: &aws_sdk_dynamodb::Client, name: &str)
         .create_table()
         .table_name(name)
         .billing_mode(BillingMode::PayPerRequest)
-        .key_schema(key("pk", KeyType::Hash))
-        .key_schema(key("sk", KeyType::Range))
-        .attribute_definitions(attr("pk"))
-        .attribute_definitions(attr("sk"))
+        .key_schema(key(PARTITION_KEY, KeyType::Hash))
+        .key_schema(key(SORT_KEY, KeyType::Range))
+        .attribute_definitions(attr(PARTITION_KEY))
+        .attribute_definitions(attr(SORT_KEY))
         .send()
         .await
         .expect("create the metrics table");

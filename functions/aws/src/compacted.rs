@@ -25,6 +25,7 @@
 //! leaves the same item. The day rows are the exception (an `ADD`), made idempotent by their minute.
 
 use std::collections::HashMap;
+use tally_contract::metrics_table::{PARTITION_KEY, SORT_KEY};
 
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
@@ -308,7 +309,7 @@ impl CompactedTable {
         item: &HashMap<String, AttributeValue>,
     ) -> Result<CompactedItem, Error> {
         let pk = span_pk(span, campaign_id);
-        let sk = match item.get("sk") {
+        let sk = match item.get(SORT_KEY) {
             Some(AttributeValue::S(s)) => s.clone(),
             _ => return Err(self.corrupt(&pk, "?", "no string sort key".to_owned())),
         };
@@ -364,7 +365,7 @@ impl CompactedTable {
                 .await
                 .map_err(|e| self.dynamo_error("Query", e))?;
             for item in page.items() {
-                let sk = match item.get("sk") {
+                let sk = match item.get(SORT_KEY) {
                     Some(AttributeValue::S(s)) => s.clone(),
                     _ => return Err(self.corrupt(&pk, "?", "no string sort key".to_owned())),
                 };
@@ -401,8 +402,8 @@ impl CompactedTable {
             .get_item()
             .table_name(&self.table)
             .consistent_read(true)
-            .key("pk", AttributeValue::S(WATERMARK_PK.to_owned()))
-            .key("sk", AttributeValue::S(WATERMARK_SK.to_owned()))
+            .key(PARTITION_KEY, AttributeValue::S(WATERMARK_PK.to_owned()))
+            .key(SORT_KEY, AttributeValue::S(WATERMARK_SK.to_owned()))
             .send()
             .await
             .map_err(|e| self.dynamo_error("GetItem", e))?;

@@ -4,6 +4,7 @@
 //! (`infra/pipeline/tests/it/least_privilege.rs`) derives each role's actions from the modules its code names.
 
 use std::collections::HashMap;
+use tally_contract::metrics_table::{PARTITION_KEY, SORT_KEY};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use tally_domain::compact::{CompactedItem, Span};
@@ -51,7 +52,7 @@ pub async fn items_at(
         .map(|chunk| async move {
             let mut out = Vec::new();
             for item in batch_get(table, chunk).await? {
-                let pk = match item.get("pk") {
+                let pk = match item.get(PARTITION_KEY) {
                     Some(AttributeValue::S(s)) => s.clone(),
                     _ => return Err(table.corrupt("?", "?", "no string partition key".to_owned())),
                 };
@@ -82,8 +83,8 @@ async fn batch_get(
         .into_iter()
         .map(|(pk, sk)| {
             HashMap::from([
-                ("pk".to_owned(), AttributeValue::S(pk)),
-                ("sk".to_owned(), AttributeValue::S(sk)),
+                (PARTITION_KEY.to_owned(), AttributeValue::S(pk)),
+                (SORT_KEY.to_owned(), AttributeValue::S(sk)),
             ])
         })
         .collect();

@@ -14,6 +14,7 @@
 //! writes the compacted minute, hour and day items ([`crate::compacted`]).
 
 use std::collections::HashMap;
+use tally_contract::metrics_table::{SORT_KEY, TTL_ATTRIBUTE};
 
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
@@ -114,7 +115,7 @@ impl MetricsTable {
             .iter()
             .filter(|item| campaign_index_row_live(expires_at(item), now_ms))
             .map(|item| {
-                let sk = string_attr(item, "sk").unwrap_or_default();
+                let sk = string_attr(item, SORT_KEY).unwrap_or_default();
                 let field = |name: &str| {
                     item.get(name)
                         .ok_or_else(|| format!("{name}: missing"))
@@ -189,7 +190,7 @@ fn parse_number(value: &AttributeValue) -> Result<u64, String> {
 
 /// The row's `expires_at` (unix seconds), when it has a numeric one.
 fn expires_at(item: &HashMap<String, AttributeValue>) -> Option<i64> {
-    match item.get("expires_at") {
+    match item.get(TTL_ATTRIBUTE) {
         Some(AttributeValue::N(n)) => n.parse().ok(),
         _ => None,
     }

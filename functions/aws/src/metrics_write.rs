@@ -5,6 +5,7 @@
 //! from the modules its crate names.
 
 use std::collections::BTreeMap;
+use tally_contract::metrics_table::{PARTITION_KEY, SORT_KEY};
 
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
@@ -76,8 +77,11 @@ impl MetricsWriter {
         self.client
             .put_item()
             .table_name(&self.table)
-            .item("pk", AttributeValue::S(span_pk(span, &item.campaign_id)))
-            .item("sk", AttributeValue::S(sk))
+            .item(
+                PARTITION_KEY,
+                AttributeValue::S(span_pk(span, &item.campaign_id)),
+            )
+            .item(SORT_KEY, AttributeValue::S(sk))
             .item("ads", AttributeValue::B(Blob::new(ads)))
             .item("sf", AttributeValue::Bool(item.settled_final))
             .send()
@@ -117,8 +121,8 @@ impl MetricsWriter {
             .client
             .update_item()
             .table_name(&self.table)
-            .key("pk", AttributeValue::S(day_totals_pk(inc.day)?))
-            .key("sk", AttributeValue::S(inc.campaign_id.clone()))
+            .key(PARTITION_KEY, AttributeValue::S(day_totals_pk(inc.day)?))
+            .key(SORT_KEY, AttributeValue::S(inc.campaign_id.clone()))
             .update_expression(format!("SET #m = :m ADD {}", adds.join(", ")))
             .condition_expression("attribute_not_exists(#m) OR #m < :m")
             .expression_attribute_names("#m", DAY_TOTALS_MINUTE)
@@ -157,8 +161,8 @@ impl MetricsWriter {
                     .client
                     .update_item()
                     .table_name(&self.table)
-                    .key("pk", AttributeValue::S(CAMPAIGNS_PK.to_owned()))
-                    .key("sk", AttributeValue::S(campaign_id.clone()))
+                    .key(PARTITION_KEY, AttributeValue::S(CAMPAIGNS_PK.to_owned()))
+                    .key(SORT_KEY, AttributeValue::S(campaign_id.clone()))
                     .update_expression("SET first_seen_ms = if_not_exists(first_seen_ms, :first), last_seen_ms = :last, expires_at = :expires")
                     .condition_expression("attribute_not_exists(last_seen_ms) OR last_seen_ms < :last")
                     .expression_attribute_values(":first", AttributeValue::N(first.to_string()))
@@ -204,8 +208,8 @@ impl MetricsWriter {
                 .client
                 .put_item()
                 .table_name(&self.table)
-                .item("pk", AttributeValue::S(WATERMARK_PK.to_owned()))
-                .item("sk", AttributeValue::S(WATERMARK_SK.to_owned()));
+                .item(PARTITION_KEY, AttributeValue::S(WATERMARK_PK.to_owned()))
+                .item(SORT_KEY, AttributeValue::S(WATERMARK_SK.to_owned()));
             for (name, v) in [("rt", target.realtime), ("st", target.settled)] {
                 if let Some(v) = v {
                     put = put.item(name, AttributeValue::N(v.to_string()));

@@ -66,7 +66,7 @@ pub const PIXEL_GIF: [u8; 43] = [
 ];
 
 /// The environment variable naming the collect keys secret (its ARN); unset, collect has no keys.
-pub const KEYS_SECRET_ENV: &str = "TALLY_COLLECT_KEYS_SECRET_ARN";
+pub const KEYS_SECRET_ENV: &str = tally_contract::env::COLLECT_KEYS_SECRET_ARN;
 
 /// Seconds a client should wait before resending after a `503`.
 pub const RETRY_AFTER_SECS: u32 = 1;

@@ -11,9 +11,11 @@ use tally_collect::Collector;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tally_aws::config::init_tracing();
-    let stream =
-        tally_aws::config::required_env("TALLY_STREAM_NAME", "the name of the events stream")
-            .context("while reading the configuration")?;
+    let stream = tally_aws::config::required_env(
+        tally_contract::env::STREAM_NAME,
+        "the name of the events stream",
+    )
+    .context("while reading the configuration")?;
     let config = tally_aws::config::sdk_config().await;
     let keys = match std::env::var(tally_collect::KEYS_SECRET_ENV) {
         Ok(arn) if !arn.is_empty() => {

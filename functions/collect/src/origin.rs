@@ -12,7 +12,7 @@ use tally_aws::secret_tokens::SecretTokens;
 pub use tally_domain::ingest::ORIGIN_HEADER;
 
 /// The environment variable naming the origin secret (its ARN); unset or empty, collect has no edge.
-pub const ORIGIN_SECRET_ENV: &str = "TALLY_COLLECT_ORIGIN_SECRET_ARN";
+pub const ORIGIN_SECRET_ENV: &str = tally_contract::env::COLLECT_ORIGIN_SECRET_ARN;
 /// How long the origin secret is cached before it is read again, milliseconds (5 minutes, as the API token).
 pub const ORIGIN_SECRET_TTL_MS: i64 = tally_aws::secret_tokens::TOKEN_TTL_MS;
 /// What the logs call the secret.

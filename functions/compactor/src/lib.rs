@@ -317,11 +317,11 @@ impl Compactor {
 /// after it ends instead of minutes). Unset: [`CompactPolicy::default`].
 pub mod env {
     /// Seconds after its end a minute's realtime counts are final (default 120).
-    pub const REALTIME_GRACE_SECS: &str = "TALLY_COMPACT_REALTIME_GRACE_SECS";
+    pub const REALTIME_GRACE_SECS: &str = tally_contract::env::COMPACT_REALTIME_GRACE_SECS;
     /// Seconds after its end a minute's settled counts are final (default 600; at least the realtime grace).
-    pub const SETTLED_GRACE_SECS: &str = "TALLY_COMPACT_SETTLED_GRACE_SECS";
+    pub const SETTLED_GRACE_SECS: &str = tally_contract::env::COMPACT_SETTLED_GRACE_SECS;
     /// Days a campaign stays in the campaign index after its last event (default 35; 1..=3650).
-    pub const CAMPAIGN_INDEX_DAYS: &str = "TALLY_CAMPAIGN_INDEX_DAYS";
+    pub const CAMPAIGN_INDEX_DAYS: &str = tally_contract::env::CAMPAIGN_INDEX_DAYS;
 }
 
 /// The campaign index window the environment (read through `get`) asks for: [`env::CAMPAIGN_INDEX_DAYS`], or

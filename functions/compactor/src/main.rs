@@ -11,12 +11,16 @@ use tally_compactor::{Compactor, Repair};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tally_aws::config::init_tracing();
-    let table =
-        tally_aws::config::required_env("TALLY_METRICS_TABLE", "the name of the metrics table")
-            .context("while reading the configuration")?;
-    let bucket =
-        tally_aws::config::required_env("TALLY_ARCHIVE_BUCKET", "the name of the archive bucket")
-            .context("while reading the configuration")?;
+    let table = tally_aws::config::required_env(
+        tally_contract::env::METRICS_TABLE,
+        "the name of the metrics table",
+    )
+    .context("while reading the configuration")?;
+    let bucket = tally_aws::config::required_env(
+        tally_contract::env::ARCHIVE_BUCKET,
+        "the name of the archive bucket",
+    )
+    .context("while reading the configuration")?;
     let policy = tally_compactor::policy_from(|name| std::env::var(name).ok())
         .map_err(|e| anyhow::anyhow!("while reading the compaction policy: {e}"))?;
     let index_days = tally_compactor::campaign_index_days_from(|name| std::env::var(name).ok())

@@ -11,6 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
+use tally_contract::metrics_table::{PARTITION_KEY, SORT_KEY};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use tally_aws::store::CounterStore;
@@ -119,8 +120,8 @@ impl Repair {
             .get_item()
             .table_name(&self.table)
             .consistent_read(true)
-            .key("pk", AttributeValue::S(EPOCH_PK.to_owned()))
-            .key("sk", AttributeValue::S(EPOCH_SK.to_owned()))
+            .key(PARTITION_KEY, AttributeValue::S(EPOCH_PK.to_owned()))
+            .key(SORT_KEY, AttributeValue::S(EPOCH_SK.to_owned()))
             .send()
             .await
             .map_err(|e| self.dynamo("GetItem", e))?;
@@ -156,8 +157,8 @@ impl Repair {
             .dynamodb
             .put_item()
             .table_name(&self.table)
-            .item("pk", AttributeValue::S(EPOCH_PK.to_owned()))
-            .item("sk", AttributeValue::S(EPOCH_SK.to_owned()))
+            .item(PARTITION_KEY, AttributeValue::S(EPOCH_PK.to_owned()))
+            .item(SORT_KEY, AttributeValue::S(EPOCH_SK.to_owned()))
             .expression_attribute_names("#e", "epoch")
             .expression_attribute_names("#r", "rp");
         if let Some(e) = &to.epoch {

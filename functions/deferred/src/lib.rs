@@ -310,7 +310,7 @@ pub use tally_domain::archive::{hour_partition, hour_prefix};
 
 /// The environment variable of the stack option `exclude_unsigned`: `exclude` leaves unsigned events out of
 /// the settled counts, `count` (or unset) counts them (without money, which they never carry).
-pub const SETTLED_UNSIGNED_ENV: &str = "TALLY_SETTLED_UNSIGNED";
+pub const SETTLED_UNSIGNED_ENV: &str = tally_contract::env::SETTLED_UNSIGNED;
 
 /// Whether [`SETTLED_UNSIGNED_ENV`]'s value excludes unsigned events; anything but `count`, `exclude` or unset
 /// is an error naming the variable.

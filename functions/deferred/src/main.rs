@@ -9,9 +9,11 @@ use tally_deferred::Deferred;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tally_aws::config::init_tracing();
-    let bucket =
-        tally_aws::config::required_env("TALLY_ARCHIVE_BUCKET", "the name of the archive bucket")
-            .context("while reading the configuration")?;
+    let bucket = tally_aws::config::required_env(
+        tally_contract::env::ARCHIVE_BUCKET,
+        "the name of the archive bucket",
+    )
+    .context("while reading the configuration")?;
     let cache = CacheEnv::from_env().context("while reading the configuration")?;
     let config = tally_aws::config::sdk_config().await;
     let endpoint = cache.node_url();

@@ -42,6 +42,7 @@ pub mod token;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use tally_contract::metrics_table::{PARTITION_KEY, SORT_KEY};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use lambda_http::http::{header, HeaderValue, Method, StatusCode};
@@ -974,9 +975,9 @@ impl Query {
             .dynamodb
             .get_item()
             .table_name(self.table.table())
-            .key("pk", AttributeValue::S(CAMPAIGNS_PK.to_owned()))
-            .key("sk", AttributeValue::S(id.to_owned()))
-            .projection_expression("sk")
+            .key(PARTITION_KEY, AttributeValue::S(CAMPAIGNS_PK.to_owned()))
+            .key(SORT_KEY, AttributeValue::S(id.to_owned()))
+            .projection_expression(SORT_KEY)
             .send()
             .await
             .map_err(|e| {

@@ -12,14 +12,18 @@ use tally_query::{load_auth, Auth, Query};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tally_aws::config::init_tracing();
-    let table =
-        tally_aws::config::required_env("TALLY_METRICS_TABLE", "the name of the metrics table")
-            .context("while reading the configuration")?;
+    let table = tally_aws::config::required_env(
+        tally_contract::env::METRICS_TABLE,
+        "the name of the metrics table",
+    )
+    .context("while reading the configuration")?;
     let config = tally_aws::config::sdk_config().await;
     let secrets = aws_sdk_secretsmanager::Client::new(&config);
     let auth = load_auth(
-        std::env::var("TALLY_QUERY_AUTH").ok().as_deref(),
-        std::env::var("TALLY_QUERY_TOKEN_SECRET_ARN")
+        std::env::var(tally_contract::env::QUERY_AUTH)
+            .ok()
+            .as_deref(),
+        std::env::var(tally_contract::env::QUERY_TOKEN_SECRET_ARN)
             .ok()
             .as_deref(),
         &secrets,

@@ -21,6 +21,7 @@ use anyhow::{bail, Context};
 use aws_sdk_cloudwatch::types::{Dimension, Statistic};
 use aws_sdk_kinesis::types::{ScalingType, StreamMode, StreamStatus};
 use serde_json::{json, Value};
+use tally_contract::env;
 use tally_domain::scaling::{
     decide, Bounds, Decision, Input, KeepReason, LoadSample, Policy, CALL_WINDOW_SECS,
 };
@@ -44,10 +45,15 @@ pub struct Config {
 impl Config {
     /// Reads `TALLY_STREAM_NAME`, `TALLY_MIN_SHARDS` and `TALLY_MAX_SHARDS` through `lookup`.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<Config> {
-        let stream = lookup("TALLY_STREAM_NAME")
+        let stream = lookup(env::STREAM_NAME)
             .map(|s| s.trim().to_owned())
             .filter(|s| !s.is_empty())
-            .context("TALLY_STREAM_NAME is not set: it names the events stream to scale")?;
+            .with_context(|| {
+                format!(
+                    "{} is not set: it names the events stream to scale",
+                    env::STREAM_NAME
+                )
+            })?;
         let count = |name: &str| -> anyhow::Result<u32> {
             let value = lookup(name)
                 .with_context(|| format!("{name} is not set: give a shard count such as 1"))?;
@@ -56,7 +62,7 @@ impl Config {
                 .parse()
                 .with_context(|| format!("{name} is {value:?}: expected a whole number of shards"))
         };
-        let bounds = Bounds::new(count("TALLY_MIN_SHARDS")?, count("TALLY_MAX_SHARDS")?)?;
+        let bounds = Bounds::new(count(env::MIN_SHARDS)?, count(env::MAX_SHARDS)?)?;
         Ok(Config { stream, bounds })
     }
 }

@@ -586,8 +586,14 @@ pub fn assumed_compacted_item_bytes(ads: usize) -> u64 {
 /// [`assumed_compacted_item_bytes`], computed.
 fn compacted_item_bytes_of(ads: usize) -> u64 {
     let mut item = Map::new();
-    item.insert("pk".into(), json!({ "S": "cm#cmp-000123" }));
-    item.insert("sk".into(), json!({ "N": "29408640" }));
+    item.insert(
+        tally_contract::metrics_table::PARTITION_KEY.into(),
+        json!({ "S": "cm#cmp-000123" }),
+    );
+    item.insert(
+        tally_contract::metrics_table::SORT_KEY.into(),
+        json!({ "N": "29408640" }),
+    );
     let name = ASSUMED_COMPACT_NAME_BYTES.saturating_sub(
         tally_billing::dynamodb::item_size(&item) as usize + 1, // + the counters' attribute name
     );

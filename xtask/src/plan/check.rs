@@ -391,7 +391,7 @@ pub fn predicted(profile: &Profile, stack: &StackModel, m: &Measured) -> Vec<(St
         packing.put_units_per_record / epr,
     ));
     let collect = stack
-        .functions_with_env("TALLY_STREAM_NAME")
+        .functions_with_env(tally_contract::env::STREAM_NAME)
         .find(|f| f.has_url);
     let collect_memory = collect.map_or(0, |f| f.memory_mb);
     if let Some(f) = collect {

@@ -277,12 +277,12 @@ pub enum Design {
 /// What a lane's function is, from its environment.
 pub fn lane_kind(f: &FunctionModel) -> LaneKind {
     let has = |var: &str| f.env.iter().any(|e| e == var);
-    let archives = has("TALLY_ARCHIVE_BUCKET");
-    let cache = has("TALLY_CACHE_ENDPOINT");
+    let archives = has(tally_contract::env::ARCHIVE_BUCKET);
+    let cache = has(tally_contract::env::CACHE_ENDPOINT);
     LaneKind {
         // A cache lane that also has the table writes its settled rows there (the deferred lane: the rows
         // carry the unique-user sketches); the realtime lane with the cache has no table.
-        writes: has("TALLY_METRICS_TABLE") && (!cache || archives),
+        writes: has(tally_contract::env::METRICS_TABLE) && (!cache || archives),
         archives,
         realtime: !archives,
         cache_window_secs: cache.then(|| {
@@ -366,8 +366,12 @@ pub fn compactor_function(stack: &StackModel) -> Option<FunctionModel> {
         .values()
         .find(|f| {
             f.scheduled_per_minute > 0.0
-                && f.env.iter().any(|e| e == "TALLY_CACHE_ENDPOINT")
-                && f.env.iter().any(|e| e == "TALLY_METRICS_TABLE")
+                && f.env
+                    .iter()
+                    .any(|e| e == tally_contract::env::CACHE_ENDPOINT)
+                && f.env
+                    .iter()
+                    .any(|e| e == tally_contract::env::METRICS_TABLE)
         })
         .cloned()
 }
@@ -499,13 +503,13 @@ pub fn bill(
     let (mut shard_minutes, mut records_total, mut bytes_total) = (0.0, 0.0, 0.0);
     let mut events_total = 0.0;
     let writer = stack
-        .functions_with_env("TALLY_STREAM_NAME")
+        .functions_with_env(tally_contract::env::STREAM_NAME)
         .find(|f| f.has_url)
         .cloned();
     let query = stack
         .functions
         .values()
-        .find(|f| f.has_url && !f.env.iter().any(|e| e == "TALLY_STREAM_NAME"))
+        .find(|f| f.has_url && !f.env.iter().any(|e| e == tally_contract::env::STREAM_NAME))
         .cloned();
     let naive_consumer = FunctionModel {
         name: "naive consumer".to_owned(),

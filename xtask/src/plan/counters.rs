@@ -279,8 +279,14 @@ pub fn counter_item(
     sketch: usize,
 ) -> Map<String, Value> {
     let mut item = Map::new();
-    item.insert("pk".into(), json!({ "S": pk }));
-    item.insert("sk".into(), json!({ "S": sk }));
+    item.insert(
+        tally_contract::metrics_table::PARTITION_KEY.into(),
+        json!({ "S": pk }),
+    );
+    item.insert(
+        tally_contract::metrics_table::SORT_KEY.into(),
+        json!({ "S": sk }),
+    );
     let num = |v: f64| json!({ "N": format!("{}", v.round().max(1.0) as u64) });
     for (name, v) in ["impressions", "viewable", "clicks", "conversions"]
         .iter()
@@ -302,7 +308,10 @@ pub fn counter_item(
         item.insert(format!("hw_shardId-{i:012}"), json!({ "S": mark.clone() }));
     }
     if expires {
-        item.insert("expires_at".into(), json!({ "N": "1765000000" }));
+        item.insert(
+            tally_contract::metrics_table::TTL_ATTRIBUTE.into(),
+            json!({ "N": "1765000000" }),
+        );
     }
     if sketch > 0 {
         // DynamoDB JSON carries binary as base64; item_size counts the raw bytes.

@@ -139,7 +139,7 @@ fn concurrency(profile: &Profile, stack: &StackModel) -> Vec<Defence> {
     let sized = collect_reserved_for(profile);
     let mut out = Vec::new();
     for (id, f) in stack.functions.iter().filter(|(_, f)| f.has_url) {
-        let collect = f.env.iter().any(|e| e == "TALLY_STREAM_NAME");
+        let collect = f.env.iter().any(|e| e == tally_contract::env::STREAM_NAME);
         let reserved = stack.defences.reserved.get(id).copied();
         let detail = match (reserved, collect) {
             (Some(n), true) => format!(

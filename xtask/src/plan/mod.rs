@@ -332,11 +332,10 @@ fn defence_recommendations(r: &Report) -> Vec<String> {
     let mut out = Vec::new();
     let need = defences::collect_peak_concurrency(&r.profile);
     let sized = defences::collect_reserved_for(&r.profile);
-    let collect = r
-        .stack
-        .functions
-        .iter()
-        .find(|(_, f)| f.has_url && f.env.iter().any(|e| e == "TALLY_STREAM_NAME"));
+    let collect =
+        r.stack.functions.iter().find(|(_, f)| {
+            f.has_url && f.env.iter().any(|e| e == tally_contract::env::STREAM_NAME)
+        });
     if let Some((id, _)) = collect {
         match r.stack.defences.reserved.get(id) {
             Some(&n) if f64::from(n) < need => out.push(format!(

@@ -347,9 +347,10 @@ pub fn read(template: &Value) -> anyhow::Result<StackModel> {
                     .pointer("/Environment/Variables")
                     .and_then(Value::as_object)
                 {
-                    dedup_window_secs = env_number(vars, "TALLY_DEDUP_WINDOW_SECS", &path)?;
-                    let lo = env_number(vars, "TALLY_MIN_SHARDS", &path)?;
-                    let hi = env_number(vars, "TALLY_MAX_SHARDS", &path)?;
+                    dedup_window_secs =
+                        env_number(vars, tally_contract::env::DEDUP_WINDOW_SECS, &path)?;
+                    let lo = env_number(vars, tally_contract::env::MIN_SHARDS, &path)?;
+                    let hi = env_number(vars, tally_contract::env::MAX_SHARDS, &path)?;
                     if let (Some(lo), Some(hi)) = (lo, hi) {
                         model.scaler_bounds = Some((lo, hi));
                     }

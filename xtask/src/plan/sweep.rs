@@ -365,7 +365,7 @@ impl Row {
         // its reserved concurrency when it has one, else out of the shared pool; query's reservation is taken too.
         let collect_need = super::defences::collect_peak_concurrency(p);
         for (id, f) in r.stack.functions.iter().filter(|(_, f)| f.has_url) {
-            let collect = f.env.iter().any(|e| e == "TALLY_STREAM_NAME");
+            let collect = f.env.iter().any(|e| e == tally_contract::env::STREAM_NAME);
             match (reserved(template, id), collect) {
                 (Some(cap), true) => {
                     reserved_total += cap;

@@ -451,13 +451,13 @@ fn compare(function: &str, used: &BTreeSet<String>, granted: &BTreeSet<String>) 
     let extra = granted.difference(used).map(|action| {
         format!(
             "{function}: its role grants {action}, which neither its code nor the platform calls: \
-             remove it from the function's grants in infra/pipeline/src/lib.rs"
+             remove it from the function's grants in its module under infra/pipeline/src/"
         )
     });
     let missing = used.difference(granted).map(|action| {
         format!(
             "{function}: its code or its event source needs {action}, which its role does not grant \
-             (AccessDenied in production): grant it in infra/pipeline/src/lib.rs"
+             (AccessDenied in production): grant it in the function's module under infra/pipeline/src/"
         )
     });
     extra.chain(missing).collect()
@@ -546,13 +546,13 @@ fn every_endpoint_allows_exactly_what_the_functions_in_the_vpc_are_granted() {
         for action in allowed.difference(&granted) {
             problems.push(format!(
                 "{id}: allows {action}, which no role of a function in the VPC holds: remove it from the \
-                 endpoint's `allow` in infra/pipeline/src/lib.rs"
+                 endpoint's `allow` in infra/pipeline/src/counter_store.rs"
             ));
         }
         for action in granted.difference(&allowed) {
             problems.push(format!(
                 "{id}: refuses {action}, which a function in the VPC is granted: add it to the endpoint's \
-                 `allow` in infra/pipeline/src/lib.rs"
+                 `allow` in infra/pipeline/src/counter_store.rs"
             ));
         }
     }

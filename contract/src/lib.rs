@@ -1,0 +1,149 @@
+//! The names every side of tally shares, in one place so they cannot disagree: the pipeline
+//! (`tally-pipeline`) sets them, the functions read them, `cargo xtask` (plan, build, redrive) and the
+//! local cloud look for them, and the tests check them.
+//!
+//! No dependencies: a function, the stack and a tool can all depend on it.
+
+/// Environment variables: the pipeline sets them on the functions, the functions read them.
+pub mod env {
+    /// collect, scaler: the events stream's name.
+    pub const STREAM_NAME: &str = "TALLY_STREAM_NAME";
+    /// query, compactor: the metrics table's name (the deferred lane writes only the cache).
+    pub const METRICS_TABLE: &str = "TALLY_METRICS_TABLE";
+    /// deferred, compactor: the archive bucket's name (the compactor reads it to repair a cache that lost
+    /// its data).
+    pub const ARCHIVE_BUCKET: &str = "TALLY_ARCHIVE_BUCKET";
+    /// query: ARN of the secret that holds the bearer token.
+    pub const QUERY_TOKEN_SECRET_ARN: &str = "TALLY_QUERY_TOKEN_SECRET_ARN";
+    /// query, never set by the stack: `off` opens the API and dashboard without a token (local development
+    /// only: `cargo xtask dev`, the function smoke test).
+    pub const QUERY_AUTH: &str = "TALLY_QUERY_AUTH";
+    /// deferred: `exclude` when the stack option `exclude_unsigned` leaves unsigned events out of the settled
+    /// counts (absent: they are counted, without money).
+    pub const SETTLED_UNSIGNED: &str = "TALLY_SETTLED_UNSIGNED";
+    /// collect: ARN of the collect keys secret (key id → secret: post keys and pixel signing keys).
+    pub const COLLECT_KEYS_SECRET_ARN: &str = "TALLY_COLLECT_KEYS_SECRET_ARN";
+    /// collect, with the edge only: ARN of the origin secret CloudFront sends in the origin header
+    /// (`tally_domain::ingest::ORIGIN_HEADER`); set, collect refuses requests without it.
+    pub const COLLECT_ORIGIN_SECRET_ARN: &str = "TALLY_COLLECT_ORIGIN_SECRET_ARN";
+    /// compactor: days a campaign index row lives after the campaign's last event (`campaign_index_days`).
+    pub const CAMPAIGN_INDEX_DAYS: &str = "TALLY_CAMPAIGN_INDEX_DAYS";
+    /// compactor, never set by the stack (the local cloud's tests shorten it): seconds after its end a
+    /// minute's realtime counts are final.
+    pub const COMPACT_REALTIME_GRACE_SECS: &str = "TALLY_COMPACT_REALTIME_GRACE_SECS";
+    /// compactor, never set by the stack (the local cloud's tests shorten it): seconds after its end a
+    /// minute's settled counts are final.
+    pub const COMPACT_SETTLED_GRACE_SECS: &str = "TALLY_COMPACT_SETTLED_GRACE_SECS";
+    /// scaler: the shard floor.
+    pub const MIN_SHARDS: &str = "TALLY_MIN_SHARDS";
+    /// scaler: the shard ceiling.
+    pub const MAX_SHARDS: &str = "TALLY_MAX_SHARDS";
+    /// every function: the tracing filter.
+    pub const RUST_LOG: &str = "RUST_LOG";
+    /// realtime, deferred, query, compactor: the counter cache's `host:port`
+    /// (`Fn::Join [":", [CounterCache.Endpoint.Address, CounterCache.Endpoint.Port]]`).
+    pub const CACHE_ENDPOINT: &str = "TALLY_CACHE_ENDPOINT";
+    /// realtime, deferred, query, compactor: `true` (ElastiCache Serverless is TLS-only; the local cloud
+    /// sets `false`).
+    pub const CACHE_TLS: &str = "TALLY_CACHE_TLS";
+    /// realtime, deferred, query, compactor: `iam` (a signed token for the cache name and user; the local
+    /// cloud sets `none`).
+    pub const CACHE_AUTH: &str = "TALLY_CACHE_AUTH";
+    /// realtime, deferred, query, compactor: the ElastiCache user id the functions log in as.
+    pub const CACHE_USER: &str = "TALLY_CACHE_USER";
+    /// realtime, deferred, query, compactor: the cache's name (the IAM token is signed for it).
+    pub const CACHE_NAME: &str = "TALLY_CACHE_NAME";
+    /// realtime, deferred, query, compactor: how long an event id's claim lasts, seconds
+    /// (`dedup_window_secs`).
+    pub const DEDUP_WINDOW_SECS: &str = "TALLY_DEDUP_WINDOW_SECS";
+}
+
+/// Names of the stack's outputs (what deploy prints, redrive and the local cloud's clients read).
+pub mod outputs {
+    /// The collect Function URL.
+    pub const COLLECT_URL: &str = "CollectUrl";
+    /// The query Function URL (API and dashboard).
+    pub const QUERY_URL: &str = "QueryUrl";
+    /// The events stream's name.
+    pub const STREAM_NAME: &str = "StreamName";
+    /// The metrics table's name.
+    pub const METRICS_TABLE: &str = "MetricsTableName";
+    /// The archive bucket's name.
+    pub const ARCHIVE_BUCKET: &str = "ArchiveBucketName";
+    /// ARN of the query token secret.
+    pub const QUERY_TOKEN_SECRET_ARN: &str = "QueryTokenSecretArn";
+    /// ARN of the collect keys secret.
+    pub const COLLECT_KEYS_SECRET_ARN: &str = "CollectKeysSecretArn";
+    /// With the edge: ARN of the origin secret (what CloudFront adds to every request it forwards to collect).
+    pub const COLLECT_ORIGIN_SECRET_ARN: &str = "CollectOriginSecretArn";
+    /// URL of the realtime lane's on-failure queue.
+    pub const REALTIME_FAILURES_URL: &str = "RealtimeFailuresQueueUrl";
+    /// URL of the deferred lane's on-failure queue.
+    pub const DEFERRED_FAILURES_URL: &str = "DeferredFailuresQueueUrl";
+    /// Host name of the counter cache's endpoint.
+    pub const CACHE_ADDRESS: &str = "CacheEndpointAddress";
+    /// Port of the counter cache's endpoint.
+    pub const CACHE_PORT: &str = "CacheEndpointPort";
+    /// The counter cache's name.
+    pub const CACHE_NAME: &str = "CacheName";
+    /// With the edge: the CloudFront URL in front of collect (rate limited per client address).
+    pub const EDGE_URL: &str = "EdgeUrl";
+}
+
+/// The metrics table's key and TTL attributes (every item: `pk`, `sk`, optionally `expires_at`; the key
+/// layouts of their values are `tally_domain`'s).
+pub mod metrics_table {
+    /// Partition key attribute (a string).
+    pub const PARTITION_KEY: &str = "pk";
+    /// Sort key attribute (a string).
+    pub const SORT_KEY: &str = "sk";
+    /// Time-to-live attribute: epoch seconds after which DynamoDB deletes the item.
+    pub const TTL_ATTRIBUTE: &str = "expires_at";
+}
+
+/// Logical id of the counter cache (the local cloud finds the cache by it).
+pub const COUNTER_CACHE: &str = "CounterCache";
+
+/// Secrets the stack creates, found by their names' endings.
+pub mod secrets {
+    /// The collect keys secret's name ends with this (the local cloud's load test finds its key by it).
+    pub const COLLECT_KEYS_SUFFIX: &str = "collect-keys";
+    /// The collect origin secret's name ends with this (with the edge only; the local cloud's clients find it
+    /// by it).
+    pub const COLLECT_ORIGIN_SUFFIX: &str = "collect-origin";
+    /// The key id the stack generates in the collect keys secret; add your own with `PutSecretValue`.
+    pub const COLLECT_DEFAULT_KEY_ID: &str = "default";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::env;
+
+    #[test]
+    fn every_function_variable_is_tally_prefixed_but_the_log_filter() {
+        for name in [
+            env::STREAM_NAME,
+            env::METRICS_TABLE,
+            env::ARCHIVE_BUCKET,
+            env::QUERY_TOKEN_SECRET_ARN,
+            env::QUERY_AUTH,
+            env::SETTLED_UNSIGNED,
+            env::COLLECT_KEYS_SECRET_ARN,
+            env::COLLECT_ORIGIN_SECRET_ARN,
+            env::CAMPAIGN_INDEX_DAYS,
+            env::COMPACT_REALTIME_GRACE_SECS,
+            env::COMPACT_SETTLED_GRACE_SECS,
+            env::MIN_SHARDS,
+            env::MAX_SHARDS,
+            env::CACHE_ENDPOINT,
+            env::CACHE_TLS,
+            env::CACHE_AUTH,
+            env::CACHE_USER,
+            env::CACHE_NAME,
+            env::DEDUP_WINDOW_SECS,
+        ] {
+            assert!(name.starts_with("TALLY_"), "{name}");
+        }
+        assert_eq!(env::RUST_LOG, "RUST_LOG");
+    }
+}
