@@ -1,12 +1,19 @@
 //! `cargo xtask dev` — the whole stack on this machine: builds the functions for the host, synthesizes the
 //! stack, and hands over to the `tally-localcloud` binary (crate `infra/localcloud`), which runs that
 //! template until Ctrl-C. State lives under `target/tally-dev/<stage>/`; the next start continues from it.
+//!
+//! With `--demo`, this process stays: it starts the local cloud as a child, waits for its endpoints file and
+//! posts the demo traffic (`tally_traffic::demo`) to its collect URL until Ctrl-C.
 
 use std::path::Path;
-use std::process::Command;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use serde_json::Value;
 use tally_pipeline::{code_key_parameter, FUNCTIONS};
+use tally_traffic::demo::{self, DemoOptions};
+use tally_traffic::endpoints::Endpoints;
 
 use crate::flags::Dev;
 use crate::stage;
@@ -29,12 +36,127 @@ impl crate::Run for Dev {
             .endpoints_file
             .clone()
             .unwrap_or_else(|| xtask::dev_endpoints_file(&stage));
-        run.arg("--endpoints-file").arg(endpoints);
+        run.arg("--endpoints-file").arg(&endpoints);
         if self.demo {
-            run.arg("--demo");
+            return with_demo(run, &endpoints);
         }
         exec(run)
     }
+}
+
+/// Runs the local cloud of `run` as a child and posts demo traffic to its collect URL, signed with its collect
+/// key, until Ctrl-C (or SIGTERM); then stops the child and waits for it.
+fn with_demo(run: Command, endpoints_file: &Path) -> anyhow::Result<()> {
+    let (mut child, endpoints) = start(run, endpoints_file)?;
+    let endpoints = Endpoints::from_json(&endpoints);
+    let Some(url) = endpoints.collect_url else {
+        stop(&mut child);
+        bail!("--demo needs the template's CollectUrl output");
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("while starting the demo traffic's runtime")?;
+    let signalled = runtime.block_on(async {
+        eprintln!(
+            "demo traffic: posting synthetic ad events to {url}, signed with the collect key"
+        );
+        let (stop_demo, stopped) = tokio::sync::watch::channel(false);
+        let options = DemoOptions {
+            key: endpoints.collect_key,
+            ..DemoOptions::default()
+        };
+        let traffic = tokio::spawn(async move { demo::drive(&url, options, stopped).await });
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .context("while installing the SIGTERM handler")?;
+        let mut exited = tokio::time::interval(Duration::from_millis(500));
+        let signalled = loop {
+            tokio::select! {
+                signal = tokio::signal::ctrl_c() => {
+                    signal.context("while waiting for Ctrl-C")?;
+                    break true;
+                }
+                _ = terminate.recv() => break true,
+                _ = exited.tick() => {
+                    if !matches!(child.try_wait(), Ok(None)) {
+                        break false;
+                    }
+                }
+            }
+        };
+        stop_demo.send_replace(true);
+        if let Ok((sent, refused)) = traffic.await {
+            eprintln!("demo: {sent} events sent, {refused} batches refused");
+        }
+        anyhow::Ok(signalled)
+    })?;
+    let status = if signalled {
+        stop(&mut child)
+    } else {
+        child.wait().ok()
+    };
+    match status {
+        Some(status) if status.success() => Ok(()),
+        Some(status) => bail!("tally-localcloud stopped: {status}"),
+        None => bail!("tally-localcloud: its exit status is unknown"),
+    }
+}
+
+/// How long a local cloud may take to write its endpoints file (its functions and caches start first).
+const START_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Starts the local cloud of `run` (which writes its endpoints to `endpoints_file`) as a child and waits until
+/// the file is written: the child and the file's JSON. A file left by an earlier run is removed first; a child
+/// that exits, or takes longer than [`START_TIMEOUT`], is an error.
+pub fn start(mut run: Command, endpoints_file: &Path) -> anyhow::Result<(Child, Value)> {
+    match std::fs::remove_file(endpoints_file) {
+        Ok(()) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => {
+            return Err(error)
+                .with_context(|| format!("while removing {}", endpoints_file.display()))
+        }
+    }
+    let mut child = run
+        .spawn()
+        .context("while starting target/<profile>/tally-localcloud")?;
+    let since = Instant::now();
+    loop {
+        // Written whole once everything is ready: a partial file does not parse yet.
+        let written = std::fs::read_to_string(endpoints_file)
+            .ok()
+            .and_then(|text| serde_json::from_str::<Value>(&text).ok());
+        if let Some(endpoints) = written {
+            return Ok((child, endpoints));
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            bail!("tally-localcloud stopped before it was ready ({status}); see its errors above");
+        }
+        if since.elapsed() > START_TIMEOUT {
+            stop(&mut child);
+            bail!(
+                "tally-localcloud did not write {} within {} s",
+                endpoints_file.display(),
+                START_TIMEOUT.as_secs()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Stops a local cloud started by [`start`] as Ctrl-C does (SIGTERM: it shuts down its functions and caches and
+/// writes its meter file) and waits for it; its exit status, `None` when it cannot be had.
+pub fn stop(child: &mut Child) -> Option<std::process::ExitStatus> {
+    let terminated = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !terminated {
+        // Gone already, or no `kill`: make sure it does not outlive this process.
+        let _ = child.kill();
+    }
+    child.wait().ok()
 }
 
 /// Builds the local cloud and the functions for the host, synthesizes `stage` into `state/template.json`,

@@ -429,7 +429,7 @@ pub struct Loadtest {
     /// Events per second, 1 to 100000.
     #[arg(long, value_name = "N", default_value_t = 2000, value_parser = rate, allow_negative_numbers = true)]
     pub rate: u32,
-    /// As given (`30s`, `2m`); checked by the local cloud binary.
+    /// As given (`30s`, `2m`, or seconds), above 0 and at most a day.
     #[arg(long, value_name = "D", default_value = "30s")]
     pub duration: String,
     /// The report as JSON.

@@ -1,18 +1,22 @@
 //! `cargo xtask loadtest` — a fresh local cloud of the synthesized stack (release build unless `--debug`),
-//! driven through collect with a traffic profile's requests at `--rate` for `--duration`; the report
-//! (freshness, exact counts per lane, the meter's units per event) comes from `tally_localcloud::loadtest`, run
-//! by the `tally-localcloud` binary as a child. This command adds `cost_per_billion`: the metered units priced
-//! with the same price table as `cargo xtask plan` ([`price`]).
+//! driven through collect with a traffic profile's requests at `--rate` for `--duration`. The local cloud runs
+//! as a child (the `tally-localcloud` binary); the load test runs in this process as its client
+//! (`tally_traffic::loadtest`: freshness, exact counts per lane, the meter's units per event), with the URLs
+//! and the collect key of the child's endpoints file. This command adds `cost_per_billion`: the metered units
+//! priced with the same price table as `cargo xtask plan` ([`price`]).
 
 use std::path::Path;
 use std::process::Stdio;
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
 use tally_pipeline::StreamCapacity;
+use tally_traffic::endpoints::Endpoints;
+use tally_traffic::loadtest::{LoadOptions, Resend};
 use tally_traffic::Profile;
 
-use crate::dev::local_cloud;
+use crate::dev::{local_cloud, start, stop};
 use crate::flags::Loadtest;
 use xtask::plan::prices::Prices;
 
@@ -32,9 +36,18 @@ pub fn load_profile(path: &Path) -> anyhow::Result<Profile> {
 impl crate::Run for Loadtest {
     fn run(self) -> anyhow::Result<()> {
         // Check what can be checked before building anything.
-        if let Some(path) = &self.profile {
-            load_profile(path)?;
-        }
+        let (profile, profile_file) = match &self.profile {
+            Some(path) => (load_profile(path)?, Some(path.display().to_string())),
+            None => (
+                Profile::parse(tally_traffic::DEFAULT_PROFILE)
+                    .context("the shipped default profile")?,
+                None,
+            ),
+        };
+        let duration = tally_traffic::loadtest::duration(&self.duration)
+            .map_err(|error| anyhow::anyhow!("--duration: {error}"))?;
+        let resend =
+            Resend::new(self.resend_acked, self.repeat_in_body).map_err(anyhow::Error::msg)?;
         let prices = Prices::load(self.prices.as_deref())?;
         let stage = tally_pipeline::Stage::new("loadtest");
         let on_demand = matches!(
@@ -48,40 +61,47 @@ impl crate::Run for Loadtest {
             .join("tally-loadtest")
             .join(run_id.to_string());
         let mut run = local_cloud(&stage, &state, !self.debug)?;
-        run.args(["--port", "0", "--url-port-base", "0", "--quiet", "--json"]);
-        run.args([
-            "--loadtest-rate",
-            &self.rate.to_string(),
-            "--loadtest-duration",
-            &self.duration,
-        ]);
-        if let Some(path) = &self.profile {
-            run.arg("--loadtest-profile").arg(path);
-        }
-        run.args([
-            "--loadtest-resend-acked",
-            &self.resend_acked.to_string(),
-            "--loadtest-repeat-in-body",
-            &self.repeat_in_body.to_string(),
-        ]);
-        run.stdout(Stdio::piped()).stderr(Stdio::inherit());
-        let output = run
-            .output()
-            .context("while running the tally-localcloud binary")?;
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let Some(line) = stdout
-            .lines()
-            .rev()
-            .find(|l| l.trim_start().starts_with('{'))
+        let endpoints_file = state.join("endpoints.json");
+        run.args(["--port", "0", "--url-port-base", "0", "--quiet"]);
+        run.arg("--endpoints-file").arg(&endpoints_file);
+        // This process's stdout is the report's; the child writes its own messages to stderr.
+        run.stdout(Stdio::null()).stderr(Stdio::inherit());
+        let (mut child, endpoints) = start(run, &endpoints_file)?;
+        let endpoints = Endpoints::from_json(&endpoints);
+        let (Some(collect_url), Some(query_url)) = (endpoints.collect_url, endpoints.query_url)
         else {
-            bail!(
-                "the load test printed no report ({}); see {}/logs",
-                output.status,
-                state.display()
-            );
+            stop(&mut child);
+            bail!("the load test needs the template's CollectUrl and QueryUrl outputs");
         };
-        let mut report: Value = serde_json::from_str(line)
-            .with_context(|| format!("the load test's report is not JSON: {line}"))?;
+        let options = LoadOptions {
+            collect_url,
+            query_url,
+            rate: f64::from(self.rate),
+            duration,
+            profile,
+            profile_file,
+            seed: 1,
+            connections: 8,
+            aws_endpoint: endpoints.aws_endpoint,
+            key: endpoints.collect_key,
+            origin: endpoints.collect_origin,
+            // The deferred lane batches for up to 30 s.
+            settle_timeout: Duration::from_secs(90),
+            resend,
+        };
+        let report = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("while starting the load test's runtime")
+            .map(|runtime| runtime.block_on(tally_traffic::loadtest::run(options)));
+        stop(&mut child);
+        let mut report = match report? {
+            Ok(report) => report,
+            Err(error) => bail!(
+                "the load test could not run: {error}; see {}/logs",
+                state.display()
+            ),
+        };
         if let Some(metered) = report.get("metered") {
             report["cost_per_billion"] = price(metered, &prices, on_demand);
         }
@@ -90,10 +110,17 @@ impl crate::Run for Loadtest {
         } else {
             print!("{}", readable(&report));
         }
-        if !output.status.success() {
+        if report["events_acknowledged"] == 0 {
             bail!(
-                "the load test failed ({}); state and logs in {}",
-                output.status,
+                "collect acknowledged no event; see {}/logs and the list of resources not run above",
+                state.display()
+            );
+        }
+        if report["lost"] != 0 || report["duplicated"] != 0 {
+            bail!(
+                "counts are not exact: lost {}, duplicated {}; state and logs in {}",
+                report["lost"],
+                report["duplicated"],
                 state.display()
             );
         }

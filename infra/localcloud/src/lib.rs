@@ -3,12 +3,9 @@
 pub mod aws;
 pub mod cache;
 pub mod cloud;
-pub mod demo;
 pub mod esm;
 pub mod guard;
-pub mod http_client;
 pub mod lambda;
-pub mod loadtest;
 pub mod meter;
 pub mod schedule;
 pub mod store;

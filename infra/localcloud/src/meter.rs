@@ -806,9 +806,12 @@ mod tests {
         assert_eq!(ages.quantile(0.75), Some(250));
         assert_eq!(ages.quantile(1.0), Some(4_400));
         // Kept small in the snapshot: buckets, not samples; read back as written.
-        let json = serde_json::to_value(&ages).unwrap();
-        assert_eq!(json.as_object().unwrap().len(), 4);
-        assert_eq!(serde_json::from_value::<Ages>(json).unwrap(), ages);
+        let json = serde_json::to_value(&ages).expect("JSON");
+        assert_eq!(json.as_object().expect("an object").len(), 4);
+        assert_eq!(
+            serde_json::from_value::<Ages>(json).expect("read back"),
+            ages
+        );
     }
 
     fn counters(commands: &[(&str, u64)], net_in: u64, net_out: u64) -> Counters {

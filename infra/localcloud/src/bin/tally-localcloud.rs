@@ -1,12 +1,13 @@
 //! `tally-localcloud` — runs a synthesized template on this machine until Ctrl-C. `cargo xtask dev` builds
-//! the functions, synthesizes the stack and hands over to this binary; it can also be run by hand.
+//! the functions, synthesizes the stack and hands over to this binary; it can also be run by hand. The traffic
+//! tools (`cargo xtask loadtest`, `cargo xtask dev --demo`, crate `tally-traffic`) are clients of it: they read
+//! the endpoints file it writes and reach it over HTTP.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use tally_localcloud::cloud::{CloudOptions, LocalCloud};
-use tally_localcloud::demo::{self, DemoOptions};
 use tally_localcloud::esm::RuntimeOptions;
 
 const USAGE: &str = "\
@@ -19,24 +20,12 @@ usage: tally-localcloud --template FILE --state DIR [flags]
   --env TARGET:KEY=VALUE  extra environment for a function, by name or code-key parameter (repeatable)
   --port PORT             AWS endpoint port (default 4566; 0 = any)
   --url-port-base PORT    first Function URL port (default 9001; 0 = any)
-  --endpoints-file FILE   write the local URLs as JSON once everything is ready
+  --endpoints-file FILE   write the local URLs as JSON once everything is ready, with the collect key and
+                          the collect origin secret (readable by the owner only)
   --skip-unbuilt          report functions whose binary is missing instead of failing
-  --demo                  drive synthetic ad traffic into the collect URL
   --quiet                 do not echo function logs (they still go to DIR/logs)
   --schedule-speedup N    run the schedules' clock N times faster than real time (default 1; local only:
-                          with 60, rate(1 minute) fires every second and retry delays shrink alike)
-  --loadtest-rate N       instead of waiting for Ctrl-C: send N events/s through collect, measure freshness,
-                          check exact counts, print the report and stop
-  --loadtest-duration D   how long (seconds, or `30s`, `2m`; default 30s)
-  --loadtest-profile FILE the traffic profile (TOML, docs/plan.md; default: the shipped
-                          xtask/profiles/daily-curve-network.toml, compiled in)
-  --loadtest-connections N  concurrent client connections (default 8)
-  --loadtest-seed N       seed of the request generator (default 1)
-  --loadtest-settle D     how long to wait for the settled counts after the sending (default 90s)
-  --loadtest-resend-acked P   fraction (0-1) of acknowledged POSTs the clients send again whole, same ids
-                          (a client whose acknowledgement was lost to a timeout; default 0)
-  --loadtest-repeat-in-body P fraction (0-1) of POST bodies holding one event twice (default 0)
-  --json                  the load test report as one JSON object on stdout";
+                          with 60, rate(1 minute) fires every second and retry delays shrink alike)";
 
 #[derive(Debug)]
 struct Args {
@@ -49,34 +38,8 @@ struct Args {
     url_port_base: u16,
     endpoints_file: Option<PathBuf>,
     skip_unbuilt: bool,
-    demo: bool,
     quiet: bool,
     schedule_speedup: u32,
-    loadtest_rate: Option<f64>,
-    loadtest_duration: std::time::Duration,
-    loadtest_profile: Option<PathBuf>,
-    loadtest_connections: usize,
-    loadtest_seed: u64,
-    loadtest_settle: std::time::Duration,
-    loadtest_resend_acked: f64,
-    loadtest_repeat_in_body: f64,
-    json: bool,
-}
-
-/// `30`, `30s`, `2m` as a duration.
-fn duration(text: &str) -> anyhow::Result<std::time::Duration> {
-    let (number, unit) = match text.strip_suffix('m') {
-        Some(n) => (n, 60.0),
-        None => (text.strip_suffix('s').unwrap_or(text), 1.0),
-    };
-    let value: f64 = number
-        .trim()
-        .parse()
-        .with_context(|| format!("{text:?} is not a duration such as 30s or 2m"))?;
-    if !(value > 0.0 && value * unit <= 86_400.0) {
-        bail!("duration {text:?} must be above 0 and at most a day");
-    }
-    Ok(std::time::Duration::from_secs_f64(value * unit))
 }
 
 fn parse() -> anyhow::Result<Args> {
@@ -93,18 +56,8 @@ fn parse() -> anyhow::Result<Args> {
         url_port_base: 9001,
         endpoints_file: None,
         skip_unbuilt: false,
-        demo: false,
         quiet: false,
         schedule_speedup: 1,
-        loadtest_rate: None,
-        loadtest_duration: std::time::Duration::from_secs(30),
-        loadtest_profile: None,
-        loadtest_connections: 8,
-        loadtest_seed: 1,
-        loadtest_settle: std::time::Duration::from_secs(90),
-        loadtest_resend_acked: 0.0,
-        loadtest_repeat_in_body: 0.0,
-        json: false,
     };
     let pair = |text: String, flag: &str| -> anyhow::Result<(String, String)> {
         match text.split_once('=') {
@@ -143,9 +96,7 @@ fn parse() -> anyhow::Result<Args> {
             }
             Long("endpoints-file") => args.endpoints_file = Some(PathBuf::from(parser.value()?)),
             Long("skip-unbuilt") => args.skip_unbuilt = true,
-            Long("demo") => args.demo = true,
             Long("quiet") => args.quiet = true,
-            Long("json") => args.json = true,
             Long("schedule-speedup") => {
                 let max = tally_localcloud::schedule::MAX_SPEEDUP;
                 let n: u32 = parser.value()?.parse().with_context(|| {
@@ -155,57 +106,6 @@ fn parse() -> anyhow::Result<Args> {
                     bail!("--schedule-speedup {n} is out of range: use 1 (real time) to {max}");
                 }
                 args.schedule_speedup = n;
-            }
-            Long("loadtest-rate") => {
-                let rate: f64 = parser
-                    .value()?
-                    .parse()
-                    .context("--loadtest-rate takes events per second")?;
-                if !(rate > 0.0 && rate <= 100_000.0) {
-                    bail!(
-                        "--loadtest-rate {rate} is out of range: use 1 to 100000 events per second"
-                    );
-                }
-                args.loadtest_rate = Some(rate);
-            }
-            Long("loadtest-duration") => {
-                args.loadtest_duration = duration(&parser.value()?.string()?)?
-            }
-            Long("loadtest-settle") => args.loadtest_settle = duration(&parser.value()?.string()?)?,
-            Long("loadtest-profile") => {
-                args.loadtest_profile = Some(PathBuf::from(parser.value()?))
-            }
-            Long("loadtest-connections") => {
-                let n: usize = parser
-                    .value()?
-                    .parse()
-                    .context("--loadtest-connections takes a number of connections")?;
-                if !(1..=256).contains(&n) {
-                    bail!("--loadtest-connections {n} is out of range: use 1 to 256");
-                }
-                args.loadtest_connections = n;
-            }
-            Long(flag @ ("loadtest-resend-acked" | "loadtest-repeat-in-body")) => {
-                let flag = flag.to_owned();
-                let value = parser.value()?.string()?;
-                let p: f64 = value
-                    .parse()
-                    .ok()
-                    .filter(|p: &f64| (0.0..=1.0).contains(p))
-                    .with_context(|| {
-                        format!("--{flag} `{value}`: expected a fraction from 0 to 1")
-                    })?;
-                if flag == "loadtest-resend-acked" {
-                    args.loadtest_resend_acked = p;
-                } else {
-                    args.loadtest_repeat_in_body = p;
-                }
-            }
-            Long("loadtest-seed") => {
-                args.loadtest_seed = parser
-                    .value()?
-                    .parse()
-                    .context("--loadtest-seed takes a whole number")?
             }
             Short('h') | Long("help") => {
                 println!("{USAGE}");
@@ -217,26 +117,6 @@ fn parse() -> anyhow::Result<Args> {
     args.template = template.context("--template FILE is required")?;
     args.state = state.context("--state DIR is required")?;
     Ok(args)
-}
-
-/// The profile of `--loadtest-profile FILE` (and the file as given), or the shipped default.
-fn load_profile(
-    file: Option<&std::path::Path>,
-) -> anyhow::Result<(tally_traffic::Profile, Option<String>)> {
-    let Some(file) = file else {
-        let profile = tally_traffic::Profile::parse(tally_traffic::DEFAULT_PROFILE)
-            .context("the shipped default profile")?;
-        return Ok((profile, None));
-    };
-    let text = std::fs::read_to_string(file).with_context(|| {
-        format!(
-            "--loadtest-profile {}: cannot read the file; give a profile such as xtask/profiles/daily-curve-network.toml",
-            file.display()
-        )
-    })?;
-    let profile = tally_traffic::Profile::parse(&text)
-        .with_context(|| format!("--loadtest-profile {}", file.display()))?;
-    Ok((profile, Some(file.display().to_string())))
 }
 
 #[tokio::main]
@@ -353,87 +233,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         started.elapsed().as_millis()
     );
     if let Some(path) = &args.endpoints_file {
-        let text =
-            serde_json::to_string_pretty(&endpoints).context("while encoding the endpoints")?;
-        std::fs::write(path, text + "\n")
-            .with_context(|| format!("while writing {}", path.display()))?;
+        write_endpoints(path, endpoints, &cloud.aws)?;
     }
 
-    if let Some(rate) = args.loadtest_rate {
-        let (Some(collect), Some(query)) = (
-            endpoints["collect_url"].as_str(),
-            endpoints["query_url"].as_str(),
-        ) else {
-            bail!("the load test needs the template's CollectUrl and QueryUrl outputs");
-        };
-        let (profile, profile_file) = load_profile(args.loadtest_profile.as_deref())?;
-        let report = tally_localcloud::loadtest::run(tally_localcloud::loadtest::LoadOptions {
-            collect_url: collect.to_owned(),
-            query_url: query.to_owned(),
-            rate,
-            duration: args.loadtest_duration,
-            profile,
-            profile_file,
-            seed: args.loadtest_seed,
-            connections: args.loadtest_connections,
-            aws: Some(cloud.aws.clone()),
-            settle_timeout: args.loadtest_settle,
-            resend: tally_localcloud::loadtest::Resend::new(
-                args.loadtest_resend_acked,
-                args.loadtest_repeat_in_body,
-            )
-            .map_err(anyhow::Error::msg)?,
-        })
-        .await;
-        cloud.shutdown();
-        let report = match report {
-            Ok(report) => report,
-            Err(error) => bail!(
-                "the load test could not run: {error}; see {}/logs",
-                args.state.display()
-            ),
-        };
-        if args.json {
-            println!("{report}");
-        } else {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&report).context("while printing the report")?
-            );
-        }
-        if report["events_acknowledged"] == 0 {
-            bail!(
-                "collect acknowledged no event; see {}/logs and the list of resources not run above",
-                args.state.display()
-            );
-        }
-        if report["lost"] != 0 || report["duplicated"] != 0 {
-            bail!(
-                "counts are not exact: lost {}, duplicated {}",
-                report["lost"],
-                report["duplicated"]
-            );
-        }
-        return Ok(());
-    }
-    let (stop_demo, stop_rx) = tokio::sync::watch::channel(false);
-    let demo = match (args.demo, endpoints["collect_url"].as_str()) {
-        (true, Some(url)) => {
-            let url = url.to_owned();
-            eprintln!(
-                "demo traffic: posting synthetic ad events to {url}, signed with the collect key"
-            );
-            let options = DemoOptions {
-                key: cloud.aws.secretsmanager.collect_key(),
-                ..DemoOptions::default()
-            };
-            Some(tokio::spawn(async move {
-                demo::drive(&url, options, stop_rx).await
-            }))
-        }
-        (true, None) => bail!("--demo needs the template's CollectUrl output"),
-        _ => None,
-    };
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("while installing the SIGTERM handler")?;
     tokio::select! {
@@ -441,12 +243,6 @@ async fn run(args: Args) -> anyhow::Result<()> {
         _ = terminate.recv() => {}
     }
     eprintln!("\nstopping…");
-    stop_demo.send_replace(true);
-    if let Some(demo) = demo {
-        if let Ok((sent, refused)) = demo.await {
-            eprintln!("demo: {sent} events sent, {refused} batches refused");
-        }
-    }
     cloud.shutdown();
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     eprintln!(
@@ -454,6 +250,37 @@ async fn run(args: Args) -> anyhow::Result<()> {
         args.state.display()
     );
     Ok(())
+}
+
+/// Writes the endpoints file: the local URLs and, for the traffic tools (crate `tally-traffic`), the credentials
+/// a client of the stack holds: `collect_key` (`{"key_id", "secret"}`, the one `LocalAws::secretsmanager`'s
+/// `collect_key` picks) and `collect_origin_secret` (with the edge), each `null` when the stack has none. Readable
+/// by the owner only, as it holds secrets.
+fn write_endpoints(
+    path: &std::path::Path,
+    mut endpoints: serde_json::Value,
+    aws: &tally_localcloud::aws::LocalAws,
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    endpoints["collect_key"] = match aws.secretsmanager.collect_key() {
+        Some((key_id, secret)) => serde_json::json!({"key_id": key_id, "secret": secret}),
+        None => serde_json::Value::Null,
+    };
+    endpoints["collect_origin_secret"] = aws.secretsmanager.collect_origin_secret().into();
+    let text = serde_json::to_string_pretty(&endpoints).context("while encoding the endpoints")?;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut f| {
+            // A file that existed keeps its mode through `open`: narrow it too.
+            f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+            f.write_all((text + "\n").as_bytes())
+        })
+        .with_context(|| format!("while writing {}", path.display()))
 }
 
 /// Writes the collect keys (the current version of the stack's keys secret, key id → secret) to

@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use tally_localcloud::cloud::LocalCloud;
-use tally_localcloud::demo::{self, DemoOptions};
 use tally_testkit::cdp::Browser;
+use tally_traffic::demo::{self, DemoOptions};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 

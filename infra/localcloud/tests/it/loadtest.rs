@@ -1,10 +1,12 @@
 //! The load test through the real local cloud: a small profile's traffic (pixels and POST batches) for a few
-//! seconds, exact counts in both lanes, and the `metered` section filled from the meter.
+//! seconds, exact counts in both lanes, and the `metered` section filled from the meter. The load test
+//! (`tally_traffic::loadtest`) is a client of the cloud: it reaches the meter and the stream's shards over HTTP,
+//! on the cloud's AWS endpoint.
 
 use std::time::Duration;
 
 use tally_localcloud::cloud::LocalCloud;
-use tally_localcloud::loadtest::{run, LoadOptions};
+use tally_traffic::loadtest::{run, LoadOptions, Resend};
 use tally_traffic::Profile;
 
 use crate::e2e::{build_functions, options, Running};
@@ -48,12 +50,14 @@ async fn a_short_load_is_counted_exactly_in_both_lanes_and_metered() {
         profile_file: None,
         seed: 11,
         connections: 4,
-        aws: Some(cloud.0.aws.clone()),
+        aws_endpoint: Some(cloud.0.endpoint.clone()),
+        key: cloud.0.aws.secretsmanager.collect_key(),
+        origin: cloud.0.aws.secretsmanager.collect_origin_secret(),
         // The test's stack batches the deferred lane for 1 s.
         settle_timeout: Duration::from_secs(30),
         // Clients that resend: whole acknowledged batches (a lost acknowledgement) and an event twice in one
         // body; the counts must still be exact per campaign, ad and kind.
-        resend: tally_localcloud::loadtest::Resend::new(0.1, 0.1).unwrap(),
+        resend: Resend::new(0.1, 0.1).unwrap(),
     })
     .await
     .unwrap();

@@ -22,7 +22,8 @@ pub struct DemoOptions {
     pub long_tail: usize,
     /// The collect key the posts are signed with (`Authorization: Bearer <id>:<secret>`): only an
     /// authenticated post's costs and conversion values are counted (unsigned events carry no money), so
-    /// without one every spend is 0. The local cloud's is `LocalAws::secretsmanager.collect_key()`.
+    /// without one every spend is 0. The local cloud's is `LocalAws::secretsmanager.collect_key()`, which the
+    /// `tally-localcloud` binary writes to its endpoints file ([`crate::endpoints::Endpoints::collect_key`]).
     pub key: Option<(String, String)>,
 }
 
@@ -265,7 +266,7 @@ pub async fn drive(
     loop {
         tokio::select! {
             _ = tokio::time::sleep(tick) => {}
-            _ = crate::lambda::http::stopped(&mut stop) => return (sent, refused),
+            _ = stop.wait_for(|stop| *stop) => return (sent, refused),
         }
         owed +=
             options.peak_rate * daily_factor(started.elapsed(), options.day) * tick.as_secs_f64()

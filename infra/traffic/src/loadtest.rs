@@ -13,6 +13,11 @@
 //! reset → the measured window (`duration` at `rate`) → the realtime counts complete → the settled counts
 //! complete (the deferred lane batches for up to its batching window) → meter snapshot → the report.
 //!
+//! The load test is a client of a running local cloud, over HTTP only: collect and query through their Function
+//! URLs, and, when it is given the local AWS endpoint, the meter (`POST /_tally/meter/reset` after the warm-up,
+//! `GET /_tally/meter` at the end) and the stream's open shards (Kinesis `ListStreams`, `DescribeStreamSummary`;
+//! the local endpoint accepts unsigned requests).
+//!
 //! Freshness is measured on probe campaigns (the profile's largest, which carry real traffic): polling every
 //! campaign would cost the query API thousands of reads per poll. The exact-count check reads every campaign
 //! once through `GET /v1/campaigns`, page by page (plus a retry while a lane is still catching up).
@@ -24,13 +29,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 use tally_domain::event::Event;
-use tally_traffic::generate::PIXEL_USER_AGENT;
-use tally_traffic::{Generator, Profile, RequestKind};
 use tokio::sync::mpsc;
 
-use crate::aws::LocalAws;
+use crate::generate::PIXEL_USER_AGENT;
 pub use crate::http_client::{request, Response};
-use crate::lambda::lock;
+use crate::{Generator, Profile, RequestKind};
 
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
@@ -46,8 +49,16 @@ pub struct LoadOptions {
     pub seed: u64,
     /// Concurrent client connections.
     pub connections: usize,
-    /// The local cloud, for its meter and its stream's shard count (`None`: no `metered` section).
-    pub aws: Option<Arc<LocalAws>>,
+    /// The local cloud's AWS endpoint (`http://127.0.0.1:PORT`), for its meter and its stream's shard count
+    /// (`None`: no `metered` section).
+    pub aws_endpoint: Option<String>,
+    /// The collect key `(key id, secret)` the clients post and sign pixels with (the local cloud's collect keys
+    /// secret, [`crate::endpoints::Endpoints::collect_key`]); without one, collect drops the money of every
+    /// event.
+    pub key: Option<(String, String)>,
+    /// With the edge (`edge = true`), the collect origin secret: sent in every request as CloudFront would,
+    /// since collect refuses requests without it (the local cloud has no CloudFront).
+    pub origin: Option<String>,
     /// How long to wait, after the sending ends, for the settled lane (its batching window and a margin).
     pub settle_timeout: Duration,
     /// Client resends of ids already sent.
@@ -76,6 +87,24 @@ impl Resend {
         }
         Ok(Resend { acked, in_body })
     }
+}
+
+/// A duration as the load test's flags take it: `30`, `30s` or `2m`, above 0 and at most a day.
+pub fn duration(text: &str) -> Result<Duration, String> {
+    let (number, unit) = match text.strip_suffix('m') {
+        Some(n) => (n, 60.0),
+        None => (text.strip_suffix('s').unwrap_or(text), 1.0),
+    };
+    let value: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration such as 30s or 2m"))?;
+    if !(value > 0.0 && value * unit <= 86_400.0) {
+        return Err(format!(
+            "duration {text:?} must be above 0 and at most a day"
+        ));
+    }
+    Ok(Duration::from_secs_f64(value * unit))
 }
 
 /// Whether the request whose first id is `id` is picked, for a fraction `p` (deterministic per id, so a run
@@ -153,20 +182,21 @@ struct Tally {
 }
 
 impl Tally {
-    /// An empty tally whose clients post with the local cloud's collect key (none without a local cloud).
+    /// An empty tally whose clients post with the options' collect key and origin secret.
     fn for_options(options: &LoadOptions) -> Tally {
         Tally {
-            key: options
-                .aws
-                .as_deref()
-                .and_then(|aws| aws.secretsmanager.collect_key()),
-            origin: options
-                .aws
-                .as_deref()
-                .and_then(|aws| aws.secretsmanager.collect_origin_secret()),
+            key: options.key.clone(),
+            origin: options.origin.clone(),
             ..Tally::default()
         }
     }
+}
+
+/// The value in `mutex`, even when a thread panicked holding it (the counters stay usable).
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// `headers` and, with the edge, the origin header CloudFront would add.
@@ -226,9 +256,10 @@ pub async fn run(options: LoadOptions) -> Result<Value, String> {
     let warmup_s = warm.elapsed().as_secs_f64();
 
     // The measured window.
-    let mut shards = open_shards(options.aws.as_deref());
-    if let Some(aws) = &options.aws {
-        aws.meter.reset();
+    let aws = options.aws_endpoint.as_deref();
+    let mut shards = open_shards(aws).await;
+    if let Some(aws) = aws {
+        meter(aws, "POST", RESET_PATH).await?;
     }
     tally.metering.store(true, Ordering::SeqCst);
     let metered_from = Instant::now();
@@ -321,18 +352,21 @@ pub async fn run(options: LoadOptions) -> Result<Value, String> {
     let settled_done_s = started.elapsed().as_secs_f64();
     let acked_ads = lock(&tally.acked_ads).clone();
     let per_ad = ad_counts(&options.query_url, &acked_ads, start_ms).await;
-    shards = shards.max(open_shards(options.aws.as_deref()));
-    let metered = options.aws.as_ref().map(|aws| {
-        let snapshot = aws.meter.snapshot();
-        metered(
-            &serde_json::to_value(&snapshot).unwrap_or_default(),
-            window_acknowledged,
-            metered_from.elapsed().as_secs_f64(),
-            window_acknowledged as f64 / sent_s,
-            shards,
-            warmup_events,
-        )
-    });
+    shards = shards.max(open_shards(aws).await);
+    let metered = match aws {
+        Some(aws) => {
+            let snapshot = meter(aws, "GET", METER_PATH).await?;
+            Some(metered(
+                &snapshot,
+                window_acknowledged,
+                metered_from.elapsed().as_secs_f64(),
+                window_acknowledged as f64 / sent_s,
+                shards,
+                warmup_events,
+            ))
+        }
+        None => None,
+    };
 
     let (rt_lost, rt_dup, rt_counted) = compare(&acked, &realtime.counts);
     let (st_lost, st_dup, st_counted) = compare(&acked, &settled.counts);
@@ -494,7 +528,7 @@ async fn wait_idle(pending: &Pending, limit: Duration) {
 /// The pixel query of `event`, signed with `key` for an hour when there is one (`docs/events.md`, "Signed
 /// pixels"), as is otherwise.
 fn signed_pixel_query(event: &Event, key: Option<&(String, String)>) -> String {
-    let query = tally_traffic::generate::pixel_query(event);
+    let query = crate::generate::pixel_query(event);
     let Some((id, secret)) = key else {
         return query;
     };
@@ -578,7 +612,7 @@ async fn send(
         }
         RequestKind::Post => {
             tally.posts.fetch_add(1, Ordering::Relaxed);
-            let body = tally_traffic::generate::json_body(&events);
+            let body = crate::generate::json_body(&events);
             let authorization = tally
                 .key
                 .as_ref()
@@ -1005,16 +1039,56 @@ const KIND_FIELDS: [(&str, &str); 4] = [
     ("conversions", "conversion"),
 ];
 
-/// Open shards of the local cloud's streams (the most of any stream).
-fn open_shards(aws: Option<&LocalAws>) -> u64 {
-    aws.map_or(0, |aws| {
-        aws.kinesis
-            .streams()
-            .iter()
-            .map(|s| s.shards().iter().filter(|x| !x.closed).count() as u64)
-            .max()
-            .unwrap_or(0)
-    })
+/// The meter's paths on the local AWS endpoint (`infra/localcloud/src/meter.rs`): `GET` answers the snapshot,
+/// `POST` to the reset path zeroes it and answers the fresh one.
+pub const METER_PATH: &str = "/_tally/meter";
+pub const RESET_PATH: &str = "/_tally/meter/reset";
+
+/// `method path` on the meter of the local AWS endpoint `aws`: the snapshot it answers, as JSON.
+async fn meter(aws: &str, method: &str, path: &str) -> Result<Value, String> {
+    let r = request(aws, method, path, "", &[])
+        .await
+        .map_err(|e| format!("the meter ({method} {path}): {e}"))?;
+    if r.status != 200 {
+        return Err(format!(
+            "the meter answered {} to {method} {path}: {}",
+            r.status, r.body
+        ));
+    }
+    serde_json::from_str(&r.body).map_err(|e| format!("the meter's {path} is not JSON: {e}"))
+}
+
+/// One Kinesis call (JSON 1.1, unsigned: the local endpoint accepts it) on the AWS endpoint `aws`.
+async fn kinesis(aws: &str, operation: &str, input: &Value) -> Option<Value> {
+    let target = format!("Kinesis_20131202.{operation}");
+    let headers = [
+        ("Content-Type", "application/x-amz-json-1.1"),
+        ("X-Amz-Target", target.as_str()),
+    ];
+    let r = request(aws, "POST", "/", &input.to_string(), &headers)
+        .await
+        .ok()?;
+    (r.status == 200)
+        .then(|| serde_json::from_str(&r.body).ok())
+        .flatten()
+}
+
+/// Open shards of the local cloud's streams (the most of any stream; 0 without an endpoint or a stream).
+async fn open_shards(aws: Option<&str>) -> u64 {
+    let Some(aws) = aws else { return 0 };
+    let Some(list) = kinesis(aws, "ListStreams", &json!({})).await else {
+        return 0;
+    };
+    let mut most = 0;
+    for name in list["StreamNames"].as_array().into_iter().flatten() {
+        let summary = kinesis(aws, "DescribeStreamSummary", &json!({"StreamName": name})).await;
+        if let Some(open) =
+            summary.and_then(|s| s["StreamDescriptionSummary"]["OpenShardCount"].as_u64())
+        {
+            most = most.max(open);
+        }
+    }
+    most
 }
 
 /// The role of a function: its name's last `-` segment (`tally-dev-realtime` → `realtime`).
@@ -1175,8 +1249,7 @@ pub fn metered(
             }
             busy += num(&shard["busy_ms"]);
         }
-        let ages: crate::meter::Ages =
-            serde_json::from_value(m["record_age_ms"].clone()).unwrap_or_default();
+        let ages = Ages::of(&m["record_age_ms"]);
         let age = |q: f64| ages.quantile(q).map_or(Value::Null, |ms| json!(ms));
         stream_lanes.insert(
             lane.to_owned(),
@@ -1239,6 +1312,45 @@ pub fn metered(
         "s3": {"class_a_requests": s[0] as u64, "class_b_requests": s[1] as u64, "bytes_in": s[2] as u64,
                "class_a_per_event": per(s[0], ev), "bytes_per_event": per(s[2], ev)},
     })
+}
+
+/// A meter snapshot's distribution of ages (`mappings.*.record_age_ms`, `infra/localcloud/src/meter.rs`):
+/// a JSON object from each bucket's upper bound in milliseconds (a number as a key) to its count of records.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Ages(BTreeMap<u64, u64>);
+
+impl Ages {
+    /// The buckets of `doc`; what is not a bucket and a count is left out (an absent field is empty).
+    fn of(doc: &Value) -> Ages {
+        Ages(
+            doc.as_object()
+                .into_iter()
+                .flatten()
+                .filter_map(|(bound, count)| Some((bound.parse().ok()?, count.as_u64()?)))
+                .collect(),
+        )
+    }
+
+    fn count(&self) -> u64 {
+        self.0.values().sum()
+    }
+
+    /// The `q` quantile (nearest rank, `q` in 0..=1) as its bucket's upper bound; `None` without records.
+    fn quantile(&self, q: f64) -> Option<u64> {
+        let n = self.count();
+        if n == 0 {
+            return None;
+        }
+        let rank = ((n - 1) as f64 * q.clamp(0.0, 1.0)).round() as u64;
+        let mut seen = 0;
+        for (&bound, &count) in &self.0 {
+            seen += count;
+            if seen > rank {
+                return Some(bound);
+            }
+        }
+        self.0.keys().next_back().copied()
+    }
 }
 
 /// Whether a cache command is the lanes' (claims, the mark, the apply script and what it runs — counters,
@@ -1343,11 +1455,13 @@ mod tests {
             query_url: String::new(),
             rate: 100.0,
             duration: Duration::from_secs(1),
-            profile: Profile::parse(tally_traffic::DEFAULT_PROFILE).expect("default profile"),
+            profile: Profile::parse(crate::DEFAULT_PROFILE).expect("default profile"),
             profile_file: None,
             seed: 1,
             connections: 2,
-            aws: None,
+            aws_endpoint: None,
+            key: None,
+            origin: None,
             settle_timeout: Duration::from_secs(1),
             resend: Resend::default(),
         }
@@ -1511,6 +1625,28 @@ mod tests {
     }
 
     #[test]
+    fn record_ages_are_read_from_the_snapshots_buckets() {
+        // As the meter writes them: each bucket's upper bound (ms) as a key, its count as the value.
+        let ages = Ages::of(&json!({"3": 2, "5": 1, "250": 1, "4400": 1}));
+        assert_eq!(ages.count(), 5);
+        assert_eq!(ages.quantile(0.0), Some(3));
+        assert_eq!(ages.quantile(0.5), Some(5));
+        assert_eq!(ages.quantile(0.75), Some(250));
+        assert_eq!(ages.quantile(1.0), Some(4_400), "numeric order, not text");
+        assert_eq!(Ages::of(&Value::Null).quantile(0.5), None);
+    }
+
+    #[test]
+    fn durations_take_seconds_or_minutes() {
+        assert_eq!(duration("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(duration("15s"), Ok(Duration::from_secs(15)));
+        assert_eq!(duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(duration("0s").is_err());
+        assert!(duration("2d").expect_err("no days").contains("30s or 2m"));
+        assert!(duration("25h").is_err());
+    }
+
+    #[test]
     fn lost_and_duplicated_combine_the_lanes_per_key() {
         let key = |c: &str| (c.to_owned(), "click".to_owned());
         let acked = Counts::from([(key("a"), 10), (key("b"), 5)]);
@@ -1524,7 +1660,7 @@ mod tests {
 
     #[test]
     fn small_user_pools_are_refused() {
-        let mut p = Profile::parse(tally_traffic::DEFAULT_PROFILE).expect("default profile");
+        let mut p = Profile::parse(crate::DEFAULT_PROFILE).expect("default profile");
         assert!(check_user_pool(&p, 2000.0).is_ok());
         p.users = 100;
         let err = check_user_pool(&p, 2000.0).expect_err("too few users");
