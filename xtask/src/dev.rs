@@ -233,3 +233,40 @@ pub fn exec(mut command: Command) -> anyhow::Result<()> {
     let error = command.exec();
     Err(error).context("while starting target/<profile>/tally-localcloud")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stand-in for the local cloud: a shell that runs `script` with the endpoints file as `$1`.
+    fn child(script: &str, file: &Path) -> Command {
+        let mut run = Command::new("sh");
+        run.args(["-c", script, "sh"]).arg(file);
+        run
+    }
+
+    #[test]
+    fn start_waits_for_a_fresh_endpoints_file_and_stop_ends_the_child() {
+        let dir = std::env::temp_dir().join(format!("xtask-dev-start-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let file = dir.join("endpoints.json");
+        // A file of an earlier run is not taken for this one's.
+        std::fs::write(&file, r#"{"collect_url": "stale"}"#).expect("write");
+        let script =
+            r#"sleep 0.3; printf '{"collect_url": "http://127.0.0.1:9"}' > "$1"; exec sleep 30"#;
+        let (mut running, endpoints) = start(child(script, &file), &file).expect("started");
+        assert_eq!(endpoints["collect_url"], "http://127.0.0.1:9");
+        let since = Instant::now();
+        let status = stop(&mut running).expect("a status");
+        assert!(!status.success(), "ended by SIGTERM: {status}");
+        assert!(since.elapsed() < Duration::from_secs(10));
+
+        // A child that exits before it is ready is an error, not a wait.
+        let error = start(child("exit 3", &file), &file).expect_err("exited");
+        assert!(
+            format!("{error:#}").contains("stopped before it was ready"),
+            "{error:#}"
+        );
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+}
