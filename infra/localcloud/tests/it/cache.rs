@@ -14,7 +14,7 @@ use tally_localcloud::cloud::{CloudOptions, LocalCloud};
 use tally_localcloud::esm::RuntimeOptions;
 use tally_localcloud::template::{self, LocalContext};
 
-use crate::lambda::TESTFN;
+use crate::lambda::testfn;
 use crate::support::TempDir;
 
 const CLOUD: &str = env!("CARGO_BIN_EXE_tally-localcloud");
@@ -62,7 +62,7 @@ fn options(dir: &TempDir) -> CloudOptions {
         template: template(),
         stack_name: "it".into(),
         state_dir: dir.0.join("state"),
-        parameters: BTreeMap::from([("AppCodeKey".to_owned(), TESTFN.to_owned())]),
+        parameters: BTreeMap::from([("AppCodeKey".to_owned(), testfn().to_owned())]),
         endpoint_port: 0,
         url_port_base: 0,
         function_env: BTreeMap::new(),

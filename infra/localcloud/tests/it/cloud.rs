@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use tally_localcloud::cloud::{CloudOptions, LocalCloud};
 use tally_localcloud::esm::RuntimeOptions;
 
-use crate::lambda::TESTFN;
+use crate::lambda::testfn;
 use crate::support::{batch_data, until, TempDir};
 
 fn template(log: &str) -> Value {
@@ -45,7 +45,7 @@ fn options(dir: &TempDir) -> CloudOptions {
         template: template(&log),
         stack_name: "it".into(),
         state_dir: dir.0.join("state"),
-        parameters: BTreeMap::from([("AppCodeKey".to_owned(), TESTFN.to_owned())]),
+        parameters: BTreeMap::from([("AppCodeKey".to_owned(), testfn().to_owned())]),
         endpoint_port: 0,
         url_port_base: 0,
         function_env: BTreeMap::from([(
