@@ -82,7 +82,6 @@ use wire::{
 };
 
 const MAX_PUT_RECORDS: usize = 500;
-const MAX_RECORD_BYTES: usize = 1024 * 1024;
 const MAX_PUT_RECORDS_BYTES: usize = 5 * 1024 * 1024;
 const MAX_GET_RECORDS_BYTES: usize = 10 * 1024 * 1024;
 const SHARD_RECORDS_PER_SECOND: f64 = 1000.0;

@@ -5,9 +5,9 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use bytes::Bytes;
 use serde_json::{json, Value};
+use tally_domain::wire::MAX_RECORD_BYTES;
 
 use super::state::{hash_key, shard_id, PutInput, Record, ShardCursor, ShardInfo};
-use super::MAX_RECORD_BYTES;
 use crate::aws::input::{opt_str, req_str};
 use crate::aws::{epoch_seconds, AwsError, ACCOUNT_ID};
 
