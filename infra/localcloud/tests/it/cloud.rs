@@ -107,7 +107,7 @@ async fn a_template_runs_locally_and_a_restart_resumes() {
     let dir = TempDir::new("cloud");
     let log = dir.0.join("batches.jsonl");
     let cloud = LocalCloud::start(options(&dir)).await.unwrap();
-    assert_eq!(cloud.plan.skipped.len(), 1, "the alarm is reported");
+    assert_eq!(cloud.resources.skipped.len(), 1, "the alarm is reported");
     let endpoints = cloud.endpoints();
     let url = cloud.urls["AppUrl"].clone();
     assert_eq!(endpoints["outputs"]["AppUrlOut"], url.as_str());

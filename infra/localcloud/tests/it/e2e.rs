@@ -74,7 +74,7 @@ impl Drop for Running {
 
 impl Running {
     pub(crate) fn output(&self, name: &str) -> String {
-        self.0.plan.outputs[name].clone()
+        self.0.resources.outputs[name].clone()
     }
 
     fn function(&self, package: &str) -> &tally_localcloud::lambda::Function {

@@ -19,7 +19,7 @@ fn build_collect() -> std::path::PathBuf {
 
 /// Records written to the events stream so far.
 fn records(cloud: &Running) -> u64 {
-    let stream = &cloud.0.plan.streams[0].name;
+    let stream = &cloud.0.resources.streams[0].name;
     cloud
         .0
         .aws

@@ -86,7 +86,7 @@ async fn a_rate_rule_fires_its_targets_with_the_scheduled_event_and_a_disabled_r
     let cloud = LocalCloud::start(options(&dir, rules, &[])).await.unwrap();
     assert_eq!(cloud.schedules.keys().collect::<Vec<_>>(), ["Tick"]);
     assert!(cloud
-        .plan
+        .resources
         .skipped_report()
         .contains("Off (AWS::Events::Rule): State is DISABLED: rate(1 minute) never fires"));
     assert!(
