@@ -18,7 +18,7 @@ use crate::cache::CacheServer;
 use crate::esm::{local_call, KinesisMapping, RuntimeOptions, SqsMapping};
 use crate::lambda::{Function, FunctionSpec, LogSink};
 use crate::schedule::{EventSource, RuleRunner, ScheduleClock};
-use crate::template::{self, LocalContext, Plan, Skipped};
+use crate::template::{self, LocalContext, Resources, Skipped};
 use crate::Error;
 
 /// How to run a template locally.
@@ -38,7 +38,7 @@ pub struct CloudOptions {
     /// Extra environment per function, keyed by function name or by its code-key parameter
     /// (`QueryCodeKey` → `TALLY_QUERY_AUTH=off`).
     pub function_env: BTreeMap<String, BTreeMap<String, String>>,
-    /// A function whose binary does not exist is reported in [`Plan::skipped`] (with its URLs and mappings)
+    /// A function whose binary does not exist is reported in [`Resources::skipped`] (with its URLs and mappings)
     /// instead of failing the start: `cargo xtask dev` while a function crate is not written yet.
     pub skip_unbuilt: bool,
     /// Echo function logs to the terminal (they always go to `<state>/logs`).
@@ -54,7 +54,7 @@ pub struct CloudOptions {
 pub struct LocalCloud {
     pub aws: Arc<LocalAws>,
     pub endpoint: String,
-    pub plan: Plan,
+    pub resources: Resources,
     /// Local URL of each Function URL, by logical id.
     pub urls: BTreeMap<String, String>,
     pub functions: BTreeMap<String, Function>,
@@ -158,9 +158,9 @@ impl LocalCloud {
             function_urls: urls.clone(),
             cache_ports: cache_ports.clone(),
         };
-        let mut plan = template::load(&options.template, &ctx)?;
-        create_resources(&aws, &mut plan).await?;
-        let caches = start_caches(&plan, &options.state_dir, &cache_ports).await?;
+        let mut resources = template::load(&options.template, &ctx)?;
+        create_resources(&aws, &mut resources).await?;
+        let caches = start_caches(&resources, &options.state_dir, &cache_ports).await?;
         for cache in caches.values() {
             aws.meter.watch_cache(&cache.name, cache.addr());
         }
@@ -168,8 +168,8 @@ impl LocalCloud {
         let logs = LogSink::new(Some(options.state_dir.join("logs")), options.terminal_logs);
         let mut functions = BTreeMap::new();
         let mut unbuilt = Vec::new();
-        let background = background_functions(&plan);
-        for decl in &plan.functions {
+        let background = background_functions(&resources);
+        for decl in &resources.functions {
             let executable = PathBuf::from(&decl.code);
             if !executable.is_file() {
                 let via = decl
@@ -222,7 +222,7 @@ impl LocalCloud {
             );
         }
 
-        for decl in &plan.urls {
+        for decl in &resources.urls {
             let (Some(listener), Some(function)) = (
                 url_listeners.remove(&decl.id),
                 functions.get(&decl.function),
@@ -250,7 +250,7 @@ impl LocalCloud {
         mapping_options.state_dir = Some(options.state_dir.clone());
         let mut kinesis_mappings = BTreeMap::new();
         let mut sqs_mappings = BTreeMap::new();
-        for decl in &plan.mappings {
+        for decl in &resources.mappings {
             if !decl.config.enabled {
                 continue;
             }
@@ -292,7 +292,7 @@ impl LocalCloud {
             region: aws.region.clone(),
         };
         let mut schedules = BTreeMap::new();
-        for rule in &plan.rules {
+        for rule in &resources.rules {
             if !rule.enabled {
                 unbuilt.push(Skipped {
                     id: rule.id.clone(),
@@ -321,11 +321,11 @@ impl LocalCloud {
             );
             schedules.insert(rule.id.clone(), runner);
         }
-        plan.skipped.extend(unbuilt);
+        resources.skipped.extend(unbuilt);
         Ok(LocalCloud {
             aws,
             endpoint,
-            plan,
+            resources,
             urls,
             functions,
             kinesis_mappings,
@@ -341,7 +341,7 @@ impl LocalCloud {
     /// logical id), the template's outputs (resolved),
     /// and the well-known ones by role.
     pub fn endpoints(&self) -> Value {
-        let output = |name: &str| self.plan.outputs.get(name).cloned();
+        let output = |name: &str| self.resources.outputs.get(name).cloned();
         json!({
             "aws_endpoint": self.endpoint,
             "meter": format!("{}{}", self.endpoint, crate::meter::METER_PATH),
@@ -350,7 +350,7 @@ impl LocalCloud {
             "dashboard_url": output("QueryUrl"),
             "function_urls": self.urls,
             "caches": self.caches.iter().map(|(id, c)| (id.clone(), c.addr().to_string())).collect::<BTreeMap<_, _>>(),
-            "outputs": self.plan.outputs,
+            "outputs": self.resources.outputs,
         })
     }
 
@@ -397,28 +397,30 @@ async fn write_meter(aws: Arc<LocalAws>, path: PathBuf, mut stop: watch::Receive
     }
 }
 
-/// The logical ids of the template's resources of type `kind`, in template order.
 /// The functions whose processes run at a lower CPU priority ([`FunctionSpec::background`]): targets of
 /// mappings with a batching window or of schedules, unless something waits on them too (a Function URL, a
 /// mapping without a batching window).
-pub fn background_functions(plan: &Plan) -> BTreeSet<String> {
-    let waited_on: BTreeSet<&str> = plan
+pub fn background_functions(resources: &Resources) -> BTreeSet<String> {
+    let waited_on: BTreeSet<&str> = resources
         .urls
         .iter()
         .map(|u| u.function.as_str())
         .chain(
-            plan.mappings
+            resources
+                .mappings
                 .iter()
                 .filter(|m| m.config.batching_window.is_zero())
                 .map(|m| m.function.as_str()),
         )
         .collect();
-    plan.mappings
+    resources
+        .mappings
         .iter()
         .filter(|m| !m.config.batching_window.is_zero())
         .map(|m| m.function.as_str())
         .chain(
-            plan.rules
+            resources
+                .rules
                 .iter()
                 .flat_map(|r| r.targets.iter().map(|t| t.function.as_str())),
         )
@@ -427,6 +429,7 @@ pub fn background_functions(plan: &Plan) -> BTreeSet<String> {
         .collect()
 }
 
+/// The logical ids of the template's resources of type `kind`, in template order.
 fn resource_ids(template: &Value, kind: &str) -> Vec<String> {
     template
         .get("Resources")
@@ -441,14 +444,14 @@ fn resource_ids(template: &Value, kind: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Starts (or restarts on their data) the plan's caches on the ports the template was resolved with.
+/// Starts (or restarts on their data) the template's caches on the ports the template was resolved with.
 async fn start_caches(
-    plan: &Plan,
+    resources: &Resources,
     state_dir: &std::path::Path,
     ports: &BTreeMap<String, u16>,
 ) -> Result<BTreeMap<String, CacheServer>, Error> {
     let mut caches = BTreeMap::new();
-    for decl in &plan.caches {
+    for decl in &resources.caches {
         let dir = crate::cache::cache_dir(state_dir, &decl.id)?;
         let port = ports.get(&decl.id).copied().ok_or_else(|| {
             Error::start(format!("cache {}", decl.id), "no port was chosen for it")
@@ -463,10 +466,10 @@ async fn start_caches(
     Ok(caches)
 }
 
-/// Creates the plan's streams, consumers, tables, queues, buckets and secrets; existing ones are kept. Mappings on a
+/// Creates the template's streams, consumers, tables, queues, buckets and secrets; existing ones are kept. Mappings on a
 /// consumer get the consumer's real ARN.
-async fn create_resources(aws: &Arc<LocalAws>, plan: &mut Plan) -> Result<(), Error> {
-    for stream in &plan.streams {
+async fn create_resources(aws: &Arc<LocalAws>, resources: &mut Resources) -> Result<(), Error> {
+    for stream in &resources.streams {
         if aws.kinesis.stream(&stream.name).is_err() {
             aws.kinesis
                 .create(&stream.name, stream.shards, stream.on_demand)
@@ -475,7 +478,7 @@ async fn create_resources(aws: &Arc<LocalAws>, plan: &mut Plan) -> Result<(), Er
                 })?;
         }
     }
-    for consumer in &plan.consumers {
+    for consumer in &resources.consumers {
         let stream = aws.kinesis.stream(&consumer.stream_arn).map_err(|error| {
             Error::start(format!("consumer {}", consumer.id), error.to_string())
         })?;
@@ -499,13 +502,13 @@ async fn create_resources(aws: &Arc<LocalAws>, plan: &mut Plan) -> Result<(), Er
                     .to_owned()
             }
         };
-        for mapping in &mut plan.mappings {
+        for mapping in &mut resources.mappings {
             if mapping.config.source_arn == consumer.arn {
                 mapping.config.source_arn = arn.clone();
             }
         }
     }
-    for table in &plan.tables {
+    for table in &resources.tables {
         if !aws.dynamodb.table_names().contains(&table.name) {
             aws.dynamodb
                 .create_table(&table.create)
@@ -521,18 +524,18 @@ async fn create_resources(aws: &Arc<LocalAws>, plan: &mut Plan) -> Result<(), Er
             }
         }
     }
-    for queue in &plan.queues {
+    for queue in &resources.queues {
         let input = json!({"QueueName": queue.name, "Attributes": queue.attributes});
         aws.sqs
             .create_queue(&input)
             .map_err(|error| Error::start(format!("queue {}", queue.id), error.to_string()))?;
     }
-    for bucket in &plan.buckets {
+    for bucket in &resources.buckets {
         aws.s3
             .create_bucket(&bucket.name)
             .map_err(|error| Error::start(format!("bucket {}", bucket.id), error.to_string()))?;
     }
-    for secret in &plan.secrets {
+    for secret in &resources.secrets {
         aws.secretsmanager
             .ensure_generated(&secret.name, &secret.generate)
             .map_err(|error| Error::start(format!("secret {}", secret.id), error.to_string()))?;

@@ -177,10 +177,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "\ntally local cloud: stack {stack_name}, state in {}",
         args.state.display()
     );
-    if !cloud.plan.skipped.is_empty() {
+    if !cloud.resources.skipped.is_empty() {
         eprintln!(
             "not run locally:\n{}",
-            cloud.plan.skipped_report().trim_end()
+            cloud.resources.skipped_report().trim_end()
         );
     }
     eprintln!("\n  AWS endpoint   {}", cloud.endpoint);
@@ -211,7 +211,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     for rule in cloud
-        .plan
+        .resources
         .rules
         .iter()
         .filter(|r| cloud.schedules.contains_key(&r.id))

@@ -1,8 +1,8 @@
-//! The template loader: a synthesized CloudFormation template turned into a [`Plan`] of local resources.
+//! The template loader: a synthesized CloudFormation template turned into the local [`Resources`] it declares.
 //!
 //! Every intrinsic is resolved to local values ([`LocalContext`]): names stay as the template gives them,
 //! ARNs use the local account and region, queue URLs point at the local endpoint, Function URLs at their
-//! local listeners. Every resource lands in the plan or in [`Plan::skipped`] with the reason, by logical id:
+//! local listeners. Every resource lands in [`Resources`] or in [`Resources::skipped`] with the reason, by logical id:
 //! nothing is ignored silently.
 
 mod resolve;
@@ -21,7 +21,7 @@ use crate::Error;
 
 /// The local resources a template declares, with intrinsics resolved.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Plan {
+pub struct Resources {
     pub streams: Vec<StreamDecl>,
     pub consumers: Vec<ConsumerDecl>,
     pub tables: Vec<TableDecl>,
@@ -316,9 +316,9 @@ fn secret(id: &str, props: &Value) -> Result<SecretDecl, Error> {
 }
 
 /// Loads `template` for the local cloud.
-pub fn load(template: &Value, ctx: &LocalContext) -> Result<Plan, Error> {
+pub fn load(template: &Value, ctx: &LocalContext) -> Result<Resources, Error> {
     let resolver = Resolver::new(template, ctx)?;
-    let mut plan = Plan::default();
+    let mut resources = Resources::default();
     for (id, resource) in resolver.resources {
         let kind = resource
             .get("Type")
@@ -347,14 +347,14 @@ pub fn load(template: &Value, ctx: &LocalContext) -> Result<Plan, Error> {
                     None if on_demand => None,
                     None => Some(1),
                 };
-                plan.streams.push(StreamDecl {
+                resources.streams.push(StreamDecl {
                     id: id.clone(),
                     name: exposed.reference.clone(),
                     shards,
                     on_demand,
                 });
             }
-            "AWS::Kinesis::StreamConsumer" => plan.consumers.push(ConsumerDecl {
+            "AWS::Kinesis::StreamConsumer" => resources.consumers.push(ConsumerDecl {
                 id: id.clone(),
                 name: exposed.attributes["ConsumerName"].clone(),
                 stream_arn: exposed.attributes["StreamARN"].clone(),
@@ -381,7 +381,7 @@ pub fn load(template: &Value, ctx: &LocalContext) -> Result<Plan, Error> {
                     .and_then(|t| t.get("AttributeName"))
                     .and_then(Value::as_str)
                     .map(str::to_owned);
-                plan.tables.push(TableDecl {
+                resources.tables.push(TableDecl {
                     id: id.clone(),
                     name: exposed.reference.clone(),
                     create: Value::Object(create),
@@ -408,19 +408,19 @@ pub fn load(template: &Value, ctx: &LocalContext) -> Result<Plan, Error> {
                     };
                     attributes.insert("RedrivePolicy".into(), json!(text));
                 }
-                plan.queues.push(QueueDecl {
+                resources.queues.push(QueueDecl {
                     id: id.clone(),
                     name: exposed.attributes["QueueName"].clone(),
                     attributes,
                 });
             }
-            "AWS::S3::Bucket" => plan.buckets.push(BucketDecl {
+            "AWS::S3::Bucket" => resources.buckets.push(BucketDecl {
                 id: id.clone(),
                 name: exposed.reference.clone(),
             }),
-            "AWS::SecretsManager::Secret" => plan.secrets.push(secret(id, &props)?),
+            "AWS::SecretsManager::Secret" => resources.secrets.push(secret(id, &props)?),
             "AWS::Lambda::Function" => {
-                plan.functions
+                resources.functions
                     .push(function(id, resource, &props, &exposed.reference)?)
             }
             "AWS::Lambda::Url" => {
@@ -428,7 +428,7 @@ pub fn load(template: &Value, ctx: &LocalContext) -> Result<Plan, Error> {
                     .get("TargetFunctionArn")
                     .and_then(Value::as_str)
                     .ok_or_else(|| Error::template(&at("TargetFunctionArn"), "missing"))?;
-                plan.urls.push(UrlDecl {
+                resources.urls.push(UrlDecl {
                     id: id.clone(),
                     function: function_name(target),
                     auth_type: props
@@ -439,11 +439,11 @@ pub fn load(template: &Value, ctx: &LocalContext) -> Result<Plan, Error> {
                     cors: props.get("Cors").cloned(),
                 });
             }
-            "AWS::Lambda::EventSourceMapping" => plan.mappings.push(mapping(id, &props)?),
-            "AWS::ElastiCache::ServerlessCache" => plan.caches.push(cache(id, &props)?),
+            "AWS::Lambda::EventSourceMapping" => resources.mappings.push(mapping(id, &props)?),
+            "AWS::ElastiCache::ServerlessCache" => resources.caches.push(cache(id, &props)?),
             "AWS::Events::Rule" => match rule(id, &props, &exposed.attributes["Arn"])? {
-                Some(rule) => plan.rules.push(rule),
-                None => plan.skipped.push(Skipped {
+                Some(rule) => resources.rules.push(rule),
+                None => resources.skipped.push(Skipped {
                     id: id.clone(),
                     kind: kind.to_owned(),
                     reason: "no event bus locally: an event pattern rule matches nothing (schedule rules fire)".to_owned(),
@@ -459,7 +459,7 @@ pub fn load(template: &Value, ctx: &LocalContext) -> Result<Plan, Error> {
                     Some((_, reason)) => (*reason).to_owned(),
                     None => format!("resource type {other} is not supported by the local cloud: it does not exist locally"),
                 };
-                plan.skipped.push(Skipped {
+                resources.skipped.push(Skipped {
                     id: id.clone(),
                     kind: other.to_owned(),
                     reason,
@@ -471,12 +471,16 @@ pub fn load(template: &Value, ctx: &LocalContext) -> Result<Plan, Error> {
         for (name, output) in outputs {
             if let Some(value) = output.get("Value") {
                 let resolved = resolver.string(&format!("Outputs.{name}"), value)?;
-                plan.outputs.insert(name.clone(), resolved);
+                resources.outputs.insert(name.clone(), resolved);
             }
         }
     }
-    for mapping in &plan.mappings {
-        if !plan.functions.iter().any(|f| f.name == mapping.function) {
+    for mapping in &resources.mappings {
+        if !resources
+            .functions
+            .iter()
+            .any(|f| f.name == mapping.function)
+        {
             return Err(Error::template(
                 &mapping.id,
                 format!(
@@ -486,9 +490,13 @@ pub fn load(template: &Value, ctx: &LocalContext) -> Result<Plan, Error> {
             ));
         }
     }
-    for rule in &plan.rules {
+    for rule in &resources.rules {
         for (i, target) in rule.targets.iter().enumerate() {
-            if !plan.functions.iter().any(|f| f.name == target.function) {
+            if !resources
+                .functions
+                .iter()
+                .any(|f| f.name == target.function)
+            {
                 return Err(Error::template(
                     &format!("{}.Properties.Targets[{i}].Arn", rule.id),
                     format!(
@@ -499,8 +507,8 @@ pub fn load(template: &Value, ctx: &LocalContext) -> Result<Plan, Error> {
             }
         }
     }
-    for url in &plan.urls {
-        if !plan.functions.iter().any(|f| f.name == url.function) {
+    for url in &resources.urls {
+        if !resources.functions.iter().any(|f| f.name == url.function) {
             return Err(Error::template(
                 &url.id,
                 format!(
@@ -510,10 +518,10 @@ pub fn load(template: &Value, ctx: &LocalContext) -> Result<Plan, Error> {
             ));
         }
     }
-    Ok(plan)
+    Ok(resources)
 }
 
-impl Plan {
+impl Resources {
     /// Types of resources not run, `logical id (type): reason` one per line, for the start-up report.
     pub fn skipped_report(&self) -> String {
         self.skipped

@@ -14,7 +14,7 @@ use tally_localcloud::cloud::{CloudOptions, LocalCloud};
 use tally_localcloud::esm::RuntimeOptions;
 use tally_localcloud::template::{self, LocalContext};
 
-use crate::lambda::TESTFN;
+use crate::lambda::testfn;
 use crate::support::TempDir;
 
 const CLOUD: &str = env!("CARGO_BIN_EXE_tally-localcloud");
@@ -62,7 +62,7 @@ fn options(dir: &TempDir) -> CloudOptions {
         template: template(),
         stack_name: "it".into(),
         state_dir: dir.0.join("state"),
-        parameters: BTreeMap::from([("AppCodeKey".to_owned(), TESTFN.to_owned())]),
+        parameters: BTreeMap::from([("AppCodeKey".to_owned(), testfn().to_owned())]),
         endpoint_port: 0,
         url_port_base: 0,
         function_env: BTreeMap::new(),
@@ -125,7 +125,12 @@ async fn a_template_with_the_cache_and_its_network_deploys_and_a_restart_keeps_t
     assert_eq!(addr.ip().to_string(), "127.0.0.1");
     assert_eq!(cache.name, "it-counters");
     assert!(state.join("cache/CounterCache/nodes.conf").is_file());
-    let skipped: Vec<&str> = cloud.plan.skipped.iter().map(|s| s.id.as_str()).collect();
+    let skipped: Vec<&str> = cloud
+        .resources
+        .skipped
+        .iter()
+        .map(|s| s.id.as_str())
+        .collect();
     for id in [
         "Vpc",
         "SubnetA",
@@ -141,7 +146,7 @@ async fn a_template_with_the_cache_and_its_network_deploys_and_a_restart_keeps_t
     ] {
         assert!(skipped.contains(&id), "{id} is reported: {skipped:?}");
     }
-    assert_eq!(cloud.plan.outputs["CacheEndpoint"], addr.to_string());
+    assert_eq!(cloud.resources.outputs["CacheEndpoint"], addr.to_string());
     assert_eq!(
         cloud.endpoints()["caches"]["CounterCache"],
         addr.to_string()
@@ -419,10 +424,10 @@ fn a_cache_whose_id_or_name_could_leave_the_state_directory_is_refused() {
 
 #[test]
 fn the_network_resources_expose_plausible_ids() {
-    let plan = template::load(&template(), &ctx()).unwrap();
-    assert_eq!(plan.caches.len(), 1);
+    let resources = template::load(&template(), &ctx()).unwrap();
+    assert_eq!(resources.caches.len(), 1);
     assert_eq!(
-        plan.outputs["CacheEndpoint"], "127.0.0.1:6379",
+        resources.outputs["CacheEndpoint"], "127.0.0.1:6379",
         "no server: the default port"
     );
     let probe = json!({"Resources": {
@@ -434,8 +439,8 @@ fn the_network_resources_expose_plausible_ids() {
             "D": {"Value": {"Fn::GetAtt": ["Vpc", "DefaultSecurityGroup"]}}, "C": {"Value": {"Fn::GetAtt": ["Vpc", "CidrBlock"]}},
             "G": {"Value": {"Fn::GetAtt": ["Sg", "GroupId"]}}, "GV": {"Value": {"Fn::GetAtt": ["Sg", "VpcId"]}},
             "S": {"Value": {"Ref": "Sub"}}}});
-    let plan = template::load(&probe, &ctx()).unwrap();
-    let o = &plan.outputs;
+    let resources = template::load(&probe, &ctx()).unwrap();
+    let o = &resources.outputs;
     assert!(o["V"].starts_with("vpc-") && o["V"].len() == 21, "{o:?}");
     assert_eq!(o["VId"], o["V"]);
     assert_eq!(o["GV"], o["V"]);
@@ -447,7 +452,7 @@ fn the_network_resources_expose_plausible_ids() {
     assert_eq!(o["C"], "10.1.0.0/16");
     assert_eq!(
         template::load(&probe, &ctx()).unwrap().outputs,
-        plan.outputs,
+        resources.outputs,
         "stable across loads"
     );
 }

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use tally_localcloud::cloud::{CloudOptions, LocalCloud};
 use tally_localcloud::esm::RuntimeOptions;
 
-use crate::lambda::TESTFN;
+use crate::lambda::testfn;
 use crate::support::{batch_data, until, TempDir};
 
 fn template(log: &str) -> Value {
@@ -45,7 +45,7 @@ fn options(dir: &TempDir) -> CloudOptions {
         template: template(&log),
         stack_name: "it".into(),
         state_dir: dir.0.join("state"),
-        parameters: BTreeMap::from([("AppCodeKey".to_owned(), TESTFN.to_owned())]),
+        parameters: BTreeMap::from([("AppCodeKey".to_owned(), testfn().to_owned())]),
         endpoint_port: 0,
         url_port_base: 0,
         function_env: BTreeMap::from([(
@@ -107,7 +107,7 @@ async fn a_template_runs_locally_and_a_restart_resumes() {
     let dir = TempDir::new("cloud");
     let log = dir.0.join("batches.jsonl");
     let cloud = LocalCloud::start(options(&dir)).await.unwrap();
-    assert_eq!(cloud.plan.skipped.len(), 1, "the alarm is reported");
+    assert_eq!(cloud.resources.skipped.len(), 1, "the alarm is reported");
     let endpoints = cloud.endpoints();
     let url = cloud.urls["AppUrl"].clone();
     assert_eq!(endpoints["outputs"]["AppUrlOut"], url.as_str());

@@ -14,7 +14,7 @@ use tally_localcloud::esm::RuntimeOptions;
 use tally_pipeline::{code_key_parameter, PipelineOptions, Stage, FUNCTIONS};
 
 use crate::cloud::http;
-use crate::support::TempDir;
+use crate::support::{cargo_build_bins, TempDir};
 
 pub(crate) type Counts = BTreeMap<(String, String), u64>;
 
@@ -23,24 +23,12 @@ pub(crate) const CAMPAIGNS: [&str; 3] = ["e2e-big", "e2e-mid", "e2e-small"];
 /// Builds the five function binaries (as `cargo xtask dev` does) and returns the directory that holds them:
 /// the profile directory of this test binary, so `--release` and `CARGO_TARGET_DIR` are followed.
 pub(crate) fn build_functions() -> PathBuf {
-    let bin = std::env::current_exe()
-        .unwrap()
-        .parent()
-        .and_then(Path::parent)
-        .unwrap()
-        .to_path_buf();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let mut build = std::process::Command::new(std::env::var_os("CARGO").unwrap_or("cargo".into()));
-    build.current_dir(&root).args(["build", "--bins"]);
-    for name in FUNCTIONS {
-        build.args(["-p", &format!("tally-{name}")]);
-    }
-    if bin.file_name().is_some_and(|n| n == "release") {
-        build.arg("--release");
-    }
-    let status = build.status().unwrap();
-    assert!(status.success(), "building the functions failed: {status}");
-    bin
+    let packages: Vec<String> = FUNCTIONS
+        .iter()
+        .map(|name| format!("tally-{name}"))
+        .collect();
+    let packages: Vec<&str> = packages.iter().map(String::as_str).collect();
+    cargo_build_bins(&packages)
 }
 
 /// The real pipeline, with a 1 s deferred batching window so the archive is written within the test.
@@ -86,7 +74,7 @@ impl Drop for Running {
 
 impl Running {
     pub(crate) fn output(&self, name: &str) -> String {
-        self.0.plan.outputs[name].clone()
+        self.0.resources.outputs[name].clone()
     }
 
     fn function(&self, package: &str) -> &tally_localcloud::lambda::Function {

@@ -4,7 +4,6 @@
 //! would.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use tally_localcloud::cloud::LocalCloud;
 use tally_pipeline::{code_key_parameter, PipelineOptions, Stage, FUNCTIONS};
@@ -15,28 +14,12 @@ use crate::trust::call;
 
 /// Builds the collect binary only (the other functions are skipped when not built) and returns its directory.
 fn build_collect() -> std::path::PathBuf {
-    let bin = std::env::current_exe()
-        .expect("test binary")
-        .parent()
-        .and_then(Path::parent)
-        .expect("profile directory")
-        .to_path_buf();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let mut build = std::process::Command::new(std::env::var_os("CARGO").unwrap_or("cargo".into()));
-    build
-        .current_dir(&root)
-        .args(["build", "--bin", "tally-collect", "-p", "tally-collect"]);
-    if bin.file_name().is_some_and(|n| n == "release") {
-        build.arg("--release");
-    }
-    let status = build.status().expect("cargo build");
-    assert!(status.success(), "building collect failed: {status}");
-    bin
+    crate::support::cargo_build_bins(&["tally-collect"])
 }
 
 /// Records written to the events stream so far.
 fn records(cloud: &Running) -> u64 {
-    let stream = &cloud.0.plan.streams[0].name;
+    let stream = &cloud.0.resources.streams[0].name;
     cloud
         .0
         .aws

@@ -1,14 +1,22 @@
 //! The Runtime API and process pool, driven through the real `lambda_runtime` in the test function.
 
+use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 use tally_localcloud::lambda::{Function, FunctionSpec, InvokeFailure, LogSink};
 
-pub(crate) const TESTFN: &str = env!("CARGO_BIN_EXE_tally-localcloud-testfn");
+/// The test function's binary (crate `tally-localcloud-testfn`), built once per test run.
+pub(crate) fn testfn() -> &'static str {
+    static TESTFN: OnceLock<String> = OnceLock::new();
+    TESTFN.get_or_init(|| {
+        let bin = crate::support::cargo_build_bins(&["tally-localcloud-testfn"]);
+        bin.join("tally-localcloud-testfn").display().to_string()
+    })
+}
 
 fn spec(name: &str) -> FunctionSpec {
-    let mut spec = FunctionSpec::new(name, TESTFN);
+    let mut spec = FunctionSpec::new(name, testfn());
     spec.timeout = Duration::from_secs(5);
     spec
 }

@@ -8,7 +8,7 @@ use tally_localcloud::aws::LocalAws;
 use tally_localcloud::esm::{KinesisMapping, MappingConfig, RuntimeOptions, StartingPosition};
 use tally_localcloud::lambda::{Function, FunctionSpec, LogSink};
 
-use crate::lambda::TESTFN;
+use crate::lambda::testfn;
 use crate::support::{batch_data, batches, create_queue, drain, put, until, TempDir};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -25,7 +25,7 @@ impl Setup {
         let aws = LocalAws::ephemeral();
         let stream = aws.kinesis.create("events", Some(1), false).unwrap();
         let dir = TempDir::new(tag);
-        let mut spec = FunctionSpec::new(format!("fn-{tag}"), TESTFN);
+        let mut spec = FunctionSpec::new(format!("fn-{tag}"), testfn());
         spec.env.insert(
             "TESTFN_LOG".into(),
             dir.0.join("batches.jsonl").display().to_string(),

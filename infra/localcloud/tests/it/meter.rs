@@ -13,7 +13,7 @@ use tally_localcloud::esm::{KinesisMapping, MappingConfig, RuntimeOptions};
 use tally_localcloud::lambda::{Function, FunctionSpec, InvokeFailure, LogSink};
 use tally_localcloud::meter::{Meter, Snapshot};
 
-use crate::lambda::TESTFN;
+use crate::lambda::testfn;
 use crate::support::{batch_data, put, until, TempDir};
 
 /// The local endpoint on a real loopback socket, stopped on drop.
@@ -174,7 +174,7 @@ async fn kinesis_puts_throttles_and_reads_are_metered() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lambda_invocations_are_billed_from_hand_out_to_outcome() {
     let meter = Arc::new(Meter::new());
-    let mut spec = FunctionSpec::new("metered-fn", TESTFN);
+    let mut spec = FunctionSpec::new("metered-fn", testfn());
     spec.memory_mb = 256;
     spec.timeout = Duration::from_secs(5);
     let function = Function::start_metered(spec, &LogSink::discard(), meter.clone());
@@ -239,7 +239,7 @@ async fn log_bytes_follow_the_logging_config() {
         let payload = payload.clone();
         async move {
             let meter = Arc::new(Meter::new());
-            let mut spec = FunctionSpec::new(name, TESTFN);
+            let mut spec = FunctionSpec::new(name, testfn());
             spec.logging = logging;
             let function = Function::start_metered(spec, &LogSink::discard(), meter.clone());
             for _ in 0..2 {
@@ -294,7 +294,7 @@ impl MappingSetup {
         let aws = LocalAws::ephemeral();
         aws.kinesis.create("events", Some(1), false).unwrap();
         let dir = TempDir::new(tag);
-        let mut spec = FunctionSpec::new(format!("fn-{tag}"), TESTFN);
+        let mut spec = FunctionSpec::new(format!("fn-{tag}"), testfn());
         spec.env.insert(
             "TESTFN_LOG".into(),
             dir.0.join("batches.jsonl").display().to_string(),
@@ -586,7 +586,7 @@ async fn a_running_cloud_meters_its_functions_and_writes_meter_json() {
         template,
         stack_name: "meter".into(),
         state_dir: dir.0.join("state"),
-        parameters: BTreeMap::from([("AppCodeKey".to_owned(), TESTFN.to_owned())]),
+        parameters: BTreeMap::from([("AppCodeKey".to_owned(), testfn().to_owned())]),
         endpoint_port: 0,
         url_port_base: 0,
         function_env: BTreeMap::new(),

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use tally_localcloud::cloud::{CloudOptions, LocalCloud};
 use tally_localcloud::esm::RuntimeOptions;
 
-use crate::lambda::TESTFN;
+use crate::lambda::testfn;
 use crate::support::{batches, until, TempDir};
 
 /// 600 × real time: a minute lasts 100 ms, Lambda's retry delays 100 and 200 ms.
@@ -29,7 +29,7 @@ fn options(dir: &TempDir, rules: Value, env: &[(&str, &str)]) -> CloudOptions {
         template: json!({"Parameters": {"AppCodeKey": {"Type": "String"}}, "Resources": resources}),
         stack_name: "sched".into(),
         state_dir: dir.0.join("state"),
-        parameters: BTreeMap::from([("AppCodeKey".to_owned(), TESTFN.to_owned())]),
+        parameters: BTreeMap::from([("AppCodeKey".to_owned(), testfn().to_owned())]),
         endpoint_port: 0,
         url_port_base: 0,
         function_env: BTreeMap::from([(
@@ -86,7 +86,7 @@ async fn a_rate_rule_fires_its_targets_with_the_scheduled_event_and_a_disabled_r
     let cloud = LocalCloud::start(options(&dir, rules, &[])).await.unwrap();
     assert_eq!(cloud.schedules.keys().collect::<Vec<_>>(), ["Tick"]);
     assert!(cloud
-        .plan
+        .resources
         .skipped_report()
         .contains("Off (AWS::Events::Rule): State is DISABLED: rate(1 minute) never fires"));
     assert!(

@@ -1,6 +1,6 @@
-//! Helpers: in-process calls to the local endpoint, the test function's batch log.
+//! Helpers: in-process calls to the local endpoint, the test function's batch log, building binaries.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -8,6 +8,29 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tally_localcloud::aws::LocalAws;
+
+/// Builds the binaries of `packages` (`cargo build --bins -p …`) in this test binary's profile and returns the
+/// profile directory that holds them, so `--release` and `CARGO_TARGET_DIR` are followed.
+pub fn cargo_build_bins(packages: &[&str]) -> PathBuf {
+    let bin = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .and_then(Path::parent)
+        .unwrap()
+        .to_path_buf();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut build = std::process::Command::new(std::env::var_os("CARGO").unwrap_or("cargo".into()));
+    build.current_dir(&root).args(["build", "--bins"]);
+    for package in packages {
+        build.args(["-p", package]);
+    }
+    if bin.file_name().is_some_and(|n| n == "release") {
+        build.arg("--release");
+    }
+    let status = build.status().unwrap();
+    assert!(status.success(), "building {packages:?} failed: {status}");
+    bin
+}
 
 /// One call on the local endpoint's wire protocol, without a socket. Panics on an AWS error (test setup).
 pub async fn call(aws: &Arc<LocalAws>, target: &str, input: Value) -> Value {
@@ -113,7 +136,7 @@ impl Drop for TempDir {
 }
 
 /// The batches the test function logged: one JSON object per invocation.
-pub fn batches(log: &std::path::Path) -> Vec<Value> {
+pub fn batches(log: &Path) -> Vec<Value> {
     std::fs::read_to_string(log)
         .unwrap_or_default()
         .lines()
@@ -123,7 +146,7 @@ pub fn batches(log: &std::path::Path) -> Vec<Value> {
 }
 
 /// The data of each logged batch.
-pub fn batch_data(log: &std::path::Path) -> Vec<Vec<String>> {
+pub fn batch_data(log: &Path) -> Vec<Vec<String>> {
     batches(log)
         .iter()
         .filter(|b| b["records"].as_array().is_some_and(|r| !r.is_empty()))

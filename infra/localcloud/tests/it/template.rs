@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 use tally_localcloud::esm::StartingPosition;
-use tally_localcloud::template::{load, LocalContext, Plan};
+use tally_localcloud::template::{load, LocalContext, Resources};
 
 fn ctx() -> LocalContext {
     LocalContext {
@@ -23,42 +23,42 @@ fn the_synthesized_pipeline_loads_and_every_resource_is_accounted_for() {
     let stage = tally_pipeline::Stage::from_branch("dev");
     let template =
         tally_pipeline::synth_value(&stage, &tally_pipeline::PipelineOptions::default()).unwrap();
-    let plan = load(&template, &ctx()).unwrap();
+    let resources = load(&template, &ctx()).unwrap();
     let total = template["Resources"].as_object().unwrap().len();
-    let placed = plan.streams.len()
-        + plan.consumers.len()
-        + plan.tables.len()
-        + plan.queues.len()
-        + plan.buckets.len()
-        + plan.functions.len()
-        + plan.urls.len()
-        + plan.mappings.len()
-        + plan.rules.len()
-        + plan.caches.len()
-        + plan.secrets.len()
-        + plan.skipped.len();
+    let placed = resources.streams.len()
+        + resources.consumers.len()
+        + resources.tables.len()
+        + resources.queues.len()
+        + resources.buckets.len()
+        + resources.functions.len()
+        + resources.urls.len()
+        + resources.mappings.len()
+        + resources.rules.len()
+        + resources.caches.len()
+        + resources.secrets.len()
+        + resources.skipped.len();
     assert_eq!(placed, total, "a resource was silently dropped");
     assert_eq!(
-        plan.caches.len(),
+        resources.caches.len(),
         1,
         "the counter cache runs as a valkey-server"
     );
-    assert_eq!(plan.functions.len(), 6);
-    assert_eq!(plan.urls.len(), 2);
-    assert_eq!(plan.mappings.len(), 2);
-    let collect = plan
+    assert_eq!(resources.functions.len(), 6);
+    assert_eq!(resources.urls.len(), 2);
+    assert_eq!(resources.mappings.len(), 2);
+    let collect = resources
         .functions
         .iter()
         .find(|f| f.code_parameter.as_deref() == Some("CollectCodeKey"))
         .unwrap();
     assert_eq!(collect.code, "/bin/collect");
-    assert_eq!(collect.env["TALLY_STREAM_NAME"], plan.streams[0].name);
-    let realtime = plan
+    assert_eq!(collect.env["TALLY_STREAM_NAME"], resources.streams[0].name);
+    let realtime = resources
         .mappings
         .iter()
         .find(|m| m.config.source_arn.contains("/consumer/"))
         .expect("the critical lane reads a consumer");
-    assert_eq!(realtime.config.source_arn, plan.consumers[0].arn);
+    assert_eq!(realtime.config.source_arn, resources.consumers[0].arn);
     assert_eq!(realtime.config.parallelization_factor, 1);
     assert!(realtime.config.report_batch_item_failures);
     assert!(realtime
@@ -72,11 +72,11 @@ fn the_synthesized_pipeline_loads_and_every_resource_is_accounted_for() {
         StartingPosition::TrimHorizon
     );
     // The secrets are created locally, with generated values: the collect keys as a JSON map.
-    assert!(!plan
+    assert!(!resources
         .skipped
         .iter()
         .any(|s| s.kind == "AWS::SecretsManager::Secret"));
-    let keys = plan
+    let keys = resources
         .secrets
         .iter()
         .find(|s| s.name.ends_with(tally_pipeline::COLLECT_KEYS_SECRET_SUFFIX))
@@ -99,25 +99,29 @@ fn the_synthesized_pipeline_loads_and_every_resource_is_accounted_for() {
         "AWS::IAM::Role",
     ] {
         assert!(
-            plan.skipped.iter().any(|s| s.kind == kind),
+            resources.skipped.iter().any(|s| s.kind == kind),
             "{kind} not reported"
         );
     }
-    assert!(plan
+    assert!(resources
         .skipped_report()
         .contains("no CloudWatch metrics locally"));
     // The metrics table on provisioned capacity: created with its throughput, auto scaling inert.
-    assert_eq!(plan.tables.len(), 1);
-    assert_eq!(plan.tables[0].create["BillingMode"], "PROVISIONED");
+    assert_eq!(resources.tables.len(), 1);
+    assert_eq!(resources.tables[0].create["BillingMode"], "PROVISIONED");
     assert_eq!(
-        plan.tables[0].create["ProvisionedThroughput"],
+        resources.tables[0].create["ProvisionedThroughput"],
         json!({ "ReadCapacityUnits": 3, "WriteCapacityUnits": 3 })
     );
     for kind in [
         "AWS::ApplicationAutoScaling::ScalableTarget",
         "AWS::ApplicationAutoScaling::ScalingPolicy",
     ] {
-        let inert: Vec<_> = plan.skipped.iter().filter(|s| s.kind == kind).collect();
+        let inert: Vec<_> = resources
+            .skipped
+            .iter()
+            .filter(|s| s.kind == kind)
+            .collect();
         assert_eq!(inert.len(), 2, "{kind}: one per dimension");
         assert!(
             inert
@@ -127,7 +131,7 @@ fn the_synthesized_pipeline_loads_and_every_resource_is_accounted_for() {
         );
     }
     // The scaler's schedule fires locally.
-    let scaler_rule = plan
+    let scaler_rule = resources
         .rules
         .iter()
         .find(|r| r.expression == "rate(5 minutes)")
@@ -137,15 +141,18 @@ fn the_synthesized_pipeline_loads_and_every_resource_is_accounted_for() {
         .arn
         .starts_with("arn:aws:events:us-east-1:123456789012:rule/"));
     assert_eq!(scaler_rule.targets.len(), 1);
-    assert!(plan
+    assert!(resources
         .functions
         .iter()
         .any(|f| f.name == scaler_rule.targets[0].function));
-    assert!(!plan.skipped.iter().any(|s| s.kind == "AWS::Events::Rule"));
+    assert!(!resources
+        .skipped
+        .iter()
+        .any(|s| s.kind == "AWS::Events::Rule"));
     assert!(
-        plan.outputs.values().all(|v| !v.contains("Fn::")),
+        resources.outputs.values().all(|v| !v.contains("Fn::")),
         "{:?}",
-        plan.outputs
+        resources.outputs
     );
 }
 
@@ -156,8 +163,8 @@ fn batch_functions_run_in_the_background() {
     let stage = tally_pipeline::Stage::from_branch("dev");
     let template =
         tally_pipeline::synth_value(&stage, &tally_pipeline::PipelineOptions::default()).unwrap();
-    let plan = load(&template, &ctx()).unwrap();
-    let background = tally_localcloud::cloud::background_functions(&plan);
+    let resources = load(&template, &ctx()).unwrap();
+    let background = tally_localcloud::cloud::background_functions(&resources);
     let names: Vec<&str> = background.iter().map(String::as_str).collect();
     assert_eq!(
         names,
@@ -189,27 +196,31 @@ fn the_edge_and_the_budget_load_as_inert() {
             );
         }
     }
-    let plan = load(&template, &ctx).expect("the local cloud loads the edge template");
+    let resources = load(&template, &ctx).expect("the local cloud loads the edge template");
     for (kind, reason) in [
         ("AWS::CloudFront::Distribution", "no edge locally"),
         ("AWS::WAFv2::WebACL", "no edge locally"),
         ("AWS::Budgets::Budget", "no billing locally"),
         ("AWS::SNS::TopicPolicy", "no SNS locally"),
     ] {
-        let skipped: Vec<_> = plan.skipped.iter().filter(|s| s.kind == kind).collect();
+        let skipped: Vec<_> = resources
+            .skipped
+            .iter()
+            .filter(|s| s.kind == kind)
+            .collect();
         assert_eq!(skipped.len(), 1, "{kind}: {skipped:?}");
         assert!(skipped[0].reason.starts_with(reason), "{skipped:?}");
     }
     // The edge's URL is a host that never resolves; collect keeps its local URL.
-    let edge = &plan.outputs["EdgeUrl"];
+    let edge = &resources.outputs["EdgeUrl"];
     assert!(
         edge.starts_with("https://edge-") && edge.ends_with(".edge.invalid/"),
         "{edge}"
     );
-    assert_eq!(plan.urls.len(), 2);
+    assert_eq!(resources.urls.len(), 2);
     // collect still checks the origin header: it is given the local origin secret, which the local cloud
     // generates like any other (a local client reads it and sends it, as CloudFront would).
-    let origin = plan
+    let origin = resources
         .secrets
         .iter()
         .find(|s| {
@@ -217,7 +228,7 @@ fn the_edge_and_the_budget_load_as_inert() {
                 .ends_with(tally_pipeline::COLLECT_ORIGIN_SECRET_SUFFIX)
         })
         .expect("the origin secret is created locally");
-    let collect = plan
+    let collect = resources
         .functions
         .iter()
         .find(|f| f.name.ends_with("-collect"))
@@ -228,7 +239,7 @@ fn the_edge_and_the_budget_load_as_inert() {
         "{arn} names {}",
         origin.name
     );
-    assert_eq!(plan.outputs["CollectOriginSecretArn"], *arn);
+    assert_eq!(resources.outputs["CollectOriginSecretArn"], *arn);
 }
 
 /// Resolves `value` as a property of a one-queue template and compares with `expect` (`Err` text: a part
@@ -245,7 +256,7 @@ fn check(value: Value, expect: Result<&str, &str>) {
         }
     });
     match (load(&template, &ctx()), expect) {
-        (Ok(plan), Ok(expect)) => assert_eq!(plan.functions[0].env["X"], expect),
+        (Ok(resources), Ok(expect)) => assert_eq!(resources.functions[0].env["X"], expect),
         (Err(error), Err(expect)) => {
             assert!(error.to_string().contains(expect), "{error} lacks {expect}")
         }
@@ -378,7 +389,7 @@ fn intrinsics() {
 
 fn load_err(template: Value) -> String {
     match load(&template, &ctx()) {
-        Ok(plan) => panic!("loaded: {plan:?}"),
+        Ok(resources) => panic!("loaded: {resources:?}"),
         Err(error) => error.to_string(),
     }
 }
@@ -509,9 +520,9 @@ fn hostile_templates_are_refused_with_the_logical_id() {
 
 #[test]
 fn unknown_resource_types_are_reported_not_ignored() {
-    let plan: Plan = load(&json!({"Resources": {"Odd": {"Type": "AWS::EC2::Instance"}, "Alarm1": {"Type": "AWS::CloudWatch::Alarm"}}}), &ctx()).unwrap();
-    assert_eq!(plan.skipped.len(), 2);
-    let report = plan.skipped_report();
+    let resources: Resources = load(&json!({"Resources": {"Odd": {"Type": "AWS::EC2::Instance"}, "Alarm1": {"Type": "AWS::CloudWatch::Alarm"}}}), &ctx()).unwrap();
+    assert_eq!(resources.skipped.len(), 2);
+    let report = resources.skipped_report();
     assert!(report.contains("Odd (AWS::EC2::Instance): resource type AWS::EC2::Instance is not supported by the local cloud"), "{report}");
     assert!(
         report.contains("Alarm1 (AWS::CloudWatch::Alarm)"),
@@ -533,14 +544,14 @@ fn target() -> Value {
 
 #[test]
 fn schedule_rules_load_with_their_targets() {
-    let plan = load(
+    let resources = load(
         &with_rule(json!({"Name": "tick", "ScheduleExpression": "cron(0/5 * * * ? *)",
             "Targets": [target(), {"Arn": {"Fn::GetAtt": ["F", "Arn"]}, "Id": "T1", "Input": "{\"action\": \"compact\"}"},
                         {"Arn": {"Fn::GetAtt": ["F", "Arn"]}, "Id": "T2", "InputPath": "$.detail"}]})),
         &ctx(),
     )
     .unwrap();
-    let rule = &plan.rules[0];
+    let rule = &resources.rules[0];
     assert_eq!(rule.id, "Tick");
     assert_eq!(rule.arn, "arn:aws:events:us-east-1:123456789012:rule/tick");
     assert!(rule.enabled);

@@ -16,7 +16,6 @@
 //! logged and synced before the answer, so a restart keeps in-flight messages in flight.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -24,11 +23,7 @@ use std::time::Duration;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use bytes::Bytes;
-use http_body_util::Full;
-use hyper::header::HeaderValue;
-use hyper::Response;
 use md5::{Digest, Md5};
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use tokio::sync::Notify;
 
@@ -36,51 +31,20 @@ use super::input::{opt_array, opt_i64, opt_object, opt_str, req_str};
 use super::{now_ms, AwsError, LocalAws, ACCOUNT_ID};
 use crate::store::{lock, Log};
 
+mod replay;
+mod state;
+mod wire;
+
+use replay::Entry;
+use state::{defaults, Message, Queue};
+pub(crate) use wire::error_response;
+use wire::{
+    check_attributes, check_body, check_message_attributes, error, md5_hex, md5_of_attributes,
+    message_json, no_queue, queue_name, redrive,
+};
+
 const MAX_MESSAGE_BYTES: usize = 256 * 1024;
 const MAX_WAIT_SECONDS: i64 = 20;
-
-/// Query-protocol error codes and the JSON `__type` names AWS pairs them with.
-const ERROR_TYPES: &[(&str, &str)] = &[
-    (
-        "AWS.SimpleQueueService.NonExistentQueue",
-        "QueueDoesNotExist",
-    ),
-    ("QueueAlreadyExists", "QueueNameExists"),
-    ("ReceiptHandleIsInvalid", "ReceiptHandleIsInvalid"),
-    (
-        "AWS.SimpleQueueService.BatchEntryIdsNotDistinct",
-        "BatchEntryIdsNotDistinct",
-    ),
-    (
-        "AWS.SimpleQueueService.EmptyBatchRequest",
-        "EmptyBatchRequest",
-    ),
-    (
-        "AWS.SimpleQueueService.TooManyEntriesInBatchRequest",
-        "TooManyEntriesInBatchRequest",
-    ),
-    (
-        "AWS.SimpleQueueService.BatchRequestTooLong",
-        "BatchRequestTooLong",
-    ),
-    (
-        "AWS.SimpleQueueService.InvalidBatchEntryId",
-        "InvalidBatchEntryId",
-    ),
-    (
-        "AWS.SimpleQueueService.MessageNotInflight",
-        "MessageNotInflight",
-    ),
-    (
-        "AWS.SimpleQueueService.UnsupportedOperation",
-        "UnsupportedOperation",
-    ),
-    ("InvalidAttributeName", "InvalidAttributeName"),
-    ("InvalidAttributeValue", "InvalidAttributeValue"),
-    ("InvalidMessageContents", "InvalidMessageContents"),
-    ("InvalidParameterValue", "InvalidParameterValueException"),
-    ("MissingParameter", "MissingRequiredParameterException"),
-];
 
 /// Dispatches one SQS operation; ReceiveMessage long-polls here, outside the blocking pool.
 pub(crate) async fn call(
@@ -124,39 +88,6 @@ pub(crate) async fn call(
     .map_err(|e| AwsError::internal(format!("operation panicked: {e}")))?
 }
 
-fn error(code: &str, message: impl Into<String>) -> AwsError {
-    AwsError::client(code, message)
-}
-
-/// AWS's JSON error for SQS: `__type` with the JSON name, `x-amzn-query-error` with the query code.
-pub(crate) fn error_response(error: &AwsError) -> Response<Full<Bytes>> {
-    let name = ERROR_TYPES
-        .iter()
-        .find(|(code, _)| *code == error.code)
-        .map_or(error.code.as_str(), |(_, name)| name);
-    let shaped = AwsError {
-        code: format!("com.amazonaws.sqs#{name}"),
-        ..error.clone()
-    };
-    let mut response = super::json_error("application/x-amz-json-1.0", &shaped);
-    let fault = if error.status >= 500 {
-        "Receiver"
-    } else {
-        "Sender"
-    };
-    if let Ok(value) = HeaderValue::from_str(&format!("{};{fault}", error.code)) {
-        response.headers_mut().insert("x-amzn-query-error", value);
-    }
-    response
-}
-
-fn no_queue() -> AwsError {
-    error(
-        "AWS.SimpleQueueService.NonExistentQueue",
-        "The specified queue does not exist.",
-    )
-}
-
 /// All queues of the local endpoint.
 #[derive(Debug)]
 pub struct Sqs {
@@ -164,264 +95,6 @@ pub struct Sqs {
     log: Option<Log>,
     state: Mutex<BTreeMap<String, Queue>>,
     ids: AtomicU64,
-}
-
-#[derive(Debug)]
-struct Queue {
-    created_ms: i64,
-    modified_ms: i64,
-    attributes: BTreeMap<String, String>,
-    messages: BTreeMap<u64, Message>,
-    next: u64,
-    notify: Arc<Notify>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Message {
-    id: String,
-    body: String,
-    attributes: Map<String, Value>,
-    sent_ms: i64,
-    visible_at_ms: i64,
-    receive_count: u32,
-    first_receive_ms: i64,
-    receipt: Option<String>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(tag = "t", rename_all = "snake_case")]
-enum Entry {
-    Create {
-        name: String,
-        attributes: BTreeMap<String, String>,
-        created_ms: i64,
-    },
-    Delete {
-        name: String,
-    },
-    Attributes {
-        name: String,
-        attributes: BTreeMap<String, String>,
-        at_ms: i64,
-    },
-    Purge {
-        name: String,
-    },
-    Send {
-        queue: String,
-        messages: Vec<Message>,
-    },
-    /// Messages received (new visibility, count, receipt) or made visible again.
-    Update {
-        queue: String,
-        messages: Vec<Message>,
-    },
-    Remove {
-        queue: String,
-        ids: Vec<String>,
-    },
-    Move {
-        from: String,
-        to: String,
-        message: Message,
-    },
-}
-
-fn defaults() -> BTreeMap<String, String> {
-    [
-        ("VisibilityTimeout", "30"),
-        ("DelaySeconds", "0"),
-        ("MessageRetentionPeriod", "345600"),
-        ("MaximumMessageSize", "262144"),
-        ("ReceiveMessageWaitTimeSeconds", "0"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect()
-}
-
-/// Validates queue attributes as CreateQueue / SetQueueAttributes take them.
-fn check_attributes(attributes: &Map<String, Value>) -> Result<BTreeMap<String, String>, AwsError> {
-    let mut out = BTreeMap::new();
-    for (name, value) in attributes {
-        let text = value.as_str().ok_or_else(|| {
-            error(
-                "InvalidAttributeValue",
-                format!("Invalid value for the parameter {name}: must be a string"),
-            )
-        })?;
-        let range = |low: i64, high: i64| -> Result<(), AwsError> {
-            match text.parse::<i64>() {
-                Ok(n) if (low..=high).contains(&n) => Ok(()),
-                _ => Err(error(
-                    "InvalidAttributeValue",
-                    format!("Invalid value for the parameter {name}: {text} is not an integer from {low} to {high}"),
-                )),
-            }
-        };
-        match name.as_str() {
-            "VisibilityTimeout" => range(0, 43_200)?,
-            "DelaySeconds" => range(0, 900)?,
-            "MessageRetentionPeriod" => range(60, 1_209_600)?,
-            "MaximumMessageSize" => range(1024, 262_144)?,
-            "ReceiveMessageWaitTimeSeconds" => range(0, 20)?,
-            "RedrivePolicy" => {
-                redrive(text)?;
-            }
-            "Policy"
-            | "KmsMasterKeyId"
-            | "KmsDataKeyReusePeriodSeconds"
-            | "SqsManagedSseEnabled"
-            | "RedriveAllowPolicy" => {}
-            "FifoQueue"
-            | "ContentBasedDeduplication"
-            | "DeduplicationScope"
-            | "FifoThroughputLimit" => {
-                return Err(error(
-                    "InvalidAttributeName",
-                    format!("{name}: FIFO queues are not supported by the tally local cloud"),
-                ))
-            }
-            other => {
-                return Err(error(
-                    "InvalidAttributeName",
-                    format!("Unknown Attribute {other}."),
-                ))
-            }
-        }
-        out.insert(name.clone(), text.to_owned());
-    }
-    Ok(out)
-}
-
-/// The dead-letter queue name and maxReceiveCount of a RedrivePolicy.
-fn redrive(text: &str) -> Result<(String, u32), AwsError> {
-    let bad = |why: &str| {
-        error(
-            "InvalidAttributeValue",
-            format!("Value {text} for parameter RedrivePolicy is invalid. Reason: {why}"),
-        )
-    };
-    let policy: Value =
-        serde_json::from_str(text).map_err(|_| bad("Redrive policy is not a valid JSON map."))?;
-    let arn = policy
-        .get("deadLetterTargetArn")
-        .and_then(Value::as_str)
-        .ok_or_else(|| {
-            bad("Redrive policy does not contain mandatory attribute: deadLetterTargetArn.")
-        })?;
-    let count = match policy.get("maxReceiveCount") {
-        Some(Value::Number(n)) => n.as_u64(),
-        Some(Value::String(s)) => s.parse().ok(),
-        _ => None,
-    }
-    .filter(|n| (1..=1000).contains(n))
-    .ok_or_else(|| bad("Invalid value for maxReceiveCount: must be an integer from 1 to 1000."))?;
-    let name = arn
-        .rsplit(':')
-        .next()
-        .filter(|n| !n.is_empty())
-        .ok_or_else(|| bad("Invalid deadLetterTargetArn."))?;
-    Ok((name.to_owned(), count as u32))
-}
-
-fn queue_name(url_or_name: &str) -> &str {
-    url_or_name
-        .trim_end_matches('/')
-        .rsplit('/')
-        .next()
-        .unwrap_or(url_or_name)
-}
-
-fn check_body(body: &str) -> Result<(), AwsError> {
-    if body.is_empty() {
-        return Err(error(
-            "MissingParameter",
-            "The request must contain the parameter MessageBody.",
-        ));
-    }
-    if body.len() > MAX_MESSAGE_BYTES {
-        return Err(error(
-            "InvalidParameterValue",
-            format!("One or more parameters are invalid. Reason: Message must be shorter than {MAX_MESSAGE_BYTES} bytes."),
-        ));
-    }
-    let allowed = |c: char| matches!(c, '\u{9}' | '\u{a}' | '\u{d}' | '\u{20}'..='\u{d7ff}' | '\u{e000}'..='\u{fffd}' | '\u{10000}'..='\u{10ffff}');
-    if let Some(c) = body.chars().find(|c| !allowed(*c)) {
-        return Err(error(
-            "InvalidMessageContents",
-            format!("Invalid characters found. Invalid unicode character value U+{:04X} in the message body.", c as u32),
-        ));
-    }
-    Ok(())
-}
-
-fn md5_hex(bytes: &[u8]) -> String {
-    hex::encode(Md5::digest(bytes))
-}
-
-/// MD5 of message attributes as SQS computes it: sorted names, length-prefixed fields, a transport byte.
-fn md5_of_attributes(attributes: &Map<String, Value>) -> Option<String> {
-    if attributes.is_empty() {
-        return None;
-    }
-    let mut buf = Vec::new();
-    let field = |buf: &mut Vec<u8>, bytes: &[u8]| {
-        buf.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
-        buf.extend_from_slice(bytes);
-    };
-    for (name, value) in attributes {
-        let data_type = value
-            .get("DataType")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        field(&mut buf, name.as_bytes());
-        field(&mut buf, data_type.as_bytes());
-        if let Some(binary) = value.get("BinaryValue").and_then(Value::as_str) {
-            buf.push(2);
-            let decoded = super::dynamodb::decode_b64(binary).unwrap_or_default();
-            field(&mut buf, &decoded);
-        } else {
-            buf.push(1);
-            field(
-                &mut buf,
-                value
-                    .get("StringValue")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .as_bytes(),
-            );
-        }
-    }
-    Some(md5_hex(&buf))
-}
-
-fn check_message_attributes(attributes: &Map<String, Value>) -> Result<(), AwsError> {
-    if attributes.len() > 10 {
-        return Err(error(
-            "InvalidParameterValue",
-            "Number of message attributes cannot exceed 10.",
-        ));
-    }
-    for (name, value) in attributes {
-        let t = value
-            .get("DataType")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let base = t.split('.').next().unwrap_or_default();
-        let ok = match base {
-            "String" | "Number" => value.get("StringValue").and_then(Value::as_str).is_some(),
-            "Binary" => value.get("BinaryValue").and_then(Value::as_str).is_some(),
-            _ => false,
-        };
-        if !ok || name.is_empty() {
-            return Err(error(
-                "InvalidParameterValue",
-                format!("The message attribute '{name}' must have a DataType of String, Number or Binary and a matching value."),
-            ));
-        }
-    }
-    Ok(())
 }
 
 impl Sqs {
@@ -432,24 +105,6 @@ impl Sqs {
             state: Mutex::new(BTreeMap::new()),
             ids: AtomicU64::new(0),
         }
-    }
-
-    /// Reloads the queues persisted under `dir`.
-    pub(crate) fn open(region: &str, dir: &Path) -> Result<Sqs, AwsError> {
-        let path: PathBuf = dir.join("log");
-        let (log, entries) = Log::open(&path).map_err(|e| AwsError::storage(&path, e))?;
-        let sqs = Sqs::new(region, Some(log));
-        {
-            let mut queues = lock(&sqs.state);
-            for bytes in &entries {
-                let entry: Entry = serde_json::from_slice(bytes).map_err(|e| {
-                    AwsError::internal(format!("corrupt entry in {}: {e}", path.display()))
-                })?;
-                replay(&mut queues, entry);
-            }
-        }
-        sqs.ids.store(entries.len() as u64, Ordering::Relaxed);
-        Ok(sqs)
     }
 
     fn arn(&self, name: &str) -> String {
@@ -1095,140 +750,6 @@ impl Sqs {
         let queue = queues.get(queue_name(input.get("QueueUrl")?.as_str()?))?;
         queue.messages.values().map(|m| m.visible_at_ms).min()
     }
-}
-
-impl Queue {
-    fn new(attributes: BTreeMap<String, String>, now: i64) -> Queue {
-        Queue {
-            created_ms: now,
-            modified_ms: now,
-            attributes,
-            messages: BTreeMap::new(),
-            next: 0,
-            notify: Arc::new(Notify::new()),
-        }
-    }
-
-    fn push(&mut self, message: Message) {
-        self.messages.insert(self.next, message);
-        self.next += 1;
-    }
-}
-
-fn replay(queues: &mut BTreeMap<String, Queue>, entry: Entry) {
-    match entry {
-        Entry::Create {
-            name,
-            attributes,
-            created_ms,
-        } => {
-            queues.insert(name, Queue::new(attributes, created_ms));
-        }
-        Entry::Delete { name } => {
-            queues.remove(&name);
-        }
-        Entry::Attributes {
-            name,
-            attributes,
-            at_ms,
-        } => {
-            if let Some(queue) = queues.get_mut(&name) {
-                queue.attributes.extend(attributes);
-                queue.modified_ms = at_ms;
-            }
-        }
-        Entry::Purge { name } => {
-            if let Some(queue) = queues.get_mut(&name) {
-                queue.messages.clear();
-            }
-        }
-        Entry::Send { queue, messages } => {
-            if let Some(queue) = queues.get_mut(&queue) {
-                for message in messages {
-                    queue.push(message);
-                }
-            }
-        }
-        Entry::Update { queue, messages } => {
-            if let Some(queue) = queues.get_mut(&queue) {
-                for update in messages {
-                    if let Some(message) = queue.messages.values_mut().find(|m| m.id == update.id) {
-                        *message = update;
-                    }
-                }
-            }
-        }
-        Entry::Remove { queue, ids } => {
-            if let Some(queue) = queues.get_mut(&queue) {
-                queue.messages.retain(|_, m| !ids.contains(&m.id));
-            }
-        }
-        Entry::Move { from, to, message } => {
-            if let Some(queue) = queues.get_mut(&from) {
-                queue.messages.retain(|_, m| m.id != message.id);
-            }
-            if let Some(queue) = queues.get_mut(&to) {
-                queue.push(message);
-            }
-        }
-    }
-}
-
-fn message_json(message: &Message, input: &Value) -> Value {
-    let mut out = json!({
-        "MessageId": message.id,
-        "ReceiptHandle": message.receipt,
-        "MD5OfBody": md5_hex(message.body.as_bytes()),
-        "Body": message.body,
-    });
-    let names: Vec<&str> = ["AttributeNames", "MessageSystemAttributeNames"]
-        .iter()
-        .filter_map(|k| input.get(*k).and_then(Value::as_array))
-        .flatten()
-        .filter_map(Value::as_str)
-        .collect();
-    let system = [
-        ("SenderId", ACCOUNT_ID.to_owned()),
-        ("SentTimestamp", message.sent_ms.to_string()),
-        ("ApproximateReceiveCount", message.receive_count.to_string()),
-        (
-            "ApproximateFirstReceiveTimestamp",
-            message.first_receive_ms.to_string(),
-        ),
-    ];
-    let attributes: Map<String, Value> = system
-        .into_iter()
-        .filter(|(k, _)| names.iter().any(|n| *n == "All" || n == k))
-        .map(|(k, v)| (k.to_owned(), json!(v)))
-        .collect();
-    if !attributes.is_empty() {
-        out["Attributes"] = Value::Object(attributes);
-    }
-    let wanted: Vec<&str> = input
-        .get("MessageAttributeNames")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .collect();
-    let selected: Map<String, Value> = message
-        .attributes
-        .iter()
-        .filter(|(k, _)| {
-            wanted.iter().any(|w| {
-                *w == "All"
-                    || *w == ".*"
-                    || w == k
-                    || (w.ends_with(".*") && k.starts_with(&w[..w.len() - 2]))
-            })
-        })
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    if let Some(md5) = md5_of_attributes(&selected) {
-        out["MD5OfMessageAttributes"] = json!(md5);
-        out["MessageAttributes"] = Value::Object(selected);
-    }
-    out
 }
 
 /// ReceiveMessage: returns at once when messages are visible, otherwise waits up to `WaitTimeSeconds` for a

@@ -24,29 +24,33 @@ pub mod capacity;
 pub mod expr;
 pub mod number;
 
-use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine as _;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use self::capacity::{Consumed, Detail, Shape};
 use self::expr::{Cond, Item, Refs};
 use super::input::{opt_array, opt_bool, opt_i64, opt_object, opt_str, req_str};
-use super::{epoch_seconds, now_ms, AwsError, LocalAws, ACCOUNT_ID};
+use super::{now_ms, AwsError, LocalAws};
 use crate::store::{lock, Log};
+
+mod replay;
+mod state;
+mod wire;
+
+use replay::Entry;
+use state::{read, write, Key, Op, Table, TableDef};
+use wire::{
+    check_item, condition, conditional_failed, item_of, not_found, provisioned_throughput,
+    return_values, wants_old_on_failure,
+};
+pub(crate) use wire::{check_value, decode_b64};
 
 const MAX_ITEM_BYTES: usize = 400 * 1024;
 const MAX_PAGE_BYTES: usize = 1024 * 1024;
 const TOKEN_LIFETIME_MS: i64 = 10 * 60 * 1000;
-
-pub(crate) fn decode_b64(text: &str) -> Result<Vec<u8>, base64::DecodeError> {
-    STANDARD.decode(text)
-}
 
 /// Dispatches one DynamoDB operation of `caller` (the access key id the request was signed with, or
 /// `"unknown"`), meters it, and adds `ConsumedCapacity` to the answer when asked.
@@ -115,402 +119,8 @@ pub struct DynamoDb {
     tokens: Mutex<HashMap<String, (i64, String)>>,
 }
 
-/// A key attribute's value, ordered as DynamoDB orders sort keys.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Key {
-    None,
-    S(String),
-    N(String),
-    B(Vec<u8>),
-}
-
-impl Ord for Key {
-    fn cmp(&self, other: &Key) -> Ordering {
-        match (self, other) {
-            (Key::S(a), Key::S(b)) => a.as_bytes().cmp(b.as_bytes()),
-            (Key::N(a), Key::N(b)) => number::compare(a, b).unwrap_or(Ordering::Equal),
-            (Key::B(a), Key::B(b)) => a.cmp(b),
-            _ => self.rank().cmp(&other.rank()),
-        }
-    }
-}
-
-impl PartialOrd for Key {
-    fn partial_cmp(&self, other: &Key) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Key {
-    fn rank(&self) -> u8 {
-        match self {
-            Key::None => 0,
-            Key::S(_) => 1,
-            Key::N(_) => 2,
-            Key::B(_) => 3,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct TableDef {
-    name: String,
-    hash: (String, String),
-    range: Option<(String, String)>,
-    attribute_definitions: Value,
-    billing_mode: String,
-    /// `ProvisionedThroughput` (read, write) as created: reported by DescribeTable, never enforced (the
-    /// local table does not throttle).
-    #[serde(default)]
-    provisioned: Option<(u64, u64)>,
-    created_ms: i64,
-    ttl_attribute: Option<String>,
-}
-
-#[derive(Debug)]
-struct Table {
-    def: TableDef,
-    items: BTreeMap<Key, BTreeMap<Key, Item>>,
-    count: usize,
-}
-
-/// One write of a batch or transaction: the item's key and its new image (`None` deletes it).
-#[derive(Debug, Serialize, Deserialize)]
-struct Op {
-    table: String,
-    key: Item,
-    item: Option<Item>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(tag = "t", rename_all = "snake_case")]
-enum Entry {
-    CreateTable {
-        def: TableDef,
-    },
-    DeleteTable {
-        name: String,
-    },
-    Ttl {
-        name: String,
-        attribute: Option<String>,
-    },
-    Write {
-        ops: Vec<Op>,
-        token: Option<(String, i64, String)>,
-    },
-}
-
-fn not_found(name: &str) -> AwsError {
-    AwsError::client(
-        "ResourceNotFoundException",
-        format!("Requested resource not found: Table: {name} not found"),
-    )
-}
-
-fn conditional_failed(old: Option<&Item>, want_old: bool) -> AwsError {
-    let mut error = AwsError::client(
-        "ConditionalCheckFailedException",
-        "The conditional request failed",
-    );
-    if let (true, Some(old)) = (want_old, old) {
-        error.extra = Some(Box::new(json!({"Item": old})));
-    }
-    error
-}
-
-/// Checks that a value is a well-formed AttributeValue.
-/// Deepest nesting of `M` and `L` values AWS accepts in an item.
-const MAX_NESTING: usize = 32;
-
-pub(crate) fn check_value(value: &Value, at: &str) -> Result<(), AwsError> {
-    check_nested(value, at, 0)
-}
-
-fn check_nested(value: &Value, at: &str, depth: usize) -> Result<(), AwsError> {
-    if depth > MAX_NESTING {
-        return Err(AwsError::validation(format!(
-            "Nesting Levels have exceeded supported limits: {at} nests maps and lists more than {MAX_NESTING} levels deep"
-        )));
-    }
-    let bad = |why: &str| {
-        AwsError::validation(format!(
-            "One or more parameter values were invalid: {why} (at {at})"
-        ))
-    };
-    let Some(object) = value.as_object() else {
-        return Err(AwsError::client(
-            "SerializationException",
-            format!("AttributeValue at {at} must be a structure such as {{\"S\": \"text\"}}"),
-        ));
-    };
-    if object.len() != 1 {
-        return Err(bad("Supplied AttributeValue has more than one datatypes set, must contain exactly one of the supported datatypes"));
-    }
-    let Some((t, v)) = object.iter().next() else {
-        return Err(bad("Supplied AttributeValue is empty"));
-    };
-    let set = |v: &Value, check: &dyn Fn(&str) -> bool, name: &str| -> Result<(), AwsError> {
-        let list = v
-            .as_array()
-            .ok_or_else(|| bad(&format!("{name} must be a list")))?;
-        if list.is_empty() {
-            return Err(bad("An string set  may not be empty"));
-        }
-        let mut seen = BTreeSet::new();
-        for e in list {
-            let s = e
-                .as_str()
-                .ok_or_else(|| bad(&format!("{name} members must be strings")))?;
-            if !check(s) {
-                return Err(bad(&format!("{name} member {s} is not valid")));
-            }
-            let canonical = if name == "NS" {
-                number::canonical(s)?
-            } else {
-                s.to_owned()
-            };
-            if !seen.insert(canonical) {
-                return Err(bad(&format!("Input collection {name} contains duplicates")));
-            }
-        }
-        Ok(())
-    };
-    match (t.as_str(), v) {
-        ("S", Value::String(_)) => Ok(()),
-        ("N", Value::String(n)) => number::canonical(n).map(|_| ()),
-        ("B", Value::String(b)) => decode_b64(b)
-            .map(|_| ())
-            .map_err(|_| bad("B is not base64")),
-        ("BOOL", Value::Bool(_)) => Ok(()),
-        ("NULL", Value::Bool(true)) => Ok(()),
-        ("SS", v) => set(v, &|_| true, "SS"),
-        ("NS", v) => set(v, &|s| number::canonical(s).is_ok(), "NS"),
-        ("BS", v) => set(v, &|s| decode_b64(s).is_ok(), "BS"),
-        ("L", Value::Array(list)) => list.iter().try_for_each(|e| check_nested(e, at, depth + 1)),
-        ("M", Value::Object(map)) => map
-            .iter()
-            .try_for_each(|(k, e)| check_nested(e, &format!("{at}.{k}"), depth + 1)),
-        (t, _) => Err(bad(&format!("unknown or ill-typed datatype {t}"))),
-    }
-}
-
-fn check_item(item: &Item) -> Result<(), AwsError> {
-    for (name, value) in item {
-        check_value(value, name)?;
-    }
-    let size: usize = item
-        .iter()
-        .map(|(k, v)| k.len() + v.to_string().len())
-        .sum();
-    if size > MAX_ITEM_BYTES {
-        return Err(AwsError::validation(
-            "Item size has exceeded the maximum allowed size",
-        ));
-    }
-    Ok(())
-}
-
-fn item_of(input: &Value, member: &str) -> Result<Item, AwsError> {
-    let item = opt_object(input, member)?
-        .ok_or_else(|| super::input::missing(member))?
-        .clone();
-    check_item(&item)?;
-    Ok(item)
-}
-
-impl TableDef {
-    fn arn(&self, region: &str) -> String {
-        format!("arn:aws:dynamodb:{region}:{ACCOUNT_ID}:table/{}", self.name)
-    }
-
-    fn key_names(&self) -> Vec<&str> {
-        let mut names = vec![self.hash.0.as_str()];
-        if let Some((range, _)) = &self.range {
-            names.push(range);
-        }
-        names
-    }
-
-    fn key_value(&self, (name, t): &(String, String), item: &Item) -> Result<Key, AwsError> {
-        let value = item.get(name).ok_or_else(|| {
-            AwsError::validation(format!(
-                "One of the required keys was not given a value (missing key {name})"
-            ))
-        })?;
-        let got = expr::type_of(value);
-        if got != t {
-            return Err(AwsError::validation(format!(
-                "One or more parameter values were invalid: Type mismatch for key {name} expected: {t} actual: {got}"
-            )));
-        }
-        let text = value.get(t).and_then(Value::as_str).unwrap_or_default();
-        if text.is_empty() {
-            return Err(AwsError::validation(format!(
-                "One or more parameter values are not valid. The AttributeValue for a key attribute cannot contain an empty string value. Key: {name}"
-            )));
-        }
-        Ok(match t.as_str() {
-            "S" => Key::S(text.to_owned()),
-            "N" => Key::N(number::canonical(text)?),
-            _ => Key::B(
-                decode_b64(text)
-                    .map_err(|_| AwsError::validation(format!("key {name} is not base64")))?,
-            ),
-        })
-    }
-
-    /// The key of an item (or of a `Key` member, which must hold exactly the key attributes).
-    fn key_of(&self, item: &Item, exact: bool) -> Result<(Key, Key), AwsError> {
-        if exact
-            && (item.len() != self.key_names().len()
-                || item.keys().any(|k| !self.key_names().contains(&k.as_str())))
-        {
-            return Err(AwsError::validation(
-                "The provided key element does not match the schema",
-            ));
-        }
-        let hash = self.key_value(&self.hash, item)?;
-        let range = match &self.range {
-            Some(range) => self.key_value(range, item)?,
-            None => Key::None,
-        };
-        Ok((hash, range))
-    }
-
-    fn key_item(&self, item: &Item) -> Item {
-        self.key_names()
-            .iter()
-            .filter_map(|k| item.get(*k).map(|v| ((*k).to_owned(), v.clone())))
-            .collect()
-    }
-
-    fn description(&self, region: &str, count: usize) -> Value {
-        let mut schema = vec![json!({"AttributeName": self.hash.0, "KeyType": "HASH"})];
-        if let Some((range, _)) = &self.range {
-            schema.push(json!({"AttributeName": range, "KeyType": "RANGE"}));
-        }
-        json!({
-            "TableName": self.name,
-            "TableArn": self.arn(region),
-            "TableId": format!("{:032x}", expr_hash(&self.name)),
-            "TableStatus": "ACTIVE",
-            "KeySchema": schema,
-            "AttributeDefinitions": self.attribute_definitions,
-            "CreationDateTime": epoch_seconds(self.created_ms),
-            "ItemCount": count,
-            "TableSizeBytes": 0,
-            "BillingModeSummary": {"BillingMode": self.billing_mode},
-            "ProvisionedThroughput": {
-                "NumberOfDecreasesToday": 0,
-                "ReadCapacityUnits": self.provisioned.map_or(0, |(read, _)| read),
-                "WriteCapacityUnits": self.provisioned.map_or(0, |(_, write)| write),
-            },
-            "DeletionProtectionEnabled": false,
-        })
-    }
-}
-
-/// CreateTable's `ProvisionedThroughput` as (read, write): each at least 1, and none with
-/// `PAY_PER_REQUEST` (DynamoDB's rules). A `PROVISIONED` table without it is accepted and reports 0.
-fn provisioned_throughput(
-    input: &Value,
-    billing_mode: &str,
-) -> Result<Option<(u64, u64)>, AwsError> {
-    if !matches!(billing_mode, "PROVISIONED" | "PAY_PER_REQUEST") {
-        return Err(AwsError::validation(format!(
-            "1 validation error detected: Value '{billing_mode}' at 'billingMode' failed to satisfy constraint: Member must satisfy enum value set: [PROVISIONED, PAY_PER_REQUEST]"
-        )));
-    }
-    let Some(throughput) = input.get("ProvisionedThroughput").filter(|v| !v.is_null()) else {
-        return Ok(None);
-    };
-    if billing_mode == "PAY_PER_REQUEST" {
-        return Err(AwsError::validation(
-            "One or more parameter values were invalid: Neither ReadCapacityUnits nor WriteCapacityUnits can be specified when BillingMode is PAY_PER_REQUEST",
-        ));
-    }
-    let units = |name: &str| {
-        match opt_i64(throughput, name)? {
-        Some(n) if n >= 1 => Ok(n as u64),
-        _ => Err(AwsError::validation(format!(
-            "One or more parameter values were invalid: {name} must be at least 1 in ProvisionedThroughput"
-        ))),
-    }
-    };
-    Ok(Some((
-        units("ReadCapacityUnits")?,
-        units("WriteCapacityUnits")?,
-    )))
-}
-
 fn expr_hash(name: &str) -> u128 {
     super::kinesis::hash_key(name)
-}
-
-impl Table {
-    fn get(&self, key: &(Key, Key)) -> Option<&Item> {
-        self.items.get(&key.0)?.get(&key.1)
-    }
-
-    fn set(&mut self, key: (Key, Key), item: Option<Item>) {
-        match item {
-            Some(item) => {
-                if self
-                    .items
-                    .entry(key.0)
-                    .or_default()
-                    .insert(key.1, item)
-                    .is_none()
-                {
-                    self.count += 1;
-                }
-            }
-            None => {
-                if let Some(partition) = self.items.get_mut(&key.0) {
-                    if partition.remove(&key.1).is_some() {
-                        self.count -= 1;
-                    }
-                    if partition.is_empty() {
-                        self.items.remove(&key.0);
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// What a ReturnValues member asks for.
-fn return_values(input: &Value, allowed: &[&str]) -> Result<String, AwsError> {
-    let value = opt_str(input, "ReturnValues")?.unwrap_or("NONE");
-    if !allowed.contains(&value) {
-        return Err(AwsError::validation(format!(
-            "ReturnValues can only be {} on this operation, got {value}",
-            allowed.join(", ")
-        )));
-    }
-    Ok(value.to_owned())
-}
-
-fn wants_old_on_failure(input: &Value) -> Result<bool, AwsError> {
-    match opt_str(input, "ReturnValuesOnConditionCheckFailure")? {
-        None | Some("NONE") => Ok(false),
-        Some("ALL_OLD") => Ok(true),
-        Some(other) => Err(AwsError::validation(format!(
-            "ReturnValuesOnConditionCheckFailure must be NONE or ALL_OLD, got {other}"
-        ))),
-    }
-}
-
-/// A parsed condition of one request member, or `None` when the member is absent.
-fn condition(
-    input: &Value,
-    member: &'static str,
-    refs: &mut Refs<'_>,
-) -> Result<Option<Cond>, AwsError> {
-    opt_str(input, member)?
-        .map(|text| expr::parse_condition(text, member, refs))
-        .transpose()
 }
 
 impl DynamoDb {
@@ -521,55 +131,6 @@ impl DynamoDb {
             tables: RwLock::new(BTreeMap::new()),
             tokens: Mutex::new(HashMap::new()),
         }
-    }
-
-    /// Reloads the tables persisted under `dir`.
-    pub(crate) fn open(region: &str, dir: &Path) -> Result<DynamoDb, AwsError> {
-        let path: PathBuf = dir.join("log");
-        let (log, entries) = Log::open(&path).map_err(|e| AwsError::storage(&path, e))?;
-        let db = DynamoDb::new(region, Some(log));
-        for bytes in entries {
-            let entry: Entry = serde_json::from_slice(&bytes).map_err(|e| {
-                AwsError::internal(format!("corrupt entry in {}: {e}", path.display()))
-            })?;
-            db.replay(entry)?;
-        }
-        Ok(db)
-    }
-
-    fn replay(&self, entry: Entry) -> Result<(), AwsError> {
-        match entry {
-            Entry::CreateTable { def } => {
-                let table = Table {
-                    def,
-                    items: BTreeMap::new(),
-                    count: 0,
-                };
-                write(&self.tables).insert(table.def.name.clone(), Arc::new(Mutex::new(table)));
-            }
-            Entry::DeleteTable { name } => {
-                write(&self.tables).remove(&name);
-            }
-            Entry::Ttl { name, attribute } => {
-                if let Ok(table) = self.table(&name) {
-                    lock(&table).def.ttl_attribute = attribute;
-                }
-            }
-            Entry::Write { ops, token } => {
-                for op in ops {
-                    let Ok(table) = self.table(&op.table) else {
-                        continue;
-                    };
-                    let mut table = lock(&table);
-                    let key = table.def.key_of(&op.key, false)?;
-                    table.set(key, op.item);
-                }
-                if let Some((token, at, digest)) = token {
-                    lock(&self.tokens).insert(token, (at, digest));
-                }
-            }
-        }
-        Ok(())
     }
 
     fn log_entry(&self, entry: &Entry) -> Result<Option<u64>, AwsError> {
@@ -1548,13 +1109,4 @@ fn partition_of(def: &TableDef, cond: &Cond) -> Result<Key, AwsError> {
             def.hash.0
         ))
     })
-}
-
-fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    lock.read().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    lock.write()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

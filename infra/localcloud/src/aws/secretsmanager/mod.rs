@@ -9,14 +9,19 @@
 //! state directory, rewritten on each change (secrets are few and small).
 
 use std::collections::BTreeMap;
-use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Mutex;
 
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::{epoch_seconds, now_ms, AwsError, ACCOUNT_ID};
+use super::{epoch_seconds, AwsError, ACCOUNT_ID};
+
+mod replay;
+mod state;
+mod wire;
+
+use state::{find, has_stage, new_version, random_alphanumeric, Secret, CURRENT, PREVIOUS};
+use wire::{check_name, check_string, not_found, required, str_field};
 
 /// The collect keys secret's name ends with this (`tally_pipeline::COLLECT_KEYS_SECRET_SUFFIX`; the
 /// local cloud does not depend on the pipeline crate, a test checks they agree).
@@ -29,20 +34,6 @@ pub const COLLECT_ORIGIN_SUFFIX: &str = "collect-origin";
 const MAX_SECRET_BYTES: usize = 65_536;
 /// Most secrets the local endpoint keeps (the template has a few; tests a few more).
 const MAX_SECRETS: usize = 1_000;
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-struct Version {
-    id: String,
-    string: String,
-    stages: Vec<String>,
-    created_ms: i64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-struct Secret {
-    arn: String,
-    versions: Vec<Version>,
-}
 
 /// The secrets of the local endpoint.
 #[derive(Debug)]
@@ -70,27 +61,6 @@ impl SecretsManager {
         }
     }
 
-    /// Secrets kept in memory (`file` `None`) or in `file`, reloading what an earlier run left there.
-    pub fn open(region: &str, file: Option<&Path>) -> Result<SecretsManager, AwsError> {
-        let secrets = match file {
-            Some(path) if path.exists() => {
-                let text = std::fs::read_to_string(path).map_err(|e| AwsError::storage(path, e))?;
-                serde_json::from_str(&text).map_err(|e| {
-                    AwsError::internal(format!(
-                        "{} is not the local Secrets Manager's state ({e}); delete it to start over",
-                        path.display()
-                    ))
-                })?
-            }
-            _ => BTreeMap::new(),
-        };
-        Ok(SecretsManager {
-            region: region.to_owned(),
-            secrets: Mutex::new(secrets),
-            file: file.map(Path::to_owned),
-        })
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Secret>> {
         self.secrets
             .lock()
@@ -102,16 +72,6 @@ impl SecretsManager {
             "arn:aws:secretsmanager:{}:{ACCOUNT_ID}:secret:{name}",
             self.region
         )
-    }
-
-    fn save(&self, secrets: &BTreeMap<String, Secret>) -> Result<(), AwsError> {
-        let Some(path) = &self.file else {
-            return Ok(());
-        };
-        let text = serde_json::to_string(secrets).map_err(|e| AwsError::internal(e.to_string()))?;
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, text).map_err(|e| AwsError::storage(&tmp, e))?;
-        std::fs::rename(&tmp, path).map_err(|e| AwsError::storage(path, e))
     }
 
     /// Creates the template's secret `name` with a generated value unless it exists (a restart keeps it).
@@ -246,102 +206,6 @@ impl SecretsManager {
         self.save(&secrets)?;
         Ok(out)
     }
-}
-
-const CURRENT: &str = "AWSCURRENT";
-const PREVIOUS: &str = "AWSPREVIOUS";
-
-fn has_stage(v: &Version, stage: &str) -> bool {
-    v.stages.iter().any(|s| s == stage)
-}
-
-fn not_found(secret_id: &str) -> AwsError {
-    AwsError::client(
-        "ResourceNotFoundException",
-        format!("Secrets Manager can't find the specified secret ({secret_id})"),
-    )
-}
-
-fn find<'a>(
-    secrets: &'a BTreeMap<String, Secret>,
-    secret_id: &str,
-) -> Result<(&'a str, &'a Secret), AwsError> {
-    secrets
-        .iter()
-        .find(|(name, s)| *name == secret_id || s.arn == secret_id)
-        .map(|(name, s)| (name.as_str(), s))
-        .ok_or_else(|| not_found(secret_id))
-}
-
-fn check_name(name: &str) -> Result<(), AwsError> {
-    if name.is_empty()
-        || name.len() > 512
-        || !name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"/_+=.@-".contains(&b))
-    {
-        return Err(AwsError::validation(
-            "Name must be 1 to 512 characters of letters, digits and /_+=.@-",
-        ));
-    }
-    Ok(())
-}
-
-fn check_string(string: &str) -> Result<(), AwsError> {
-    if string.len() > MAX_SECRET_BYTES {
-        return Err(AwsError::validation(format!(
-            "SecretString is {} bytes, more than {MAX_SECRET_BYTES}",
-            string.len()
-        )));
-    }
-    Ok(())
-}
-
-fn new_version(string: &str, stages: Vec<String>) -> Result<Version, AwsError> {
-    let id = random_bytes(16)?
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    Ok(Version {
-        id,
-        string: string.to_owned(),
-        stages,
-        created_ms: now_ms(),
-    })
-}
-
-fn random_bytes(n: usize) -> Result<Vec<u8>, AwsError> {
-    let mut out = vec![0u8; n];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut out))
-        .map_err(|e| AwsError::storage(Path::new("/dev/urandom"), e))?;
-    Ok(out)
-}
-
-/// `length` letters and digits, uniformly (bytes of 248 and above are drawn again: 248 = 4 × 62).
-fn random_alphanumeric(length: usize) -> Result<String, AwsError> {
-    const ALPHABET: &[u8; 62] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    let mut out = String::with_capacity(length);
-    while out.len() < length {
-        for b in random_bytes(length)? {
-            if b < 248 && out.len() < length {
-                out.push(char::from(ALPHABET[usize::from(b % 62)]));
-            }
-        }
-    }
-    Ok(out)
-}
-
-fn str_field<'a>(input: &'a Value, name: &str) -> Result<Option<&'a str>, AwsError> {
-    match input.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(AwsError::validation(format!("{name} must be a string"))),
-    }
-}
-
-fn required<'a>(input: &'a Value, name: &str) -> Result<&'a str, AwsError> {
-    str_field(input, name)?.ok_or_else(|| AwsError::validation(format!("{name} is required")))
 }
 
 /// One operation.
