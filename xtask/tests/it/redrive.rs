@@ -93,7 +93,7 @@ impl Drop for Running {
 
 impl Running {
     fn output(&self, name: &str) -> String {
-        self.0.plan.outputs[name].clone()
+        self.0.resources.outputs[name].clone()
     }
 
     async fn sdk(&self) -> aws_config::SdkConfig {
