@@ -17,7 +17,7 @@ use crate::stack::{self, status_kind, StackInfo, StatusKind};
 use crate::{template, Clients, Error, StackTags};
 
 /// The template parameter that receives the assets bucket's name.
-pub const ASSETS_BUCKET_PARAMETER: &str = "AssetsBucket";
+pub const ASSETS_BUCKET_PARAMETER: &str = tally_contract::parameters::ASSETS_BUCKET;
 
 /// CloudFormation's limit for an inline `TemplateBody`; larger templates go through the assets bucket.
 const TEMPLATE_BODY_LIMIT: usize = 51_200;
