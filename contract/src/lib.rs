@@ -4,6 +4,39 @@
 //!
 //! No dependencies: a function, the stack and a tool can all depend on it.
 
+/// The six functions: package `tally-<name>`, code-key parameter `<Name>CodeKey` (build, deploy and the stack
+/// name them alike).
+pub const FUNCTIONS: [&str; 6] = [
+    "collect",
+    "realtime",
+    "deferred",
+    "query",
+    "compactor",
+    "scaler",
+];
+
+/// Template parameters: the stack declares them, the deploy step fills them.
+pub mod parameters {
+    /// The bucket that holds the function zips.
+    pub const ASSETS_BUCKET: &str = "AssetsBucket";
+
+    /// The parameter holding the S3 key of `function`'s zip: `collect` → `CollectCodeKey`.
+    pub fn code_key_parameter(function: &str) -> String {
+        let mut chars = function.chars();
+        let first = chars
+            .next()
+            .map(|c| c.to_ascii_uppercase().to_string())
+            .unwrap_or_default();
+        format!("{first}{}CodeKey", chars.as_str())
+    }
+
+    /// The parameter holding the S3 object version of `function`'s zip (the deploy step pins the version it
+    /// verified): `collect` → `CollectCodeVersion`.
+    pub fn code_version_parameter(function: &str) -> String {
+        code_key_parameter(function).replace("CodeKey", "CodeVersion")
+    }
+}
+
 /// Environment variables: the pipeline sets them on the functions, the functions read them.
 pub mod env {
     /// collect, scaler: the events stream's name.

@@ -20,7 +20,7 @@ pub enum Cmd {
     Synth(Synth),
     Ci(Ci),
     Build(Build),
-    Plan(Plan),
+    Plan(PlanFlags),
     Deploy(Deploy),
     Diff(Diff),
     Destroy(Destroy),
@@ -70,7 +70,7 @@ struct Cli {
 enum Command {
     Synth(Synth),
     Build(Build),
-    Plan(Plan),
+    Plan(PlanFlags),
     Ci(Ci),
     Diff(Diff),
     Deploy(Deploy),
@@ -486,7 +486,7 @@ pub struct Synth {
 ///
 /// With --check, the model's units per event against a load test's metered ones.
 #[derive(Debug, Default, Args)]
-pub struct Plan {
+pub struct PlanFlags {
     /// The stage (default: the current git branch).
     #[arg(long, value_name = "S")]
     pub stage: Option<String>,
@@ -538,9 +538,9 @@ fn tolerance(s: &str) -> Result<f64, String> {
         .ok_or_else(|| "expected a percentage above 0, e.g. 15".to_owned())
 }
 
-impl Plan {
+impl PlanFlags {
     /// The flags that go together (or not).
-    fn checked(self) -> Result<Plan, String> {
+    fn checked(self) -> Result<PlanFlags, String> {
         if self.check.is_some() {
             if self.profile.is_some() || self.events_per_sec.is_some() {
                 return Err("plan --check takes the profile and rate from the load test's JSON: drop --profile / --events-per-sec".to_owned());
@@ -1065,7 +1065,7 @@ mod stack_command_tests {
 mod sweep_flag_tests {
     use super::*;
 
-    fn plan(args: &str) -> Result<Plan, String> {
+    fn plan(args: &str) -> Result<PlanFlags, String> {
         match parse(args.split_whitespace().map(OsString::from)).map_err(|e| e.to_string())? {
             Cmd::Plan(p) => Ok(p),
             other => panic!("`{args}` parsed as {other:?}"),

@@ -19,8 +19,9 @@ use crate::Error;
 pub const MAX_RECORDS_PER_REQUEST: usize = 500;
 /// Bytes (data plus partition keys) per `PutRecords` request (AWS limit: 5 MiB).
 pub const MAX_BYTES_PER_REQUEST: usize = 5 * 1024 * 1024;
-/// Bytes of data plus partition key per record (AWS limit: 1 MiB).
-pub const MAX_RECORD_BYTES: usize = 1024 * 1024;
+/// Bytes of data plus partition key per record (AWS limit: 1 MiB): the limit the domain packs records within,
+/// one constant for both.
+pub use tally_domain::wire::MAX_RECORD_BYTES;
 /// Characters per partition key (AWS limit).
 pub const MAX_PARTITION_KEY_CHARS: usize = 256;
 

@@ -11,13 +11,13 @@ use crate::assets::{self, Asset, AssetsBucket, Uploaded};
 use crate::aws::err;
 use crate::bootstrap::read::Bootstrapped;
 use crate::bootstrap::stack::BOOTSTRAP_STACK;
-use crate::plan::{ChangeSetEntry, Plan};
+use crate::plan::{ChangeSetEntry, DeployPlan};
 use crate::progress::{recent_events, Output, Progress};
 use crate::stack::{self, status_kind, StackInfo, StatusKind};
 use crate::{template, Clients, Error, StackTags};
 
 /// The template parameter that receives the assets bucket's name.
-pub const ASSETS_BUCKET_PARAMETER: &str = "AssetsBucket";
+pub const ASSETS_BUCKET_PARAMETER: &str = tally_contract::parameters::ASSETS_BUCKET;
 
 /// CloudFormation's limit for an inline `TemplateBody`; larger templates go through the assets bucket.
 const TEMPLATE_BODY_LIMIT: usize = 51_200;
@@ -103,7 +103,7 @@ pub enum DeployOutcome {
     /// Template and parameters equal the deployed ones: nothing was created or executed.
     NoChanges { outputs: Vec<(String, String)> },
     Deployed {
-        plan: Plan,
+        plan: DeployPlan,
         outputs: Vec<(String, String)>,
         elapsed: Duration,
         uploaded: usize,
@@ -553,7 +553,7 @@ pub(crate) async fn apply(
         let outputs = existing.map(|s| s.outputs).unwrap_or_default();
         return Ok(DeployOutcome::NoChanges { outputs });
     };
-    let mut plan = Plan::merge(&diff, &entries);
+    let mut plan = DeployPlan::merge(&diff, &entries);
     plan.parameters = changed_parameters(
         old.as_ref().map(|(_, p)| p).unwrap_or(&BTreeMap::new()),
         &prepared.parameters,
@@ -739,7 +739,7 @@ fn failure(
 /// What a deploy would lose, one line each: stateful resources replaced or removed, and resources whose
 /// `DeletionPolicy` / `UpdateReplacePolicy` stops keeping them (`old` is the deployed template, `None` for a new
 /// stack).
-fn data_losses(plan: &Plan, old: Option<&Value>, new: &Value) -> Vec<String> {
+fn data_losses(plan: &DeployPlan, old: Option<&Value>, new: &Value) -> Vec<String> {
     let mut out: Vec<String> = plan
         .destructive()
         .iter()
@@ -757,7 +757,7 @@ fn data_losses(plan: &Plan, old: Option<&Value>, new: &Value) -> Vec<String> {
 
 /// What a deploy would do, executing nothing. Computes the asset keys locally (no upload) and, for an existing
 /// stack that differs, creates a change set, reads it and deletes it.
-pub async fn diff(clients: &Clients, req: &DeployRequest) -> Result<Plan, Error> {
+pub async fn diff(clients: &Clients, req: &DeployRequest) -> Result<DeployPlan, Error> {
     template::parse(&req.template)?;
     refuse_reserved(&req.stack_name)?;
     let (bootstrapped, bucket) = assets_bucket(clients).await?;
@@ -769,7 +769,7 @@ pub async fn diff(clients: &Clients, req: &DeployRequest) -> Result<Plan, Error>
     };
     let existing = starting_point(clients, req).await?;
     let Some(info) = existing else {
-        let mut plan = Plan::merge(
+        let mut plan = DeployPlan::merge(
             &template::diff(None, (&prepared.template, &prepared.parameters)),
             &[],
         );
@@ -778,7 +778,7 @@ pub async fn diff(clients: &Clients, req: &DeployRequest) -> Result<Plan, Error>
     };
     let deployed = stack::deployed_template(clients, &req.stack_name).await?;
     if deployed == prepared.template && info.parameters == prepared.parameters {
-        return Ok(Plan::default());
+        return Ok(DeployPlan::default());
     }
     let diff = template::diff(
         Some((&deployed, &info.parameters)),
@@ -800,7 +800,7 @@ pub async fn diff(clients: &Clients, req: &DeployRequest) -> Result<Plan, Error>
     .await?;
     let entries = change_set.entries.clone().unwrap_or_default();
     delete_change_set(clients, &req.stack_name, &change_set.name).await?;
-    let mut plan = Plan::merge(&diff, &entries);
+    let mut plan = DeployPlan::merge(&diff, &entries);
     plan.parameters = changed_parameters(&info.parameters, &prepared.parameters);
     Ok(plan)
 }
@@ -1091,7 +1091,7 @@ mod tests {
             "Archive": {"Type": "AWS::S3::Bucket", "DeletionPolicy": "Retain", "UpdateReplacePolicy": "Retain"}}});
         let new = serde_json::json!({"Resources": {"Archive": {"Type": "AWS::S3::Bucket"}}});
         let diff = template::diff(Some((&old, &BTreeMap::new())), (&new, &BTreeMap::new()));
-        let plan = Plan::merge(&diff, &[]);
+        let plan = DeployPlan::merge(&diff, &[]);
         assert!(plan.destructive().is_empty(), "a modify, not a replacement");
         assert_eq!(
             data_losses(&plan, Some(&old), &new),

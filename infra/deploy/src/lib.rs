@@ -2,7 +2,7 @@
 //!
 //! * [`deploy()`] — bootstrap the assets bucket, upload function zips under their content hash, deploy through a
 //!   change set with live progress; a no-op when template and parameters are unchanged.
-//! * [`diff()`] — the plan of a deploy ([`Plan`]): the template diff plus the change set, executing nothing.
+//! * [`diff()`] — the plan of a deploy ([`DeployPlan`]): the template diff plus the change set, executing nothing.
 //! * [`destroy()`] — empty the stack's buckets, delete the stack, verify that nothing of the stage is left.
 //! * [`previews`] — list and prune the per-branch preview stacks of one project.
 //!
@@ -29,7 +29,7 @@ pub use aws::Clients;
 pub use deploy::{deploy, diff, Confirm, DeployOutcome, DeployRequest, ASSETS_BUCKET_PARAMETER};
 pub use destroy::{destroy, DestroyOutcome, DestroyRequest, Named};
 pub use error::{Error, Tampered};
-pub use plan::Plan;
+pub use plan::DeployPlan;
 pub use progress::Output;
 pub use stack::{describe, StackInfo};
 pub use tags::StackTags;

@@ -35,7 +35,7 @@ pub enum Action {
 
 /// The whole plan of a deploy.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Plan {
+pub struct DeployPlan {
     pub changes: Vec<PlannedChange>,
     /// Parameters whose value changes: name → (old, new); `None` when absent.
     pub parameters: BTreeMap<String, (Option<String>, Option<String>)>,
@@ -94,10 +94,10 @@ impl ChangeSetEntry {
     }
 }
 
-impl Plan {
+impl DeployPlan {
     /// Merges the template diff with the change set (either may be empty). The stronger action wins:
     /// a replacement found by either side is a replacement.
-    pub fn merge(diff: &[ResourceDiff], change_set: &[ChangeSetEntry]) -> Plan {
+    pub fn merge(diff: &[ResourceDiff], change_set: &[ChangeSetEntry]) -> DeployPlan {
         let mut by_id: BTreeMap<String, PlannedChange> = BTreeMap::new();
         for d in diff {
             let action = match d.kind {
@@ -142,7 +142,7 @@ impl Plan {
         }
         let mut changes: Vec<PlannedChange> = by_id.into_values().collect();
         changes.sort_by(|a, b| (a.action, &a.logical_id).cmp(&(b.action, &b.logical_id)));
-        Plan {
+        DeployPlan {
             changes,
             parameters: BTreeMap::new(),
         }
@@ -188,7 +188,7 @@ impl fmt::Display for Action {
     }
 }
 
-impl fmt::Display for Plan {
+impl fmt::Display for DeployPlan {
     /// One line per resource, then the parameters, then the IAM and data-loss callouts.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.is_empty() {
@@ -378,7 +378,7 @@ mod tests {
 
     #[test]
     fn merge_takes_the_stronger_action_from_either_side() {
-        let plan = Plan::merge(
+        let plan = DeployPlan::merge(
             &[
                 diff(
                     "Table",
@@ -442,7 +442,7 @@ mod tests {
 
     #[test]
     fn removing_a_bucket_is_destructive_adding_one_is_not() {
-        let plan = Plan::merge(
+        let plan = DeployPlan::merge(
             &[
                 diff("Old", "AWS::S3::Bucket", DiffKind::Removed, &[]),
                 diff("New", "AWS::S3::Bucket", DiffKind::Added, &[]),
@@ -460,6 +460,6 @@ mod tests {
 
     #[test]
     fn empty_plan_says_so() {
-        assert_eq!(Plan::default().to_string(), "no changes\n");
+        assert_eq!(DeployPlan::default().to_string(), "no changes\n");
     }
 }

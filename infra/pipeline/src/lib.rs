@@ -53,39 +53,19 @@ pub enum SynthError {
     Invalid(#[from] tally_constructs::Error),
 }
 
-/// The six functions: package `tally-<name>`, code-key parameter `<Name>CodeKey`.
-pub const FUNCTIONS: [&str; 6] = [
-    "collect",
-    "realtime",
-    "deferred",
-    "query",
-    "compactor",
-    "scaler",
-];
+/// The six functions: the contract's (`tally-contract`), re-exported.
+pub use tally_contract::FUNCTIONS;
 
 /// Template parameter: the bucket that holds the function zips.
-pub const ASSETS_BUCKET_PARAMETER: &str = "AssetsBucket";
+pub const ASSETS_BUCKET_PARAMETER: &str = tally_contract::parameters::ASSETS_BUCKET;
 
 /// The functions invoked per request or per batch (billions of invocations a month at scale): their logs are
 /// JSON without Lambda's per-invocation `START`/`END`/`REPORT` lines, which would otherwise be most of their
 /// log bytes (docs/plan.md, "CloudWatch"). The others keep plain text with those lines for debugging.
 pub const PER_INVOCATION_QUIET: [&str; 3] = ["collect", "realtime", "deferred"];
 
-/// Template parameter holding the S3 key of `function`'s zip: `collect` → `CollectCodeKey`.
-pub fn code_key_parameter(function: &str) -> String {
-    let mut chars = function.chars();
-    let first = chars
-        .next()
-        .map(|c| c.to_ascii_uppercase().to_string())
-        .unwrap_or_default();
-    format!("{first}{}CodeKey", chars.as_str())
-}
-
-/// Template parameter holding the S3 object version of `function`'s zip (the deploy step pins the version it
-/// verified): `collect` → `CollectCodeVersion`.
-pub fn code_version_parameter(function: &str) -> String {
-    code_key_parameter(function).replace("CodeKey", "CodeVersion")
-}
+/// The code parameters' names: the contract's (`tally-contract`), re-exported.
+pub use tally_contract::parameters::{code_key_parameter, code_version_parameter};
 
 /// Environment variables the functions read: the contract's (`tally-contract`), re-exported.
 pub use tally_contract::env;

@@ -37,7 +37,7 @@ use std::path::Path;
 use anyhow::Context;
 use serde_json::Value;
 
-use crate::flags::Plan;
+use crate::flags::PlanFlags;
 use cost::{Bill, Design};
 use lanes::{LaneEval, Model, Overrides};
 use prices::Prices;
@@ -90,7 +90,7 @@ pub struct NaiveNotes {
     pub item_limit_wcu_per_sec: f64,
 }
 
-impl Plan {
+impl PlanFlags {
     /// `cargo xtask plan`: the table, JSON, HTML, sweep or check the flags ask for.
     pub fn run(self) -> anyhow::Result<()> {
         if let Some(path) = &self.check {
