@@ -64,18 +64,10 @@ pub struct StoreConfig {
 /// Environment variables of a function that uses the counter store (set by the template; the local cloud
 /// substitutes `TALLY_CACHE_TLS=false` and `TALLY_CACHE_AUTH=none`).
 pub mod env {
-    /// `host:port` of the cache's endpoint.
-    pub const ENDPOINT: &str = "TALLY_CACHE_ENDPOINT";
-    /// `true` (ElastiCache Serverless: TLS only) or `false` (the local cloud's server).
-    pub const TLS: &str = "TALLY_CACHE_TLS";
-    /// `iam` (an ElastiCache user authenticated by a signed token) or `none`.
-    pub const AUTH: &str = "TALLY_CACHE_AUTH";
-    /// The ElastiCache user id (with `iam`).
-    pub const USER: &str = "TALLY_CACHE_USER";
-    /// The cache's name (the IAM token is signed for it).
-    pub const NAME: &str = "TALLY_CACHE_NAME";
-    /// How long event-id claims live, seconds.
-    pub const DEDUP_WINDOW_SECS: &str = "TALLY_DEDUP_WINDOW_SECS";
+    pub use tally_contract::env::{
+        CACHE_AUTH as AUTH, CACHE_ENDPOINT as ENDPOINT, CACHE_NAME as NAME, CACHE_TLS as TLS,
+        CACHE_USER as USER, DEDUP_WINDOW_SECS,
+    };
 }
 
 /// How a function authenticates to the cache.

@@ -345,9 +345,9 @@ impl LocalCloud {
         json!({
             "aws_endpoint": self.endpoint,
             "meter": format!("{}{}", self.endpoint, crate::meter::METER_PATH),
-            "collect_url": output("CollectUrl"),
-            "query_url": output("QueryUrl"),
-            "dashboard_url": output("QueryUrl"),
+            "collect_url": output(tally_contract::outputs::COLLECT_URL),
+            "query_url": output(tally_contract::outputs::QUERY_URL),
+            "dashboard_url": output(tally_contract::outputs::QUERY_URL),
             "function_urls": self.urls,
             "caches": self.caches.iter().map(|(id, c)| (id.clone(), c.addr().to_string())).collect::<BTreeMap<_, _>>(),
             "outputs": self.resources.outputs,

@@ -19,10 +19,11 @@ use crate::Error;
 use valkey::{Launch, Reply, Server};
 
 /// What every function the local cloud runs finds in its environment about the cache: no TLS, no IAM
-/// authentication (the template says `true` and `iam`, for AWS).
-/// Named here until the stack's environment names (`tally_pipeline::env`) hold them; then imported from there.
-pub const FUNCTION_ENV: [(&str, &str); 2] =
-    [("TALLY_CACHE_TLS", "false"), ("TALLY_CACHE_AUTH", "none")];
+/// authentication (the template says `true` and `iam`, for AWS). The names are the contract's.
+pub const FUNCTION_ENV: [(&str, &str); 2] = [
+    (tally_contract::env::CACHE_TLS, "false"),
+    (tally_contract::env::CACHE_AUTH, "none"),
+];
 
 /// Where the caches' data lives under the state directory.
 pub const CACHE_DIR: &str = "cache";
