@@ -478,12 +478,7 @@ impl Query {
             )));
         }
         let now_minute = now_ms.div_euclid(60_000);
-        let store = self.store.get().await.map_err(Failure::from_aws)?;
-        let watermark = self
-            .compacted
-            .watermark()
-            .await
-            .map_err(Failure::from_aws)?;
+        let Seen { store, watermark } = self.seen().await?;
         let mut entries: BTreeMap<String, CampaignEntry> = self
             .index(watermark)
             .await?
@@ -751,12 +746,10 @@ impl Query {
         let now_minute = now_ms.div_euclid(60_000);
         let day = Resolution::Day.bucket(now_minute);
         let hour_from = now_minute - 59;
-        let store = self.store.get().await.map_err(Failure::from_aws)?;
-        let wm = self
-            .compacted
-            .watermark()
-            .await
-            .map_err(Failure::from_aws)?;
+        let Seen {
+            store,
+            watermark: wm,
+        } = self.seen().await?;
         let reads = overview_reads(day, hour_from, now_minute, &wm, LIVE_MINUTES);
         let mut sums = OverviewSums::default();
         if let Some((a, b)) = reads.hours {
