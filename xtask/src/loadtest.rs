@@ -320,7 +320,7 @@ pub fn price(metered: &Value, prices: &Prices, on_demand: bool) -> Value {
 
 /// ECPU and storage GB-hours per event from `metered.elasticache`: its `ecpu_per_event` and
 /// `storage_gb_hours_per_event` when given, else the meter's per-cache totals (`caches.*.ecpu`,
-/// `caches.*.storage_gb_hours`, `infra/localcloud/src/meter.rs`) over the metered events. `None` without a cache.
+/// `caches.*.storage_gb_hours`, `infra/localcloud-aws/src/meter.rs`) over the metered events. `None` without a cache.
 fn cache_per_event(metered: &Value, events: f64) -> Option<(f64, f64)> {
     let c = metered.get("elasticache")?;
     let per = |x: f64| if events > 0.0 { x / events } else { 0.0 };

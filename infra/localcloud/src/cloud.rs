@@ -13,13 +13,13 @@ use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::aws::LocalAws;
-use crate::cache::CacheServer;
 use crate::esm::{local_call, KinesisMapping, RuntimeOptions, SqsMapping};
 use crate::lambda::{Function, FunctionSpec, LogSink};
 use crate::schedule::{EventSource, RuleRunner, ScheduleClock};
 use crate::template::{self, LocalContext, Resources, Skipped};
 use crate::Error;
+use tally_localcloud_aws::aws::LocalAws;
+use tally_localcloud_aws::cache::CacheServer;
 
 /// How to run a template locally.
 #[derive(Debug, Clone)]
@@ -102,7 +102,7 @@ impl LocalCloud {
             let mut stop = stop_rx.clone();
             tokio::spawn(async move {
                 tokio::select! {
-                    result = crate::aws::serve(listener, aws) => {
+                    result = tally_localcloud_aws::aws::serve(listener, aws) => {
                         if let Err(error) = result {
                             tracing::error!(message = "the local AWS endpoint stopped", %error);
                         }
@@ -141,10 +141,12 @@ impl LocalCloud {
         // get none here; loading the template refuses them.
         let mut cache_ports = BTreeMap::new();
         for id in resource_ids(&options.template, "AWS::ElastiCache::ServerlessCache") {
-            if let Ok(dir) = crate::cache::cache_dir(&options.state_dir, &id) {
-                let port = tokio::task::spawn_blocking(move || crate::cache::choose_port(&dir))
-                    .await
-                    .map_err(|e| Error::start(format!("cache {id}"), e.to_string()))??;
+            if let Ok(dir) = tally_localcloud_aws::cache::cache_dir(&options.state_dir, &id) {
+                let port = tokio::task::spawn_blocking(move || {
+                    tally_localcloud_aws::cache::choose_port(&dir)
+                })
+                .await
+                .map_err(|e| Error::start(format!("cache {id}"), e.to_string()))??;
                 cache_ports.insert(id, port);
             }
         }
@@ -152,7 +154,7 @@ impl LocalCloud {
         let ctx = LocalContext {
             stack_name: options.stack_name.clone(),
             region: aws.region.clone(),
-            account: crate::aws::ACCOUNT_ID.to_owned(),
+            account: tally_localcloud_aws::aws::ACCOUNT_ID.to_owned(),
             endpoint: endpoint.clone(),
             parameters: options.parameters.clone(),
             function_urls: urls.clone(),
@@ -207,7 +209,7 @@ impl LocalCloud {
                 ("AWS_EC2_METADATA_DISABLED", "true"),
             ]
             .into_iter()
-            .chain(crate::cache::FUNCTION_ENV)
+            .chain(tally_localcloud_aws::cache::FUNCTION_ENV)
             {
                 spec.env.insert(key.to_owned(), value.to_owned());
             }
@@ -288,7 +290,7 @@ impl LocalCloud {
         }
         let clock = ScheduleClock::start(options.schedule_speedup);
         let source = EventSource {
-            account: crate::aws::ACCOUNT_ID.to_owned(),
+            account: tally_localcloud_aws::aws::ACCOUNT_ID.to_owned(),
             region: aws.region.clone(),
         };
         let mut schedules = BTreeMap::new();
@@ -344,7 +346,7 @@ impl LocalCloud {
         let output = |name: &str| self.resources.outputs.get(name).cloned();
         json!({
             "aws_endpoint": self.endpoint,
-            "meter": format!("{}{}", self.endpoint, crate::meter::METER_PATH),
+            "meter": format!("{}{}", self.endpoint, tally_localcloud_aws::meter::METER_PATH),
             "collect_url": output(tally_contract::outputs::COLLECT_URL),
             "query_url": output(tally_contract::outputs::QUERY_URL),
             "dashboard_url": output(tally_contract::outputs::QUERY_URL),
@@ -452,7 +454,7 @@ async fn start_caches(
 ) -> Result<BTreeMap<String, CacheServer>, Error> {
     let mut caches = BTreeMap::new();
     for decl in &resources.caches {
-        let dir = crate::cache::cache_dir(state_dir, &decl.id)?;
+        let dir = tally_localcloud_aws::cache::cache_dir(state_dir, &decl.id)?;
         let port = ports.get(&decl.id).copied().ok_or_else(|| {
             Error::start(format!("cache {}", decl.id), "no port was chosen for it")
         })?;

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 pub mod cdp;
 mod valkey;
-pub use tally_localcloud::cache::valkey::{
+pub use tally_localcloud_aws::cache::valkey::{
     command as valkey_command, find_valkey_server, Reply, SERVER_ENV,
 };
 pub use valkey::Valkey;
@@ -94,7 +94,7 @@ impl Drop for Moto {
     }
 }
 
-/// The local cloud's AWS endpoint (`tally_localcloud::aws`: DynamoDB, Kinesis, SQS, S3, Secrets Manager) with
+/// The local cloud's AWS endpoint (`tally_localcloud_aws::aws`: DynamoDB, Kinesis, SQS, S3, Secrets Manager) with
 /// its state in memory, served on 127.0.0.1 from a thread and runtime of its own, stopped when dropped. For
 /// tests whose tables are too big for moto's pace (the query function's 10,000-campaign test seeds in 14–20 s
 /// here, 199 s in moto); the same SDK clients talk to it.
@@ -123,9 +123,9 @@ impl LocalAwsEndpoint {
             runtime.block_on(async move {
                 let listener =
                     tokio::net::TcpListener::from_std(listener).expect("a tokio listener");
-                let aws = tally_localcloud::aws::LocalAws::ephemeral();
+                let aws = tally_localcloud_aws::aws::LocalAws::ephemeral();
                 tokio::select! {
-                    _ = tally_localcloud::aws::serve(listener, aws) => {}
+                    _ = tally_localcloud_aws::aws::serve(listener, aws) => {}
                     _ = stopped => {}
                 }
             });

@@ -1,6 +1,6 @@
 //! A real `valkey-server` on 127.0.0.1 as a one-node cluster, started and stopped by the test that uses it.
 //!
-//! The finder, the process and the RESP client are the local cloud's (`tally_localcloud::cache::valkey`): one
+//! The finder, the process and the RESP client are the local cloud's (`tally_localcloud_aws::cache::valkey`): one
 //! place for where the binary comes from and how a one-node cluster comes up. This peer adds what only tests
 //! want: a throw-away directory, no persistence, panics instead of errors, and clusters of several nodes.
 
@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use tally_localcloud::cache::valkey::{command, find_valkey_server, Launch, Reply, Server};
+use tally_localcloud_aws::cache::valkey::{command, find_valkey_server, Launch, Reply, Server};
 
 use crate::free_loopback_addr;
 
@@ -160,7 +160,7 @@ impl Valkey {
     /// `INFO <section>` as `name → value` lines.
     pub fn info(&self, section: &str) -> Vec<(String, String)> {
         match self.command(&["INFO", section]) {
-            Ok(Reply::Bulk(Some(text))) => tally_localcloud::cache::valkey::parse_info(&text),
+            Ok(Reply::Bulk(Some(text))) => tally_localcloud_aws::cache::valkey::parse_info(&text),
             other => panic!("INFO {section} answered {other:?}"),
         }
     }

@@ -1039,7 +1039,7 @@ const KIND_FIELDS: [(&str, &str); 4] = [
     ("conversions", "conversion"),
 ];
 
-/// The meter's paths on the local AWS endpoint (`infra/localcloud/src/meter.rs`): `GET` answers the snapshot,
+/// The meter's paths on the local AWS endpoint (`infra/localcloud-aws/src/meter.rs`): `GET` answers the snapshot,
 /// `POST` to the reset path zeroes it and answers the fresh one.
 pub const METER_PATH: &str = "/_tally/meter";
 pub const RESET_PATH: &str = "/_tally/meter/reset";
@@ -1314,7 +1314,7 @@ pub fn metered(
     })
 }
 
-/// A meter snapshot's distribution of ages (`mappings.*.record_age_ms`, `infra/localcloud/src/meter.rs`):
+/// A meter snapshot's distribution of ages (`mappings.*.record_age_ms`, `infra/localcloud-aws/src/meter.rs`):
 /// a JSON object from each bucket's upper bound in milliseconds (a number as a key) to its count of records.
 #[derive(Debug, Clone, Default, PartialEq)]
 struct Ages(BTreeMap<u64, u64>);

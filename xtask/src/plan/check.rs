@@ -203,7 +203,7 @@ pub fn log_bytes_per_event(v: &Value) -> anyhow::Result<Option<f64>> {
 /// The lanes' ECPU per event from `metered.elasticache`: its `lanes_commands_per_event` (the lanes' commands,
 /// one ECPU each: what the model's claims, marks and scripts predict), else its `ecpu_per_event`, or its `ecpu`
 /// over the metered events, or
-/// the sum of `caches.*.ecpu` (the meter snapshot's shape, `infra/localcloud/src/meter.rs`) over them. `None`
+/// the sum of `caches.*.ecpu` (the meter snapshot's shape, `infra/localcloud-aws/src/meter.rs`) over them. `None`
 /// when the section is absent or has no cache.
 pub fn cache_ecpu_per_event(v: &Value, events: f64) -> anyhow::Result<Option<f64>> {
     let Some(section) = v.pointer("/metered/elasticache") else {

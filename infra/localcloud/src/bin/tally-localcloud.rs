@@ -259,7 +259,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
 fn write_endpoints(
     path: &std::path::Path,
     mut endpoints: serde_json::Value,
-    aws: &tally_localcloud::aws::LocalAws,
+    aws: &tally_localcloud_aws::aws::LocalAws,
 ) -> anyhow::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -286,12 +286,12 @@ fn write_endpoints(
 /// Writes the collect keys (the current version of the stack's keys secret, key id → secret) to
 /// `<state>/collect-keys.json`, readable by the owner only, and says how to use them.
 fn print_collect_keys(
-    aws: &tally_localcloud::aws::LocalAws,
+    aws: &tally_localcloud_aws::aws::LocalAws,
     state: &std::path::Path,
 ) -> anyhow::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    use tally_localcloud::aws::secretsmanager::COLLECT_KEYS_SUFFIX;
+    use tally_localcloud_aws::aws::secretsmanager::COLLECT_KEYS_SUFFIX;
     let (Some(keys), Some((key_id, _))) = (
         aws.secretsmanager.current_by_suffix(COLLECT_KEYS_SUFFIX),
         aws.secretsmanager.collect_key(),

@@ -5,7 +5,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use serde_json::{json, Value};
 
-use crate::aws::kinesis::Record;
+use tally_localcloud_aws::aws::kinesis::Record;
 
 pub use tally_domain::calendar::iso_ms;
 

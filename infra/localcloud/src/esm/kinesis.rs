@@ -13,10 +13,10 @@ use tokio::task::JoinHandle;
 
 use super::event::{self, BatchOutcome, Condition, KinesisSource};
 use super::{MappingConfig, RuntimeOptions, StartingPosition};
-use crate::aws::kinesis::{Position, Record, Stream};
-use crate::aws::{now_ms, LocalAws};
 use crate::lambda::{lock, Function, InvokeFailure};
-use crate::meter::MappingId;
+use tally_localcloud_aws::aws::kinesis::{Position, Record, Stream};
+use tally_localcloud_aws::aws::{now_ms, LocalAws};
+use tally_localcloud_aws::meter::MappingId;
 
 /// Counters of one mapping, for tests and the dev console.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -81,7 +81,7 @@ impl KinesisMapping {
             ),
             source_role: format!(
                 "arn:aws:iam::{}:role/{}-role",
-                crate::aws::ACCOUNT_ID,
+                tally_localcloud_aws::aws::ACCOUNT_ID,
                 function.spec().name
             ),
             config,
@@ -298,10 +298,12 @@ impl Checkpoints {
         };
         let path = dir.join(format!("{shard}.json"));
         let bytes = checkpoint.to_json().to_string().into_bytes();
-        tokio::task::spawn_blocking(move || crate::store::write_file_durable(&path, &bytes))
-            .await
-            .map_err(|error| error.to_string())?
-            .map_err(|error| format!("cannot write checkpoint under {}: {error}", dir.display()))
+        tokio::task::spawn_blocking(move || {
+            tally_localcloud_aws::store::write_file_durable(&path, &bytes)
+        })
+        .await
+        .map_err(|error| error.to_string())?
+        .map_err(|error| format!("cannot write checkpoint under {}: {error}", dir.display()))
     }
 }
 

@@ -14,9 +14,9 @@ use tokio::task::JoinHandle;
 
 use super::event::{batch_outcome, BatchOutcome};
 use super::{queue_name, MappingConfig, MappingStats, RuntimeOptions};
-use crate::aws::{now_ms, LocalAws};
 use crate::lambda::{lock, Function};
-use crate::meter::MappingId;
+use tally_localcloud_aws::aws::{now_ms, LocalAws};
+use tally_localcloud_aws::meter::MappingId;
 
 /// Calls one SQS operation on the local endpoint; `Err` carries AWS's error code and message.
 pub(crate) async fn call(
@@ -45,7 +45,7 @@ pub(crate) async fn local_call(
         .header("content-type", content_type)
         .body(Bytes::from(input.to_string()))
         .map_err(|error| error.to_string())?;
-    let response = crate::aws::handle(aws, request).await;
+    let response = tally_localcloud_aws::aws::handle(aws, request).await;
     let status = response.status();
     let body = response
         .into_body()

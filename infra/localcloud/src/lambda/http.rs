@@ -1,5 +1,5 @@
 //! A small HTTP/1.1 serving loop on hyper, shared by the Runtime API and the Function URL listeners; every
-//! request passes the loopback guard ([`crate::guard`]) first.
+//! request passes the loopback guard ([`tally_localcloud_aws::guard`]) first.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -40,7 +40,7 @@ pub(crate) async fn serve<H, Fut>(
             let service = service_fn(move |request: Request<Incoming>| {
                 let handler = handler.clone();
                 async move {
-                    if let Some(why) = crate::guard::refusal(request.headers()) {
+                    if let Some(why) = tally_localcloud_aws::guard::refusal(request.headers()) {
                         tracing::warn!(message = "local listener refused a request", %why);
                         return Ok::<_, Infallible>(refused(&why));
                     }
@@ -56,7 +56,7 @@ pub(crate) async fn serve<H, Fut>(
     }
 }
 
-/// The loopback guard's 403 (see [`crate::guard`]), shaped as a Function URL's `{"Message": ...}`.
+/// The loopback guard's 403 (see [`tally_localcloud_aws::guard`]), shaped as a Function URL's `{"Message": ...}`.
 fn refused(why: &str) -> HttpResponse {
     let body = serde_json::json!({ "Message": why }).to_string();
     let mut response = respond(StatusCode::FORBIDDEN, body);

@@ -24,7 +24,7 @@ use tokio::sync::{oneshot, watch, Notify};
 
 pub use process::LogSink;
 
-use crate::meter::Meter;
+use tally_localcloud_aws::meter::Meter;
 
 /// The largest synchronous invocation payload and response Lambda accepts (6 MB).
 pub const MAX_PAYLOAD_BYTES: usize = 6 * 1024 * 1024;
@@ -76,7 +76,7 @@ impl FunctionSpec {
         format!(
             "arn:aws:lambda:{}:{}:function:{}",
             self.region,
-            crate::aws::ACCOUNT_ID,
+            tally_localcloud_aws::aws::ACCOUNT_ID,
             self.name
         )
     }

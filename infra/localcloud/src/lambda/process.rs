@@ -11,7 +11,7 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 
 use super::logs::LogConfig;
-use crate::meter::Meter;
+use tally_localcloud_aws::meter::Meter;
 
 /// Where the output of the function instances goes: the terminal (each line prefixed with the function name)
 /// and one append-only file per function under `dir`.
@@ -150,7 +150,7 @@ impl FunctionLog {
 }
 
 fn now_iso() -> String {
-    crate::esm::event::iso_ms(crate::aws::now_ms())
+    crate::esm::event::iso_ms(tally_localcloud_aws::aws::now_ms())
 }
 
 /// Starts `executable` with exactly `env` (nothing inherited but `PATH`), its data segment limited to

@@ -82,13 +82,13 @@ pub struct BucketDecl {
     pub name: String,
 }
 
-/// An `AWS::SecretsManager::Secret` with a generated value (`crate::aws::secretsmanager`).
+/// An `AWS::SecretsManager::Secret` with a generated value (`tally_localcloud_aws::aws::secretsmanager`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SecretDecl {
     pub id: String,
     /// `Name` (the `Ref` is its ARN).
     pub name: String,
-    pub generate: crate::aws::secretsmanager::Generate,
+    pub generate: tally_localcloud_aws::aws::secretsmanager::Generate,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -125,7 +125,7 @@ pub struct MappingDecl {
     pub config: MappingConfig,
 }
 
-/// An `AWS::ElastiCache::ServerlessCache`: one local `valkey-server` (`crate::cache`).
+/// An `AWS::ElastiCache::ServerlessCache`: one local `valkey-server` (`tally_localcloud_aws::cache`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CacheDecl {
     /// The logical id (letters and digits only: it names the cache's directory).
@@ -308,7 +308,7 @@ fn secret(id: &str, props: &Value) -> Result<SecretDecl, Error> {
     Ok(SecretDecl {
         id: id.to_owned(),
         name: name.to_owned(),
-        generate: crate::aws::secretsmanager::Generate {
+        generate: tally_localcloud_aws::aws::secretsmanager::Generate {
             length,
             template_key,
         },
@@ -620,7 +620,8 @@ fn function(id: &str, raw: &Value, props: &Value, name: &str) -> Result<Function
 }
 
 fn cache(id: &str, props: &Value) -> Result<CacheDecl, Error> {
-    crate::cache::check_logical_id(id).map_err(|message| Error::template(id, message))?;
+    tally_localcloud_aws::cache::check_logical_id(id)
+        .map_err(|message| Error::template(id, message))?;
     let at = |key: &str| format!("{id}.Properties.{key}");
     let name = props
         .get("ServerlessCacheName")
@@ -631,7 +632,7 @@ fn cache(id: &str, props: &Value) -> Result<CacheDecl, Error> {
                 "missing (CloudFormation requires it)",
             )
         })?;
-    crate::cache::check_cache_name(name)
+    tally_localcloud_aws::cache::check_cache_name(name)
         .map_err(|message| Error::template(&at("ServerlessCacheName"), message))?;
     let engine = props
         .get("Engine")

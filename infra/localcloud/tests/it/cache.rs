@@ -9,10 +9,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use tally_localcloud::cache::valkey::{command, command_sized, Reply};
 use tally_localcloud::cloud::{CloudOptions, LocalCloud};
 use tally_localcloud::esm::RuntimeOptions;
 use tally_localcloud::template::{self, LocalContext};
+use tally_localcloud_aws::cache::valkey::{command, command_sized, Reply};
 
 use crate::lambda::testfn;
 use crate::support::TempDir;
@@ -419,7 +419,7 @@ fn a_cache_whose_id_or_name_could_leave_the_state_directory_is_refused() {
     assert!(err.contains("\"memcached\" does not run locally"), "{err}");
     // Nothing was created for them.
     let dir = TempDir::new("cache-hostile");
-    assert!(tally_localcloud::cache::cache_dir(&dir.0, "../x").is_err());
+    assert!(tally_localcloud_aws::cache::cache_dir(&dir.0, "../x").is_err());
 }
 
 #[test]

@@ -4,9 +4,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use tally_localcloud::aws::LocalAws;
 use tally_localcloud::esm::{KinesisMapping, MappingConfig, RuntimeOptions, StartingPosition};
 use tally_localcloud::lambda::{Function, FunctionSpec, LogSink};
+use tally_localcloud_aws::aws::LocalAws;
 
 use crate::lambda::testfn;
 use crate::support::{batch_data, batches, create_queue, drain, put, until, TempDir};
@@ -388,7 +388,7 @@ async fn tumbling_window_carries_state_and_ends_with_a_final_invoke() {
     config.tumbling_window = Duration::from_secs(1);
     let _mapping = s.start(config);
     // Align to the start of a window so all three records fall in one.
-    let ms = tally_localcloud::aws::now_ms();
+    let ms = tally_localcloud_aws::aws::now_ms();
     tokio::time::sleep(Duration::from_millis((1000 - ms % 1000 + 50) as u64)).await;
     put(&s.aws, "events", &[("k", "a")]).await;
     tokio::time::sleep(Duration::from_millis(100)).await;

@@ -8,10 +8,10 @@ use aws_config::retry::RetryConfig;
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use serde_json::{json, Value};
-use tally_localcloud::aws::LocalAws;
 use tally_localcloud::esm::{KinesisMapping, MappingConfig, RuntimeOptions};
 use tally_localcloud::lambda::{Function, FunctionSpec, InvokeFailure, LogSink};
-use tally_localcloud::meter::{Meter, Snapshot};
+use tally_localcloud_aws::aws::LocalAws;
+use tally_localcloud_aws::meter::{Meter, Snapshot};
 
 use crate::lambda::testfn;
 use crate::support::{batch_data, put, until, TempDir};
@@ -34,7 +34,7 @@ async fn serve(aws: Arc<LocalAws>) -> Served {
     let endpoint = format!("http://{}", listener.local_addr().unwrap());
     let served = aws.clone();
     let server = tokio::spawn(async move {
-        let _ = tally_localcloud::aws::serve(listener, served).await;
+        let _ = tally_localcloud_aws::aws::serve(listener, served).await;
     });
     Served {
         aws,

@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
-use tally_localcloud::aws::LocalAws;
+use tally_localcloud_aws::aws::LocalAws;
 
 /// Builds the binaries of `packages` (`cargo build --bins -p …`) in this test binary's profile and returns the
 /// profile directory that holds them, so `--release` and `CARGO_TARGET_DIR` are followed.
@@ -46,7 +46,7 @@ pub async fn call(aws: &Arc<LocalAws>, target: &str, input: Value) -> Value {
         .header("content-type", content_type)
         .body(Bytes::from(input.to_string()))
         .unwrap();
-    let response = tally_localcloud::aws::handle(aws, request).await;
+    let response = tally_localcloud_aws::aws::handle(aws, request).await;
     let status = response.status();
     let body = response.into_body().collect().await.unwrap().to_bytes();
     assert!(

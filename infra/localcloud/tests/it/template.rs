@@ -90,7 +90,7 @@ fn the_synthesized_pipeline_loads_and_every_resource_is_accounted_for() {
     );
     assert_eq!(
         tally_pipeline::COLLECT_KEYS_SECRET_SUFFIX,
-        tally_localcloud::aws::secretsmanager::COLLECT_KEYS_SUFFIX,
+        tally_localcloud_aws::aws::secretsmanager::COLLECT_KEYS_SUFFIX,
         "the load test finds the key by this suffix"
     );
     for kind in [

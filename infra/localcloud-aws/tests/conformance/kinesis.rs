@@ -715,8 +715,8 @@ async fn per_shard_write_limit_throttles_records() {
 
 #[tokio::test]
 async fn in_process_reader_sees_acknowledged_records_and_is_woken() {
-    use tally_localcloud::aws::kinesis::Position;
-    let aws = tally_localcloud::aws::LocalAws::ephemeral();
+    use tally_localcloud_aws::aws::kinesis::Position;
+    let aws = tally_localcloud_aws::aws::LocalAws::ephemeral();
     let t = crate::harness::local_with(aws.clone()).await;
     let client = t.kinesis();
     let name = stream(&client, 1).await;
@@ -809,7 +809,7 @@ async fn list_shards_pages_with_next_token() {
 #[tokio::test]
 async fn get_records_starts_after_records_past_retention() {
     const HOUR_MS: i64 = 3_600_000;
-    let aws = tally_localcloud::aws::LocalAws::ephemeral();
+    let aws = tally_localcloud_aws::aws::LocalAws::ephemeral();
     let t = crate::harness::local_with(aws.clone()).await;
     let client = t.kinesis();
     let name = stream(&client, 1).await;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_kinesis::config::http::HttpResponse;
 use aws_sdk_kinesis::error::{ProvideErrorMetadata, SdkError};
-use tally_localcloud::aws::{serve, LocalAws};
+use tally_localcloud_aws::aws::{serve, LocalAws};
 use tally_testkit::Moto;
 
 /// Which implementation a behaviour is talking to.

@@ -17,7 +17,7 @@ use aws_sdk_dynamodb::types::{
     TransactWriteItem, WriteRequest,
 };
 use aws_sdk_dynamodb::Client;
-use tally_localcloud::aws::LocalAws;
+use tally_localcloud_aws::aws::LocalAws;
 
 use crate::harness::{agree, code, Target};
 

@@ -2,7 +2,7 @@
 //! every answer): Kinesis PutRecords (100 records of 100 bytes) and GetRecords (100 records), DynamoDB
 //! UpdateItem with the counters' ADD / SET / condition shape. Figures go to docs/local-cloud.md.
 //!
-//! `cargo bench -p tally-localcloud --bench aws_endpoint`
+//! `cargo bench -p tally-localcloud-aws --bench aws_endpoint`
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,7 +15,7 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::{PutRecordsRequestEntry, ShardIteratorType};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use tally_localcloud::aws::{serve, LocalAws};
+use tally_localcloud_aws::aws::{serve, LocalAws};
 
 /// Enough shards that the 1,000 records/s per-shard limit never throttles the benchmark.
 const SHARDS: i32 = 500;

@@ -345,7 +345,7 @@ pub struct LambdaFunction {
     pub gb_seconds: f64,
     /// Log events Lambda would send to CloudWatch Logs under the function's `LoggingConfig` (its own lines
     /// that pass the level filter, and the per-invocation system lines when enabled), and their bytes
-    /// (UTF-8, the ingested size): `crate::lambda::logs`.
+    /// (UTF-8, the ingested size): the runner's `tally_localcloud::lambda::logs`.
     #[serde(default)]
     pub log_events: u64,
     #[serde(default)]

@@ -28,12 +28,12 @@ async fn child_server() {
     let Ok(dir) = std::env::var(CHILD_ENV) else {
         return;
     };
-    let aws = tally_localcloud::aws::LocalAws::open(Path::new(&dir)).expect("open state");
+    let aws = tally_localcloud_aws::aws::LocalAws::open(Path::new(&dir)).expect("open state");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     println!("LISTENING http://{}", listener.local_addr().expect("addr"));
-    tally_localcloud::aws::serve(listener, aws)
+    tally_localcloud_aws::aws::serve(listener, aws)
         .await
         .expect("serve");
 }
