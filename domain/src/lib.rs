@@ -3,6 +3,7 @@
 //! Everything here is pure: no AWS SDK, no Lambda runtime, no I/O. The functions under
 //! `functions/` are thin shells around these modules.
 
+pub mod ages;
 pub mod archive;
 pub mod calendar;
 pub mod compact;

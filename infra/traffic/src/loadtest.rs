@@ -28,6 +28,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
+use tally_domain::ages::Ages;
 use tally_domain::event::Event;
 use tokio::sync::mpsc;
 
@@ -1312,45 +1313,6 @@ pub fn metered(
         "s3": {"class_a_requests": s[0] as u64, "class_b_requests": s[1] as u64, "bytes_in": s[2] as u64,
                "class_a_per_event": per(s[0], ev), "bytes_per_event": per(s[2], ev)},
     })
-}
-
-/// A meter snapshot's distribution of ages (`mappings.*.record_age_ms`, `infra/localcloud-aws/src/meter.rs`):
-/// a JSON object from each bucket's upper bound in milliseconds (a number as a key) to its count of records.
-#[derive(Debug, Clone, Default, PartialEq)]
-struct Ages(BTreeMap<u64, u64>);
-
-impl Ages {
-    /// The buckets of `doc`; what is not a bucket and a count is left out (an absent field is empty).
-    fn of(doc: &Value) -> Ages {
-        Ages(
-            doc.as_object()
-                .into_iter()
-                .flatten()
-                .filter_map(|(bound, count)| Some((bound.parse().ok()?, count.as_u64()?)))
-                .collect(),
-        )
-    }
-
-    fn count(&self) -> u64 {
-        self.0.values().sum()
-    }
-
-    /// The `q` quantile (nearest rank, `q` in 0..=1) as its bucket's upper bound; `None` without records.
-    fn quantile(&self, q: f64) -> Option<u64> {
-        let n = self.count();
-        if n == 0 {
-            return None;
-        }
-        let rank = ((n - 1) as f64 * q.clamp(0.0, 1.0)).round() as u64;
-        let mut seen = 0;
-        for (&bound, &count) in &self.0 {
-            seen += count;
-            if seen > rank {
-                return Some(bound);
-            }
-        }
-        self.0.keys().next_back().copied()
-    }
 }
 
 /// Whether a cache command is the lanes' (claims, the mark, the apply script and what it runs — counters,
