@@ -34,6 +34,7 @@ use tokio::sync::mpsc;
 
 use crate::generate::PIXEL_USER_AGENT;
 pub use crate::http_client::{request, Response};
+use crate::machine::{cpu_times, Processes};
 use crate::{Generator, Profile, RequestKind};
 
 #[derive(Debug, Clone)]
@@ -264,7 +265,7 @@ pub async fn run(options: LoadOptions) -> Result<Value, String> {
     }
     tally.metering.store(true, Ordering::SeqCst);
     let metered_from = Instant::now();
-    let cpu_from = cpu_times();
+    let (cpu_from, processes_from) = (cpu_times(), Processes::now());
     let visible: Arc<Mutex<Vec<(Instant, u64)>>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
     let poller = tokio::spawn(poll_probes(
@@ -302,6 +303,7 @@ pub async fn run(options: LoadOptions) -> Result<Value, String> {
     let cpu_busy = cpu_from
         .zip(cpu_times())
         .and_then(|((b0, t0), (b1, t1))| (t1 > t0).then(|| (b1 - b0) as f64 / (t1 - t0) as f64));
+    let by_program = Processes::now().since(&processes_from);
     // In flight and resends: bounded by the attempts and their Retry-After.
     wait_idle(&pending, Duration::from_secs(60)).await;
     let elapsed = started.elapsed();
@@ -436,24 +438,16 @@ pub async fn run(options: LoadOptions) -> Result<Value, String> {
     report["machine"] = json!({
         "cores": std::thread::available_parallelism().map_or(0, |n| n.get()),
         "cpu_busy_while_sending": cpu_busy.map_or(Value::Null, |b| json!((b * 1000.0).round() / 1000.0)),
+        "send_s": round1(send_s),
+        // The programs that took the most CPU while sending (seconds; every process of the machine, so a
+        // build running beside the test shows here too).
+        "cpu_s_while_sending": by_program
+            .iter()
+            .take(12)
+            .map(|(name, s)| (name.clone(), json!(round1(*s))))
+            .collect::<serde_json::Map<String, Value>>(),
     });
     Ok(report)
-}
-
-/// The machine's CPU time so far, (busy, total) in clock ticks, from `/proc/stat` (Linux); `None` elsewhere.
-/// Busy is everything but idle and I/O wait. The load test reports the busy share while it sends: the
-/// pipeline, the local cloud and the load generator share the machine, so latencies are read against it.
-fn cpu_times() -> Option<(u64, u64)> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
-    let ticks: Vec<u64> = line
-        .split_whitespace()
-        .skip(1)
-        .map(|t| t.parse().unwrap_or(0))
-        .collect();
-    let total: u64 = ticks.iter().sum();
-    let idle = ticks.get(3).copied().unwrap_or(0) + ticks.get(4).copied().unwrap_or(0);
-    Some((total - idle, total))
 }
 
 /// Refuses a rate the user pool is too small for: the deferred lane flags a user with more than 600 events,
