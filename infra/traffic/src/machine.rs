@@ -99,7 +99,9 @@ fn program_name(cmdline: &[u8], comm: &str) -> String {
         return format!("[{comm}]");
     }
     let argv0 = String::from_utf8_lossy(argv0);
-    argv0.rsplit('/').next().unwrap_or(&argv0).to_owned()
+    // Some servers rewrite their title into the first argument (`valkey-server 127.0.0.1:6379 [cluster]`).
+    let program = argv0.split(' ').next().unwrap_or(&argv0);
+    program.rsplit('/').next().unwrap_or(program).to_owned()
 }
 
 #[cfg(test)]
@@ -126,6 +128,10 @@ mod tests {
         );
         assert_eq!(
             program_name(b"valkey-server\0--port\0", "valkey-serve"),
+            "valkey-server"
+        );
+        assert_eq!(
+            program_name(b"valkey-server 127.0.0.1:34619 [cluster]\0\0", "valkey-server"),
             "valkey-server"
         );
         assert_eq!(program_name(b"", "kworker/0:1"), "[kworker/0:1]");
