@@ -259,9 +259,11 @@ mod tests {
             .lines()
             .filter_map(|line| line.split_once('|'))
             .map(|(package, features)| {
-                // `name vX.Y.Z (path)`, `(*)` when printed before, `(proc-macro)`: the name and version.
+                // `name vX.Y.Z (path)` and `(proc-macro)`: the name and version; `(*)` (printed before) ends
+                // the line.
                 let id = package.split(" (").next().unwrap_or(package);
-                (id.trim().to_owned(), features.trim().to_owned())
+                let features = features.trim().trim_end_matches("(*)").trim();
+                (id.trim().to_owned(), features.to_owned())
             })
             .collect()
     }
