@@ -159,6 +159,20 @@ pub fn stop(child: &mut Child) -> Option<std::process::ExitStatus> {
     child.wait().ok()
 }
 
+/// The packages [`local_cloud`] builds: `tally-localcloud` and the functions that exist in this checkout (a
+/// missing one is reported by the local cloud).
+fn build_packages(root: &Path) -> Vec<String> {
+    let present = FUNCTIONS.iter().filter(|name| {
+        root.join("functions")
+            .join(name)
+            .join("Cargo.toml")
+            .is_file()
+    });
+    std::iter::once("tally-localcloud".to_owned())
+        .chain(present.map(|name| format!("tally-{name}")))
+        .collect()
+}
+
 /// Builds the local cloud and the functions for the host, synthesizes `stage` into `state/template.json`,
 /// and returns the `tally-localcloud` command that runs it on `state` (shared with `cargo xtask loadtest`).
 pub fn local_cloud(
@@ -170,31 +184,19 @@ pub fn local_cloud(
     std::fs::create_dir_all(state)
         .with_context(|| format!("while creating {}", state.display()))?;
 
-    // The functions that exist in this checkout; a missing one is reported by the local cloud.
-    let present: Vec<&str> = FUNCTIONS
-        .iter()
-        .copied()
-        .filter(|name| {
-            root.join("functions")
-                .join(name)
-                .join("Cargo.toml")
-                .is_file()
-        })
-        .collect();
+    let packages = build_packages(&root);
     let mut build = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     // `--bins`, not `--bin tally-localcloud`: a `--bin` filter applies to every package given.
-    build
-        .current_dir(&root)
-        .args(["build", "--bins", "-p", "tally-localcloud"]);
-    for name in &present {
-        build.args(["-p", &format!("tally-{name}")]);
+    build.current_dir(&root).args(["build", "--bins"]);
+    for package in &packages {
+        build.args(["-p", package]);
     }
     if release {
         build.arg("--release");
     }
     eprintln!(
         "building tally-localcloud and {} functions for the host…",
-        present.len()
+        packages.len() - 1
     );
     let status = build.status().context("while running cargo build")?;
     if !status.success() {
@@ -237,6 +239,55 @@ pub fn exec(mut command: Command) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Each package in `packages`' build (normal and build dependencies) with its features, from `cargo tree`.
+    fn features(root: &Path, packages: &[String]) -> std::collections::BTreeMap<String, String> {
+        let mut tree = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+        tree.current_dir(root)
+            .args(["tree", "--offline", "--quiet", "--prefix", "none"]);
+        tree.args(["-e", "normal,build", "--format", "{p}|{f}"]);
+        for package in packages {
+            tree.args(["-p", package]);
+        }
+        let out = tree.output().expect("cargo tree runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|line| line.split_once('|'))
+            .map(|(package, features)| {
+                // `name vX.Y.Z (path)` and `(proc-macro)`: the name and version; `(*)` (printed before) ends
+                // the line.
+                let id = package.split(" (").next().unwrap_or(package);
+                let features = features.trim().trim_end_matches("(*)").trim();
+                (id.trim().to_owned(), features.to_owned())
+            })
+            .collect()
+    }
+
+    /// A first start builds `cargo xtask` and then `dev`'s packages; every dependency they share is built once
+    /// only if both builds enable the same features on it (xtask/Cargo.toml, "Feature unification").
+    #[test]
+    fn dev_build_shares_features() {
+        let root = crate::workspace_root();
+        let xtask = features(&root, &["xtask".to_owned()]);
+        let dev = features(&root, &build_packages(&root));
+        let drift: Vec<String> = xtask
+            .iter()
+            .filter_map(|(package, features)| {
+                let other = dev.get(package)?;
+                (other != features).then(|| format!("{package}: xtask [{features}], dev [{other}]"))
+            })
+            .collect();
+        assert!(
+            drift.is_empty(),
+            "built twice on a first start; enable dev's features in xtask/Cargo.toml:\n{}",
+            drift.join("\n")
+        );
+    }
 
     /// A stand-in for the local cloud: a shell that runs `script` with the endpoints file as `$1`.
     fn child(script: &str, file: &Path) -> Command {

@@ -11,9 +11,31 @@ pub const CACHE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Loads the SDK configuration the standard way: environment, profiles, container or instance credentials,
 /// `AWS_REGION`, and `AWS_ENDPOINT_URL` (which points every client at an AWS-compatible endpoint, such as the
-/// local cloud or a test's `moto_server`).
+/// local cloud or a test's `moto_server`), with the [`http_client`].
 pub async fn sdk_config() -> aws_config::SdkConfig {
-    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(http_client())
+        .load()
+        .await
+}
+
+/// The HTTP client of the functions' SDK clients: the SDK's default HTTPS client (hyper, rustls with the
+/// platform's root certificates, the connector settings and sleep of each client, proxies from the environment)
+/// with rustls on `ring` instead of `aws-lc-rs`, whose C build (`aws-lc-sys`, through cmake) was the slowest
+/// single crate of a first `cargo xtask dev`. The workspace builds the SDK without its default client.
+pub fn http_client() -> aws_sdk_dynamodb::config::SharedHttpClient {
+    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+    use aws_smithy_http_client::{proxy::ProxyConfig, Builder, ConnectorBuilder};
+    Builder::new().build_with_connector_fn(|settings, components| {
+        let mut connector =
+            ConnectorBuilder::default().tls_provider(Provider::Rustls(CryptoMode::Ring));
+        connector.set_connector_settings(settings.cloned());
+        if let Some(components) = components {
+            connector.set_sleep_impl(components.sleep_impl());
+        }
+        connector.set_proxy_config(Some(ProxyConfig::from_env()));
+        connector.build()
+    })
 }
 
 /// Structured JSON logs on stdout (each line has a `level`, so Lambda's log-level filtering applies), filtered
