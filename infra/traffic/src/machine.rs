@@ -131,7 +131,10 @@ mod tests {
             "valkey-server"
         );
         assert_eq!(
-            program_name(b"valkey-server 127.0.0.1:34619 [cluster]\0\0", "valkey-server"),
+            program_name(
+                b"valkey-server 127.0.0.1:34619 [cluster]\0\0",
+                "valkey-server"
+            ),
             "valkey-server"
         );
         assert_eq!(program_name(b"", "kworker/0:1"), "[kworker/0:1]");
