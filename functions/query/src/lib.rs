@@ -301,22 +301,11 @@ impl Query {
         // sets, which is every campaign of up to `LIVE_MINUTES` minutes and shards: read on every request, it
         // was most of a new campaign's series cost (the load test's probes).
         if !indexed && lanes.0.is_empty() && lanes.1.is_empty() {
-            self.known_live(id, now_minute).await?;
+            known_live(&seen, id, now_minute).await?;
         }
         Ok(lanes)
     }
 
-    /// The campaigns of the counter store's open minutes (after the realtime watermark, at most
-    /// [`REALTIME_HISTORY_MINUTES`] back): id → (first, last) minute seen.
-    async fn live_campaigns(
-        &self,
-        now_minute: i64,
-    ) -> Result<BTreeMap<String, (i64, i64)>, Failure> {
-        let seen = self.seen().await?;
-        campaigns_after(&seen.store, &seen.watermark, now_minute).await
-    }
-
-    /// Answers one request as of now.
     pub async fn handle(&self, request: Request) -> Response<Body> {
         self.handle_at(request, tally_edge::now_ms()).await
     }
@@ -959,14 +948,6 @@ impl Query {
         }))
     }
 
-    /// `404` unless the counter store's open minutes have `id` (for a campaign not in the index).
-    async fn known_live(&self, id: &str, now_minute: i64) -> Result<(), Failure> {
-        if self.live_campaigns(now_minute).await?.contains_key(id) {
-            return Ok(());
-        }
-        Err(Failure::NotFound(id.to_owned()))
-    }
-
     /// Whether the campaign index has `id`.
     async fn indexed(&self, id: &str) -> Result<bool, Failure> {
         let output = self
@@ -1192,6 +1173,18 @@ fn page_cells(
         }
     }
     cells
+}
+
+/// `404` unless the counter store's open minutes (read through `seen`, the answer's own store and watermark)
+/// have `id`: for a campaign not in the index.
+async fn known_live(seen: &Seen, id: &str, now_minute: i64) -> Result<(), Failure> {
+    if campaigns_after(&seen.store, &seen.watermark, now_minute)
+        .await?
+        .contains_key(id)
+    {
+        return Ok(());
+    }
+    Err(Failure::NotFound(id.to_owned()))
 }
 
 /// Realtime counts as counters: the lane's six sums, and the settled lane's users for the same bucket (the
