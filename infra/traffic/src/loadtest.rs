@@ -1,6 +1,6 @@
 //! `cargo xtask loadtest`: drives a traffic profile's requests through collect at a flat rate, as real clients
 //! send them (batched POSTs and pixels over several connections; on `503` only the `unwritten_ids` are resent,
-//! after `Retry-After`), measures freshness (collect's acknowledgement → the query API counts the event),
+//! after `Retry-After`; a request without an answer or with another `5xx` is resent whole), measures freshness (collect's acknowledgement → the query API counts the event),
 //! checks that every acknowledged event is counted exactly once per campaign, ad and kind in the realtime and
 //! in the settled lane, and reads the meter: what AWS would have billed for the measured window, per event.
 //!
@@ -171,6 +171,8 @@ struct Tally {
     posts: AtomicU64,
     pixels: AtomicU64,
     retries_503: AtomicU64,
+    /// Requests whose outcome was unknown (no answer, or a `5xx` other than `503`), resent whole.
+    resent_unknown: AtomicU64,
     resent_events: AtomicU64,
     rejected_events: AtomicU64,
     failed_events: AtomicU64,
@@ -418,7 +420,7 @@ pub async fn run(options: LoadOptions) -> Result<Value, String> {
         },
         "client": {
             "requests": load(&tally.requests), "posts": load(&tally.posts), "pixels": load(&tally.pixels),
-            "retries_503": load(&tally.retries_503), "resent_events": load(&tally.resent_events),
+            "retries_503": load(&tally.retries_503), "resent_unknown": load(&tally.resent_unknown), "resent_events": load(&tally.resent_events),
             "resent_acked_requests": load(&tally.resent_acked_requests),
             "resent_acked_events": load(&tally.resent_acked_events),
             "repeated_in_body": load(&tally.repeated_in_body),
@@ -634,19 +636,27 @@ async fn send(
             },
         ))
     };
+    // Nothing is known about the request (no answer, or a server error other than collect's own `503`, such as
+    // the gateway's `502` when collect timed out after writing some of it): resend all of it, as a real client
+    // does; the ids make it idempotent, so what was written is counted once.
+    let unknown = |error: String, events: Vec<Event>| {
+        note_error(tally, error);
+        tally.resent_unknown.fetch_add(1, Ordering::Relaxed);
+        let n = events.len() as u64;
+        let again = retry(events, Duration::from_secs(1));
+        if again.is_none() {
+            tally.failed_events.fetch_add(n, Ordering::Relaxed);
+        }
+        again
+    };
     let response = match outcome {
         Ok(response) => response,
-        Err(error) => {
-            note_error(tally, format!("collect: {error}"));
-            // Nothing is known about this request: resend all of it (ids make it idempotent).
-            let n = events.len() as u64;
-            let again = retry(events, Duration::from_secs(1));
-            if again.is_none() {
-                tally.failed_events.fetch_add(n, Ordering::Relaxed);
-            }
-            return again;
-        }
+        Err(error) => return unknown(format!("collect: {error}"), events),
     };
+    if response.status >= 500 && response.status != 503 {
+        let error = format!("collect answered {}: {}", response.status, response.body);
+        return unknown(error, events);
+    }
     // A pixel answers 200 whatever happened to the write; a POST says which ids were written.
     let (written, unwritten): (Vec<Event>, Vec<Event>) = match (kind, response.status) {
         (RequestKind::Pixel, 200) => (events, Vec::new()),
@@ -1538,6 +1548,39 @@ mod tests {
         assert_eq!(tally.retries_503.load(Ordering::SeqCst), 1);
         assert_eq!(tally.resent_events.load(Ordering::SeqCst), 13);
         assert_eq!(tally.requests.load(Ordering::SeqCst), 2);
+    }
+
+    /// A gateway `502` (collect timed out, perhaps after writing the batch): the client resends the batch
+    /// whole with the same ids and counts them once; before, they were written but never acknowledged, and the
+    /// count check called them duplicates.
+    #[tokio::test]
+    async fn resends_the_whole_batch_after_a_server_error_other_than_503() {
+        let (url, bodies, server) = fake_collect(2, |round, ids| {
+            if round == 0 {
+                ("502 Bad Gateway", "", json!({"Message": "Internal Server Error"}))
+            } else {
+                ("202 Accepted", "", json!({"ids": ids}))
+            }
+        })
+        .await;
+        let options = options(url);
+        let tally = Arc::new(Tally::for_options(&options));
+        let (jobs, pending) = start_clients(&options, &tally, &[]);
+        let request = Generator::new(&options.profile, 9).next_request(now_ms());
+        let all: Vec<String> = request.events.iter().map(|e| e.id.clone()).collect();
+        submit(&jobs, &pending, request.kind, request.events);
+        wait_idle(&pending, Duration::from_secs(10)).await;
+        tokio::time::timeout(Duration::from_secs(5), server)
+            .await
+            .expect("the batch was not sent a second time")
+            .expect("server");
+        let bodies = lock(&bodies).clone();
+        assert_eq!(bodies.len(), 2, "sent, then once more");
+        assert_eq!(bodies[1].1, all, "the whole batch, the same ids");
+        assert_eq!(total(&lock(&tally.acked)), 25);
+        assert_eq!(tally.resent_unknown.load(Ordering::SeqCst), 1);
+        assert_eq!(tally.failed_events.load(Ordering::SeqCst), 0);
+        assert_eq!(tally.retries_503.load(Ordering::SeqCst), 0);
     }
 
     #[test]
