@@ -1557,7 +1557,11 @@ mod tests {
     async fn resends_the_whole_batch_after_a_server_error_other_than_503() {
         let (url, bodies, server) = fake_collect(2, |round, ids| {
             if round == 0 {
-                ("502 Bad Gateway", "", json!({"Message": "Internal Server Error"}))
+                (
+                    "502 Bad Gateway",
+                    "",
+                    json!({"Message": "Internal Server Error"}),
+                )
             } else {
                 ("202 Accepted", "", json!({"ids": ids}))
             }
