@@ -33,7 +33,7 @@ use tally_domain::event::Event;
 use tokio::sync::mpsc;
 
 use crate::generate::PIXEL_USER_AGENT;
-pub use crate::http_client::{request, Response};
+pub use crate::http_client::{request, Connection, Response};
 use crate::machine::{cpu_times, Processes};
 use crate::{Generator, Profile, RequestKind};
 
@@ -548,13 +548,17 @@ fn start_clients(
     let pending: Pending = Arc::default();
     for _ in 0..options.connections.max(1) {
         let (rx, tx, tally, pending) = (rx.clone(), tx.clone(), tally.clone(), pending.clone());
-        let (collect, probes) = (options.collect_url.clone(), probes.to_vec());
+        let probes = probes.to_vec();
+        // Each client keeps its connection, as an ad server does.
+        let mut collect = Connection::new(&options.collect_url);
         let resend = options.resend;
         tokio::spawn(async move {
             loop {
                 let job = rx.lock().await.recv().await;
                 let Some(job) = job else { break };
-                if let Some((delay, resend)) = send(&collect, job, &tally, &probes, resend).await {
+                if let Some((delay, resend)) =
+                    send(&mut collect, job, &tally, &probes, resend).await
+                {
                     // Resend later without holding this connection.
                     let (tx, pending) = (tx.clone(), pending.clone());
                     pending.fetch_add(1, Ordering::SeqCst);
@@ -574,7 +578,7 @@ fn start_clients(
 
 /// Sends one request and records what collect acknowledged; returns what to resend and when.
 async fn send(
-    collect: &str,
+    collect: &mut Connection,
     job: Job,
     tally: &Tally,
     probes: &[String],
@@ -598,14 +602,14 @@ async fn send(
                 [event] => format!("/p.gif?{}", signed_pixel_query(event, tally.key.as_ref())),
                 _ => String::new(),
             };
-            request(
-                collect,
-                "GET",
-                &path,
-                "",
-                &with_origin(tally, vec![("User-Agent", PIXEL_USER_AGENT)]),
-            )
-            .await
+            collect
+                .request(
+                    "GET",
+                    &path,
+                    "",
+                    &with_origin(tally, vec![("User-Agent", PIXEL_USER_AGENT)]),
+                )
+                .await
         }
         RequestKind::Post => {
             tally.posts.fetch_add(1, Ordering::Relaxed);
@@ -616,14 +620,9 @@ async fn send(
                 .map(|(id, secret)| format!("Bearer {id}:{secret}"));
             let mut headers = vec![("Content-Type", "application/json")];
             headers.extend(authorization.as_deref().map(|a| ("Authorization", a)));
-            request(
-                collect,
-                "POST",
-                "/v1/events",
-                &body,
-                &with_origin(tally, headers),
-            )
-            .await
+            collect
+                .request("POST", "/v1/events", &body, &with_origin(tally, headers))
+                .await
         }
     };
     let retry = |events: Vec<Event>, delay: Duration| {
@@ -785,30 +784,41 @@ async fn poll_probes(
     stop: Arc<AtomicBool>,
 ) -> Vec<f64> {
     let mut query_ms = Vec::new();
+    // One kept connection per probe, as a dashboard polling the API holds.
+    let mut connections: Vec<Connection> = probes.iter().map(|_| Connection::new(&query)).collect();
     while !stop.load(Ordering::SeqCst) {
         let asked = Instant::now();
         let asks: Vec<_> = probes
             .iter()
-            .map(|probe| {
+            .zip(connections.drain(..))
+            .map(|(probe, mut connection)| {
                 // Per minute from the run's first minute: the run's events only, and the fewest reads (a day
                 // step would read every minute of the day so far).
                 let path = format!("/v1/campaigns/{probe}/series?step=1m&from={from_ms}");
-                let query = query.clone();
-                tokio::spawn(async move { request(&query, "GET", &path, "", &[]).await })
+                tokio::spawn(async move {
+                    let answer = connection.request("GET", &path, "", &[]).await;
+                    (connection, answer)
+                })
             })
             .collect();
         let mut answers = Vec::with_capacity(asks.len());
         for ask in asks {
-            answers.push(ask.await);
+            match ask.await {
+                Ok((connection, answer)) => {
+                    connections.push(connection);
+                    answers.push(answer);
+                }
+                Err(error) => {
+                    connections.push(Connection::new(&query));
+                    answers.push(Err(std::io::Error::other(error.to_string())));
+                }
+            }
         }
         let answered = Instant::now();
         let mut sum = 0;
         let mut ok = true;
         for answer in answers {
-            match answer
-                .map_err(|e| e.to_string())
-                .and_then(|r| r.map_err(|e| e.to_string()))
-            {
+            match answer {
                 Ok(r) if r.status == 200 => {
                     let doc: Value = serde_json::from_str(&r.body).unwrap_or_default();
                     for point in doc["points"].as_array().into_iter().flatten() {
