@@ -148,6 +148,43 @@ pub mod secrets {
     pub const COLLECT_DEFAULT_KEY_ID: &str = "default";
 }
 
+/// What `cargo xtask` and the tests hand a nested `cargo`.
+pub mod cargo {
+    use std::process::Command;
+
+    /// The variables Cargo sets for the program it runs (`cargo run`, `cargo test`): the package being run,
+    /// not the build being asked for.
+    const SET_FOR_THE_RUN: [&str; 6] = [
+        "CARGO_MANIFEST_DIR",
+        "CARGO_MANIFEST_PATH",
+        "CARGO_CRATE_NAME",
+        "CARGO_BIN_NAME",
+        "CARGO_PRIMARY_PACKAGE",
+        "CARGO_TARGET_TMPDIR",
+    ];
+
+    /// Whether `name` is a variable Cargo set for the running program rather than one a user set for builds
+    /// (`CARGO_TARGET_DIR`, `CARGO_HOME`, `CARGO_PROFILE_*`, … are kept).
+    pub fn set_for_the_run(name: &str) -> bool {
+        SET_FOR_THE_RUN.contains(&name) || name.starts_with("CARGO_PKG_")
+    }
+
+    /// `$CARGO` (else `cargo` on `PATH`) without the variables Cargo set for this program. Some build scripts
+    /// (ring's among them) ask to be rerun when `CARGO_MANIFEST_DIR` or `CARGO_PKG_NAME` change; a nested
+    /// `cargo build` that inherited `xtask`'s (or a test's) values rebuilt ring and everything above it (rustls,
+    /// the SDK's HTTP client, redis, `tally-aws`, every function) whenever the previous build of the same
+    /// target directory came from elsewhere: a plain `cargo build`, another test crate, another worktree.
+    pub fn command() -> Command {
+        let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+        for (name, _) in std::env::vars_os() {
+            if name.to_str().is_some_and(set_for_the_run) {
+                command.env_remove(name);
+            }
+        }
+        command
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::env;
@@ -178,5 +215,40 @@ mod tests {
             assert!(name.starts_with("TALLY_"), "{name}");
         }
         assert_eq!(env::RUST_LOG, "RUST_LOG");
+    }
+
+    /// The test runs under `cargo test`, which sets the package's variables: the nested command must not
+    /// pass them on, and must pass on what a user set for builds.
+    #[test]
+    fn a_nested_cargo_gets_no_variable_of_the_running_package() {
+        assert!(
+            std::env::var_os("CARGO_MANIFEST_DIR").is_some()
+                && std::env::var_os("CARGO_PKG_NAME").is_some()
+        );
+        let command = super::cargo::command();
+        let removed: Vec<String> = command
+            .get_envs()
+            .filter(|(_, value)| value.is_none())
+            .map(|(name, _)| name.to_string_lossy().into_owned())
+            .collect();
+        for name in [
+            "CARGO_MANIFEST_DIR",
+            "CARGO_PKG_NAME",
+            "CARGO_PKG_VERSION_MAJOR",
+        ] {
+            assert!(
+                removed.iter().any(|r| r == name),
+                "{name} passed on: {removed:?}"
+            );
+        }
+        for kept in [
+            "CARGO_TARGET_DIR",
+            "CARGO_HOME",
+            "CARGO_INCREMENTAL",
+            "CARGO_PROFILE_DEV_OPT_LEVEL",
+            "CARGO",
+        ] {
+            assert!(!super::cargo::set_for_the_run(kept), "{kept}");
+        }
     }
 }

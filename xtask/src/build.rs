@@ -111,7 +111,7 @@ fn compile(root: &Path, lambda_dir: &Path, arch: Arch) -> anyhow::Result<()> {
         Ok(out) if out.status.success() => {}
         _ => bail!("cargo-lambda is not installed: run `pip install cargo-lambda ziglang` (seconds) and retry"),
     }
-    let mut cmd = Command::new("cargo");
+    let mut cmd = tally_contract::cargo::command();
     cmd.current_dir(root)
         .args([
             "lambda",

@@ -206,14 +206,13 @@ fn run(cmd: &mut Command) -> anyhow::Result<()> {
 }
 
 fn run_steps() -> anyhow::Result<()> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let root = crate::workspace_root();
     let started = Instant::now();
     for args in STEPS {
         let line = format!("cargo {}", args.join(" "));
         eprintln!("==> {line}");
         let step = Instant::now();
-        let status = Command::new(&cargo)
+        let status = tally_contract::cargo::command()
             .args(args)
             .current_dir(&root)
             .status()

@@ -185,7 +185,7 @@ pub fn local_cloud(
         .with_context(|| format!("while creating {}", state.display()))?;
 
     let packages = build_packages(&root);
-    let mut build = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    let mut build = tally_contract::cargo::command();
     // `--bins`, not `--bin tally-localcloud`: a `--bin` filter applies to every package given.
     build.current_dir(&root).args(["build", "--bins"]);
     for package in &packages {
@@ -242,7 +242,7 @@ mod tests {
 
     /// Each package in `packages`' build (normal and build dependencies) with its features, from `cargo tree`.
     fn features(root: &Path, packages: &[String]) -> std::collections::BTreeMap<String, String> {
-        let mut tree = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+        let mut tree = tally_contract::cargo::command();
         tree.current_dir(root)
             .args(["tree", "--offline", "--quiet", "--prefix", "none"]);
         tree.args(["-e", "normal,build", "--format", "{p}|{f}"]);

@@ -64,7 +64,6 @@ fn forward_to_aws() -> ExitCode {
 }
 
 fn run_aws(args: impl Iterator<Item = std::ffi::OsString>) -> anyhow::Result<ExitCode> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let first_build = !target_dir().join("debug").join("xtask-aws").exists();
     if first_build {
         eprintln!(
@@ -72,7 +71,7 @@ fn run_aws(args: impl Iterator<Item = std::ffi::OsString>) -> anyhow::Result<Exi
              `cargo xtask-aws --help` lists them"
         );
     }
-    let mut cargo_run = Command::new(&cargo);
+    let mut cargo_run = tally_contract::cargo::command();
     cargo_run.arg("run");
     if !first_build {
         cargo_run.arg("--quiet");

@@ -19,7 +19,7 @@ pub fn cargo_build_bins(packages: &[&str]) -> PathBuf {
         .unwrap()
         .to_path_buf();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let mut build = std::process::Command::new(std::env::var_os("CARGO").unwrap_or("cargo".into()));
+    let mut build = tally_contract::cargo::command();
     build.current_dir(&root).args(["build", "--bins"]);
     for package in packages {
         build.args(["-p", package]);
