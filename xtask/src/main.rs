@@ -8,7 +8,7 @@ mod dev;
 mod docs_check;
 mod loadtest;
 
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 
 use anyhow::Context;
 // The shared modules, under the names the command modules use (`crate::flags`, `crate::stage`, …).
