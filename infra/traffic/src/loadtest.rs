@@ -1484,6 +1484,26 @@ mod tests {
         (url, bodies, server)
     }
 
+    /// Sends one generated request (25 events) through the clients and waits until they are idle and the fake
+    /// collect served all its rounds; returns the tally and the request's ids.
+    async fn send_one(
+        options: &LoadOptions,
+        server: tokio::task::JoinHandle<()>,
+    ) -> (Arc<Tally>, Vec<String>) {
+        let tally = Arc::new(Tally::for_options(options));
+        let (jobs, pending) = start_clients(options, &tally, &[]);
+        let request = Generator::new(&options.profile, 9).next_request(now_ms());
+        let all: Vec<String> = request.events.iter().map(|e| e.id.clone()).collect();
+        assert_eq!(all.len(), 25);
+        submit(&jobs, &pending, request.kind, request.events);
+        wait_idle(&pending, Duration::from_secs(10)).await;
+        tokio::time::timeout(Duration::from_secs(5), server)
+            .await
+            .expect("the fake collect was not sent all its rounds")
+            .expect("server");
+        (tally, all)
+    }
+
     /// An acknowledgement "lost to a timeout": the client sends the same batch again whole, and the truth counts
     /// each id once.
     #[tokio::test]
@@ -1492,13 +1512,7 @@ mod tests {
             fake_collect(2, |_, ids| ("202 Accepted", "", json!({"ids": ids}))).await;
         let mut options = options(url);
         options.resend = Resend::new(1.0, 0.0).expect("fractions");
-        let tally = Arc::new(Tally::for_options(&options));
-        let (jobs, pending) = start_clients(&options, &tally, &[]);
-        let request = Generator::new(&options.profile, 9).next_request(now_ms());
-        let all: Vec<String> = request.events.iter().map(|e| e.id.clone()).collect();
-        submit(&jobs, &pending, request.kind, request.events);
-        wait_idle(&pending, Duration::from_secs(10)).await;
-        server.await.expect("server");
+        let (tally, all) = send_one(&options, server).await;
         let bodies = lock(&bodies).clone();
         assert_eq!(bodies.len(), 2, "sent, then sent again once (not forever)");
         assert_eq!(bodies[0].1, all);
@@ -1541,14 +1555,7 @@ mod tests {
         })
         .await;
         let options = options(url);
-        let tally = Arc::new(Tally::for_options(&options));
-        let (jobs, pending) = start_clients(&options, &tally, &[]);
-        let request = Generator::new(&options.profile, 9).next_request(now_ms());
-        let all: Vec<String> = request.events.iter().map(|e| e.id.clone()).collect();
-        assert_eq!(all.len(), 25);
-        submit(&jobs, &pending, request.kind, request.events);
-        wait_idle(&pending, Duration::from_secs(10)).await;
-        server.await.expect("server");
+        let (tally, all) = send_one(&options, server).await;
         let bodies = lock(&bodies).clone();
         assert_eq!(bodies.len(), 2);
         assert_eq!(bodies[0].1, all);
@@ -1578,16 +1585,7 @@ mod tests {
         })
         .await;
         let options = options(url);
-        let tally = Arc::new(Tally::for_options(&options));
-        let (jobs, pending) = start_clients(&options, &tally, &[]);
-        let request = Generator::new(&options.profile, 9).next_request(now_ms());
-        let all: Vec<String> = request.events.iter().map(|e| e.id.clone()).collect();
-        submit(&jobs, &pending, request.kind, request.events);
-        wait_idle(&pending, Duration::from_secs(10)).await;
-        tokio::time::timeout(Duration::from_secs(5), server)
-            .await
-            .expect("the batch was not sent a second time")
-            .expect("server");
+        let (tally, all) = send_one(&options, server).await;
         let bodies = lock(&bodies).clone();
         assert_eq!(bodies.len(), 2, "sent, then once more");
         assert_eq!(bodies[1].1, all, "the whole batch, the same ids");
