@@ -132,6 +132,16 @@ pub mod metrics_table {
     pub const SORT_KEY: &str = "sk";
     /// Time-to-live attribute: epoch seconds after which DynamoDB deletes the item.
     pub const TTL_ATTRIBUTE: &str = "expires_at";
+
+    /// The key condition of a `Query` of one partition (`:pk`), the whole of it or the sort keys from `:lo` to
+    /// `:hi`, in the attribute names above.
+    pub fn key_condition(sort_between: bool) -> String {
+        if sort_between {
+            format!("{PARTITION_KEY} = :pk AND {SORT_KEY} BETWEEN :lo AND :hi")
+        } else {
+            format!("{PARTITION_KEY} = :pk")
+        }
+    }
 }
 
 /// Logical id of the counter cache (the local cloud finds the cache by it).
@@ -215,6 +225,13 @@ mod tests {
             assert!(name.starts_with("TALLY_"), "{name}");
         }
         assert_eq!(env::RUST_LOG, "RUST_LOG");
+    }
+
+    #[test]
+    fn key_conditions_name_the_table_attributes() {
+        use super::metrics_table::key_condition;
+        assert_eq!(key_condition(false), "pk = :pk");
+        assert_eq!(key_condition(true), "pk = :pk AND sk BETWEEN :lo AND :hi");
     }
 
     /// The test runs under `cargo test`, which sets the package's variables: the nested command must not

@@ -25,7 +25,7 @@
 //! leaves the same item. The day rows are the exception (an `ADD`), made idempotent by their minute.
 
 use std::collections::HashMap;
-use tally_contract::metrics_table::{PARTITION_KEY, SORT_KEY};
+use tally_contract::metrics_table::{key_condition, PARTITION_KEY, SORT_KEY};
 
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
@@ -284,7 +284,7 @@ impl CompactedTable {
                 .query()
                 .table_name(&self.table)
                 .consistent_read(true)
-                .key_condition_expression("pk = :pk AND sk BETWEEN :lo AND :hi")
+                .key_condition_expression(key_condition(true))
                 .expression_attribute_values(":pk", AttributeValue::S(pk.clone()))
                 .expression_attribute_values(":lo", AttributeValue::S(lo.clone()))
                 .expression_attribute_values(":hi", AttributeValue::S(hi.clone()))
@@ -358,7 +358,7 @@ impl CompactedTable {
                 .client
                 .query()
                 .table_name(&self.table)
-                .key_condition_expression("pk = :pk")
+                .key_condition_expression(key_condition(false))
                 .expression_attribute_values(":pk", AttributeValue::S(pk.clone()))
                 .set_exclusive_start_key(start.take())
                 .send()

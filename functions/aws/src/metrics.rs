@@ -14,7 +14,7 @@
 //! writes the compacted minute, hour and day items ([`crate::compacted`]).
 
 use std::collections::HashMap;
-use tally_contract::metrics_table::{SORT_KEY, TTL_ATTRIBUTE};
+use tally_contract::metrics_table::{key_condition, SORT_KEY, TTL_ATTRIBUTE};
 
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
@@ -149,9 +149,9 @@ impl MetricsTable {
                 .expression_attribute_values(":pk", AttributeValue::S(pk.to_owned()))
                 .set_exclusive_start_key(start.take());
             request = match &between {
-                None => request.key_condition_expression("pk = :pk"),
+                None => request.key_condition_expression(key_condition(false)),
                 Some((lo, hi)) => request
-                    .key_condition_expression("pk = :pk AND sk BETWEEN :lo AND :hi")
+                    .key_condition_expression(key_condition(true))
                     .expression_attribute_values(":lo", AttributeValue::S(lo.clone()))
                     .expression_attribute_values(":hi", AttributeValue::S(hi.clone())),
             };
