@@ -68,26 +68,17 @@ impl Connection {
         headers: &[(&str, &str)],
     ) -> std::io::Result<Response> {
         let authority = self.authority.as_str();
-        let request = build(authority, method, path, body, headers, true)?;
-        let reused = match self.sender.take() {
-            Some(mut sender) => sender.ready().await.is_ok().then_some(sender),
-            None => None,
-        };
-        let again = match reused {
-            Some(mut sender) => {
-                let retry = clone_request(&request);
-                match exchange(authority, &mut sender, request).await {
-                    Ok(response) => {
-                        self.sender = Some(sender);
-                        return Ok(response);
-                    }
-                    Err(_) => retry,
+        let request = || build(authority, method, path, body, headers, true);
+        if let Some(mut sender) = self.sender.take() {
+            if sender.ready().await.is_ok() {
+                if let Ok(response) = exchange(authority, &mut sender, request()?).await {
+                    self.sender = Some(sender);
+                    return Ok(response);
                 }
             }
-            None => request,
-        };
+        }
         let mut sender = open(authority).await?;
-        let response = exchange(authority, &mut sender, again).await?;
+        let response = exchange(authority, &mut sender, request()?).await?;
         self.sender = Some(sender);
         Ok(response)
     }
@@ -118,15 +109,6 @@ fn build(
     builder
         .body(Full::new(Bytes::copy_from_slice(body.as_bytes())))
         .map_err(|error| invalid(format!("{method} {path} is not a request: {error}")))
-}
-
-/// The same request again (its body is in memory).
-fn clone_request(request: &Request<Full<Bytes>>) -> Request<Full<Bytes>> {
-    let mut copy = Request::new(request.body().clone());
-    *copy.method_mut() = request.method().clone();
-    *copy.uri_mut() = request.uri().clone();
-    *copy.headers_mut() = request.headers().clone();
-    copy
 }
 
 /// A new connection, driven beside its requests until the server or the last sender closes it.

@@ -1,8 +1,9 @@
 //! `cargo xtask loadtest`: drives a traffic profile's requests through collect at a flat rate, as real clients
-//! send them (batched POSTs and pixels over several connections; on `503` only the `unwritten_ids` are resent,
-//! after `Retry-After`; a request without an answer or with another `5xx` is resent whole), measures freshness (collect's acknowledgement → the query API counts the event),
-//! checks that every acknowledged event is counted exactly once per campaign, ad and kind in the realtime and
-//! in the settled lane, and reads the meter: what AWS would have billed for the measured window, per event.
+//! send them (batched POSTs and pixels over several kept connections; on `503` only the `unwritten_ids` are
+//! resent, after `Retry-After`; a request without an answer or with another `5xx` is resent whole), measures
+//! freshness (collect's acknowledgement → the query API counts the event), checks that every acknowledged event
+//! is counted exactly once per campaign, ad and kind in the realtime and in the settled lane, and reads the
+//! meter: what AWS would have billed for the measured window, per event.
 //!
 //! [`Resend`] makes the clients misbehave the way real ones do, with the same event ids: a fraction of the
 //! acknowledged POSTs is sent again whole (a client whose acknowledgement was lost to a timeout), and a fraction
@@ -171,7 +172,8 @@ struct Tally {
     posts: AtomicU64,
     pixels: AtomicU64,
     retries_503: AtomicU64,
-    /// Requests whose outcome was unknown (no answer, or a `5xx` other than `503`), resent whole.
+    /// Requests whose outcome was unknown (no answer, or a `5xx` other than `503`), resent whole (not counted
+    /// when the attempts ran out: those events are `failed_events`).
     resent_unknown: AtomicU64,
     resent_events: AtomicU64,
     rejected_events: AtomicU64,
@@ -640,12 +642,12 @@ async fn send(
     // does; the ids make it idempotent, so what was written is counted once.
     let unknown = |error: String, events: Vec<Event>| {
         note_error(tally, error);
-        tally.resent_unknown.fetch_add(1, Ordering::Relaxed);
         let n = events.len() as u64;
         let again = retry(events, Duration::from_secs(1));
-        if again.is_none() {
-            tally.failed_events.fetch_add(n, Ordering::Relaxed);
-        }
+        match again {
+            Some(_) => tally.resent_unknown.fetch_add(1, Ordering::Relaxed),
+            None => tally.failed_events.fetch_add(n, Ordering::Relaxed),
+        };
         again
     };
     let response = match outcome {
