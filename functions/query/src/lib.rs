@@ -78,6 +78,14 @@ pub use crate::session::SESSION_SECS;
 const LIVE_MINUTES: i64 = (tally_domain::compact::COUNTER_TTL_SECS / 60) as i64;
 /// How far back realtime minutes are read (two days); older realtime buckets show the settled counts.
 pub const REALTIME_HISTORY_MINUTES: i64 = 2 * 1440;
+/// How long an instance answers with the compaction watermark it read last before reading it again. The
+/// watermark moves once per compactor run (a minute), and a minute stays in the cache for at least
+/// [`tally_domain::compact::FOLDED_TTL_SECS`] after it passes: an answer with a watermark this old reads the
+/// newest minutes from the cache instead of their compacted items, the same counts (after a cache failover that
+/// lost data, the repaired counts show this much later). Without it every request paid one consistent DynamoDB
+/// read: a dashboard polling twice a second, or the load test's probes a hundred times, mostly re-read a value
+/// that had not moved.
+pub const WATERMARK_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Who may read.
 #[derive(Clone)]
@@ -168,6 +176,7 @@ pub struct Query {
     kept: Arc<Kept>,
     dynamodb: aws_sdk_dynamodb::Client,
     auth: Auth,
+    watermark_max_age: std::time::Duration,
 }
 
 /// The counter store and the compaction watermark as one request reads them ([`Query::seen`]).
@@ -191,7 +200,29 @@ impl Query {
             kept: Arc::default(),
             dynamodb,
             auth,
+            watermark_max_age: WATERMARK_MAX_AGE,
         }
+    }
+
+    /// This instance with another [`WATERMARK_MAX_AGE`] (zero: read the watermark on every request).
+    pub fn with_watermark_max_age(mut self, age: std::time::Duration) -> Query {
+        self.watermark_max_age = age;
+        self
+    }
+
+    /// The compaction watermark: the one read last if younger than the instance's maximum age, else read now.
+    async fn watermark(&self) -> Result<tally_domain::compact::Watermark, Failure> {
+        if let Some(kept) = self.kept.watermark(self.watermark_max_age) {
+            return Ok(kept);
+        }
+        let read_at = std::time::Instant::now();
+        let watermark = self
+            .compacted
+            .watermark()
+            .await
+            .map_err(Failure::from_aws)?;
+        self.kept.keep_watermark(read_at, watermark);
+        Ok(watermark)
     }
 
     /// The counter store and the compaction watermark, read at once: what one request's reads go through
@@ -199,7 +230,7 @@ impl Query {
     async fn seen(&self) -> Result<Seen, Failure> {
         let (store, watermark) = tokio::try_join!(
             async { self.store.get().await.map_err(Failure::from_aws) },
-            async { self.compacted.watermark().await.map_err(Failure::from_aws) },
+            self.watermark(),
         )?;
         Ok(Seen { store, watermark })
     }
@@ -283,9 +314,7 @@ impl Query {
         Failure,
     > {
         let res = range.res;
-        // Whether the campaign is indexed and what the reads go through, at once: an indexed campaign waits
-        // for one round trip before its reads, not two.
-        let (indexed, seen) = tokio::try_join!(self.indexed(id), self.seen())?;
+        let seen = self.seen().await?;
         let lanes = tokio::try_join!(
             self.settled(&seen, id, res, range.first, range.last, now_minute),
             self.realtime(
@@ -296,11 +325,11 @@ impl Query {
                 now_minute
             ),
         )?;
-        // A campaign not indexed yet (its minutes not compacted) is known when the counter store's open
-        // minutes have it. Cells read say so already; only an empty answer asks the open minutes' campaign
-        // sets, which is every campaign of up to `LIVE_MINUTES` minutes and shards: read on every request, it
-        // was most of a new campaign's series cost (the load test's probes).
-        if !indexed && lanes.0.is_empty() && lanes.1.is_empty() {
+        // Cells read say the campaign is known. Only an empty answer asks whether it was ever seen: the
+        // campaign index (compacted minutes), then the open minutes' campaign sets (every campaign of up to
+        // `LIVE_MINUTES` minutes and shards). Read on every request, they were most of a polled series' cost
+        // (the load test's probes); an empty range pays one or two more round trips instead.
+        if lanes.0.is_empty() && lanes.1.is_empty() && !self.indexed(id).await? {
             known_live(&seen, id, now_minute).await?;
         }
         Ok(lanes)
@@ -978,6 +1007,8 @@ impl Query {
 /// open minutes on every request, as before.
 #[derive(Debug, Default)]
 struct Kept {
+    /// The watermark read last and when the read started ([`Query::watermark`]).
+    watermark: std::sync::Mutex<Option<(std::time::Instant, tally_domain::compact::Watermark)>>,
     index: std::sync::Mutex<Option<(tally_domain::compact::Watermark, Arc<Vec<CampaignEntry>>)>>,
     day_rows: std::sync::Mutex<Option<KeptRows>>,
 }
@@ -990,6 +1021,25 @@ type KeptRows = (
 );
 
 impl Kept {
+    fn watermark(&self, max_age: std::time::Duration) -> Option<tally_domain::compact::Watermark> {
+        let kept = self.watermark.lock().ok()?;
+        kept.filter(|(read_at, _)| read_at.elapsed() < max_age)
+            .map(|(_, watermark)| watermark)
+    }
+
+    /// Keeps `watermark` unless a read that started later is kept already.
+    fn keep_watermark(
+        &self,
+        read_at: std::time::Instant,
+        watermark: tally_domain::compact::Watermark,
+    ) {
+        if let Ok(mut kept) = self.watermark.lock() {
+            if kept.is_none_or(|(at, _)| at <= read_at) {
+                *kept = Some((read_at, watermark));
+            }
+        }
+    }
+
     fn index(&self, at: tally_domain::compact::Watermark) -> Option<Arc<Vec<CampaignEntry>>> {
         let kept = self.index.lock().ok()?;
         kept.as_ref()

@@ -909,3 +909,56 @@ async fn a_corrupt_cache_key_is_a_500_that_does_not_ask_for_a_retry() {
         "{doc}"
     );
 }
+
+#[tokio::test]
+async fn the_watermark_is_kept_for_its_maximum_age_then_read_again() {
+    let world = World::start().await;
+    let shards = spring();
+    apply_all(&world, &shards, 100).await;
+    let kept = world
+        .query(Auth::Off)
+        .await
+        .with_watermark_max_age(std::time::Duration::from_secs(3600));
+    let short = world
+        .query(Auth::Off)
+        .await
+        .with_watermark_max_age(std::time::Duration::from_millis(200));
+    let fresh = world
+        .query(Auth::Off)
+        .await
+        .with_watermark_max_age(std::time::Duration::ZERO);
+    // No compactor has run: all three read every minute from valkey, and keep "no watermark".
+    let before = spring_read(&kept).await.0;
+    assert_eq!(spring_read(&short).await.0, before);
+    assert_eq!(spring_read(&fresh).await.0, before);
+
+    // The compactor moves the watermark, and the compacted minutes leave valkey (as after their TTL): only an
+    // instance that reads the watermark again finds them in the table.
+    world.compact(NOW_MS, 60).await;
+    for minute in NOW_MINUTE - 14..=COMPACTED_TO {
+        for n in 0..2 {
+            world
+                .valkey
+                .command(&["DEL", &world.counter_key(n, "spring", minute)])
+                .expect("DEL");
+        }
+    }
+    assert_eq!(spring_read(&fresh).await.0, before, "read at once");
+    let stale = spring_read(&kept).await.0;
+    assert!(
+        stale
+            .range(..=COMPACTED_TO)
+            .all(|(_, sums)| *sums == [0; 6]),
+        "the kept watermark still sends the compacted minutes to valkey: {stale:?}"
+    );
+    assert_eq!(
+        stale.range(COMPACTED_TO + 1..).collect::<Vec<_>>(),
+        before.range(COMPACTED_TO + 1..).collect::<Vec<_>>()
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    assert_eq!(
+        spring_read(&short).await.0,
+        before,
+        "read again after its age"
+    );
+}

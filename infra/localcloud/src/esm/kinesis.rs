@@ -2,7 +2,6 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::hash::{Hash, Hasher};
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -11,6 +10,7 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use super::checkpoint::{Checkpoint, Checkpoints, Writer};
 use super::event::{self, BatchOutcome, Condition, KinesisSource};
 use super::{MappingConfig, RuntimeOptions, StartingPosition};
 use crate::lambda::{lock, Function, InvokeFailure};
@@ -35,6 +35,8 @@ pub struct MappingStats {
 #[derive(Debug)]
 pub struct KinesisMapping {
     stop: watch::Sender<bool>,
+    /// Writes the checkpoint files behind the readers; flushed when the mapping stops.
+    checkpoints: Option<Arc<Writer>>,
     stats: Arc<Mutex<MappingStats>>,
     supervisor: JoinHandle<()>,
 }
@@ -94,9 +96,11 @@ impl KinesisMapping {
             stop: stop_rx,
             done: Mutex::new(HashSet::new()),
         });
+        let checkpoints = shared.checkpoints.writer();
         let supervisor = tokio::spawn(supervise(shared));
         Ok(KinesisMapping {
             stop,
+            checkpoints,
             stats,
             supervisor,
         })
@@ -107,10 +111,15 @@ impl KinesisMapping {
     }
 
     /// Stops reading; an invocation in flight is abandoned (its records are delivered again after a restart,
-    /// since they are after the checkpoint).
+    /// since they are after the checkpoint). Returns once the checkpoints saved so far are on disk.
     pub fn stop(&self) {
         self.stop.send_replace(true);
         self.supervisor.abort();
+        if let Some(writer) = &self.checkpoints {
+            if let Err(error) = writer.flush() {
+                tracing::error!(message = "checkpoints not written at stop", %error);
+            }
+        }
     }
 }
 
@@ -219,94 +228,6 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// A shard's checkpoint: where reading resumes, and the tumbling window in progress.
-#[derive(Debug, Clone, Default, PartialEq)]
-struct Checkpoint {
-    /// The last sequence number fully handled.
-    after: Option<String>,
-    /// Resume at this arrival time (LATEST and AT_TIMESTAMP before the first batch).
-    at_ms: Option<i64>,
-    /// The shard is closed and read to its end.
-    end: bool,
-    /// The open tumbling window: start, end (ms) and state.
-    window: Option<(i64, i64, Value)>,
-}
-
-impl Checkpoint {
-    fn to_json(&self) -> Value {
-        json!({ "after": self.after, "at_ms": self.at_ms, "end": self.end,
-                "window": self.window.as_ref().map(|(s, e, state)| json!({"start": s, "end": e, "state": state})) })
-    }
-
-    fn from_json(value: &Value) -> Checkpoint {
-        let window = value.get("window").filter(|w| !w.is_null()).and_then(|w| {
-            Some((
-                w.get("start")?.as_i64()?,
-                w.get("end")?.as_i64()?,
-                w.get("state").cloned().unwrap_or(json!({})),
-            ))
-        });
-        Checkpoint {
-            after: value
-                .get("after")
-                .and_then(Value::as_str)
-                .map(str::to_owned),
-            at_ms: value.get("at_ms").and_then(Value::as_i64),
-            end: value.get("end").and_then(Value::as_bool).unwrap_or(false),
-            window,
-        }
-    }
-}
-
-/// Checkpoints per shard: `<state>/esm/<mapping>/<shard>.json`, replaced atomically and synced.
-struct Checkpoints {
-    dir: Option<PathBuf>,
-    memory: Mutex<std::collections::HashMap<String, Checkpoint>>,
-}
-
-impl Checkpoints {
-    fn new(dir: Option<PathBuf>) -> Checkpoints {
-        Checkpoints {
-            dir,
-            memory: Mutex::new(Default::default()),
-        }
-    }
-
-    fn load(&self, shard: &str) -> Checkpoint {
-        if let Some(found) = lock(&self.memory).get(shard) {
-            return found.clone();
-        }
-        let Some(dir) = &self.dir else {
-            return Checkpoint::default();
-        };
-        let Ok(text) = std::fs::read(dir.join(format!("{shard}.json"))) else {
-            return Checkpoint::default();
-        };
-        match serde_json::from_slice::<Value>(&text) {
-            Ok(value) => Checkpoint::from_json(&value),
-            Err(error) => {
-                tracing::warn!(message = "unreadable checkpoint ignored; reading from the starting position", shard, %error);
-                Checkpoint::default()
-            }
-        }
-    }
-
-    async fn save(&self, shard: &str, checkpoint: &Checkpoint) -> Result<(), String> {
-        lock(&self.memory).insert(shard.to_owned(), checkpoint.clone());
-        let Some(dir) = self.dir.clone() else {
-            return Ok(());
-        };
-        let path = dir.join(format!("{shard}.json"));
-        let bytes = checkpoint.to_json().to_string().into_bytes();
-        tokio::task::spawn_blocking(move || {
-            tally_localcloud_aws::store::write_file_durable(&path, &bytes)
-        })
-        .await
-        .map_err(|error| error.to_string())?
-        .map_err(|error| format!("cannot write checkpoint under {}: {error}", dir.display()))
-    }
-}
-
 /// Reads one shard to its end (or forever while it is open).
 async fn read_shard(shared: &Arc<Shared>, shard: &str, root: bool) -> Result<(), String> {
     let config = &shared.config;
@@ -343,7 +264,7 @@ async fn read_shard(shared: &Arc<Shared>, shard: &str, root: bool) -> Result<(),
             }
             StartingPosition::AtTimestamp(ms) => checkpoint.at_ms = Some(ms),
         }
-        shared.checkpoints.save(shard, &checkpoint).await?;
+        shared.checkpoints.save_now(shard, &checkpoint).await?;
     }
     let position = match (&checkpoint.after, checkpoint.at_ms) {
         (Some(seq), _) => Position::AfterSequence(seq.clone()),
@@ -432,7 +353,7 @@ async fn read_shard(shared: &Arc<Shared>, shard: &str, root: bool) -> Result<(),
                     close_window(shared, &source, shard, &mut checkpoint).await?;
                 }
                 checkpoint.end = true;
-                shared.checkpoints.save(shard, &checkpoint).await?;
+                shared.checkpoints.save_now(shard, &checkpoint).await?;
                 lock(&shared.done).insert(shard.to_owned());
                 return Ok(());
             }
@@ -454,7 +375,7 @@ async fn read_shard(shared: &Arc<Shared>, shard: &str, root: bool) -> Result<(),
             process_parallel(shared, &source, records).await;
             checkpoint.after = last;
             checkpoint.at_ms = None;
-            shared.checkpoints.save(shard, &checkpoint).await?;
+            shared.checkpoints.save(shard, &checkpoint)?;
         }
     }
 }
@@ -532,7 +453,7 @@ async fn process_windows(
         if let (Some(state), Some(window)) = (state, checkpoint.window.as_mut()) {
             window.2 = state;
         }
-        shared.checkpoints.save(shard, checkpoint).await?;
+        shared.checkpoints.save(shard, checkpoint)?;
     }
     Ok(())
 }
@@ -552,7 +473,7 @@ async fn close_window(
         if let Err(failure) = outcome {
             tracing::warn!(message = "final window invocation failed", %failure);
         }
-        shared.checkpoints.save(shard, checkpoint).await?;
+        shared.checkpoints.save(shard, checkpoint)?;
     }
     Ok(())
 }
@@ -673,7 +594,7 @@ impl Handler<'_> {
         };
         checkpoint.after = Some(last.sequence_number.to_string());
         checkpoint.at_ms = None;
-        self.shared.checkpoints.save(shard, checkpoint).await
+        self.shared.checkpoints.save(shard, checkpoint)
     }
 
     async fn attempt(&self, batch: &[Record]) -> Attempt {

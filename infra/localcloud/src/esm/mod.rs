@@ -4,10 +4,11 @@
 //! `AWS::Lambda::EventSourceMapping` in between: batch size, batching window, starting position,
 //! parallelization factor, bisect on error, bounded retries, maximum record age, on-failure destination,
 //! partial batch responses and tumbling windows. Checkpoints (the last sequence number fully handled, per
-//! shard) are files under the state directory, written durably after each resolved batch, so that a restart
-//! resumes after them: records handled before the checkpoint are never delivered again, records after it are
-//! (at least once, as in AWS).
+//! shard) are files under the state directory, written durably behind the shard reader after each resolved
+//! batch ([`checkpoint`]), so that a restart resumes after them: records after the checkpoint on disk are
+//! delivered again (at least once, as in AWS; after a `kill -9` that can be the last batch or two handled).
 
+mod checkpoint;
 pub mod event;
 mod kinesis;
 mod sqs;
