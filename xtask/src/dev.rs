@@ -181,6 +181,8 @@ pub fn local_cloud(
     release: bool,
 ) -> anyhow::Result<Command> {
     let root = crate::workspace_root();
+    // Before the build: a fresh machine learns in seconds, not after minutes of compiling.
+    crate::ci::ensure_cache_server()?;
     std::fs::create_dir_all(state)
         .with_context(|| format!("while creating {}", state.display()))?;
 
