@@ -40,6 +40,57 @@ type HashRead = (String, String, Vec<(String, String)>);
 /// Reads in flight at once.
 const READS_IN_FLIGHT: usize = 64;
 
+/// The settled lane's open minutes as one reader read them, per (campaign, minute), kept while nothing in the
+/// lane can have changed: the version is the lane's shards, each shard's fence mark and the cache's epoch
+/// ([`CounterStore::settled_version`]). Every write to a settled counter hash is an apply step that moves its
+/// shard's mark in the same atomic step, and a cache that lost its data has lost the epoch too, so an equal
+/// version means equal hashes. The version is read before the hashes: a step landing in between is seen by
+/// the next read as a new version (the kept sums are then dropped, never served as older than they are).
+///
+/// Why: the settled lane moves every batching window (30 s by default), while a dashboard, or the load test's
+/// freshness probes, read the same open minutes many times a second; each read was an `HGETALL` of every
+/// shard's hash with its sketch registers (thousands of fields), parsed and folded into sketches.
+#[derive(Debug, Default)]
+pub struct SettledKept {
+    kept: std::sync::Mutex<KeptMinutes>,
+}
+
+#[derive(Debug, Default)]
+struct KeptMinutes {
+    version: SettledVersion,
+    minutes: std::collections::HashMap<(String, i64), AdSums>,
+}
+
+/// The version [`SettledKept`] checks: (shard, its mark) for every shard of the settled lane, then the epoch.
+pub type SettledVersion = Vec<(String, Option<String>)>;
+
+/// Minutes kept at most; beyond, the next new minute starts the set again.
+const MAX_KEPT_MINUTES: usize = 10_000;
+
+impl SettledKept {
+    /// The sums kept for (campaign, minute) at `version`.
+    pub fn get(&self, version: &SettledVersion, campaign_id: &str, minute: i64) -> Option<AdSums> {
+        let kept = self.kept.lock().ok()?;
+        if kept.version != *version {
+            return None;
+        }
+        kept.minutes.get(&(campaign_id.to_owned(), minute)).cloned()
+    }
+
+    /// Keeps `sums`, read after `version` was: kept sums of another version are dropped first.
+    pub fn keep(&self, version: &SettledVersion, campaign_id: &str, minute: i64, sums: &AdSums) {
+        let Ok(mut kept) = self.kept.lock() else {
+            return;
+        };
+        if kept.version != *version || kept.minutes.len() >= MAX_KEPT_MINUTES {
+            kept.minutes.clear();
+            kept.version = version.clone();
+        }
+        kept.minutes
+            .insert((campaign_id.to_owned(), minute), sums.clone());
+    }
+}
+
 impl CounterStore {
     /// The shards that ever wrote to a lane (`SMEMBERS {<lane>}:shards`), sorted. A member that is not a
     /// shard id is an error naming it: it would name keys in another slot.
@@ -57,6 +108,24 @@ impl CounterStore {
             })?;
         }
         Ok(members.into_iter().collect())
+    }
+
+    /// The settled lane's version for [`SettledKept`]: each of `shards` with its fence mark (as stored), and the
+    /// cache epoch (`tally_domain::compact_repair::EPOCH_KEY`), read at once.
+    pub async fn settled_version(&self, shards: &[String]) -> Result<SettledVersion, Error> {
+        let epoch = tally_domain::compact_repair::EPOCH_KEY.to_owned();
+        let keys = shards
+            .iter()
+            .map(|shard| {
+                (
+                    shard.clone(),
+                    tally_domain::store_keys::mark_key(StoreLane::Settled, shard),
+                )
+            })
+            .chain(std::iter::once((String::new(), epoch)));
+        let reads =
+            keys.map(|(name, key)| async move { Ok::<_, Error>((name, self.get(&key).await?)) });
+        futures_util::future::try_join_all(reads).await
     }
 
     /// One minute of a lane summed over `shards`: per campaign, per ad, the counts and the sketches.

@@ -39,6 +39,7 @@ use tally_domain::exactly_once::Tally;
 use tally_domain::hll::Hll;
 use tally_domain::store_keys::StoreLane;
 
+use crate::cache_read::SettledKept;
 use crate::store::CounterStore;
 use crate::Error;
 
@@ -111,7 +112,8 @@ pub type SettledCell = (Tally, Hll);
 /// closed hours and days from their roll-up items, the rest from minute items up to the settled watermark and
 /// from Valkey after it (`tally_domain::compact::settled_reads`), sketches merged; live minutes before
 /// `live_from` are not read (the cache holds a minute for the counters' TTL only). Cells without counts are
-/// absent.
+/// absent. With `kept`, live minutes read before at the lane's current version are not read again
+/// ([`SettledKept`]).
 #[allow(clippy::too_many_arguments)]
 pub async fn read_settled(
     table: &CompactedTable,
@@ -122,6 +124,7 @@ pub async fn read_settled(
     first: i64,
     last: i64,
     live_from: i64,
+    kept: Option<&SettledKept>,
 ) -> Result<BTreeMap<(String, i64), SettledCell>, Error> {
     let mut out: BTreeMap<(String, i64), SettledCell> = BTreeMap::new();
     let mut add = |ad: &str, minute: i64, t: &Tally, users: Option<&Hll>| {
@@ -156,11 +159,26 @@ pub async fn read_settled(
             use futures_util::stream::{self, StreamExt, TryStreamExt};
             let shards = store.shards(StoreLane::Settled).await?;
             let shards = &shards;
+            // The version before the hashes (see SettledKept).
+            let version = match kept {
+                Some(_) => Some(store.settled_version(shards).await?),
+                None => None,
+            };
+            let version = &version;
             let reads: Vec<_> = minutes
                 .map(|minute| async move {
+                    let hit = kept
+                        .zip(version.as_ref())
+                        .and_then(|(kept, v)| kept.get(v, campaign_id, minute));
+                    if let Some(sums) = hit {
+                        return Ok((minute, sums));
+                    }
                     let sums = store
                         .read_campaign_minute_users(StoreLane::Settled, shards, campaign_id, minute)
                         .await?;
+                    if let (Some(kept), Some(v)) = (kept, version) {
+                        kept.keep(v, campaign_id, minute, &sums);
+                    }
                     Ok::<_, Error>((minute, sums))
                 })
                 .collect();

@@ -84,8 +84,8 @@ pub const REALTIME_HISTORY_MINUTES: i64 = 2 * 1440;
 /// newest minutes from the cache instead of their compacted items, the same counts (after a cache failover that
 /// lost data, the repaired counts show this much later). Without it every request paid one consistent DynamoDB
 /// read: a dashboard polling twice a second, or the load test's probes a hundred times, mostly re-read a value
-/// that had not moved.
-pub const WATERMARK_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(1);
+/// that had not moved. Ages are measured on the requests' clock (`handle_at`'s `now_ms`).
+pub const WATERMARK_MAX_AGE_MS: i64 = 1_000;
 
 /// Who may read.
 #[derive(Clone)]
@@ -176,7 +176,7 @@ pub struct Query {
     kept: Arc<Kept>,
     dynamodb: aws_sdk_dynamodb::Client,
     auth: Auth,
-    watermark_max_age: std::time::Duration,
+    watermark_max_age_ms: i64,
 }
 
 /// The counter store and the compaction watermark as one request reads them ([`Query::seen`]).
@@ -200,22 +200,23 @@ impl Query {
             kept: Arc::default(),
             dynamodb,
             auth,
-            watermark_max_age: WATERMARK_MAX_AGE,
+            watermark_max_age_ms: WATERMARK_MAX_AGE_MS,
         }
     }
 
-    /// This instance with another [`WATERMARK_MAX_AGE`] (zero: read the watermark on every request).
-    pub fn with_watermark_max_age(mut self, age: std::time::Duration) -> Query {
-        self.watermark_max_age = age;
+    /// This instance with another [`WATERMARK_MAX_AGE_MS`] (zero: read the watermark on every request).
+    pub fn with_watermark_max_age_ms(mut self, age_ms: i64) -> Query {
+        self.watermark_max_age_ms = age_ms;
         self
     }
 
-    /// The compaction watermark: the one read last if younger than the instance's maximum age, else read now.
-    async fn watermark(&self) -> Result<tally_domain::compact::Watermark, Failure> {
-        if let Some(kept) = self.kept.watermark(self.watermark_max_age) {
+    /// The compaction watermark at `now_ms`: the one read last if younger than the instance's maximum age,
+    /// else read now.
+    async fn watermark(&self, now_ms: i64) -> Result<tally_domain::compact::Watermark, Failure> {
+        if let Some(kept) = self.kept.watermark(now_ms, self.watermark_max_age_ms) {
             return Ok(kept);
         }
-        let read_at = std::time::Instant::now();
+        let read_at = now_ms;
         let watermark = self
             .compacted
             .watermark()
@@ -227,10 +228,10 @@ impl Query {
 
     /// The counter store and the compaction watermark, read at once: what one request's reads go through
     /// (one watermark for the whole answer, so its realtime and settled parts meet at the same seam).
-    async fn seen(&self) -> Result<Seen, Failure> {
+    async fn seen(&self, now_ms: i64) -> Result<Seen, Failure> {
         let (store, watermark) = tokio::try_join!(
             async { self.store.get().await.map_err(Failure::from_aws) },
-            self.watermark(),
+            self.watermark(now_ms),
         )?;
         Ok(Seen { store, watermark })
     }
@@ -294,6 +295,7 @@ impl Query {
             first,
             last,
             now_minute - LIVE_MINUTES,
+            Some(&self.kept.settled),
         )
         .await
         .map_err(Failure::from_aws)
@@ -305,7 +307,7 @@ impl Query {
         &self,
         id: &str,
         range: &Range,
-        now_minute: i64,
+        now_ms: i64,
     ) -> Result<
         (
             BTreeMap<(String, i64), SettledCell>,
@@ -314,7 +316,8 @@ impl Query {
         Failure,
     > {
         let res = range.res;
-        let seen = self.seen().await?;
+        let now_minute = now_ms.div_euclid(60_000);
+        let seen = self.seen(now_ms).await?;
         let lanes = tokio::try_join!(
             self.settled(&seen, id, res, range.first, range.last, now_minute),
             self.realtime(
@@ -504,7 +507,7 @@ impl Query {
             )));
         }
         let now_minute = now_ms.div_euclid(60_000);
-        let Seen { store, watermark } = self.seen().await?;
+        let Seen { store, watermark } = self.seen(now_ms).await?;
         let mut entries: BTreeMap<String, CampaignEntry> = self
             .index(watermark)
             .await?
@@ -775,7 +778,7 @@ impl Query {
         let Seen {
             store,
             watermark: wm,
-        } = self.seen().await?;
+        } = self.seen(now_ms).await?;
         let reads = overview_reads(day, hour_from, now_minute, &wm, LIVE_MINUTES);
         let mut sums = OverviewSums::default();
         if let Some((a, b)) = reads.hours {
@@ -866,7 +869,7 @@ impl Query {
         let (from, to) = from_to(&params, now_ms).map_err(Failure::Bad)?;
         let range = series_range(res, from, to, now_ms).map_err(Failure::Bad)?;
         let now_minute = now_ms.div_euclid(60_000);
-        let (settled, minutes) = self.both_lanes(id, &range, now_minute).await?;
+        let (settled, minutes) = self.both_lanes(id, &range, now_ms).await?;
         let mut st: BTreeMap<i64, Counters> = BTreeMap::new();
         for ((_, bucket), (t, users)) in settled {
             st.entry(bucket)
@@ -936,7 +939,7 @@ impl Query {
             last: res.bucket(to_ms.div_euclid(60_000)),
         };
         let now_minute = now_ms.div_euclid(60_000);
-        let (settled_cells, realtime_cells) = self.both_lanes(id, &range, now_minute).await?;
+        let (settled_cells, realtime_cells) = self.both_lanes(id, &range, now_ms).await?;
         let mut settled: BTreeMap<String, Counters> = BTreeMap::new();
         let history = now_minute - REALTIME_HISTORY_MINUTES;
         // Settled buckets older than the realtime history stand in for the realtime ones.
@@ -1007,8 +1010,10 @@ impl Query {
 /// open minutes on every request, as before.
 #[derive(Debug, Default)]
 struct Kept {
-    /// The watermark read last and when the read started ([`Query::watermark`]).
-    watermark: std::sync::Mutex<Option<(std::time::Instant, tally_domain::compact::Watermark)>>,
+    /// The settled lane's open minutes as read, while the lane has not moved (`tally_aws::cache_read::SettledKept`).
+    settled: tally_aws::cache_read::SettledKept,
+    /// The watermark read last and when (the request's clock, ms) ([`Query::watermark`]).
+    watermark: std::sync::Mutex<Option<(i64, tally_domain::compact::Watermark)>>,
     index: std::sync::Mutex<Option<(tally_domain::compact::Watermark, Arc<Vec<CampaignEntry>>)>>,
     day_rows: std::sync::Mutex<Option<KeptRows>>,
 }
@@ -1021,18 +1026,15 @@ type KeptRows = (
 );
 
 impl Kept {
-    fn watermark(&self, max_age: std::time::Duration) -> Option<tally_domain::compact::Watermark> {
+    /// The watermark kept, if read at most `max_age_ms` before `now_ms` (and not after it).
+    fn watermark(&self, now_ms: i64, max_age_ms: i64) -> Option<tally_domain::compact::Watermark> {
         let kept = self.watermark.lock().ok()?;
-        kept.filter(|(read_at, _)| read_at.elapsed() < max_age)
+        kept.filter(|(read_at, _)| (0..max_age_ms).contains(&(now_ms - read_at)))
             .map(|(_, watermark)| watermark)
     }
 
-    /// Keeps `watermark` unless a read that started later is kept already.
-    fn keep_watermark(
-        &self,
-        read_at: std::time::Instant,
-        watermark: tally_domain::compact::Watermark,
-    ) {
+    /// Keeps `watermark` unless one read later is kept already.
+    fn keep_watermark(&self, read_at: i64, watermark: tally_domain::compact::Watermark) {
         if let Ok(mut kept) = self.watermark.lock() {
             if kept.is_none_or(|(at, _)| at <= read_at) {
                 *kept = Some((read_at, watermark));

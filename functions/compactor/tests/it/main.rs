@@ -329,7 +329,7 @@ async fn closed_hours_and_days_get_rollups_with_unique_users() {
         async move {
             let mut out: BTreeMap<(String, String), (Tally, Hll)> = BTreeMap::new();
             for c in ["c0", "c1"] {
-                let cells = read_settled(&s.table, &s.store, wm, c, span, bucket, bucket, 0)
+                let cells = read_settled(&s.table, &s.store, wm, c, span, bucket, bucket, 0, None)
                     .await
                     .expect("settled");
                 for ((ad, b), cell) in cells {

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use tally_domain::event::Event;
 use tally_domain::exactly_once::Tally;
 use tally_domain::store_keys::{index_key, shards_key, StoreLane};
-use tally_query::{Auth, Query, REALTIME_HISTORY_MINUTES};
+use tally_query::{Auth, Query, REALTIME_HISTORY_MINUTES, WATERMARK_MAX_AGE_MS};
 
 use crate::support::{
     body_json, event, filled_world, filled_world_with, header, shard, text, truth, url_request,
@@ -910,27 +910,34 @@ async fn a_corrupt_cache_key_is_a_500_that_does_not_ask_for_a_retry() {
     );
 }
 
+/// `spring`'s realtime impressions per minute from 13:16 to 13:30, asked at `now_ms`.
+async fn spring_minutes_at(query: &Query, now_ms: i64) -> Vec<u64> {
+    let path =
+        "/v1/campaigns/spring/series?step=1m&from=2026-11-26T13:16:00Z&to=2026-11-26T13:30:00Z";
+    let answer = query
+        .handle_at(url_request("GET", path, &[], None), now_ms)
+        .await;
+    assert_eq!(answer.status(), 200);
+    let doc: Value = serde_json::from_str(&text(&answer)).expect("json");
+    doc["points"]
+        .as_array()
+        .expect("points")
+        .iter()
+        .map(|p| p["realtime"]["impressions"].as_u64().expect("impressions"))
+        .collect()
+}
+
 #[tokio::test]
 async fn the_watermark_is_kept_for_its_maximum_age_then_read_again() {
     let world = World::start().await;
-    let shards = spring();
-    apply_all(&world, &shards, 100).await;
-    let kept = world
-        .query(Auth::Off)
-        .await
-        .with_watermark_max_age(std::time::Duration::from_secs(3600));
-    let short = world
-        .query(Auth::Off)
-        .await
-        .with_watermark_max_age(std::time::Duration::from_millis(200));
-    let fresh = world
-        .query(Auth::Off)
-        .await
-        .with_watermark_max_age(std::time::Duration::ZERO);
-    // No compactor has run: all three read every minute from valkey, and keep "no watermark".
-    let before = spring_read(&kept).await.0;
-    assert_eq!(spring_read(&short).await.0, before);
-    assert_eq!(spring_read(&fresh).await.0, before);
+    apply_all(&world, &spring(), 100).await;
+    let kept = world.query(Auth::Off).await;
+    let fresh = world.query(Auth::Off).await.with_watermark_max_age_ms(0);
+    // No compactor has run: both read every minute from valkey; `kept` keeps "no watermark" from NOW_MS.
+    let before = spring_minutes_at(&kept, NOW_MS).await;
+    assert_eq!(spring_minutes_at(&fresh, NOW_MS).await, before);
+    let compacted = (COMPACTED_TO - (NOW_MINUTE - 14) + 1) as usize;
+    assert!(before[..compacted].iter().any(|n| *n > 0), "{before:?}");
 
     // The compactor moves the watermark, and the compacted minutes leave valkey (as after their TTL): only an
     // instance that reads the watermark again finds them in the table.
@@ -943,22 +950,82 @@ async fn the_watermark_is_kept_for_its_maximum_age_then_read_again() {
                 .expect("DEL");
         }
     }
-    assert_eq!(spring_read(&fresh).await.0, before, "read at once");
-    let stale = spring_read(&kept).await.0;
+    assert_eq!(
+        spring_minutes_at(&fresh, NOW_MS).await,
+        before,
+        "read at once"
+    );
+    let stale = spring_minutes_at(&kept, NOW_MS + WATERMARK_MAX_AGE_MS - 1).await;
     assert!(
-        stale
-            .range(..=COMPACTED_TO)
-            .all(|(_, sums)| *sums == [0; 6]),
+        stale[..compacted].iter().all(|n| *n == 0),
         "the kept watermark still sends the compacted minutes to valkey: {stale:?}"
     );
+    assert_eq!(stale[compacted..], before[compacted..]);
     assert_eq!(
-        stale.range(COMPACTED_TO + 1..).collect::<Vec<_>>(),
-        before.range(COMPACTED_TO + 1..).collect::<Vec<_>>()
-    );
-    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-    assert_eq!(
-        spring_read(&short).await.0,
+        spring_minutes_at(&kept, NOW_MS + WATERMARK_MAX_AGE_MS).await,
         before,
-        "read again after its age"
+        "read again once as old as the maximum age"
     );
+}
+
+/// `kept`'s settled impressions at 13:29 on the series.
+async fn settled_impressions_1329(query: &Query) -> u64 {
+    let (status, doc) = get(
+        query,
+        "/v1/campaigns/kept/series?step=1m&from=2026-11-26T13:29:00Z&to=2026-11-26T13:29:00Z",
+    )
+    .await;
+    assert_eq!(status, 200, "{doc}");
+    doc["points"][0]["settled"]["impressions"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{doc}"))
+}
+
+#[tokio::test]
+async fn settled_open_minutes_are_read_again_only_when_the_lane_moves() {
+    use tally_domain::store_keys::{counter_field, counter_key, Counter};
+    let world = World::start().await;
+    let impression = |id: &str| event(id, "impression", "kept", "a0", Some("u1"), 1, 0);
+    world
+        .settled(
+            0,
+            100,
+            vec![vec![impression("k1"), impression("k2")]],
+            |_| true,
+        )
+        .await;
+    let query = world.query(Auth::Off).await;
+    assert_eq!(settled_impressions_1329(&query).await, 2);
+
+    // A write that moves no mark (no apply step writes so) is not seen: the minute is kept.
+    let hash = counter_key(StoreLane::Settled, &shard(0), "kept", NOW_MINUTE - 1);
+    let field = counter_field("a0", Counter::Impressions);
+    world
+        .valkey
+        .command(&["HINCRBY", &hash, &field, "40"])
+        .expect("HINCRBY");
+    assert_eq!(settled_impressions_1329(&query).await, 2, "kept");
+    // Another instance reads the hash as it is.
+    assert_eq!(
+        settled_impressions_1329(&world.query(Auth::Off).await).await,
+        42
+    );
+
+    // The lane moves (a batch on another shard: a mark the kept version does not have): read again.
+    world
+        .settled(1, 7, vec![vec![impression("k3")]], |_| true)
+        .await;
+    assert_eq!(settled_impressions_1329(&query).await, 43);
+
+    // The cache epoch changes (a cache that lost its data and got a new epoch): read again.
+    world
+        .valkey
+        .command(&["HINCRBY", &hash, &field, "100"])
+        .expect("HINCRBY");
+    assert_eq!(settled_impressions_1329(&query).await, 43, "kept");
+    world
+        .valkey
+        .command(&["SET", tally_domain::compact_repair::EPOCH_KEY, "another"])
+        .expect("SET");
+    assert_eq!(settled_impressions_1329(&query).await, 143);
 }
