@@ -9,6 +9,11 @@ use tally_aws::cache_auth::StoreSource;
 use tally_aws::store::CacheEnv;
 use tally_query::{load_auth, Auth, Query};
 
+/// mimalloc instead of glibc's malloc: allocation was ~16 % of the pipeline's CPU under the load test
+/// (docs/benchmarks.md, "Allocator").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tally_aws::config::init_tracing();

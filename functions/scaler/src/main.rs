@@ -5,6 +5,11 @@ use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value;
 use tally_scaler::{Config, Scaler};
 
+/// mimalloc instead of glibc's malloc: allocation was ~16 % of the pipeline's CPU under the load test
+/// (docs/benchmarks.md, "Allocator").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tally_aws::config::init_tracing();

@@ -10,6 +10,11 @@ use anyhow::{bail, Context};
 use tally_localcloud::cloud::{CloudOptions, LocalCloud};
 use tally_localcloud::esm::RuntimeOptions;
 
+/// mimalloc instead of glibc's malloc: allocation was ~16 % of the pipeline's CPU under the load test
+/// (docs/benchmarks.md, "Allocator").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const USAGE: &str = "\
 usage: tally-localcloud --template FILE --state DIR [flags]
 
