@@ -589,6 +589,18 @@ async fn spring_read(
     (minutes, ads, campaigns)
 }
 
+/// Deletes `spring`'s compacted minutes (up to `COMPACTED_TO`) from valkey on both shards, as their TTL would.
+fn delete_compacted_spring_minutes(world: &World) {
+    for minute in NOW_MINUTE - 14..=COMPACTED_TO {
+        for n in 0..2 {
+            world
+                .valkey
+                .command(&["DEL", &world.counter_key(n, "spring", minute)])
+                .expect("DEL");
+        }
+    }
+}
+
 #[tokio::test]
 async fn the_seam_between_compacted_and_live_minutes_is_exact() {
     let world = World::start().await;
@@ -664,14 +676,7 @@ async fn the_seam_between_compacted_and_live_minutes_is_exact() {
     );
 
     // The compacted minutes come from the table: gone from valkey, they read the same.
-    for minute in NOW_MINUTE - 14..=COMPACTED_TO {
-        for n in 0..2 {
-            world
-                .valkey
-                .command(&["DEL", &world.counter_key(n, "spring", minute)])
-                .expect("DEL");
-        }
-    }
+    delete_compacted_spring_minutes(&world);
     assert_eq!(spring_read(&query).await.0, want_minutes);
 
     // The open minutes come from valkey: a new event at 13:29 shows at once; a late one for the compacted
@@ -942,14 +947,7 @@ async fn the_watermark_is_kept_for_its_maximum_age_then_read_again() {
     // The compactor moves the watermark, and the compacted minutes leave valkey (as after their TTL): only an
     // instance that reads the watermark again finds them in the table.
     world.compact(NOW_MS, 60).await;
-    for minute in NOW_MINUTE - 14..=COMPACTED_TO {
-        for n in 0..2 {
-            world
-                .valkey
-                .command(&["DEL", &world.counter_key(n, "spring", minute)])
-                .expect("DEL");
-        }
-    }
+    delete_compacted_spring_minutes(&world);
     assert_eq!(
         spring_minutes_at(&fresh, NOW_MS).await,
         before,
