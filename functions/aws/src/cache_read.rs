@@ -111,7 +111,9 @@ impl CounterStore {
     }
 
     /// The settled lane's version for [`SettledKept`]: each of `shards` with its fence mark (as stored), and the
-    /// cache epoch (`tally_domain::compact_repair::EPOCH_KEY`), read at once.
+    /// cache epoch (`tally_domain::compact_repair::EPOCH_KEY`), read at once. Each key is read with an `MGET` of
+    /// one key (the keys are in different slots), not `GET`: the load test's meter tells the lanes' commands
+    /// from readers' by name, and `GET` is the lanes' mark read (`tally_traffic::loadtest::lane_command`).
     pub async fn settled_version(&self, shards: &[String]) -> Result<SettledVersion, Error> {
         let epoch = tally_domain::compact_repair::EPOCH_KEY.to_owned();
         let keys = shards
@@ -123,8 +125,14 @@ impl CounterStore {
                 )
             })
             .chain(std::iter::once((String::new(), epoch)));
-        let reads =
-            keys.map(|(name, key)| async move { Ok::<_, Error>((name, self.get(&key).await?)) });
+        let reads = keys.map(|(name, key)| async move {
+            let value: Vec<Option<String>> = redis::cmd("MGET")
+                .arg(&key)
+                .query_async(&mut self.connection())
+                .await
+                .map_err(|e| store_error("read the settled lane's version", e))?;
+            Ok::<_, Error>((name, value.into_iter().next().flatten()))
+        });
         futures_util::future::try_join_all(reads).await
     }
 

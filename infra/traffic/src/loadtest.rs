@@ -1333,8 +1333,8 @@ pub fn metered(
 
 /// Whether a cache command is the lanes' (claims, the mark, the apply script and what it runs — counters,
 /// index sets, expiries, the settled lane's unique-user registers (`HGET`, `HSET`) — and shard registration)
-/// rather than a reader's (`SMEMBERS` and `HGETALL`: the compactor and the query function, whose polling is
-/// the load test's own traffic) or the client's housekeeping. Every lane command is under 1 KB, so it is one
+/// rather than a reader's (`SMEMBERS`, `HGETALL` and `MGET`: the compactor and the query function, whose
+/// polling is the load test's own traffic) or the client's housekeeping. Every lane command is under 1 KB, so it is one
 /// ECPU.
 pub fn lane_command(command: &str) -> bool {
     matches!(
@@ -1395,7 +1395,7 @@ mod tests {
                 "apply.lua runs {command}, which the meter does not count as the lanes'"
             );
         }
-        assert!(!lane_command("hgetall") && !lane_command("smembers"));
+        assert!(!lane_command("hgetall") && !lane_command("smembers") && !lane_command("mget"));
     }
 
     use tokio::net::TcpListener;
