@@ -14,7 +14,7 @@ use tally_domain::compact::{fold_hash, fold_users, CompactedItem, MinuteJob};
 use tally_domain::event::check_id;
 use tally_domain::exactly_once::{check_shard_id, Tally};
 use tally_domain::hll::Hll;
-use tally_domain::store_keys::{counter_key, index_key, shards_key, StoreLane};
+use tally_domain::store_keys::{counter_key, index_key, mark_key, shards_key, StoreLane};
 
 use crate::store::{store_error, CounterStore};
 use crate::Error;
@@ -118,12 +118,7 @@ impl CounterStore {
         let epoch = tally_domain::compact_repair::EPOCH_KEY.to_owned();
         let keys = shards
             .iter()
-            .map(|shard| {
-                (
-                    shard.clone(),
-                    tally_domain::store_keys::mark_key(StoreLane::Settled, shard),
-                )
-            })
+            .map(|shard| (shard.clone(), mark_key(StoreLane::Settled, shard)))
             .chain(std::iter::once((String::new(), epoch)));
         let reads = keys.map(|(name, key)| async move {
             let value: Vec<Option<String>> = redis::cmd("MGET")

@@ -159,24 +159,22 @@ pub async fn read_settled(
             use futures_util::stream::{self, StreamExt, TryStreamExt};
             let shards = store.shards(StoreLane::Settled).await?;
             let shards = &shards;
-            // The version before the hashes (see SettledKept).
-            let version = match kept {
-                Some(_) => Some(store.settled_version(shards).await?),
+            // With `kept`, the lane's version, read before the hashes (see SettledKept).
+            let kept = match kept {
+                Some(kept) => Some((kept, store.settled_version(shards).await?)),
                 None => None,
             };
-            let version = &version;
+            let kept = kept.as_ref();
             let reads: Vec<_> = minutes
                 .map(|minute| async move {
-                    let hit = kept
-                        .zip(version.as_ref())
-                        .and_then(|(kept, v)| kept.get(v, campaign_id, minute));
+                    let hit = kept.and_then(|(kept, v)| kept.get(v, campaign_id, minute));
                     if let Some(sums) = hit {
                         return Ok((minute, sums));
                     }
                     let sums = store
                         .read_campaign_minute_users(StoreLane::Settled, shards, campaign_id, minute)
                         .await?;
-                    if let (Some(kept), Some(v)) = (kept, version) {
+                    if let Some((kept, v)) = kept {
                         kept.keep(v, campaign_id, minute, &sums);
                     }
                     Ok::<_, Error>((minute, sums))

@@ -216,13 +216,12 @@ impl Query {
         if let Some(kept) = self.kept.watermark(now_ms, self.watermark_max_age_ms) {
             return Ok(kept);
         }
-        let read_at = now_ms;
         let watermark = self
             .compacted
             .watermark()
             .await
             .map_err(Failure::from_aws)?;
-        self.kept.keep_watermark(read_at, watermark);
+        self.kept.keep_watermark(now_ms, watermark);
         Ok(watermark)
     }
 
@@ -1007,7 +1006,8 @@ impl Query {
 /// so a copy read at watermark `w` holds everything up to `w` (and perhaps more); once the watermark moves the
 /// next request reads them again. At 10,000 campaigns this turns two whole-partition reads per request into two
 /// per compactor run (a minute) per warm instance. Campaigns not yet in the index are listed from the cache's
-/// open minutes on every request, as before.
+/// open minutes on every request, as before. Also kept: the watermark itself, for [`WATERMARK_MAX_AGE_MS`], and
+/// the settled lane's open minutes while the lane has not moved.
 #[derive(Debug, Default)]
 struct Kept {
     /// The settled lane's open minutes as read, while the lane has not moved (`tally_aws::cache_read::SettledKept`).

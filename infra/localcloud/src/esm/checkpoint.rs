@@ -59,19 +59,17 @@ impl Checkpoint {
 
 /// The checkpoints of one mapping: the newest in memory, the files written behind by a [`Writer`].
 pub(super) struct Checkpoints {
-    dir: Option<PathBuf>,
     memory: Mutex<HashMap<String, Checkpoint>>,
+    /// Writes under the state directory (none: no state directory, checkpoints live in memory).
     writer: Option<Arc<Writer>>,
 }
 
 impl Checkpoints {
     /// Checkpoints under `dir` (none: in memory only, as with no state directory).
     pub fn new(dir: Option<PathBuf>) -> Checkpoints {
-        let writer = dir.clone().map(Writer::start);
         Checkpoints {
-            dir,
             memory: Mutex::new(HashMap::new()),
-            writer,
+            writer: dir.map(Writer::start),
         }
     }
 
@@ -84,10 +82,10 @@ impl Checkpoints {
         if let Some(found) = lock(&self.memory).get(shard) {
             return found.clone();
         }
-        let Some(dir) = &self.dir else {
+        let Some(writer) = &self.writer else {
             return Checkpoint::default();
         };
-        let Ok(text) = std::fs::read(dir.join(format!("{shard}.json"))) else {
+        let Ok(text) = std::fs::read(writer.path(shard)) else {
             return Checkpoint::default();
         };
         match serde_json::from_slice::<Value>(&text) {
@@ -158,6 +156,11 @@ impl Writer {
         writer
     }
 
+    /// The file of `shard`'s checkpoint.
+    fn path(&self, shard: &str) -> PathBuf {
+        self.dir.join(format!("{shard}.json"))
+    }
+
     fn queue(&self, shard: &str, checkpoint: &Checkpoint) -> Result<(), String> {
         let mut state = lock(&self.state);
         if let Some(failed) = &state.failed {
@@ -207,7 +210,7 @@ impl Writer {
             };
             let mut failed = None;
             for (shard, checkpoint) in batch {
-                let path = self.dir.join(format!("{shard}.json"));
+                let path = self.path(&shard);
                 let bytes = checkpoint.to_json().to_string().into_bytes();
                 if let Err(error) = tally_localcloud_aws::store::write_file_durable(&path, &bytes) {
                     failed = Some(format!(
