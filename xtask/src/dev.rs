@@ -31,6 +31,9 @@ impl crate::Run for Dev {
                 &(port + 1).to_string(),
             ]);
         }
+        if let Some(policy) = &self.fsync {
+            run.args(["--fsync", policy]);
+        }
         // Without a file of the user's, the state directory gets one: `cargo xtask redrive --local` reads it.
         let endpoints = self
             .endpoints_file

@@ -408,6 +408,10 @@ pub struct Dev {
     /// Build the functions in release mode.
     #[arg(long)]
     pub release: bool,
+    /// When acknowledged writes reach the disk: every-second (default; a machine crash may lose the last
+    /// second) or every-write (each write waits for its fdatasync). A kill -9 loses nothing either way.
+    #[arg(long, value_name = "POLICY", value_parser = ["every-second", "every-write"])]
+    pub fsync: Option<String>,
 }
 
 fn port(s: &str) -> Result<u16, String> {
@@ -988,6 +992,10 @@ mod stack_command_tests {
         check("dev --port 70000", "--port `70000`: expected a port number");
         check("dev --port=-1", "--port `-1`");
         check("dev --port -1", "--port `-1`: expected a port number");
+        check("dev --fsync always", "invalid value 'always' for '--fsync <POLICY>'");
+        check("dev --fsync always", "every-second");
+        check("dev --fsync every-write", r#"fsync: Some("every-write")"#);
+        check("dev", "fsync: None");
         check(
             "plan --events-per-sec -5",
             "--events-per-sec `-5`: expected a number",

@@ -1,5 +1,5 @@
-//! The local AWS endpoint through the real SDK clients, in memory and with durable state (fdatasync before
-//! every answer): Kinesis PutRecords (100 records of 100 bytes) and GetRecords (100 records), DynamoDB
+//! The local AWS endpoint through the real SDK clients, in memory and with state on disk under both fsync
+//! policies (`every_second`: synced in the background; `every_write`: fdatasync before every answer): Kinesis PutRecords (100 records of 100 bytes) and GetRecords (100 records), DynamoDB
 //! UpdateItem with the counters' ADD / SET / condition shape. Figures go to docs/local-cloud.md.
 //!
 //! `cargo bench -p tally-localcloud-aws --bench aws_endpoint`
@@ -16,6 +16,7 @@ use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::{PutRecordsRequestEntry, ShardIteratorType};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use tally_localcloud_aws::aws::{serve, LocalAws};
+use tally_localcloud_aws::store::Durability;
 
 /// Enough shards that the 1,000 records/s per-shard limit never throttles the benchmark.
 const SHARDS: i32 = 500;
@@ -235,8 +236,17 @@ fn endpoint(c: &mut Criterion) {
         .map(std::path::PathBuf::from)
         .unwrap_or_else(std::env::temp_dir)
         .join(format!("tally-bench-state-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    bench_target(c, "durable", LocalAws::open(&dir).expect("state dir"));
+    for (label, durability) in [
+        ("every_second", Durability::EverySecond),
+        ("every_write", Durability::EveryWrite),
+    ] {
+        let _ = std::fs::remove_dir_all(&dir);
+        bench_target(
+            c,
+            label,
+            LocalAws::open_with(&dir, durability).expect("state dir"),
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 

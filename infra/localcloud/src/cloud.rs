@@ -20,6 +20,7 @@ use crate::template::{self, LocalContext, Resources, Skipped};
 use crate::Error;
 use tally_localcloud_aws::aws::LocalAws;
 use tally_localcloud_aws::cache::CacheServer;
+use tally_localcloud_aws::store::Durability;
 
 /// How to run a template locally.
 #[derive(Debug, Clone)]
@@ -29,6 +30,9 @@ pub struct CloudOptions {
     /// Everything persistent lives here: `aws/` (services), `esm/` (checkpoints), `cache/` (each cache's
     /// `valkey-server` data), `logs/`.
     pub state_dir: PathBuf,
+    /// When acknowledged writes reach the disk (the services' logs and the caches' append-only files): about
+    /// once a second by default; either way a `kill -9` loses nothing acknowledged.
+    pub durability: Durability,
     /// Template parameters; each function's code-key parameter holds the path of its host binary.
     pub parameters: BTreeMap<String, String>,
     /// Port of the AWS endpoint (0 = any free port).
@@ -86,7 +90,7 @@ async fn bind(port: u16, what: &str) -> Result<TcpListener, Error> {
 impl LocalCloud {
     pub async fn start(options: CloudOptions) -> Result<LocalCloud, Error> {
         let aws_dir = options.state_dir.join("aws");
-        let aws = LocalAws::open(&aws_dir)
+        let aws = LocalAws::open_with(&aws_dir, options.durability)
             .map_err(|error| Error::start("the local AWS services", error.to_string()))?;
         let (stop, stop_rx) = watch::channel(false);
 
@@ -162,7 +166,13 @@ impl LocalCloud {
         };
         let mut resources = template::load(&options.template, &ctx)?;
         create_resources(&aws, &mut resources).await?;
-        let caches = start_caches(&resources, &options.state_dir, &cache_ports).await?;
+        let caches = start_caches(
+            &resources,
+            &options.state_dir,
+            &cache_ports,
+            options.durability,
+        )
+        .await?;
         for cache in caches.values() {
             aws.meter.watch_cache(&cache.name, cache.addr());
         }
@@ -451,6 +461,7 @@ async fn start_caches(
     resources: &Resources,
     state_dir: &std::path::Path,
     ports: &BTreeMap<String, u16>,
+    durability: Durability,
 ) -> Result<BTreeMap<String, CacheServer>, Error> {
     let mut caches = BTreeMap::new();
     for decl in &resources.caches {
@@ -459,9 +470,11 @@ async fn start_caches(
             Error::start(format!("cache {}", decl.id), "no port was chosen for it")
         })?;
         let (id, name) = (decl.id.clone(), decl.name.clone());
-        let cache = tokio::task::spawn_blocking(move || CacheServer::start(&id, &name, &dir, port))
-            .await
-            .map_err(|e| Error::start(format!("cache {}", decl.id), e.to_string()))??;
+        let cache = tokio::task::spawn_blocking(move || {
+            CacheServer::start(&id, &name, &dir, port, durability)
+        })
+        .await
+        .map_err(|e| Error::start(format!("cache {}", decl.id), e.to_string()))??;
         tracing::info!(message = "cache started", cache = %decl.name, addr = %cache.addr());
         caches.insert(decl.id.clone(), cache);
     }

@@ -130,7 +130,7 @@ impl Valkey {
             binary,
             dir: dir.clone(),
             port: free_loopback_addr().port(),
-            persistent: false,
+            persistence: None,
         };
         let server = Server::spawn(&launch).unwrap_or_else(|e| panic!("{e}"));
         Valkey { server, dir }

@@ -37,6 +37,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::store::Durability;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -93,15 +94,21 @@ impl LocalAws {
         })
     }
 
-    /// Services persisted under `dir` (see [`crate::store`]), reloading whatever an earlier run left there.
+    /// Services persisted under `dir` (see [`crate::store`]), reloading whatever an earlier run left there;
+    /// their logs synced about once a second ([`Durability::EverySecond`]).
     pub fn open(dir: &Path) -> Result<Arc<LocalAws>, AwsError> {
+        LocalAws::open_with(dir, Durability::default())
+    }
+
+    /// [`LocalAws::open`] with the resources' logs synced as `durability` says.
+    pub fn open_with(dir: &Path, durability: Durability) -> Result<Arc<LocalAws>, AwsError> {
         let region = "us-east-1".to_owned();
         std::fs::create_dir_all(dir).map_err(|e| AwsError::storage(dir, e))?;
         let aws = Arc::new(LocalAws {
-            kinesis: kinesis::Kinesis::open(&region, &dir.join("kinesis"))?,
-            dynamodb: dynamodb::DynamoDb::open(&region, &dir.join("dynamodb"))?,
-            sqs: sqs::Sqs::open(&region, &dir.join("sqs"))?,
-            s3: s3::S3::open(&dir.join("s3"))?,
+            kinesis: kinesis::Kinesis::open(&region, &dir.join("kinesis"), durability)?,
+            dynamodb: dynamodb::DynamoDb::open(&region, &dir.join("dynamodb"), durability)?,
+            sqs: sqs::Sqs::open(&region, &dir.join("sqs"), durability)?,
+            s3: s3::S3::open(&dir.join("s3"), durability)?,
             secretsmanager: secretsmanager::SecretsManager::open(
                 &region,
                 Some(&dir.join("secretsmanager.json")),

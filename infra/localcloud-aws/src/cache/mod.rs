@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::store::Durability;
 use crate::Error;
 use valkey::{Launch, Reply, Server};
 
@@ -100,13 +101,21 @@ pub struct CacheServer {
     /// The cache's name (its `Ref`).
     pub name: String,
     addr: SocketAddr,
+    durability: Durability,
     server: Mutex<Server>,
 }
 
 impl CacheServer {
     /// Starts (or restarts, on the data already in `dir`) the cache on `127.0.0.1:port` and waits until it
     /// is a one-node cluster with every slot (`cluster_state:ok`). Blocking.
-    pub fn start(id: &str, name: &str, dir: &Path, port: u16) -> Result<CacheServer, Error> {
+    /// Its append-only file is synced as `durability` says.
+    pub fn start(
+        id: &str,
+        name: &str,
+        dir: &Path,
+        port: u16,
+        durability: Durability,
+    ) -> Result<CacheServer, Error> {
         let what = format!("cache {id}");
         let binary = valkey::find_valkey_server().map_err(|message| {
             Error::start(
@@ -120,7 +129,7 @@ impl CacheServer {
             binary,
             dir: dir.to_owned(),
             port,
-            persistent: true,
+            persistence: Some(durability),
         })
         .map_err(|message| Error::start(what.clone(), message))?;
         server
@@ -135,6 +144,7 @@ impl CacheServer {
             id: id.to_owned(),
             name: name.to_owned(),
             addr: server.addr(),
+            durability,
             server: Mutex::new(server),
         })
     }
@@ -184,7 +194,7 @@ impl CacheServer {
             binary: server.binary().to_owned(),
             dir,
             port: self.addr.port(),
-            persistent: true,
+            persistence: Some(self.durability),
         })
         .map_err(|message| Error::start(what.clone(), message))?;
         fresh

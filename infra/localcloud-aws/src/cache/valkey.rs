@@ -17,6 +17,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::store::Durability;
+
 /// The environment variable naming a `valkey-server` (or `redis-server` ≥ 7) binary to use.
 pub const SERVER_ENV: &str = "TALLY_VALKEY_SERVER";
 
@@ -113,9 +115,10 @@ pub struct Launch {
     /// Its working directory: `nodes.conf`, the append-only files and `server.log` live here.
     pub dir: PathBuf,
     pub port: u16,
-    /// `appendonly yes` with `appendfsync always` (a write is on disk before it is acknowledged); otherwise
-    /// nothing is persisted (the tests' throw-away servers).
-    pub persistent: bool,
+    /// `appendonly yes`, the append-only file synced as the durability says (`appendfsync everysec` or
+    /// `always`; either way a write is in the file before it is acknowledged, so a `kill -9` loses nothing
+    /// acknowledged); `None`: nothing is persisted (the tests' throw-away servers).
+    pub persistence: Option<Durability>,
 }
 
 /// The shell that runs the server and ties its life to ours. It holds the read end of a pipe on its standard
@@ -165,10 +168,10 @@ impl Server {
         let log_err = log
             .try_clone()
             .map_err(|e| format!("cannot share the server log: {e}"))?;
-        let persistence: &[&str] = if launch.persistent {
-            &["--appendonly", "yes", "--appendfsync", "always"]
-        } else {
-            &["--appendonly", "no"]
+        let persistence: &[&str] = match launch.persistence {
+            Some(Durability::EverySecond) => &["--appendonly", "yes", "--appendfsync", "everysec"],
+            Some(Durability::EveryWrite) => &["--appendonly", "yes", "--appendfsync", "always"],
+            None => &["--appendonly", "no"],
         };
         let mut command = Command::new("/bin/sh");
         command

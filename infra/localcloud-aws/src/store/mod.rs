@@ -15,10 +15,14 @@
 //! Reopening replays every complete entry; a torn tail (a write cut short by `kill -9` or a power loss) fails its
 //! length or check and is truncated away. That entry was never acknowledged, because:
 //!
-//! **Durability rule:** [`Log::append`] returns only after the entry is on disk (`fdatasync`). The endpoint
-//! answers a write only after `append` returned, so a `kill -9` of the whole local cloud loses nothing that
-//! was acknowledged. Concurrent appenders share syncs (group commit): an appender whose entry was already
-//! covered by another thread's `fdatasync` returns without a sync of its own.
+//! **Durability rule:** [`Log::append`] returns only after the entry is in the file (`write(2)`: the kernel
+//! holds it whatever happens to this process). The endpoint answers a write only after `append` returned, so a
+//! `kill -9` of the whole local cloud loses nothing that was acknowledged. When it reaches the disk is the
+//! log's [`Durability`]: by default one background thread `fdatasync`s every log with new entries about once a
+//! second ([`Durability::EverySecond`], Redis's `appendfsync everysec`), so a machine crash or power loss may
+//! lose the last second of acknowledged writes; with [`Durability::EveryWrite`] `append` returns only after the
+//! `fdatasync`, and concurrent appenders share syncs (group commit: an appender whose entry was already covered
+//! by another thread's `fdatasync` returns without a sync of its own).
 //!
 //! **Torn-write rule:** a write that fails part-way (a full disk, an I/O error) is cut off again at once: the
 //! file is truncated back to the end of the last good frame before the error is returned, so an entry appended
@@ -38,17 +42,61 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use md5::{Digest, Md5};
 
 /// Largest entry accepted on replay; anything longer is a corrupt length field.
 const MAX_ENTRY: u32 = 64 * 1024 * 1024;
 
-/// An append-only, checksummed, synced log file.
+/// How often the background flusher syncs the logs written with [`Durability::EverySecond`].
+pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
+
+/// When an acknowledged write reaches the disk. Either way it is in the file before it is acknowledged, so a
+/// `kill -9` of any process loses nothing acknowledged; the two differ only when the machine itself stops.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Durability {
+    /// `fdatasync`ed by a background thread within about [`FLUSH_EVERY`]: a machine crash or power loss may
+    /// lose the last second of acknowledged writes (Redis's `appendfsync everysec`; Kafka's default does not
+    /// sync at all). Writers never wait for the disk.
+    #[default]
+    EverySecond,
+    /// `fdatasync`ed before the write is acknowledged (group commit): nothing acknowledged is lost even when
+    /// the machine stops, and every write waits for the disk.
+    EveryWrite,
+}
+
+impl Durability {
+    /// The command-line spelling: `every-second`, `every-write`.
+    pub fn parse(text: &str) -> Result<Durability, String> {
+        match text {
+            "every-second" => Ok(Durability::EverySecond),
+            "every-write" => Ok(Durability::EveryWrite),
+            other => Err(format!(
+                "unknown fsync policy {other:?}: use every-second (the default: a machine crash may lose the last second) or every-write (each acknowledged write is on disk first)"
+            )),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Durability::EverySecond => "every-second",
+            Durability::EveryWrite => "every-write",
+        }
+    }
+}
+
+/// An append-only, checksummed log file, synced as its [`Durability`] says.
 #[derive(Debug)]
 pub struct Log {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
     path: PathBuf,
+    durability: Durability,
     /// The file and the number of entries written to it (not necessarily synced).
     writer: Mutex<Writer>,
     /// The number of entries known to be on disk; the sync lock.
@@ -79,9 +127,9 @@ pub type Offset = u64;
 impl Log {
     /// Opens (creating it and its directory if needed) the log at `path` and returns it with the payloads of
     /// every complete entry, in order. A torn tail is cut off.
-    pub fn open(path: &Path) -> io::Result<(Log, Vec<Vec<u8>>)> {
+    pub fn open(path: &Path, durability: Durability) -> io::Result<(Log, Vec<Vec<u8>>)> {
         let mut entries = Vec::new();
-        let log = Log::open_with(path, |_, payload| {
+        let log = Log::open_with(path, durability, |_, payload| {
             entries.push(payload);
             Ok(())
         })?;
@@ -92,6 +140,7 @@ impl Log {
     /// `visit` in order instead of collecting them: memory stays at one entry whatever the file's size.
     pub fn open_with(
         path: &Path,
+        durability: Durability,
         mut visit: impl FnMut(Offset, Vec<u8>) -> io::Result<()>,
     ) -> io::Result<Log> {
         if let Some(dir) = path.parent() {
@@ -122,8 +171,9 @@ impl Log {
             sync_dir(dir)?;
         }
         let sync_handle = file.try_clone()?;
-        Ok(Log {
+        let inner = Arc::new(Inner {
             path: path.to_owned(),
+            durability,
             writer: Mutex::new(Writer {
                 file,
                 written: count,
@@ -136,7 +186,11 @@ impl Log {
             }),
             synced: Mutex::new(count),
             sync_handle,
-        })
+        });
+        if durability == Durability::EverySecond {
+            flusher::register(&inner)?;
+        }
+        Ok(Log { inner })
     }
 
     /// The payload of the entry whose frame starts at `offset` (as [`Log::open_with`] or [`Log::write_at`]
@@ -147,18 +201,20 @@ impl Log {
                 io::ErrorKind::InvalidData,
                 format!(
                     "{}: no valid entry at offset {offset} ({what})",
-                    self.path.display()
+                    self.inner.path.display()
                 ),
             )
         };
         let mut header = [0u8; 8];
-        self.sync_handle.read_exact_at(&mut header, offset)?;
+        self.inner.sync_handle.read_exact_at(&mut header, offset)?;
         let (len, sum) = frame_header(&header);
         if len > MAX_ENTRY {
             return Err(corrupt("length field out of range"));
         }
         let mut payload = vec![0; len as usize];
-        self.sync_handle.read_exact_at(&mut payload, offset + 8)?;
+        self.inner
+            .sync_handle
+            .read_exact_at(&mut payload, offset + 8)?;
         if check(&payload) != sum {
             return Err(corrupt("checksum mismatch"));
         }
@@ -167,7 +223,7 @@ impl Log {
 
     /// The log's file.
     pub fn path(&self) -> &Path {
-        &self.path
+        &self.inner.path
     }
 
     /// Appends one entry and returns once it is durable.
@@ -196,13 +252,13 @@ impl Log {
         frame.extend_from_slice(&len.to_le_bytes());
         frame.extend_from_slice(&check(payload).to_le_bytes());
         frame.extend_from_slice(payload);
-        let mut writer = lock(&self.writer);
+        let mut writer = lock(&self.inner.writer);
         if let Some(why) = &writer.broken {
-            return Err(self.refused(why));
+            return Err(self.inner.refused(why));
         }
         let offset = writer.end;
         if let Err(error) = writer.write_frame(&frame) {
-            writer.cut_back(&self.path);
+            writer.cut_back(&self.inner.path);
             return Err(error);
         }
         writer.end += frame.len() as u64;
@@ -210,6 +266,50 @@ impl Log {
         Ok((writer.written, offset))
     }
 
+    /// Tests: the next write writes `bytes` bytes of its frame, then fails.
+    #[cfg(test)]
+    fn fail_next_write_after(&self, bytes: usize) {
+        lock(&self.inner.writer).fail_after = Some(bytes);
+    }
+
+    /// Tests: the next `fdatasync` fails.
+    #[cfg(test)]
+    fn fail_next_sync(&self) {
+        lock(&self.inner.writer).fail_sync = true;
+    }
+
+    /// Returns once the entry with `ticket`, and every entry written before it, is as durable as the log's
+    /// [`Durability`] asks: on disk with [`Durability::EveryWrite`]; at once with [`Durability::EverySecond`]
+    /// (the entry is in the file; the flusher syncs it), unless a background sync failed, which refuses it.
+    pub fn sync(&self, ticket: u64) -> io::Result<()> {
+        match self.inner.durability {
+            Durability::EveryWrite => self.inner.sync_through(ticket),
+            Durability::EverySecond => match &lock(&self.inner.writer).broken {
+                Some(why) => Err(self.inner.refused(why)),
+                None => Ok(()),
+            },
+        }
+    }
+
+    /// Tests: how many written entries are not known to be on disk yet.
+    #[cfg(test)]
+    fn unsynced(&self) -> u64 {
+        let synced = *lock(&self.inner.synced);
+        lock(&self.inner.writer).written - synced
+    }
+}
+
+impl Drop for Log {
+    /// A log closed normally is on disk whatever its durability (a failure is logged: the next open replays
+    /// what the file holds).
+    fn drop(&mut self) {
+        if self.inner.durability == Durability::EverySecond {
+            self.inner.flush();
+        }
+    }
+}
+
+impl Inner {
     fn refused(&self, why: &str) -> io::Error {
         io::Error::other(format!(
             "log {} refuses writes: {why}; restart the local cloud (reopening cuts the log back to its last good entry)",
@@ -217,20 +317,16 @@ impl Log {
         ))
     }
 
-    /// Tests: the next write writes `bytes` bytes of its frame, then fails.
-    #[cfg(test)]
-    fn fail_next_write_after(&self, bytes: usize) {
-        lock(&self.writer).fail_after = Some(bytes);
-    }
-
-    /// Tests: the next `fdatasync` fails.
-    #[cfg(test)]
-    fn fail_next_sync(&self) {
-        lock(&self.writer).fail_sync = true;
+    /// Syncs everything written so far; a failure is logged and makes the log refuse later writes.
+    fn flush(&self) {
+        let upto = lock(&self.writer).written;
+        if let Err(error) = self.sync_through(upto) {
+            tracing::error!(message = "cannot sync a log", path = %self.path.display(), %error);
+        }
     }
 
     /// Returns once the entry with `ticket`, and every entry written before it, is on disk.
-    pub fn sync(&self, ticket: u64) -> io::Result<()> {
+    fn sync_through(&self, ticket: u64) -> io::Result<()> {
         let mut synced = lock(&self.synced);
         if *synced >= ticket {
             return Ok(());
@@ -255,6 +351,49 @@ impl Log {
         }
         *synced = upto;
         Ok(())
+    }
+}
+
+/// The one background thread that syncs the [`Durability::EverySecond`] logs, started with the first of them.
+mod flusher {
+    use super::{lock, Inner, FLUSH_EVERY};
+    use std::io;
+    use std::sync::{Arc, Mutex, Weak};
+
+    struct Logs {
+        open: Vec<Weak<Inner>>,
+        running: bool,
+    }
+
+    static LOGS: Mutex<Logs> = Mutex::new(Logs {
+        open: Vec::new(),
+        running: false,
+    });
+
+    pub(super) fn register(log: &Arc<Inner>) -> io::Result<()> {
+        let mut logs = lock(&LOGS);
+        if !logs.running {
+            std::thread::Builder::new()
+                .name("log-flusher".to_owned())
+                .spawn(run)?;
+            logs.running = true;
+        }
+        logs.open.push(Arc::downgrade(log));
+        Ok(())
+    }
+
+    fn run() {
+        loop {
+            std::thread::sleep(FLUSH_EVERY);
+            let open: Vec<Arc<Inner>> = {
+                let mut logs = lock(&LOGS);
+                logs.open.retain(|log| log.strong_count() > 0);
+                logs.open.iter().filter_map(Weak::upgrade).collect()
+            };
+            for log in open {
+                log.flush();
+            }
+        }
     }
 }
 
@@ -396,13 +535,13 @@ mod tests {
     fn entries_survive_reopen_in_order() {
         let dir = temp_dir("reopen");
         let path = dir.join("log");
-        let (log, entries) = Log::open(&path).expect("open");
+        let (log, entries) = Log::open(&path, Durability::EveryWrite).expect("open");
         assert!(entries.is_empty());
         for payload in [&b"one"[..], b"", b"three"] {
             log.append(payload).expect("append");
         }
         drop(log);
-        let (_, entries) = Log::open(&path).expect("reopen");
+        let (_, entries) = Log::open(&path, Durability::EveryWrite).expect("reopen");
         assert_eq!(
             entries,
             vec![b"one".to_vec(), Vec::new(), b"three".to_vec()]
@@ -443,7 +582,7 @@ mod tests {
     fn reopen_after_torn_tail_appends_cleanly() {
         let dir = temp_dir("torn");
         let path = dir.join("log");
-        let (log, _) = Log::open(&path).expect("open");
+        let (log, _) = Log::open(&path, Durability::EveryWrite).expect("open");
         log.append(b"kept").expect("append");
         drop(log);
         let mut file = OpenOptions::new()
@@ -452,11 +591,11 @@ mod tests {
             .expect("open raw");
         file.write_all(&[9, 0, 0, 0, 1]).expect("write torn");
         drop(file);
-        let (log, entries) = Log::open(&path).expect("reopen");
+        let (log, entries) = Log::open(&path, Durability::EveryWrite).expect("reopen");
         assert_eq!(entries, vec![b"kept".to_vec()]);
         log.append(b"after").expect("append");
         drop(log);
-        let (_, entries) = Log::open(&path).expect("reopen");
+        let (_, entries) = Log::open(&path, Durability::EveryWrite).expect("reopen");
         assert_eq!(entries, vec![b"kept".to_vec(), b"after".to_vec()]);
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -467,7 +606,7 @@ mod tests {
     fn a_failed_partial_write_does_not_hide_later_entries() {
         let dir = temp_dir("partial");
         let path = dir.join("log");
-        let (log, _) = Log::open(&path).expect("open");
+        let (log, _) = Log::open(&path, Durability::EveryWrite).expect("open");
         log.append(b"first").expect("append");
         for cut in [0, 3, 8, 10] {
             log.fail_next_write_after(cut);
@@ -477,7 +616,7 @@ mod tests {
         log.append(b"acknowledged")
             .expect("append after the failure");
         drop(log);
-        let (_, entries) = Log::open(&path).expect("reopen");
+        let (_, entries) = Log::open(&path, Durability::EveryWrite).expect("reopen");
         assert_eq!(entries, vec![b"first".to_vec(), b"acknowledged".to_vec()]);
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -487,7 +626,7 @@ mod tests {
     fn entries_are_read_back_by_offset() {
         let dir = temp_dir("offsets");
         let path = dir.join("log");
-        let (log, _) = Log::open(&path).expect("open");
+        let (log, _) = Log::open(&path, Durability::EveryWrite).expect("open");
         let (_, first) = log.write_at(b"one").expect("write");
         let (ticket, second) = log.write_at(b"two").expect("write");
         log.sync(ticket).expect("sync");
@@ -497,7 +636,7 @@ mod tests {
         assert!(error.to_string().contains("offset 3"), "{error}");
         drop(log);
         let mut seen = Vec::new();
-        let log = Log::open_with(&path, |offset, payload| {
+        let log = Log::open_with(&path, Durability::EveryWrite, |offset, payload| {
             seen.push((offset, payload));
             Ok(())
         })
@@ -513,7 +652,7 @@ mod tests {
     fn a_failed_sync_makes_the_log_refuse_writes_until_reopened() {
         let dir = temp_dir("syncfail");
         let path = dir.join("log");
-        let (log, _) = Log::open(&path).expect("open");
+        let (log, _) = Log::open(&path, Durability::EveryWrite).expect("open");
         log.append(b"synced").expect("append");
         log.fail_next_sync();
         log.append(b"unsure").expect_err("injected sync failure");
@@ -526,10 +665,95 @@ mod tests {
             "{message}"
         );
         drop(log);
-        let (log, entries) = Log::open(&path).expect("reopen");
+        let (log, entries) = Log::open(&path, Durability::EveryWrite).expect("reopen");
         assert_eq!(entries[0], b"synced".to_vec());
         log.append(b"after reopen")
             .expect("writes again after a reopen");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Polls `done` for up to five flush periods.
+    fn within_flushes(done: impl Fn() -> bool) -> bool {
+        let deadline = std::time::Instant::now() + FLUSH_EVERY * 5;
+        while std::time::Instant::now() < deadline {
+            if done() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        done()
+    }
+
+    /// Every write: the answer waits for the disk.
+    #[test]
+    fn every_write_syncs_before_answering() {
+        let dir = temp_dir("everywrite");
+        let (log, _) = Log::open(&dir.join("log"), Durability::EveryWrite).expect("open");
+        log.append(b"one").expect("append");
+        log.append(b"two").expect("append");
+        assert_eq!(log.unsynced(), 0);
+        drop(log);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Every second: the answer comes before the disk (the entry is in the file, so a reopen, as after a
+    /// `kill -9`, reads it), and the flusher syncs it soon after; a log dropped normally is synced at once.
+    #[test]
+    fn every_second_answers_before_the_disk_and_the_flusher_catches_up() {
+        let dir = temp_dir("everysecond");
+        let path = dir.join("log");
+        let (log, _) = Log::open(&path, Durability::EverySecond).expect("open");
+        let before = std::time::Instant::now();
+        log.append(b"one").expect("append");
+        log.append(b"two").expect("append");
+        if before.elapsed() < FLUSH_EVERY / 2 {
+            assert_eq!(log.unsynced(), 2, "answered only after a sync");
+        }
+        let (_, entries) = Log::open(&path, Durability::EveryWrite).expect("read beside it");
+        assert_eq!(entries, vec![b"one".to_vec(), b"two".to_vec()]);
+        assert!(
+            within_flushes(|| log.unsynced() == 0),
+            "the flusher never synced the log"
+        );
+        log.append(b"three").expect("append");
+        drop(log);
+        let (log, entries) = Log::open(&path, Durability::EveryWrite).expect("reopen");
+        assert_eq!(entries.len(), 3);
+        assert_eq!(log.unsynced(), 0);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A background sync that fails is not silent: the next write is refused, naming the file.
+    #[test]
+    fn a_failed_background_sync_refuses_later_writes() {
+        let dir = temp_dir("flushfail");
+        let path = dir.join("log");
+        let (log, _) = Log::open(&path, Durability::EverySecond).expect("open");
+        log.fail_next_sync();
+        log.append(b"unsure").expect("answered before the sync");
+        assert!(
+            within_flushes(|| log.append(b"later").is_err()),
+            "writes still accepted after the background sync failed"
+        );
+        let message = log.append(b"later").expect_err("refused").to_string();
+        assert!(
+            message.contains("fdatasync failed") && message.contains(&path.display().to_string()),
+            "{message}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn fsync_policies_parse_from_their_names_and_nothing_else() {
+        for policy in [Durability::EverySecond, Durability::EveryWrite] {
+            assert_eq!(Durability::parse(policy.name()), Ok(policy));
+        }
+        for bad in ["", "always", "Every-Second", "every-second ", "everysec"] {
+            let error = Durability::parse(bad).expect_err(bad);
+            assert!(
+                error.contains("every-second") && error.contains("every-write"),
+                "{error}"
+            );
+        }
     }
 }

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use tally_localcloud::cloud::{CloudOptions, LocalCloud};
 use tally_localcloud::esm::RuntimeOptions;
+use tally_localcloud_aws::store::Durability;
 
 /// mimalloc instead of glibc's malloc: allocation was ~16 % of the pipeline's CPU under the load test
 /// (docs/benchmarks.md, "Allocator").
@@ -29,6 +30,9 @@ usage: tally-localcloud --template FILE --state DIR [flags]
                           the collect origin secret (readable by the owner only)
   --skip-unbuilt          report functions whose binary is missing instead of failing
   --quiet                 do not echo function logs (they still go to DIR/logs)
+  --fsync POLICY          when acknowledged writes reach the disk: every-second (default; a machine crash or
+                          power loss may lose the last second) or every-write (each write waits for its
+                          fdatasync); either way a kill -9 of the local cloud loses nothing acknowledged
   --schedule-speedup N    run the schedules' clock N times faster than real time (default 1; local only:
                           with 60, rate(1 minute) fires every second and retry delays shrink alike)";
 
@@ -45,6 +49,7 @@ struct Args {
     skip_unbuilt: bool,
     quiet: bool,
     schedule_speedup: u32,
+    durability: Durability,
 }
 
 fn parse() -> anyhow::Result<Args> {
@@ -63,6 +68,7 @@ fn parse() -> anyhow::Result<Args> {
         skip_unbuilt: false,
         quiet: false,
         schedule_speedup: 1,
+        durability: Durability::default(),
     };
     let pair = |text: String, flag: &str| -> anyhow::Result<(String, String)> {
         match text.split_once('=') {
@@ -102,6 +108,10 @@ fn parse() -> anyhow::Result<Args> {
             Long("endpoints-file") => args.endpoints_file = Some(PathBuf::from(parser.value()?)),
             Long("skip-unbuilt") => args.skip_unbuilt = true,
             Long("quiet") => args.quiet = true,
+            Long("fsync") => {
+                args.durability =
+                    Durability::parse(&parser.value()?.string()?).map_err(anyhow::Error::msg)?
+            }
             Long("schedule-speedup") => {
                 let max = tally_localcloud::schedule::MAX_SPEEDUP;
                 let n: u32 = parser.value()?.parse().with_context(|| {
@@ -165,6 +175,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         template,
         stack_name: stack_name.clone(),
         state_dir: args.state.clone(),
+        durability: args.durability,
         parameters: args.params,
         endpoint_port: args.port,
         url_port_base: args.url_port_base,

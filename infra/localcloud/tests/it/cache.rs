@@ -62,6 +62,7 @@ fn options(dir: &TempDir) -> CloudOptions {
         template: template(),
         stack_name: "it".into(),
         state_dir: dir.0.join("state"),
+        durability: Default::default(),
         parameters: BTreeMap::from([("AppCodeKey".to_owned(), testfn().to_owned())]),
         endpoint_port: 0,
         url_port_base: 0,
@@ -256,7 +257,13 @@ async fn a_template_with_the_cache_and_its_network_deploys_and_a_restart_keeps_t
 }
 
 /// Starts the local cloud binary on `template_file` and waits for its endpoints file.
-fn start_binary(template_file: &Path, state: &Path, endpoints: &Path) -> std::process::Child {
+/// `extra` flags follow the usual ones.
+fn start_binary(
+    template_file: &Path,
+    state: &Path,
+    endpoints: &Path,
+    extra: &[&str],
+) -> std::process::Child {
     let _ = std::fs::remove_file(endpoints);
     let mut child = Command::new(CLOUD)
         .arg("--template")
@@ -266,6 +273,7 @@ fn start_binary(template_file: &Path, state: &Path, endpoints: &Path) -> std::pr
         .args(["--port", "0", "--url-port-base", "0", "--quiet"])
         .arg("--endpoints-file")
         .arg(endpoints)
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -301,7 +309,8 @@ fn cache_only_template() -> Value {
 }
 
 #[test]
-fn kill_9_of_the_local_cloud_leaves_no_server_and_loses_nothing_acknowledged() {
+fn kill_9_of_the_local_cloud_leaves_no_server_and_loses_nothing_acknowledged_whatever_the_fsync_policy(
+) {
     let dir = TempDir::new("cache-kill");
     let (state, endpoints, template_file) = (
         dir.0.join("state"),
@@ -310,8 +319,17 @@ fn kill_9_of_the_local_cloud_leaves_no_server_and_loses_nothing_acknowledged() {
     );
     std::fs::write(&template_file, cache_only_template().to_string()).unwrap();
 
-    let mut cloud = start_binary(&template_file, &state, &endpoints);
+    let mut cloud = start_binary(&template_file, &state, &endpoints, &[]);
     let addr = cache_addr(&endpoints);
+    // By default the append-only file is synced about once a second: a write is in the file (the kernel's)
+    // before it is acknowledged, which is what a kill -9 of every process cannot take away.
+    assert_eq!(
+        ok(command(addr, &["CONFIG", "GET", "appendfsync"])),
+        Reply::Array(vec![
+            Reply::Bulk(Some("appendfsync".into())),
+            Reply::Bulk(Some("everysec".into()))
+        ])
+    );
     for n in 0..100 {
         ok(command(addr, &["INCR", "{c}n"]));
         ok(command(addr, &["HSET", "{c}h", &n.to_string(), "x"]));
@@ -329,8 +347,21 @@ fn kill_9_of_the_local_cloud_leaves_no_server_and_loses_nothing_acknowledged() {
         "valkey-server outlived the killed local cloud"
     );
 
-    let mut cloud = start_binary(&template_file, &state, &endpoints);
+    let mut cloud = start_binary(
+        &template_file,
+        &state,
+        &endpoints,
+        &["--fsync", "every-write"],
+    );
     let addr = cache_addr(&endpoints);
+    assert_eq!(
+        ok(command(addr, &["CONFIG", "GET", "appendfsync"])),
+        Reply::Array(vec![
+            Reply::Bulk(Some("appendfsync".into())),
+            Reply::Bulk(Some("always".into()))
+        ]),
+        "--fsync every-write syncs every write"
+    );
     assert_eq!(
         ok(command(addr, &["GET", "{c}n"])),
         Reply::Bulk(Some("100".into()))
@@ -455,4 +486,27 @@ fn the_network_resources_expose_plausible_ids() {
         resources.outputs,
         "stable across loads"
     );
+}
+
+/// A policy that is not one of the two is refused before anything starts, naming both.
+#[test]
+fn an_unknown_fsync_policy_is_refused_with_the_known_ones() {
+    let dir = TempDir::new("cache-fsync-flag");
+    for bad in ["always", "sometimes", ""] {
+        let out = Command::new(CLOUD)
+            .args(["--template", "t.json", "--state"])
+            .arg(dir.0.join("state"))
+            .args(["--fsync", bad])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains(&format!("unknown fsync policy {bad:?}"))
+                && stderr.contains("every-second")
+                && stderr.contains("every-write"),
+            "{stderr}"
+        );
+        assert!(!dir.0.join("state").exists(), "nothing starts");
+    }
 }

@@ -45,6 +45,7 @@ fn options(dir: &TempDir) -> CloudOptions {
         template: template(&log),
         stack_name: "it".into(),
         state_dir: dir.0.join("state"),
+        durability: Default::default(),
         parameters: BTreeMap::from([("AppCodeKey".to_owned(), testfn().to_owned())]),
         endpoint_port: 0,
         url_port_base: 0,

@@ -49,6 +49,7 @@ pub(crate) fn options(state: &Path, bin: &Path) -> CloudOptions {
         template,
         stack_name: stage.stack_name(),
         state_dir: state.to_path_buf(),
+        durability: Default::default(),
         parameters,
         endpoint_port: 0,
         url_port_base: 0,

@@ -586,6 +586,7 @@ async fn a_running_cloud_meters_its_functions_and_writes_meter_json() {
         template,
         stack_name: "meter".into(),
         state_dir: dir.0.join("state"),
+        durability: Default::default(),
         parameters: BTreeMap::from([("AppCodeKey".to_owned(), testfn().to_owned())]),
         endpoint_port: 0,
         url_port_base: 0,

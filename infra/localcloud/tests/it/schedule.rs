@@ -29,6 +29,7 @@ fn options(dir: &TempDir, rules: Value, env: &[(&str, &str)]) -> CloudOptions {
         template: json!({"Parameters": {"AppCodeKey": {"Type": "String"}}, "Resources": resources}),
         stack_name: "sched".into(),
         state_dir: dir.0.join("state"),
+        durability: Default::default(),
         parameters: BTreeMap::from([("AppCodeKey".to_owned(), testfn().to_owned())]),
         endpoint_port: 0,
         url_port_base: 0,

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::state::{write, Op, Table, TableDef};
 use super::DynamoDb;
 use crate::aws::AwsError;
-use crate::store::{lock, Log};
+use crate::store::{lock, Durability, Log};
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "t", rename_all = "snake_case")]
@@ -32,9 +32,14 @@ pub(super) enum Entry {
 
 impl DynamoDb {
     /// Reloads the tables persisted under `dir`.
-    pub(crate) fn open(region: &str, dir: &Path) -> Result<DynamoDb, AwsError> {
+    pub(crate) fn open(
+        region: &str,
+        dir: &Path,
+        durability: Durability,
+    ) -> Result<DynamoDb, AwsError> {
         let path: PathBuf = dir.join("log");
-        let (log, entries) = Log::open(&path).map_err(|e| AwsError::storage(&path, e))?;
+        let (log, entries) =
+            Log::open(&path, durability).map_err(|e| AwsError::storage(&path, e))?;
         let db = DynamoDb::new(region, Some(log));
         for bytes in entries {
             let entry: Entry = serde_json::from_slice(&bytes).map_err(|e| {

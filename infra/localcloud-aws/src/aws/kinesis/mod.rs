@@ -64,7 +64,7 @@ use serde_json::{json, Value};
 use super::input::{opt_array, opt_f64, opt_i64, opt_str, req_str};
 use super::{epoch_seconds, now_ms, AwsError, LocalAws, ACCOUNT_ID};
 use crate::meter::Meter;
-use crate::store::{lock, resource_dirs, Log};
+use crate::store::{lock, resource_dirs, Durability, Log};
 
 mod replay;
 mod state;
@@ -119,6 +119,8 @@ pub(crate) fn call(aws: &LocalAws, operation: &str, input: Value) -> Result<Valu
 pub struct Kinesis {
     region: String,
     dir: Option<PathBuf>,
+    /// When the streams' logs reach the disk (with a `dir`).
+    durability: Durability,
     streams: RwLock<BTreeMap<String, Arc<Stream>>>,
     /// Added to the wall clock (tests move time to see records expire).
     clock_skew: Arc<AtomicI64>,
@@ -129,14 +131,20 @@ impl Kinesis {
         Kinesis {
             region: region.to_owned(),
             dir,
+            durability: Durability::default(),
             streams: RwLock::new(BTreeMap::new()),
             clock_skew: Arc::default(),
         }
     }
 
     /// Reloads every stream persisted under `dir`.
-    pub(crate) fn open(region: &str, dir: &Path) -> Result<Kinesis, AwsError> {
-        let kinesis = Kinesis::new(region, Some(dir.to_owned()));
+    pub(crate) fn open(
+        region: &str,
+        dir: &Path,
+        durability: Durability,
+    ) -> Result<Kinesis, AwsError> {
+        let mut kinesis = Kinesis::new(region, Some(dir.to_owned()));
+        kinesis.durability = durability;
         for stream_dir in resource_dirs(dir).map_err(|e| AwsError::storage(dir, e))? {
             let Some(name) = stream_dir.file_name().and_then(|n| n.to_str()) else {
                 continue;
@@ -238,7 +246,8 @@ impl Kinesis {
         let log = match &self.dir {
             Some(dir) => {
                 let path = dir.join(name).join("log");
-                let (log, _) = Log::open(&path).map_err(|e| AwsError::storage(&path, e))?;
+                let (log, _) =
+                    Log::open(&path, self.durability).map_err(|e| AwsError::storage(&path, e))?;
                 let entry = serde_json::to_vec(&Entry::Create {
                     shards,
                     created_ms,
@@ -788,7 +797,7 @@ mod tests {
     #[test]
     fn records_past_retention_are_trimmed_and_iterators_start_after_them() {
         let dir = temp_dir("retention");
-        let kinesis = Kinesis::open("us-east-1", &dir).expect("open");
+        let kinesis = Kinesis::open("us-east-1", &dir, Durability::default()).expect("open");
         let stream = kinesis.create("s", Some(1), false).expect("create");
         kinesis.shift_clock(-25 * HOUR_MS);
         let old = stream.put(records("old", 400, 100)).expect("put old");
@@ -807,7 +816,7 @@ mod tests {
         drop((stream, kinesis));
 
         // Reopen: the log is rewritten without the expired records; positions are unchanged.
-        let kinesis = Kinesis::open("us-east-1", &dir).expect("reopen");
+        let kinesis = Kinesis::open("us-east-1", &dir, Durability::default()).expect("reopen");
         let stream = kinesis.stream("s").expect("stream");
         let after = std::fs::metadata(&log).expect("log").len();
         assert!(after * 10 < before, "log {before} -> {after} bytes");
@@ -819,7 +828,8 @@ mod tests {
             .expect("put after rewrite");
         assert_eq!(more[0].as_ref().expect("written").1.position, 405);
         drop((stream, kinesis));
-        let kinesis = Kinesis::open("us-east-1", &dir).expect("reopen again");
+        let kinesis =
+            Kinesis::open("us-east-1", &dir, Durability::default()).expect("reopen again");
         let stream = kinesis.stream("s").expect("stream");
         let kept = read_all(&stream, &Position::AtSequence(old_seq));
         assert_eq!(positions(&kept), (400..407).collect::<Vec<_>>());
@@ -851,7 +861,7 @@ mod tests {
     #[test]
     fn a_long_log_is_indexed_not_loaded() {
         let dir = temp_dir("long");
-        let kinesis = Kinesis::open("us-east-1", &dir).expect("open");
+        let kinesis = Kinesis::open("us-east-1", &dir, Durability::default()).expect("open");
         let stream = kinesis.create("l", Some(1), false).expect("create");
         let (batches, per_batch, size) = (40, 500, 600);
         for b in 0..batches {
@@ -866,7 +876,7 @@ mod tests {
         let log_bytes = std::fs::metadata(dir.join("l").join("log"))
             .expect("log")
             .len() as usize;
-        let kinesis = Kinesis::open("us-east-1", &dir).expect("reopen");
+        let kinesis = Kinesis::open("us-east-1", &dir, Durability::default()).expect("reopen");
         let stream = kinesis.stream("l").expect("stream");
         let resident = stream.resident_bytes();
         let count = batches * per_batch;

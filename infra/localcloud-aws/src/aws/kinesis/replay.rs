@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::state::{Consumer, RecordRef, Stream, StreamState};
 use super::{Kinesis, RETENTION_MS};
 use crate::aws::AwsError;
-use crate::store::{sync_dir, Log};
+use crate::store::{sync_dir, Durability, Log};
 
 /// One log entry of a stream.
 #[derive(Debug, Serialize, Deserialize)]
@@ -48,7 +48,7 @@ impl Kinesis {
     pub(super) fn reopen(&self, name: &str, path: &Path) -> Result<Option<Stream>, AwsError> {
         let horizon = self.now() - RETENTION_MS;
         let mut replay = Replay::default();
-        let log = Log::open_with(path, |offset, payload| {
+        let log = Log::open_with(path, self.durability, |offset, payload| {
             replay.entry(offset, &payload, horizon)
         })
         .map_err(|e| AwsError::storage(path, e))?;
@@ -62,7 +62,7 @@ impl Kinesis {
         let log = if replay.trimmed > 0 && replay.trimmed * 4 >= kept {
             drop(log);
             tracing::info!(message = "rewriting a stream log without expired records", path = %path.display(), expired = replay.trimmed, kept);
-            compact(path, &mut state).map_err(|e| AwsError::storage(path, e))?
+            compact(path, &mut state, self.durability).map_err(|e| AwsError::storage(path, e))?
         } else {
             log
         };
@@ -162,13 +162,18 @@ impl Replay {
 
 /// Rewrites the log at `path` keeping only the records `state` still holds (and every entry that is not a
 /// Put), points `state`'s index at the new offsets, and reopens the rewritten log.
-pub(super) fn compact(path: &Path, state: &mut StreamState) -> io::Result<Log> {
+pub(super) fn compact(
+    path: &Path,
+    state: &mut StreamState,
+    durability: Durability,
+) -> io::Result<Log> {
     let tmp = path.with_extension("rewrite");
     match std::fs::remove_file(&tmp) {
         Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error),
         _ => {}
     }
-    let (out, _) = Log::open(&tmp)?;
+    // Synced before the rename whatever the durability: the rename replaces the only copy.
+    let (out, _) = Log::open(&tmp, Durability::EveryWrite)?;
     let bases: BTreeMap<u32, u64> = state.shards.iter().map(|s| (s.index, s.base)).collect();
     let mut positions: BTreeMap<u32, u64> = BTreeMap::new();
     let mut refilled: BTreeMap<u32, usize> = BTreeMap::new();
@@ -234,5 +239,5 @@ pub(super) fn compact(path: &Path, state: &mut StreamState) -> io::Result<Log> {
     if let Some(dir) = path.parent() {
         sync_dir(dir)?;
     }
-    Log::open_with(path, |_, _| Ok(()))
+    Log::open_with(path, durability, |_, _| Ok(()))
 }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::state::{Bucket, Object};
 use super::S3;
 use crate::aws::AwsError;
-use crate::store::{lock, Log};
+use crate::store::{lock, Durability, Log};
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "t", rename_all = "snake_case")]
@@ -34,9 +34,10 @@ pub(super) enum Entry {
 
 impl S3 {
     /// Reloads the buckets persisted under `dir`.
-    pub(crate) fn open(dir: &Path) -> Result<S3, AwsError> {
+    pub(crate) fn open(dir: &Path, durability: Durability) -> Result<S3, AwsError> {
         let path = dir.join("log");
-        let (log, entries) = Log::open(&path).map_err(|e| AwsError::storage(&path, e))?;
+        let (log, entries) =
+            Log::open(&path, durability).map_err(|e| AwsError::storage(&path, e))?;
         let mut s3 = S3::new(Some(dir.to_owned()));
         let mut max_file = 0;
         {

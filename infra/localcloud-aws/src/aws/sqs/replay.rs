@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::state::{Message, Queue};
 use super::Sqs;
 use crate::aws::AwsError;
-use crate::store::{lock, Log};
+use crate::store::{lock, Durability, Log};
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "t", rename_all = "snake_case")]
@@ -52,9 +52,10 @@ pub(super) enum Entry {
 
 impl Sqs {
     /// Reloads the queues persisted under `dir`.
-    pub(crate) fn open(region: &str, dir: &Path) -> Result<Sqs, AwsError> {
+    pub(crate) fn open(region: &str, dir: &Path, durability: Durability) -> Result<Sqs, AwsError> {
         let path: PathBuf = dir.join("log");
-        let (log, entries) = Log::open(&path).map_err(|e| AwsError::storage(&path, e))?;
+        let (log, entries) =
+            Log::open(&path, durability).map_err(|e| AwsError::storage(&path, e))?;
         let sqs = Sqs::new(region, Some(log));
         {
             let mut queues = lock(&sqs.state);
