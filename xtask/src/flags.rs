@@ -992,7 +992,10 @@ mod stack_command_tests {
         check("dev --port 70000", "--port `70000`: expected a port number");
         check("dev --port=-1", "--port `-1`");
         check("dev --port -1", "--port `-1`: expected a port number");
-        check("dev --fsync always", "invalid value 'always' for '--fsync <POLICY>'");
+        check(
+            "dev --fsync always",
+            "invalid value 'always' for '--fsync <POLICY>'",
+        );
         check("dev --fsync always", "every-second");
         check("dev --fsync every-write", r#"fsync: Some("every-write")"#);
         check("dev", "fsync: None");

@@ -25,6 +25,7 @@
 //! leaves the same item. The day rows are the exception (an `ADD`), made idempotent by their minute.
 
 use std::collections::HashMap;
+use std::ops::RangeInclusive;
 use tally_contract::metrics_table::{key_condition, PARTITION_KEY, SORT_KEY};
 
 use aws_sdk_dynamodb::config::http::HttpResponse;
@@ -43,11 +44,97 @@ use crate::cache_read::SettledKept;
 use crate::store::CounterStore;
 use crate::Error;
 
+/// One campaign's minute items for the readers of one answer: both lanes' counts live in the same items, so
+/// an answer that needs both (the query API's series and ads tables) reads each item once. Minutes inside the
+/// shared range come from one `Query` of the whole range, made by whichever reader asks first (the other waits
+/// for it); any other range, or another campaign, is read on its own.
+#[derive(Debug)]
+pub struct MinuteItems<'a> {
+    table: &'a CompactedTable,
+    campaign_id: &'a str,
+    shared: Option<RangeInclusive<i64>>,
+    read: tokio::sync::OnceCell<Vec<CompactedItem>>,
+}
+
+impl<'a> MinuteItems<'a> {
+    /// Items of `campaign_id` whose minutes fall in `shared` are read once, together.
+    pub fn shared(
+        table: &'a CompactedTable,
+        campaign_id: &'a str,
+        shared: Option<RangeInclusive<i64>>,
+    ) -> MinuteItems<'a> {
+        MinuteItems {
+            table,
+            campaign_id,
+            shared,
+            read: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    /// Every read goes to the table on its own.
+    pub fn unshared(table: &'a CompactedTable, campaign_id: &'a str) -> MinuteItems<'a> {
+        MinuteItems::shared(table, campaign_id, None)
+    }
+
+    pub fn table(&self) -> &'a CompactedTable {
+        self.table
+    }
+
+    /// `campaign_id`'s items of minutes `from..=to`, in minute order (as [`CompactedTable::items`]).
+    pub async fn items(
+        &self,
+        campaign_id: &str,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<CompactedItem>, Error> {
+        let within = |range: &RangeInclusive<i64>| {
+            from <= to && range.contains(&from) && range.contains(&to)
+        };
+        match &self.shared {
+            Some(range) if campaign_id == self.campaign_id && within(range) => {
+                let all = self
+                    .read
+                    .get_or_try_init(|| {
+                        self.table
+                            .items(self.campaign_id, *range.start(), *range.end())
+                    })
+                    .await?;
+                Ok(all
+                    .iter()
+                    .filter(|item| (from..=to).contains(&item.minute))
+                    .cloned()
+                    .collect())
+            }
+            _ => self.table.items(campaign_id, from, to).await,
+        }
+    }
+}
+
+/// The minutes both lanes' readers would take from minute items, when they overlap or touch: the range
+/// [`MinuteItems::shared`] reads once. `realtime` is the realtime series' minutes (`read_series`), the settled
+/// read is described by its resolution and buckets (`read_settled`).
+pub fn shared_minute_range(
+    watermark: &Watermark,
+    realtime: Option<RangeInclusive<i64>>,
+    settled: (Span, i64, i64),
+) -> Option<RangeInclusive<i64>> {
+    let (res, first, last) = settled;
+    let rt = realtime
+        .and_then(|r| split_at_seam(watermark, StoreLane::Realtime, *r.start(), *r.end()).0)?;
+    let st = settled_reads(res, first, last, watermark.settled)
+        .into_iter()
+        .find(|read| read.span == Span::Minute)
+        .and_then(|read| split_at_seam(watermark, StoreLane::Settled, read.from, read.to).0)?;
+    let touch = *rt.start() <= st.end() + 1 && *st.start() <= rt.end() + 1;
+    touch.then(|| (*rt.start()).min(*st.start())..=(*rt.end()).max(*st.end()))
+}
+
 /// A campaign's series of a lane, minutes `from..=to`, per (ad, minute), as readers serve it: minutes at or
-/// before the lane's watermark from the compacted items, later ones from Valkey summed over the lane's
-/// shards (`tally_domain::compact::split_at_seam`). Cells without counts are absent.
+/// before the lane's watermark from the compacted items (through `items`, which may share the read with the
+/// other lane's reader), later ones from Valkey summed over the lane's shards
+/// (`tally_domain::compact::split_at_seam`). Cells without counts are absent.
 pub async fn read_series(
-    table: &CompactedTable,
+    items: &MinuteItems<'_>,
     store: &CounterStore,
     watermark: &Watermark,
     lane: StoreLane,
@@ -61,7 +148,7 @@ pub async fn read_series(
     let items = async {
         match compacted {
             Some(minutes) => {
-                table
+                items
                     .items(campaign_id, *minutes.start(), *minutes.end())
                     .await
             }
@@ -90,9 +177,9 @@ pub async fn read_series(
             .try_collect::<Vec<(i64, BTreeMap<String, Tally>)>>()
             .await
     };
-    let (items, read) = tokio::try_join!(items, cached)?;
+    let (read_items, read) = tokio::try_join!(items, cached)?;
     let mut out = BTreeMap::new();
-    for item in items {
+    for item in read_items {
         for (ad, t) in item.lane(lane) {
             out.insert((ad.to_owned(), item.minute), t);
         }
@@ -113,10 +200,11 @@ pub type SettledCell = (Tally, Hll);
 /// from Valkey after it (`tally_domain::compact::settled_reads`), sketches merged; live minutes before
 /// `live_from` are not read (the cache holds a minute for the counters' TTL only). Cells without counts are
 /// absent. With `kept`, live minutes read before at the lane's current version are not read again
-/// ([`SettledKept`]).
+/// ([`SettledKept`]). Minute items come through `items` (which may share the read with the realtime reader),
+/// hour and day items from its table.
 #[allow(clippy::too_many_arguments)]
 pub async fn read_settled(
-    table: &CompactedTable,
+    items: &MinuteItems<'_>,
     store: &CounterStore,
     watermark: &Watermark,
     campaign_id: &str,
@@ -147,10 +235,16 @@ pub async fn read_settled(
             }
             _ => (read.from, read.to, None),
         };
-        for item in table
-            .span_items(read.span, campaign_id, items_from, items_to)
-            .await?
-        {
+        let span_items = match read.span {
+            Span::Minute => items.items(campaign_id, items_from, items_to).await?,
+            span => {
+                items
+                    .table()
+                    .span_items(span, campaign_id, items_from, items_to)
+                    .await?
+            }
+        };
+        for item in span_items {
             for (ad, c) in &item.ads {
                 add(ad, item.minute, &c.settled, item.users.get(ad));
             }

@@ -41,6 +41,7 @@ pub mod session;
 pub mod token;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::RangeInclusive;
 use std::sync::Arc;
 use tally_contract::metrics_table::{PARTITION_KEY, SORT_KEY};
 
@@ -49,7 +50,9 @@ use lambda_http::http::{header, HeaderValue, Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 use serde_json::{json, Value};
 use tally_aws::cache_auth::StoreSource;
-use tally_aws::compacted::{read_series, read_settled, CompactedTable, SettledCell};
+use tally_aws::compacted::{
+    read_series, read_settled, shared_minute_range, CompactedTable, MinuteItems, SettledCell,
+};
 use tally_aws::metrics::{CampaignEntry, MetricsTable, Resolution, CAMPAIGNS_PK};
 use tally_domain::compact::Span;
 use tally_domain::exactly_once::Tally;
@@ -240,34 +243,21 @@ impl Query {
     async fn realtime(
         &self,
         seen: &Seen,
+        items: &MinuteItems<'_>,
         id: &str,
-        from: i64,
-        to: i64,
-        now_minute: i64,
+        minutes: Option<RangeInclusive<i64>>,
     ) -> Result<BTreeMap<(String, i64), Tally>, Failure> {
-        let from = from.max(now_minute - REALTIME_HISTORY_MINUTES);
-        if from > to {
+        let Some(minutes) = minutes else {
             return Ok(BTreeMap::new());
-        }
-        let watermark = &seen.watermark;
-        // Minutes after the watermark live only in the cache, and only for the counters' TTL: older ones are
-        // not read (a range wholly after the watermark starts at most a TTL back).
-        let from = if watermark.realtime.is_none_or(|w| w < from) {
-            from.max(now_minute - LIVE_MINUTES)
-        } else {
-            from
         };
-        if from > to {
-            return Ok(BTreeMap::new());
-        }
         read_series(
-            &self.compacted,
+            items,
             &seen.store,
-            watermark,
+            &seen.watermark,
             StoreLane::Realtime,
             id,
-            from,
-            to,
+            *minutes.start(),
+            *minutes.end(),
         )
         .await
         .map_err(Failure::from_aws)
@@ -276,9 +266,11 @@ impl Query {
     /// A campaign's settled counts and unique users per (ad, bucket) at resolution `res`, buckets
     /// `first..=last`: closed hours and days from their roll-up items, minutes from the minute items up to the
     /// settled watermark and from the cache after it ([`read_settled`]).
+    #[allow(clippy::too_many_arguments)]
     async fn settled(
         &self,
         seen: &Seen,
+        items: &MinuteItems<'_>,
         id: &str,
         res: Resolution,
         first: i64,
@@ -286,7 +278,7 @@ impl Query {
         now_minute: i64,
     ) -> Result<BTreeMap<(String, i64), SettledCell>, Failure> {
         read_settled(
-            &self.compacted,
+            items,
             &seen.store,
             &seen.watermark,
             id,
@@ -317,15 +309,22 @@ impl Query {
         let res = range.res;
         let now_minute = now_ms.div_euclid(60_000);
         let seen = self.seen(now_ms).await?;
+        let realtime = realtime_minutes(
+            &seen.watermark,
+            range.first,
+            range.last + res.minutes() - 1,
+            now_minute,
+        );
+        // Both lanes' counts are in the same minute items: read them once for both readers.
+        let shared = shared_minute_range(
+            &seen.watermark,
+            realtime.clone(),
+            (span_of(res), range.first, range.last),
+        );
+        let items = MinuteItems::shared(&self.compacted, id, shared);
         let lanes = tokio::try_join!(
-            self.settled(&seen, id, res, range.first, range.last, now_minute),
-            self.realtime(
-                &seen,
-                id,
-                range.first,
-                range.last + res.minutes() - 1,
-                now_minute
-            ),
+            self.settled(&seen, &items, id, res, range.first, range.last, now_minute),
+            self.realtime(&seen, &items, id, realtime),
         )?;
         // Cells read say the campaign is known. Only an empty answer asks whether it was ever seen: the
         // campaign index (compacted minutes), then the open minutes' campaign sets (every campaign of up to
@@ -1256,6 +1255,24 @@ async fn campaigns_after(
         .campaigns_in(StoreLane::Realtime, from, now_minute)
         .await
         .map_err(Failure::from_aws)
+}
+
+/// The minutes of `from..=to` the realtime lane is read for: the realtime history only, and of the minutes after
+/// the watermark, which live only in the cache and only for the counters' TTL, none older than that (a range
+/// wholly after the watermark starts at most a TTL back). `None`: none.
+fn realtime_minutes(
+    watermark: &tally_domain::compact::Watermark,
+    from: i64,
+    to: i64,
+    now_minute: i64,
+) -> Option<RangeInclusive<i64>> {
+    let from = from.max(now_minute - REALTIME_HISTORY_MINUTES);
+    let from = if watermark.realtime.is_none_or(|w| w < from) {
+        from.max(now_minute - LIVE_MINUTES)
+    } else {
+        from
+    };
+    (from <= to).then_some(from..=to)
 }
 
 fn realtime_counters(t: &Tally, settled: &Counters) -> Counters {

@@ -101,6 +101,7 @@ impl Drop for Moto {
 #[derive(Debug)]
 pub struct LocalAwsEndpoint {
     addr: SocketAddr,
+    aws: std::sync::Arc<tally_localcloud_aws::aws::LocalAws>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -114,6 +115,8 @@ impl LocalAwsEndpoint {
             .expect("a non-blocking listener");
         let addr = listener.local_addr().expect("local addr");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let aws = tally_localcloud_aws::aws::LocalAws::ephemeral();
+        let served = aws.clone();
         let thread = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -123,15 +126,15 @@ impl LocalAwsEndpoint {
             runtime.block_on(async move {
                 let listener =
                     tokio::net::TcpListener::from_std(listener).expect("a tokio listener");
-                let aws = tally_localcloud_aws::aws::LocalAws::ephemeral();
                 tokio::select! {
-                    _ = tally_localcloud_aws::aws::serve(listener, aws) => {}
+                    _ = tally_localcloud_aws::aws::serve(listener, served) => {}
                     _ = stopped => {}
                 }
             });
         });
         LocalAwsEndpoint {
             addr,
+            aws,
             stop: Some(stop),
             thread: Some(thread),
         }
@@ -140,6 +143,11 @@ impl LocalAwsEndpoint {
     /// `http://127.0.0.1:PORT`, for `AWS_ENDPOINT_URL`.
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// What the endpoint meters (capacity units by table and caller, …), as AWS would bill it.
+    pub fn meter(&self) -> &tally_localcloud_aws::meter::Meter {
+        &self.aws.meter
     }
 }
 

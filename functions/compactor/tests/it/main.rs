@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use lambda_runtime::{Context, LambdaEvent};
-use tally_aws::compacted::{read_series, read_settled, CompactedTable};
+use tally_aws::compacted::{read_series, read_settled, CompactedTable, MinuteItems};
 use tally_aws::store::{CounterStore, StoreConfig};
 use tally_compactor::Compactor;
 use tally_domain::compact::{CompactPolicy, Span, Watermark, MINUTE_MS};
@@ -169,9 +169,17 @@ async fn series(s: &Setup, from: i64, to: i64) -> Truth {
     let mut out = Truth::default();
     for (l, lane) in StoreLane::ALL.into_iter().enumerate() {
         for c in ["c0", "c1"] {
-            let cells = read_series(&s.table, &s.store, &wm, lane, c, from, to)
-                .await
-                .expect("series");
+            let cells = read_series(
+                &MinuteItems::unshared(&s.table, c),
+                &s.store,
+                &wm,
+                lane,
+                c,
+                from,
+                to,
+            )
+            .await
+            .expect("series");
             for ((ad, minute), t) in cells {
                 out[l].insert((c.to_owned(), ad, minute), t);
             }
@@ -329,9 +337,19 @@ async fn closed_hours_and_days_get_rollups_with_unique_users() {
         async move {
             let mut out: BTreeMap<(String, String), (Tally, Hll)> = BTreeMap::new();
             for c in ["c0", "c1"] {
-                let cells = read_settled(&s.table, &s.store, wm, c, span, bucket, bucket, 0, None)
-                    .await
-                    .expect("settled");
+                let cells = read_settled(
+                    &MinuteItems::unshared(&s.table, c),
+                    &s.store,
+                    wm,
+                    c,
+                    span,
+                    bucket,
+                    bucket,
+                    0,
+                    None,
+                )
+                .await
+                .expect("settled");
                 for ((ad, b), cell) in cells {
                     assert_eq!(b, bucket);
                     out.insert((c.to_owned(), ad), cell);

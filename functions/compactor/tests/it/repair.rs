@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use tally_aws::cache_auth::StoreSource;
-use tally_aws::compacted::{read_series, CompactedTable};
+use tally_aws::compacted::{read_series, CompactedTable, MinuteItems};
 use tally_aws::fence::Fence;
 use tally_aws::store::{CacheEnv, CounterStore, StoreConfig};
 use tally_compactor::{Compactor, CompactorError, Repair};
@@ -233,9 +233,17 @@ async fn series(s: &Setup, from: i64, to: i64) -> Truth {
     let mut out = Truth::default();
     for (l, lane) in StoreLane::ALL.into_iter().enumerate() {
         for c in ["c0", "c1"] {
-            let cells = read_series(&s.table, &s.store, &wm, lane, c, from, to)
-                .await
-                .expect("series");
+            let cells = read_series(
+                &MinuteItems::unshared(&s.table, c),
+                &s.store,
+                &wm,
+                lane,
+                c,
+                from,
+                to,
+            )
+            .await
+            .expect("series");
             for ((ad, minute), t) in cells {
                 out[l].insert((c.to_owned(), ad, minute), t);
             }

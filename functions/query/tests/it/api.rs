@@ -1027,3 +1027,60 @@ async fn settled_open_minutes_are_read_again_only_when_the_lane_moves() {
         .expect("SET");
     assert_eq!(settled_impressions_1329(&query).await, 143);
 }
+
+/// Both lanes' counts live in the same minute items: a series answer reads each compacted item once, not once
+/// per lane (each read is charged: the read units are the same as one read of the items).
+#[tokio::test]
+async fn a_series_reads_each_compacted_minute_item_once_for_both_lanes() {
+    // Minutes both lanes have closed (12 and 14 minutes back), besides the realtime-only ones.
+    let older = vec![(
+        0,
+        vec![vec![
+            event("o1", "impression", "summer", "banner", Some("a"), 12, 1000),
+            event("o2", "impression", "summer", "video", Some("b"), 14, 2000),
+        ]],
+    )];
+    let world = crate::support::filled_local_world_with(
+        older,
+        &["o1", "o2"],
+        crate::support::LOOKBACK_MINUTES,
+    )
+    .await;
+    let watermark = world.compacted().watermark().await.expect("the watermark");
+    let (Some(rt), Some(st)) = (watermark.realtime, watermark.settled) else {
+        panic!("both lanes compacted: {watermark:?}");
+    };
+    assert!(st < rt, "{watermark:?}");
+    // The realtime lane reads items up to its watermark, the settled lane up to its own: one read of both.
+    let (from, to) = (NOW_MINUTE - 15, rt);
+    let query = world.query(Auth::Off).await;
+    let path = format!(
+        "/v1/campaigns/summer/series?step=1m&from={}&to={}",
+        tally_query::params::format_time(from * 60_000),
+        tally_query::params::format_time(to * 60_000),
+    );
+    // The first answer also reads the watermark, which the instance then keeps.
+    let (status, doc) = get(&query, &path).await;
+    assert_eq!(status, 200, "{doc}");
+    let meter = world.meter().expect("a local endpoint");
+    meter.reset();
+    let items = world
+        .compacted()
+        .items("summer", from, to)
+        .await
+        .expect("the items");
+    assert!(
+        items.iter().any(|i| i.minute <= st) && items.iter().any(|i| i.minute > st),
+        "compacted minutes of both lanes and of the realtime lane only in {from}..={to}: {watermark:?}"
+    );
+    let one_read = world.read_units();
+    meter.reset();
+    let (status, again) = get(&query, &path).await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again, doc);
+    assert_eq!(
+        world.read_units(),
+        one_read,
+        "the series read the compacted minutes more than once"
+    );
+}

@@ -159,6 +159,25 @@ impl World {
         }
     }
 
+    /// The local AWS endpoint's meter (a world started with [`World::start_local`]).
+    pub fn meter(&self) -> Option<&tally_localcloud_aws::meter::Meter> {
+        match &self._aws {
+            Endpoint::Local(aws) => Some(aws.meter()),
+            Endpoint::Moto(_) => None,
+        }
+    }
+
+    /// Read units charged on the metrics table since the meter was last reset.
+    pub fn read_units(&self) -> f64 {
+        let meter = self.meter().expect("a world on the local AWS endpoint");
+        meter
+            .snapshot()
+            .dynamodb
+            .tables
+            .get(TABLE)
+            .map_or(0.0, |t| t.totals.read_units)
+    }
+
     pub fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
         aws_sdk_dynamodb::Client::new(&self.config)
     }
