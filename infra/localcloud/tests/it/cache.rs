@@ -330,6 +330,17 @@ fn kill_9_of_the_local_cloud_leaves_no_server_and_loses_nothing_acknowledged_wha
             Reply::Bulk(Some("everysec".into()))
         ])
     );
+    assert_eq!(
+        ok(command(
+            addr,
+            &["CONFIG", "GET", "auto-aof-rewrite-min-size"]
+        )),
+        Reply::Array(vec![
+            Reply::Bulk(Some("auto-aof-rewrite-min-size".into())),
+            Reply::Bulk(Some((512u64 << 20).to_string()))
+        ]),
+        "no fork to rewrite the file before it reaches 512 MB"
+    );
     for n in 0..100 {
         ok(command(addr, &["INCR", "{c}n"]));
         ok(command(addr, &["HSET", "{c}h", &n.to_string(), "x"]));
