@@ -14,6 +14,12 @@ use anyhow::Context;
 // The shared modules, under the names the command modules use (`crate::flags`, `crate::stage`, …).
 use xtask::{flags, stack_options, stage, target_dir, workspace_root};
 
+/// mimalloc instead of glibc's malloc, as in the functions: `cargo xtask loadtest` generates and checks its
+/// traffic in this process, and glibc's malloc was ~2 % of the machine's CPU in its profile (docs/benchmarks.md,
+/// "Allocator"), CPU the pipeline it measures competes for.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A local command: what it runs.
 trait Run {
     fn run(self) -> anyhow::Result<()>;
