@@ -54,7 +54,7 @@ pub struct FunctionSpec {
 }
 
 /// The nice value of a background function's processes.
-pub const BACKGROUND_NICE: u8 = 19;
+pub const BACKGROUND_NICE: u8 = 10;
 
 impl FunctionSpec {
     /// A spec with Lambda's defaults (128 MB, 3 s, no reserved concurrency, us-east-1).
