@@ -165,13 +165,19 @@ async fn setup_on(aws: Aws) -> Setup {
 
 /// Every lane's series of every campaign over minutes around the data, across the seam.
 async fn series(s: &Setup, from: i64, to: i64) -> Truth {
-    let wm = s.table.watermark().await.expect("watermark");
+    series_of(&s.table, &s.store, from, to).await
+}
+
+/// Every lane's series of campaigns `c0` and `c1`, minutes `from..=to`, as readers serve it (the repair tests
+/// read through the same).
+async fn series_of(table: &CompactedTable, store: &CounterStore, from: i64, to: i64) -> Truth {
+    let wm = table.watermark().await.expect("watermark");
     let mut out = Truth::default();
     for (l, lane) in StoreLane::ALL.into_iter().enumerate() {
         for c in ["c0", "c1"] {
             let cells = read_series(
-                &MinuteItems::unshared(&s.table, c),
-                &s.store,
+                &MinuteItems::unshared(table, c),
+                store,
                 &wm,
                 lane,
                 c,

@@ -4,11 +4,10 @@
 //! cache, then runs at chosen times: the loss noticed, the repair waiting for the settled lane, the minutes
 //! recomputed from the archive, every series exact again.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use tally_aws::cache_auth::StoreSource;
-use tally_aws::compacted::{read_series, CompactedTable, MinuteItems};
+use tally_aws::compacted::CompactedTable;
 use tally_aws::fence::Fence;
 use tally_aws::store::{CacheEnv, CounterStore, StoreConfig};
 use tally_compactor::{Compactor, CompactorError, Repair};
@@ -16,7 +15,7 @@ use tally_domain::compact::{CompactPolicy, Watermark, MINUTE_MS};
 use tally_domain::compact_repair::EPOCH_KEY;
 use tally_domain::enrich::{enrich_batch, RateLimits};
 use tally_domain::event::{DeviceClass, Event, EventKind};
-use tally_domain::exactly_once::{Batch, DedupWindow, Position, Tally};
+use tally_domain::exactly_once::{Batch, DedupWindow, Position};
 use tally_domain::rollup::minute_of;
 use tally_domain::store_keys::StoreLane;
 use tally_testkit::{Moto, Valkey};
@@ -56,7 +55,7 @@ fn valid(e: &Event) -> bool {
     e.user_agent.is_none()
 }
 
-type Truth = [BTreeMap<(String, String, i64), Tally>; 2];
+use super::Truth;
 
 struct Setup {
     server: Valkey,
@@ -229,27 +228,7 @@ fn truth(n: usize) -> Truth {
 }
 
 async fn series(s: &Setup, from: i64, to: i64) -> Truth {
-    let wm = s.table.watermark().await.expect("watermark");
-    let mut out = Truth::default();
-    for (l, lane) in StoreLane::ALL.into_iter().enumerate() {
-        for c in ["c0", "c1"] {
-            let cells = read_series(
-                &MinuteItems::unshared(&s.table, c),
-                &s.store,
-                &wm,
-                lane,
-                c,
-                from,
-                to,
-            )
-            .await
-            .expect("series");
-            for ((ad, minute), t) in cells {
-                out[l].insert((c.to_owned(), ad, minute), t);
-            }
-        }
-    }
-    out
+    super::series_of(&s.table, &s.store, from, to).await
 }
 
 #[tokio::test]
