@@ -147,6 +147,20 @@ pub mod metrics_table {
 /// Logical id of the counter cache (the local cloud finds the cache by it).
 pub const COUNTER_CACHE: &str = "CounterCache";
 
+/// The local cloud's cache server: how `cargo xtask ci` and the local cloud agree on its allocator.
+pub mod cache_server {
+    /// The environment variable naming the malloc library the server runs with (`LD_PRELOAD`); set but empty:
+    /// the binary's own allocator.
+    pub const ALLOCATOR_ENV: &str = "TALLY_VALKEY_ALLOCATOR";
+
+    /// Where Debian's and Ubuntu's `libjemalloc2` (and Fedora's `jemalloc`) put the library.
+    pub const JEMALLOC_PATHS: [&str; 3] = [
+        "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2",
+        "/usr/lib/aarch64-linux-gnu/libjemalloc.so.2",
+        "/usr/lib64/libjemalloc.so.2",
+    ];
+}
+
 /// Secrets the stack creates, found by their names' endings.
 pub mod secrets {
     /// The collect keys secret's name ends with this (the local cloud's load test finds its key by it).

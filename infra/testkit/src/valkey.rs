@@ -131,6 +131,8 @@ impl Valkey {
             dir: dir.clone(),
             port: free_loopback_addr().port(),
             persistence: None,
+            allocator: tally_localcloud_aws::cache::valkey::find_allocator()
+                .unwrap_or_else(|e| panic!("{e}")),
         };
         let server = Server::spawn(&launch).unwrap_or_else(|e| panic!("{e}"));
         Valkey { server, dir }

