@@ -19,8 +19,8 @@
 //! `GET /_tally/meter` at the end) and the stream's open shards (Kinesis `ListStreams`, `DescribeStreamSummary`;
 //! the local endpoint accepts unsigned requests).
 //!
-//! Freshness is measured on probe campaigns (the profile's largest, which carry real traffic): polling every
-//! campaign would cost the query API thousands of reads per poll. The exact-count check reads every campaign
+//! Freshness is measured on a probe campaign (the profile's largest, which carries real traffic; `MAX_PROBES`):
+//! polling every campaign would cost the query API thousands of reads per poll. The exact-count check reads every campaign
 //! once through `GET /v1/campaigns`, page by page (plus a retry while a lane is still catching up).
 
 use std::collections::BTreeMap;
