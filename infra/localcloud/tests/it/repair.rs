@@ -164,20 +164,31 @@ async fn throttling_and_a_cache_that_lost_its_data_end_with_exact_counts_in_both
     .await
     .expect("the compactor recorded no cache epoch within 30 s");
 
-    // Throttled: bodies that together exceed the shards' write limit, resent until written.
-    let senders: Vec<_> = (0..BIG_BODIES)
-        .map(|b| {
-            let events = (0..BIG_BODY).map(|i| big_event(b * BIG_BODY + i)).collect();
-            tokio::spawn(send_until_written(collect.clone(), events, acked.clone()))
-        })
-        .collect();
-    let mut throttled = 0;
-    for sender in senders {
-        throttled += sender.await.unwrap();
+    // Throttled: bodies that together exceed the shards' write limit, resent until written. A busy machine
+    // decodes them slowly enough to spread the writes below the limit: then twice as many at once, twice.
+    let (mut throttled, mut next) = (0, 0);
+    for round in 0..3 {
+        let bodies = BIG_BODIES << round;
+        let senders: Vec<_> = (next..next + bodies)
+            .map(|b| {
+                let events = (0..BIG_BODY).map(|i| big_event(b * BIG_BODY + i)).collect();
+                tokio::spawn(send_until_written(collect.clone(), events, acked.clone()))
+            })
+            .collect();
+        next += bodies;
+        for sender in senders {
+            throttled += sender.await.unwrap();
+        }
+        if throttled > 0 {
+            break;
+        }
+        eprintln!(
+            "throttling round {round}: {bodies} bodies at once and no 503; twice as many next"
+        );
     }
     assert!(
         throttled > 0,
-        "no 503 from collect: the stream never throttled"
+        "no 503 from collect after {next} bodies in three rounds: the stream never throttled"
     );
     // A client that timed out on a body that was written resends it with the same ids.
     let again: Vec<Value> = (0..BIG_BODY).map(big_event).collect();
