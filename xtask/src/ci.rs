@@ -119,6 +119,11 @@ pub fn installs(found: &Found) -> Vec<Install> {
     out
 }
 
+/// Whether every package of an install is optional (jemalloc): its failure does not stop `cargo xtask ci`.
+fn optional_only(packages: &[&str]) -> bool {
+    packages.iter().all(|p| *p == JEMALLOC)
+}
+
 /// The packages as a shell would need them (`'moto[server]'`).
 fn quoted(packages: &[&str]) -> String {
     packages
@@ -225,11 +230,21 @@ fn install(todo: &[Install]) -> anyhow::Result<()> {
             }
             Install::Apt(packages) => {
                 eprintln!("==> installing with apt-get: {}", packages.join(" "));
-                run(Command::new("apt-get").args(["update", "-qq"]))?;
-                run(Command::new("apt-get")
-                    .args(["install", "-y", "-qq"])
-                    .args(packages)
-                    .stdout(Stdio::null()))?;
+                let installed =
+                    run(Command::new("apt-get").args(["update", "-qq"])).and_then(|()| {
+                        run(Command::new("apt-get")
+                            .args(["install", "-y", "-qq"])
+                            .args(packages)
+                            .stdout(Stdio::null()))
+                    });
+                match installed {
+                    // jemalloc alone is optional: the cache server runs on its own allocator without it.
+                    Err(error) if optional_only(packages) => eprintln!(
+                        "==> {} not installed ({error:#}); the cache server runs on its own allocator",
+                        packages.join(" ")
+                    ),
+                    other => other?,
+                }
             }
             Install::Cannot { what, how } => {
                 bail!("{what} is missing and cannot be installed from here: {how}")
@@ -395,6 +410,9 @@ mod tests {
             chromium: false,
             ..root
         };
+        // Only jemalloc's own apt-get call may fail without stopping the suite.
+        assert!(optional_only(&[JEMALLOC]));
+        assert!(!optional_only(&[CHROMIUM, JEMALLOC]));
         let todo = installs(&no_apt);
         assert!(
             matches!(todo.as_slice(), [Install::Cannot { what, .. }] if what == "chromium"),
