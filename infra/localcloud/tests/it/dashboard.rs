@@ -327,30 +327,23 @@ async fn the_dashboard_shows_the_apis_numbers_over_demo_traffic() {
 
     // The traffic pauses: the page's numbers are the API's, by spend (the default), 20 of 36.
     let sent = stop_demo(demo).await;
-    let stopped = tally_domain::calendar::iso_seconds(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs() as i64,
-    );
+    let stopped = tally_domain::calendar::iso_seconds(crate::e2e::now_ms().div_euclid(1000));
     quiet(&base).await;
     // The table is sorted by today's totals through the realtime watermark (`sorted_through`), the figures
     // include the open minutes: until the compactor has folded the minute the traffic stopped in, the order
     // may still be an earlier minute's (a failed CI run, busy, saw initech-saas lead by spend with acme-shoes'
     // larger figure beside it).
-    let through = crate::e2e::poll(Duration::from_secs(150), || async {
-        let sorted =
-            api(&base, "/v1/campaigns?order=spend&limit=1").await["sorted_through"].clone();
-        sorted
+    crate::e2e::poll(Duration::from_secs(150), || async {
+        let list = api(&base, "/v1/campaigns?order=spend&limit=1").await;
+        list["sorted_through"]
             .as_str()
-            .filter(|t| **t >= *stopped)
-            .map(str::to_owned)
+            .is_some_and(|t| *t >= *stopped)
+            .then_some(())
     })
-    .await;
-    assert!(
-        through.is_some(),
-        "the sorted table never caught up with the traffic that stopped at {stopped}"
-    );
+    .await
+    .unwrap_or_else(|| {
+        panic!("the sorted table never caught up with the traffic that stopped at {stopped}")
+    });
     eprintln!(
         "[{:?}] {sent} demo events sent; comparing",
         started.elapsed()
