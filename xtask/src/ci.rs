@@ -32,7 +32,8 @@ const CHROMIUM: &str = "chromium";
 /// Debian's jemalloc, which the local cloud preloads into the cache server.
 const JEMALLOC: &str = "libjemalloc2";
 
-/// The steps, in order: cheapest first, so a formatting slip fails in seconds.
+/// The steps, in order: cheapest first, so a formatting slip fails in seconds. The tests run to the end
+/// (`--no-fail-fast`): one run names every failing test of every crate, not only the first failing binary's.
 const STEPS: [&[&str]; 3] = [
     &["fmt", "--all", "--", "--check"],
     &[
@@ -43,7 +44,7 @@ const STEPS: [&[&str]; 3] = [
         "-D",
         "warnings",
     ],
-    &["test", "--workspace"],
+    &["test", "--workspace", "--no-fail-fast"],
 ];
 
 /// What this machine has, as far as the test suite is concerned.
