@@ -140,6 +140,45 @@ pub struct LaneProgress {
     pub settled_ms: Option<i64>,
 }
 
+/// What the compactor read of one shard of a lane: where the stream stands after the shard's fence mark (the
+/// last record the lane applied; docs/counter-store.md, "Lane progress").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShardProgress {
+    /// The first record after the mark arrived in the stream at `arrived_ms`: it and every later record of the
+    /// shard are not applied yet, every earlier one is.
+    Behind { arrived_ms: i64 },
+    /// Nothing after the mark when the read started at `read_ms` (the iterator was at the shard's tip, or the
+    /// shard is closed and the mark is its last record): every record that arrived before then is applied.
+    CaughtUp { read_ms: i64 },
+    /// Not known (no mark: the lane never applied the shard since the cache last lost its data; or the read
+    /// failed): the shard holds nothing back, the grace period alone decides for it.
+    Unknown,
+}
+
+/// How long after collect received an event its record can still arrive in the stream: collect stamps the
+/// receive time its minute is counted by, then writes the request's records before it answers, within its
+/// function timeout (10 s; the pipeline's test `collect_writes_within_the_arrival_bound` keeps it below this)
+/// — plus 5 s for the clocks of collect's host and the stream's to differ.
+pub const RECEIVE_TO_ARRIVAL_MAX_MS: i64 = 15_000;
+
+/// A lane's progress from its shards' readings: every event *received* before the returned time is applied in
+/// every shard read — the earliest of the shards' times (the first unapplied record's arrival, or the read's
+/// start when a shard is caught up) less `receive_to_arrival_ms` (an event received earlier can arrive later,
+/// [`RECEIVE_TO_ARRIVAL_MAX_MS`]). `None` when no shard is known: the grace period alone decides, as before the
+/// lanes' progress was read. Unknown shards never hold the lane back; the clock still closes every minute only
+/// after its grace ([`last_closed_minute`]), so progress can only make the compactor wait longer.
+pub fn lane_progress(shards: &[ShardProgress], receive_to_arrival_ms: i64) -> Option<i64> {
+    shards
+        .iter()
+        .filter_map(|shard| match *shard {
+            ShardProgress::Behind { arrived_ms } => Some(arrived_ms),
+            ShardProgress::CaughtUp { read_ms } => Some(read_ms),
+            ShardProgress::Unknown => None,
+        })
+        .min()
+        .map(|ms| ms.saturating_sub(receive_to_arrival_ms.max(0)))
+}
+
 /// The last minute closed for a lane at `now_ms`: the minute must have ended `grace_ms` ago, and before the
 /// lane's progress if known. `minute` ends at `(minute + 1) * MINUTE_MS`; it is closed when
 /// `now_ms > end + grace_ms` and `progress_ms >= end`.
@@ -749,6 +788,80 @@ mod tests {
     use super::*;
 
     const M: i64 = 29_928_300; // a minute in 2026
+
+    #[test]
+    fn a_lane_is_as_far_as_its_slowest_known_shard_less_the_arrival_delay() {
+        use ShardProgress::{Behind, CaughtUp, Unknown};
+        let end = (M + 1) * MINUTE_MS;
+        for (shards, progress) in [
+            (vec![], None),
+            (vec![Unknown, Unknown], None),
+            (vec![CaughtUp { read_ms: end }], Some(end - 15_000)),
+            (
+                vec![
+                    CaughtUp {
+                        read_ms: end + 90_000,
+                    },
+                    Behind {
+                        arrived_ms: end + 40_000,
+                    },
+                    Unknown,
+                ],
+                Some(end + 25_000),
+            ),
+            (
+                vec![
+                    Behind {
+                        arrived_ms: end + 20_000,
+                    },
+                    Behind {
+                        arrived_ms: end - 5,
+                    },
+                ],
+                Some(end - 15_005),
+            ),
+            (
+                vec![Behind {
+                    arrived_ms: i64::MIN + 1,
+                }],
+                Some(i64::MIN),
+            ),
+        ] {
+            assert_eq!(
+                lane_progress(&shards, RECEIVE_TO_ARRIVAL_MAX_MS),
+                progress,
+                "{shards:?}"
+            );
+        }
+        // A negative delay is no delay.
+        assert_eq!(lane_progress(&[CaughtUp { read_ms: end }], -5), Some(end));
+        // A shard behind since before the minute ended holds the minute open however late the clock is; caught
+        // up, the grace period decides.
+        let now = end + 60 * MINUTE_MS;
+        let behind = lane_progress(
+            &[Behind {
+                arrived_ms: end + 14_999,
+            }],
+            RECEIVE_TO_ARRIVAL_MAX_MS,
+        );
+        assert_eq!(last_closed_minute(now, 2 * MINUTE_MS, behind), M - 1);
+        let arrived_after = lane_progress(
+            &[Behind {
+                arrived_ms: end + 15_000,
+            }],
+            RECEIVE_TO_ARRIVAL_MAX_MS,
+        );
+        assert_eq!(last_closed_minute(now, 2 * MINUTE_MS, arrived_after), M);
+        let caught_up = lane_progress(&[CaughtUp { read_ms: now }], RECEIVE_TO_ARRIVAL_MAX_MS);
+        assert_eq!(
+            last_closed_minute(end + 2 * MINUTE_MS, 2 * MINUTE_MS, caught_up),
+            M - 1
+        );
+        assert_eq!(
+            last_closed_minute(end + 2 * MINUTE_MS + 1, 2 * MINUTE_MS, caught_up),
+            M
+        );
+    }
 
     #[test]
     fn minutes_close_after_their_end_and_the_grace() {

@@ -15,8 +15,8 @@ use proptest::prelude::*;
 use serde_json::{json, Map, Value};
 use tally_billing::dynamodb::item_size;
 use tally_domain::compact::{
-    encode_ads, plan_run, split_at_seam, CompactPolicy, CompactedItem, LaneProgress, Watermark,
-    MINUTE_MS,
+    encode_ads, lane_progress, plan_run, split_at_seam, CompactPolicy, CompactedItem, LaneProgress,
+    ShardProgress, Watermark, MINUTE_MS, RECEIVE_TO_ARRIVAL_MAX_MS,
 };
 use tally_domain::event::{Event, EventKind};
 use tally_domain::exactly_once::{Batch, DedupWindow, Position, Tally};
@@ -104,8 +104,14 @@ struct Table {
     puts: BTreeMap<(String, i64), usize>,
 }
 
-fn compact(store: &MemoryStore, table: &mut Table, now_ms: i64, duplicate: bool) {
-    let plan = plan_run(now_ms, &POLICY, LaneProgress::default(), table.watermark).expect("policy");
+fn compact(
+    store: &MemoryStore,
+    table: &mut Table,
+    now_ms: i64,
+    progress: LaneProgress,
+    duplicate: bool,
+) {
+    let plan = plan_run(now_ms, &POLICY, progress, table.watermark).expect("policy");
     let (rt, _) = store.counters(StoreLane::Realtime);
     let (st, _) = store.counters(StoreLane::Settled);
     for job in &plan.jobs {
@@ -170,11 +176,61 @@ proptest! {
     #[test]
     fn series_across_the_seam_are_exact(
         requests in requests(),
-        lags in prop::collection::vec((0..MINUTE_MS, 0..3 * MINUTE_MS), 40),
+        lags in prop::collection::vec((0..MINUTE_MS, 0..3 * MINUTE_MS, Just(0)), 40),
         compactions in prop::collection::vec((0..14 * MINUTE_MS, any::<bool>()), 0..12),
         reads in prop::collection::vec(0..14 * MINUTE_MS, 0..8),
         redeliver in prop::collection::vec(any::<bool>(), 40),
     ) {
+        check_seam(requests, &lags, compactions, reads, &redeliver, false)?;
+    }
+
+    /// C1 without trusting the clock: both lanes lag up to ten minutes — far past their grace periods — and
+    /// records arrive in the stream up to [`RECEIVE_TO_ARRIVAL_MAX_MS`] after they were received; the compactor
+    /// reads how far each lane has got per shard ([`ShardProgress`], what `tally_aws::lane_progress` reads from
+    /// the marks and the stream) and the series stay exact. The same steps without the progress fail.
+    #[test]
+    fn series_across_the_seam_are_exact_when_the_lanes_lag_past_their_grace(
+        requests in requests(),
+        lags in prop::collection::vec((0..10 * MINUTE_MS, 0..10 * MINUTE_MS, 0..=RECEIVE_TO_ARRIVAL_MAX_MS), 40),
+        compactions in prop::collection::vec((0..24 * MINUTE_MS, any::<bool>()), 0..16),
+        reads in prop::collection::vec(0..24 * MINUTE_MS, 0..8),
+        redeliver in prop::collection::vec(any::<bool>(), 40),
+    ) {
+        check_seam(requests, &lags, compactions, reads, &redeliver, true)?;
+    }
+}
+
+/// A lane's progress as the compactor reads it at `now_ms`: per shard, the arrival of the first record the lane
+/// has not applied if it has arrived, else caught up as of `now_ms`.
+fn progress_at(
+    records: &[Vec<(i64, i64, Vec<Event>)>],
+    applied: &[usize],
+    now_ms: i64,
+) -> Option<i64> {
+    let shards: Vec<ShardProgress> = records
+        .iter()
+        .zip(applied)
+        .map(|(recs, &n)| match recs.get(n) {
+            Some(&(_, arrived_ms, _)) if arrived_ms <= now_ms => {
+                ShardProgress::Behind { arrived_ms }
+            }
+            _ => ShardProgress::CaughtUp { read_ms: now_ms },
+        })
+        .collect();
+    lane_progress(&shards, RECEIVE_TO_ARRIVAL_MAX_MS)
+}
+
+/// The seam property; `with_progress`: the compactor reads the lanes' progress (else the clock alone decides,
+/// which needs every lag below its lane's grace).
+fn check_seam(
+    requests: Vec<Request>,
+    lags: &[(i64, i64, i64)],
+    compactions: Vec<(i64, bool)>,
+    reads: Vec<i64>,
+    redeliver: &[bool],
+    with_progress: bool,
+) -> Result<(), TestCaseError> {
+    {
         let start = NOW - NOW.rem_euclid(MINUTE_MS);
         // Ids are the request's own (a resend carries the same body, so the same content); the same id may
         // repeat within one body.
@@ -187,23 +243,53 @@ proptest! {
         requests.sort_by_key(|r| r.at_ms);
         // Records per shard, in receive order; each lane applies record r of a shard at its receive time
         // plus a lag below the lane's grace, and never before the shard's previous record.
-        let mut records: Vec<Vec<(i64, Vec<Event>)>> = vec![Vec::new(); 3];
-        for r in &requests {
-            let events: Vec<Event> = r.ids.iter().map(|&id| content(id, start + r.at_ms)).collect();
+        // (receive time, arrival in the stream, events); arrivals keep the shard's order.
+        let mut records: Vec<Vec<(i64, i64, Vec<Event>)>> = vec![Vec::new(); 3];
+        for (i, r) in requests.iter().enumerate() {
+            let events: Vec<Event> = r
+                .ids
+                .iter()
+                .map(|&id| content(id, start + r.at_ms))
+                .collect();
+            let delay = lags[(i * 11) % lags.len()].2;
             for &s in &r.shards {
-                records[s].push((start + r.at_ms, events.clone()));
+                let arrived = records[s]
+                    .last()
+                    .map_or(i64::MIN, |r| r.1)
+                    .max(start + r.at_ms + delay);
+                records[s].push((start + r.at_ms, arrived, events.clone()));
             }
         }
         let mut steps: Vec<(i64, u8, Step)> = Vec::new();
         for (shard, recs) in records.iter().enumerate() {
             let mut last = [i64::MIN; 2];
-            for (i, (at, _)) in recs.iter().enumerate() {
-                let (rt_lag, st_lag) = lags[(shard * 13 + i) % lags.len()];
-                for (l, (lane, lag)) in [(StoreLane::Realtime, rt_lag), (StoreLane::Settled, st_lag)].into_iter().enumerate() {
-                    last[l] = last[l].max(at + lag);
-                    steps.push((last[l], 1, Step::Apply { lane, shard, record: i }));
+            for (i, (_, arrived, _)) in recs.iter().enumerate() {
+                let (rt_lag, st_lag, _) = lags[(shard * 13 + i) % lags.len()];
+                for (l, (lane, lag)) in
+                    [(StoreLane::Realtime, rt_lag), (StoreLane::Settled, st_lag)]
+                        .into_iter()
+                        .enumerate()
+                {
+                    last[l] = last[l].max(arrived + lag);
+                    steps.push((
+                        last[l],
+                        1,
+                        Step::Apply {
+                            lane,
+                            shard,
+                            record: i,
+                        },
+                    ));
                     if redeliver[(shard * 7 + i) % redeliver.len()] {
-                        steps.push((last[l] + 1, 1, Step::Apply { lane, shard, record: i }));
+                        steps.push((
+                            last[l] + 1,
+                            1,
+                            Step::Apply {
+                                lane,
+                                shard,
+                                record: i,
+                            },
+                        ));
                     }
                 }
             }
@@ -218,26 +304,49 @@ proptest! {
 
         let mut store = MemoryStore::new();
         let mut table = Table::default();
+        // Records applied per lane and shard (in order: a shard's records are applied one after the other).
+        let mut applied = [[0usize; 3]; 2];
+        let progress = |applied: &[[usize; 3]; 2], now_ms: i64| {
+            if with_progress {
+                LaneProgress {
+                    realtime_ms: progress_at(&records, &applied[0], now_ms),
+                    settled_ms: progress_at(&records, &applied[1], now_ms),
+                }
+            } else {
+                LaneProgress::default()
+            }
+        };
         let (first, last) = (minute_of(start), minute_of(start) + 20);
         let keep = |lane: StoreLane| move |e: &Event| lane == StoreLane::Realtime || valid(e);
         for (at, _, step) in steps {
             match step {
-                Step::Apply { lane, shard, record } => {
+                Step::Apply {
+                    lane,
+                    shard,
+                    record,
+                } => {
                     let mut batch = Batch::new();
                     let seq = (100 + record).to_string();
                     let position = Position::new(&shard_id(shard), &seq).expect("position");
-                    batch.push_record(position, records[shard][record].1.clone()).expect("one record");
-                    store.process(lane, &batch, DedupWindow::default(), 0, keep(lane)).expect("applies");
+                    batch
+                        .push_record(position, records[shard][record].2.clone())
+                        .expect("one record");
+                    store
+                        .process(lane, &batch, DedupWindow::default(), 0, keep(lane))
+                        .expect("applies");
+                    let n = &mut applied[usize::from(lane == StoreLane::Settled)][shard];
+                    *n = (*n).max(record + 1);
                 }
                 Step::Compact { twice } => {
                     let read_before = table.watermark;
-                    compact(&store, &mut table, at, false);
+                    let progress = progress(&applied, at);
+                    compact(&store, &mut table, at, progress, false);
                     if twice {
                         // A second compactor that read the same watermark: writes the same items, the
                         // same watermark.
                         let (items, wm) = (table.items.clone(), table.watermark);
                         table.watermark = read_before;
-                        compact(&store, &mut table, at, true);
+                        compact(&store, &mut table, at, progress, true);
                         prop_assert_eq!(&items, &table.items);
                         prop_assert_eq!(wm, table.watermark);
                     }
@@ -245,7 +354,13 @@ proptest! {
                 Step::Read => {
                     for lane in StoreLane::ALL {
                         let (cells, _) = store.counters(lane);
-                        prop_assert_eq!(read(&store, &table, lane, first, last), nonzero(cells), "{:?} at {}", lane, at - start);
+                        prop_assert_eq!(
+                            read(&store, &table, lane, first, last),
+                            nonzero(cells),
+                            "{:?} at {}",
+                            lane,
+                            at - start
+                        );
                     }
                 }
             }
@@ -254,7 +369,7 @@ proptest! {
         // Everything applied; time passes and the compactor catches up.
         let mut now = start + 30 * MINUTE_MS;
         for _ in 0..10 {
-            compact(&store, &mut table, now, false);
+            compact(&store, &mut table, now, progress(&applied, now), false);
             now += MINUTE_MS;
         }
         prop_assert!(table.watermark.settled >= Some(minute_of(start) + 9));
@@ -267,14 +382,26 @@ proptest! {
                     let e = content(id, start + r.at_ms);
                     for (l, lane) in StoreLane::ALL.into_iter().enumerate() {
                         if keep(lane)(&e) {
-                            truth[l].entry((e.campaign_id.clone(), e.ad_id.clone(), minute_of(e.received_ms))).or_default().add(&e);
+                            truth[l]
+                                .entry((
+                                    e.campaign_id.clone(),
+                                    e.ad_id.clone(),
+                                    minute_of(e.received_ms),
+                                ))
+                                .or_default()
+                                .add(&e);
                         }
                     }
                 }
             }
         }
         for (l, lane) in StoreLane::ALL.into_iter().enumerate() {
-            prop_assert_eq!(&read(&store, &table, lane, first, last), &truth[l], "{:?}", lane);
+            prop_assert_eq!(
+                &read(&store, &table, lane, first, last),
+                &truth[l],
+                "{:?}",
+                lane
+            );
         }
         // Every item is final and was written at most twice per (campaign, minute).
         prop_assert!(table.items.values().all(|i| i.settled_final));
@@ -282,9 +409,15 @@ proptest! {
         // The cache loses everything: the compacted minutes still read right.
         store.flush();
         for (l, lane) in StoreLane::ALL.into_iter().enumerate() {
-            prop_assert_eq!(&read(&store, &table, lane, first, last), &truth[l], "{:?} after a flush", lane);
+            prop_assert_eq!(
+                &read(&store, &table, lane, first, last),
+                &truth[l],
+                "{:?} after a flush",
+                lane
+            );
         }
     }
+    Ok(())
 }
 
 /// Standard base64 (the wire form of a DynamoDB binary attribute), for measuring.

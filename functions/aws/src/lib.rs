@@ -11,6 +11,8 @@
 //! * [`cache_auth`]: ElastiCache IAM tokens and a store connection that keeps its token fresh.
 //! * [`cache_read`]: closed minutes read out of the counter store, summed over shards (the compactor's input).
 //! * [`compacted`]: compacted minute items and the compactor's watermark in the metrics table, read.
+//! * [`lane_progress`]: how far each lane has got per shard (its fence mark and the stream after it), for the
+//!   compactor.
 //! * [`kinesis`]: `PutRecords` that resends individually failed records with bounded backoff.
 //! * [`redrive`]: one record replayed through a lane's claims and atomic step under its own fence.
 //! * [`stream_read`]: a discarded range read back from the stream (`cargo xtask redrive`).
@@ -31,6 +33,7 @@ pub mod emf;
 mod error;
 pub mod fence;
 pub mod kinesis;
+pub mod lane_progress;
 pub mod metrics;
 pub mod metrics_write;
 pub mod redrive;

@@ -14,6 +14,11 @@
 //! every campaign ([`tally_domain::totals`]): an all-campaigns item per minute (rolled up into hours and days
 //! like a campaign's) and a row per (day, campaign) of the day's realtime counts.
 //!
+//! With a [`ProgressReader`] ([`Compactor::with_progress`], always in the deployed function) a run closes a
+//! minute only when every shard of the lane has applied what was received before its end, read from the
+//! shards' fence marks and the stream after them, not only after the grace period
+//! ([`tally_domain::compact::lane_progress`]; docs/counter-store.md, "Lane progress").
+//!
 //! With a [`Repair`] ([`Compactor::with_repair`], always in the deployed function) every run first checks the
 //! cache's epoch; after a loss, the minutes up to the repair bound are recomputed from the deferred lane's
 //! archive instead of Valkey ([`repair`]), and a run that read Valkey confirms the epoch before it writes.
@@ -22,12 +27,15 @@ use aws_lambda_events::event::cloudwatch_events::CloudWatchEvent;
 use lambda_runtime::LambdaEvent;
 use tally_aws::cache_auth::StoreSource;
 use tally_aws::compacted::CompactedTable;
+use tally_aws::lane_progress::ProgressReader;
 use tally_aws::metrics_write::MetricsWriter;
+use tally_aws::store::CounterStore;
 use tally_domain::compact::{
-    closing_buckets, plan_run, roll_up, CompactPolicy, LaneProgress, PolicyError, Span, Watermark,
-    FOLDED_TTL_SECS,
+    closing_buckets, lane_progress, plan_run, roll_up, CompactPolicy, LaneProgress, PolicyError,
+    Span, Watermark, FOLDED_TTL_SECS, RECEIVE_TO_ARRIVAL_MAX_MS,
 };
 use tally_domain::compact_repair::{plan_repair, RepairPlan};
+use tally_domain::store_keys::StoreLane;
 use tally_domain::totals::{aggregate_minutes, day_increments, ALL_CAMPAIGNS};
 
 pub mod repair;
@@ -75,6 +83,7 @@ pub struct Compactor {
     writer: MetricsWriter,
     policy: CompactPolicy,
     repair: Option<Repair>,
+    progress: Option<ProgressReader>,
 }
 
 /// What one run did.
@@ -109,6 +118,7 @@ impl Compactor {
             table,
             policy,
             repair: None,
+            progress: None,
         })
     }
 
@@ -125,6 +135,40 @@ impl Compactor {
         self
     }
 
+    /// Reads how far the lanes have got before every run: a lane that lags past its grace period holds its
+    /// minutes open until it has applied them.
+    pub fn with_progress(mut self, progress: ProgressReader) -> Compactor {
+        self.progress = Some(progress);
+        self
+    }
+
+    /// The lanes' progress at `now_ms` (the default, unknown, without a reader).
+    async fn progress(
+        &self,
+        store: &CounterStore,
+        now_ms: i64,
+    ) -> Result<LaneProgress, CompactorError> {
+        let Some(reader) = &self.progress else {
+            return Ok(LaneProgress::default());
+        };
+        let mut lanes = [None, None];
+        for (i, lane) in StoreLane::ALL.into_iter().enumerate() {
+            let shards = reader.lane(store, lane, now_ms).await?;
+            let readings: Vec<_> = shards.iter().map(|(_, p)| *p).collect();
+            lanes[i] = lane_progress(&readings, RECEIVE_TO_ARRIVAL_MAX_MS);
+            tracing::debug!(
+                message = "lane progress",
+                lane = lane.as_str(),
+                progress_ms = lanes[i],
+                shards = ?shards
+            );
+        }
+        Ok(LaneProgress {
+            realtime_ms: lanes[0],
+            settled_ms: lanes[1],
+        })
+    }
+
     /// One run at `now_ms` (see the crate docs).
     pub async fn process(&self, now_ms: i64) -> Result<Outcome, CompactorError> {
         let from = self.table.watermark().await?;
@@ -133,11 +177,12 @@ impl Compactor {
             Some(repair) => Some(repair.check(&store, now_ms).await?),
             None => None,
         };
+        let progress = self.progress(&store, now_ms).await?;
         if let (Some(repair), Some(checked)) = (&self.repair, &checked) {
             let pending = plan_repair(
                 now_ms,
                 &self.policy,
-                LaneProgress::default(),
+                progress,
                 from,
                 checked.state.repair_to,
             )?;
@@ -145,7 +190,7 @@ impl Compactor {
                 return self.repair_run(repair, plan, from).await;
             }
         }
-        let plan = plan_run(now_ms, &self.policy, LaneProgress::default(), from)?;
+        let plan = plan_run(now_ms, &self.policy, progress, from)?;
         let (mut items, mut folded) = (Vec::new(), Vec::new());
         for job in &plan.jobs {
             let minute = store.compact_minute(*job).await?;

@@ -5,6 +5,7 @@ use anyhow::Context;
 use lambda_runtime::{service_fn, LambdaEvent};
 use tally_aws::cache_auth::StoreSource;
 use tally_aws::compacted::CompactedTable;
+use tally_aws::lane_progress::ProgressReader;
 use tally_aws::store::CacheEnv;
 use tally_compactor::{Compactor, Repair};
 
@@ -13,7 +14,9 @@ use tally_compactor::{Compactor, Repair};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
+/// One thread: an instance handles one invocation at a time, so a second worker only adds cross-thread wake-ups
+/// (docs/benchmarks.md, "One thread per function").
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     tally_aws::config::init_tracing();
     let table = tally_aws::config::required_env(
@@ -30,6 +33,11 @@ async fn main() -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("while reading the compaction policy: {e}"))?;
     let index_days = tally_compactor::campaign_index_days_from(|name| std::env::var(name).ok())
         .map_err(|e| anyhow::anyhow!("while reading the campaign index window: {e}"))?;
+    let stream = tally_aws::config::required_env(
+        tally_contract::env::STREAM_NAME,
+        "the name of the events stream (the lanes' progress is read after their marks)",
+    )
+    .context("while reading the configuration")?;
     let cache = CacheEnv::from_env().context("while reading the cache configuration")?;
     let window_secs = cache.window.secs();
     let endpoint = cache.node_url();
@@ -53,7 +61,11 @@ async fn main() -> anyhow::Result<()> {
     let table = CompactedTable::new(dynamodb, table);
     let state = Compactor::new(store, table, policy)?
         .with_campaign_index_days(index_days)
-        .with_repair(repair);
+        .with_repair(repair)
+        .with_progress(ProgressReader::new(
+            tally_aws::config::kinesis(&config),
+            stream,
+        ));
     let state = &state;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| {
         tally_compactor::handler(state, event)

@@ -11,7 +11,9 @@ use tally_realtime::Realtime;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
+/// One thread: an instance handles one invocation at a time, so a second worker only adds cross-thread wake-ups
+/// (docs/benchmarks.md, "One thread per function").
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     tally_aws::config::init_tracing();
     let cache = CacheEnv::from_env().context("while reading the configuration")?;

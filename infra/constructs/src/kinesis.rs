@@ -44,6 +44,9 @@ impl Default for StreamProps {
     }
 }
 
+/// [`Stream::grant_peek`]'s actions.
+const PEEK: [&str; 2] = ["kinesis:GetRecords", "kinesis:GetShardIterator"];
+
 /// A Kinesis data stream.
 #[derive(Debug, Clone)]
 pub struct Stream {
@@ -138,6 +141,20 @@ impl Stream {
             ],
             &[self.arn()],
         );
+    }
+
+    /// What a reader of single records needs, without the event source mapping's shape reads: an iterator and
+    /// records (the compactor looks at the first record after each lane's mark).
+    pub fn grant_peek(&self, grantee: &dyn Grantee) {
+        grant(grantee, &self.node, &PEEK, &[self.arn()]);
+    }
+
+    /// What an interface endpoint's policy lets through for [`Stream::grant_peek`].
+    pub fn endpoint_allow_peek(&self) -> crate::ec2::EndpointAllow {
+        crate::ec2::EndpointAllow {
+            actions: PEEK.to_vec(),
+            resources: vec![self.arn()],
+        }
     }
 
     /// What a shard scaler needs: read the shape, change the shard count, and keep its call history in a tag of

@@ -1,10 +1,12 @@
 //! Compaction: every minute the compactor folds closed minutes of the counter cache into one metrics item per
 //! (campaign, minute); after the cache lost its data, it recomputes them from the archive (read only, its
-//! events only).
+//! events only). It reads the first record of the events stream after each lane's mark to know how far the
+//! lanes have got (`GetShardIterator` and `GetRecords` on that stream only).
 
 use tally_constructs::dynamodb::Table;
 use tally_constructs::dynamodb_items::ItemAction;
 use tally_constructs::events::{ScheduleProps, ScheduleRule};
+use tally_constructs::kinesis::Stream;
 use tally_constructs::lambda::Function;
 use tally_constructs::s3::Bucket;
 use tally_constructs::Expr;
@@ -30,6 +32,8 @@ pub(crate) struct CompactionProps<'a> {
     /// Read under `events/` only, to repair a cache that lost its data.
     pub(crate) archive: &'a Bucket,
     pub(crate) store: &'a CounterStore,
+    /// Read after each lane's mark (the lanes' progress).
+    pub(crate) events: &'a Stream,
 }
 
 /// Adds the compactor (in the VPC), its grants and its one-minute schedule.
@@ -43,6 +47,7 @@ pub(crate) fn compactor(cx: &Context<'_>, props: CompactionProps<'_>) -> Functio
             (env::METRICS_TABLE, props.metrics.name()),
             (env::ARCHIVE_BUCKET, props.archive.name()),
             (env::CAMPAIGN_INDEX_DAYS, Expr::text(days.to_string())),
+            (env::STREAM_NAME, props.events.name()),
         ],
         store: Some(props.store),
     });
@@ -60,6 +65,7 @@ pub(crate) fn compactor(cx: &Context<'_>, props: CompactionProps<'_>) -> Functio
     props
         .archive
         .grant_read_prefix(&function, ARCHIVE_EVENTS_PREFIX);
+    props.events.grant_peek(&function);
     function.node().skip_check("CKV_AWS_116", "invoked by EventBridge, which retries; the next minute's run compacts whatever a failed run left");
     function.node().skip_check("CKV_AWS_115", SHARED_POOL);
     function.node().skip_check("CKV_AWS_173", ENV_PLAIN);
@@ -80,12 +86,13 @@ pub(crate) fn compactor(cx: &Context<'_>, props: CompactionProps<'_>) -> Functio
 mod tests {
     use super::{compactor, CompactionProps};
     use crate::testing::{
-        env_names, find, role_actions, storage_and_store, template_of, violations_of,
+        env_names, events_of, find, role_actions, storage_and_store, template_of, violations_of,
     };
     use crate::{env, PipelineOptions};
 
     fn add(cx: &crate::context::Context<'_>, days: u32) {
-        let (storage, store) = storage_and_store(cx);
+        let events = events_of(cx);
+        let (storage, store) = storage_and_store(cx, &events);
         compactor(
             cx,
             CompactionProps {
@@ -93,6 +100,7 @@ mod tests {
                 metrics: &storage.metrics,
                 archive: &storage.archive,
                 store: &store,
+                events: &events,
             },
         );
     }
@@ -116,15 +124,22 @@ mod tests {
         );
         assert!(actions.contains("s3:GetObject") && actions.contains("s3:ListBucket"));
         assert!(!actions.contains("s3:PutObject"), "{actions:?}");
+        // The lanes' progress: single records of the stream, nothing an event source mapping needs.
+        let stream: Vec<&String> = actions
+            .iter()
+            .filter(|a| a.starts_with("kinesis:"))
+            .collect();
+        assert_eq!(stream, ["kinesis:GetRecords", "kinesis:GetShardIterator"]);
         let rule = find(&t, "AWS::Events::Rule", "CompactorSchedule");
         assert_eq!(rule["Properties"]["ScheduleExpression"], "rate(1 minute)");
         let names = env_names(&t, "Compactor");
         assert_eq!(
-            names[..3],
+            names[..4],
             [
                 env::METRICS_TABLE,
                 env::ARCHIVE_BUCKET,
-                env::CAMPAIGN_INDEX_DAYS
+                env::CAMPAIGN_INDEX_DAYS,
+                env::STREAM_NAME
             ]
         );
     }

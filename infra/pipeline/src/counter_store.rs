@@ -1,7 +1,9 @@
 //! The counter store: a private-only VPC in two zones, the functions' security group, the Valkey cache
-//! reachable only from it, gateway endpoints for the table and the bucket, and an interface endpoint for the
-//! query token's secret (query reads it at cold start; the only AWS API a function in the VPC calls that has
-//! no gateway endpoint). The realtime and deferred lanes, query and the compactor use it.
+//! reachable only from it, gateway endpoints for the table and the bucket, and interface endpoints for the
+//! two AWS APIs a function in the VPC calls that have no gateway endpoint: the query token's secret (query
+//! reads it at cold start) and the events stream (the compactor reads the first record after each lane's
+//! mark, "Lane progress" in docs/counter-store.md). The realtime and deferred lanes, query and the
+//! compactor use it.
 
 use tally_constructs::dynamodb::Table;
 use tally_constructs::dynamodb_items::ItemAction;
@@ -13,6 +15,7 @@ use tally_constructs::ec2::{
 use tally_constructs::elasticache::{
     ServerlessCache, ServerlessCacheProps, User, UserGroup, UserGroupProps, UserProps,
 };
+use tally_constructs::kinesis::Stream;
 use tally_constructs::lambda::Function;
 use tally_constructs::s3::Bucket;
 use tally_constructs::secrets::Secret;
@@ -33,6 +36,8 @@ pub(crate) struct CounterStoreProps<'a> {
     pub(crate) archive: &'a Bucket,
     /// The query token's secret (query reads it through the interface endpoint).
     pub(crate) token: &'a Secret,
+    /// The events stream (the compactor reads single records through the interface endpoint).
+    pub(crate) events: &'a Stream,
 }
 
 /// The network and the cache, as the functions that use the cache see them.
@@ -144,8 +149,18 @@ impl CounterStore {
             &vpc,
             InterfaceEndpointProps {
                 service: "secretsmanager",
-                security_group: endpoint_group,
+                security_group: endpoint_group.clone(),
                 allow: vec![props.token.endpoint_allow()],
+            },
+        );
+        InterfaceEndpoint::new(
+            root,
+            "KinesisEndpoint",
+            &vpc,
+            InterfaceEndpointProps {
+                service: "kinesis-streams",
+                security_group: endpoint_group,
+                allow: vec![props.events.endpoint_allow_peek()],
             },
         );
         let user = User::new(
@@ -232,27 +247,40 @@ fn table_actions(sets: &[&[ItemAction]]) -> Vec<&'static str> {
 
 #[cfg(test)]
 mod tests {
-    use crate::testing::{find, storage_and_store, template_of, types_of, violations_of};
+    use crate::testing::{
+        events_of, find, storage_and_store, template_of, types_of, violations_of,
+    };
     use crate::PipelineOptions;
 
     #[test]
     fn the_cache_is_private_with_iam_users() {
         let t = template_of(&PipelineOptions::default(), |cx| {
-            storage_and_store(cx);
+            storage_and_store(cx, &events_of(cx));
         });
         let cache = find(&t, "AWS::ElastiCache::ServerlessCache", "CounterCache");
         assert_eq!(cache["Properties"]["Engine"], "valkey");
         assert_eq!(
             types_of(
                 &t,
-                &["DynamoDbEndpoint", "S3Endpoint", "SecretsManagerEndpoint"]
+                &[
+                    "DynamoDbEndpoint",
+                    "S3Endpoint",
+                    "SecretsManagerEndpoint",
+                    "KinesisEndpoint"
+                ]
             ),
-            [
-                "AWS::EC2::VPCEndpoint",
-                "AWS::EC2::VPCEndpoint",
-                "AWS::EC2::VPCEndpoint"
-            ]
+            ["AWS::EC2::VPCEndpoint"; 4]
         );
+        // Interface endpoints are billed by the zone-hour: the secret's and the stream's, no other.
+        let interface: Vec<String> = crate::testing::resources(&t)
+            .values()
+            .filter(|r| {
+                r["Type"] == "AWS::EC2::VPCEndpoint"
+                    && r["Properties"]["VpcEndpointType"] == "Interface"
+            })
+            .map(|r| r["Properties"]["ServiceName"].to_string())
+            .collect();
+        assert_eq!(interface.len(), 2, "{interface:?}");
         let user = find(&t, "AWS::ElastiCache::User", "CacheUser");
         assert_eq!(
             user["Properties"]["AccessString"],
@@ -263,7 +291,7 @@ mod tests {
     #[test]
     fn the_table_endpoint_allows_what_query_and_the_compactor_hold() {
         let t = template_of(&PipelineOptions::default(), |cx| {
-            storage_and_store(cx);
+            storage_and_store(cx, &events_of(cx));
         });
         let endpoint = find(&t, "AWS::EC2::VPCEndpoint", "DynamoDbEndpoint");
         let text = endpoint["Properties"]["PolicyDocument"].to_string();
@@ -280,13 +308,39 @@ mod tests {
     }
 
     #[test]
+    fn the_stream_endpoint_lets_single_record_reads_of_the_events_stream_through() {
+        let t = template_of(&PipelineOptions::default(), |cx| {
+            storage_and_store(cx, &events_of(cx));
+        });
+        let endpoint = find(&t, "AWS::EC2::VPCEndpoint", "KinesisEndpoint");
+        assert_eq!(endpoint["Properties"]["VpcEndpointType"], "Interface");
+        assert!(
+            endpoint["Properties"]["ServiceName"]
+                .to_string()
+                .contains("kinesis-streams"),
+            "{endpoint}"
+        );
+        let policy = &endpoint["Properties"]["PolicyDocument"]["Statement"];
+        assert_eq!(
+            policy[0]["Action"],
+            serde_json::json!(["kinesis:GetRecords", "kinesis:GetShardIterator"])
+        );
+        assert_eq!(
+            policy[0]["Resource"],
+            serde_json::json!([{"Fn::GetAtt": ["Events664F68C3", "Arn"]}]),
+            "{policy}"
+        );
+        assert_eq!(policy.as_array().map(Vec::len), Some(1), "{policy}");
+    }
+
+    #[test]
     fn the_dedup_window_is_checked() {
         let o = PipelineOptions {
             dedup_window_secs: 1,
             ..PipelineOptions::default()
         };
         let e = violations_of(&o, |cx| {
-            storage_and_store(cx);
+            storage_and_store(cx, &events_of(cx));
         });
         assert!(
             e.contains("CounterStore") && e.contains("dedup_window_secs"),

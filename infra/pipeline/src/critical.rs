@@ -143,7 +143,7 @@ mod tests {
                 retention_hours: 24,
             },
         );
-        let (_, store) = storage_and_store(cx);
+        let (_, store) = storage_and_store(cx, &events);
         realtime_lane(
             cx,
             CriticalProps {

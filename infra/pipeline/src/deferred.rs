@@ -72,7 +72,7 @@ mod tests {
                 retention_hours: 24,
             },
         );
-        let (storage, store) = storage_and_store(cx);
+        let (storage, store) = storage_and_store(cx, &events);
         deferred_lane(
             cx,
             DeferredProps {

@@ -142,6 +142,7 @@ fn build(cx: &Context<'_>) {
             metrics: &storage.metrics,
             archive: &storage.archive,
             token: &storage.token,
+            events: &events,
         },
     );
     let collect = ingest::collect(
@@ -187,6 +188,7 @@ fn build(cx: &Context<'_>) {
             metrics: &storage.metrics,
             archive: &storage.archive,
             store: &store,
+            events: &events,
         },
     );
 
@@ -311,6 +313,7 @@ mod testing {
     use crate::counter_store::{CounterStore, CounterStoreProps};
     use crate::storage::{Storage, StorageProps};
     use crate::{PipelineOptions, Stack, Stage};
+    use tally_constructs::kinesis::Stream;
 
     /// Runs `add` on a context of a fresh stack of stage `test` with `options`; the template it gives.
     pub(crate) fn template_of(options: &PipelineOptions, add: impl FnOnce(&Context<'_>)) -> Value {
@@ -331,8 +334,20 @@ mod testing {
         stack.synth().expect_err("refused").to_string()
     }
 
-    /// Storage and the counter store, which most modules need.
-    pub(crate) fn storage_and_store(cx: &Context<'_>) -> (Storage, CounterStore) {
+    /// The events stream as `build` makes it from the stage's options (for tests that need one).
+    pub(crate) fn events_of(cx: &Context<'_>) -> Stream {
+        crate::ingest::events_stream(
+            cx,
+            crate::ingest::EventsProps {
+                capacity: cx.options.stream,
+                retention_hours: cx.options.retention_hours,
+            },
+        )
+    }
+
+    /// Storage and the counter store, which most modules need (`events`: the stream whose single records the
+    /// counter store's endpoint lets through).
+    pub(crate) fn storage_and_store(cx: &Context<'_>, events: &Stream) -> (Storage, CounterStore) {
         let storage = Storage::new(
             cx,
             StorageProps {
@@ -347,6 +362,7 @@ mod testing {
                 metrics: &storage.metrics,
                 archive: &storage.archive,
                 token: &storage.token,
+                events,
             },
         );
         (storage, store)

@@ -72,13 +72,15 @@ pub(crate) fn query(cx: &Context<'_>, props: QueryProps<'_>) -> Query {
 #[cfg(test)]
 mod tests {
     use super::{query, QueryProps};
-    use crate::testing::{env_names, role_actions, storage_and_store, template_of, types_of};
+    use crate::testing::{
+        env_names, events_of, role_actions, storage_and_store, template_of, types_of,
+    };
     use crate::{env, PipelineOptions};
 
     #[test]
     fn reads_the_table_and_its_token_only() {
         let t = template_of(&PipelineOptions::default(), |cx| {
-            let (storage, store) = storage_and_store(cx);
+            let (storage, store) = storage_and_store(cx, &events_of(cx));
             query(
                 cx,
                 QueryProps {

@@ -636,8 +636,12 @@ pub struct CompactorMinute {
     /// all-campaigns items (minute, hour, day).
     pub day_row_wru: f64,
     pub all_campaigns_wru: f64,
-    /// ECPU of the reads: SMEMBERS per (lane, shard), HGETALL per (lane, shard, campaign).
+    /// ECPU of the reads: SMEMBERS per (lane, shard), HGETALL per (lane, shard, campaign); the lanes'
+    /// progress (per lane the shard set and each shard's mark).
     pub ecpu: f64,
+    /// Calls to the stream for the lanes' progress (`GetShardIterator` and `GetRecords` per lane and shard),
+    /// through the Kinesis interface endpoint.
+    pub stream_calls: f64,
     /// The function's duration, ms.
     pub duration_ms: f64,
 }
@@ -712,16 +716,23 @@ pub fn compactor_minute(
     // Letting the minute go once settled-final: an `EXPIRE … LT` per index set and per hash it read (simple
     // commands under 1 KB: 1 ECPU each).
     let let_go = shards + hashes_per_lane;
+    // The lanes' progress (`tally_aws::lane_progress`): per lane `SMEMBERS {<lane>}:shards` and a `GET` of each
+    // shard's mark (1 ECPU each), then two calls to the stream per shard.
+    let progress = 1.0 + shards;
     out.ecpu = lanes
         * (shards * request_ecpu(smembers as u64)
             + hashes_per_lane * request_ecpu(hgetall as u64)
-            + let_go);
-    let reads = lanes * (shards + hashes_per_lane);
+            + let_go
+            + progress);
+    out.stream_calls = lanes * shards * 2.0;
+    let reads = lanes * (shards + hashes_per_lane + progress);
     let puts = out.campaigns * 3.0 + 1.0;
+    // The stream calls are made one after the other; each is an AWS API round trip like a DynamoDB call's.
     out.duration_ms = super::lanes::FUNCTION_BASE_MS.0
         + (reads / CLAIMS_IN_FLIGHT).ceil() * CACHE_RTT_MS.0
         + reads * SERVER_MS_PER_COMMAND
-        + (puts / COMPACTOR_PUTS_IN_FLIGHT).ceil() * super::lanes::DYNAMODB_MS.0;
+        + (puts / COMPACTOR_PUTS_IN_FLIGHT).ceil() * super::lanes::DYNAMODB_MS.0
+        + out.stream_calls * super::lanes::DYNAMODB_MS.0;
     out
 }
 
@@ -1155,8 +1166,10 @@ mod tests {
         assert!(c.minute_wru >= 1.0 && c.hour_wru < c.minute_wru, "{c:?}");
         assert!(c.rollup_rru > 1.0 / 60.0, "{c:?}");
         // 2 lanes × (2 SMEMBERS + 2 HGETALL), each under 1 KB, then letting the minute go: per lane an EXPIRE
-        // per set and hash read (2 + 2).
-        assert_eq!(c.ecpu, 8.0 + 2.0 * 4.0);
+        // per set and hash read (2 + 2); the lanes' progress: per lane the shard set and 2 marks.
+        assert_eq!(c.ecpu, 8.0 + 2.0 * 4.0 + 2.0 * 3.0);
+        // GetShardIterator and GetRecords per lane and shard.
+        assert_eq!(c.stream_calls, 8.0);
         assert_eq!(
             compactor_minute(&p, &zipf, 0.0, 2.0, 2.0, 4.0, 2.0, &mut cache),
             CompactorMinute::default()

@@ -43,7 +43,8 @@ pub const NAIVE_MS_PER_WRITE: f64 = 0.5;
 /// the pipeline's default, [`alternative_capacity`]).
 pub const DYNAMODB_SCALE_IN_MINUTES: usize = 15;
 /// Bytes through an interface endpoint per API call made through it (request, response, TLS records).
-/// Assumption; the only interface endpoint tally has carries query's Secrets Manager calls.
+/// Assumption; tally's interface endpoints carry query's Secrets Manager calls and the compactor's reads of
+/// single records of the stream (a record of up to a few KB).
 pub const INTERFACE_ENDPOINT_BYTES_PER_CALL: f64 = 4096.0;
 /// DynamoDB's limit per item (and per partition): 1,000 write units per second.
 pub const DYNAMODB_ITEM_WCU_PER_SEC: f64 = 1000.0;
@@ -305,6 +306,8 @@ struct Usage {
     sqs_requests: f64,
     metrics_requested: f64,
     secret_calls: f64,
+    /// The compactor's calls to the stream (the lanes' progress), through the Kinesis interface endpoint.
+    stream_calls: f64,
     /// Write and read units per second, per minute of the period (auto scaling follows them).
     wcu_per_sec: Vec<f64>,
     rcu_per_sec: Vec<f64>,
@@ -657,6 +660,7 @@ pub fn bill(
             u.rcu_per_sec[minute] += c.rollup_rru / 60.0;
             u.ecpu += c.ecpu;
             u.ecpu_per_sec[minute] += c.ecpu / 60.0;
+            u.stream_calls += f.scheduled_per_minute * c.stream_calls;
         }
         u.sqs_requests += f64::from(stack.sqs_mappings) * SQS_POLLS_PER_MINUTE;
     }
@@ -857,10 +861,10 @@ pub fn bill(
     if tally {
         for ep in &stack.interface_endpoints {
             let az_hours = f64::from(ep.azs) * HOURS_PER_MONTH;
-            let calls = if ep.service == "secretsmanager" {
-                u.secret_calls * month_factor
-            } else {
-                0.0
+            let calls = match ep.service.as_str() {
+                "secretsmanager" => u.secret_calls * month_factor,
+                "kinesis-streams" => u.stream_calls * month_factor,
+                _ => 0.0,
             };
             let gb = calls * INTERFACE_ENDPOINT_BYTES_PER_CALL / GB;
             let [h, d] = interface_endpoints(prices, az_hours, gb);

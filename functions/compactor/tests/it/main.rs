@@ -19,6 +19,7 @@ use tally_domain::store_keys::StoreLane;
 use tally_domain::totals::{ALL_ADS, ALL_CAMPAIGNS};
 use tally_testkit::{LocalAwsEndpoint, Moto, Valkey};
 
+mod progress;
 mod repair;
 
 /// A minute boundary (2026-11-26).

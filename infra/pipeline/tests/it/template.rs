@@ -35,7 +35,7 @@ fn resource_inventory() {
         ("AWS::EC2::Subnet", 2),
         ("AWS::EC2::RouteTable", 2),
         ("AWS::EC2::SecurityGroup", 3),
-        ("AWS::EC2::VPCEndpoint", 3),
+        ("AWS::EC2::VPCEndpoint", 4),
         ("AWS::EC2::InternetGateway", 0),
         ("AWS::EC2::NatGateway", 0),
         ("AWS::ElastiCache::ServerlessCache", 1),
@@ -45,6 +45,20 @@ fn resource_inventory() {
         assert_eq!(count(&t, ty), n, "{ty}");
     }
     assert!(count(&t, "AWS::CloudWatch::Alarm") >= 9);
+}
+
+/// The compactor reads the lanes' progress by arrival in the stream, and counts minutes by collect's receive
+/// time: collect must write a request's records within `RECEIVE_TO_ARRIVAL_MAX_MS` of receiving it (its
+/// function timeout, plus 5 s for the clocks to differ), or a minute could close before a record of it arrives.
+#[test]
+fn collect_writes_within_the_arrival_bound() {
+    let t = template("main");
+    let (_, collect) = find(&t, "AWS::Lambda::Function", "Collect");
+    let timeout_ms = collect["Properties"]["Timeout"].as_i64().expect("Timeout") * 1000;
+    assert!(
+        timeout_ms + 5_000 <= tally_domain::compact::RECEIVE_TO_ARRIVAL_MAX_MS,
+        "collect's timeout {timeout_ms} ms"
+    );
 }
 
 #[test]
@@ -141,6 +155,7 @@ fn environment_follows_the_contract() {
             "TALLY_METRICS_TABLE",
             "TALLY_ARCHIVE_BUCKET",
             "TALLY_CAMPAIGN_INDEX_DAYS",
+            "TALLY_STREAM_NAME",
         ]),
     );
     let (_, compactor) = find(&t, "AWS::Lambda::Function", "Compactor");
@@ -301,12 +316,21 @@ fn endpoints_only_for_what_the_vpc_functions_call() {
                 "com.amazonaws.${AWS::Region}.secretsmanager".to_owned(),
                 &json!("Interface")
             ),
+            (
+                "com.amazonaws.${AWS::Region}.kinesis-streams".to_owned(),
+                &json!("Interface")
+            ),
         ]
     );
     let (metrics, _) = find(&t, "AWS::DynamoDB::Table", "Metrics");
     let (token, _) = find(&t, "AWS::SecretsManager::Secret", "QueryToken");
     let (archive, _) = find(&t, "AWS::S3::Bucket", "Archive");
+    let (stream, _) = find(&t, "AWS::Kinesis::Stream", "Events");
     for (prefix, allowed) in [
+        (
+            "KinesisEndpoint",
+            vec![json!({"Fn::GetAtt": [stream, "Arn"]})],
+        ),
         (
             "DynamoDbEndpoint",
             vec![json!({"Fn::GetAtt": [metrics, "Arn"]})],
@@ -841,9 +865,12 @@ fn roles_have_exactly_the_grants_they_need() {
     deferred.extend(cache);
     check_grants(&t, "Deferred", &deferred);
 
-    // The compactor reads the archive's events (a repair after the cache lost its data), nothing else of it.
+    // The compactor reads the archive's events (a repair after the cache lost its data), nothing else of it,
+    // and single records of the stream (the lanes' progress).
     let mut compactor: Vec<(&str, &str)> = table_rw.iter().map(|a| (*a, "Metrics")).collect();
     compactor.extend([
+        ("kinesis:GetRecords", "Events"),
+        ("kinesis:GetShardIterator", "Events"),
         ("s3:GetObject", "Archive/events/*"),
         ("s3:ListBucket", "Archive"),
     ]);

@@ -1,0 +1,126 @@
+//! How far the lanes have got, read for the compactor (docs/counter-store.md, "Lane progress"): per shard of a
+//! lane, its fence mark in the cache (the last record the lane applied) and the first record of the stream
+//! after it — `GetShardIterator AFTER_SEQUENCE_NUMBER <mark>`, then `GetRecords` with `Limit` 1. The decision
+//! is `tally_domain::compact::lane_progress`; this module only reads.
+//!
+//! A read that fails (the shard is gone from the stream, throttling, a corrupt mark) makes that shard
+//! [`ShardProgress::Unknown`], logged: the grace period alone decides for it, as before the progress was
+//! read, and compaction goes on. The shards are the lane's `{<lane>}:shards` set; a shard the lane never
+//! applied since the cache last lost its data has no mark and is unknown too.
+
+use aws_sdk_kinesis::types::ShardIteratorType;
+use tally_domain::compact::ShardProgress;
+use tally_domain::store_keys::StoreLane;
+
+use crate::store::CounterStore;
+use crate::Error;
+
+/// Empty pages followed before a shard counts as unknown: `GetRecords` may answer an empty page before the tip
+/// (`MillisBehindLatest` > 0) where a shard has a gap.
+const MAX_PAGES: usize = 4;
+
+/// Reads the stream the lanes consume.
+#[derive(Clone, Debug)]
+pub struct ProgressReader {
+    kinesis: aws_sdk_kinesis::Client,
+    stream: String,
+}
+
+impl ProgressReader {
+    pub fn new(kinesis: aws_sdk_kinesis::Client, stream: impl Into<String>) -> ProgressReader {
+        ProgressReader {
+            kinesis,
+            stream: stream.into(),
+        }
+    }
+
+    /// Every shard of `lane` that the cache lists, with what was read of it. `read_ms` is the run's clock,
+    /// taken before any read: a shard caught up is caught up at least as of then. Only the cache failing is
+    /// an error (the run cannot compact without it anyway).
+    pub async fn lane(
+        &self,
+        store: &CounterStore,
+        lane: StoreLane,
+        read_ms: i64,
+    ) -> Result<Vec<(String, ShardProgress)>, Error> {
+        let mut out = Vec::new();
+        for shard in store.shards(lane).await? {
+            let progress = match store.read_mark(lane, &shard).await {
+                Ok(Some(mark)) => match self.after(&shard, mark.sequence(), read_ms).await {
+                    Ok(progress) => progress,
+                    Err(message) => {
+                        tracing::warn!(
+                            message = "could not read the stream after the lane's mark: the grace period alone closes this shard's minutes",
+                            lane = lane.as_str(),
+                            shard,
+                            error = message
+                        );
+                        ShardProgress::Unknown
+                    }
+                },
+                Ok(None) => ShardProgress::Unknown,
+                Err(Error::CorruptStore { key, rule }) => {
+                    tracing::warn!(
+                        message = "corrupt fence mark: the grace period alone closes this shard's minutes",
+                        key,
+                        rule
+                    );
+                    ShardProgress::Unknown
+                }
+                Err(other) => return Err(other),
+            };
+            out.push((shard, progress));
+        }
+        Ok(out)
+    }
+
+    /// The first record of `shard` after `sequence`: its arrival, or caught up.
+    async fn after(
+        &self,
+        shard: &str,
+        sequence: &str,
+        read_ms: i64,
+    ) -> Result<ShardProgress, String> {
+        let iterator = self
+            .kinesis
+            .get_shard_iterator()
+            .stream_name(&self.stream)
+            .shard_id(shard)
+            .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
+            .starting_sequence_number(sequence)
+            .send()
+            .await
+            .map_err(|e| aws_sdk_kinesis::error::DisplayErrorContext(e).to_string())?;
+        let mut next = iterator.shard_iterator().map(str::to_owned);
+        for _ in 0..MAX_PAGES {
+            // No iterator: the shard is closed and the mark is its last record.
+            let Some(it) = next.take() else {
+                return Ok(ShardProgress::CaughtUp { read_ms });
+            };
+            let page = self
+                .kinesis
+                .get_records()
+                .shard_iterator(it)
+                .limit(1)
+                .send()
+                .await
+                .map_err(|e| aws_sdk_kinesis::error::DisplayErrorContext(e).to_string())?;
+            if let Some(record) = page.records().first() {
+                let arrived = record
+                    .approximate_arrival_timestamp()
+                    .and_then(|t| t.to_millis().ok())
+                    .ok_or("a record without an ApproximateArrivalTimestamp")?;
+                return Ok(ShardProgress::Behind {
+                    arrived_ms: arrived,
+                });
+            }
+            if page.millis_behind_latest() == Some(0) {
+                return Ok(ShardProgress::CaughtUp { read_ms });
+            }
+            next = page.next_shard_iterator().map(str::to_owned);
+        }
+        Err(format!(
+            "{MAX_PAGES} empty pages without reaching the tip of the shard"
+        ))
+    }
+}
