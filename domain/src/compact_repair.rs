@@ -284,6 +284,8 @@ pub struct RepairFold {
     minutes: RangeInclusive<i64>,
     /// Per id, the first occurrence so far; its event only when it falls in the repaired minutes.
     first: HashMap<String, (Order, Option<(Event, bool)>)>,
+    /// Per shard, the last record seen in the archive.
+    archived: BTreeMap<String, Position>,
 }
 
 impl RepairFold {
@@ -291,11 +293,28 @@ impl RepairFold {
         RepairFold {
             minutes,
             first: HashMap::new(),
+            archived: BTreeMap::new(),
         }
+    }
+
+    /// Per shard, the last record the lines read hold: how far the deferred lane has archived it (it archives
+    /// a shard's batches in order; what it archived of the read span is everything up to there). The repair
+    /// reads the stream after it to know whether the archive is complete for its minutes
+    /// (docs/counter-store.md, "Lane progress").
+    pub fn archived(&self) -> &BTreeMap<String, Position> {
+        &self.archived
     }
 
     /// One occurrence; `index` is its line's place in its object (lines of a record are in body order).
     pub fn add(&mut self, a: ArchivedEvent, index: usize) {
+        match self.archived.get_mut(a.position.shard()) {
+            Some(last) if *last >= a.position => {}
+            Some(last) => *last = a.position.clone(),
+            None => {
+                self.archived
+                    .insert(a.position.shard().to_owned(), a.position.clone());
+            }
+        }
         let order = (a.event.received_ms, a.position, index);
         let keep = self.minutes.contains(&minute_of(a.event.received_ms));
         match self.first.get_mut(&a.event.id) {
@@ -612,10 +631,22 @@ mod tests {
         let fold = fold_of(&lines, M + 1..=M + 2);
         assert_eq!(counts(&fold), want);
         assert_eq!(fold.ids(), 6);
+        // How far the archive has the shard, whatever the minutes and the order: its last record (sequence
+        // numbers compare as numbers: "97" after "1" and "9").
+        let last = |fold: &RepairFold| {
+            fold.archived()
+                .iter()
+                .map(|(s, p)| (s.clone(), p.sequence().to_owned()))
+                .collect::<Vec<_>>()
+        };
+        let shard = "shardId-000000000000".to_owned();
+        assert_eq!(last(&fold), [(shard.clone(), "97".to_owned())]);
         // Any order of the lines gives the same counts.
         let mut reversed = lines.clone();
         reversed.reverse();
         assert_eq!(counts(&fold_of(&reversed, M + 1..=M + 2)), want);
+        assert_eq!(last(&fold_of(&reversed, M..=M)), [(shard, "97".to_owned())]);
+        assert!(fold_of(&[], M..=M).archived().is_empty());
         // Without the look-back, the resend of "old" would count.
         assert_eq!(
             counts(&fold_of(&lines[1..], M + 1..=M + 2))[0],

@@ -3,13 +3,22 @@
 //! after it — `GetShardIterator AFTER_SEQUENCE_NUMBER <mark>`, then `GetRecords` with `Limit` 1. The decision
 //! is `tally_domain::compact::lane_progress`; this module only reads.
 //!
+//! After the cache lost its data the marks are gone with it; a repair asks instead how far the deferred lane has
+//! *archived* each shard ([`ProgressReader::archive`]): the last archived record of every shard of the stream
+//! (`ListShards`), or, for a shard with none in the read span, the first record since the span began
+//! (`AT_TIMESTAMP`).
+//!
 //! A read that fails (the shard is gone from the stream, throttling, a corrupt mark) makes that shard
 //! [`ShardProgress::Unknown`], logged: the grace period alone decides for it, as before the progress was
 //! read, and compaction goes on. The shards are the lane's `{<lane>}:shards` set; a shard the lane never
 //! applied since the cache last lost its data has no mark and is unknown too.
 
+use std::collections::BTreeMap;
+
+use aws_sdk_kinesis::primitives::DateTime;
 use aws_sdk_kinesis::types::ShardIteratorType;
 use tally_domain::compact::ShardProgress;
+use tally_domain::exactly_once::Position;
 use tally_domain::store_keys::StoreLane;
 
 use crate::store::CounterStore;
@@ -18,6 +27,15 @@ use crate::Error;
 /// Empty pages followed before a shard counts as unknown: `GetRecords` may answer an empty page before the tip
 /// (`MillisBehindLatest` > 0) where a shard has a gap.
 const MAX_PAGES: usize = 4;
+
+/// Where a shard's read starts.
+#[derive(Clone, Copy, Debug)]
+enum Start<'a> {
+    /// After this sequence number (a mark, the last archived record).
+    After(&'a str),
+    /// At this arrival time, ms.
+    At(i64),
+}
 
 /// Reads the stream the lanes consume.
 #[derive(Clone, Debug)]
@@ -46,7 +64,10 @@ impl ProgressReader {
         let mut out = Vec::new();
         for shard in store.shards(lane).await? {
             let progress = match store.read_mark(lane, &shard).await {
-                Ok(Some(mark)) => match self.after(&shard, mark.sequence(), read_ms).await {
+                Ok(Some(mark)) => match self
+                    .first(&shard, Start::After(mark.sequence()), read_ms)
+                    .await
+                {
                     Ok(progress) => progress,
                     Err(message) => {
                         tracing::warn!(
@@ -74,20 +95,100 @@ impl ProgressReader {
         Ok(out)
     }
 
-    /// The first record of `shard` after `sequence`: its arrival, or caught up.
-    async fn after(
+    /// How far the archive has every shard of the stream: after `archived`'s record for the shards it names,
+    /// from `since_ms` (arrival) for the others. `since_ms` should be later than the arrival of any record
+    /// received before the span the archive was read for (the span's start plus
+    /// `tally_domain::compact::RECEIVE_TO_ARRIVAL_MAX_MS`), so a shard's records from before the span do not
+    /// count as unarchived. If the stream's shards cannot be listed, the archived shards alone are read
+    /// (logged).
+    pub async fn archive(
+        &self,
+        archived: &BTreeMap<String, Position>,
+        since_ms: i64,
+        read_ms: i64,
+    ) -> Vec<(String, ShardProgress)> {
+        let shards = match self.shards().await {
+            Ok(shards) => shards,
+            Err(message) => {
+                tracing::warn!(
+                    message = "could not list the stream's shards: only the shards in the archive are read",
+                    error = message
+                );
+                archived.keys().cloned().collect()
+            }
+        };
+        let mut out = Vec::new();
+        for shard in shards {
+            let start = match archived.get(&shard) {
+                Some(position) => Start::After(position.sequence()),
+                None => Start::At(since_ms),
+            };
+            let progress = match self.first(&shard, start, read_ms).await {
+                Ok(progress) => progress,
+                Err(message) => {
+                    tracing::warn!(
+                        message = "could not read the stream after the archive: the grace period alone closes this shard's minutes",
+                        shard,
+                        error = message
+                    );
+                    ShardProgress::Unknown
+                }
+            };
+            out.push((shard, progress));
+        }
+        out
+    }
+
+    /// Every shard of the stream, open or closed (`ListShards`, all pages).
+    async fn shards(&self) -> Result<Vec<String>, String> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            // A page after the first names the token only (`ListShards` refuses both).
+            let stream = token.is_none().then(|| self.stream.clone());
+            let page = self
+                .kinesis
+                .list_shards()
+                .set_stream_name(stream)
+                .set_next_token(token.take())
+                .send()
+                .await
+                .map_err(|e| aws_sdk_kinesis::error::DisplayErrorContext(e).to_string())?;
+            out.extend(page.shards().iter().map(|s| s.shard_id().to_owned()));
+            match page.next_token() {
+                Some(t) => token = Some(t.to_owned()),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    /// The first record of `shard` from `start`: its arrival, or caught up.
+    async fn first(
         &self,
         shard: &str,
-        sequence: &str,
+        start: Start<'_>,
         read_ms: i64,
     ) -> Result<ShardProgress, String> {
+        let (kind, sequence, timestamp) = match start {
+            Start::After(sequence) => (
+                ShardIteratorType::AfterSequenceNumber,
+                Some(sequence.to_owned()),
+                None,
+            ),
+            Start::At(ms) => (
+                ShardIteratorType::AtTimestamp,
+                None,
+                Some(DateTime::from_millis(ms)),
+            ),
+        };
         let iterator = self
             .kinesis
             .get_shard_iterator()
             .stream_name(&self.stream)
             .shard_id(shard)
-            .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
-            .starting_sequence_number(sequence)
+            .shard_iterator_type(kind)
+            .set_starting_sequence_number(sequence)
+            .set_timestamp(timestamp)
             .send()
             .await
             .map_err(|e| aws_sdk_kinesis::error::DisplayErrorContext(e).to_string())?;

@@ -31,10 +31,10 @@ use tally_aws::lane_progress::ProgressReader;
 use tally_aws::metrics_write::MetricsWriter;
 use tally_aws::store::CounterStore;
 use tally_domain::compact::{
-    closing_buckets, lane_progress, plan_run, roll_up, CompactPolicy, LaneProgress, PolicyError,
-    Span, Watermark, FOLDED_TTL_SECS, RECEIVE_TO_ARRIVAL_MAX_MS,
+    closing_buckets, lane_progress, last_closed_minute, plan_run, roll_up, CompactPolicy,
+    LaneProgress, PolicyError, Span, Watermark, FOLDED_TTL_SECS, RECEIVE_TO_ARRIVAL_MAX_MS,
 };
-use tally_domain::compact_repair::{plan_repair, RepairPlan};
+use tally_domain::compact_repair::{archive_span, plan_repair, RepairPlan};
 use tally_domain::store_keys::StoreLane;
 use tally_domain::totals::{aggregate_minutes, day_increments, ALL_CAMPAIGNS};
 
@@ -187,7 +187,7 @@ impl Compactor {
                 checked.state.repair_to,
             )?;
             if let Some(plan) = pending {
-                return self.repair_run(repair, plan, from).await;
+                return self.repair_run(repair, plan, from, now_ms).await;
             }
         }
         let plan = plan_run(now_ms, &self.policy, progress, from)?;
@@ -224,31 +224,66 @@ impl Compactor {
     }
 
     /// A run that recomputes minutes from the archive (or waits for the settled lane to close the next one).
+    ///
+    /// The cache's marks went with its data, so with a [`ProgressReader`] the run asks the stream how far the
+    /// deferred lane has *archived* every shard (after the last archived record the read found, or since the
+    /// read span began for a shard without one) and repairs only the minutes that archive is complete for
+    /// (docs/counter-store.md, "Lane progress"); the others wait for a later run.
     async fn repair_run(
         &self,
         repair: &Repair,
         plan: RepairPlan,
         from: Watermark,
+        now_ms: i64,
     ) -> Result<Outcome, CompactorError> {
-        let Some(minutes) = plan.minutes else {
-            return Ok(Outcome {
-                from,
-                to: from,
-                minutes: 0,
-                settled_final: 0,
-                items: 0,
-                repaired: 0,
-                rollups: 0,
-            });
+        let idle = Outcome {
+            from,
+            to: from,
+            minutes: 0,
+            settled_final: 0,
+            items: 0,
+            repaired: 0,
+            rollups: 0,
         };
-        let items = repair.items(minutes.clone()).await?;
+        let Some(minutes) = plan.minutes else {
+            return Ok(idle);
+        };
+        let (mut items, archived) = repair.items(minutes.clone()).await?;
+        let mut watermark = plan.watermark;
+        let mut last = *minutes.end();
+        if let Some(reader) = &self.progress {
+            let span = archive_span(&minutes, repair.window_secs());
+            let since = span.start().saturating_add(RECEIVE_TO_ARRIVAL_MAX_MS);
+            let shards = reader.archive(&archived, since, now_ms).await;
+            let readings: Vec<_> = shards.iter().map(|(_, p)| *p).collect();
+            let progress = lane_progress(&readings, RECEIVE_TO_ARRIVAL_MAX_MS);
+            let closed = last_closed_minute(now_ms, self.policy.settled_grace_ms, progress);
+            if closed < last {
+                tracing::info!(
+                    message = "the archive is not complete for every repaired minute yet: the later ones wait",
+                    first = minutes.start(),
+                    last,
+                    archived_through = closed,
+                    shards = ?shards
+                );
+            }
+            if closed < *minutes.start() {
+                return Ok(idle);
+            }
+            last = last.min(closed);
+            items.retain(|item| item.minute <= last);
+            watermark = Watermark {
+                realtime: from.realtime.max(Some(last)),
+                settled: Some(last),
+            };
+        }
         self.write(&items).await?;
         self.write_totals(&items, from.realtime).await?;
         let rollups = self
-            .roll_up_closed(from, plan.watermark, Some(*minutes.start()))
+            .roll_up_closed(from, watermark, Some(*minutes.start()))
             .await?;
-        let to = self.writer.advance_watermark(from, plan.watermark).await?;
-        let n = usize::try_from(minutes.end() - minutes.start() + 1).unwrap_or(0);
+        let to = self.writer.advance_watermark(from, watermark).await?;
+        let n = usize::try_from(last - minutes.start() + 1).unwrap_or(0);
         Ok(Outcome {
             from,
             to,

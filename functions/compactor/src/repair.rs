@@ -20,6 +20,7 @@ use tally_domain::compact_repair::{
     after_check, archive_span, check_epoch, check_epoch_value, epoch_value, hours_of,
     parse_archive_line, RepairFold, RepairState, EPOCH_KEY,
 };
+use tally_domain::exactly_once::Position;
 
 use crate::CompactorError;
 
@@ -201,12 +202,18 @@ impl Repair {
         }
     }
 
+    /// The dedup window: how far before the repaired minutes the archive is read.
+    pub fn window_secs(&self) -> u64 {
+        self.window_secs
+    }
+
     /// The items of `minutes` from the archive: every object of the hours from the dedup window before them
-    /// to their end, each line counted once per id as the lanes count it.
+    /// to their end, each line counted once per id as the lanes count it; and per shard the last record read
+    /// (how far the deferred lane has archived it, `RepairFold::archived`).
     pub async fn items(
         &self,
         minutes: RangeInclusive<i64>,
-    ) -> Result<Vec<CompactedItem>, CompactorError> {
+    ) -> Result<(Vec<CompactedItem>, BTreeMap<String, Position>), CompactorError> {
         use futures_util::stream::{self, StreamExt, TryStreamExt};
         let mut fold = RepairFold::new(minutes.clone());
         let mut objects = 0;
@@ -236,7 +243,7 @@ impl Repair {
             ids = fold.ids(),
             items = items.len(),
         );
-        Ok(items)
+        Ok((items, fold.archived().clone()))
     }
 
     /// Every key under `prefix`.

@@ -45,7 +45,11 @@ impl Default for StreamProps {
 }
 
 /// [`Stream::grant_peek`]'s actions.
-const PEEK: [&str; 2] = ["kinesis:GetRecords", "kinesis:GetShardIterator"];
+const PEEK: [&str; 3] = [
+    "kinesis:GetRecords",
+    "kinesis:GetShardIterator",
+    "kinesis:ListShards",
+];
 
 /// A Kinesis data stream.
 #[derive(Debug, Clone)]
@@ -143,8 +147,9 @@ impl Stream {
         );
     }
 
-    /// What a reader of single records needs, without the event source mapping's shape reads: an iterator and
-    /// records (the compactor looks at the first record after each lane's mark).
+    /// What a reader of single records needs: the shards, an iterator and records, without the event source
+    /// mapping's `DescribeStream*` (the compactor looks at the first record after each lane's mark, and after
+    /// the archive's last record of each shard in a repair).
     pub fn grant_peek(&self, grantee: &dyn Grantee) {
         grant(grantee, &self.node, &PEEK, &[self.arn()]);
     }

@@ -1,7 +1,7 @@
 //! Compaction: every minute the compactor folds closed minutes of the counter cache into one metrics item per
 //! (campaign, minute); after the cache lost its data, it recomputes them from the archive (read only, its
 //! events only). It reads the first record of the events stream after each lane's mark to know how far the
-//! lanes have got (`GetShardIterator` and `GetRecords` on that stream only).
+//! lanes have got (`ListShards`, `GetShardIterator` and `GetRecords` on that stream only).
 
 use tally_constructs::dynamodb::Table;
 use tally_constructs::dynamodb_items::ItemAction;
@@ -129,7 +129,14 @@ mod tests {
             .iter()
             .filter(|a| a.starts_with("kinesis:"))
             .collect();
-        assert_eq!(stream, ["kinesis:GetRecords", "kinesis:GetShardIterator"]);
+        assert_eq!(
+            stream,
+            [
+                "kinesis:GetRecords",
+                "kinesis:GetShardIterator",
+                "kinesis:ListShards"
+            ]
+        );
         let rule = find(&t, "AWS::Events::Rule", "CompactorSchedule");
         assert_eq!(rule["Properties"]["ScheduleExpression"], "rate(1 minute)");
         let names = env_names(&t, "Compactor");

@@ -323,7 +323,11 @@ mod tests {
         let policy = &endpoint["Properties"]["PolicyDocument"]["Statement"];
         assert_eq!(
             policy[0]["Action"],
-            serde_json::json!(["kinesis:GetRecords", "kinesis:GetShardIterator"])
+            serde_json::json!([
+                "kinesis:GetRecords",
+                "kinesis:GetShardIterator",
+                "kinesis:ListShards"
+            ])
         );
         assert_eq!(
             policy[0]["Resource"],

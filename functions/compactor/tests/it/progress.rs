@@ -133,3 +133,126 @@ async fn a_lane_behind_past_its_grace_holds_its_minutes_open_until_it_has_applie
         truth(&[&events[0], &events[1]])
     );
 }
+
+/// Writes `records` (position, event) to the archive as the deferred lane does, one batch (one shard's).
+async fn archive(s3: &aws_sdk_s3::Client, records: &[(&Position, &Event)]) {
+    use tally_aws::fence::Fence;
+    let fences: Vec<Fence> = records
+        .iter()
+        .map(|(p, _)| Fence::new(p.shard(), p.sequence()).expect("fence"))
+        .collect();
+    let events: Vec<Event> = records.iter().map(|(_, e)| (*e).clone()).collect();
+    let enriched =
+        tally_domain::enrich::enrich_batch(&events, &tally_domain::enrich::RateLimits::default());
+    let positions: Vec<&Fence> = fences.iter().collect();
+    let (first, last) = (&fences[0], &fences[fences.len() - 1]);
+    for (key, body) in tally_deferred::archive_objects(first, last, &positions, &enriched) {
+        s3.put_object()
+            .bucket("archive")
+            .key(key)
+            .body(body.into())
+            .send()
+            .await
+            .expect("put archive object");
+    }
+}
+
+/// After a loss the marks are gone with the cache's data; the repair asks the stream how far the deferred lane
+/// has *archived* each shard instead, and waits while a record of the repaired minutes is in the stream but not
+/// in the archive (the deferred lane stuck on it). Without the progress the repair runs on the clock and
+/// writes the minute without that record, for good.
+#[tokio::test]
+async fn a_repair_waits_until_the_archive_holds_every_record_of_its_minutes() {
+    let s = setup().await;
+    let config = tally_aws_testing::sdk_config(&s._aws.endpoint()).await;
+    let kinesis = aws_sdk_kinesis::Client::new(&config);
+    kinesis
+        .create_stream()
+        .stream_name("events")
+        .shard_count(2)
+        .send()
+        .await
+        .expect("CreateStream");
+    let s3 = tally_aws::config::s3(&config);
+    s3.create_bucket()
+        .bucket("archive")
+        .send()
+        .await
+        .expect("CreateBucket");
+    let dynamodb = aws_sdk_dynamodb::Client::new(&config);
+    let repair = tally_compactor::Repair::new(dynamodb, "metrics", s3.clone(), "archive", 3_600);
+    let compactor = Compactor::new(
+        source(&s.server).await,
+        s.table.clone(),
+        CompactPolicy::default(),
+    )
+    .expect("policy")
+    .with_repair(repair.clone())
+    .with_progress(ProgressReader::new(
+        tally_aws::config::kinesis(&config),
+        "events",
+    ));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64;
+    let m = minute_of(now);
+    // The first run records the cache's epoch.
+    compactor.process(now).await.expect("run");
+    let events: Vec<Event> = (0..3)
+        .map(|i| Event {
+            received_ms: now,
+            ..event(i)
+        })
+        .collect();
+    let mut positions = Vec::new();
+    for key in ["a", "b", "c"] {
+        positions.push(put(&kinesis, key).await);
+    }
+    // Both lanes count all three; the deferred lane archives the first two, and is stuck on the third.
+    for (position, e) in positions.iter().zip(&events) {
+        for lane in StoreLane::ALL {
+            apply(&s, lane, position, e).await;
+        }
+    }
+    // (A batch is one shard's: one object each.)
+    for i in 0..2 {
+        archive(&s3, &[(&positions[i], &events[i])]).await;
+    }
+    // The cache loses everything; the next run notices.
+    s.server.command(&["FLUSHALL"]).expect("flush");
+    let noticed = (m + 1) * MINUTE_MS + 1;
+    compactor.process(noticed).await.expect("run");
+    let bound = repair.state().await.expect("state").repair_to;
+    assert_eq!(bound, Some(m + 1));
+    // Past the settled grace for the bound the clock would repair every minute up to it; the archive is not
+    // complete for minute m: the minutes before it are repaired, m and the bound wait.
+    let late = (m + 13) * MINUTE_MS;
+    let o = compactor.process(late).await.expect("run");
+    // (m - 2 when the records arrived in the first 15 s of m: `RECEIVE_TO_ARRIVAL_MAX_MS`.)
+    assert!(
+        o.to.settled < Some(m) && o.to.settled >= Some(m - 2) && o.repaired > 0,
+        "{o:?}"
+    );
+    let o = compactor.process(late).await.expect("run");
+    assert_eq!((o.repaired, o.to), (0, o.from), "{o:?}");
+    // The deferred lane gets past the third record and archives it: the repair runs, with all three.
+    archive(&s3, &[(&positions[2], &events[2])]).await;
+    let o = compactor.process(late).await.expect("run");
+    assert!(o.repaired > 0 && o.to.settled == bound, "{o:?}");
+    // Settled: the deferred lane's verdicts, as archived.
+    let verdicts =
+        tally_domain::enrich::enrich_batch(&events, &tally_domain::enrich::RateLimits::default());
+    let mut want = Truth::default();
+    for (e, verdict) in events.iter().zip(&verdicts) {
+        for (l, lane) in StoreLane::ALL.into_iter().enumerate() {
+            if lane == StoreLane::Realtime || verdict.is_valid() {
+                want[l]
+                    .entry((e.campaign_id.clone(), e.ad_id.clone(), m))
+                    .or_default()
+                    .add(e);
+            }
+        }
+    }
+    assert_eq!(series(&s, m - 1, m + 1).await, want);
+}

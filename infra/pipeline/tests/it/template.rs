@@ -871,6 +871,7 @@ fn roles_have_exactly_the_grants_they_need() {
     compactor.extend([
         ("kinesis:GetRecords", "Events"),
         ("kinesis:GetShardIterator", "Events"),
+        ("kinesis:ListShards", "Events"),
         ("s3:GetObject", "Archive/events/*"),
         ("s3:ListBucket", "Archive"),
     ]);
