@@ -8,8 +8,8 @@
 //! (`ListShards`), or, for a shard with none in the read span, the first record since the span began
 //! (`AT_TIMESTAMP`).
 //!
-//! A read that fails (the shard is gone from the stream, throttling, a corrupt mark) makes that shard
-//! [`ShardProgress::Unknown`], logged: the grace period alone decides for it, as before the progress was
+//! A shard gone from the stream (a closed shard past its retention) is caught up: nothing can arrive in it. A
+//! read that fails otherwise (throttling, a corrupt mark) makes that shard [`ShardProgress::Unknown`], logged: the grace period alone decides for it, as before the progress was
 //! read, and compaction goes on. The shards are the lane's `{<lane>}:shards` set; a shard the lane never
 //! applied since the cache last lost its data has no mark and is unknown too.
 
@@ -181,7 +181,7 @@ impl ProgressReader {
                 Some(DateTime::from_millis(ms)),
             ),
         };
-        let iterator = self
+        let iterator = match self
             .kinesis
             .get_shard_iterator()
             .stream_name(&self.stream)
@@ -191,7 +191,22 @@ impl ProgressReader {
             .set_timestamp(timestamp)
             .send()
             .await
-            .map_err(|e| aws_sdk_kinesis::error::DisplayErrorContext(e).to_string())?;
+        {
+            Ok(out) => out,
+            // A closed shard past the stream's retention is gone (the lanes' shard sets keep it): nothing can
+            // arrive in it any more.
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_resource_not_found_exception()) =>
+            {
+                tracing::debug!(
+                    message = "the shard is gone from the stream: caught up",
+                    shard
+                );
+                return Ok(ShardProgress::CaughtUp { read_ms });
+            }
+            Err(e) => return Err(aws_sdk_kinesis::error::DisplayErrorContext(e).to_string()),
+        };
         let mut next = iterator.shard_iterator().map(str::to_owned);
         for _ in 0..MAX_PAGES {
             // No iterator: the shard is closed and the mark is its last record.

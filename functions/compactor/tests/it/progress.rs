@@ -92,6 +92,33 @@ async fn a_lane_behind_past_its_grace_holds_its_minutes_open_until_it_has_applie
             ShardProgress::CaughtUp { read_ms: late }
         )]
     );
+    // A shard the lane's set still lists that the stream no longer has (a closed shard past the retention):
+    // nothing can arrive in it, caught up.
+    let gone = Position::new("shardId-000000000099", "7").expect("position");
+    let shards = tally_domain::store_keys::shards_key(StoreLane::Settled);
+    let mark = tally_domain::store_keys::mark_key(StoreLane::Settled, gone.shard());
+    s.server
+        .command(&["SADD", &shards, gone.shard()])
+        .expect("SADD");
+    s.server
+        .command(&["SET", &mark, &gone.mark()])
+        .expect("SET");
+    assert_eq!(
+        reader
+            .lane(&s.store, StoreLane::Settled, late)
+            .await
+            .expect("progress"),
+        [
+            (
+                first.shard().to_owned(),
+                ShardProgress::CaughtUp { read_ms: late }
+            ),
+            (
+                gone.shard().to_owned(),
+                ShardProgress::CaughtUp { read_ms: late }
+            )
+        ]
+    );
 
     let compactor = Compactor::new(
         source(&s.server).await,
