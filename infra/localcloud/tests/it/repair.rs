@@ -214,10 +214,9 @@ async fn throttling_and_a_cache_that_lost_its_data_end_with_exact_counts_in_both
     }
     send_valid(&collect, &mut serial, 20, &acked).await;
     let before = acked.lock().unwrap().clone();
-    // In both lanes: the deferred lane has then archived it, and the repair (which trusts the settled grace
-    // to know the archive is complete, docs/counter-store.md) has every event before the loss to recompute
-    // from. A busy machine can delay the lane past the test's short grace; waiting here keeps the test about
-    // the repair, not about that race.
+    // In both lanes: the deferred lane has then archived it (the repair waits for the archive to hold every
+    // record of its minutes anyway, read from the stream: docs/counter-store.md "Lane progress"); waiting here
+    // keeps the loss after a body both lanes have counted.
     for lane in ["realtime", "settled"] {
         poll(Duration::from_secs(60), || async {
             counted(&query, lane).await.filter(|got| *got == before)
