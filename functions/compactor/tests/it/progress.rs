@@ -12,7 +12,8 @@ use tally_domain::exactly_once::{Batch, Position};
 use tally_domain::rollup::minute_of;
 use tally_domain::store_keys::StoreLane;
 
-use super::{event, series, setup, source, Truth};
+use super::{event, series, setup, setup_on, source, Aws, Truth};
+use tally_testkit::LocalAwsEndpoint;
 
 /// Puts one record into the stream; its position.
 async fn put(kinesis: &aws_sdk_kinesis::Client, key: &str) -> Position {
@@ -40,7 +41,17 @@ async fn apply(s: &super::Setup, lane: StoreLane, position: &Position, e: &Event
 
 #[tokio::test]
 async fn a_lane_behind_past_its_grace_holds_its_minutes_open_until_it_has_applied_them() {
-    let s = setup().await;
+    lane_behind(setup().await).await;
+}
+
+/// The same against the local cloud's own Kinesis (the stream the compactor reads in `cargo xtask dev` and the
+/// end-to-end tests): the iterators, `MillisBehindLatest` and arrival times the reader relies on.
+#[tokio::test]
+async fn the_local_clouds_stream_answers_the_progress_reads_as_moto_does() {
+    lane_behind(setup_on(Aws::Local(LocalAwsEndpoint::start())).await).await;
+}
+
+async fn lane_behind(s: super::Setup) {
     let config = tally_aws_testing::sdk_config(&s._aws.endpoint()).await;
     let kinesis = aws_sdk_kinesis::Client::new(&config);
     kinesis
@@ -190,7 +201,16 @@ async fn archive(s3: &aws_sdk_s3::Client, records: &[(&Position, &Event)]) {
 /// writes the minute without that record, for good.
 #[tokio::test]
 async fn a_repair_waits_until_the_archive_holds_every_record_of_its_minutes() {
-    let s = setup().await;
+    repair_waits(setup().await).await;
+}
+
+/// The same on the local cloud's own stream, bucket and table (`ListShards`, `AT_TIMESTAMP` included).
+#[tokio::test]
+async fn the_local_clouds_stream_answers_the_repairs_reads_as_moto_does() {
+    repair_waits(setup_on(Aws::Local(LocalAwsEndpoint::start())).await).await;
+}
+
+async fn repair_waits(s: super::Setup) {
     let config = tally_aws_testing::sdk_config(&s._aws.endpoint()).await;
     let kinesis = aws_sdk_kinesis::Client::new(&config);
     kinesis
