@@ -9,8 +9,8 @@
 //! (`AT_TIMESTAMP`).
 //!
 //! A shard gone from the stream (a closed shard past its retention) is caught up: nothing can arrive in it. A
-//! read that fails otherwise (throttling, a corrupt mark) makes that shard [`ShardProgress::Unknown`], logged: the grace period alone decides for it, as before the progress was
-//! read, and compaction goes on. The shards are the lane's `{<lane>}:shards` set; a shard the lane never
+//! read that fails otherwise (throttling, a corrupt mark) makes that shard [`ShardProgress::Unknown`], logged:
+//! the grace period alone decides for it, as before the progress was read, and compaction goes on. The shards are the lane's `{<lane>}:shards` set; a shard the lane never
 //! applied since the cache last lost its data has no mark and is unknown too.
 
 use std::collections::BTreeMap;
@@ -64,21 +64,10 @@ impl ProgressReader {
         let mut out = Vec::new();
         for shard in store.shards(lane).await? {
             let progress = match store.read_mark(lane, &shard).await {
-                Ok(Some(mark)) => match self
-                    .first(&shard, Start::After(mark.sequence()), read_ms)
-                    .await
-                {
-                    Ok(progress) => progress,
-                    Err(message) => {
-                        tracing::warn!(
-                            message = "could not read the stream after the lane's mark: the grace period alone closes this shard's minutes",
-                            lane = lane.as_str(),
-                            shard,
-                            error = message
-                        );
-                        ShardProgress::Unknown
-                    }
-                },
+                Ok(Some(mark)) => {
+                    self.first_or_unknown(&shard, Start::After(mark.sequence()), read_ms)
+                        .await
+                }
                 Ok(None) => ShardProgress::Unknown,
                 Err(Error::CorruptStore { key, rule }) => {
                     tracing::warn!(
@@ -123,17 +112,7 @@ impl ProgressReader {
                 Some(position) => Start::After(position.sequence()),
                 None => Start::At(since_ms),
             };
-            let progress = match self.first(&shard, start, read_ms).await {
-                Ok(progress) => progress,
-                Err(message) => {
-                    tracing::warn!(
-                        message = "could not read the stream after the archive: the grace period alone closes this shard's minutes",
-                        shard,
-                        error = message
-                    );
-                    ShardProgress::Unknown
-                }
-            };
+            let progress = self.first_or_unknown(&shard, start, read_ms).await;
             out.push((shard, progress));
         }
         out
@@ -160,6 +139,21 @@ impl ProgressReader {
                 None => return Ok(out),
             }
         }
+    }
+
+    /// [`ProgressReader::first`], a failed read logged and unknown.
+    async fn first_or_unknown(&self, shard: &str, start: Start<'_>, read_ms: i64) -> ShardProgress {
+        self.first(shard, start, read_ms)
+            .await
+            .unwrap_or_else(|message| {
+                tracing::warn!(
+                    message = "could not read the stream: the grace period alone closes this shard's minutes",
+                    shard,
+                    from = ?start,
+                    error = message
+                );
+                ShardProgress::Unknown
+            })
     }
 
     /// The first record of `shard` from `start`: its arrival, or caught up.

@@ -31,8 +31,8 @@ use tally_aws::lane_progress::ProgressReader;
 use tally_aws::metrics_write::MetricsWriter;
 use tally_aws::store::CounterStore;
 use tally_domain::compact::{
-    closing_buckets, lane_progress, last_closed_minute, plan_run, roll_up, CompactPolicy,
-    LaneProgress, PolicyError, Span, Watermark, FOLDED_TTL_SECS, RECEIVE_TO_ARRIVAL_MAX_MS,
+    closing_buckets, lane_progress, plan_run, roll_up, CompactPolicy, LaneProgress, PolicyError,
+    ShardProgress, Span, Watermark, FOLDED_TTL_SECS, RECEIVE_TO_ARRIVAL_MAX_MS,
 };
 use tally_domain::compact_repair::{archive_span, plan_repair, RepairPlan};
 use tally_domain::store_keys::StoreLane;
@@ -43,6 +43,12 @@ pub use repair::Repair;
 
 /// Items written at once.
 const PUTS_IN_FLIGHT: usize = 16;
+
+/// A lane's progress from what [`ProgressReader`] read of its shards.
+fn progress_of(shards: &[(String, ShardProgress)]) -> Option<i64> {
+    let readings: Vec<ShardProgress> = shards.iter().map(|(_, p)| *p).collect();
+    lane_progress(&readings, RECEIVE_TO_ARRIVAL_MAX_MS)
+}
 
 /// What can fail in the compactor.
 #[derive(Debug, thiserror::Error)]
@@ -154,8 +160,7 @@ impl Compactor {
         let mut lanes = [None, None];
         for (i, lane) in StoreLane::ALL.into_iter().enumerate() {
             let shards = reader.lane(store, lane, now_ms).await?;
-            let readings: Vec<_> = shards.iter().map(|(_, p)| *p).collect();
-            lanes[i] = lane_progress(&readings, RECEIVE_TO_ARRIVAL_MAX_MS);
+            lanes[i] = progress_of(&shards);
             tracing::debug!(
                 message = "lane progress",
                 lane = lane.as_str(),
@@ -187,7 +192,22 @@ impl Compactor {
                 checked.state.repair_to,
             )?;
             if let Some(plan) = pending {
-                return self.repair_run(repair, plan, from, now_ms).await;
+                let replan = |settled_ms| {
+                    let progress = LaneProgress {
+                        settled_ms,
+                        ..progress
+                    };
+                    plan_repair(
+                        now_ms,
+                        &self.policy,
+                        progress,
+                        from,
+                        checked.state.repair_to,
+                    )
+                };
+                return self
+                    .repair_run(repair, plan, from, now_ms, progress.settled_ms, replan)
+                    .await;
             }
         }
         let plan = plan_run(now_ms, &self.policy, progress, from)?;
@@ -227,14 +247,18 @@ impl Compactor {
     ///
     /// The cache's marks went with its data, so with a [`ProgressReader`] the run asks the stream how far the
     /// deferred lane has *archived* every shard (after the last archived record the read found, or since the
-    /// read span began for a shard without one) and repairs only the minutes that archive is complete for
-    /// (docs/counter-store.md, "Lane progress"); the others wait for a later run.
+    /// read span began for a shard without one) and plans again with that as the settled lane's progress
+    /// (`replan`, `plan_repair` given it; `settled_ms` is the progress the plan had): only the minutes that
+    /// archive is complete for are repaired (docs/counter-store.md, "Lane progress"), the others wait for a
+    /// later run.
     async fn repair_run(
         &self,
         repair: &Repair,
         plan: RepairPlan,
         from: Watermark,
         now_ms: i64,
+        settled_ms: Option<i64>,
+        replan: impl Fn(Option<i64>) -> Result<Option<RepairPlan>, PolicyError>,
     ) -> Result<Outcome, CompactorError> {
         let idle = Outcome {
             from,
@@ -249,33 +273,39 @@ impl Compactor {
             return Ok(idle);
         };
         let (mut items, archived) = repair.items(minutes.clone()).await?;
-        let mut watermark = plan.watermark;
-        let mut last = *minutes.end();
+        let (mut watermark, mut last) = (plan.watermark, *minutes.end());
         if let Some(reader) = &self.progress {
             let span = archive_span(&minutes, repair.window_secs());
             let since = span.start().saturating_add(RECEIVE_TO_ARRIVAL_MAX_MS);
             let shards = reader.archive(&archived, since, now_ms).await;
-            let readings: Vec<_> = shards.iter().map(|(_, p)| *p).collect();
-            let progress = lane_progress(&readings, RECEIVE_TO_ARRIVAL_MAX_MS);
-            let closed = last_closed_minute(now_ms, self.policy.settled_grace_ms, progress);
-            if closed < last {
+            // The earlier of the lane's progress and the archive's (either may be unknown).
+            let archived_ms = [settled_ms, progress_of(&shards)]
+                .into_iter()
+                .flatten()
+                .min();
+            // More progress known can only end the plan earlier: its minutes are a prefix of these.
+            let Some(plan) = replan(archived_ms)? else {
+                return Ok(idle);
+            };
+            let Some(complete) = plan.minutes else {
+                tracing::info!(
+                    message = "the archive is not complete for the first repaired minute yet: the repair waits",
+                    first = minutes.start(),
+                    shards = ?shards
+                );
+                return Ok(idle);
+            };
+            if complete.end() < minutes.end() {
                 tracing::info!(
                     message = "the archive is not complete for every repaired minute yet: the later ones wait",
                     first = minutes.start(),
-                    last,
-                    archived_through = closed,
+                    last = minutes.end(),
+                    archived_through = complete.end(),
                     shards = ?shards
                 );
             }
-            if closed < *minutes.start() {
-                return Ok(idle);
-            }
-            last = last.min(closed);
-            items.retain(|item| item.minute <= last);
-            watermark = Watermark {
-                realtime: from.realtime.max(Some(last)),
-                settled: Some(last),
-            };
+            (watermark, last) = (plan.watermark, *complete.end());
+            items.retain(|item| complete.contains(&item.minute));
         }
         self.write(&items).await?;
         self.write_totals(&items, from.realtime).await?;

@@ -51,13 +51,21 @@ async fn the_local_clouds_stream_answers_the_progress_reads_as_moto_does() {
     lane_behind(setup_on(Aws::Local(LocalAwsEndpoint::start())).await).await;
 }
 
-async fn lane_behind(s: super::Setup) {
+/// What both scenarios start from: a Kinesis client of `s`'s endpoint, the stream `events` with `shards`
+/// shards, the wall clock now and `n` events received now.
+struct Stream {
+    kinesis: aws_sdk_kinesis::Client,
+    now: i64,
+    events: Vec<Event>,
+}
+
+async fn stream(s: &super::Setup, shards: i32, n: usize) -> Stream {
     let config = tally_aws_testing::sdk_config(&s._aws.endpoint()).await;
     let kinesis = aws_sdk_kinesis::Client::new(&config);
     kinesis
         .create_stream()
         .stream_name("events")
-        .shard_count(1)
+        .shard_count(shards)
         .send()
         .await
         .expect("CreateStream");
@@ -65,14 +73,28 @@ async fn lane_behind(s: super::Setup) {
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
         .as_millis() as i64;
-    let m = minute_of(now);
-    // Two requests received now, one record each on the one shard.
-    let events: Vec<Event> = (0..2)
+    let events = (0..n)
         .map(|i| Event {
             received_ms: now,
             ..event(i)
         })
         .collect();
+    Stream {
+        kinesis,
+        now,
+        events,
+    }
+}
+
+async fn lane_behind(s: super::Setup) {
+    // Two requests received now, one record each on the one shard.
+    let Stream {
+        kinesis,
+        now,
+        events,
+    } = stream(&s, 1, 2).await;
+    let config = tally_aws_testing::sdk_config(&s._aws.endpoint()).await;
+    let m = minute_of(now);
     let first = put(&kinesis, "a").await;
     let second = put(&kinesis, "b").await;
     assert_eq!(first.shard(), second.shard());
@@ -211,15 +233,12 @@ async fn the_local_clouds_stream_answers_the_repairs_reads_as_moto_does() {
 }
 
 async fn repair_waits(s: super::Setup) {
+    let Stream {
+        kinesis,
+        now,
+        events,
+    } = stream(&s, 2, 3).await;
     let config = tally_aws_testing::sdk_config(&s._aws.endpoint()).await;
-    let kinesis = aws_sdk_kinesis::Client::new(&config);
-    kinesis
-        .create_stream()
-        .stream_name("events")
-        .shard_count(2)
-        .send()
-        .await
-        .expect("CreateStream");
     let s3 = tally_aws::config::s3(&config);
     s3.create_bucket()
         .bucket("archive")
@@ -239,19 +258,9 @@ async fn repair_waits(s: super::Setup) {
         tally_aws::config::kinesis(&config),
         "events",
     ));
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_millis() as i64;
     let m = minute_of(now);
     // The first run records the cache's epoch.
     compactor.process(now).await.expect("run");
-    let events: Vec<Event> = (0..3)
-        .map(|i| Event {
-            received_ms: now,
-            ..event(i)
-        })
-        .collect();
     let mut positions = Vec::new();
     for key in ["a", "b", "c"] {
         positions.push(put(&kinesis, key).await);
