@@ -33,6 +33,7 @@ use std::ops::RangeInclusive;
 
 use crate::compact::{
     last_closed_minute, CompactPolicy, CompactedItem, LaneProgress, PolicyError, Watermark,
+    RECEIVE_TO_ARRIVAL_MAX_MS,
 };
 use crate::event::{check_id, Event, EventKind, MAX_COST_MICROS, MAX_VALUE_MICROS};
 use crate::exactly_once::{preview, Position, Tally};
@@ -178,6 +179,17 @@ pub fn archive_span(minutes: &RangeInclusive<i64>, window_secs: u64) -> RangeInc
         .saturating_sub(window_ms);
     let to = minutes.end().saturating_add(1).saturating_mul(60_000) - 1;
     from..=to
+}
+
+/// The archive's hour partitions (their starts, unix ms) a repair of `minutes` reads: every hour of its span
+/// ([`archive_span`]) and of the [`RECEIVE_TO_ARRIVAL_MAX_MS`] after it. The last archived record of a shard
+/// the read finds is where the repair asks the stream how far the archive is complete (docs/counter-store.md,
+/// "Lane progress"); a record received in those 15 s can arrive before any record of the next minute, and if
+/// the read missed it, archived in the next hour's partition, the stream would answer with it, too early for
+/// the span's last minute, at every run: a repair ending on an hour's last minute would wait for good.
+pub fn archive_hours(minutes: &RangeInclusive<i64>, window_secs: u64) -> Vec<i64> {
+    let span = archive_span(minutes, window_secs);
+    hours_of(&(*span.start()..=span.end().saturating_add(RECEIVE_TO_ARRIVAL_MAX_MS)))
 }
 
 /// The start (unix ms) of every UTC hour that overlaps `span`, in order: the archive's partitions to read.
@@ -534,6 +546,15 @@ mod tests {
         assert_eq!(hours, vec![(M - 60) * MINUTE_MS, M * MINUTE_MS]);
         assert_eq!(hours_of(&(0..=0)), vec![0]);
         assert_eq!(hours_of(&(-1..=0)), vec![-3_600_000, 0]);
+        // The read's partitions: the span's, and the next hour's when the span ends on an hour's last minute
+        // (a record received in its first 15 s may be the one after the last the read finds).
+        assert_eq!(archive_hours(&minutes, 3_600), hours);
+        let last = M + 59..=M + 59;
+        assert_eq!(
+            archive_hours(&last, 0),
+            vec![M * MINUTE_MS, (M + 60) * MINUTE_MS]
+        );
+        assert_eq!(archive_hours(&(M + 58..=M + 58), 0), vec![M * MINUTE_MS]);
     }
 
     fn line(id: &str, kind: &str, campaign: &str, received: i64, valid: bool, seq: &str) -> String {

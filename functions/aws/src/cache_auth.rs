@@ -87,8 +87,10 @@ pub fn iam_token(
         .to_owned())
 }
 
-/// A counter store connection that keeps its IAM token fresh: [`StoreSource::get`] reconnects with a new token
-/// once the current connection's token is [`TOKEN_REFRESH`] old (never for `TALLY_CACHE_AUTH=none`).
+/// A counter store connection that keeps its IAM token fresh and is replaced when it broke:
+/// [`StoreSource::get`] reconnects (with a new token) once the current connection's token is [`TOKEN_REFRESH`]
+/// old (never for `TALLY_CACHE_AUTH=none`), and whenever a command failed on the connection itself
+/// ([`CounterStore::is_broken`]: the cache restarted, failed over or did not answer in time).
 pub struct StoreSource {
     cache: CacheEnv,
     counter_ttl_secs: u64,
@@ -124,11 +126,20 @@ impl StoreSource {
         })
     }
 
-    /// The store to use for the next batch.
+    /// The store to use for the next batch: a new connection when the current one broke or its token is
+    /// old. A failed reconnect is the batch's error; the next `get` tries again.
     pub async fn get(&self) -> Result<CounterStore, Error> {
         let mut current = self.current.lock().await;
-        if matches!(self.cache.auth, CacheAuth::Iam { .. }) && current.1.elapsed() >= TOKEN_REFRESH
-        {
+        let broken = current.0.is_broken();
+        let stale = matches!(self.cache.auth, CacheAuth::Iam { .. })
+            && current.1.elapsed() >= TOKEN_REFRESH;
+        if broken || stale {
+            if broken {
+                tracing::warn!(
+                    message = "a command failed on the cache connection: connecting anew",
+                    endpoint = self.cache.node_url()
+                );
+            }
             let store = connect(
                 &self.cache,
                 self.counter_ttl_secs,

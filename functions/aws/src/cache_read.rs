@@ -16,7 +16,7 @@ use tally_domain::exactly_once::{check_shard_id, Tally};
 use tally_domain::hll::Hll;
 use tally_domain::store_keys::{counter_key, index_key, mark_key, shards_key, StoreLane};
 
-use crate::store::{store_error, CounterStore};
+use crate::store::CounterStore;
 use crate::Error;
 
 /// Per campaign, per ad: one lane's counts of one minute, summed over shards.
@@ -100,7 +100,7 @@ impl CounterStore {
             .arg(&key)
             .query_async(&mut self.connection())
             .await
-            .map_err(|e| store_error("read shards", e))?;
+            .map_err(|e| self.failed("read shards", e))?;
         for m in &members {
             check_shard_id(m).map_err(|e| Error::CorruptStore {
                 key: key.clone(),
@@ -125,7 +125,7 @@ impl CounterStore {
                 .arg(&key)
                 .query_async(&mut self.connection())
                 .await
-                .map_err(|e| store_error("read the settled lane's version", e))?;
+                .map_err(|e| self.failed("read the settled lane's version", e))?;
             Ok::<_, Error>((name, value.into_iter().next().flatten()))
         });
         futures_util::future::try_join_all(reads).await
@@ -167,7 +167,7 @@ impl CounterStore {
                     .arg(&key)
                     .query_async(&mut conn)
                     .await
-                    .map_err(|e| store_error("read counters", e))?;
+                    .map_err(|e| self.failed("read counters", e))?;
                 Ok::<_, Error>((campaign, key, fields))
             }
         }))
@@ -209,7 +209,7 @@ impl CounterStore {
                     .arg("LT")
                     .query_async(&mut conn)
                     .await
-                    .map_err(|e| store_error("let a compacted minute go", e))?;
+                    .map_err(|e| self.failed("let a compacted minute go", e))?;
                 Ok::<_, Error>(())
             }
         }))
@@ -239,7 +239,7 @@ impl CounterStore {
                     .arg(&key)
                     .query_async(&mut conn)
                     .await
-                    .map_err(|e| store_error("read index", e))?;
+                    .map_err(|e| self.failed("read index", e))?;
                 for c in &campaigns {
                     check_id("campaign_id", c).map_err(|e| Error::CorruptStore {
                         key: key.clone(),
@@ -306,7 +306,7 @@ impl CounterStore {
                         .arg(&key)
                         .query_async(&mut conn)
                         .await
-                        .map_err(|e| store_error("read counters", e))?;
+                        .map_err(|e| self.failed("read counters", e))?;
                     Ok::<_, Error>((campaign, minute, key, fields))
                 }
             })
@@ -393,7 +393,7 @@ impl CounterStore {
                         .arg(&key)
                         .query_async(&mut conn)
                         .await
-                        .map_err(|e| store_error("read counters", e))?;
+                        .map_err(|e| self.failed("read counters", e))?;
                     Ok::<_, Error>((key, fields))
                 }
             })

@@ -20,6 +20,7 @@
 //! one script holding the node for most of a second, and every realtime batch waited behind it).
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -213,6 +214,9 @@ impl CacheEnv {
 #[derive(Clone)]
 pub struct CounterStore {
     conn: ClusterConnection,
+    /// Set when a command failed on the connection itself (I/O, a timeout, a dropped or refused connection):
+    /// [`crate::cache_auth::StoreSource`] then connects anew for the next batch (see [`CounterStore::is_broken`]).
+    broken: Arc<AtomicBool>,
     script: Arc<redis::Script>,
     window: DedupWindow,
     counter_ttl_secs: u64,
@@ -240,11 +244,8 @@ pub struct Processed {
     pub script_calls: u32,
 }
 
-pub(crate) fn store_error(op: &'static str, e: RedisError) -> Error {
-    let retryable = e.is_io_error()
-        || e.is_timeout()
-        || e.is_connection_dropped()
-        || e.is_connection_refusal()
+fn store_error(op: &'static str, e: RedisError) -> Error {
+    let retryable = is_connection_failure(&e)
         || e.is_cluster_error()
         || matches!(
             e.code(),
@@ -260,6 +261,11 @@ pub(crate) fn store_error(op: &'static str, e: RedisError) -> Error {
         message,
         retryable,
     }
+}
+
+/// A failure of the connection, not of the command: the server gone, unreachable or not answering in time.
+fn is_connection_failure(e: &RedisError) -> bool {
+    e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal()
 }
 
 pub(crate) fn reply_error(op: &'static str, what: String) -> Error {
@@ -299,6 +305,7 @@ impl CounterStore {
             .map_err(|e| store_error("connect", e))?;
         Ok(CounterStore {
             conn,
+            broken: Arc::default(),
             script: Arc::new(redis::Script::new(APPLY_SCRIPT)),
             window: config.window,
             counter_ttl_secs: config.counter_ttl_secs,
@@ -322,7 +329,7 @@ impl CounterStore {
                 let v: Value = cmd
                     .query_async(&mut conn)
                     .await
-                    .map_err(|e| store_error("claim", e))?;
+                    .map_err(|e| self.failed("claim", e))?;
                 opt_string("claim", v)
             }
         }))
@@ -334,6 +341,23 @@ impl CounterStore {
     /// The TTL of counter and index keys, seconds (0: none).
     pub(crate) fn counter_ttl_secs(&self) -> u64 {
         self.counter_ttl_secs
+    }
+
+    /// The error of a failed command `op`; one that failed on the connection itself marks this store (and its
+    /// clones) broken.
+    pub(crate) fn failed(&self, op: &'static str, e: RedisError) -> Error {
+        if is_connection_failure(&e) {
+            self.broken.store(true, Ordering::Relaxed);
+        }
+        store_error(op, e)
+    }
+
+    /// Whether a command of this store (or a clone) failed on the connection itself since it connected. The
+    /// cluster client does not always recover from that: after a node restarted while commands were in flight,
+    /// every later command of the same connection timed out (`cargo test -p tally-aws --test it
+    /// store_reconnects`), so the next batch must not reuse it.
+    pub fn is_broken(&self) -> bool {
+        self.broken.load(Ordering::Relaxed)
     }
 
     /// The connection, for the readers in [`crate::cache_read`].
@@ -349,7 +373,7 @@ impl CounterStore {
             .arg(shard)
             .query_async::<Value>(&mut self.conn.clone())
             .await
-            .map_err(|e| store_error("register shard", e))?;
+            .map_err(|e| self.failed("register shard", e))?;
         Ok(())
     }
 
@@ -363,7 +387,7 @@ impl CounterStore {
             .arg("GET")
             .query_async(&mut self.conn.clone())
             .await
-            .map_err(|e| store_error("set if missing", e))?;
+            .map_err(|e| self.failed("set if missing", e))?;
         opt_string("set if missing", v)
     }
 
@@ -373,7 +397,7 @@ impl CounterStore {
             .arg(key)
             .query_async(&mut self.conn.clone())
             .await
-            .map_err(|e| store_error("get", e))?;
+            .map_err(|e| self.failed("get", e))?;
         opt_string("get", v)
     }
 
@@ -407,9 +431,9 @@ impl CounterStore {
                 eval.arg(APPLY_SCRIPT).arg(keys.len()).arg(keys).arg(args);
                 eval.query_async(&mut conn)
                     .await
-                    .map_err(|e| store_error("apply", e))?
+                    .map_err(|e| self.failed("apply", e))?
             }
-            Err(e) => return Err(store_error("apply", e)),
+            Err(e) => return Err(self.failed("apply", e)),
         };
         let items = match v {
             Value::Array(items) => items,

@@ -17,8 +17,8 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use tally_aws::store::CounterStore;
 use tally_domain::compact::CompactedItem;
 use tally_domain::compact_repair::{
-    after_check, archive_span, check_epoch, check_epoch_value, epoch_value, hours_of,
-    parse_archive_line, RepairFold, RepairState, EPOCH_KEY,
+    after_check, archive_hours, check_epoch, check_epoch_value, epoch_value, parse_archive_line,
+    RepairFold, RepairState, EPOCH_KEY,
 };
 use tally_domain::exactly_once::Position;
 
@@ -208,8 +208,8 @@ impl Repair {
     }
 
     /// The items of `minutes` from the archive: every object of the hours from the dedup window before them
-    /// to their end, each line counted once per id as the lanes count it; and per shard the last record read
-    /// (how far the deferred lane has archived it, `RepairFold::archived`).
+    /// to 15 s after their end (`archive_hours`), each line counted once per id as the lanes count it; and per
+    /// shard the last record read (how far the deferred lane has archived it, `RepairFold::archived`).
     pub async fn items(
         &self,
         minutes: RangeInclusive<i64>,
@@ -217,7 +217,7 @@ impl Repair {
         use futures_util::stream::{self, StreamExt, TryStreamExt};
         let mut fold = RepairFold::new(minutes.clone());
         let mut objects = 0;
-        for hour in hours_of(&archive_span(&minutes, self.window_secs)) {
+        for hour in archive_hours(&minutes, self.window_secs) {
             let keys = self.list(&tally_domain::archive::hour_prefix(hour)).await?;
             objects += keys.len();
             let mut bodies = stream::iter(keys.into_iter().map(|key| self.get(key)))

@@ -138,6 +138,24 @@ impl Valkey {
         Valkey { server, dir }
     }
 
+    /// Stops the server and starts a fresh one, empty, on the same port (as a cache that lost its data looks to
+    /// its clients: their connections closed, then a node with nothing in it); waits for `cluster_state:ok`.
+    pub fn restart_empty(&mut self) {
+        self.server.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+        let launch = Launch {
+            binary: self.server.binary().to_owned(),
+            dir: self.dir.clone(),
+            port: self.addr().port(),
+            persistence: None,
+            allocator: self.server.allocator().map(Path::to_owned),
+        };
+        self.server = Server::spawn(&launch).unwrap_or_else(|e| panic!("{e}"));
+        self.server
+            .wait_cluster_ok(Duration::from_secs(20))
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
     /// `127.0.0.1:PORT`.
     pub fn addr(&self) -> SocketAddr {
         self.server.addr()

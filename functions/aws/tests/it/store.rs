@@ -1,19 +1,22 @@
 //! Conformance of the counter store's I/O against a real `valkey-server` run as a one-node cluster
 //! (`tally_testkit::Valkey`): the apply script against its reference `MemoryStore::apply_atomic`, the claim
 //! command against `MemoryStore::set_nx_get`, cross-slot refusal, and random deliveries (duplicate ids,
-//! retries, crashes between claim and apply, concurrent duplicate invocations) ending with exact counts.
+//! retries, crashes between claim and apply, concurrent duplicate invocations) ending with exact counts; and a
+//! connection that broke when the server restarted, replaced.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use proptest::prelude::*;
-use tally_aws::store::{CounterStore, StoreConfig};
+use tally_aws::cache_auth::StoreSource;
+use tally_aws::store::{CacheAuth, CacheEnv, CounterStore, StoreConfig};
 use tally_domain::event::{DeviceClass, Event, EventKind};
 use tally_domain::exactly_once::{
     plan_apply, ApplyPlan, Batch, DedupWindow, Position, Tally, MAX_REQUEST_ARGS,
 };
 use tally_domain::rollup::minute_of;
-use tally_domain::store_keys::{claim_key, counter_key, mark_key, StoreLane};
+use tally_domain::store_keys::{claim_key, counter_key, mark_key, shards_key, StoreLane};
 use tally_domain::store_model::{MemoryStore, ScriptReply, StoreError};
 use tally_testkit::{Reply, Valkey};
 
@@ -886,5 +889,79 @@ fn store_a_batch_too_large_for_one_request_is_applied_in_runs() {
         tally_aws_testing::valkey_users(&server, lane),
         model.users(lane),
         "the same registers as the model's whole batch"
+    );
+}
+
+/// A cache that restarts (a failover, a node replaced) while commands are in flight: the cluster client's
+/// connection then times out every later command for good (measured: 15 tries over 7 s, none answered), so
+/// the store marks itself broken and `StoreSource::get` connects anew for the next batch. Fails without the
+/// reconnect: the source would hand out the dead connection forever.
+#[test]
+fn store_reconnects_after_the_cache_restarts_under_load() {
+    let mut server = Valkey::start();
+    let rt = runtime();
+    let cache = CacheEnv {
+        host: server.addr().ip().to_string(),
+        port: server.addr().port(),
+        tls: false,
+        auth: CacheAuth::None,
+        window: DedupWindow::default(),
+    };
+    let source = Arc::new(
+        rt.block_on(StoreSource::connect(cache, 0, Duration::from_secs(1), None))
+            .expect("connect"),
+    );
+    let first = rt.block_on(source.get()).expect("store");
+    rt.block_on(first.register_shard(StoreLane::Realtime, "s1"))
+        .expect("a command before the restart");
+    assert!(!first.is_broken());
+    server = rt.block_on(async {
+        // Batches keep fifty commands in flight while the server stops and comes back empty.
+        let load = {
+            let source = source.clone();
+            tokio::spawn(async move {
+                let until = std::time::Instant::now() + Duration::from_secs(3);
+                while std::time::Instant::now() < until {
+                    if let Ok(store) = source.get().await {
+                        let _ = futures_util::future::join_all(
+                            (0..50).map(|_| store.register_shard(StoreLane::Realtime, "s2")),
+                        )
+                        .await;
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            })
+        };
+        let server = tokio::task::spawn_blocking(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            server.restart_empty();
+            server
+        })
+        .await
+        .expect("restart");
+        load.await.expect("load");
+        server
+    });
+    assert!(
+        first.is_broken(),
+        "commands that timed out while the server was down did not mark the connection broken"
+    );
+    // Every batch after the restart gets a store that answers.
+    rt.block_on(async {
+        for attempt in 0..3 {
+            let store = source.get().await.expect("reconnect");
+            match store.register_shard(StoreLane::Realtime, "s1").await {
+                Ok(()) => return,
+                Err(e) => eprintln!("batch {attempt} after the restart: {e}"),
+            }
+        }
+        panic!("three batches after the cache restarted, none could use the store");
+    });
+    assert_eq!(
+        cmd(
+            &server,
+            &["SISMEMBER", &shards_key(StoreLane::Realtime), "s1"]
+        ),
+        Reply::Integer(1)
     );
 }

@@ -232,12 +232,15 @@ async fn the_local_clouds_stream_answers_the_repairs_reads_as_moto_does() {
     repair_waits(setup_on(Aws::Local(LocalAwsEndpoint::start())).await).await;
 }
 
-async fn repair_waits(s: super::Setup) {
-    let Stream {
-        kinesis,
-        now,
-        events,
-    } = stream(&s, 2, 3).await;
+/// The archive bucket (`archive`), a repair reading it with a dedup window of `window_secs`, and a compactor
+/// with `policy` that repairs with it and reads the stream `events`.
+struct Repairing {
+    s3: aws_sdk_s3::Client,
+    repair: tally_compactor::Repair,
+    compactor: Compactor,
+}
+
+async fn repairing(s: &super::Setup, policy: CompactPolicy, window_secs: u64) -> Repairing {
     let config = tally_aws_testing::sdk_config(&s._aws.endpoint()).await;
     let s3 = tally_aws::config::s3(&config);
     s3.create_bucket()
@@ -246,18 +249,33 @@ async fn repair_waits(s: super::Setup) {
         .await
         .expect("CreateBucket");
     let dynamodb = aws_sdk_dynamodb::Client::new(&config);
-    let repair = tally_compactor::Repair::new(dynamodb, "metrics", s3.clone(), "archive", 3_600);
-    let compactor = Compactor::new(
-        source(&s.server).await,
-        s.table.clone(),
-        CompactPolicy::default(),
-    )
-    .expect("policy")
-    .with_repair(repair.clone())
-    .with_progress(ProgressReader::new(
-        tally_aws::config::kinesis(&config),
-        "events",
-    ));
+    let repair =
+        tally_compactor::Repair::new(dynamodb, "metrics", s3.clone(), "archive", window_secs);
+    let compactor = Compactor::new(source(&s.server).await, s.table.clone(), policy)
+        .expect("policy")
+        .with_repair(repair.clone())
+        .with_progress(ProgressReader::new(
+            tally_aws::config::kinesis(&config),
+            "events",
+        ));
+    Repairing {
+        s3,
+        repair,
+        compactor,
+    }
+}
+
+async fn repair_waits(s: super::Setup) {
+    let Stream {
+        kinesis,
+        now,
+        events,
+    } = stream(&s, 2, 3).await;
+    let Repairing {
+        s3,
+        repair,
+        compactor,
+    } = repairing(&s, CompactPolicy::default(), 3_600).await;
     let m = minute_of(now);
     // The first run records the cache's epoch.
     compactor.process(now).await.expect("run");
@@ -311,4 +329,65 @@ async fn repair_waits(s: super::Setup) {
         }
     }
     assert_eq!(series(&s, m - 1, m + 1).await, want);
+}
+
+/// A repair whose last minute is an hour's last reads the next hour's archive partition too: a record received
+/// in the next hour's first 15 s may be the one after the last the read finds. Without it the stream answers
+/// with that record (archived, in the partition the read skipped) at every run, its arrival too early for the
+/// minute: the repair waits for good. The minute is in the future here, so that the records' arrival (now)
+/// is before its end, as it is when a repair runs at an hour's end.
+#[tokio::test]
+async fn a_repair_ending_on_an_hours_last_minute_reads_the_next_hours_archive() {
+    let s = setup().await;
+    let Stream {
+        kinesis,
+        now,
+        events,
+    } = stream(&s, 1, 2).await;
+    // One run repairs everything from the first watermark to the bound, up to two hours.
+    let policy = CompactPolicy {
+        max_minutes_per_run: 180,
+        ..CompactPolicy::default()
+    };
+    let Repairing {
+        s3,
+        repair,
+        compactor,
+    } = repairing(&s, policy, 60).await;
+    compactor.process(now).await.expect("run");
+    // The next hour's last minute, after this one.
+    let last = minute_of(now) + 1;
+    let last = last + (59 - last.rem_euclid(60));
+    s.server.command(&["FLUSHALL"]).expect("flush");
+    compactor.process(last * MINUTE_MS + 1).await.expect("run");
+    assert_eq!(repair.state().await.expect("state").repair_to, Some(last));
+    // Two requests, 15 s apart across the hour's end, a record each, both archived (one batch each).
+    let at = [last * MINUTE_MS + 50_000, (last + 1) * MINUTE_MS + 5_000];
+    let events: Vec<Event> = events
+        .into_iter()
+        .zip(at)
+        .map(|(e, received_ms)| Event { received_ms, ..e })
+        .collect();
+    for (key, e) in ["a", "b"].into_iter().zip(&events) {
+        let position = put(&kinesis, key).await;
+        archive(&s3, &[(&position, e)]).await;
+    }
+    let late = (last + 13) * MINUTE_MS;
+    let o = compactor.process(late).await.expect("run");
+    assert_eq!(o.to.settled, Some(last), "the repair waits: {o:?}");
+    // The minute holds the first request, in both lanes as the deferred lane judged it.
+    let verdict = tally_domain::enrich::enrich_batch(
+        &events[..1],
+        &tally_domain::enrich::RateLimits::default(),
+    );
+    let mut want = Truth::default();
+    for (l, lane) in StoreLane::ALL.into_iter().enumerate() {
+        if lane == StoreLane::Realtime || verdict[0].is_valid() {
+            want[l]
+                .entry((events[0].campaign_id.clone(), events[0].ad_id.clone(), last))
+                .or_default()
+                .add(&events[0]);
+        }
+    }
+    assert_eq!(series(&s, last - 1, last).await, want);
 }

@@ -100,6 +100,31 @@ async fn send_until_written(
     panic!("{} events still unwritten after 30 rounds", events.len());
 }
 
+/// The last `n` lines of the log of the function whose name ends in `-<function>` (the local cloud writes
+/// every function's log to `<state>/logs/<name>.log`), with their run's messages: what a failure shows of why.
+fn log_tail(state: &std::path::Path, function: &str, n: usize) -> String {
+    let suffix = format!("-{function}.log");
+    let Some(path) = std::fs::read_dir(state.join("logs"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| entry.path())
+        .find(|p| {
+            p.file_name()
+                .and_then(|f| f.to_str())
+                .is_some_and(|f| f.to_ascii_lowercase().ends_with(&suffix))
+        })
+    else {
+        return format!(
+            "(no log of {function} under {})",
+            state.join("logs").display()
+        );
+    };
+    let text = std::fs::read_to_string(&path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
 /// The metrics table's row `pk = compactor, sk = <sk>`.
 async fn compactor_row(
     dynamodb: &aws_sdk_dynamodb::Client,
@@ -259,10 +284,21 @@ async fn throttling_and_a_cache_that_lost_its_data_end_with_exact_counts_in_both
         let st = number(&row, "st")?;
         (st >= bound.max(last_minute)).then_some((number(&row, "rt")?, st))
     })
-    .await
-    .unwrap_or_else(|| {
-        panic!("the settled watermark never passed the repair bound {bound} and the traffic")
-    });
+    .await;
+    let Some(watermark) = watermark else {
+        let rows = (
+            compactor_row(&dynamodb, &table, "watermark").await,
+            compactor_row(&dynamodb, &table, "epoch").await,
+        );
+        panic!(
+            "the settled watermark never passed the repair bound {bound} and the traffic (last minute \
+             {last_minute}, loss at minute {loss_minute}, {:.0} s in); compactor rows {rows:?}; the compactor's \
+             last log lines:\n{}\nthe deferred lane's:\n{}",
+            started.elapsed().as_secs_f64(),
+            log_tail(&state, "compactor", 12),
+            log_tail(&state, "deferred", 6)
+        )
+    };
 
     // Both lanes exact: every acknowledged event once (all are valid, so settled = realtime).
     let want = acked.lock().unwrap().clone();
