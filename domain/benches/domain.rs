@@ -288,10 +288,53 @@ fn sketches<M: Measurement>(c: &mut Criterion<M>) {
     g.finish();
 }
 
+/// The compactor's repair after a cache loss, per archived event: one archive object of a batch (gzip'd
+/// ndjson, as the deferred lane writes it) decoded, each line parsed and folded (`RepairFold`, per id the
+/// occurrence the lanes count). A repair run does this for every event of the dedup window (an hour by default)
+/// and the repaired minutes: docs/counter-store.md, "What a repair can read".
+fn repair<M: Measurement>(c: &mut Criterion<M>) {
+    use tally_domain::archive::{decode_text, encode_object, ArchiveLine};
+    use tally_domain::compact_repair::{parse_archive_line, RepairFold};
+    use tally_domain::enrich::{enrich_batch, RateLimits};
+
+    let events = events(BATCH);
+    let enriched = enrich_batch(&events, &RateLimits::default());
+    let lines: Vec<ArchiveLine> = enriched
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            ArchiveLine::new(
+                e,
+                "shardId-000000000001",
+                &format!("4959033827149025660855969253836157109592157598913658{i:04}"),
+            )
+        })
+        .collect();
+    let object = encode_object(&lines);
+    let minute = tally_domain::rollup::minute_of(NOW);
+    let mut g = c.benchmark_group("repair");
+    g.throughput(Throughput::Elements(BATCH as u64));
+    g.bench_function("decode_parse_fold", |b| {
+        b.iter_batched(
+            || RepairFold::new(minute..=minute + 1),
+            |mut fold| {
+                let text = decode_text(black_box(&object)).expect("decodes");
+                for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.is_empty()) {
+                    fold.add(parse_archive_line(line, i + 1).expect("parses"), i);
+                }
+                fold
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+}
+
 fn run<M: Measurement>(mut c: Criterion<M>) {
     decode_validate_aggregate(&mut c);
     wire(&mut c);
     sketches(&mut c);
+    repair(&mut c);
 }
 
 fn benches() {

@@ -288,6 +288,10 @@ pub fn parse_archive_line(text: &str, line: usize) -> Result<ArchivedEvent, Repa
 /// Which occurrence of an id comes first: receive time, then record, then place in its object.
 type Order = (i64, Position, usize);
 
+/// An occurrence's event and verdict, kept only for ids in the repaired minutes (boxed: most ids are the
+/// look-back's, and an `Event` inline would make every entry ~300 bytes larger).
+type Kept = Option<Box<(Event, bool)>>;
+
 /// The counting of a repair: feed it every archived occurrence of the span ([`RepairFold::add`], any order,
 /// duplicates of whole objects included), then take the items of the repaired minutes
 /// ([`RepairFold::items`]).
@@ -295,7 +299,7 @@ type Order = (i64, Position, usize);
 pub struct RepairFold {
     minutes: RangeInclusive<i64>,
     /// Per id, the first occurrence so far; its event only when it falls in the repaired minutes.
-    first: HashMap<String, (Order, Option<(Event, bool)>)>,
+    first: HashMap<String, (Order, Kept)>,
     /// Per shard, the last record seen in the archive.
     archived: BTreeMap<String, Position>,
 }
@@ -331,11 +335,11 @@ impl RepairFold {
         let keep = self.minutes.contains(&minute_of(a.event.received_ms));
         match self.first.get_mut(&a.event.id) {
             Some((o, _)) if *o <= order => {}
-            Some(slot) => *slot = (order, keep.then_some((a.event, a.valid))),
+            Some(slot) => *slot = (order, keep.then(|| Box::new((a.event, a.valid)))),
             None => {
                 let id = a.event.id.clone();
                 self.first
-                    .insert(id, (order, keep.then_some((a.event, a.valid))));
+                    .insert(id, (order, keep.then(|| Box::new((a.event, a.valid)))));
             }
         }
     }
@@ -350,7 +354,7 @@ impl RepairFold {
     pub fn items(&self) -> Vec<CompactedItem> {
         type Lanes = (BTreeMap<String, Tally>, BTreeMap<String, Tally>);
         let mut cells: BTreeMap<(&str, i64), Lanes> = BTreeMap::new();
-        for (e, valid) in self.first.values().filter_map(|(_, e)| e.as_ref()) {
+        for (e, valid) in self.first.values().filter_map(|(_, e)| e.as_deref()) {
             let (rt, st) = cells
                 .entry((e.campaign_id.as_str(), minute_of(e.received_ms)))
                 .or_default();
