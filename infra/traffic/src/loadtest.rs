@@ -387,7 +387,8 @@ pub async fn run(options: LoadOptions) -> Result<Value, String> {
         }
         Err(error) => json!({"error": error}),
     };
-    let mut freshness = freshness_ms(&lock(&tally.probe_acks), &lock(&visible));
+    let samples = freshness_ms(&lock(&tally.probe_acks), &lock(&visible));
+    let mut freshness: Vec<f64> = samples.iter().map(|(_, ms)| *ms).collect();
     freshness.sort_by(f64::total_cmp);
     let pick = |q: f64| quantile(&freshness, q);
     let p = &options.profile;
@@ -403,7 +404,8 @@ pub async fn run(options: LoadOptions) -> Result<Value, String> {
         "freshness_ms": {"p50": round1(pick(0.5)), "p90": round1(pick(0.9)), "p99": round1(pick(0.99)), "max": round1(pick(1.0)),
                          "samples": freshness.len(), "probes": probes,
                          "probe_query_ms": {"p50": round1(quantile(&probe_query_ms, 0.5)), "p99": round1(quantile(&probe_query_ms, 0.99))},
-                         "probe_period_ms": PROBE_PERIOD.as_millis() as u64},
+                         "probe_period_ms": PROBE_PERIOD.as_millis() as u64,
+                         "by_second": freshness_by_second(&samples, started)},
         "duration_s": round1(elapsed.as_secs_f64()),
         "per_ad": per_ad_report,
         "lanes_checked": {
@@ -1356,7 +1358,7 @@ fn now_ms() -> i64 {
 /// For each acknowledgement of probe events, the time until the probes' realtime total first reached the total
 /// acknowledged by then (a send acknowledged out of order is measured against the running total, a close
 /// upper bound).
-fn freshness_ms(acks: &[Ack], visible: &[(Instant, u64)]) -> Vec<f64> {
+fn freshness_ms(acks: &[Ack], visible: &[(Instant, u64)]) -> Vec<(Instant, f64)> {
     let mut acks = acks.to_vec();
     acks.sort_by_key(|a| a.at);
     acks.iter()
@@ -1364,7 +1366,24 @@ fn freshness_ms(acks: &[Ack], visible: &[(Instant, u64)]) -> Vec<f64> {
             visible
                 .iter()
                 .find(|(at, n)| *at >= ack.at && *n >= ack.cumulative)
-                .map(|(at, _)| at.duration_since(ack.at).as_secs_f64() * 1000.0)
+                .map(|(at, _)| (ack.at, at.duration_since(ack.at).as_secs_f64() * 1000.0))
+        })
+        .collect()
+}
+
+/// The freshness samples per second of the run (by the acknowledgement's time since `started`): the samples,
+/// their median and their maximum. Where in the run the tail is — a burst that repeats shows as a period.
+fn freshness_by_second(samples: &[(Instant, f64)], started: Instant) -> Vec<Value> {
+    let mut seconds: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
+    for (at, ms) in samples {
+        let second = at.saturating_duration_since(started).as_secs();
+        seconds.entry(second).or_default().push(*ms);
+    }
+    seconds
+        .into_iter()
+        .map(|(second, mut ms)| {
+            ms.sort_by(f64::total_cmp);
+            json!({"s": second, "n": ms.len(), "p50": round1(quantile(&ms, 0.5)), "max": round1(quantile(&ms, 1.0))})
         })
         .collect()
 }
@@ -1373,6 +1392,44 @@ fn freshness_ms(acks: &[Ack], visible: &[(Instant, u64)]) -> Vec<f64> {
 mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[test]
+    fn freshness_is_paired_with_the_first_answer_that_counts_the_event_and_grouped_by_second() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let acks = [
+            Ack {
+                at: at(1_500),
+                cumulative: 2,
+            },
+            Ack {
+                at: at(100),
+                cumulative: 1,
+            },
+            Ack {
+                at: at(1_900),
+                cumulative: 3,
+            },
+            // Never seen: no sample.
+            Ack {
+                at: at(2_500),
+                cumulative: 9,
+            },
+        ];
+        // An answer before an acknowledgement never counts for it, even with the count reached.
+        let visible = [(at(50), 5), (at(120), 1), (at(1_600), 2), (at(2_400), 3)];
+        let samples = freshness_ms(&acks, &visible);
+        let ms: Vec<f64> = samples.iter().map(|(_, ms)| ms.round()).collect();
+        assert_eq!(ms, [20.0, 100.0, 500.0]);
+        let by = freshness_by_second(&samples, t0);
+        assert_eq!(
+            by,
+            [
+                json!({"s": 0, "n": 1, "p50": 20.0, "max": 20.0}),
+                json!({"s": 1, "n": 2, "p50": 500.0, "max": 500.0}),
+            ]
+        );
+    }
 
     #[test]
     fn every_command_the_apply_script_runs_is_a_lane_command() {
