@@ -92,6 +92,16 @@ async fn a_short_load_is_counted_exactly_in_both_lanes_and_metered() {
         report["freshness_ms"]["p50"].as_f64().unwrap() > 0.0,
         "{text}"
     );
+    // Per second of the sending, every sample once.
+    let by_second = report["freshness_ms"]["by_second"].as_array().unwrap();
+    assert_eq!(
+        by_second
+            .iter()
+            .map(|s| s["n"].as_u64().unwrap())
+            .sum::<u64>(),
+        report["freshness_ms"]["samples"].as_u64().unwrap(),
+        "{text}"
+    );
     let metered = &report["metered"];
     assert!(metered["events"].as_u64().unwrap() >= 1400, "{text}");
     assert!(metered["window_s"].as_f64().unwrap() >= 5.0, "{text}");
