@@ -30,10 +30,7 @@ impl Valkey {
     /// that need it cannot run without it.
     pub fn start() -> Valkey {
         let mut valkey = Valkey::spawn();
-        valkey
-            .server
-            .wait_cluster_ok(Duration::from_secs(20))
-            .unwrap_or_else(|e| panic!("{e}"));
+        valkey.wait_ok();
         valkey
     }
 
@@ -119,41 +116,42 @@ impl Valkey {
     }
 
     fn spawn() -> Valkey {
-        let binary = find_valkey_server().unwrap_or_else(|e| panic!("{e}"));
         let dir = std::env::temp_dir().join(format!(
             "tally-valkey-{}-{}",
             std::process::id(),
             STARTED.fetch_add(1, Ordering::Relaxed)
         ));
-        let _ = std::fs::remove_dir_all(&dir);
+        let server = Valkey::spawn_in(&dir, free_loopback_addr().port());
+        Valkey { server, dir }
+    }
+
+    /// A server on `port` with `dir` (emptied first) as its directory, not waited for.
+    fn spawn_in(dir: &Path, port: u16) -> Server {
+        let _ = std::fs::remove_dir_all(dir);
         let launch = Launch {
-            binary,
-            dir: dir.clone(),
-            port: free_loopback_addr().port(),
+            binary: find_valkey_server().unwrap_or_else(|e| panic!("{e}")),
+            dir: dir.to_owned(),
+            port,
             persistence: None,
             allocator: tally_localcloud_aws::cache::valkey::find_allocator()
                 .unwrap_or_else(|e| panic!("{e}")),
         };
-        let server = Server::spawn(&launch).unwrap_or_else(|e| panic!("{e}"));
-        Valkey { server, dir }
+        Server::spawn(&launch).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Waits (at most 20 s) for `cluster_state:ok`.
+    fn wait_ok(&mut self) {
+        self.server
+            .wait_cluster_ok(Duration::from_secs(20))
+            .unwrap_or_else(|e| panic!("{e}"));
     }
 
     /// Stops the server and starts a fresh one, empty, on the same port (as a cache that lost its data looks to
     /// its clients: their connections closed, then a node with nothing in it); waits for `cluster_state:ok`.
     pub fn restart_empty(&mut self) {
         self.server.stop();
-        let _ = std::fs::remove_dir_all(&self.dir);
-        let launch = Launch {
-            binary: self.server.binary().to_owned(),
-            dir: self.dir.clone(),
-            port: self.addr().port(),
-            persistence: None,
-            allocator: self.server.allocator().map(Path::to_owned),
-        };
-        self.server = Server::spawn(&launch).unwrap_or_else(|e| panic!("{e}"));
-        self.server
-            .wait_cluster_ok(Duration::from_secs(20))
-            .unwrap_or_else(|e| panic!("{e}"));
+        self.server = Valkey::spawn_in(&self.dir, self.addr().port());
+        self.wait_ok();
     }
 
     /// `127.0.0.1:PORT`.
